@@ -1,0 +1,36 @@
+# shareprefill — see README.md.
+GO ?= go
+BIN := bin/shareprefill
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build run test test-short lint deps vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/shareprefill
+
+# Runs the default prompt on the embedded stories260K model.
+run: deps build
+	./$(BIN) run
+
+# The test suite runs real Vulkan dispatches (lavapipe without a GPU).
+test: deps
+	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 25m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# deps installs a Vulkan loader and driver when none is found (as root), or
+# says what to run.
+deps:
+	@scripts/deps.sh install
+
+deps-check:
+	@scripts/deps.sh check
+
+clean:
+	rm -rf bin
+
+include mk/shaders.mk

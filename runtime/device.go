@@ -1,0 +1,522 @@
+package runtime
+
+// #include <stdlib.h>
+// #include "shim.h"
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	vk "github.com/vulkan-go/vulkan"
+)
+
+// Options configures Open. Every field has an environment override, listed
+// with the field; an explicit option wins over the environment.
+type Options struct {
+	// Device is an index or a name substring (SHAREPREFILL_DEVICE). Empty
+	// means discrete > integrated > virtual > CPU.
+	Device string
+	// Validation enables VK_LAYER_KHRONOS_validation (SHAREPREFILL_VK_VALIDATION=1).
+	Validation bool
+	// DisableF16 turns off fp16 arithmetic variants (SHAREPREFILL_VK_DISABLE_F16=1).
+	DisableF16 bool
+	// DisableCoopMat turns off KHR cooperative-matrix variants (SHAREPREFILL_VK_DISABLE_COOPMAT=1).
+	DisableCoopMat bool
+	// DisableCoopMat2 turns off NV cooperative-matrix-2 variants (SHAREPREFILL_VK_DISABLE_COOPMAT2=1).
+	DisableCoopMat2 bool
+	// DisableSubgroupSizeControl (SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL=1).
+	DisableSubgroupSizeControl bool
+	// SubmitTimeout bounds every wait for the GPU (SHAREPREFILL_VK_TIMEOUT, in
+	// seconds). Default 300 s.
+	SubmitTimeout time.Duration
+	// BlockSize is the size of the device-memory blocks tensors are carved
+	// from (SHAREPREFILL_VK_ARENA_SIZE, bytes). Default 256 MiB, capped by the
+	// device's allocation limit.
+	BlockSize uint64
+	// MaxAlloc overrides the device's maxMemoryAllocationSize
+	// (SHAREPREFILL_VK_MAX_ALLOC, bytes).
+	MaxAlloc uint64
+	// Serialize waits for the GPU after every submission (SHAREPREFILL_VK_SERIALIZE=1).
+	Serialize bool
+	// Logf, if set, receives one-line notes (device chosen, switches active).
+	Logf func(format string, args ...any)
+}
+
+func envBool(name string) bool {
+	v := os.Getenv(name)
+	return v == "1" || strings.EqualFold(v, "true")
+}
+
+func envUint(name string) (uint64, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: not a byte count", name, v)
+	}
+	return n, nil
+}
+
+func (o *Options) fromEnv() error {
+	if o.Device == "" {
+		o.Device = os.Getenv("SHAREPREFILL_DEVICE")
+	}
+	o.Validation = o.Validation || envBool("SHAREPREFILL_VK_VALIDATION")
+	o.DisableF16 = o.DisableF16 || envBool("SHAREPREFILL_VK_DISABLE_F16")
+	o.DisableCoopMat = o.DisableCoopMat || envBool("SHAREPREFILL_VK_DISABLE_COOPMAT")
+	o.DisableCoopMat2 = o.DisableCoopMat2 || envBool("SHAREPREFILL_VK_DISABLE_COOPMAT2")
+	o.DisableSubgroupSizeControl = o.DisableSubgroupSizeControl || envBool("SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL")
+	o.Serialize = o.Serialize || envBool("SHAREPREFILL_VK_SERIALIZE")
+	if o.SubmitTimeout == 0 {
+		if v := os.Getenv("SHAREPREFILL_VK_TIMEOUT"); v != "" {
+			s, err := strconv.ParseFloat(v, 64)
+			if err != nil || s <= 0 {
+				return fmt.Errorf("SHAREPREFILL_VK_TIMEOUT=%q: not a positive number of seconds", v)
+			}
+			o.SubmitTimeout = time.Duration(s * float64(time.Second))
+		} else {
+			o.SubmitTimeout = 300 * time.Second
+		}
+	}
+	var err error
+	if o.BlockSize == 0 {
+		if o.BlockSize, err = envUint("SHAREPREFILL_VK_ARENA_SIZE"); err != nil {
+			return err
+		}
+	}
+	if o.MaxAlloc == 0 {
+		if o.MaxAlloc, err = envUint("SHAREPREFILL_VK_MAX_ALLOC"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Caps are the capabilities enabled on an open device, after the Disable*
+// switches; kernels choose their variants from them.
+type Caps struct {
+	Float16             bool // shaderFloat16 arithmetic + 16-bit storage
+	Storage16Bit        bool
+	Int8                bool
+	CoopMat             bool // KHR cooperative matrix with f16 16x16x16 -> f32
+	CoopMat2            bool
+	SubgroupSizeControl bool
+	SubgroupSize        uint32
+	SubgroupArithmetic  bool
+	MaxSharedMemory     uint32
+}
+
+// Device is an open logical device with one compute queue.
+type Device struct {
+	inst     *Instance
+	ownInst  bool
+	info     DeviceInfo
+	caps     Caps
+	opts     Options
+	dev      vk.Device
+	queue    vk.Queue
+	qfi      uint32
+	memProps vk.PhysicalDeviceMemoryProperties
+	maxAlloc uint64
+
+	mu     sync.Mutex // guards alloc, closed, the staging path and queue submission
+	closed bool
+	lost   bool
+	alloc  allocator
+
+	cmdPool  vk.CommandPool
+	xferCmd  vk.CommandBuffer
+	xferFnc  vk.Fence
+	stageBuf vk.Buffer
+	stageMem vk.DeviceMemory
+	stagePtr unsafe.Pointer
+	stageSz  uint64
+
+	pipes pipelineCache
+}
+
+// Open creates an instance and opens the chosen device.
+func Open(opts Options) (*Device, error) {
+	if err := opts.fromEnv(); err != nil {
+		return nil, err
+	}
+	inst, err := NewInstance(InstanceOptions{Validation: opts.Validation})
+	if err != nil {
+		return nil, err
+	}
+	d, err := inst.open(opts)
+	if err != nil {
+		inst.Close()
+		return nil, err
+	}
+	d.ownInst = true
+	return d, nil
+}
+
+// Open opens a device of this instance; see the package-level Open.
+func (in *Instance) Open(opts Options) (*Device, error) {
+	if err := opts.fromEnv(); err != nil {
+		return nil, err
+	}
+	return in.open(opts)
+}
+
+func (in *Instance) open(opts Options) (*Device, error) {
+	idx, err := ChooseDevice(in.devices, opts.Device)
+	if err != nil {
+		return nil, err
+	}
+	info := in.devices[idx]
+	if !info.Storage16Bit {
+		return nil, fmt.Errorf("device %q: %w: storageBuffer16BitAccess (16-bit storage buffers) is required for f16 tensors", info.Name, ErrMissingFeature)
+	}
+	d := &Device{inst: in, info: info, opts: opts, qfi: uint32(info.ComputeQueueFamily)}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+
+	// What to enable.
+	en := info.caps
+	exts := info.extFlags
+	var extNames []string
+	api12 := info.apiVersionRaw >= vk.MakeVersion(1, 2, 0)
+	api13 := info.apiVersionRaw >= vk.MakeVersion(1, 3, 0)
+	addExt := func(name string) {
+		if info.Extensions[name] {
+			extNames = append(extNames, name)
+		}
+	}
+	if !api12 {
+		addExt(ext16BitStorage)
+		addExt(extStorageBufferClass)
+		addExt(extFloat16Int8)
+		addExt(ext8BitStorage)
+		addExt(extMemoryModel)
+	}
+	if info.hasSubgroupSizeControlEx && !api13 {
+		addExt(extSubgroupSizeControl)
+	}
+	if opts.DisableF16 {
+		en.shader_float16 = 0
+		logf("SHAREPREFILL_VK_DISABLE_F16: fp16 arithmetic variants off")
+	}
+	if opts.DisableSubgroupSizeControl {
+		en.subgroup_size_control = 0
+		en.compute_full_subgroups = 0
+		logf("SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL: subgroup size control off")
+	}
+	useCM := info.CoopMat && info.HasCoopMatF16() && !opts.DisableCoopMat
+	if opts.DisableCoopMat && info.CoopMat {
+		logf("SHAREPREFILL_VK_DISABLE_COOPMAT: cooperative-matrix variants off")
+	}
+	if useCM {
+		addExt(extCoopMat)
+	} else {
+		en.coopmat = 0
+		exts &^= C.SP_EXT_COOPMAT_KHR
+	}
+	useCM2 := info.CoopMat2 && !opts.DisableCoopMat2
+	if opts.DisableCoopMat2 && info.CoopMat2 {
+		logf("SHAREPREFILL_VK_DISABLE_COOPMAT2: cooperative-matrix-2 variants off")
+	}
+	if useCM2 {
+		addExt(extCoopMat2)
+	} else {
+		exts &^= C.SP_EXT_COOPMAT2_NV
+	}
+
+	cnames := make([]*C.char, len(extNames)+1)
+	for i, n := range extNames {
+		cnames[i] = C.CString(n)
+	}
+	cArr := (**C.char)(C.malloc(C.size_t(len(cnames)) * C.size_t(unsafe.Sizeof(uintptr(0)))))
+	arr := unsafe.Slice(cArr, len(cnames))
+	copy(arr, cnames)
+	var out unsafe.Pointer
+	r := C.sp_create_device(unsafe.Pointer(in.inst), unsafe.Pointer(info.physical), C.uint32_t(d.qfi), C.uint32_t(exts), &en, cArr, C.uint32_t(len(extNames)), &out)
+	for _, c := range cnames[:len(extNames)] {
+		C.free(unsafe.Pointer(c))
+	}
+	C.free(unsafe.Pointer(cArr))
+	if err := check("vkCreateDevice", vk.Result(r)); err != nil {
+		return nil, fmt.Errorf("opening device %q: %w", info.Name, err)
+	}
+	d.dev = vk.Device(out)
+	var q vk.Queue
+	vk.GetDeviceQueue(d.dev, d.qfi, 0, &q)
+	d.queue = q
+	var mp vk.PhysicalDeviceMemoryProperties
+	vk.GetPhysicalDeviceMemoryProperties(info.physical, &mp)
+	mp.Deref()
+	d.memProps = mp
+
+	d.caps = Caps{
+		Float16:             en.shader_float16 != 0 && info.Float16,
+		Storage16Bit:        info.Storage16Bit,
+		Int8:                info.Int8,
+		CoopMat:             useCM,
+		CoopMat2:            useCM2,
+		SubgroupSizeControl: en.subgroup_size_control != 0 && info.SubgroupSizeControl,
+		SubgroupSize:        info.SubgroupSize,
+		SubgroupArithmetic:  info.SubgroupArithmetic,
+		MaxSharedMemory:     info.MaxSharedMemory,
+	}
+
+	d.maxAlloc = info.MaxMemoryAllocationSize
+	if opts.MaxAlloc > 0 {
+		d.maxAlloc = opts.MaxAlloc
+	}
+	bs := opts.BlockSize
+	if bs == 0 {
+		bs = 256 << 20
+	}
+	if d.maxAlloc > 0 && bs > d.maxAlloc {
+		bs = d.maxAlloc
+	}
+	align := info.MinStorageBufferAlign
+	if align < 256 {
+		align = 256
+	}
+	d.alloc = allocator{d: d, blockSize: bs, align: align}
+
+	if err := d.initTransfer(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.pipes.init()
+	logf("device: %s", info.Summary())
+	return d, nil
+}
+
+// Info describes the physical device.
+func (d *Device) Info() *DeviceInfo { return &d.info }
+
+// Caps are the enabled capabilities that kernels choose variants from.
+func (d *Device) Caps() Caps { return d.caps }
+
+// MemoryInUse is the device memory currently held in blocks, in bytes.
+func (d *Device) MemoryInUse() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.alloc.allocated
+}
+
+// MemoryBudget is the size of the device-local heap in bytes.
+func (d *Device) MemoryBudget() uint64 { return d.info.DeviceLocalBytes() }
+
+func (d *Device) initTransfer() error {
+	cpi := vk.CommandPoolCreateInfo{
+		SType:            vk.StructureTypeCommandPoolCreateInfo,
+		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
+		QueueFamilyIndex: d.qfi,
+	}
+	var pool vk.CommandPool
+	if err := check("vkCreateCommandPool", vk.CreateCommandPool(d.dev, &cpi, nil, &pool)); err != nil {
+		return err
+	}
+	d.cmdPool = pool
+	cmd, err := d.allocCmd()
+	if err != nil {
+		return err
+	}
+	d.xferCmd = cmd
+	if d.xferFnc, err = d.newFence(); err != nil {
+		return err
+	}
+	d.stageSz = 32 << 20
+	if d.maxAlloc > 0 && d.stageSz > d.maxAlloc {
+		d.stageSz = d.maxAlloc
+	}
+	buf, mem, _, err := d.newBuffer(d.stageSz, []vk.MemoryPropertyFlagBits{
+		vk.MemoryPropertyHostVisibleBit | vk.MemoryPropertyHostCoherentBit | vk.MemoryPropertyHostCachedBit,
+		vk.MemoryPropertyHostVisibleBit | vk.MemoryPropertyHostCoherentBit,
+	}, "staging buffer")
+	if err != nil {
+		return err
+	}
+	d.stageBuf, d.stageMem = buf, mem
+	var p unsafe.Pointer
+	if err := check("vkMapMemory", vk.MapMemory(d.dev, mem, 0, vk.DeviceSize(d.stageSz), 0, &p)); err != nil {
+		return err
+	}
+	d.stagePtr = p
+	return nil
+}
+
+func (d *Device) allocCmd() (vk.CommandBuffer, error) {
+	cai := vk.CommandBufferAllocateInfo{
+		SType:              vk.StructureTypeCommandBufferAllocateInfo,
+		CommandPool:        d.cmdPool,
+		Level:              vk.CommandBufferLevelPrimary,
+		CommandBufferCount: 1,
+	}
+	cmds := make([]vk.CommandBuffer, 1)
+	if err := check("vkAllocateCommandBuffers", vk.AllocateCommandBuffers(d.dev, &cai, cmds)); err != nil {
+		return nil, err
+	}
+	return cmds[0], nil
+}
+
+func (d *Device) newFence() (vk.Fence, error) {
+	fci := vk.FenceCreateInfo{SType: vk.StructureTypeFenceCreateInfo}
+	var f vk.Fence
+	if err := check("vkCreateFence", vk.CreateFence(d.dev, &fci, nil, &f)); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// submitWait submits one command buffer and waits for it with a bounded
+// wait. The caller holds d.mu.
+func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) error {
+	if d.lost {
+		return fmt.Errorf("%s: %w (earlier failure; close and reopen the device)", what, ErrDeviceLost)
+	}
+	si := []vk.SubmitInfo{{
+		SType:              vk.StructureTypeSubmitInfo,
+		CommandBufferCount: 1,
+		PCommandBuffers:    []vk.CommandBuffer{cmd},
+	}}
+	if err := check("vkQueueSubmit", vk.QueueSubmit(d.queue, 1, si, fence)); err != nil {
+		if err.(*VkError).Result == vk.ErrorDeviceLost {
+			d.lost = true
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return d.waitFence(fence, what)
+}
+
+func (d *Device) waitFence(fence vk.Fence, what string) error {
+	deadline := time.Now().Add(d.opts.SubmitTimeout)
+	fences := []vk.Fence{fence}
+	for {
+		// Wait in slices of 100 ms so that a hang is reported, never waited on forever.
+		r := vk.WaitForFences(d.dev, 1, fences, vk.True, uint64(100*time.Millisecond))
+		switch r {
+		case vk.Success:
+			return check("vkResetFences", vk.ResetFences(d.dev, 1, fences))
+		case vk.Timeout:
+			if time.Now().After(deadline) {
+				d.lost = true
+				return fmt.Errorf("%s: %w after %v (SHAREPREFILL_VK_TIMEOUT raises the limit); the device is unusable now", what, ErrTimeout, d.opts.SubmitTimeout)
+			}
+		default:
+			if r == vk.ErrorDeviceLost {
+				d.lost = true
+			}
+			return fmt.Errorf("%s: %w", what, check("vkWaitForFences", r))
+		}
+	}
+}
+
+func beginOneShot(cmd vk.CommandBuffer) error {
+	if err := check("vkResetCommandBuffer", vk.ResetCommandBuffer(cmd, 0)); err != nil {
+		return err
+	}
+	bi := vk.CommandBufferBeginInfo{
+		SType: vk.StructureTypeCommandBufferBeginInfo,
+		Flags: vk.CommandBufferUsageFlags(vk.CommandBufferUsageOneTimeSubmitBit),
+	}
+	return check("vkBeginCommandBuffer", vk.BeginCommandBuffer(cmd, &bi))
+}
+
+// upload copies data to buf at off through the staging buffer, in chunks.
+func (d *Device) upload(buf vk.Buffer, off uint64, data []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("upload: device is closed")
+	}
+	for len(data) > 0 {
+		n := uint64(len(data))
+		if n > d.stageSz {
+			n = d.stageSz
+		}
+		copy(unsafe.Slice((*byte)(d.stagePtr), n), data[:n])
+		if err := beginOneShot(d.xferCmd); err != nil {
+			return err
+		}
+		vk.CmdCopyBuffer(d.xferCmd, d.stageBuf, buf, 1, []vk.BufferCopy{{SrcOffset: 0, DstOffset: vk.DeviceSize(off), Size: vk.DeviceSize(n)}})
+		if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(d.xferCmd)); err != nil {
+			return err
+		}
+		if err := d.submitWait(d.xferCmd, d.xferFnc, "upload"); err != nil {
+			return err
+		}
+		data = data[n:]
+		off += n
+	}
+	return nil
+}
+
+// download copies buf[off:off+len(out)] to out through the staging buffer.
+func (d *Device) download(buf vk.Buffer, off uint64, out []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("download: device is closed")
+	}
+	for len(out) > 0 {
+		n := uint64(len(out))
+		if n > d.stageSz {
+			n = d.stageSz
+		}
+		if err := beginOneShot(d.xferCmd); err != nil {
+			return err
+		}
+		vk.CmdCopyBuffer(d.xferCmd, buf, d.stageBuf, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(off), DstOffset: 0, Size: vk.DeviceSize(n)}})
+		if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(d.xferCmd)); err != nil {
+			return err
+		}
+		if err := d.submitWait(d.xferCmd, d.xferFnc, "download"); err != nil {
+			return err
+		}
+		copy(out[:n], unsafe.Slice((*byte)(d.stagePtr), n))
+		out = out[n:]
+		off += n
+	}
+	return nil
+}
+
+// Close waits for the device to go idle and releases everything it owns,
+// including all tensors and pipelines. It is safe to call twice.
+func (d *Device) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	d.closed = true
+	if d.dev != nil {
+		vk.DeviceWaitIdle(d.dev)
+		d.pipes.destroy(d.dev)
+		d.alloc.destroy()
+		if d.stagePtr != nil {
+			vk.UnmapMemory(d.dev, d.stageMem)
+		}
+		if d.stageBuf != nil {
+			vk.DestroyBuffer(d.dev, d.stageBuf, nil)
+			vk.FreeMemory(d.dev, d.stageMem, nil)
+		}
+		if d.xferFnc != nil {
+			vk.DestroyFence(d.dev, d.xferFnc, nil)
+		}
+		if d.cmdPool != nil {
+			vk.DestroyCommandPool(d.dev, d.cmdPool, nil)
+		}
+		vk.DestroyDevice(d.dev, nil)
+		d.dev = nil
+	}
+	if d.ownInst && d.inst != nil {
+		d.inst.Close()
+	}
+}

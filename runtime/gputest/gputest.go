@@ -1,0 +1,86 @@
+// Package gputest has helpers for tests that run kernels on a real Vulkan
+// device (lavapipe in CI): opening the device, random inputs and relative
+// errors.
+//
+// Without a Vulkan device the tests skip with a message, unless
+// SHAREPREFILL_REQUIRE_VULKAN=1 (set by `make test` and CI), where they fail.
+package gputest
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+)
+
+// Device opens the default device (or SHAREPREFILL_DEVICE) for one test and
+// closes it when the test ends.
+func Device(tb testing.TB) *runtime.Device {
+	tb.Helper()
+	d, err := runtime.Open(runtime.Options{})
+	if err != nil {
+		if os.Getenv("SHAREPREFILL_REQUIRE_VULKAN") == "1" {
+			tb.Fatalf("no Vulkan device (SHAREPREFILL_REQUIRE_VULKAN=1): %v", err)
+		}
+		tb.Skipf("skipping: no Vulkan device: %v", err)
+	}
+	tb.Cleanup(d.Close)
+	return d
+}
+
+// Rand returns a generator seeded from the test name and a fresh seed; the
+// seed is logged so a failure can be reproduced with SHAREPREFILL_SEED.
+func Rand(tb testing.TB) *rand.Rand {
+	tb.Helper()
+	seed := rand.Uint64()
+	if s := os.Getenv("SHAREPREFILL_SEED"); s != "" {
+		var v uint64
+		for _, c := range s {
+			v = v*10 + uint64(c-'0')
+		}
+		seed = v
+	}
+	tb.Logf("seed %d (rerun with SHAREPREFILL_SEED=%d)", seed, seed)
+	return rand.New(rand.NewPCG(seed, 0x5eed))
+}
+
+// Normal returns n values drawn from N(0, scale²).
+func Normal(r *rand.Rand, n int, scale float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * scale)
+	}
+	return v
+}
+
+// RelErr is ‖got−want‖/‖want‖ (‖·‖ the L2 norm). Any NaN or Inf in got, or a
+// length mismatch, gives +Inf, so unwritten (poisoned) outputs fail.
+func RelErr(got []float32, want []float64) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var num, den float64
+	for i, g := range got {
+		if math.IsNaN(float64(g)) || math.IsInf(float64(g), 0) {
+			return math.Inf(1)
+		}
+		d := float64(g) - want[i]
+		num += d * d
+		den += want[i] * want[i]
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
+
+// F64 widens float32 values.
+func F64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}

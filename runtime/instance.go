@@ -1,0 +1,117 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+
+	vk "github.com/vulkan-go/vulkan"
+)
+
+// Instance is a Vulkan instance with its enumerated devices.
+type Instance struct {
+	inst    vk.Instance
+	devices []DeviceInfo
+	layers  []string
+}
+
+// InstanceOptions configures NewInstance.
+type InstanceOptions struct {
+	// Validation enables the Khronos validation layer
+	// (VK_LAYER_KHRONOS_validation); also SHAREPREFILL_VK_VALIDATION=1.
+	Validation bool
+}
+
+// NewInstance loads Vulkan and creates an instance. When there is no loader or
+// no device the error says so and how to fix it.
+func NewInstance(opts InstanceOptions) (*Instance, error) {
+	if err := loadVulkan(); err != nil {
+		return nil, err
+	}
+	var layers []string
+	if opts.Validation || os.Getenv("SHAREPREFILL_VK_VALIDATION") == "1" {
+		if !hasInstanceLayer("VK_LAYER_KHRONOS_validation") {
+			return nil, fmt.Errorf("%w: validation requested but VK_LAYER_KHRONOS_validation is not installed (Debian: apt-get install vulkan-validationlayers)", ErrMissingFeature)
+		}
+		layers = append(layers, "VK_LAYER_KHRONOS_validation\x00")
+	}
+	app := vk.ApplicationInfo{
+		SType:            vk.StructureTypeApplicationInfo,
+		PApplicationName: "shareprefill\x00",
+		PEngineName:      "shareprefill\x00",
+		ApiVersion:       vk.MakeVersion(1, 3, 0),
+	}
+	ci := vk.InstanceCreateInfo{
+		SType:               vk.StructureTypeInstanceCreateInfo,
+		PApplicationInfo:    &app,
+		EnabledLayerCount:   uint32(len(layers)),
+		PpEnabledLayerNames: layers,
+	}
+	var inst vk.Instance
+	r := vk.CreateInstance(&ci, nil, &inst)
+	if r == vk.ErrorIncompatibleDriver {
+		return nil, fmt.Errorf("%w: vkCreateInstance: no compatible Vulkan driver (VK_ERROR_INCOMPATIBLE_DRIVER); %s", ErrNoVulkan, InstallHint)
+	}
+	if err := check("vkCreateInstance", r); err != nil {
+		return nil, fmt.Errorf("%w: %v; %s", ErrNoVulkan, err, InstallHint)
+	}
+	if err := vk.InitInstance(inst); err != nil {
+		vk.DestroyInstance(inst, nil)
+		return nil, fmt.Errorf("loading instance functions: %w", err)
+	}
+	in := &Instance{inst: inst, layers: layers}
+	var n uint32
+	if err := check("vkEnumeratePhysicalDevices", vk.EnumeratePhysicalDevices(inst, &n, nil)); err != nil {
+		in.Close()
+		return nil, err
+	}
+	pds := make([]vk.PhysicalDevice, n)
+	if n > 0 {
+		if err := check("vkEnumeratePhysicalDevices", vk.EnumeratePhysicalDevices(inst, &n, pds)); err != nil {
+			in.Close()
+			return nil, err
+		}
+	}
+	for i, pd := range pds[:n] {
+		in.devices = append(in.devices, describe(inst, pd, i))
+	}
+	return in, nil
+}
+
+func hasInstanceLayer(name string) bool {
+	var n uint32
+	vk.EnumerateInstanceLayerProperties(&n, nil)
+	ls := make([]vk.LayerProperties, n)
+	vk.EnumerateInstanceLayerProperties(&n, ls)
+	for i := range ls {
+		ls[i].Deref()
+		if vk.ToString(ls[i].LayerName[:]) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Devices returns the physical devices of the instance.
+func (in *Instance) Devices() []DeviceInfo { return in.devices }
+
+// Close destroys the instance. Devices opened from it must be closed first.
+func (in *Instance) Close() {
+	if in.inst != nil {
+		vk.DestroyInstance(in.inst, nil)
+		in.inst = nil
+	}
+}
+
+// ListDevices is a convenience: it creates an instance, describes its devices
+// and closes it.
+func ListDevices() ([]DeviceInfo, error) {
+	in, err := NewInstance(InstanceOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	if len(in.devices) == 0 {
+		return nil, fmt.Errorf("%w: the Vulkan loader found no device (no driver installed?); %s", ErrNoVulkan, InstallHint)
+	}
+	return in.devices, nil
+}

@@ -1,0 +1,573 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+	"unsafe"
+
+	vk "github.com/vulkan-go/vulkan"
+)
+
+// Arg is a byte range of a tensor bound to one storage-buffer binding.
+type Arg struct {
+	t         *Tensor
+	off, size uint64
+	err       error
+}
+
+// Arg binds the whole tensor.
+// The range is rounded up to whole 32-bit words (allocations are padded to 16
+// bytes), so shaders may read and write a tensor as 32-bit words.
+func (t *Tensor) Arg() Arg { return Arg{t: t, off: 0, size: (t.bytes + 3) &^ 3} }
+
+// Slice binds elements [off, off+n) of the tensor. off·elemsize must be a
+// multiple of the device's minStorageBufferOffsetAlignment; kernels that need
+// finer offsets take them as push constants instead.
+func (t *Tensor) Slice(off, n int) Arg {
+	es := uint64(t.dtype.Size())
+	a := Arg{t: t, off: uint64(off) * es, size: uint64(n) * es}
+	if off < 0 || n < 0 || a.off+a.size > t.bytes {
+		a.err = fmt.Errorf("slice [%d:%d] out of range of tensor %s (%d elements)", off, off+n, t.name, t.Len())
+	} else if al := t.dev.alloc.align; (t.off+a.off)%al != 0 {
+		a.err = fmt.Errorf("slice of tensor %s at element %d is not aligned to %d bytes", t.name, off, al)
+	}
+	return a
+}
+
+type rng struct {
+	blk      int
+	off, end uint64
+}
+
+func overlaps(a rng, list []rng) bool {
+	for _, b := range list {
+		if a.blk == b.blk && a.off < b.end && b.off < a.end {
+			return true
+		}
+	}
+	return false
+}
+
+// Timing is the GPU time of one recorded dispatch, from timestamps.
+type Timing struct {
+	Label string
+	Nanos float64
+}
+
+// Recorder batches dispatches and copies into one command buffer, inserting a
+// memory barrier only where a command touches memory written (or writes memory
+// read) since the last barrier. Submit runs the batch and waits for it. A
+// Recorder is not safe for concurrent use; make one per goroutine.
+type Recorder struct {
+	d      *Device
+	pool   vk.CommandPool
+	cmd    vk.CommandBuffer
+	fence  vk.Fence
+	dpools []vk.DescriptorPool
+	dpCur  int
+	dpUsed int
+
+	recording bool
+	count     int
+	reads     []rng
+	writes    []rng
+	err       error
+
+	profile bool
+	qpool   vk.QueryPool
+	qcap    int
+	labels  []string
+	timings []Timing
+}
+
+const setsPerPool = 256
+
+// NewRecorder makes a recorder. Release it when done.
+func (d *Device) NewRecorder() (*Recorder, error) {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("recorder: device is closed")
+	}
+	r := &Recorder{d: d}
+	cpi := vk.CommandPoolCreateInfo{
+		SType:            vk.StructureTypeCommandPoolCreateInfo,
+		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
+		QueueFamilyIndex: d.qfi,
+	}
+	var pool vk.CommandPool
+	if err := check("vkCreateCommandPool", vk.CreateCommandPool(d.dev, &cpi, nil, &pool)); err != nil {
+		return nil, err
+	}
+	r.pool = pool
+	cai := vk.CommandBufferAllocateInfo{
+		SType:              vk.StructureTypeCommandBufferAllocateInfo,
+		CommandPool:        r.pool,
+		Level:              vk.CommandBufferLevelPrimary,
+		CommandBufferCount: 1,
+	}
+	cmds := make([]vk.CommandBuffer, 1)
+	if err := check("vkAllocateCommandBuffers", vk.AllocateCommandBuffers(d.dev, &cai, cmds)); err != nil {
+		r.Release()
+		return nil, err
+	}
+	r.cmd = cmds[0]
+	var err error
+	if r.fence, err = d.newFence(); err != nil {
+		r.Release()
+		return nil, err
+	}
+	return r, nil
+}
+
+// EnableProfiling makes the recorder write GPU timestamps around each
+// dispatch; Timings reports them after Submit. It is a no-op on devices
+// without timestamps. Call it before recording.
+func (r *Recorder) EnableProfiling() {
+	if r.d.info.TimestampValidBits == 0 || r.recording {
+		return
+	}
+	r.profile = true
+}
+
+// Release frees the recorder's Vulkan objects.
+func (r *Recorder) Release() {
+	d := r.d
+	if d.dev == nil {
+		return
+	}
+	if r.fence != nil {
+		vk.DestroyFence(d.dev, r.fence, nil)
+		r.fence = nil
+	}
+	for _, p := range r.dpools {
+		vk.DestroyDescriptorPool(d.dev, p, nil)
+	}
+	r.dpools = nil
+	if r.qpool != nil {
+		vk.DestroyQueryPool(d.dev, r.qpool, nil)
+		r.qpool = nil
+	}
+	if r.pool != nil {
+		vk.DestroyCommandPool(d.dev, r.pool, nil)
+		r.pool = nil
+	}
+}
+
+func (r *Recorder) begin() error {
+	if r.recording {
+		return nil
+	}
+	if err := beginOneShot(r.cmd); err != nil {
+		return err
+	}
+	r.recording = true
+	r.count = 0
+	r.reads, r.writes = r.reads[:0], r.writes[:0]
+	r.labels = r.labels[:0]
+	if r.profile {
+		if r.qpool == nil {
+			r.qcap = 4096
+			qci := vk.QueryPoolCreateInfo{
+				SType:      vk.StructureTypeQueryPoolCreateInfo,
+				QueryType:  vk.QueryTypeTimestamp,
+				QueryCount: uint32(r.qcap),
+			}
+			var qp vk.QueryPool
+			if err := check("vkCreateQueryPool", vk.CreateQueryPool(r.d.dev, &qci, nil, &qp)); err != nil {
+				return err
+			}
+			r.qpool = qp
+		}
+		vk.CmdResetQueryPool(r.cmd, r.qpool, 0, uint32(r.qcap))
+	}
+	return nil
+}
+
+func (r *Recorder) descriptorSet(k *Kernel) (vk.DescriptorSet, error) {
+	d := r.d
+	for {
+		if r.dpCur < len(r.dpools) && r.dpUsed < setsPerPool {
+			ai := vk.DescriptorSetAllocateInfo{
+				SType:              vk.StructureTypeDescriptorSetAllocateInfo,
+				DescriptorPool:     r.dpools[r.dpCur],
+				DescriptorSetCount: 1,
+				PSetLayouts:        []vk.DescriptorSetLayout{k.dsl},
+			}
+			var set vk.DescriptorSet
+			res := vk.AllocateDescriptorSets(d.dev, &ai, &set)
+			if res == vk.Success {
+				r.dpUsed++
+				return set, nil
+			}
+			if res != vk.ErrorOutOfPoolMemory && res != vk.ErrorFragmentedPool {
+				return nil, check("vkAllocateDescriptorSets", res)
+			}
+			r.dpCur++
+			r.dpUsed = 0
+			continue
+		}
+		if r.dpCur < len(r.dpools) {
+			r.dpCur++
+			r.dpUsed = 0
+			continue
+		}
+		pci := vk.DescriptorPoolCreateInfo{
+			SType:         vk.StructureTypeDescriptorPoolCreateInfo,
+			MaxSets:       setsPerPool,
+			PoolSizeCount: 1,
+			PPoolSizes:    []vk.DescriptorPoolSize{{Type: vk.DescriptorTypeStorageBuffer, DescriptorCount: setsPerPool * 12}},
+		}
+		var p vk.DescriptorPool
+		if err := check("vkCreateDescriptorPool", vk.CreateDescriptorPool(d.dev, &pci, nil, &p)); err != nil {
+			return nil, err
+		}
+		r.dpools = append(r.dpools, p)
+		r.dpUsed = 0
+	}
+}
+
+func (r *Recorder) hazard(reads, writes []rng) {
+	need := false
+	for _, a := range reads {
+		if overlaps(a, r.writes) {
+			need = true
+		}
+	}
+	for _, a := range writes {
+		if overlaps(a, r.writes) || overlaps(a, r.reads) {
+			need = true
+		}
+	}
+	if need {
+		r.barrier()
+	}
+	r.reads = append(r.reads, reads...)
+	r.writes = append(r.writes, writes...)
+}
+
+func (r *Recorder) barrier() {
+	all := vk.AccessFlags(vk.AccessShaderReadBit | vk.AccessShaderWriteBit | vk.AccessTransferReadBit | vk.AccessTransferWriteBit)
+	mb := []vk.MemoryBarrier{{
+		SType:         vk.StructureTypeMemoryBarrier,
+		SrcAccessMask: vk.AccessFlags(vk.AccessShaderWriteBit | vk.AccessTransferWriteBit),
+		DstAccessMask: all,
+	}}
+	stages := vk.PipelineStageFlags(vk.PipelineStageComputeShaderBit | vk.PipelineStageTransferBit)
+	vk.CmdPipelineBarrier(r.cmd, stages, stages, 0, 1, mb, 0, nil, 0, nil)
+	r.reads, r.writes = r.reads[:0], r.writes[:0]
+}
+
+// Barrier forces a full memory barrier (normally inserted automatically).
+func (r *Recorder) Barrier() error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	r.barrier()
+	return nil
+}
+
+func toArg(a any) (Arg, error) {
+	switch v := a.(type) {
+	case *Tensor:
+		if err := v.alive(); err != nil {
+			return Arg{}, err
+		}
+		return v.Arg(), nil
+	case Arg:
+		if v.err != nil {
+			return Arg{}, v.err
+		}
+		if err := v.t.alive(); err != nil {
+			return Arg{}, err
+		}
+		return v, nil
+	}
+	return Arg{}, fmt.Errorf("argument of type %T is not a *Tensor or Arg", a)
+}
+
+func encodePush(push any, size int) ([]byte, error) {
+	var b []byte
+	switch v := push.(type) {
+	case nil:
+	case []byte:
+		b = v
+	default:
+		var buf bytes.Buffer
+		if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
+			return nil, fmt.Errorf("encoding push constants %T: %w", push, err)
+		}
+		b = buf.Bytes()
+	}
+	if len(b) > size {
+		return nil, fmt.Errorf("push constants of %d bytes exceed the kernel's %d", len(b), size)
+	}
+	if len(b) < size {
+		b = append(b, make([]byte, size-len(b))...)
+	}
+	return b, nil
+}
+
+// Dispatch records one dispatch of k over groups workgroups. push is the
+// push-constant block (a []byte, or a fixed-size value or struct encoded
+// little-endian); args are *Tensor or Arg values for bindings 0..n-1.
+func (r *Recorder) Dispatch(k *Kernel, groups [3]uint32, push any, args ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	err := r.dispatch(k, groups, push, args)
+	if err != nil {
+		r.err = fmt.Errorf("dispatch %s: %w", k.desc.Shader, err)
+	}
+	return r.err
+}
+
+func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) error {
+	if len(args) != k.desc.Bindings {
+		return fmt.Errorf("%d arguments for %d bindings", len(args), k.desc.Bindings)
+	}
+	mc := r.d.info.MaxWorkgroupCount
+	for i := 0; i < 3; i++ {
+		if groups[i] == 0 {
+			return nil // nothing to do
+		}
+		if groups[i] > mc[i] {
+			return fmt.Errorf("workgroup count %v exceeds the device limit %v", groups, mc)
+		}
+	}
+	pc, err := encodePush(push, k.desc.PushSize)
+	if err != nil {
+		return err
+	}
+	if err := r.begin(); err != nil {
+		return err
+	}
+	set, err := r.descriptorSet(k)
+	if err != nil {
+		return err
+	}
+	infos := make([]vk.DescriptorBufferInfo, len(args))
+	var reads, writes []rng
+	maxRange := r.d.info.MaxStorageBufferRange
+	for i, a := range args {
+		arg, err := toArg(a)
+		if err != nil {
+			return fmt.Errorf("binding %d: %w", i, err)
+		}
+		size := arg.size
+		if size == 0 {
+			size = 4
+		}
+		if size > maxRange {
+			return fmt.Errorf("binding %d: tensor %s range of %s exceeds the device's maxStorageBufferRange %s; process it in chunks",
+				i, arg.t.name, fmtBytes(size), fmtBytes(maxRange))
+		}
+		if arg.t.off+arg.off+size > arg.t.blk.size {
+			size = arg.t.blk.size - arg.t.off - arg.off
+		}
+		infos[i] = vk.DescriptorBufferInfo{Buffer: arg.t.blk.buf, Offset: vk.DeviceSize(arg.t.off + arg.off), Range: vk.DeviceSize(size)}
+		rg := rng{arg.t.blk.id, arg.t.off + arg.off, arg.t.off + arg.off + size}
+		if k.desc.ReadOnly&(1<<i) != 0 {
+			reads = append(reads, rg)
+		} else {
+			writes = append(writes, rg)
+		}
+	}
+	writesDS := make([]vk.WriteDescriptorSet, len(args))
+	for i := range args {
+		writesDS[i] = vk.WriteDescriptorSet{
+			SType:           vk.StructureTypeWriteDescriptorSet,
+			DstSet:          set,
+			DstBinding:      uint32(i),
+			DescriptorCount: 1,
+			DescriptorType:  vk.DescriptorTypeStorageBuffer,
+			PBufferInfo:     infos[i : i+1],
+		}
+	}
+	vk.UpdateDescriptorSets(r.d.dev, uint32(len(writesDS)), writesDS, 0, nil)
+	r.hazard(reads, writes)
+	vk.CmdBindPipeline(r.cmd, vk.PipelineBindPointCompute, k.pipe)
+	vk.CmdBindDescriptorSets(r.cmd, vk.PipelineBindPointCompute, k.layout, 0, 1, []vk.DescriptorSet{set}, 0, nil)
+	if len(pc) > 0 {
+		vk.CmdPushConstants(r.cmd, k.layout, vk.ShaderStageFlags(vk.ShaderStageComputeBit), 0, uint32(len(pc)), unsafe.Pointer(&pc[0]))
+	}
+	q := 2 * len(r.labels)
+	timed := r.profile && q+2 <= r.qcap
+	if timed {
+		vk.CmdWriteTimestamp(r.cmd, vk.PipelineStageTopOfPipeBit, r.qpool, uint32(q))
+	}
+	vk.CmdDispatch(r.cmd, groups[0], groups[1], groups[2])
+	if timed {
+		vk.CmdWriteTimestamp(r.cmd, vk.PipelineStageBottomOfPipeBit, r.qpool, uint32(q+1))
+		r.labels = append(r.labels, k.desc.Shader)
+	}
+	r.count++
+	return nil
+}
+
+// Copy records a copy of src into dst (byte ranges of equal size).
+func (r *Recorder) Copy(dst, src any) error {
+	if r.err != nil {
+		return r.err
+	}
+	d, err := toArg(dst)
+	if err != nil {
+		return err
+	}
+	s, err := toArg(src)
+	if err != nil {
+		return err
+	}
+	if d.size != s.size {
+		return fmt.Errorf("copy: %d bytes into %d", s.size, d.size)
+	}
+	if err := r.begin(); err != nil {
+		return err
+	}
+	if d.size == 0 {
+		return nil
+	}
+	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
+	vk.CmdCopyBuffer(r.cmd, s.t.blk.buf, d.t.blk.buf, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(s.t.off + s.off), DstOffset: vk.DeviceSize(d.t.off + d.off), Size: vk.DeviceSize(d.size)}})
+	r.count++
+	return nil
+}
+
+// Device is the recorder's device.
+func (r *Recorder) Device() *Device { return r.d }
+
+// Count is the number of commands recorded since the last Submit.
+func (r *Recorder) Count() int { return r.count }
+
+// Submit runs everything recorded and waits (bounded by the device's
+// SubmitTimeout). The recorder is then empty and can record again.
+func (r *Recorder) Submit() error {
+	if r.err != nil {
+		err := r.err
+		r.reset()
+		return err
+	}
+	if !r.recording {
+		return nil
+	}
+	if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(r.cmd)); err != nil {
+		r.reset()
+		return err
+	}
+	d := r.d
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		r.reset()
+		return fmt.Errorf("submit: device is closed")
+	}
+	start := time.Now()
+	err := d.submitWait(r.cmd, r.fence, fmt.Sprintf("submit of %d commands", r.count))
+	_ = start
+	d.mu.Unlock()
+	if err == nil && r.profile && len(r.labels) > 0 {
+		err = r.readTimings()
+	}
+	r.reset()
+	return err
+}
+
+func (r *Recorder) reset() {
+	r.recording = false
+	r.err = nil
+	r.count = 0
+	for _, p := range r.dpools {
+		vk.ResetDescriptorPool(r.d.dev, p, 0)
+	}
+	r.dpCur, r.dpUsed = 0, 0
+}
+
+func (r *Recorder) readTimings() error {
+	n := 2 * len(r.labels)
+	data := make([]uint64, n)
+	res := vk.GetQueryPoolResults(r.d.dev, r.qpool, 0, uint32(n), uint(8*n), unsafe.Pointer(&data[0]), 8,
+		vk.QueryResultFlags(vk.QueryResult64Bit|vk.QueryResultWaitBit))
+	if err := check("vkGetQueryPoolResults", res); err != nil {
+		return err
+	}
+	bits := r.d.info.TimestampValidBits
+	mask := uint64(1)<<bits - 1
+	if bits >= 64 {
+		mask = ^uint64(0)
+	}
+	r.timings = r.timings[:0]
+	for i, l := range r.labels {
+		a, b := data[2*i]&mask, data[2*i+1]&mask
+		ns := -1.0
+		if b >= a {
+			ns = float64(b-a) * float64(r.d.info.TimestampPeriod)
+		}
+		r.timings = append(r.timings, Timing{Label: l, Nanos: ns})
+	}
+	return nil
+}
+
+// Timings are the per-dispatch GPU times of the last Submit (profiling only);
+// a negative value marks an invalid measurement.
+func (r *Recorder) Timings() []Timing { return append([]Timing(nil), r.timings...) }
+
+// Run records with fn on a fresh recorder, submits and releases it.
+func (d *Device) Run(fn func(r *Recorder) error) error {
+	r, err := d.NewRecorder()
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	if err := fn(r); err != nil {
+		r.reset()
+		return err
+	}
+	return r.Submit()
+}
+
+// Groups1D folds n invocations of a workgroup of size local into a grid of at
+// most the device's x limit: shaders compute the flat id as
+// gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * local.
+func (d *Device) Groups1D(n, local int) [3]uint32 {
+	g := (n + local - 1) / local
+	if g == 0 {
+		return [3]uint32{0, 1, 1}
+	}
+	mx := int(d.info.MaxWorkgroupCount[0])
+	if g <= mx {
+		return [3]uint32{uint32(g), 1, 1}
+	}
+	y := (g + mx - 1) / mx
+	x := (g + y - 1) / y
+	return [3]uint32{uint32(x), uint32(y), 1}
+}
+
+// CopyBytes records a byte copy of n bytes from src at srcOff to dst at dstOff.
+func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uint64, n uint64) error {
+	if r.err != nil {
+		return r.err
+	}
+	if err := dst.alive(); err != nil {
+		return err
+	}
+	if err := src.alive(); err != nil {
+		return err
+	}
+	if dstOff+n > dst.bytes || srcOff+n > src.bytes {
+		return fmt.Errorf("copy of %d bytes out of range (%s: %d+%d, %s: %d+%d)", n, src.name, srcOff, src.bytes, dst.name, dstOff, dst.bytes)
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := r.begin(); err != nil {
+		return err
+	}
+	s0, d0 := src.off+srcOff, dst.off+dstOff
+	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
+	vk.CmdCopyBuffer(r.cmd, src.blk.buf, dst.blk.buf, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(s0), DstOffset: vk.DeviceSize(d0), Size: vk.DeviceSize(n)}})
+	r.count++
+	return nil
+}

@@ -1,0 +1,292 @@
+package share
+
+import (
+	"math"
+	"slices"
+)
+
+// JSD returns the square-root Jensen–Shannon divergence
+// √(½KL(p‖m) + ½KL(q‖m)), m = (p+q)/2, with the natural log, as in the
+// release's square_root_js_divergence. The inputs are used as given (not
+// renormalised). Terms with a zero probability contribute 0 (0·log 0 = 0),
+// so the result lies in [0, √ln2] for distributions. Slices of different
+// length give NaN.
+func JSD(p, q []float64) float64 { return jsd(p, q, false) }
+
+// JSDCompat is the release JSD without an epsilon: any zero entry in p or q
+// yields NaN (0·log 0 evaluates to NaN), so every gate comparison with the
+// result is false (shareprefill.md §6.3).
+func JSDCompat(p, q []float64) float64 { return jsd(p, q, true) }
+
+func jsd(p, q []float64, nanCompat bool) float64 {
+	if len(p) != len(q) {
+		return math.NaN()
+	}
+	var s float64
+	for i := range p {
+		a, b := p[i], q[i]
+		m := 0.5 * (a + b)
+		if nanCompat && (a == 0 || b == 0) {
+			return math.NaN()
+		}
+		if a > 0 {
+			s += a * math.Log(a/m)
+		}
+		if b > 0 {
+			s += b * math.Log(b/m)
+		}
+	}
+	s *= 0.5
+	if s < 0 { // rounding
+		s = 0
+	}
+	return math.Sqrt(s)
+}
+
+// jsdCfg applies the config's NaN-compat mode.
+func (c *Config) jsd(p, q []float64) float64 { return jsd(p, q, c.NaNCompat) }
+
+// UniformBlocks returns U: the token-uniform distribution pooled to blocks,
+// U[c] = (tokens in block c)/n (shareprefill.md §2).
+func UniformBlocks(n, blockSize int) []float64 {
+	nb := NumBlocks(n, blockSize)
+	u := make([]float64, nb)
+	for c := range u {
+		lo := c * blockSize
+		hi := min(lo+blockSize, n)
+		u[c] = float64(hi-lo) / float64(n)
+	}
+	return u
+}
+
+// sortedDesc returns the indices of x in descending value order; ties keep
+// the lower index first (stable).
+func sortedDesc(x []float64) []int {
+	idx := make([]int, len(x))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		switch {
+		case x[a] > x[b]:
+			return -1
+		case x[a] < x[b]:
+			return 1
+		}
+		return 0
+	})
+	return idx
+}
+
+// TokenBudget returns the token count k of shareprefill.md §3.2 for a
+// token-level distribution x (v or s, summing to 1): sort x descending,
+// count the entries whose running sum stays ≤ γ, and add 1 for the entry
+// that crosses γ. The result is clamped to len(x) (only reachable when the
+// whole vector sums to ≤ γ; the block budget is clamped to nb anyway).
+func TokenBudget(x []float64, gamma float64) int {
+	v := slices.Clone(x)
+	slices.SortFunc(v, func(a, b float64) int {
+		switch {
+		case a > b:
+			return -1
+		case a < b:
+			return 1
+		}
+		return 0
+	})
+	var s float64
+	k := 0
+	for _, e := range v {
+		s += e
+		if s > gamma {
+			break
+		}
+		k++
+	}
+	return min(k+1, len(x))
+}
+
+// Cover returns cover(x, γ): the shortest prefix of x's indices sorted by
+// descending value whose sum reaches γ·Σx, including the crossing entry
+// (shareprefill.md §2, §3.8). The threshold is relative to the actual sum
+// (§6.2); if rounding keeps the running sum below it, every index with
+// nonzero mass is returned. The result is sorted ascending.
+func Cover(x []float64, gamma float64) []int {
+	var total float64
+	for _, e := range x {
+		total += e
+	}
+	if !(total > 0) {
+		return nil
+	}
+	target := gamma * total
+	idx := sortedDesc(x)
+	var s float64
+	for i, j := range idx {
+		if x[j] <= 0 {
+			break
+		}
+		s += x[j]
+		if s >= target {
+			out := slices.Clone(idx[:i+1])
+			slices.Sort(out)
+			return out
+		}
+	}
+	// Fell short through rounding: keep every block with nonzero mass.
+	var out []int
+	for j, e := range x {
+		if e > 0 {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// RowCover builds the pivot pattern P_c from an exact block map:
+// P_c[r] = Cover(Â[r, 0..r], γ) for every row r (shareprefill.md §3.8).
+func RowCover(m *BlockMap, gamma float64) *BlockList {
+	b := newListBuilder(m.NB)
+	for r := 0; r < m.NB; r++ {
+		for _, c := range Cover(m.Row(r)[:r+1], gamma) {
+			b.add(r, c)
+		}
+		b.endRow()
+	}
+	return b.finish()
+}
+
+// QueryAwareCut is the global cut of shareprefill.md §3.7 on a pooled block
+// map M (row softmax, block-causal): flatten M, sort descending and keep
+// entries while the global running sum stays ≤ γ·nb; the crossing entry is
+// excluded. Only causal entries are returned. [project] For γ ≥ 1 every
+// causal block is kept: in exact arithmetic the running sum never exceeds nb,
+// and this keeps float rounding from dropping the last entries.
+func QueryAwareCut(m *BlockMap, gamma float64) *BlockList {
+	nb := m.NB
+	if gamma >= 1 {
+		return DenseList(nb)
+	}
+	idx := sortedDesc(m.Data)
+	limit := gamma * float64(nb)
+	mask := make([]bool, nb*nb)
+	var s float64
+	for _, j := range idx {
+		s += m.Data[j]
+		if s > limit {
+			break
+		}
+		mask[j] = true
+	}
+	return ListFromMask(nb, mask)
+}
+
+// TopKForced returns the indices of the k largest entries of x with the
+// forced indices always included (forced entries count towards k; if there
+// are more forced entries than k, all forced entries are returned). Ties
+// prefer the lower index. The result is sorted ascending. k < 1 is treated
+// as 1 so that the forced sink column and diagonal are never lost.
+func TopKForced(x []float64, k int, forced ...int) []int {
+	k = max(k, 1)
+	k = min(k, len(x))
+	in := make(map[int]bool, len(forced))
+	var out []int
+	for _, f := range forced {
+		if f >= 0 && f < len(x) && !in[f] {
+			in[f] = true
+			out = append(out, f)
+		}
+	}
+	if len(out) < k {
+		for _, j := range sortedDesc(x) {
+			if len(out) >= k {
+				break
+			}
+			if !in[j] {
+				in[j] = true
+				out = append(out, j)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// VSSet is a vertical-slash selection on the block grid: Cols are key-block
+// columns (column c stands for {(r, c) : r ≥ c}) and Offs are block offsets
+// (offset o stands for {(r, r−o) : r ≥ o}). Both are sorted ascending.
+type VSSet struct {
+	Cols []int `json:"cols"`
+	Offs []int `json:"offs"`
+}
+
+// SelectVS picks the top-nv columns of V (column 0 forced) and the top-ns
+// offsets of S (offset 0 forced), shareprefill.md §3.2 step 2.
+func SelectVS(vBlocks, sBlocks []float64, nv, ns int) VSSet {
+	return VSSet{Cols: TopKForced(vBlocks, nv, 0), Offs: TopKForced(sBlocks, ns, 0)}
+}
+
+// addRow adds the VS blocks of row r to the builder.
+func (v *VSSet) addRow(b *listBuilder, r int) {
+	for _, c := range v.Cols {
+		if c > r {
+			break
+		}
+		b.add(r, c)
+	}
+	for _, o := range v.Offs {
+		if o > r {
+			break
+		}
+		b.add(r, r-o)
+	}
+}
+
+// List expands the selection to a block list on an nb×nb grid.
+func (v *VSSet) List(nb int) *BlockList {
+	b := newListBuilder(nb)
+	for r := 0; r < nb; r++ {
+		v.addRow(b, r)
+		b.endRow()
+	}
+	return b.finish()
+}
+
+// VSRatio returns the share of the pivot's exact map mass that its own VS
+// set captures (shareprefill.md §3.5, VSCoverage):
+// (1/nb)·Σ_r Σ_{(r,c) ∈ VS, c ≤ r} Â[r,c], with the set de-duplicated.
+//
+// With compat = true it reproduces the release's over-count (§6.1): every
+// column c and every offset o contributes one entry per row r = 0..nb−1
+// without de-duplication, and each non-causal entry (r < c, or r < o) is read
+// as block (0,0), whose mass is Â[0,0] = 1.
+func VSRatio(m *BlockMap, vs VSSet, compat bool) float64 {
+	nb := m.NB
+	if nb == 0 {
+		return 0
+	}
+	var s float64
+	if compat {
+		a00 := m.At(0, 0)
+		for _, c := range vs.Cols {
+			for r := 0; r < nb; r++ {
+				if c <= r {
+					s += m.At(r, c)
+				} else {
+					s += a00
+				}
+			}
+		}
+		for _, o := range vs.Offs {
+			for r := 0; r < nb; r++ {
+				if o <= r {
+					s += m.At(r, r-o)
+				} else {
+					s += a00
+				}
+			}
+		}
+		return s / float64(nb)
+	}
+	return m.Recall(vs.List(nb))
+}
