@@ -42,6 +42,9 @@ type Options struct {
 	// MaxAlloc overrides the device's maxMemoryAllocationSize
 	// (SHAREPREFILL_VK_MAX_ALLOC, bytes).
 	MaxAlloc uint64
+	// StagingSize is the size of the host-visible buffer uploads and
+	// downloads go through (in chunks). Default 32 MiB.
+	StagingSize uint64
 	// Serialize waits for the GPU after every submission (SHAREPREFILL_VK_SERIALIZE=1).
 	Serialize bool
 	// Logf, if set, receives one-line notes (device chosen, switches active).
@@ -333,6 +336,9 @@ func (d *Device) initTransfer() error {
 		return err
 	}
 	d.stageSz = 32 << 20
+	if d.opts.StagingSize > 0 {
+		d.stageSz = d.opts.StagingSize
+	}
 	if d.maxAlloc > 0 && d.stageSz > d.maxAlloc {
 		d.stageSz = d.maxAlloc
 	}

@@ -260,6 +260,7 @@ type Tensor struct {
 	dtype DType
 	shape []int
 	name  string
+	view  bool // shares its parent's memory; Free does nothing
 }
 
 // NewTensor allocates an uninitialised tensor on the device.
@@ -292,9 +293,44 @@ func (d *Device) NewNamedTensor(name string, dt DType, shape ...int) (*Tensor, e
 	return &Tensor{dev: d, blk: blk, off: off, bytes: bytes, dtype: dt, shape: append([]int(nil), shape...), name: name}, nil
 }
 
+// View returns a tensor of the given shape over the parent's elements
+// starting at element off. The byte offset must be a multiple of the device's
+// storage-buffer alignment (Device.Alignment) so the view can be bound. A view
+// shares memory with its parent: its Free does nothing, and it must not be
+// used after the parent is freed.
+func (t *Tensor) View(off int, shape ...int) (*Tensor, error) {
+	if err := t.alive(); err != nil {
+		return nil, err
+	}
+	n := uint64(1)
+	for _, s := range shape {
+		if s < 0 {
+			return nil, fmt.Errorf("view of %s: negative dimension in %v", t.name, shape)
+		}
+		n *= uint64(s)
+	}
+	es := uint64(t.dtype.Size())
+	boff := uint64(off) * es
+	if off < 0 || boff+n*es > t.bytes {
+		return nil, fmt.Errorf("view of %s: elements [%d, %d) out of its %d", t.name, off, uint64(off)+n, t.Len())
+	}
+	if (t.off+boff)%t.dev.alloc.align != 0 {
+		return nil, fmt.Errorf("view of %s at element %d: byte offset not aligned to %d", t.name, off, t.dev.alloc.align)
+	}
+	return &Tensor{dev: t.dev, blk: t.blk, off: t.off + boff, bytes: n * es, dtype: t.dtype,
+		shape: append([]int(nil), shape...), name: t.name, view: true}, nil
+}
+
+// Alignment is the byte alignment that tensor views and slices must respect.
+func (d *Device) Alignment() uint64 { return d.alloc.align }
+
 // Free releases the tensor's memory. Using the tensor afterwards is an error.
+// Freeing a view does nothing.
 func (t *Tensor) Free() {
 	if t == nil || t.blk == nil {
+		return
+	}
+	if t.view {
 		return
 	}
 	t.dev.mu.Lock()
