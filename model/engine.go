@@ -1,0 +1,725 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
+)
+
+// Attention computes a layer's attention during prefill. The default is dense
+// causal flash attention; sparse planners (package share) implement it to
+// choose, per query head, which key blocks each query block attends.
+type Attention interface {
+	// Begin is called once per Prefill call, before layer 0, with the number
+	// of new tokens n and the position q0 of the first one.
+	Begin(e *Engine, q0, n int) error
+	// Layer records attention for layer l. q is [n, Hq, D] f16 with RoPE
+	// applied; k and v are the layer's whole KV caches [ctx, Hkv, D] f16 whose
+	// first q0+n rows are valid; o is [n, Hq, D] f16. p describes the call
+	// (Sq = n, Skv = q0+n, Q0 = q0, causal). An implementation may Submit r
+	// (e.g. to read estimates back) and keep recording on it.
+	Layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor, p kernels.AttnParams) error
+	// End is called after the last layer (also after a failure).
+	End() error
+}
+
+// DenseAttention is exact causal flash attention for every head.
+type DenseAttention struct{}
+
+// Begin implements Attention.
+func (DenseAttention) Begin(*Engine, int, int) error { return nil }
+
+// Layer implements Attention.
+func (DenseAttention) Layer(r *runtime.Recorder, _ int, q, k, v, o *runtime.Tensor, p kernels.AttnParams) error {
+	return kernels.FlashAttention(r, o, nil, q, k, v, p)
+}
+
+// End implements Attention.
+func (DenseAttention) End() error { return nil }
+
+// EngineOptions configures NewEngine.
+type EngineOptions struct {
+	// Context is the KV-cache length in tokens (default: the model's
+	// max_position_embeddings, capped at 8192 unless set explicitly).
+	Context int
+	// ChunkTokens is how many tokens a prefill matmul processes at once (a
+	// multiple of 128; default 512). Larger chunks are faster and use more
+	// memory.
+	ChunkTokens int
+	// MaxPrefill is the longest single Prefill call the activations are
+	// planned for (default: Context).
+	MaxPrefill int
+	// Attention computes prefill attention; nil means DenseAttention.
+	Attention Attention
+	// Progress, if set, is called during loading and long prefills with the
+	// work done and the total (in layers × chunks or tensors).
+	Progress func(stage string, done, total int)
+}
+
+type layerDev struct {
+	attnNorm, mlpNorm *runtime.Tensor // f32 [H]
+	wq, wk, wv, wo    *runtime.Tensor // f16 [out, in]
+	bq, bk, bv, bo    *runtime.Tensor // f32 or nil
+	wg, wu, wd        *runtime.Tensor // f16
+	kCache, vCache    *runtime.Tensor // f16 [ctx, Hkv, D]
+}
+
+// Engine runs one model on one device: weights resident on the device, a KV
+// cache, prefill and decode. An Engine is not safe for concurrent use: calls
+// from several goroutines must be serialised by the caller (a mutex guards
+// against misuse and returns ErrBusy).
+type Engine struct {
+	dev  *runtime.Device
+	cfg  *Config
+	opts EngineOptions
+
+	embed, lmHead, finalNorm, invFreq *runtime.Tensor
+	layers                            []layerDev
+
+	// Activations, sized for MaxPrefill tokens and ChunkTokens chunks.
+	x, q, o                   *runtime.Tensor // f32 [n,H], f16 [n,Hq·D], f16 [n,Hq·D]
+	xn, kt, vt, gate, up, act *runtime.Tensor // chunk temporaries (f16)
+	tmp                       *runtime.Tensor // f32 [C, H]
+	ids                       *runtime.Tensor // i32 [n]
+	lastX                     *runtime.Tensor // f32 [C, H] final-normed rows
+	logits                    *runtime.Tensor // f32 [C, V]
+	argmax                    *runtime.Tensor // i32 [C]
+
+	pos  int
+	busy chan struct{}
+
+	// LastPrefill holds timings of the most recent Prefill.
+	LastPrefill PrefillStats
+}
+
+// PrefillStats describes one Prefill call.
+type PrefillStats struct {
+	Tokens   int
+	Duration time.Duration
+}
+
+// ErrBusy is returned when an Engine is used from two goroutines at once.
+var ErrBusy = errors.New("engine is busy: calls must not overlap")
+
+// ErrContextFull is wrapped when a prompt does not fit the KV cache.
+var ErrContextFull = errors.New("context is full")
+
+// MemoryPlan is the device memory an engine needs, by part, in bytes.
+type MemoryPlan struct {
+	Weights, KVCache, Activations, Total uint64
+}
+
+func (m MemoryPlan) String() string {
+	return fmt.Sprintf("weights %s + KV cache %s + activations %s = %s",
+		gib(m.Weights), gib(m.KVCache), gib(m.Activations), gib(m.Total))
+}
+
+func gib(b uint64) string {
+	if b >= 1<<30 {
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+func (o *EngineOptions) defaults(cfg *Config) error {
+	if o.Context == 0 {
+		o.Context = cfg.MaxPositionEmbeddings
+		if o.Context > 8192 {
+			o.Context = 8192
+		}
+	}
+	if o.Context < 1 {
+		return fmt.Errorf("engine: context %d must be positive", o.Context)
+	}
+	if o.ChunkTokens == 0 {
+		o.ChunkTokens = 512
+	}
+	if o.ChunkTokens%128 != 0 || o.ChunkTokens < 128 {
+		return fmt.Errorf("engine: chunk size %d must be a positive multiple of 128", o.ChunkTokens)
+	}
+	if o.MaxPrefill == 0 || o.MaxPrefill > o.Context {
+		o.MaxPrefill = o.Context
+	}
+	if o.Attention == nil {
+		o.Attention = DenseAttention{}
+	}
+	return nil
+}
+
+// PlanMemory computes the device memory NewEngine will allocate.
+func PlanMemory(cfg *Config, opts EngineOptions) (MemoryPlan, error) {
+	if err := opts.defaults(cfg); err != nil {
+		return MemoryPlan{}, err
+	}
+	h, qd, kv, f, v := uint64(cfg.HiddenSize), uint64(cfg.QDim()), uint64(cfg.KVDim()), uint64(cfg.IntermediateSize), uint64(cfg.VocabSize)
+	L := uint64(cfg.NumLayers)
+	var m MemoryPlan
+	perLayer := 2*(h*qd+2*h*kv+qd*h+3*h*f) + 4*2*h
+	if cfg.QKVBias {
+		perLayer += 4 * (qd + 2*kv)
+	}
+	m.Weights = L*perLayer + 2*v*h + 4*h + 4*uint64(cfg.HeadDim/2)
+	if !cfg.TieWordEmbeddings {
+		m.Weights += 2 * v * h
+	}
+	m.KVCache = L * 2 * uint64(opts.Context) * kv * 2
+	n, c := uint64(opts.MaxPrefill), uint64(min(opts.ChunkTokens, opts.MaxPrefill))
+	if c < 1 {
+		c = 1
+	}
+	m.Activations = n*h*4 + 2*n*qd*2 + n*4 + c*(h*2+2*kv*2+3*f*2+2*h*4+v*4+4)
+	m.Total = m.Weights + m.KVCache + m.Activations
+	return m, nil
+}
+
+// NewEngine uploads the model in ck (described by cfg) to dev. Weights are
+// stored as f16 (bf16 and f32 checkpoints are converted on upload: f16 keeps
+// 3 more mantissa bits than bf16 and LLM weights are far below f16's 65504
+// limit); norms and biases stay f32. The memory needed is computed first and a
+// device that is too small gets an error with the numbers.
+func NewEngine(dev *runtime.Device, cfg *Config, ck *Checkpoint, opts EngineOptions) (*Engine, error) {
+	if err := opts.defaults(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.HeadDim%4 != 0 || cfg.HeadDim > 256 {
+		return nil, fmt.Errorf("engine: head_dim %d is not supported (a multiple of 4, at most 256)", cfg.HeadDim)
+	}
+	plan, _ := PlanMemory(cfg, opts)
+	if budget := dev.MemoryBudget(); budget > 0 && plan.Total > budget {
+		return nil, fmt.Errorf("engine: %w: the model needs %s but device %q has %s; use a shorter --context (now %d)",
+			runtime.ErrOutOfDeviceMemory, plan, dev.Info().Name, gib(budget), opts.Context)
+	}
+	e := &Engine{dev: dev, cfg: cfg, opts: opts, busy: make(chan struct{}, 1)}
+	if err := e.load(ck); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.allocActivations(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Config is the model configuration.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// Device is the engine's device.
+func (e *Engine) Device() *runtime.Device { return e.dev }
+
+// Context is the KV-cache length in tokens.
+func (e *Engine) Context() int { return e.opts.Context }
+
+// Pos is the number of tokens in the KV cache.
+func (e *Engine) Pos() int { return e.pos }
+
+// Reset empties the KV cache (the next Prefill starts at position 0).
+func (e *Engine) Reset() { e.pos = 0 }
+
+// SetAttention replaces the prefill attention (nil: dense).
+func (e *Engine) SetAttention(a Attention) {
+	if a == nil {
+		a = DenseAttention{}
+	}
+	e.opts.Attention = a
+}
+
+func (e *Engine) progress(stage string, done, total int) {
+	if e.opts.Progress != nil {
+		e.opts.Progress(stage, done, total)
+	}
+}
+
+func (e *Engine) load(ck *Checkpoint) error {
+	cfg := e.cfg
+	specs := cfg.ExpectedTensors()
+	byName := map[string]TensorSpec{}
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	done := 0
+	matrix := func(name string) (*runtime.Tensor, error) {
+		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
+		t, err := ck.Tensor(name)
+		if err != nil {
+			return nil, fmt.Errorf("loading weights: %w", err)
+		}
+		if want := byName[name].Shape; !slices.Equal(t.Shape, want) {
+			return nil, fmt.Errorf("loading weights: %s: tensor %q has shape %v, expected %v", t.File, name, t.Shape, want)
+		}
+		out, err := e.dev.NewNamedTensor(name, runtime.F16, t.Shape...)
+		if err != nil {
+			return nil, err
+		}
+		switch t.DType {
+		case F16:
+			err = out.UploadBytes(t.Data, 0)
+		case BF16, F32:
+			dt := runtime.BF16
+			if t.DType == F32 {
+				dt = runtime.F32
+			}
+			var tmp *runtime.Tensor
+			tmp, err = e.dev.NewNamedTensor(name+" (staging)", dt, t.Shape...)
+			if err == nil {
+				err = tmp.UploadBytes(t.Data, 0)
+				if err == nil {
+					err = e.dev.Run(func(r *runtime.Recorder) error { return kernels.Convert(r, out, tmp) })
+				}
+				tmp.Free()
+			}
+		default:
+			err = fmt.Errorf("dtype %s", t.DType)
+		}
+		if err != nil {
+			out.Free()
+			return nil, fmt.Errorf("loading %s from %s: %w", name, t.File, err)
+		}
+		return out, nil
+	}
+	vector := func(name string) (*runtime.Tensor, error) {
+		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
+		t, err := ck.Tensor(name)
+		if err != nil {
+			return nil, fmt.Errorf("loading weights: %w", err)
+		}
+		if want := byName[name].Shape; !slices.Equal(t.Shape, want) {
+			return nil, fmt.Errorf("loading weights: %s: tensor %q has shape %v, expected %v", t.File, name, t.Shape, want)
+		}
+		v, err := t.Float32s()
+		if err != nil {
+			return nil, fmt.Errorf("loading weights: %w", err)
+		}
+		out, err := e.dev.NewNamedTensor(name, runtime.F32, len(v))
+		if err != nil {
+			return nil, err
+		}
+		if err := out.UploadF32(v); err != nil {
+			out.Free()
+			return nil, err
+		}
+		return out, nil
+	}
+	var err error
+	if e.embed, err = matrix(EmbedTokensName); err != nil {
+		return err
+	}
+	e.layers = make([]layerDev, cfg.NumLayers)
+	for l := range e.layers {
+		ld := &e.layers[l]
+		n := func(s string) string { return LayerTensorName(l, s) }
+		steps := []struct {
+			dst  **runtime.Tensor
+			name string
+			vec  bool
+			need bool
+		}{
+			{&ld.attnNorm, "input_layernorm.weight", true, true},
+			{&ld.wq, "self_attn.q_proj.weight", false, true},
+			{&ld.bq, "self_attn.q_proj.bias", true, cfg.QKVBias},
+			{&ld.wk, "self_attn.k_proj.weight", false, true},
+			{&ld.bk, "self_attn.k_proj.bias", true, cfg.QKVBias},
+			{&ld.wv, "self_attn.v_proj.weight", false, true},
+			{&ld.bv, "self_attn.v_proj.bias", true, cfg.QKVBias},
+			{&ld.wo, "self_attn.o_proj.weight", false, true},
+			{&ld.bo, "self_attn.o_proj.bias", true, cfg.OBias},
+			{&ld.mlpNorm, "post_attention_layernorm.weight", true, true},
+			{&ld.wg, "mlp.gate_proj.weight", false, true},
+			{&ld.wu, "mlp.up_proj.weight", false, true},
+			{&ld.wd, "mlp.down_proj.weight", false, true},
+		}
+		for _, s := range steps {
+			if !s.need {
+				continue
+			}
+			if s.vec {
+				*s.dst, err = vector(n(s.name))
+			} else {
+				*s.dst, err = matrix(n(s.name))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		kv := cfg.KVDim()
+		if ld.kCache, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d K cache", l), runtime.F16, e.opts.Context, cfg.NumKVHeads, cfg.HeadDim); err != nil {
+			return err
+		}
+		if ld.vCache, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d V cache", l), runtime.F16, e.opts.Context, cfg.NumKVHeads, cfg.HeadDim); err != nil {
+			return err
+		}
+		_ = kv
+	}
+	if e.finalNorm, err = vector(FinalNormName); err != nil {
+		return err
+	}
+	if cfg.TieWordEmbeddings {
+		e.lmHead = e.embed
+	} else if e.lmHead, err = matrix(LMHeadName); err != nil {
+		return err
+	}
+	inv := RopeInvFreq(cfg)
+	f := make([]float32, len(inv))
+	for i, x := range inv {
+		f[i] = float32(x)
+	}
+	if e.invFreq, err = e.dev.NewNamedTensor("rope inv_freq", runtime.F32, len(f)); err != nil {
+		return err
+	}
+	return e.invFreq.UploadF32(f)
+}
+
+func (e *Engine) allocActivations() error {
+	cfg := e.cfg
+	n, c := e.opts.MaxPrefill, min(e.opts.ChunkTokens, e.opts.MaxPrefill)
+	h, qd, kv, f, v := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
+	type alloc struct {
+		dst   **runtime.Tensor
+		name  string
+		dt    runtime.DType
+		shape []int
+	}
+	for _, a := range []alloc{
+		{&e.x, "residual stream", runtime.F32, []int{n, h}},
+		{&e.q, "queries", runtime.F16, []int{n, qd}},
+		{&e.o, "attention output", runtime.F16, []int{n, qd}},
+		{&e.ids, "token ids", runtime.I32, []int{n}},
+		{&e.xn, "normed chunk", runtime.F16, []int{c, h}},
+		{&e.kt, "key chunk", runtime.F16, []int{c, kv}},
+		{&e.vt, "value chunk", runtime.F16, []int{c, kv}},
+		{&e.gate, "gate chunk", runtime.F16, []int{c, f}},
+		{&e.up, "up chunk", runtime.F16, []int{c, f}},
+		{&e.act, "swiglu chunk", runtime.F16, []int{c, f}},
+		{&e.tmp, "projection chunk", runtime.F32, []int{c, h}},
+		{&e.lastX, "final-normed chunk", runtime.F32, []int{c, h}},
+		{&e.logits, "logits", runtime.F32, []int{c, v}},
+		{&e.argmax, "argmax", runtime.I32, []int{c}},
+	} {
+		t, err := e.dev.NewNamedTensor(a.name, a.dt, a.shape...)
+		if err != nil {
+			return fmt.Errorf("allocating activations: %w", err)
+		}
+		*a.dst = t
+	}
+	return nil
+}
+
+// Close frees everything the engine allocated on the device.
+func (e *Engine) Close() {
+	free := func(ts ...*runtime.Tensor) {
+		for _, t := range ts {
+			t.Free()
+		}
+	}
+	for _, l := range e.layers {
+		free(l.attnNorm, l.mlpNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.wg, l.wu, l.wd, l.kCache, l.vCache)
+	}
+	e.layers = nil
+	if e.lmHead != e.embed {
+		free(e.lmHead)
+	}
+	free(e.embed, e.finalNorm, e.invFreq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax)
+}
+
+func (e *Engine) acquire() error {
+	select {
+	case e.busy <- struct{}{}:
+		return nil
+	default:
+		return ErrBusy
+	}
+}
+
+func (e *Engine) release() { <-e.busy }
+
+func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
+	v, err := t.View(off, shape...)
+	if err != nil {
+		panic(fmt.Sprintf("internal error: %v", err)) // offsets are chunk-aligned by construction
+	}
+	return v
+}
+
+// submitEvery is the prompt length from which prefill submits after every
+// layer.
+const submitEvery = 256
+
+// LogitsMode says which positions of a Prefill produce logits.
+type LogitsMode int
+
+const (
+	// LastLogits computes logits for the last position only.
+	LastLogits LogitsMode = iota
+	// AllLogits computes logits for every position (for perplexity).
+	AllLogits
+)
+
+// Prefill appends tokens to the KV cache and returns the logits of the last
+// position. A prompt that does not fit the context is an error
+// (ErrContextFull) naming both lengths. ctx cancels between layers; the KV
+// cache is then left at its previous position.
+func (e *Engine) Prefill(ctx context.Context, tokens []int) ([]float32, error) {
+	var last []float32
+	err := e.prefill(ctx, tokens, LastLogits, func(row int, logits []float32) {
+		last = logits
+	})
+	return last, err
+}
+
+// PrefillAll is Prefill that reports the logits of every position through fn
+// (in order; the slice is reused between calls).
+func (e *Engine) PrefillAll(ctx context.Context, tokens []int, fn func(pos int, logits []float32)) error {
+	return e.prefill(ctx, tokens, AllLogits, fn)
+}
+
+func (e *Engine) prefill(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
+	if err := e.acquire(); err != nil {
+		return err
+	}
+	defer e.release()
+	cfg := e.cfg
+	n := len(tokens)
+	if n == 0 {
+		return fmt.Errorf("prefill: no tokens")
+	}
+	if e.pos+n > e.opts.Context {
+		return fmt.Errorf("prefill: %w: %d tokens after %d in the cache exceed the context of %d tokens", ErrContextFull, n, e.pos, e.opts.Context)
+	}
+	if n > e.opts.MaxPrefill {
+		// Split into MaxPrefill-sized calls (attention stays exact: each part sees the cache).
+		for s := 0; s < n; s += e.opts.MaxPrefill {
+			end := min(n, s+e.opts.MaxPrefill)
+			m := mode
+			if mode == LastLogits && end < n {
+				m = -1
+			}
+			base := s
+			if err := e.prefillPart(ctx, tokens[s:end], m, func(row int, l []float32) { fn(base+row, l) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	_ = cfg
+	return e.prefillPart(ctx, tokens, mode, fn)
+}
+
+func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
+	cfg := e.cfg
+	start := time.Now()
+	n := len(tokens)
+	q0 := e.pos
+	ids := make([]int32, n)
+	for i, t := range tokens {
+		ids[i] = int32(t)
+	}
+	if err := kernels.ValidateIDs(ids, cfg.VocabSize); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	idv := view(e.ids, 0, n)
+	if err := idv.UploadI32(ids); err != nil {
+		return err
+	}
+	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
+	C := min(e.opts.ChunkTokens, e.opts.MaxPrefill)
+	eps := float32(cfg.RMSNormEps)
+	x := view(e.x, 0, n, h)
+	q := view(e.q, 0, n, cfg.NumHeads, cfg.HeadDim)
+	o := view(e.o, 0, n, cfg.NumHeads, cfg.HeadDim)
+
+	r, err := e.dev.NewRecorder()
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	att := e.opts.Attention
+	if err := att.Begin(e, q0, n); err != nil {
+		return fmt.Errorf("prefill: attention: %w", err)
+	}
+	defer func() {
+		if aerr := att.End(); err == nil && aerr != nil {
+			err = fmt.Errorf("prefill: attention: %w", aerr)
+		}
+	}()
+	if err := kernels.Embed(r, x, e.embed, idv); err != nil {
+		return err
+	}
+	chunks := func(fn func(c, m int) error) error {
+		for c := 0; c < n; c += C {
+			if err := fn(c, min(C, n-c)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	p := kernels.AttnParams{Hq: cfg.NumHeads, Hkv: cfg.NumKVHeads, D: cfg.HeadDim, Sq: n, Skv: q0 + n, Q0: q0, Causal: true}
+	for l := range e.layers {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("prefill cancelled at layer %d: %w", l, err)
+		}
+		ld := &e.layers[l]
+		err := chunks(func(c, m int) error {
+			xc := view(e.x, c*h, m, h)
+			xn := view(e.xn, 0, m, h)
+			qc := view(e.q, c*qd, m, qd)
+			kt, vt := view(e.kt, 0, m, kv), view(e.vt, 0, m, kv)
+			if err := kernels.RMSNorm(r, xn, xc, ld.attnNorm, eps); err != nil {
+				return err
+			}
+			if err := kernels.MatMul(r, qc, xn, ld.wq, ld.bq); err != nil {
+				return err
+			}
+			if err := kernels.MatMul(r, kt, xn, ld.wk, ld.bk); err != nil {
+				return err
+			}
+			if err := kernels.MatMul(r, vt, xn, ld.wv, ld.bv); err != nil {
+				return err
+			}
+			if err := kernels.Rope(r, qc, qc, e.invFreq, cfg.NumHeads, q0+c); err != nil {
+				return err
+			}
+			if err := kernels.Rope(r, kt, kt, e.invFreq, cfg.NumKVHeads, q0+c); err != nil {
+				return err
+			}
+			off := uint64(q0+c) * uint64(kv) * 2
+			if err := r.CopyBytes(ld.kCache, off, kt, 0, uint64(m*kv*2)); err != nil {
+				return err
+			}
+			return r.CopyBytes(ld.vCache, off, vt, 0, uint64(m*kv*2))
+		})
+		if err != nil {
+			return fmt.Errorf("prefill layer %d: %w", l, err)
+		}
+		if err := att.Layer(r, l, q, ld.kCache, ld.vCache, o, p); err != nil {
+			return fmt.Errorf("prefill layer %d attention: %w", l, err)
+		}
+		err = chunks(func(c, m int) error {
+			xc := view(e.x, c*h, m, h)
+			oc := view(e.o, c*qd, m, qd)
+			tmp := view(e.tmp, 0, m, h)
+			xn := view(e.xn, 0, m, h)
+			f := cfg.IntermediateSize
+			gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
+			if err := kernels.MatMul(r, tmp, oc, ld.wo, ld.bo); err != nil {
+				return err
+			}
+			if err := kernels.AddInPlace(r, xc, tmp); err != nil {
+				return err
+			}
+			if err := kernels.RMSNorm(r, xn, xc, ld.mlpNorm, eps); err != nil {
+				return err
+			}
+			if err := kernels.MatMul(r, gate, xn, ld.wg, nil); err != nil {
+				return err
+			}
+			if err := kernels.MatMul(r, up, xn, ld.wu, nil); err != nil {
+				return err
+			}
+			if err := kernels.SwiGLU(r, act, gate, up); err != nil {
+				return err
+			}
+			if err := kernels.MatMul(r, tmp, act, ld.wd, nil); err != nil {
+				return err
+			}
+			return kernels.AddInPlace(r, xc, tmp)
+		})
+		if err != nil {
+			return fmt.Errorf("prefill layer %d: %w", l, err)
+		}
+		// Long prompts submit per layer so that no command buffer runs for
+		// seconds (driver watchdogs); short ones (decode) batch every layer.
+		if n >= submitEvery || l == len(e.layers)-1 {
+			if err := r.Submit(); err != nil {
+				return fmt.Errorf("prefill layer %d: %w", l, err)
+			}
+		}
+		e.progress("prefill", l+1, len(e.layers))
+	}
+	e.pos = q0 + n
+	if mode >= 0 {
+		first := 0
+		if mode == LastLogits {
+			first = n - 1
+		}
+		for c := first; c < n; c += C {
+			m := min(C, n-c)
+			logits, err := e.logitsRows(r, c, m)
+			if err != nil {
+				return err
+			}
+			v := cfg.VocabSize
+			for i := 0; i < m; i++ {
+				fn(c+i, logits[i*v:(i+1)*v])
+			}
+		}
+	}
+	e.LastPrefill = PrefillStats{Tokens: n, Duration: time.Since(start)}
+	return nil
+}
+
+// logitsRows computes final-norm + lm_head for rows [c, c+m) of the residual
+// stream (these rows need not be chunk-aligned) and downloads them.
+func (e *Engine) logitsRows(r *runtime.Recorder, c, m int) ([]float32, error) {
+	cfg := e.cfg
+	h, v := cfg.HiddenSize, cfg.VocabSize
+	// Copy the rows to the chunk-aligned lastX first: c may be any row.
+	lx := view(e.lastX, 0, m, h)
+	if err := r.CopyBytes(lx, 0, e.x, uint64(c*h*4), uint64(m*h*4)); err != nil {
+		return nil, err
+	}
+	normed := view(e.tmp, 0, m, h)
+	if err := kernels.RMSNorm(r, normed, lx, e.finalNorm, float32(cfg.RMSNormEps)); err != nil {
+		return nil, err
+	}
+	lg := view(e.logits, 0, m, v)
+	if err := kernels.MatMul(r, lg, normed, e.lmHead, nil); err != nil {
+		return nil, err
+	}
+	if err := r.Submit(); err != nil {
+		return nil, err
+	}
+	return lg.DownloadF32()
+}
+
+// Decode appends one token and returns the logits for the next position.
+func (e *Engine) Decode(ctx context.Context, token int) ([]float32, error) {
+	return e.Prefill(ctx, []int{token})
+}
+
+// NLL returns the mean negative log-likelihood (natural log) of tokens[1:]
+// given their prefixes, from one prefill of tokens starting at an empty cache.
+func (e *Engine) NLL(ctx context.Context, tokens []int) (float64, error) {
+	if len(tokens) < 2 {
+		return 0, fmt.Errorf("nll: need at least 2 tokens")
+	}
+	e.Reset()
+	var sum float64
+	err := e.PrefillAll(ctx, tokens, func(pos int, logits []float32) {
+		if pos+1 >= len(tokens) {
+			return
+		}
+		sum -= logProb(logits, tokens[pos+1])
+	})
+	if err != nil {
+		return 0, err
+	}
+	return sum / float64(len(tokens)-1), nil
+}
+
+func logProb(logits []float32, t int) float64 {
+	mx := math.Inf(-1)
+	for _, x := range logits {
+		mx = math.Max(mx, float64(x))
+	}
+	var s float64
+	for _, x := range logits {
+		s += math.Exp(float64(x) - mx)
+	}
+	return float64(logits[t]) - mx - math.Log(s)
+}
