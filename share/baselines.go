@@ -240,3 +240,20 @@ func MapVSToBlocks(n, blockSize, tile int, cols, offs []int) *BlockList {
 	}
 	return b.finish()
 }
+
+// ObserveMap implements Planner; the vertical-slash planner requests no
+// maps.
+func (v *VerticalSlash) ObserveMap(layer, head int, m *BlockMap) error {
+	return fmt.Errorf("share: vertical-slash: ObserveMap(%d, %d): no map was requested", layer, head)
+}
+
+// Stats implements Planner.
+func (v *VerticalSlash) Stats() *Stats { return v.stats }
+
+// Compile-time interface checks.
+var (
+	_ Planner            = (*SharePrefill)(nil)
+	_ Planner            = (*Dense)(nil)
+	_ Planner            = (*VerticalSlash)(nil)
+	_ QueryAwareSelector = (*SharePrefill)(nil)
+)

@@ -123,11 +123,16 @@ type listBuilder struct {
 	start int
 }
 
-func newListBuilder(nb int) *listBuilder {
+func newListBuilder(nb int) *listBuilder { return newListBuilderCap(nb, 0) }
+
+// newListBuilderCap preallocates room for capHint blocks (clamped to the
+// causal count).
+func newListBuilderCap(nb, capHint int) *listBuilder {
+	capHint = min(max(capHint, nb), CausalBlocks(nb))
 	return &listBuilder{
 		nb:    nb,
 		stamp: make([]int32, nb),
-		l:     &BlockList{NB: nb, RowPtr: make([]int32, nb+1)},
+		l:     &BlockList{NB: nb, RowPtr: make([]int32, nb+1), Cols: make([]int32, 0, capHint)},
 	}
 }
 
@@ -145,7 +150,9 @@ func (b *listBuilder) add(r, c int) {
 }
 
 func (b *listBuilder) endRow() {
-	slices.Sort(b.l.Cols[b.start:])
+	if row := b.l.Cols[b.start:]; !slices.IsSorted(row) {
+		slices.Sort(row)
+	}
 	b.l.RowPtr[b.r+1] = int32(len(b.l.Cols))
 	b.start = len(b.l.Cols)
 	b.r++

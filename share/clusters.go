@@ -130,6 +130,23 @@ type ClusterScore struct {
 	Dens float64 `json:"dens"`
 }
 
+// normalise maps empty optional lists and maps to nil, as Marshal omits
+// them.
+func (m *ClusterMeta) normalise() {
+	if m == nil {
+		return
+	}
+	if len(m.Noise) == 0 {
+		m.Noise = nil
+	}
+	if m.Calibration != nil && len(m.Calibration.PromptSHA256) == 0 {
+		m.Calibration.PromptSHA256 = nil
+	}
+	if m.Selection != nil && len(m.Selection.PerCluster) == 0 {
+		m.Selection.PerCluster = nil
+	}
+}
+
 // ParseID checks that id is a canonical decimal string (digits only, no
 // sign, no leading zero except "0") and returns its value.
 func ParseID(id string) (int, error) {
@@ -222,6 +239,7 @@ func ParseClusters(data []byte) (*ClusterFile, error) {
 	if f.SharedClusters == nil {
 		f.SharedClusters = []string{}
 	}
+	f.Meta.normalise()
 	if err := f.check(); err != nil {
 		return nil, fmt.Errorf("share: parse cluster file: %w", err)
 	}

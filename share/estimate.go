@@ -21,7 +21,8 @@ type HeadEstimates struct {
 	// n mod B ≠ 0 the partial chunk is the last one (the farthest offsets).
 	S []float64
 	// Kv and Ks are the token budgets of §3.2 (TokenBudget of the token
-	// level v and s at γ); the planner turns them into block budgets.
+	// level v and s at γ = Config.Gamma); the planner turns them into block
+	// budgets with Config.BlockBudget.
 	Kv, Ks int
 	// Pooled is the pooled estimate â (len nb): softmax over key blocks of
 	// q̄·k̄_c, no mask (§3.3). Needed for the query-aware gate and for

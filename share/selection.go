@@ -62,19 +62,27 @@ func UniformBlocks(n, blockSize int) []float64 {
 // sortedDesc returns the indices of x in descending value order; ties keep
 // the lower index first (stable).
 func sortedDesc(x []float64) []int {
-	idx := make([]int, len(x))
-	for i := range idx {
-		idx[i] = i
+	type ent struct {
+		v float64
+		i int
 	}
-	slices.SortStableFunc(idx, func(a, b int) int {
+	es := make([]ent, len(x))
+	for i, v := range x {
+		es[i] = ent{v, i}
+	}
+	slices.SortFunc(es, func(a, b ent) int {
 		switch {
-		case x[a] > x[b]:
+		case a.v > b.v:
 			return -1
-		case x[a] < x[b]:
+		case a.v < b.v:
 			return 1
 		}
-		return 0
+		return a.i - b.i
 	})
+	idx := make([]int, len(x))
+	for i, e := range es {
+		idx[i] = e.i
+	}
 	return idx
 }
 
@@ -146,7 +154,7 @@ func Cover(x []float64, gamma float64) []int {
 // RowCover builds the pivot pattern P_c from an exact block map:
 // P_c[r] = Cover(Â[r, 0..r], γ) for every row r (shareprefill.md §3.8).
 func RowCover(m *BlockMap, gamma float64) *BlockList {
-	b := newListBuilder(m.NB)
+	b := newListBuilderCap(m.NB, CausalBlocks(m.NB)/2)
 	for r := 0; r < m.NB; r++ {
 		for _, c := range Cover(m.Row(r)[:r+1], gamma) {
 			b.add(r, c)
@@ -167,16 +175,38 @@ func QueryAwareCut(m *BlockMap, gamma float64) *BlockList {
 	if gamma >= 1 {
 		return DenseList(nb)
 	}
-	idx := sortedDesc(m.Data)
+	// Sort the causal entries by (value descending, flat index ascending);
+	// non-causal entries are 0 and sort after every positive entry, so they
+	// can only matter when the positive mass never crosses, in which case
+	// they are dropped as non-causal anyway.
+	type ent struct {
+		v float64
+		i int32
+	}
+	es := make([]ent, 0, CausalBlocks(nb))
+	for r := 0; r < nb; r++ {
+		for c := 0; c <= r; c++ {
+			es = append(es, ent{m.Data[r*nb+c], int32(r*nb + c)})
+		}
+	}
+	slices.SortFunc(es, func(a, b ent) int {
+		switch {
+		case a.v > b.v:
+			return -1
+		case a.v < b.v:
+			return 1
+		}
+		return int(a.i - b.i)
+	})
 	limit := gamma * float64(nb)
 	mask := make([]bool, nb*nb)
 	var s float64
-	for _, j := range idx {
-		s += m.Data[j]
+	for _, e := range es {
+		s += e.v
 		if s > limit {
 			break
 		}
-		mask[j] = true
+		mask[e.i] = true
 	}
 	return ListFromMask(nb, mask)
 }
@@ -226,25 +256,43 @@ func SelectVS(vBlocks, sBlocks []float64, nv, ns int) VSSet {
 	return VSSet{Cols: TopKForced(vBlocks, nv, 0), Offs: TopKForced(sBlocks, ns, 0)}
 }
 
-// addRow adds the VS blocks of row r to the builder.
+// addRow adds the VS blocks of row r to the builder in ascending column
+// order (a merge of the columns ≤ r with the slash columns r−o, o ≤ r), so
+// that a row holding only VS blocks needs no sort.
 func (v *VSSet) addRow(b *listBuilder, r int) {
-	for _, c := range v.Cols {
-		if c > r {
-			break
-		}
-		b.add(r, c)
+	// Offsets ≤ r, visited from the largest down, give ascending columns.
+	hi := len(v.Offs)
+	for hi > 0 && v.Offs[hi-1] > r {
+		hi--
 	}
-	for _, o := range v.Offs {
-		if o > r {
-			break
+	i, j := 0, hi-1
+	for {
+		ci, cj := -1, -1
+		if i < len(v.Cols) && v.Cols[i] <= r {
+			ci = v.Cols[i]
 		}
-		b.add(r, r-o)
+		if j >= 0 {
+			cj = r - v.Offs[j]
+		}
+		switch {
+		case ci < 0 && cj < 0:
+			return
+		case cj < 0 || (ci >= 0 && ci <= cj):
+			b.add(r, ci)
+			i++
+			if ci == cj {
+				j--
+			}
+		default:
+			b.add(r, cj)
+			j--
+		}
 	}
 }
 
 // List expands the selection to a block list on an nb×nb grid.
 func (v *VSSet) List(nb int) *BlockList {
-	b := newListBuilder(nb)
+	b := newListBuilderCap(nb, nb*(len(v.Cols)+len(v.Offs)))
 	for r := 0; r < nb; r++ {
 		v.addRow(b, r)
 		b.endRow()

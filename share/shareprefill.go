@@ -330,7 +330,17 @@ func unionList(nb int, all bool, pattern, qa *BlockList, vs *VSSet) *BlockList {
 	if all {
 		return DenseList(nb)
 	}
-	b := newListBuilder(nb)
+	hint := 0
+	if pattern != nil {
+		hint += pattern.NumBlocks()
+	}
+	if qa != nil {
+		hint += qa.NumBlocks()
+	}
+	if vs != nil {
+		hint += nb * (len(vs.Cols) + len(vs.Offs))
+	}
+	b := newListBuilderCap(nb, hint)
 	for r := 0; r < nb; r++ {
 		if pattern != nil {
 			for _, c := range pattern.Row(r) {

@@ -1,0 +1,516 @@
+package share
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+)
+
+// smallCfg is a preset scaled to the small test grids: B = 16 and a floor of
+// two blocks.
+func smallCfg(t *testing.T, preset string) Config {
+	t.Helper()
+	c, err := Preset(preset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.BlockSize = 16
+	c.MinBudget = 32
+	return c
+}
+
+func optFor(c Config) EstimateOptions {
+	return EstimateOptions{BlockSize: c.BlockSize, Gamma: c.Gamma, PooledMap: c.TauQuery > 0, Window: 64}
+}
+
+func clusterFile(shared []string, clusters map[string][]HeadRef) *ClusterFile {
+	return &ClusterFile{Clusters: clusters, SharedClusters: shared}
+}
+
+// TestPatternsSelectExpectedBlocks: constructed heads with known patterns
+// get the expected blocks from the VS path (no clusters).
+func TestPatternsSelectExpectedBlocks(t *testing.T) {
+	const n, b = 600, 16
+	nb := NumBlocks(n, b)
+	tests := []struct {
+		name  string
+		head  headQK
+		check func(l *BlockList) bool
+	}{
+		{"vertical stripe at key 333", stripeHead(n, 16, 333, 60, 1), func(l *BlockList) bool {
+			c := 333 / b
+			for r := c; r < nb; r++ {
+				if !l.Contains(r, c) {
+					return false
+				}
+			}
+			return true
+		}},
+		{"sink at key 0", stripeHead(n, 16, 0, 60, 2), func(l *BlockList) bool { return true }},
+		{"slash at offset 200", diagHead(n, 200, 3), func(l *BlockList) bool {
+			ob := 200 / b
+			for r := ob; r < nb; r++ {
+				if !l.Contains(r, r-ob) {
+					return false
+				}
+			}
+			return true
+		}},
+		{"local window", diagHead(n, 0, 3), func(l *BlockList) bool { return true }},
+	}
+	for _, tc := range tests {
+		for _, preset := range []string{"paper", "release"} {
+			cfg := smallCfg(t, preset)
+			cfg.TauQuery = 0
+			p, err := NewFlexPrefill(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plans := runPlanner(t, p, [][]headQK{{tc.head}}, optFor(cfg))
+			hp := plans[0].Heads[0]
+			checkListInvariants(t, tc.name, hp.List)
+			if hp.Method != MethodVerticalSlash {
+				t.Errorf("%s/%s: method %v, want vertical-slash", tc.name, preset, hp.Method)
+			}
+			if !tc.check(hp.List) {
+				t.Errorf("%s/%s: expected blocks missing", tc.name, preset)
+			}
+			if d := hp.List.Density(); d > 0.25 {
+				t.Errorf("%s/%s: density %.3f, want a sparse list", tc.name, preset, d)
+			}
+			if !strings.Contains(p.Stats().Note, "equivalent to FlexPrefill") {
+				t.Errorf("missing no-cluster note: %q", p.Stats().Note)
+			}
+		}
+	}
+}
+
+func TestSharingScenarios(t *testing.T) {
+	const n, d = 400, 16
+	uni := randomHead(n, d, 0.3, 1)   // broad attention: not excluded
+	ret := retrievalHead(n, 32, 8, 2) // content-dependent, spiky
+	stripe := stripeHead(n, d, 250, 60, 3)
+	tests := []struct {
+		name     string
+		preset   string
+		mod      func(*Config)
+		layers   [][]headQK
+		clusters map[string][]HeadRef
+		shared   []string
+		want     [][]Method
+	}{
+		{
+			name:   "paper: alike heads in later layers share, same layer falls back",
+			preset: "paper",
+			layers: [][]headQK{{uni, uni}, {uni, uni}},
+			clusters: map[string][]HeadRef{
+				"1": {{0, 0}, {0, 1}, {1, 1}},
+			},
+			want: [][]Method{{MethodPivot, MethodVerticalSlash}, {MethodVerticalSlash, MethodShared}},
+		},
+		{
+			name:     "paper: a one-column head is excluded at δ = 0.3 and cannot be pivot",
+			preset:   "paper",
+			layers:   [][]headQK{{stripe, uni}, {uni, uni}},
+			clusters: map[string][]HeadRef{"4": {{0, 0}, {0, 1}, {1, 0}}},
+			want:     [][]Method{{MethodExcluded, MethodPivot}, {MethodShared, MethodVerticalSlash}},
+		},
+		{
+			name:     "no exclusion: a differently built head fails the gate",
+			preset:   "paper",
+			mod:      func(c *Config) { c.Exclusion = ExcludeNone },
+			layers:   [][]headQK{{uni}, {stripe}, {uni}},
+			clusters: map[string][]HeadRef{"2": {{0, 0}, {1, 0}, {2, 0}}},
+			want:     [][]Method{{MethodPivot}, {MethodVerticalSlash}, {MethodShared}},
+		},
+		{
+			name:     "release: retrieval pivot with low vs_ratio shares",
+			preset:   "release",
+			layers:   [][]headQK{{ret, ret}, {ret, ret}},
+			clusters: map[string][]HeadRef{"9": {{0, 1}, {1, 0}}, "3": {{0, 0}, {1, 1}}},
+			shared:   []string{"9"},
+			want:     [][]Method{{MethodVerticalSlash, MethodPivot}, {MethodShared, MethodVerticalSlash}},
+		},
+		{
+			name:     "release: broad pivot's VS already covers it (vs_ratio ≥ τ_f)",
+			preset:   "release",
+			mod:      func(c *Config) { c.TauQuery = 0 },
+			layers:   [][]headQK{{uni}, {uni}},
+			clusters: map[string][]HeadRef{"9": {{0, 0}, {1, 0}}},
+			shared:   []string{"9"},
+			want:     [][]Method{{MethodPivot}, {MethodVerticalSlash}},
+		},
+	}
+	for _, tc := range tests {
+		cfg := smallCfg(t, tc.preset)
+		if tc.mod != nil {
+			tc.mod(&cfg)
+		}
+		p, err := NewSharePrefill(cfg, clusterFile(tc.shared, tc.clusters))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans := runPlanner(t, p, tc.layers, optFor(cfg))
+		for l, plan := range plans {
+			for h, hp := range plan.Heads {
+				checkListInvariants(t, tc.name, hp.List)
+				if hp.Method != tc.want[l][h] {
+					t.Errorf("%s: (%d,%d) method %v (%s), want %v", tc.name, l, h, hp.Method, p.Stats().Layers[l].Heads[h].Reason, tc.want[l][h])
+				}
+				if hp.Method == MethodExcluded && !hp.Excluded {
+					t.Errorf("%s: excluded head not flagged", tc.name)
+				}
+				if hp.Method == MethodPivot && (!hp.NeedMap || hp.List.Density() != 1) {
+					t.Errorf("%s: pivot must be dense and request its map", tc.name)
+				}
+				if hp.Method == MethodShared {
+					// The shared list holds the pivot pattern, which covers
+					// ≥ γ of every row of the (identical) head's exact map.
+					hd := tc.layers[l][h]
+					m, _ := BlockMapRef(hd.q, hd.k, cfg.BlockSize)
+					for r := 0; r < m.NB; r++ {
+						var s float64
+						for _, c := range hp.List.Row(r) {
+							s += m.At(r, int(c))
+						}
+						if s < cfg.Gamma-1e-9 {
+							t.Errorf("%s: shared row %d keeps %.3f < γ", tc.name, r, s)
+						}
+					}
+				}
+			}
+		}
+		if _, err := p.Stats().JSON(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRetrievalSharingIsSparse: the shared pattern of a content-dependent
+// head is much sparser than dense yet keeps the mass (the point of sharing).
+func TestRetrievalSharingIsSparse(t *testing.T) {
+	cfg := smallCfg(t, "release")
+	cfg.TauQuery = 0
+	ret := retrievalHead(800, 32, 8, 5)
+	p, _ := NewSharePrefill(cfg, clusterFile([]string{"1"}, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
+	plans := runPlanner(t, p, [][]headQK{{ret}, {ret}}, optFor(cfg))
+	if plans[1].Heads[0].Method != MethodShared {
+		t.Fatalf("method %v", plans[1].Heads[0].Method)
+	}
+	if d := plans[1].Heads[0].List.Density(); d > 0.6 {
+		t.Fatalf("shared density %.3f", d)
+	}
+	st := p.Stats().Layers[0].Heads[0]
+	if st.VSRatio == nil || *st.VSRatio >= cfg.TauFallback || st.PatternDensity == nil {
+		t.Fatalf("pivot stats %+v", st)
+	}
+}
+
+// TestCompatModeBlocksSharing: a pivot whose VS set holds a far column has a
+// small de-duplicated vs_ratio but an inflated compat ratio (§6.1), which
+// switches sharing off under VSCoverage.
+func TestCompatModeBlocksSharing(t *testing.T) {
+	const nb, b = 64, 16
+	n := nb * b
+	he := HeadEstimates{V: make([]float64, nb), S: make([]float64, nb), Kv: 1, Ks: 1}
+	he.V[0], he.V[60] = 0.5, 0.5
+	he.S[0], he.S[1] = 0.5, 0.5
+	m := NewBlockMap(nb) // mass spread on (r, r/2): not captured by VS
+	for r := 0; r < nb; r++ {
+		m.Data[r*nb+r/2] += 0.9
+		m.Data[r*nb+r] += 0.1
+	}
+	for _, compat := range []bool{false, true} {
+		cfg := smallCfg(t, "release")
+		cfg.TauQuery = 0
+		cfg.VSRatioCompat = compat
+		p, _ := NewSharePrefill(cfg, clusterFile([]string{"1"}, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
+		if err := p.Begin(n, 2, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		est := &LayerEstimates{Layer: 0, N: n, NB: nb, BlockSize: b, Heads: []HeadEstimates{he}}
+		if _, err := p.PlanLayer(0, est); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ObserveMap(0, 0, m); err != nil {
+			t.Fatal(err)
+		}
+		est.Layer = 1
+		plan, err := p.PlanLayer(1, est)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := MethodShared
+		if compat {
+			want = MethodVerticalSlash
+		}
+		if got := plan.Heads[0].Method; got != want {
+			r := p.Stats().Layers[0].Heads[0].VSRatio
+			t.Errorf("compat=%v: method %v (vs_ratio %v), want %v", compat, got, *r, want)
+		}
+	}
+}
+
+// TestNaNCompatDisablesGates: with a zero entry the release JSD is NaN, and
+// the head neither shares nor goes query-aware (§6.3).
+func TestNaNCompatDisablesGates(t *testing.T) {
+	const nb, b = 64, 16
+	n := nb * b
+	he := HeadEstimates{V: make([]float64, nb), S: make([]float64, nb), Pooled: make([]float64, nb), Kv: 1, Ks: 1, M: uniformRowsMap(nb)}
+	for i := range he.V {
+		he.V[i], he.S[i], he.Pooled[i] = 1.0/nb, 1.0/nb, 1.0/nb
+	}
+	he.V[3], he.V[4] = 0, 2.0/nb
+	for _, compat := range []bool{false, true} {
+		cfg := smallCfg(t, "release")
+		cfg.NaNCompat = compat
+		p, _ := NewFlexPrefill(cfg)
+		if err := p.Begin(n, 1, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := p.PlanLayer(0, &LayerEstimates{N: n, NB: nb, BlockSize: b, Heads: []HeadEstimates{he}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := MethodQueryAware
+		if compat {
+			want = MethodVerticalSlash
+		}
+		if plan.Heads[0].Method != want {
+			t.Errorf("NaNCompat=%v: %v, want %v", compat, plan.Heads[0].Method, want)
+		}
+		if _, err := p.Stats().JSON(); err != nil {
+			t.Fatalf("stats with NaN must still encode: %v", err)
+		}
+	}
+}
+
+// TestGammaOneIsDense: with γ = 1 every method's list covers every causal
+// block, so the sparse output equals dense attention.
+func TestGammaOneIsDense(t *testing.T) {
+	const n, d = 300, 8
+	heads := []headQK{randomHead(n, d, 1, 1), randomHead(n, d, 0.2, 2), stripeHead(n, d, 100, 8, 3), diagHead(n, 5, 1)}
+	layers := [][]headQK{heads, heads}
+	cl := map[string][]HeadRef{"1": {{0, 0}, {1, 0}}, "2": {{0, 1}, {0, 2}, {1, 1}, {1, 2}}}
+	type mk func() (Planner, EstimateOptions)
+	planners := map[string]mk{}
+	for _, preset := range []string{"paper", "release"} {
+		for _, tq := range []float64{0, 0.5} {
+			cfg := smallCfg(t, preset)
+			cfg.Gamma, cfg.TauQuery, cfg.TauShare, cfg.Exclusion = 1, tq, 0.8, ExcludeNone
+			cfg.ShareScope = ScopeAll
+			key := preset + map[bool]string{true: "/qa", false: ""}[tq > 0]
+			planners[key+"/share"] = func() (Planner, EstimateOptions) {
+				p, _ := NewSharePrefill(cfg, clusterFile(nil, cl))
+				return p, optFor(cfg)
+			}
+			planners[key+"/flex"] = func() (Planner, EstimateOptions) {
+				p, _ := NewFlexPrefill(cfg)
+				return p, optFor(cfg)
+			}
+		}
+	}
+	planners["vertical-slash"] = func() (Planner, EstimateOptions) {
+		c := DefaultVSConfig()
+		c.BlockSize = 16
+		p, _ := NewVerticalSlash(c) // n ≤ 1000 keeps every column
+		return p, EstimateOptions{BlockSize: 16, Gamma: 1, Window: 64}
+	}
+	planners["dense"] = func() (Planner, EstimateOptions) {
+		p, _ := NewDense(16)
+		return p, EstimateOptions{BlockSize: 16, Gamma: 1}
+	}
+	methods := map[Method]bool{}
+	for name, f := range planners {
+		p, opt := f()
+		for l, plan := range runPlanner(t, p, layers, opt) {
+			for h, hp := range plan.Heads {
+				methods[hp.Method] = true
+				if hp.List.NumBlocks() != CausalBlocks(plan.NB) {
+					t.Fatalf("%s: (%d,%d) %v lists %d of %d causal blocks", name, l, h, hp.Method, hp.List.NumBlocks(), CausalBlocks(plan.NB))
+				}
+			}
+			if l == 1 {
+				hd := heads[3]
+				o1, _, _ := SparseAttentionRef(hd.q, hd.k, hd.q, plan.Heads[3].List, 16)
+				o2, _, _ := DenseAttentionRef(hd.q, hd.k, hd.q, 16)
+				for i := range o1 {
+					for e := range o1[i] {
+						if o1[i][e] != o2[i][e] {
+							t.Fatalf("%s: output differs from dense", name)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, m := range []Method{MethodDense, MethodPivot, MethodShared, MethodVerticalSlash, MethodQueryAware} {
+		if !methods[m] {
+			t.Errorf("method %v not exercised", m)
+		}
+	}
+}
+
+func TestVerticalSlashPlanner(t *testing.T) {
+	const n = 2500
+	c := DefaultVSConfig()
+	c.VerticalSize, c.SlashSize = 31, 101 // 30 forced sinks + 1, 100 forced diagonals + 1
+	p, err := NewVerticalSlash(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := []headQK{stripeHead(n, 16, 1700, 60, 1), diagHead(n, 700, 3)}
+	plan := runPlanner(t, p, [][]headQK{heads}, EstimateOptions{BlockSize: 128, Gamma: 0.9, Window: c.LastQ})[0]
+	nb := plan.NB
+	for h, hp := range plan.Heads {
+		checkListInvariants(t, "vertical-slash", hp.List)
+		if hp.List.Density() > 0.6 {
+			t.Errorf("head %d density %.3f", h, hp.List.Density())
+		}
+	}
+	for r := 1700 / 128; r < nb; r++ {
+		if !plan.Heads[0].List.Contains(r, 1700/128) {
+			t.Fatalf("stripe column missing in row %d", r)
+		}
+	}
+	// Offset 700 from rows [a, a+64) reaches keys [a−700, a−637]: block
+	// (a−700)/128 or (a−637)/128.
+	for r := 6; r < nb; r++ {
+		a := r * 128
+		if !plan.Heads[1].List.Contains(r, (a-700)/128) || !plan.Heads[1].List.Contains(r, (a+127-700)/128) {
+			t.Fatalf("slash blocks missing in row %d: %v", r, plan.Heads[1].List.Row(r))
+		}
+	}
+	// Forced sinks and local diagonals.
+	cols, offs := p.SelectTokens(make([]float64, n), make([]float64, n))
+	if len(cols) != 31 || cols[29] != 29 || len(offs) != 101 || offs[99] != 99 {
+		t.Fatalf("forced entries: %d cols (%v…), %d offs", len(cols), cols[:3], len(offs))
+	}
+}
+
+// TestMapVSToBlocksRule checks the 64-row-half rule directly.
+func TestMapVSToBlocksRule(t *testing.T) {
+	// n = 512, B = 128, offset 200: rows [64, 128) reach keys [−136, −73]
+	// (none); rows [192, 256) reach [−8, 55] → block 0; rows [320, 384)
+	// reach [120, 183] → blocks 0 and 1.
+	l := MapVSToBlocks(512, 128, 64, nil, []int{200})
+	if len(l.Row(0)) != 0 || len(l.Row(1)) != 1 || !l.Contains(1, 0) || len(l.Row(2)) != 2 || !l.Contains(2, 1) {
+		t.Fatalf("rows: %v %v %v", l.Row(0), l.Row(1), l.Row(2))
+	}
+	l = MapVSToBlocks(512, 128, 64, []int{300}, nil)
+	if l.Contains(1, 2) || !l.Contains(2, 2) || !l.Contains(3, 2) || l.NumBlocks() != 2 {
+		t.Fatalf("vertical: %+v", l)
+	}
+}
+
+func TestPlannerContract(t *testing.T) {
+	cfg := smallCfg(t, "paper")
+	p, _ := NewSharePrefill(cfg, clusterFile(nil, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
+	h := randomHead(100, 8, 0.3, 1)
+	est := layerEst(t, 0, []headQK{h}, optFor(cfg))
+	if _, err := p.PlanLayer(0, est); err == nil {
+		t.Fatal("PlanLayer before Begin must fail")
+	}
+	if err := p.Begin(100, 2, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PlanLayer(1, est); err == nil {
+		t.Fatal("out-of-order layer must fail")
+	}
+	plan, err := p.PlanLayer(0, est)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.MapHeads()) != 1 {
+		t.Fatal("pivot map not requested")
+	}
+	if _, err := p.PlanLayer(1, layerEst(t, 1, []headQK{h}, optFor(cfg))); err == nil || !strings.Contains(err.Error(), "not observed") {
+		t.Fatalf("missing ObserveMap must fail, got %v", err)
+	}
+	if err := p.ObserveMap(0, 0, NewBlockMap(3)); err == nil {
+		t.Fatal("wrong map size must fail")
+	}
+	if err := p.ObserveMap(1, 0, NewBlockMap(7)); err == nil {
+		t.Fatal("unrequested map must fail")
+	}
+	// Cluster file out of range for the model.
+	q, _ := NewSharePrefill(cfg, clusterFile(nil, map[string][]HeadRef{"1": {{5, 0}}}))
+	if err := q.Begin(100, 2, 1, 1); err == nil {
+		t.Fatal("out-of-range cluster must fail at Begin")
+	}
+	// DenseBelow.
+	cfg.DenseBelow = 200
+	r, _ := NewFlexPrefill(cfg)
+	_ = r.Begin(100, 1, 1, 1)
+	plan, err = r.PlanLayer(0, nil)
+	if err != nil || plan.Heads[0].Method != MethodDense {
+		t.Fatalf("DenseBelow: %v %v", err, plan)
+	}
+}
+
+func TestStatsJSONAndSummary(t *testing.T) {
+	cfg := smallCfg(t, "paper")
+	uni := randomHead(300, 8, 0.3, 1)
+	p, _ := NewSharePrefill(cfg, clusterFile(nil, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
+	runPlanner(t, p, [][]headQK{{uni, stripeHead(300, 8, 10, 60, 2)}, {uni, uni}}, optFor(cfg))
+	st := p.Stats()
+	if err := st.SetGPUTime(1, 1000, 5000); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetGPUTime(7, 1, 1); err == nil {
+		t.Fatal("unplanned layer accepted")
+	}
+	b, err := st.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Stats
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	s := back.Summary
+	if s.HeadsPerMethod["pivot"] != 1 || s.HeadsPerMethod["shared"] != 1 || s.HeadsPerMethod["vertical-slash"] != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	if back.Config.Exclusion != ExcludeJSUniform || back.Layers[1].AttentionGPU != 5000 || s.AttentionGPU != 5000 {
+		t.Fatalf("round trip lost fields: %+v", back.Layers[1])
+	}
+	if s.MeanDensity <= 0 || s.MeanDensity > 1 || math.IsNaN(s.MeanDensity) {
+		t.Fatalf("mean density %v", s.MeanDensity)
+	}
+	if !strings.Contains(st.String(), "pivot=1") {
+		t.Fatalf("String() = %q", st.String())
+	}
+}
+
+func TestPresetsAndValidate(t *testing.T) {
+	for _, name := range append(PresetNames, "") {
+		c, err := Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	r, _ := Preset("release")
+	if r.Gamma != 0.95 || r.TauShare != 0.5 || r.Exclusion != ExcludeVSCoverage || r.TauQuery != 0.1 || r.ShareScope != ScopeSharedClusters {
+		t.Fatalf("release preset %+v", r)
+	}
+	if _, err := Preset("nope"); err == nil {
+		t.Fatal("unknown preset accepted")
+	}
+	bad := DefaultConfig()
+	bad.Gamma, bad.BlockSize = 0, 0
+	err := bad.Validate()
+	if err == nil || !strings.Contains(err.Error(), "Gamma") || !strings.Contains(err.Error(), "BlockSize") {
+		t.Fatalf("validate: %v", err)
+	}
+	for _, v := range []any{ExcludeVSCoverage, DistPooled, ScopeSharedClusters, MethodShared} {
+		b, _ := json.Marshal(v)
+		if strings.Contains(string(b), "(") {
+			t.Fatalf("enum %v encodes as %s", v, b)
+		}
+	}
+}
