@@ -364,11 +364,13 @@ func (e *Engine) load(ck *Checkpoint) error {
 	} else if e.lmHead, err = matrix(LMHeadName); err != nil {
 		return err
 	}
-	inv := RopeInvFreq(cfg)
-	f := make([]float32, len(inv))
-	for i, x := range inv {
-		f[i] = float32(x)
+	var sc *kernels.Llama3Scaling
+	if rs := cfg.RopeScaling; rs != nil {
+		sc = &kernels.Llama3Scaling{Factor: rs.Factor, LowFreqFactor: rs.LowFreqFactor,
+			HighFreqFactor: rs.HighFreqFactor, OriginalMaxPositionEmbeddings: rs.OriginalMaxPositionEmbeddings}
 	}
+	// HF computes inv_freq in f32 step by step; RopeInvFreqF32 follows it.
+	f := kernels.RopeInvFreqF32(cfg.RopeTheta, cfg.HeadDim, sc)
 	if e.invFreq, err = e.dev.NewNamedTensor("rope inv_freq", runtime.F32, len(f)); err != nil {
 		return err
 	}
@@ -458,6 +460,9 @@ const (
 	LastLogits LogitsMode = iota
 	// AllLogits computes logits for every position (for perplexity).
 	AllLogits
+	// deviceLogits computes the last position's logits and leaves them on
+	// the device (row 0 of e.logits) for GPU sampling.
+	deviceLogits
 )
 
 // Prefill appends tokens to the KV cache and returns the logits of the last
@@ -642,7 +647,11 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		e.progress("prefill", l+1, len(e.layers))
 	}
 	e.pos = q0 + n
-	if mode >= 0 {
+	if mode == deviceLogits {
+		if err := e.logitsOnDevice(r, n-1, 1); err != nil {
+			return err
+		}
+	} else if mode >= 0 {
 		first := 0
 		if mode == LastLogits {
 			first = n - 1
@@ -661,6 +670,25 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	}
 	e.LastPrefill = PrefillStats{Tokens: n, Duration: time.Since(start)}
 	return nil
+}
+
+// logitsOnDevice records final-norm + lm_head for rows [c, c+m) into e.logits
+// and submits.
+func (e *Engine) logitsOnDevice(r *runtime.Recorder, c, m int) error {
+	cfg := e.cfg
+	h, v := cfg.HiddenSize, cfg.VocabSize
+	lx := view(e.lastX, 0, m, h)
+	if err := r.CopyBytes(lx, 0, e.x, uint64(c*h*4), uint64(m*h*4)); err != nil {
+		return err
+	}
+	normed := view(e.tmp, 0, m, h)
+	if err := kernels.RMSNorm(r, normed, lx, e.finalNorm, float32(cfg.RMSNormEps)); err != nil {
+		return err
+	}
+	if err := kernels.MatMul(r, view(e.logits, 0, m, v), normed, e.lmHead, nil); err != nil {
+		return err
+	}
+	return r.Submit()
 }
 
 // logitsRows computes final-norm + lm_head for rows [c, c+m) of the residual

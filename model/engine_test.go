@@ -233,3 +233,56 @@ func TestEngineErrors(t *testing.T) {
 	}
 	_ = rand.IntN
 }
+
+func TestEngineGenerate(t *testing.T) {
+	d := gputest.Device(t)
+	e := storiesEngine(t, d, EngineOptions{})
+	ctx := context.Background()
+	var got []int
+	st, err := e.Generate(ctx, []int{1}, SampleOptions{MaxTokens: len(embeddedGreedyPrefix)}, func(id int) error {
+		got = append(got, id)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slicesEqual(got, embeddedGreedyPrefix) {
+		t.Fatalf("greedy Generate = %v, want %v", got, embeddedGreedyPrefix)
+	}
+	if st.PromptTokens != 1 || st.GeneratedTokens != len(got) || st.FirstToken <= 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// Sampling: the same seed gives the same tokens; tokens are in range.
+	run := func(seed uint64) []int {
+		e.Reset()
+		var out []int
+		if _, err := e.Generate(ctx, []int{1, 403}, SampleOptions{MaxTokens: 20, Temperature: 0.9, TopP: 0.9, Seed: seed}, func(id int) error {
+			out = append(out, id)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a, b := run(7), run(7)
+	if !slicesEqual(a, b) {
+		t.Errorf("same seed, different samples: %v vs %v", a, b)
+	}
+	for _, id := range a {
+		if id < 0 || id >= 512 {
+			t.Fatalf("sampled id %d out of range", id)
+		}
+	}
+}
+
+func slicesEqual(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,7 +1,6 @@
 #version 450
 // argmax.comp: idx[r] = argmax_j x[r, j], ties to the lowest j; x [M, N] f32,
-// idx i32 [M]. NaN never wins; a row with no number > -inf... -inf rows give
-// the lowest index of a -inf; an all-NaN row gives 0.
+// idx i32 [M]. NaN never wins (an all-NaN row gives 0); -0 == +0 is a tie.
 // One workgroup per row (row = wg.x + wg.y * numWG.x); workgroup size = spec
 // constant 0, a power of two; strided scan, shared-memory reduction.
 
@@ -18,7 +17,7 @@ layout(push_constant) uniform Push {
 shared float sval[gl_WorkGroupSize.x];
 shared uint sidx[gl_WorkGroupSize.x];
 
-const float NEG_INF = uintBitsToFloat(0xff800000u);
+#define NEG_INF uintBitsToFloat(0xff800000u)
 
 void main() {
 	uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;

@@ -20,7 +20,7 @@ layout(push_constant) uniform Push {
 shared float smax[gl_WorkGroupSize.x];
 shared float ssum[gl_WorkGroupSize.x];
 
-const float NEG_INF = uintBitsToFloat(0xff800000u);
+#define NEG_INF uintBitsToFloat(0xff800000u)
 
 void main() {
 	uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;

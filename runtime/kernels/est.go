@@ -1,0 +1,405 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/shareprefill/shareprefill/runtime"
+)
+
+// EstParams describes the shapes read by the estimation and block-map
+// kernels (shareprefill.md §3.1–3.3, §3.7, §3.8).
+//
+// Layouts: Q [S, Hq, D] f16, K [S, Hkv, D] f16 (query head h reads KV head
+// h / (Hq/Hkv)). Blocks have B tokens, nb = ⌈S/B⌉, the last block may be
+// partial. Scores are s_ij = Scale · q_i·k_j; Scale 0 means 1/√D.
+type EstParams struct {
+	Hq, Hkv, D, S, B int
+	Scale            float32
+}
+
+// NB returns ⌈S/B⌉.
+func (p EstParams) NB() int { return (p.S + p.B - 1) / p.B }
+
+// W returns the estimate window min(B, S): the number of last queries used
+// by the last-block and pooled estimates.
+func (p EstParams) W() int { return min(p.B, p.S) }
+
+func (p EstParams) scale() float32 {
+	if p.Scale == 0 {
+		return float32(1 / math.Sqrt(float64(p.D)))
+	}
+	return p.Scale
+}
+
+func (p EstParams) check(op string) error {
+	switch {
+	case p.Hq < 1 || p.Hkv < 1 || p.Hq%p.Hkv != 0:
+		return fmt.Errorf("%s: Hq = %d and Hkv = %d: need Hq a positive multiple of Hkv", op, p.Hq, p.Hkv)
+	case p.D < 1 || p.D > 1024:
+		return fmt.Errorf("%s: head dim D = %d outside [1, 1024]", op, p.D)
+	case p.S < 1:
+		return fmt.Errorf("%s: sequence length S = %d < 1", op, p.S)
+	case p.B < 1 || p.B > 1024:
+		return fmt.Errorf("%s: block size B = %d outside [1, 1024]", op, p.B)
+	case math.IsNaN(float64(p.Scale)) || math.IsInf(float64(p.Scale), 0):
+		return fmt.Errorf("%s: scale %v is not finite", op, p.Scale)
+	}
+	return nil
+}
+
+// checkTensor validates dtype and element count of one argument.
+func checkTensor(op, what string, t *runtime.Tensor, dt runtime.DType, n int, shape string) error {
+	if t == nil {
+		return fmt.Errorf("%s: %s is nil", op, what)
+	}
+	if t.DType() != dt {
+		return fmt.Errorf("%s: %s (%s) is %s, want %s", op, what, t.Name(), t.DType(), dt)
+	}
+	if t.Len() != n {
+		return fmt.Errorf("%s: %s (%s) has %d elements, want %s = %d", op, what, t.Name(), t.Len(), shape, n)
+	}
+	return nil
+}
+
+func checkQK(op string, q, k *runtime.Tensor, p EstParams) error {
+	if err := checkTensor(op, "q", q, runtime.F16, p.S*p.Hq*p.D, fmt.Sprintf("[S=%d, Hq=%d, D=%d]", p.S, p.Hq, p.D)); err != nil {
+		return err
+	}
+	return checkTensor(op, "k", k, runtime.F16, p.S*p.Hkv*p.D, fmt.Sprintf("[S=%d, Hkv=%d, D=%d]", p.S, p.Hkv, p.D))
+}
+
+func checkGrid(op string, d *runtime.Device, g [3]uint32) error {
+	mx := d.Info().MaxWorkgroupCount
+	for i := range g {
+		if g[i] > mx[i] {
+			return fmt.Errorf("%s: grid %v exceeds the device's workgroup count limit %v", op, g, mx)
+		}
+	}
+	return nil
+}
+
+// estTile picks the side T of the T×T score sub-tile (local size T²) for
+// head dim d and block size b so that the shared arrays of est_last and
+// blockmap fit the device's shared memory.
+func estTile(op string, caps runtime.Caps, d, b int) (int, error) {
+	for _, t := range []int{16, 8, 4} {
+		words := 2*t*(d+1) + t*(t+1) + 3*b + t + t*t
+		if 4*words <= int(caps.MaxSharedMemory) {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: head dim %d and block %d do not fit %d bytes of shared memory", op, d, b, caps.MaxSharedMemory)
+}
+
+const (
+	estLocal   = 64  // est_pool, est_softmax, est_last_lse, est_last_slash
+	coverLocal = 256 // est_cover
+)
+
+// EstWorkspace holds the scratch buffers of the estimation kernels. Make it
+// with NewEstWorkspace for the largest shapes it will serve; it may be used
+// for any EstParams with the same or smaller sizes. Free it after the last
+// Submit that used it.
+type EstWorkspace struct {
+	stats *runtime.Tensor // f32 [Hq, nb, W, 2]: per-block row max and sum
+	lse   *runtime.Tensor // f32 [Hq, W]
+	spart *runtime.Tensor // f32 [Hq, nb, 2B]: slash partials
+	qbar  *runtime.Tensor // f32 [nb, Hq, D]
+	kbar  *runtime.Tensor // f32 [nb, Hkv, D]
+}
+
+type wsSizes struct{ stats, lse, spart, qbar, kbar int }
+
+func (p EstParams) wsSizes() wsSizes {
+	nb, w := p.NB(), p.W()
+	return wsSizes{
+		stats: 2 * p.Hq * nb * w,
+		lse:   p.Hq * w,
+		spart: 2 * p.Hq * nb * p.B,
+		qbar:  nb * p.Hq * p.D,
+		kbar:  nb * p.Hkv * p.D,
+	}
+}
+
+// NewEstWorkspace allocates the scratch buffers for p (about
+// Hq·S·(4 + D/B)·4 bytes: O(S) per head, never S×S).
+func NewEstWorkspace(d *runtime.Device, p EstParams) (*EstWorkspace, error) {
+	if err := p.check("estimation workspace"); err != nil {
+		return nil, err
+	}
+	sz := p.wsSizes()
+	ws := &EstWorkspace{}
+	for _, e := range []struct {
+		dst  **runtime.Tensor
+		name string
+		n    int
+	}{
+		{&ws.stats, "est.stats", sz.stats},
+		{&ws.lse, "est.lse", sz.lse},
+		{&ws.spart, "est.slash_partials", sz.spart},
+		{&ws.qbar, "est.qbar", sz.qbar},
+		{&ws.kbar, "est.kbar", sz.kbar},
+	} {
+		t, err := d.NewNamedTensor(e.name, runtime.F32, e.n)
+		if err != nil {
+			ws.Free()
+			return nil, fmt.Errorf("estimation workspace: %w", err)
+		}
+		*e.dst = t
+	}
+	return ws, nil
+}
+
+// Free releases the workspace buffers.
+func (ws *EstWorkspace) Free() {
+	if ws == nil {
+		return
+	}
+	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar} {
+		if t != nil {
+			t.Free()
+		}
+	}
+	*ws = EstWorkspace{}
+}
+
+func (ws *EstWorkspace) fits(op string, p EstParams) error {
+	if ws == nil || ws.stats == nil {
+		return fmt.Errorf("%s: nil or freed workspace", op)
+	}
+	sz := p.wsSizes()
+	for _, e := range []struct {
+		t    *runtime.Tensor
+		need int
+	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}} {
+		if e.t.Len() < e.need {
+			return fmt.Errorf("%s: workspace %s has %d elements, need %d for %+v (make it with NewEstWorkspace for the largest shapes)", op, e.t.Name(), e.t.Len(), e.need, p)
+		}
+	}
+	return nil
+}
+
+// LastBlockEstimates records the last-block estimates of every query head
+// (shareprefill.md §3.1). With W = min(B, S) and P the f32 row softmax of
+// the last W queries (rows S−W..S−1) against all keys, causal inside the
+// last W×W corner:
+//
+//	v[h][j]    = (1/W) Σ_t P[t, j]                       f32 [Hq, S]
+//	s[h][o]    = (1/W) Σ_{i_t − j = o} P[t, j]           f32 [Hq, S], o = 0..S−1
+//	vBlk[h][c] = Σ_{j ∈ block c} v[h][j]                 f32 [Hq, nb]
+//	sBlk[h][b] = Σ_{o ∈ [bB, min(bB+B, S))} s[h][o]      f32 [Hq, nb]
+//
+// Slash pooling is anchored at the main diagonal (offset 0 starts block 0),
+// so when S mod B ≠ 0 the partial chunk is the last, farthest one; this is
+// share.PoolBlocks. Each of v, s, vBlk, sBlk sums to 1.
+//
+// Four dispatches: row statistics per (key block, head), their combination
+// into ℓ_t, a second score pass accumulating column and diagonal sums, and
+// the slash combination. P is never stored; scratch lives in ws.
+func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
+	const op = "last-block estimates"
+	if err := p.check(op); err != nil {
+		return err
+	}
+	if err := checkQK(op, q, k, p); err != nil {
+		return err
+	}
+	nb, w := p.NB(), p.W()
+	for _, e := range []struct {
+		name string
+		t    *runtime.Tensor
+		n    int
+	}{{"v", v, p.S}, {"s", s, p.S}, {"vBlk", vBlk, nb}, {"sBlk", sBlk, nb}} {
+		if err := checkTensor(op, e.name, e.t, runtime.F32, p.Hq*e.n, fmt.Sprintf("[Hq=%d, %d]", p.Hq, e.n)); err != nil {
+			return err
+		}
+	}
+	if err := ws.fits(op, p); err != nil {
+		return err
+	}
+	d := r.Device()
+	t, err := estTile(op, d.Caps(), p.D, p.B)
+	if err != nil {
+		return err
+	}
+	grid := [3]uint32{uint32(nb), uint32(p.Hq), 1}
+	if err := checkGrid(op, d, grid); err != nil {
+		return err
+	}
+	spec := []uint32{uint32(t * t), uint32(t), uint32(p.D), uint32(p.B)}
+	kStats, err := d.Kernel(runtime.KernelDesc{Shader: "est_last_stats", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: spec})
+	if err != nil {
+		return err
+	}
+	kVS, err := d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
+	if err != nil {
+		return err
+	}
+	kLSE, err := d.Kernel(runtime.KernelDesc{Shader: "est_last_lse", Bindings: 2, ReadOnly: 0b01, PushSize: 20, Spec: []uint32{estLocal}})
+	if err != nil {
+		return err
+	}
+	kSlash, err := d.Kernel(runtime.KernelDesc{Shader: "est_last_slash", Bindings: 3, ReadOnly: 0b001, PushSize: 20, Spec: []uint32{estLocal}})
+	if err != nil {
+		return err
+	}
+	push := struct {
+		S, Hq, Hkv, NB, W uint32
+		Scale             float32
+	}{uint32(p.S), uint32(p.Hq), uint32(p.Hkv), uint32(nb), uint32(w), p.scale()}
+	push2 := [5]uint32{uint32(p.S), uint32(p.Hq), uint32(nb), uint32(w), uint32(p.B)}
+	sz := p.wsSizes()
+	stats := ws.stats.Slice(0, sz.stats)
+	lse := ws.lse.Slice(0, sz.lse)
+	spart := ws.spart.Slice(0, sz.spart)
+	if err := r.Dispatch(kStats, grid, push, q, k, stats); err != nil {
+		return err
+	}
+	if err := r.Dispatch(kLSE, [3]uint32{uint32(p.Hq), 1, 1}, push2, stats, lse); err != nil {
+		return err
+	}
+	if err := r.Dispatch(kVS, grid, push, q, k, lse, v, vBlk, spart); err != nil {
+		return err
+	}
+	return r.Dispatch(kSlash, grid, push2, spart, s, sBlk)
+}
+
+// pool records out[g][h][:] = mul · mean of rows [start+g·l, min(start+(g+1)·l, S)) of x [S, h, D].
+func pool(r *runtime.Recorder, out runtime.Arg, x *runtime.Tensor, s, h, dim, l, start, ngroups int, mul float32) error {
+	d := r.Device()
+	kp, err := d.Kernel(runtime.KernelDesc{Shader: "est_pool", Bindings: 2, ReadOnly: 0b01, PushSize: 28, Spec: []uint32{estLocal}})
+	if err != nil {
+		return err
+	}
+	n := ngroups * h * dim
+	return r.Dispatch(kp, d.Groups1D(n, estLocal), struct {
+		S, H, D, L, Start, NGroups uint32
+		Mul                        float32
+	}{uint32(s), uint32(h), uint32(dim), uint32(l), uint32(start), uint32(ngroups), mul}, x, out)
+}
+
+func pooledSoftmax(r *runtime.Recorder, out *runtime.Tensor, qbar, kbar runtime.Arg, nrows int, causal bool, p EstParams) error {
+	d := r.Device()
+	ks, err := d.Kernel(runtime.KernelDesc{Shader: "est_softmax", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: []uint32{estLocal, uint32(p.D)}})
+	if err != nil {
+		return err
+	}
+	c := uint32(0)
+	if causal {
+		c = 1
+	}
+	grid := [3]uint32{uint32(nrows), uint32(p.Hq), 1}
+	if err := checkGrid("pooled softmax", d, grid); err != nil {
+		return err
+	}
+	return r.Dispatch(ks, grid, struct {
+		NRows, NB, Hq, Hkv, Causal uint32
+		Scale                      float32
+	}{uint32(nrows), uint32(p.NB()), uint32(p.Hq), uint32(p.Hkv), c, p.scale()}, qbar, kbar, out)
+}
+
+// PooledEstimate records the pooled estimate â (shareprefill.md §3.3):
+// q̄ = mean of the last W = min(B, S) queries of each head, k̄_c = mean of
+// the keys of block c (the last partial block over its valid keys) per KV
+// head, â[h] = softmax over c of Scale·q̄·k̄_c with no causal mask.
+// a: f32 [Hq, nb]. q̄ and k̄ go through ws as f32.
+func PooledEstimate(r *runtime.Recorder, ws *EstWorkspace, a, q, k *runtime.Tensor, p EstParams) error {
+	const op = "pooled estimate"
+	if err := p.check(op); err != nil {
+		return err
+	}
+	if err := checkQK(op, q, k, p); err != nil {
+		return err
+	}
+	nb := p.NB()
+	if err := checkTensor(op, "a", a, runtime.F32, p.Hq*nb, fmt.Sprintf("[Hq=%d, nb=%d]", p.Hq, nb)); err != nil {
+		return err
+	}
+	if err := ws.fits(op, p); err != nil {
+		return err
+	}
+	qbar := ws.qbar.Slice(0, p.Hq*p.D)
+	kbar := ws.kbar.Slice(0, nb*p.Hkv*p.D)
+	w := p.W()
+	if err := pool(r, qbar, q, p.S, p.Hq, p.D, w, p.S-w, 1, 1); err != nil {
+		return err
+	}
+	if err := pool(r, kbar, k, p.S, p.Hkv, p.D, p.B, 0, nb, 1); err != nil {
+		return err
+	}
+	return pooledSoftmax(r, a, qbar, kbar, 1, false, p)
+}
+
+// PooledBlockScores records the pooled block map M of query-aware heads
+// (shareprefill.md §3.7): queries and keys mean-pooled per block (the last
+// partial block over its valid rows), M[h][r][c] = softmax over c ≤ r of
+// Scale·Q̄_r·K̄_c, zeros above the diagonal, so every row sums to 1.
+// m: f32 [Hq, nb, nb].
+func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.Tensor, p EstParams) error {
+	const op = "pooled block scores"
+	if err := p.check(op); err != nil {
+		return err
+	}
+	if err := checkQK(op, q, k, p); err != nil {
+		return err
+	}
+	nb := p.NB()
+	if err := checkTensor(op, "m", m, runtime.F32, p.Hq*nb*nb, fmt.Sprintf("[Hq=%d, nb=%d, nb=%d]", p.Hq, nb, nb)); err != nil {
+		return err
+	}
+	if err := ws.fits(op, p); err != nil {
+		return err
+	}
+	qbar := ws.qbar.Slice(0, nb*p.Hq*p.D)
+	kbar := ws.kbar.Slice(0, nb*p.Hkv*p.D)
+	if err := pool(r, qbar, q, p.S, p.Hq, p.D, p.B, 0, nb, 1); err != nil {
+		return err
+	}
+	if err := pool(r, kbar, k, p.S, p.Hkv, p.D, p.B, 0, nb, 1); err != nil {
+		return err
+	}
+	return pooledSoftmax(r, m, qbar, kbar, nb, true, p)
+}
+
+// CoverCounts records the γ budget counts of §3.2 for every head:
+// counts[h] = (k_v, k_s), with k(x) = min(1 + m*, S) and m* the largest m
+// such that the m largest entries of x sum to ≤ γ·Σx (the sorted prefix
+// that stays within γ, plus the crossing entry). For distributions with
+// Σx = 1 this is share.TokenBudget. It needs no sort: a bisection on the
+// float bit patterns finds the crossing value exactly (≤ 31 workgroup sums),
+// and ties at the crossing value are resolved arithmetically, so the count
+// equals the sort-based one whatever the order of equal entries (see
+// est_cover.comp). v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
+func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
+	const op = "cover counts"
+	if p.Hq < 1 || p.S < 1 {
+		return fmt.Errorf("%s: Hq = %d and S = %d must be ≥ 1", op, p.Hq, p.S)
+	}
+	if !(gamma >= 0) || math.IsInf(float64(gamma), 0) {
+		return fmt.Errorf("%s: gamma %v must be finite and ≥ 0", op, gamma)
+	}
+	shape := fmt.Sprintf("[Hq=%d, S=%d]", p.Hq, p.S)
+	if err := checkTensor(op, "v", v, runtime.F32, p.Hq*p.S, shape); err != nil {
+		return err
+	}
+	if err := checkTensor(op, "s", s, runtime.F32, p.Hq*p.S, shape); err != nil {
+		return err
+	}
+	if err := checkTensor(op, "counts", counts, runtime.I32, 2*p.Hq, fmt.Sprintf("[Hq=%d, 2]", p.Hq)); err != nil {
+		return err
+	}
+	d := r.Device()
+	kc, err := d.Kernel(runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}})
+	if err != nil {
+		return err
+	}
+	grid := [3]uint32{uint32(p.Hq), 2, 1}
+	if err := checkGrid(op, d, grid); err != nil {
+		return err
+	}
+	return r.Dispatch(kc, grid, struct {
+		S, Hq uint32
+		Gamma float32
+	}{uint32(p.S), uint32(p.Hq), gamma}, v, s, counts)
+}

@@ -1,0 +1,432 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// estCases cover S ∈ {1, 50, 100, 257, 600}, B ∈ {32, 64}, Hq/Hkv ∈ {1/1,
+// 4/2, 4/1}, D ∈ {8, 64}: S < B, S a multiple of B, S not a multiple of B,
+// one partial block, many blocks.
+var estCases = []EstParams{
+	{S: 1, B: 32, Hq: 1, Hkv: 1, D: 8},
+	{S: 1, B: 64, Hq: 4, Hkv: 2, D: 64},
+	{S: 50, B: 32, Hq: 4, Hkv: 2, D: 8},
+	{S: 50, B: 64, Hq: 4, Hkv: 1, D: 64},
+	{S: 64, B: 32, Hq: 4, Hkv: 2, D: 8},
+	{S: 100, B: 32, Hq: 4, Hkv: 1, D: 8},
+	{S: 100, B: 64, Hq: 1, Hkv: 1, D: 64},
+	{S: 257, B: 32, Hq: 4, Hkv: 2, D: 64},
+	{S: 257, B: 64, Hq: 4, Hkv: 1, D: 8},
+	{S: 600, B: 64, Hq: 4, Hkv: 2, D: 64},
+	{S: 600, B: 32, Hq: 1, Hkv: 1, D: 8},
+}
+
+const estTol = 1e-4
+
+func caseName(p EstParams) string {
+	return fmt.Sprintf("S%d_B%d_H%d-%d_D%d", p.S, p.B, p.Hq, p.Hkv, p.D)
+}
+
+// estInputs returns f16-rounded Q [S,Hq,D] and K [S,Hkv,D] and their tensors.
+// A per-head bias on a few keys makes the distributions non-uniform.
+func estInputs(t *testing.T, d *runtime.Device, rng *rand.Rand, p EstParams) (qv, kv []float32, q, k *runtime.Tensor) {
+	t.Helper()
+	qv = runtime.RoundF16(gputest.Normal(rng, p.S*p.Hq*p.D, 1.5))
+	kv = runtime.RoundF16(gputest.Normal(rng, p.S*p.Hkv*p.D, 1.5))
+	return qv, kv, upload(t, d, runtime.F16, qv), upload(t, d, runtime.F16, kv)
+}
+
+func estWorkspace(t *testing.T, d *runtime.Device, p EstParams) *EstWorkspace {
+	t.Helper()
+	ws, err := NewEstWorkspace(d, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Free)
+	return ws
+}
+
+// checkRowSums checks that every row of length n (the first valid(r)
+// entries) of x sums to 1 within tol.
+func checkRowSums(t *testing.T, what string, x []float32, n int, valid func(row int) int, tol float64) {
+	t.Helper()
+	for r := 0; r < len(x)/n; r++ {
+		var s float64
+		for _, e := range x[r*n : r*n+valid(r)] {
+			s += float64(e)
+		}
+		if math.IsNaN(s) || math.Abs(s-1) > tol {
+			t.Errorf("%s: row %d sums to %.8f, want 1 ± %g", what, r, s, tol)
+			return
+		}
+	}
+}
+
+func TestLastBlockEstimates(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, p := range estCases {
+		t.Run(caseName(p), func(t *testing.T) {
+			qv, kv, q, k := estInputs(t, d, rng, p)
+			nb := p.NB()
+			v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
+			vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
+			ws := estWorkspace(t, d, p)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				for _, x := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart} {
+					if err := Poison(r, x); err != nil {
+						return err
+					}
+				}
+				return LastBlockEstimates(r, ws, v, s, vb, sb, q, k, p)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
+			for _, c := range []struct {
+				name string
+				got  *runtime.Tensor
+				want []float64
+				n    int
+			}{{"v", v, wv, p.S}, {"s", s, wsl, p.S}, {"vBlk", vb, wvb, nb}, {"sBlk", sb, wsb, nb}} {
+				got := download(t, c.got)
+				e := gputest.RelErr(got, c.want)
+				t.Logf("%s: relative error %.3g", c.name, e)
+				if e > estTol {
+					t.Errorf("%s: relative error %.3g > %g", c.name, e, estTol)
+				}
+				checkRowSums(t, c.name, got, c.n, func(int) int { return c.n }, 1e-5)
+			}
+		})
+	}
+}
+
+func TestPooledEstimate(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, p := range estCases {
+		t.Run(caseName(p), func(t *testing.T) {
+			qv, kv, q, k := estInputs(t, d, rng, p)
+			nb := p.NB()
+			a := empty(t, d, runtime.F32, p.Hq*nb)
+			m := empty(t, d, runtime.F32, p.Hq*nb*nb)
+			ws := estWorkspace(t, d, p)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				if err := PooledEstimate(r, ws, a, q, k, p); err != nil {
+					return err
+				}
+				return PooledBlockScores(r, ws, m, q, k, p)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ga, gm := download(t, a), download(t, m)
+			if e := gputest.RelErr(ga, RefPooledEstimate(qv, kv, p)); e > estTol {
+				t.Errorf("â: relative error %.3g > %g", e, estTol)
+			}
+			if e := gputest.RelErr(gm, RefPooledBlockScores(qv, kv, p)); e > estTol {
+				t.Errorf("M: relative error %.3g > %g", e, estTol)
+			}
+			checkRowSums(t, "â", ga, nb, func(int) int { return nb }, 1e-5)
+			checkRowSums(t, "M", gm, nb, func(r int) int { return r%nb + 1 }, 1e-5)
+			for h := 0; h < p.Hq; h++ {
+				for r := 0; r < nb; r++ {
+					for c := r + 1; c < nb; c++ {
+						if x := gm[(h*nb+r)*nb+c]; x != 0 {
+							t.Fatalf("M[%d][%d,%d] = %v above the diagonal, want 0", h, r, c, x)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestBlockMap(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, p := range estCases {
+		t.Run(caseName(p), func(t *testing.T) {
+			qv, kv, q, k := estInputs(t, d, rng, p)
+			nb := p.NB()
+			lse64 := RefLSE(qv, kv, p)
+			lse32 := make([]float32, len(lse64))
+			for i, x := range lse64 {
+				lse32[i] = float32(x)
+			}
+			lse := upload(t, d, runtime.F32, lse32)
+			// Every head once, in a scrambled order, plus a repeat.
+			heads := rng.Perm(p.Hq)
+			heads = append(heads, heads[0])
+			h32 := make([]int32, len(heads))
+			for i, h := range heads {
+				h32[i] = int32(h)
+			}
+			ht, err := d.NewTensor(runtime.I32, len(h32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(ht.Free)
+			if err := ht.UploadI32(h32); err != nil {
+				t.Fatal(err)
+			}
+			out := empty(t, d, runtime.F32, len(heads)*nb*nb)
+			if err := d.Run(func(r *runtime.Recorder) error { return BlockMap(r, out, q, k, lse, ht, p) }); err != nil {
+				t.Fatal(err)
+			}
+			got := download(t, out)
+			want := RefBlockMap(qv, kv, gputest.F64(lse32), heads, p)
+			e := gputest.RelErr(got, want)
+			t.Logf("Â: relative error %.3g", e)
+			if e > estTol {
+				t.Errorf("Â: relative error %.3g > %g", e, estTol)
+			}
+			checkRowSums(t, "Â", got, nb, func(r int) int { return r%nb + 1 }, 1e-5)
+			for x := range heads {
+				for r := 0; r < nb; r++ {
+					for c := r + 1; c < nb; c++ {
+						if v := got[(x*nb+r)*nb+c]; v != 0 {
+							t.Fatalf("Â[%d][%d,%d] = %v above the diagonal, want 0", x, r, c, v)
+						}
+					}
+				}
+			}
+
+			// CSR variant over a random causal subset (diagonal always listed).
+			var rowPtr, cols []int32
+			listed := make([]bool, len(heads)*nb*nb)
+			for x := range heads {
+				for r := 0; r < nb; r++ {
+					rowPtr = append(rowPtr, int32(len(cols)))
+					for c := 0; c <= r; c++ {
+						if c == r || rng.IntN(2) == 0 {
+							cols = append(cols, int32(c))
+							listed[(x*nb+r)*nb+c] = true
+						}
+					}
+				}
+				rowPtr = append(rowPtr, int32(len(cols)))
+			}
+			rp, err := d.NewTensor(runtime.I32, len(rowPtr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(rp.Free)
+			ct, err := d.NewTensor(runtime.I32, len(cols))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(ct.Free)
+			if err := rp.UploadI32(rowPtr); err != nil {
+				t.Fatal(err)
+			}
+			if err := ct.UploadI32(cols); err != nil {
+				t.Fatal(err)
+			}
+			outc := empty(t, d, runtime.F32, len(heads)*nb*nb)
+			if err := d.Run(func(r *runtime.Recorder) error { return BlockMapCSR(r, outc, q, k, lse, ht, rp, ct, p) }); err != nil {
+				t.Fatal(err)
+			}
+			wantc := make([]float64, len(want))
+			for i := range want {
+				if listed[i] {
+					wantc[i] = want[i]
+				}
+			}
+			if e := gputest.RelErr(download(t, outc), wantc); e > estTol {
+				t.Errorf("Â (CSR): relative error %.3g > %g", e, estTol)
+			}
+		})
+	}
+}
+
+// refCoverAmbiguous reports whether the sorted-prefix sums of x come within
+// tol·Σx of γ·Σx, where f32 summation on the GPU may legitimately flip the
+// count by one.
+func refCoverAmbiguous(x []float64, gamma, tol float64) bool {
+	v := append([]float64(nil), x...)
+	var total float64
+	for _, e := range v {
+		total += e
+	}
+	for i := range v {
+		for j := i + 1; j < len(v); j++ {
+			if v[j] > v[i] {
+				v[i], v[j] = v[j], v[i]
+			}
+		}
+	}
+	var s float64
+	for _, e := range v {
+		s += e
+		if math.Abs(s-gamma*total) <= tol*total {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCoverCounts(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	type cover struct {
+		name  string
+		hq, n int
+		gamma float32
+		gen   func(h, n int) []float32
+	}
+	dist := func(x []float32) []float32 { // normalise to sum 1
+		var s float64
+		for _, e := range x {
+			s += float64(e)
+		}
+		for i := range x {
+			x[i] = float32(float64(x[i]) / s)
+		}
+		return x
+	}
+	random := func(h, n int) []float32 { // heavy-tailed, no ties (almost surely)
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(math.Exp(3 * rng.NormFloat64()))
+		}
+		return dist(x)
+	}
+	// Planted tie: 4 entries of 1/8 and 16 of 1/32 (sum 1, exact in f32),
+	// padded with zeros and shuffled. γ = 0.9 crosses inside the 1/32
+	// group (k = 4 + 12 + 1 = 17); γ = 0.75 lands exactly on a prefix sum
+	// (0.5 + 8/32), which stays ≤ γ, so the next entry crosses (k = 13).
+	tie := func(h, n int) []float32 {
+		x := make([]float32, n)
+		for i := 0; i < 4; i++ {
+			x[i] = 1.0 / 8
+		}
+		for i := 4; i < 20; i++ {
+			x[i] = 1.0 / 32
+		}
+		rng.Shuffle(n, func(i, j int) { x[i], x[j] = x[j], x[i] })
+		return x
+	}
+	uniform := func(h, n int) []float32 { // all tied
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = 1 / float32(n)
+		}
+		return x
+	}
+	cases := []cover{
+		{"random/n1", 2, 1, 0.9, random},
+		{"random/n50", 4, 50, 0.9, random},
+		{"random/n257", 3, 257, 0.95, random},
+		{"random/n600", 4, 600, 0.5, random},
+		{"random/n4099", 2, 4099, 0.9, random},
+		{"random/gamma1", 2, 100, 1, random},
+		{"random/gamma0", 2, 100, 0, random},
+		{"tie/0.9", 3, 40, 0.9, tie},
+		{"tie/0.75", 3, 40, 0.75, tie},
+		{"uniform/n256", 2, 256, 0.9, uniform},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := EstParams{Hq: c.hq, S: c.n}
+			vv := make([]float32, 0, c.hq*c.n)
+			sv := make([]float32, 0, c.hq*c.n)
+			for h := 0; h < c.hq; h++ {
+				vv = append(vv, c.gen(h, c.n)...)
+				sv = append(sv, c.gen(h, c.n)...)
+			}
+			v, s := upload(t, d, runtime.F32, vv), upload(t, d, runtime.F32, sv)
+			counts, err := d.NewTensor(runtime.I32, 2*c.hq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(counts.Free)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				if err := Poison(r, counts); err != nil {
+					return err
+				}
+				return CoverCounts(r, counts, v, s, c.gamma, p)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := counts.DownloadI32()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for h := 0; h < c.hq; h++ {
+				for w, x := range [][]float32{vv[h*c.n : (h+1)*c.n], sv[h*c.n : (h+1)*c.n]} {
+					want := RefCoverCount(gputest.F64(x), float64(c.gamma))
+					g := int(got[2*h+w])
+					if g == want {
+						continue
+					}
+					if abs(g-want) == 1 && refCoverAmbiguous(gputest.F64(x), float64(c.gamma), 1e-6) {
+						t.Logf("head %d vec %d: got %d, want %d (boundary within f32 rounding)", h, w, g, want)
+						continue
+					}
+					t.Errorf("head %d vec %d: count %d, want %d", h, w, g, want)
+				}
+			}
+			if c.name == "tie/0.9" || c.name == "tie/0.75" {
+				want := int32(17)
+				if c.gamma == 0.75 {
+					want = 13
+				}
+				for i, g := range got {
+					if g != want {
+						t.Errorf("count %d = %d, want %d", i, g, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func TestEstShapeErrors(t *testing.T) {
+	d := gputest.Device(t)
+	p := EstParams{S: 50, B: 32, Hq: 4, Hkv: 2, D: 8}
+	nb := p.NB()
+	q := empty(t, d, runtime.F16, p.S*p.Hq*p.D)
+	k := empty(t, d, runtime.F16, p.S*p.Hkv*p.D)
+	kBad := empty(t, d, runtime.F16, p.S*p.Hkv*p.D+1)
+	qF32 := empty(t, d, runtime.F32, p.S*p.Hq*p.D)
+	a := empty(t, d, runtime.F32, p.Hq*nb)
+	v := empty(t, d, runtime.F32, p.Hq*p.S)
+	ci := empty(t, d, runtime.I32, 2*p.Hq)
+	small := estWorkspace(t, d, EstParams{S: 10, B: 32, Hq: 4, Hkv: 2, D: 8})
+	ws := estWorkspace(t, d, p)
+	r, err := d.NewRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	check := func(name string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s: want an error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	check("bad GQA", PooledEstimate(r, ws, a, q, k, EstParams{S: 50, B: 32, Hq: 4, Hkv: 3, D: 8}))
+	check("k length", PooledEstimate(r, ws, a, q, kBad, p))
+	check("q dtype", PooledEstimate(r, ws, a, qF32, k, p))
+	check("small workspace", PooledEstimate(r, small, a, q, k, p))
+	check("a length", PooledEstimate(r, ws, v, q, k, p))
+	check("v as vBlk", LastBlockEstimates(r, ws, v, v, v, a, q, k, p))
+	check("counts dtype", CoverCounts(r, a, v, v, 0.9, p))
+	check("gamma NaN", CoverCounts(r, ci, v, v, float32(math.NaN()), p))
+	check("heads dtype", BlockMap(r, a, q, k, v, a, p))
+}

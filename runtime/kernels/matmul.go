@@ -1,0 +1,311 @@
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/shareprefill/shareprefill/runtime"
+)
+
+// Linear layers: y = x·Wᵀ (+ bias).
+//
+// Weights are f16 on the device. bf16 checkpoints are converted to f16 when
+// the model loader uploads them: f16 keeps 10 mantissa bits against bf16's 7,
+// so the conversion is exact up to rounding of values below 2⁻¹⁴ (subnormal
+// f16, relative precision lost only for |w| < 6.1e-5) and overflows only
+// above 65504; LLM weights are orders of magnitude below that. All products
+// are accumulated in f32.
+
+// GEMVMaxM is the largest M for which MatMul uses the matrix-vector kernel.
+const GEMVMaxM = 4
+
+// gemvRows is the number of rows of x one GEMV dispatch handles (MMAX in
+// gemv.comp).
+const gemvRows = 4
+
+// matmulBindingLimit, when non-zero and below the device's
+// maxStorageBufferRange, caps the bytes bound per buffer; tests set it to
+// force the chunked path.
+var matmulBindingLimit uint64
+
+// mmTile is a tile configuration of the tiled kernel (spec constants 1..5).
+type mmTile struct{ BM, BN, BK, TM, TN uint32 }
+
+func (t mmTile) wg() uint32 { return (t.BM / t.TM) * (t.BN / t.TN) }
+
+// shared returns the shared-memory bytes the tile needs (f32, padded).
+func (t mmTile) shared() uint32 { return t.BK * (t.BM + 1 + t.BN + 1) * 4 }
+
+var (
+	tileLarge = mmTile{BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}
+	tileSmall = mmTile{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4}
+)
+
+// chooseTile picks the tile for an M×N output: 128×128 (8×8 per invocation)
+// when that still gives enough workgroups, else 64×64 (4×4). BK is doubled to
+// 32 when the device's shared memory allows (48 KiB on NVIDIA; lavapipe's
+// 32 KiB keeps 16 for the large tile).
+func chooseTile(caps runtime.Caps, M, N int) mmTile {
+	t := tileSmall
+	if ceilDiv(M, 128)*ceilDiv(N, 128) >= 128 {
+		t = tileLarge
+	}
+	if big := (mmTile{t.BM, t.BN, 32, t.TM, t.TN}); big.shared() <= caps.MaxSharedMemory {
+		t = big
+	}
+	return t
+}
+
+// gemvCfg configures the matrix-vector kernel (spec constants 0, 1, 3).
+type gemvCfg struct {
+	WG, NR   uint32
+	Subgroup bool
+}
+
+func chooseGemv(caps runtime.Caps) gemvCfg {
+	return gemvCfg{WG: 128, NR: 2, Subgroup: caps.SubgroupArithmetic}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+type mmPush struct {
+	M, N, K, Ldy           uint32
+	XOff, WOff, BOff, YOff uint32
+	HasBias                uint32
+}
+
+// mmShape is a validated problem.
+type mmShape struct {
+	M, N, K int
+}
+
+func mmCheck(op string, y, x, w, bias *runtime.Tensor) (mmShape, error) {
+	var s mmShape
+	if y == nil || x == nil || w == nil {
+		return s, fmt.Errorf("%s: nil tensor", op)
+	}
+	ws := w.Shape()
+	if w.DType() != runtime.F16 || len(ws) != 2 {
+		return s, fmt.Errorf("%s: weight %s must be a 2-D f16 [N, K] tensor, got %s %v", op, w.Name(), w.DType(), ws)
+	}
+	s.N, s.K = ws[0], ws[1]
+	if s.N <= 0 || s.K <= 0 {
+		return s, fmt.Errorf("%s: weight %s has an empty shape %v", op, w.Name(), ws)
+	}
+	if x.DType() != runtime.F32 && x.DType() != runtime.F16 {
+		return s, fmt.Errorf("%s: input %s must be f32 or f16, got %s", op, x.Name(), x.DType())
+	}
+	xs := x.Shape()
+	if len(xs) == 0 || xs[len(xs)-1] != s.K {
+		return s, fmt.Errorf("%s: input %s %v must end in K=%d (weight %s %v)", op, x.Name(), xs, s.K, w.Name(), ws)
+	}
+	s.M = x.Len() / s.K
+	if y.DType() != runtime.F32 && y.DType() != runtime.F16 {
+		return s, fmt.Errorf("%s: output %s must be f32 or f16, got %s", op, y.Name(), y.DType())
+	}
+	ys := y.Shape()
+	if len(ys) == 0 || ys[len(ys)-1] != s.N || y.Len() != s.M*s.N {
+		return s, fmt.Errorf("%s: output %s %v must be [M=%d, N=%d] for input %s %v and weight %s %v",
+			op, y.Name(), ys, s.M, s.N, x.Name(), xs, w.Name(), ws)
+	}
+	if bias != nil {
+		if bias.DType() != runtime.F32 || bias.Len() != s.N {
+			return s, fmt.Errorf("%s: bias %s must be f32 with N=%d elements, got %s %v", op, bias.Name(), s.N, bias.DType(), bias.Shape())
+		}
+	}
+	if uint64(s.M)*uint64(s.K) >= 1<<32 || uint64(s.M)*uint64(s.N) >= 1<<32 || uint64(s.N)*uint64(s.K) >= 1<<32 {
+		return s, fmt.Errorf("%s: %d×%d×%d exceeds 32-bit indexing", op, s.M, s.N, s.K)
+	}
+	return s, nil
+}
+
+// mmChunk is one dispatch's share of the problem: rows [m0, m0+mc) of x and
+// y, rows [n0, n0+nc) of W (columns of y).
+type mmChunk struct{ m0, mc, n0, nc int }
+
+// mmPlan splits the problem so that no binding exceeds the device's
+// maxStorageBufferRange (or matmulBindingLimit). mAlign/nAlign round chunk
+// sizes down to tile multiples when chunking; mMax caps a chunk's rows
+// (workgroup-count limit).
+func mmPlan(d *runtime.Device, s mmShape, xs, ys int, mAlign, nAlign, mMax int) ([]mmChunk, error) {
+	limit := d.Info().MaxStorageBufferRange
+	if matmulBindingLimit != 0 && matmulBindingLimit < limit {
+		limit = matmulBindingLimit
+	}
+	al := mmAlign(d)
+	usable := int64(limit) - int64(al)
+	M, N, K := int64(s.M), int64(s.N), int64(s.K)
+	nc := N
+	if N*K*2 > int64(limit) || N*4 > int64(limit) {
+		nc = min(usable/(K*2), usable/4)
+		if nc > int64(nAlign) {
+			nc -= nc % int64(nAlign)
+		}
+	}
+	mc := M
+	if M*K*int64(xs) > int64(limit) || M*N*int64(ys) > int64(limit) {
+		mc = min(usable/(K*int64(xs)), (usable/int64(ys)-nc)/N+1)
+		if mc > int64(mAlign) {
+			mc -= mc % int64(mAlign)
+		}
+	}
+	if mc > int64(mMax) {
+		mc = int64(mMax)
+	}
+	if nc < 1 || mc < 1 {
+		return nil, fmt.Errorf("matmul: %d×%d×%d cannot be split into bindings of at most %d bytes", s.M, s.N, s.K, limit)
+	}
+	var out []mmChunk
+	for m0 := 0; m0 < s.M; m0 += int(mc) {
+		for n0 := 0; n0 < s.N; n0 += int(nc) {
+			out = append(out, mmChunk{m0, min(int(mc), s.M-m0), n0, min(int(nc), s.N-n0)})
+		}
+	}
+	return out, nil
+}
+
+// mmAlign is the byte alignment of Slice offsets (the allocator's).
+func mmAlign(d *runtime.Device) uint64 {
+	return max(d.Info().MinStorageBufferAlign, 256)
+}
+
+// span binds elements [off, off+n) of t starting at an aligned element
+// offset below off, and returns the remaining element offset.
+func span(d *runtime.Device, t *runtime.Tensor, off, n int) (runtime.Arg, uint32) {
+	if off == 0 && n == t.Len() {
+		return t.Arg(), 0
+	}
+	ae := int(mmAlign(d)) / t.DType().Size()
+	base := off - off%ae
+	return t.Slice(base, off+n-base), uint32(off - base)
+}
+
+func dtName(dt runtime.DType) string {
+	if dt == runtime.F16 {
+		return "f16"
+	}
+	return "f32"
+}
+
+// mmRecord records the chunks with dispatch fn(chunk, push, args).
+func mmRecord(r *runtime.Recorder, s mmShape, chunks []mmChunk, y, x, w, bias *runtime.Tensor,
+	fn func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error) error {
+	d := r.Device()
+	for _, c := range chunks {
+		xa, xo := span(d, x, c.m0*s.K, c.mc*s.K)
+		wa, wo := span(d, w, c.n0*s.K, c.nc*s.K)
+		ya, yo := span(d, y, c.m0*s.N+c.n0, (c.mc-1)*s.N+c.nc)
+		p := mmPush{M: uint32(c.mc), N: uint32(c.nc), K: uint32(s.K), Ldy: uint32(s.N), XOff: xo, WOff: wo, YOff: yo}
+		ba := wa // bias binding when there is no bias: valid, read-only, never read
+		if bias != nil {
+			var bo uint32
+			ba, bo = span(d, bias, c.n0, c.nc)
+			p.BOff, p.HasBias = bo, 1
+		}
+		if err := fn(c, p, xa, wa, ba, ya); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MatMul records y = x·Wᵀ (+ bias): x [..., K] f32 or f16 (M = x.Len()/K
+// rows), w [N, K] f16, bias [N] f32 or nil, y [..., N] f32 or f16 with M·N
+// elements; products are accumulated in f32. It uses the GEMV kernel for
+// M ≤ GEMVMaxM and the tiled kernel otherwise, and splits big problems over M
+// (and N) so that no binding exceeds maxStorageBufferRange.
+func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	s, err := mmCheck("matmul", y, x, w, bias)
+	if err != nil {
+		return err
+	}
+	if s.M <= GEMVMaxM {
+		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
+	}
+	return matMulTiled(r, s, y, x, w, bias, chooseTile(r.Device().Caps(), s.M, s.N))
+}
+
+// MatMulTiled is MatMul forced onto the tiled shared-memory kernel.
+func MatMulTiled(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	s, err := mmCheck("matmul", y, x, w, bias)
+	if err != nil {
+		return err
+	}
+	return matMulTiled(r, s, y, x, w, bias, chooseTile(r.Device().Caps(), s.M, s.N))
+}
+
+// MatVec is MatMul forced onto the matrix-vector kernel; any M works (rows of
+// x are processed GEMVMaxM at a time) but it is meant for M ≤ GEMVMaxM.
+func MatVec(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	s, err := mmCheck("matvec", y, x, w, bias)
+	if err != nil {
+		return err
+	}
+	return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
+}
+
+func matMulTiled(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t mmTile) error {
+	if s.M == 0 {
+		return nil
+	}
+	d := r.Device()
+	if sh := t.shared(); sh > d.Caps().MaxSharedMemory {
+		return fmt.Errorf("matmul: tile %+v needs %d bytes of shared memory, device has %d", t, sh, d.Caps().MaxSharedMemory)
+	}
+	k, err := d.Kernel(runtime.KernelDesc{
+		Shader:   "matmul_x" + dtName(x.DType()) + "_y" + dtName(y.DType()),
+		Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+		Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN},
+	})
+	if err != nil {
+		return err
+	}
+	mc := d.Info().MaxWorkgroupCount
+	chunks, err := mmPlan(d, s, x.DType().Size(), y.DType().Size(), int(t.BM), int(t.BN), int(mc[1])*int(t.BM))
+	if err != nil {
+		return err
+	}
+	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
+		g := [3]uint32{uint32(ceilDiv(c.nc, int(t.BN))), uint32(ceilDiv(c.mc, int(t.BM))), 1}
+		if g[0] > mc[0] {
+			return fmt.Errorf("matmul: N=%d needs %d workgroups, device limit %d", c.nc, g[0], mc[0])
+		}
+		return r.Dispatch(k, g, p, xa, wa, ba, ya)
+	})
+}
+
+func matVec(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, cfg gemvCfg) error {
+	if s.M == 0 {
+		return nil
+	}
+	d := r.Device()
+	chunks, err := mmPlan(d, s, x.DType().Size(), y.DType().Size(), gemvRows, int(cfg.NR), gemvRows)
+	if err != nil {
+		return err
+	}
+	mcount := d.Info().MaxWorkgroupCount
+	sh := "gemv_x" + dtName(x.DType()) + "_y" + dtName(y.DType())
+	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
+		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
+		k, err := d.Kernel(runtime.KernelDesc{
+			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+			Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup)},
+		})
+		if err != nil {
+			return err
+		}
+		groups := ceilDiv(c.nc, int(cfg.NR))
+		gx := min(groups, int(mcount[0]))
+		gy := ceilDiv(groups, gx)
+		if gy > int(mcount[1]) {
+			return fmt.Errorf("matvec: N=%d needs %d workgroups, too many for the device", c.nc, groups)
+		}
+		return r.Dispatch(k, [3]uint32{uint32(gx), uint32(gy), 1}, p, xa, wa, ba, ya)
+	})
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}

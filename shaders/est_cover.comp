@@ -1,0 +1,122 @@
+#version 450
+// est_cover.comp: γ budget counts of token-level distributions (§3.2),
+// sort-free (vulkan-notes.md §11).
+//   k = min(1 + m*, n),  m* = max{m : Σ of the m largest entries ≤ γ·Σx}
+// i.e. the sorted prefix whose running sum stays ≤ γ·Σx plus the entry that
+// crosses it; this is share.TokenBudget with the threshold relative to Σx
+// (identical when Σx = 1). Entries must be ≥ 0 (NaN-free).
+// Method: F(t) = Σ x·[x ≥ t] is non-increasing; the crossing value u is the
+// largest t with F(t) > γ·Σx. It is found exactly by bisection on the bit
+// patterns of non-negative floats (ordered like the values): ≤ 31 rounds of
+// one workgroup-wide sum each. Ties: with A = Σx·[x > u], a = #[x > u] and
+// g = #[x = u], the tied entries are interchangeable in a sorted order, so
+// m* = a + j with j the largest count in [0, g) such that A + j·u ≤ γ·Σx.
+// Ties thus give exactly the sort-based count, independent of tie order.
+// Bindings: 0 v f32 [Hq, S]; 1 s f32 [Hq, S]; 2 counts i32 [Hq, 2] (k_v, k_s).
+// Grid: (Hq, 2): one workgroup per (head, vector). Spec constant 0: local
+// size (power of two).
+layout(local_size_x = 256, local_size_x_id = 0) in;
+
+layout(std430, set = 0, binding = 0) readonly buffer Vb { float v[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Sb { float s[]; };
+layout(std430, set = 0, binding = 2) writeonly buffer Cb { int counts[]; };
+
+layout(push_constant) uniform Push {
+	uint S;
+	uint Hq;
+	float gamma;
+} pc;
+
+shared float red[gl_WorkGroupSize.x];
+shared uint cA[gl_WorkGroupSize.x];
+shared uint cG[gl_WorkGroupSize.x];
+
+float load(uint which, uint i) {
+	return which == 0 ? v[i] : s[i];
+}
+
+float reduceSum(float x) {
+	uint lin = gl_LocalInvocationIndex;
+	red[lin] = x;
+	barrier();
+	for (uint st = gl_WorkGroupSize.x / 2; st > 0; st >>= 1) {
+		if (lin < st) {
+			red[lin] += red[lin + st];
+		}
+		barrier();
+	}
+	float r = red[0];
+	barrier();
+	return r;
+}
+
+void main() {
+	uint h = gl_WorkGroupID.x;
+	uint which = gl_WorkGroupID.y;
+	uint lin = gl_LocalInvocationIndex;
+	uint LOCAL = gl_WorkGroupSize.x;
+	uint n = pc.S;
+	uint base = h * n;
+	float part = 0.0;
+	for (uint i = lin; i < n; i += LOCAL) {
+		part += load(which, base + i);
+	}
+	float total = reduceSum(part);
+	float target = pc.gamma * total;
+	if (!(total > target)) {
+		if (lin == 0) {
+			counts[h * 2 + which] = int(n);
+		}
+		return;
+	}
+	uint lo = 0u;          // F(0) = total > target
+	uint hi = 0x7F800000u; // F(+inf) = 0 ≤ target
+	while (hi - lo > 1u) {
+		uint mid = lo + (hi - lo) / 2u;
+		float t = uintBitsToFloat(mid);
+		part = 0.0;
+		for (uint i = lin; i < n; i += LOCAL) {
+			float x = load(which, base + i);
+			part += x >= t ? x : 0.0;
+		}
+		if (reduceSum(part) > target) {
+			lo = mid;
+		} else {
+			hi = mid;
+		}
+	}
+	float u = uintBitsToFloat(lo);
+	part = 0.0;
+	uint na = 0u, ng = 0u;
+	for (uint i = lin; i < n; i += LOCAL) {
+		float x = load(which, base + i);
+		if (x > u) {
+			part += x;
+			na++;
+		} else if (x == u) {
+			ng++;
+		}
+	}
+	cA[lin] = na;
+	cG[lin] = ng;
+	float A = reduceSum(part); // its barriers also publish cA/cG
+	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
+		if (lin < st) {
+			cA[lin] += cA[lin + st];
+			cG[lin] += cG[lin + st];
+		}
+		barrier();
+	}
+	if (lin == 0) {
+		int a = int(cA[0]);
+		int g = int(cG[0]);
+		int j = int(clamp(floor((target - A) / u), 0.0, float(max(g - 1, 0))));
+		while (j > 0 && A + float(j) * u > target) {
+			j--;
+		}
+		while (j + 1 < g && A + float(j + 1) * u <= target) {
+			j++;
+		}
+		counts[h * 2 + which] = min(a + j + 1, int(n));
+	}
+}
