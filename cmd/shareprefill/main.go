@@ -3,7 +3,9 @@
 //
 // Subcommands:
 //
+//	shareprefill run [flags]        generate text from a prompt
 //	shareprefill devices            list Vulkan devices and their capabilities
+//	shareprefill inspect --model D  describe a model
 //	shareprefill help               this text
 //
 // Every user error is one line on stderr and a non-zero exit status.
@@ -30,7 +32,9 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"run", "generate text from a prompt (default: the embedded stories260K)", runRun},
 		{"devices", "list Vulkan devices and their capabilities", runDevices},
+		{"inspect", "describe a model: architecture, parameters, dtypes, memory needed", runInspect},
 	}
 }
 

@@ -2,6 +2,7 @@ package calib
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -242,5 +243,25 @@ func TestAEOptionErrors(t *testing.T) {
 	}
 	if _, err := a.Encode([][]float64{{1, 2}}); err == nil {
 		t.Error("wrong input width accepted")
+	}
+}
+
+// TestAENoValidation trains on fewer than ValEvery maps: no validation set,
+// early stopping on the training loss, and a report that marshals to JSON.
+func TestAENoValidation(t *testing.T) {
+	data := pooledSynth(t, 1, 8, 4)[:5]
+	var vals []float64
+	_, rep, err := TrainAutoencoder(context.Background(), data, AEOptions{Hidden: 8, Latent: 2, MaxEpochs: 3, Seed: 1}, func(_ int, _, v float64) { vals = append(vals, v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.NumVal != 0 || rep.ValLoss != nil || rep.BestLoss != slices.Min(rep.TrainLoss) {
+		t.Fatalf("report %+v", rep)
+	}
+	if len(vals) != 3 || !math.IsNaN(vals[0]) {
+		t.Fatalf("progress validation losses %v, want NaN", vals)
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Fatalf("report does not marshal: %v", err)
 	}
 }

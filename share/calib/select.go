@@ -156,13 +156,15 @@ func topWithForced(x []float64, k int) []int {
 //     the last query block exactly;
 //   - slash S[o] = mean over rows r ≥ o of Â[r, r−o], normalised to sum 1
 //     (the token-level slash cannot be recovered from a block map);
-//   - nv = |cover(V, γ)| and ns = |cover(S, γ)|, clamped to [minBlocks, nb];
+//   - nv = |cover(V, γ)| and ns = |cover(S, γ)|, clamped to
+//     [minBlocks, maxBlocks] and to [1, nb] (maxBlocks ≤ 0 means nb), the
+//     block analogue of the [min_budget, max_budget] clamp;
 //   - columns = top-nv of V with column 0 forced in, offsets = top-ns of S
 //     with offset 0 forced in, expanded to all causal blocks they touch.
 //
 // Callers that have the real token-level V and S (from the GPU run) should
 // build the set themselves and pass it through PromptMaps.VS.
-func VSFromMap(m []float32, nb int, gamma float64, minBlocks int) (BlockSet, error) {
+func VSFromMap(m []float32, nb int, gamma float64, minBlocks, maxBlocks int) (BlockSet, error) {
 	if err := checkMap(m, nb); err != nil {
 		return nil, err
 	}
@@ -181,7 +183,10 @@ func VSFromMap(m []float32, nb int, gamma float64, minBlocks int) (BlockSet, err
 			s[o] /= tot
 		}
 	}
-	clamp := func(k int) int { return min(max(k, minBlocks, 1), nb) }
+	if maxBlocks <= 0 {
+		maxBlocks = nb
+	}
+	clamp := func(k int) int { return max(min(max(k, minBlocks), maxBlocks, nb), 1) }
 	cols := topWithForced(v, clamp(len(Cover(v, gamma))))
 	offs := topWithForced(s, clamp(len(Cover(s, gamma))))
 	set := make(BlockSet, nb)
@@ -210,6 +215,7 @@ type SelectOptions struct {
 	Kappa       float64 // minimum mean keep κ; default 0.9
 	MinGain     float64 // minimum mean (keep − vs) g; default 0.02
 	MinVSBlocks int     // floor of nv and ns in VSFromMap; default 8 (1024 tokens at B = 128)
+	MaxVSBlocks int     // cap of nv and ns in VSFromMap; 0 means nb (no cap)
 }
 
 func (o SelectOptions) withDefaults() SelectOptions {
@@ -297,7 +303,7 @@ func SelectShared(clusters []Cluster, prompts []PromptMaps, opts SelectOptions) 
 				}
 				vsSet, ok := pm.VS[h]
 				if !ok {
-					if vsSet, err = VSFromMap(hm, pm.NB, opts.Gamma, opts.MinVSBlocks); err != nil {
+					if vsSet, err = VSFromMap(hm, pm.NB, opts.Gamma, opts.MinVSBlocks, opts.MaxVSBlocks); err != nil {
 						return nil, fmt.Errorf("select shared: VS set of %v prompt %d: %w", h, pi, err)
 					}
 				}

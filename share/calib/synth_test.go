@@ -18,9 +18,13 @@ const (
 )
 
 // synthMap builds a row-normalised nb×nb lower-triangular block map of the
-// given family with multiplicative log-normal noise of strength sigma.
+// given family with multiplicative log-normal noise of strength sigma. Every
+// member also jitters its family's parameters (window width ±30 %, sink
+// strength 1–3).
 func synthMap(fam, nb int, sigma float64, rng *rand.Rand) []float32 {
 	m := make([]float32, nb*nb)
+	jit := 0.7 + 0.6*rng.Float64()
+	sink := 1 + 2*rng.Float64()
 	rel := func(f float64) int { return int(math.Round(f * float64(nb))) }
 	for r := range nb {
 		w := make([]float64, r+1)
@@ -30,20 +34,20 @@ func synthMap(fam, nb int, sigma float64, rng *rand.Rand) []float32 {
 			switch fam {
 			case famSinkNarrow:
 				if c == 0 {
-					v += 2
+					v += sink
 				}
-				if o < max(1, rel(0.04)) {
+				if o < max(1, rel(0.04*jit)) {
 					v += 1
 				}
 			case famSinkWide:
 				if c == 0 {
-					v += 2
+					v += sink
 				}
-				if o < rel(0.3) {
-					v += 0.3
+				if o < rel(0.2*jit) {
+					v += 1
 				}
 			case famVertical:
-				if c == rel(0.3) || c == rel(0.6) || c == rel(0.3)+1 || c == rel(0.6)+1 {
+				if c1, c2 := rel(0.3), rel(0.6); c == c1 || c == c2 || c == c1+1 || c == c2+1 {
 					v += 3
 				}
 				if o == 0 {
@@ -92,7 +96,7 @@ func synthHeads(perFam int, seed uint64) ([]HeadMap, map[HeadID]int) {
 	truth := map[HeadID]int{}
 	for i, f := range fams {
 		nb := 40 + rng.IntN(100)
-		sigma := 0.1 + 0.5*rng.Float64()
+		sigma := 0.2 + 0.8*rng.Float64()
 		id := HeadID{Layer: i / headsPerLayer, Head: i % headsPerLayer}
 		maps[i] = HeadMap{ID: id, NB: nb, Data: synthMap(f, nb, sigma, rng)}
 		truth[id] = f

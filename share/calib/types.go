@@ -3,6 +3,7 @@ package calib
 import (
 	"cmp"
 	"fmt"
+	"math"
 )
 
 // HeadID names one query head of one layer, both 0-based. It is the
@@ -43,7 +44,7 @@ func (m HeadMap) Validate() error {
 		return fmt.Errorf("head %v: %d values, want nb² = %d", m.ID, len(m.Data), m.NB*m.NB)
 	}
 	for i, v := range m.Data {
-		if !(v >= 0) || v > 3.4e38 { // catches NaN, negatives and +Inf
+		if !(v >= 0) || math.IsInf(float64(v), 1) { // NaN fails v >= 0
 			return fmt.Errorf("head %v: value %g at (%d,%d) is not finite and non-negative", m.ID, v, i/m.NB, i%m.NB)
 		}
 	}

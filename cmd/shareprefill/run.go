@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/shareprefill/shareprefill"
+)
+
+const defaultPrompt = "Once upon a time"
+
+// stdin is the prompt source when neither --prompt nor --prompt-file is
+// given; tests replace it.
+var stdin io.Reader = os.Stdin
+
+func runRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	modelDir := fs.String("model", "", "Hugging Face model directory (default: the embedded stories260K)")
+	prompt := fs.String("prompt", "", "prompt text (default: --prompt-file, else stdin when piped, else \""+defaultPrompt+"\")")
+	promptFile := fs.String("prompt-file", "", "read the prompt from this file")
+	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
+	temp := fs.Float64("temp", 0.8, "sampling temperature (0: greedy)")
+	topP := fs.Float64("top-p", 0.9, "nucleus sampling mass (1: off)")
+	seed := fs.Uint64("seed", 42, "sampling seed (the same seed gives the same text)")
+	attn := fs.String("attn", "dense", "prefill attention: dense, vs, flex or share")
+	clusters := fs.String("clusters", "", "SharePrefill cluster file (--attn share)")
+	preset := fs.String("preset", "paper", "SharePrefill preset: paper or release")
+	device := fs.String("device", "", "Vulkan device index or name (default: SHAREPREFILL_DEVICE or the best GPU)")
+	ctxLen := fs.Int("context", 0, "context length in tokens (default: the model's, capped at 8192)")
+	chat := fs.Bool("chat", false, "wrap the prompt in the model's chat format (Llama 3 or ChatML)")
+	system := fs.String("system", "", "system message for --chat")
+	statsJSON := fs.String("stats-json", "", "write sparse-attention statistics of the prefill to this file")
+	quiet := fs.Bool("quiet", false, "no summary on stderr")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *maxTokens < 0 {
+		return usageError{fmt.Sprintf("--max-tokens %d must not be negative", *maxTokens)}
+	}
+	if *temp < 0 {
+		return usageError{fmt.Sprintf("--temp %v must not be negative", *temp)}
+	}
+	if *topP < 0 || *topP > 1 {
+		return usageError{fmt.Sprintf("--top-p %v must be in [0, 1]", *topP)}
+	}
+	if *prompt != "" && *promptFile != "" {
+		return usageError{"give --prompt or --prompt-file, not both"}
+	}
+	text := *prompt
+	switch {
+	case *promptFile != "":
+		b, err := os.ReadFile(*promptFile)
+		if err != nil {
+			return fmt.Errorf("--prompt-file: %w", err)
+		}
+		text = string(b)
+		if strings.TrimSpace(text) == "" {
+			return fmt.Errorf("--prompt-file %s is empty", *promptFile)
+		}
+	case text == "" && !isTerminal(stdinFile()):
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return fmt.Errorf("reading the prompt from stdin: %w", err)
+		}
+		text = strings.TrimRight(string(b), "\n")
+	}
+	if text == "" {
+		text = defaultPrompt
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	bar := newProgressBar(stderr)
+	m, err := shareprefill.Open(ctx, shareprefill.Options{
+		Model: *modelDir, Device: *device, Context: *ctxLen,
+		Attention: *attn, Clusters: *clusters, Preset: *preset,
+		Progress: bar.update,
+	})
+	bar.clear()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	if !*chat {
+		fmt.Fprint(stdout, text)
+	}
+	st, err := m.Generate(ctx, text, shareprefill.GenerateOptions{
+		MaxTokens: *maxTokens, Temperature: *temp, TopP: *topP, Seed: *seed, Chat: *chat, System: *system,
+	}, func(s string) error {
+		bar.clear()
+		_, err := io.WriteString(stdout, s)
+		return err
+	})
+	fmt.Fprintln(stdout)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted")
+		}
+		return err
+	}
+	if *statsJSON != "" {
+		b, err := m.AttentionJSON()
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			b = []byte(`{"attention":"dense"}` + "\n")
+		}
+		if err := os.WriteFile(*statsJSON, b, 0o644); err != nil {
+			return fmt.Errorf("--stats-json: %w", err)
+		}
+	}
+	if !*quiet {
+		attnLine := st.Attention
+		if attnLine == "" {
+			attnLine = "dense (every causal block, density 1.00)"
+		}
+		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Dev.Info().Name)
+		fmt.Fprintf(stderr, "prompt %d tokens · prefill %s (%.0f tok/s) · first token after %s\n",
+			st.PromptTokens, st.Prefill.Round(10e3), st.PrefillTokensPerSecond(), st.FirstToken.Round(10e3))
+		fmt.Fprintf(stderr, "generated %d tokens · decode %.1f tok/s\n", st.GeneratedTokens, st.DecodeTokensPerSecond())
+		fmt.Fprintf(stderr, "attention: %s\n", attnLine)
+	}
+	return nil
+}
+
+// stdinFile returns stdin as a writer-compatible value for isTerminal.
+func stdinFile() io.Writer {
+	if f, ok := stdin.(*os.File); ok {
+		return f
+	}
+	return io.Discard
+}
