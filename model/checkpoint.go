@@ -168,6 +168,9 @@ func (c *Checkpoint) Has(name string) bool {
 // Tensor returns the named tensor. Its Data aliases the checkpoint's memory
 // and is valid until Close.
 func (c *Checkpoint) Tensor(name string) (TensorInfo, error) {
+	if c.where == nil {
+		return TensorInfo{}, fmt.Errorf("checkpoint %s: tensor %q: checkpoint is closed", c.Dir, name)
+	}
 	f, ok := c.where[name]
 	if !ok {
 		return TensorInfo{}, fmt.Errorf("checkpoint %s: missing tensor %q", c.Dir, name)

@@ -397,8 +397,8 @@ func (c *Config) Validate() error {
 		}
 		finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 		switch {
-		case !finite(s.Factor) || s.Factor <= 0:
-			return fmt.Errorf("config: rope_scaling llama3: factor must be positive and finite, got %v", s.Factor)
+		case !finite(s.Factor) || s.Factor < 1:
+			return fmt.Errorf("config: rope_scaling llama3: factor must be finite and >= 1, got %v", s.Factor)
 		case !finite(s.LowFreqFactor) || s.LowFreqFactor <= 0:
 			return fmt.Errorf("config: rope_scaling llama3: low_freq_factor must be positive and finite, got %v", s.LowFreqFactor)
 		case !finite(s.HighFreqFactor) || s.HighFreqFactor <= s.LowFreqFactor:
@@ -438,28 +438,42 @@ func (c *Config) KVCacheBytesPerToken(dt DType) int64 {
 	return 2 * int64(c.NumLayers) * int64(c.KVDim()) * int64(dt.Size())
 }
 
-// paramCount sums the shapes of ExpectedTensors with overflow checks.
+// paramCount counts the elements of ExpectedTensors. The sizes are
+// bounded by Validate's limits (the largest possible count is below 2^57),
+// but every step is still overflow-checked.
 func (c *Config) paramCount() (int64, bool) {
-	var total uint64
-	for _, s := range c.ExpectedTensors() {
-		n := uint64(1)
-		for _, d := range s.Shape {
-			if d < 0 {
-				return 0, false
-			}
-			hi, lo := bits.Mul64(n, uint64(d))
-			if hi != 0 {
-				return 0, false
-			}
-			n = lo
+	ok := true
+	mul := func(a, b int64) int64 {
+		hi, lo := bits.Mul64(uint64(a), uint64(b))
+		if a < 0 || b < 0 || hi != 0 || lo > math.MaxInt64 {
+			ok = false
+			return 0
 		}
-		var carry uint64
-		total, carry = bits.Add64(total, n, 0)
-		if carry != 0 || total > math.MaxInt64 {
-			return 0, false
-		}
+		return int64(lo)
 	}
-	return int64(total), true
+	add := func(a, b int64) int64 {
+		s := a + b
+		if s < a {
+			ok = false
+		}
+		return s
+	}
+	h, q, kv := int64(c.HiddenSize), int64(c.QDim()), int64(c.KVDim())
+	layer := add(add(mul(h, q), mul(2, mul(h, kv))), mul(q, h)) // q, k, v, o
+	layer = add(layer, mul(3, mul(h, int64(c.IntermediateSize))))
+	layer = add(layer, mul(2, h)) // two norms
+	if c.QKVBias {
+		layer = add(layer, add(q, mul(2, kv)))
+	}
+	if c.OBias {
+		layer = add(layer, h)
+	}
+	embed := mul(int64(c.VocabSize), h)
+	total := add(add(embed, h), mul(int64(c.NumLayers), layer))
+	if !c.TieWordEmbeddings {
+		total = add(total, embed)
+	}
+	return total, ok && total >= 0
 }
 
 // MarshalHF renders c as a Hugging Face config.json that ParseConfig reads

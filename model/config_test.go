@@ -150,6 +150,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"rope no type", sub(`"rope_scaling": null`, `"rope_scaling": {"factor": 4.0}`), "neither rope_type nor type"},
 		{"llama3 missing factor", sub(`"rope_scaling": null`, `"rope_scaling": {"rope_type": "llama3", "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 64}`), "llama3: missing factor"},
 		{"llama3 high<=low", sub(`"rope_scaling": null`, `"rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 4, "original_max_position_embeddings": 64}`), "high_freq_factor 4 must be finite and greater than low_freq_factor 4"},
+		{"llama3 factor < 1", sub(`"rope_scaling": null`, `"rope_scaling": {"rope_type": "llama3", "factor": 0.5, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 64}`), "factor must be finite and >= 1, got 0.5"},
 		{"llama3 bad orig", sub(`"rope_scaling": null`, `"rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 0}`), "original_max_position_embeddings must be positive"},
 		{"mlp bias", sub(`"mlp_bias": false`, `"mlp_bias": true`), "mlp_bias true is not supported"},
 		{"gelu", sub(`"hidden_act": "silu"`, `"hidden_act": "gelu"`), `hidden_act "gelu" is not supported`},
@@ -238,6 +239,17 @@ func TestTinyConfigsValid(t *testing.T) {
 	for name, c := range TinyConfigs() {
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
+		}
+		var n int64
+		for _, s := range c.ExpectedTensors() {
+			p := int64(1)
+			for _, d := range s.Shape {
+				p *= int64(d)
+			}
+			n += p
+		}
+		if c.NumParams() != n {
+			t.Errorf("%s: NumParams %d, ExpectedTensors hold %d", name, c.NumParams(), n)
 		}
 		js, err := c.MarshalHF()
 		if err != nil {

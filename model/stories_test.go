@@ -229,4 +229,3 @@ func TestEmbeddedStories260K(t *testing.T) {
 		}
 	}
 }
-

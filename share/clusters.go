@@ -99,11 +99,18 @@ type ClusterCalibration struct {
 // ClusterRepresentation records how maps were pooled and encoded (§7.2
 // steps 2–4).
 type ClusterRepresentation struct {
+	Kind      string `json:"kind,omitempty"` // "autoencoder" or "pooled"
+	Grid      int    `json:"grid,omitempty"` // pooled grid side
 	MapSize   int    `json:"map_size,omitempty"`
 	MapBlock  int    `json:"map_block,omitempty"`
 	Scale     string `json:"scale,omitempty"`
 	Sqrt      bool   `json:"sqrt,omitempty"`
 	LatentDim int    `json:"latent_dim,omitempty"`
+	Hidden    int    `json:"hidden,omitempty"`
+	Seed      uint64 `json:"seed,omitempty"`
+	Epochs    int    `json:"epochs,omitempty"`
+	// AELoss is the best validation (or training) reconstruction MSE.
+	AELoss float64 `json:"ae_loss,omitempty"`
 }
 
 // ClusteringParams records the clustering run (§7.2 step 5).
@@ -113,6 +120,12 @@ type ClusteringParams struct {
 	TargetClusters int     `json:"target_clusters,omitempty"`
 	MinSize        int     `json:"min_size,omitempty"`
 	L2Normalise    bool    `json:"l2_normalise,omitempty"`
+	NumClusters    int     `json:"num_clusters,omitempty"`
+	NumNoise       int     `json:"num_noise,omitempty"`
+	// JaccardWithin/Across are the mean Jaccard similarities of the heads'
+	// binary γ patterns within and across clusters (a sanity check).
+	JaccardWithin float64 `json:"jaccard_within,omitempty"`
+	JaccardAcross float64 `json:"jaccard_across,omitempty"`
 }
 
 // ClusterSelection records the shared-cluster selection (§7.2 step 6).

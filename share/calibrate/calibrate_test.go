@@ -1,0 +1,109 @@
+package calibrate
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+	"github.com/shareprefill/shareprefill/share"
+	"github.com/shareprefill/shareprefill/share/calib"
+)
+
+// storyText makes a seeded TinyStories-like text of about n words.
+func storyText(n int, seed uint64) string {
+	words := strings.Fields("once upon a time there was a little girl named Lily she liked to play in the park with her dog one day they saw a big red ball and ran to get it the sun was warm and happy Tom said hello mom")
+	r := rand.New(rand.NewPCG(seed, 1))
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(words[r.IntN(len(words))])
+		if i%12 == 11 {
+			b.WriteString(". ")
+		} else {
+			b.WriteByte(' ')
+		}
+	}
+	return b.String()
+}
+
+func TestCalibrateEmbeddedModel(t *testing.T) {
+	gputest.Device(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "stories.txt")
+	if err := os.WriteFile(data, []byte(storyText(4000, 3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, rep := range []string{calib.RepresentationPooled, calib.RepresentationAutoencoder} {
+		t.Run(rep, func(t *testing.T) {
+			co := calib.DefaultOptions(4)
+			co.Representation = rep
+			co.AE.MaxEpochs = 20
+			co.AE.Hidden = 32
+			co.AE.Latent = 8
+			co.Pool.Grid = 8
+			stages := 0
+			cf, rep, err := Run(context.Background(), Options{
+				Data: []string{data}, Length: 256, Block: 32, Prompts: 2, Holdout: 1, Calib: co,
+				Progress: func(string, int, int) { stages++ },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cf.Validate(5, 8); err != nil {
+				t.Fatal(err)
+			}
+			covered := len(cf.Meta.Noise)
+			for _, m := range cf.Clusters {
+				covered += len(m)
+			}
+			if covered != 40 {
+				t.Errorf("clusters and noise cover %d heads, want all 40", covered)
+			}
+			if cf.Meta.Representation.MapSize != 8 || cf.Meta.Representation.MapBlock != 32 || cf.Meta.Selection == nil || len(cf.Meta.Calibration.PromptSHA256) != 3 {
+				t.Errorf("incomplete meta: %+v", cf.Meta)
+			}
+			if len(rep.Selection) != len(cf.Clusters) || stages == 0 {
+				t.Errorf("report: %d selections for %d clusters, %d progress calls", len(rep.Selection), len(cf.Clusters), stages)
+			}
+			out := filepath.Join(t.TempDir(), "clusters.json")
+			if err := share.WriteClusters(out, cf); err != nil {
+				t.Fatal(err)
+			}
+			back, err := share.LoadClusters(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := back.Validate(5, 8); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d clusters, %d shared, %d noise; Jaccard within %.2f across %.2f; collect %v cluster %v",
+				len(cf.Clusters), len(cf.SharedClusters), len(cf.Meta.Noise), rep.Jaccard.Within, rep.Jaccard.Across, rep.Collect, rep.Cluster)
+		})
+	}
+}
+
+func TestCalibrateErrors(t *testing.T) {
+	gputest.Device(t)
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small.txt")
+	os.WriteFile(small, []byte("a tiny text"), 0o644)
+	co := calib.DefaultOptions(4)
+	cases := []struct {
+		opts Options
+		want string
+	}{
+		{Options{Calib: co}, "no --data"},
+		{Options{Data: []string{filepath.Join(dir, "missing.txt")}, Calib: co}, "missing.txt"},
+		{Options{Data: []string{small}, Length: 256, Block: 32, Calib: co}, "the data has"},
+		{Options{Data: []string{small}, Length: 40, Block: 32, Calib: co}, "fewer than 2 blocks"},
+	}
+	for _, c := range cases {
+		_, _, err := Run(context.Background(), c.opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one containing %q", c.opts.Data, err, c.want)
+		}
+	}
+}
