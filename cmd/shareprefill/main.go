@@ -34,6 +34,7 @@ func commands() []command {
 	return []command{
 		{"run", "generate text from a prompt (default: the embedded stories260K)", runRun},
 		{"devices", "list Vulkan devices and their capabilities", runDevices},
+		{"calibrate", "make a SharePrefill cluster file for a model from calibration texts", runCalibrate},
 		{"inspect", "describe a model: architecture, parameters, dtypes, memory needed", runInspect},
 	}
 }

@@ -48,6 +48,9 @@ type Options struct {
 	// Progress reports stages; AEProgress each autoencoder epoch.
 	Progress   func(stage string, done, total int)
 	AEProgress calib.ProgressFunc
+	// AutoTarget sets Calib.TargetClusters from the model: about one cluster
+	// per 24 heads (the official release has 44 for 1024), at least 2.
+	AutoTarget bool
 }
 
 // Report summarises a calibration run.
@@ -234,6 +237,10 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 	prog("collecting maps", len(prompts), len(prompts))
 	nb := col.nb
 	rep := &Report{Collect: time.Since(start)}
+	if opts.AutoTarget {
+		opts.Calib.TargetClusters = max(2, L*H/24)
+		opts.Calib.Threshold = 0
+	}
 	maps := make([]calib.HeadMap, L*H)
 	for j := range maps {
 		d := make([]float32, len(sum[j]))
