@@ -136,7 +136,9 @@ void main() {
 	uint parts = WG; // partial sums per value left in red[i*WG + 0 .. parts)
 	if (SUBGROUP) {
 		[[unroll]] for (uint i = 0; i < NR * MMAX; i++) {
-			acc[i] = subgroupAdd(acc[i]);
+			if (i % MMAX < M) { // uniform: skip the rows past M
+				acc[i] = subgroupAdd(acc[i]);
+			}
 		}
 		if (subgroupElect()) {
 			[[unroll]] for (uint i = 0; i < NR * MMAX; i++) {

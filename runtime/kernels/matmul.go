@@ -9,11 +9,14 @@ import (
 // Linear layers: y = x·Wᵀ (+ bias).
 //
 // Weights are f16 on the device. bf16 checkpoints are converted to f16 when
-// the model loader uploads them: f16 keeps 10 mantissa bits against bf16's 7,
-// so the conversion is exact up to rounding of values below 2⁻¹⁴ (subnormal
-// f16, relative precision lost only for |w| < 6.1e-5) and overflows only
-// above 65504; LLM weights are orders of magnitude below that. All products
-// are accumulated in f32.
+// the model loader uploads them. bf16 has 7 stored mantissa bits and f16 has
+// 10, so every bf16 value in f16's normal range (6.1e-5 ≤ |w| ≤ 65504)
+// converts exactly: f16 is the more precise format there. The price is
+// range: |w| > 65504 would overflow to ±Inf, and |w| < 6.1e-5 becomes an f16
+// subnormal (fewer significant bits; below 6e-8 it flushes to 0). LLM weights
+// are far below 65504, and the tiny ones contribute negligibly to the dots.
+// All products are accumulated in f32; an f16 output rounds once at the end
+// (and is not clamped: an overflow shows as ±Inf).
 
 // GEMVMaxM is the largest M for which MatMul uses the matrix-vector kernel.
 const GEMVMaxM = 4
@@ -27,13 +30,20 @@ const gemvRows = 4
 // force the chunked path.
 var matmulBindingLimit uint64
 
-// mmTile is a tile configuration of the tiled kernel (spec constants 1..5).
+// mmTile is a tile configuration of the tiled kernel (spec constants 1..5;
+// 0 is the workgroup size, 6 the 16-byte-load flag chosen per dispatch).
 type mmTile struct{ BM, BN, BK, TM, TN uint32 }
 
 func (t mmTile) wg() uint32 { return (t.BM / t.TM) * (t.BN / t.TN) }
 
-// shared returns the shared-memory bytes the tile needs (f32, padded).
-func (t mmTile) shared() uint32 { return t.BK * (t.BM + 1 + t.BN + 1) * 4 }
+// shared returns the shared-memory bytes the tile needs (f32 slabs).
+func (t mmTile) shared() uint32 { return t.BK * (t.BM + t.BN) * 4 }
+
+// valid reports whether the shader supports the tile: TM, TN multiples of 4
+// dividing BM, BN; BK a multiple of 8.
+func (t mmTile) valid() bool {
+	return t.TM%4 == 0 && t.TN%4 == 0 && t.BM%t.TM == 0 && t.BN%t.TN == 0 && t.BK%8 == 0 && t.BK > 0
+}
 
 var (
 	tileLarge = mmTile{BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}
@@ -41,9 +51,10 @@ var (
 )
 
 // chooseTile picks the tile for an M×N output: 128×128 (8×8 per invocation)
-// when that still gives enough workgroups, else 64×64 (4×4). BK is doubled to
-// 32 when the device's shared memory allows (48 KiB on NVIDIA; lavapipe's
-// 32 KiB keeps 16 for the large tile).
+// when that still gives enough workgroups, else 64×64 (4×4); both use 256
+// invocations. BK is doubled to 32 when the device's shared memory allows
+// (the large tile then needs exactly 32 KiB: lavapipe's 32 KiB and NVIDIA's
+// 48 KiB both fit it; smaller devices keep BK = 16).
 func chooseTile(caps runtime.Caps, M, N int) mmTile {
 	t := tileSmall
 	if ceilDiv(M, 128)*ceilDiv(N, 128) >= 128 {
@@ -112,9 +123,8 @@ func mmCheck(op string, y, x, w, bias *runtime.Tensor) (mmShape, error) {
 			return s, fmt.Errorf("%s: bias %s must be f32 with N=%d elements, got %s %v", op, bias.Name(), s.N, bias.DType(), bias.Shape())
 		}
 	}
-	if uint64(s.M)*uint64(s.K) >= 1<<32 || uint64(s.M)*uint64(s.N) >= 1<<32 || uint64(s.N)*uint64(s.K) >= 1<<32 {
-		return s, fmt.Errorf("%s: %d×%d×%d exceeds 32-bit indexing", op, s.M, s.N, s.K)
-	}
+	// No global 32-bit limit: shaders index within one binding, and mmPlan
+	// keeps every binding under maxStorageBufferRange (< 4 GiB).
 	return s, nil
 }
 
@@ -221,6 +231,12 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
 	}
+	if caps := r.Device().Caps(); caps.CoopMat2 && x.DType() == runtime.F16 { // matmul_cm2.go
+		return MatMulCoopMat2(r, y, x, w, bias)
+	}
+	if cmUsable(r.Device().Caps(), x) { // cooperative matrices (matmul_cm.go)
+		return MatMulCoopMat(r, y, x, w, bias)
+	}
 	return matMulTiled(r, s, y, x, w, bias, chooseTile(r.Device().Caps(), s.M, s.N))
 }
 
@@ -248,23 +264,27 @@ func matMulTiled(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, 
 		return nil
 	}
 	d := r.Device()
+	if !t.valid() {
+		return fmt.Errorf("matmul: invalid tile %+v", t)
+	}
 	if sh := t.shared(); sh > d.Caps().MaxSharedMemory {
 		return fmt.Errorf("matmul: tile %+v needs %d bytes of shared memory, device has %d", t, sh, d.Caps().MaxSharedMemory)
 	}
-	k, err := d.Kernel(runtime.KernelDesc{
-		Shader:   "matmul_x" + dtName(x.DType()) + "_y" + dtName(y.DType()),
-		Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-		Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN},
-	})
-	if err != nil {
-		return err
-	}
+	sh := "matmul_x" + dtName(x.DType()) + "_y" + dtName(y.DType())
 	mc := d.Info().MaxWorkgroupCount
 	chunks, err := mmPlan(d, s, x.DType().Size(), y.DType().Size(), int(t.BM), int(t.BN), int(mc[1])*int(t.BM))
 	if err != nil {
 		return err
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
+		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
+		k, err := d.Kernel(runtime.KernelDesc{
+			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+			Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN, b2u(vec)},
+		})
+		if err != nil {
+			return err
+		}
 		g := [3]uint32{uint32(ceilDiv(c.nc, int(t.BN))), uint32(ceilDiv(c.mc, int(t.BM))), 1}
 		if g[0] > mc[0] {
 			return fmt.Errorf("matmul: N=%d needs %d workgroups, device limit %d", c.nc, g[0], mc[0])

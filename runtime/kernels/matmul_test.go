@@ -36,8 +36,9 @@ func mmVariants() []mmVariant {
 	}
 	return []mmVariant{
 		{"auto", MatMul},
-		forced("tiled128", tileLarge),
-		forced("tiled64bk32", mmTile{BM: 64, BN: 64, BK: 32, TM: 4, TN: 4}),
+		// auto covers the 64×64 tile (BK 32 here) for M ≥ 5; the 128×128
+		// tile is forced at every M.
+		forced("tiled128", mmTile{BM: 128, BN: 128, BK: 32, TM: 8, TN: 8}),
 		gemv("gemv-subgroup", gemvCfg{WG: 128, NR: 2, Subgroup: true}),
 		gemv("gemv-shared", gemvCfg{WG: 64, NR: 3, Subgroup: false}),
 	}
@@ -270,6 +271,13 @@ func TestMatMulShapeErrors(t *testing.T) {
 	}
 	if err := d.Run(func(r *runtime.Recorder) error { return MatMul(r, y, x, w, b) }); err != nil {
 		t.Errorf("valid shapes: %v", err)
+	}
+	// M = 0 (no rows) is valid and records nothing.
+	x0, y0 := mk(runtime.F16, 0, 8), mk(runtime.F32, 0, 5)
+	for _, fn := range []func(*runtime.Recorder, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor) error{MatMul, MatMulTiled, MatVec} {
+		if err := d.Run(func(r *runtime.Recorder) error { return fn(r, y0, x0, w, b) }); err != nil {
+			t.Errorf("M=0: %v", err)
+		}
 	}
 }
 
