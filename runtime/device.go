@@ -121,6 +121,8 @@ type Caps struct {
 type Device struct {
 	inst     *Instance
 	ownInst  bool
+	ownDev   bool        // false for an adopted VkDevice (external.go)
+	qlock    sync.Locker // held around vkQueueSubmit when the queue is shared (external.go)
 	info     DeviceInfo
 	caps     Caps
 	opts     Options
@@ -144,6 +146,10 @@ type Device struct {
 	stageSz  uint64
 
 	pipes pipelineCache
+
+	// deferred are releases postponed until Close because a timed-out
+	// submission may still use their objects (guarded by mu).
+	deferred []func()
 }
 
 // Open creates an instance and opens the chosen device.
@@ -181,13 +187,36 @@ func (in *Instance) open(opts Options) (*Device, error) {
 	if !info.Storage16Bit {
 		return nil, fmt.Errorf("device %q: %w: storageBuffer16BitAccess (16-bit storage buffers) is required for f16 tensors", info.Name, ErrMissingFeature)
 	}
-	d := &Device{inst: in, info: info, opts: opts, qfi: uint32(info.ComputeQueueFamily)}
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	es := chooseEnables(&info, opts, logf)
+	vdev, err := createVkDevice(in.inst, &info, es, nil)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{inst: in, info: info, opts: opts, qfi: uint32(info.ComputeQueueFamily), ownDev: true}
+	if err := d.setup(vdev, nil, es.caps(&info)); err != nil {
+		return nil, err
+	}
+	logf("device: %s", info.Summary())
+	return d, nil
+}
 
-	// What to enable.
+// enableSet is what a logical device is created with: the features to
+// enable (en), the extension flags the shim chains structures for, and the
+// extension names.
+type enableSet struct {
+	en            C.sp_caps
+	exts          uint32
+	names         []string
+	useCM, useCM2 bool
+}
+
+// chooseEnables decides the features and extensions to enable on info's
+// device, after the Disable* switches of opts.
+func chooseEnables(info *DeviceInfo, opts Options, logf func(string, ...any)) enableSet {
 	en := info.caps
 	exts := info.extFlags
 	var extNames []string
@@ -236,7 +265,28 @@ func (in *Instance) open(opts Options) (*Device, error) {
 	} else {
 		exts &^= C.SP_EXT_COOPMAT2_NV
 	}
+	return enableSet{en: en, exts: exts, names: extNames, useCM: useCM, useCM2: useCM2}
+}
 
+// caps are the capabilities of a device created with es.
+func (es *enableSet) caps(info *DeviceInfo) Caps {
+	return Caps{
+		Float16:             es.en.shader_float16 != 0 && info.Float16,
+		Storage16Bit:        info.Storage16Bit,
+		Int8:                info.Int8,
+		CoopMat:             es.useCM,
+		CoopMat2:            es.useCM2,
+		SubgroupSizeControl: es.en.subgroup_size_control != 0 && info.SubgroupSizeControl,
+		SubgroupSize:        info.SubgroupSize,
+		SubgroupArithmetic:  info.SubgroupArithmetic,
+		MaxSharedMemory:     info.MaxSharedMemory,
+	}
+}
+
+// createVkDevice creates a logical device with one queue of info's compute
+// family, the features of es and es's extensions plus extra ones.
+func createVkDevice(inst vk.Instance, info *DeviceInfo, es enableSet, extra []string) (vk.Device, error) {
+	extNames := append(append([]string(nil), es.names...), extra...)
 	cnames := make([]*C.char, len(extNames)+1)
 	for i, n := range extNames {
 		cnames[i] = C.CString(n)
@@ -245,7 +295,8 @@ func (in *Instance) open(opts Options) (*Device, error) {
 	arr := unsafe.Slice(cArr, len(cnames))
 	copy(arr, cnames)
 	var out unsafe.Pointer
-	r := C.sp_create_device(unsafe.Pointer(in.inst), unsafe.Pointer(info.physical), C.uint32_t(d.qfi), C.uint32_t(exts), &en, cArr, C.uint32_t(len(extNames)), &out)
+	en := es.en
+	r := C.sp_create_device(unsafe.Pointer(inst), unsafe.Pointer(info.physical), C.uint32_t(info.ComputeQueueFamily), C.uint32_t(es.exts), &en, cArr, C.uint32_t(len(extNames)), &out)
 	for _, c := range cnames[:len(extNames)] {
 		C.free(unsafe.Pointer(c))
 	}
@@ -253,39 +304,38 @@ func (in *Instance) open(opts Options) (*Device, error) {
 	if err := check("vkCreateDevice", vk.Result(r)); err != nil {
 		return nil, fmt.Errorf("opening device %q: %w", info.Name, err)
 	}
-	d.dev = vk.Device(out)
-	var q vk.Queue
-	vk.GetDeviceQueue(d.dev, d.qfi, 0, &q)
-	d.queue = q
+	return vk.Device(out), nil
+}
+
+// setup finishes a Device around a logical device (created by the runtime
+// or adopted): its queue (queue 0 of d.qfi unless given), memory
+// properties, allocator, transfer objects and pipeline cache. On error
+// everything setup created is released (and the logical device destroyed
+// when the runtime owns it).
+func (d *Device) setup(vdev vk.Device, queue vk.Queue, caps Caps) error {
+	d.dev = vdev
+	if queue == nil {
+		vk.GetDeviceQueue(d.dev, d.qfi, 0, &queue)
+	}
+	d.queue = queue
 	var mp vk.PhysicalDeviceMemoryProperties
-	vk.GetPhysicalDeviceMemoryProperties(info.physical, &mp)
+	vk.GetPhysicalDeviceMemoryProperties(d.info.physical, &mp)
 	mp.Deref()
 	d.memProps = mp
+	d.caps = caps
 
-	d.caps = Caps{
-		Float16:             en.shader_float16 != 0 && info.Float16,
-		Storage16Bit:        info.Storage16Bit,
-		Int8:                info.Int8,
-		CoopMat:             useCM,
-		CoopMat2:            useCM2,
-		SubgroupSizeControl: en.subgroup_size_control != 0 && info.SubgroupSizeControl,
-		SubgroupSize:        info.SubgroupSize,
-		SubgroupArithmetic:  info.SubgroupArithmetic,
-		MaxSharedMemory:     info.MaxSharedMemory,
+	d.maxAlloc = d.info.MaxMemoryAllocationSize
+	if d.opts.MaxAlloc > 0 {
+		d.maxAlloc = d.opts.MaxAlloc
 	}
-
-	d.maxAlloc = info.MaxMemoryAllocationSize
-	if opts.MaxAlloc > 0 {
-		d.maxAlloc = opts.MaxAlloc
-	}
-	bs := opts.BlockSize
+	bs := d.opts.BlockSize
 	if bs == 0 {
 		bs = 256 << 20
 	}
 	if d.maxAlloc > 0 && bs > d.maxAlloc {
 		bs = d.maxAlloc
 	}
-	align := info.MinStorageBufferAlign
+	align := d.info.MinStorageBufferAlign
 	if align < 256 {
 		align = 256
 	}
@@ -293,11 +343,10 @@ func (in *Instance) open(opts Options) (*Device, error) {
 
 	if err := d.initTransfer(); err != nil {
 		d.Close()
-		return nil, err
+		return err
 	}
 	d.pipes.init()
-	logf("device: %s", info.Summary())
-	return d, nil
+	return nil
 }
 
 // Info describes the physical device.
@@ -387,12 +436,22 @@ func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) e
 	if d.lost {
 		return fmt.Errorf("%s: %w (earlier failure; close and reopen the device)", what, ErrDeviceLost)
 	}
+	if d.inst != nil && d.inst.val != nil {
+		defer d.inst.val.poll() // keep the validation ring from overflowing
+	}
 	si := []vk.SubmitInfo{{
 		SType:              vk.StructureTypeSubmitInfo,
 		CommandBufferCount: 1,
 		PCommandBuffers:    []vk.CommandBuffer{cmd},
 	}}
-	if err := check("vkQueueSubmit", vk.QueueSubmit(d.queue, 1, si, fence)); err != nil {
+	if d.qlock != nil {
+		d.qlock.Lock()
+	}
+	r := vk.QueueSubmit(d.queue, 1, si, fence)
+	if d.qlock != nil {
+		d.qlock.Unlock()
+	}
+	if err := check("vkQueueSubmit", r); err != nil {
 		if err.(*VkError).Result == vk.ErrorDeviceLost {
 			d.lost = true
 		}
@@ -422,6 +481,25 @@ func (d *Device) waitFence(fence vk.Fence, what string) error {
 			return fmt.Errorf("%s: %w", what, check("vkWaitForFences", r))
 		}
 	}
+}
+
+// isLost reports whether a submission timed out or the device was lost.
+func (d *Device) isLost() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lost
+}
+
+// deferIfLost postpones f to Close when the device is lost (a timed-out
+// submission may still be running) and reports whether it did.
+func (d *Device) deferIfLost(f func()) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.lost || d.closed {
+		return false
+	}
+	d.deferred = append(d.deferred, f)
+	return true
 }
 
 func beginOneShot(cmd vk.CommandBuffer) error {
@@ -503,7 +581,19 @@ func (d *Device) Close() {
 	}
 	d.closed = true
 	if d.dev != nil {
-		vk.DeviceWaitIdle(d.dev)
+		if d.ownDev {
+			vk.DeviceWaitIdle(d.dev)
+		} // an adopted device: every submission of ours was waited for
+		if len(d.deferred) > 0 {
+			if !d.ownDev { // except one that timed out
+				vk.QueueWaitIdle(d.queue)
+			}
+			d.lost = false // idle now: the deferred releases may destroy
+			for _, f := range d.deferred {
+				f()
+			}
+			d.deferred = nil
+		}
 		d.pipes.destroy(d.dev)
 		d.alloc.destroy()
 		if d.stagePtr != nil {
@@ -519,7 +609,9 @@ func (d *Device) Close() {
 		if d.cmdPool != nil {
 			vk.DestroyCommandPool(d.dev, d.cmdPool, nil)
 		}
-		vk.DestroyDevice(d.dev, nil)
+		if d.ownDev {
+			vk.DestroyDevice(d.dev, nil)
+		}
 		d.dev = nil
 	}
 	if d.ownInst && d.inst != nil {

@@ -2,7 +2,7 @@ package runtime
 
 import (
 	"fmt"
-	"os"
+	"unsafe"
 
 	vk "github.com/vulkan-go/vulkan"
 )
@@ -12,6 +12,7 @@ type Instance struct {
 	inst    vk.Instance
 	devices []DeviceInfo
 	layers  []string
+	val     *validator // validation messages; nil without validation
 }
 
 // InstanceOptions configures NewInstance.
@@ -27,12 +28,24 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	if err := loadVulkan(); err != nil {
 		return nil, err
 	}
-	var layers []string
-	if opts.Validation || os.Getenv("SHAREPREFILL_VK_VALIDATION") == "1" {
-		if !hasInstanceLayer("VK_LAYER_KHRONOS_validation") {
+	var (
+		layers, exts []string
+		val          *validator
+		valInfo      unsafe.Pointer
+	)
+	valEnv, valFeatures, err := validationEnv()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Validation || valEnv {
+		if !hasInstanceLayer(validationLayer) {
 			return nil, fmt.Errorf("%w: validation requested but VK_LAYER_KHRONOS_validation is not installed (Debian: apt-get install vulkan-validationlayers)", ErrMissingFeature)
 		}
-		layers = append(layers, "VK_LAYER_KHRONOS_validation\x00")
+		layers = append(layers, validationLayer+"\x00")
+		if val, valInfo, err = newValidator(valFeatures); err != nil {
+			return nil, err
+		}
+		exts = append(exts, extDebugUtils+"\x00")
 	}
 	app := vk.ApplicationInfo{
 		SType:            vk.StructureTypeApplicationInfo,
@@ -45,9 +58,20 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		PApplicationInfo:    &app,
 		EnabledLayerCount:   uint32(len(layers)),
 		PpEnabledLayerNames: layers,
+		// The messenger create info (C memory) also reports on
+		// vkCreateInstance and vkDestroyInstance.
+		PNext:                   valInfo,
+		EnabledExtensionCount:   uint32(len(exts)),
+		PpEnabledExtensionNames: exts,
 	}
 	var inst vk.Instance
 	r := vk.CreateInstance(&ci, nil, &inst)
+	if valInfo != nil {
+		freeC(valInfo)
+		if r != vk.Success {
+			val.finish()
+		}
+	}
 	if r == vk.ErrorIncompatibleDriver {
 		return nil, fmt.Errorf("%w: vkCreateInstance: no compatible Vulkan driver (VK_ERROR_INCOMPATIBLE_DRIVER); %s", ErrNoVulkan, InstallHint)
 	}
@@ -58,7 +82,13 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		vk.DestroyInstance(inst, nil)
 		return nil, fmt.Errorf("loading instance functions: %w", err)
 	}
-	in := &Instance{inst: inst, layers: layers}
+	in := &Instance{inst: inst, layers: layers, val: val}
+	if val != nil {
+		if err := val.attach(inst); err != nil {
+			in.Close()
+			return nil, fmt.Errorf("validation messenger: %w", err)
+		}
+	}
 	var n uint32
 	if err := check("vkEnumeratePhysicalDevices", vk.EnumeratePhysicalDevices(inst, &n, nil)); err != nil {
 		in.Close()
@@ -97,8 +127,14 @@ func (in *Instance) Devices() []DeviceInfo { return in.devices }
 // Close destroys the instance. Devices opened from it must be closed first.
 func (in *Instance) Close() {
 	if in.inst != nil {
+		if in.val != nil {
+			in.val.detach(in.inst)
+		}
 		vk.DestroyInstance(in.inst, nil)
 		in.inst = nil
+		if in.val != nil {
+			in.val.finish()
+		}
 	}
 }
 

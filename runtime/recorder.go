@@ -133,10 +133,15 @@ func (r *Recorder) EnableProfiling() {
 	r.profile = true
 }
 
-// Release frees the recorder's Vulkan objects.
+// Release frees the recorder's Vulkan objects. After a timeout or a lost
+// device its last submission may still be running, so the objects are handed
+// to the device, which destroys them in Close after waiting for idle.
 func (r *Recorder) Release() {
 	d := r.d
 	if d.dev == nil {
+		return
+	}
+	if d.deferIfLost(r.Release) {
 		return
 	}
 	if r.fence != nil {
@@ -479,6 +484,9 @@ func (r *Recorder) reset() {
 	r.recording = false
 	r.err = nil
 	r.count = 0
+	if r.d.isLost() {
+		return // the descriptor sets may still be in use by a running dispatch
+	}
 	for _, p := range r.dpools {
 		vk.ResetDescriptorPool(r.d.dev, p, 0)
 	}

@@ -315,3 +315,165 @@ void *sp_required_subgroup_size_info(uint32_t size) {
 }
 
 void sp_free(void *p) { free(p); }
+
+// ---- validation messages (VK_EXT_debug_utils) ----
+
+#include <pthread.h>
+
+enum {
+	ST_DEBUG_MESSENGER_CI = 1000128004,
+	SP_RING_CAP = 128,
+	SP_MSG_LEN = 2048,
+	SP_SEV_WARNING = 0x100,
+	SP_SEV_ERROR = 0x1000,
+	SP_TYPE_GENERAL = 0x1,
+	SP_TYPE_VALIDATION = 0x2,
+	SP_TYPE_PERFORMANCE = 0x4,
+};
+
+struct sp_ring {
+	pthread_mutex_t mu;
+	uint32_t head, count, dropped;
+	uint32_t sev[SP_RING_CAP];
+	char msg[SP_RING_CAP][SP_MSG_LEN];
+};
+
+typedef struct {
+	int32_t sType;
+	const void *pNext;
+	uint32_t flags;
+	const char *pMessageIdName;
+	int32_t messageIdNumber;
+	const char *pMessage;
+	// labels and objects follow; not read
+} sp_dbg_cb_data;
+
+typedef uint32_t (*sp_dbg_cb)(uint32_t severity, uint32_t types, const sp_dbg_cb_data *data, void *user);
+
+typedef struct {
+	int32_t sType;
+	const void *pNext;
+	uint32_t flags;
+	uint32_t messageSeverity;
+	uint32_t messageType;
+	sp_dbg_cb pfnUserCallback;
+	void *pUserData;
+} sp_dbg_messenger_ci;
+
+sp_ring *sp_ring_new(void) {
+	sp_ring *r = calloc(1, sizeof *r);
+	if (!r) return NULL;
+	pthread_mutex_init(&r->mu, NULL);
+	return r;
+}
+
+void sp_ring_free(sp_ring *r) {
+	if (!r) return;
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static uint32_t sp_debug_callback(uint32_t severity, uint32_t types, const sp_dbg_cb_data *data, void *user) {
+	(void)types;
+	sp_ring *r = (sp_ring *)user;
+	if (!r || !data) return 0;
+	pthread_mutex_lock(&r->mu);
+	if (r->count == SP_RING_CAP) {
+		r->dropped++;
+	} else {
+		uint32_t i = (r->head + r->count) % SP_RING_CAP;
+		r->sev[i] = severity;
+		snprintf(r->msg[i], SP_MSG_LEN, "[%s] %s", data->pMessageIdName ? data->pMessageIdName : "-",
+		         data->pMessage ? data->pMessage : "(no message)");
+		r->count++;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return 0; // VK_FALSE: never abort the call
+}
+
+int sp_ring_pop(sp_ring *r, char *buf, int buflen, uint32_t *severity) {
+	if (!r || buflen <= 0) return 0;
+	pthread_mutex_lock(&r->mu);
+	int ok = r->count > 0;
+	if (ok) {
+		snprintf(buf, buflen, "%s", r->msg[r->head]);
+		*severity = r->sev[r->head];
+		r->head = (r->head + 1) % SP_RING_CAP;
+		r->count--;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
+uint32_t sp_ring_dropped(sp_ring *r) {
+	if (!r) return 0;
+	pthread_mutex_lock(&r->mu);
+	uint32_t n = r->dropped;
+	r->dropped = 0;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+static void sp_fill_messenger_ci(sp_dbg_messenger_ci *ci, sp_ring *r) {
+	memset(ci, 0, sizeof *ci);
+	ci->sType = ST_DEBUG_MESSENGER_CI;
+	ci->messageSeverity = SP_SEV_WARNING | SP_SEV_ERROR;
+	ci->messageType = SP_TYPE_GENERAL | SP_TYPE_VALIDATION | SP_TYPE_PERFORMANCE;
+	ci->pfnUserCallback = sp_debug_callback;
+	ci->pUserData = r;
+}
+
+// VkValidationFeaturesEXT (VK_EXT_validation_features, provided by the layer).
+typedef struct {
+	int32_t sType;
+	const void *pNext;
+	uint32_t enabledCount;
+	const int32_t *pEnabled;
+	uint32_t disabledCount;
+	const int32_t *pDisabled;
+} sp_validation_features;
+
+enum { ST_VALIDATION_FEATURES = 1000247000 };
+
+typedef struct {
+	sp_dbg_messenger_ci ci;
+	sp_validation_features vf;
+	int32_t enabled[4];
+} sp_messenger_info_block;
+
+void *sp_messenger_info(sp_ring *r, uint32_t features) {
+	sp_messenger_info_block *b = calloc(1, sizeof *b);
+	if (!b) return NULL;
+	sp_fill_messenger_ci(&b->ci, r);
+	uint32_t n = 0;
+	for (int32_t bit = 0; bit < 4; bit++) {
+		// VkValidationFeatureEnableEXT: 0 GPU-assisted, 1 GPU-assisted reserve
+		// binding slot, 2 best practices, 3 debugPrintf, 4 synchronization.
+		if (features & (1u << bit)) b->enabled[n++] = bit == 3 ? 4 : bit;
+	}
+	if (n > 0) {
+		b->vf.sType = ST_VALIDATION_FEATURES;
+		b->vf.enabledCount = n;
+		b->vf.pEnabled = b->enabled;
+		b->ci.pNext = &b->vf;
+	}
+	return b;
+}
+
+int32_t sp_messenger_create(void *instance, sp_ring *r, void **out) {
+	typedef int32_t (*create_fn)(void *, const sp_dbg_messenger_ci *, const void *, void **);
+	*out = NULL;
+	if (!gipa) return -7;
+	create_fn create = (create_fn)gipa(instance, "vkCreateDebugUtilsMessengerEXT");
+	if (!create) return -7; // VK_ERROR_EXTENSION_NOT_PRESENT
+	sp_dbg_messenger_ci ci;
+	sp_fill_messenger_ci(&ci, r);
+	return create(instance, &ci, NULL, out);
+}
+
+void sp_messenger_destroy(void *instance, void *messenger) {
+	typedef void (*destroy_fn)(void *, void *, const void *);
+	if (!gipa || !messenger) return;
+	destroy_fn destroy = (destroy_fn)gipa(instance, "vkDestroyDebugUtilsMessengerEXT");
+	if (destroy) destroy(instance, messenger, NULL);
+}

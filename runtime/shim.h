@@ -74,4 +74,26 @@ int32_t sp_create_device(void *instance, void *pdev, uint32_t queue_family, uint
 void *sp_required_subgroup_size_info(uint32_t size);
 void sp_free(void *p);
 
+// Validation messages (VK_EXT_debug_utils). A ring collects the messages of
+// one instance: the messenger's C callback appends to it (any thread, under a
+// mutex) and Go drains it with sp_ring_pop. When full, new messages are
+// counted as dropped.
+typedef struct sp_ring sp_ring;
+sp_ring *sp_ring_new(void);
+void sp_ring_free(sp_ring *r);
+// sp_ring_pop copies the oldest message into buf (NUL-terminated, truncated
+// to buflen) with its severity bits and returns 1, or returns 0 when empty.
+int sp_ring_pop(sp_ring *r, char *buf, int buflen, uint32_t *severity);
+// sp_ring_dropped returns and clears the number of dropped messages.
+uint32_t sp_ring_dropped(sp_ring *r);
+// sp_messenger_info returns a malloc'ed VkDebugUtilsMessengerCreateInfoEXT
+// feeding r, for VkInstanceCreateInfo.pNext (messages of vkCreateInstance and
+// vkDestroyInstance); free it with sp_free. features selects extra checks
+// (VkValidationFeaturesEXT): SP_VAL_* bits.
+enum { SP_VAL_GPU_ASSISTED = 1 << 0, SP_VAL_BEST_PRACTICES = 1 << 2, SP_VAL_SYNC = 1 << 3 };
+void *sp_messenger_info(sp_ring *r, uint32_t features);
+// sp_messenger_create creates a messenger feeding r on instance.
+int32_t sp_messenger_create(void *instance, sp_ring *r, void **out);
+void sp_messenger_destroy(void *instance, void *messenger);
+
 #endif

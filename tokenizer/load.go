@@ -109,15 +109,22 @@ func build(data []byte) (*Tokenizer, error) {
 	if isNull(f.Model) {
 		return nil, errors.New("no model")
 	}
+	var mt struct {
+		Type   string          `json:"type"`
+		Merges json.RawMessage `json:"merges"`
+	}
+	if err := json.Unmarshal(f.Model, &mt); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if mt.Type == "" && len(mt.Merges) > 0 {
+		mt.Type = "BPE"
+	}
+	if mt.Type != "BPE" {
+		return nil, errUnsupported("model", mt.Type)
+	}
 	var jm jsonModel
 	if err := json.Unmarshal(f.Model, &jm); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
-	}
-	if jm.Type == "" && len(jm.Merges) > 0 {
-		jm.Type = "BPE"
-	}
-	if jm.Type != "BPE" {
-		return nil, errUnsupported("model", jm.Type)
 	}
 	if jm.Dropout != nil && *jm.Dropout != 0 {
 		return nil, errors.New("unsupported BPE dropout")
@@ -193,6 +200,9 @@ func build(data []byte) (*Tokenizer, error) {
 	}
 	if err := t.buildDecoder(f.Decoder); err != nil {
 		return nil, err
+	}
+	if t.pre == nil && !t.lazyBytes {
+		t.metaSplit = canMetaSplit(t.model.vocab)
 	}
 	t.guessBOSEOS()
 	return t, nil

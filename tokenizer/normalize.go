@@ -40,6 +40,9 @@ func (r replaceNorm) normalize(s string) string {
 	if r.old == "" {
 		return s
 	}
+	if grow := len(r.new) - len(r.old); grow > 0 && strings.Count(s, r.old)*grow > 8*len(s)+4096 {
+		return s // safety limit against pathological tokenizer.json files
+	}
 	return strings.ReplaceAll(s, r.old, r.new)
 }
 
@@ -62,8 +65,12 @@ func (p stripNorm) normalize(s string) string {
 type seqNorm []normalizer
 
 func (q seqNorm) normalize(s string) string {
+	limit := 16*len(s) + 4096
 	for _, n := range q {
 		s = n.normalize(s)
+		if len(s) > limit {
+			break // safety limit against pathological tokenizer.json files
+		}
 	}
 	return s
 }

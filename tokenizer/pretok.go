@@ -485,9 +485,9 @@ const (
 )
 
 type metaspacePre struct {
-	repl   string
-	scheme int
-	split  bool
+	repl    string
+	scheme  int
+	doSplit bool
 }
 
 func (p *metaspacePre) split(dst []string, s string, first bool) []string {
@@ -495,7 +495,7 @@ func (p *metaspacePre) split(dst []string, s string, first bool) []string {
 	if !strings.HasPrefix(s, p.repl) && (p.scheme == prependAlways || (p.scheme == prependFirst && first)) {
 		s = p.repl + s
 	}
-	if !p.split {
+	if !p.doSplit {
 		if s != "" {
 			dst = append(dst, s)
 		}
@@ -618,12 +618,12 @@ func parsePre(raw json.RawMessage, depth int, steps []preTokenizer) ([]preTokeni
 		}
 		return append(steps, p), nil
 	case "Metaspace":
-		p := &metaspacePre{repl: c.Replacement, split: true}
+		p := &metaspacePre{repl: c.Replacement, doSplit: true}
 		if p.repl == "" {
 			p.repl = "▁"
 		}
 		if c.Split != nil {
-			p.split = *c.Split
+			p.doSplit = *c.Split
 		}
 		switch c.PrependScheme {
 		case "always":

@@ -32,6 +32,11 @@ type Tokenizer struct {
 	pre       preTokenizer // nil when there is none
 	fast      *fastPre     // non-nil when the pre-tokenizer has a fast path
 	lazyBytes bool         // pieces are raw bytes; the model maps them byte-level
+	// metaSplit: without a pre-tokenizer, words may be cut before each
+	// "▁" that follows another character, because no vocabulary token
+	// holds such a pair, so no merge can cross the cut (SentencePiece
+	// style vocabularies). This enables the word cache.
+	metaSplit bool
 	added     *addedMatcher
 	addedNorm *addedMatcher // added tokens matched after normalization
 
@@ -331,13 +336,65 @@ func (t *Tokenizer) encodeNormalized(st *encState, out []int, seg string, first 
 		return t.fast.encode(t, st, out, seg)
 	}
 	if t.pre == nil {
-		return t.model.encodeWord(st, out, seg, t.lazyBytes)
+		if !t.metaSplit {
+			return t.model.encodeWord(st, out, seg, t.lazyBytes)
+		}
+		for i := 0; i < len(seg); {
+			j := nextMetaCut(seg, i)
+			out = t.model.encodeWord(st, out, seg[i:j], false)
+			i = j
+		}
+		return out
 	}
-	st.pieces = t.pre.split(st.pieces[:0], seg, first, st)
+	st.pieces = t.pre.split(st.pieces[:0], seg, first)
 	for _, p := range st.pieces {
 		out = t.model.encodeWord(st, out, p, t.lazyBytes)
 	}
 	return out
+}
+
+const metaspace = "\u2581"
+
+// nextMetaCut returns the first k > i where s[k:] starts with "▁" and the
+// character before it is not "▁", or len(s).
+func nextMetaCut(s string, i int) int {
+	k := i + 1
+	for k < len(s) {
+		n := strings.Index(s[k:], metaspace)
+		if n < 0 {
+			return len(s)
+		}
+		k += n
+		if k-len(metaspace) < i || s[k-len(metaspace):k] != metaspace {
+			return k
+		}
+		k += len(metaspace)
+	}
+	return len(s)
+}
+
+// canMetaSplit reports whether no vocabulary token has a "▁" right after
+// another character.
+func canMetaSplit(vocab map[string]int32) bool {
+	seen := false
+	for tok := range vocab {
+		for k := 1; k < len(tok); k++ {
+			n := strings.Index(tok[k:], metaspace)
+			if n < 0 {
+				break
+			}
+			k += n
+			seen = true
+			if tok[:k] != "" && !strings.HasSuffix(tok[:k], metaspace) {
+				return false
+			}
+			k += len(metaspace) - 1
+		}
+		if strings.HasPrefix(tok, metaspace) {
+			seen = true
+		}
+	}
+	return seen
 }
 
 func (t *Tokenizer) getState() *encState {
@@ -353,6 +410,3 @@ func errUnsupported(kind, typ string) error {
 }
 
 var errNoChat = errors.New("tokenizer: the model has no known chat format (needs Llama 3 or ChatML special tokens)")
-
-// hasPrefixFold is strings.HasPrefix.
-var _ = strings.HasPrefix

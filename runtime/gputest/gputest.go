@@ -7,9 +7,11 @@
 package gputest
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -17,17 +19,43 @@ import (
 
 // Device opens the default device (or SHAREPREFILL_DEVICE) for one test and
 // closes it when the test ends.
+//
+// With SHAREPREFILL_VK_VALIDATION=1 the Khronos validation layer checks every
+// Vulkan call, and the test fails at its end when the layer reported any
+// error (including objects still alive when the device is destroyed).
 func Device(tb testing.TB) *runtime.Device {
 	tb.Helper()
-	d, err := runtime.Open(runtime.Options{})
+	return Open(tb, runtime.Options{})
+}
+
+// Open is Device with options (e.g. a small StagingSize or MaxAlloc).
+func Open(tb testing.TB, opts runtime.Options) *runtime.Device {
+	tb.Helper()
+	d, err := runtime.Open(opts)
 	if err != nil {
 		if os.Getenv("SHAREPREFILL_REQUIRE_VULKAN") == "1" {
 			tb.Fatalf("no Vulkan device (SHAREPREFILL_REQUIRE_VULKAN=1): %v", err)
 		}
 		tb.Skipf("skipping: no Vulkan device: %v", err)
 	}
-	tb.Cleanup(d.Close)
+	tb.Cleanup(func() { closeAndCheck(tb, d) })
 	return d
+}
+
+// closeAndCheck closes d and fails tb with the validation layer's errors.
+func closeAndCheck(tb testing.TB, d *runtime.Device) {
+	errs := d.ValidationErrors() // claims the errors before Close
+	d.Close()
+	errs = append(errs, d.ValidationErrors()...)
+	if warns := d.ValidationWarnings(); len(warns) > 0 {
+		if len(warns) > 10 {
+			warns = append(warns[:10], fmt.Sprintf("(%d more)", len(warns)-10))
+		}
+		tb.Logf("Vulkan validation layer warnings:\n%s", strings.Join(warns, "\n"))
+	}
+	if len(errs) > 0 {
+		tb.Errorf("Vulkan validation layer reported %d error(s):\n%s", len(errs), strings.Join(errs, "\n"))
+	}
 }
 
 // Rand returns a generator seeded from the test name and a fresh seed; the

@@ -224,6 +224,15 @@ func FlashAttention(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p Attn
 	return flashAttention(r, o, lse, q, k, v, p, t)
 }
 
+// FlashAttentionWithTiles is FlashAttention with a forced tile configuration
+// (for tuning and benchmarks); it fails when t does not fit the device.
+func FlashAttentionWithTiles(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p AttnParams, t AttnTiles) error {
+	if err := attnCheckIO("flash attention", o, lse, q, k, v, p); err != nil {
+		return err
+	}
+	return flashAttention(r, o, lse, q, k, v, p, t)
+}
+
 func flashAttention(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p AttnParams, t AttnTiles) error {
 	if p.Sq == 0 {
 		return nil

@@ -80,9 +80,9 @@ func TestFlashAttention(t *testing.T) {
 		{AttnParams{Hq: 8, Hkv: 2, D: 8, Sq: 257, Skv: 257, Causal: true}, runtime.F16},
 		{AttnParams{Hq: 4, Hkv: 2, D: 128, Sq: 100, Skv: 100, Causal: false}, runtime.F32},
 		{AttnParams{Hq: 1, Hkv: 1, D: 128, Sq: 520, Skv: 520, Causal: true}, runtime.F16},
-		{AttnParams{Hq: 8, Hkv: 2, D: 64, Sq: 33, Skv: 300, Q0: 267, Causal: true}, runtime.F32},      // last chunk
+		{AttnParams{Hq: 8, Hkv: 2, D: 64, Sq: 33, Skv: 300, Q0: 267, Causal: true}, runtime.F32},           // last chunk
 		{AttnParams{Hq: 4, Hkv: 2, D: 12, Sq: 50, Skv: 90, Q0: 20, Causal: true, Scale: 0.3}, runtime.F32}, // middle chunk: keys past the queries unused
-		{AttnParams{Hq: 4, Hkv: 1, D: 64, Sq: 40, Skv: 77, Causal: false}, runtime.F16},                 // cross attention shape
+		{AttnParams{Hq: 4, Hkv: 1, D: 64, Sq: 40, Skv: 77, Causal: false}, runtime.F16},                    // cross attention shape
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("%v out=%s", c.p, c.dt)

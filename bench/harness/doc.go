@@ -1,0 +1,23 @@
+// Package harness is the cross-vendor benchmark harness behind
+// `shareprefill bench`: kernel timings (dense and block-sparse attention,
+// the matmuls of an 8B model, the estimation kernels), end-to-end prefill
+// latency per attention method, and small self-contained accuracy tests
+// (perplexity, passkey and key-value retrieval), following the protocols
+// of docs/peers.md §7–§9.
+//
+// Every benchmark returns a Report: the device (name, vendor, driver), the
+// commit, the date, the parameters and the results. A Report is written as
+// JSON, rendered as Markdown tables and drawn as PNG plots (gonum/plot).
+// The kernel benchmark also exports the exact block masks it timed (per-head
+// CSR as .npy files with a JSON manifest) so that bench/peers/sdpa_flex.py
+// can time PyTorch flex_attention on identical masks; Compare joins our
+// reports with the peers' into ratio tables.
+//
+// Timing rules (peers.md §8): GPU timestamps (Recorder.EnableProfiling)
+// when the device has them, else wall time around Submit; warm-up runs
+// first; median, p20 and p80 over the timed runs; an optional L2 flush
+// (a fill of a scratch buffer, not timed) before every kernel run.
+// TFLOP/s conventions are stated next to every number: dense-equivalent
+// 2·Hq·n²·D / t (causal-halved) and actual 4·B²·D·Σ_heads(full +
+// ½·diagonal blocks) / t.
+package harness

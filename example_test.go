@@ -1,0 +1,121 @@
+package shareprefill_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/shareprefill/shareprefill"
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/share"
+)
+
+// TestMain skips the package's tests and examples (which need a Vulkan
+// device: lavapipe in CI) when there is none, unless
+// SHAREPREFILL_REQUIRE_VULKAN=1 asks for a failure instead. Examples cannot
+// skip themselves.
+func TestMain(m *testing.M) {
+	if _, err := runtime.ListDevices(); err != nil && os.Getenv("SHAREPREFILL_REQUIRE_VULKAN") != "1" {
+		fmt.Println("skipping shareprefill tests and examples: no Vulkan device:", err)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Generate with greedy sampling (temperature 0) is deterministic: the
+// embedded stories260K tells the same story on every device.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := shareprefill.Open(ctx, shareprefill.Options{}) // embedded model, best device
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	fmt.Print("Once upon a time")
+	stats, err := m.Generate(ctx, "Once upon a time", shareprefill.GenerateOptions{MaxTokens: 24, Temperature: 0},
+		func(text string) error { fmt.Print(text); return nil })
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("\n%d prompt tokens, %d generated\n", stats.PromptTokens, stats.GeneratedTokens)
+	// Output:
+}
+
+// An application that manages its own device loads the model onto it;
+// closing the model leaves the device open.
+func ExampleLoad() {
+	dev, err := runtime.Open(runtime.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	ctx := context.Background()
+	m, err := shareprefill.Load(ctx, dev, shareprefill.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	_, err = m.Generate(ctx, "Lily and Tom", shareprefill.GenerateOptions{MaxTokens: 16},
+		func(text string) error { fmt.Print(text); return nil })
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println()
+	// Output:
+}
+
+// Cancelling the context stops generation between tokens; the text
+// streamed so far has been delivered.
+func ExampleModel_Generate_cancel() {
+	m, err := shareprefill.Open(context.Background(), shareprefill.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	_, err = m.Generate(ctx, "Once upon a time", shareprefill.GenerateOptions{MaxTokens: 200},
+		func(text string) error {
+			if n++; n == 5 {
+				cancel() // e.g. the user pressed stop
+			}
+			return nil
+		})
+	fmt.Println(err, n < 10)
+	// Output:
+}
+
+// With sparse attention, AttentionJSON returns the statistics of the last
+// prefill (a share.Stats): the method and density of every head of every
+// layer.
+func ExampleModel_AttentionJSON() {
+	ctx := context.Background()
+	m, err := shareprefill.Open(ctx, shareprefill.Options{Attention: "share"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Generate(ctx, "Once upon a time", shareprefill.GenerateOptions{MaxTokens: 1},
+		func(string) error { return nil }); err != nil {
+		log.Fatal(err)
+	}
+	data, err := m.AttentionJSON()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var st share.Stats
+	if err := json.Unmarshal(data, &st); err != nil {
+		log.Fatal(err)
+	}
+	for _, l := range st.Layers {
+		for _, h := range l.Heads {
+			fmt.Printf("layer %d head %d: %s, density %.2f\n", l.Layer, h.Head, h.Method, h.Density)
+		}
+	}
+}

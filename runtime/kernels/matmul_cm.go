@@ -1,0 +1,165 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/shareprefill/shareprefill/runtime"
+)
+
+// Cooperative-matrix (VK_KHR_cooperative_matrix) variant of MatMul: f16 x,
+// f16 W, f32 accumulation through 16×16×16 f16×f16→f32 fragments
+// (shaders/matmul_cm1.comp). MatMul routes to it when dev.Caps().CoopMat is
+// true and x is f16; SHAREPREFILL_VK_DISABLE_COOPMAT=1 turns it off.
+
+// cmTile is a tile configuration of matmul_cm1 (spec constants 1..5, 7).
+type cmTile struct{ BM, BN, BK, WM, WN, GM uint32 }
+
+// subgroups returns the number of subgroups (one per WM×WN sub-tile).
+func (t cmTile) subgroups() uint32 { return (t.BM / t.WM) * (t.BN / t.WN) }
+
+// shared returns the shared-memory bytes: two stages of (BM+BN) f16 rows of
+// BK+8 halves, plus a 1 KiB f32 epilogue scratch per subgroup.
+func (t cmTile) shared() uint32 { return 2*(t.BM+t.BN)*(t.BK/4+2)*8 + t.subgroups()*1024 }
+
+// valid reports whether the shader supports the tile with subgroup size sg.
+func (t cmTile) valid(sg uint32) bool {
+	if t.WM == 0 || t.WN == 0 || t.BK == 0 || t.GM == 0 || sg == 0 {
+		return false
+	}
+	if t.WM%16 != 0 || t.WN%16 != 0 || t.BM%t.WM != 0 || t.BN%t.WN != 0 || t.BK%16 != 0 {
+		return false
+	}
+	// Fragments per subgroup are bounded to keep registers sane.
+	if (t.WM/16)*(t.WN/16) > 32 {
+		return false
+	}
+	return t.subgroups()*sg <= 1024
+}
+
+func (t cmTile) String() string {
+	return fmt.Sprintf("%dx%dx%d/w%dx%d/g%d", t.BM, t.BN, t.BK, t.WM, t.WN, t.GM)
+}
+
+var (
+	// cmLarge: 8 subgroups of 64×64, BK 16, 44 KiB of shared memory (the
+	// fastest of six tiles tried on the H200, bench/RESULTS-coopmat.md).
+	cmLarge = cmTile{BM: 256, BN: 128, BK: 16, WM: 64, WN: 64, GM: 8}
+	// cmLargeK16: 4 subgroups of 64×64, BK 16 (28 KiB) for devices with
+	// < 44 KiB of shared memory.
+	cmLargeK16 = cmTile{BM: 128, BN: 128, BK: 16, WM: 64, WN: 64, GM: 8}
+	// cmSmall: 4 subgroups of 32×32 for small grids.
+	cmSmall = cmTile{BM: 64, BN: 64, BK: 32, WM: 32, WN: 32, GM: 8}
+)
+
+// cmTileEnv parses SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM], a tuning
+// override of the tile choice (read at each call; empty: automatic).
+func cmTileEnv() (cmTile, bool, error) {
+	s := os.Getenv("SHAREPREFILL_CM_TILE")
+	if s == "" {
+		return cmTile{}, false, nil
+	}
+	f := strings.Split(s, ",")
+	if len(f) != 5 && len(f) != 6 {
+		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: want BM,BN,BK,WM,WN[,GM]", s)
+	}
+	v := []uint32{0, 0, 0, 0, 0, 8}
+	for i, p := range f {
+		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
+		if err != nil {
+			return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: %v", s, err)
+		}
+		v[i] = uint32(n)
+	}
+	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5]}, true, nil
+}
+
+// chooseCMTile picks the 256×128 tile when it gives at least 128
+// workgroups (about one per multiprocessor on big GPUs), else 64×64; smaller
+// tiles replace them when the device lacks the shared memory.
+func chooseCMTile(caps runtime.Caps, M, N int) cmTile {
+	t := cmLarge
+	if ceilDiv(M, 256)*ceilDiv(N, 128) < 128 {
+		t = cmSmall
+	}
+	if t.shared() > caps.MaxSharedMemory {
+		t = cmLargeK16
+	}
+	if t.shared() > caps.MaxSharedMemory {
+		t = cmSmall
+		t.BK = 16
+	}
+	return t
+}
+
+// MatMulCoopMat is MatMul forced onto the cooperative-matrix kernel: x must
+// be f16 and the device must have dev.Caps().CoopMat.
+func MatMulCoopMat(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	s, err := mmCheck("matmul", y, x, w, bias)
+	if err != nil {
+		return err
+	}
+	t, ok, err := cmTileEnv()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		t = chooseCMTile(r.Device().Caps(), s.M, s.N)
+	}
+	return matMulCM(r, s, y, x, w, bias, t)
+}
+
+// cmUsable reports whether MatMul may route the problem to matMulCM.
+func cmUsable(caps runtime.Caps, x *runtime.Tensor) bool {
+	return caps.CoopMat && x.DType() == runtime.F16
+}
+
+func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t cmTile) error {
+	d := r.Device()
+	caps := d.Caps()
+	if !caps.CoopMat {
+		return fmt.Errorf("matmul: %w: the cooperative-matrix kernel needs VK_KHR_cooperative_matrix with f16 16x16x16 -> f32 (or SHAREPREFILL_VK_DISABLE_COOPMAT is set)", runtime.ErrMissingFeature)
+	}
+	if x.DType() != runtime.F16 {
+		return fmt.Errorf("matmul: the cooperative-matrix kernel needs an f16 input, %s is %s", x.Name(), x.DType())
+	}
+	if s.M == 0 {
+		return nil
+	}
+	sg := caps.SubgroupSize
+	if !t.valid(sg) {
+		return fmt.Errorf("matmul: invalid cooperative-matrix tile %s for subgroup size %d", t, sg)
+	}
+	if sh := t.shared(); sh > caps.MaxSharedMemory {
+		return fmt.Errorf("matmul: cooperative-matrix tile %s needs %d bytes of shared memory, device has %d", t, sh, caps.MaxSharedMemory)
+	}
+	sh := "matmul_cm1_y" + dtName(y.DType())
+	mc := d.Info().MaxWorkgroupCount
+	// Workgroups are numbered linearly over a folded 2-D grid, so chunks are
+	// bounded only by the binding limit.
+	chunks, err := mmPlan(d, s, 2, y.DType().Size(), int(t.BM), int(t.BN), 1<<30)
+	if err != nil {
+		return err
+	}
+	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
+		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
+		k, err := d.Kernel(runtime.KernelDesc{
+			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+			Spec:          []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM},
+			SubgroupSize:  sg,
+			FullSubgroups: true,
+		})
+		if err != nil {
+			return err
+		}
+		tiles := ceilDiv(c.mc, int(t.BM)) * ceilDiv(c.nc, int(t.BN))
+		gx := min(tiles, int(mc[0]))
+		gy := ceilDiv(tiles, gx)
+		if gy > int(mc[1]) {
+			return fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
+		}
+		return r.Dispatch(k, [3]uint32{uint32(gx), uint32(gy), 1}, p, xa, wa, ba, ya)
+	})
+}

@@ -1,0 +1,123 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/shareprefill/shareprefill/runtime"
+)
+
+// NV cooperative-matrix-2 variant of MatMul (shaders/matmul_cm2.comp):
+// workgroup-scope fragments loaded through tensor layouts, so the driver
+// picks the shared-memory staging and the hardware instructions. MatMul
+// routes f16 inputs to it when dev.Caps().CoopMat2 is true
+// (SHAREPREFILL_VK_DISABLE_COOPMAT2=1 turns it off; the KHR variant in
+// matmul_cm.go then takes over).
+
+// cm2Tile is a tile configuration of matmul_cm2 (spec constants 0..4).
+type cm2Tile struct{ WG, BM, BN, BK, GM uint32 }
+
+func (t cm2Tile) valid() bool {
+	return t.WG%32 == 0 && t.WG > 0 && t.WG <= 1024 && t.BM%16 == 0 && t.BN%16 == 0 && t.BK%16 == 0 &&
+		t.BM > 0 && t.BN > 0 && t.BK > 0 && t.GM > 0
+}
+
+func (t cm2Tile) String() string {
+	return fmt.Sprintf("wg%d/%dx%dx%d/g%d", t.WG, t.BM, t.BN, t.BK, t.GM)
+}
+
+var (
+	// cm2Large is llama.cpp's large cm2 tile: 256 invocations, 128×256, BK 64.
+	cm2Large = cm2Tile{WG: 256, BM: 128, BN: 256, BK: 64, GM: 8}
+	// cm2Small for grids of few large tiles.
+	cm2Small = cm2Tile{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8}
+)
+
+// chooseCM2Tile takes the large tile when it gives at least 128 workgroups.
+func chooseCM2Tile(M, N int) cm2Tile {
+	if ceilDiv(M, 128)*ceilDiv(N, 256) >= 128 {
+		return cm2Large
+	}
+	return cm2Small
+}
+
+// cm2TileEnv parses SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM] (tuning override).
+func cm2TileEnv() (cm2Tile, bool, error) {
+	s := os.Getenv("SHAREPREFILL_CM2_TILE")
+	if s == "" {
+		return cm2Tile{}, false, nil
+	}
+	f := strings.Split(s, ",")
+	if len(f) != 4 && len(f) != 5 {
+		return cm2Tile{}, false, fmt.Errorf("SHAREPREFILL_CM2_TILE=%q: want WG,BM,BN,BK[,GM]", s)
+	}
+	v := []uint32{0, 0, 0, 0, 8}
+	for i, p := range f {
+		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
+		if err != nil {
+			return cm2Tile{}, false, fmt.Errorf("SHAREPREFILL_CM2_TILE=%q: %v", s, err)
+		}
+		v[i] = uint32(n)
+	}
+	return cm2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4]}, true, nil
+}
+
+// MatMulCoopMat2 is MatMul forced onto the cooperative-matrix-2 kernel: x
+// must be f16 and the device must have dev.Caps().CoopMat2.
+func MatMulCoopMat2(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	s, err := mmCheck("matmul", y, x, w, bias)
+	if err != nil {
+		return err
+	}
+	t, ok, err := cm2TileEnv()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		t = chooseCM2Tile(s.M, s.N)
+	}
+	return matMulCM2(r, s, y, x, w, bias, t)
+}
+
+func matMulCM2(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t cm2Tile) error {
+	d := r.Device()
+	caps := d.Caps()
+	if !caps.CoopMat2 {
+		return fmt.Errorf("matmul: %w: the cooperative-matrix-2 kernel needs VK_NV_cooperative_matrix2 (or SHAREPREFILL_VK_DISABLE_COOPMAT2 is set)", runtime.ErrMissingFeature)
+	}
+	if x.DType() != runtime.F16 {
+		return fmt.Errorf("matmul: the cooperative-matrix-2 kernel needs an f16 input, %s is %s", x.Name(), x.DType())
+	}
+	if s.M == 0 {
+		return nil
+	}
+	if !t.valid() {
+		return fmt.Errorf("matmul: invalid cooperative-matrix-2 tile %s", t)
+	}
+	sh := "matmul_cm2_y" + dtName(y.DType())
+	mc := d.Info().MaxWorkgroupCount
+	chunks, err := mmPlan(d, s, 2, y.DType().Size(), int(t.BM), int(t.BN), 1<<30)
+	if err != nil {
+		return err
+	}
+	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
+		k, err := d.Kernel(runtime.KernelDesc{
+			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+			Spec:          []uint32{t.WG, t.BM, t.BN, t.BK, t.GM},
+			SubgroupSize:  caps.SubgroupSize,
+			FullSubgroups: true,
+		})
+		if err != nil {
+			return err
+		}
+		tiles := ceilDiv(c.mc, int(t.BM)) * ceilDiv(c.nc, int(t.BN))
+		gx := min(tiles, int(mc[0]))
+		gy := ceilDiv(tiles, gx)
+		if gy > int(mc[1]) {
+			return fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
+		}
+		return r.Dispatch(k, [3]uint32{uint32(gx), uint32(gy), 1}, p, xa, wa, ba, ya)
+	})
+}

@@ -1,0 +1,247 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// cmDevice skips the test unless the device has KHR cooperative matrices
+// (lavapipe has none, so these run on GPUs such as the H200 only).
+func cmDevice(t *testing.T) *runtime.Device {
+	t.Helper()
+	d := gputest.Device(t)
+	if !d.Caps().CoopMat {
+		t.Skip("device has no VK_KHR_cooperative_matrix f16 16x16x16 -> f32 (or SHAREPREFILL_VK_DISABLE_COOPMAT=1): cooperative-matrix variants not testable here")
+	}
+	return d
+}
+
+// cmTol: tensor-core f32 accumulation may align addends with truncation, so
+// allow a little more than mmTol's pure-f32 bound.
+func cmTol(ydt runtime.DType) float64 {
+	if ydt == runtime.F16 {
+		return 2e-3
+	}
+	return 5e-5
+}
+
+// cmTiles are forced on every case: the automatic ones, BK 16, rectangular
+// subgroup tiles and a tiny swizzle group.
+var cmTiles = []cmTile{
+	cmLarge, cmSmall, cmLargeK16,
+	{BM: 128, BN: 256, BK: 16, WM: 64, WN: 64, GM: 4},
+	{BM: 64, BN: 128, BK: 32, WM: 32, WN: 64, GM: 3},
+	{BM: 128, BN: 64, BK: 32, WM: 64, WN: 16, GM: 1},
+}
+
+// TestMatMulCoopMat compares the cooperative-matrix kernel with the float64
+// reference (and, bit for bit where both are exact, nothing else) at sizes
+// that leave tails in M, N and K for every tile, K both a multiple of 8
+// (16-byte loads) and not (gathered loads), with and without bias, f16 and
+// f32 outputs.
+func TestMatMulCoopMat(t *testing.T) {
+	d := cmDevice(t)
+	rng := gputest.Rand(t)
+	shapes := [][3]int{
+		{5, 7, 3}, {1, 130, 40}, {67, 130, 100}, {130, 257, 264},
+		{129, 129, 33}, {300, 65, 512}, {17, 520, 1032},
+	}
+	for i, sh := range shapes {
+		for j, ydt := range []runtime.DType{runtime.F16, runtime.F32} {
+			c := mmCase{M: sh[0], N: sh[1], K: sh[2], xdt: runtime.F16, ydt: ydt, bias: (i+j)%2 == 0}
+			in := mmInputs(t, d, c, rng)
+			want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
+			for _, tile := range cmTiles {
+				if !tile.valid(d.Caps().SubgroupSize) || tile.shared() > d.Caps().MaxSharedMemory {
+					continue
+				}
+				name := fmt.Sprintf("%s M=%d N=%d K=%d y=%s bias=%v", tile, c.M, c.N, c.K, c.ydt, c.bias)
+				y := shaped(t, d, c.ydt, nil, c.M, c.N)
+				if err := d.Run(func(r *runtime.Recorder) error {
+					if err := Poison(r, y); err != nil {
+						return err
+					}
+					return matMulCM(r, mmShape{c.M, c.N, c.K}, y, in.x, in.w, in.bias, tile)
+				}); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if e := gputest.RelErr(download(t, y), want); e > cmTol(c.ydt) {
+					t.Errorf("%s: relative error %.3g > %.3g", name, e, cmTol(c.ydt))
+				}
+				y.Free()
+			}
+		}
+	}
+}
+
+// TestMatMulCoopMatLarge runs the automatic choice (MatMul routes to the
+// cooperative-matrix kernel) on a problem of many tiles and several swizzle
+// groups, with a partial last group and a K tail inside the last slab, and
+// compares with the scalar tiled kernel and the reference.
+func TestMatMulCoopMatLarge(t *testing.T) {
+	d := cmDevice(t)
+	rng := gputest.Rand(t)
+	c := mmCase{M: 2100, N: 1000, K: 1288, xdt: runtime.F16, ydt: runtime.F32, bias: true}
+	in := mmInputs(t, d, c, rng)
+	want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
+	run := func(f func(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error) []float32 {
+		y := shaped(t, d, c.ydt, nil, c.M, c.N)
+		defer y.Free()
+		if err := d.Run(func(r *runtime.Recorder) error {
+			if err := Poison(r, y); err != nil {
+				return err
+			}
+			return f(r, y, in.x, in.w, in.bias)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return download(t, y)
+	}
+	cm := run(MatMul)
+	scalar := run(MatMulTiled)
+	if e := gputest.RelErr(cm, want); e > cmTol(c.ydt) {
+		t.Errorf("coopmat: relative error %.3g > %.3g", e, cmTol(c.ydt))
+	}
+	if e := gputest.RelErr(scalar, want); e > cmTol(c.ydt) {
+		t.Errorf("scalar: relative error %.3g > %.3g", e, cmTol(c.ydt))
+	}
+	var maxd float64
+	for i := range cm {
+		maxd = max(maxd, math.Abs(float64(cm[i]-scalar[i])))
+	}
+	t.Logf("max |coopmat - scalar| = %.3g", maxd)
+}
+
+// TestMatMulCoopMatChunked forces the split over M and N (unaligned element
+// offsets: the gathered-load path) and compares with the unchunked result.
+func TestMatMulCoopMatChunked(t *testing.T) {
+	d := cmDevice(t)
+	rng := gputest.Rand(t)
+	c := mmCase{M: 300, N: 200, K: 96, xdt: runtime.F16, ydt: runtime.F16, bias: true}
+	in := mmInputs(t, d, c, rng)
+	want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
+	for _, lim := range []uint64{0, 8192, 20000} {
+		matmulBindingLimit = lim
+		y := shaped(t, d, c.ydt, nil, c.M, c.N)
+		err := d.Run(func(r *runtime.Recorder) error {
+			if err := Poison(r, y); err != nil {
+				return err
+			}
+			return MatMulCoopMat(r, y, in.x, in.w, in.bias)
+		})
+		matmulBindingLimit = 0
+		if err != nil {
+			t.Fatalf("limit %d: %v", lim, err)
+		}
+		if e := gputest.RelErr(download(t, y), want); e > cmTol(c.ydt) {
+			t.Errorf("limit %d: relative error %.3g > %.3g", lim, e, cmTol(c.ydt))
+		}
+		y.Free()
+	}
+}
+
+// TestMatMulCoopMatErrors: f32 input and a bad tile are refused.
+func TestMatMulCoopMatErrors(t *testing.T) {
+	d := cmDevice(t)
+	x := shaped(t, d, runtime.F32, nil, 8, 16)
+	w := shaped(t, d, runtime.F16, nil, 4, 16)
+	y := shaped(t, d, runtime.F32, nil, 8, 4)
+	if err := d.Run(func(r *runtime.Recorder) error { return MatMulCoopMat(r, y, x, w, nil) }); err == nil {
+		t.Error("f32 input accepted")
+	}
+	x16 := shaped(t, d, runtime.F16, nil, 8, 16)
+	if err := d.Run(func(r *runtime.Recorder) error {
+		return matMulCM(r, mmShape{8, 4, 16}, y, x16, w, nil, cmTile{BM: 100, BN: 64, BK: 32, WM: 64, WN: 32, GM: 1})
+	}); err == nil {
+		t.Error("invalid tile accepted")
+	}
+}
+
+// TestCMTileChoice runs everywhere: the automatic tiles are valid and fit
+// 32 KiB (lavapipe) or 48 KiB (NVIDIA) of shared memory.
+func TestCMTileChoice(t *testing.T) {
+	for _, sm := range []uint32{32 << 10, 48 << 10} {
+		for _, mn := range [][2]int{{8, 8}, {8192, 4096}, {512, 4096}} {
+			tile := chooseCMTile(runtime.Caps{MaxSharedMemory: sm, SubgroupSize: 32}, mn[0], mn[1])
+			if !tile.valid(32) || tile.shared() > sm {
+				t.Errorf("shared %d, %v: tile %s invalid or too big (%d bytes)", sm, mn, tile, tile.shared())
+			}
+		}
+	}
+	if (cmTile{BM: 100, BN: 64, BK: 32, WM: 64, WN: 32, GM: 1}).valid(32) {
+		t.Error("BM not a multiple of WM accepted")
+	}
+}
+
+// cm2Tiles are forced on every case of TestMatMulCoopMat2.
+var cm2Tiles = []cm2Tile{
+	cm2Large, cm2Small,
+	{WG: 256, BM: 128, BN: 128, BK: 32, GM: 3},
+	{WG: 128, BM: 64, BN: 128, BK: 64, GM: 1},
+}
+
+// TestMatMulCoopMat2 is TestMatMulCoopMat for the NV cooperative-matrix-2
+// kernel (skipped without VK_NV_cooperative_matrix2).
+func TestMatMulCoopMat2(t *testing.T) {
+	d := gputest.Device(t)
+	if !d.Caps().CoopMat2 {
+		t.Skip("device has no VK_NV_cooperative_matrix2 (or SHAREPREFILL_VK_DISABLE_COOPMAT2=1): cooperative-matrix-2 variants not testable here")
+	}
+	rng := gputest.Rand(t)
+	shapes := [][3]int{
+		{5, 7, 3}, {1, 130, 40}, {67, 130, 100}, {130, 257, 264},
+		{129, 129, 33}, {300, 65, 512}, {17, 520, 1032}, {2100, 1000, 1288},
+	}
+	for i, sh := range shapes {
+		for j, ydt := range []runtime.DType{runtime.F16, runtime.F32} {
+			c := mmCase{M: sh[0], N: sh[1], K: sh[2], xdt: runtime.F16, ydt: ydt, bias: (i+j)%2 == 0}
+			in := mmInputs(t, d, c, rng)
+			want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
+			for _, tile := range cm2Tiles {
+				name := fmt.Sprintf("%s M=%d N=%d K=%d y=%s bias=%v", tile, c.M, c.N, c.K, c.ydt, c.bias)
+				y := shaped(t, d, c.ydt, nil, c.M, c.N)
+				if err := d.Run(func(r *runtime.Recorder) error {
+					if err := Poison(r, y); err != nil {
+						return err
+					}
+					return matMulCM2(r, mmShape{c.M, c.N, c.K}, y, in.x, in.w, in.bias, tile)
+				}); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if e := gputest.RelErr(download(t, y), want); e > cmTol(c.ydt) {
+					t.Errorf("%s: relative error %.3g > %.3g", name, e, cmTol(c.ydt))
+				}
+				y.Free()
+			}
+			if c.M > 1000 {
+				break // one output type is enough for the big case
+			}
+		}
+	}
+	// Chunked (unaligned offsets) through the public entry point.
+	c := mmCase{M: 300, N: 200, K: 96, xdt: runtime.F16, ydt: runtime.F16, bias: true}
+	in := mmInputs(t, d, c, rng)
+	want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
+	for _, lim := range []uint64{8192, 20000} {
+		matmulBindingLimit = lim
+		y := shaped(t, d, c.ydt, nil, c.M, c.N)
+		err := d.Run(func(r *runtime.Recorder) error {
+			if err := Poison(r, y); err != nil {
+				return err
+			}
+			return MatMulCoopMat2(r, y, in.x, in.w, in.bias)
+		})
+		matmulBindingLimit = 0
+		if err != nil {
+			t.Fatalf("limit %d: %v", lim, err)
+		}
+		if e := gputest.RelErr(download(t, y), want); e > cmTol(c.ydt) {
+			t.Errorf("chunked, limit %d: relative error %.3g > %.3g", lim, e, cmTol(c.ydt))
+		}
+		y.Free()
+	}
+}
