@@ -350,6 +350,7 @@ func (t *Tokenizer) encodeNormalized(st *encState, out []int, seg string, first 
 	for _, p := range st.pieces {
 		out = t.model.encodeWord(st, out, p, t.lazyBytes)
 	}
+	clear(st.pieces) // do not keep the text alive in the pool
 	return out
 }
 
