@@ -150,10 +150,10 @@ func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) 
 		a.stats = a.fallbackStats()
 		return nil
 	}
-	a.calls.Planned++
 	if err := a.planner.Begin(n, layers, shape.NumHeads, shape.NumKVHeads); err != nil {
 		return fmt.Errorf("share/gpu: begin: %w", err)
 	}
+	a.calls.Planned++
 	a.stats = a.planner.Stats()
 	a.planned = a.stats
 	if err := a.alloc(); err != nil {
