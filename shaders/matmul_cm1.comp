@@ -17,7 +17,8 @@
 // touches at a time fall in distinct banks). Shared memory is
 // double buffered: the next slab is loaded from global memory into registers
 // while the current one is multiplied, then stored into the other buffer;
-// one barrier per slab. W fragments are loaded column-major, which turns the
+// one barrier per slab. With NST = 1 (spec constant 8) there is one buffer
+// and two barriers per slab, which leaves room for larger BK. W fragments are loaded column-major, which turns the
 // [n][k] rows into the K×N B operand.
 //
 // VEC (spec constant 6): K, xOff and wOff are multiples of 8; global loads are
@@ -48,6 +49,7 @@ layout(constant_id = 4) const uint WM = 64;
 layout(constant_id = 5) const uint WN = 64;
 layout(constant_id = 6) const bool VEC = false;
 layout(constant_id = 7) const uint GM = 8;
+layout(constant_id = 8) const uint NST = 2; // shared stages: 2, or 1 (two barriers per slab)
 
 const uint WG = gl_WorkGroupSize.x;
 const uint FM = WM / 16; // fragments per subgroup along M
@@ -88,7 +90,7 @@ layout(push_constant) uniform Push {
 	uint hasBias;
 } pc;
 
-shared f16vec4 sh[2 * STAGE];
+shared f16vec4 sh[NST * STAGE];
 shared float scratch[NSG * 256];
 
 uvec4 ra[LA];
@@ -191,7 +193,7 @@ void main() {
 	stash(0);
 	barrier();
 	for (uint kt = 0; kt < nk; kt++) {
-		const uint cur = (kt & 1) * STAGE;
+		const uint cur = (kt % NST) * STAGE;
 		const bool more = kt + 1 < nk;
 		if (more) {
 			fetch((kt + 1) * BK, m0, n0); // in flight during the products
@@ -212,7 +214,10 @@ void main() {
 			}
 		}
 		if (more) {
-			stash((kt + 1) & 1);
+			if (NST == 1) {
+				barrier(); // everyone is done reading the only stage
+			}
+			stash((kt + 1) % NST);
 		}
 		barrier();
 	}

@@ -61,10 +61,13 @@ func (t AttnTiles) valid(dev *runtime.Device, d int) bool {
 	return attnSharedBytes(t, d)+512 <= int(dev.Caps().MaxSharedMemory)
 }
 
-// attnPrefillTiles lists the prefill configurations, preferred first.
+// attnPrefillTiles lists the prefill configurations, preferred first. Wide
+// workgroups win on the H200 (D=128, S=16K, 2026-11-29: 512:32:32 16.0
+// TFLOP/s, 256:32:32 15.3, 128:32:32 10.6, 64:16:32 5.3), as occupancy is
+// bounded by shared memory per workgroup.
 var attnPrefillTiles = []AttnTiles{
-	{256, 64, 64}, {256, 64, 32}, {128, 32, 64}, {128, 32, 32}, {64, 16, 32},
-	{64, 16, 16}, {32, 8, 16}, {32, 8, 8}, {16, 4, 8}, {16, 4, 4},
+	{512, 32, 32}, {256, 32, 32}, {256, 16, 64}, {256, 16, 32}, {128, 32, 32},
+	{128, 16, 32}, {64, 16, 32}, {64, 16, 16}, {32, 8, 16}, {32, 8, 8}, {16, 4, 8}, {16, 4, 4},
 }
 
 // ChooseAttnTiles picks the prefill tile configuration for head dim d that fits
@@ -217,6 +220,9 @@ func FlashAttention(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p Attn
 	if err := attnCheckIO("flash attention", o, lse, q, k, v, p); err != nil {
 		return err
 	}
+	if t, ok := chooseCMAttnTiles(r.Device(), p.D, 0); ok && cmAttnUsable(r.Device(), p.D, 0) { // attn_cm.go
+		return flashAttentionCM(r, o, lse, q, k, v, p, t)
+	}
 	t, err := ChooseAttnTiles(r.Device(), p.D, 0)
 	if err != nil {
 		return err
@@ -267,6 +273,9 @@ func SparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 	}
 	if blockSize < 8 || bits.OnesCount(uint(blockSize)) != 1 {
 		return fmt.Errorf("%s: block size %d must be a power of two ≥ 8", op, blockSize)
+	}
+	if t, ok := chooseCMAttnTiles(r.Device(), p.D, blockSize); ok && cmAttnUsable(r.Device(), p.D, blockSize) { // attn_cm.go
+		return sparseAttentionCM(r, o, lse, q, k, v, rowPtr, cols, p, blockSize, t)
 	}
 	t, err := ChooseAttnTiles(r.Device(), p.D, blockSize)
 	if err != nil {

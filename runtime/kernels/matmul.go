@@ -231,9 +231,6 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
 	}
-	if caps := r.Device().Caps(); caps.CoopMat2 && x.DType() == runtime.F16 { // matmul_cm2.go
-		return MatMulCoopMat2(r, y, x, w, bias)
-	}
 	if cmUsable(r.Device().Caps(), x) { // cooperative matrices (matmul_cm.go)
 		return MatMulCoopMat(r, y, x, w, bias)
 	}

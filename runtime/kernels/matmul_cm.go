@@ -14,19 +14,29 @@ import (
 // (shaders/matmul_cm1.comp). MatMul routes to it when dev.Caps().CoopMat is
 // true and x is f16; SHAREPREFILL_VK_DISABLE_COOPMAT=1 turns it off.
 
-// cmTile is a tile configuration of matmul_cm1 (spec constants 1..5, 7).
-type cmTile struct{ BM, BN, BK, WM, WN, GM uint32 }
+// cmTile is a tile configuration of matmul_cm1 (spec constants 1..5, 7, 8);
+// NS is the number of shared-memory stages (0 means 2).
+type cmTile struct{ BM, BN, BK, WM, WN, GM, NS uint32 }
+
+func (t cmTile) stages() uint32 {
+	if t.NS == 0 {
+		return 2
+	}
+	return t.NS
+}
 
 // subgroups returns the number of subgroups (one per WM×WN sub-tile).
 func (t cmTile) subgroups() uint32 { return (t.BM / t.WM) * (t.BN / t.WN) }
 
 // shared returns the shared-memory bytes: two stages of (BM+BN) f16 rows of
 // BK+8 halves, plus a 1 KiB f32 epilogue scratch per subgroup.
-func (t cmTile) shared() uint32 { return 2*(t.BM+t.BN)*(t.BK/4+2)*8 + t.subgroups()*1024 }
+func (t cmTile) shared() uint32 {
+	return t.stages()*(t.BM+t.BN)*(t.BK/4+2)*8 + t.subgroups()*1024
+}
 
 // valid reports whether the shader supports the tile with subgroup size sg.
 func (t cmTile) valid(sg uint32) bool {
-	if t.WM == 0 || t.WN == 0 || t.BK == 0 || t.GM == 0 || sg == 0 {
+	if t.WM == 0 || t.WN == 0 || t.BK == 0 || t.GM == 0 || sg == 0 || t.stages() > 2 {
 		return false
 	}
 	if t.WM%16 != 0 || t.WN%16 != 0 || t.BM%t.WM != 0 || t.BN%t.WN != 0 || t.BK%16 != 0 {
@@ -40,13 +50,13 @@ func (t cmTile) valid(sg uint32) bool {
 }
 
 func (t cmTile) String() string {
-	return fmt.Sprintf("%dx%dx%d/w%dx%d/g%d", t.BM, t.BN, t.BK, t.WM, t.WN, t.GM)
+	return fmt.Sprintf("%dx%dx%d/w%dx%d/g%d/s%d", t.BM, t.BN, t.BK, t.WM, t.WN, t.GM, t.stages())
 }
 
 var (
-	// cmLarge: 8 subgroups of 64×64, BK 16, 44 KiB of shared memory (the
-	// fastest of six tiles tried on the H200, bench/RESULTS-coopmat.md).
-	cmLarge = cmTile{BM: 256, BN: 128, BK: 16, WM: 64, WN: 64, GM: 8}
+	// cmLarge: 8 subgroups of 64×64, BK 32, one shared stage: 38 KiB (the
+	// fastest of eleven tiles tried on the H200, bench/RESULTS-coopmat.md).
+	cmLarge = cmTile{BM: 256, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1}
 	// cmLargeK16: 4 subgroups of 64×64, BK 16 (28 KiB) for devices with
 	// < 44 KiB of shared memory.
 	cmLargeK16 = cmTile{BM: 128, BN: 128, BK: 16, WM: 64, WN: 64, GM: 8}
@@ -54,7 +64,7 @@ var (
 	cmSmall = cmTile{BM: 64, BN: 64, BK: 32, WM: 32, WN: 32, GM: 8}
 )
 
-// cmTileEnv parses SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM], a tuning
+// cmTileEnv parses SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS]], a tuning
 // override of the tile choice (read at each call; empty: automatic).
 func cmTileEnv() (cmTile, bool, error) {
 	s := os.Getenv("SHAREPREFILL_CM_TILE")
@@ -62,10 +72,10 @@ func cmTileEnv() (cmTile, bool, error) {
 		return cmTile{}, false, nil
 	}
 	f := strings.Split(s, ",")
-	if len(f) != 5 && len(f) != 6 {
-		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: want BM,BN,BK,WM,WN[,GM]", s)
+	if len(f) < 5 || len(f) > 7 {
+		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: want BM,BN,BK,WM,WN[,GM[,NS]]", s)
 	}
-	v := []uint32{0, 0, 0, 0, 0, 8}
+	v := []uint32{0, 0, 0, 0, 0, 8, 2}
 	for i, p := range f {
 		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
 		if err != nil {
@@ -73,7 +83,7 @@ func cmTileEnv() (cmTile, bool, error) {
 		}
 		v[i] = uint32(n)
 	}
-	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5]}, true, nil
+	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}, true, nil
 }
 
 // chooseCMTile picks the 256×128 tile when it gives at least 128
@@ -147,7 +157,7 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec:          []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM},
+			Spec:          []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages()},
 			SubgroupSize:  sg,
 			FullSubgroups: true,
 		})

@@ -11,10 +11,10 @@ import (
 
 // NV cooperative-matrix-2 variant of MatMul (shaders/matmul_cm2.comp):
 // workgroup-scope fragments loaded through tensor layouts, so the driver
-// picks the shared-memory staging and the hardware instructions. MatMul
-// routes f16 inputs to it when dev.Caps().CoopMat2 is true
-// (SHAREPREFILL_VK_DISABLE_COOPMAT2=1 turns it off; the KHR variant in
-// matmul_cm.go then takes over).
+// picks the shared-memory staging and the hardware instructions. MatMul does
+// not route to it: on the H200 it measured 150 TFLOP/s against the KHR
+// kernel's 171 (bench/RESULTS-coopmat.md); call MatMulCoopMat2 (or
+// bench/matmul -variant coopmat2) to use it.
 
 // cm2Tile is a tile configuration of matmul_cm2 (spec constants 0..4).
 type cm2Tile struct{ WG, BM, BN, BK, GM uint32 }
@@ -29,15 +29,16 @@ func (t cm2Tile) String() string {
 }
 
 var (
-	// cm2Large is llama.cpp's large cm2 tile: 256 invocations, 128×256, BK 64.
-	cm2Large = cm2Tile{WG: 256, BM: 128, BN: 256, BK: 64, GM: 8}
+	// cm2Large: 128 invocations, 128×128, BK 32 (the fastest of ten tiles
+	// tried on the H200; llama.cpp's 256/128×256/64 ran at 110 TFLOP/s).
+	cm2Large = cm2Tile{WG: 128, BM: 128, BN: 128, BK: 32, GM: 8}
 	// cm2Small for grids of few large tiles.
 	cm2Small = cm2Tile{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8}
 )
 
 // chooseCM2Tile takes the large tile when it gives at least 128 workgroups.
 func chooseCM2Tile(M, N int) cm2Tile {
-	if ceilDiv(M, 128)*ceilDiv(N, 256) >= 128 {
+	if ceilDiv(M, int(cm2Large.BM))*ceilDiv(N, int(cm2Large.BN)) >= 128 {
 		return cm2Large
 	}
 	return cm2Small

@@ -36,6 +36,8 @@ var cmTiles = []cmTile{
 	{BM: 128, BN: 256, BK: 16, WM: 64, WN: 64, GM: 4},
 	{BM: 64, BN: 128, BK: 32, WM: 32, WN: 64, GM: 3},
 	{BM: 128, BN: 64, BK: 32, WM: 64, WN: 16, GM: 1},
+	{BM: 256, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1},
+	{BM: 128, BN: 128, BK: 64, WM: 64, WN: 32, GM: 2, NS: 1},
 }
 
 // TestMatMulCoopMat compares the cooperative-matrix kernel with the float64

@@ -1,0 +1,141 @@
+package kernels
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// TestFlashAttentionCoopMat compares the cooperative-matrix kernel with the
+// float64 reference and with the scalar kernel: causal and not, GQA, chunked
+// prefill (Q0 > 0), sizes that leave partial row tiles, partial subgroup
+// tiles and partial KV tiles, every tile configuration that fits.
+func TestFlashAttentionCoopMat(t *testing.T) {
+	d := cmDevice(t)
+	rng := gputest.Rand(t)
+	cases := []struct {
+		p  AttnParams
+		dt runtime.DType
+	}{
+		{AttnParams{Hq: 4, Hkv: 1, D: 128, Sq: 1, Skv: 1, Causal: true}, runtime.F32},
+		{AttnParams{Hq: 4, Hkv: 2, D: 64, Sq: 100, Skv: 100, Causal: true}, runtime.F32},
+		{AttnParams{Hq: 8, Hkv: 2, D: 128, Sq: 257, Skv: 257, Causal: true}, runtime.F16},
+		{AttnParams{Hq: 2, Hkv: 2, D: 128, Sq: 70, Skv: 300, Q0: 230, Causal: true}, runtime.F32},
+		{AttnParams{Hq: 4, Hkv: 4, D: 32, Sq: 50, Skv: 130}, runtime.F16},
+		{AttnParams{Hq: 4, Hkv: 1, D: 128, Sq: 1500, Skv: 1500, Causal: true}, runtime.F16},
+	}
+	for _, c := range cases {
+		p := c.p
+		in := newAttnInputs(t, d, rng, p, 3)
+		wo, wl := RefAttention(in.q, in.k, in.v, p)
+		so, sl := attnOut(t, d, p, runtime.F32)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			tl, err := ChooseAttnTiles(d, p.D, 0)
+			if err != nil {
+				return err
+			}
+			return flashAttention(r, so, sl, in.tq, in.tk, in.tv, p, tl)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		scalar := download(t, so)
+		for _, tl := range cmAttnTileList {
+			if !tl.valid(d, p.D) {
+				continue
+			}
+			name := fmt.Sprintf("%v out=%s tiles=%+v", p, c.dt, tl)
+			o, lse := attnOut(t, d, p, c.dt)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				return flashAttentionCM(r, o, lse, in.tq, in.tk, in.tv, p, tl)
+			}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			checkAttn(t, name, o, lse, wo, wl)
+			if e := gputest.RelErr(download(t, o), gputest.F64(scalar)); !(e <= attnOTol) {
+				t.Errorf("%s: differs from the scalar kernel by %.3g", name, e)
+			}
+		}
+		// No LSE binding.
+		o, _ := attnOut(t, d, p, c.dt)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			return FlashAttentionCoopMat(r, o, nil, in.tq, in.tk, in.tv, p)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		checkAttn(t, fmt.Sprintf("%v no LSE", p), o, nil, wo, nil)
+	}
+}
+
+// TestSparseAttentionCoopMat: random block lists (always column 0 and the
+// diagonal), the diagonal alone, empty lists, block sizes 32..128.
+func TestSparseAttentionCoopMat(t *testing.T) {
+	d := cmDevice(t)
+	rng := gputest.Rand(t)
+	cases := []struct {
+		p       AttnParams
+		B       int
+		density float64
+		dt      runtime.DType
+	}{
+		{AttnParams{Hq: 4, Hkv: 1, D: 128, Sq: 300, Skv: 300, Causal: true}, 64, 0.3, runtime.F32},
+		{AttnParams{Hq: 4, Hkv: 2, D: 128, Sq: 600, Skv: 600, Causal: true}, 128, 0.5, runtime.F16},
+		{AttnParams{Hq: 2, Hkv: 1, D: 64, Sq: 150, Skv: 150, Causal: true}, 32, -1, runtime.F32},
+		{AttnParams{Hq: 4, Hkv: 2, D: 128, Sq: 90, Skv: 250, Q0: 160, Causal: true}, 32, 0.4, runtime.F32},
+	}
+	for _, c := range cases {
+		p, B := c.p, c.B
+		name := fmt.Sprintf("%v B=%d density=%g", p, B, c.density)
+		in := newAttnInputs(t, d, rng, p, 0)
+		nb := (p.Skv + B - 1) / B
+		rp, cl := randomCSR(rng, p.Hq, nb, c.density)
+		trp, tcl := uploadI32(t, d, rp), uploadI32(t, d, cl)
+		o, lse := attnOut(t, d, p, c.dt)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			return SparseAttentionCoopMat(r, o, lse, in.tq, in.tk, in.tv, trp, tcl, p, B)
+		}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		wo, wl := RefSparseAttention(in.q, in.k, in.v, rp, cl, p, B)
+		checkAttn(t, name, o, lse, wo, wl)
+		if c.density >= 0 && c.density < 1 && nb > 2 {
+			do, _ := RefAttention(in.q, in.k, in.v, p)
+			if e := gputest.RelErr(download(t, o), do); e < 10*attnOTol {
+				t.Errorf("%s: sparse output is too close to dense (%.3g): lists not applied?", name, e)
+			}
+		}
+	}
+	// Empty lists for query block 1 of every head: O = 0, LSE = -Inf there.
+	p := AttnParams{Hq: 2, Hkv: 1, D: 32, Sq: 100, Skv: 100, Causal: true}
+	B := 32
+	in := newAttnInputs(t, d, rng, p, 0)
+	nb := (p.Skv + B - 1) / B
+	rp, cl := []int32{0}, []int32{}
+	for h := 0; h < p.Hq; h++ {
+		for r := 0; r < nb; r++ {
+			if r != 1 {
+				for c := 0; c <= r; c++ {
+					cl = append(cl, int32(c))
+				}
+			}
+			rp = append(rp, int32(len(cl)))
+		}
+	}
+	o, lse := attnOut(t, d, p, runtime.F32)
+	if err := d.Run(func(r *runtime.Recorder) error {
+		return SparseAttentionCoopMat(r, o, lse, in.tq, in.tk, in.tv, uploadI32(t, d, rp), uploadI32(t, d, cl), p, B)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wo, wl := RefSparseAttention(in.q, in.k, in.v, rp, cl, p, B)
+	checkAttn(t, "empty rows", o, lse, wo, wl)
+}
+
+// TestCMAttnTiles runs everywhere: the shared-memory formula keeps the
+// preferred tile under NVIDIA's 48 KiB for D = 128.
+func TestCMAttnTiles(t *testing.T) {
+	if s := cmAttnShared(cmAttnTileList[0], 128); s+512 > 48<<10 {
+		t.Errorf("tile %+v needs %d bytes for D=128", cmAttnTileList[0], s)
+	}
+}
