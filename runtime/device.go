@@ -128,6 +128,7 @@ type Device struct {
 	opts     Options
 	dev      vk.Device
 	queue    vk.Queue
+	sp       unsafe.Pointer // *C.sp_dev: device functions called from C (vkcalls.go)
 	qfi      uint32
 	memProps vk.PhysicalDeviceMemoryProperties
 	maxAlloc uint64
@@ -318,6 +319,14 @@ func (d *Device) setup(vdev vk.Device, queue vk.Queue, caps Caps) error {
 		vk.GetDeviceQueue(d.dev, d.qfi, 0, &queue)
 	}
 	d.queue = queue
+	var inst vk.Instance
+	if d.inst != nil {
+		inst = d.inst.inst
+	}
+	if err := d.initCalls(inst); err != nil {
+		d.Close()
+		return err
+	}
 	var mp vk.PhysicalDeviceMemoryProperties
 	vk.GetPhysicalDeviceMemoryProperties(d.info.physical, &mp)
 	mp.Deref()
@@ -439,15 +448,10 @@ func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) e
 	if d.inst != nil && d.inst.val != nil {
 		defer d.inst.val.poll() // keep the validation ring from overflowing
 	}
-	si := []vk.SubmitInfo{{
-		SType:              vk.StructureTypeSubmitInfo,
-		CommandBufferCount: 1,
-		PCommandBuffers:    []vk.CommandBuffer{cmd},
-	}}
 	if d.qlock != nil {
 		d.qlock.Lock()
 	}
-	r := vk.QueueSubmit(d.queue, 1, si, fence)
+	r := d.queueSubmit(cmd, fence)
 	if d.qlock != nil {
 		d.qlock.Unlock()
 	}
@@ -529,7 +533,7 @@ func (d *Device) upload(buf vk.Buffer, off uint64, data []byte) error {
 		if err := beginOneShot(d.xferCmd); err != nil {
 			return err
 		}
-		vk.CmdCopyBuffer(d.xferCmd, d.stageBuf, buf, 1, []vk.BufferCopy{{SrcOffset: 0, DstOffset: vk.DeviceSize(off), Size: vk.DeviceSize(n)}})
+		d.cmdCopy(d.xferCmd, d.stageBuf, buf, 0, off, n)
 		if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(d.xferCmd)); err != nil {
 			return err
 		}
@@ -557,7 +561,7 @@ func (d *Device) download(buf vk.Buffer, off uint64, out []byte) error {
 		if err := beginOneShot(d.xferCmd); err != nil {
 			return err
 		}
-		vk.CmdCopyBuffer(d.xferCmd, buf, d.stageBuf, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(off), DstOffset: 0, Size: vk.DeviceSize(n)}})
+		d.cmdCopy(d.xferCmd, buf, d.stageBuf, off, 0, n)
 		if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(d.xferCmd)); err != nil {
 			return err
 		}
@@ -594,7 +598,7 @@ func (d *Device) Close() {
 			}
 			d.deferred = nil
 		}
-		d.pipes.destroy(d.dev)
+		d.pipes.destroy(d)
 		d.alloc.destroy()
 		if d.stagePtr != nil {
 			vk.UnmapMemory(d.dev, d.stageMem)
@@ -609,6 +613,7 @@ func (d *Device) Close() {
 		if d.cmdPool != nil {
 			vk.DestroyCommandPool(d.dev, d.cmdPool, nil)
 		}
+		d.freeCalls()
 		if d.ownDev {
 			vk.DestroyDevice(d.dev, nil)
 		}

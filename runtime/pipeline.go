@@ -1,16 +1,10 @@
 package runtime
 
-// #include "shim.h"
-import "C"
-
 import (
 	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
-	"unsafe"
-
-	vk "github.com/vulkan-go/vulkan"
 
 	"github.com/shareprefill/shareprefill/shaders"
 )
@@ -49,9 +43,9 @@ func (k KernelDesc) key() string {
 // Kernel is a compute pipeline ready to dispatch.
 type Kernel struct {
 	desc   KernelDesc
-	pipe   vk.Pipeline
-	layout vk.PipelineLayout
-	dsl    vk.DescriptorSetLayout
+	pipe   uint64 // VkPipeline
+	layout uint64 // VkPipelineLayout
+	dsl    uint64 // VkDescriptorSetLayout
 }
 
 // Desc returns the kernel's description.
@@ -60,28 +54,29 @@ func (k *Kernel) Desc() KernelDesc { return k.desc }
 type pipelineCache struct {
 	mu      sync.Mutex
 	kernels map[string]*Kernel
-	layouts map[int]vk.DescriptorSetLayout
-	modules map[string]vk.ShaderModule
+	layouts map[int]uint64
+	modules map[string]uint64
 }
 
 func (p *pipelineCache) init() {
 	p.kernels = map[string]*Kernel{}
-	p.layouts = map[int]vk.DescriptorSetLayout{}
-	p.modules = map[string]vk.ShaderModule{}
+	p.layouts = map[int]uint64{}
+	p.modules = map[string]uint64{}
 }
 
-func (p *pipelineCache) destroy(dev vk.Device) {
+func (p *pipelineCache) destroy(d *Device) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, k := range p.kernels {
-		vk.DestroyPipeline(dev, k.pipe, nil)
-		vk.DestroyPipelineLayout(dev, k.layout, nil)
-	}
-	for _, l := range p.layouts {
-		vk.DestroyDescriptorSetLayout(dev, l, nil)
-	}
-	for _, m := range p.modules {
-		vk.DestroyShaderModule(dev, m, nil)
+	if d.sp != nil {
+		for _, k := range p.kernels {
+			d.destroyPipelineObjects(k.pipe, k.layout)
+		}
+		for _, l := range p.layouts {
+			d.destroySetLayout(l)
+		}
+		for _, m := range p.modules {
+			d.destroyShaderModule(m)
+		}
 	}
 	p.init()
 }
@@ -98,6 +93,9 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 	if desc.Bindings < 1 || desc.Bindings > 12 {
 		return nil, fmt.Errorf("kernel %s: %d bindings (1..12 supported)", desc.Shader, desc.Bindings)
 	}
+	if len(desc.Spec) > 64 {
+		return nil, fmt.Errorf("kernel %s: %d specialization constants (at most 64)", desc.Shader, len(desc.Spec))
+	}
 	if desc.SubgroupSize != 0 && !d.caps.SubgroupSizeControl && desc.SubgroupSize != d.caps.SubgroupSize {
 		return nil, fmt.Errorf("kernel %s: %w: needs subgroup size %d, device has %d and no subgroup size control", desc.Shader, ErrMissingFeature, desc.SubgroupSize, d.caps.SubgroupSize)
 	}
@@ -108,7 +106,7 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 	if k, ok := p.kernels[key]; ok {
 		return k, nil
 	}
-	if d.closed {
+	if d.closed || d.sp == nil {
 		return nil, fmt.Errorf("kernel %s: device is closed", desc.Shader)
 	}
 	mod, err := d.module(desc.Shader)
@@ -119,120 +117,58 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", desc.Shader, err)
 	}
-	plci := vk.PipelineLayoutCreateInfo{
-		SType:          vk.StructureTypePipelineLayoutCreateInfo,
-		SetLayoutCount: 1,
-		PSetLayouts:    []vk.DescriptorSetLayout{dsl},
-	}
-	if desc.PushSize > 0 {
-		plci.PushConstantRangeCount = 1
-		plci.PPushConstantRanges = []vk.PushConstantRange{{StageFlags: vk.ShaderStageFlags(vk.ShaderStageComputeBit), Offset: 0, Size: uint32(desc.PushSize)}}
-	}
-	var layout vk.PipelineLayout
-	if err := check("vkCreatePipelineLayout", vk.CreatePipelineLayout(d.dev, &plci, nil, &layout)); err != nil {
+	layout, err := d.createPipelineLayout(dsl, desc.PushSize)
+	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", desc.Shader, err)
 	}
-	stage := vk.PipelineShaderStageCreateInfo{
-		SType:  vk.StructureTypePipelineShaderStageCreateInfo,
-		Stage:  vk.ShaderStageComputeBit,
-		Module: mod,
-		PName:  "main\x00",
-	}
-	var cmem []unsafe.Pointer
-	defer func() {
-		for _, m := range cmem {
-			C.sp_free(m)
-		}
-	}()
-	if len(desc.Spec) > 0 {
-		entries := make([]vk.SpecializationMapEntry, len(desc.Spec))
-		data := C.malloc(C.size_t(4 * len(desc.Spec)))
-		cmem = append(cmem, data)
-		words := unsafe.Slice((*uint32)(data), len(desc.Spec))
-		for i, v := range desc.Spec {
-			entries[i] = vk.SpecializationMapEntry{ConstantID: uint32(i), Offset: uint32(4 * i), Size: 4}
-			words[i] = v
-		}
-		stage.PSpecializationInfo = []vk.SpecializationInfo{{
-			MapEntryCount: uint32(len(entries)),
-			PMapEntries:   entries,
-			DataSize:      uint(4 * len(desc.Spec)),
-			PData:         data,
-		}}
-	}
+	var sg, flags uint32
 	if desc.SubgroupSize != 0 && d.caps.SubgroupSizeControl {
-		s := C.sp_required_subgroup_size_info(C.uint32_t(desc.SubgroupSize))
-		cmem = append(cmem, s)
-		stage.PNext = s
+		sg = desc.SubgroupSize
 	}
 	if desc.FullSubgroups && d.info.ComputeFullSubgroups {
-		stage.Flags |= 0x2 // VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT
+		flags |= 0x2 // VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT
 	}
-	cpci := []vk.ComputePipelineCreateInfo{{
-		SType:  vk.StructureTypeComputePipelineCreateInfo,
-		Stage:  stage,
-		Layout: layout,
-	}}
-	pipes := make([]vk.Pipeline, 1)
-	if err := check("vkCreateComputePipelines", vk.CreateComputePipelines(d.dev, nil, 1, cpci, nil, pipes)); err != nil {
-		vk.DestroyPipelineLayout(d.dev, layout, nil)
+	pipe, err := d.createComputePipeline(mod, layout, desc.Spec, sg, flags)
+	if err != nil {
+		d.destroyPipelineObjects(0, layout)
 		return nil, fmt.Errorf("kernel %s: %w", desc.Shader, err)
 	}
-	k := &Kernel{desc: desc, pipe: pipes[0], layout: layout, dsl: dsl}
+	k := &Kernel{desc: desc, pipe: pipe, layout: layout, dsl: dsl}
 	p.kernels[key] = k
 	return k, nil
 }
 
 // module returns the shader module for a SPIR-V name; the caller holds p.mu.
-func (d *Device) module(name string) (vk.ShaderModule, error) {
+func (d *Device) module(name string) (uint64, error) {
 	if m, ok := d.pipes.modules[name]; ok {
 		return m, nil
 	}
 	code, err := shaders.SPIRV(name)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if len(code)%4 != 0 || len(code) < 20 {
-		return nil, fmt.Errorf("shader %s: invalid SPIR-V size %d", name, len(code))
+		return 0, fmt.Errorf("shader %s: invalid SPIR-V size %d", name, len(code))
 	}
 	words := make([]uint32, len(code)/4)
 	for i := range words {
 		words[i] = binary.LittleEndian.Uint32(code[4*i:])
 	}
-	smci := vk.ShaderModuleCreateInfo{
-		SType:    vk.StructureTypeShaderModuleCreateInfo,
-		CodeSize: uint(len(code)),
-		PCode:    words,
-	}
-	var m vk.ShaderModule
-	if err := check("vkCreateShaderModule", vk.CreateShaderModule(d.dev, &smci, nil, &m)); err != nil {
-		return nil, fmt.Errorf("shader %s: %w", name, err)
+	m, err := d.createShaderModule(words)
+	if err != nil {
+		return 0, fmt.Errorf("shader %s: %w", name, err)
 	}
 	d.pipes.modules[name] = m
 	return m, nil
 }
 
-func (d *Device) setLayout(n int) (vk.DescriptorSetLayout, error) {
+func (d *Device) setLayout(n int) (uint64, error) {
 	if l, ok := d.pipes.layouts[n]; ok {
 		return l, nil
 	}
-	binds := make([]vk.DescriptorSetLayoutBinding, n)
-	for i := range binds {
-		binds[i] = vk.DescriptorSetLayoutBinding{
-			Binding:         uint32(i),
-			DescriptorType:  vk.DescriptorTypeStorageBuffer,
-			DescriptorCount: 1,
-			StageFlags:      vk.ShaderStageFlags(vk.ShaderStageComputeBit),
-		}
-	}
-	ci := vk.DescriptorSetLayoutCreateInfo{
-		SType:        vk.StructureTypeDescriptorSetLayoutCreateInfo,
-		BindingCount: uint32(n),
-		PBindings:    binds,
-	}
-	var l vk.DescriptorSetLayout
-	if err := check("vkCreateDescriptorSetLayout", vk.CreateDescriptorSetLayout(d.dev, &ci, nil, &l)); err != nil {
-		return nil, err
+	l, err := d.createSetLayout(n)
+	if err != nil {
+		return 0, err
 	}
 	d.pipes.layouts[n] = l
 	return l, nil

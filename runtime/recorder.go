@@ -65,7 +65,7 @@ type Recorder struct {
 	pool   vk.CommandPool
 	cmd    vk.CommandBuffer
 	fence  vk.Fence
-	dpools []vk.DescriptorPool
+	dpools []uint64 // VkDescriptorPool
 	dpCur  int
 	dpUsed int
 
@@ -141,15 +141,20 @@ func (r *Recorder) Release() {
 	if d.dev == nil {
 		return
 	}
-	if d.deferIfLost(r.Release) {
+	if d.deferIfLost(r.destroy) {
 		return
 	}
+	r.destroy()
+}
+
+func (r *Recorder) destroy() {
+	d := r.d
 	if r.fence != nil {
 		vk.DestroyFence(d.dev, r.fence, nil)
 		r.fence = nil
 	}
 	for _, p := range r.dpools {
-		vk.DestroyDescriptorPool(d.dev, p, nil)
+		d.destroyDescriptorPool(p)
 	}
 	r.dpools = nil
 	if r.qpool != nil {
@@ -192,24 +197,17 @@ func (r *Recorder) begin() error {
 	return nil
 }
 
-func (r *Recorder) descriptorSet(k *Kernel) (vk.DescriptorSet, error) {
+func (r *Recorder) descriptorSet(k *Kernel) (uint64, error) {
 	d := r.d
 	for {
 		if r.dpCur < len(r.dpools) && r.dpUsed < setsPerPool {
-			ai := vk.DescriptorSetAllocateInfo{
-				SType:              vk.StructureTypeDescriptorSetAllocateInfo,
-				DescriptorPool:     r.dpools[r.dpCur],
-				DescriptorSetCount: 1,
-				PSetLayouts:        []vk.DescriptorSetLayout{k.dsl},
-			}
-			var set vk.DescriptorSet
-			res := vk.AllocateDescriptorSets(d.dev, &ai, &set)
+			set, res := d.allocateSet(r.dpools[r.dpCur], k.dsl)
 			if res == vk.Success {
 				r.dpUsed++
 				return set, nil
 			}
 			if res != vk.ErrorOutOfPoolMemory && res != vk.ErrorFragmentedPool {
-				return nil, check("vkAllocateDescriptorSets", res)
+				return 0, check("vkAllocateDescriptorSets", res)
 			}
 			r.dpCur++
 			r.dpUsed = 0
@@ -220,15 +218,9 @@ func (r *Recorder) descriptorSet(k *Kernel) (vk.DescriptorSet, error) {
 			r.dpUsed = 0
 			continue
 		}
-		pci := vk.DescriptorPoolCreateInfo{
-			SType:         vk.StructureTypeDescriptorPoolCreateInfo,
-			MaxSets:       setsPerPool,
-			PoolSizeCount: 1,
-			PPoolSizes:    []vk.DescriptorPoolSize{{Type: vk.DescriptorTypeStorageBuffer, DescriptorCount: setsPerPool * 12}},
-		}
-		var p vk.DescriptorPool
-		if err := check("vkCreateDescriptorPool", vk.CreateDescriptorPool(d.dev, &pci, nil, &p)); err != nil {
-			return nil, err
+		p, err := d.createDescriptorPool(setsPerPool, setsPerPool*12)
+		if err != nil {
+			return 0, err
 		}
 		r.dpools = append(r.dpools, p)
 		r.dpUsed = 0
@@ -255,14 +247,7 @@ func (r *Recorder) hazard(reads, writes []rng) {
 }
 
 func (r *Recorder) barrier() {
-	all := vk.AccessFlags(vk.AccessShaderReadBit | vk.AccessShaderWriteBit | vk.AccessTransferReadBit | vk.AccessTransferWriteBit)
-	mb := []vk.MemoryBarrier{{
-		SType:         vk.StructureTypeMemoryBarrier,
-		SrcAccessMask: vk.AccessFlags(vk.AccessShaderWriteBit | vk.AccessTransferWriteBit),
-		DstAccessMask: all,
-	}}
-	stages := vk.PipelineStageFlags(vk.PipelineStageComputeShaderBit | vk.PipelineStageTransferBit)
-	vk.CmdPipelineBarrier(r.cmd, stages, stages, 0, 1, mb, 0, nil, 0, nil)
+	r.d.cmdBarrier(r.cmd)
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
 }
 
@@ -354,7 +339,9 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) e
 	if err != nil {
 		return err
 	}
-	infos := make([]vk.DescriptorBufferInfo, len(args))
+	bufs := make([]uint64, len(args))
+	offs := make([]uint64, len(args))
+	ranges := make([]uint64, len(args))
 	var reads, writes []rng
 	maxRange := r.d.info.MaxStorageBufferRange
 	for i, a := range args {
@@ -373,7 +360,7 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) e
 		if arg.t.off+arg.off+size > arg.t.blk.size {
 			size = arg.t.blk.size - arg.t.off - arg.off
 		}
-		infos[i] = vk.DescriptorBufferInfo{Buffer: arg.t.blk.buf, Offset: vk.DeviceSize(arg.t.off + arg.off), Range: vk.DeviceSize(size)}
+		bufs[i], offs[i], ranges[i] = bufH(arg.t.blk.buf), arg.t.off+arg.off, size
 		rg := rng{arg.t.blk.id, arg.t.off + arg.off, arg.t.off + arg.off + size}
 		if k.desc.ReadOnly&(1<<i) != 0 {
 			reads = append(reads, rg)
@@ -381,30 +368,14 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) e
 			writes = append(writes, rg)
 		}
 	}
-	writesDS := make([]vk.WriteDescriptorSet, len(args))
-	for i := range args {
-		writesDS[i] = vk.WriteDescriptorSet{
-			SType:           vk.StructureTypeWriteDescriptorSet,
-			DstSet:          set,
-			DstBinding:      uint32(i),
-			DescriptorCount: 1,
-			DescriptorType:  vk.DescriptorTypeStorageBuffer,
-			PBufferInfo:     infos[i : i+1],
-		}
-	}
-	vk.UpdateDescriptorSets(r.d.dev, uint32(len(writesDS)), writesDS, 0, nil)
+	r.d.updateSet(set, bufs, offs, ranges)
 	r.hazard(reads, writes)
-	vk.CmdBindPipeline(r.cmd, vk.PipelineBindPointCompute, k.pipe)
-	vk.CmdBindDescriptorSets(r.cmd, vk.PipelineBindPointCompute, k.layout, 0, 1, []vk.DescriptorSet{set}, 0, nil)
-	if len(pc) > 0 {
-		vk.CmdPushConstants(r.cmd, k.layout, vk.ShaderStageFlags(vk.ShaderStageComputeBit), 0, uint32(len(pc)), unsafe.Pointer(&pc[0]))
-	}
 	q := 2 * len(r.labels)
 	timed := r.profile && q+2 <= r.qcap
 	if timed {
 		vk.CmdWriteTimestamp(r.cmd, vk.PipelineStageTopOfPipeBit, r.qpool, uint32(q))
 	}
-	vk.CmdDispatch(r.cmd, groups[0], groups[1], groups[2])
+	r.d.cmdDispatch(r.cmd, k.pipe, k.layout, set, pc, groups)
 	if timed {
 		vk.CmdWriteTimestamp(r.cmd, vk.PipelineStageBottomOfPipeBit, r.qpool, uint32(q+1))
 		r.labels = append(r.labels, k.desc.Shader)
@@ -436,7 +407,7 @@ func (r *Recorder) Copy(dst, src any) error {
 		return nil
 	}
 	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
-	vk.CmdCopyBuffer(r.cmd, s.t.blk.buf, d.t.blk.buf, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(s.t.off + s.off), DstOffset: vk.DeviceSize(d.t.off + d.off), Size: vk.DeviceSize(d.size)}})
+	r.d.cmdCopy(r.cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size)
 	r.count++
 	return nil
 }
@@ -488,7 +459,7 @@ func (r *Recorder) reset() {
 		return // the descriptor sets may still be in use by a running dispatch
 	}
 	for _, p := range r.dpools {
-		vk.ResetDescriptorPool(r.d.dev, p, 0)
+		r.d.resetDescriptorPool(p)
 	}
 	r.dpCur, r.dpUsed = 0, 0
 }
@@ -575,7 +546,7 @@ func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uin
 	}
 	s0, d0 := src.off+srcOff, dst.off+dstOff
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
-	vk.CmdCopyBuffer(r.cmd, src.blk.buf, dst.blk.buf, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(s0), DstOffset: vk.DeviceSize(d0), Size: vk.DeviceSize(n)}})
+	r.d.cmdCopy(r.cmd, src.blk.buf, dst.blk.buf, s0, d0, n)
 	r.count++
 	return nil
 }

@@ -1,0 +1,228 @@
+// See vkcalls.h.
+#include "vkcalls.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*sp_fn)(void);
+typedef sp_fn (*sp_gipa_t)(void *instance, const char *name);
+typedef sp_fn (*sp_gdpa_t)(void *device, const char *name);
+void *sp_gipa(void);
+
+struct sp_dev {
+	void *device;
+	int32_t (*createShaderModule)(void *, const void *, const void *, uint64_t *);
+	void (*destroyShaderModule)(void *, uint64_t, const void *);
+	int32_t (*createSetLayout)(void *, const void *, const void *, uint64_t *);
+	void (*destroySetLayout)(void *, uint64_t, const void *);
+	int32_t (*createPipelineLayout)(void *, const void *, const void *, uint64_t *);
+	void (*destroyPipelineLayout)(void *, uint64_t, const void *);
+	int32_t (*createComputePipelines)(void *, uint64_t, uint32_t, const void *, const void *, uint64_t *);
+	void (*destroyPipeline)(void *, uint64_t, const void *);
+	int32_t (*createDescriptorPool)(void *, const void *, const void *, uint64_t *);
+	void (*destroyDescriptorPool)(void *, uint64_t, const void *);
+	int32_t (*resetDescriptorPool)(void *, uint64_t, uint32_t);
+	int32_t (*allocateDescriptorSets)(void *, const void *, uint64_t *);
+	void (*updateDescriptorSets)(void *, uint32_t, const void *, uint32_t, const void *);
+	void (*cmdBindPipeline)(void *, int32_t, uint64_t);
+	void (*cmdBindDescriptorSets)(void *, int32_t, uint64_t, uint32_t, uint32_t, const uint64_t *, uint32_t, const uint32_t *);
+	void (*cmdPushConstants)(void *, uint64_t, uint32_t, uint32_t, uint32_t, const void *);
+	void (*cmdDispatch)(void *, uint32_t, uint32_t, uint32_t);
+	void (*cmdPipelineBarrier)(void *, uint32_t, uint32_t, uint32_t, uint32_t, const void *, uint32_t, const void *, uint32_t, const void *);
+	void (*cmdCopyBuffer)(void *, uint64_t, uint64_t, uint32_t, const void *);
+	int32_t (*queueSubmit)(void *, uint32_t, const void *, uint64_t);
+};
+
+enum {
+	ST_SUBMIT_INFO = 4,
+	ST_SHADER_MODULE_CI = 16,
+	ST_PIPELINE_SHADER_STAGE_CI = 18,
+	ST_COMPUTE_PIPELINE_CI = 29,
+	ST_PIPELINE_LAYOUT_CI = 30,
+	ST_DESCRIPTOR_SET_LAYOUT_CI = 32,
+	ST_DESCRIPTOR_POOL_CI = 33,
+	ST_DESCRIPTOR_SET_AI = 34,
+	ST_WRITE_DESCRIPTOR_SET = 35,
+	ST_MEMORY_BARRIER = 46,
+	ST_REQ_SUBGROUP_SIZE = 1000225001,
+	DT_STORAGE_BUFFER = 7,
+	STAGE_COMPUTE = 0x20,
+	BIND_POINT_COMPUTE = 1,
+	PIPE_STAGE_TRANSFER = 0x1000,
+	PIPE_STAGE_COMPUTE = 0x800,
+	ACCESS_SHADER_READ = 0x20,
+	ACCESS_SHADER_WRITE = 0x40,
+	ACCESS_TRANSFER_READ = 0x800,
+	ACCESS_TRANSFER_WRITE = 0x1000,
+};
+
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; size_t codeSize; const uint32_t *pCode; } sp_shader_module_ci;
+typedef struct { uint32_t binding; int32_t type; uint32_t count; uint32_t stages; const void *samplers; } sp_dsl_binding;
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; uint32_t count; const sp_dsl_binding *bindings; } sp_dsl_ci;
+typedef struct { uint32_t stages; uint32_t offset; uint32_t size; } sp_push_range;
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; uint32_t setCount; const uint64_t *sets; uint32_t pushCount; const sp_push_range *push; } sp_pl_ci;
+typedef struct { uint32_t id; uint32_t offset; size_t size; } sp_spec_entry;
+typedef struct { uint32_t count; const sp_spec_entry *entries; size_t dataSize; const void *data; } sp_spec_info;
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; uint32_t stage; uint64_t module; const char *name; const sp_spec_info *spec; } sp_stage_ci;
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; sp_stage_ci stage; uint64_t layout; uint64_t base; int32_t baseIndex; } sp_cp_ci;
+typedef struct { int32_t sType; const void *pNext; uint32_t size; } sp_req_sg;
+typedef struct { int32_t type; uint32_t count; } sp_pool_size;
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; uint32_t maxSets; uint32_t sizeCount; const sp_pool_size *sizes; } sp_pool_ci;
+typedef struct { int32_t sType; const void *pNext; uint64_t pool; uint32_t count; const uint64_t *layouts; } sp_set_ai;
+typedef struct { uint64_t buffer; uint64_t offset; uint64_t range; } sp_buffer_info;
+typedef struct { int32_t sType; const void *pNext; uint64_t set; uint32_t binding; uint32_t element; uint32_t count; int32_t type; const void *image; const sp_buffer_info *buffer; const void *texel; } sp_write;
+typedef struct { int32_t sType; const void *pNext; uint32_t src; uint32_t dst; } sp_mem_barrier;
+typedef struct { uint64_t src; uint64_t dst; uint64_t size; } sp_copy;
+typedef struct { int32_t sType; const void *pNext; uint32_t waitCount; const void *wait; const void *waitStages; uint32_t cmdCount; void *const *cmds; uint32_t signalCount; const void *signal; } sp_submit;
+
+sp_dev *sp_dev_new(void *instance, void *device) {
+	sp_gipa_t gipa = (sp_gipa_t)sp_gipa();
+	sp_gdpa_t gdpa = NULL;
+	if (gipa && instance) gdpa = (sp_gdpa_t)gipa(instance, "vkGetDeviceProcAddr");
+	if (!gdpa) {
+		void *lib = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_NOLOAD);
+		if (!lib) lib = dlopen("libvulkan.so", RTLD_NOW | RTLD_NOLOAD);
+		if (lib) *(void **)&gdpa = dlsym(lib, "vkGetDeviceProcAddr");
+	}
+	if (!gdpa) return NULL;
+	sp_dev *d = calloc(1, sizeof *d);
+	if (!d) return NULL;
+	d->device = device;
+#define LOAD(field, name)                                   \
+	*(sp_fn *)&d->field = gdpa(device, name);           \
+	if (!d->field) { free(d); return NULL; }
+	LOAD(createShaderModule, "vkCreateShaderModule");
+	LOAD(destroyShaderModule, "vkDestroyShaderModule");
+	LOAD(createSetLayout, "vkCreateDescriptorSetLayout");
+	LOAD(destroySetLayout, "vkDestroyDescriptorSetLayout");
+	LOAD(createPipelineLayout, "vkCreatePipelineLayout");
+	LOAD(destroyPipelineLayout, "vkDestroyPipelineLayout");
+	LOAD(createComputePipelines, "vkCreateComputePipelines");
+	LOAD(destroyPipeline, "vkDestroyPipeline");
+	LOAD(createDescriptorPool, "vkCreateDescriptorPool");
+	LOAD(destroyDescriptorPool, "vkDestroyDescriptorPool");
+	LOAD(resetDescriptorPool, "vkResetDescriptorPool");
+	LOAD(allocateDescriptorSets, "vkAllocateDescriptorSets");
+	LOAD(updateDescriptorSets, "vkUpdateDescriptorSets");
+	LOAD(cmdBindPipeline, "vkCmdBindPipeline");
+	LOAD(cmdBindDescriptorSets, "vkCmdBindDescriptorSets");
+	LOAD(cmdPushConstants, "vkCmdPushConstants");
+	LOAD(cmdDispatch, "vkCmdDispatch");
+	LOAD(cmdPipelineBarrier, "vkCmdPipelineBarrier");
+	LOAD(cmdCopyBuffer, "vkCmdCopyBuffer");
+	LOAD(queueSubmit, "vkQueueSubmit");
+#undef LOAD
+	return d;
+}
+
+void sp_dev_free(sp_dev *d) { free(d); }
+
+int32_t sp_create_shader_module(sp_dev *d, const uint32_t *code, size_t size, uint64_t *out) {
+	sp_shader_module_ci ci = {ST_SHADER_MODULE_CI, NULL, 0, size, code};
+	return d->createShaderModule(d->device, &ci, NULL, out);
+}
+
+void sp_destroy_shader_module(sp_dev *d, uint64_t m) { d->destroyShaderModule(d->device, m, NULL); }
+
+int32_t sp_create_set_layout(sp_dev *d, uint32_t n, uint64_t *out) {
+	sp_dsl_binding b[16];
+	if (n > 16) return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		sp_dsl_binding x = {i, DT_STORAGE_BUFFER, 1, STAGE_COMPUTE, NULL};
+		b[i] = x;
+	}
+	sp_dsl_ci ci = {ST_DESCRIPTOR_SET_LAYOUT_CI, NULL, 0, n, b};
+	return d->createSetLayout(d->device, &ci, NULL, out);
+}
+
+void sp_destroy_set_layout(sp_dev *d, uint64_t l) { d->destroySetLayout(d->device, l, NULL); }
+
+int32_t sp_create_pipeline_layout(sp_dev *d, uint64_t set_layout, uint32_t push_size, uint64_t *out) {
+	sp_push_range pr = {STAGE_COMPUTE, 0, push_size};
+	sp_pl_ci ci = {ST_PIPELINE_LAYOUT_CI, NULL, 0, 1, &set_layout, push_size ? 1u : 0u, push_size ? &pr : NULL};
+	return d->createPipelineLayout(d->device, &ci, NULL, out);
+}
+
+void sp_destroy_pipeline_layout(sp_dev *d, uint64_t l) { d->destroyPipelineLayout(d->device, l, NULL); }
+
+int32_t sp_create_compute_pipeline(sp_dev *d, uint64_t module, uint64_t layout, const uint32_t *spec, uint32_t nspec,
+                                   uint32_t required_subgroup_size, uint32_t stage_flags, uint64_t *out) {
+	sp_spec_entry entries[64];
+	if (nspec > 64) return -1;
+	for (uint32_t i = 0; i < nspec; i++) {
+		sp_spec_entry e = {i, 4 * i, 4};
+		entries[i] = e;
+	}
+	sp_spec_info si = {nspec, entries, 4 * (size_t)nspec, spec};
+	sp_req_sg rs = {ST_REQ_SUBGROUP_SIZE, NULL, required_subgroup_size};
+	sp_cp_ci ci;
+	memset(&ci, 0, sizeof ci);
+	ci.sType = ST_COMPUTE_PIPELINE_CI;
+	ci.stage.sType = ST_PIPELINE_SHADER_STAGE_CI;
+	ci.stage.pNext = required_subgroup_size ? &rs : NULL;
+	ci.stage.flags = stage_flags;
+	ci.stage.stage = STAGE_COMPUTE;
+	ci.stage.module = module;
+	ci.stage.name = "main";
+	ci.stage.spec = nspec ? &si : NULL;
+	ci.layout = layout;
+	ci.baseIndex = -1;
+	return d->createComputePipelines(d->device, 0, 1, &ci, NULL, out);
+}
+
+void sp_destroy_pipeline(sp_dev *d, uint64_t p) { d->destroyPipeline(d->device, p, NULL); }
+
+int32_t sp_create_descriptor_pool(sp_dev *d, uint32_t max_sets, uint32_t descriptors, uint64_t *out) {
+	sp_pool_size ps = {DT_STORAGE_BUFFER, descriptors};
+	sp_pool_ci ci = {ST_DESCRIPTOR_POOL_CI, NULL, 0, max_sets, 1, &ps};
+	return d->createDescriptorPool(d->device, &ci, NULL, out);
+}
+
+void sp_destroy_descriptor_pool(sp_dev *d, uint64_t p) { d->destroyDescriptorPool(d->device, p, NULL); }
+
+int32_t sp_reset_descriptor_pool(sp_dev *d, uint64_t p) { return d->resetDescriptorPool(d->device, p, 0); }
+
+int32_t sp_allocate_set(sp_dev *d, uint64_t pool, uint64_t layout, uint64_t *out) {
+	sp_set_ai ai = {ST_DESCRIPTOR_SET_AI, NULL, pool, 1, &layout};
+	return d->allocateDescriptorSets(d->device, &ai, out);
+}
+
+void sp_update_set(sp_dev *d, uint64_t set, uint32_t n, const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges) {
+	sp_buffer_info bi[16];
+	sp_write w[16];
+	if (n > 16) return;
+	for (uint32_t i = 0; i < n; i++) {
+		sp_buffer_info b = {buffers[i], offsets[i], ranges[i]};
+		bi[i] = b;
+		sp_write x = {ST_WRITE_DESCRIPTOR_SET, NULL, set, i, 0, 1, DT_STORAGE_BUFFER, NULL, &bi[i], NULL};
+		w[i] = x;
+	}
+	d->updateDescriptorSets(d->device, n, w, 0, NULL);
+}
+
+void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
+                     const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz) {
+	d->cmdBindPipeline(cmd, BIND_POINT_COMPUTE, pipeline);
+	d->cmdBindDescriptorSets(cmd, BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, NULL);
+	if (push_size) d->cmdPushConstants(cmd, layout, STAGE_COMPUTE, 0, push_size, push);
+	d->cmdDispatch(cmd, gx, gy, gz);
+}
+
+void sp_cmd_barrier(sp_dev *d, void *cmd) {
+	sp_mem_barrier mb = {ST_MEMORY_BARRIER, NULL, ACCESS_SHADER_WRITE | ACCESS_TRANSFER_WRITE,
+	                     ACCESS_SHADER_READ | ACCESS_SHADER_WRITE | ACCESS_TRANSFER_READ | ACCESS_TRANSFER_WRITE};
+	uint32_t stages = PIPE_STAGE_COMPUTE | PIPE_STAGE_TRANSFER;
+	d->cmdPipelineBarrier(cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size) {
+	sp_copy c = {src_off, dst_off, size};
+	d->cmdCopyBuffer(cmd, src, dst, 1, &c);
+}
+
+int32_t sp_queue_submit(sp_dev *d, void *queue, void *cmd, uint64_t fence) {
+	void *cmds[1] = {cmd};
+	sp_submit s = {ST_SUBMIT_INFO, NULL, 0, NULL, NULL, 1, cmds, 0, NULL};
+	return d->queueSubmit(queue, 1, &s, fence);
+}

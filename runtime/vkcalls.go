@@ -1,0 +1,121 @@
+package runtime
+
+// #include <stdint.h>
+// #include "vkcalls.h"
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+
+	vk "github.com/vulkan-go/vulkan"
+)
+
+// This file wraps vkcalls.c: the Vulkan calls whose create-info structures
+// nest pointers. vulkan-go would copy them into C memory freed by Go
+// finalizers, which can run while the driver still reads them (seen as a
+// rare crash in vkCreateComputePipelines), so these calls build their
+// structures in C instead.
+
+func bufH(b vk.Buffer) uint64  { return uint64(uintptr(unsafe.Pointer(b))) }
+func fenceH(f vk.Fence) uint64 { return uint64(uintptr(unsafe.Pointer(f))) }
+
+func (d *Device) calls() *C.sp_dev { return (*C.sp_dev)(d.sp) }
+
+func (d *Device) initCalls(inst vk.Instance) error {
+	p := C.sp_dev_new(unsafe.Pointer(inst), unsafe.Pointer(d.dev))
+	if p == nil {
+		return fmt.Errorf("loading device functions: vkGetDeviceProcAddr failed")
+	}
+	d.sp = unsafe.Pointer(p)
+	return nil
+}
+
+func (d *Device) freeCalls() {
+	if d.sp != nil {
+		C.sp_dev_free(d.calls())
+		d.sp = nil
+	}
+}
+
+func (d *Device) createShaderModule(code []uint32) (uint64, error) {
+	var out C.uint64_t
+	r := C.sp_create_shader_module(d.calls(), (*C.uint32_t)(unsafe.Pointer(&code[0])), C.size_t(4*len(code)), &out)
+	return uint64(out), check("vkCreateShaderModule", vk.Result(r))
+}
+
+func (d *Device) createSetLayout(n int) (uint64, error) {
+	var out C.uint64_t
+	r := C.sp_create_set_layout(d.calls(), C.uint32_t(n), &out)
+	return uint64(out), check("vkCreateDescriptorSetLayout", vk.Result(r))
+}
+
+func (d *Device) createPipelineLayout(setLayout uint64, push int) (uint64, error) {
+	var out C.uint64_t
+	r := C.sp_create_pipeline_layout(d.calls(), C.uint64_t(setLayout), C.uint32_t(push), &out)
+	return uint64(out), check("vkCreatePipelineLayout", vk.Result(r))
+}
+
+func (d *Device) createComputePipeline(module, layout uint64, spec []uint32, subgroupSize, flags uint32) (uint64, error) {
+	var out C.uint64_t
+	var sp *C.uint32_t
+	if len(spec) > 0 {
+		sp = (*C.uint32_t)(unsafe.Pointer(&spec[0]))
+	}
+	r := C.sp_create_compute_pipeline(d.calls(), C.uint64_t(module), C.uint64_t(layout), sp, C.uint32_t(len(spec)),
+		C.uint32_t(subgroupSize), C.uint32_t(flags), &out)
+	return uint64(out), check("vkCreateComputePipelines", vk.Result(r))
+}
+
+func (d *Device) destroyPipelineObjects(pipe, layout uint64) {
+	if pipe != 0 {
+		C.sp_destroy_pipeline(d.calls(), C.uint64_t(pipe))
+	}
+	if layout != 0 {
+		C.sp_destroy_pipeline_layout(d.calls(), C.uint64_t(layout))
+	}
+}
+
+func (d *Device) destroySetLayout(l uint64)    { C.sp_destroy_set_layout(d.calls(), C.uint64_t(l)) }
+func (d *Device) destroyShaderModule(m uint64) { C.sp_destroy_shader_module(d.calls(), C.uint64_t(m)) }
+func (d *Device) destroyDescriptorPool(p uint64) {
+	C.sp_destroy_descriptor_pool(d.calls(), C.uint64_t(p))
+}
+func (d *Device) resetDescriptorPool(p uint64) { C.sp_reset_descriptor_pool(d.calls(), C.uint64_t(p)) }
+
+func (d *Device) createDescriptorPool(maxSets, descriptors int) (uint64, error) {
+	var out C.uint64_t
+	r := C.sp_create_descriptor_pool(d.calls(), C.uint32_t(maxSets), C.uint32_t(descriptors), &out)
+	return uint64(out), check("vkCreateDescriptorPool", vk.Result(r))
+}
+
+func (d *Device) allocateSet(pool, layout uint64) (uint64, vk.Result) {
+	var out C.uint64_t
+	r := C.sp_allocate_set(d.calls(), C.uint64_t(pool), C.uint64_t(layout), &out)
+	return uint64(out), vk.Result(r)
+}
+
+func (d *Device) updateSet(set uint64, bufs, offs, ranges []uint64) {
+	C.sp_update_set(d.calls(), C.uint64_t(set), C.uint32_t(len(bufs)),
+		(*C.uint64_t)(unsafe.Pointer(&bufs[0])), (*C.uint64_t)(unsafe.Pointer(&offs[0])), (*C.uint64_t)(unsafe.Pointer(&ranges[0])))
+}
+
+func (d *Device) cmdDispatch(cmd vk.CommandBuffer, pipe, layout, set uint64, push []byte, g [3]uint32) {
+	var pp unsafe.Pointer
+	if len(push) > 0 {
+		pp = unsafe.Pointer(&push[0])
+	}
+	C.sp_cmd_dispatch(d.calls(), unsafe.Pointer(cmd), C.uint64_t(pipe), C.uint64_t(layout), C.uint64_t(set),
+		pp, C.uint32_t(len(push)), C.uint32_t(g[0]), C.uint32_t(g[1]), C.uint32_t(g[2]))
+}
+
+func (d *Device) cmdBarrier(cmd vk.CommandBuffer) { C.sp_cmd_barrier(d.calls(), unsafe.Pointer(cmd)) }
+
+func (d *Device) cmdCopy(cmd vk.CommandBuffer, src, dst vk.Buffer, srcOff, dstOff, size uint64) {
+	C.sp_cmd_copy(d.calls(), unsafe.Pointer(cmd), C.uint64_t(bufH(src)), C.uint64_t(bufH(dst)),
+		C.uint64_t(srcOff), C.uint64_t(dstOff), C.uint64_t(size))
+}
+
+func (d *Device) queueSubmit(cmd vk.CommandBuffer, fence vk.Fence) vk.Result {
+	return vk.Result(C.sp_queue_submit(d.calls(), unsafe.Pointer(d.queue), unsafe.Pointer(cmd), C.uint64_t(fenceH(fence))))
+}

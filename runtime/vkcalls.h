@@ -1,0 +1,39 @@
+// Vulkan calls made directly from C with C-owned structures.
+//
+// vulkan-go copies Go structs into C memory whose lifetime is tied to Go
+// finalizers that may run while the Vulkan call is still reading them (the
+// nested pointers of pipeline, descriptor and submit structures). Every call
+// here builds its structures on the C stack instead. Non-dispatchable handles
+// travel as uint64_t, dispatchable ones as void*.
+#ifndef SHAREPREFILL_VKCALLS_H
+#define SHAREPREFILL_VKCALLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sp_dev sp_dev;
+
+sp_dev *sp_dev_new(void *instance, void *device);
+void sp_dev_free(sp_dev *d);
+
+int32_t sp_create_shader_module(sp_dev *d, const uint32_t *code, size_t size, uint64_t *out);
+void sp_destroy_shader_module(sp_dev *d, uint64_t m);
+int32_t sp_create_set_layout(sp_dev *d, uint32_t bindings, uint64_t *out);
+void sp_destroy_set_layout(sp_dev *d, uint64_t l);
+int32_t sp_create_pipeline_layout(sp_dev *d, uint64_t set_layout, uint32_t push_size, uint64_t *out);
+void sp_destroy_pipeline_layout(sp_dev *d, uint64_t l);
+int32_t sp_create_compute_pipeline(sp_dev *d, uint64_t module, uint64_t layout, const uint32_t *spec, uint32_t nspec,
+                                   uint32_t required_subgroup_size, uint32_t stage_flags, uint64_t *out);
+void sp_destroy_pipeline(sp_dev *d, uint64_t p);
+int32_t sp_create_descriptor_pool(sp_dev *d, uint32_t max_sets, uint32_t descriptors, uint64_t *out);
+void sp_destroy_descriptor_pool(sp_dev *d, uint64_t p);
+int32_t sp_reset_descriptor_pool(sp_dev *d, uint64_t p);
+int32_t sp_allocate_set(sp_dev *d, uint64_t pool, uint64_t layout, uint64_t *out);
+void sp_update_set(sp_dev *d, uint64_t set, uint32_t n, const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges);
+void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
+                     const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
+void sp_cmd_barrier(sp_dev *d, void *cmd);
+void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size);
+int32_t sp_queue_submit(sp_dev *d, void *queue, void *cmd, uint64_t fence);
+
+#endif
