@@ -3,6 +3,7 @@ package shareprefill_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -44,6 +45,8 @@ func Example() {
 	}
 	fmt.Printf("\n%d prompt tokens, %d generated\n", stats.PromptTokens, stats.GeneratedTokens)
 	// Output:
+	// Once upon a time, there was a little girl named Lily. She loved to play outside in the p
+	// 5 prompt tokens, 24 generated
 }
 
 // An application that manages its own device loads the model onto it;
@@ -67,6 +70,7 @@ func ExampleLoad() {
 	}
 	fmt.Println()
 	// Output:
+	// were playing in the park. They liked to play with
 }
 
 // Cancelling the context stops generation between tokens; the text
@@ -79,21 +83,25 @@ func ExampleModel_Generate_cancel() {
 	defer m.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n := 0
+	var got []string
 	_, err = m.Generate(ctx, "Once upon a time", shareprefill.GenerateOptions{MaxTokens: 200},
 		func(text string) error {
-			if n++; n == 5 {
+			got = append(got, text)
+			if len(got) == 5 {
 				cancel() // e.g. the user pressed stop
 			}
 			return nil
 		})
-	fmt.Println(err, n < 10)
+	fmt.Printf("%q\n", got)
+	fmt.Println("cancelled:", errors.Is(err, context.Canceled))
 	// Output:
+	// ["," " there" " was" " a" " little"]
+	// cancelled: true
 }
 
 // With sparse attention, AttentionJSON returns the statistics of the last
-// prefill (a share.Stats): the method and density of every head of every
-// layer.
+// prefill (a share.Stats): the method, density and block count of every
+// head of every layer.
 func ExampleModel_AttentionJSON() {
 	ctx := context.Background()
 	m, err := shareprefill.Open(ctx, shareprefill.Options{Attention: "share"})
@@ -113,9 +121,9 @@ func ExampleModel_AttentionJSON() {
 	if err := json.Unmarshal(data, &st); err != nil {
 		log.Fatal(err)
 	}
-	for _, l := range st.Layers {
-		for _, h := range l.Heads {
-			fmt.Printf("layer %d head %d: %s, density %.2f\n", l.Layer, h.Head, h.Method, h.Density)
-		}
-	}
+	// Per head: st.Layers[l].Heads[h].Method, .Density, .Blocks, .Cluster.
+	// A prompt shorter than one block (128 tokens) falls back to dense.
+	fmt.Printf("%s: %d tokens, %d layers, heads per method %v\n", st.Planner, st.N, len(st.Layers), st.Summary.HeadsPerMethod)
+	// Output:
+	// shareprefill: 5 tokens, 5 layers, heads per method map[dense:40]
 }
