@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/shareprefill
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test test-short lint deps vet fmt clean
+.PHONY: all build build-viewer run test test-viewer lint deps deps-check clean
 
 all: build
 
@@ -17,6 +17,14 @@ run: deps build
 # The test suite runs real Vulkan dispatches (lavapipe without a GPU).
 test: deps
 	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 25m ./...
+
+# The pattern viewer needs X11 development headers (see README); it is behind
+# the build tag "viewer" so that plain builds never do.
+build-viewer:
+	$(GO) build -tags viewer -o bin/shareprefill-view ./cmd/shareprefill-view
+
+test-viewer: deps
+	SHAREPREFILL_REQUIRE_VULKAN=1 SHAREPREFILL_REQUIRE_VIEWER=1 $(GO) test -tags viewer -count=1 ./cmd/shareprefill-view/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
