@@ -264,13 +264,21 @@ func TestSparseAttentionAllBlocks(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		// The scalar dense kernel with the sparse kernel's tiles visits blocks
+		// in the same order: the results agree to rounding. On devices with
+		// cooperative matrices SparseAttention runs attn_cm1, which rounds P
+		// to f16 before P·V, so there the bound is the f16 one.
+		oTol, lTol := 1e-6, 1e-6
+		if d.Caps().CoopMat && p.D%16 == 0 {
+			oTol, lTol = attnOTol, 1e-3
+		}
 		dO, sO := download(t, od), download(t, os)
-		if e := gputest.RelErr(sO, gputest.F64(dO)); !(e <= 1e-6) {
+		if e := gputest.RelErr(sO, gputest.F64(dO)); !(e <= oTol) {
 			t.Errorf("%s: sparse (all blocks) differs from dense: %.3g", name, e)
 		}
 		dl, sl := download(t, ld), download(t, ls)
 		for i := range dl {
-			if !(math.Abs(float64(dl[i]-sl[i])) <= 1e-6) {
+			if !(math.Abs(float64(dl[i]-sl[i])) <= lTol) {
 				t.Fatalf("%s: LSE %d: sparse %v, dense %v", name, i, sl[i], dl[i])
 			}
 		}
@@ -354,6 +362,27 @@ func TestSparseAttentionEmptyRows(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSparseAttentionNonCausal: without the causal mask a list may name
+// blocks right of the diagonal, in any order.
+func TestSparseAttentionNonCausal(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	p := AttnParams{Hq: 2, Hkv: 1, D: 16, Sq: 110, Skv: 110}
+	B := 32 // nb = 4
+	rp := []int32{0, 2, 3, 4, 5, 6, 6, 7, 11}
+	cl := []int32{0, 3, 2, 1, 0, 1, 3, 3, 0, 1, 2}
+	in := newAttnInputs(t, d, rng, p, 0)
+	trp, tcl := uploadI32(t, d, rp), uploadI32(t, d, cl)
+	o, lse := attnOut(t, d, p, runtime.F16)
+	if err := d.Run(func(r *runtime.Recorder) error {
+		return SparseAttention(r, o, lse, in.tq, in.tk, in.tv, trp, tcl, p, B)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wo, wl := RefSparseAttention(in.q, in.k, in.v, rp, cl, p, B)
+	checkAttn(t, "non-causal sparse", o, lse, wo, wl)
 }
 
 func TestDecodeAttention(t *testing.T) {
