@@ -223,7 +223,9 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 		return Stats{}, fmt.Errorf("the prompt is empty")
 	}
 	if !opts.KeepCache {
-		m.Engine.Reset()
+		if err := m.Engine.TryReset(); err != nil { // ErrBusy: never reset under a running call
+			return Stats{}, err
+		}
 	}
 	if room := m.Engine.Context() - m.Engine.Pos(); len(ids) > room {
 		return Stats{}, fmt.Errorf("%w: the prompt has %d tokens but only %d fit (context %d); shorten it or raise --context (the model allows %d)",

@@ -101,6 +101,9 @@ type rawConfig struct {
 	RMSNormEps            *float64        `json:"rms_norm_eps"`
 	RopeTheta             *float64        `json:"rope_theta"`
 	RopeScaling           json.RawMessage `json:"rope_scaling"`
+	// RopeParameters is transformers 5's form: rope_theta and the scaling
+	// fields in one object ({"rope_type": "llama3", "rope_theta": ..., ...}).
+	RopeParameters json.RawMessage `json:"rope_parameters"`
 	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
 	AttentionBias         *bool           `json:"attention_bias"`
 	MLPBias               *bool           `json:"mlp_bias"`
@@ -197,6 +200,16 @@ func ParseConfig(data []byte) (*Config, error) {
 	c.RopeTheta = 10000
 	if r.RopeTheta != nil {
 		c.RopeTheta = *r.RopeTheta
+	} else if len(bytes.TrimSpace(r.RopeParameters)) > 0 && string(bytes.TrimSpace(r.RopeParameters)) != "null" {
+		var rp struct {
+			RopeTheta *float64 `json:"rope_theta"`
+		}
+		if err := json.Unmarshal(r.RopeParameters, &rp); err != nil {
+			return nil, fmt.Errorf("config: rope_parameters: %w", err)
+		}
+		if rp.RopeTheta != nil {
+			c.RopeTheta = *rp.RopeTheta
+		}
 	}
 	if r.TieWordEmbeddings != nil {
 		c.TieWordEmbeddings = *r.TieWordEmbeddings
@@ -244,7 +257,14 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 	}
 
-	rs, err := parseRopeScaling(r.RopeScaling)
+	// transformers < 5 writes rope_scaling; transformers 5 writes
+	// rope_parameters (the same fields plus rope_theta). rope_scaling wins
+	// when both are present.
+	scaling := r.RopeScaling
+	if t := bytes.TrimSpace(scaling); len(t) == 0 || string(t) == "null" {
+		scaling = r.RopeParameters
+	}
+	rs, err := parseRopeScaling(scaling)
 	if err != nil {
 		return nil, err
 	}

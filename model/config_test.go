@@ -302,3 +302,32 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseConfigRopeParameters(t *testing.T) {
+	// transformers 5 writes rope_theta and the llama3 scaling into rope_parameters.
+	cfg, err := ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":1,
+		"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100,
+		"max_position_embeddings":131072,"rms_norm_eps":1e-5,
+		"rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":8.0,"low_freq_factor":1.0,
+		"high_freq_factor":4.0,"original_max_position_embeddings":8192}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RopeTheta != 500000 || cfg.RopeScaling == nil || cfg.RopeScaling.Factor != 8 || cfg.RopeScaling.OriginalMaxPositionEmbeddings != 8192 {
+		t.Errorf("rope_parameters not read: theta %v scaling %+v", cfg.RopeTheta, cfg.RopeScaling)
+	}
+	cfg, err = ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":1,
+		"num_attention_heads":4,"intermediate_size":96,"vocab_size":100,"max_position_embeddings":512,
+		"rope_parameters":{"rope_type":"default","rope_theta":250000.0}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RopeTheta != 250000 || cfg.RopeScaling != nil {
+		t.Errorf("default rope_parameters: theta %v scaling %+v", cfg.RopeTheta, cfg.RopeScaling)
+	}
+	if _, err := ParseConfig([]byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":1,
+		"num_attention_heads":4,"intermediate_size":96,"vocab_size":100,"max_position_embeddings":512,
+		"rope_parameters":{"rope_type":"yarn","rope_theta":10000.0,"factor":4.0}}`)); err == nil || !strings.Contains(err.Error(), "yarn") {
+		t.Errorf("yarn rope_parameters: %v, want an error naming it", err)
+	}
+}

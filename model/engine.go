@@ -219,8 +219,20 @@ func (e *Engine) Context() int { return e.opts.Context }
 // Pos is the number of tokens in the KV cache.
 func (e *Engine) Pos() int { return e.pos }
 
-// Reset empties the KV cache (the next Prefill starts at position 0).
+// Reset empties the KV cache (the next Prefill starts at position 0). Like
+// every Engine method it must not overlap another call; TryReset checks.
 func (e *Engine) Reset() { e.pos = 0 }
+
+// TryReset is Reset that returns ErrBusy (and changes nothing) while another
+// call is using the engine.
+func (e *Engine) TryReset() error {
+	if err := e.acquire(); err != nil {
+		return err
+	}
+	e.pos = 0
+	e.release()
+	return nil
+}
 
 // SetAttention replaces the prefill attention (nil: dense).
 func (e *Engine) SetAttention(a Attention) {
@@ -488,6 +500,11 @@ func (e *Engine) prefill(ctx context.Context, tokens []int, mode LogitsMode, fn 
 		return err
 	}
 	defer e.release()
+	return e.prefillLocked(ctx, tokens, mode, fn)
+}
+
+// prefillLocked is prefill for a caller that holds the engine (acquire).
+func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
 	cfg := e.cfg
 	n := len(tokens)
 	if n == 0 {

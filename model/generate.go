@@ -67,10 +67,16 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 	if len(prompt) == 0 {
 		return st, fmt.Errorf("generate: empty prompt")
 	}
+	// Hold the engine for the whole generation: another call between two
+	// decode steps would append to the KV cache and overwrite the logits.
+	if err := e.acquire(); err != nil {
+		return st, err
+	}
+	defer e.release()
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15))
 	start := time.Now()
 	st.PromptTokens = len(prompt)
-	if err := e.prefill(ctx, prompt, deviceLogits, nil); err != nil {
+	if err := e.prefillLocked(ctx, prompt, deviceLogits, nil); err != nil {
 		return st, err
 	}
 	st.Prefill = time.Since(start)
@@ -101,7 +107,7 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 		if e.pos >= e.opts.Context {
 			return st, fmt.Errorf("generate: %w after %d tokens (context %d)", ErrContextFull, e.pos, e.opts.Context)
 		}
-		if err := e.prefill(ctx, []int{tok}, deviceLogits, nil); err != nil {
+		if err := e.prefillLocked(ctx, []int{tok}, deviceLogits, nil); err != nil {
 			return st, err
 		}
 	}

@@ -590,7 +590,13 @@ func (d *Device) Close() {
 		} // an adopted device: every submission of ours was waited for
 		if len(d.deferred) > 0 {
 			if !d.ownDev { // except one that timed out
+				if d.qlock != nil {
+					d.qlock.Lock()
+				}
 				vk.QueueWaitIdle(d.queue)
+				if d.qlock != nil {
+					d.qlock.Unlock()
+				}
 			}
 			d.lost = false // idle now: the deferred releases may destroy
 			for _, f := range d.deferred {

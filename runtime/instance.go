@@ -69,7 +69,7 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	if valInfo != nil {
 		freeC(valInfo)
 		if r != vk.Success {
-			val.finish()
+			val.discard() // the loader's messages repeat the error returned below
 		}
 	}
 	if r == vk.ErrorIncompatibleDriver {

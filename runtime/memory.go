@@ -205,6 +205,14 @@ func (a *allocator) alloc(size uint64, what string) (*block, uint64, error) {
 		}
 		bs = lim
 	}
+	// Some drivers (lavapipe) allocate past the heap; fail early and clearly.
+	if heap := a.d.info.DeviceLocalBytes(); heap > 0 && a.allocated+bs > heap {
+		if a.allocated+size > heap {
+			return nil, 0, fmt.Errorf("allocating %s of %s: %w: %s of the device's %s are in use, %s free",
+				what, fmtBytes(size), ErrOutOfDeviceMemory, fmtBytes(a.allocated), fmtBytes(heap), fmtBytes(heap-min(heap, a.allocated)))
+		}
+		bs = size // a block of just this size still fits
+	}
 	buf, mem, _, err := a.d.newBuffer(bs, []vk.MemoryPropertyFlagBits{vk.MemoryPropertyDeviceLocalBit, 0}, what)
 	if err != nil {
 		return nil, 0, err

@@ -181,6 +181,15 @@ func (v *validator) finish() {
 	}
 }
 
+// discard frees the ring without reporting its messages (instance creation
+// failed; the error says why).
+func (v *validator) discard() {
+	v.mu.Lock()
+	v.claimed = true
+	v.mu.Unlock()
+	v.finish()
+}
+
 // take returns and clears the errors (and the count of lost messages as a
 // last line).
 func (v *validator) take() []string {

@@ -67,7 +67,7 @@ func TestValidationCollectsErrors(t *testing.T) {
 
 // TestValidationOffByDefault: without the option nothing is collected.
 func TestValidationOffByDefault(t *testing.T) {
-	if envBool("SHAREPREFILL_VK_VALIDATION") {
+	if on, _, _ := validationEnv(); on {
 		t.Skip("SHAREPREFILL_VK_VALIDATION is set")
 	}
 	if err := loadVulkan(); err != nil {

@@ -314,7 +314,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("attention: %v", err)
 	}
-	tileDesc := fmt.Sprintf("dense %+v, sparse %+v (scalar shader)", tiles, stiles)
+	tileDesc := fmt.Sprintf("scalar shader: dense %+v, sparse %+v (FlashAttention/SparseAttention take the cooperative-matrix path instead where the device has one; -tiles always times the scalar shader)", tiles, stiles)
 	fmt.Printf("device: %s (%s, driver %s %s); tiles: %s\n\n", info.Name, info.Vendor, info.DriverName, info.DriverVersion, tileDesc)
 
 	odt := runtime.F32

@@ -29,7 +29,7 @@ type AccuracyParams struct {
 	Seed    uint64    `json:"seed"`
 	// MaxNew is the greedy decode length per task (defaults: passkey 8,
 	// secret 8, kv 40).
-	MaxNew map[string]int                    `json:"max_new"`
+	MaxNew map[string]int                   `json:"max_new"`
 	Logf   func(format string, args ...any) `json:"-"`
 }
 
@@ -38,14 +38,14 @@ func DefaultMaxNew() map[string]int { return map[string]int{"passkey": 8, "secre
 
 // PPLRow is the perplexity of one method at one window length.
 type PPLRow struct {
-	Method   string  `json:"method"`
-	N        int     `json:"n"`
-	Windows  int     `json:"windows"`
-	Scored   int     `json:"scored_tokens"`
-	NLL      float64 `json:"nll"` // mean negative log-likelihood, nats
-	PPL      float64 `json:"ppl"`
+	Method   string   `json:"method"`
+	N        int      `json:"n"`
+	Windows  int      `json:"windows"`
+	Scored   int      `json:"scored_tokens"`
+	NLL      float64  `json:"nll"` // mean negative log-likelihood, nats
+	PPL      float64  `json:"ppl"`
 	DeltaNLL *float64 `json:"delta_nll_vs_dense,omitempty"`
-	Density  float64 `json:"density"`
+	Density  float64  `json:"density"`
 }
 
 // Sample is one retrieval answer.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -151,17 +152,23 @@ func compareKernels(o, p *RawReport) (*Table, error) {
 }
 
 // isSparsePeer: peer kinds that run a block mask.
-func isSparsePeer(kind string) bool { return strings.HasPrefix(kind, "flex") || strings.Contains(kind, "sparse") }
+func isSparsePeer(kind string) bool {
+	return strings.HasPrefix(kind, "flex") || strings.Contains(kind, "sparse")
+}
 
 func comparePrefill(o, p *RawReport) (*Table, error) {
 	var or, pr struct {
-		Rows []peerPrefillRow `json:"prefill"`
+		Model string           `json:"model"`
+		Rows  []peerPrefillRow `json:"prefill"`
 	}
 	if err := json.Unmarshal(o.Results, &or); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
 	if err := json.Unmarshal(p.Results, &pr); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.File, err)
+	}
+	if or.Model != "" && pr.Model != "" && filepath.Base(filepath.Clean(or.Model)) != filepath.Base(filepath.Clean(pr.Model)) {
+		return nil, nil // different models
 	}
 	peerMethods := methodsOf(pr.Rows, func(r peerPrefillRow) string { return r.Method })
 	h := []string{"n", "ours", "ours ms"}

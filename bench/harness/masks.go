@@ -79,6 +79,9 @@ func (m *Mask) Validate() error {
 	}
 	for i := 0; i < m.Hq*m.NB; i++ {
 		r := i % m.NB
+		if m.RowPtr[i+1] < m.RowPtr[i] || int(m.RowPtr[i+1]) > len(m.Cols) {
+			return fmt.Errorf("mask n=%d: row pointers %d..%d of head %d row %d are out of order", m.N, m.RowPtr[i], m.RowPtr[i+1], i/m.NB, r)
+		}
 		row := m.Cols[m.RowPtr[i]:m.RowPtr[i+1]]
 		for j, c := range row {
 			if c < 0 || int(c) > r || (j > 0 && row[j-1] >= c) {

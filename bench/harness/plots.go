@@ -26,6 +26,8 @@ type PlotSpec struct {
 	File, Title, X, Y string
 	LogX, LogY        bool
 	Points            bool // markers only, no lines
+	X01, Y01          bool // fix the axis to [0, 1] (densities, accuracies)
+	LegendRight       bool // legend top right (default top left)
 	Series            []Series
 }
 
@@ -37,6 +39,7 @@ func (s PlotSpec) Draw(dir string) (string, error) {
 	p.X.Label.Text = s.X
 	p.Y.Label.Text = s.Y
 	p.Legend.Top = true
+	p.Legend.Left = !s.LegendRight
 	var xs []float64
 	for _, se := range s.Series {
 		for _, xy := range se.Pts {
@@ -87,6 +90,12 @@ func (s PlotSpec) Draw(dir string) (string, error) {
 	}
 	if drawn == 0 {
 		return "", nil
+	}
+	if s.X01 {
+		p.X.Min, p.X.Max = 0, 1.02
+	}
+	if s.Y01 {
+		p.Y.Min, p.Y.Max = -0.02, 1.02
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -197,7 +206,7 @@ func KernelPlots(res *KernelResults) []PlotSpec {
 	}
 	return []PlotSpec{
 		{File: "attention_latency.png", Title: "Attention latency", X: "sequence length (tokens)", Y: "median time (ms)", LogX: true, LogY: true, Series: lat.list()},
-		{File: "attention_speedup.png", Title: "Block-sparse speed-up over dense flash attention", X: "computed block density", Y: "speed-up vs dense", Series: sp.list()},
+		{File: "attention_speedup.png", Title: "Block-sparse speed-up over dense flash attention", X: "computed block density", Y: "speed-up vs dense", X01: true, LegendRight: true, Series: sp.list()},
 		{File: "attention_tflops.png", Title: "Dense-equivalent TFLOP/s (2·Hq·n²·D / t)", X: "sequence length (tokens)", Y: "TFLOP/s", LogX: true, Series: tf.list()},
 	}
 }
@@ -228,7 +237,7 @@ func AccuracyPlots(res *AccuracyResults) []PlotSpec {
 		ppl.add(r.Method, float64(r.N), r.NLL)
 	}
 	return []PlotSpec{
-		{File: "accuracy_vs_density.png", Title: "Retrieval accuracy vs attention density", X: "mean computed block density", Y: "accuracy", Points: true, Series: acc.list()},
+		{File: "accuracy_vs_density.png", Title: "Retrieval accuracy vs attention density", X: "mean computed block density", Y: "accuracy", Points: true, X01: true, Y01: true, Series: acc.list()},
 		{File: "perplexity.png", Title: "Held-out NLL by window length", X: "window (tokens)", Y: "mean NLL (nats)", LogX: true, Series: ppl.list()},
 	}
 }

@@ -45,7 +45,7 @@ type PrefillParams struct {
 	Seed    uint64   `json:"seed"`
 	// Corpus, if set, supplies the prompt tokens (the file's tokens,
 	// repeated to the length); otherwise they are seeded random ids.
-	Corpus string                            `json:"corpus,omitempty"`
+	Corpus string                           `json:"corpus,omitempty"`
 	Logf   func(format string, args ...any) `json:"-"`
 }
 
@@ -76,7 +76,7 @@ func attnSummary(m *shareprefill.Model) (AttnSummary, error) {
 	}
 	sum := st.Summarize()
 	out := AttnSummary{Density: sum.MeanDensity, HeadsPerMethod: sum.HeadsPerMethod, Excluded: sum.Excluded,
-		PlanCPUms:     float64(sum.PlanCPU) / 1e6, EstimateGPUms: float64(sum.EstimateGPU) / 1e6,
+		PlanCPUms: float64(sum.PlanCPU) / 1e6, EstimateGPUms: float64(sum.EstimateGPU) / 1e6,
 		AttentionGPUms: float64(sum.AttentionGPU) / 1e6, Note: st.Note}
 	if len(st.Layers) == 0 {
 		// A dense fallback (short prompt): no planned heads.

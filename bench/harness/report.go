@@ -76,7 +76,9 @@ func NewReport(bench string, dev Device, params any) *Report {
 }
 
 // Notef appends a note.
-func (r *Report) Notef(format string, args ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, args...)) }
+func (r *Report) Notef(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
 
 // Commit is SHAREPREFILL_COMMIT when set (the device machine has no .git:
 // bench/run-h200.sh sets it from .devcarry/COMMIT), else `git rev-parse

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+func isPNG(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {
+		t.Fatalf("%s is not a PNG (%d bytes)", path, len(b))
+	}
+}
+
+func readJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	for _, k := range []string{"bench", "impl", "device", "commit", "date", "params", "results"} {
+		if _, ok := m[k]; !ok {
+			t.Fatalf("%s has no %q", path, k)
+		}
+	}
+	return m
+}
+
+// TestBenchKernelsCLI runs `shareprefill bench kernels` end to end at tiny
+// sizes (lavapipe) and checks that the JSON, Markdown, masks and PNG plots
+// exist and parse; it does not judge the times.
+func TestBenchKernelsCLI(t *testing.T) {
+	gputest.Device(t) // skip without Vulkan
+	dir := t.TempDir()
+	js, md, plots := filepath.Join(dir, "k.json"), filepath.Join(dir, "k.md"), filepath.Join(dir, "plots")
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "kernels", "--lens", "256", "--densities", "1,0.5", "--hq", "4", "--hkv", "2", "--d", "64",
+		"--block", "32", "--reps", "2", "--warmup", "1", "--flush-mib", "1", "--matmul-m", "none",
+		"--json", js, "--md", md, "--plots", plots}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	rep := readJSON(t, js)
+	res := rep["results"].(map[string]any)
+	if n := len(res["attention"].([]any)); n != 3 {
+		t.Fatalf("%d attention rows, want 3", n)
+	}
+	if _, ok := res["matmul"]; ok {
+		t.Fatal("--matmul-m none still ran the matmuls")
+	}
+	if dev := rep["device"].(map[string]any); dev["name"] == "" || dev["vendor"] == "" || dev["driver"] == "" {
+		t.Fatalf("device %v", dev)
+	}
+	mdText, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mdText), "| 256 | sparse | 0.50 |") || !strings.Contains(out.String(), "### Attention") {
+		t.Fatalf("markdown:\n%s", mdText)
+	}
+	for _, p := range []string{"attention_latency.png", "attention_speedup.png", "attention_tflops.png"} {
+		isPNG(t, filepath.Join(plots, p))
+	}
+	// The masks go next to the JSON by default.
+	var man struct {
+		Masks []struct {
+			RowPtr string `json:"row_ptr"`
+			Cols   string `json:"cols"`
+		} `json:"masks"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "k.masks", "masks.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &man); err != nil || len(man.Masks) != 2 {
+		t.Fatalf("manifest %s: %v", b, err)
+	}
+	for _, m := range man.Masks {
+		for _, f := range []string{m.RowPtr, m.Cols} {
+			if b, err := os.ReadFile(filepath.Join(dir, "k.masks", f)); err != nil || !bytes.HasPrefix(b, []byte("\x93NUMPY")) {
+				t.Fatalf("%s: %v", f, err)
+			}
+		}
+	}
+
+	// compare joins it with a peer report in the same envelope.
+	peer := map[string]any{"bench": "kernels", "impl": "torch", "device": map[string]any{"name": "H200"}, "commit": "x", "date": "d",
+		"params": map[string]any{}, "results": map[string]any{"attention": []map[string]any{
+			{"kind": "sdpa", "n": 256, "density": 1, "median_ms": 0.01},
+			{"kind": "flex", "n": 256, "density": 0.5, "mask": "n256_d0.5", "median_ms": 0.01},
+		}}}
+	pb, _ := json.Marshal(peer)
+	pj := filepath.Join(dir, "peer.json")
+	os.WriteFile(pj, pb, 0o644)
+	out.Reset()
+	if code := run([]string{"bench", "compare", "--md", filepath.Join(dir, "cmp.md"), js, pj}, &out, &errb); code != 0 {
+		t.Fatalf("compare exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "| 256 | 1.00 | dense |") || !strings.Contains(out.String(), "| 256 | 0.50 | sparse |") {
+		t.Fatalf("compare output:\n%s", out.String())
+	}
+}
+
+// TestBenchPrefillAccuracyCLI generates a tiny random model and runs
+// `bench prefill` and `bench accuracy` on it.
+func TestBenchPrefillAccuracyCLI(t *testing.T) {
+	gputest.Device(t)
+	dir := t.TempDir()
+	mdir := filepath.Join(dir, "model")
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "gen-model", "--shape", "tiny", "--out", mdir}, &out, &errb); code != 0 {
+		t.Fatalf("gen-model exit %d: %s", code, errb.String())
+	}
+	js := filepath.Join(dir, "p.json")
+	if code := run([]string{"bench", "prefill", "--model", mdir, "--lens", "64,200", "--methods", "dense", "--reps", "1",
+		"--json", js, "--plots", filepath.Join(dir, "plots"), "--quiet"}, &out, &errb); code != 0 {
+		t.Fatalf("prefill exit %d: %s", code, errb.String())
+	}
+	rows := readJSON(t, js)["results"].(map[string]any)["prefill"].([]any)
+	if len(rows) != 2 {
+		t.Fatalf("%d prefill rows", len(rows))
+	}
+	isPNG(t, filepath.Join(dir, "plots", "prefill_latency.png"))
+	aj := filepath.Join(dir, "a.json")
+	if code := run([]string{"bench", "accuracy", "--model", mdir, "--lens", "512", "--methods", "dense", "--tasks", "passkey",
+		"--depths", "0.5", "--passkey-tokens", "2", "--json", aj, "--plots", filepath.Join(dir, "plots"), "--quiet"}, &out, &errb); code != 0 {
+		t.Fatalf("accuracy exit %d: %s", code, errb.String())
+	}
+	sum := readJSON(t, aj)["results"].(map[string]any)["retrieval_summary"].([]any)
+	if len(sum) != 1 {
+		t.Fatalf("summary %v", sum)
+	}
+	isPNG(t, filepath.Join(dir, "plots", "accuracy_vs_density.png"))
+	// Usage errors exit 2.
+	for _, args := range [][]string{{"bench"}, {"bench", "nope"}, {"bench", "prefill"}, {"bench", "kernels", "--lens", "x"},
+		{"bench", "prefill", "--model", mdir, "--methods", "magic"}} {
+		if code := run(args, &out, &errb); code != 2 {
+			t.Fatalf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
