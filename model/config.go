@@ -103,18 +103,18 @@ type rawConfig struct {
 	RopeScaling           json.RawMessage `json:"rope_scaling"`
 	// RopeParameters is transformers 5's form: rope_theta and the scaling
 	// fields in one object ({"rope_type": "llama3", "rope_theta": ..., ...}).
-	RopeParameters json.RawMessage `json:"rope_parameters"`
-	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
-	AttentionBias         *bool           `json:"attention_bias"`
-	MLPBias               *bool           `json:"mlp_bias"`
-	HiddenAct             *string         `json:"hidden_act"`
-	SlidingWindow         *int            `json:"sliding_window"`
-	UseSlidingWindow      *bool           `json:"use_sliding_window"`
-	BOSTokenID            *int            `json:"bos_token_id"`
-	EOSTokenID            json.RawMessage `json:"eos_token_id"`
-	TorchDType            *string         `json:"torch_dtype"`
-	DType                 *string         `json:"dtype"`
-	PartialRotaryFactor   *float64        `json:"partial_rotary_factor"`
+	RopeParameters      json.RawMessage `json:"rope_parameters"`
+	TieWordEmbeddings   *bool           `json:"tie_word_embeddings"`
+	AttentionBias       *bool           `json:"attention_bias"`
+	MLPBias             *bool           `json:"mlp_bias"`
+	HiddenAct           *string         `json:"hidden_act"`
+	SlidingWindow       *int            `json:"sliding_window"`
+	UseSlidingWindow    *bool           `json:"use_sliding_window"`
+	BOSTokenID          *int            `json:"bos_token_id"`
+	EOSTokenID          json.RawMessage `json:"eos_token_id"`
+	TorchDType          *string         `json:"torch_dtype"`
+	DType               *string         `json:"dtype"`
+	PartialRotaryFactor *float64        `json:"partial_rotary_factor"`
 }
 
 // LoadConfig reads and validates dir/config.json.
