@@ -224,12 +224,14 @@ func TestEngineErrors(t *testing.T) {
 	}
 	cfg, _ := LoadConfigFS(stories260k.FS(), ".")
 	big := *cfg
-	big.HiddenSize, big.IntermediateSize, big.NumHeads, big.NumKVHeads, big.NumLayers = 8192, 28672, 64, 8, 80
+	// Far larger than any device (about 2 TB of weights), so that the memory
+	// plan refuses it before anything is read.
+	big.HiddenSize, big.IntermediateSize, big.NumHeads, big.NumKVHeads, big.NumLayers = 8192, 28672, 64, 8, 1000
 	big.HeadDim = 128
 	ck, _ := OpenCheckpointFS(stories260k.FS(), ".")
 	defer ck.Close()
 	if _, err := NewEngine(d, &big, ck, EngineOptions{Context: 4096}); !errors.Is(err, runtime.ErrOutOfDeviceMemory) || !strings.Contains(err.Error(), "GiB") {
-		t.Errorf("a 70B-sized model: %v, want an out-of-memory error with the numbers", err)
+		t.Errorf("a 900B-sized model: %v, want an out-of-memory error with the numbers", err)
 	}
 	_ = rand.IntN
 }

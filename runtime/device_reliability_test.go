@@ -93,30 +93,40 @@ func spin(d *runtime.Device, groups uint32, x *runtime.Tensor) error {
 func TestSubmitTimeout(t *testing.T) {
 	gputest.Device(t) // skip early without Vulkan
 	const timeout = 50 * time.Millisecond
-	// Calibrate on a device with the default timeout: the time of a few
-	// workgroups, then enough workgroups for ~1 s.
+	// Calibrate on a device with the default timeout: grow the grid until
+	// one dispatch takes at least 100 ms (GPUs run many workgroups at once,
+	// so the time is not proportional to the count), then use 10x that.
 	cal := gputest.Device(t)
-	const g0 = 4
-	x0, err := cal.NewTensor(runtime.F32, 64*g0)
-	if err != nil {
-		t.Fatal(err)
+	groups := uint64(4)
+	var took time.Duration
+	for {
+		if groups > uint64(cal.Info().MaxWorkgroupCount[0]) || groups*64*4 > cal.Info().MaxStorageBufferRange {
+			t.Skipf("device too fast for the spin kernel (%d workgroups in %v)", groups/4, took)
+		}
+		x0, err := cal.NewTensor(runtime.F32, 64*int(groups))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := spin(cal, uint32(groups), x0); err != nil { // builds the pipeline on the first round
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = spin(cal, uint32(groups), x0)
+		took = time.Since(start)
+		x0.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took >= 100*time.Millisecond {
+			break
+		}
+		groups *= 4
 	}
-	if err := spin(cal, g0, x0); err != nil { // builds the pipeline
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := spin(cal, g0, x0); err != nil {
-		t.Fatal(err)
-	}
-	per := time.Since(start) / g0
-	x0.Free()
-	groups := uint64(time.Second / max(per, time.Microsecond))
-	if groups < 64 {
-		groups = 64
-	}
+	groups *= 10
 	if groups > uint64(cal.Info().MaxWorkgroupCount[0]) || groups*64*4 > cal.Info().MaxStorageBufferRange {
-		t.Skipf("device too fast for the spin kernel (%v per workgroup)", per)
+		t.Skipf("device too fast for the spin kernel (%d workgroups in %v)", groups/10, took)
 	}
+	per := took / time.Duration(groups/10)
 	t.Logf("%v per workgroup: %d workgroups", per, groups)
 
 	d := gputest.Open(t, runtime.Options{SubmitTimeout: timeout})
@@ -124,7 +134,7 @@ func TestSubmitTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start = time.Now()
+	start := time.Now()
 	err = spin(d, uint32(groups), x)
 	waited := time.Since(start)
 	if !errors.Is(err, runtime.ErrTimeout) {

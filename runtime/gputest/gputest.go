@@ -12,23 +12,52 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
 
-// Device opens the default device (or SHAREPREFILL_DEVICE) for one test and
-// closes it when the test ends.
+// shared is the process-wide device of Device: one per test binary, like an
+// application, instead of one per test (NVIDIA's driver refused new
+// instances after a few dozen create/destroy cycles in one process).
+var shared struct {
+	once sync.Once
+	d    *runtime.Device
+	err  error
+}
+
+// Device returns the default device (or SHAREPREFILL_DEVICE), opened once
+// per test binary and shared by the tests; tests must not Close it (use
+// Open for a device of their own, e.g. one they will break).
 //
 // With SHAREPREFILL_VK_VALIDATION=1 the Khronos validation layer checks every
 // Vulkan call, and the test fails at its end when the layer reported any
-// error (including objects still alive when the device is destroyed).
+// error during it.
 func Device(tb testing.TB) *runtime.Device {
 	tb.Helper()
-	return Open(tb, runtime.Options{})
+	shared.once.Do(func() { shared.d, shared.err = runtime.Open(runtime.Options{}) })
+	if shared.err != nil {
+		if os.Getenv("SHAREPREFILL_REQUIRE_VULKAN") == "1" {
+			tb.Fatalf("no Vulkan device (SHAREPREFILL_REQUIRE_VULKAN=1): %v", shared.err)
+		}
+		tb.Skipf("skipping: no Vulkan device: %v", shared.err)
+	}
+	d := shared.d
+	if errs := d.ValidationErrors(); len(errs) > 0 {
+		tb.Logf("validation errors of earlier tests, not this one's:\n%s", strings.Join(errs, "\n"))
+	}
+	tb.Cleanup(func() {
+		if errs := d.ValidationErrors(); len(errs) > 0 {
+			tb.Errorf("Vulkan validation layer reported %d error(s):\n%s", len(errs), strings.Join(errs, "\n"))
+		}
+	})
+	return d
 }
 
-// Open is Device with options (e.g. a small StagingSize or MaxAlloc).
+// Open opens a device of the test's own with options (e.g. a small
+// StagingSize or MaxAlloc) and closes it when the test ends, failing the test
+// on validation errors (including objects still alive at vkDestroyDevice).
 func Open(tb testing.TB, opts runtime.Options) *runtime.Device {
 	tb.Helper()
 	d, err := runtime.Open(opts)
