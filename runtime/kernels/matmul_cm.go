@@ -55,7 +55,7 @@ func (t cmTile) String() string {
 
 var (
 	// cmLarge: 8 subgroups of 64×64, BK 32, one shared stage: 38 KiB (the
-	// fastest of eleven tiles tried on the H200, bench/RESULTS-coopmat.md).
+	// fastest of eleven tiles tried on the H200, bench/RESULTS.md, cooperative-matrix tuning log).
 	cmLarge = cmTile{BM: 256, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1}
 	// cmLargeK16: 4 subgroups of 64×64, BK 16 (28 KiB) for devices with
 	// < 44 KiB of shared memory.

@@ -13,7 +13,7 @@ import (
 // workgroup-scope fragments loaded through tensor layouts, so the driver
 // picks the shared-memory staging and the hardware instructions. MatMul does
 // not route to it: on the H200 it measured 150 TFLOP/s against the KHR
-// kernel's 171 (bench/RESULTS-coopmat.md); call MatMulCoopMat2 (or
+// kernel's 171 (bench/RESULTS.md, cooperative-matrix tuning log); call MatMulCoopMat2 (or
 // bench/matmul -variant coopmat2) to use it.
 
 // cm2Tile is a tile configuration of matmul_cm2 (spec constants 0..4).
