@@ -168,9 +168,8 @@ func TestRunErrors(t *testing.T) {
 					t.Errorf("error line %q lacks %q", last, w)
 				}
 			}
-			// Flag errors also print the flag list (flag package); every
-			// other error is exactly one line.
-			if tc.code == 1 && len(lines) != 1 {
+			// Every error, flag errors included, is exactly one line.
+			if len(lines) != 1 {
 				t.Errorf("stderr has %d lines, want 1:\n%s", len(lines), errOut)
 			}
 		})

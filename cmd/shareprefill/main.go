@@ -91,9 +91,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // newFlags makes a FlagSet that reports errors instead of exiting.
+// A bad flag is reported as one line (by run), not with the usage block;
+// -h prints the usage.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("shareprefill "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(stderr)
+		fmt.Fprintf(stderr, "usage: shareprefill %s [flags]\n\nflags:\n", name)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	return fs
 }
 
@@ -103,7 +111,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err.Error()}
+		return usageError{err.Error() + " (see -h)"}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
