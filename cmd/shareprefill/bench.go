@@ -134,7 +134,7 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	est := fs.Bool("estimation", true, "time the estimation kernels (last-block estimates, pooled estimate, block map of one head, pooled block scores)")
 	masks := fs.String("masks", "", "export the timed block masks (masks.json + .npy CSR) into this directory (default: next to --json, FILE.masks)")
 	device := fs.String("device", "", "Vulkan device index or name")
-	out := addOutFlags(fs)
+	out := addOutFlags(fs.FlagSet)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -184,14 +184,14 @@ func interruptible() (context.Context, context.CancelFunc) {
 
 func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench prefill", stderr)
-	model, device, clusters, preset := modelFlags(fs)
+	model, device, clusters, preset := modelFlags(fs.FlagSet)
 	lens := fs.String("lens", "1024,2048,4096,8192", "prompt lengths (k = 1024)")
 	methods := fs.String("methods", "dense,vs,flex,share", "attention methods")
 	warm := fs.Int("warmup", 1, "warm-up prefills per configuration")
 	reps := fs.Int("reps", 5, "timed prefills per configuration")
 	seed := fs.Uint64("seed", 1, "seed of the random prompt tokens")
 	corpus := fs.String("corpus", "", "take the prompt tokens from this text file (repeated to length) instead of random ids")
-	out := addOutFlags(fs)
+	out := addOutFlags(fs.FlagSet)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 
 func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench accuracy", stderr)
-	model, device, clusters, preset := modelFlags(fs)
+	model, device, clusters, preset := modelFlags(fs.FlagSet)
 	lens := fs.String("lens", "4096,8192", "window / prompt lengths in tokens (k = 1024)")
 	methods := fs.String("methods", "dense,vs,flex,share", "attention methods")
 	corpus := fs.String("corpus", "", "perplexity text file (also the filler of the secret task); empty: no perplexity")
@@ -231,7 +231,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of the keys and values")
 	pk := fs.Int("passkey-tokens", 8, "greedy decode length of passkey and secret")
 	kvt := fs.Int("kv-tokens", 40, "greedy decode length of kv")
-	out := addOutFlags(fs)
+	out := addOutFlags(fs.FlagSet)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

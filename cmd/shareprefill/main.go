@@ -90,25 +90,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// flagSet is a FlagSet that reports a bad flag as one line (by run) and
+// prints the usage only for -h.
+type flagSet struct {
+	*flag.FlagSet
+	help io.Writer
+}
+
 // newFlags makes a FlagSet that reports errors instead of exiting.
-// A bad flag is reported as one line (by run), not with the usage block;
-// -h prints the usage.
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+func newFlags(name string, stderr io.Writer) *flagSet {
 	fs := flag.NewFlagSet("shareprefill "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fs.SetOutput(stderr)
-		fmt.Fprintf(stderr, "usage: shareprefill %s [flags]\n\nflags:\n", name)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	return fs
+	fs.Usage = func() {} // the flag package calls it on errors too
+	return &flagSet{FlagSet: fs, help: stderr}
 }
 
 // parse parses flags and turns a flag error into a usage error.
-func parse(fs *flag.FlagSet, args []string) error {
+func parse(fs *flagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(fs.help, "usage: %s [flags]\n\nflags:\n", fs.Name())
+			fs.SetOutput(fs.help)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
 			return err
 		}
 		return usageError{err.Error() + " (see -h)"}
