@@ -11,6 +11,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/shareprefill/shareprefill/runtime/kernels"
 )
 
 // Supported Hugging Face architectures.
@@ -579,31 +581,10 @@ func (c *Config) modelType() string {
 // float64; transformers computes them in float32, so they agree to about
 // 1e-7 relative.
 func RopeInvFreq(cfg *Config) []float64 {
-	dim := cfg.HeadDim
-	inv := make([]float64, dim/2)
-	for i := range inv {
-		inv[i] = 1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(dim))
+	var sc *kernels.Llama3Scaling
+	if s := cfg.RopeScaling; s != nil && s.Type == "llama3" {
+		sc = &kernels.Llama3Scaling{Factor: s.Factor, LowFreqFactor: s.LowFreqFactor,
+			HighFreqFactor: s.HighFreqFactor, OriginalMaxPositionEmbeddings: s.OriginalMaxPositionEmbeddings}
 	}
-	s := cfg.RopeScaling
-	if s == nil || s.Type != "llama3" {
-		return inv
-	}
-	oldCtx := float64(s.OriginalMaxPositionEmbeddings)
-	lowFreqWavelen := oldCtx / s.LowFreqFactor
-	highFreqWavelen := oldCtx / s.HighFreqFactor
-	for i, f := range inv {
-		wavelen := 2 * math.Pi / f
-		// wavelen > low_freq_wavelen: divide by factor; otherwise keep.
-		scaled := f
-		if wavelen > lowFreqWavelen {
-			scaled = f / s.Factor
-		}
-		// Medium frequencies interpolate between the two.
-		if !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen) {
-			smooth := (oldCtx/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
-			scaled = (1-smooth)*scaled/s.Factor + smooth*scaled
-		}
-		inv[i] = scaled
-	}
-	return inv
+	return kernels.RefRopeInvFreq(cfg.RopeTheta, cfg.HeadDim, sc)
 }

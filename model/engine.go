@@ -749,7 +749,7 @@ func (e *Engine) NLL(ctx context.Context, tokens []int) (float64, error) {
 		if pos+1 >= len(tokens) {
 			return
 		}
-		sum -= logProb(logits, tokens[pos+1])
+		sum -= LogProb(logits, tokens[pos+1])
 	})
 	if err != nil {
 		return 0, err
@@ -757,7 +757,9 @@ func (e *Engine) NLL(ctx context.Context, tokens []int) (float64, error) {
 	return sum / float64(len(tokens)-1), nil
 }
 
-func logProb(logits []float32, t int) float64 {
+// LogProb is the natural-log probability of token t under softmax(logits),
+// computed in float64 with the maximum subtracted.
+func LogProb(logits []float32, t int) float64 {
 	mx := math.Inf(-1)
 	for _, x := range logits {
 		mx = math.Max(mx, float64(x))

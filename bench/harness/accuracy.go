@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/shareprefill/shareprefill"
+	"github.com/shareprefill/shareprefill/model"
 )
 
 // AccuracyParams configures RunAccuracy.
@@ -340,7 +341,7 @@ func perplexity(ctx context.Context, m *shareprefill.Model, corpus []int, n int,
 		first := n - 1 - tail // the first position whose logits are scored
 		err := m.Engine.PrefillAll(ctx, win, func(pos int, logits []float32) {
 			if pos >= first && pos+1 < n {
-				sum -= logProb(logits, win[pos+1])
+				sum -= model.LogProb(logits, win[pos+1])
 				row.Scored++
 			}
 		})
@@ -358,16 +359,4 @@ func perplexity(ctx context.Context, m *shareprefill.Model, corpus []int, n int,
 	row.PPL = math.Exp(row.NLL)
 	row.Density = dens / float64(row.Windows)
 	return row, "", nil
-}
-
-func logProb(logits []float32, t int) float64 {
-	mx := math.Inf(-1)
-	for _, x := range logits {
-		mx = math.Max(mx, float64(x))
-	}
-	var s float64
-	for _, x := range logits {
-		s += math.Exp(float64(x) - mx)
-	}
-	return float64(logits[t]) - mx - math.Log(s)
 }
