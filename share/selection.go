@@ -86,6 +86,53 @@ func sortedDesc(x []float64) []int {
 	return idx
 }
 
+// rankEnt is an entry of the selection order: value descending, ties by
+// lower index.
+type rankEnt struct {
+	v float64
+	i int
+}
+
+func (a rankEnt) before(b rankEnt) bool {
+	if a.v != b.v {
+		return a.v > b.v
+	}
+	return a.i < b.i
+}
+
+// selectFirst reorders es so that es[:m] hold the m first entries of the
+// order (in no particular order), in expected O(len(es)).
+func selectFirst(es []rankEnt, m int) {
+	lo, hi := 0, len(es)-1
+	for lo < hi && m > lo && m <= hi {
+		mid := lo + (hi-lo)/2
+		// Median of three as the pivot, moved to hi.
+		if es[mid].before(es[lo]) {
+			es[mid], es[lo] = es[lo], es[mid]
+		}
+		if es[hi].before(es[lo]) {
+			es[hi], es[lo] = es[lo], es[hi]
+		}
+		if es[mid].before(es[hi]) {
+			es[mid], es[hi] = es[hi], es[mid]
+		}
+		p := es[hi]
+		st := lo
+		for i := lo; i < hi; i++ {
+			if es[i].before(p) {
+				es[i], es[st] = es[st], es[i]
+				st++
+			}
+		}
+		es[st], es[hi] = es[hi], es[st]
+		if st < m {
+			lo = st + 1
+		} else {
+			hi = st - 1
+		}
+	}
+}
+
 // TokenBudget returns the token count k of shareprefill.md §3.2 for a
 // token-level distribution x (v or s, summing to 1): sort x descending,
 // count the entries whose running sum stays ≤ γ, and add 1 for the entry
@@ -219,7 +266,7 @@ func QueryAwareCut(m *BlockMap, gamma float64) *BlockList {
 func TopKForced(x []float64, k int, forced ...int) []int {
 	k = max(k, 1)
 	k = min(k, len(x))
-	in := make(map[int]bool, len(forced))
+	in := make([]bool, len(x))
 	var out []int
 	for _, f := range forced {
 		if f >= 0 && f < len(x) && !in[f] {
@@ -227,15 +274,18 @@ func TopKForced(x []float64, k int, forced ...int) []int {
 			out = append(out, f)
 		}
 	}
-	if len(out) < k {
-		for _, j := range sortedDesc(x) {
-			if len(out) >= k {
-				break
+	if need := k - len(out); need > 0 {
+		// The first `need` non-forced entries of the order, selected in
+		// expected O(n) (no sort of x: the result is sorted by index).
+		cand := make([]rankEnt, 0, len(x)-len(out))
+		for i, v := range x {
+			if !in[i] {
+				cand = append(cand, rankEnt{v, i})
 			}
-			if !in[j] {
-				in[j] = true
-				out = append(out, j)
-			}
+		}
+		selectFirst(cand, need)
+		for _, e := range cand[:need] {
+			out = append(out, e.i)
 		}
 	}
 	slices.Sort(out)

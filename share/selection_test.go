@@ -236,3 +236,44 @@ func TestBlockListHelpers(t *testing.T) {
 		t.Fatal("non-causal column accepted")
 	}
 }
+
+// TestTopKForcedMatchesSort checks the O(n) selection against the
+// definition (forced entries, then the rest in sorted order) on random data
+// with many ties.
+func TestTopKForcedMatchesSort(t *testing.T) {
+	naive := func(x []float64, k int, forced ...int) []int {
+		k = min(max(k, 1), len(x))
+		in := map[int]bool{}
+		var out []int
+		for _, f := range forced {
+			if f >= 0 && f < len(x) && !in[f] {
+				in[f] = true
+				out = append(out, f)
+			}
+		}
+		for _, j := range sortedDesc(x) {
+			if len(out) >= k {
+				break
+			}
+			if !in[j] {
+				in[j] = true
+				out = append(out, j)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	rng := rand.New(rand.NewPCG(7, 9))
+	for trial := 0; trial < 500; trial++ {
+		n := 1 + rng.IntN(400)
+		x := make([]float64, n)
+		for i := range x {
+			x[i] = float64(rng.IntN(1 + rng.IntN(20))) // heavy ties
+		}
+		k := rng.IntN(n + 2)
+		forced := []int{0, rng.IntN(n), n + 5}
+		if got, want := TopKForced(x, k, forced...), naive(x, k, forced...); !slices.Equal(got, want) {
+			t.Fatalf("n=%d k=%d forced=%v: %v, want %v", n, k, forced, got, want)
+		}
+	}
+}
