@@ -17,6 +17,11 @@ run: deps build
 # The test suite runs real Vulkan dispatches (lavapipe without a GPU).
 test: deps
 	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 25m ./...
+	@echo "examples:"
+	$(GO) run ./examples/generate -max-tokens 30 >/dev/null
+	$(GO) run ./examples/sparse -tokens 300 >/dev/null
+	$(GO) run ./examples/embed-device >/dev/null
+	$(GO) run ./examples/embed-device -adopt >/dev/null
 
 # The pattern viewer needs X11 development headers (see README); it is behind
 # the build tag "viewer" so that plain builds never do.
