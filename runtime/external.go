@@ -186,20 +186,8 @@ func CreateVulkan(vo VulkanOptions) (ExternalVulkan, error) {
 	for i, e := range vo.InstanceExtensions {
 		exts[i] = e + "\x00"
 	}
-	app := vk.ApplicationInfo{
-		SType:            vk.StructureTypeApplicationInfo,
-		PApplicationName: name + "\x00",
-		PEngineName:      "shareprefill\x00",
-		ApiVersion:       vk.MakeVersion(1, 3, 0),
-	}
-	ci := vk.InstanceCreateInfo{
-		SType:                   vk.StructureTypeInstanceCreateInfo,
-		PApplicationInfo:        &app,
-		EnabledExtensionCount:   uint32(len(exts)),
-		PpEnabledExtensionNames: exts,
-	}
-	var inst vk.Instance
-	if err := check("vkCreateInstance", vk.CreateInstance(&ci, nil, &inst)); err != nil {
+	inst, r := createInstance(name, vk.MakeVersion(1, 3, 0), nil, exts, nil)
+	if err := check("vkCreateInstance", r); err != nil {
 		return ExternalVulkan{}, fmt.Errorf("%w: %v (instance extensions %v); %s", ErrNoVulkan, err, vo.InstanceExtensions, InstallHint)
 	}
 	fail := func(err error) (ExternalVulkan, error) {

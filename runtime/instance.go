@@ -47,25 +47,9 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 		}
 		exts = append(exts, extDebugUtils+"\x00")
 	}
-	app := vk.ApplicationInfo{
-		SType:            vk.StructureTypeApplicationInfo,
-		PApplicationName: "shareprefill\x00",
-		PEngineName:      "shareprefill\x00",
-		ApiVersion:       vk.MakeVersion(1, 3, 0),
-	}
-	ci := vk.InstanceCreateInfo{
-		SType:               vk.StructureTypeInstanceCreateInfo,
-		PApplicationInfo:    &app,
-		EnabledLayerCount:   uint32(len(layers)),
-		PpEnabledLayerNames: layers,
-		// The messenger create info (C memory) also reports on
-		// vkCreateInstance and vkDestroyInstance.
-		PNext:                   valInfo,
-		EnabledExtensionCount:   uint32(len(exts)),
-		PpEnabledExtensionNames: exts,
-	}
-	var inst vk.Instance
-	r := vk.CreateInstance(&ci, nil, &inst)
+	// The messenger create info (C memory) in pNext also reports on
+	// vkCreateInstance and vkDestroyInstance.
+	inst, r := createInstance("shareprefill", vk.MakeVersion(1, 3, 0), layers, exts, valInfo)
 	if valInfo != nil {
 		freeC(valInfo)
 		if r != vk.Success {

@@ -226,3 +226,18 @@ int32_t sp_queue_submit(sp_dev *d, void *queue, void *cmd, uint64_t fence) {
 	sp_submit s = {ST_SUBMIT_INFO, NULL, 0, NULL, NULL, 1, cmds, 0, NULL};
 	return d->queueSubmit(queue, 1, &s, fence);
 }
+
+typedef struct { int32_t sType; const void *pNext; const char *app; uint32_t appVersion; const char *engine; uint32_t engineVersion; uint32_t api; } sp_app_info;
+typedef struct { int32_t sType; const void *pNext; uint32_t flags; const sp_app_info *app; uint32_t nl; const char *const *layers; uint32_t ne; const char *const *exts; } sp_instance_ci;
+
+int32_t sp_create_instance(const char *app, uint32_t api_version, const char *const *layers, uint32_t nlayers,
+                           const char *const *exts, uint32_t nexts, const void *pnext, void **out) {
+	sp_gipa_t gipa = (sp_gipa_t)sp_gipa();
+	if (!gipa) return -3; // VK_ERROR_INITIALIZATION_FAILED
+	int32_t (*create)(const sp_instance_ci *, const void *, void **);
+	*(sp_fn *)&create = gipa(NULL, "vkCreateInstance");
+	if (!create) return -3;
+	sp_app_info ai = {0, NULL, app, 1, "shareprefill", 1, api_version};
+	sp_instance_ci ci = {1, pnext, 0, &ai, nlayers, layers, nexts, exts};
+	return create(&ci, NULL, out);
+}

@@ -1,11 +1,13 @@
 package runtime
 
 // #include <stdint.h>
+// #include <stdlib.h>
 // #include "vkcalls.h"
 import "C"
 
 import (
 	"fmt"
+	"strings"
 	"unsafe"
 
 	vk "github.com/vulkan-go/vulkan"
@@ -118,4 +120,35 @@ func (d *Device) cmdCopy(cmd vk.CommandBuffer, src, dst vk.Buffer, srcOff, dstOf
 
 func (d *Device) queueSubmit(cmd vk.CommandBuffer, fence vk.Fence) vk.Result {
 	return vk.Result(C.sp_queue_submit(d.calls(), unsafe.Pointer(d.queue), unsafe.Pointer(cmd), C.uint64_t(fenceH(fence))))
+}
+
+// cStrings copies ss into a C array of C strings; free releases them.
+func cStrings(ss []string) (arr **C.char, free func()) {
+	if len(ss) == 0 {
+		return nil, func() {}
+	}
+	p := (**C.char)(C.malloc(C.size_t(len(ss)) * C.size_t(unsafe.Sizeof(uintptr(0)))))
+	a := unsafe.Slice(p, len(ss))
+	for i, s := range ss {
+		a[i] = C.CString(strings.TrimSuffix(s, "\x00"))
+	}
+	return p, func() {
+		for _, c := range a {
+			C.free(unsafe.Pointer(c))
+		}
+		C.free(unsafe.Pointer(p))
+	}
+}
+
+// createInstance creates a VkInstance with its create info built in C.
+func createInstance(app string, api uint32, layers, exts []string, pnext unsafe.Pointer) (vk.Instance, vk.Result) {
+	capp := C.CString(strings.TrimSuffix(app, "\x00"))
+	defer C.free(unsafe.Pointer(capp))
+	l, freeL := cStrings(layers)
+	defer freeL()
+	e, freeE := cStrings(exts)
+	defer freeE()
+	var out unsafe.Pointer
+	r := C.sp_create_instance(capp, C.uint32_t(api), l, C.uint32_t(len(layers)), e, C.uint32_t(len(exts)), pnext, &out)
+	return vk.Instance(out), vk.Result(r)
 }

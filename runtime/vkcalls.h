@@ -36,4 +36,9 @@ void sp_cmd_barrier(sp_dev *d, void *cmd);
 void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size);
 int32_t sp_queue_submit(sp_dev *d, void *queue, void *cmd, uint64_t fence);
 
+// sp_create_instance creates a VkInstance (apiVersion, application name,
+// layers, extensions, and an optional pNext chain such as a debug messenger).
+int32_t sp_create_instance(const char *app, uint32_t api_version, const char *const *layers, uint32_t nlayers,
+                           const char *const *exts, uint32_t nexts, const void *pnext, void **out);
+
 #endif
