@@ -375,17 +375,10 @@ func (d *Device) MemoryInUse() uint64 {
 func (d *Device) MemoryBudget() uint64 { return d.info.DeviceLocalBytes() }
 
 func (d *Device) initTransfer() error {
-	cpi := vk.CommandPoolCreateInfo{
-		SType:            vk.StructureTypeCommandPoolCreateInfo,
-		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
-		QueueFamilyIndex: d.qfi,
+	pool, cmd, err := d.newCommandBuffer()
+	if pool != nil {
+		d.cmdPool = pool
 	}
-	var pool vk.CommandPool
-	if err := check("vkCreateCommandPool", vk.CreateCommandPool(d.dev, &cpi, nil, &pool)); err != nil {
-		return err
-	}
-	d.cmdPool = pool
-	cmd, err := d.allocCmd()
 	if err != nil {
 		return err
 	}
@@ -416,18 +409,30 @@ func (d *Device) initTransfer() error {
 	return nil
 }
 
-func (d *Device) allocCmd() (vk.CommandBuffer, error) {
+// newCommandBuffer makes a command pool (resettable buffers) with one
+// primary command buffer. On error the pool, if made, is returned for the
+// caller to destroy.
+func (d *Device) newCommandBuffer() (vk.CommandPool, vk.CommandBuffer, error) {
+	cpi := vk.CommandPoolCreateInfo{
+		SType:            vk.StructureTypeCommandPoolCreateInfo,
+		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
+		QueueFamilyIndex: d.qfi,
+	}
+	var pool vk.CommandPool
+	if err := check("vkCreateCommandPool", vk.CreateCommandPool(d.dev, &cpi, nil, &pool)); err != nil {
+		return nil, nil, err
+	}
 	cai := vk.CommandBufferAllocateInfo{
 		SType:              vk.StructureTypeCommandBufferAllocateInfo,
-		CommandPool:        d.cmdPool,
+		CommandPool:        pool,
 		Level:              vk.CommandBufferLevelPrimary,
 		CommandBufferCount: 1,
 	}
 	cmds := make([]vk.CommandBuffer, 1)
 	if err := check("vkAllocateCommandBuffers", vk.AllocateCommandBuffers(d.dev, &cai, cmds)); err != nil {
-		return nil, err
+		return pool, nil, err
 	}
-	return cmds[0], nil
+	return pool, cmds[0], nil
 }
 
 func (d *Device) newFence() (vk.Fence, error) {

@@ -93,29 +93,12 @@ func (d *Device) NewRecorder() (*Recorder, error) {
 		return nil, fmt.Errorf("recorder: device is closed")
 	}
 	r := &Recorder{d: d}
-	cpi := vk.CommandPoolCreateInfo{
-		SType:            vk.StructureTypeCommandPoolCreateInfo,
-		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
-		QueueFamilyIndex: d.qfi,
-	}
-	var pool vk.CommandPool
-	if err := check("vkCreateCommandPool", vk.CreateCommandPool(d.dev, &cpi, nil, &pool)); err != nil {
-		return nil, err
-	}
-	r.pool = pool
-	cai := vk.CommandBufferAllocateInfo{
-		SType:              vk.StructureTypeCommandBufferAllocateInfo,
-		CommandPool:        r.pool,
-		Level:              vk.CommandBufferLevelPrimary,
-		CommandBufferCount: 1,
-	}
-	cmds := make([]vk.CommandBuffer, 1)
-	if err := check("vkAllocateCommandBuffers", vk.AllocateCommandBuffers(d.dev, &cai, cmds)); err != nil {
+	pool, cmd, err := d.newCommandBuffer()
+	r.pool, r.cmd = pool, cmd
+	if err != nil {
 		r.Release()
 		return nil, err
 	}
-	r.cmd = cmds[0]
-	var err error
 	if r.fence, err = d.newFence(); err != nil {
 		r.Release()
 		return nil, err
