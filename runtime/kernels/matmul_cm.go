@@ -164,12 +164,22 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 		if err != nil {
 			return err
 		}
-		tiles := ceilDiv(c.mc, int(t.BM)) * ceilDiv(c.nc, int(t.BN))
-		gx := min(tiles, int(mc[0]))
-		gy := ceilDiv(tiles, gx)
-		if gy > int(mc[1]) {
-			return fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
+		g, err := tileGrid(c, int(t.BM), int(t.BN), mc)
+		if err != nil {
+			return err
 		}
-		return r.Dispatch(k, [3]uint32{uint32(gx), uint32(gy), 1}, p, xa, wa, ba, ya)
+		return r.Dispatch(k, g, p, xa, wa, ba, ya)
 	})
+}
+
+// tileGrid numbers the BM×BN output tiles of a chunk linearly over a 2-D
+// grid folded to the device's workgroup-count limits mc.
+func tileGrid(c mmChunk, bm, bn int, mc [3]uint32) ([3]uint32, error) {
+	tiles := ceilDiv(c.mc, bm) * ceilDiv(c.nc, bn)
+	gx := min(tiles, int(mc[0]))
+	gy := ceilDiv(tiles, gx)
+	if gy > int(mc[1]) {
+		return [3]uint32{}, fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
+	}
+	return [3]uint32{uint32(gx), uint32(gy), 1}, nil
 }

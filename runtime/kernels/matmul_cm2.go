@@ -113,12 +113,10 @@ func matMulCM2(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t 
 		if err != nil {
 			return err
 		}
-		tiles := ceilDiv(c.mc, int(t.BM)) * ceilDiv(c.nc, int(t.BN))
-		gx := min(tiles, int(mc[0]))
-		gy := ceilDiv(tiles, gx)
-		if gy > int(mc[1]) {
-			return fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
+		g, err := tileGrid(c, int(t.BM), int(t.BN), mc)
+		if err != nil {
+			return err
 		}
-		return r.Dispatch(k, [3]uint32{uint32(gx), uint32(gy), 1}, p, xa, wa, ba, ya)
+		return r.Dispatch(k, g, p, xa, wa, ba, ya)
 	})
 }
