@@ -711,25 +711,10 @@ func (e *Engine) logitsOnDevice(r *runtime.Recorder, c, m int) error {
 // logitsRows computes final-norm + lm_head for rows [c, c+m) of the residual
 // stream (these rows need not be chunk-aligned) and downloads them.
 func (e *Engine) logitsRows(r *runtime.Recorder, c, m int) ([]float32, error) {
-	cfg := e.cfg
-	h, v := cfg.HiddenSize, cfg.VocabSize
-	// Copy the rows to the chunk-aligned lastX first: c may be any row.
-	lx := view(e.lastX, 0, m, h)
-	if err := r.CopyBytes(lx, 0, e.x, uint64(c*h*4), uint64(m*h*4)); err != nil {
+	if err := e.logitsOnDevice(r, c, m); err != nil {
 		return nil, err
 	}
-	normed := view(e.tmp, 0, m, h)
-	if err := kernels.RMSNorm(r, normed, lx, e.finalNorm, float32(cfg.RMSNormEps)); err != nil {
-		return nil, err
-	}
-	lg := view(e.logits, 0, m, v)
-	if err := kernels.MatMul(r, lg, normed, e.lmHead, nil); err != nil {
-		return nil, err
-	}
-	if err := r.Submit(); err != nil {
-		return nil, err
-	}
-	return lg.DownloadF32()
+	return view(e.logits, 0, m, e.cfg.VocabSize).DownloadF32()
 }
 
 // Decode appends one token and returns the logits for the next position.
