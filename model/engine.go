@@ -359,14 +359,12 @@ func (e *Engine) load(ck *Checkpoint) error {
 				return err
 			}
 		}
-		kv := cfg.KVDim()
 		if ld.kCache, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d K cache", l), runtime.F16, e.opts.Context, cfg.NumKVHeads, cfg.HeadDim); err != nil {
 			return err
 		}
 		if ld.vCache, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d V cache", l), runtime.F16, e.opts.Context, cfg.NumKVHeads, cfg.HeadDim); err != nil {
 			return err
 		}
-		_ = kv
 	}
 	if e.finalNorm, err = vector(FinalNormName); err != nil {
 		return err
@@ -505,7 +503,6 @@ func (e *Engine) prefill(ctx context.Context, tokens []int, mode LogitsMode, fn 
 
 // prefillLocked is prefill for a caller that holds the engine (acquire).
 func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
-	cfg := e.cfg
 	n := len(tokens)
 	if n == 0 {
 		return fmt.Errorf("prefill: no tokens")
@@ -518,8 +515,8 @@ func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMod
 		for s := 0; s < n; s += e.opts.MaxPrefill {
 			end := min(n, s+e.opts.MaxPrefill)
 			m := mode
-			if mode == LastLogits && end < n {
-				m = -1
+			if mode != AllLogits && end < n {
+				m = -1 // only the last part's last position is wanted
 			}
 			base := s
 			if err := e.prefillPart(ctx, tokens[s:end], m, func(row int, l []float32) { fn(base+row, l) }); err != nil {
@@ -528,7 +525,6 @@ func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMod
 		}
 		return nil
 	}
-	_ = cfg
 	return e.prefillPart(ctx, tokens, mode, fn)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -233,7 +232,6 @@ func TestEngineErrors(t *testing.T) {
 	if _, err := NewEngine(d, &big, ck, EngineOptions{Context: 4096}); !errors.Is(err, runtime.ErrOutOfDeviceMemory) || !strings.Contains(err.Error(), "GiB") {
 		t.Errorf("a 900B-sized model: %v, want an out-of-memory error with the numbers", err)
 	}
-	_ = rand.IntN
 }
 
 func TestEngineGenerate(t *testing.T) {
