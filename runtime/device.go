@@ -30,6 +30,13 @@ type Options struct {
 	DisableCoopMat bool
 	// DisableCoopMat2 turns off NV cooperative-matrix-2 variants (SHAREPREFILL_VK_DISABLE_COOPMAT2=1).
 	DisableCoopMat2 bool
+	// CoopMatUnlisted (testing only, SHAREPREFILL_VK_COOPMAT_UNLISTED=1)
+	// uses the 16×16×16 f16 cooperative-matrix kernels on a driver that
+	// lists only other subgroup-scope f16×f16→f32 shapes (lavapipe lists
+	// 8×8×8 and computes 16×16×16 correctly): outside the specification,
+	// and the validation layer reports it, but it lets the coopmat kernels
+	// be tested on the CPU (scripts/test-coopmat-lavapipe.sh).
+	CoopMatUnlisted bool
 	// DisableSubgroupSizeControl (SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL=1).
 	DisableSubgroupSizeControl bool
 	// SubmitTimeout bounds every wait for the GPU (SHAREPREFILL_VK_TIMEOUT, in
@@ -76,6 +83,7 @@ func (o *Options) fromEnv() error {
 	o.DisableF16 = o.DisableF16 || envBool("SHAREPREFILL_VK_DISABLE_F16")
 	o.DisableCoopMat = o.DisableCoopMat || envBool("SHAREPREFILL_VK_DISABLE_COOPMAT")
 	o.DisableCoopMat2 = o.DisableCoopMat2 || envBool("SHAREPREFILL_VK_DISABLE_COOPMAT2")
+	o.CoopMatUnlisted = o.CoopMatUnlisted || envBool("SHAREPREFILL_VK_COOPMAT_UNLISTED")
 	o.DisableSubgroupSizeControl = o.DisableSubgroupSizeControl || envBool("SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL")
 	o.Serialize = o.Serialize || envBool("SHAREPREFILL_VK_SERIALIZE")
 	if o.SubmitTimeout == 0 {
@@ -111,6 +119,7 @@ type Caps struct {
 	Int8                bool
 	CoopMat             bool // KHR cooperative matrix with f16 16x16x16 -> f32
 	CoopMat2            bool
+	CoopMat2Conversions bool // with CoopMat2: accumulator -> A/B operand conversions in registers
 	SubgroupSizeControl bool
 	SubgroupSize        uint32
 	SubgroupArithmetic  bool
@@ -247,7 +256,7 @@ func chooseEnables(info *DeviceInfo, opts Options, logf func(string, ...any)) en
 		en.compute_full_subgroups = 0
 		logf("SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL: subgroup size control off")
 	}
-	useCM := info.CoopMat && info.HasCoopMatF16() && !opts.DisableCoopMat
+	useCM := info.CoopMat && (info.HasCoopMatF16() || opts.CoopMatUnlisted && info.hasCoopMatF16Any()) && !opts.DisableCoopMat
 	if opts.DisableCoopMat && info.CoopMat {
 		logf("SHAREPREFILL_VK_DISABLE_COOPMAT: cooperative-matrix variants off")
 	}
@@ -277,6 +286,7 @@ func (es *enableSet) caps(info *DeviceInfo) Caps {
 		Int8:                info.Int8,
 		CoopMat:             es.useCM,
 		CoopMat2:            es.useCM2,
+		CoopMat2Conversions: es.useCM2 && info.CoopMat2Conversions,
 		SubgroupSizeControl: es.en.subgroup_size_control != 0 && info.SubgroupSizeControl,
 		SubgroupSize:        info.SubgroupSize,
 		SubgroupArithmetic:  info.SubgroupArithmetic,

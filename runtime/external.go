@@ -99,6 +99,7 @@ func Adopt(ext ExternalVulkan) (*Device, error) {
 		Int8:                f.Int8 && info.Int8,
 		CoopMat:             f.CoopMat && info.CoopMat && info.HasCoopMatF16() && !opts.DisableCoopMat,
 		CoopMat2:            f.CoopMat2 && info.CoopMat2 && !opts.DisableCoopMat2,
+		CoopMat2Conversions: f.CoopMat2 && info.CoopMat2Conversions && !opts.DisableCoopMat2,
 		SubgroupSizeControl: f.SubgroupSizeControl && info.SubgroupSizeControl && !opts.DisableSubgroupSizeControl,
 		SubgroupSize:        info.SubgroupSize,
 		SubgroupArithmetic:  info.SubgroupArithmetic,

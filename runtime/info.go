@@ -117,6 +117,7 @@ type DeviceInfo struct {
 	CoopMat                  bool
 	CoopMatShapes            []CoopMatShape
 	CoopMat2                 bool
+	CoopMat2Conversions      bool // VK_NV_cooperative_matrix2 cooperativeMatrixConversions (accumulator -> A/B in registers)
 	VulkanMemoryModel        bool
 	Extensions               map[string]bool
 	apiVersionRaw            uint32
@@ -135,6 +136,17 @@ func (d *DeviceInfo) DeviceLocalBytes() uint64 {
 		}
 	}
 	return best
+}
+
+// hasCoopMatF16Any reports whether any subgroup-scope f16×f16→f32
+// cooperative-matrix shape is listed (Options.CoopMatUnlisted).
+func (d *DeviceInfo) hasCoopMatF16Any() bool {
+	for _, s := range d.CoopMatShapes {
+		if s.A == "f16" && s.B == "f16" && s.C == "f32" && s.Scope == "subgroup" {
+			return true
+		}
+	}
+	return false
 }
 
 // HasCoopMatF16 reports whether a subgroup-scope 16×16×16 f16×f16→f32
@@ -382,6 +394,7 @@ func describe(inst vk.Instance, pd vk.PhysicalDevice, index int) DeviceInfo {
 	info.CoopMat2 = caps.coopmat2_workgroup_scope != 0 && caps.coopmat2_flexible_dims != 0 &&
 		caps.coopmat2_reductions != 0 && caps.coopmat2_per_element != 0 &&
 		caps.coopmat2_tensor_addressing != 0 && caps.coopmat2_block_loads != 0
+	info.CoopMat2Conversions = info.CoopMat2 && caps.coopmat2_conversions != 0
 	return info
 }
 

@@ -314,7 +314,8 @@ func main() {
 	if err != nil {
 		log.Fatalf("attention: %v", err)
 	}
-	tileDesc := fmt.Sprintf("scalar shader: dense %+v, sparse %+v (FlashAttention/SparseAttention take the cooperative-matrix path instead where the device has one; -tiles always times the scalar shader)", tiles, stiles)
+	tileDesc := fmt.Sprintf("dense %s, sparse %s (scalar shader tiles: dense %+v, sparse %+v; -tiles always times the scalar shader)",
+		kernels.AttentionKernel(dev, *hd, 0), kernels.AttentionKernel(dev, *hd, *block), tiles, stiles)
 	fmt.Printf("device: %s (%s, driver %s %s); tiles: %s\n\n", info.Name, info.Vendor, info.DriverName, info.DriverVersion, tileDesc)
 
 	odt := runtime.F32

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -16,45 +18,146 @@ import (
 // SparseAttention route here when cmAttnUsable holds
 // (SHAREPREFILL_VK_DISABLE_COOPMAT=1 turns it off).
 
-// cmAttnTiles: BR query rows per workgroup (16 per subgroup), BC keys per KV
-// tile.
-type cmAttnTiles struct{ BR, BC int }
+// cmAttnTiles: BR query rows per workgroup, BC keys per KV tile, and the
+// kernel: attn_cm1 (Kind "cm1": 16 rows per subgroup, softmax on scalars
+// through shared memory) or attn_cmr (Kind "cmr": RF·16 rows per subgroup,
+// softmax in registers, K/V prefetched into registers; Kind "cmr-cv": the
+// same with P converted to an A operand in registers, which needs
+// VK_NV_cooperative_matrix2's conversions).
+type cmAttnTiles struct {
+	BR, BC int
+	RF     int    // cmr: 16-row fragments per subgroup (0 means 1)
+	Kind   string // "cm1", "cmr" or "cmr-cv" ("" means "cm1")
+	// Generic makes attn_cmr use its shared-memory row reductions even
+	// where the register ones apply (tests: the path of other layouts).
+	Generic bool
+}
 
-// cmAttnShared mirrors the shared arrays of attn_cm1.comp.
+func (t cmAttnTiles) kind() string {
+	if t.Kind == "" {
+		return "cm1"
+	}
+	return t.Kind
+}
+
+func (t cmAttnTiles) rf() int {
+	if t.RF <= 0 || t.kind() == "cm1" {
+		return 1
+	}
+	return t.RF
+}
+
+// subgroups is the number of subgroups of a workgroup.
+func (t cmAttnTiles) subgroups() int { return t.BR / (16 * t.rf()) }
+
+func (t cmAttnTiles) String() string {
+	if t.kind() == "cm1" {
+		return fmt.Sprintf("cm1 %dx%d", t.BR, t.BC)
+	}
+	g := ""
+	if t.Generic {
+		g = " generic"
+	}
+	return fmt.Sprintf("%s %dx%d rf%d%s", t.kind(), t.BR, t.BC, t.rf(), g)
+}
+
+// cmAttnShared mirrors the shared arrays of attn_cm1.comp / attn_cmr.comp.
 func cmAttnShared(t cmAttnTiles, d int) int {
-	nsg := t.BR / 16
-	return 2*t.BC*(d/4+2)*8 + nsg*16*(t.BC+4)*4 + nsg*16*(t.BC+8)*2 + nsg*16*4*4 + nsg*16*4
+	nsg := t.subgroups()
+	kv := 2 * t.BC * (d/4 + 2) * 8
+	if t.kind() == "cm1" {
+		return kv + nsg*16*(t.BC+4)*4 + nsg*16*(t.BC+8)*2 + nsg*16*4*4 + nsg*16*4
+	}
+	s := kv + nsg*256*4 + nsg*16*4
+	if t.kind() == "cmr" {
+		s += nsg * 16 * (t.BC + 8) * 2
+	}
+	return s
 }
 
 func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	caps := dev.Caps()
 	sg := int(caps.SubgroupSize)
-	if t.BR <= 0 || t.BC <= 0 || t.BR%16 != 0 || t.BC%16 != 0 || sg < 16 || sg > 64 {
+	switch t.kind() {
+	case "cm1":
+		if sg < 16 || sg > 64 {
+			return false
+		}
+	case "cmr":
+	case "cmr-cv":
+		if !caps.CoopMat2Conversions {
+			return false
+		}
+	default:
 		return false
 	}
-	if wg := t.BR / 16 * sg; uint32(wg) > dev.Info().MaxWorkgroupInvocations {
+	rf := t.rf()
+	if t.BR <= 0 || t.BC <= 0 || t.BR%(16*rf) != 0 || t.BC%16 != 0 || sg < 8 || sg > 256 || 256%sg != 0 || rf > 4 {
+		return false
+	}
+	if wg := t.subgroups() * sg; uint32(wg) > dev.Info().MaxWorkgroupInvocations {
 		return false
 	}
 	return cmAttnShared(t, d)+512 <= int(caps.MaxSharedMemory)
 }
 
 // cmAttnTileList is the preference order.
-// On the H200 (16K tokens, 32 heads, D 128) BR 128 ran at 97 TFLOP/s, BR 64 at
+// On the H200 (16K tokens, 32 heads, D 128) cm1 BR 128 ran at 97 TFLOP/s, BR 64 at
 // 50 and BR 32 at 20: rows per workgroup amortise the K/V staging.
-var cmAttnTileList = []cmAttnTiles{{128, 32}, {64, 32}, {32, 32}, {32, 16}, {16, 16}}
+// cmr-cv 128×64 ran at 127 TFLOP/s (2026-12-02); cmr without the register
+// conversion ran below cm1 (88 vs 97), so it serves the subgroup sizes cm1
+// does not take (below 16 or above 64).
+var cmAttnTileList = []cmAttnTiles{
+	{BR: 128, BC: 64, RF: 1, Kind: "cmr-cv"},
+	{BR: 64, BC: 64, RF: 1, Kind: "cmr-cv"},
+	{BR: 128, BC: 32}, {BR: 64, BC: 32}, {BR: 32, BC: 32}, {BR: 32, BC: 16}, {BR: 16, BC: 16},
+	{BR: 128, BC: 32, RF: 1, Kind: "cmr"},
+	{BR: 64, BC: 32, RF: 1, Kind: "cmr"},
+	{BR: 32, BC: 32, RF: 1, Kind: "cmr"},
+	{BR: 32, BC: 16, RF: 1, Kind: "cmr"},
+	{BR: 16, BC: 16, RF: 1, Kind: "cmr"},
+}
+
+// parseCMAttnTiles reads "BR,BC[,RF[,KIND]]" (SHAREPREFILL_CM_ATTN_TILES).
+func parseCMAttnTiles(e string) (cmAttnTiles, error) {
+	f := strings.Split(e, ",")
+	if len(f) < 2 || len(f) > 4 {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv]]", e)
+	}
+	var t cmAttnTiles
+	var err error
+	if t.BR, err = strconv.Atoi(strings.TrimSpace(f[0])); err == nil {
+		t.BC, err = strconv.Atoi(strings.TrimSpace(f[1]))
+	}
+	if err == nil && len(f) > 2 {
+		t.RF, err = strconv.Atoi(strings.TrimSpace(f[2]))
+	}
+	if err != nil {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %v", e, err)
+	}
+	t.Kind = "cmr"
+	if len(f) > 3 {
+		t.Kind = strings.TrimSpace(f[3])
+	}
+	return t, nil
+}
 
 // chooseCMAttnTiles returns the first fitting configuration whose BR and BC
-// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC puts a
-// configuration first (tuning).
+// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND]]
+// puts a configuration first (tuning); SHAREPREFILL_CM_ATTN=cm1 keeps to
+// the attn_cm1 kernel.
 func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
 	list := cmAttnTileList
 	if e := os.Getenv("SHAREPREFILL_CM_ATTN_TILES"); e != "" {
-		var t cmAttnTiles
-		if _, err := fmt.Sscanf(e, "%d,%d", &t.BR, &t.BC); err == nil {
+		if t, err := parseCMAttnTiles(e); err == nil {
 			list = append([]cmAttnTiles{t}, list...)
 		}
 	}
+	onlyCM1 := os.Getenv("SHAREPREFILL_CM_ATTN") == "cm1"
 	for _, t := range list {
+		if onlyCM1 && t.kind() != "cm1" {
+			continue
+		}
 		if maxBlock > 0 && (maxBlock%t.BR != 0 || maxBlock%t.BC != 0) {
 			continue
 		}
@@ -75,11 +178,20 @@ func cmAttnUsable(dev *runtime.Device, d, maxBlock int) bool {
 	return ok
 }
 
-func cmAttnKernel(dev *runtime.Device, shader string, sparse bool, t cmAttnTiles, d int, writeLSE bool) (*runtime.Kernel, error) {
+// cmAttnKernel returns the pipeline of t's kernel; o gives the output type.
+func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnTiles, d int, writeLSE bool) (*runtime.Kernel, error) {
 	sg := dev.Caps().SubgroupSize
+	base := map[string]string{"cm1": "attn_cm1", "cmr": "attn_cmr", "cmr-cv": "attn_cmr_cv"}[t.kind()]
+	if sparse {
+		base += "_sparse"
+	}
+	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
+	if t.kind() != "cm1" {
+		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), tuneEnv("SHAREPREFILL_CM_ATTN_ILV"), 256/sg)
+	}
 	desc := runtime.KernelDesc{
-		Shader: shader, Bindings: 5, ReadOnly: 0b00111, PushSize: 48,
-		Spec:          []uint32{uint32(t.BR/16) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)},
+		Shader: attnVariant(base, o), Bindings: 5, ReadOnly: 0b00111, PushSize: 48,
+		Spec:          spec,
 		SubgroupSize:  sg,
 		FullSubgroups: true,
 	}
@@ -123,9 +235,9 @@ func flashAttentionCM(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p At
 		return nil
 	}
 	if !t.valid(r.Device(), p.D) {
-		return fmt.Errorf("flash attention (coopmat): tiles %+v do not fit this device for D=%d", t, p.D)
+		return fmt.Errorf("flash attention (coopmat): tiles %v do not fit this device for D=%d", t, p.D)
 	}
-	kern, err := cmAttnKernel(r.Device(), attnVariant("attn_cm1", o), false, t, p.D, lse != nil)
+	kern, err := cmAttnKernel(r.Device(), o, false, t, p.D, lse != nil)
 	if err != nil {
 		return err
 	}
@@ -169,15 +281,15 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 		return err
 	}
 	if blockSize%t.BR != 0 || blockSize%t.BC != 0 {
-		return fmt.Errorf("%s: tiles %+v do not divide the block size %d", op, t, blockSize)
+		return fmt.Errorf("%s: tiles %v do not divide the block size %d", op, t, blockSize)
 	}
 	if p.Sq == 0 {
 		return nil
 	}
 	if !t.valid(r.Device(), p.D) {
-		return fmt.Errorf("%s: tiles %+v do not fit this device for D=%d", op, t, p.D)
+		return fmt.Errorf("%s: tiles %v do not fit this device for D=%d", op, t, p.D)
 	}
-	kern, err := cmAttnKernel(r.Device(), attnVariant("attn_cm1_sparse", o), true, t, p.D, lse != nil)
+	kern, err := cmAttnKernel(r.Device(), o, true, t, p.D, lse != nil)
 	if err != nil {
 		return err
 	}
@@ -188,4 +300,20 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 		lse = o
 	}
 	return r.Dispatch(kern, [3]uint32{uint32(rowTiles), uint32(p.Hq), 1}, pc, q, k, v, o, lse, rowPtr, cols)
+}
+
+// AttentionKernel describes the kernel and tiles that FlashAttention (block
+// 0) or SparseAttention (block B > 0) use on dev for head dim d, for
+// reports: "cmr-cv 128x64 rf1", "cm1 128x32", or "scalar {...}".
+func AttentionKernel(dev *runtime.Device, d, block int) string {
+	if cmAttnUsable(dev, d, block) {
+		if t, ok := chooseCMAttnTiles(dev, d, block); ok {
+			return t.String()
+		}
+	}
+	t, err := ChooseAttnTiles(dev, d, block)
+	if err != nil {
+		return "none: " + err.Error()
+	}
+	return fmt.Sprintf("scalar %+v", t)
 }

@@ -26,6 +26,18 @@ func TestFlashAttentionCoopMat(t *testing.T) {
 		{AttnParams{Hq: 4, Hkv: 4, D: 32, Sq: 50, Skv: 130}, runtime.F16},
 		{AttnParams{Hq: 4, Hkv: 1, D: 128, Sq: 1500, Skv: 1500, Causal: true}, runtime.F16},
 	}
+	if cpuDevice(d) {
+		// lavapipe (scripts/test-coopmat-lavapipe.sh): small heads, short rows.
+		cases = []struct {
+			p  AttnParams
+			dt runtime.DType
+		}{
+			{AttnParams{Hq: 4, Hkv: 1, D: 32, Sq: 1, Skv: 1, Causal: true}, runtime.F32},
+			{AttnParams{Hq: 4, Hkv: 2, D: 16, Sq: 100, Skv: 100, Causal: true}, runtime.F16},
+			{AttnParams{Hq: 2, Hkv: 2, D: 32, Sq: 40, Skv: 90, Q0: 50, Causal: true}, runtime.F32},
+			{AttnParams{Hq: 2, Hkv: 1, D: 16, Sq: 33, Skv: 70}, runtime.F16},
+		}
+	}
 	for _, c := range cases {
 		p := c.p
 		in := newAttnInputs(t, d, rng, p, 3)
@@ -41,11 +53,11 @@ func TestFlashAttentionCoopMat(t *testing.T) {
 			t.Fatal(err)
 		}
 		scalar := download(t, so)
-		for _, tl := range cmAttnTileList {
+		for _, tl := range cmAttnTestTiles() {
 			if !tl.valid(d, p.D) {
 				continue
 			}
-			name := fmt.Sprintf("%v out=%s tiles=%+v", p, c.dt, tl)
+			name := fmt.Sprintf("%v out=%s tiles=%v", p, c.dt, tl)
 			o, lse := attnOut(t, d, p, c.dt)
 			if err := d.Run(func(r *runtime.Recorder) error {
 				return flashAttentionCM(r, o, lse, in.tq, in.tk, in.tv, p, tl)
@@ -84,6 +96,16 @@ func TestSparseAttentionCoopMat(t *testing.T) {
 		{AttnParams{Hq: 2, Hkv: 1, D: 64, Sq: 150, Skv: 150, Causal: true}, 32, -1, runtime.F32},
 		{AttnParams{Hq: 4, Hkv: 2, D: 128, Sq: 90, Skv: 250, Q0: 160, Causal: true}, 32, 0.4, runtime.F32},
 	}
+	if cpuDevice(d) {
+		cases = cases[2:3]
+		cases = append(cases, struct {
+			p       AttnParams
+			B       int
+			density float64
+			dt      runtime.DType
+		}{AttnParams{Hq: 4, Hkv: 2, D: 16, Sq: 90, Skv: 250, Q0: 160, Causal: true}, 32, 0.4, runtime.F16})
+		cases[0].p.D = 32
+	}
 	for _, c := range cases {
 		p, B := c.p, c.B
 		name := fmt.Sprintf("%v B=%d density=%g", p, B, c.density)
@@ -91,19 +113,32 @@ func TestSparseAttentionCoopMat(t *testing.T) {
 		nb := (p.Skv + B - 1) / B
 		rp, cl := randomCSR(rng, p.Hq, nb, c.density)
 		trp, tcl := uploadI32(t, d, rp), uploadI32(t, d, cl)
+		wo, wl := RefSparseAttention(in.q, in.k, in.v, rp, cl, p, B)
 		o, lse := attnOut(t, d, p, c.dt)
 		if err := d.Run(func(r *runtime.Recorder) error {
 			return SparseAttentionCoopMat(r, o, lse, in.tq, in.tk, in.tv, trp, tcl, p, B)
 		}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		wo, wl := RefSparseAttention(in.q, in.k, in.v, rp, cl, p, B)
 		checkAttn(t, name, o, lse, wo, wl)
 		if c.density >= 0 && c.density < 1 && nb > 2 {
 			do, _ := RefAttention(in.q, in.k, in.v, p)
 			if e := gputest.RelErr(download(t, o), do); e < 10*attnOTol {
 				t.Errorf("%s: sparse output is too close to dense (%.3g): lists not applied?", name, e)
 			}
+		}
+		// Every kernel and tile that divides the block.
+		for _, tl := range cmAttnTestTiles() {
+			if !tl.valid(d, p.D) || B%tl.BR != 0 || B%tl.BC != 0 {
+				continue
+			}
+			o, lse := attnOut(t, d, p, c.dt)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				return sparseAttentionCM(r, o, lse, in.tq, in.tk, in.tv, trp, tcl, p, B, tl)
+			}); err != nil {
+				t.Fatalf("%s tiles=%v: %v", name, tl, err)
+			}
+			checkAttn(t, fmt.Sprintf("%s tiles=%v", name, tl), o, lse, wo, wl)
 		}
 	}
 	// Empty lists for query block 1 of every head: O = 0, LSE = -Inf there.
@@ -122,20 +157,69 @@ func TestSparseAttentionCoopMat(t *testing.T) {
 			rp = append(rp, int32(len(cl)))
 		}
 	}
-	o, lse := attnOut(t, d, p, runtime.F32)
-	if err := d.Run(func(r *runtime.Recorder) error {
-		return SparseAttentionCoopMat(r, o, lse, in.tq, in.tk, in.tv, uploadI32(t, d, rp), uploadI32(t, d, cl), p, B)
-	}); err != nil {
-		t.Fatal(err)
-	}
 	wo, wl := RefSparseAttention(in.q, in.k, in.v, rp, cl, p, B)
-	checkAttn(t, "empty rows", o, lse, wo, wl)
+	trp, tcl := uploadI32(t, d, rp), uploadI32(t, d, cl)
+	for _, tl := range cmAttnTestTiles() {
+		if !tl.valid(d, p.D) || B%tl.BR != 0 || B%tl.BC != 0 {
+			continue
+		}
+		o, lse := attnOut(t, d, p, runtime.F32)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			return sparseAttentionCM(r, o, lse, in.tq, in.tk, in.tv, trp, tcl, p, B, tl)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		checkAttn(t, fmt.Sprintf("empty rows tiles=%v", tl), o, lse, wo, wl)
+	}
+}
+
+// cpuDevice reports a CPU implementation (lavapipe), where the tests keep
+// to small problems.
+func cpuDevice(d *runtime.Device) bool { return d.Info().Type == runtime.TypeCPU }
+
+// cmAttnTestTiles: every configuration of the preference list, attn_cmr
+// with two row fragments per subgroup, and attn_cmr forced onto its
+// shared-memory reductions (the path of accumulator layouts the register
+// reductions do not cover).
+func cmAttnTestTiles() []cmAttnTiles {
+	l := append([]cmAttnTiles(nil), cmAttnTileList...)
+	l = append(l,
+		cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr"},
+		cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"},
+		cmAttnTiles{BR: 64, BC: 32, RF: 1, Kind: "cmr", Generic: true},
+		cmAttnTiles{BR: 32, BC: 16, RF: 2, Kind: "cmr-cv", Generic: true},
+	)
+	return l
 }
 
 // TestCMAttnTiles runs everywhere: the shared-memory formula keeps the
-// preferred tile under NVIDIA's 48 KiB for D = 128.
+// preferred tile of each kernel under NVIDIA's 48 KiB for D = 128, and the
+// tuning override parses.
 func TestCMAttnTiles(t *testing.T) {
-	if s := cmAttnShared(cmAttnTileList[0], 128); s+512 > 48<<10 {
-		t.Errorf("tile %+v needs %d bytes for D=128", cmAttnTileList[0], s)
+	seen := map[string]bool{}
+	for _, tl := range cmAttnTileList {
+		if seen[tl.kind()] {
+			continue
+		}
+		seen[tl.kind()] = true
+		if s := cmAttnShared(tl, 128); s+512 > 48<<10 {
+			t.Errorf("tile %v needs %d bytes for D=128", tl, s)
+		}
+	}
+	for _, c := range []struct {
+		in   string
+		want cmAttnTiles
+		ok   bool
+	}{
+		{"128,64", cmAttnTiles{BR: 128, BC: 64, Kind: "cmr"}, true},
+		{"64,32,2,cmr-cv", cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"}, true},
+		{"128,32,1,cm1", cmAttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cm1"}, true},
+		{"128", cmAttnTiles{}, false},
+		{"a,32", cmAttnTiles{}, false},
+	} {
+		got, err := parseCMAttnTiles(c.in)
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("parseCMAttnTiles(%q) = %+v, %v; want %+v ok=%v", c.in, got, err, c.want, c.ok)
+		}
 	}
 }

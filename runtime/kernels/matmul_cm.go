@@ -155,9 +155,10 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
 		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
+		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), tuneEnv("SHAREPREFILL_CM_PROBE")}
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec:          []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages()},
+			Spec:          spec,
 			SubgroupSize:  sg,
 			FullSubgroups: true,
 		})
@@ -182,4 +183,17 @@ func tileGrid(c mmChunk, bm, bn int, mc [3]uint32) ([3]uint32, error) {
 		return [3]uint32{}, fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
 	}
 	return [3]uint32{uint32(gx), uint32(gy), 1}, nil
+}
+
+// tuneEnv reads a non-negative integer tuning variable (0 when unset or
+// malformed): SHAREPREFILL_CM_PROBE, SHAREPREFILL_CM_ATTN_PROBE and
+// SHAREPREFILL_CM_ATTN_ILV select the diagnostic modes and loop orders
+// documented in the shaders (bench/RESULTS.md uses them; results of probe
+// modes are wrong by design).
+func tuneEnv(name string) uint32 {
+	v, err := strconv.ParseUint(os.Getenv(name), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(v)
 }

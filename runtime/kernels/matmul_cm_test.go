@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"os"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -10,12 +11,18 @@ import (
 )
 
 // cmDevice skips the test unless the device has KHR cooperative matrices
-// (lavapipe has none, so these run on GPUs such as the H200 only).
+// (Debian 12's lavapipe has none; scripts/test-coopmat-lavapipe.sh runs
+// these tests on a newer lavapipe, and SHAREPREFILL_REQUIRE_COOPMAT=1 makes
+// the absence a failure).
 func cmDevice(t *testing.T) *runtime.Device {
 	t.Helper()
 	d := gputest.Device(t)
 	if !d.Caps().CoopMat {
-		t.Skip("device has no VK_KHR_cooperative_matrix f16 16x16x16 -> f32 (or SHAREPREFILL_VK_DISABLE_COOPMAT=1): cooperative-matrix variants not testable here")
+		const why = "device has no VK_KHR_cooperative_matrix f16 16x16x16 -> f32 (or SHAREPREFILL_VK_DISABLE_COOPMAT=1): cooperative-matrix variants not testable here"
+		if os.Getenv("SHAREPREFILL_REQUIRE_COOPMAT") != "" {
+			t.Fatal(why + " (SHAREPREFILL_REQUIRE_COOPMAT is set)")
+		}
+		t.Skip(why)
 	}
 	return d
 }
