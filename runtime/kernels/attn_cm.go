@@ -187,7 +187,7 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	}
 	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
 	if t.kind() != "cm1" {
-		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), tuneEnv("SHAREPREFILL_CM_ATTN_ILV"), 256/sg)
+		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 0, 256/sg)
 	}
 	desc := runtime.KernelDesc{
 		Shader: attnVariant(base, o), Bindings: 5, ReadOnly: 0b00111, PushSize: 48,

@@ -186,10 +186,9 @@ func tileGrid(c mmChunk, bm, bn int, mc [3]uint32) ([3]uint32, error) {
 }
 
 // tuneEnv reads a non-negative integer tuning variable (0 when unset or
-// malformed): SHAREPREFILL_CM_PROBE, SHAREPREFILL_CM_ATTN_PROBE and
-// SHAREPREFILL_CM_ATTN_ILV select the diagnostic modes and loop orders
-// documented in the shaders (bench/RESULTS.md uses them; results of probe
-// modes are wrong by design).
+// malformed): SHAREPREFILL_CM_PROBE and SHAREPREFILL_CM_ATTN_PROBE select
+// the diagnostic modes documented in matmul_cm1.comp and attn_cmr.comp
+// (bench/RESULTS.md uses them; results of probe modes are wrong by design).
 func tuneEnv(name string) uint32 {
 	v, err := strconv.ParseUint(os.Getenv(name), 10, 32)
 	if err != nil {
