@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/shareprefill
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build build-viewer run test test-viewer lint deps deps-check clean
+.PHONY: all build build-viewer run test test-coopmat test-viewer lint deps deps-check clean
 
 all: build
 
@@ -22,6 +22,12 @@ test: deps
 	$(GO) run ./examples/sparse -tokens 300 >/dev/null
 	$(GO) run ./examples/embed-device >/dev/null
 	$(GO) run ./examples/embed-device -adopt >/dev/null
+
+# The cooperative-matrix kernels on a private lavapipe from Debian's
+# backports (Debian 12's has no VK_KHR_cooperative_matrix); see
+# scripts/test-coopmat-lavapipe.sh.
+test-coopmat:
+	scripts/test-coopmat-lavapipe.sh
 
 # The pattern viewer needs X11 development headers (see README); it is behind
 # the build tag "viewer" so that plain builds never do.
