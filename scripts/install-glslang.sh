@@ -72,49 +72,8 @@ works() { # works PREFIX: true when PREFIX holds a runnable glslang $WANT_MAJOR
 	[ "${v%%.*}" = "$WANT_MAJOR" ] && run_in "$1" spirv-val --version >/dev/null 2>&1
 }
 
-# Find a Debian mirror URL from the system's apt sources (one-line *.list
-# and deb822 *.sources). Prefer an entry whose suite is the release codename
-# itself (not -security/-updates).
-find_mirror() {
-	if [ -n "${DEBIAN_MIRROR:-}" ]; then
-		echo "${DEBIAN_MIRROR%/}"
-		return
-	fi
-	local codename
-	codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
-	[ -n "$codename" ] || codename=bookworm
-	local files=()
-	[ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-	local f
-	for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] && files+=("$f")
-	done
-	[ "${#files[@]}" -gt 0 ] || return 0
-	awk -v cn="$codename" '
-		function emit(u) { sub(/\/+$/, "", u); print u; done = 1; exit }
-		function check(   a) {
-			if (types ~ /[ \t]deb([ \t]|$)/ && suites ~ ("[ \t]" cn "[ \t]") && uris != "") {
-				split(uris, a, /[ \t]+/); emit(a[1])
-			}
-			uris = ""; suites = ""; types = ""
-		}
-		FNR == 1 { if (prev ~ /\.sources$/) check(); prev = FILENAME }
-		/^[ \t]*#/ { next }
-		FILENAME ~ /\.sources$/ {
-			if ($0 ~ /^[ \t]*$/) { check(); next }
-			if (tolower($1) == "types:")  { types = $0 " " }
-			if (tolower($1) == "uris:")   { uris = $0; sub(/^[^:]*:[ \t]*/, "", uris) }
-			if (tolower($1) == "suites:") { suites = " " $0 " " }
-			next
-		}
-		$1 == "deb" {
-			i = 2
-			if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-			if ($(i+1) == cn) emit($i)
-		}
-		END { if (!done && prev ~ /\.sources$/) check() }
-	' "${files[@]}"
-}
+# shellcheck source=debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
 write_wrappers() {
 	local p="$1" rel w
@@ -215,20 +174,7 @@ mkdir -p "$WORK"/{lists/partial,cache/archives/partial,parts,prefs,debs}
 : >"$WORK/status"
 echo "deb [arch=amd64 signed-by=$KEYRING target=Packages] $MIRROR $SUITE main" >"$WORK/sources.list"
 
-APT_OPTS=(
-	-o "Dir::Etc::SourceList=$WORK/sources.list"
-	-o "Dir::Etc::SourceParts=$WORK/parts"
-	-o "Dir::Etc::Preferences=/dev/null"
-	-o "Dir::Etc::PreferencesParts=$WORK/prefs"
-	-o "Dir::State::Lists=$WORK/lists"
-	-o "Dir::State::status=$WORK/status"
-	-o "Dir::Cache=$WORK/cache"
-	-o "Dir::Cache::pkgcache="
-	-o "Dir::Cache::srcpkgcache="
-	-o "APT::Architectures::=amd64"
-	-o "Acquire::Languages=none"
-	-o "APT::Sandbox::User=root"
-)
+private_apt_opts "$WORK"
 
 log "fetching $SUITE package lists from $MIRROR (private apt dirs: $WORK)"
 apt-get -q "${APT_OPTS[@]}" update >"$WORK/update.log" 2>&1 || {

@@ -152,47 +152,8 @@ fi
 
 [ "$(id -u)" = 0 ] || log "warning: not root; apt-get may refuse to run (it runs with private dirs only)"
 
-# Find a Debian mirror URL from the system's apt sources (one-line *.list and
-# deb822 *.sources), preferring an entry for the release codename itself.
-find_mirror() {
-	if [ -n "${DEBIAN_MIRROR:-}" ]; then
-		echo "${DEBIAN_MIRROR%/}"
-		return
-	fi
-	local codename
-	codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
-	[ -n "$codename" ] || codename=bookworm
-	local files=() f
-	[ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-	for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] && files+=("$f")
-	done
-	[ "${#files[@]}" -gt 0 ] || return 0
-	awk -v cn="$codename" '
-		function emit(u) { sub(/\/+$/, "", u); print u; done = 1; exit }
-		function check(   a) {
-			if (types ~ /[ \t]deb([ \t]|$)/ && suites ~ ("[ \t]" cn "[ \t]") && uris != "") {
-				split(uris, a, /[ \t]+/); emit(a[1])
-			}
-			uris = ""; suites = ""; types = ""
-		}
-		FNR == 1 { if (prev ~ /\.sources$/) check(); prev = FILENAME }
-		/^[ \t]*#/ { next }
-		FILENAME ~ /\.sources$/ {
-			if ($0 ~ /^[ \t]*$/) { check(); next }
-			if (tolower($1) == "types:")  { types = $0 " " }
-			if (tolower($1) == "uris:")   { uris = $0; sub(/^[^:]*:[ \t]*/, "", uris) }
-			if (tolower($1) == "suites:") { suites = " " $0 " " }
-			next
-		}
-		$1 == "deb" {
-			i = 2
-			if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-			if ($(i+1) == cn) emit($i)
-		}
-		END { if (!done && prev ~ /\.sources$/) check() }
-	' "${files[@]}"
-}
+# shellcheck source=debian-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
 MIRROR="$(find_mirror || true)"
 [ -n "$MIRROR" ] || die "could not find a Debian mirror in /etc/apt/sources.list{,.d/*}; set DEBIAN_MIRROR=<url>"
@@ -223,20 +184,7 @@ Pin: release n=$MESA_SUITE
 Pin-Priority: 990
 EOF
 
-APT_OPTS=(
-	-o "Dir::Etc::SourceList=$WORK/sources.list"
-	-o "Dir::Etc::SourceParts=$WORK/parts"
-	-o "Dir::Etc::Preferences=/dev/null"
-	-o "Dir::Etc::PreferencesParts=$WORK/prefs"
-	-o "Dir::State::Lists=$WORK/lists"
-	-o "Dir::State::status=$WORK/status"
-	-o "Dir::Cache=$WORK/cache"
-	-o "Dir::Cache::pkgcache="
-	-o "Dir::Cache::srcpkgcache="
-	-o "APT::Architectures::=amd64"
-	-o "Acquire::Languages=none"
-	-o "APT::Sandbox::User=root"
-)
+private_apt_opts "$WORK"
 
 log "fetching $SUITE and $MESA_SUITE package lists from $MIRROR (private apt dirs: $WORK)"
 apt-get -q "${APT_OPTS[@]}" update >"$WORK/update.log" 2>&1 || {

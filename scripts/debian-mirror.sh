@@ -1,0 +1,68 @@
+# debian-mirror.sh — sourced by the install scripts: find_mirror prints the
+# Debian mirror URL of this system's apt sources (or $DEBIAN_MIRROR), and
+# private_apt_opts WORK sets APT_OPTS to apt options that keep every list,
+# cache and status file under WORK (nothing of the system's apt state is
+# read or changed).
+# shellcheck shell=bash
+
+# Find a Debian mirror URL from the system's apt sources (one-line *.list
+# and deb822 *.sources). Prefer an entry whose suite is the release codename
+# itself (not -security/-updates).
+find_mirror() {
+	if [ -n "${DEBIAN_MIRROR:-}" ]; then
+		echo "${DEBIAN_MIRROR%/}"
+		return
+	fi
+	local codename
+	codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+	[ -n "$codename" ] || codename=bookworm
+	local files=()
+	[ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
+	local f
+	for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] && files+=("$f")
+	done
+	[ "${#files[@]}" -gt 0 ] || return 0
+	awk -v cn="$codename" '
+		function emit(u) { sub(/\/+$/, "", u); print u; done = 1; exit }
+		function check(   a) {
+			if (types ~ /[ \t]deb([ \t]|$)/ && suites ~ ("[ \t]" cn "[ \t]") && uris != "") {
+				split(uris, a, /[ \t]+/); emit(a[1])
+			}
+			uris = ""; suites = ""; types = ""
+		}
+		FNR == 1 { if (prev ~ /\.sources$/) check(); prev = FILENAME }
+		/^[ \t]*#/ { next }
+		FILENAME ~ /\.sources$/ {
+			if ($0 ~ /^[ \t]*$/) { check(); next }
+			if (tolower($1) == "types:")  { types = $0 " " }
+			if (tolower($1) == "uris:")   { uris = $0; sub(/^[^:]*:[ \t]*/, "", uris) }
+			if (tolower($1) == "suites:") { suites = " " $0 " " }
+			next
+		}
+		$1 == "deb" {
+			i = 2
+			if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+			if ($(i+1) == cn) emit($i)
+		}
+		END { if (!done && prev ~ /\.sources$/) check() }
+	' "${files[@]}"
+}
+
+private_apt_opts() {
+	local w="$1"
+	APT_OPTS=(
+		-o "Dir::Etc::SourceList=$w/sources.list"
+		-o "Dir::Etc::SourceParts=$w/parts"
+		-o "Dir::Etc::Preferences=/dev/null"
+		-o "Dir::Etc::PreferencesParts=$w/prefs"
+		-o "Dir::State::Lists=$w/lists"
+		-o "Dir::State::status=$w/status"
+		-o "Dir::Cache=$w/cache"
+		-o "Dir::Cache::pkgcache="
+		-o "Dir::Cache::srcpkgcache="
+		-o "APT::Architectures::=amd64"
+		-o "Acquire::Languages=none"
+		-o "APT::Sandbox::User=root"
+	)
+}
