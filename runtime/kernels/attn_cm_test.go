@@ -182,7 +182,7 @@ func cpuDevice(d *runtime.Device) bool { return d.Info().Type == runtime.TypeCPU
 // shared-memory reductions (the path of accumulator layouts the register
 // reductions do not cover).
 func cmAttnTestTiles() []cmAttnTiles {
-	l := append([]cmAttnTiles(nil), cmAttnTileList...)
+	l := append(append([]cmAttnTiles(nil), cmAttnTileList...), cmAttnTuned...)
 	l = append(l,
 		cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr"},
 		cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"},
@@ -197,7 +197,7 @@ func cmAttnTestTiles() []cmAttnTiles {
 // tuning override parses.
 func TestCMAttnTiles(t *testing.T) {
 	seen := map[string]bool{}
-	for _, tl := range cmAttnTileList {
+	for _, tl := range append(append([]cmAttnTiles(nil), cmAttnTileList...), cmAttnTuned...) {
 		if seen[tl.kind()] {
 			continue
 		}
