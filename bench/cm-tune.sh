@@ -62,10 +62,8 @@ if has probe; then
 		SHAREPREFILL_CM_PROBE=$pr SHAREPREFILL_CM_TILE=${PROBE_MM_TILE:-256,128,32,64,64,8,1} timeout 60 $B/matmul -variant coopmat -shapes 8192x4096x4096 -reps 10 -check 0 2>&1 | grep -E '^\| 8192'
 	done
 	for pr in ${PROBE_ATTN:-0 1 2 3}; do
-		for ilv in 0; do
-			echo "## attention SHAREPREFILL_CM_ATTN_PROBE=$pr SHAREPREFILL_CM_ATTN_ILV=$ilv tiles ${PROBE_ATTN_TILES:-128,64,1,cmr-cv}"
-			SHAREPREFILL_CM_ATTN_PROBE=$pr SHAREPREFILL_CM_ATTN_ILV=$ilv SHAREPREFILL_CM_ATTN_TILES=${PROBE_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 16k -densities "" -reps 3 2>&1 | grep -E '^S='
-		done
+		echo "## attention SHAREPREFILL_CM_ATTN_PROBE=$pr tiles ${PROBE_ATTN_TILES:-128,64,1,cmr-cv}"
+		SHAREPREFILL_CM_ATTN_PROBE=$pr SHAREPREFILL_CM_ATTN_TILES=${PROBE_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 16k -densities "" -reps 3 2>&1 | grep -E '^S='
 	done
 fi
 step done
