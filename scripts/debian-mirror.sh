@@ -2,7 +2,9 @@
 # Debian mirror URL of this system's apt sources (or $DEBIAN_MIRROR), and
 # private_apt_opts WORK sets APT_OPTS to apt options that keep every list,
 # cache and status file under WORK (nothing of the system's apt state is
-# read or changed).
+# read or changed), and private_extract WORK STAGE PKG... downloads the
+# packages with those options and unpacks them into STAGE (with a
+# .packages list, without docs, headers and static libraries).
 # shellcheck shell=bash
 
 # Find a Debian mirror URL from the system's apt sources (one-line *.list
@@ -65,4 +67,25 @@ private_apt_opts() {
 		-o "Acquire::Languages=none"
 		-o "APT::Sandbox::User=root"
 	)
+}
+
+private_extract() {
+	local w="$1" stage="$2" deb
+	shift 2
+	(cd "$w/debs" && apt-get -q "${APT_OPTS[@]}" download "$@") >"$w/download.log" 2>&1 || {
+		cat "$w/download.log" >&2
+		echo "apt-get download failed" >&2
+		return 1
+	}
+	rm -rf "$stage"
+	mkdir -p "$stage"
+	: >"$stage/.packages"
+	for deb in "$w"/debs/*.deb; do
+		dpkg -x "$deb" "$stage" || { echo "dpkg -x $(basename "$deb") failed" >&2; return 1; }
+		dpkg-deb -f "$deb" Package Version | paste -sd= | sed 's/^Package: //; s/=Version: /=/' >>"$stage/.packages"
+	done
+	sort -o "$stage/.packages" "$stage/.packages"
+	local l=usr/lib/x86_64-linux-gnu
+	rm -rf "$stage/usr/share/doc" "$stage/usr/share/man" "$stage/usr/share/lintian" \
+		"$stage/usr/share/locale" "$stage/usr/include" "$stage/$l"/*.a "$stage/$l/cmake" "$stage/$l/pkgconfig"
 }

@@ -202,23 +202,8 @@ if [ "$cand" != "$TESTED_GLSLANG_PKG" ]; then
 	log "WARNING: compiled SPIR-V may differ from the committed shaders/spv (check with scripts/check-shaders.sh)"
 fi
 log "downloading: ${PKGS[*]}"
-(cd "$WORK/debs" && apt-get -q "${APT_OPTS[@]}" download "${PKGS[@]}") >"$WORK/download.log" 2>&1 || {
-	cat "$WORK/download.log" >&2
-	die "apt-get download failed"
-}
-
 STAGE="$PREFIX.new.$$"
-rm -rf "$STAGE"
-mkdir -p "$STAGE"
-: >"$STAGE/.packages"
-for deb in "$WORK"/debs/*.deb; do
-	dpkg -x "$deb" "$STAGE" || die "dpkg -x $(basename "$deb") failed"
-	dpkg-deb -f "$deb" Package Version | paste -sd= | sed 's/^Package: //; s/=Version: /=/' >>"$STAGE/.packages"
-done
-sort -o "$STAGE/.packages" "$STAGE/.packages"
-# Docs, manpages, headers and static libs are not needed.
-rm -rf "$STAGE/usr/share/doc" "$STAGE/usr/share/man" "$STAGE/usr/share/lintian" \
-	"$STAGE/usr/include" "$STAGE/$LIBDIR_REL"/*.a "$STAGE/$LIBDIR_REL/cmake" "$STAGE/$LIBDIR_REL/pkgconfig"
+private_extract "$WORK" "$STAGE" "${PKGS[@]}" || die "fetching or unpacking the packages failed"
 echo "$MIRROR $SUITE" >"$STAGE/.source"
 
 works "$STAGE" || {

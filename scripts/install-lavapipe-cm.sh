@@ -216,24 +216,8 @@ case "$MESA_SUITE:$cand" in
 esac
 log "mesa-vulkan-drivers candidate: $cand (from $MESA_SUITE)"
 log "downloading ${#PKGS[@]} packages: ${PKGS[*]}"
-(cd "$WORK/debs" && apt-get -q "${APT_OPTS[@]}" download "${PKGS[@]}") >"$WORK/download.log" 2>&1 || {
-	cat "$WORK/download.log" >&2
-	die "apt-get download failed"
-}
-
 STAGE="$PREFIX.new.$$"
-rm -rf "$STAGE"
-mkdir -p "$STAGE"
-: >"$STAGE/.packages"
-for deb in "$WORK"/debs/*.deb; do
-	dpkg -x "$deb" "$STAGE" || die "dpkg -x $(basename "$deb") failed"
-	dpkg-deb -f "$deb" Package Version | paste -sd= | sed 's/^Package: //; s/=Version: /=/' >>"$STAGE/.packages"
-done
-sort -o "$STAGE/.packages" "$STAGE/.packages"
-# Docs, manpages, headers and static libs are not needed.
-rm -rf "$STAGE/usr/share/doc" "$STAGE/usr/share/man" "$STAGE/usr/share/lintian" \
-	"$STAGE/usr/share/locale" "$STAGE/usr/include" "$STAGE/$LIBDIR_REL"/*.a \
-	"$STAGE/$LIBDIR_REL/cmake" "$STAGE/$LIBDIR_REL/pkgconfig"
+private_extract "$WORK" "$STAGE" "${PKGS[@]}" || die "fetching or unpacking the packages failed"
 echo "$MIRROR $SUITE mesa-from=$MESA_SUITE" >"$STAGE/.source"
 
 [ -x "$STAGE/$LDSO_REL" ] || die "extracted prefix has no $LDSO_REL (libc6 missing?)"
