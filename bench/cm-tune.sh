@@ -9,7 +9,7 @@
 #   go test -c "$F" -o .devcarry/bin/kernels.test ./runtime/kernels
 #   for b in cmpeak attention matmul; do go build "$F" -o .devcarry/bin/$b ./bench/$b; done
 #   device run: bash bench/cm-tune.sh   (carry .gl and .devcarry/bin)
-# env: STAGES (default "peak tests attn matmul"; also "probe"), ATTN_CFGS (BR,BC,RF,KIND
+# env: STAGES (default "peak tests attn matmul"; also "probe", "stats"), ATTN_CFGS (BR,BC,RF,KIND
 # list for SHAREPREFILL_CM_ATTN_TILES), ATTN_LENS (default 16k), MM_TILES
 # (SHAREPREFILL_CM_TILE list), MM_SHAPES.
 set -u
@@ -65,5 +65,10 @@ if has probe; then
 		echo "## attention SHAREPREFILL_CM_ATTN_PROBE=$pr tiles ${PROBE_ATTN_TILES:-128,64,1,cmr-cv}"
 		SHAREPREFILL_CM_ATTN_PROBE=$pr SHAREPREFILL_CM_ATTN_TILES=${PROBE_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 16k -densities "" -reps 3 2>&1 | grep -E '^S='
 	done
+fi
+if has stats; then
+	step "pipeline statistics (VK_KHR_pipeline_executable_properties)"
+	SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM_ATTN_TILES=${STATS_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 4k -densities 0.5 -reps 1 2>&1 | grep -E '^\|' | tee "$O/stats-attn.md"
+	SHAREPREFILL_VK_PIPELINE_STATS=1 timeout 60 $B/matmul -shapes 2048x4096x4096 -reps 1 2>&1 | grep -E '^\| (shader|matmul|---)' | tee "$O/stats-matmul.md"
 fi
 step done

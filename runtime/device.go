@@ -37,6 +37,12 @@ type Options struct {
 	// and the validation layer reports it, but it lets the coopmat kernels
 	// be tested on the CPU (scripts/test-coopmat-lavapipe.sh).
 	CoopMatUnlisted bool
+	// PipelineStats (SHAREPREFILL_VK_PIPELINE_STATS=1) enables
+	// VK_KHR_pipeline_executable_properties where the driver has it and
+	// creates every pipeline with statistics capture, so that
+	// Device.PipelineStatistics reports the driver's figures (registers,
+	// spills, shared memory, ... as the driver names them). For tuning.
+	PipelineStats bool
 	// DisableSubgroupSizeControl (SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL=1).
 	DisableSubgroupSizeControl bool
 	// SubmitTimeout bounds every wait for the GPU (SHAREPREFILL_VK_TIMEOUT, in
@@ -84,6 +90,7 @@ func (o *Options) fromEnv() error {
 	o.DisableCoopMat = o.DisableCoopMat || envBool("SHAREPREFILL_VK_DISABLE_COOPMAT")
 	o.DisableCoopMat2 = o.DisableCoopMat2 || envBool("SHAREPREFILL_VK_DISABLE_COOPMAT2")
 	o.CoopMatUnlisted = o.CoopMatUnlisted || envBool("SHAREPREFILL_VK_COOPMAT_UNLISTED")
+	o.PipelineStats = o.PipelineStats || envBool("SHAREPREFILL_VK_PIPELINE_STATS")
 	o.DisableSubgroupSizeControl = o.DisableSubgroupSizeControl || envBool("SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL")
 	o.Serialize = o.Serialize || envBool("SHAREPREFILL_VK_SERIALIZE")
 	if o.SubmitTimeout == 0 {
@@ -128,19 +135,20 @@ type Caps struct {
 
 // Device is an open logical device with one compute queue.
 type Device struct {
-	inst     *Instance
-	ownInst  bool
-	ownDev   bool        // false for an adopted VkDevice (external.go)
-	qlock    sync.Locker // held around vkQueueSubmit when the queue is shared (external.go)
-	info     DeviceInfo
-	caps     Caps
-	opts     Options
-	dev      vk.Device
-	queue    vk.Queue
-	sp       unsafe.Pointer // *C.sp_dev: device functions called from C (vkcalls.go)
-	qfi      uint32
-	memProps vk.PhysicalDeviceMemoryProperties
-	maxAlloc uint64
+	inst      *Instance
+	ownInst   bool
+	ownDev    bool        // false for an adopted VkDevice (external.go)
+	qlock     sync.Locker // held around vkQueueSubmit when the queue is shared (external.go)
+	info      DeviceInfo
+	caps      Caps
+	pipeStats bool // pipelines are created with statistics capture (Options.PipelineStats)
+	opts      Options
+	dev       vk.Device
+	queue     vk.Queue
+	sp        unsafe.Pointer // *C.sp_dev: device functions called from C (vkcalls.go)
+	qfi       uint32
+	memProps  vk.PhysicalDeviceMemoryProperties
+	maxAlloc  uint64
 
 	mu     sync.Mutex // guards alloc, closed, the staging path and queue submission
 	closed bool
@@ -207,6 +215,10 @@ func (in *Instance) open(opts Options) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{inst: in, info: info, opts: opts, qfi: uint32(info.ComputeQueueFamily), ownDev: true}
+	d.pipeStats = es.exts&C.SP_EXT_PIPELINE_EXEC != 0
+	if opts.PipelineStats && !d.pipeStats {
+		logf("SHAREPREFILL_VK_PIPELINE_STATS: %s has no %s; no pipeline statistics", info.Name, extPipelineExec)
+	}
 	if err := d.setup(vdev, nil, es.caps(&info)); err != nil {
 		return nil, err
 	}
@@ -255,6 +267,12 @@ func chooseEnables(info *DeviceInfo, opts Options, logf func(string, ...any)) en
 		en.subgroup_size_control = 0
 		en.compute_full_subgroups = 0
 		logf("SHAREPREFILL_VK_DISABLE_SUBGROUP_SIZE_CONTROL: subgroup size control off")
+	}
+	if opts.PipelineStats && info.caps.pipeline_executable_info != 0 {
+		addExt(extPipelineExec)
+	} else {
+		en.pipeline_executable_info = 0
+		exts &^= C.SP_EXT_PIPELINE_EXEC
 	}
 	useCM := info.CoopMat && (info.HasCoopMatF16() || opts.CoopMatUnlisted && info.hasCoopMatF16Any()) && !opts.DisableCoopMat
 	if opts.DisableCoopMat && info.CoopMat {

@@ -251,6 +251,7 @@ const (
 	extMaintenance4        = "VK_KHR_maintenance4"
 	extDriverProperties    = "VK_KHR_driver_properties"
 	extMemoryModel         = "VK_KHR_vulkan_memory_model"
+	extPipelineExec        = "VK_KHR_pipeline_executable_properties"
 	extStorageBufferClass  = "VK_KHR_storage_buffer_storage_class"
 )
 
@@ -347,6 +348,9 @@ func describe(inst vk.Instance, pd vk.PhysicalDevice, index int) DeviceInfo {
 	}
 	if api12 || info.Extensions[extMemoryModel] {
 		flags |= C.SP_EXT_MEMORY_MODEL
+	}
+	if info.Extensions[extPipelineExec] {
+		flags |= C.SP_EXT_PIPELINE_EXEC
 	}
 	info.extFlags = flags
 

@@ -3,6 +3,8 @@ package runtime
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"sort"
 	"strings"
 	"sync"
 
@@ -128,7 +130,11 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 	if desc.FullSubgroups && d.info.ComputeFullSubgroups {
 		flags |= 0x2 // VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT
 	}
-	pipe, err := d.createComputePipeline(mod, layout, desc.Spec, sg, flags)
+	var pipeFlags uint32
+	if d.pipeStats {
+		pipeFlags |= 0x40 // VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR
+	}
+	pipe, err := d.createComputePipeline(mod, layout, desc.Spec, sg, flags, pipeFlags)
 	if err != nil {
 		d.destroyPipelineObjects(0, layout)
 		return nil, fmt.Errorf("kernel %s: %w", desc.Shader, err)
@@ -172,4 +178,64 @@ func (d *Device) setLayout(n int) (uint64, error) {
 	}
 	d.pipes.layouts[n] = l
 	return l, nil
+}
+
+// PipelineStat is one statistic a driver reports for a compiled pipeline
+// (VK_KHR_pipeline_executable_properties): Executable is the driver's name
+// for the compiled stage, Name the statistic's ("Register Count", "Spill
+// Count", ... as the driver spells them), Value its value as text.
+type PipelineStat struct {
+	Executable, Name, Value string
+}
+
+// KernelStats are the statistics of one cached kernel.
+type KernelStats struct {
+	Shader string
+	Spec   []uint32
+	Stats  []PipelineStat
+}
+
+// PipelineStatistics returns the driver's statistics for every kernel
+// created so far, sorted by shader name. It needs a device opened with
+// Options.PipelineStats (SHAREPREFILL_VK_PIPELINE_STATS=1) on a driver with
+// VK_KHR_pipeline_executable_properties, else it returns ErrMissingFeature.
+func (d *Device) PipelineStatistics() ([]KernelStats, error) {
+	if !d.pipeStats {
+		return nil, fmt.Errorf("pipeline statistics: %w: open the device with Options.PipelineStats (SHAREPREFILL_VK_PIPELINE_STATS=1) on a driver with %s", ErrMissingFeature, extPipelineExec)
+	}
+	p := &d.pipes
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []KernelStats
+	for _, k := range p.kernels {
+		text, err := d.pipelineStats(k.pipe)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline statistics of %s: %w", k.desc.Shader, err)
+		}
+		ks := KernelStats{Shader: k.desc.Shader, Spec: append([]uint32(nil), k.desc.Spec...)}
+		for _, line := range strings.Split(text, "\n") {
+			if f := strings.SplitN(line, "\t", 3); len(f) == 3 {
+				ks.Stats = append(ks.Stats, PipelineStat{Executable: f[0], Name: f[1], Value: f[2]})
+			}
+		}
+		out = append(out, ks)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Shader != out[j].Shader {
+			return out[i].Shader < out[j].Shader
+		}
+		return fmt.Sprint(out[i].Spec) < fmt.Sprint(out[j].Spec)
+	})
+	return out, nil
+}
+
+// FormatPipelineStatistics writes st as a Markdown table (one row per
+// kernel and statistic).
+func FormatPipelineStatistics(w io.Writer, st []KernelStats) {
+	fmt.Fprintf(w, "| shader | spec | executable | statistic | value |\n|---|---|---|---|---:|\n")
+	for _, k := range st {
+		for _, s := range k.Stats {
+			fmt.Fprintf(w, "| %s | %v | %s | %s | %s |\n", k.Shader, k.Spec, s.Executable, s.Name, s.Value)
+		}
+	}
 }

@@ -291,3 +291,33 @@ func TestBindingLimit(t *testing.T) {
 		t.Errorf("binding past maxStorageBufferRange: %v, want an error naming the limit", err)
 	}
 }
+
+// TestPipelineStatistics: with Options.PipelineStats the driver's statistics
+// of a created kernel come back (where the driver has
+// VK_KHR_pipeline_executable_properties, e.g. NVIDIA); elsewhere, and
+// without the option, the call fails with ErrMissingFeature.
+func TestPipelineStatistics(t *testing.T) {
+	if _, err := gputest.Device(t).PipelineStatistics(); !errors.Is(err, runtime.ErrMissingFeature) {
+		t.Errorf("without Options.PipelineStats: err = %v, want ErrMissingFeature", err)
+	}
+	d := gputest.Open(t, runtime.Options{PipelineStats: true})
+	if _, err := d.Kernel(runtime.KernelDesc{Shader: "fill", Bindings: 1, PushSize: 8}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.PipelineStatistics()
+	if !d.Info().Extensions["VK_KHR_pipeline_executable_properties"] {
+		if !errors.Is(err, runtime.ErrMissingFeature) {
+			t.Errorf("driver without the extension: err = %v, want ErrMissingFeature", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Shader != "fill" || len(st[0].Stats) == 0 {
+		t.Fatalf("statistics = %+v, want the fill kernel's", st)
+	}
+	var b strings.Builder
+	runtime.FormatPipelineStatistics(&b, st)
+	t.Logf("\n%s", b.String())
+}

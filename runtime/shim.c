@@ -41,6 +41,7 @@ typedef struct { int32_t sType; void *pNext; uint32_t coopmat, robust; } sp_cm_f
 typedef struct { int32_t sType; void *pNext; uint32_t stages; } sp_cm_props;
 typedef struct { int32_t sType; void *pNext; uint32_t wg, flex, red, conv, perel, tensor, block; } sp_cm2_feats;
 typedef struct { int32_t sType; void *pNext; uint32_t model, device_scope, chains; } sp_mm_feats;
+typedef struct { int32_t sType; void *pNext; uint32_t info; } sp_pe_feats;
 typedef struct { int32_t sType; void *pNext; uint32_t maxPerSet; uint32_t pad; uint64_t maxAlloc; } sp_maint3_props;
 typedef struct { int32_t sType; void *pNext; uint64_t maxBufferSize; } sp_maint4_props;
 typedef struct { int32_t sType; void *pNext; int32_t driverID; char name[256]; char info[256]; uint8_t conf[4]; } sp_driver_props;
@@ -84,6 +85,7 @@ enum {
 	ST_CM_PROPS = 1000506002,
 	ST_CM2_FEATS = 1000593000,
 	ST_MM_FEATS = 1000211000,
+	ST_PE_FEATS = 1000269000,
 	ST_MAINT3_PROPS = 1000168000,
 	ST_MAINT4_PROPS = 1000413001,
 	ST_DRIVER_PROPS = 1000196000,
@@ -161,6 +163,8 @@ void sp_query_caps(void *instance, void *pdev, uint32_t exts, sp_caps *out) {
 	if (exts & SP_EXT_COOPMAT2_NV) sp_link(&tail, &cm2, ST_CM2_FEATS);
 	sp_mm_feats mm; memset(&mm, 0, sizeof mm);
 	if (exts & SP_EXT_MEMORY_MODEL) sp_link(&tail, &mm, ST_MM_FEATS);
+	sp_pe_feats pe; memset(&pe, 0, sizeof pe);
+	if (exts & SP_EXT_PIPELINE_EXEC) sp_link(&tail, &pe, ST_PE_FEATS);
 	getFeats(pdev, &f2);
 
 	out->subgroup_size = sg.subgroupSize;
@@ -191,6 +195,7 @@ void sp_query_caps(void *instance, void *pdev, uint32_t exts, sp_caps *out) {
 	out->coopmat2_block_loads = cm2.block;
 	out->vulkan_memory_model = mm.model;
 	out->vulkan_memory_model_device_scope = mm.device_scope;
+	out->pipeline_executable_info = pe.info;
 	out->max_memory_allocation_size = m3.maxAlloc;
 	out->max_buffer_size = m4.maxBufferSize;
 	out->driver_id = (uint32_t)drv.driverID;
@@ -282,6 +287,11 @@ int32_t sp_create_device(void *instance, void *pdev, uint32_t queue_family, uint
 		sp_link(&tail, &mm, ST_MM_FEATS);
 		mm.model = en->vulkan_memory_model;
 		mm.device_scope = en->vulkan_memory_model_device_scope;
+	}
+	sp_pe_feats pe; memset(&pe, 0, sizeof pe);
+	if (exts & SP_EXT_PIPELINE_EXEC) {
+		sp_link(&tail, &pe, ST_PE_FEATS);
+		pe.info = en->pipeline_executable_info;
 	}
 
 	float prio = 1.0f;

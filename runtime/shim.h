@@ -38,6 +38,7 @@ typedef struct {
 	uint32_t coopmat2_block_loads;
 	uint32_t vulkan_memory_model;
 	uint32_t vulkan_memory_model_device_scope;
+	uint32_t pipeline_executable_info;
 	uint64_t max_memory_allocation_size;
 	uint64_t max_buffer_size;
 	uint32_t driver_id;
@@ -63,6 +64,7 @@ enum {
 	SP_EXT_MAINTENANCE4 = 1 << 6,
 	SP_EXT_DRIVER_PROPERTIES = 1 << 7,
 	SP_EXT_MEMORY_MODEL = 1 << 8,
+	SP_EXT_PIPELINE_EXEC = 1 << 9,
 };
 
 void *sp_load(char *err, int errlen);

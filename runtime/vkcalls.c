@@ -2,6 +2,7 @@
 #include "vkcalls.h"
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ struct sp_dev {
 	void (*cmdPipelineBarrier)(void *, uint32_t, uint32_t, uint32_t, uint32_t, const void *, uint32_t, const void *, uint32_t, const void *);
 	void (*cmdCopyBuffer)(void *, uint64_t, uint64_t, uint32_t, const void *);
 	int32_t (*queueSubmit)(void *, uint32_t, const void *, uint64_t);
+	// VK_KHR_pipeline_executable_properties (NULL unless enabled).
+	int32_t (*getExecProps)(void *, const void *, uint32_t *, void *);
+	int32_t (*getExecStats)(void *, const void *, uint32_t *, void *);
 };
 
 enum {
@@ -92,6 +96,8 @@ sp_dev *sp_dev_new(void *instance, void *device) {
 #define LOAD(field, name)                                   \
 	*(sp_fn *)&d->field = gdpa(device, name);           \
 	if (!d->field) { free(d); return NULL; }
+	*(sp_fn *)&d->getExecProps = gdpa(device, "vkGetPipelineExecutablePropertiesKHR");
+	*(sp_fn *)&d->getExecStats = gdpa(device, "vkGetPipelineExecutableStatisticsKHR");
 	LOAD(createShaderModule, "vkCreateShaderModule");
 	LOAD(destroyShaderModule, "vkDestroyShaderModule");
 	LOAD(createSetLayout, "vkCreateDescriptorSetLayout");
@@ -147,7 +153,7 @@ int32_t sp_create_pipeline_layout(sp_dev *d, uint64_t set_layout, uint32_t push_
 void sp_destroy_pipeline_layout(sp_dev *d, uint64_t l) { d->destroyPipelineLayout(d->device, l, NULL); }
 
 int32_t sp_create_compute_pipeline(sp_dev *d, uint64_t module, uint64_t layout, const uint32_t *spec, uint32_t nspec,
-                                   uint32_t required_subgroup_size, uint32_t stage_flags, uint64_t *out) {
+                                   uint32_t required_subgroup_size, uint32_t stage_flags, uint32_t pipeline_flags, uint64_t *out) {
 	sp_spec_entry entries[64];
 	if (nspec > 64) return -1;
 	for (uint32_t i = 0; i < nspec; i++) {
@@ -166,6 +172,7 @@ int32_t sp_create_compute_pipeline(sp_dev *d, uint64_t module, uint64_t layout, 
 	ci.stage.module = module;
 	ci.stage.name = "main";
 	ci.stage.spec = nspec ? &si : NULL;
+	ci.flags = pipeline_flags;
 	ci.layout = layout;
 	ci.baseIndex = -1;
 	return d->createComputePipelines(d->device, 0, 1, &ci, NULL, out);
@@ -240,4 +247,52 @@ int32_t sp_create_instance(const char *app, uint32_t api_version, const char *co
 	sp_app_info ai = {0, NULL, app, 1, "shareprefill", 1, api_version};
 	sp_instance_ci ci = {1, pnext, 0, &ai, nlayers, layers, nexts, exts};
 	return create(&ci, NULL, out);
+}
+
+typedef struct { int32_t sType; const void *pNext; uint64_t pipeline; } sp_pipe_info;
+typedef struct { int32_t sType; void *pNext; uint32_t stages; char name[256]; char desc[256]; uint32_t subgroupSize; } sp_exec_props;
+typedef struct { int32_t sType; const void *pNext; uint64_t pipeline; uint32_t index; } sp_exec_info;
+typedef struct { int32_t sType; void *pNext; char name[256]; char desc[256]; int32_t format; union { uint32_t b32; int64_t i64; uint64_t u64; double f64; } value; } sp_exec_stat;
+
+int32_t sp_pipeline_stats(sp_dev *d, uint64_t pipe, char *buf, uint32_t cap) {
+	if (!d->getExecProps || !d->getExecStats || cap == 0) return -7; // VK_ERROR_EXTENSION_NOT_PRESENT
+	buf[0] = 0;
+	sp_pipe_info pi = {1000269001, NULL, pipe};
+	uint32_t n = 0;
+	int32_t r = d->getExecProps(d->device, &pi, &n, NULL);
+	if (r != 0) return r;
+	if (n > 8) n = 8;
+	sp_exec_props props[8];
+	memset(props, 0, sizeof props);
+	for (uint32_t i = 0; i < n; i++) props[i].sType = 1000269002;
+	r = d->getExecProps(d->device, &pi, &n, props);
+	if (r < 0) return r;
+	size_t used = 0;
+	for (uint32_t e = 0; e < n; e++) {
+		sp_exec_info ei = {1000269003, NULL, pipe, e};
+		uint32_t m = 0;
+		r = d->getExecStats(d->device, &ei, &m, NULL);
+		if (r != 0) return r;
+		if (m > 256) m = 256;
+		if (m == 0) continue;
+		sp_exec_stat *st = calloc(m, sizeof *st);
+		if (!st) return -1; // VK_ERROR_OUT_OF_HOST_MEMORY
+		for (uint32_t i = 0; i < m; i++) st[i].sType = 1000269004;
+		r = d->getExecStats(d->device, &ei, &m, st);
+		if (r < 0) { free(st); return r; }
+		for (uint32_t i = 0; i < m && used + 600 < cap; i++) {
+			char v[64];
+			switch (st[i].format) {
+			case 0: snprintf(v, sizeof v, "%s", st[i].value.b32 ? "true" : "false"); break;
+			case 1: snprintf(v, sizeof v, "%lld", (long long)st[i].value.i64); break;
+			case 2: snprintf(v, sizeof v, "%llu", (unsigned long long)st[i].value.u64); break;
+			default: snprintf(v, sizeof v, "%g", st[i].value.f64); break;
+			}
+			st[i].name[255] = 0;
+			props[e].name[255] = 0;
+			used += (size_t)snprintf(buf + used, cap - used, "%s\t%s\t%s\n", props[e].name, st[i].name, v);
+		}
+		free(st);
+	}
+	return 0;
 }

@@ -58,14 +58,14 @@ func (d *Device) createPipelineLayout(setLayout uint64, push int) (uint64, error
 	return uint64(out), check("vkCreatePipelineLayout", vk.Result(r))
 }
 
-func (d *Device) createComputePipeline(module, layout uint64, spec []uint32, subgroupSize, flags uint32) (uint64, error) {
+func (d *Device) createComputePipeline(module, layout uint64, spec []uint32, subgroupSize, flags, pipeFlags uint32) (uint64, error) {
 	var out C.uint64_t
 	var sp *C.uint32_t
 	if len(spec) > 0 {
 		sp = (*C.uint32_t)(unsafe.Pointer(&spec[0]))
 	}
 	r := C.sp_create_compute_pipeline(d.calls(), C.uint64_t(module), C.uint64_t(layout), sp, C.uint32_t(len(spec)),
-		C.uint32_t(subgroupSize), C.uint32_t(flags), &out)
+		C.uint32_t(subgroupSize), C.uint32_t(flags), C.uint32_t(pipeFlags), &out)
 	return uint64(out), check("vkCreateComputePipelines", vk.Result(r))
 }
 
@@ -151,4 +151,15 @@ func createInstance(app string, api uint32, layers, exts []string, pnext unsafe.
 	var out unsafe.Pointer
 	r := C.sp_create_instance(capp, C.uint32_t(api), l, C.uint32_t(len(layers)), e, C.uint32_t(len(exts)), pnext, &out)
 	return vk.Instance(out), vk.Result(r)
+}
+
+func (d *Device) pipelineStats(pipe uint64) (string, error) {
+	const capBytes = 64 << 10
+	buf := (*C.char)(C.malloc(capBytes))
+	defer C.free(unsafe.Pointer(buf))
+	r := C.sp_pipeline_stats(d.calls(), C.uint64_t(pipe), buf, capBytes)
+	if err := check("vkGetPipelineExecutableStatisticsKHR", vk.Result(r)); err != nil {
+		return "", err
+	}
+	return C.GoString(buf), nil
 }

@@ -23,7 +23,11 @@ void sp_destroy_set_layout(sp_dev *d, uint64_t l);
 int32_t sp_create_pipeline_layout(sp_dev *d, uint64_t set_layout, uint32_t push_size, uint64_t *out);
 void sp_destroy_pipeline_layout(sp_dev *d, uint64_t l);
 int32_t sp_create_compute_pipeline(sp_dev *d, uint64_t module, uint64_t layout, const uint32_t *spec, uint32_t nspec,
-                                   uint32_t required_subgroup_size, uint32_t stage_flags, uint64_t *out);
+                                   uint32_t required_subgroup_size, uint32_t stage_flags, uint32_t pipeline_flags, uint64_t *out);
+// sp_pipeline_stats writes "executable\tstatistic\tvalue\n" lines of a
+// pipeline created with VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR into
+// buf (NUL-terminated); -7 when VK_KHR_pipeline_executable_properties is off.
+int32_t sp_pipeline_stats(sp_dev *d, uint64_t pipe, char *buf, uint32_t cap);
 void sp_destroy_pipeline(sp_dev *d, uint64_t p);
 int32_t sp_create_descriptor_pool(sp_dev *d, uint32_t max_sets, uint32_t descriptors, uint64_t *out);
 void sp_destroy_descriptor_pool(sp_dev *d, uint64_t p);

@@ -305,6 +305,13 @@ func main() {
 		log.Fatalf("attention: %v", err)
 	}
 	defer dev.Close()
+	// With SHAREPREFILL_VK_PIPELINE_STATS=1: the driver's statistics of
+	// every kernel used (registers, spills, ... where the driver reports them).
+	defer func() {
+		if st, err := dev.PipelineStatistics(); err == nil {
+			runtime.FormatPipelineStatistics(os.Stderr, st)
+		}
+	}()
 	info := dev.Info()
 	tiles, err := kernels.ChooseAttnTiles(dev, *hd, 0)
 	if err != nil {

@@ -190,6 +190,13 @@ func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, 
 		return err
 	}
 	defer d.Close()
+	// With SHAREPREFILL_VK_PIPELINE_STATS=1: the driver's statistics of
+	// every kernel used (registers, spills, ... where the driver reports them).
+	defer func() {
+		if st, err := d.PipelineStatistics(); err == nil {
+			runtime.FormatPipelineStatistics(os.Stderr, st)
+		}
+	}()
 	info := d.Info()
 	rep := Report{Impl: "shareprefill-" + variant, Device: info.Name, XDType: xdtS, YDType: ydtS}
 	fmt.Fprintf(os.Stderr, "device %s (%s), caps %+v\n", info.Name, info.DriverName, d.Caps())
