@@ -4,7 +4,10 @@
 # cache and status file under WORK (nothing of the system's apt state is
 # read or changed), and private_extract WORK STAGE PKG... downloads the
 # packages with those options and unpacks them into STAGE (with a
-# .packages list, without docs, headers and static libraries).
+# .packages list, without docs, headers and static libraries);
+# private_update WORK MIRROR SUITE... fetches the package lists (failing
+# unless every suite's list came), and private_closure PKG... prints the
+# Depends/PreDepends closure of the packages.
 # shellcheck shell=bash
 
 # Find a Debian mirror URL from the system's apt sources (one-line *.list
@@ -88,4 +91,31 @@ private_extract() {
 	local l=usr/lib/x86_64-linux-gnu
 	rm -rf "$stage/usr/share/doc" "$stage/usr/share/man" "$stage/usr/share/lintian" \
 		"$stage/usr/share/locale" "$stage/usr/include" "$stage/$l"/*.a "$stage/$l/cmake" "$stage/$l/pkgconfig"
+}
+
+private_update() {
+	local w="$1" mirror="$2" s
+	shift 2
+	if ! apt-get -q "${APT_OPTS[@]}" update >"$w/update.log" 2>&1; then
+		cat "$w/update.log" >&2
+		echo "apt-get update for $* failed" >&2
+		return 1
+	fi
+	local bad=0
+	grep -qE '^E: |^W: (Failed to fetch|GPG error|.*NO_PUBKEY|.*not signed)' "$w/update.log" && bad=1
+	for s in "$@"; do
+		compgen -G "$w/lists/*_dists_${s}_main_binary-amd64_Packages*" >/dev/null || bad=1
+	done
+	if [ $bad = 1 ]; then
+		cat "$w/update.log" >&2
+		echo "apt-get update for $* from $mirror failed (see above; NO_PUBKEY means debian-archive-keyring lacks the $1 keys)" >&2
+		return 1
+	fi
+	grep -E '^W: ' "$w/update.log" >&2 || true
+}
+
+private_closure() {
+	apt-cache "${APT_OPTS[@]}" depends --recurse --no-recommends --no-suggests \
+		--no-conflicts --no-breaks --no-replaces --no-enhances "$@" |
+		grep -E '^[a-z0-9]' | grep -v '^<' | sort -u
 }

@@ -177,21 +177,10 @@ echo "deb [arch=amd64 signed-by=$KEYRING target=Packages] $MIRROR $SUITE main" >
 private_apt_opts "$WORK"
 
 log "fetching $SUITE package lists from $MIRROR (private apt dirs: $WORK)"
-apt-get -q "${APT_OPTS[@]}" update >"$WORK/update.log" 2>&1 || {
-	cat "$WORK/update.log" >&2
-	die "apt-get update for $SUITE failed"
-}
-if grep -qE '^E: |^W: (Failed to fetch|GPG error|.*NO_PUBKEY|.*not signed)' "$WORK/update.log" ||
-	! compgen -G "$WORK/lists/*_dists_${SUITE}_main_binary-amd64_Packages*" >/dev/null; then
-	cat "$WORK/update.log" >&2
-	die "apt-get update for $SUITE from $MIRROR failed (see above; NO_PUBKEY means debian-archive-keyring lacks the $SUITE keys)"
-fi
-grep -E '^W: ' "$WORK/update.log" >&2 || true
+private_update "$WORK" "$MIRROR" "$SUITE" || die "could not fetch the package lists"
 
 # Resolve the Depends/PreDepends closure of the top-level packages.
-mapfile -t PKGS < <(apt-cache "${APT_OPTS[@]}" depends --recurse --no-recommends --no-suggests \
-	--no-conflicts --no-breaks --no-replaces --no-enhances "${TOP_PKGS[@]}" |
-	grep -E '^[a-z0-9]' | grep -v '^<' | sort -u)
+mapfile -t PKGS < <(private_closure "${TOP_PKGS[@]}")
 [ "${#PKGS[@]}" -ge "${#TOP_PKGS[@]}" ] || die "apt-cache could not resolve ${TOP_PKGS[*]} in $SUITE"
 for need in glslang-tools spirv-tools libc6 libstdc++6 libgcc-s1; do
 	printf '%s\n' "${PKGS[@]}" | grep -qx "$need" || die "dependency resolution did not include $need (got: ${PKGS[*]})"
