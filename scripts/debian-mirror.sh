@@ -5,6 +5,8 @@
 # read or changed), and private_extract WORK STAGE PKG... downloads the
 # packages with those options and unpacks them into STAGE (with a
 # .packages list, without docs, headers and static libraries);
+# private_mirror prints a usable http(s) mirror (or explains on stderr and
+# fails) and warns when no trixie archive key is installed;
 # private_update WORK MIRROR SUITE... fetches the package lists (failing
 # unless every suite's list came), and private_closure PKG... prints the
 # Depends/PreDepends closure of the packages.
@@ -118,4 +120,20 @@ private_closure() {
 	apt-cache "${APT_OPTS[@]}" depends --recurse --no-recommends --no-suggests \
 		--no-conflicts --no-breaks --no-replaces --no-enhances "$@" |
 		grep -E '^[a-z0-9]' | grep -v '^<' | sort -u
+}
+
+private_mirror() {
+	local m
+	m="$(find_mirror || true)"
+	if [ -z "$m" ]; then
+		echo "could not find a Debian mirror in /etc/apt/sources.list{,.d/*}; set DEBIAN_MIRROR=<url>" >&2
+		return 1
+	fi
+	case "$m" in
+		http://* | https://*) ;;
+		*) echo "unsupported mirror URI '$m' from the system sources; set DEBIAN_MIRROR=<http(s) url>" >&2; return 1 ;;
+	esac
+	[ -f /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || [ -f /etc/apt/trusted.gpg.d/debian-archive-trixie-stable.asc ] ||
+		echo "warning: no trixie archive key found; install a newer debian-archive-keyring if apt reports NO_PUBKEY" >&2
+	echo "$m"
 }

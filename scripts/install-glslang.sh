@@ -157,16 +157,8 @@ fi
 
 [ "$(id -u)" = 0 ] || log "warning: not root; apt-get may refuse to run (it runs with private dirs only)"
 
-MIRROR="$(find_mirror || true)"
-[ -n "$MIRROR" ] || die "could not find a Debian mirror in /etc/apt/sources.list{,.d/*}; set DEBIAN_MIRROR=<url>"
-case "$MIRROR" in
-	http://* | https://*) ;;
-	*) die "unsupported mirror URI '$MIRROR' from the system sources; set DEBIAN_MIRROR=<http(s) url>" ;;
-esac
-
+MIRROR="$(private_mirror)" || die "no usable Debian mirror"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -f /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || [ -f /etc/apt/trusted.gpg.d/debian-archive-trixie-stable.asc ] ||
-	log "warning: no trixie archive key found; install a newer debian-archive-keyring if apt reports NO_PUBKEY"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/install-glslang.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

@@ -155,16 +155,8 @@ fi
 # shellcheck source=debian-mirror.sh
 . "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
-MIRROR="$(find_mirror || true)"
-[ -n "$MIRROR" ] || die "could not find a Debian mirror in /etc/apt/sources.list{,.d/*}; set DEBIAN_MIRROR=<url>"
-case "$MIRROR" in
-	http://* | https://*) ;;
-	*) die "unsupported mirror URI '$MIRROR' from the system sources; set DEBIAN_MIRROR=<http(s) url>" ;;
-esac
-
+MIRROR="$(private_mirror)" || die "no usable Debian mirror"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -f /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || [ -f /etc/apt/trusted.gpg.d/debian-archive-trixie-stable.asc ] ||
-	log "warning: no trixie archive key found; install a newer debian-archive-keyring if apt reports NO_PUBKEY"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/install-lavapipe-cm.XXXXXX")"
 STAGE=""
