@@ -274,7 +274,7 @@ func chooseEnables(info *DeviceInfo, opts Options, logf func(string, ...any)) en
 		en.pipeline_executable_info = 0
 		exts &^= C.SP_EXT_PIPELINE_EXEC
 	}
-	useCM := info.CoopMat && (info.HasCoopMatF16() || opts.CoopMatUnlisted && info.hasCoopMatF16Any()) && !opts.DisableCoopMat
+	useCM := info.CoopMat && (info.coopMatF16(!opts.CoopMatUnlisted)) && !opts.DisableCoopMat
 	if opts.DisableCoopMat && info.CoopMat {
 		logf("SHAREPREFILL_VK_DISABLE_COOPMAT: cooperative-matrix variants off")
 	}

@@ -138,22 +138,15 @@ func (d *DeviceInfo) DeviceLocalBytes() uint64 {
 	return best
 }
 
-// hasCoopMatF16Any reports whether any subgroup-scope f16×f16→f32
-// cooperative-matrix shape is listed (Options.CoopMatUnlisted).
-func (d *DeviceInfo) hasCoopMatF16Any() bool {
-	for _, s := range d.CoopMatShapes {
-		if s.A == "f16" && s.B == "f16" && s.C == "f32" && s.Scope == "subgroup" {
-			return true
-		}
-	}
-	return false
-}
-
 // HasCoopMatF16 reports whether a subgroup-scope 16×16×16 f16×f16→f32
 // cooperative matrix is supported.
-func (d *DeviceInfo) HasCoopMatF16() bool {
+func (d *DeviceInfo) HasCoopMatF16() bool { return d.coopMatF16(true) }
+
+// coopMatF16 reports whether a subgroup-scope f16×f16→f32 shape is listed:
+// 16×16×16 when only16, else any (Options.CoopMatUnlisted).
+func (d *DeviceInfo) coopMatF16(only16 bool) bool {
 	for _, s := range d.CoopMatShapes {
-		if s.M == 16 && s.N == 16 && s.K == 16 && s.A == "f16" && s.B == "f16" && s.C == "f32" && s.Scope == "subgroup" {
+		if (!only16 || s.M == 16 && s.N == 16 && s.K == 16) && s.A == "f16" && s.B == "f16" && s.C == "f32" && s.Scope == "subgroup" {
 			return true
 		}
 	}

@@ -63,11 +63,10 @@ layout(constant_id = 6) const uint GENERIC = 0;   // 1: always the shared-memory
 // global loads after the first tile; bit 1 = no softmax (P = S, no
 // reductions, no rescale).
 layout(constant_id = 7) const uint PROBE = 0;
-layout(constant_id = 8) const uint ILV = 0;       // unused (kept so spec ids stay stable)
 // NE: accumulator components per invocation, 256 / subgroup size (the host
 // sets it; register arrays are sized by it). A driver whose length()
 // differs gets NaN output, which the tests catch.
-layout(constant_id = 9) const uint NE = 8;
+layout(constant_id = 8) const uint NE = 8;
 
 const uint WG = gl_WorkGroupSize.x;
 const uint NSG = BR / (16 * RF);
@@ -140,7 +139,6 @@ uint G;     // lanes that share a row table: xor group size (subgroup-uniform)
 // rowReduce combines v over all components of each row (max when isMax,
 // else sum) and leaves the row's result in every component of that row.
 void rowReduce(inout float v[NE], const bool isMax) {
-	const uint ne = NE;
 	if (fastRed) {
 		[[unroll]] for (uint w = 1; w < NE; w <<= 1) {
 			if ((WBITS & w) != 0) {
@@ -149,7 +147,7 @@ void rowReduce(inout float v[NE], const bool isMax) {
 					t[i] = v[i];
 				}
 				[[unroll]] for (uint i = 0; i < NE; i++) {
-					if (i < ne && (i ^ w) < ne) {
+					if ((i ^ w) < NE) {
 						v[i] = isMax ? max(t[i], t[i ^ w]) : t[i] + t[i ^ w];
 					}
 				}
@@ -160,7 +158,7 @@ void rowReduce(inout float v[NE], const bool isMax) {
 		[[unroll]] for (uint x = 1; x < 32; x <<= 1) {
 			if (x < G) {
 				[[unroll]] for (uint i = 0; i < NE; i++) {
-					if (i < ne && (i & WBITS) == 0) {
+					if ((i & WBITS) == 0) {
 						const float o = subgroupShuffleXor(v[i], x);
 						v[i] = isMax ? max(v[i], o) : v[i] + o;
 					}
@@ -170,7 +168,7 @@ void rowReduce(inout float v[NE], const bool isMax) {
 		[[unroll]] for (uint w = 1; w < NE; w <<= 1) {
 			if ((WBITS & w) != 0) {
 				[[unroll]] for (uint i = 0; i < NE; i++) {
-					if (i < ne && (i & w) != 0) {
+					if ((i & w) != 0) {
 						v[i] = v[i ^ w];
 					}
 				}
@@ -180,7 +178,7 @@ void rowReduce(inout float v[NE], const bool isMax) {
 	}
 	const uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
 	ACC t;
-	[[unroll]] for (uint i = 0; i < ne; i++) {
+	[[unroll]] for (uint i = 0; i < NE; i++) {
 		t[i] = v[i];
 	}
 	coopMatStore(t, red, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
@@ -196,7 +194,7 @@ void rowReduce(inout float v[NE], const bool isMax) {
 	}
 	subgroupMemoryBarrierShared();
 	subgroupBarrier();
-	[[unroll]] for (uint i = 0; i < ne; i++) {
+	[[unroll]] for (uint i = 0; i < NE; i++) {
 		v[i] = redRow[sg * 16 + rowOf[i]];
 	}
 	subgroupMemoryBarrierShared();
@@ -241,7 +239,6 @@ void stash() {
 
 // compute runs steps 2-4 on the staged tile of keys [start, start+BC).
 void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
-	const uint ne = NE;
 	const uint sg = gl_SubgroupID;
 	// S = Q·Kᵀ. Plain nested loops with constant bounds: an interleaved
 	// order was 5-10 % slower on the H200, and a single flattened loop with
@@ -269,7 +266,7 @@ void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
 			mt[i] = NEG_INIT;
 		}
 		[[unroll]] for (uint cf = 0; cf < CF; cf++) {
-			[[unroll]] for (uint i = 0; i < ne; i++) {
+			[[unroll]] for (uint i = 0; i < NE; i++) {
 				float s = sf[rf * CF + cf][i] * pc.scale2;
 				if (needMask) {
 					const uint key = start + cf * 16 + colOf[i];
@@ -283,21 +280,21 @@ void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
 		}
 		rowReduce(mt, true);
 		float al[NE];
-		[[unroll]] for (uint i = 0; i < ne; i++) {
+		[[unroll]] for (uint i = 0; i < NE; i++) {
 			const float mNew = max(mrun[rf * NE + i], mt[i]);
 			al[i] = exp2(mrun[rf * NE + i] - mNew);
 			mrun[rf * NE + i] = mNew;
 			lrun[rf * NE + i] *= al[i];
 		}
 		[[unroll]] for (uint cf = 0; cf < CF; cf++) {
-			[[unroll]] for (uint i = 0; i < ne; i++) {
+			[[unroll]] for (uint i = 0; i < NE; i++) {
 				const float p = exp2(sf[rf * CF + cf][i] - mrun[rf * NE + i]);
 				sf[rf * CF + cf][i] = p;
 				lrun[rf * NE + i] += p;
 			}
 		}
 		[[unroll]] for (uint df = 0; df < DF; df++) {
-			[[unroll]] for (uint i = 0; i < ne; i++) {
+			[[unroll]] for (uint i = 0; i < NE; i++) {
 				of[rf * DF + df][i] *= al[i];
 			}
 		}
@@ -381,7 +378,6 @@ void main() {
 		return;
 	}
 	// Layout probe: component -> (row, column), then verify (WBITS, G).
-	const uint ne = NE;
 	const uint pb = sg * 256;
 	for (uint e = lane; e < 256; e += gl_SubgroupSize) {
 		red[pb + e] = float(e);
@@ -392,7 +388,7 @@ void main() {
 		ACC probe;
 		coopMatLoad(probe, red, pb, 16, gl_CooperativeMatrixLayoutRowMajor);
 		[[unroll]] for (uint i = 0; i < NE; i++) {
-			const uint e = i < ne ? uint(probe[i]) : 0u;
+			const uint e = uint(probe[i]);
 			rowOf[i] = e / 16;
 			colOf[i] = e % 16;
 		}
@@ -407,9 +403,9 @@ void main() {
 		WBITS = 0;
 		uint orbit = 1;
 		[[unroll]] for (uint w = 1; w < NE; w <<= 1) {
-			bool same = w < ne;
-			[[unroll]] for (uint i = 0; i < ne; i++) {
-				same = same && (i ^ w) < ne && rowOf[i ^ w] == rowOf[i];
+			bool same = w < NE;
+			[[unroll]] for (uint i = 0; i < NE; i++) {
+				same = same && (i ^ w) < NE && rowOf[i ^ w] == rowOf[i];
 			}
 			if (subgroupAll(same)) {
 				WBITS |= w;
@@ -417,12 +413,12 @@ void main() {
 			}
 		}
 		G = 16 / orbit;
-		bool ok = ne <= NE && ne * gl_SubgroupSize == 256 && G <= gl_SubgroupSize;
+		bool ok = NE * gl_SubgroupSize == 256 && G <= gl_SubgroupSize;
 		[[unroll]] for (uint x = 1; x < 32; x <<= 1) {
 			if (x < G) {
 				[[unroll]] for (uint i = 0; i < NE; i++) {
 					const uint o = subgroupShuffleXor(rowOf[i], x);
-					ok = ok && (i >= ne || o == rowOf[i]);
+					ok = ok && o == rowOf[i];
 				}
 			}
 		}
@@ -499,7 +495,7 @@ void main() {
 		}
 		rowReduce(l, false);
 		float inv[NE];
-		[[unroll]] for (uint i = 0; i < ne; i++) {
+		[[unroll]] for (uint i = 0; i < NE; i++) {
 			inv[i] = l[i] > 0.0 ? 1.0 / l[i] : 0.0;
 			const uint row = sr0 + rf * 16 + rowOf[i];
 			if (WRITE_LSE != 0 && colOf[i] == 0 && row < rows) {
@@ -507,7 +503,7 @@ void main() {
 			}
 		}
 		[[unroll]] for (uint df = 0; df < DF; df++) {
-			[[unroll]] for (uint i = 0; i < ne; i++) {
+			[[unroll]] for (uint i = 0; i < NE; i++) {
 #ifdef OUT_F16
 				of[rf * DF + df][i] = clamp(of[rf * DF + df][i] * inv[i], -65504.0, 65504.0);
 #else

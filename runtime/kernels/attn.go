@@ -220,7 +220,7 @@ func FlashAttention(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p Attn
 	if err := attnCheckIO("flash attention", o, lse, q, k, v, p); err != nil {
 		return err
 	}
-	if t, ok := chooseCMAttnTiles(r.Device(), p.D, 0); ok && cmAttnUsable(r.Device(), p.D, 0) { // attn_cm.go
+	if t, ok := cmAttnPick(r.Device(), p.D, 0); ok { // attn_cm.go
 		return flashAttentionCM(r, o, lse, q, k, v, p, t)
 	}
 	t, err := ChooseAttnTiles(r.Device(), p.D, 0)
@@ -274,7 +274,7 @@ func SparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 	if blockSize < 8 || bits.OnesCount(uint(blockSize)) != 1 {
 		return fmt.Errorf("%s: block size %d must be a power of two ≥ 8", op, blockSize)
 	}
-	if t, ok := chooseCMAttnTiles(r.Device(), p.D, blockSize); ok && cmAttnUsable(r.Device(), p.D, blockSize) { // attn_cm.go
+	if t, ok := cmAttnPick(r.Device(), p.D, blockSize); ok { // attn_cm.go
 		return sparseAttentionCM(r, o, lse, q, k, v, rowPtr, cols, p, blockSize, t)
 	}
 	t, err := ChooseAttnTiles(r.Device(), p.D, blockSize)

@@ -15,7 +15,7 @@ import (
 // f16×f16→f32 fragments, softmax on scalars in f32 with the same masks and
 // statistics as the scalar attn.comp; P is rounded to f16 for P·V (the
 // normaliser l sums the f32 probabilities). FlashAttention and
-// SparseAttention route here when cmAttnUsable holds
+// SparseAttention route here when cmAttnPick finds a configuration
 // (SHAREPREFILL_VK_DISABLE_COOPMAT=1 turns it off).
 
 // cmAttnTiles: BR query rows per workgroup, BC keys per KV tile, and the
@@ -101,10 +101,9 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	return cmAttnShared(t, d)+512 <= int(caps.MaxSharedMemory)
 }
 
-// cmAttnTileList is the preference order.
-// On the H200 (16K tokens, 32 heads, D 128) cm1 BR 128 ran at 97 TFLOP/s, BR 64 at
-// 50 and BR 32 at 20: rows per workgroup amortise the K/V staging.
-// attn_cm1 comes first: on the H200 it ran at 97 TFLOP/s (16K, D 128).
+// cmAttnTileList is the preference order. attn_cm1 comes first: on the
+// H200 (16K tokens, 32 heads, D 128) its BR 128 ran at 97 TFLOP/s, BR 64 at
+// 50 and BR 32 at 20 (rows per workgroup amortise the K/V staging).
 // attn_cmr-cv 128×64 reached 127 in one build and 23–49 in others (loop
 // shapes the NVIDIA compiler did not unroll, bench/RESULTS.md 2026-12-02);
 // its final code was not re-measured, so it is chosen only through
@@ -177,14 +176,14 @@ func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool)
 	return cmAttnTiles{}, false
 }
 
-// cmAttnUsable reports whether the cooperative-matrix kernel applies: the
+// cmAttnPick returns the cooperative-matrix configuration FlashAttention
+// (maxBlock 0) or SparseAttention take on dev, and whether one applies: the
 // device has KHR cooperative matrices, D is a multiple of 16, and a tile fits.
-func cmAttnUsable(dev *runtime.Device, d, maxBlock int) bool {
+func cmAttnPick(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
 	if !dev.Caps().CoopMat || d%16 != 0 {
-		return false
+		return cmAttnTiles{}, false
 	}
-	_, ok := chooseCMAttnTiles(dev, d, maxBlock)
-	return ok
+	return chooseCMAttnTiles(dev, d, maxBlock)
 }
 
 // cmAttnKernel returns the pipeline of t's kernel; o gives the output type.
@@ -196,7 +195,7 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	}
 	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
 	if t.kind() != "cm1" {
-		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 0, 256/sg)
+		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}
 	desc := runtime.KernelDesc{
 		Shader: attnVariant(base, o), Bindings: 5, ReadOnly: 0b00111, PushSize: 48,
@@ -315,10 +314,8 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 // 0) or SparseAttention (block B > 0) use on dev for head dim d, for
 // reports: "cmr-cv 128x64 rf1", "cm1 128x32", or "scalar {...}".
 func AttentionKernel(dev *runtime.Device, d, block int) string {
-	if cmAttnUsable(dev, d, block) {
-		if t, ok := chooseCMAttnTiles(dev, d, block); ok {
-			return t.String()
-		}
+	if t, ok := cmAttnPick(dev, d, block); ok {
+		return t.String()
 	}
 	t, err := ChooseAttnTiles(dev, d, block)
 	if err != nil {
