@@ -12,16 +12,10 @@
 set -u
 export PYTHONUNBUFFERED=1
 O=${OUT:-/tmp/out}; mkdir -p "$O"
-STAGES="tests attn" ATTN_CFGS="128,64,1,cmr-cv 128,32,1,cm1" bash bench/cm-tune.sh 2>&1 | tail -n +1 > "$O/tune.log"
+. bench/vk-setup.sh
+STAGES="tests attn" ATTN_CFGS="128,64,1,cmr-cv 128,32,1,cm1" bash bench/cm-tune.sh > "$O/tune.log" 2>&1
 grep -E "^(S=|PASS|FAIL|exit|---)" "$O/tune.log"
-for j in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
-	[ -f "$j" ] && { export VK_DRIVER_FILES=$j; break; }
-done
-R=/tmp/res; mkdir -p $R
-RES=$R SCRATCH=/tmp/scratch KLENS=${KLENS:-16384,32768,65536} REPS=${REPS:-5} KFLAGS="--matmul-m none --estimation=false" \
-	timeout 400 bash bench/run-h200.sh env kernels peers-kernels compare > "$O/harness.log" 2>&1
-tail -5 "$O/harness.log"
-cp $R/compare.md $R/kernels.md "$O/" 2>/dev/null
+SKIP_TESTS=1 HARNESS_TIMEOUT=400 bash bench/cm-last.sh
 [ -n "${SKIP_MM:-}" ] && exit 0
 S=""; for m in 2048 8192; do for nk in 4096x4096 14336x4096 4096x14336 128256x4096; do S="$S,${m}x${nk}"; done; done; S=${S#,}
 { timeout 120 .devcarry/bin/matmul -shapes "$S" -reps 10; timeout 100 python3 bench/peers/matmul.py --shapes "$S" --reps 10; } > "$O/matmul.md" 2>&1

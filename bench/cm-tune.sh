@@ -14,11 +14,7 @@
 # (SHAREPREFILL_CM_TILE list), MM_SHAPES.
 set -u
 export PYTHONUNBUFFERED=1
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-# The NVIDIA ICD lives outside the loader's search path on the lent machines.
-for j in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
-	[ -f "$j" ] && { export VK_DRIVER_FILES=$j; break; }
-done
+. bench/vk-setup.sh
 B=.devcarry/bin; O=${OUT:-/tmp/out}; mkdir -p "$O"
 export SHAREPREFILL_REQUIRE_VULKAN=1
 STAGES=${STAGES:-peak tests attn matmul}
