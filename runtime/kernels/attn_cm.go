@@ -23,11 +23,13 @@ import (
 // through shared memory) or attn_cmr (Kind "cmr": RF·16 rows per subgroup,
 // softmax in registers, K/V prefetched into registers; Kind "cmr-cv": the
 // same with P converted to an A operand in registers, which needs
-// VK_NV_cooperative_matrix2's conversions).
+// VK_NV_cooperative_matrix2's conversions; Kind "cm2": attn_cm2,
+// workgroup-scope VK_NV_cooperative_matrix2 matrices with BR/(16·RF)
+// subgroups, the driver staging the tensor loads).
 type cmAttnTiles struct {
 	BR, BC int
 	RF     int    // cmr: 16-row fragments per subgroup (0 means 1)
-	Kind   string // "cm1", "cmr" or "cmr-cv" ("" means "cm1")
+	Kind   string // "cm1", "cmr", "cmr-cv" or "cm2" ("" means "cm1")
 	// Generic makes attn_cmr use its shared-memory row reductions even
 	// where the register ones apply (tests: the path of other layouts).
 	Generic bool
@@ -64,6 +66,9 @@ func (t cmAttnTiles) String() string {
 // cmAttnShared mirrors the shared arrays of attn_cm1.comp / attn_cmr.comp.
 func cmAttnShared(t cmAttnTiles, d int) int {
 	nsg := t.subgroups()
+	if t.kind() == "cm2" {
+		return 0 // the driver's own staging (its reservation is in MaxSharedMemory's budget)
+	}
 	kv := 2 * t.BC * (d/4 + 2) * 8
 	if t.kind() == "cm1" {
 		return kv + nsg*16*(t.BC+4)*4 + nsg*16*(t.BC+8)*2 + nsg*16*4*4 + nsg*16*4
@@ -88,6 +93,10 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 		if !caps.CoopMat2Conversions {
 			return false
 		}
+	case "cm2":
+		if !caps.CoopMat2 {
+			return false
+		}
 	default:
 		return false
 	}
@@ -101,16 +110,18 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	return cmAttnShared(t, d)+512 <= int(caps.MaxSharedMemory)
 }
 
-// cmAttnTileList is the preference order. attn_cm1 comes first: on the
-// H200 (16K tokens, 32 heads, D 128) its BR 128 ran at 97 TFLOP/s, BR 64 at
-// 50 and BR 32 at 20 (rows per workgroup amortise the K/V staging).
-// attn_cmr-cv 128×64 reached 127 in one build and 23–49 in others (loop
-// shapes the NVIDIA compiler did not unroll, bench/RESULTS.md 2026-12-02);
-// its final code was not re-measured, so it is chosen only through
-// SHAREPREFILL_CM_ATTN_TILES until it is. attn_cmr without the register
-// conversion serves the subgroup sizes cm1 does not take (below 16 or
-// above 64, e.g. lavapipe's 8).
+// cmAttnTileList is the preference order. attn_cm2 comes first where the
+// device has VK_NV_cooperative_matrix2: on the H200 (16K tokens, 32 heads,
+// D 128) its 128×64 (256 invocations) ran at 185 TFLOP/s and 64×64 at 180,
+// against attn_cm1 128×32's 97 (bench/RESULTS.md, 2026-12-02 round 3).
+// attn_cm1 is next for every KHR device: BR 128 ran at 97, BR 64 at 50 and
+// BR 32 at 20 (rows per workgroup amortise the K/V staging). attn_cmr-cv
+// 128×64 ran at 49 (255 registers and spills), so it is chosen only through
+// SHAREPREFILL_CM_ATTN_TILES. attn_cmr without the register conversion
+// serves the subgroup sizes cm1 does not take (below 16 or above 64, e.g.
+// lavapipe's 8).
 var cmAttnTileList = []cmAttnTiles{
+	{BR: 128, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 32, RF: 1, Kind: "cm2"},
 	{BR: 128, BC: 32}, {BR: 64, BC: 32}, {BR: 32, BC: 32}, {BR: 32, BC: 16}, {BR: 16, BC: 16},
 	{BR: 128, BC: 32, RF: 1, Kind: "cmr"},
 	{BR: 64, BC: 32, RF: 1, Kind: "cmr"},
@@ -124,13 +135,14 @@ var cmAttnTileList = []cmAttnTiles{
 var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 64, RF: 1, Kind: "cmr-cv"},
 	{BR: 64, BC: 64, RF: 1, Kind: "cmr-cv"},
+	{BR: 128, BC: 64, RF: 2, Kind: "cm2"},
 }
 
 // parseCMAttnTiles reads "BR,BC[,RF[,KIND]]" (SHAREPREFILL_CM_ATTN_TILES).
 func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 	f := strings.Split(e, ",")
 	if len(f) < 2 || len(f) > 4 {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv]]", e)
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2]]", e)
 	}
 	var t cmAttnTiles
 	var err error
@@ -189,12 +201,12 @@ func cmAttnPick(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
 // cmAttnKernel returns the pipeline of t's kernel; o gives the output type.
 func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnTiles, d int, writeLSE bool) (*runtime.Kernel, error) {
 	sg := dev.Caps().SubgroupSize
-	base := map[string]string{"cm1": "attn_cm1", "cmr": "attn_cmr", "cmr-cv": "attn_cmr_cv"}[t.kind()]
+	base := map[string]string{"cm1": "attn_cm1", "cmr": "attn_cmr", "cmr-cv": "attn_cmr_cv", "cm2": "attn_cm2"}[t.kind()]
 	if sparse {
 		base += "_sparse"
 	}
 	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
-	if t.kind() != "cm1" {
+	if t.kind() != "cm1" && t.kind() != "cm2" {
 		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}
 	desc := runtime.KernelDesc{
