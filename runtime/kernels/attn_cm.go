@@ -94,7 +94,10 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 			return false
 		}
 	case "cm2":
-		if !caps.CoopMat2 {
+		// Workgroup-scope matrices take the workgroup sizes the driver
+		// lists for flexible dimensions; 128 and 256 invocations are the
+		// ones verified on the H200 (384 gave wrong results there).
+		if wg := t.subgroups() * sg; !caps.CoopMat2 || (wg != 128 && wg != 256) {
 			return false
 		}
 	default:
@@ -112,8 +115,9 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 
 // cmAttnTileList is the preference order. attn_cm2 comes first where the
 // device has VK_NV_cooperative_matrix2: on the H200 (16K tokens, 32 heads,
-// D 128) its 128×64 (256 invocations) ran at 185 TFLOP/s and 64×64 at 180,
-// against attn_cm1 128×32's 97 (bench/RESULTS.md, 2026-12-02 round 3).
+// D 128) its 128×128 (256 invocations) ran at 210 TFLOP/s, 128×64 at 185
+// and 64×64 at 180, against attn_cm1 128×32's 97 (bench/RESULTS.md,
+// 2026-12-02 round 3).
 // attn_cm1 is next for every KHR device: BR 128 ran at 97, BR 64 at 50 and
 // BR 32 at 20 (rows per workgroup amortise the K/V staging). attn_cmr-cv
 // 128×64 ran at 49 (255 registers and spills), so it is chosen only through
@@ -121,7 +125,8 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 // serves the subgroup sizes cm1 does not take (below 16 or above 64, e.g.
 // lavapipe's 8).
 var cmAttnTileList = []cmAttnTiles{
-	{BR: 128, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 32, RF: 1, Kind: "cm2"},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2"}, {BR: 128, BC: 64, RF: 1, Kind: "cm2"},
+	{BR: 64, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 32, RF: 1, Kind: "cm2"},
 	{BR: 128, BC: 32}, {BR: 64, BC: 32}, {BR: 32, BC: 32}, {BR: 32, BC: 16}, {BR: 16, BC: 16},
 	{BR: 128, BC: 32, RF: 1, Kind: "cmr"},
 	{BR: 64, BC: 32, RF: 1, Kind: "cmr"},
