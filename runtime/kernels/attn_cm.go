@@ -63,12 +63,13 @@ func (t cmAttnTiles) String() string {
 	return fmt.Sprintf("%s %dx%d rf%d%s", t.kind(), t.BR, t.BC, t.rf(), g)
 }
 
-// cmAttnShared mirrors the shared arrays of attn_cm1.comp / attn_cmr.comp.
+// cmAttnShared mirrors the shared arrays of attn_cm1.comp / attn_cmr.comp;
+// attn_cm2 declares none (the driver stages its tensor loads itself).
 func cmAttnShared(t cmAttnTiles, d int) int {
-	nsg := t.subgroups()
 	if t.kind() == "cm2" {
-		return 0 // the driver's own staging (its reservation is in MaxSharedMemory's budget)
+		return 0
 	}
+	nsg := t.subgroups()
 	kv := 2 * t.BC * (d/4 + 2) * 8
 	if t.kind() == "cm1" {
 		return kv + nsg*16*(t.BC+4)*4 + nsg*16*(t.BC+8)*2 + nsg*16*4*4 + nsg*16*4
@@ -329,7 +330,7 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 
 // AttentionKernel describes the kernel and tiles that FlashAttention (block
 // 0) or SparseAttention (block B > 0) use on dev for head dim d, for
-// reports: "cmr-cv 128x64 rf1", "cm1 128x32", or "scalar {...}".
+// reports: "cm2 128x128 rf1", "cm1 128x32", or "scalar {...}".
 func AttentionKernel(dev *runtime.Device, d, block int) string {
 	if t, ok := cmAttnPick(dev, d, block); ok {
 		return t.String()
