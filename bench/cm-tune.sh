@@ -9,9 +9,11 @@
 #   go test -c "$F" -o .devcarry/bin/kernels.test ./runtime/kernels
 #   for b in cmpeak attention matmul; do go build "$F" -o .devcarry/bin/$b ./bench/$b; done
 #   device run: bash bench/cm-tune.sh   (carry .gl and .devcarry/bin)
-# env: STAGES (default "peak tests attn matmul"; also "probe", "stats"), ATTN_CFGS (BR,BC,RF,KIND
-# list for SHAREPREFILL_CM_ATTN_TILES), ATTN_LENS (default 16k), MM_TILES
-# (SHAREPREFILL_CM_TILE list), MM_SHAPES.
+# env: STAGES (default "peak tests attn matmul"; also "probe", "stats",
+# "anchors", "matmul2"), ATTN_CFGS (BR,BC,RF,KIND[,OPT[,FOLD]] list for
+# SHAREPREFILL_CM_ATTN_TILES), ATTN_LENS (default 16k), MM_TILES
+# (SHAREPREFILL_CM_TILE list), MM2_TILES (SHAREPREFILL_CM2_TILE list),
+# MM_SHAPES, STATS_ATTN_TILES (list), ANCHOR_BACKENDS (SDPA backends).
 set -u
 export PYTHONUNBUFFERED=1
 . bench/vk-setup.sh
@@ -59,12 +61,28 @@ if has probe; then
 	done
 	for pr in ${PROBE_ATTN:-0 1 2 3}; do
 		echo "## attention SHAREPREFILL_CM_ATTN_PROBE=$pr tiles ${PROBE_ATTN_TILES:-128,64,1,cmr-cv}"
-		SHAREPREFILL_CM_ATTN_PROBE=$pr SHAREPREFILL_CM_ATTN_TILES=${PROBE_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 16k -densities "" -reps 3 2>&1 | grep -E '^S='
+		SHAREPREFILL_CM_ATTN_PROBE=$pr SHAREPREFILL_CM_ATTN_TILES=${PROBE_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 16k -densities "" -reps 3 2>&1 | grep -E '^\| [0-9]'
 	done
+fi
+if has matmul2; then
+	step "coopmat2 matmul tiles ($MM_SHAPES)"
+	for t in ${MM2_TILES:-128,128,128,32,8,0 128,128,128,32,8,1}; do
+		echo "## SHAREPREFILL_CM2_TILE=$t"
+		SHAREPREFILL_CM2_TILE=$t timeout 60 $B/matmul -variant coopmat2 -shapes "$MM_SHAPES" -reps 10 2>&1 | grep -E '^\| [0-9]'
+	done 2>&1 | tee "$O/matmul2.md"
+fi
+if has anchors; then
+	step "SDPA backends ($ATTN_LENS)"
+	for be in ${ANCHOR_BACKENDS:-default flash cudnn efficient}; do
+		timeout 120 python3 bench/peers/attention.py --lens "$ATTN_LENS" --reps 5 --backend "$be" 2>&1 | grep -E 'backend|^\| [0-9]'
+	done 2>&1 | tee "$O/anchors.md"
 fi
 if has stats; then
 	step "pipeline statistics (VK_KHR_pipeline_executable_properties)"
-	SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM_ATTN_TILES=${STATS_ATTN_TILES:-128,64,1,cmr-cv} timeout 60 $B/attention -lens 4k -densities 0.5 -reps 1 2>&1 | grep -E '^\|' | tee "$O/stats-attn.md"
+	for st in ${STATS_ATTN_TILES:-128,64,1,cmr-cv}; do
+		echo "## $st"
+		SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM_ATTN_TILES=$st timeout 60 $B/attention -lens 4k -densities "" -reps 1 2>&1 | grep -E '^\|'
+	done 2>&1 | tee "$O/stats-attn.md"
 	SHAREPREFILL_VK_PIPELINE_STATS=1 timeout 60 $B/matmul -shapes 2048x4096x4096 -reps 1 2>&1 | grep -E '^\| (shader|matmul|---)' | tee "$O/stats-matmul.md"
 fi
 step done

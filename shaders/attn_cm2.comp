@@ -44,6 +44,25 @@ layout(constant_id = 1) const uint BR = 128;      // query rows per workgroup
 layout(constant_id = 2) const uint BC = 64;       // keys per KV tile, multiple of 16
 layout(constant_id = 3) const uint D = 128;       // head dim, multiple of 16
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
+// OPT (bits; the host passes the tuned default): 1 = issue the V load before
+// S = Q·Kᵀ; 2 = fold the scale into the exponent (row max on raw scores,
+// P = exp2(s·scale2 - m)); 4 = lazy rescale (the running max moves only when
+// a row max grows by more than LAZY; one barrier per tile decides whether O
+// is rescaled at all); 8 = load the next tile's K before this tile's
+// softmax (software pipelining through a second K matrix).
+layout(constant_id = 5) const uint OPT = 0;
+// PROBE (tuning only, 0 in use; wrong results otherwise): bit 0 = no
+// exponentials; bit 1 = no reductions (no running max/sum, no rescale);
+// bit 2 = no softmax at all (P = S).
+layout(constant_id = 6) const uint PROBE = 0;
+// G (GQA fold, dense only): a workgroup takes BR/G query positions of the G
+// query heads h0..h0+G-1 that share one KV head, so each K/V tile is loaded
+// once for G heads. Matrix row r is position r/G, head h0 + r%G: Q, O are
+// addressed through a 3-D tensor layout [Sq, Hq, D] (a slice's rows are
+// its flattened outer dimensions). G = 1 is the plain one-head tile.
+layout(constant_id = 7) const uint G = 1;
+const uint P = BR / G; // query positions per workgroup
+const float LAZY = 8.0;
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
 const float NEG_INIT = -1.701411733e38; // -FLT_MAX/2: initial running max
@@ -80,6 +99,8 @@ layout(push_constant) uniform Push {
 	uint nb;             // SPARSE: blocks per head in rowPtr
 } pc;
 
+shared uint anyUp[2];
+
 #define MAT_S coopmat<float, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseAccumulator>
 #define MAT_R coopmat<float, gl_ScopeWorkgroup, BR, 16, gl_MatrixUseAccumulator>
 #define MAT_O coopmat<float, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
@@ -96,17 +117,19 @@ float smear(const in float a, const in float b) {
 	return a;
 }
 
-// maskOp: key st + col is allowed for the query at position pos0 + row when
-// it is below kend and, causal, not after the query.
+// maskOp: key st + col is allowed for the query at position pos0 + row/G
+// when it is below kend and, causal, not after the query.
 float maskOp(const in uint row, const in uint col, const in float s, const in uint st, const in uint pos0, const in uint kend) {
 	const uint key = st + col;
-	return (key >= kend || (pc.causal != 0 && key > pos0 + row)) ? NEG_MASK : s;
+	return (key >= kend || (pc.causal != 0 && key > pos0 + row / G)) ? NEG_MASK : s;
 }
 
-// lseStore writes column 0 of the BR×16 LSE matrix for the rows below Sq.
+// lseStore writes column 0 of the BR×16 LSE matrix for the rows below Sq
+// (row r: position r0 + r/G of head h + r%G).
 float lseStore(const in uint row, const in uint col, const in float v, const in uint r0, const in uint h) {
-	if (WRITE_LSE != 0 && col == 0 && r0 + row < pc.Sq) {
-		lseb[pc.lseOff + h * pc.Sq + r0 + row] = v;
+	const uint pos = r0 + row / G;
+	if (WRITE_LSE != 0 && col == 0 && pos < pc.Sq) {
+		lseb[pc.lseOff + (h + row % G) * pc.Sq + pos] = v;
 	}
 	return v;
 }
@@ -134,11 +157,11 @@ bool seek(inout int e, inout uint st, int e1, uint kend) {
 #endif
 
 void main() {
-	const uint r0 = (pc.nRowTiles - 1 - gl_WorkGroupID.x) * BR;
-	const uint h = gl_WorkGroupID.y;
+	const uint r0 = (pc.nRowTiles - 1 - gl_WorkGroupID.x) * P;
+	const uint h = gl_WorkGroupID.y * G; // first query head
 	const uint hk = h / (pc.Hq / pc.Hkv);
 	const uint posFirst = pc.q0 + r0;
-	const uint posLast = pc.q0 + min(r0 + BR, pc.Sq) - 1;
+	const uint posLast = pc.q0 + min(r0 + P, pc.Sq) - 1;
 	const uint kend = pc.causal != 0 ? min(pc.Skv, posLast + 1) : pc.Skv;
 
 	tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> tQ = createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
@@ -151,10 +174,21 @@ void main() {
 	tO = setTensorLayoutDimensionNV(tO, pc.Sq, D);
 	tO = setTensorLayoutStrideNV(tO, pc.Hq * D, 1);
 	tensorViewNV<2, false, 1, 0> transposed = createTensorViewNV(2, false, 1, 0);
+	tensorLayoutNV<3, gl_CooperativeMatrixClampModeConstantNV> tQ3 = createTensorLayoutNV(3, gl_CooperativeMatrixClampModeConstantNV);
+	tQ3 = setTensorLayoutDimensionNV(tQ3, pc.Sq, pc.Hq, D);
 
 	coopmat<float16_t, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA> q;
-	coopMatLoadTensorNV(q, qb, h * D, sliceTensorLayoutNV(tQ, r0, BR, 0, D));
+	if (G == 1) {
+		coopMatLoadTensorNV(q, qb, h * D, sliceTensorLayoutNV(tQ, r0, BR, 0, D));
+	} else {
+		coopMatLoadTensorNV(q, qb, 0, sliceTensorLayoutNV(tQ3, r0, P, h, G, 0, D));
+	}
 
+	if (gl_LocalInvocationIndex == 0) {
+		anyUp[0] = 0;
+		anyUp[1] = 0;
+	}
+	barrier();
 	MAT_O o = MAT_O(0.0);
 	MAT_R m = MAT_R(NEG_INIT);
 	MAT_R l = MAT_R(0.0);
@@ -170,46 +204,103 @@ void main() {
 	uint st = 0;
 	bool have = st < kend;
 #endif
-	[[dont_unroll]] while (have) {
-		coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
+	uint it = 0;
+	coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
+	if ((OPT & 8) != 0 && have) {
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
+	}
+	[[dont_unroll]] while (have) {
+		if ((OPT & 8) == 0) {
+			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
+		}
+		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
+		if ((OPT & 1) != 0) {
+			coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
+		}
 		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
-		s *= pc.scale2;
+		if ((OPT & 2) == 0) {
+			s *= pc.scale2;
+		}
 		if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
 			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
 		}
+		// The next tile (nst, nhave); with OPT bit 8 its K is loaded now,
+		// ahead of this tile's softmax and P·V.
+		uint nst = st + BC;
+#ifdef SPARSE
+		const bool nhave = seek(e, nst, e1, kend);
+#else
+		const bool nhave = nst < kend;
+#endif
+		if ((OPT & 8) != 0 && nhave) {
+			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, nst, BC, 0, D), transposed);
+		}
+		// sc: the factor that turns raw scores into log2 units (1 when s
+		// is already scaled).
+		const float sc = (OPT & 2) != 0 ? pc.scale2 : 1.0;
 
-		MAT_R mt;
-		coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
+		bool rescale = true;
 		MAT_R alpha;
-		[[unroll]] for (uint i = 0; i < mt.length(); i++) {
-			const float mn = max(m[i], mt[i]);
-			alpha[i] = exp2(m[i] - mn);
-			m[i] = mn;
+		if ((PROBE & 6) == 0) {
+			MAT_R mt;
+			coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
+			bool changed = false;
+			[[unroll]] for (uint i = 0; i < mt.length(); i++) {
+				const float mr = max(mt[i] * sc, NEG_INIT);
+				// Lazy rescale (OPT bit 4): the running max moves only when
+				// a row's max grows by more than LAZY (P stays <= 2^LAZY).
+				const bool up = (OPT & 4) != 0 ? mr > m[i] + LAZY : mr > m[i];
+				const float mn = up ? mr : m[i];
+				alpha[i] = up ? exp2(m[i] - mn) : 1.0;
+				changed = changed || up;
+				m[i] = mn;
+			}
+			if ((OPT & 4) != 0) {
+				// One workgroup-uniform answer: does any row rescale?
+				if (changed) {
+					atomicOr(anyUp[it & 1], 1u);
+				}
+				barrier();
+				rescale = anyUp[it & 1] != 0;
+				if (gl_LocalInvocationIndex == 0) {
+					anyUp[(it + 1) & 1] = 0;
+				}
+			}
+			MAT_S mb;
+			coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
+			[[unroll]] for (uint i = 0; i < s.length(); i++) {
+				const float x = (OPT & 2) != 0 ? fma(s[i], sc, -mb[i]) : s[i] - mb[i];
+				s[i] = (PROBE & 1) != 0 ? x : exp2(x);
+			}
+			MAT_R rs;
+			coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
+			l = rescale ? alpha * l + rs : l + rs;
+		} else if ((PROBE & 4) == 0) {
+			// probe: exponentials without reductions
+			[[unroll]] for (uint i = 0; i < s.length(); i++) {
+				s[i] = (PROBE & 1) != 0 ? s[i] : exp2(s[i]);
+			}
+			rescale = false;
+		} else {
+			rescale = false;
 		}
-		MAT_S mb;
-		coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
-		[[unroll]] for (uint i = 0; i < s.length(); i++) {
-			s[i] = exp2(s[i] - mb[i]);
-		}
-		MAT_R rs;
-		coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
-		l = alpha * l + rs;
 		const coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA> p =
 			coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>(s);
 
-		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
-		coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
-		MAT_O ad;
-		coopMatReduceNV(ad, alpha, gl_CooperativeMatrixReduceRowNV, smear);
-		o = coopMatMulAdd(p, vt, o * ad);
+		if ((OPT & 1) == 0) {
+			coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
+		}
+		if (rescale) {
+			MAT_O ad;
+			coopMatReduceNV(ad, alpha, gl_CooperativeMatrixReduceRowNV, smear);
+			o = coopMatMulAdd(p, vt, o * ad);
+		} else {
+			o = coopMatMulAdd(p, vt, o);
+		}
 
-		st += BC;
-#ifdef SPARSE
-		have = seek(e, st, e1, kend);
-#else
-		have = st < kend;
-#endif
+		st = nst;
+		have = nhave;
+		it++;
 	}
 
 	MAT_R inv;
@@ -233,5 +324,9 @@ void main() {
 #endif
 	const coopmat<OT, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator> ot =
 		coopmat<OT, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>(o);
-	coopMatStoreTensorNV(ot, ob, h * D, sliceTensorLayoutNV(tO, r0, BR, 0, D));
+	if (G == 1) {
+		coopMatStoreTensorNV(ot, ob, h * D, sliceTensorLayoutNV(tO, r0, BR, 0, D));
+	} else {
+		coopMatStoreTensorNV(ot, ob, 0, sliceTensorLayoutNV(tQ3, r0, P, h, G, 0, D));
+	}
 }

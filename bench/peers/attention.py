@@ -8,8 +8,15 @@ after a warm-up, and prints the median over reps in the same Markdown table as
 bench/attention. Causal FLOPs are counted as 4*S^2*D*Hq/2. With --json FILE it
 writes rows in bench/attention's JSON format (kind "sdpa").
 
+--backend picks SDPA's implementation (torch.nn.attention.sdpa_kernel):
+"default" (PyTorch's choice; on Hopper the fastest, using its warpgroup MMA),
+"flash" (FlashAttention-2: warp-level mma.sync, the instruction class that
+Vulkan cooperative matrices reach), "cudnn", "efficient" or "math"; with a
+named backend the KV heads are expanded outside the timed region.
+
 Usage: python3 bench/peers/attention.py [--lens 4k,8k,16k,32k,64k] [--hq 32]
-       [--hkv 8] [--d 128] [--reps 5] [--warmup 2] [--json FILE]
+       [--hkv 8] [--d 128] [--reps 5] [--warmup 2] [--backend default]
+       [--json FILE]
 """
 import argparse
 import inspect
@@ -38,29 +45,36 @@ def median(ts):
     return ts[n // 2] if n % 2 else (ts[n // 2 - 1] + ts[n // 2]) / 2
 
 
-def bench(torch, F, S, hq, hkv, d, reps, warmup, gqa_native):
+def bench(torch, F, S, hq, hkv, d, reps, warmup, gqa_native, backend="default"):
     g = torch.Generator(device="cuda").manual_seed(S)
     q = torch.randn(1, hq, S, d, dtype=torch.float16, device="cuda", generator=g)
     k = torch.randn(1, hkv, S, d, dtype=torch.float16, device="cuda", generator=g)
     v = torch.randn(1, hkv, S, d, dtype=torch.float16, device="cuda", generator=g)
     kw = {"is_causal": True}
     if hq != hkv:
-        if gqa_native:
+        if gqa_native and backend == "default":
             kw["enable_gqa"] = True
         else:
             k = k.repeat_interleave(hq // hkv, dim=1)
             v = v.repeat_interleave(hq // hkv, dim=1)
-    for _ in range(warmup):
-        o = F.scaled_dot_product_attention(q, k, v, **kw)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        o = F.scaled_dot_product_attention(q, k, v, **kw)
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e))  # ms
+    import contextlib
+    ctx = contextlib.nullcontext()
+    if backend != "default":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        ctx = sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                           "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[backend])
+    with ctx:
+        for _ in range(warmup):
+            o = F.scaled_dot_product_attention(q, k, v, **kw)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(reps):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            o = F.scaled_dot_product_attention(q, k, v, **kw)
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e))  # ms
     # Spot check: the last query row of every head against fp32 math.
     kk = k if k.shape[1] == hq else k.repeat_interleave(hq // hkv, dim=1)
     vv = v if v.shape[1] == hq else v.repeat_interleave(hq // hkv, dim=1)
@@ -70,7 +84,7 @@ def bench(torch, F, S, hq, hkv, d, reps, warmup, gqa_native):
     med = median(times)
     flops = 4 * S * S * d * hq / 2
     return {
-        "kind": "sdpa", "s": S, "hq": hq, "hkv": hkv, "d": d,
+        "kind": "sdpa" if backend == "default" else "sdpa-" + backend, "s": S, "hq": hq, "hkv": hkv, "d": d,
         "density": 1, "actual_density": 1,
         "median_ms": med, "min_ms": min(times),
         "tflops": flops / (med * 1e-3) / 1e12,
@@ -86,6 +100,7 @@ def main():
     ap.add_argument("--d", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--backend", default="default", choices=["default", "flash", "cudnn", "efficient", "math"])
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     if a.hq % a.hkv:
@@ -106,12 +121,16 @@ def main():
             gqa_native = False
     dev = torch.cuda.get_device_name()
     print(f"device: {dev}; torch {torch.__version__}; GQA: {'enable_gqa' if gqa_native else 'expanded KV'}\n")
-    print(f"PyTorch SDPA causal, Hq={a.hq} Hkv={a.hkv} D={a.d}, fp16; FLOPs = 4*S^2*D*Hq/2\n")
+    print(f"PyTorch SDPA ({a.backend} backend) causal, Hq={a.hq} Hkv={a.hkv} D={a.d}, fp16; FLOPs = 4*S^2*D*Hq/2\n")
     print("| S | median ms | min ms | TFLOP/s | timer | check err |")
     print("|---:|---:|---:|---:|---|---:|")
     rows = []
     for S in parse_lens(a.lens):
-        r = bench(torch, F, S, a.hq, a.hkv, a.d, a.reps, a.warmup, gqa_native)
+        try:
+            r = bench(torch, F, S, a.hq, a.hkv, a.d, a.reps, a.warmup, gqa_native, a.backend)
+        except RuntimeError as e:  # a backend that cannot take these inputs
+            print(f"| {S} | - | - | - | {a.backend}: {str(e).splitlines()[0][:80]} | - |", flush=True)
+            continue
         rows.append(r)
         print(f"| {S} | {r['median_ms']:.3f} | {r['min_ms']:.3f} | {r['tflops']:.3g} | "
               f"{r['timer']} | {r['check_rel_err']:.1e} |", flush=True)

@@ -33,6 +33,16 @@ type cmAttnTiles struct {
 	// Generic makes attn_cmr use its shared-memory row reductions even
 	// where the register ones apply (tests: the path of other layouts).
 	Generic bool
+	// Opt (attn_cm2 only) is the OPT spec constant: bit 0 issues the V
+	// load before S = Q·Kᵀ, bit 1 folds the scale into the exponent, bit 2
+	// rescales lazily (the running max moves only when a row max grows by
+	// more than 8 in log2 units).
+	Opt uint32
+	// Fold (attn_cm2, dense only) is the GQA fold: a workgroup takes BR/Fold
+	// positions of Fold query heads that share a KV head, so each K/V tile
+	// is loaded once for them (0 or 1: off). Where the device's heads per KV
+	// head or BR do not allow it, a smaller fold is used (cm2Fold).
+	Fold int
 }
 
 func (t cmAttnTiles) kind() string {
@@ -59,6 +69,12 @@ func (t cmAttnTiles) String() string {
 	g := ""
 	if t.Generic {
 		g = " generic"
+	}
+	if t.Opt != 0 {
+		g += fmt.Sprintf(" opt%d", t.Opt)
+	}
+	if t.Fold > 1 {
+		g += fmt.Sprintf(" fold%d", t.Fold)
 	}
 	return fmt.Sprintf("%s %dx%d rf%d%s", t.kind(), t.BR, t.BC, t.rf(), g)
 }
@@ -142,13 +158,18 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 64, RF: 1, Kind: "cmr-cv"},
 	{BR: 64, BC: 64, RF: 1, Kind: "cmr-cv"},
 	{BR: 128, BC: 64, RF: 2, Kind: "cm2"},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: 15},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4},
+	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opt: 15, Fold: 4},
+	{BR: 256, BC: 64, RF: 2, Kind: "cm2", Opt: 8},
 }
 
-// parseCMAttnTiles reads "BR,BC[,RF[,KIND]]" (SHAREPREFILL_CM_ATTN_TILES).
+// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,OPT[,FOLD]]]]"
+// (SHAREPREFILL_CM_ATTN_TILES; OPT and FOLD are attn_cm2's).
 func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 	f := strings.Split(e, ",")
-	if len(f) < 2 || len(f) > 4 {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2]]", e)
+	if len(f) < 2 || len(f) > 6 {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,OPT[,FOLD]]]]", e)
 	}
 	var t cmAttnTiles
 	var err error
@@ -164,6 +185,21 @@ func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 	t.Kind = "cmr"
 	if len(f) > 3 {
 		t.Kind = strings.TrimSpace(f[3])
+	}
+	if len(f) > 4 {
+		var o uint64
+		if o, err = strconv.ParseUint(strings.TrimSpace(f[4]), 10, 8); err == nil {
+			t.Opt = uint32(o)
+		}
+	}
+	if err == nil && len(f) > 5 {
+		t.Fold, err = strconv.Atoi(strings.TrimSpace(f[5]))
+	}
+	if err != nil {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %v", e, err)
+	}
+	if (t.Opt != 0 || t.Fold > 1) && t.Kind != "cm2" {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: OPT and FOLD are for cm2 only", e)
 	}
 	return t, nil
 }
@@ -212,7 +248,14 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 		base += "_sparse"
 	}
 	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
-	if t.kind() != "cm1" && t.kind() != "cm2" {
+	switch t.kind() {
+	case "cm2":
+		fold := uint32(1)
+		if !sparse && t.Fold > 1 {
+			fold = uint32(t.Fold)
+		}
+		spec = append(spec, t.Opt, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), fold)
+	case "cmr", "cmr-cv":
 		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}
 	desc := runtime.KernelDesc{
@@ -225,6 +268,22 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 		desc.Bindings, desc.ReadOnly = 7, 0b1100111
 	}
 	return dev.Kernel(desc)
+}
+
+// cm2Fold is the GQA fold attn_cm2 uses for p: the largest power of two up
+// to t.Fold that divides both the query heads per KV head and BR (1: none).
+func cm2Fold(t cmAttnTiles, p AttnParams) int {
+	f := 1
+	if t.kind() != "cm2" || p.Hkv <= 0 {
+		return f
+	}
+	g := p.Hq / p.Hkv
+	for n := 2; n <= t.Fold; n *= 2 {
+		if g%n == 0 && t.BR%n == 0 {
+			f = n
+		}
+	}
+	return f
 }
 
 // FlashAttentionCoopMat is FlashAttention forced onto the cooperative-matrix
@@ -263,15 +322,18 @@ func flashAttentionCM(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p At
 	if !t.valid(r.Device(), p.D) {
 		return fmt.Errorf("flash attention (coopmat): tiles %v do not fit this device for D=%d", t, p.D)
 	}
+	t.Fold = cm2Fold(t, p)
 	kern, err := cmAttnKernel(r.Device(), o, false, t, p.D, lse != nil)
 	if err != nil {
 		return err
 	}
-	rowTiles := (p.Sq + t.BR - 1) / t.BR
+	fold := max(t.Fold, 1)
+	pos := t.BR / fold // query positions per workgroup
+	rowTiles := (p.Sq + pos - 1) / pos
 	if lse == nil {
 		lse = o
 	}
-	return r.Dispatch(kern, [3]uint32{uint32(rowTiles), uint32(p.Hq), 1}, p.push(rowTiles), q, k, v, o, lse)
+	return r.Dispatch(kern, [3]uint32{uint32(rowTiles), uint32(p.Hq / fold), 1}, p.push(rowTiles), q, k, v, o, lse)
 }
 
 // SparseAttentionCoopMat is SparseAttention forced onto the
@@ -315,6 +377,7 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 	if !t.valid(r.Device(), p.D) {
 		return fmt.Errorf("%s: tiles %v do not fit this device for D=%d", op, t, p.D)
 	}
+	t.Fold = 0 // block lists are per head: no GQA fold
 	kern, err := cmAttnKernel(r.Device(), o, true, t, p.D, lse != nil)
 	if err != nil {
 		return err

@@ -208,12 +208,38 @@ func TestCMAttnTiles(t *testing.T) {
 		{"128,64", cmAttnTiles{BR: 128, BC: 64, Kind: "cmr"}, true},
 		{"64,32,2,cmr-cv", cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"}, true},
 		{"128,32,1,cm1", cmAttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cm1"}, true},
+		{"128,128,1,cm2,13,4", cmAttnTiles{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: 13, Fold: 4}, true},
+		{"128,128,1,cmr,1", cmAttnTiles{}, false},
+		{"128,128,1,cm2,x", cmAttnTiles{}, false},
 		{"128", cmAttnTiles{}, false},
 		{"a,32", cmAttnTiles{}, false},
 	} {
 		got, err := parseCMAttnTiles(c.in)
 		if (err == nil) != c.ok || (c.ok && got != c.want) {
 			t.Errorf("parseCMAttnTiles(%q) = %+v, %v; want %+v ok=%v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// TestCM2Fold: the GQA fold attn_cm2 takes is the largest power of two up to
+// the tile's Fold that divides the heads per KV head and BR.
+func TestCM2Fold(t *testing.T) {
+	for _, c := range []struct {
+		t       cmAttnTiles
+		hq, hkv int
+		want    int
+	}{
+		{cmAttnTiles{BR: 128, BC: 128, Kind: "cm2", Fold: 4}, 32, 8, 4},
+		{cmAttnTiles{BR: 128, BC: 128, Kind: "cm2", Fold: 4}, 16, 8, 2},
+		{cmAttnTiles{BR: 128, BC: 128, Kind: "cm2", Fold: 4}, 8, 8, 1},
+		{cmAttnTiles{BR: 128, BC: 128, Kind: "cm2", Fold: 8}, 28, 4, 1},
+		{cmAttnTiles{BR: 128, BC: 128, Kind: "cm2", Fold: 8}, 64, 8, 8},
+		{cmAttnTiles{BR: 16, BC: 16, Kind: "cm2", Fold: 8}, 64, 2, 8},
+		{cmAttnTiles{BR: 128, BC: 128, Kind: "cm2"}, 32, 8, 1},
+		{cmAttnTiles{BR: 128, BC: 32, Kind: "cm1", Fold: 4}, 32, 8, 1},
+	} {
+		if got := cm2Fold(c.t, AttnParams{Hq: c.hq, Hkv: c.hkv}); got != c.want {
+			t.Errorf("cm2Fold(%v, Hq=%d, Hkv=%d) = %d, want %d", c.t, c.hq, c.hkv, got, c.want)
 		}
 	}
 }
