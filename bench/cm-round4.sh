@@ -34,5 +34,5 @@ best=${BEST:-$(awk '/^## SHAREPREFILL_CM_ATTN_TILES=/{c=substr($0, 31)} /PyTorch
 grep -E "^## |^\| [0-9]|backend" "$O/sweep.log"
 echo "best dense configuration: $best"
 SHAREPREFILL_CM_ATTN_TILES=$best SKIP_TESTS=1 HARNESS_TIMEOUT=${HARNESS_TIMEOUT:-230} KLENS=${KLENS:-16384,32768,65536} bash bench/cm-last.sh
-STAGES="tests probe stats matmul2 matmul" bash bench/cm-tune.sh > "$O/rest.log" 2>&1
+TESTS_RUN=${TESTS_RUN:-CoopMat|CMAttn} STAGES="tests probe stats matmul2 matmul" bash bench/cm-tune.sh > "$O/rest.log" 2>&1
 grep -vE "^\|---" "$O/rest.log" | grep -E "^=== |^## |^\| |PASS|FAIL|exit |panic" | head -120

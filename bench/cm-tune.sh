@@ -34,7 +34,7 @@ fi
 if has tests; then
 	step "coopmat kernel tests"
 	(cd runtime/kernels && timeout 240 ../../$B/kernels.test -test.count=1 -test.v \
-		-test.run 'CoopMat|CMAttn|CMTile|FlashAttention|SparseAttention|DecodeAttention' > "$O/tests.log" 2>&1; echo "exit $?" >> "$O/tests.log")
+		-test.run "${TESTS_RUN:-CoopMat|CMAttn|CMTile|FlashAttention|SparseAttention|DecodeAttention}" > "$O/tests.log" 2>&1; echo "exit $?" >> "$O/tests.log")
 	grep -E "^(--- FAIL|FAIL|PASS|ok|panic)|exit |attn.*differs|error" "$O/tests.log" | head -40
 fi
 if has attn; then
