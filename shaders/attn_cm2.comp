@@ -56,10 +56,13 @@ layout(constant_id = 5) const uint OPT = 0;
 // bit 2 = no softmax at all (P = S).
 layout(constant_id = 6) const uint PROBE = 0;
 // G (GQA fold, dense only): a workgroup takes BR/G query positions of the G
-// query heads h0..h0+G-1 that share one KV head, so each K/V tile is loaded
-// once for G heads. Matrix row r is position r/G, head h0 + r%G: Q, O are
-// addressed through a 3-D tensor layout [Sq, Hq, D] (a slice's rows are
-// its flattened outer dimensions). G = 1 is the plain one-head tile.
+// query heads h0..h0+G-1 that share one KV head. Matrix row r is position
+// r/G, head h0 + r%G: Q, O are addressed through a 3-D tensor layout
+// [Sq, Hq, D] (a slice's rows are its flattened outer dimensions). K/V
+// traffic per query row is still one tile per BR rows; what changes is the
+// causal extent of a workgroup (BR/G positions: fewer keys past the
+// diagonal) and that the G heads read their K/V at the same time. G = 1 is
+// the plain one-head tile.
 layout(constant_id = 7) const uint G = 1;
 const uint P = BR / G; // query positions per workgroup
 const float LAZY = 8.0;

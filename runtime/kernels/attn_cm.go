@@ -39,9 +39,9 @@ type cmAttnTiles struct {
 	// more than 8 in log2 units).
 	Opt uint32
 	// Fold (attn_cm2, dense only) is the GQA fold: a workgroup takes BR/Fold
-	// positions of Fold query heads that share a KV head, so each K/V tile
-	// is loaded once for them (0 or 1: off). Where the device's heads per KV
-	// head or BR do not allow it, a smaller fold is used (cm2Fold).
+	// positions of Fold query heads that share a KV head (0 or 1: off);
+	// the K/V tiles it loads serve all of them. Where the heads per KV head
+	// or BR do not allow it, a smaller fold is used (cm2Fold).
 	Fold int
 }
 
