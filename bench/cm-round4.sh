@@ -25,7 +25,7 @@ export ATTN_LENS=${ATTN_LENS:-16k} ATTN_CFGS=${ATTN_CFGS:-128,128,1,cm2 128,128,
 export PROBE_MM=${PROBE_MM:-} PROBE_ATTN=${PROBE_ATTN:-0 1 2 4 6} PROBE_ATTN_TILES=${PROBE_ATTN_TILES:-128,128,1,cm2}
 export STATS_ATTN_TILES=${STATS_ATTN_TILES:-128,128,1,cm2 128,128,1,cm2,15 128,128,1,cm2,0,4 256,64,2,cm2 128,128,2,cm2}
 export MM2_TILES=${MM2_TILES:-128,128,128,32,8,0 128,128,128,32,8,1 256,128,256,32,8,1 256,256,128,32,8,1 256,128,128,64,8,1}
-export MM_TILES=${MM_TILES:-256,128,32,64,64,8,1} MM_SHAPES=${MM_SHAPES:-8192x4096x4096,8192x14336x4096}
+export MM_TILES=${MM_TILES:-256,128,32,64,64,8,1 128,128,32,64,64,8,1 128,128,32,64,64,8,2} MM_SHAPES=${MM_SHAPES:-8192x4096x4096,8192x14336x4096}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --format=csv,noheader
 STAGES="attn anchors" bash bench/cm-tune.sh > "$O/sweep.log" 2>&1
 # The best dense configuration: the "## SHAREPREFILL_CM_ATTN_TILES=cfg" line
