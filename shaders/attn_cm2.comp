@@ -49,7 +49,14 @@ layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
 // P = exp2(s·scale2 - m)); 4 = lazy rescale (the running max moves only when
 // a row max grows by more than LAZY; one barrier per tile decides whether O
 // is rescaled at all); 8 = load the next tile's K before this tile's
-// softmax (software pipelining through a second K matrix).
+// softmax (software pipelining through a second K matrix); 16 = stale
+// max: the running max of each row lives in shared memory and P =
+// exp2(s·scale2 - m[row]) is one per-element operation; a tile where some
+// score exceeds its row's max by more than LAZY (a workgroup flag) takes a
+// slow path that recomputes S, raises the max to the tile's row max and
+// rescales O and l; the common tile costs one row reduction (the sum)
+// instead of two reductions and two broadcasts. (Bits 1, 2, 4 and 8 are
+// ignored with 16.)
 layout(constant_id = 5) const uint OPT = 0;
 // PROBE (tuning only, 0 in use; wrong results otherwise): bit 0 = no
 // exponentials; bit 1 = no reductions (no running max/sum, no rescale);
@@ -103,6 +110,11 @@ layout(push_constant) uniform Push {
 } pc;
 
 shared uint anyUp[2];
+// OPT bit 16: per-row running max and rescale factor, overflow flags (three,
+// so that a flag is cleared two barriers before it is set again).
+shared float mSh[(OPT & 16) != 0 ? BR : 1];
+shared float aSh[(OPT & 16) != 0 ? BR : 1];
+shared uint ovf[3];
 
 #define MAT_S coopmat<float, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseAccumulator>
 #define MAT_R coopmat<float, gl_ScopeWorkgroup, BR, 16, gl_MatrixUseAccumulator>
@@ -133,6 +145,48 @@ float lseStore(const in uint row, const in uint col, const in float v, const in 
 	const uint pos = r0 + row / G;
 	if (WRITE_LSE != 0 && col == 0 && pos < pc.Sq) {
 		lseb[pc.lseOff + (h + row % G) * pc.Sq + pos] = v;
+	}
+	return v;
+}
+
+// expStale: P = exp2(s·sc - m[row]) against the shared running max; flags
+// the tile when a score exceeds its row's max by more than LAZY.
+float expStale(const in uint row, const in uint col, const in float s, const in float sc, const in uint slot) {
+	const float x = fma(s, sc, -mSh[row]);
+	if (x > LAZY) {
+		ovf[slot] = 1u;
+	}
+	return s <= NEG_MASK ? 0.0 : exp2(x); // masked: 0 even before a max is known
+}
+
+// expExact: P = exp2(s·sc - m[row]) (slow path, m just raised).
+float expExact(const in uint row, const in uint col, const in float s, const in float sc) {
+	return s <= NEG_MASK ? 0.0 : exp2(fma(s, sc, -mSh[row]));
+}
+
+float readM(const in uint row, const in uint col, const in float v) {
+	return mSh[row];
+}
+
+// writeMA stores row's new max v and the factor exp2(old - v) (column 0).
+float writeMA(const in uint row, const in uint col, const in float v) {
+	if (col == 0) {
+		const float old = mSh[row];
+		mSh[row] = v;
+		aSh[row] = exp2(old - v);
+	}
+	return v;
+}
+
+float scaleRow(const in uint row, const in uint col, const in float v) {
+	return v * aSh[row];
+}
+
+// lseStale writes the LSE of column 0 from l and the shared max.
+float lseStale(const in uint row, const in uint col, const in float v, const in uint r0, const in uint h) {
+	const uint pos = r0 + row / G;
+	if (WRITE_LSE != 0 && col == 0 && pos < pc.Sq) {
+		lseb[pc.lseOff + (h + row % G) * pc.Sq + pos] = v > 0.0 ? (mSh[row] + log2(v)) * LN2 : uintBitsToFloat(0xff800000u);
 	}
 	return v;
 }
@@ -190,6 +244,14 @@ void main() {
 	if (gl_LocalInvocationIndex == 0) {
 		anyUp[0] = 0;
 		anyUp[1] = 0;
+		ovf[0] = 0;
+		ovf[1] = 0;
+		ovf[2] = 0;
+	}
+	if ((OPT & 16) != 0) {
+		for (uint r = gl_LocalInvocationIndex; r < BR; r += gl_WorkGroupSize.x) {
+			mSh[r] = NEG_INIT;
+		}
 	}
 	barrier();
 	MAT_O o = MAT_O(0.0);
@@ -212,7 +274,62 @@ void main() {
 	if ((OPT & 8) != 0 && have) {
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
 	}
-	[[dont_unroll]] while (have) {
+	[[dont_unroll]] while (have && (OPT & 16) != 0) {
+		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
+		const bool needMask = st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst);
+		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
+		if (needMask) {
+			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
+		}
+		const uint slot = it % 3;
+		coopMatPerElementNV(s, s, expStale, pc.scale2, slot);
+		barrier();
+		const bool slow = ovf[slot] != 0; // workgroup-uniform
+		if (gl_LocalInvocationIndex == 0) {
+			ovf[(it + 2) % 3] = 0;
+		}
+		if (slow) {
+			// Raise the max to this tile's row max: S again (K is still
+			// loaded), the new max and factor to shared memory, then P, O
+			// and l against it.
+			s = coopMatMulAdd(q, kt, MAT_S(0.0));
+			if (needMask) {
+				coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
+			}
+			MAT_R mt;
+			coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
+			MAT_R mo;
+			coopMatPerElementNV(mo, mo, readM);
+			MAT_R alpha;
+			[[unroll]] for (uint i = 0; i < mt.length(); i++) {
+				const float mn = max(mo[i], max(mt[i] * pc.scale2, NEG_INIT));
+				alpha[i] = exp2(mo[i] - mn);
+				mo[i] = mn;
+			}
+			barrier(); // every read of the old max is done
+			coopMatPerElementNV(mo, mo, writeMA);
+			barrier();
+			coopMatPerElementNV(s, s, expExact, pc.scale2);
+			coopMatPerElementNV(o, o, scaleRow);
+			l = alpha * l;
+		}
+		MAT_R rs;
+		coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
+		l += rs;
+		const coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA> p =
+			coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>(s);
+		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
+		coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
+		o = coopMatMulAdd(p, vt, o);
+		st += BC;
+#ifdef SPARSE
+		have = seek(e, st, e1, kend);
+#else
+		have = st < kend;
+#endif
+		it++;
+	}
+	[[dont_unroll]] while (have && (OPT & 16) == 0) {
 		if ((OPT & 8) == 0) {
 			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
 		}
@@ -310,7 +427,9 @@ void main() {
 	[[unroll]] for (uint i = 0; i < l.length(); i++) {
 		inv[i] = l[i] > 0.0 ? 1.0 / l[i] : 0.0;
 	}
-	if (WRITE_LSE != 0) {
+	if (WRITE_LSE != 0 && (OPT & 16) != 0) {
+		coopMatPerElementNV(l, l, lseStale, r0, h);
+	} else if (WRITE_LSE != 0) {
 		MAT_R lse;
 		[[unroll]] for (uint i = 0; i < l.length(); i++) {
 			lse[i] = l[i] > 0.0 ? (m[i] + log2(l[i])) * LN2 : uintBitsToFloat(0xff800000u);

@@ -162,6 +162,10 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opt: 15, Fold: 4},
 	{BR: 256, BC: 64, RF: 2, Kind: "cm2", Opt: 8},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: 16},
+	{BR: 64, BC: 64, RF: 1, Kind: "cm2", Opt: 16},
+	{BR: 64, BC: 32, RF: 1, Kind: "cm2", Opt: 16},
+	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opt: 16, Fold: 4},
 }
 
 // parseCMAttnTiles reads "BR,BC[,RF[,KIND[,OPT[,FOLD]]]]"

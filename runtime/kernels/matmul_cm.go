@@ -54,9 +54,11 @@ func (t cmTile) String() string {
 }
 
 var (
-	// cmLarge: 8 subgroups of 64×64, BK 32, one shared stage: 38 KiB (the
-	// fastest of eleven tiles tried on the H200, bench/RESULTS.md, cooperative-matrix tuning log).
-	cmLarge = cmTile{BM: 256, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1}
+	// cmLarge: 4 subgroups of 64×64, BK 32, one shared stage: 24 KiB, so
+	// two workgroups share a multiprocessor. On the H100 it ran at 238–243
+	// TFLOP/s against 176 for the 256×128 tile of 8 subgroups that was the
+	// default before (bench/RESULTS.md, round 4).
+	cmLarge = cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1}
 	// cmLargeK16: 4 subgroups of 64×64, BK 16 (28 KiB) for devices with
 	// < 44 KiB of shared memory.
 	cmLargeK16 = cmTile{BM: 128, BN: 128, BK: 16, WM: 64, WN: 64, GM: 8}
@@ -86,12 +88,12 @@ func cmTileEnv() (cmTile, bool, error) {
 	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}, true, nil
 }
 
-// chooseCMTile picks the 256×128 tile when it gives at least 128
+// chooseCMTile picks the 128×128 tile when it gives at least 128
 // workgroups (about one per multiprocessor on big GPUs), else 64×64; smaller
 // tiles replace them when the device lacks the shared memory.
 func chooseCMTile(caps runtime.Caps, M, N int) cmTile {
 	t := cmLarge
-	if ceilDiv(M, 256)*ceilDiv(N, 128) < 128 {
+	if ceilDiv(M, 128)*ceilDiv(N, 128) < 128 {
 		t = cmSmall
 	}
 	if t.shared() > caps.MaxSharedMemory {
