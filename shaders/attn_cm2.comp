@@ -298,7 +298,7 @@ void main() {
 			}
 			MAT_R mt;
 			coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
-			MAT_R mo;
+			MAT_R mo = MAT_R(0.0);
 			coopMatPerElementNV(mo, mo, readM);
 			MAT_R alpha;
 			[[unroll]] for (uint i = 0; i < mt.length(); i++) {
