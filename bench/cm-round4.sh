@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/cm-round4.sh — issue 11, round 4, in one device call (H200): the
-# attn_cm2 sweep (OPT bits, GQA fold, tiles) beside the SDPA backends
+# bench/cm-round4.sh — issue 11, round 4, in one device call (H200 or
+# H100): the attn_cm2 sweep (GQA fold, tiles) beside the SDPA backends
 # (default = PyTorch's pick, flash = FlashAttention-2 on mma.sync, cudnn,
 # efficient); then the harness's attention benchmark (dense + block-sparse
 # on random causal masks, beside SDPA and flex_attention on the same masks)
@@ -21,10 +21,10 @@ set -u
 export PYTHONUNBUFFERED=1 SHAREPREFILL_REQUIRE_VULKAN=1
 . bench/vk-setup.sh
 O=${OUT:-/tmp/out}; mkdir -p "$O"
-export ATTN_LENS=${ATTN_LENS:-16k} ATTN_CFGS=${ATTN_CFGS:-128,128,1,cm2 128,128,1,cm2,1 128,128,1,cm2,2 128,128,1,cm2,4 128,128,1,cm2,8 128,128,1,cm2,15 128,128,1,cm2,0,4 128,128,1,cm2,15,4 128,64,1,cm2,0,4 128,64,1,cm2,15,4 256,64,2,cm2 256,64,2,cm2,15 128,64,2,cm2 128,128,2,cm2 256,128,2,cm2}
-export PROBE_MM=${PROBE_MM:-} PROBE_ATTN=${PROBE_ATTN:-0 1 2 4 6} PROBE_ATTN_TILES=${PROBE_ATTN_TILES:-128,128,1,cm2}
-export STATS_ATTN_TILES=${STATS_ATTN_TILES:-128,128,1,cm2 128,128,1,cm2,15 128,128,1,cm2,0,4 256,64,2,cm2 128,128,2,cm2}
-export MM2_TILES=${MM2_TILES:-128,128,128,32,8,0 128,128,128,32,8,1 256,128,256,32,8,1 256,256,128,32,8,1 256,128,128,64,8,1}
+export ATTN_LENS=${ATTN_LENS:-16k} ATTN_CFGS=${ATTN_CFGS:-128,128,1,cm2 128,128,1,cm2,4 128,64,1,cm2,4 256,64,2,cm2 128,64,2,cm2 128,128,2,cm2 256,128,2,cm2}
+export PROBE_MM=${PROBE_MM:-} PROBE_ATTN=${PROBE_ATTN:-0 1 8 16 32 64 56} PROBE_ATTN_TILES=${PROBE_ATTN_TILES:-128,128,1,cm2}
+export STATS_ATTN_TILES=${STATS_ATTN_TILES:-128,128,1,cm2 128,128,1,cm2,4 256,64,2,cm2}
+export MM2_TILES=${MM2_TILES:-128,128,128,32,8 256,128,256,32,8 256,128,128,64,8}
 export MM_TILES=${MM_TILES:-256,128,32,64,64,8,1 128,128,32,64,64,8,1 128,128,32,64,64,8,2} MM_SHAPES=${MM_SHAPES:-8192x4096x4096,8192x14336x4096}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --format=csv,noheader
 # Stages run in order of importance; one that would start after DEADLINE

@@ -10,7 +10,7 @@
 #   for b in cmpeak attention matmul; do go build "$F" -o .devcarry/bin/$b ./bench/$b; done
 #   device run: bash bench/cm-tune.sh   (carry .gl and .devcarry/bin)
 # env: STAGES (default "peak tests attn matmul"; also "probe", "stats",
-# "anchors", "matmul2"), ATTN_CFGS (BR,BC,RF,KIND[,OPT[,FOLD]] list for
+# "anchors", "matmul2"), ATTN_CFGS (BR,BC,RF,KIND[,FOLD] list for
 # SHAREPREFILL_CM_ATTN_TILES), ATTN_LENS (default 16k), MM_TILES
 # (SHAREPREFILL_CM_TILE list), MM2_TILES (SHAREPREFILL_CM2_TILE list),
 # MM_SHAPES, STATS_ATTN_TILES (list), ANCHOR_BACKENDS (SDPA backends).
@@ -66,7 +66,7 @@ if has probe; then
 fi
 if has matmul2; then
 	step "coopmat2 matmul tiles ($MM_SHAPES)"
-	for t in ${MM2_TILES:-128,128,128,32,8,0 128,128,128,32,8,1}; do
+	for t in ${MM2_TILES:-128,128,128,32,8 256,128,256,32,8}; do
 		echo "## SHAREPREFILL_CM2_TILE=$t"
 		SHAREPREFILL_CM2_TILE=$t timeout 60 $B/matmul -variant coopmat2 -shapes "$MM_SHAPES" -reps 10 2>&1 | grep -E '^\| [0-9]'
 	done 2>&1 | tee "$O/matmul2.md"

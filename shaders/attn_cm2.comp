@@ -8,7 +8,9 @@
 // -DSPARSE, LSE); the approach follows llama.cpp's flash_attn_cm2.comp.
 //
 // One workgroup owns BR query rows of one head (grid x = row tiles in
-// reverse so the long causal rows start first, y = query heads). Every
+// reverse so the long causal rows start first, y = query heads), or with
+// the GQA fold G > 1 (dense only) BR/G positions of G heads (y = head
+// groups). Every
 // matrix is workgroup-scoped: the driver decides how they are spread over
 // the invocations and stages tensor loads through shared memory itself.
 //   Q (BR×D, A operand) is loaded once through a tensor layout over
@@ -44,24 +46,14 @@ layout(constant_id = 1) const uint BR = 128;      // query rows per workgroup
 layout(constant_id = 2) const uint BC = 64;       // keys per KV tile, multiple of 16
 layout(constant_id = 3) const uint D = 128;       // head dim, multiple of 16
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
-// OPT (bits; the host passes the tuned default): 1 = issue the V load before
-// S = Q·Kᵀ; 2 = fold the scale into the exponent (row max on raw scores,
-// P = exp2(s·scale2 - m)); 4 = lazy rescale (the running max moves only when
-// a row max grows by more than LAZY; one barrier per tile decides whether O
-// is rescaled at all); 8 = load the next tile's K before this tile's
-// softmax (software pipelining through a second K matrix); 16 = stale
-// max: the running max of each row lives in shared memory and P =
-// exp2(s·scale2 - m[row]) is one per-element operation; a tile where some
-// score exceeds its row's max by more than LAZY (a workgroup flag) takes a
-// slow path that recomputes S, raises the max to the tile's row max and
-// rescales O and l; the common tile costs one row reduction (the sum)
-// instead of two reductions and two broadcasts. (Bits 1, 2, 4 and 8 are
-// ignored with 16.)
-layout(constant_id = 5) const uint OPT = 0;
-// PROBE (tuning only, 0 in use; wrong results otherwise): bit 0 = no
-// exponentials; bit 1 = no reductions (no running max/sum, no rescale);
-// bit 2 = no softmax at all (P = S).
-layout(constant_id = 6) const uint PROBE = 0;
+// PROBE (tuning only, 0 in use; wrong results otherwise) leaves single
+// steps of the softmax out to show their cost: bit 0 = the exponentials,
+// 8 = the O rescale (broadcast of the factor and O·factor), 16 = the
+// row-sum reduction, 32 = the row-max reduction and the max broadcast, 64 =
+// the max broadcast only. (Leaving out all the reductions at once lets the
+// compiler delete the whole loop, l staying 0: such a probe measures
+// nothing.)
+layout(constant_id = 5) const uint PROBE = 0;
 // G (GQA fold, dense only): a workgroup takes BR/G query positions of the G
 // query heads h0..h0+G-1 that share one KV head. Matrix row r is position
 // r/G, head h0 + r%G: Q, O are addressed through a 3-D tensor layout
@@ -70,9 +62,8 @@ layout(constant_id = 6) const uint PROBE = 0;
 // causal extent of a workgroup (BR/G positions: fewer keys past the
 // diagonal) and that the G heads read their K/V at the same time. G = 1 is
 // the plain one-head tile.
-layout(constant_id = 7) const uint G = 1;
+layout(constant_id = 6) const uint G = 1;
 const uint P = BR / G; // query positions per workgroup
-const float LAZY = 8.0;
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
 const float NEG_INIT = -1.701411733e38; // -FLT_MAX/2: initial running max
@@ -109,13 +100,6 @@ layout(push_constant) uniform Push {
 	uint nb;             // SPARSE: blocks per head in rowPtr
 } pc;
 
-shared uint anyUp[2];
-// OPT bit 16: per-row running max and rescale factor, overflow flags (three,
-// so that a flag is cleared two barriers before it is set again).
-shared float mSh[(OPT & 16) != 0 ? BR : 1];
-shared float aSh[(OPT & 16) != 0 ? BR : 1];
-shared uint ovf[3];
-
 #define MAT_S coopmat<float, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseAccumulator>
 #define MAT_R coopmat<float, gl_ScopeWorkgroup, BR, 16, gl_MatrixUseAccumulator>
 #define MAT_O coopmat<float, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
@@ -145,48 +129,6 @@ float lseStore(const in uint row, const in uint col, const in float v, const in 
 	const uint pos = r0 + row / G;
 	if (WRITE_LSE != 0 && col == 0 && pos < pc.Sq) {
 		lseb[pc.lseOff + (h + row % G) * pc.Sq + pos] = v;
-	}
-	return v;
-}
-
-// expStale: P = exp2(s·sc - m[row]) against the shared running max; flags
-// the tile when a score exceeds its row's max by more than LAZY.
-float expStale(const in uint row, const in uint col, const in float s, const in float sc, const in uint slot) {
-	const float x = fma(s, sc, -mSh[row]);
-	if (x > LAZY) {
-		ovf[slot] = 1u;
-	}
-	return s <= NEG_MASK ? 0.0 : exp2(x); // masked: 0 even before a max is known
-}
-
-// expExact: P = exp2(s·sc - m[row]) (slow path, m just raised).
-float expExact(const in uint row, const in uint col, const in float s, const in float sc) {
-	return s <= NEG_MASK ? 0.0 : exp2(fma(s, sc, -mSh[row]));
-}
-
-float readM(const in uint row, const in uint col, const in float v) {
-	return mSh[row];
-}
-
-// writeMA stores row's new max v and the factor exp2(old - v) (column 0).
-float writeMA(const in uint row, const in uint col, const in float v) {
-	if (col == 0) {
-		const float old = mSh[row];
-		mSh[row] = v;
-		aSh[row] = exp2(old - v);
-	}
-	return v;
-}
-
-float scaleRow(const in uint row, const in uint col, const in float v) {
-	return v * aSh[row];
-}
-
-// lseStale writes the LSE of column 0 from l and the shared max.
-float lseStale(const in uint row, const in uint col, const in float v, const in uint r0, const in uint h) {
-	const uint pos = r0 + row / G;
-	if (WRITE_LSE != 0 && col == 0 && pos < pc.Sq) {
-		lseb[pc.lseOff + (h + row % G) * pc.Sq + pos] = v > 0.0 ? (mSh[row] + log2(v)) * LN2 : uintBitsToFloat(0xff800000u);
 	}
 	return v;
 }
@@ -241,19 +183,6 @@ void main() {
 		coopMatLoadTensorNV(q, qb, 0, sliceTensorLayoutNV(tQ3, r0, P, h, G, 0, D));
 	}
 
-	if (gl_LocalInvocationIndex == 0) {
-		anyUp[0] = 0;
-		anyUp[1] = 0;
-		ovf[0] = 0;
-		ovf[1] = 0;
-		ovf[2] = 0;
-	}
-	if ((OPT & 16) != 0) {
-		for (uint r = gl_LocalInvocationIndex; r < BR; r += gl_WorkGroupSize.x) {
-			mSh[r] = NEG_INIT;
-		}
-	}
-	barrier();
 	MAT_O o = MAT_O(0.0);
 	MAT_R m = MAT_R(NEG_INIT);
 	MAT_R l = MAT_R(0.0);
@@ -269,148 +198,43 @@ void main() {
 	uint st = 0;
 	bool have = st < kend;
 #endif
-	uint it = 0;
-	coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
-	if ((OPT & 8) != 0 && have) {
+	[[dont_unroll]] while (have) {
+		coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
-	}
-	[[dont_unroll]] while (have && (OPT & 16) != 0) {
-		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
-		const bool needMask = st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst);
 		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
-		if (needMask) {
-			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
-		}
-		const uint slot = it % 3;
-		coopMatPerElementNV(s, s, expStale, pc.scale2, slot);
-		barrier();
-		const bool slow = ovf[slot] != 0; // workgroup-uniform
-		if (gl_LocalInvocationIndex == 0) {
-			ovf[(it + 2) % 3] = 0;
-		}
-		if (slow) {
-			// Raise the max to this tile's row max: S again (K is still
-			// loaded), the new max and factor to shared memory, then P, O
-			// and l against it.
-			s = coopMatMulAdd(q, kt, MAT_S(0.0));
-			if (needMask) {
-				coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
-			}
-			MAT_R mt;
-			coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
-			MAT_R mo = MAT_R(0.0);
-			coopMatPerElementNV(mo, mo, readM);
-			MAT_R alpha;
-			[[unroll]] for (uint i = 0; i < mt.length(); i++) {
-				const float mn = max(mo[i], max(mt[i] * pc.scale2, NEG_INIT));
-				alpha[i] = exp2(mo[i] - mn);
-				mo[i] = mn;
-			}
-			barrier(); // every read of the old max is done
-			coopMatPerElementNV(mo, mo, writeMA);
-			barrier();
-			coopMatPerElementNV(s, s, expExact, pc.scale2);
-			coopMatPerElementNV(o, o, scaleRow);
-			l = alpha * l;
-		}
-		MAT_R rs;
-		coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
-		l += rs;
-		const coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA> p =
-			coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>(s);
-		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
-		coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
-		o = coopMatMulAdd(p, vt, o);
-		st += BC;
-#ifdef SPARSE
-		have = seek(e, st, e1, kend);
-#else
-		have = st < kend;
-#endif
-		it++;
-	}
-	[[dont_unroll]] while (have && (OPT & 16) == 0) {
-		if ((OPT & 8) == 0) {
-			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
-		}
-		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
-		if ((OPT & 1) != 0) {
-			coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
-		}
-		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
-		if ((OPT & 2) == 0) {
-			s *= pc.scale2;
-		}
+		s *= pc.scale2;
 		if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
 			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
 		}
-		// The next tile (nst, nhave); with OPT bit 8 its K is loaded now,
-		// ahead of this tile's softmax and P·V.
-		uint nst = st + BC;
-#ifdef SPARSE
-		const bool nhave = seek(e, nst, e1, kend);
-#else
-		const bool nhave = nst < kend;
-#endif
-		if ((OPT & 8) != 0 && nhave) {
-			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, nst, BC, 0, D), transposed);
-		}
-		// sc: the factor that turns raw scores into log2 units (1 when s
-		// is already scaled).
-		const float sc = (OPT & 2) != 0 ? pc.scale2 : 1.0;
 
-		bool rescale = true;
-		MAT_R alpha;
-		if ((PROBE & 6) == 0) {
-			MAT_R mt;
+		MAT_R mt = MAT_R(0.0);
+		if ((PROBE & 32) == 0) {
 			coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
-			bool changed = false;
-			[[unroll]] for (uint i = 0; i < mt.length(); i++) {
-				const float mr = max(mt[i] * sc, NEG_INIT);
-				// Lazy rescale (OPT bit 4): the running max moves only when
-				// a row's max grows by more than LAZY (P stays <= 2^LAZY).
-				const bool up = (OPT & 4) != 0 ? mr > m[i] + LAZY : mr > m[i];
-				const float mn = up ? mr : m[i];
-				alpha[i] = up ? exp2(m[i] - mn) : 1.0;
-				changed = changed || up;
-				m[i] = mn;
-			}
-			if ((OPT & 4) != 0) {
-				// One workgroup-uniform answer: does any row rescale?
-				if (changed) {
-					atomicOr(anyUp[it & 1], 1u);
-				}
-				barrier();
-				rescale = anyUp[it & 1] != 0;
-				if (gl_LocalInvocationIndex == 0) {
-					anyUp[(it + 1) & 1] = 0;
-				}
-			}
-			MAT_S mb;
-			coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
-			[[unroll]] for (uint i = 0; i < s.length(); i++) {
-				const float x = (OPT & 2) != 0 ? fma(s[i], sc, -mb[i]) : s[i] - mb[i];
-				s[i] = (PROBE & 1) != 0 ? x : exp2(x);
-			}
-			MAT_R rs;
-			coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
-			l = rescale ? alpha * l + rs : l + rs;
-		} else if ((PROBE & 4) == 0) {
-			// probe: exponentials without reductions
-			[[unroll]] for (uint i = 0; i < s.length(); i++) {
-				s[i] = (PROBE & 1) != 0 ? s[i] : exp2(s[i]);
-			}
-			rescale = false;
-		} else {
-			rescale = false;
 		}
+		MAT_R alpha;
+		[[unroll]] for (uint i = 0; i < mt.length(); i++) {
+			const float mn = max(m[i], mt[i]);
+			alpha[i] = exp2(m[i] - mn);
+			m[i] = mn;
+		}
+		MAT_S mb = MAT_S(0.0);
+		if ((PROBE & 96) == 0) {
+			coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
+		}
+		[[unroll]] for (uint i = 0; i < s.length(); i++) {
+			s[i] = (PROBE & 1) != 0 ? s[i] - mb[i] : exp2(s[i] - mb[i]);
+		}
+		MAT_R rs = MAT_R(1.0);
+		if ((PROBE & 16) == 0) {
+			coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
+		}
+		l = alpha * l + rs;
 		const coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA> p =
 			coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>(s);
 
-		if ((OPT & 1) == 0) {
-			coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
-		}
-		if (rescale) {
+		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
+		coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
+		if ((PROBE & 8) == 0) {
 			MAT_O ad;
 			coopMatReduceNV(ad, alpha, gl_CooperativeMatrixReduceRowNV, smear);
 			o = coopMatMulAdd(p, vt, o * ad);
@@ -418,18 +242,19 @@ void main() {
 			o = coopMatMulAdd(p, vt, o);
 		}
 
-		st = nst;
-		have = nhave;
-		it++;
+		st += BC;
+#ifdef SPARSE
+		have = seek(e, st, e1, kend);
+#else
+		have = st < kend;
+#endif
 	}
 
 	MAT_R inv;
 	[[unroll]] for (uint i = 0; i < l.length(); i++) {
 		inv[i] = l[i] > 0.0 ? 1.0 / l[i] : 0.0;
 	}
-	if (WRITE_LSE != 0 && (OPT & 16) != 0) {
-		coopMatPerElementNV(l, l, lseStale, r0, h);
-	} else if (WRITE_LSE != 0) {
+	if (WRITE_LSE != 0) {
 		MAT_R lse;
 		[[unroll]] for (uint i = 0; i < l.length(); i++) {
 			lse[i] = l[i] > 0.0 ? (m[i] + log2(l[i])) * LN2 : uintBitsToFloat(0xff800000u);

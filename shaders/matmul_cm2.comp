@@ -28,10 +28,6 @@ layout(constant_id = 1) const uint BM = 128;
 layout(constant_id = 2) const uint BN = 256;
 layout(constant_id = 3) const uint BK = 64;
 layout(constant_id = 4) const uint GM = 8;
-// PIPE (spec constant 5): 1 loads slab k+1 before the product of slab k (a
-// second pair of A/B matrices, so the driver's staging of the next slab can
-// overlap the tensor-core work); 0 loads and multiplies in turn.
-layout(constant_id = 5) const uint PIPE = 0;
 
 #ifdef Y_F16
 #define YT float16_t
@@ -81,28 +77,11 @@ void main() {
 
 	coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator> acc =
 		coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator>(0.0);
-	if (PIPE == 0) {
-		for (uint k0 = 0; k0 < K; k0 += BK) {
-			coopmat<float16_t, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> a;
-			coopmat<float16_t, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> b;
-			coopMatLoadTensorNV(a, x, pc.xOff, sliceTensorLayoutNV(tA, m0, BM, k0, BK));
-			coopMatLoadTensorNV(b, w, pc.wOff, sliceTensorLayoutNV(tB, n0, BN, k0, BK), transposed);
-			acc = coopMatMulAdd(a, b, acc);
-		}
-	} else {
+	for (uint k0 = 0; k0 < K; k0 += BK) {
 		coopmat<float16_t, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> a;
 		coopmat<float16_t, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> b;
-		coopMatLoadTensorNV(a, x, pc.xOff, sliceTensorLayoutNV(tA, m0, BM, 0, BK));
-		coopMatLoadTensorNV(b, w, pc.wOff, sliceTensorLayoutNV(tB, n0, BN, 0, BK), transposed);
-		for (uint k0 = BK; k0 < K; k0 += BK) {
-			coopmat<float16_t, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> a2;
-			coopmat<float16_t, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> b2;
-			coopMatLoadTensorNV(a2, x, pc.xOff, sliceTensorLayoutNV(tA, m0, BM, k0, BK));
-			coopMatLoadTensorNV(b2, w, pc.wOff, sliceTensorLayoutNV(tB, n0, BN, k0, BK), transposed);
-			acc = coopMatMulAdd(a, b, acc);
-			a = a2;
-			b = b2;
-		}
+		coopMatLoadTensorNV(a, x, pc.xOff, sliceTensorLayoutNV(tA, m0, BM, k0, BK));
+		coopMatLoadTensorNV(b, w, pc.wOff, sliceTensorLayoutNV(tB, n0, BN, k0, BK), transposed);
 		acc = coopMatMulAdd(a, b, acc);
 	}
 	if (pc.hasBias != 0) {

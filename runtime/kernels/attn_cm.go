@@ -33,11 +33,6 @@ type cmAttnTiles struct {
 	// Generic makes attn_cmr use its shared-memory row reductions even
 	// where the register ones apply (tests: the path of other layouts).
 	Generic bool
-	// Opt (attn_cm2 only) is the OPT spec constant: bit 0 issues the V
-	// load before S = Q·Kᵀ, bit 1 folds the scale into the exponent, bit 2
-	// rescales lazily (the running max moves only when a row max grows by
-	// more than 8 in log2 units).
-	Opt uint32
 	// Fold (attn_cm2, dense only) is the GQA fold: a workgroup takes BR/Fold
 	// positions of Fold query heads that share a KV head (0 or 1: off);
 	// the K/V tiles it loads serve all of them. Where the heads per KV head
@@ -69,9 +64,6 @@ func (t cmAttnTiles) String() string {
 	g := ""
 	if t.Generic {
 		g = " generic"
-	}
-	if t.Opt != 0 {
-		g += fmt.Sprintf(" opt%d", t.Opt)
 	}
 	if t.Fold > 1 {
 		g += fmt.Sprintf(" fold%d", t.Fold)
@@ -158,22 +150,17 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 64, RF: 1, Kind: "cmr-cv"},
 	{BR: 64, BC: 64, RF: 1, Kind: "cmr-cv"},
 	{BR: 128, BC: 64, RF: 2, Kind: "cm2"},
-	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: 15},
 	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4},
-	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opt: 15, Fold: 4},
-	{BR: 256, BC: 64, RF: 2, Kind: "cm2", Opt: 8},
-	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: 16},
-	{BR: 64, BC: 64, RF: 1, Kind: "cm2", Opt: 16},
-	{BR: 64, BC: 32, RF: 1, Kind: "cm2", Opt: 16},
-	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opt: 16, Fold: 4},
+	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Fold: 4},
+	{BR: 256, BC: 64, RF: 2, Kind: "cm2"},
 }
 
-// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,OPT[,FOLD]]]]"
-// (SHAREPREFILL_CM_ATTN_TILES; OPT and FOLD are attn_cm2's).
+// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,FOLD]]]"
+// (SHAREPREFILL_CM_ATTN_TILES; FOLD is attn_cm2's).
 func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 	f := strings.Split(e, ",")
-	if len(f) < 2 || len(f) > 6 {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,OPT[,FOLD]]]]", e)
+	if len(f) < 2 || len(f) > 5 {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD]]]", e)
 	}
 	var t cmAttnTiles
 	var err error
@@ -191,19 +178,12 @@ func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 		t.Kind = strings.TrimSpace(f[3])
 	}
 	if len(f) > 4 {
-		var o uint64
-		if o, err = strconv.ParseUint(strings.TrimSpace(f[4]), 10, 8); err == nil {
-			t.Opt = uint32(o)
+		if t.Fold, err = strconv.Atoi(strings.TrimSpace(f[4])); err != nil {
+			return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %v", e, err)
 		}
-	}
-	if err == nil && len(f) > 5 {
-		t.Fold, err = strconv.Atoi(strings.TrimSpace(f[5]))
-	}
-	if err != nil {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %v", e, err)
-	}
-	if (t.Opt != 0 || t.Fold > 1) && t.Kind != "cm2" {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: OPT and FOLD are for cm2 only", e)
+		if t.Kind != "cm2" {
+			return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: FOLD is for cm2 only", e)
+		}
 	}
 	return t, nil
 }
@@ -258,7 +238,7 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 		if !sparse && t.Fold > 1 {
 			fold = uint32(t.Fold)
 		}
-		spec = append(spec, t.Opt, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), fold)
+		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), fold)
 	case "cmr", "cmr-cv":
 		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}

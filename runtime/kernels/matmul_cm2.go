@@ -17,7 +17,7 @@ import (
 // bench/matmul -variant coopmat2) to use it.
 
 // cm2Tile is a tile configuration of matmul_cm2 (spec constants 0..4).
-type cm2Tile struct{ WG, BM, BN, BK, GM, Pipe uint32 }
+type cm2Tile struct{ WG, BM, BN, BK, GM uint32 }
 
 func (t cm2Tile) valid() bool {
 	return t.WG%32 == 0 && t.WG > 0 && t.WG <= 1024 && t.BM%16 == 0 && t.BN%16 == 0 && t.BK%16 == 0 &&
@@ -25,7 +25,7 @@ func (t cm2Tile) valid() bool {
 }
 
 func (t cm2Tile) String() string {
-	return fmt.Sprintf("wg%d/%dx%dx%d/g%d/p%d", t.WG, t.BM, t.BN, t.BK, t.GM, t.Pipe)
+	return fmt.Sprintf("wg%d/%dx%dx%d/g%d", t.WG, t.BM, t.BN, t.BK, t.GM)
 }
 
 var (
@@ -44,18 +44,17 @@ func chooseCM2Tile(M, N int) cm2Tile {
 	return cm2Small
 }
 
-// cm2TileEnv parses SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM[,PIPE]] (tuning
-// override; PIPE 1 loads the next slab before the current product).
+// cm2TileEnv parses SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM] (tuning override).
 func cm2TileEnv() (cm2Tile, bool, error) {
 	s := os.Getenv("SHAREPREFILL_CM2_TILE")
 	if s == "" {
 		return cm2Tile{}, false, nil
 	}
 	f := strings.Split(s, ",")
-	if len(f) < 4 || len(f) > 6 {
-		return cm2Tile{}, false, fmt.Errorf("SHAREPREFILL_CM2_TILE=%q: want WG,BM,BN,BK[,GM[,PIPE]]", s)
+	if len(f) != 4 && len(f) != 5 {
+		return cm2Tile{}, false, fmt.Errorf("SHAREPREFILL_CM2_TILE=%q: want WG,BM,BN,BK[,GM]", s)
 	}
-	v := []uint32{0, 0, 0, 0, 8, 0}
+	v := []uint32{0, 0, 0, 0, 8}
 	for i, p := range f {
 		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
 		if err != nil {
@@ -63,7 +62,7 @@ func cm2TileEnv() (cm2Tile, bool, error) {
 		}
 		v[i] = uint32(n)
 	}
-	return cm2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4], Pipe: v[5]}, true, nil
+	return cm2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4]}, true, nil
 }
 
 // MatMulCoopMat2 is MatMul forced onto the cooperative-matrix-2 kernel: x
@@ -107,7 +106,7 @@ func matMulCM2(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t 
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec:          []uint32{t.WG, t.BM, t.BN, t.BK, t.GM, t.Pipe},
+			Spec:          []uint32{t.WG, t.BM, t.BN, t.BK, t.GM},
 			SubgroupSize:  caps.SubgroupSize,
 			FullSubgroups: true,
 		})

@@ -191,8 +191,6 @@ var cm2Tiles = []cm2Tile{
 	cm2Large, cm2Small,
 	{WG: 256, BM: 128, BN: 128, BK: 32, GM: 3},
 	{WG: 128, BM: 64, BN: 128, BK: 64, GM: 1},
-	{WG: 128, BM: 128, BN: 128, BK: 32, GM: 8, Pipe: 1},
-	{WG: 256, BM: 128, BN: 256, BK: 32, GM: 8, Pipe: 1},
 }
 
 // TestMatMulCoopMat2 is TestMatMulCoopMat for the NV cooperative-matrix-2
