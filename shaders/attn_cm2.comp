@@ -10,9 +10,9 @@
 // One workgroup owns BR query rows of one head (grid x = row tiles in
 // reverse so the long causal rows start first, y = query heads), or with
 // the GQA fold G > 1 (dense only) BR/G positions of G heads (y = head
-// groups). Every
-// matrix is workgroup-scoped: the driver decides how they are spread over
-// the invocations and stages tensor loads through shared memory itself.
+// groups). Every matrix is workgroup-scoped: the driver decides how they
+// are spread over the invocations and stages tensor loads through shared
+// memory itself.
 //   Q (BR×D, A operand) is loaded once through a tensor layout over
 //   Q[:, h, :] (rows past Sq read as 0).
 //   Per KV tile of BC keys:

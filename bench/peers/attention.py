@@ -9,7 +9,7 @@ bench/attention. Causal FLOPs are counted as 4*S^2*D*Hq/2. With --json FILE it
 writes rows in bench/attention's JSON format (kind "sdpa").
 
 --backend picks SDPA's implementation (torch.nn.attention.sdpa_kernel):
-"default" (PyTorch's choice; on Hopper the fastest, using its warpgroup MMA),
+"default" (PyTorch's choice; on the H100 it matched the cuDNN backend),
 "flash" (FlashAttention-2: warp-level mma.sync, the instruction class that
 Vulkan cooperative matrices reach), "cudnn", "efficient" or "math"; with a
 named backend the KV heads are expanded outside the timed region.
@@ -19,6 +19,7 @@ Usage: python3 bench/peers/attention.py [--lens 4k,8k,16k,32k,64k] [--hq 32]
        [--json FILE]
 """
 import argparse
+import contextlib
 import inspect
 import json
 
@@ -57,7 +58,6 @@ def bench(torch, F, S, hq, hkv, d, reps, warmup, gqa_native, backend="default"):
         else:
             k = k.repeat_interleave(hq // hkv, dim=1)
             v = v.repeat_interleave(hq // hkv, dim=1)
-    import contextlib
     ctx = contextlib.nullcontext()
     if backend != "default":
         from torch.nn.attention import SDPBackend, sdpa_kernel

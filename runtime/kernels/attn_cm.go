@@ -234,11 +234,8 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
 	switch t.kind() {
 	case "cm2":
-		fold := uint32(1)
-		if !sparse && t.Fold > 1 {
-			fold = uint32(t.Fold)
-		}
-		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), fold)
+		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
+		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), uint32(max(t.Fold, 1)))
 	case "cmr", "cmr-cv":
 		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}
@@ -306,12 +303,12 @@ func flashAttentionCM(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p At
 	if !t.valid(r.Device(), p.D) {
 		return fmt.Errorf("flash attention (coopmat): tiles %v do not fit this device for D=%d", t, p.D)
 	}
-	t.Fold = cm2Fold(t, p)
+	fold := cm2Fold(t, p)
+	t.Fold = fold
 	kern, err := cmAttnKernel(r.Device(), o, false, t, p.D, lse != nil)
 	if err != nil {
 		return err
 	}
-	fold := max(t.Fold, 1)
 	pos := t.BR / fold // query positions per workgroup
 	rowTiles := (p.Sq + pos - 1) / pos
 	if lse == nil {
