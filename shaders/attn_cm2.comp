@@ -48,7 +48,8 @@ layout(constant_id = 3) const uint D = 128;       // head dim, multiple of 16
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
 // PROBE (tuning only, 0 in use; wrong results otherwise) leaves single
 // steps of the softmax out to show their cost: bit 0 = the exponentials,
-// 8 = the O rescale (broadcast of the factor and O·factor), 16 = the
+// 2 = the causal/ragged-end mask of the diagonal tiles, 8 = the O rescale
+// (broadcast of the factor and O·factor), 16 = the
 // row-sum reduction, 32 = the row-max reduction and the max broadcast, 64 =
 // the max broadcast only. (Leaving out all the reductions at once lets the
 // compiler delete the whole loop, l staying 0: such a probe measures
@@ -203,7 +204,7 @@ void main() {
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
 		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
 		s *= pc.scale2;
-		if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
+		if ((PROBE & 2) == 0 && (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst))) {
 			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
 		}
 

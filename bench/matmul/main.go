@@ -52,6 +52,8 @@ type Row struct {
 	TFLOPs   float64 `json:"tflops"`
 	Timer    string  `json:"timer"`
 	CheckErr float64 `json:"check_rel_err"`
+	// RepMs are the timed repetitions in order (ms; -each prints them).
+	RepMs []float64 `json:"rep_ms,omitempty"`
 }
 
 // Report is the JSON file written with -json.
@@ -155,14 +157,15 @@ func main() {
 	ydt := flag.String("y", "f16", "output dtype: f16 or f32")
 	jsonOut := flag.String("json", "", "write results as JSON to this file")
 	check := flag.Int("check", 32, "output elements spot-checked against a CPU float64 dot product per shape (0: none)")
+	each := flag.Bool("each", false, "also print every repetition's time (ms, in order) to stderr")
 	flag.Parse()
-	if err := run(*shapesF, *reps, *device, *variant, *xdt, *ydt, *jsonOut, *check); err != nil {
+	if err := run(*shapesF, *reps, *device, *variant, *xdt, *ydt, *jsonOut, *check, *each); err != nil {
 		fmt.Fprintln(os.Stderr, "matmul bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, check int) error {
+func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, check int, each bool) error {
 	shapes, err := parseShapes(shapesF)
 	if err != nil {
 		return err
@@ -211,6 +214,13 @@ func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, 
 		rep.Rows = append(rep.Rows, row)
 		fmt.Printf("| %d | %d | %d | %s | %.4f | %.4f | %.3g | %s | %.1e |\n",
 			row.M, row.N, row.K, row.Variant, row.MedianMs, row.MinMs, row.TFLOPs, row.Timer, row.CheckErr)
+		if each {
+			fmt.Fprintf(os.Stderr, "%dx%dx%d reps ms:", row.M, row.N, row.K)
+			for _, t := range row.RepMs {
+				fmt.Fprintf(os.Stderr, " %.3f", t)
+			}
+			fmt.Fprintln(os.Stderr)
+		}
 	}
 	if jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -294,6 +304,7 @@ func bench(d *runtime.Device, s shape, reps int, variant string,
 			times = append(times, ms)
 		}
 	}
+	row.RepMs = append([]float64(nil), times...)
 	row.MedianMs = median(times)
 	row.MinMs = times[0]
 	for _, t := range times {

@@ -38,6 +38,10 @@ type cmAttnTiles struct {
 	// the K/V tiles it loads serve all of them. Where the heads per KV head
 	// or BR do not allow it, a smaller fold is used (cm2Fold).
 	Fold int
+	// WG (attn_cm2 only) is the number of invocations of a workgroup, 0
+	// meaning BR/(16·RF) subgroups. Workgroup-scope matrices are spread
+	// over all of them, so more invocations hold fewer registers each.
+	WG int
 }
 
 func (t cmAttnTiles) kind() string {
@@ -57,6 +61,14 @@ func (t cmAttnTiles) rf() int {
 // subgroups is the number of subgroups of a workgroup.
 func (t cmAttnTiles) subgroups() int { return t.BR / (16 * t.rf()) }
 
+// invocations is the workgroup size for subgroup size sg.
+func (t cmAttnTiles) invocations(sg int) int {
+	if t.WG > 0 && t.kind() == "cm2" {
+		return t.WG
+	}
+	return t.subgroups() * sg
+}
+
 func (t cmAttnTiles) String() string {
 	if t.kind() == "cm1" {
 		return fmt.Sprintf("cm1 %dx%d", t.BR, t.BC)
@@ -67,6 +79,9 @@ func (t cmAttnTiles) String() string {
 	}
 	if t.Fold > 1 {
 		g += fmt.Sprintf(" fold%d", t.Fold)
+	}
+	if t.WG > 0 && t.kind() == "cm2" {
+		g += fmt.Sprintf(" wg%d", t.WG)
 	}
 	return fmt.Sprintf("%s %dx%d rf%d%s", t.kind(), t.BR, t.BC, t.rf(), g)
 }
@@ -104,9 +119,9 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 		}
 	case "cm2":
 		// Workgroup-scope matrices take the workgroup sizes the driver
-		// lists for flexible dimensions; 128 and 256 invocations are the
-		// ones verified on the H200 (384 gave wrong results there).
-		if wg := t.subgroups() * sg; !caps.CoopMat2 || (wg != 128 && wg != 256) {
+		// lists for flexible dimensions; 128, 256 and 512 invocations are
+		// the ones verified on the H200 (384 gave wrong results there).
+		if wg := t.invocations(sg); !caps.CoopMat2 || (wg != 128 && wg != 256 && wg != 512) {
 			return false
 		}
 	default:
@@ -116,7 +131,7 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	if t.BR <= 0 || t.BC <= 0 || t.BR%(16*rf) != 0 || t.BC%16 != 0 || sg < 8 || sg > 256 || 256%sg != 0 || rf > 4 {
 		return false
 	}
-	if wg := t.subgroups() * sg; uint32(wg) > dev.Info().MaxWorkgroupInvocations {
+	if wg := t.invocations(sg); uint32(wg) > dev.Info().MaxWorkgroupInvocations {
 		return false
 	}
 	return cmAttnShared(t, d)+512 <= int(caps.MaxSharedMemory)
@@ -153,43 +168,41 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 256, BC: 64, RF: 2, Kind: "cm2"},
+	{BR: 64, BC: 64, RF: 1, Kind: "cm2", WG: 256},
+	{BR: 64, BC: 128, RF: 1, Kind: "cm2", WG: 256},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", WG: 512},
 }
 
-// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,FOLD]]]"
-// (SHAREPREFILL_CM_ATTN_TILES; FOLD is attn_cm2's).
+// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,FOLD[,WG]]]]"
+// (SHAREPREFILL_CM_ATTN_TILES; FOLD and WG are attn_cm2's).
 func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 	f := strings.Split(e, ",")
-	if len(f) < 2 || len(f) > 5 {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD]]]", e)
+	if len(f) < 2 || len(f) > 6 {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD[,WG]]]]", e)
 	}
-	var t cmAttnTiles
-	var err error
-	if t.BR, err = strconv.Atoi(strings.TrimSpace(f[0])); err == nil {
-		t.BC, err = strconv.Atoi(strings.TrimSpace(f[1]))
+	var n [6]int
+	for i, x := range f {
+		if i == 3 {
+			continue
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(x))
+		if err != nil {
+			return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: field %d: %v", e, i+1, err)
+		}
+		n[i] = v
 	}
-	if err == nil && len(f) > 2 {
-		t.RF, err = strconv.Atoi(strings.TrimSpace(f[2]))
-	}
-	if err != nil {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %v", e, err)
-	}
-	t.Kind = "cmr"
+	t := cmAttnTiles{BR: n[0], BC: n[1], RF: n[2], Kind: "cmr", Fold: n[4], WG: n[5]}
 	if len(f) > 3 {
 		t.Kind = strings.TrimSpace(f[3])
 	}
-	if len(f) > 4 {
-		if t.Fold, err = strconv.Atoi(strings.TrimSpace(f[4])); err != nil {
-			return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %v", e, err)
-		}
-		if t.Kind != "cm2" {
-			return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: FOLD is for cm2 only", e)
-		}
+	if len(f) > 4 && t.Kind != "cm2" {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: FOLD and WG are for cm2 only", e)
 	}
 	return t, nil
 }
 
 // chooseCMAttnTiles returns the first fitting configuration whose BR and BC
-// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND]]
+// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,WG]]]]
 // puts a configuration first (tuning); SHAREPREFILL_CM_ATTN=cm1 keeps to
 // the attn_cm1 kernel.
 func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
@@ -231,7 +244,7 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	if sparse {
 		base += "_sparse"
 	}
-	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
+	spec := []uint32{uint32(t.invocations(int(sg))), uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
 	switch t.kind() {
 	case "cm2":
 		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
