@@ -70,6 +70,22 @@ type CoopMatShape struct {
 	SaturatingAccumule bool
 }
 
+// CoopMat2Flex is one flexible-dimension entry of VK_NV_cooperative_matrix2:
+// M, N, K of the embedded shape are granularities (a matrix's rows,
+// columns and inner dimension must be multiples of them), for workgroups
+// of Invocations invocations when Scope is "workgroup".
+type CoopMat2Flex struct {
+	CoopMatShape
+	Invocations uint32
+}
+
+// Fits reports whether an M×K · K×N product of the entry's types is
+// allowed at granularity.
+func (f CoopMat2Flex) Fits(m, n, k int) bool {
+	return f.M > 0 && f.N > 0 && f.K > 0 && m > 0 && n > 0 && k > 0 &&
+		m%int(f.M) == 0 && n%int(f.N) == 0 && k%int(f.K) == 0
+}
+
 func (s CoopMatShape) String() string {
 	return fmt.Sprintf("%dx%dx%d %s*%s+%s->%s", s.M, s.N, s.K, s.A, s.B, s.C, s.Result)
 }
@@ -97,27 +113,33 @@ type DeviceInfo struct {
 	SubgroupArithmetic   bool
 	SubgroupShuffle      bool
 
-	MaxSharedMemory          uint32
-	MaxWorkgroupInvocations  uint32
-	MaxWorkgroupSize         [3]uint32
-	MaxWorkgroupCount        [3]uint32
-	MaxPushConstants         uint32
-	MaxStorageBufferRange    uint64
-	MaxMemoryAllocationSize  uint64
-	MaxBufferSize            uint64
-	MinStorageBufferAlign    uint64
-	TimestampPeriod          float32 // ns per tick
-	TimestampValidBits       uint32  // of the compute queue; 0 = no timestamps
-	ComputeQueueFamily       int
-	Storage16Bit             bool
-	Float16                  bool
-	Int8                     bool
-	Storage8Bit              bool
-	Int16, Int64, Float64    bool
-	CoopMat                  bool
-	CoopMatShapes            []CoopMatShape
-	CoopMat2                 bool
-	CoopMat2Conversions      bool // VK_NV_cooperative_matrix2 cooperativeMatrixConversions (accumulator -> A/B in registers)
+	MaxSharedMemory         uint32
+	MaxWorkgroupInvocations uint32
+	MaxWorkgroupSize        [3]uint32
+	MaxWorkgroupCount       [3]uint32
+	MaxPushConstants        uint32
+	MaxStorageBufferRange   uint64
+	MaxMemoryAllocationSize uint64
+	MaxBufferSize           uint64
+	MinStorageBufferAlign   uint64
+	TimestampPeriod         float32 // ns per tick
+	TimestampValidBits      uint32  // of the compute queue; 0 = no timestamps
+	ComputeQueueFamily      int
+	Storage16Bit            bool
+	Float16                 bool
+	Int8                    bool
+	Storage8Bit             bool
+	Int16, Int64, Float64   bool
+	CoopMat                 bool
+	CoopMatShapes           []CoopMatShape
+	CoopMat2                bool
+	CoopMat2Conversions     bool // VK_NV_cooperative_matrix2 cooperativeMatrixConversions (accumulator -> A/B in registers)
+	// CoopMat2Flex are the driver's flexible-dimension cooperative
+	// matrices (vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV):
+	// the M, N, K granularities per component types, scope and workgroup
+	// size. Empty when the device lacks VK_NV_cooperative_matrix2 or the
+	// query failed.
+	CoopMat2Flex             []CoopMat2Flex
 	VulkanMemoryModel        bool
 	Extensions               map[string]bool
 	apiVersionRaw            uint32
@@ -392,6 +414,21 @@ func describe(inst vk.Instance, pd vk.PhysicalDevice, index int) DeviceInfo {
 		caps.coopmat2_reductions != 0 && caps.coopmat2_per_element != 0 &&
 		caps.coopmat2_tensor_addressing != 0 && caps.coopmat2_block_loads != 0
 	info.CoopMat2Conversions = info.CoopMat2 && caps.coopmat2_conversions != 0
+	if info.CoopMat2 {
+		var buf [64]C.sp_coopmat_flex
+		var n C.uint32_t
+		if C.sp_coopmat_flex_props(unsafe.Pointer(inst), unsafe.Pointer(pd), &buf[0], C.uint32_t(len(buf)), &n) == 0 {
+			for i := 0; i < int(n); i++ {
+				e := buf[i]
+				info.CoopMat2Flex = append(info.CoopMat2Flex, CoopMat2Flex{CoopMatShape: CoopMatShape{
+					M: uint32(e.m), N: uint32(e.n), K: uint32(e.k),
+					A: componentName(int32(e.a)), B: componentName(int32(e.b)),
+					C: componentName(int32(e.c)), Result: componentName(int32(e.result)),
+					Scope: scopeName(int32(e.scope)), SaturatingAccumule: e.saturating != 0,
+				}, Invocations: uint32(e.invocations)})
+			}
+		}
+	}
 	return info
 }
 

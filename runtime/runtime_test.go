@@ -321,3 +321,23 @@ func TestPipelineStatistics(t *testing.T) {
 	runtime.FormatPipelineStatistics(&b, st)
 	t.Logf("\n%s", b.String())
 }
+
+// TestCoopMat2FlexFits: products fit an entry when every dimension is a
+// positive multiple of its granularity.
+func TestCoopMat2FlexFits(t *testing.T) {
+	f := runtime.CoopMat2Flex{CoopMatShape: runtime.CoopMatShape{M: 64, N: 16, K: 16, Scope: "workgroup"}, Invocations: 128}
+	for _, c := range []struct {
+		m, n, k int
+		want    bool
+	}{
+		{64, 16, 16, true}, {128, 128, 128, true}, {192, 48, 32, true},
+		{32, 16, 16, false}, {64, 8, 16, false}, {64, 16, 24, false}, {0, 16, 16, false}, {64, -16, 16, false},
+	} {
+		if got := f.Fits(c.m, c.n, c.k); got != c.want {
+			t.Errorf("Fits(%d, %d, %d) = %v, want %v", c.m, c.n, c.k, got, c.want)
+		}
+	}
+	if (runtime.CoopMat2Flex{}).Fits(16, 16, 16) {
+		t.Error("an entry without granularities fits")
+	}
+}

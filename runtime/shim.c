@@ -46,6 +46,7 @@ typedef struct { int32_t sType; void *pNext; uint32_t maxPerSet; uint32_t pad; u
 typedef struct { int32_t sType; void *pNext; uint64_t maxBufferSize; } sp_maint4_props;
 typedef struct { int32_t sType; void *pNext; int32_t driverID; char name[256]; char info[256]; uint8_t conf[4]; } sp_driver_props;
 typedef struct { int32_t sType; void *pNext; uint32_t m, n, k; int32_t a, b, c, r; uint32_t sat; int32_t scope; } sp_cm_khr;
+typedef struct { int32_t sType; void *pNext; uint32_t m, n, k; int32_t a, b, c, r; uint32_t sat; int32_t scope; uint32_t invocations; } sp_cm2_flex;
 typedef struct { int32_t sType; void *pNext; uint32_t size; } sp_req_sg_size;
 
 typedef struct {
@@ -84,6 +85,7 @@ enum {
 	ST_CM_PROPS_ENTRY = 1000506001,
 	ST_CM_PROPS = 1000506002,
 	ST_CM2_FEATS = 1000593000,
+	ST_CM2_FLEX_ENTRY = 1000593001,
 	ST_MM_FEATS = 1000211000,
 	ST_PE_FEATS = 1000269000,
 	ST_MAINT3_PROPS = 1000168000,
@@ -224,6 +226,31 @@ int sp_coopmat_props(void *instance, void *pdev, sp_coopmat *out, uint32_t max, 
 		out[i].m = props[i].m; out[i].n = props[i].n; out[i].k = props[i].k;
 		out[i].a = props[i].a; out[i].b = props[i].b; out[i].c = props[i].c; out[i].result = props[i].r;
 		out[i].saturating = props[i].sat; out[i].scope = props[i].scope;
+	}
+	*count = k;
+	free(props);
+	return 0;
+}
+
+int sp_coopmat_flex_props(void *instance, void *pdev, sp_coopmat_flex *out, uint32_t max, uint32_t *count) {
+	typedef int32_t (*fn_t)(void *, uint32_t *, sp_cm2_flex *);
+	fn_t fn = (fn_t)gipa(instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
+	*count = 0;
+	if (!fn) return -1;
+	uint32_t n = 0;
+	int32_t r = fn(pdev, &n, NULL);
+	if (r < 0) return r;
+	if (n == 0) return 0;
+	sp_cm2_flex *props = calloc(n, sizeof *props);
+	if (!props) return -1;
+	for (uint32_t i = 0; i < n; i++) props[i].sType = ST_CM2_FLEX_ENTRY;
+	r = fn(pdev, &n, props);
+	if (r < 0) { free(props); return r; }
+	uint32_t k = n < max ? n : max;
+	for (uint32_t i = 0; i < k; i++) {
+		out[i].m = props[i].m; out[i].n = props[i].n; out[i].k = props[i].k;
+		out[i].a = props[i].a; out[i].b = props[i].b; out[i].c = props[i].c; out[i].result = props[i].r;
+		out[i].saturating = props[i].sat; out[i].scope = props[i].scope; out[i].invocations = props[i].invocations;
 	}
 	*count = k;
 	free(props);

@@ -234,20 +234,26 @@ func (pr *problem) check(blk func(h, c int) bool, block int) (float64, error) {
 	return math.Sqrt(num / den), nil
 }
 
-// timeIt records rec reps times (after one warm-up) and returns the median
-// and minimum in ms and the timer used.
-func timeIt(dev *runtime.Device, reps int, rec func(r *runtime.Recorder) error) (med, mn float64, timer string) {
+// timeIt records rec reps times (after warm-up runs lasting at least
+// warmFor, one at least) and returns the median and minimum in ms and the
+// timer used.
+func timeIt(dev *runtime.Device, reps int, warmFor time.Duration, rec func(r *runtime.Recorder) error) (med, mn float64, timer string) {
 	r, err := dev.NewRecorder()
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer r.Release()
 	r.EnableProfiling()
-	if err := rec(r); err != nil {
-		log.Fatal(err)
-	}
-	if err := r.Submit(); err != nil {
-		log.Fatal(err)
+	for began := time.Now(); ; {
+		if err := rec(r); err != nil {
+			log.Fatal(err)
+		}
+		if err := r.Submit(); err != nil {
+			log.Fatal(err)
+		}
+		if time.Since(began) >= warmFor {
+			break
+		}
 	}
 	timer = "gpu-timestamp"
 	var ts []float64
@@ -296,8 +302,10 @@ func main() {
 	outF16 := flag.Bool("f16out", true, "f16 output (else f32)")
 	device := flag.String("device", "", "device index or name (default: SHAREPREFILL_DEVICE or the best GPU)")
 	jsonOut := flag.String("json", "", "write results as JSON to this file")
+	warmMs := flag.Int("warmup-ms", 250, "warm-up runs before each timing last at least this many milliseconds (GPUs run slow for a while after idling or fresh allocations)")
 	tryTiles := flag.String("tiles", "", "also time dense attention with these tile configurations: WG:Br:Bc,... (tuning)")
 	flag.Parse()
+	warmFor := time.Duration(*warmMs) * time.Millisecond
 	log.SetFlags(0)
 
 	dev, err := runtime.Open(runtime.Options{Device: *device})
@@ -354,7 +362,7 @@ func main() {
 			}
 		}
 		flops := 4 * float64(S) * float64(S) * float64(p.D) * float64(p.Hq) / 2
-		med, mn, timer := timeIt(dev, *reps, func(r *runtime.Recorder) error {
+		med, mn, timer := timeIt(dev, *reps, warmFor, func(r *runtime.Recorder) error {
 			return kernels.FlashAttention(r, pr.o, pr.lse, pr.tq, pr.tk, pr.tv, p)
 		})
 		ce, err := pr.check(nil, 1)
@@ -379,7 +387,7 @@ func main() {
 				fmt.Fprintf(os.Stderr, "S=%d tiles %s: %v\n", S, f, err)
 				continue
 			}
-			med, mn, timer := timeIt(dev, *reps, func(r *runtime.Recorder) error {
+			med, mn, timer := timeIt(dev, *reps, warmFor, func(r *runtime.Recorder) error {
 				return kernels.FlashAttentionWithTiles(r, pr.o, pr.lse, pr.tq, pr.tk, pr.tv, p, tl)
 			})
 			ce, _ := pr.check(nil, 1)
@@ -399,7 +407,7 @@ func main() {
 				log.Fatal(err)
 			}
 			actual := float64(len(cl)) / float64(p.Hq*nb*(nb+1)/2)
-			med, mn, timer := timeIt(dev, *reps, func(r *runtime.Recorder) error {
+			med, mn, timer := timeIt(dev, *reps, warmFor, func(r *runtime.Recorder) error {
 				return kernels.SparseAttention(r, pr.o, pr.lse, pr.tq, pr.tk, pr.tv, trp, tcl, p, *block)
 			})
 			ce := math.NaN()

@@ -8,8 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
 )
 
 func TestRunKernelsTiny(t *testing.T) {
@@ -199,5 +202,42 @@ func TestRunAccuracyTiny(t *testing.T) {
 	}
 	if res := rep.Results.(*AccuracyResults); len(res.Samples) != 2 || len(res.Perplexity) != 0 {
 		t.Fatalf("%+v", res)
+	}
+}
+
+// TestTimerWarmupFor: the warm-up runs go on until WarmupFor has passed
+// (here with no warm-up count at all), and only Reps runs are returned.
+func TestTimerWarmupFor(t *testing.T) {
+	dev := gputest.Device(t)
+	buf, err := dev.NewTensor(runtime.U32, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Free()
+	for _, c := range []struct {
+		warmup   int
+		warmFor  time.Duration
+		wantRuns int // at least
+	}{
+		{0, 0, 2},
+		{2, 0, 4},
+		{0, 60 * time.Millisecond, 3},
+	} {
+		runs := 0
+		tm := &Timer{Dev: dev, Warmup: c.warmup, WarmupFor: c.warmFor, Reps: 2}
+		began := time.Now()
+		ms, err := tm.Samples(func(r *runtime.Recorder) error {
+			runs++
+			return kernels.Fill(r, buf, uint32(runs))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 2 || runs < c.wantRuns || time.Since(began) < c.warmFor {
+			t.Errorf("warmup %d, for %v: %d samples after %d runs in %v", c.warmup, c.warmFor, len(ms), runs, time.Since(began))
+		}
+		if c.warmFor == 0 && runs != c.wantRuns {
+			t.Errorf("warmup %d: %d runs, want exactly %d", c.warmup, runs, c.wantRuns)
+		}
 	}
 }

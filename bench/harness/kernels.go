@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"time"
 
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
@@ -32,9 +33,12 @@ type KernelParams struct {
 	D         int       `json:"d"`
 	Block     int       `json:"block"`
 	Warmup    int       `json:"warmup"`
-	Reps      int       `json:"reps"`
-	Seed      uint64    `json:"seed"`
-	FlushMiB  int       `json:"flush_mib"` // L2 flush buffer (0: none)
+	// WarmupMs extends the warm-up runs of every measurement to at least
+	// this many milliseconds (Timer.WarmupFor; 0: Warmup runs only).
+	WarmupMs int    `json:"warmup_ms"`
+	Reps     int    `json:"reps"`
+	Seed     uint64 `json:"seed"`
+	FlushMiB int    `json:"flush_mib"` // L2 flush buffer (0: none)
 	// MatMulM are the row counts of the matmul benchmark (empty: skipped).
 	MatMulM      []int      `json:"matmul_m,omitempty"`
 	MatMulShapes []MatShape `json:"matmul_shapes,omitempty"`
@@ -47,11 +51,12 @@ type KernelParams struct {
 }
 
 // DefaultKernelParams are the peers.md §8 shapes: Llama-3-8B attention
-// (Hq 32, Hkv 8, D 128), B = 128, 3 warm-ups, 10 timed runs.
+// (Hq 32, Hkv 8, D 128), B = 128, 3 warm-ups lasting at least 250 ms, 10
+// timed runs.
 func DefaultKernelParams() KernelParams {
 	return KernelParams{
 		Lens: []int{4096, 8192, 16384, 32768, 65536}, Densities: []float64{1, 0.5, 0.2, 0.1, 0.05},
-		Hq: 32, Hkv: 8, D: 128, Block: 128, Warmup: 3, Reps: 10, Seed: 1, FlushMiB: 256,
+		Hq: 32, Hkv: 8, D: 128, Block: 128, Warmup: 3, WarmupMs: 250, Reps: 10, Seed: 1, FlushMiB: 256,
 		MatMulM: []int{1, 512, 4096}, MatMulShapes: Llama3_8BMatMuls, Estimation: true,
 	}
 }
@@ -128,8 +133,8 @@ func (p *KernelParams) validate() error {
 		return fmt.Errorf("head dim %d: want a multiple of 4 in 4..256", p.D)
 	case p.Block < 8 || p.Block&(p.Block-1) != 0:
 		return fmt.Errorf("block %d: want a power of two ≥ 8", p.Block)
-	case p.Reps < 1 || p.Warmup < 0:
-		return fmt.Errorf("reps %d (≥ 1) and warmup %d (≥ 0)", p.Reps, p.Warmup)
+	case p.Reps < 1 || p.Warmup < 0 || p.WarmupMs < 0:
+		return fmt.Errorf("reps %d (≥ 1), warmup %d and warmup_ms %d (≥ 0)", p.Reps, p.Warmup, p.WarmupMs)
 	}
 	for _, d := range p.Densities {
 		if !(d > 0 && d <= 1) {
@@ -206,7 +211,7 @@ func RunKernels(dev *runtime.Device, p KernelParams) (*Report, error) {
 	rep := NewReport("kernels", DeviceOf(dev), p)
 	res := &KernelResults{Masks: p.MaskDir}
 	rep.Results = res
-	timer := &Timer{Dev: dev, Warmup: p.Warmup, Reps: p.Reps}
+	timer := &Timer{Dev: dev, Warmup: p.Warmup, WarmupFor: time.Duration(p.WarmupMs) * time.Millisecond, Reps: p.Reps}
 	if p.FlushMiB > 0 {
 		n := uint64(p.FlushMiB) << 20
 		if lim := dev.Info().MaxStorageBufferRange; lim > 0 && n > lim {
@@ -223,7 +228,7 @@ func RunKernels(dev *runtime.Device, p KernelParams) (*Report, error) {
 	if t, err := kernels.ChooseAttnTiles(dev, p.D, p.Block); err == nil {
 		res.Tiles = fmt.Sprintf("WG=%d Br=%d Bc=%d", t.WG, t.Br, t.Bc)
 	}
-	rep.Notef("timer: %s; median of %d runs after %d warm-ups", timer.Kind(), p.Reps, p.Warmup)
+	rep.Notef("timer: %s; median of %d runs after %d warm-ups (at least %d ms)", timer.Kind(), p.Reps, p.Warmup, p.WarmupMs)
 	rep.Notef("TFLOP/s: dense-equivalent = 2·Hq·n²·D / t; actual = 4·B²·D·Σ_heads(full + ½·diagonal blocks) / t")
 	pool := newF16Pool(p.Seed)
 	man := &MaskManifest{Block: p.Block, Hq: p.Hq, Hkv: p.Hkv, D: p.D}

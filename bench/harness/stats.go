@@ -54,8 +54,13 @@ func Percentile(sorted []float64, p float64) float64 {
 type Timer struct {
 	Dev    *runtime.Device
 	Warmup int
-	Reps   int
-	Flush  *runtime.Tensor // nil: no flush
+	// WarmupFor extends the warm-up until this much wall time has passed
+	// (0: Warmup runs only). GPUs run slow for a while after idling or
+	// after fresh allocations: on an H100, matmul repetitions ran 5× slow
+	// for the first 100–150 ms of a shape (bench/RESULTS.md, round 5).
+	WarmupFor time.Duration
+	Reps      int
+	Flush     *runtime.Tensor // nil: no flush
 }
 
 // Kind is "gpu-timestamps" or "wall".
@@ -88,7 +93,12 @@ func (t *Timer) Samples(rec func(r *runtime.Recorder) error) ([]float64, error) 
 		r.EnableProfiling()
 	}
 	var out []float64
-	for i := 0; i < t.Warmup+t.Reps; i++ {
+	warm := t.Warmup
+	if warm == 0 && t.WarmupFor > 0 {
+		warm = 1
+	}
+	began := time.Now()
+	for i := 0; i < warm+t.Reps; i++ {
 		skip := 0
 		if t.Flush != nil {
 			if err := kernels.Fill(r, t.Flush, uint32(i)); err != nil {
@@ -104,7 +114,11 @@ func (t *Timer) Samples(rec func(r *runtime.Recorder) error) ([]float64, error) 
 			return nil, err
 		}
 		wall := time.Since(start)
-		if i < t.Warmup {
+		if i < warm {
+			// Extend the warm-up run by run until WarmupFor has passed.
+			if i == warm-1 && time.Since(began) < t.WarmupFor {
+				warm++
+			}
 			continue
 		}
 		if !gpu {

@@ -158,14 +158,15 @@ func main() {
 	jsonOut := flag.String("json", "", "write results as JSON to this file")
 	check := flag.Int("check", 32, "output elements spot-checked against a CPU float64 dot product per shape (0: none)")
 	each := flag.Bool("each", false, "also print every repetition's time (ms, in order) to stderr")
+	warmMs := flag.Int("warmup-ms", 250, "extend the 2 warm-up calls of a shape to at least this many milliseconds (GPUs run slow for a while after idling or fresh allocations)")
 	flag.Parse()
-	if err := run(*shapesF, *reps, *device, *variant, *xdt, *ydt, *jsonOut, *check, *each); err != nil {
+	if err := run(*shapesF, *reps, *device, *variant, *xdt, *ydt, *jsonOut, *check, *each, time.Duration(*warmMs)*time.Millisecond); err != nil {
 		fmt.Fprintln(os.Stderr, "matmul bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, check int, each bool) error {
+func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, check int, each bool, warmFor time.Duration) error {
 	shapes, err := parseShapes(shapesF)
 	if err != nil {
 		return err
@@ -207,7 +208,7 @@ func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, 
 	fmt.Printf("| M | N | K | variant | median ms | min ms | TFLOP/s | timer | check err |\n")
 	fmt.Printf("|---:|---:|---:|---|---:|---:|---:|---|---:|\n")
 	for _, s := range shapes {
-		row, err := bench(d, s, reps, variant, fn, xdt, ydt, check)
+		row, err := bench(d, s, reps, warmFor, variant, fn, xdt, ydt, check)
 		if err != nil {
 			return fmt.Errorf("%dx%dx%d: %w", s.M, s.N, s.K, err)
 		}
@@ -234,7 +235,7 @@ func run(shapesF string, reps int, device, variant, xdtS, ydtS, jsonOut string, 
 	return nil
 }
 
-func bench(d *runtime.Device, s shape, reps int, variant string,
+func bench(d *runtime.Device, s shape, reps int, warmFor time.Duration, variant string,
 	fn func(*runtime.Recorder, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor) error,
 	xdt, ydt runtime.DType, check int) (Row, error) {
 	row := Row{M: s.M, N: s.N, K: s.K, Variant: variant}
@@ -274,7 +275,9 @@ func bench(d *runtime.Device, s shape, reps int, variant string,
 		row.Timer = "wall"
 	}
 	var times []float64
-	for i := 0; i < reps+2; i++ {
+	warm := 2 // warm-up calls, extended until warmFor has passed
+	began := time.Now()
+	for i := 0; i < warm+reps; i++ {
 		if i == 0 {
 			if err := kernels.Poison(r, y); err != nil {
 				return row, err
@@ -300,8 +303,10 @@ func bench(d *runtime.Device, s shape, reps int, variant string,
 				ms += t.Nanos / 1e6
 			}
 		}
-		if i >= 2 {
+		if i >= warm {
 			times = append(times, ms)
+		} else if i == warm-1 && time.Since(began) < warmFor {
+			warm++
 		}
 	}
 	row.RepMs = append([]float64(nil), times...)

@@ -127,6 +127,7 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	hd := fs.Int("d", d.D, "head dimension")
 	block := fs.Int("block", d.Block, "sparse block size B")
 	warm := fs.Int("warmup", d.Warmup, "warm-up runs per configuration")
+	warmMs := fs.Int("warmup-ms", d.WarmupMs, "extend each configuration's warm-up runs to at least this many milliseconds (GPUs run slow for a while after idling or fresh allocations)")
 	reps := fs.Int("reps", d.Reps, "timed runs per configuration")
 	seed := fs.Uint64("seed", d.Seed, "seed of the inputs and masks")
 	flush := fs.Int("flush-mib", d.FlushMiB, "fill a buffer of this many MiB before every run to flush the L2 (0: no flush)")
@@ -146,7 +147,7 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	if p.Densities, err = harness.ParseFloats(*dens, 1e-6, 1); err != nil {
 		return usageError{"--densities: " + err.Error()}
 	}
-	p.Hq, p.Hkv, p.D, p.Block, p.Warmup, p.Reps, p.Seed, p.FlushMiB, p.Estimation = *hq, *hkv, *hd, *block, *warm, *reps, *seed, *flush, *est
+	p.Hq, p.Hkv, p.D, p.Block, p.Warmup, p.WarmupMs, p.Reps, p.Seed, p.FlushMiB, p.Estimation = *hq, *hkv, *hd, *block, *warm, *warmMs, *reps, *seed, *flush, *est
 	p.MatMulM = nil
 	if s := strings.TrimSpace(*mm); s != "" && s != "none" && s != "0" {
 		if p.MatMulM, err = lensFlag(s, "matmul-m"); err != nil {

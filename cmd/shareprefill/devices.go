@@ -89,7 +89,19 @@ func writeDevice(w io.Writer, d *runtime.DeviceInfo, def bool) {
 		cm += ": " + strings.Join(shapes, ", ")
 	}
 	row("KHR cooperative matrix", cm)
-	row("NV cooperative matrix 2", yesNo(d.CoopMat2))
+	cm2 := yesNo(d.CoopMat2)
+	if len(d.CoopMat2Flex) > 0 {
+		var flex []string
+		for _, f := range d.CoopMat2Flex {
+			if f.Scope == "workgroup" {
+				flex = append(flex, fmt.Sprintf("%s/%d", f.String(), f.Invocations))
+			}
+		}
+		if len(flex) > 0 {
+			cm2 += ": workgroup granularity MxNxK/invocations " + strings.Join(flex, ", ")
+		}
+	}
+	row("NV cooperative matrix 2", cm2)
 	ts := "none"
 	if d.TimestampValidBits > 0 {
 		ts = fmt.Sprintf("%d bits, %.3g ns/tick", d.TimestampValidBits, d.TimestampPeriod)

@@ -118,10 +118,10 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 			return false
 		}
 	case "cm2":
-		// Workgroup-scope matrices take the workgroup sizes the driver
-		// lists for flexible dimensions; 128, 256 and 512 invocations are
-		// the ones verified on the H200 (384 gave wrong results there).
-		if wg := t.invocations(sg); !caps.CoopMat2 || (wg != 128 && wg != 256 && wg != 512) {
+		// Workgroup-scope matrices take the workgroup sizes and
+		// granularities the driver lists for flexible dimensions: S = Q·Kᵀ
+		// (BR×D·D×BC), O += P·V (BR×BC·BC×D), and the BR×16 row statistics.
+		if !caps.CoopMat2 || !cm2Fits(dev, t.invocations(sg), [3]int{t.BR, t.BC, d}, [3]int{t.BR, d, t.BC}, [3]int{t.BR, 16, 16}) {
 			return false
 		}
 	default:

@@ -97,6 +97,9 @@ func matMulCM2(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t 
 	if !t.valid() {
 		return fmt.Errorf("matmul: invalid cooperative-matrix-2 tile %s", t)
 	}
+	if !cm2Fits(d, int(t.WG), [3]int{int(t.BM), int(t.BN), int(t.BK)}) {
+		return fmt.Errorf("matmul: cooperative-matrix-2 tile %s: the driver lists no workgroup-scope f16 matrices of these granularities for %d invocations", t, t.WG)
+	}
 	sh := "matmul_cm2_y" + dtName(y.DType())
 	mc := d.Info().MaxWorkgroupCount
 	chunks, err := mmPlan(d, s, 2, y.DType().Size(), int(t.BM), int(t.BN), 1<<30)

@@ -45,6 +45,7 @@ var cmTiles = []cmTile{
 	{BM: 128, BN: 64, BK: 32, WM: 64, WN: 16, GM: 1},
 	{BM: 256, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1},
 	{BM: 128, BN: 128, BK: 64, WM: 64, WN: 32, GM: 2, NS: 1},
+	{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1, St16: true},
 }
 
 // TestMatMulCoopMat compares the cooperative-matrix kernel with the float64
@@ -252,5 +253,29 @@ func TestMatMulCoopMat2(t *testing.T) {
 			t.Errorf("chunked, limit %d: relative error %.3g > %.3g", lim, e, cmTol(c.ydt))
 		}
 		y.Free()
+	}
+}
+
+// TestCMTileEnv: the SHAREPREFILL_CM_TILE override parses, with defaults for
+// the optional fields, and rejects malformed values.
+func TestCMTileEnv(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want cmTile
+		ok   bool
+	}{
+		{"", cmTile{}, true},
+		{"128,128,32,64,64", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 2}, true},
+		{"128,128,32,64,64,4,1", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 4, NS: 1}, true},
+		{"128,128,32,64,64,8,1,1", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1, St16: true}, true},
+		{"128,128,32,64,64,8,1,2", cmTile{}, false},
+		{"128,128,32,64", cmTile{}, false},
+		{"128,128,x,64,64", cmTile{}, false},
+	} {
+		t.Setenv("SHAREPREFILL_CM_TILE", c.in)
+		got, _, err := cmTileEnv()
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("SHAREPREFILL_CM_TILE=%q: %+v, %v; want %+v ok=%v", c.in, got, err, c.want, c.ok)
+		}
 	}
 }
