@@ -5,9 +5,9 @@
 #   1. the coopmat device tests on this commit;
 #   2. the GPU clock during a cold start of a shape (no warm-up), the
 #      per-repetition times with and without the time-based warm-up;
-#   3. matmul_cm1: 16-byte shared stores (ST16) against the 8-byte ones,
-#      A B A B, then every 8B shape with the faster one beside cuBLAS;
-#   4. attn_cm2 configurations the driver's list allows, beside SDPA;
+#   3. every 8B matmul shape beside cuBLAS;
+#   4. attn_cm2 128×128 with its row statistics at the driver's column
+#      granularity (BR×32 at 256 invocations) against BR×16, beside SDPA;
 #   5. block-sparse at 16K/32K, densities 0.1, 0.05 and 0.001 (column 0 and
 #      the diagonal only: the fixed cost of a row tile);
 #   6. the harness (bench/cm-last.sh: dense + block-sparse beside SDPA and
@@ -22,15 +22,16 @@
 #   go build -trimpath "$F" -o .devcarry/bench/shareprefill ./cmd/shareprefill
 #   git rev-parse --short HEAD > .devcarry/bench/COMMIT
 # device run: bash bench/cm-round5.sh   (carry .gl .devcarry/bin .devcarry/bench)
-# env: ATTN_CFGS, MM_A, MM_B (the two matmul tiles compared), DEADLINE,
-# SKIP (stage names: tests clock st16 shapes attn sparse harness).
+# env: DEADLINE, SKIP (stage names: tests clock shapes rowstat sparse
+# harness), KLENS (harness lengths).
+# Round 5's first calls also ran matmul_cm1 with 16-byte shared stores
+# and attn_cm2 with workgroup sizes apart from BR (commits 9b060b0,
+# 5b039b7; both removed, see bench/RESULTS.md).
 set -u
 export PYTHONUNBUFFERED=1 SHAREPREFILL_REQUIRE_VULKAN=1
 . bench/vk-setup.sh
 B=.devcarry/bin; O=${OUT:-/tmp/out}; mkdir -p "$O"
 DEADLINE=${DEADLINE:-540}
-ATTN_CFGS=${ATTN_CFGS:-128,128,1,cm2 128,128,1,cm2,1,512 64,128,1,cm2 64,128,1,cm2,1,256 128,64,1,cm2,1,512}
-MM_A=${MM_A:-128,128,32,64,64,8,1,0} MM_B=${MM_B:-128,128,32,64,64,8,1,1}
 SHAPES8B=2048x4096x4096,2048x14336x4096,2048x4096x14336,2048x128256x4096,8192x4096x4096,8192x14336x4096,8192x4096x14336,8192x128256x4096
 step() { echo; echo "=== $* ($SECONDS s)"; }
 go_on() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; [ "$SECONDS" -lt $((DEADLINE - $2)) ] || { echo "skipped: $1 (deadline)"; return 1; }; }
@@ -56,32 +57,22 @@ if go_on clock 200; then
 	timeout 60 $B/matmul -shapes 8192x4096x14336,2048x128256x4096,8192x4096x14336 -reps 20 -each -check 0 2>&1 | grep -E '^\| [0-9]|reps ms' | tee "$O/warm.md"
 fi
 
-if go_on st16 150; then
-	step "matmul_cm1 8-byte (A=$MM_A) vs 16-byte (B=$MM_B) shared stores, A B A B"
-	for t in $MM_A $MM_B $MM_A $MM_B; do
-		echo "## SHAREPREFILL_CM_TILE=$t"
-		SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM_TILE=$t timeout 60 $B/matmul -variant coopmat -shapes 8192x4096x4096,8192x14336x4096 -reps 10 > "$O/mm.log" 2>&1
-		grep -E '^\| [0-9]' "$O/mm.log"
-		grep -iE '^\| matmul_cm1.*(register|local)' "$O/mm.log" | head -2
-	done 2>&1 | tee "$O/st16.md"
-fi
-best=$(awk '/^## SHAREPREFILL_CM_TILE=/{c=substr($0, 25)} /^\| 8192 \| 14336/ && c!="" {s[c]+=$14; n[c]++} END{for (c in s) print s[c]/n[c], c}' "$O/st16.md" 2>/dev/null | sort -rn | head -1 | cut -d' ' -f2)
 if go_on shapes 120; then
-	step "every 8B shape, tile ${best:-default} (10 reps) and cuBLAS"
-	SHAREPREFILL_CM_TILE=${best:-} timeout 120 $B/matmul -shapes "$SHAPES8B" -reps 10 2>&1 | grep -E '^\| [0-9]' | tee "$O/shapes.md"
+	step "every 8B shape, default tiles (10 reps) and cuBLAS"
+	timeout 120 $B/matmul -shapes "$SHAPES8B" -reps 10 2>&1 | grep -E '^\| [0-9]' | tee "$O/shapes.md"
 	timeout 90 python3 bench/peers/matmul.py --shapes "$SHAPES8B" --reps 10 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/shapes.md"
 fi
 
-if go_on attn 110; then
-	step "attn_cm2 configurations, 16K dense"
-	for c in $ATTN_CFGS; do
-		echo "## SHAREPREFILL_CM_ATTN_TILES=$c"
-		SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM_ATTN_TILES=$c timeout 60 $B/attention -lens 16k -densities "" -reps 3 > "$O/attn.log" 2>&1
+if go_on rowstat 110; then
+	step "attn_cm2 128x128, row statistics BR x 32 (the driver's granularity at 256 invocations) vs BR x 16, A B A B, then SDPA"
+	for rw in "" 16 "" 16; do
+		echo "## SHAREPREFILL_CM2_ROWSTAT=${rw:-(default)}"
+		SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM2_ROWSTAT=$rw timeout 60 $B/attention -lens 16k -densities "" -reps 3 > "$O/attn.log" 2>&1
 		grep -oE 'tiles: dense [^,]*' "$O/attn.log"
 		grep -E '^\| [0-9]' "$O/attn.log"
 		grep -iE '^\| attn_cm2.*(register|local)' "$O/attn.log" | head -2
-	done 2>&1 | tee "$O/attn.md"
-	timeout 90 python3 bench/peers/attention.py --lens 16k --reps 5 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/attn.md"
+	done 2>&1 | tee "$O/rowstat.md"
+	timeout 90 python3 bench/peers/attention.py --lens 16k --reps 5 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/rowstat.md"
 fi
 
 if go_on sparse 80; then

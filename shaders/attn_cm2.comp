@@ -20,10 +20,10 @@
 //     over K[:, hk, :], keys past Skv read as 0), scaled by scale·log2 e,
 //     masked (-FLT_MAX) only on tiles that need it (the causal diagonal, the
 //     ragged end);
-//     the row max is reduced into a BR×16 matrix (every column of a row holds
-//     the row's value): the running max m and sum l live in BR×16 matrices,
-//     so the rescale factor exp2(m_old - m_new) costs 16 exponentials per
-//     row, not BC;
+//     the row max is reduced into a BR×RW matrix (RW = 16 or 32; every column
+//     of a row holds the row's value): the running max m and sum l live in
+//     BR×RW matrices, so the rescale factor exp2(m_old - m_new) costs RW
+//     exponentials per row, not BC;
 //     P = exp2(S - m) (m smeared back to BR×BC); the row sums l add up the
 //     f32 probabilities (a row reduction: summing the f16 P through P·1 on
 //     the tensor cores was tried and misses the 1e-4 LSE tolerance); P is
@@ -64,6 +64,11 @@ layout(constant_id = 5) const uint PROBE = 0;
 // diagonal) and that the G heads read their K/V at the same time. G = 1 is
 // the plain one-head tile.
 layout(constant_id = 6) const uint G = 1;
+// RW: columns of the per-row statistics matrices (m, l, the row max of a
+// tile, the rescale factor): 16, or the driver's column granularity for
+// the workgroup size where that is larger (32 at 256 invocations on the
+// H100). Every column of a row holds the row's value.
+layout(constant_id = 7) const uint RW = 16;
 const uint P = BR / G; // query positions per workgroup
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
@@ -102,7 +107,7 @@ layout(push_constant) uniform Push {
 } pc;
 
 #define MAT_S coopmat<float, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseAccumulator>
-#define MAT_R coopmat<float, gl_ScopeWorkgroup, BR, 16, gl_MatrixUseAccumulator>
+#define MAT_R coopmat<float, gl_ScopeWorkgroup, BR, RW, gl_MatrixUseAccumulator>
 #define MAT_O coopmat<float, gl_ScopeWorkgroup, BR, D, gl_MatrixUseAccumulator>
 
 float maxOp(const in float a, const in float b) {
@@ -124,7 +129,7 @@ float maskOp(const in uint row, const in uint col, const in float s, const in ui
 	return (key >= kend || (pc.causal != 0 && key > pos0 + row / G)) ? NEG_MASK : s;
 }
 
-// lseStore writes column 0 of the BR×16 LSE matrix for the rows below Sq
+// lseStore writes column 0 of the BR×RW LSE matrix for the rows below Sq
 // (row r: position r0 + r/G of head h + r%G).
 float lseStore(const in uint row, const in uint col, const in float v, const in uint r0, const in uint h) {
 	const uint pos = r0 + row / G;

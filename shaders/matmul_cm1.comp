@@ -1,5 +1,5 @@
 #version 450
-// variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16 matmul_cm1v_yf32=-DST16 matmul_cm1v_yf16=-DY_F16,-DST16
+// variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16
 // matmul_cm1.comp: cooperative-matrix (VK_KHR_cooperative_matrix) matmul
 //   y = x·Wᵀ (+ bias), f16 inputs, f32 accumulation.
 //   x [M, K] f16, row-major, K contiguous
@@ -29,11 +29,6 @@
 // and mapped to tiles in groups of GM tile rows (spec constant 7): the
 // workgroups resident at one time share a few rows of x and sweep W together,
 // so both stay in L2.
-//
-// ST16 (the matmul_cm1v variants): the shared stages are uvec4 arrays, so a
-// slab piece goes from the 16-byte global load to one 16-byte shared store
-// as it is (two 8-byte f16vec4 stores otherwise), and fragments load from
-// the same uvec4 rows (80-byte stride at BK = 32).
 //
 // Epilogue: each subgroup stores one fragment at a time through a private
 // 1 KiB f32 shared-memory scratch, then its invocations add the bias and
@@ -66,15 +61,7 @@ const uint FM = WM / 16; // fragments per subgroup along M
 const uint FN = WN / 16; // ... along N
 const uint WARPS_N = BN / WN;
 const uint C8 = BK / 8;      // uvec4 (global loads) per slab row
-#ifdef ST16
-const uint SA = BK / 8 + 1;  // padded row stride in uvec4
-const uint KS = 2;           // uvec4 per 16 halves
-#define SHT uvec4
-#else
 const uint SA = BK / 4 + 2;  // padded row stride in f16vec4
-const uint KS = 4;           // f16vec4 per 16 halves
-#define SHT f16vec4
-#endif
 const uint UA = BM * C8;     // uvec4 per A slab
 const uint UB = BN * C8;
 const uint LA = (UA + WG - 1) / WG;
@@ -108,7 +95,7 @@ layout(push_constant) uniform Push {
 	uint hasBias;
 } pc;
 
-shared SHT sh[NST * STAGE];
+shared f16vec4 sh[NST * STAGE];
 shared float scratch[NSG * 256];
 
 uvec4 ra[LA];
@@ -166,25 +153,17 @@ void stash(uint st) {
 	[[unroll]] for (uint l = 0; l < LA; l++) {
 		const uint u = tid + l * WG;
 		if (LA * WG == UA || u < UA) {
-#ifdef ST16
-			sh[base + (u / C8) * SA + u % C8] = ra[l];
-#else
 			const uint o = base + (u / C8) * SA + (u % C8) * 2;
 			sh[o] = f16vec4(unpackFloat2x16(ra[l].x), unpackFloat2x16(ra[l].y));
 			sh[o + 1] = f16vec4(unpackFloat2x16(ra[l].z), unpackFloat2x16(ra[l].w));
-#endif
 		}
 	}
 	[[unroll]] for (uint l = 0; l < LB; l++) {
 		const uint u = tid + l * WG;
 		if (LB * WG == UB || u < UB) {
-#ifdef ST16
-			sh[base + BOFF + (u / C8) * SA + u % C8] = rb[l];
-#else
 			const uint o = base + BOFF + (u / C8) * SA + (u % C8) * 2;
 			sh[o] = f16vec4(unpackFloat2x16(rb[l].x), unpackFloat2x16(rb[l].y));
 			sh[o + 1] = f16vec4(unpackFloat2x16(rb[l].z), unpackFloat2x16(rb[l].w));
-#endif
 		}
 	}
 }
@@ -229,10 +208,10 @@ void main() {
 			coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> a[FM];
 			coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> b[FN];
 			[[unroll]] for (uint i = 0; i < FM; i++) {
-				coopMatLoad(a[i], sh, cur + aRow + i * 16 * SA + kk * KS, SA, gl_CooperativeMatrixLayoutRowMajor);
+				coopMatLoad(a[i], sh, cur + aRow + i * 16 * SA + kk * 4, SA, gl_CooperativeMatrixLayoutRowMajor);
 			}
 			[[unroll]] for (uint j = 0; j < FN; j++) {
-				coopMatLoad(b[j], sh, cur + bRow + j * 16 * SA + kk * KS, SA, gl_CooperativeMatrixLayoutColumnMajor);
+				coopMatLoad(b[j], sh, cur + bRow + j * 16 * SA + kk * 4, SA, gl_CooperativeMatrixLayoutColumnMajor);
 			}
 			[[unroll]] for (uint i = 0; i < FM; i++) {
 				[[unroll]] for (uint j = 0; j < FN; j++) {

@@ -38,10 +38,6 @@ type cmAttnTiles struct {
 	// the K/V tiles it loads serve all of them. Where the heads per KV head
 	// or BR do not allow it, a smaller fold is used (cm2Fold).
 	Fold int
-	// WG (attn_cm2 only) is the number of invocations of a workgroup, 0
-	// meaning BR/(16·RF) subgroups. Workgroup-scope matrices are spread
-	// over all of them, so more invocations hold fewer registers each.
-	WG int
 }
 
 func (t cmAttnTiles) kind() string {
@@ -61,14 +57,6 @@ func (t cmAttnTiles) rf() int {
 // subgroups is the number of subgroups of a workgroup.
 func (t cmAttnTiles) subgroups() int { return t.BR / (16 * t.rf()) }
 
-// invocations is the workgroup size for subgroup size sg.
-func (t cmAttnTiles) invocations(sg int) int {
-	if t.WG > 0 && t.kind() == "cm2" {
-		return t.WG
-	}
-	return t.subgroups() * sg
-}
-
 func (t cmAttnTiles) String() string {
 	if t.kind() == "cm1" {
 		return fmt.Sprintf("cm1 %dx%d", t.BR, t.BC)
@@ -79,9 +67,6 @@ func (t cmAttnTiles) String() string {
 	}
 	if t.Fold > 1 {
 		g += fmt.Sprintf(" fold%d", t.Fold)
-	}
-	if t.WG > 0 && t.kind() == "cm2" {
-		g += fmt.Sprintf(" wg%d", t.WG)
 	}
 	return fmt.Sprintf("%s %dx%d rf%d%s", t.kind(), t.BR, t.BC, t.rf(), g)
 }
@@ -120,8 +105,9 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	case "cm2":
 		// Workgroup-scope matrices take the workgroup sizes and
 		// granularities the driver lists for flexible dimensions: S = Q·Kᵀ
-		// (BR×D·D×BC), O += P·V (BR×BC·BC×D), and the BR×16 row statistics.
-		if !caps.CoopMat2 || !cm2Fits(dev, t.invocations(sg), [3]int{t.BR, t.BC, d}, [3]int{t.BR, d, t.BC}, [3]int{t.BR, 16, 16}) {
+		// (BR×D·D×BC), O += P·V (BR×BC·BC×D); the BR×RW row statistics
+		// take a multiple of the column granularity (cm2RowWidth).
+		if inv := t.subgroups() * sg; !caps.CoopMat2 || !cm2Fits(dev, inv, [3]int{t.BR, t.BC, d}, [3]int{t.BR, d, t.BC}) {
 			return false
 		}
 	default:
@@ -131,7 +117,7 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	if t.BR <= 0 || t.BC <= 0 || t.BR%(16*rf) != 0 || t.BC%16 != 0 || sg < 8 || sg > 256 || 256%sg != 0 || rf > 4 {
 		return false
 	}
-	if wg := t.invocations(sg); uint32(wg) > dev.Info().MaxWorkgroupInvocations {
+	if wg := t.subgroups() * sg; uint32(wg) > dev.Info().MaxWorkgroupInvocations {
 		return false
 	}
 	return cmAttnShared(t, d)+512 <= int(caps.MaxSharedMemory)
@@ -168,19 +154,16 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 256, BC: 64, RF: 2, Kind: "cm2"},
-	{BR: 64, BC: 64, RF: 1, Kind: "cm2", WG: 256},
-	{BR: 64, BC: 128, RF: 1, Kind: "cm2", WG: 256},
-	{BR: 128, BC: 128, RF: 1, Kind: "cm2", WG: 512},
 }
 
-// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,FOLD[,WG]]]]"
-// (SHAREPREFILL_CM_ATTN_TILES; FOLD and WG are attn_cm2's).
+// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,FOLD]]]"
+// (SHAREPREFILL_CM_ATTN_TILES; FOLD is attn_cm2's).
 func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 	f := strings.Split(e, ",")
-	if len(f) < 2 || len(f) > 6 {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD[,WG]]]]", e)
+	if len(f) < 2 || len(f) > 5 {
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD]]]", e)
 	}
-	var n [6]int
+	var n [5]int
 	for i, x := range f {
 		if i == 3 {
 			continue
@@ -191,18 +174,18 @@ func parseCMAttnTiles(e string) (cmAttnTiles, error) {
 		}
 		n[i] = v
 	}
-	t := cmAttnTiles{BR: n[0], BC: n[1], RF: n[2], Kind: "cmr", Fold: n[4], WG: n[5]}
+	t := cmAttnTiles{BR: n[0], BC: n[1], RF: n[2], Kind: "cmr", Fold: n[4]}
 	if len(f) > 3 {
 		t.Kind = strings.TrimSpace(f[3])
 	}
 	if len(f) > 4 && t.Kind != "cm2" {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: FOLD and WG are for cm2 only", e)
+		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: FOLD is for cm2 only", e)
 	}
 	return t, nil
 }
 
 // chooseCMAttnTiles returns the first fitting configuration whose BR and BC
-// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,WG]]]]
+// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]]
 // puts a configuration first (tuning); SHAREPREFILL_CM_ATTN=cm1 keeps to
 // the attn_cm1 kernel.
 func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
@@ -244,11 +227,11 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	if sparse {
 		base += "_sparse"
 	}
-	spec := []uint32{uint32(t.invocations(int(sg))), uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
+	spec := []uint32{uint32(t.subgroups()) * sg, uint32(t.BR), uint32(t.BC), uint32(d), attnBool(writeLSE)}
 	switch t.kind() {
 	case "cm2":
 		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
-		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), uint32(max(t.Fold, 1)))
+		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
 	case "cmr", "cmr-cv":
 		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}

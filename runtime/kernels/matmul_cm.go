@@ -15,13 +15,8 @@ import (
 // true and x is f16; SHAREPREFILL_VK_DISABLE_COOPMAT=1 turns it off.
 
 // cmTile is a tile configuration of matmul_cm1 (spec constants 1..5, 7, 8);
-// NS is the number of shared-memory stages (0 means 2). St16 selects the
-// matmul_cm1v variant: uvec4 shared stages, one 16-byte store per global
-// load (two 8-byte stores otherwise).
-type cmTile struct {
-	BM, BN, BK, WM, WN, GM, NS uint32
-	St16                       bool
-}
+// NS is the number of shared-memory stages (0 means 2).
+type cmTile struct{ BM, BN, BK, WM, WN, GM, NS uint32 }
 
 func (t cmTile) stages() uint32 {
 	if t.NS == 0 {
@@ -55,11 +50,7 @@ func (t cmTile) valid(sg uint32) bool {
 }
 
 func (t cmTile) String() string {
-	v := ""
-	if t.St16 {
-		v = "/st16"
-	}
-	return fmt.Sprintf("%dx%dx%d/w%dx%d/g%d/s%d%s", t.BM, t.BN, t.BK, t.WM, t.WN, t.GM, t.stages(), v)
+	return fmt.Sprintf("%dx%dx%d/w%dx%d/g%d/s%d", t.BM, t.BN, t.BK, t.WM, t.WN, t.GM, t.stages())
 }
 
 var (
@@ -75,19 +66,18 @@ var (
 	cmSmall = cmTile{BM: 64, BN: 64, BK: 32, WM: 32, WN: 32, GM: 8}
 )
 
-// cmTileEnv parses SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS[,ST16]]], a
-// tuning override of the tile choice (read at each call; empty: automatic;
-// ST16 1 selects the 16-byte-store variant).
+// cmTileEnv parses SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS]], a tuning
+// override of the tile choice (read at each call; empty: automatic).
 func cmTileEnv() (cmTile, bool, error) {
 	s := os.Getenv("SHAREPREFILL_CM_TILE")
 	if s == "" {
 		return cmTile{}, false, nil
 	}
 	f := strings.Split(s, ",")
-	if len(f) < 5 || len(f) > 8 {
-		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: want BM,BN,BK,WM,WN[,GM[,NS[,ST16]]]", s)
+	if len(f) < 5 || len(f) > 7 {
+		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: want BM,BN,BK,WM,WN[,GM[,NS]]", s)
 	}
-	v := []uint32{0, 0, 0, 0, 0, 8, 2, 0}
+	v := []uint32{0, 0, 0, 0, 0, 8, 2}
 	for i, p := range f {
 		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
 		if err != nil {
@@ -95,10 +85,7 @@ func cmTileEnv() (cmTile, bool, error) {
 		}
 		v[i] = uint32(n)
 	}
-	if v[7] > 1 {
-		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: ST16 is 0 or 1", s)
-	}
-	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6], St16: v[7] == 1}, true, nil
+	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}, true, nil
 }
 
 // chooseCMTile picks the 128×128 tile when it gives at least 128
@@ -161,9 +148,6 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 		return fmt.Errorf("matmul: cooperative-matrix tile %s needs %d bytes of shared memory, device has %d", t, sh, caps.MaxSharedMemory)
 	}
 	sh := "matmul_cm1_y" + dtName(y.DType())
-	if t.St16 {
-		sh = "matmul_cm1v_y" + dtName(y.DType())
-	}
 	mc := d.Info().MaxWorkgroupCount
 	// Workgroups are numbered linearly over a folded 2-D grid, so chunks are
 	// bounded only by the binding limit.

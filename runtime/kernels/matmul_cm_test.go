@@ -45,7 +45,6 @@ var cmTiles = []cmTile{
 	{BM: 128, BN: 64, BK: 32, WM: 64, WN: 16, GM: 1},
 	{BM: 256, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1},
 	{BM: 128, BN: 128, BK: 64, WM: 64, WN: 32, GM: 2, NS: 1},
-	{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1, St16: true},
 }
 
 // TestMatMulCoopMat compares the cooperative-matrix kernel with the float64
@@ -267,8 +266,7 @@ func TestCMTileEnv(t *testing.T) {
 		{"", cmTile{}, true},
 		{"128,128,32,64,64", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 2}, true},
 		{"128,128,32,64,64,4,1", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 4, NS: 1}, true},
-		{"128,128,32,64,64,8,1,1", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1, St16: true}, true},
-		{"128,128,32,64,64,8,1,2", cmTile{}, false},
+		{"128,128,32,64,64,8,1,1", cmTile{}, false},
 		{"128,128,32,64", cmTile{}, false},
 		{"128,128,x,64,64", cmTile{}, false},
 	} {
