@@ -69,10 +69,6 @@ layout(constant_id = 6) const uint G = 1;
 // the workgroup size where that is larger (32 at 256 invocations on the
 // H100). Every column of a row holds the row's value.
 layout(constant_id = 7) const uint RW = 16;
-// QRELOAD (tuning, 0 in use): 1 loads the Q tile again for every KV tile
-// (an L2 hit) instead of holding it across the loop, which frees the
-// registers of one BR×D operand.
-layout(constant_id = 8) const uint QRELOAD = 0;
 const uint P = BR / G; // query positions per workgroup
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
@@ -187,12 +183,10 @@ void main() {
 	tQ3 = setTensorLayoutDimensionNV(tQ3, pc.Sq, pc.Hq, D);
 
 	coopmat<float16_t, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA> q;
-	if (QRELOAD == 0) {
-		if (G == 1) {
-			coopMatLoadTensorNV(q, qb, h * D, sliceTensorLayoutNV(tQ, r0, BR, 0, D));
-		} else {
-			coopMatLoadTensorNV(q, qb, 0, sliceTensorLayoutNV(tQ3, r0, P, h, G, 0, D));
-		}
+	if (G == 1) {
+		coopMatLoadTensorNV(q, qb, h * D, sliceTensorLayoutNV(tQ, r0, BR, 0, D));
+	} else {
+		coopMatLoadTensorNV(q, qb, 0, sliceTensorLayoutNV(tQ3, r0, P, h, G, 0, D));
 	}
 
 	MAT_O o = MAT_O(0.0);
@@ -211,13 +205,6 @@ void main() {
 	bool have = st < kend;
 #endif
 	[[dont_unroll]] while (have) {
-		if (QRELOAD != 0) {
-			if (G == 1) {
-				coopMatLoadTensorNV(q, qb, h * D, sliceTensorLayoutNV(tQ, r0, BR, 0, D));
-			} else {
-				coopMatLoadTensorNV(q, qb, 0, sliceTensorLayoutNV(tQ3, r0, P, h, G, 0, D));
-			}
-		}
 		coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
 		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));

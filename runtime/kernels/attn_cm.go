@@ -231,8 +231,7 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	switch t.kind() {
 	case "cm2":
 		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
-		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))),
-			tuneEnv("SHAREPREFILL_CM_ATTN_QRELOAD"))
+		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
 	case "cmr", "cmr-cv":
 		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
 	}
