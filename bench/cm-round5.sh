@@ -22,12 +22,13 @@
 #   go build -trimpath "$F" -o .devcarry/bench/shareprefill ./cmd/shareprefill
 #   git rev-parse --short HEAD > .devcarry/bench/COMMIT
 # device run: bash bench/cm-round5.sh   (carry .gl .devcarry/bin .devcarry/bench)
-#   4b. attn_cm2 with Q loaded for every KV tile (QRELOAD) vs held;
-# env: DEADLINE, SKIP (stage names: tests clock shapes rowstat qreload
-# sparse harness), KLENS (harness lengths).
-# Round 5's first calls also ran matmul_cm1 with 16-byte shared stores
-# and attn_cm2 with workgroup sizes apart from BR (commits 9b060b0,
-# 5b039b7; both removed, see bench/RESULTS.md).
+#   4b. dense attention at 64K and 128K beside SDPA;
+# env: DEADLINE, SKIP (stage names: tests clock shapes rowstat long sparse
+# harness), KLENS (harness lengths).
+# Round 5's other calls also ran matmul_cm1 with 16-byte shared stores,
+# attn_cm2 with workgroup sizes apart from BR and attn_cm2 loading Q for
+# every KV tile (commits 9b060b0, 5b039b7, 3b0ddfd; all three removed,
+# see bench/RESULTS.md).
 set -u
 export PYTHONUNBUFFERED=1 SHAREPREFILL_REQUIRE_VULKAN=1
 . bench/vk-setup.sh
@@ -76,19 +77,10 @@ if go_on rowstat 110; then
 	timeout 90 python3 bench/peers/attention.py --lens 16k --reps 5 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/rowstat.md"
 fi
 
-if go_on qreload 100; then
-	step "attn_cm2 with Q loaded again for every KV tile (QRELOAD 1) vs held (0), 16K dense"
-	for c in 128,128,1,cm2 128,64,1,cm2 64,64,1,cm2; do
-		for q in 0 1; do
-			echo "## SHAREPREFILL_CM_ATTN_TILES=$c SHAREPREFILL_CM_ATTN_QRELOAD=$q"
-			SHAREPREFILL_VK_PIPELINE_STATS=1 SHAREPREFILL_CM_ATTN_QRELOAD=$q SHAREPREFILL_CM_ATTN_TILES=$c timeout 60 $B/attention -lens 16k -densities "" -reps 3 > "$O/attn.log" 2>&1
-			grep -E '^\| [0-9]' "$O/attn.log"
-			grep -iE '^\| attn_cm2.*(register|local)' "$O/attn.log" | head -2
-		done
-	done 2>&1 | tee "$O/qreload.md"
-	echo "## QRELOAD 1: sparse 16K and the coopmat attention tests"
-	SHAREPREFILL_CM_ATTN_QRELOAD=1 timeout 60 $B/attention -lens 16k -densities 0.1,0.05,0.001 -reps 3 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/qreload.md"
-	(cd runtime/kernels && SHAREPREFILL_CM_ATTN_QRELOAD=1 timeout 120 ../../$B/kernels.test -test.count=1 -test.run 'FlashAttentionCoopMat|SparseAttentionCoopMat' 2>&1 | tail -3) | tee -a "$O/qreload.md"
+if go_on long 100; then
+	step "dense attention at 64K and 128K, default routing, beside SDPA"
+	timeout 120 $B/attention -lens 64k,128k -densities "" -reps 2 2>&1 | grep -E 'tiles: dense|^\| [0-9]' | tee "$O/long.md"
+	timeout 120 python3 bench/peers/attention.py --lens 64k,128k --reps 3 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/long.md"
 fi
 
 if go_on sparse 80; then
