@@ -140,22 +140,26 @@ float lseStore(const in uint row, const in uint col, const in float v, const in 
 }
 
 #ifdef SPARSE
-// seek moves (e, st) forward to the next tile of an allowed block (st = 0
-// means "start of entry e's block"); false when the row's list is done.
-bool seek(inout int e, inout uint st, int e1, uint kend) {
+// nextBlock moves e forward from an entry whose column index c has been
+// read already to the first allowed block that starts below kend, setting
+// st to its first key and bend to its end (clipped to kend); false when
+// the row's list is done. Keeping the block's bounds in registers, and
+// reading the next entry's index before a tile's products (cPeek in
+// main), leaves no global load between the tiles of the walk.
+bool nextBlock(inout int e, out uint st, out uint bend, int e1, uint kend, int c) {
+	st = 0;
+	bend = 0;
 	while (e < e1) {
-		const int c = cols[e];
 		if (c >= 0) {
 			const uint bs = uint(c) * pc.B;
-			if (st < bs) {
+			if (bs < kend) {
 				st = bs;
-			}
-			if (st < bs + pc.B && st < kend) {
+				bend = min(bs + pc.B, kend);
 				return true;
 			}
 		}
 		e++;
-		st = 0;
+		c = e < e1 ? cols[e] : -1;
 	}
 	return false;
 }
@@ -182,6 +186,14 @@ void main() {
 	tensorLayoutNV<3, gl_CooperativeMatrixClampModeConstantNV> tQ3 = createTensorLayoutNV(3, gl_CooperativeMatrixClampModeConstantNV);
 	tQ3 = setTensorLayoutDimensionNV(tQ3, pc.Sq, pc.Hq, D);
 
+#ifdef SPARSE
+	// The row's list bounds are read before the Q load, so the two
+	// latencies overlap; its first entry right after.
+	const uint qblk = posFirst / pc.B;
+	int e = rowPtr[h * pc.nb + qblk];
+	const int e1 = rowPtr[h * pc.nb + qblk + 1];
+#endif
+
 	coopmat<float16_t, gl_ScopeWorkgroup, BR, D, gl_MatrixUseA> q;
 	if (G == 1) {
 		coopMatLoadTensorNV(q, qb, h * D, sliceTensorLayoutNV(tQ, r0, BR, 0, D));
@@ -195,16 +207,17 @@ void main() {
 	const uint kvOff = hk * D;
 
 #ifdef SPARSE
-	const uint qblk = posFirst / pc.B;
-	int e = rowPtr[h * pc.nb + qblk];
-	const int e1 = rowPtr[h * pc.nb + qblk + 1];
-	uint st = 0;
-	bool have = seek(e, st, e1, kend);
+	uint st, bend;
+	bool have = nextBlock(e, st, bend, e1, kend, e < e1 ? cols[e] : -1);
 #else
 	uint st = 0;
 	bool have = st < kend;
 #endif
+
 	[[dont_unroll]] while (have) {
+#ifdef SPARSE
+		const int cPeek = e + 1 < e1 ? cols[e + 1] : -1; // used after this tile
+#endif
 		coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
 		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
@@ -250,7 +263,10 @@ void main() {
 
 		st += BC;
 #ifdef SPARSE
-		have = seek(e, st, e1, kend);
+		if (st >= bend) {
+			e++;
+			have = nextBlock(e, st, bend, e1, kend, cPeek);
+		}
 #else
 		have = st < kend;
 #endif
