@@ -23,8 +23,10 @@
 #   git rev-parse --short HEAD > .devcarry/bench/COMMIT
 # device run: bash bench/cm-round5.sh   (carry .gl .devcarry/bin .devcarry/bench)
 #   4b. dense attention at 64K and 128K beside SDPA;
-# env: DEADLINE, SKIP (stage names: tests clock shapes rowstat long sparse
-# harness), KLENS (harness lengths).
+#   4c. the block-sparse walk of this commit against the one before
+#      (.devcarry/bin/attention-old, built from the previous commit);
+# env: DEADLINE, SKIP (stage names: tests clock shapes rowstat long walk
+# sparse harness), KLENS (harness lengths), TESTS_RUN (test regexp).
 # Round 5's other calls also ran matmul_cm1 with 16-byte shared stores,
 # attn_cm2 with workgroup sizes apart from BR and attn_cm2 loading Q for
 # every KV tile (commits 9b060b0, 5b039b7, 3b0ddfd; all three removed,
@@ -43,7 +45,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --
 if go_on tests 300; then
 	step "coopmat device tests"
 	(cd runtime/kernels && timeout 240 ../../$B/kernels.test -test.count=1 -test.v \
-		-test.run 'CoopMat|CMAttn|CMTile|FlashAttention|SparseAttention|DecodeAttention' > "$O/tests.log" 2>&1; echo "exit $?" >> "$O/tests.log")
+		-test.run "${TESTS_RUN:-CoopMat|CMAttn|CMTile|FlashAttention|SparseAttention|DecodeAttention}" > "$O/tests.log" 2>&1; echo "exit $?" >> "$O/tests.log")
 	grep -E "^(--- FAIL|FAIL|ok|panic)|^exit |differs|SIGSEGV" "$O/tests.log" | head -20
 	echo "passed: $(grep -cE '^--- PASS' "$O/tests.log"), skipped: $(grep -cE '^--- SKIP' "$O/tests.log")"
 fi
@@ -81,6 +83,14 @@ if go_on long 100; then
 	step "dense attention at 64K and 128K, default routing, beside SDPA"
 	timeout 120 $B/attention -lens 64k,128k -densities "" -reps 2 2>&1 | grep -E 'tiles: dense|^\| [0-9]' | tee "$O/long.md"
 	timeout 120 python3 bench/peers/attention.py --lens 64k,128k --reps 3 2>&1 | grep -E '^\| [0-9]' | tee -a "$O/long.md"
+fi
+
+if go_on walk 100 && [ -x $B/attention-old ]; then
+	step "block-sparse walk: $B/attention-old (the previous commit's kernel) vs $B/attention, A B A B"
+	for bin in attention-old attention attention-old attention; do
+		echo "## $bin"
+		timeout 60 $B/$bin -lens 16k,32k -densities 0.1,0.05,0.001 -reps 3 2>&1 | grep -E '^\| [0-9]+ \| 0'
+	done 2>&1 | tee "$O/walk.md"
 fi
 
 if go_on sparse 80; then
