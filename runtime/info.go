@@ -113,33 +113,28 @@ type DeviceInfo struct {
 	SubgroupArithmetic   bool
 	SubgroupShuffle      bool
 
-	MaxSharedMemory         uint32
-	MaxWorkgroupInvocations uint32
-	MaxWorkgroupSize        [3]uint32
-	MaxWorkgroupCount       [3]uint32
-	MaxPushConstants        uint32
-	MaxStorageBufferRange   uint64
-	MaxMemoryAllocationSize uint64
-	MaxBufferSize           uint64
-	MinStorageBufferAlign   uint64
-	TimestampPeriod         float32 // ns per tick
-	TimestampValidBits      uint32  // of the compute queue; 0 = no timestamps
-	ComputeQueueFamily      int
-	Storage16Bit            bool
-	Float16                 bool
-	Int8                    bool
-	Storage8Bit             bool
-	Int16, Int64, Float64   bool
-	CoopMat                 bool
-	CoopMatShapes           []CoopMatShape
-	CoopMat2                bool
-	CoopMat2Conversions     bool // VK_NV_cooperative_matrix2 cooperativeMatrixConversions (accumulator -> A/B in registers)
-	// CoopMat2Flex are the driver's flexible-dimension cooperative
-	// matrices (vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV):
-	// the M, N, K granularities per component types, scope and workgroup
-	// size. Empty when the device lacks VK_NV_cooperative_matrix2 or the
-	// query failed.
-	CoopMat2Flex             []CoopMat2Flex
+	MaxSharedMemory          uint32
+	MaxWorkgroupInvocations  uint32
+	MaxWorkgroupSize         [3]uint32
+	MaxWorkgroupCount        [3]uint32
+	MaxPushConstants         uint32
+	MaxStorageBufferRange    uint64
+	MaxMemoryAllocationSize  uint64
+	MaxBufferSize            uint64
+	MinStorageBufferAlign    uint64
+	TimestampPeriod          float32 // ns per tick
+	TimestampValidBits       uint32  // of the compute queue; 0 = no timestamps
+	ComputeQueueFamily       int
+	Storage16Bit             bool
+	Float16                  bool
+	Int8                     bool
+	Storage8Bit              bool
+	Int16, Int64, Float64    bool
+	CoopMat                  bool
+	CoopMatShapes            []CoopMatShape
+	CoopMat2                 bool
+	CoopMat2Conversions      bool           // VK_NV_cooperative_matrix2 cooperativeMatrixConversions (accumulator -> A/B in registers)
+	CoopMat2Flex             []CoopMat2Flex // VK_NV_cooperative_matrix2 flexible dimensions: granularities per workgroup size (empty without it)
 	VulkanMemoryModel        bool
 	Extensions               map[string]bool
 	apiVersionRaw            uint32
