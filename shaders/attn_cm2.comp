@@ -47,13 +47,12 @@ layout(constant_id = 2) const uint BC = 64;       // keys per KV tile, multiple 
 layout(constant_id = 3) const uint D = 128;       // head dim, multiple of 16
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
 // PROBE (tuning only, 0 in use; wrong results otherwise) leaves single
-// steps of the softmax out to show their cost: bit 0 = the exponentials,
-// 2 = the causal/ragged-end mask of the diagonal tiles, 8 = the O rescale
-// (broadcast of the factor and O·factor), 16 = the
-// row-sum reduction, 32 = the row-max reduction and the max broadcast, 64 =
-// the max broadcast only. (Leaving out all the reductions at once lets the
-// compiler delete the whole loop, l staying 0: such a probe measures
-// nothing.)
+// steps out to show their cost: bit 0 = the exponentials, 2 = the
+// causal/ragged-end mask of the diagonal tiles, 8 = the O rescale
+// (broadcast of the factor and O·factor), 16 = the row-sum reduction, 32 =
+// the row-max reduction and the max broadcast, 64 = the max broadcast
+// only. (Leaving out all the reductions at once lets the compiler delete
+// the whole loop, l staying 0: such a probe measures nothing.)
 layout(constant_id = 5) const uint PROBE = 0;
 // G (GQA fold, dense only): a workgroup takes BR/G query positions of the G
 // query heads h0..h0+G-1 that share one KV head. Matrix row r is position
