@@ -391,18 +391,8 @@ func describe(inst vk.Instance, pd vk.PhysicalDevice, index int) DeviceInfo {
 	info.DriverInfo = C.GoString(&caps.driver_info[0])
 	info.CoopMat = caps.coopmat != 0 && uint32(caps.coopmat_stages)&stageCompute != 0
 	if info.CoopMat {
-		var buf [64]C.sp_coopmat
-		var n C.uint32_t
-		if C.sp_coopmat_props(unsafe.Pointer(inst), unsafe.Pointer(pd), &buf[0], C.uint32_t(len(buf)), &n) == 0 {
-			for i := 0; i < int(n); i++ {
-				e := buf[i]
-				info.CoopMatShapes = append(info.CoopMatShapes, CoopMatShape{
-					M: uint32(e.m), N: uint32(e.n), K: uint32(e.k),
-					A: componentName(int32(e.a)), B: componentName(int32(e.b)),
-					C: componentName(int32(e.c)), Result: componentName(int32(e.result)),
-					Scope: scopeName(int32(e.scope)), SaturatingAccumule: e.saturating != 0,
-				})
-			}
+		for _, e := range coopMatList(inst, pd, false) {
+			info.CoopMatShapes = append(info.CoopMatShapes, e.CoopMatShape)
 		}
 	}
 	info.CoopMat2 = caps.coopmat2_workgroup_scope != 0 && caps.coopmat2_flexible_dims != 0 &&
@@ -410,21 +400,34 @@ func describe(inst vk.Instance, pd vk.PhysicalDevice, index int) DeviceInfo {
 		caps.coopmat2_tensor_addressing != 0 && caps.coopmat2_block_loads != 0
 	info.CoopMat2Conversions = info.CoopMat2 && caps.coopmat2_conversions != 0
 	if info.CoopMat2 {
-		var buf [64]C.sp_coopmat_flex
-		var n C.uint32_t
-		if C.sp_coopmat_flex_props(unsafe.Pointer(inst), unsafe.Pointer(pd), &buf[0], C.uint32_t(len(buf)), &n) == 0 {
-			for i := 0; i < int(n); i++ {
-				e := buf[i]
-				info.CoopMat2Flex = append(info.CoopMat2Flex, CoopMat2Flex{CoopMatShape: CoopMatShape{
-					M: uint32(e.m), N: uint32(e.n), K: uint32(e.k),
-					A: componentName(int32(e.a)), B: componentName(int32(e.b)),
-					C: componentName(int32(e.c)), Result: componentName(int32(e.result)),
-					Scope: scopeName(int32(e.scope)), SaturatingAccumule: e.saturating != 0,
-				}, Invocations: uint32(e.invocations)})
-			}
-		}
+		info.CoopMat2Flex = coopMatList(inst, pd, true)
 	}
 	return info
+}
+
+// coopMatList reads the device's KHR cooperative-matrix shapes (flex false)
+// or its VK_NV_cooperative_matrix2 flexible-dimension entries (flex true;
+// M, N, K are granularities); nil when the query fails.
+func coopMatList(inst vk.Instance, pd vk.PhysicalDevice, flex bool) []CoopMat2Flex {
+	var buf [64]C.sp_coopmat
+	var n C.uint32_t
+	fl := C.int(0)
+	if flex {
+		fl = 1
+	}
+	if C.sp_coopmat_list(unsafe.Pointer(inst), unsafe.Pointer(pd), fl, &buf[0], C.uint32_t(len(buf)), &n) != 0 {
+		return nil
+	}
+	var out []CoopMat2Flex
+	for _, e := range buf[:n] {
+		out = append(out, CoopMat2Flex{CoopMatShape: CoopMatShape{
+			M: uint32(e.m), N: uint32(e.n), K: uint32(e.k),
+			A: componentName(int32(e.a)), B: componentName(int32(e.b)),
+			C: componentName(int32(e.c)), Result: componentName(int32(e.result)),
+			Scope: scopeName(int32(e.scope)), SaturatingAccumule: e.saturating != 0,
+		}, Invocations: uint32(e.invocations)})
+	}
+	return out
 }
 
 // Summary is a one-line description of the device.

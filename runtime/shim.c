@@ -207,50 +207,34 @@ void sp_query_caps(void *instance, void *pdev, uint32_t exts, sp_caps *out) {
 	out->driver_info[255] = 0;
 }
 
-int sp_coopmat_props(void *instance, void *pdev, sp_coopmat *out, uint32_t max, uint32_t *count) {
-	typedef int32_t (*fn_t)(void *, uint32_t *, sp_cm_khr *);
-	fn_t fn = (fn_t)gipa(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+// sp_coopmat_list enumerates the KHR cooperative-matrix shapes (flex 0:
+// vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR) or the NV flexible
+// dimensions (flex 1: vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV,
+// m/n/k are granularities). Both entry structures begin with the same
+// fields; the flexible one adds the workgroup size (0 for KHR entries).
+int sp_coopmat_list(void *instance, void *pdev, int flex, sp_coopmat *out, uint32_t max, uint32_t *count) {
+	typedef int32_t (*fn_t)(void *, uint32_t *, void *);
+	fn_t fn = (fn_t)gipa(instance, flex ? "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV"
+	                                    : "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+	size_t size = flex ? sizeof(sp_cm2_flex) : sizeof(sp_cm_khr);
 	*count = 0;
 	if (!fn) return -1;
 	uint32_t n = 0;
 	int32_t r = fn(pdev, &n, NULL);
 	if (r < 0) return r;
 	if (n == 0) return 0;
-	sp_cm_khr *props = calloc(n, sizeof *props);
+	char *props = calloc(n, size);
 	if (!props) return -1;
-	for (uint32_t i = 0; i < n; i++) props[i].sType = ST_CM_PROPS_ENTRY;
+	for (uint32_t i = 0; i < n; i++) ((sp_cm_khr *)(props + i * size))->sType = flex ? ST_CM2_FLEX_ENTRY : ST_CM_PROPS_ENTRY;
 	r = fn(pdev, &n, props);
 	if (r < 0) { free(props); return r; }
 	uint32_t k = n < max ? n : max;
 	for (uint32_t i = 0; i < k; i++) {
-		out[i].m = props[i].m; out[i].n = props[i].n; out[i].k = props[i].k;
-		out[i].a = props[i].a; out[i].b = props[i].b; out[i].c = props[i].c; out[i].result = props[i].r;
-		out[i].saturating = props[i].sat; out[i].scope = props[i].scope;
-	}
-	*count = k;
-	free(props);
-	return 0;
-}
-
-int sp_coopmat_flex_props(void *instance, void *pdev, sp_coopmat_flex *out, uint32_t max, uint32_t *count) {
-	typedef int32_t (*fn_t)(void *, uint32_t *, sp_cm2_flex *);
-	fn_t fn = (fn_t)gipa(instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
-	*count = 0;
-	if (!fn) return -1;
-	uint32_t n = 0;
-	int32_t r = fn(pdev, &n, NULL);
-	if (r < 0) return r;
-	if (n == 0) return 0;
-	sp_cm2_flex *props = calloc(n, sizeof *props);
-	if (!props) return -1;
-	for (uint32_t i = 0; i < n; i++) props[i].sType = ST_CM2_FLEX_ENTRY;
-	r = fn(pdev, &n, props);
-	if (r < 0) { free(props); return r; }
-	uint32_t k = n < max ? n : max;
-	for (uint32_t i = 0; i < k; i++) {
-		out[i].m = props[i].m; out[i].n = props[i].n; out[i].k = props[i].k;
-		out[i].a = props[i].a; out[i].b = props[i].b; out[i].c = props[i].c; out[i].result = props[i].r;
-		out[i].saturating = props[i].sat; out[i].scope = props[i].scope; out[i].invocations = props[i].invocations;
+		const sp_cm_khr *p = (const sp_cm_khr *)(props + i * size);
+		out[i].m = p->m; out[i].n = p->n; out[i].k = p->k;
+		out[i].a = p->a; out[i].b = p->b; out[i].c = p->c; out[i].result = p->r;
+		out[i].saturating = p->sat; out[i].scope = p->scope;
+		out[i].invocations = flex ? ((const sp_cm2_flex *)p)->invocations : 0;
 	}
 	*count = k;
 	free(props);

@@ -46,15 +46,9 @@ typedef struct {
 	char driver_info[256];
 } sp_caps;
 
-typedef struct {
-	uint32_t m, n, k;
-	int32_t a, b, c, result;
-	uint32_t saturating;
-	int32_t scope;
-} sp_coopmat;
-
-// One VkCooperativeMatrixFlexibleDimensionsPropertiesNV entry: m, n, k are
-// the granularities of the dimensions, invocations the workgroup size
+// One cooperative-matrix entry: a KHR shape (invocations 0), or a
+// VkCooperativeMatrixFlexibleDimensionsPropertiesNV entry whose m, n, k are
+// the granularities of the dimensions and invocations the workgroup size
 // (workgroup scope).
 typedef struct {
 	uint32_t m, n, k;
@@ -62,7 +56,7 @@ typedef struct {
 	uint32_t saturating;
 	int32_t scope;
 	uint32_t invocations;
-} sp_coopmat_flex;
+} sp_coopmat;
 
 // Extension presence flags given to sp_query_caps and sp_create_device.
 enum {
@@ -81,8 +75,7 @@ enum {
 void *sp_load(char *err, int errlen);
 void *sp_gipa(void);
 void sp_query_caps(void *instance, void *pdev, uint32_t exts, sp_caps *out);
-int sp_coopmat_props(void *instance, void *pdev, sp_coopmat *out, uint32_t max, uint32_t *count);
-int sp_coopmat_flex_props(void *instance, void *pdev, sp_coopmat_flex *out, uint32_t max, uint32_t *count);
+int sp_coopmat_list(void *instance, void *pdev, int flex, sp_coopmat *out, uint32_t max, uint32_t *count);
 int32_t sp_create_device(void *instance, void *pdev, uint32_t queue_family, uint32_t exts,
                          const sp_caps *enable, const char **ext_names, uint32_t n_ext, void **out_device);
 void *sp_required_subgroup_size_info(uint32_t size);
