@@ -5,11 +5,13 @@ package runtime
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -152,8 +154,12 @@ type Device struct {
 
 	mu     sync.Mutex // guards alloc, closed, the staging path and queue submission
 	closed bool
-	lost   bool
+	lost   atomic.Bool // a submission timed out or the device was lost
 	alloc  allocator
+	ctr    counters
+
+	hostIDs int                      // last HostBuffer block id (negative; guarded by mu)
+	hosts   map[*HostBuffer]struct{} // live host buffers, freed by Close (guarded by mu)
 
 	cmdPool  vk.CommandPool
 	xferCmd  vk.CommandBuffer
@@ -474,12 +480,10 @@ func (d *Device) newFence() (vk.Fence, error) {
 
 // submitWait submits one command buffer and waits for it with a bounded
 // wait. The caller holds d.mu.
-func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) error {
-	if d.lost {
+// submit queues cmd, to signal fence when done. The caller holds d.mu.
+func (d *Device) submit(cmd vk.CommandBuffer, fence vk.Fence, what string) error {
+	if d.lost.Load() {
 		return fmt.Errorf("%s: %w (earlier failure; close and reopen the device)", what, ErrDeviceLost)
-	}
-	if d.inst != nil && d.inst.val != nil {
-		defer d.inst.val.poll() // keep the validation ring from overflowing
 	}
 	if d.qlock != nil {
 		d.qlock.Lock()
@@ -488,32 +492,63 @@ func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) e
 	if d.qlock != nil {
 		d.qlock.Unlock()
 	}
+	d.ctr.submits.Add(1)
 	if err := check("vkQueueSubmit", r); err != nil {
 		if err.(*VkError).Result == vk.ErrorDeviceLost {
-			d.lost = true
+			d.lost.Store(true)
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return d.waitFence(fence, what)
+	return nil
 }
 
-func (d *Device) waitFence(fence vk.Fence, what string) error {
-	deadline := time.Now().Add(d.opts.SubmitTimeout)
+// submitWait submits cmd and waits for it. The caller holds d.mu.
+func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) error {
+	if err := d.submit(cmd, fence, what); err != nil {
+		return err
+	}
+	return d.waitFence(context.Background(), fence, what)
+}
+
+// waitPoll is how often a wait for the GPU checks its context.
+const waitPoll = 10 * time.Millisecond
+
+// waitFence waits for fence and resets it. The wait is bounded by
+// SubmitTimeout (the device is then marked lost) and returns ctx.Err(),
+// leaving the fence unsignalled, when ctx is done first.
+func (d *Device) waitFence(ctx context.Context, fence vk.Fence, what string) error {
+	if d.inst != nil && d.inst.val != nil {
+		defer d.inst.val.poll() // keep the validation ring from overflowing
+	}
+	start := time.Now()
+	defer func() {
+		d.ctr.waits.Add(1)
+		d.ctr.waitNanos.Add(int64(time.Since(start)))
+	}()
+	deadline := start.Add(d.opts.SubmitTimeout)
 	fences := []vk.Fence{fence}
+	slice := uint64(100 * time.Millisecond)
+	if ctx.Done() != nil {
+		slice = uint64(waitPoll)
+	}
 	for {
-		// Wait in slices of 100 ms so that a hang is reported, never waited on forever.
-		r := vk.WaitForFences(d.dev, 1, fences, vk.True, uint64(100*time.Millisecond))
+		// Wait in slices so that a hang is reported, never waited on
+		// forever, and a cancelled context is noticed.
+		r := vk.WaitForFences(d.dev, 1, fences, vk.True, slice)
 		switch r {
 		case vk.Success:
 			return check("vkResetFences", vk.ResetFences(d.dev, 1, fences))
 		case vk.Timeout:
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
 			if time.Now().After(deadline) {
-				d.lost = true
+				d.lost.Store(true)
 				return fmt.Errorf("%s: %w after %v (SHAREPREFILL_VK_TIMEOUT raises the limit); the device is unusable now", what, ErrTimeout, d.opts.SubmitTimeout)
 			}
 		default:
 			if r == vk.ErrorDeviceLost {
-				d.lost = true
+				d.lost.Store(true)
 			}
 			return fmt.Errorf("%s: %w", what, check("vkWaitForFences", r))
 		}
@@ -521,18 +556,14 @@ func (d *Device) waitFence(fence vk.Fence, what string) error {
 }
 
 // isLost reports whether a submission timed out or the device was lost.
-func (d *Device) isLost() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.lost
-}
+func (d *Device) isLost() bool { return d.lost.Load() }
 
 // deferIfLost postpones f to Close when the device is lost (a timed-out
 // submission may still be running) and reports whether it did.
 func (d *Device) deferIfLost(f func()) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.lost || d.closed {
+	if !d.lost.Load() || d.closed {
 		return false
 	}
 	d.deferred = append(d.deferred, f)
@@ -631,13 +662,17 @@ func (d *Device) Close() {
 					d.qlock.Unlock()
 				}
 			}
-			d.lost = false // idle now: the deferred releases may destroy
+			d.lost.Store(false) // idle now: the deferred releases may destroy
 			for _, f := range d.deferred {
 				f()
 			}
 			d.deferred = nil
 		}
 		d.pipes.destroy(d)
+		for h := range d.hosts {
+			h.release()
+		}
+		d.hosts = nil
 		d.alloc.destroy()
 		if d.stagePtr != nil {
 			vk.UnmapMemory(d.dev, d.stageMem)
@@ -661,4 +696,35 @@ func (d *Device) Close() {
 	if d.ownInst && d.inst != nil {
 		d.inst.Close()
 	}
+}
+
+// counters are the device's submission statistics (Device.Counters).
+type counters struct {
+	submits, waits atomic.Uint64
+	waitNanos      atomic.Int64
+}
+
+// Counters are cumulative submission statistics of a device: every
+// vkQueueSubmit (command batches, uploads and downloads alike) and every
+// time the host blocked on the GPU. Take two snapshots and subtract them to
+// count what a piece of work did.
+type Counters struct {
+	// Submits is the number of queue submissions.
+	Submits uint64
+	// Waits is the number of host waits for the GPU (Recorder.Submit and
+	// Wait, a double buffer running full, each upload and download chunk).
+	Waits uint64
+	// WaitTime is the host time spent in those waits.
+	WaitTime time.Duration
+}
+
+// Sub returns c − o, the counts between two snapshots.
+func (c Counters) Sub(o Counters) Counters {
+	return Counters{Submits: c.Submits - o.Submits, Waits: c.Waits - o.Waits, WaitTime: c.WaitTime - o.WaitTime}
+}
+
+// Counters returns a snapshot of the device's submission statistics. It is
+// safe to call concurrently with any other method.
+func (d *Device) Counters() Counters {
+	return Counters{Submits: d.ctr.submits.Load(), Waits: d.ctr.waits.Load(), WaitTime: time.Duration(d.ctr.waitNanos.Load())}
 }

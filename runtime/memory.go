@@ -236,7 +236,7 @@ func (a *allocator) release(b *block, off, size uint64) {
 	size = (size + 15) &^ 15
 	b.release(off, size)
 	// After a timeout a dispatch may still use the block: Close frees it.
-	if b.used == 0 && len(a.blocks) > 1 && !a.d.lost {
+	if b.used == 0 && len(a.blocks) > 1 && !a.d.lost.Load() {
 		for i, x := range a.blocks {
 			if x == b {
 				a.blocks = append(a.blocks[:i], a.blocks[i+1:]...)

@@ -2,9 +2,9 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
-	"time"
 	"unsafe"
 
 	vk "github.com/vulkan-go/vulkan"
@@ -56,18 +56,24 @@ type Timing struct {
 	Nanos float64
 }
 
-// Recorder batches dispatches and copies into one command buffer, inserting a
+// Recorder batches dispatches and copies into command buffers, inserting a
 // memory barrier only where a command touches memory written (or writes memory
-// read) since the last barrier. Submit runs the batch and waits for it. A
-// Recorder is not safe for concurrent use; make one per goroutine.
+// read) since the last barrier.
+//
+// Submit runs the batch and waits for it. Flush submits without waiting, so
+// that the host records the next batch while the GPU runs this one; Wait (or
+// WaitContext) waits for every flushed batch. A recorder owns two command
+// buffers: recording after a Flush goes to the other one, and waits only when
+// that one is still running (a double buffer). Batches run in submission order
+// and each begins with a full barrier, so a batch sees everything earlier
+// batches wrote.
+//
+// A Recorder is not safe for concurrent use; make one per goroutine.
 type Recorder struct {
 	d      *Device
-	pool   vk.CommandPool
-	cmd    vk.CommandBuffer
-	fence  vk.Fence
-	dpools []uint64 // VkDescriptorPool
-	dpCur  int
-	dpUsed int
+	frames [2]*frame // frames[1] is made at the first Flush that needs it
+	cur    int       // the frame being recorded
+	seq    uint64    // submission counter (orders in-flight frames)
 
 	recording bool
 	count     int
@@ -76,10 +82,25 @@ type Recorder struct {
 	err       error
 
 	profile bool
-	qpool   vk.QueryPool
-	qcap    int
-	labels  []string
+	done    []Timing // timings of frames completed since the last Wait
 	timings []Timing
+}
+
+// frame is one command buffer with everything its commands use: descriptor
+// pools, a fence and (when profiling) a timestamp query pool.
+type frame struct {
+	pool     vk.CommandPool
+	cmd      vk.CommandBuffer
+	fence    vk.Fence
+	dpools   []uint64 // VkDescriptorPool
+	dpCur    int
+	dpUsed   int
+	qpool    vk.QueryPool
+	qcap     int
+	labels   []string
+	inflight bool
+	seq      uint64
+	what     string
 }
 
 const setsPerPool = 256
@@ -93,22 +114,31 @@ func (d *Device) NewRecorder() (*Recorder, error) {
 		return nil, fmt.Errorf("recorder: device is closed")
 	}
 	r := &Recorder{d: d}
-	pool, cmd, err := d.newCommandBuffer()
-	r.pool, r.cmd = pool, cmd
+	f, err := d.newFrame()
 	if err != nil {
-		r.Release()
 		return nil, err
 	}
-	if r.fence, err = d.newFence(); err != nil {
-		r.Release()
-		return nil, err
-	}
+	r.frames[0] = f
 	return r, nil
 }
 
+func (d *Device) newFrame() (*frame, error) {
+	f := &frame{}
+	pool, cmd, err := d.newCommandBuffer()
+	f.pool, f.cmd = pool, cmd
+	if err == nil {
+		f.fence, err = d.newFence()
+	}
+	if err != nil {
+		f.destroy(d)
+		return nil, err
+	}
+	return f, nil
+}
+
 // EnableProfiling makes the recorder write GPU timestamps around each
-// dispatch; Timings reports them after Submit. It is a no-op on devices
-// without timestamps. Call it before recording.
+// dispatch; Timings reports them after Submit or Wait. It is a no-op on
+// devices without timestamps. Call it before recording.
 func (r *Recorder) EnableProfiling() {
 	if r.d.info.TimestampValidBits == 0 || r.recording {
 		return
@@ -116,13 +146,17 @@ func (r *Recorder) EnableProfiling() {
 	r.profile = true
 }
 
-// Release frees the recorder's Vulkan objects. After a timeout or a lost
-// device its last submission may still be running, so the objects are handed
-// to the device, which destroys them in Close after waiting for idle.
+// Release frees the recorder's Vulkan objects, after waiting for its batches
+// still in flight. After a timeout or a lost device a batch may still be
+// running, so the objects are handed to the device, which destroys them in
+// Close after waiting for idle.
 func (r *Recorder) Release() {
 	d := r.d
 	if d.dev == nil {
 		return
+	}
+	if !d.isLost() {
+		_ = r.wait(context.Background()) // errors leave the device lost: deferred below
 	}
 	if d.deferIfLost(r.destroy) {
 		return
@@ -131,22 +165,30 @@ func (r *Recorder) Release() {
 }
 
 func (r *Recorder) destroy() {
-	d := r.d
-	if r.fence != nil {
-		vk.DestroyFence(d.dev, r.fence, nil)
-		r.fence = nil
+	for i, f := range r.frames {
+		if f != nil {
+			f.destroy(r.d)
+			r.frames[i] = nil
+		}
 	}
-	for _, p := range r.dpools {
+}
+
+func (f *frame) destroy(d *Device) {
+	if f.fence != nil {
+		vk.DestroyFence(d.dev, f.fence, nil)
+		f.fence = nil
+	}
+	for _, p := range f.dpools {
 		d.destroyDescriptorPool(p)
 	}
-	r.dpools = nil
-	if r.qpool != nil {
-		vk.DestroyQueryPool(d.dev, r.qpool, nil)
-		r.qpool = nil
+	f.dpools = nil
+	if f.qpool != nil {
+		vk.DestroyQueryPool(d.dev, f.qpool, nil)
+		f.qpool = nil
 	}
-	if r.pool != nil {
-		vk.DestroyCommandPool(d.dev, r.pool, nil)
-		r.pool = nil
+	if f.pool != nil {
+		vk.DestroyCommandPool(d.dev, f.pool, nil)
+		f.pool = nil
 	}
 }
 
@@ -154,59 +196,71 @@ func (r *Recorder) begin() error {
 	if r.recording {
 		return nil
 	}
-	if err := beginOneShot(r.cmd); err != nil {
+	f := r.frames[r.cur]
+	if f.inflight {
+		// The double buffer is full: the older batch must finish first.
+		if err := r.complete(context.Background(), f); err != nil {
+			return err
+		}
+	}
+	if err := beginOneShot(f.cmd); err != nil {
 		return err
 	}
 	r.recording = true
 	r.count = 0
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
-	r.labels = r.labels[:0]
+	f.labels = f.labels[:0]
 	if r.profile {
-		if r.qpool == nil {
-			r.qcap = 4096
+		if f.qpool == nil {
+			f.qcap = 4096
 			qci := vk.QueryPoolCreateInfo{
 				SType:      vk.StructureTypeQueryPoolCreateInfo,
 				QueryType:  vk.QueryTypeTimestamp,
-				QueryCount: uint32(r.qcap),
+				QueryCount: uint32(f.qcap),
 			}
 			var qp vk.QueryPool
 			if err := check("vkCreateQueryPool", vk.CreateQueryPool(r.d.dev, &qci, nil, &qp)); err != nil {
 				return err
 			}
-			r.qpool = qp
+			f.qpool = qp
 		}
-		vk.CmdResetQueryPool(r.cmd, r.qpool, 0, uint32(r.qcap))
+		vk.CmdResetQueryPool(f.cmd, f.qpool, 0, uint32(f.qcap))
+	}
+	if r.seq > 0 {
+		// Order this batch after everything submitted before it.
+		r.d.cmdBarrier(f.cmd)
 	}
 	return nil
 }
 
 func (r *Recorder) descriptorSet(k *Kernel) (uint64, error) {
 	d := r.d
+	f := r.frames[r.cur]
 	for {
-		if r.dpCur < len(r.dpools) && r.dpUsed < setsPerPool {
-			set, res := d.allocateSet(r.dpools[r.dpCur], k.dsl)
+		if f.dpCur < len(f.dpools) && f.dpUsed < setsPerPool {
+			set, res := d.allocateSet(f.dpools[f.dpCur], k.dsl)
 			if res == vk.Success {
-				r.dpUsed++
+				f.dpUsed++
 				return set, nil
 			}
 			if res != vk.ErrorOutOfPoolMemory && res != vk.ErrorFragmentedPool {
 				return 0, check("vkAllocateDescriptorSets", res)
 			}
-			r.dpCur++
-			r.dpUsed = 0
+			f.dpCur++
+			f.dpUsed = 0
 			continue
 		}
-		if r.dpCur < len(r.dpools) {
-			r.dpCur++
-			r.dpUsed = 0
+		if f.dpCur < len(f.dpools) {
+			f.dpCur++
+			f.dpUsed = 0
 			continue
 		}
 		p, err := d.createDescriptorPool(setsPerPool, setsPerPool*12)
 		if err != nil {
 			return 0, err
 		}
-		r.dpools = append(r.dpools, p)
-		r.dpUsed = 0
+		f.dpools = append(f.dpools, p)
+		f.dpUsed = 0
 	}
 }
 
@@ -230,7 +284,7 @@ func (r *Recorder) hazard(reads, writes []rng) {
 }
 
 func (r *Recorder) barrier() {
-	r.d.cmdBarrier(r.cmd)
+	r.d.cmdBarrier(r.frames[r.cur].cmd)
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
 }
 
@@ -353,15 +407,16 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) e
 	}
 	r.d.updateSet(set, bufs, offs, ranges)
 	r.hazard(reads, writes)
-	q := 2 * len(r.labels)
-	timed := r.profile && q+2 <= r.qcap
+	f := r.frames[r.cur]
+	q := 2 * len(f.labels)
+	timed := r.profile && q+2 <= f.qcap
 	if timed {
-		vk.CmdWriteTimestamp(r.cmd, vk.PipelineStageTopOfPipeBit, r.qpool, uint32(q))
+		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageTopOfPipeBit, f.qpool, uint32(q))
 	}
-	r.d.cmdDispatch(r.cmd, k.pipe, k.layout, set, pc, groups)
+	r.d.cmdDispatch(f.cmd, k.pipe, k.layout, set, pc, groups)
 	if timed {
-		vk.CmdWriteTimestamp(r.cmd, vk.PipelineStageBottomOfPipeBit, r.qpool, uint32(q+1))
-		r.labels = append(r.labels, k.desc.Shader)
+		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageBottomOfPipeBit, f.qpool, uint32(q+1))
+		f.labels = append(f.labels, k.desc.Shader)
 	}
 	r.count++
 	return nil
@@ -390,7 +445,7 @@ func (r *Recorder) Copy(dst, src any) error {
 		return nil
 	}
 	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
-	r.d.cmdCopy(r.cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size)
+	r.d.cmdCopy(r.frames[r.cur].cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size)
 	r.count++
 	return nil
 }
@@ -401,56 +456,173 @@ func (r *Recorder) Device() *Device { return r.d }
 // Count is the number of commands recorded since the last Submit.
 func (r *Recorder) Count() int { return r.count }
 
-// Submit runs everything recorded and waits (bounded by the device's
-// SubmitTimeout). The recorder is then empty and can record again.
-func (r *Recorder) Submit() error {
+// Submit runs everything recorded and waits for it and for every earlier
+// flushed batch (each wait bounded by the device's SubmitTimeout). The
+// recorder is then empty and can record again.
+func (r *Recorder) Submit() error { return r.SubmitContext(context.Background()) }
+
+// SubmitContext is Submit whose wait returns ctx.Err() when ctx is done. The
+// batches then keep running on the GPU: the recorder waits for them before it
+// records again or is released, so their buffers must stay allocated until
+// then.
+func (r *Recorder) SubmitContext(ctx context.Context) error {
+	if err := r.Flush(); err != nil {
+		return err
+	}
+	return r.WaitContext(ctx)
+}
+
+// Flush submits everything recorded since the last Flush or Submit without
+// waiting for it (with Options.Serialize it waits). Recording continues in
+// the recorder's other command buffer; when that one is still running, the
+// next recorded command waits for it first.
+func (r *Recorder) Flush() error {
 	if r.err != nil {
 		err := r.err
-		r.reset()
+		r.abort()
 		return err
 	}
 	if !r.recording {
 		return nil
 	}
-	if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(r.cmd)); err != nil {
-		r.reset()
+	f := r.frames[r.cur]
+	if err := check("vkEndCommandBuffer", vk.EndCommandBuffer(f.cmd)); err != nil {
+		r.abort()
 		return err
 	}
+	r.recording = false
 	d := r.d
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		r.reset()
+		r.abort()
 		return fmt.Errorf("submit: device is closed")
 	}
-	start := time.Now()
-	err := d.submitWait(r.cmd, r.fence, fmt.Sprintf("submit of %d commands", r.count))
-	_ = start
+	f.what = fmt.Sprintf("submit of %d commands", r.count)
+	err := d.submit(f.cmd, f.fence, f.what)
 	d.mu.Unlock()
-	if err == nil && r.profile && len(r.labels) > 0 {
-		err = r.readTimings()
+	r.count = 0
+	if err != nil {
+		r.resetFrame(f)
+		return err
 	}
-	r.reset()
+	r.seq++
+	f.inflight, f.seq = true, r.seq
+	next := 1 - r.cur
+	if r.frames[next] == nil {
+		nf, err := d.newFrame()
+		if err != nil {
+			return err
+		}
+		r.frames[next] = nf
+	}
+	r.cur = next
+	if d.opts.Serialize {
+		return r.complete(context.Background(), f)
+	}
+	return nil
+}
+
+// Wait waits for every flushed batch. Timings then reports the dispatches of
+// the batches completed since the previous Wait or Submit.
+func (r *Recorder) Wait() error { return r.WaitContext(context.Background()) }
+
+// WaitContext is Wait that returns ctx.Err() when ctx is done before the GPU
+// finishes (see SubmitContext).
+func (r *Recorder) WaitContext(ctx context.Context) error {
+	r.timings = r.timings[:0]
+	err := r.wait(ctx)
+	r.timings = append(r.timings, r.done...)
+	r.done = r.done[:0]
 	return err
 }
 
-func (r *Recorder) reset() {
+// wait completes the in-flight frames, oldest first.
+func (r *Recorder) wait(ctx context.Context) error {
+	for {
+		var oldest *frame
+		for _, f := range r.frames {
+			if f != nil && f.inflight && (oldest == nil || f.seq < oldest.seq) {
+				oldest = f
+			}
+		}
+		if oldest == nil {
+			return nil
+		}
+		if err := r.complete(ctx, oldest); err != nil {
+			return err
+		}
+	}
+}
+
+// Busy reports whether a flushed batch may still be running.
+func (r *Recorder) Busy() bool {
+	for _, f := range r.frames {
+		if f != nil && f.inflight {
+			return true
+		}
+	}
+	return false
+}
+
+// complete waits for frame f, collects its timings and recycles it. When ctx
+// is done first, f stays in flight and ctx.Err() is returned.
+func (r *Recorder) complete(ctx context.Context, f *frame) error {
+	if err := r.d.waitFence(ctx, f.fence, f.what); err != nil {
+		if ctx.Err() != nil && !r.d.isLost() {
+			return err
+		}
+		f.inflight = false // the device is lost: never wait again
+		return err
+	}
+	f.inflight = false
+	var err error
+	if r.profile && len(f.labels) > 0 {
+		err = r.readTimings(f)
+	}
+	r.resetFrame(f)
+	return err
+}
+
+// Discard drops everything recorded since the last Flush (after an error in
+// the middle of recording a batch). Flushed batches are not affected.
+func (r *Recorder) Discard() { r.abort() }
+
+// Ready waits until the command buffer the next command goes to is free,
+// returning ctx.Err() if ctx is done first. Recording waits by itself when the
+// double buffer is full; Ready lets a caller do that wait with a context.
+func (r *Recorder) Ready(ctx context.Context) error {
+	if f := r.frames[r.cur]; !r.recording && f.inflight {
+		return r.complete(ctx, f)
+	}
+	return nil
+}
+
+// abort drops what is being recorded after an error.
+func (r *Recorder) abort() {
 	r.recording = false
 	r.err = nil
 	r.count = 0
+	if f := r.frames[r.cur]; !f.inflight {
+		r.resetFrame(f)
+	}
+}
+
+// resetFrame recycles the descriptor sets of a frame that is not running.
+func (r *Recorder) resetFrame(f *frame) {
 	if r.d.isLost() {
 		return // the descriptor sets may still be in use by a running dispatch
 	}
-	for _, p := range r.dpools {
+	for _, p := range f.dpools {
 		r.d.resetDescriptorPool(p)
 	}
-	r.dpCur, r.dpUsed = 0, 0
+	f.dpCur, f.dpUsed = 0, 0
 }
 
-func (r *Recorder) readTimings() error {
-	n := 2 * len(r.labels)
+func (r *Recorder) readTimings(f *frame) error {
+	n := 2 * len(f.labels)
 	data := make([]uint64, n)
-	res := vk.GetQueryPoolResults(r.d.dev, r.qpool, 0, uint32(n), uint(8*n), unsafe.Pointer(&data[0]), 8,
+	res := vk.GetQueryPoolResults(r.d.dev, f.qpool, 0, uint32(n), uint(8*n), unsafe.Pointer(&data[0]), 8,
 		vk.QueryResultFlags(vk.QueryResult64Bit|vk.QueryResultWaitBit))
 	if err := check("vkGetQueryPoolResults", res); err != nil {
 		return err
@@ -460,20 +632,20 @@ func (r *Recorder) readTimings() error {
 	if bits >= 64 {
 		mask = ^uint64(0)
 	}
-	r.timings = r.timings[:0]
-	for i, l := range r.labels {
+	for i, l := range f.labels {
 		a, b := data[2*i]&mask, data[2*i+1]&mask
 		ns := -1.0
 		if b >= a {
 			ns = float64(b-a) * float64(r.d.info.TimestampPeriod)
 		}
-		r.timings = append(r.timings, Timing{Label: l, Nanos: ns})
+		r.done = append(r.done, Timing{Label: l, Nanos: ns})
 	}
 	return nil
 }
 
-// Timings are the per-dispatch GPU times of the last Submit (profiling only);
-// a negative value marks an invalid measurement.
+// Timings are the per-dispatch GPU times of the batches completed by the
+// last Submit or Wait, in submission order (profiling only); a negative
+// value marks an invalid measurement.
 func (r *Recorder) Timings() []Timing { return append([]Timing(nil), r.timings...) }
 
 // Run records with fn on a fresh recorder, submits and releases it.
@@ -484,7 +656,7 @@ func (d *Device) Run(fn func(r *Recorder) error) error {
 	}
 	defer r.Release()
 	if err := fn(r); err != nil {
-		r.reset()
+		r.abort()
 		return err
 	}
 	return r.Submit()
@@ -529,7 +701,7 @@ func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uin
 	}
 	s0, d0 := src.off+srcOff, dst.off+dstOff
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
-	r.d.cmdCopy(r.cmd, src.blk.buf, dst.blk.buf, s0, d0, n)
+	r.d.cmdCopy(r.frames[r.cur].cmd, src.blk.buf, dst.blk.buf, s0, d0, n)
 	r.count++
 	return nil
 }

@@ -59,6 +59,8 @@ enum {
 	ACCESS_SHADER_WRITE = 0x40,
 	ACCESS_TRANSFER_READ = 0x800,
 	ACCESS_TRANSFER_WRITE = 0x1000,
+	PIPE_STAGE_HOST = 0x4000,
+	ACCESS_HOST_READ = 0x2000,
 };
 
 typedef struct { int32_t sType; const void *pNext; uint32_t flags; size_t codeSize; const uint32_t *pCode; } sp_shader_module_ci;
@@ -221,6 +223,13 @@ void sp_cmd_barrier(sp_dev *d, void *cmd) {
 	                     ACCESS_SHADER_READ | ACCESS_SHADER_WRITE | ACCESS_TRANSFER_READ | ACCESS_TRANSFER_WRITE};
 	uint32_t stages = PIPE_STAGE_COMPUTE | PIPE_STAGE_TRANSFER;
 	d->cmdPipelineBarrier(cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+// sp_cmd_host_barrier makes transfer writes visible to host reads after the
+// batch's fence (a readback into host-visible memory).
+void sp_cmd_host_barrier(sp_dev *d, void *cmd) {
+	sp_mem_barrier mb = {ST_MEMORY_BARRIER, NULL, ACCESS_TRANSFER_WRITE, ACCESS_HOST_READ};
+	d->cmdPipelineBarrier(cmd, PIPE_STAGE_TRANSFER, PIPE_STAGE_HOST, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
 void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size) {

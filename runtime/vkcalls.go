@@ -113,6 +113,10 @@ func (d *Device) cmdDispatch(cmd vk.CommandBuffer, pipe, layout, set uint64, pus
 
 func (d *Device) cmdBarrier(cmd vk.CommandBuffer) { C.sp_cmd_barrier(d.calls(), unsafe.Pointer(cmd)) }
 
+func (d *Device) cmdHostBarrier(cmd vk.CommandBuffer) {
+	C.sp_cmd_host_barrier(d.calls(), unsafe.Pointer(cmd))
+}
+
 func (d *Device) cmdCopy(cmd vk.CommandBuffer, src, dst vk.Buffer, srcOff, dstOff, size uint64) {
 	C.sp_cmd_copy(d.calls(), unsafe.Pointer(cmd), C.uint64_t(bufH(src)), C.uint64_t(bufH(dst)),
 		C.uint64_t(srcOff), C.uint64_t(dstOff), C.uint64_t(size))

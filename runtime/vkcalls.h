@@ -37,6 +37,7 @@ void sp_update_set(sp_dev *d, uint64_t set, uint32_t n, const uint64_t *buffers,
 void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
                      const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
 void sp_cmd_barrier(sp_dev *d, void *cmd);
+void sp_cmd_host_barrier(sp_dev *d, void *cmd);
 void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size);
 int32_t sp_queue_submit(sp_dev *d, void *queue, void *cmd, uint64_t fence);
 
