@@ -10,9 +10,11 @@
 //	stats, err := m.Generate(ctx, "Once upon a time", shareprefill.GenerateOptions{MaxTokens: 100},
 //		func(text string) error { fmt.Print(text); return nil })
 //
-// A Model is not safe for concurrent use: Generate calls on one Model must
-// not overlap (an overlapping call gets model.ErrBusy). Use one Model per
-// goroutine, or serialise calls.
+// A Model runs one call at a time: a call that overlaps another gets
+// ErrBusy (use one Model per goroutine, or serialise calls). AttentionJSON,
+// AttentionSummary and Close may be called from any goroutine at any time;
+// Close cancels the call in flight and waits for it, and every call after
+// Close returns ErrClosed.
 package shareprefill
 
 import (
@@ -23,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/model/stories260k"
@@ -59,7 +62,16 @@ type Options struct {
 	Progress func(stage string, done, total int)
 	// Logf, if set, receives one-line notes.
 	Logf func(format string, args ...any)
+	// AllowNonFinite loads weights that hold NaN or ±Inf or overflow f16
+	// (by default such a model is an error naming the tensor).
+	AllowNonFinite bool
 }
+
+// ErrBusy is returned by a call that overlaps another call on the same Model.
+var ErrBusy = model.ErrBusy
+
+// ErrClosed is returned by every call after Close.
+var ErrClosed = model.ErrClosed
 
 // Model is a loaded model on a device.
 type Model struct {
@@ -70,6 +82,18 @@ type Model struct {
 	Name    string
 	attn    attentionStats
 	ownsDev bool
+
+	call   sync.Mutex // held by the call in flight
+	mu     sync.Mutex // guards closed, cancel and last
+	closed bool
+	cancel context.CancelFunc
+	last   attentionSnapshot
+}
+
+// attentionSnapshot is the attention statistics of the last completed call.
+type attentionSnapshot struct {
+	summary string
+	json    []byte
 }
 
 // attentionStats is implemented by sparse attention backends.
@@ -118,17 +142,28 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 		if !st.IsDir() {
 			return nil, fmt.Errorf("model %s: not a directory (want a Hugging Face model directory with config.json)", name)
 		}
-		fsys, dir = os.DirFS(name), "."
+		fsys, dir = regularFS{os.DirFS(name)}, "."
 	}
 	cfg, err := model.LoadConfigFS(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
+	if opts.Context < 0 {
+		return nil, fmt.Errorf("model %s: context %d must not be negative", name, opts.Context)
+	}
+	if opts.Context > cfg.MaxPositionEmbeddings && opts.Logf != nil {
+		opts.Logf("context %d is longer than the %d positions model %s was trained for: expect poor output past that", opts.Context, cfg.MaxPositionEmbeddings, name)
+	}
 	tok, err := loadTokenizer(fsys, name)
 	if err != nil {
 		return nil, err
 	}
-	ck, err := model.OpenCheckpointFS(fsys, dir)
+	var ck *model.Checkpoint
+	if _, onDisk := fsys.(regularFS); onDisk {
+		ck, err = model.OpenCheckpoint(name) // memory-mapped shards
+	} else {
+		ck, err = model.OpenCheckpointFS(fsys, dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
@@ -136,7 +171,7 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	eng, err := model.NewEngine(dev, cfg, ck, model.EngineOptions{Context: opts.Context, Progress: opts.Progress})
+	eng, err := model.NewEngine(dev, cfg, ck, model.EngineOptions{Context: opts.Context, Progress: opts.Progress, AllowNonFinite: opts.AllowNonFinite})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
@@ -146,6 +181,22 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 		return nil, err
 	}
 	return m, nil
+}
+
+// regularFS is an os.DirFS that opens regular files only: a symbolic link
+// to /dev/zero would be read forever and a FIFO would block.
+type regularFS struct{ fs.FS }
+
+// Open implements fs.FS.
+func (r regularFS) Open(name string) (fs.File, error) {
+	st, err := fs.Stat(r.FS, name) // follows symbolic links
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() && !st.IsDir() {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("not a regular file (%s)", st.Mode().Type())}
+	}
+	return r.FS.Open(name)
 }
 
 func loadTokenizer(fsys fs.FS, name string) (*tokenizer.Tokenizer, error) {
@@ -164,16 +215,49 @@ func loadTokenizer(fsys fs.FS, name string) (*tokenizer.Tokenizer, error) {
 	return tok, nil
 }
 
-// Close releases the model (and the device, when Open created it).
+// Close cancels the call in flight, if any, waits for it to return, and
+// releases the model (and the device, when Open created it). It may be called
+// from any goroutine, and more than once; every call after Close returns
+// ErrClosed.
 func (m *Model) Close() {
-	if m.Engine != nil {
-		m.Engine.Close()
-		m.Engine = nil
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
 	}
-	if m.ownsDev && m.Dev != nil {
+	m.closed = true
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.mu.Unlock()
+	m.call.Lock() // the call in flight has returned
+	defer m.call.Unlock()
+	m.Engine.Close()
+	if m.ownsDev {
 		m.Dev.Close()
-		m.Dev = nil
 	}
+}
+
+// begin starts a call: ErrClosed after Close, ErrBusy while another call
+// runs. The context is ctx, also cancelled by Close; end finishes the call.
+func (m *Model) begin(ctx context.Context) (context.Context, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, nil, ErrClosed
+	}
+	if !m.call.TryLock() {
+		return nil, nil, ErrBusy
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	m.cancel = cancel
+	return cctx, func() {
+		cancel()
+		m.mu.Lock()
+		m.cancel = nil
+		m.mu.Unlock()
+		m.call.Unlock()
+	}, nil
 }
 
 // GenerateOptions configures Generate.
@@ -203,7 +287,7 @@ func (m *Model) Encode(prompt string, chat bool, system string) ([]int, error) {
 	if chat {
 		p, err := m.Tok.ChatPrompt(system, prompt)
 		if err != nil {
-			return nil, fmt.Errorf("--chat: %w", err)
+			return nil, fmt.Errorf("chat format: %w", err)
 		}
 		return m.Tok.Encode(p, false), nil
 	}
@@ -211,10 +295,18 @@ func (m *Model) Encode(prompt string, chat bool, system string) ([]int, error) {
 }
 
 // Generate tokenizes prompt, prefills it and streams generated text to
-// onText (whole UTF-8 characters only). It stops at EOS (or the chat
-// turn's end), after MaxTokens, when onText returns an error, or when ctx is
-// cancelled. A prompt longer than the context is an error.
+// onText (whole UTF-8 characters only; the first piece keeps the space that
+// separates it from the prompt). It stops at EOS (or the chat turn's end),
+// after MaxTokens, at the end of the context (Stats.StoppedByContext), when
+// onText returns an error, or when ctx is cancelled or Close is called. A
+// prompt longer than the free context is an error wrapping
+// model.ErrContextFull, returned before any work.
 func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOptions, onText func(string) error) (Stats, error) {
+	ctx, end, err := m.begin(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer end()
 	ids, err := m.Encode(prompt, opts.Chat, opts.System)
 	if err != nil {
 		return Stats{}, err
@@ -223,13 +315,12 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 		return Stats{}, fmt.Errorf("the prompt is empty")
 	}
 	if !opts.KeepCache {
-		if err := m.Engine.TryReset(); err != nil { // ErrBusy: never reset under a running call
+		if err := m.Engine.Reset(); err != nil {
 			return Stats{}, err
 		}
 	}
-	if room := m.Engine.Context() - m.Engine.Pos(); len(ids) > room {
-		return Stats{}, fmt.Errorf("%w: the prompt has %d tokens but only %d fit (context %d); shorten it or raise --context (the model allows %d)",
-			model.ErrContextFull, len(ids), room, m.Engine.Context(), m.Config.MaxPositionEmbeddings)
+	if err := m.checkFits(len(ids)); err != nil {
+		return Stats{}, err
 	}
 	stops := []int{}
 	if eos := m.Tok.EOS(); eos >= 0 {
@@ -239,7 +330,12 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 		stops = append(stops, m.Tok.ChatStopIDs()...)
 	}
 	stops = append(stops, m.Config.EOSTokenIDs...)
+	// The decoder sees the prompt first, so that the first generated word
+	// keeps its leading space (a decoder strips it at the start of a text).
 	sd := m.Tok.NewStreamDecoder()
+	for _, id := range ids {
+		sd.Next(id)
+	}
 	st, err := m.Engine.Generate(ctx, ids, model.SampleOptions{
 		MaxTokens: opts.MaxTokens, Temperature: opts.Temperature, TopP: opts.TopP, Seed: opts.Seed, StopIDs: stops,
 	}, func(id int) error {
@@ -252,19 +348,65 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 		err = onText(rest)
 	}
 	out := Stats{GenStats: st}
-	if m.attn != nil {
-		out.Attention = m.attn.Summary()
-	}
+	out.Attention = m.snapshotAttention()
 	return out, err
 }
 
-// AttentionJSON returns the sparse-attention statistics of the last prefill
-// as JSON (nil for dense attention).
+// checkFits returns an error wrapping model.ErrContextFull when n more tokens
+// do not fit the KV cache.
+func (m *Model) checkFits(n int) error {
+	ctxLen := m.Engine.Context()
+	room := ctxLen - m.Engine.Pos()
+	if n <= room {
+		return nil
+	}
+	hint := "shorten it"
+	if ctxLen < m.Config.MaxPositionEmbeddings {
+		hint = fmt.Sprintf("shorten it or use a longer context (the model was trained for %d)", m.Config.MaxPositionEmbeddings)
+	}
+	return fmt.Errorf("%w: the prompt has %d tokens but only %d fit (context %d); %s",
+		model.ErrContextFull, n, room, ctxLen, hint)
+}
+
+// snapshotAttention records the sparse-attention statistics of the call that
+// just ran (under the call lock) for AttentionJSON and AttentionSummary, and
+// returns the summary ("" for dense attention).
+func (m *Model) snapshotAttention() string {
+	if m.attn == nil {
+		return ""
+	}
+	sum := m.attn.Summary()
+	js, err := m.attn.JSON()
+	if err != nil {
+		js = nil
+	}
+	m.mu.Lock()
+	m.last = attentionSnapshot{summary: sum, json: js}
+	m.mu.Unlock()
+	return sum
+}
+
+// AttentionJSON returns the sparse-attention statistics of the prefill of the
+// last completed call as JSON (nil for dense attention). It may be called at
+// any time, also during a call (it then reports the call before).
 func (m *Model) AttentionJSON() ([]byte, error) {
 	if m.attn == nil {
 		return nil, nil
 	}
-	return m.attn.JSON()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last.json == nil {
+		return []byte("{}\n"), nil
+	}
+	return append([]byte(nil), m.last.json...), nil
+}
+
+// AttentionSummary is the one-line summary of AttentionJSON ("" for dense
+// attention).
+func (m *Model) AttentionSummary() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last.summary
 }
 
 func (m *Model) setAttention(opts Options) error {

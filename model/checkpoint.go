@@ -45,7 +45,7 @@ type checkpointSource struct {
 func OpenCheckpoint(dir string) (*Checkpoint, error) {
 	src := checkpointSource{
 		join:     func(name string) string { return filepath.Join(dir, name) },
-		readFile: os.ReadFile,
+		readFile: ReadRegularFile,
 		open:     OpenSafetensors,
 		exists: func(p string) bool {
 			_, err := os.Stat(p)
@@ -53,6 +53,29 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 		},
 	}
 	return openCheckpoint(dir, src)
+}
+
+// ReadRegularFile reads the regular file at path (symbolic links are
+// followed). Anything else — a device such as /dev/zero, a FIFO, a socket, a
+// directory — is an error before a byte is read, so a malformed model
+// directory can neither exhaust memory nor block.
+func ReadRegularFile(path string) ([]byte, error) {
+	if err := checkRegular(path); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+// checkRegular returns an error unless path is a regular file.
+func checkRegular(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	return nil
 }
 
 // OpenCheckpointFS is OpenCheckpoint on a file system such as an embed.FS;

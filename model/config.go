@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"math"
 	"math/bits"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -122,7 +121,7 @@ type rawConfig struct {
 // LoadConfig reads and validates dir/config.json.
 func LoadConfig(dir string) (*Config, error) {
 	p := filepath.Join(dir, ConfigFileName)
-	data, err := os.ReadFile(p)
+	data, err := ReadRegularFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -60,6 +62,9 @@ type EngineOptions struct {
 	// Progress, if set, is called during loading and long prefills with the
 	// work done and the total (in layers × chunks or tensors).
 	Progress func(stage string, done, total int)
+	// AllowNonFinite loads weights holding NaN or ±Inf, or values that
+	// overflow f16, instead of failing with an error naming the tensor.
+	AllowNonFinite bool
 }
 
 type layerDev struct {
@@ -91,11 +96,24 @@ type Engine struct {
 	logits                    *runtime.Tensor // f32 [C, V]
 	argmax                    *runtime.Tensor // i32 [C]
 
-	pos  int
+	rec     *runtime.Recorder // the engine's recorder, reused by every call
+	scratch *runtime.Tensor   // f32 split-KV scratch of decode attention (nil: no split)
+	// Sampling: top-k candidates (or the argmax in topIdx[0]) and their
+	// host copy, written in the batch of the step that made the logits.
+	topVals, topIdx *runtime.Tensor // f32 [1, k], i32 [1, k]
+	sampleHost      *runtime.HostBuffer
+	idsHost         *runtime.HostBuffer // token ids of a call, copied in its first batch
+	logitsHost      *runtime.HostBuffer // f32 [V]: the last position's logits
+
+	// pos is the number of tokens in the KV cache. Calls hold busy; pos is
+	// atomic so that Pos may be read during a call.
+	pos  atomic.Int64
 	busy chan struct{}
 
-	// LastPrefill holds timings of the most recent Prefill.
-	LastPrefill PrefillStats
+	mu          sync.Mutex // guards closed, cancel and lastPrefill
+	closed      bool
+	cancel      context.CancelFunc // cancels the call in flight
+	lastPrefill PrefillStats
 }
 
 // PrefillStats describes one Prefill call.
@@ -106,6 +124,9 @@ type PrefillStats struct {
 
 // ErrBusy is returned when an Engine is used from two goroutines at once.
 var ErrBusy = errors.New("engine is busy: calls must not overlap")
+
+// ErrClosed is returned by every call on an Engine after Close.
+var ErrClosed = errors.New("engine is closed")
 
 // ErrContextFull is wrapped when a prompt does not fit the KV cache.
 var ErrContextFull = errors.New("context is full")
@@ -174,6 +195,10 @@ func PlanMemory(cfg *Config, opts EngineOptions) (MemoryPlan, error) {
 		c = 1
 	}
 	m.Activations = n*h*4 + 2*n*qd*2 + n*4 + c*(h*2+2*kv*2+3*f*2+2*h*4+v*4+4)
+	// Decode attention's split-KV scratch: at most about 256 workgroups of
+	// decodeRows·Hq·(D+1) partial results (kernels.DecodeScratchMax).
+	hq, hkv, d := uint64(cfg.NumHeads), uint64(cfg.NumKVHeads), uint64(cfg.HeadDim)
+	m.Activations += (256 + hkv - 1) / hkv * decodeRows * hq * (d + 1) * 4
 	m.Total = m.Weights + m.KVCache + m.Activations
 	return m, nil
 }
@@ -197,11 +222,11 @@ func NewEngine(dev *runtime.Device, cfg *Config, ck *Checkpoint, opts EngineOpti
 	}
 	e := &Engine{dev: dev, cfg: cfg, opts: opts, busy: make(chan struct{}, 1)}
 	if err := e.load(ck); err != nil {
-		e.Close()
+		e.free()
 		return nil, err
 	}
 	if err := e.allocActivations(); err != nil {
-		e.Close()
+		e.free()
 		return nil, err
 	}
 	return e, nil
@@ -216,30 +241,44 @@ func (e *Engine) Device() *runtime.Device { return e.dev }
 // Context is the KV-cache length in tokens.
 func (e *Engine) Context() int { return e.opts.Context }
 
-// Pos is the number of tokens in the KV cache.
-func (e *Engine) Pos() int { return e.pos }
+// Pos is the number of tokens in the KV cache. It may be read during a call
+// (it changes when a prefill or decode step completes).
+func (e *Engine) Pos() int { return int(e.pos.Load()) }
 
-// Reset empties the KV cache (the next Prefill starts at position 0). Like
-// every Engine method it must not overlap another call; TryReset checks.
-func (e *Engine) Reset() { e.pos = 0 }
+// LastPrefill returns the statistics of the most recent completed Prefill
+// (including decode steps). It may be read during a call.
+func (e *Engine) LastPrefill() PrefillStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastPrefill
+}
 
-// TryReset is Reset that returns ErrBusy (and changes nothing) while another
-// call is using the engine.
-func (e *Engine) TryReset() error {
-	if err := e.acquire(); err != nil {
+// Reset empties the KV cache (the next Prefill starts at position 0). It
+// returns ErrBusy, changing nothing, while another call is using the engine,
+// and ErrClosed after Close.
+func (e *Engine) Reset() error {
+	_, release, err := e.acquire(context.Background())
+	if err != nil {
 		return err
 	}
-	e.pos = 0
-	e.release()
+	e.pos.Store(0)
+	release()
 	return nil
 }
 
-// SetAttention replaces the prefill attention (nil: dense).
-func (e *Engine) SetAttention(a Attention) {
+// SetAttention replaces the prefill attention (nil: dense). It returns
+// ErrBusy while another call is using the engine, and ErrClosed after Close.
+func (e *Engine) SetAttention(a Attention) error {
+	_, release, err := e.acquire(context.Background())
+	if err != nil {
+		return err
+	}
+	defer release()
 	if a == nil {
 		a = DenseAttention{}
 	}
 	e.opts.Attention = a
+	return nil
 }
 
 func (e *Engine) progress(stage string, done, total int) {
@@ -264,6 +303,11 @@ func (e *Engine) load(ck *Checkpoint) error {
 		}
 		if want := byName[name].Shape; !slices.Equal(t.Shape, want) {
 			return nil, fmt.Errorf("loading weights: %s: tensor %q has shape %v, expected %v", t.File, name, t.Shape, want)
+		}
+		if !e.opts.AllowNonFinite {
+			if err := checkFinite(t, true); err != nil {
+				return nil, fmt.Errorf("loading weights: %w", err)
+			}
 		}
 		out, err := e.dev.NewNamedTensor(name, runtime.F16, t.Shape...)
 		if err != nil {
@@ -303,6 +347,11 @@ func (e *Engine) load(ck *Checkpoint) error {
 		}
 		if want := byName[name].Shape; !slices.Equal(t.Shape, want) {
 			return nil, fmt.Errorf("loading weights: %s: tensor %q has shape %v, expected %v", t.File, name, t.Shape, want)
+		}
+		if !e.opts.AllowNonFinite {
+			if err := checkFinite(t, false); err != nil {
+				return nil, fmt.Errorf("loading weights: %w", err)
+			}
 		}
 		v, err := t.Float32s()
 		if err != nil {
@@ -419,11 +468,72 @@ func (e *Engine) allocActivations() error {
 		}
 		*a.dst = t
 	}
+	k := min(kernels.DefaultTopK, v)
+	var err error
+	if e.topVals, err = e.dev.NewNamedTensor("top-k values", runtime.F32, 1, k); err != nil {
+		return fmt.Errorf("allocating activations: %w", err)
+	}
+	if e.topIdx, err = e.dev.NewNamedTensor("top-k ids", runtime.I32, 1, k); err != nil {
+		return fmt.Errorf("allocating activations: %w", err)
+	}
+	if sl := decodeScratch(e.dev, cfg, e.opts.Context); sl > 0 {
+		if e.scratch, err = e.dev.NewNamedTensor("decode attention scratch", runtime.F32, sl); err != nil {
+			return fmt.Errorf("allocating activations: %w", err)
+		}
+	}
+	for _, hb := range []struct {
+		dst  **runtime.HostBuffer
+		size int
+	}{{&e.sampleHost, 8 * k}, {&e.idsHost, 4 * n}, {&e.logitsHost, 4 * v}} {
+		if *hb.dst, err = e.dev.NewHostBuffer(uint64(hb.size)); err != nil {
+			return fmt.Errorf("allocating host buffers: %w", err)
+		}
+	}
+	if e.rec, err = e.dev.NewRecorder(); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
 	return nil
 }
 
-// Close frees everything the engine allocated on the device.
+// decodeScratch is the f32 scratch length decode attention needs at most for
+// up to decodeRows queries against a cache of up to ctx tokens (0: it never
+// splits the KV range).
+func decodeScratch(dev *runtime.Device, cfg *Config, ctx int) int {
+	most := 0
+	for sq := 1; sq <= min(decodeRows, ctx); sq++ {
+		p := kernels.AttnParams{Hq: cfg.NumHeads, Hkv: cfg.NumKVHeads, D: cfg.HeadDim, Sq: sq, Skv: ctx, Q0: ctx - sq, Causal: true}
+		if n, err := kernels.DecodeScratchMax(dev, p); err == nil {
+			most = max(most, n)
+		}
+	}
+	return most
+}
+
+// Close cancels the call in flight, if any, waits for it to return and for
+// the GPU work it submitted, and frees everything the engine allocated on the
+// device. Every call after Close returns ErrClosed; Close itself may be called
+// again (it does nothing) and from any goroutine.
 func (e *Engine) Close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.mu.Unlock()
+	e.busy <- struct{}{} // the call in flight has returned; busy is never released again
+	e.free()
+}
+
+// free releases the device objects (NewEngine's error path and Close).
+func (e *Engine) free() {
+	if e.rec != nil {
+		e.rec.Release() // waits for submitted work
+		e.rec = nil
+	}
 	free := func(ts ...*runtime.Tensor) {
 		for _, t := range ts {
 			t.Free()
@@ -436,19 +546,36 @@ func (e *Engine) Close() {
 	if e.lmHead != e.embed {
 		free(e.lmHead)
 	}
-	free(e.embed, e.finalNorm, e.invFreq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax)
-}
-
-func (e *Engine) acquire() error {
-	select {
-	case e.busy <- struct{}{}:
-		return nil
-	default:
-		return ErrBusy
+	free(e.embed, e.finalNorm, e.invFreq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.scratch, e.topVals, e.topIdx)
+	for _, hb := range []*runtime.HostBuffer{e.sampleHost, e.idsHost, e.logitsHost} {
+		hb.Free()
 	}
 }
 
-func (e *Engine) release() { <-e.busy }
+// acquire starts a call: it fails with ErrClosed after Close and with ErrBusy
+// while another call runs. The returned context is ctx, also cancelled by
+// Close; release ends the call.
+func (e *Engine) acquire(ctx context.Context) (context.Context, func(), error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, nil, ErrClosed
+	}
+	select {
+	case e.busy <- struct{}{}:
+	default:
+		return nil, nil, ErrBusy
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	e.cancel = cancel
+	return cctx, func() {
+		cancel()
+		e.mu.Lock()
+		e.cancel = nil
+		e.mu.Unlock()
+		<-e.busy
+	}, nil
+}
 
 func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
 	v, err := t.View(off, shape...)
@@ -458,9 +585,15 @@ func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
 	return v
 }
 
-// submitEvery is the prompt length from which prefill submits after every
-// layer.
+// submitEvery is the prompt length from which prefill flushes a command
+// batch after every layer (without waiting: the host records layer l+1 while
+// the GPU runs layer l). Shorter calls (decode steps) batch every layer.
 const submitEvery = 256
+
+// decodeRows is the most new tokens a call after the first (q0 > 0) may have
+// to run attention through the decode kernel (kernels.DecodeAttention: split-KV, the query heads of a
+// KV head in one workgroup) instead of the prefill kernels.
+const decodeRows = 4
 
 // LogitsMode says which positions of a Prefill produce logits.
 type LogitsMode int
@@ -473,11 +606,14 @@ const (
 	// deviceLogits computes the last position's logits and leaves them on
 	// the device (row 0 of e.logits) for GPU sampling.
 	deviceLogits
+	// noLogits computes none (a part of a split prefill).
+	noLogits LogitsMode = -1
 )
 
 // Prefill appends tokens to the KV cache and returns the logits of the last
 // position. A prompt that does not fit the context is an error
-// (ErrContextFull) naming both lengths. ctx cancels between layers; the KV
+// (ErrContextFull) naming both lengths. Cancelling ctx (or Close) stops it
+// within one GPU wait slice (about 10 ms) of the layer in flight; the KV
 // cache is then left at its previous position.
 func (e *Engine) Prefill(ctx context.Context, tokens []int) ([]float32, error) {
 	var last []float32
@@ -493,55 +629,65 @@ func (e *Engine) PrefillAll(ctx context.Context, tokens []int, fn func(pos int, 
 	return e.prefill(ctx, tokens, AllLogits, fn)
 }
 
-func (e *Engine) prefill(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
-	if err := e.acquire(); err != nil {
+func (e *Engine) prefill(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) error {
+	ctx, release, err := e.acquire(ctx)
+	if err != nil {
 		return err
 	}
-	defer e.release()
-	return e.prefillLocked(ctx, tokens, mode, fn)
+	defer release()
+	return e.prefillLocked(ctx, tokens, mode, fn, nil)
 }
 
 // prefillLocked is prefill for a caller that holds the engine (acquire).
-func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
+// tail, if set, records more work after the last part's logits (GPU
+// sampling) into the same batch (mode deviceLogits).
+func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), tail func(r *runtime.Recorder) error) error {
 	n := len(tokens)
 	if n == 0 {
 		return fmt.Errorf("prefill: no tokens")
 	}
-	if e.pos+n > e.opts.Context {
-		return fmt.Errorf("prefill: %w: %d tokens after %d in the cache exceed the context of %d tokens", ErrContextFull, n, e.pos, e.opts.Context)
+	if pos := e.Pos(); pos+n > e.opts.Context {
+		return fmt.Errorf("prefill: %w: %d tokens after %d in the cache exceed the context of %d tokens", ErrContextFull, n, pos, e.opts.Context)
 	}
-	if n > e.opts.MaxPrefill {
-		// Split into MaxPrefill-sized calls (attention stays exact: each part sees the cache).
-		for s := 0; s < n; s += e.opts.MaxPrefill {
-			end := min(n, s+e.opts.MaxPrefill)
-			m := mode
-			if mode != AllLogits && end < n {
-				m = -1 // only the last part's last position is wanted
-			}
-			base := s
-			if err := e.prefillPart(ctx, tokens[s:end], m, func(row int, l []float32) { fn(base+row, l) }); err != nil {
-				return err
-			}
+	// Split into MaxPrefill-sized calls (attention stays exact: each part sees the cache).
+	for s := 0; s < n; s += e.opts.MaxPrefill {
+		end := min(n, s+e.opts.MaxPrefill)
+		m, t := mode, tail
+		if mode != AllLogits && end < n {
+			m, t = noLogits, nil // only the last part's last position is wanted
 		}
-		return nil
+		base := s
+		if err := e.prefillPart(ctx, tokens[s:end], m, func(row int, l []float32) { fn(base+row, l) }, t); err != nil {
+			return err
+		}
 	}
-	return e.prefillPart(ctx, tokens, mode, fn)
+	return nil
 }
 
-func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32)) (err error) {
+func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), tail func(r *runtime.Recorder) error) (err error) {
 	cfg := e.cfg
 	start := time.Now()
 	n := len(tokens)
-	q0 := e.pos
-	ids := make([]int32, n)
+	q0 := e.Pos()
+	ids := e.idsHost.Int32s(n)
+	r := e.rec
+	// Batches of an earlier, cancelled call may still read idsHost.
+	if err := r.WaitContext(ctx); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
 	for i, t := range tokens {
 		ids[i] = int32(t)
 	}
 	if err := kernels.ValidateIDs(ids, cfg.VocabSize); err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			r.Discard() // flushed layers finish on their own; the next call waits for them
+		}
+	}()
 	idv := view(e.ids, 0, n)
-	if err := idv.UploadI32(ids); err != nil {
+	if err := r.CopyFromHost(idv, 0, e.idsHost, 0, uint64(4*n)); err != nil {
 		return err
 	}
 	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
@@ -551,20 +697,21 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	q := view(e.q, 0, n, cfg.NumHeads, cfg.HeadDim)
 	o := view(e.o, 0, n, cfg.NumHeads, cfg.HeadDim)
 
-	r, err := e.dev.NewRecorder()
-	if err != nil {
-		return err
-	}
-	defer r.Release()
+	// Decode steps (a few tokens after the prompt) use the decode kernel and
+	// bypass the prefill attention, whose statistics then keep describing
+	// the prompt.
+	decode := n <= decodeRows && q0 > 0
 	att := e.opts.Attention
-	if err := att.Begin(e, q0, n); err != nil {
-		return fmt.Errorf("prefill: attention: %w", err)
-	}
-	defer func() {
-		if aerr := att.End(); err == nil && aerr != nil {
-			err = fmt.Errorf("prefill: attention: %w", aerr)
+	if !decode {
+		if err := att.Begin(e, q0, n); err != nil {
+			return fmt.Errorf("prefill: attention: %w", err)
 		}
-	}()
+		defer func() {
+			if aerr := att.End(); err == nil && aerr != nil {
+				err = fmt.Errorf("prefill: attention: %w", aerr)
+			}
+		}()
+	}
 	if err := kernels.Embed(r, x, e.embed, idv); err != nil {
 		return err
 	}
@@ -580,6 +727,9 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	for l := range e.layers {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("prefill cancelled at layer %d: %w", l, err)
+		}
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
 		ld := &e.layers[l]
 		err := chunks(func(c, m int) error {
@@ -614,7 +764,12 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		if err != nil {
 			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
-		if err := att.Layer(r, l, q, ld.kCache, ld.vCache, o, p); err != nil {
+		if decode {
+			err = kernels.DecodeAttention(r, o, nil, q, ld.kCache, ld.vCache, e.scratch, p)
+		} else {
+			err = att.Layer(r, l, q, ld.kCache, ld.vCache, o, p)
+		}
+		if err != nil {
 			return fmt.Errorf("prefill layer %d attention: %w", l, err)
 		}
 		err = chunks(func(c, m int) error {
@@ -650,44 +805,74 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		if err != nil {
 			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
-		// Long prompts submit per layer so that no command buffer runs for
-		// seconds (driver watchdogs); short ones (decode) batch every layer.
-		if n >= submitEvery || l == len(e.layers)-1 {
-			if err := r.Submit(); err != nil {
+		// Long prompts flush per layer so that no command buffer runs for
+		// seconds (driver watchdogs) and the GPU starts early; short ones
+		// (decode) batch every layer.
+		if n >= submitEvery {
+			if err := r.Flush(); err != nil {
 				return fmt.Errorf("prefill layer %d: %w", l, err)
 			}
 		}
 		e.progress("prefill", l+1, len(e.layers))
 	}
-	e.pos = q0 + n
-	if mode == deviceLogits {
-		if err := e.logitsOnDevice(r, n-1, 1); err != nil {
+	switch mode {
+	case deviceLogits:
+		if err := e.recordLogits(r, n-1, 1); err != nil {
 			return err
 		}
-	} else if mode >= 0 {
-		first := 0
-		if mode == LastLogits {
-			first = n - 1
+		if tail != nil {
+			if err := tail(r); err != nil {
+				return err
+			}
 		}
-		for c := first; c < n; c += C {
+		if err := r.SubmitContext(ctx); err != nil {
+			return err
+		}
+	case LastLogits:
+		v := cfg.VocabSize
+		if err := e.recordLogits(r, n-1, 1); err != nil {
+			return err
+		}
+		if err := r.CopyToHost(e.logitsHost, 0, e.logits, 0, uint64(4*v)); err != nil {
+			return err
+		}
+		if err := r.SubmitContext(ctx); err != nil {
+			return err
+		}
+		fn(n-1, slices.Clone(e.logitsHost.Float32s(v)))
+	case AllLogits:
+		v := cfg.VocabSize
+		for c := 0; c < n; c += C {
 			m := min(C, n-c)
-			logits, err := e.logitsRows(r, c, m)
+			if err := e.recordLogits(r, c, m); err != nil {
+				return err
+			}
+			if err := r.SubmitContext(ctx); err != nil {
+				return err
+			}
+			logits, err := view(e.logits, 0, m, v).DownloadF32()
 			if err != nil {
 				return err
 			}
-			v := cfg.VocabSize
 			for i := 0; i < m; i++ {
 				fn(c+i, logits[i*v:(i+1)*v])
 			}
 		}
+	default:
+		if err := r.SubmitContext(ctx); err != nil {
+			return err
+		}
 	}
-	e.LastPrefill = PrefillStats{Tokens: n, Duration: time.Since(start)}
+	e.pos.Store(int64(q0 + n))
+	e.mu.Lock()
+	e.lastPrefill = PrefillStats{Tokens: n, Duration: time.Since(start)}
+	e.mu.Unlock()
 	return nil
 }
 
-// logitsOnDevice records final-norm + lm_head for rows [c, c+m) into e.logits
-// and submits.
-func (e *Engine) logitsOnDevice(r *runtime.Recorder, c, m int) error {
+// recordLogits records final-norm + lm_head for rows [c, c+m) of the
+// residual stream into e.logits (the rows need not be chunk-aligned).
+func (e *Engine) recordLogits(r *runtime.Recorder, c, m int) error {
 	cfg := e.cfg
 	h, v := cfg.HiddenSize, cfg.VocabSize
 	lx := view(e.lastX, 0, m, h)
@@ -698,19 +883,7 @@ func (e *Engine) logitsOnDevice(r *runtime.Recorder, c, m int) error {
 	if err := kernels.RMSNorm(r, normed, lx, e.finalNorm, float32(cfg.RMSNormEps)); err != nil {
 		return err
 	}
-	if err := kernels.MatMul(r, view(e.logits, 0, m, v), normed, e.lmHead, nil); err != nil {
-		return err
-	}
-	return r.Submit()
-}
-
-// logitsRows computes final-norm + lm_head for rows [c, c+m) of the residual
-// stream (these rows need not be chunk-aligned) and downloads them.
-func (e *Engine) logitsRows(r *runtime.Recorder, c, m int) ([]float32, error) {
-	if err := e.logitsOnDevice(r, c, m); err != nil {
-		return nil, err
-	}
-	return view(e.logits, 0, m, e.cfg.VocabSize).DownloadF32()
+	return kernels.MatMul(r, view(e.logits, 0, m, v), normed, e.lmHead, nil)
 }
 
 // Decode appends one token and returns the logits for the next position.
@@ -724,7 +897,9 @@ func (e *Engine) NLL(ctx context.Context, tokens []int) (float64, error) {
 	if len(tokens) < 2 {
 		return 0, fmt.Errorf("nll: need at least 2 tokens")
 	}
-	e.Reset()
+	if err := e.Reset(); err != nil {
+		return 0, err
+	}
 	var sum float64
 	err := e.PrefillAll(ctx, tokens, func(pos int, logits []float32) {
 		if pos+1 >= len(tokens) {

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -29,12 +30,20 @@ type SampleOptions struct {
 
 // GenStats describes one Generate call.
 type GenStats struct {
-	PromptTokens    int
-	Prefill         time.Duration // prompt processing, until its logits are ready
+	PromptTokens int
+	// Prefill is the prompt processing, until the first token is sampled
+	// (sampling runs in the same GPU batch as the prompt's last layer).
+	Prefill         time.Duration
 	FirstToken      time.Duration // from the start of the call to the first sampled token
 	GeneratedTokens int
 	Decode          time.Duration // time spent in decode steps after the first token
-	StoppedByStop   bool
+	// StoppedByStop is set when a stop token ended generation.
+	StoppedByStop bool
+	// StoppedByContext is set when the KV cache filled up: generation ends
+	// there normally (not an error), with the tokens generated so far.
+	StoppedByContext bool
+	// Counters are the submissions and host waits of the call.
+	Counters runtime.Counters
 }
 
 // PrefillTokensPerSecond is the prompt processing rate.
@@ -53,106 +62,112 @@ func (s GenStats) DecodeTokensPerSecond() float64 {
 	return float64(s.GeneratedTokens-1) / s.Decode.Seconds()
 }
 
+// Validate checks the options: MaxTokens ≥ 0, Temperature finite and ≥ 0,
+// TopP in [0, 1].
+func (o SampleOptions) Validate() error {
+	switch {
+	case o.MaxTokens < 0:
+		return fmt.Errorf("generate: max tokens %d is negative", o.MaxTokens)
+	case math.IsNaN(o.Temperature) || math.IsInf(o.Temperature, 0) || o.Temperature < 0:
+		return fmt.Errorf("generate: temperature %v must be a finite number ≥ 0", o.Temperature)
+	case math.IsNaN(o.TopP) || o.TopP < 0 || o.TopP > 1:
+		return fmt.Errorf("generate: top-p %v must be in [0, 1]", o.TopP)
+	}
+	return nil
+}
+
 // Generate prefills prompt after the tokens already in the cache and then
 // samples up to opts.MaxTokens tokens, calling emit for each (emit may
-// return an error to stop). Cancelling ctx stops between steps.
+// return an error to stop). Each step is one GPU batch that ends with the
+// sampler and one host wait that reads back the sampled token (greedy) or
+// the top-k candidates. Cancelling ctx (or Close) stops within one GPU wait
+// slice. Reaching the end of the context stops generation normally
+// (GenStats.StoppedByContext).
 func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions, emit func(id int) error) (GenStats, error) {
 	var st GenStats
 	if opts.MaxTokens == 0 {
 		opts.MaxTokens = 256
 	}
-	if opts.MaxTokens < 0 {
-		return st, fmt.Errorf("generate: max tokens %d is negative", opts.MaxTokens)
+	if err := opts.Validate(); err != nil {
+		return st, err
 	}
 	if len(prompt) == 0 {
 		return st, fmt.Errorf("generate: empty prompt")
 	}
 	// Hold the engine for the whole generation: another call between two
 	// decode steps would append to the KV cache and overwrite the logits.
-	if err := e.acquire(); err != nil {
+	ctx, release, err := e.acquire(ctx)
+	if err != nil {
 		return st, err
 	}
-	defer e.release()
+	defer release()
+	c0 := e.dev.Counters()
+	defer func() { st.Counters = e.dev.Counters().Sub(c0) }()
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15))
 	start := time.Now()
 	st.PromptTokens = len(prompt)
-	if err := e.prefillLocked(ctx, prompt, deviceLogits, nil); err != nil {
+	tok, err := e.step(ctx, prompt, opts, rng)
+	if err != nil {
 		return st, err
 	}
 	st.Prefill = time.Since(start)
-	var decodeStart time.Time
-	for i := 0; i < opts.MaxTokens; i++ {
-		if err := ctx.Err(); err != nil {
-			return st, err
-		}
-		tok, err := e.sample(opts, rng)
-		if err != nil {
-			return st, err
-		}
-		if i == 0 {
-			st.FirstToken = time.Since(start)
-			decodeStart = time.Now()
-		}
+	st.FirstToken = st.Prefill
+	decodeStart := time.Now()
+	defer func() { st.Decode = time.Since(decodeStart) }()
+	for i := 0; ; i++ {
 		if slices.Contains(opts.StopIDs, tok) {
 			st.StoppedByStop = true
-			break
+			return st, nil
 		}
 		st.GeneratedTokens++
 		if err := emit(tok); err != nil {
 			return st, err
 		}
 		if i == opts.MaxTokens-1 {
-			break
+			return st, nil
 		}
-		if e.pos >= e.opts.Context {
-			return st, fmt.Errorf("generate: %w after %d tokens (context %d)", ErrContextFull, e.pos, e.opts.Context)
+		if e.Pos() >= e.opts.Context {
+			st.StoppedByContext = true
+			return st, nil
 		}
-		if err := e.prefillLocked(ctx, []int{tok}, deviceLogits, nil); err != nil {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if tok, err = e.step(ctx, []int{tok}, opts, rng); err != nil {
 			return st, err
 		}
 	}
-	if !decodeStart.IsZero() {
-		st.Decode = time.Since(decodeStart)
-	}
-	return st, nil
 }
 
-// sample picks the next token from the logits on the device.
-func (e *Engine) sample(opts SampleOptions, rng *rand.Rand) (int, error) {
+// step runs tokens through the model and samples the next token on the
+// GPU, in one batch.
+func (e *Engine) step(ctx context.Context, tokens []int, opts SampleOptions, rng *rand.Rand) (int, error) {
 	v := e.cfg.VocabSize
 	lg := view(e.logits, 0, 1, v)
-	if opts.Temperature <= 0 {
-		idx := view(e.argmax, 0, 1)
-		if err := e.dev.Run(func(r *runtime.Recorder) error { return kernels.Argmax(r, idx, lg) }); err != nil {
-			return 0, err
+	k := e.topIdx.Len()
+	greedy := opts.Temperature <= 0
+	tail := func(r *runtime.Recorder) error {
+		if greedy {
+			if err := kernels.Argmax(r, view(e.topIdx, 0, 1), lg); err != nil {
+				return err
+			}
+			return r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, 4)
 		}
-		out, err := idx.DownloadI32()
-		if err != nil {
-			return 0, err
+		if err := kernels.TopK(r, e.topVals, e.topIdx, lg, k); err != nil {
+			return err
 		}
-		return int(out[0]), nil
+		if err := r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, uint64(4*k)); err != nil {
+			return err
+		}
+		return r.CopyToHost(e.sampleHost, uint64(4*k), e.topVals, 0, uint64(4*k))
 	}
-	k := min(kernels.DefaultTopK, v)
-	vals, err := e.dev.NewTensor(runtime.F32, 1, k)
-	if err != nil {
+	if err := e.prefillLocked(ctx, tokens, deviceLogits, nil, tail); err != nil {
 		return 0, err
 	}
-	defer vals.Free()
-	idx, err := e.dev.NewTensor(runtime.I32, 1, k)
-	if err != nil {
-		return 0, err
+	ids := e.sampleHost.Int32s(2 * k)
+	if greedy {
+		return int(ids[0]), nil
 	}
-	defer idx.Free()
-	if err := e.dev.Run(func(r *runtime.Recorder) error { return kernels.TopK(r, vals, idx, lg, k) }); err != nil {
-		return 0, err
-	}
-	vs, err := vals.DownloadF32()
-	if err != nil {
-		return 0, err
-	}
-	is, err := idx.DownloadI32()
-	if err != nil {
-		return 0, err
-	}
-	return kernels.SampleTopP(vs, is, opts.Temperature, opts.TopP, rng), nil
+	vals := e.sampleHost.Float32s(2 * k)[k:]
+	return kernels.SampleTopP(vals, ids[:k], opts.Temperature, opts.TopP, rng), nil
 }

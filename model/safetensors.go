@@ -127,6 +127,10 @@ func OpenSafetensors(path string) (*SafetensorsFile, error) {
 
 // mapFile maps path read-only, or reads it when mapping is impossible.
 func mapFile(path string) ([]byte, func() error, error) {
+	// Stat before opening: opening a FIFO blocks until a writer appears.
+	if err := checkRegular(path); err != nil {
+		return nil, nil, fmt.Errorf("safetensors: %w", err)
+	}
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("safetensors: %w", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -179,10 +178,6 @@ func modelFlags(fs *flag.FlagSet) (model, device, clusters, preset *string) {
 		fs.String("preset", "", "SharePrefill preset: paper or release (default: the library's)")
 }
 
-func interruptible() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt)
-}
-
 func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench prefill", stderr)
 	model, device, clusters, preset := modelFlags(fs.FlagSet)
@@ -208,7 +203,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	if p.Methods, err = methodsFlag(*methods); err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
+	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()
 	rep, err := harness.RunPrefill(ctx, p)
 	if err != nil {
@@ -258,7 +253,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	if p.Corpus == "" && len(p.Tasks) == 0 {
 		return usageError{"nothing to do: give --corpus and/or --tasks"}
 	}
-	ctx, stop := interruptible()
+	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()
 	rep, err := harness.RunAccuracy(ctx, p)
 	if err != nil {

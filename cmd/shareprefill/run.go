@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/shareprefill/shareprefill"
+	"github.com/shareprefill/shareprefill/model"
+	"github.com/shareprefill/shareprefill/runtime"
 )
 
 const defaultPrompt = "Once upon a time"
@@ -36,6 +38,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	system := fs.String("system", "", "system message for --chat")
 	statsJSON := fs.String("stats-json", "", "write sparse-attention statistics of the prefill to this file")
 	quiet := fs.Bool("quiet", false, "no summary on stderr")
+	allowNonFinite := fs.Bool("allow-nonfinite", false, "load weights holding NaN, ±Inf or values beyond f16's range (default: an error naming the tensor)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -73,13 +76,16 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		text = defaultPrompt
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()
 	bar := newProgressBar(stderr)
 	m, err := shareprefill.Open(ctx, shareprefill.Options{
 		Model: *modelDir, Device: *device, Context: *ctxLen,
 		Attention: *attn, Clusters: *clusters, Preset: *preset,
-		Progress: bar.update,
+		Progress: bar.update, AllowNonFinite: *allowNonFinite,
+		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", args...) },
+		// The device's own notes (which GPU, which switches) stay quiet.
+		Runtime: runtime.Options{Logf: func(string, ...any) {}},
 	})
 	bar.clear()
 	if err != nil {
@@ -101,6 +107,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("interrupted")
+		}
+		if errors.Is(err, model.ErrContextFull) {
+			return fmt.Errorf("%w (--context sets the context length)", err)
 		}
 		return err
 	}
@@ -125,6 +134,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "prompt %d tokens · prefill %s (%.0f tok/s) · first token after %s\n",
 			st.PromptTokens, st.Prefill.Round(10e3), st.PrefillTokensPerSecond(), st.FirstToken.Round(10e3))
 		fmt.Fprintf(stderr, "generated %d tokens · decode %.1f tok/s\n", st.GeneratedTokens, st.DecodeTokensPerSecond())
+		if st.StoppedByContext {
+			fmt.Fprintf(stderr, "stopped: the context of %d tokens is full (--context sets it)\n", m.Engine.Context())
+		}
 		fmt.Fprintf(stderr, "attention: %s\n", attnLine)
 	}
 	return nil
@@ -136,4 +148,40 @@ func stdinFile() io.Writer {
 		return f
 	}
 	return io.Discard
+}
+
+// interruptible returns a context cancelled by the first interrupt (Ctrl-C),
+// which also prints a note on stderr; a second interrupt calls exit(130) at
+// once, without waiting for the GPU work in flight. stop releases the signal.
+func interruptible(parent context.Context, stderr io.Writer, exit func(int)) (context.Context, func()) {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt)
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
+	go watchInterrupts(sig, done, cancel, stderr, exit)
+	return ctx, func() {
+		signal.Stop(sig)
+		close(done)
+		cancel()
+	}
+}
+
+// watchInterrupts is the loop of interruptible: it reads sig until done.
+func watchInterrupts(sig <-chan os.Signal, done <-chan struct{}, cancel func(), stderr io.Writer, exit func(int)) {
+	n := 0
+	for {
+		select {
+		case <-done:
+			return
+		case <-sig:
+			n++
+			if n == 1 {
+				cancel()
+				fmt.Fprintln(stderr, "\ninterrupted: stopping (Ctrl-C again to quit at once)")
+				continue
+			}
+			exit(130)
+			return
+		}
+	}
 }

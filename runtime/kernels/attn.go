@@ -371,6 +371,28 @@ func DecodeScratchLen(dev *runtime.Device, p AttnParams) (int, error) {
 	return pl.splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq), nil
 }
 
+// DecodeScratchMax is the largest DecodeScratchLen over every cache length
+// from 1 to p.Skv (p.Sq queries at the end of the cache), so that one scratch
+// tensor serves every step of a generation.
+func DecodeScratchMax(dev *runtime.Device, p AttnParams) (int, error) {
+	if err := p.check("decode attention"); err != nil {
+		return 0, err
+	}
+	pl, err := attnPlanDecode(dev, p)
+	if err != nil {
+		return 0, err
+	}
+	// attnPlanDecode splits into at most `want` parts of at least 2 tiles:
+	// the most splits any shorter cache gets is min(want, ⌈tiles/2⌉).
+	want := (256 + p.Hkv*pl.rowTiles - 1) / (p.Hkv * pl.rowTiles)
+	nt := (p.Skv + pl.t.Bc - 1) / pl.t.Bc
+	splits := min(want, (nt+1)/2)
+	if want <= 1 || nt <= 2 || splits <= 1 {
+		return 0, nil
+	}
+	return splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq), nil
+}
+
 // DecodeAttention records attention of a few queries (decode: Sq = 1,
 // Q0 = Skv−1, against a KV cache of Skv tokens). The G = Hq/Hkv query heads of
 // a KV head share one workgroup (K/V read once per group), and with a scratch

@@ -471,3 +471,38 @@ func TestAttentionErrors(t *testing.T) {
 	bad("Q0 not a multiple of B", SparseAttention(r, o, lse, q, kv, kv, rp, cl, pq, 32))
 	bad("scratch too short", DecodeAttention(r, o, lse, q, kv, kv, cl, p))
 }
+
+// TestDecodeScratchMax: the scratch DecodeScratchMax sizes for a cache of up
+// to Skv tokens holds what every shorter cache needs, and is not larger than
+// the largest of those.
+func TestDecodeScratchMax(t *testing.T) {
+	d := gputest.Device(t)
+	for _, p := range []AttnParams{
+		{Hq: 8, Hkv: 2, D: 64, Sq: 1, Skv: 3000, Causal: true},
+		{Hq: 32, Hkv: 8, D: 128, Sq: 4, Skv: 2100, Causal: true},
+		{Hq: 4, Hkv: 4, D: 8, Sq: 2, Skv: 70, Causal: true},
+		{Hq: 1, Hkv: 1, D: 8, Sq: 1, Skv: 1, Causal: true},
+	} {
+		p.Q0 = p.Skv - p.Sq
+		most, err := DecodeScratchMax(d, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for skv := p.Sq; skv <= p.Skv; skv++ {
+			q := p
+			q.Skv, q.Q0 = skv, skv-p.Sq
+			n, err := DecodeScratchLen(d, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > most {
+				t.Fatalf("%v: cache of %d tokens needs %d scratch elements, more than DecodeScratchMax %d", p, skv, n, most)
+			}
+			seen = max(seen, n)
+		}
+		if seen != most {
+			t.Errorf("%v: DecodeScratchMax %d, but the largest need is %d", p, most, seen)
+		}
+	}
+}
