@@ -1,6 +1,6 @@
 #version 450
 // variants: blockmap_dense= blockmap_csr=-DCSR
-// blockmap.comp: exact block attention map of chosen heads (shareprefill.md §3.8).
+// blockmap.comp: exact block attention map of chosen heads (docs/algorithm.md#pivot-map).
 //
 //   Â[h][r, c] = (1/|r|) Σ_{i∈r} Σ_{j∈c, j≤i} exp(s_ij − ℓ_i),  s_ij = scale·q_i·k_j,
 //

@@ -1,6 +1,6 @@
 #version 450
-// est_cover.comp: γ budget counts of token-level distributions (§3.2),
-// sort-free (vulkan-notes.md §11).
+// est_cover.comp: γ budget counts of token-level distributions
+// (docs/algorithm.md#budgets), sort-free (docs/vulkan.md#estimation-kernels).
 //   k = min(1 + m*, n),  m* = max{m : Σ of the m largest entries ≤ γ·Σx}
 // i.e. the sorted prefix whose running sum stays ≤ γ·Σx plus the entry that
 // crosses it; this is share.TokenBudget with the threshold relative to Σx

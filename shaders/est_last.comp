@@ -1,6 +1,6 @@
 #version 450
 // variants: est_last_stats=-DSTATS est_last_vs=-DVS
-// est_last.comp: last-block estimates (shareprefill.md §3.1), the two score
+// est_last.comp: last-block estimates (docs/algorithm.md#last-block-estimates), the two score
 // passes. The window is the last W = min(B, S) queries i_t = S−W+t of every
 // query head against all keys; the causal mask (j ≤ i_t) only bites inside
 // the last W×W corner. P_last is never stored.

@@ -1,5 +1,6 @@
 #version 450
-// est_softmax.comp: pooled block scores with a row softmax (§3.3, §3.7).
+// est_softmax.comp: pooled block scores with a row softmax
+// (docs/algorithm.md#query-aware-gate, docs/algorithm.md#query-aware-selection).
 //   out[h][r][c] = softmax_{c < ncols(r)} (scale · qbar[r][h] · kbar[c][h/G]),
 //   ncols(r) = r+1 when causal (block-causal mask, zeros above the
 //   diagonal), nb otherwise. f32 throughout.

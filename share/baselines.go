@@ -63,8 +63,8 @@ func (d *Dense) ObserveMap(layer, head int, m *BlockMap) error {
 func (d *Dense) Stats() *Stats { return d.stats }
 
 // VSConfig configures the MInference vertical-slash baseline
-// (peers.md §3). Sizes are in tokens; the selection is mapped to the
-// BlockSize grid by the rule of peers.md §3.4.
+// (docs/algorithm.md#vertical-slash). Sizes are in tokens; the selection is mapped to
+// the BlockSize grid by the rule of docs/algorithm.md#mapping-to-the-block-grid.
 type VSConfig struct {
 	// BlockSize is the grid block B (128).
 	BlockSize int `json:"block_size"`
@@ -158,7 +158,7 @@ func (v *VerticalSlash) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, e
 	return plan, nil
 }
 
-// SelectTokens applies MInference's token-level selection (peers.md §3.1)
+// SelectTokens applies MInference's token-level selection (docs/algorithm.md#vertical-slash)
 // to the window estimates of one head: the top v = min(n, max(VerticalSize,
 // 30)) columns with columns 0…ForcedColumns−1 forced, and the top
 // s = min(n, max(SlashSize, 50)) offsets among the full diagonals
@@ -184,9 +184,9 @@ func (v *VerticalSlash) SelectTokens(winV, winS []float64) (cols, offs []int) {
 }
 
 // MapVSToBlocks maps token-level vertical columns and slash offsets to the
-// block grid (peers.md §3.4): block (r, c) is on if a kept column j has
-// j/B = c ≤ r, or if, for some row tile of block row r (tiles of
-// min(tile, B) rows; the two 64-row halves at B = 128), the key range
+// block grid (docs/algorithm.md#mapping-to-the-block-grid): block (r, c)
+// is on if a kept column j has j/B = c ≤ r, or if, for some row tile of
+// block row r (tiles of min(tile, B) rows; the two 64-row halves at B = 128), the key range
 // [a−o, b−1−o] of a kept offset o over the tile's rows [a, b) meets block c.
 // The cost is O(nb²·B/tile + n) per head, independent of the budgets.
 func MapVSToBlocks(n, blockSize, tile int, cols, offs []int) *BlockList {

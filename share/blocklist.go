@@ -8,7 +8,8 @@ import (
 // BlockList is the per-head list of computed blocks in CSR form: row r
 // (query block r) computes key blocks Cols[RowPtr[r]:RowPtr[r+1]]. Columns
 // are sorted ascending, unique and causal (c ≤ r). This is the format the
-// block-sparse kernel consumes (vulkan-notes.md §10, peers.md §1).
+// block-sparse kernel consumes (docs/algorithm.md#block-lists,
+// docs/vulkan.md#block-sparse-attention).
 type BlockList struct {
 	// NB is the number of block rows (and columns), ⌈n/B⌉.
 	NB int `json:"nb"`
@@ -194,7 +195,7 @@ func (m *BlockMap) Validate() error {
 
 // Recall returns the mean over rows of the map's mass inside the list:
 // (1/nb)·Σ_r Σ_{c ∈ list[r]} m[r, c]. For the exact map Â this is the
-// attention recall of the list (peers.md §9).
+// attention recall of the list (docs/benchmarks.md#accuracy).
 func (m *BlockMap) Recall(l *BlockList) float64 {
 	if m.NB == 0 || l.NB != m.NB {
 		return 0

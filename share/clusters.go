@@ -58,7 +58,7 @@ func abbrev(b []byte) string {
 	return string(b)
 }
 
-// ClusterFile is the cluster file of shareprefill.md §8: the two official
+// ClusterFile is the cluster file of docs/algorithm.md#cluster-file: the two official
 // keys (clusters, shared_clusters) plus our optional meta object. Cluster
 // ids are canonical decimal strings; unlisted heads are noise.
 type ClusterFile struct {
@@ -88,7 +88,7 @@ type ClusterMeta struct {
 	Noise          []HeadRef              `json:"noise,omitempty"`
 }
 
-// ClusterCalibration records the calibration prompts (§7.2 step 1).
+// ClusterCalibration records the calibration prompts (docs/algorithm.md#map-collection).
 type ClusterCalibration struct {
 	Source       string   `json:"source,omitempty"`
 	Prompts      int      `json:"prompts,omitempty"`
@@ -96,8 +96,8 @@ type ClusterCalibration struct {
 	PromptSHA256 []string `json:"prompt_sha256,omitempty"`
 }
 
-// ClusterRepresentation records how maps were pooled and encoded (§7.2
-// steps 2–4).
+// ClusterRepresentation records how maps were pooled and encoded
+// (docs/algorithm.md#pooling, docs/algorithm.md#representation).
 type ClusterRepresentation struct {
 	Kind      string `json:"kind,omitempty"` // "autoencoder" or "pooled"
 	Grid      int    `json:"grid,omitempty"` // pooled grid side
@@ -113,7 +113,7 @@ type ClusterRepresentation struct {
 	AELoss float64 `json:"ae_loss,omitempty"`
 }
 
-// ClusteringParams records the clustering run (§7.2 step 5).
+// ClusteringParams records the clustering run (docs/algorithm.md#clustering).
 type ClusteringParams struct {
 	Linkage        string  `json:"linkage,omitempty"`
 	Threshold      float64 `json:"threshold,omitempty"`
@@ -128,7 +128,8 @@ type ClusteringParams struct {
 	JaccardAcross float64 `json:"jaccard_across,omitempty"`
 }
 
-// ClusterSelection records the shared-cluster selection (§7.2 step 6).
+// ClusterSelection records the shared-cluster selection
+// (docs/algorithm.md#shared-cluster-selection).
 type ClusterSelection struct {
 	Gamma      float64                 `json:"gamma,omitempty"`
 	Kappa      float64                 `json:"kappa,omitempty"`

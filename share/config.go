@@ -8,7 +8,7 @@ import (
 )
 
 // Exclusion selects how highly sparse heads are kept out of sharing
-// (shareprefill.md §3.5).
+// (docs/algorithm.md#exclusion).
 type Exclusion int
 
 const (
@@ -36,7 +36,7 @@ func (e Exclusion) String() string {
 }
 
 // ExclusionDist selects the estimate X compared with the uniform
-// distribution under ExcludeJSUniform (shareprefill.md §3.5, [inferred]).
+// distribution under ExcludeJSUniform (docs/algorithm.md#exclusion; our choice).
 type ExclusionDist int
 
 const (
@@ -61,7 +61,7 @@ func (d ExclusionDist) String() string {
 	return fmt.Sprintf("ExclusionDist(%d)", int(d))
 }
 
-// ShareScope selects which clusters may elect a pivot (shareprefill.md §5).
+// ShareScope selects which clusters may elect a pivot (docs/algorithm.md#presets).
 type ShareScope int
 
 const (
@@ -83,7 +83,7 @@ func (s ShareScope) String() string {
 }
 
 // Config holds every knob of the SharePrefill online phase
-// (shareprefill.md §5). Budgets are in tokens; thresholds are JSD values in
+// (docs/algorithm.md#presets). Budgets are in tokens; thresholds are JSD values in
 // [0, √ln2] except Gamma and TauFallback, which are mass fractions.
 type Config struct {
 	// BlockSize is the block edge B in tokens (the kernel tile and the
@@ -94,8 +94,8 @@ type Config struct {
 	MinBudget int
 	// MaxBudget caps the vertical and slash budgets in tokens; 0 means no cap.
 	MaxBudget int
-	// Gamma is the cumulative mass threshold γ used by the budgets (§3.2),
-	// the query-aware global cut (§3.7) and the pivot row cover (§3.8).
+	// Gamma is the cumulative mass threshold γ used by the budgets, the
+	// query-aware global cut and the pivot row cover (docs/algorithm.md#gamma).
 	Gamma float64
 	// TauShare is the share gate on JSD(V_ref, V) and JSD(S_ref, S).
 	TauShare float64
@@ -111,10 +111,12 @@ type Config struct {
 	TauQuery float64
 	// ShareScope selects which clusters may elect a pivot.
 	ShareScope ShareScope
-	// VSRatioCompat reproduces the release's vs_ratio over-count (§6.1).
+	// VSRatioCompat reproduces the release's vs_ratio over-count
+	// (docs/algorithm.md#compatibility-switches).
 	VSRatioCompat bool
 	// NaNCompat reproduces the release JSD without an epsilon: any zero
-	// entry makes the divergence NaN, and every gate comparison fails (§6.3).
+	// entry makes the divergence NaN, and every gate comparison fails
+	// (docs/algorithm.md#js-gates).
 	NaNCompat bool
 	// DenseBelow makes every head dense when n < DenseBelow ([project],
 	// default 0: never). It exists only to measure the crossover length.
@@ -130,7 +132,7 @@ func DefaultConfig() Config {
 	return c
 }
 
-// Preset returns the named knob set of shareprefill.md §5: "paper" (the
+// Preset returns the named knob set of docs/algorithm.md#presets: "paper" (the
 // default; an empty name selects it) or "release" (the official evaluation
 // scripts).
 func Preset(name string) (Config, error) {
@@ -243,7 +245,7 @@ func (c *Config) budgetRange(nb int) (lo, hi int) {
 
 // BlockBudget turns a token count k (from TokenBudget) into a block budget:
 // ⌊k/B⌋ + 1 clamped to [⌈MinBudget/B⌉, min(⌈MaxBudget/B⌉, nb)]
-// (shareprefill.md §3.2, §6.6). When the floor exceeds the cap the cap wins.
+// (docs/algorithm.md#budgets). When the floor exceeds the cap the cap wins.
 func (c *Config) BlockBudget(k, nb int) int {
 	lo, hi := c.budgetRange(nb)
 	b := k/c.BlockSize + 1

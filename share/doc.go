@@ -1,6 +1,6 @@
 // Package share implements the SharePrefill block-sparse prefill planner
 // (arXiv 2505.19578) and its peers on the CPU, working on per-layer
-// estimates that the GPU computes (shareprefill.md, peers.md §3–4).
+// estimates that the GPU computes (docs/algorithm.md).
 //
 // A Planner turns the estimates of one layer (LayerEstimates: per query head
 // the block vertical V, block slash S, token budgets, pooled estimate â and,

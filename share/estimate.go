@@ -20,15 +20,17 @@ type HeadEstimates struct {
 	// [o·B, min((o+1)·B, n)). Pooling starts at the main diagonal, so when
 	// n mod B ≠ 0 the partial chunk is the last one (the farthest offsets).
 	S []float64
-	// Kv and Ks are the token budgets of §3.2 (TokenBudget of the token
-	// level v and s at γ = Config.Gamma); the planner turns them into block
-	// budgets with Config.BlockBudget.
+	// Kv and Ks are the token budgets (docs/algorithm.md#budgets;
+	// TokenBudget of the token level v and s at γ = Config.Gamma); the
+	// planner turns them into block budgets with Config.BlockBudget.
 	Kv, Ks int
 	// Pooled is the pooled estimate â (len nb): softmax over key blocks of
-	// q̄·k̄_c, no mask (§3.3). Needed for the query-aware gate and for
+	// q̄·k̄_c, no mask (docs/algorithm.md#query-aware-gate). Needed for the
+	// query-aware gate and for
 	// ExclusionDist = DistPooled.
 	Pooled []float64
-	// M is the pooled block map (nb×nb, block-causal row softmax, §3.7).
+	// M is the pooled block map (nb×nb, block-causal row softmax,
+	// docs/algorithm.md#query-aware-selection).
 	// Only query-aware heads need it; see SharePrefill.QueryAwareHeads.
 	M *BlockMap
 	// WinV and WinS are the MInference window estimates (len n): column
@@ -46,7 +48,7 @@ type LayerEstimates struct {
 	Heads     []HeadEstimates // indexed by query head
 }
 
-// GQALayout says which KV head a query head reads (shareprefill.md §4).
+// GQALayout says which KV head a query head reads (docs/algorithm.md#gqa).
 type GQALayout int
 
 const (
@@ -66,7 +68,8 @@ func KVHead(h, numHeads, numKVHeads int, layout GQALayout) int {
 
 // EstimateOptions configures the CPU reference estimates.
 type EstimateOptions struct {
-	// BlockSize is B (the estimate window of §3.1 and the pooling block).
+	// BlockSize is B (the estimate window of docs/algorithm.md#last-block-estimates
+	// and the pooling block).
 	BlockSize int
 	// Gamma is the γ used for Kv and Ks.
 	Gamma float64
@@ -161,7 +164,7 @@ func LastBlockRef(q, k [][]float64, window int) ([][]float64, error) {
 // TokenVSRef returns the token-level vertical v (column mean of P_last) and
 // slash s (diagonal sums divided by W; s[o] sums P_last[t][i_t − o] over the
 // window rows with i_t − o ≥ 0, i_t = n−W+t). Both have length n and sum
-// to 1 (§3.1 steps 2–3).
+// to 1 (docs/algorithm.md#last-block-estimates, steps 2–3).
 func TokenVSRef(p [][]float64) (v, s []float64) {
 	w := len(p)
 	if w == 0 {
@@ -223,7 +226,8 @@ func blockMeans(x [][]float64, blockSize int) [][]float64 {
 	return out
 }
 
-// PooledEstimateRef returns â (§3.3): q̄ = mean of the last W = min(window,
+// PooledEstimateRef returns â (docs/algorithm.md#query-aware-gate):
+// q̄ = mean of the last W = min(window,
 // n) queries scaled by 1/√d, k̄_c = mean of the keys of block c (valid keys
 // only), â = softmax over c of q̄·k̄_c, without a block-causal mask.
 func PooledEstimateRef(q, k [][]float64, blockSize, window int) ([]float64, error) {
@@ -254,7 +258,8 @@ func PooledEstimateRef(q, k [][]float64, blockSize, window int) ([]float64, erro
 	return a, nil
 }
 
-// PooledBlockMapRef returns the pooled block map M (§3.7): queries and keys
+// PooledBlockMapRef returns the pooled block map M
+// (docs/algorithm.md#query-aware-selection): queries and keys
 // mean-pooled per block (the last partial block over its valid rows),
 // M = row-softmax(Q̄K̄ᵀ/√d) under a block-causal mask (c ≤ r), so every row
 // sums to 1 and non-causal entries are 0.
@@ -281,7 +286,8 @@ func PooledBlockMapRef(q, k [][]float64, blockSize int) (*BlockMap, error) {
 	return m, nil
 }
 
-// BlockMapRef returns the exact block attention map Â (§2, §3.8) from full
+// BlockMapRef returns the exact block attention map Â
+// (docs/algorithm.md#pivot-map) from full
 // causal attention: Â[r,c] = mean over the valid queries i of block r of
 // Σ_{j ∈ c, j ≤ i} p_ij, with p the causal softmax of qkᵀ/√d. Every causal
 // row sums to 1 (up to rounding) and non-causal entries are 0.
@@ -318,7 +324,8 @@ func BlockMapRef(q, k [][]float64, blockSize int) (*BlockMap, error) {
 	return m, nil
 }
 
-// WindowVSRef returns the MInference window estimates (peers.md §3.1):
+// WindowVSRef returns the MInference window estimates
+// (docs/algorithm.md#vertical-slash):
 // A = softmax of the last L = min(window, n) queries against all keys (causal
 // mask only in the last L×L corner); winV[j] = Σ_t A[t][j] (column sums) and
 // winS[o] = Σ_t A[t][i_t − o] (diagonal sums by offset o = i − j ≥ 0,

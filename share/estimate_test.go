@@ -49,7 +49,8 @@ func TestEstimateShapesAndSums(t *testing.T) {
 	}
 }
 
-// TestBlockMapRowsSumToOne checks the §10 invariant on Â.
+// TestBlockMapRowsSumToOne checks that every causal row of Â sums to 1
+// (docs/algorithm.md#notation).
 func TestBlockMapRowsSumToOne(t *testing.T) {
 	for _, tc := range []struct{ n, b int }{{300, 16}, {1024, 128}, {2500, 128}, {130, 128}} {
 		for _, h := range []headQK{randomHead(tc.n, 16, 1, 3), stripeHead(tc.n, 16, tc.n/3, 30, 4), diagHead(tc.n, 0, 3)} {

@@ -63,7 +63,7 @@ type HeadPlan struct {
 	// Cluster is the head's cluster id ("" for noise / no cluster file).
 	Cluster string
 	// NeedMap asks the caller to compute the exact block map Â of this head
-	// (a second sweep using the final log-sum-exp, §3.8) and pass it to
+	// (a second sweep using the final log-sum-exp, docs/algorithm.md#pivot-map) and pass it to
 	// ObserveMap before planning the next layer.
 	NeedMap bool
 	// List is the head's block list.

@@ -208,7 +208,8 @@ func TestRetrievalSharingIsSparse(t *testing.T) {
 }
 
 // TestCompatModeBlocksSharing: a pivot whose VS set holds a far column has a
-// small de-duplicated vs_ratio but an inflated compat ratio (§6.1), which
+// small de-duplicated vs_ratio but an inflated compat ratio
+// (docs/algorithm.md#compatibility-switches), which
 // switches sharing off under VSCoverage.
 func TestCompatModeBlocksSharing(t *testing.T) {
 	const nb, b = 64, 16
@@ -253,7 +254,7 @@ func TestCompatModeBlocksSharing(t *testing.T) {
 }
 
 // TestNaNCompatDisablesGates: with a zero entry the release JSD is NaN, and
-// the head neither shares nor goes query-aware (§6.3).
+// the head neither shares nor goes query-aware (docs/algorithm.md#js-gates).
 func TestNaNCompatDisablesGates(t *testing.T) {
 	const nb, b = 64, 16
 	n := nb * b

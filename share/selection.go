@@ -15,7 +15,7 @@ func JSD(p, q []float64) float64 { return jsd(p, q, false) }
 
 // JSDCompat is the release JSD without an epsilon: any zero entry in p or q
 // yields NaN (0·log 0 evaluates to NaN), so every gate comparison with the
-// result is false (shareprefill.md §6.3).
+// result is false (docs/algorithm.md#js-gates).
 func JSDCompat(p, q []float64) float64 { return jsd(p, q, true) }
 
 func jsd(p, q []float64, nanCompat bool) float64 {
@@ -47,7 +47,7 @@ func jsd(p, q []float64, nanCompat bool) float64 {
 func (c *Config) jsd(p, q []float64) float64 { return jsd(p, q, c.NaNCompat) }
 
 // UniformBlocks returns U: the token-uniform distribution pooled to blocks,
-// U[c] = (tokens in block c)/n (shareprefill.md §2).
+// U[c] = (tokens in block c)/n (docs/algorithm.md#notation).
 func UniformBlocks(n, blockSize int) []float64 {
 	nb := NumBlocks(n, blockSize)
 	u := make([]float64, nb)
@@ -133,7 +133,7 @@ func selectFirst(es []rankEnt, m int) {
 	}
 }
 
-// TokenBudget returns the token count k of shareprefill.md §3.2 for a
+// TokenBudget returns the token count k of docs/algorithm.md#budgets for a
 // token-level distribution x (v or s, summing to 1): sort x descending,
 // count the entries whose running sum stays ≤ γ, and add 1 for the entry
 // that crosses γ. The result is clamped to len(x) (only reachable when the
@@ -163,8 +163,8 @@ func TokenBudget(x []float64, gamma float64) int {
 
 // Cover returns cover(x, γ): the shortest prefix of x's indices sorted by
 // descending value whose sum reaches γ·Σx, including the crossing entry
-// (shareprefill.md §2, §3.8). The threshold is relative to the actual sum
-// (§6.2); if rounding keeps the running sum below it, every index with
+// (docs/algorithm.md#pivot-map). The threshold is relative to the actual sum;
+// if rounding keeps the running sum below it, every index with
 // nonzero mass is returned. The result is sorted ascending.
 func Cover(x []float64, gamma float64) []int {
 	var total float64
@@ -199,7 +199,7 @@ func Cover(x []float64, gamma float64) []int {
 }
 
 // RowCover builds the pivot pattern P_c from an exact block map:
-// P_c[r] = Cover(Â[r, 0..r], γ) for every row r (shareprefill.md §3.8).
+// P_c[r] = Cover(Â[r, 0..r], γ) for every row r (docs/algorithm.md#pivot-map).
 func RowCover(m *BlockMap, gamma float64) *BlockList {
 	b := newListBuilderCap(m.NB, CausalBlocks(m.NB)/2)
 	for r := 0; r < m.NB; r++ {
@@ -211,7 +211,8 @@ func RowCover(m *BlockMap, gamma float64) *BlockList {
 	return b.finish()
 }
 
-// QueryAwareCut is the global cut of shareprefill.md §3.7 on a pooled block
+// QueryAwareCut is the global cut of docs/algorithm.md#query-aware-selection
+// on a pooled block
 // map M (row softmax, block-causal): flatten M, sort descending and keep
 // entries while the global running sum stays ≤ γ·nb; the crossing entry is
 // excluded. Only causal entries are returned. [project] For γ ≥ 1 every
@@ -301,7 +302,7 @@ type VSSet struct {
 }
 
 // SelectVS picks the top-nv columns of V (column 0 forced) and the top-ns
-// offsets of S (offset 0 forced), shareprefill.md §3.2 step 2.
+// offsets of S (offset 0 forced), docs/algorithm.md#budgets.
 func SelectVS(vBlocks, sBlocks []float64, nv, ns int) VSSet {
 	return VSSet{Cols: TopKForced(vBlocks, nv, 0), Offs: TopKForced(sBlocks, ns, 0)}
 }
@@ -351,10 +352,11 @@ func (v *VSSet) List(nb int) *BlockList {
 }
 
 // VSRatio returns the share of the pivot's exact map mass that its own VS
-// set captures (shareprefill.md §3.5, VSCoverage):
+// set captures (docs/algorithm.md#exclusion, VSCoverage):
 // (1/nb)·Σ_r Σ_{(r,c) ∈ VS, c ≤ r} Â[r,c], with the set de-duplicated.
 //
-// With compat = true it reproduces the release's over-count (§6.1): every
+// With compat = true it reproduces the release's over-count
+// (docs/algorithm.md#compatibility-switches): every
 // column c and every offset o contributes one entry per row r = 0..nb−1
 // without de-duplication, and each non-causal entry (r < c, or r < o) is read
 // as block (0,0), whose mass is Â[0,0] = 1.

@@ -165,7 +165,7 @@ func uniformRowsMap(nb int) *BlockMap {
 	return m
 }
 
-// TestVSRatioCompatOvercount reproduces shareprefill.md §6.1: without
+// TestVSRatioCompatOvercount reproduces docs/algorithm.md#compatibility-switches: without
 // de-duplication each column c adds c units and each offset o adds o units
 // (non-causal entries read as Â[0,0] = 1), plus the duplicated blocks.
 func TestVSRatioCompatOvercount(t *testing.T) {
@@ -174,7 +174,7 @@ func TestVSRatioCompatOvercount(t *testing.T) {
 		cols []int
 		offs []int
 	}{
-		{1024, []int{0, 900}, []int{0}}, // the §6.1 example
+		{1024, []int{0, 900}, []int{0}}, // the example of docs/algorithm.md#compatibility-switches
 		{64, []int{0, 5, 40}, []int{0, 3, 17}},
 		{16, []int{0}, []int{0}},
 	} {

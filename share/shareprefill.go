@@ -9,7 +9,8 @@ import (
 // cluster file.
 const NoClusterNote = "no cluster file: every head alone, equivalent to FlexPrefill"
 
-// pivotEntry is one entry of the per-call pivot dictionary (§3.0).
+// pivotEntry is one entry of the per-call pivot dictionary
+// (docs/algorithm.md#per-call-state).
 type pivotEntry struct {
 	pivot   HeadRef
 	vRef    []float64
@@ -20,7 +21,7 @@ type pivotEntry struct {
 	stat    *HeadStat // the pivot's stat, to record vs_ratio
 }
 
-// SharePrefill is the cluster-aware planner of shareprefill.md §3.
+// SharePrefill is the cluster-aware planner of docs/algorithm.md#online-phase.
 // Without a cluster file every head is noise and the planner is FlexPrefill
 // (query-aware gate + VS with γ budgets).
 type SharePrefill struct {
@@ -173,7 +174,7 @@ func (p *SharePrefill) exclusionDist(he *HeadEstimates) []float64 {
 	return he.V
 }
 
-// PlanLayer implements Planner (shareprefill.md §3.3–3.7).
+// PlanLayer implements Planner (docs/algorithm.md#roles).
 func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, error) {
 	start := time.Now()
 	dense := p.st.begun && p.st.n < p.cfg.DenseBelow
@@ -203,7 +204,7 @@ func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, er
 		if ci >= 0 {
 			hp.Cluster = p.ids[ci]
 		}
-		// Query-aware path (§3.3, §3.7): pooled selection + floor VS.
+		// Query-aware path (docs/algorithm.md#query-aware-gate): pooled selection + floor VS.
 		qa, dq := p.queryAware(he)
 		if p.cfg.TauQuery > 0 {
 			hs.JSDQuery = fptr(dq)
@@ -224,7 +225,7 @@ func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, er
 		vsFallback := func(m Method, reason string) {
 			hp.Method, hp.List, hs.Reason = m, vsG.List(nb), reason
 		}
-		// §3.4 step 1: outside the scope.
+		// docs/algorithm.md#roles, step 1: outside the scope.
 		if ci < 0 {
 			vsFallback(MethodVerticalSlash, "no cluster")
 			continue
@@ -281,7 +282,7 @@ func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, er
 }
 
 // ObserveMap implements Planner: it stores the pivot pattern
-// P_c = RowCover(Â, γ) and the cluster's vs_ratio (§3.5, §3.8).
+// P_c = RowCover(Â, γ) and the cluster's vs_ratio (docs/algorithm.md#pivot-map).
 func (p *SharePrefill) ObserveMap(layer, head int, m *BlockMap) error {
 	hr := HeadRef{layer, head}
 	ci, ok := p.pending[hr]
@@ -323,7 +324,8 @@ func (p *SharePrefill) Pattern(cluster string) *BlockList {
 
 func clone(x []float64) []float64 { return append([]float64(nil), x...) }
 
-// unionList builds the final list of §3.6: all causal blocks when all is
+// unionList builds the final list of docs/algorithm.md#final-lists: all
+// causal blocks when all is
 // set, else the union of the pattern, the query-aware selection and the VS
 // set (any may be nil); causal, de-duplicated, sorted per row.
 func unionList(nb int, all bool, pattern, qa *BlockList, vs *VSSet) *BlockList {

@@ -3,7 +3,7 @@
 // the matmuls of an 8B model, the estimation kernels), end-to-end prefill
 // latency per attention method, and small self-contained accuracy tests
 // (perplexity, passkey and key-value retrieval), following the protocols
-// of docs/peers.md §7–§9.
+// of docs/benchmarks.md.
 //
 // Every benchmark returns a Report: the device (name, vendor, driver), the
 // commit, the date, the parameters and the results. A Report is written as
@@ -13,7 +13,7 @@
 // can time PyTorch flex_attention on identical masks; Compare joins our
 // reports with the peers' into ratio tables.
 //
-// Timing rules (peers.md §8): GPU timestamps (Recorder.EnableProfiling)
+// Timing rules (docs/benchmarks.md#timing-rules): GPU timestamps (Recorder.EnableProfiling)
 // when the device has them, else wall time around Submit; warm-up runs
 // first; median, p20 and p80 over the timed runs; an optional L2 flush
 // (a fill of a scratch buffer, not timed) before every kernel run.

@@ -50,7 +50,8 @@ type KernelParams struct {
 	Logf func(format string, args ...any) `json:"-"`
 }
 
-// DefaultKernelParams are the peers.md §8 shapes: Llama-3-8B attention
+// DefaultKernelParams are the shapes of docs/benchmarks.md#what-is-measured:
+// Llama-3-8B attention
 // (Hq 32, Hkv 8, D 128), B = 128, 3 warm-ups lasting at least 250 ms, 10
 // timed runs.
 func DefaultKernelParams() KernelParams {

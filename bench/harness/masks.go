@@ -11,7 +11,7 @@ import (
 )
 
 // Mask is a per-head CSR list of causal key blocks per query block, the
-// format every sparse method emits (peers.md §1) and kernels.SparseAttention
+// format every sparse method emits (docs/algorithm.md#block-lists) and kernels.SparseAttention
 // reads: head h, query block r lists Cols[RowPtr[h·NB+r] : RowPtr[h·NB+r+1]]
 // (sorted ascending, so the diagonal block r comes last).
 type Mask struct {
@@ -117,13 +117,13 @@ func (m *Mask) ComputedDensity() float64 {
 }
 
 // ActualFLOPs is 4·B²·D·Σ_heads(full blocks + ½·diagonal blocks)
-// (peers.md §8.2).
+// (docs/benchmarks.md#throughput).
 func (m *Mask) ActualFLOPs(d int) float64 {
 	t, diag := m.Blocks()
 	return 4 * float64(m.Block*m.Block) * float64(d) * (float64(t-diag) + 0.5*float64(diag))
 }
 
-// DenseFLOPs is the causal-halved dense count 2·Hq·n²·D (peers.md §7).
+// DenseFLOPs is the causal-halved dense count 2·Hq·n²·D (docs/benchmarks.md#throughput).
 func DenseFLOPs(hq, n, d int) float64 { return 2 * float64(hq) * float64(n) * float64(n) * float64(d) }
 
 // MaskEntry describes one exported mask in the manifest.

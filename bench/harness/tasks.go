@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// The retrieval tasks (peers.md §9). Strings are verbatim from InfiniteBench
+// The retrieval tasks (docs/benchmarks.md#accuracy). Strings are verbatim from InfiniteBench
 // (data/construct_synthetic_dataset.py and the yarn-mistral templates of
 // src/prompt.py, a base-model completion format); "secret" is the needle
 // format bench-lm-8k was trained on (its README).

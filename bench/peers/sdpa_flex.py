@@ -7,12 +7,12 @@ For every sequence length n in the mask manifest written by
     native GQA (enable_gqa=True) where the installed torch has it, else with the
     KV heads expanded beforehand (outside the timed region; the row says so);
   * flex: torch.nn.attention.flex_attention compiled with torch.compile, with a
-    BlockMask built from our exported CSR mask (peers.md §6): the diagonal block
+    BlockMask built from our exported CSR mask (docs/benchmarks.md#peers): the diagonal block
     of each row is a partial block (causal mask_mod), every other listed block a
     full block. Same (n, density) mask, same block size, same heads as ours.
 
 Inputs are random fp16 (or --dtype bf16) [1, H, n, D] tensors. Timing follows
-peers.md §8: CUDA events, >= 3 warm-ups (torch.compile happens there), the
+docs/benchmarks.md#timing-rules: CUDA events, >= 3 warm-ups (torch.compile happens there), the
 median and p20/p80 of --reps runs, the L2 flushed (a 256 MiB buffer zeroed,
 outside the events) before every run. Dense-equivalent TFLOP/s = 2*Hq*n^2*D/t,
 actual = 4*B^2*D*sum(full + 0.5*diagonal blocks)/t, as ours.

@@ -45,7 +45,7 @@ func blockMapPush(p EstParams, nheads int) any {
 }
 
 // BlockMap records the exact block attention map of the heads listed in
-// heads (i32 query-head indices, e.g. the pivots; shareprefill.md §3.8):
+// heads (i32 query-head indices, e.g. the pivots; docs/algorithm.md#pivot-map):
 //
 //	out[x][r, c] = (1/|r|) Σ_{i ∈ r} Σ_{j ∈ c, j ≤ i} exp(s_ij − ℓ_i),  h = heads[x]
 //

@@ -8,7 +8,7 @@ import (
 )
 
 // EstParams describes the shapes read by the estimation and block-map
-// kernels (shareprefill.md §3.1–3.3, §3.7, §3.8).
+// kernels (docs/algorithm.md#online-phase).
 //
 // Layouts: Q [S, Hq, D] f16, K [S, Hkv, D] f16 (query head h reads KV head
 // h / (Hq/Hkv)). Blocks have B tokens, nb = ⌈S/B⌉, the last block may be
@@ -181,7 +181,7 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 }
 
 // LastBlockEstimates records the last-block estimates of every query head
-// (shareprefill.md §3.1). With W = min(B, S) and P the f32 row softmax of
+// (docs/algorithm.md#last-block-estimates). With W = min(B, S) and P the f32 row softmax of
 // the last W queries (rows S−W..S−1) against all keys, causal inside the
 // last W×W corner:
 //
@@ -299,7 +299,7 @@ func pooledSoftmax(r *runtime.Recorder, out *runtime.Tensor, qbar, kbar runtime.
 	}{uint32(nrows), uint32(p.NB()), uint32(p.Hq), uint32(p.Hkv), c, p.scale()}, qbar, kbar, out)
 }
 
-// PooledEstimate records the pooled estimate â (shareprefill.md §3.3):
+// PooledEstimate records the pooled estimate â (docs/algorithm.md#query-aware-gate):
 // q̄ = mean of the last W = min(B, S) queries of each head, k̄_c = mean of
 // the keys of block c (the last partial block over its valid keys) per KV
 // head, â[h] = softmax over c of Scale·q̄·k̄_c with no causal mask.
@@ -332,7 +332,7 @@ func PooledEstimate(r *runtime.Recorder, ws *EstWorkspace, a, q, k *runtime.Tens
 }
 
 // PooledBlockScores records the pooled block map M of query-aware heads
-// (shareprefill.md §3.7): queries and keys mean-pooled per block (the last
+// (docs/algorithm.md#query-aware-selection): queries and keys mean-pooled per block (the last
 // partial block over its valid rows), M[h][r][c] = softmax over c ≤ r of
 // Scale·Q̄_r·K̄_c, zeros above the diagonal, so every row sums to 1.
 // m: f32 [Hq, nb, nb].
@@ -362,7 +362,7 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 	return pooledSoftmax(r, m, qbar, kbar, nb, true, p)
 }
 
-// CoverCounts records the γ budget counts of §3.2 for every head:
+// CoverCounts records the γ budget counts (docs/algorithm.md#budgets) of every head:
 // counts[h] = (k_v, k_s), with k(x) = min(1 + m*, S) and m* the largest m
 // such that the m largest entries of x sum to ≤ γ·Σx (the sorted prefix
 // that stays within γ, plus the crossing entry). For distributions with

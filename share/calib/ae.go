@@ -15,7 +15,8 @@ import (
 // AEOptions configures the autoencoder and its training. The zero value of
 // every field selects the default given in its comment.
 //
-// Architecture (a dense MLP, not the conv net of shareprefill.md §7.1):
+// Architecture (a dense MLP, not the conv net of the third-party
+// description; docs/algorithm.md#representation):
 //
 //	input (grid(grid+1)/2 lower-triangle cells) → Hidden, ReLU → Latent (linear code)
 //	→ Hidden, ReLU → input, sigmoid.

@@ -10,7 +10,7 @@ import (
 // Representations accepted in Options.Representation.
 const (
 	// RepresentationAutoencoder clusters the autoencoder's latent codes
-	// (shareprefill.md §7.2 step 4). The default.
+	// (docs/algorithm.md#representation). The default.
 	RepresentationAutoencoder = "autoencoder"
 	// RepresentationPooled clusters the pooled maps directly: the ablation
 	// without the autoencoder.
@@ -84,9 +84,9 @@ func (o Options) validate() error {
 }
 
 // RepresentationMeta describes the vectors that were clustered; it maps
-// onto the "representation" object of the cluster file's meta (§8). The
-// token block size ("map_block") is not known here and is added by the
-// caller.
+// onto the "representation" object of the cluster file's meta
+// (docs/algorithm.md#cluster-file). The token block size ("map_block") is
+// not known here and is added by the caller.
 type RepresentationMeta struct {
 	Kind      string  `json:"kind"`                 // "autoencoder" or "pooled"
 	MapSize   int     `json:"map_size"`             // nb of the input maps; 0 when they differ
@@ -102,7 +102,7 @@ type RepresentationMeta struct {
 }
 
 // ClusteringMeta maps onto the "clustering" object of the cluster file's
-// meta (§8).
+// meta (docs/algorithm.md#cluster-file).
 type ClusteringMeta struct {
 	Linkage        string  `json:"linkage"`
 	Threshold      float64 `json:"threshold,omitempty"`
@@ -143,10 +143,10 @@ type Result struct {
 	Meta Meta
 }
 
-// Calibrate runs the offline pipeline of shareprefill.md §7.2 steps 3–5 on
-// one exact block map per (layer, query head): pool → autoencoder codes (or
-// the pooled vectors) → L2 normalisation → agglomerative clustering → cut →
-// min-size rule. The maps may have different nb. progress, if non-nil,
+// Calibrate runs the offline pipeline of docs/algorithm.md#calibration
+// (pooling, representation, clustering) on one exact block map per
+// (layer, query head): pool → autoencoder codes (or the pooled vectors) →
+// L2 normalisation → agglomerative clustering → cut → min-size rule. The maps may have different nb. progress, if non-nil,
 // receives one call per autoencoder epoch. ctx bounds the training (see
 // TrainAutoencoder); the clustering itself is not interruptible and takes
 // well under a second for 1024 heads.

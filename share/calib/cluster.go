@@ -12,8 +12,9 @@ const (
 	// LinkageWard is Ward's minimum-variance criterion with SciPy's height
 	// convention: merging clusters s and t costs
 	// √(2·|s||t|/(|s|+|t|))·‖c_s − c_t‖, which grows with cluster size and so
-	// gives the size-dependent thresholds (10, 40) seen in shareprefill.md §7.1
-	// a meaning. The default.
+	// gives the size-dependent thresholds (10, 40) of the release's file
+	// name and the third-party script a meaning
+	// (docs/algorithm.md#clustering). The default.
 	LinkageWard = "ward"
 	// LinkageAverage is UPGMA: the mean Euclidean distance between members.
 	LinkageAverage = "average"

@@ -1,14 +1,14 @@
 // Package calib holds the GPU-free mathematics of the SharePrefill offline
-// phase (shareprefill.md §7): pooling exact block attention maps to a fixed
+// phase (docs/algorithm.md#calibration): pooling exact block attention maps to a fixed
 // grid, a small autoencoder that compresses the pooled maps to 64-d codes,
 // agglomerative clustering of the L2-normalised codes (or, as an ablation, of
 // the pooled maps themselves), the adjusted Rand index, the shared-cluster
-// selection of §7.2 step 6 and the Jaccard sanity check of §7.2 step 7.
+// selection and the Jaccard sanity check.
 //
 // The package is pure Go (gonum for dense linear algebra), deterministic for a
 // fixed seed, and independent of package share: it defines its own small
 // types (HeadID, HeadMap, BlockSet, Cluster) that the cluster-file writer maps
-// onto the §8 JSON format.
+// onto the JSON format of docs/algorithm.md#cluster-file.
 //
 // Pipeline (Calibrate):
 //
@@ -22,7 +22,7 @@
 //   - Grid 32 by default: area averaging handles any nb (larger or smaller
 //     than the grid); only the 528 lower-triangle cells are used as features.
 //   - Dense MLP autoencoder (528 → 256 ReLU → 64 linear → 256 ReLU → 528
-//     sigmoid) instead of the conv net of §7.1: at grid 32 the conv net's
+//     sigmoid) instead of the third-party conv net: at grid 32 its
 //     bottleneck would be 32×2×2 after two 4× max-pools, so it buys little;
 //     the MLP is a handful of gonum matrix products per batch, easy to
 //     gradient-check, and trains on 1000 maps at about 0.2 s per epoch.

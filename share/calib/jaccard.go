@@ -52,7 +52,7 @@ func Jaccard(a, b Pattern) (float64, error) {
 	return float64(in) / float64(un), nil
 }
 
-// JaccardReport is the sanity check of shareprefill.md §7.2 step 7.
+// JaccardReport is the sanity check of docs/algorithm.md#jaccard-check.
 type JaccardReport struct {
 	Within      float64 `json:"within"`       // mean Jaccard over pairs in the same cluster
 	Across      float64 `json:"across"`       // mean Jaccard over pairs in different clusters

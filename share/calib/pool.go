@@ -16,7 +16,7 @@ const DefaultGrid = 32
 // Scale names how a pooled map is scaled after pooling.
 const (
 	// ScaleMax divides by the maximum cell so that values lie in [0,1]
-	// (shareprefill.md §7.2 step 3). The default.
+	// (docs/algorithm.md#pooling). The default.
 	ScaleMax = "max"
 	// ScaleNone keeps the area-averaged values unchanged.
 	ScaleNone = "none"
@@ -29,7 +29,7 @@ type PoolOptions struct {
 	// Scale is ScaleMax (default when empty) or ScaleNone.
 	Scale string
 	// Sqrt applies √x to every cell before scaling, which emphasises small
-	// masses (shareprefill.md §7.2 step 3, [inferred]).
+	// masses (docs/algorithm.md#pooling; our addition).
 	Sqrt bool
 }
 

@@ -29,7 +29,7 @@ func (s BlockSet) Density() float64 {
 	return float64(s.Count()) / float64(nb*(nb+1)/2)
 }
 
-// Cover returns cover(x, γ) of shareprefill.md §2: the indices of the
+// Cover returns cover(x, γ) of docs/algorithm.md#notation: the indices of the
 // shortest prefix of x sorted by descending value whose sum reaches γ·Σx,
 // the crossing entry included. Ties keep the lower index first. If rounding
 // leaves the running sum short of γ·Σx, every non-zero entry is kept. The
@@ -83,7 +83,7 @@ func causalRow(m []float32, nb, r int) []float64 {
 	return row
 }
 
-// RowCover returns the per-row cover pattern of shareprefill.md §3.8:
+// RowCover returns the per-row cover pattern of docs/algorithm.md#pivot-map:
 // P[r] = cover(Â[r, 0..r], γ) for every row r, each row normalised by its
 // actual sum first.
 func RowCover(m []float32, nb int, gamma float64) (BlockSet, error) {
@@ -150,8 +150,8 @@ func topWithForced(x []float64, k int) []int {
 }
 
 // VSFromMap derives a head's γ vertical-slash set from its exact block map,
-// a block-level stand-in for the last-block estimates of shareprefill.md
-// §3.1–3.2 [inferred]:
+// a block-level stand-in for the last-block estimates and budgets of
+// docs/algorithm.md#last-block-estimates (our choice):
 //   - vertical V[c] = Â[nb−1, c], which equals the block-pooled column mean of
 //     the last query block exactly;
 //   - slash S[o] = mean over rows r ≥ o of Â[r, r−o], normalised to sum 1
@@ -209,7 +209,7 @@ func VSFromMap(m []float32, nb int, gamma float64, minBlocks, maxBlocks int) (Bl
 }
 
 // SelectOptions holds the shared-cluster selection parameters of
-// shareprefill.md §7.2 step 6. Zero fields take the defaults in comments.
+// docs/algorithm.md#shared-cluster-selection. Zero fields take the defaults in comments.
 type SelectOptions struct {
 	Gamma       float64 // cover threshold γ; default 0.95
 	Kappa       float64 // minimum mean keep κ; default 0.9
@@ -244,7 +244,7 @@ type PromptMaps struct {
 }
 
 // ClusterSelection is the per-cluster report of the shared-cluster
-// selection; Keep, VS and Dens are the "per_cluster" values of the §8
+// selection; Keep, VS and Dens are the "per_cluster" values of the
 // metadata.
 type ClusterSelection struct {
 	ID       int     `json:"-"`
@@ -257,7 +257,8 @@ type ClusterSelection struct {
 	Shared   bool    `json:"-"`
 }
 
-// SelectShared evaluates every cluster on held-out prompts (§7.2 step 6).
+// SelectShared evaluates every cluster on held-out prompts
+// (docs/algorithm.md#shared-cluster-selection).
 // For each prompt the pivot is the cluster's first member in (layer, head)
 // order and P its per-row cover at γ. Every member h in a later layer than
 // the pivot contributes keep_h (mean share of Â_h's row mass inside P) and

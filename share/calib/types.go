@@ -7,7 +7,7 @@ import (
 )
 
 // HeadID names one query head of one layer, both 0-based. It is the
-// [layer, query_head] pair of the cluster file (shareprefill.md §8).
+// [layer, query_head] pair of the cluster file (docs/algorithm.md#cluster-file).
 type HeadID struct {
 	Layer int `json:"layer"`
 	Head  int `json:"head"`
@@ -25,7 +25,7 @@ func (h HeadID) Compare(o HeadID) int {
 	return cmp.Compare(h.Head, o.Head)
 }
 
-// HeadMap is the exact block attention map Â of one head (shareprefill.md §2):
+// HeadMap is the exact block attention map Â of one head (docs/algorithm.md#notation):
 // NB×NB, row-major, lower triangular, every causal row summing to 1. It may be
 // an average over several calibration prompts.
 type HeadMap struct {

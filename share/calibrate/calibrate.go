@@ -2,7 +2,7 @@
 // Python: dense prefill over calibration texts on the GPU, the exact block
 // attention map of every (layer, query head), then package calib's pooling,
 // autoencoder and agglomerative clustering, and the shared-cluster selection
-// on held-out texts (shareprefill.md §7–8).
+// on held-out texts (docs/algorithm.md#calibration, docs/algorithm.md#cluster-file).
 package calibrate
 
 import (
