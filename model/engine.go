@@ -17,18 +17,29 @@ import (
 // Attention computes a layer's attention during prefill. The default is dense
 // causal flash attention; sparse planners (package share) implement it to
 // choose, per query head, which key blocks each query block attends.
+//
+// The engine records a prefill into command batches that run while the host
+// records the next layer: a fast implementation records everything on r and
+// never waits for the GPU. Device memory its recorded work uses must stay
+// allocated until the next Begin (called only once every batch of the
+// previous call has completed) or until the engine is closed.
 type Attention interface {
-	// Begin is called once per Prefill call, before layer 0, with the number
-	// of new tokens n and the position q0 of the first one.
+	// Begin is called once per prefill call, before layer 0, with the number
+	// of new tokens n and the position q0 of the first one. Decode steps
+	// (q0 > 0 and at most a few tokens) do not reach the Attention.
 	Begin(e *Engine, q0, n int) error
 	// Layer records attention for layer l. q is [n, Hq, D] f16 with RoPE
 	// applied; k and v are the layer's whole KV caches [ctx, Hkv, D] f16 whose
 	// first q0+n rows are valid; o is [n, Hq, D] f16. p describes the call
 	// (Sq = n, Skv = q0+n, Q0 = q0, causal). An implementation may Submit r
-	// (e.g. to read estimates back) and keep recording on it.
+	// (e.g. to read estimates back) and keep recording on it, at the cost of
+	// a host wait.
 	Layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor, p kernels.AttnParams) error
-	// End is called after the last layer (also after a failure).
-	End() error
+	// End is called after the last layer of a call that succeeded so far,
+	// before the call's final batch is submitted: it may record more work
+	// into r (e.g. copy statistics to a host buffer), which has completed
+	// when the engine call returns.
+	End(r *runtime.Recorder) error
 }
 
 // DenseAttention is exact causal flash attention for every head.
@@ -43,7 +54,7 @@ func (DenseAttention) Layer(r *runtime.Recorder, _ int, q, k, v, o *runtime.Tens
 }
 
 // End implements Attention.
-func (DenseAttention) End() error { return nil }
+func (DenseAttention) End(*runtime.Recorder) error { return nil }
 
 // EngineOptions configures NewEngine.
 type EngineOptions struct {
@@ -57,7 +68,8 @@ type EngineOptions struct {
 	// MaxPrefill is the longest single Prefill call the activations are
 	// planned for (default: Context).
 	MaxPrefill int
-	// Attention computes prefill attention; nil means DenseAttention.
+	// Attention computes prefill attention; nil means DenseAttention. If it
+	// has a Close method, the engine's Close calls it.
 	Attention Attention
 	// Progress, if set, is called during loading and long prefills with the
 	// work done and the total (in layers × chunks or tensors).
@@ -534,6 +546,9 @@ func (e *Engine) free() {
 		e.rec.Release() // waits for submitted work
 		e.rec = nil
 	}
+	if c, ok := e.opts.Attention.(interface{ Close() }); ok {
+		c.Close() // buffers an Attention keeps between calls
+	}
 	free := func(ts ...*runtime.Tensor) {
 		for _, t := range ts {
 			t.Free()
@@ -706,11 +721,6 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		if err := att.Begin(e, q0, n); err != nil {
 			return fmt.Errorf("prefill: attention: %w", err)
 		}
-		defer func() {
-			if aerr := att.End(); err == nil && aerr != nil {
-				err = fmt.Errorf("prefill: attention: %w", aerr)
-			}
-		}()
 	}
 	if err := kernels.Embed(r, x, e.embed, idv); err != nil {
 		return err
@@ -814,6 +824,11 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 			}
 		}
 		e.progress("prefill", l+1, len(e.layers))
+	}
+	if !decode {
+		if err := att.End(r); err != nil {
+			return fmt.Errorf("prefill: attention: %w", err)
+		}
 	}
 	switch mode {
 	case deviceLogits:

@@ -132,7 +132,7 @@ func (c *collector) Layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 	return nil
 }
 
-func (c *collector) End() error {
+func (c *collector) End(*runtime.Recorder) error {
 	c.lse.Free()
 	c.heads.Free()
 	c.out.Free()

@@ -208,10 +208,10 @@ func (a *Attention) release() {
 	a.rowPtr, a.cols, a.lse, a.mapHeads, a.maps = nil, nil, nil, nil, nil
 }
 
-// End implements model.Attention: it frees the per-call buffers and
-// summarizes the statistics.
-func (a *Attention) End() error {
-	a.release()
+// End implements model.Attention: it summarizes the statistics. The per-call
+// buffers stay allocated (recorded work may still use them) until the next
+// Begin or Close.
+func (a *Attention) End(*runtime.Recorder) error {
 	if a.stats != nil {
 		a.stats.Summarize()
 	}

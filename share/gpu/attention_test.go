@@ -109,7 +109,7 @@ func TestLayerPipeline(t *testing.T) {
 			}
 		}
 	}
-	if err := a.End(); err != nil {
+	if err := a.End(nil); err != nil {
 		t.Fatal(err)
 	}
 	for h := 0; h < s.NumHeads; h++ {
