@@ -273,6 +273,9 @@ type GenerateOptions struct {
 	// KeepCache continues after the tokens already in the KV cache instead
 	// of starting a new sequence.
 	KeepCache bool
+	// Trace, if set, logs the call: host submissions and waits, and the GPU
+	// time of every dispatch (see runtime.Trace: Summary, WriteChrome).
+	Trace *runtime.Trace
 }
 
 // Stats describes a Generate call.
@@ -335,6 +338,12 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 	sd := m.Tok.NewStreamDecoder()
 	for _, id := range ids {
 		sd.Next(id)
+	}
+	if opts.Trace != nil {
+		if err := m.Engine.SetTrace(opts.Trace); err != nil {
+			return Stats{}, err
+		}
+		defer m.Engine.SetTrace(nil)
 	}
 	st, err := m.Engine.Generate(ctx, ids, model.SampleOptions{
 		MaxTokens: opts.MaxTokens, Temperature: opts.Temperature, TopP: opts.TopP, Seed: opts.Seed, StopIDs: stops,

@@ -278,6 +278,19 @@ func (e *Engine) Reset() error {
 	return nil
 }
 
+// SetTrace makes later calls log into t (nil: stop): host submissions and
+// waits, and the GPU time of every dispatch (runtime.Trace). It returns
+// ErrBusy while another call is using the engine, and ErrClosed after Close.
+func (e *Engine) SetTrace(t *runtime.Trace) error {
+	_, release, err := e.acquire(context.Background())
+	if err != nil {
+		return err
+	}
+	defer release()
+	e.rec.SetTrace(t)
+	return nil
+}
+
 // SetAttention replaces the prefill attention (nil: dense). It returns
 // ErrBusy while another call is using the engine, and ErrClosed after Close.
 func (e *Engine) SetAttention(a Attention) error {

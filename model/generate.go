@@ -83,8 +83,7 @@ func (o SampleOptions) Validate() error {
 // the top-k candidates. Cancelling ctx (or Close) stops within one GPU wait
 // slice. Reaching the end of the context stops generation normally
 // (GenStats.StoppedByContext).
-func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions, emit func(id int) error) (GenStats, error) {
-	var st GenStats
+func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions, emit func(id int) error) (st GenStats, err error) {
 	if opts.MaxTokens == 0 {
 		opts.MaxTokens = 256
 	}
@@ -101,6 +100,7 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 		return st, err
 	}
 	defer release()
+	// The deferred functions below set fields of the named result.
 	c0 := e.dev.Counters()
 	defer func() { st.Counters = e.dev.Counters().Sub(c0) }()
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15))

@@ -507,16 +507,16 @@ func (d *Device) submitWait(cmd vk.CommandBuffer, fence vk.Fence, what string) e
 	if err := d.submit(cmd, fence, what); err != nil {
 		return err
 	}
-	return d.waitFence(context.Background(), fence, what)
+	return d.waitFences(context.Background(), []vk.Fence{fence}, what)
 }
 
 // waitPoll is how often a wait for the GPU checks its context.
 const waitPoll = 10 * time.Millisecond
 
-// waitFence waits for fence and resets it. The wait is bounded by
-// SubmitTimeout (the device is then marked lost) and returns ctx.Err(),
-// leaving the fence unsignalled, when ctx is done first.
-func (d *Device) waitFence(ctx context.Context, fence vk.Fence, what string) error {
+// waitFences waits for every fence (one host wait) and resets them. The wait
+// is bounded by SubmitTimeout (the device is then marked lost) and returns
+// ctx.Err(), leaving the fences as they are, when ctx is done first.
+func (d *Device) waitFences(ctx context.Context, fences []vk.Fence, what string) error {
 	if d.inst != nil && d.inst.val != nil {
 		defer d.inst.val.poll() // keep the validation ring from overflowing
 	}
@@ -526,7 +526,6 @@ func (d *Device) waitFence(ctx context.Context, fence vk.Fence, what string) err
 		d.ctr.waitNanos.Add(int64(time.Since(start)))
 	}()
 	deadline := start.Add(d.opts.SubmitTimeout)
-	fences := []vk.Fence{fence}
 	slice := uint64(100 * time.Millisecond)
 	if ctx.Done() != nil {
 		slice = uint64(waitPoll)
@@ -534,10 +533,10 @@ func (d *Device) waitFence(ctx context.Context, fence vk.Fence, what string) err
 	for {
 		// Wait in slices so that a hang is reported, never waited on
 		// forever, and a cancelled context is noticed.
-		r := vk.WaitForFences(d.dev, 1, fences, vk.True, slice)
+		r := vk.WaitForFences(d.dev, uint32(len(fences)), fences, vk.True, slice)
 		switch r {
 		case vk.Success:
-			return check("vkResetFences", vk.ResetFences(d.dev, 1, fences))
+			return check("vkResetFences", vk.ResetFences(d.dev, uint32(len(fences)), fences))
 		case vk.Timeout:
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("%s: %w", what, err)
@@ -700,8 +699,8 @@ func (d *Device) Close() {
 
 // counters are the device's submission statistics (Device.Counters).
 type counters struct {
-	submits, waits atomic.Uint64
-	waitNanos      atomic.Int64
+	submits, waits, allocs atomic.Uint64
+	waitNanos              atomic.Int64
 }
 
 // Counters are cumulative submission statistics of a device: every
@@ -716,15 +715,17 @@ type Counters struct {
 	Waits uint64
 	// WaitTime is the host time spent in those waits.
 	WaitTime time.Duration
+	// Allocs is the number of tensors and host buffers allocated.
+	Allocs uint64
 }
 
 // Sub returns c − o, the counts between two snapshots.
 func (c Counters) Sub(o Counters) Counters {
-	return Counters{Submits: c.Submits - o.Submits, Waits: c.Waits - o.Waits, WaitTime: c.WaitTime - o.WaitTime}
+	return Counters{Submits: c.Submits - o.Submits, Waits: c.Waits - o.Waits, WaitTime: c.WaitTime - o.WaitTime, Allocs: c.Allocs - o.Allocs}
 }
 
 // Counters returns a snapshot of the device's submission statistics. It is
 // safe to call concurrently with any other method.
 func (d *Device) Counters() Counters {
-	return Counters{Submits: d.ctr.submits.Load(), Waits: d.ctr.waits.Load(), WaitTime: time.Duration(d.ctr.waitNanos.Load())}
+	return Counters{Submits: d.ctr.submits.Load(), Waits: d.ctr.waits.Load(), WaitTime: time.Duration(d.ctr.waitNanos.Load()), Allocs: d.ctr.allocs.Load()}
 }

@@ -24,11 +24,11 @@ func addOnes(t *testing.T, r *runtime.Recorder, acc, ones *runtime.Tensor) {
 	}
 }
 
-// TestFlushDoubleBuffer: batches flushed without waiting run in order (each
-// reads what the previous one wrote), a Flush never waits while the other
-// command buffer is free, recording into a running buffer waits exactly
-// once, and Wait waits for what is left.
-func TestFlushDoubleBuffer(t *testing.T) {
+// TestFlushRing: batches flushed without waiting run in order (each reads
+// what the previous one wrote), flushing never waits below
+// MaxBatchesInFlight batches in flight, and Wait waits for all of them with
+// one host wait.
+func TestFlushRing(t *testing.T) {
 	d := gputest.Device(t)
 	const n, batches = 1000, 7
 	acc, err := d.NewTensor(runtime.F32, n)
@@ -71,10 +71,8 @@ func TestFlushDoubleBuffer(t *testing.T) {
 		if c.Submits != uint64(b+1) {
 			t.Fatalf("after %d flushes: %d submits", b+1, c.Submits)
 		}
-		// Batch b was recorded into a free buffer for b < 2, else after
-		// waiting for batch b−2.
-		if want := uint64(max(0, b-1)); c.Waits != want {
-			t.Fatalf("after %d flushes: %d host waits, want %d", b+1, c.Waits, want)
+		if c.Waits != 0 {
+			t.Fatalf("after %d flushes: %d host waits, want none", b+1, c.Waits)
 		}
 	}
 	if err := r.Wait(); err != nil {
@@ -83,8 +81,8 @@ func TestFlushDoubleBuffer(t *testing.T) {
 	if r.Busy() {
 		t.Error("Busy() after Wait")
 	}
-	if c := d.Counters().Sub(before); c.Waits != batches {
-		t.Errorf("%d batches: %d host waits in all, want one each", batches, c.Waits)
+	if c := d.Counters().Sub(before); c.Waits != 1 {
+		t.Errorf("%d batches: %d host waits in all, want one", batches, c.Waits)
 	}
 	got, err := acc.DownloadF32()
 	if err != nil {
@@ -104,6 +102,28 @@ func TestFlushDoubleBuffer(t *testing.T) {
 	w := d.Counters().Waits
 	if err := r.Wait(); err != nil || d.Counters().Waits != w {
 		t.Errorf("Wait with nothing in flight: err %v, waits %d → %d", err, w, d.Counters().Waits)
+	}
+	// Past MaxBatchesInFlight, each further batch waits for the oldest.
+	before = d.Counters()
+	const more = runtime.MaxBatchesInFlight + 3
+	for b := 0; b < more; b++ {
+		addOnes(t, r, acc, ones)
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.Counters().Sub(before); c.Waits != 4 || c.Submits != more {
+		t.Errorf("%d batches: %d submits, %d waits; want %d and 4 (3 for a full ring, 1 at the end)", more, c.Submits, c.Waits, more)
+	}
+	got, err = acc.DownloadF32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := float32(batches*(batches+1)/2 + 1 + more); got[0] != want {
+		t.Errorf("acc[0] = %v, want %v", got[0], want)
 	}
 }
 

@@ -46,6 +46,7 @@ func (d *Device) NewHostBuffer(size uint64) (*HostBuffer, error) {
 		d.hosts = map[*HostBuffer]struct{}{}
 	}
 	d.hosts[h] = struct{}{}
+	d.ctr.allocs.Add(1)
 	return h, nil
 }
 
@@ -134,9 +135,8 @@ func (r *Recorder) CopyToHost(dst *HostBuffer, dstOff uint64, src *Tensor, srcOf
 	}
 	s0 := src.off + srcOff
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, dstOff, dstOff + n}})
-	f := r.frames[r.cur]
-	r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, dstOff, n)
-	r.d.cmdHostBarrier(f.cmd)
+	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, dstOff, n) })
+	r.d.cmdHostBarrier(r.frames[r.cur].cmd)
 	r.count++
 	return nil
 }
@@ -164,7 +164,7 @@ func (r *Recorder) CopyFromHost(dst *Tensor, dstOff uint64, src *HostBuffer, src
 	}
 	d0 := dst.off + dstOff
 	r.hazard([]rng{{src.blk.id, srcOff, srcOff + n}}, []rng{{dst.blk.id, d0, d0 + n}})
-	r.d.cmdCopy(r.frames[r.cur].cmd, src.blk.buf, dst.blk.buf, srcOff, d0, n)
+	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, srcOff, d0, n) })
 	r.count++
 	return nil
 }

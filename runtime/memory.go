@@ -299,6 +299,7 @@ func (d *Device) NewNamedTensor(name string, dt DType, shape ...int) (*Tensor, e
 	if err != nil {
 		return nil, err
 	}
+	d.ctr.allocs.Add(1)
 	return &Tensor{dev: d, blk: blk, off: off, bytes: bytes, dtype: dt, shape: append([]int(nil), shape...), name: name}, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sort"
+	"time"
 	"unsafe"
 
 	vk "github.com/vulkan-go/vulkan"
@@ -62,18 +64,18 @@ type Timing struct {
 //
 // Submit runs the batch and waits for it. Flush submits without waiting, so
 // that the host records the next batch while the GPU runs this one; Wait (or
-// WaitContext) waits for every flushed batch. A recorder owns two command
-// buffers: recording after a Flush goes to the other one, and waits only when
-// that one is still running (a double buffer). Batches run in submission order
-// and each begins with a full barrier, so a batch sees everything earlier
-// batches wrote.
+// WaitContext) waits for every flushed batch at once (one host wait). A
+// recorder keeps a ring of command buffers that grows as batches are flushed
+// ahead, up to MaxBatchesInFlight; only past that does recording wait for the
+// oldest batch. Batches run in submission order and each begins with a full
+// barrier, so a batch sees everything earlier batches wrote.
 //
 // A Recorder is not safe for concurrent use; make one per goroutine.
 type Recorder struct {
 	d      *Device
-	frames [2]*frame // frames[1] is made at the first Flush that needs it
-	cur    int       // the frame being recorded
-	seq    uint64    // submission counter (orders in-flight frames)
+	frames []*frame // the ring; grows up to MaxBatchesInFlight
+	cur    int      // the frame being recorded
+	seq    uint64   // submission counter (orders in-flight frames)
 
 	recording bool
 	count     int
@@ -81,9 +83,11 @@ type Recorder struct {
 	writes    []rng
 	err       error
 
-	profile bool
-	done    []Timing // timings of frames completed since the last Wait
-	timings []Timing
+	profile  bool
+	userProf bool     // EnableProfiling was called (SetTrace(nil) keeps profiling then)
+	done     []Timing // timings of frames completed since the last Wait
+	timings  []Timing
+	trace    *Trace
 }
 
 // frame is one command buffer with everything its commands use: descriptor
@@ -105,6 +109,10 @@ type frame struct {
 
 const setsPerPool = 256
 
+// MaxBatchesInFlight is how many flushed batches a Recorder keeps in flight
+// before recording waits for the oldest one.
+const MaxBatchesInFlight = 64
+
 // NewRecorder makes a recorder. Release it when done.
 func (d *Device) NewRecorder() (*Recorder, error) {
 	d.mu.Lock()
@@ -118,7 +126,7 @@ func (d *Device) NewRecorder() (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.frames[0] = f
+	r.frames = []*frame{f}
 	return r, nil
 }
 
@@ -143,7 +151,7 @@ func (r *Recorder) EnableProfiling() {
 	if r.d.info.TimestampValidBits == 0 || r.recording {
 		return
 	}
-	r.profile = true
+	r.profile, r.userProf = true, true
 }
 
 // Release frees the recorder's Vulkan objects, after waiting for its batches
@@ -165,12 +173,10 @@ func (r *Recorder) Release() {
 }
 
 func (r *Recorder) destroy() {
-	for i, f := range r.frames {
-		if f != nil {
-			f.destroy(r.d)
-			r.frames[i] = nil
-		}
+	for _, f := range r.frames {
+		f.destroy(r.d)
 	}
+	r.frames = nil
 }
 
 func (f *frame) destroy(d *Device) {
@@ -198,7 +204,7 @@ func (r *Recorder) begin() error {
 	}
 	f := r.frames[r.cur]
 	if f.inflight {
-		// The double buffer is full: the older batch must finish first.
+		// The ring is full: the oldest batch must finish first.
 		if err := r.complete(context.Background(), f); err != nil {
 			return err
 		}
@@ -212,7 +218,7 @@ func (r *Recorder) begin() error {
 	f.labels = f.labels[:0]
 	if r.profile {
 		if f.qpool == nil {
-			f.qcap = 4096
+			f.qcap = 16384
 			qci := vk.QueryPoolCreateInfo{
 				SType:      vk.StructureTypeQueryPoolCreateInfo,
 				QueryType:  vk.QueryTypeTimestamp,
@@ -407,17 +413,7 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) e
 	}
 	r.d.updateSet(set, bufs, offs, ranges)
 	r.hazard(reads, writes)
-	f := r.frames[r.cur]
-	q := 2 * len(f.labels)
-	timed := r.profile && q+2 <= f.qcap
-	if timed {
-		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageTopOfPipeBit, f.qpool, uint32(q))
-	}
-	r.d.cmdDispatch(f.cmd, k.pipe, k.layout, set, pc, groups)
-	if timed {
-		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageBottomOfPipeBit, f.qpool, uint32(q+1))
-		f.labels = append(f.labels, k.desc.Shader)
-	}
+	r.timed(k.desc.Shader, func(f *frame) { r.d.cmdDispatch(f.cmd, k.pipe, k.layout, set, pc, groups) })
 	r.count++
 	return nil
 }
@@ -445,9 +441,24 @@ func (r *Recorder) Copy(dst, src any) error {
 		return nil
 	}
 	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
-	r.d.cmdCopy(r.frames[r.cur].cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size)
+	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size) })
 	r.count++
 	return nil
+}
+
+// timed records one command, between two timestamps when profiling.
+func (r *Recorder) timed(label string, cmd func(f *frame)) {
+	f := r.frames[r.cur]
+	q := 2 * len(f.labels)
+	on := r.profile && q+2 <= f.qcap
+	if on {
+		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageTopOfPipeBit, f.qpool, uint32(q))
+	}
+	cmd(f)
+	if on {
+		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageBottomOfPipeBit, f.qpool, uint32(q+1))
+		f.labels = append(f.labels, label)
+	}
 }
 
 // Device is the recorder's device.
@@ -473,9 +484,9 @@ func (r *Recorder) SubmitContext(ctx context.Context) error {
 }
 
 // Flush submits everything recorded since the last Flush or Submit without
-// waiting for it (with Options.Serialize it waits). Recording continues in
-// the recorder's other command buffer; when that one is still running, the
-// next recorded command waits for it first.
+// waiting for it (with Options.Serialize it waits). Recording continues in a
+// free command buffer of the ring; with MaxBatchesInFlight batches in flight,
+// the next recorded command waits for the oldest first.
 func (r *Recorder) Flush() error {
 	if r.err != nil {
 		err := r.err
@@ -499,8 +510,12 @@ func (r *Recorder) Flush() error {
 		return fmt.Errorf("submit: device is closed")
 	}
 	f.what = fmt.Sprintf("submit of %d commands", r.count)
+	t0 := time.Now()
 	err := d.submit(f.cmd, f.fence, f.what)
 	d.mu.Unlock()
+	if r.trace != nil {
+		r.trace.host("submit", r.seq+1, r.count, t0, time.Now())
+	}
 	r.count = 0
 	if err != nil {
 		r.resetFrame(f)
@@ -508,13 +523,21 @@ func (r *Recorder) Flush() error {
 	}
 	r.seq++
 	f.inflight, f.seq = true, r.seq
-	next := 1 - r.cur
-	if r.frames[next] == nil {
-		nf, err := d.newFrame()
-		if err != nil {
-			return err
+	next := -1
+	for i, g := range r.frames {
+		if !g.inflight {
+			next = i
+			break
 		}
-		r.frames[next] = nf
+	}
+	if next < 0 && len(r.frames) < MaxBatchesInFlight {
+		if nf, err := d.newFrame(); err == nil {
+			r.frames = append(r.frames, nf)
+			next = len(r.frames) - 1
+		}
+	}
+	if next < 0 { // recording waits for the oldest batch (begin)
+		next = r.oldest(^uint64(0))
 	}
 	r.cur = next
 	if d.opts.Serialize {
@@ -537,51 +560,87 @@ func (r *Recorder) WaitContext(ctx context.Context) error {
 	return err
 }
 
-// wait completes the in-flight frames, oldest first.
+// wait completes every in-flight frame, with one host wait.
 func (r *Recorder) wait(ctx context.Context) error {
-	for {
-		var oldest *frame
+	if i := r.oldest(^uint64(0)); i >= 0 {
+		newest := r.frames[i]
 		for _, f := range r.frames {
-			if f != nil && f.inflight && (oldest == nil || f.seq < oldest.seq) {
-				oldest = f
+			if f.inflight && f.seq > newest.seq {
+				newest = f
 			}
 		}
-		if oldest == nil {
-			return nil
-		}
-		if err := r.complete(ctx, oldest); err != nil {
-			return err
+		return r.complete(ctx, newest)
+	}
+	return nil
+}
+
+// oldest returns the index of the in-flight frame with the lowest sequence
+// number not above seq, or −1.
+func (r *Recorder) oldest(seq uint64) int {
+	best := -1
+	for i, f := range r.frames {
+		if f.inflight && f.seq <= seq && (best < 0 || f.seq < r.frames[best].seq) {
+			best = i
 		}
 	}
+	return best
 }
 
 // Busy reports whether a flushed batch may still be running.
-func (r *Recorder) Busy() bool {
-	for _, f := range r.frames {
-		if f != nil && f.inflight {
-			return true
+func (r *Recorder) Busy() bool { return r.oldest(^uint64(0)) >= 0 }
+
+// complete waits, with one host wait, for frame f and every frame flushed
+// before it, collects their timings in submission order and recycles them.
+// When ctx is done first, they stay in flight and ctx.Err() is returned.
+func (r *Recorder) complete(ctx context.Context, f *frame) error {
+	var fs []*frame
+	for _, g := range r.frames {
+		if g.inflight && g.seq <= f.seq {
+			fs = append(fs, g)
 		}
 	}
-	return false
-}
-
-// complete waits for frame f, collects its timings and recycles it. When ctx
-// is done first, f stays in flight and ctx.Err() is returned.
-func (r *Recorder) complete(ctx context.Context, f *frame) error {
-	if err := r.d.waitFence(ctx, f.fence, f.what); err != nil {
+	sort.Slice(fs, func(i, j int) bool { return fs[i].seq < fs[j].seq })
+	fences := make([]vk.Fence, len(fs))
+	for i, g := range fs {
+		fences[i] = g.fence
+	}
+	t0 := time.Now()
+	err := r.d.waitFences(ctx, fences, f.what)
+	if r.trace != nil {
+		r.trace.host("wait", f.seq, 0, t0, time.Now())
+	}
+	if err != nil {
 		if ctx.Err() != nil && !r.d.isLost() {
 			return err
 		}
-		f.inflight = false // the device is lost: never wait again
+		for _, g := range fs {
+			g.inflight = false // the device is lost: never wait again
+		}
 		return err
 	}
-	f.inflight = false
-	var err error
-	if r.profile && len(f.labels) > 0 {
-		err = r.readTimings(f)
+	for _, g := range fs {
+		g.inflight = false
+		if r.profile && len(g.labels) > 0 && err == nil {
+			err = r.readTimings(g)
+		}
+		r.resetFrame(g)
 	}
-	r.resetFrame(f)
 	return err
+}
+
+// SetTrace makes the recorder log into t (nil: stop): every submission and
+// every host wait, and on devices with timestamps the GPU start and end of
+// every dispatch and copy (it turns profiling on). Call it between batches.
+func (r *Recorder) SetTrace(t *Trace) {
+	r.trace = t
+	if t == nil {
+		r.profile = r.userProf
+		return
+	}
+	t.setPeriod(r.d)
+	if r.d.info.TimestampValidBits > 0 && !r.recording {
+		r.profile = true
+	}
 }
 
 // Discard drops everything recorded since the last Flush (after an error in
@@ -632,13 +691,17 @@ func (r *Recorder) readTimings(f *frame) error {
 	if bits >= 64 {
 		mask = ^uint64(0)
 	}
+	period := float64(r.d.info.TimestampPeriod)
 	for i, l := range f.labels {
 		a, b := data[2*i]&mask, data[2*i+1]&mask
 		ns := -1.0
 		if b >= a {
-			ns = float64(b-a) * float64(r.d.info.TimestampPeriod)
+			ns = float64(b-a) * period
 		}
 		r.done = append(r.done, Timing{Label: l, Nanos: ns})
+		if r.trace != nil && b >= a {
+			r.trace.gpu(l, f.seq, float64(a)*period, float64(b)*period)
+		}
 	}
 	return nil
 }
@@ -701,7 +764,7 @@ func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uin
 	}
 	s0, d0 := src.off+srcOff, dst.off+dstOff
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
-	r.d.cmdCopy(r.frames[r.cur].cmd, src.blk.buf, dst.blk.buf, s0, d0, n)
+	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, d0, n) })
 	r.count++
 	return nil
 }

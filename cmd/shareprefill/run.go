@@ -7,11 +7,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/shareprefill/shareprefill"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
 )
 
 const defaultPrompt = "Once upon a time"
@@ -38,6 +42,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	system := fs.String("system", "", "system message for --chat")
 	statsJSON := fs.String("stats-json", "", "write sparse-attention statistics of the prefill to this file")
 	quiet := fs.Bool("quiet", false, "no summary on stderr")
+	profile := fs.String("profile", "", "write a Chrome trace of the call (GPU time of every dispatch, host submits and waits) to this file and print a profile on stderr")
 	allowNonFinite := fs.Bool("allow-nonfinite", false, "load weights holding NaN, ±Inf or values beyond f16's range (default: an error naming the tensor)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -76,6 +81,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		text = defaultPrompt
 	}
 
+	if *profile != "" {
+		if err := checkOutputFile(*profile); err != nil {
+			return usageError{fmt.Sprintf("--profile: %v", err)}
+		}
+	}
 	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()
 	bar := newProgressBar(stderr)
@@ -96,8 +106,13 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if !*chat {
 		fmt.Fprint(stdout, text)
 	}
+	var trace *runtime.Trace
+	if *profile != "" {
+		trace = runtime.NewTrace()
+	}
 	st, err := m.Generate(ctx, text, shareprefill.GenerateOptions{
 		MaxTokens: *maxTokens, Temperature: *temp, TopP: *topP, Seed: *seed, Chat: *chat, System: *system,
+		Trace: trace,
 	}, func(s string) error {
 		bar.clear()
 		_, err := io.WriteString(stdout, s)
@@ -112,6 +127,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w (--context sets the context length)", err)
 		}
 		return err
+	}
+	if trace != nil {
+		if err := writeTrace(*profile, trace, stderr); err != nil {
+			return err
+		}
 	}
 	if *statsJSON != "" {
 		b, err := m.AttentionJSON()
@@ -184,4 +204,60 @@ func watchInterrupts(sig <-chan os.Signal, done <-chan struct{}, cancel func(), 
 			return
 		}
 	}
+}
+
+// checkOutputFile checks, before any work, that path can be written as a
+// file: its directory exists and it is not a directory itself.
+func checkOutputFile(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("directory %s does not exist", dir)
+	}
+	return nil
+}
+
+// writeTrace writes t as a Chrome trace to path and prints its summary.
+func writeTrace(path string, t *runtime.Trace, w io.Writer) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--profile: %w", err)
+	}
+	if err := t.WriteChrome(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--profile: %w", err)
+	}
+	printProfile(w, t.Summary(kernels.Category))
+	fmt.Fprintf(w, "profile: trace written to %s (open it in chrome://tracing or ui.perfetto.dev)\n", path)
+	return nil
+}
+
+// printProfile prints a trace summary in a few lines.
+func printProfile(w io.Writer, s runtime.TraceSummary) {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+	fmt.Fprintf(w, "profile: wall %s · %d submits · %d host waits (%s)\n", ms(s.Wall), s.Submits, s.Waits, ms(s.HostWait))
+	if !s.HasGPU {
+		fmt.Fprintln(w, "profile: the device has no timestamps: no GPU times")
+		return
+	}
+	busy := 0.0
+	if s.Wall > 0 {
+		busy = 100 * float64(s.GPUBusy) / float64(s.Wall)
+	}
+	fmt.Fprintf(w, "profile: GPU busy %s (%.0f%% of wall) · GPU idle between commands %s · %d commands\n", ms(s.GPUBusy), busy, ms(s.GPUIdle), s.Commands)
+	cats := make([]string, 0, len(s.ByCategory))
+	for c := range s.ByCategory {
+		cats = append(cats, c)
+	}
+	sort.Slice(cats, func(i, j int) bool { return s.ByCategory[cats[i]] > s.ByCategory[cats[j]] })
+	parts := make([]string, len(cats))
+	for i, c := range cats {
+		parts[i] = c + " " + ms(s.ByCategory[c])
+	}
+	fmt.Fprintf(w, "profile: GPU time by kind: %s\n", strings.Join(parts, " · "))
 }

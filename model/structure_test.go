@@ -1,0 +1,75 @@
+package model
+
+import (
+	"context"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// Structure tests: what a speed claim rests on, checked without a GPU by
+// counting submissions, host waits and device allocations.
+
+// TestDecodeStepStructure: every generated token costs one submission and
+// one host wait (the forward pass, the sampler and the read-back of the
+// sampled token are one batch), and no device allocation.
+func TestDecodeStepStructure(t *testing.T) {
+	d := gputest.Device(t)
+	e := storiesEngine(t, d, EngineOptions{Context: 256})
+	prompt := []int{1, 403, 407, 261, 378}
+	for _, temp := range []float64{0, 0.8} {
+		if err := e.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		const n = 12
+		st, err := e.Generate(context.Background(), prompt, SampleOptions{MaxTokens: n, Temperature: temp, TopP: 0.9, Seed: 3}, func(int) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.Counters
+		if st.GeneratedTokens != n || c.Submits != n || c.Waits != n || c.Allocs != 0 {
+			t.Errorf("temperature %v: %d tokens with %d submits, %d host waits, %d allocations; want %d, %d, %d, 0",
+				temp, st.GeneratedTokens, c.Submits, c.Waits, c.Allocs, n, n, n)
+		}
+	}
+}
+
+// TestPrefillWaitsIndependentOfLayers: a long prefill flushes a batch per
+// layer without waiting and waits once at the end, whatever the number of
+// layers; a repeated call allocates nothing.
+func TestPrefillWaitsIndependentOfLayers(t *testing.T) {
+	d := gputest.Device(t)
+	for _, layers := range []int{2, 5} {
+		cfg := &Config{
+			Architecture: ArchLlama, HiddenSize: 32, NumLayers: layers, NumHeads: 4, NumKVHeads: 2, HeadDim: 8,
+			IntermediateSize: 64, VocabSize: 300, MaxPositionEmbeddings: 1024, RMSNormEps: 1e-5, RopeTheta: 10000,
+			TieWordEmbeddings: true, BOSTokenID: 1,
+		}
+		ck := checkpointOf(t, randomTensors(t, cfg, F16))
+		e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 600})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens := make([]int, 300) // ≥ submitEvery: a batch per layer
+		for i := range tokens {
+			tokens[i] = (i*7 + 3) % cfg.VocabSize
+		}
+		var c runtime.Counters
+		for call := 0; call < 2; call++ {
+			if err := e.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			before := d.Counters()
+			if _, err := e.Prefill(context.Background(), tokens); err != nil {
+				t.Fatal(err)
+			}
+			c = d.Counters().Sub(before)
+		}
+		// One batch per layer and one for the logits; one wait at the end.
+		if c.Submits != uint64(layers+1) || c.Waits != 1 || c.Allocs != 0 {
+			t.Errorf("%d layers: %d submits, %d host waits, %d allocations; want %d, 1, 0", layers, c.Submits, c.Waits, c.Allocs, layers+1)
+		}
+		e.Close()
+	}
+}
