@@ -45,8 +45,11 @@ type PrefillParams struct {
 	Seed    uint64   `json:"seed"`
 	// Corpus, if set, supplies the prompt tokens (the file's tokens,
 	// repeated to the length); otherwise they are seeded random ids.
-	Corpus string                           `json:"corpus,omitempty"`
-	Logf   func(format string, args ...any) `json:"-"`
+	Corpus string `json:"corpus,omitempty"`
+	// Profile adds one traced prefill per cell (after the timed ones) and
+	// reports where its time went (Profile).
+	Profile bool                             `json:"profile,omitempty"`
+	Logf    func(format string, args ...any) `json:"-"`
 }
 
 // AttnSummary is what a prefill's attention statistics say.
@@ -94,6 +97,8 @@ type PrefillRow struct {
 	SpeedupVsDense float64 `json:"speedup_vs_dense,omitempty"`
 	AttnSummary
 	Timer string `json:"timer"`
+	// Profile is one traced run (PrefillParams.Profile).
+	Profile *Profile `json:"profile,omitempty"`
 }
 
 // PrefillResults are the results of RunPrefill.
@@ -209,6 +214,13 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 				}
 				st := Summarize(ms)
 				row := PrefillRow{Method: method, N: n, Stat: st, TokensPerS: finite(float64(n) / (st.Median * 1e-3)), AttnSummary: sum, Timer: "wall"}
+				if p.Profile {
+					pr, err := tracedPrefill(ctx, m, ids)
+					if err != nil {
+						return fmt.Errorf("prefill %s n=%d: %w", method, n, err)
+					}
+					row.Profile = &pr
+				}
 				if method == "dense" {
 					dense[n] = st.Median
 				}

@@ -113,7 +113,7 @@ func PrefillTables(res *PrefillResults) []*Table {
 		det.Add(r.Method, fmt.Sprint(r.N), f(r.Median, 2), rng2(r.Stat), f(r.TokensPerS, 0), f(r.Density, 3), headsString(r.HeadsPerMethod),
 			f(r.EstimateGPUms, 2), f(r.AttentionGPUms, 2), f(r.PlanCPUms, 2), r.Note)
 	}
-	return nonNil(piv, det, skipTable(res.Skipped))
+	return nonNil(piv, det, profileTable(res.Rows), skipTable(res.Skipped))
 }
 
 // AccuracyTables renders an accuracy report.

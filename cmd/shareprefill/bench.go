@@ -13,11 +13,12 @@ import (
 	"github.com/shareprefill/shareprefill/runtime"
 )
 
-const benchUsage = `usage: shareprefill bench <kernels|prefill|accuracy|gen-model|compare> [flags]
+const benchUsage = `usage: shareprefill bench <kernels|prefill|decode|accuracy|gen-model|compare> [flags]
 
   kernels     dense vs block-sparse attention, 8B matmuls, estimation kernels;
               exports the exact block masks for bench/peers/sdpa_flex.py
   prefill     end-to-end prefill latency per attention method and length
+  decode      greedy decode tokens/s after prompts of each length
   accuracy    perplexity, passkey / key-value / secret-key retrieval per method
   gen-model   write a random-weight model with real shapes (speed only)
   compare     join our JSON reports with the peers' into ratio tables
@@ -44,10 +45,12 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return benchAccuracy(rest, stdout, stderr)
 	case "gen-model":
 		return benchGenModel(rest, stdout, stderr)
+	case "decode":
+		return benchDecode(rest, stdout, stderr)
 	case "compare":
 		return benchCompare(rest, stdout, stderr)
 	}
-	return usageError{fmt.Sprintf("unknown bench subcommand %q (kernels, prefill, accuracy, gen-model, compare)", sub)}
+	return usageError{fmt.Sprintf("unknown bench subcommand %q (kernels, prefill, decode, accuracy, gen-model, compare)", sub)}
 }
 
 // outFlags are the output flags every benchmark has.
@@ -187,6 +190,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	reps := fs.Int("reps", 5, "timed prefills per configuration")
 	seed := fs.Uint64("seed", 1, "seed of the random prompt tokens")
 	corpus := fs.String("corpus", "", "take the prompt tokens from this text file (repeated to length) instead of random ids")
+	profile := fs.Bool("profile", false, "add one traced prefill per cell: GPU time per kind of work, GPU busy and idle, host waits")
 	out := addOutFlags(fs.FlagSet)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -195,7 +199,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 		return usageError{"--model is required"}
 	}
 	p := harness.PrefillParams{ModelParams: harness.ModelParams{Model: *model, Device: *device, Clusters: *clusters, Preset: *preset},
-		Warmup: *warm, Reps: *reps, Seed: *seed, Corpus: *corpus, Logf: out.logf(stderr)}
+		Warmup: *warm, Reps: *reps, Seed: *seed, Corpus: *corpus, Profile: *profile, Logf: out.logf(stderr)}
 	var err error
 	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
 		return err
@@ -211,6 +215,39 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	}
 	res := rep.Results.(*harness.PrefillResults)
 	return out.write(rep, harness.PrefillTables(res), harness.PrefillPlots(res), stdout, stderr)
+}
+
+func benchDecode(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench decode", stderr)
+	model, device, _, _ := modelFlags(fs.FlagSet)
+	lens := fs.String("lens", "4096,32768", "prompt lengths before decoding (k = 1024)")
+	gen := fs.Int("gen", 128, "tokens generated per run (at least 2)")
+	warm := fs.Int("warmup", 1, "warm-up runs per length")
+	reps := fs.Int("reps", 3, "timed runs per length")
+	seed := fs.Uint64("seed", 1, "seed of the random prompt tokens")
+	out := addOutFlags(fs.FlagSet)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return usageError{"--model is required"}
+	}
+	if *gen < 2 || *reps < 1 || *warm < 0 {
+		return usageError{"need --gen ≥ 2, --reps ≥ 1 and --warmup ≥ 0"}
+	}
+	p := harness.DecodeParams{ModelParams: harness.ModelParams{Model: *model, Device: *device},
+		Gen: *gen, Reps: *reps, Warmup: *warm, Seed: *seed, Logf: out.logf(stderr)}
+	var err error
+	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
+		return err
+	}
+	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
+	defer stop()
+	rep, err := harness.RunDecode(ctx, p)
+	if err != nil {
+		return err
+	}
+	return out.write(rep, harness.DecodeTables(rep.Results.(*harness.DecodeResults)), nil, stdout, stderr)
 }
 
 func benchAccuracy(args []string, stdout, stderr io.Writer) error {
