@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/speed.sh — the speed suite on a lent NVIDIA GPU: our prefill and
+# decode beside transformers (and llama.cpp's Vulkan backend) in one call.
+#
+# Run it from the repository root ON THE DEVICE MACHINE (torch, transformers;
+# no Go toolchain). It expects the carry that bench/README.md "The speed
+# suite" prepares in .devcarry (carry .devcarry and .gl):
+#
+#   .devcarry/bench/shareprefill         our binary (go build -trimpath -ldflags='-s -w')
+#   .devcarry/bench/shareprefill-base    optional: an earlier build, timed beside it (A/B)
+#   .devcarry/bench/COMMIT               what the binaries were built from
+#   .devcarry/bench/bench-lm-8k.tar.xz   the long-context model
+#   .devcarry/llamacpp                   optional: the llama.cpp kit (stage llamacpp)
+#
+# Usage: bench/speed.sh [stage ...]   (default: env prefill-lm prefill-8b decode hf)
+#
+#   env         nvidia-smi, versions, `shareprefill devices`
+#   prefill-lm  bench prefill --profile on bench-lm-8k ($METHODS; share with the cluster file $CLUSTERS), ours and base
+#   prefill-8b  the same on a random Llama-3-8B-shaped model (2 layers)
+#   decode      bench decode on both models (ours only: older builds lack it)
+#   hf          transformers: prefill (SDPA bf16) and static-cache decode on both models
+#   llamacpp    llama.cpp Vulkan: prefill (llama-bench pp) and decode (tg at depth) on both shapes
+#
+# Results go to $OUT (the device tool's return folder; else out/speed): the
+# log, and results.tar.gz (every JSON and Markdown report), remade after
+# each stage so that a call cut short still returns what it finished.
+# Environment: LMLENS, BIGLENS, DECLENS, GEN, REPS, METHODS, CLUSTERS,
+# DEADLINE_S (stop starting stages after this many seconds; default 540).
+set -uo pipefail
+
+C=.devcarry/bench
+BIN=$C/shareprefill
+BASE=$C/shareprefill-base
+RES=${OUT:-out/speed}
+SCRATCH=${SCRATCH:-/tmp/speed}
+LMLENS=${LMLENS:-4096,8192,16384}
+BIGLENS=${BIGLENS:-4096,16384,65536}
+DECLENS=${DECLENS:-4096,32768}
+GEN=${GEN:-64}
+REPS=${REPS:-3}
+METHODS=${METHODS:-dense}
+DEADLINE_S=${DEADLINE_S:-540}
+T0=$SECONDS
+mkdir -p "$RES" "$SCRATCH/json"
+exec > >(tee -a "$RES/log.txt") 2>&1
+
+# Binaries may travel xz-compressed (the carry is limited to 64 MiB).
+for b in shareprefill shareprefill-base; do
+	if [[ -f $C/$b.xz && ! -x $SCRATCH/$b ]]; then
+		xz -dc "$C/$b.xz" >"$SCRATCH/$b" && chmod +x "$SCRATCH/$b"
+	fi
+	[[ -x $SCRATCH/$b ]] && [[ ! -x $C/$b ]] && case $b in
+		shareprefill) BIN=$SCRATCH/$b ;;
+		shareprefill-base) BASE=$SCRATCH/$b ;;
+		esac
+done
+[[ -x $BIN ]] || { echo "speed.sh: $BIN is missing: build the carry first (bench/README.md)" >&2; exit 1; }
+# shellcheck source=bench/vk-setup.sh
+source bench/vk-setup.sh
+export SHAREPREFILL_COMMIT=${SHAREPREFILL_COMMIT:-$(cat $C/COMMIT 2>/dev/null || echo unknown)}
+log() { printf '\n=== %s (+%ds)\n' "$*" "$((SECONDS - T0))"; }
+pack() { tar -C "$SCRATCH" -czf "$RES/results.tar.gz" json 2>/dev/null; }
+bins() { echo "ours:$BIN"; [[ -x $BASE ]] && echo "base:$BASE"; }
+
+MLM=$SCRATCH/models/bench-lm-8k
+M8B=$SCRATCH/models/llama3-8b-2l
+lm_model() {
+	[[ -f $MLM/config.json ]] && return
+	mkdir -p "$SCRATCH/models"
+	tar -C "$SCRATCH/models" -xJf $C/bench-lm-8k.tar.xz
+}
+big_model() {
+	[[ -f $M8B/config.json ]] || $BIN bench gen-model --shape llama3-8b --layers 2 --out "$M8B"
+}
+share_flags() { [[ -n "${CLUSTERS:-}" ]] && echo "--clusters $CLUSTERS"; }
+
+stage_env() {
+	log env
+	nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv || true
+	python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' || true
+	$BIN devices || true
+}
+
+prefill() { # model-dir lens tag [extra flags]
+	for b in $(bins); do
+		log "prefill $3 (${b%%:*})"
+		local prof=--profile
+		[[ ${b%%:*} == base ]] && prof="" # an older build may lack it
+		# shellcheck disable=SC2046
+		${b#*:} bench prefill --model "$1" --lens "$2" --methods "$METHODS" --reps "$REPS" $prof ${4:-} \
+			--json "$SCRATCH/json/prefill-$3-${b%%:*}.json" --md "$SCRATCH/json/prefill-$3-${b%%:*}.md" --quiet
+	done
+}
+stage_prefill_lm() { lm_model && prefill "$MLM" "$LMLENS" lm "$(share_flags)"; }
+stage_prefill_8b() { big_model && prefill "$M8B" "$BIGLENS" 8b; }
+
+stage_decode() {
+	lm_model
+	big_model
+	for m in lm:$MLM 8b:$M8B; do
+		log "decode ${m%%:*}"
+		$BIN bench decode --model "${m#*:}" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" \
+			--json "$SCRATCH/json/decode-${m%%:*}.json" --md "$SCRATCH/json/decode-${m%%:*}.md" --quiet
+	done
+}
+
+stage_hf() {
+	lm_model
+	big_model
+	log "transformers prefill"
+	python3 bench/peers/hf_prefill.py --model "$MLM" --lens "$LMLENS" --dtype bf16 --reps "$REPS" --json "$SCRATCH/json/prefill-lm-hf.json"
+	python3 bench/peers/hf_prefill.py --model "$M8B" --lens "$BIGLENS" --dtype bf16 --reps "$REPS" --json "$SCRATCH/json/prefill-8b-hf.json"
+	log "transformers decode (static cache)"
+	python3 bench/peers/hf_decode.py --model "$MLM" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" --json "$SCRATCH/json/decode-lm-hf.json"
+	python3 bench/peers/hf_decode.py --model "$M8B" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" --json "$SCRATCH/json/decode-8b-hf.json"
+}
+
+stage_llamacpp() {
+	local kit=.devcarry/llamacpp
+	[[ -f $kit/run.sh ]] || { echo "speed.sh: no llama.cpp kit in $kit"; return; }
+	lm_model
+	log "llama.cpp Vulkan prefill"
+	OUT=$SCRATCH/json/llamacpp LLAMACPP_KIT_BUDGET_S=$((DEADLINE_S - (SECONDS - T0) - 90)) \
+		bash $kit/run.sh --models small,big --hf-dir "$MLM" --variants default --fa 1 --ub 2048 \
+		--small-sizes "$LMLENS" --big-sizes "$BIGLENS" --reps "$REPS"
+	log "llama.cpp Vulkan decode (tg$GEN at depth)"
+	local kb=${LLAMACPP_KIT_WORK:-/tmp/llamacpp-kit}
+	for g in "$kb"/models/*.gguf; do
+		LD_LIBRARY_PATH=$kb/bin ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} \
+			timeout 120 "$kb/bin/llama-bench" -m "$g" -p 0 -n "$GEN" -d "$DECLENS" -fa 1 -ngl 999 -r "$REPS" -o md \
+			2>&1 | tee -a "$SCRATCH/json/llamacpp-decode.md"
+	done
+}
+
+stages=("$@")
+[[ ${#stages[@]} -gt 0 ]] || stages=(env prefill-lm prefill-8b decode hf)
+for s in "${stages[@]}"; do
+	if ((SECONDS - T0 > DEADLINE_S)); then
+		echo "speed.sh: deadline: stage $s not started"
+		continue
+	fi
+	case $s in
+	env | prefill-lm | prefill-8b | decode | hf | llamacpp) "stage_${s//-/_}" || echo "speed.sh: stage $s failed" ;;
+	*) echo "speed.sh: unknown stage $s" >&2 ;;
+	esac
+	pack
+done
+log "done"
+for f in "$SCRATCH"/json/*.md; do
+	[[ -f $f ]] && { echo; echo "## $(basename "$f")"; grep -v '^$' "$f" | head -40; }
+done
+pack
