@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/shareprefill
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build build-viewer run test test-coopmat test-viewer lint deps deps-check clean
+.PHONY: all build build-viewer run test test-race fuzz test-coopmat test-viewer lint deps deps-check clean
 
 all: build
 
@@ -22,6 +22,25 @@ test: deps
 	$(GO) run ./examples/sparse -tokens 300 >/dev/null
 	$(GO) run ./examples/embed-device >/dev/null
 	$(GO) run ./examples/embed-device -adopt >/dev/null
+
+# The whole suite under the race detector (about 6 minutes on 2 cores with
+# lavapipe).
+test-race: deps
+	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -race -count=1 -timeout 25m ./...
+
+# Every fuzz target for FUZZTIME each (parsers of untrusted input: the run
+# command line, config.json, the safetensors header, tokenizer.json and
+# prompts, the cluster file). New failing inputs land in the package's
+# testdata/fuzz/ and then run in every plain `go test`.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzRunFlags$$' -fuzztime=$(FUZZTIME) ./cmd/shareprefill
+	$(GO) test -run='^$$' -fuzz='^FuzzConfig$$' -fuzztime=$(FUZZTIME) ./model
+	$(GO) test -run='^$$' -fuzz='^FuzzSafetensorsHeader$$' -fuzztime=$(FUZZTIME) ./model
+	$(GO) test -run='^$$' -fuzz='^FuzzEncodePrompt$$' -fuzztime=$(FUZZTIME) ./model
+	$(GO) test -run='^$$' -fuzz='^FuzzParseClusters$$' -fuzztime=$(FUZZTIME) ./share
+	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./tokenizer
+	$(GO) test -run='^$$' -fuzz='^FuzzEncode$$' -fuzztime=$(FUZZTIME) ./tokenizer
 
 # The cooperative-matrix kernels on a private lavapipe from Debian's
 # backports (Debian 12's has no VK_KHR_cooperative_matrix); see

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -78,27 +79,45 @@ type AccuracyResults struct {
 	Skipped    []Skip        `json:"skipped,omitempty"`
 }
 
-func (p *AccuracyParams) validate() error {
-	if len(p.Lens) == 0 || len(p.Methods) == 0 {
-		return fmt.Errorf("need lengths and methods")
+// Validate checks every parameter before any work, without changing p; its
+// errors name the parameters by their `bench accuracy` flags. RunAccuracy
+// first replaces a zero PPLWindows by 1 and fills MaxNew's missing tasks.
+func (p *AccuracyParams) Validate() error {
+	if len(p.Lens) == 0 {
+		return fmt.Errorf("--lens: no lengths")
+	}
+	if len(p.Methods) == 0 {
+		return fmt.Errorf("--methods: no methods")
 	}
 	for _, t := range p.Tasks {
 		if !slices.Contains(Tasks, t) {
-			return fmt.Errorf("unknown task %q (known: %s)", t, strings.Join(Tasks, ", "))
+			return fmt.Errorf("--tasks: unknown task %q (known: %s)", t, strings.Join(Tasks, ", "))
 		}
 	}
-	if len(p.Tasks) > 0 && (len(p.Depths) == 0 || p.Trials < 1) {
-		return fmt.Errorf("retrieval tasks need depths and trials ≥ 1")
+	switch {
+	case p.Corpus == "" && len(p.Tasks) == 0:
+		return fmt.Errorf("nothing to do: give --corpus and/or --tasks")
+	case len(p.Tasks) > 0 && len(p.Depths) == 0:
+		return fmt.Errorf("--depths: retrieval tasks need at least one depth")
+	case len(p.Tasks) > 0 && p.Trials < 1:
+		return fmt.Errorf("--trials %d: want ≥ 1", p.Trials)
+	case p.Corpus != "" && p.PPLWindows < 1:
+		return fmt.Errorf("--ppl-windows %d: want ≥ 1", p.PPLWindows)
+	case p.PPLTail < 0:
+		return fmt.Errorf("--ppl-tail %d: want ≥ 0 (0: the second half of each window)", p.PPLTail)
 	}
-	if p.PPLWindows < 1 {
-		p.PPLWindows = 1
+	for _, d := range p.Depths {
+		if !(d >= 0 && d <= 1) {
+			return fmt.Errorf("--depths: %v outside [0, 1]", d)
+		}
 	}
-	if p.MaxNew == nil {
-		p.MaxNew = DefaultMaxNew()
-	}
-	for k, v := range DefaultMaxNew() {
-		if _, ok := p.MaxNew[k]; !ok {
-			p.MaxNew[k] = v
+	for _, k := range slices.Sorted(maps.Keys(p.MaxNew)) {
+		if v := p.MaxNew[k]; v < 1 {
+			flag := "--kv-tokens"
+			if k != "kv" {
+				flag = "--passkey-tokens"
+			}
+			return fmt.Errorf("%s %d: want ≥ 1 (decode length of %s)", flag, v, k)
 		}
 	}
 	return nil
@@ -107,7 +126,13 @@ func (p *AccuracyParams) validate() error {
 // RunAccuracy runs perplexity and the retrieval tasks for every method on
 // the same windows and samples.
 func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
-	if err := p.validate(); err != nil {
+	if p.PPLWindows == 0 {
+		p.PPLWindows = 1
+	}
+	maxNew := DefaultMaxNew()
+	maps.Copy(maxNew, p.MaxNew)
+	p.MaxNew = maxNew
+	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("bench accuracy: %w", err)
 	}
 	logf := p.Logf

@@ -57,23 +57,54 @@ type GenModelParams struct {
 	Seed    int64
 }
 
-// GenModel writes a random-weight checkpoint with a real model's shapes
-// (model.WriteRandomCheckpoint) plus a byte-level tokenizer.json, so the
-// directory loads with shareprefill.Open. Speed benchmarks only: the
-// weights are random.
-func GenModel(dir string, p GenModelParams) (*model.Config, error) {
+// GeneratedMarker is the file GenModel writes into every directory it
+// makes, so that a real model directory is never mistaken for a generated
+// one (IsGenerated) and overwritten by accident.
+const GeneratedMarker = ".shareprefill-generated"
+
+// IsGenerated reports whether dir holds GeneratedMarker, that is, whether
+// GenModel made it.
+func IsGenerated(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, GeneratedMarker))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// Validate checks p without writing anything: a known shape, no negative
+// override, and a vocabulary large enough for the byte tokenizer. Its errors
+// name the fields by their `bench gen-model` flags.
+func (p GenModelParams) Validate() error {
 	cfg, ok := Shapes()[strings.ToLower(p.Shape)]
 	if !ok {
-		return nil, fmt.Errorf("unknown shape %q (known: %s)", p.Shape, strings.Join(ShapeNames(), ", "))
+		return fmt.Errorf("--shape %q: unknown (known: %s)", p.Shape, strings.Join(ShapeNames(), ", "))
 	}
+	switch {
+	case p.Layers < 0:
+		return fmt.Errorf("--layers %d: want ≥ 1, or 0 for the shape's %d", p.Layers, cfg.NumLayers)
+	case p.Vocab < 0:
+		return fmt.Errorf("--vocab %d: want ≥ %d, or 0 for the shape's %d", p.Vocab, ByteTokEOS+1, cfg.VocabSize)
+	case p.Vocab > 0 && p.Vocab < ByteTokEOS+1:
+		return fmt.Errorf("--vocab %d is too small for the byte tokenizer: want ≥ %d, or 0 for the shape's %d", p.Vocab, ByteTokEOS+1, cfg.VocabSize)
+	case p.Context < 0:
+		return fmt.Errorf("--context %d: want ≥ 1, or 0 for the shape's %d", p.Context, cfg.MaxPositionEmbeddings)
+	}
+	return nil
+}
+
+// GenModel writes a random-weight checkpoint with a real model's shapes
+// (model.WriteRandomCheckpoint) plus a byte-level tokenizer.json, so the
+// directory loads with shareprefill.Open, and GeneratedMarker. Speed
+// benchmarks only: the weights are random. GenModel writes over whatever dir
+// holds; callers check first (IsGenerated).
+func GenModel(dir string, p GenModelParams) (*model.Config, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	cfg := Shapes()[strings.ToLower(p.Shape)]
 	if p.Layers > 0 {
 		cfg.NumLayers = p.Layers
 	}
 	if p.Vocab > 0 {
 		cfg.VocabSize = p.Vocab
-	}
-	if cfg.VocabSize < ByteTokEOS+1 {
-		return nil, fmt.Errorf("vocabulary %d is too small for the byte tokenizer (need ≥ %d)", cfg.VocabSize, ByteTokEOS+1)
 	}
 	if p.Context > 0 {
 		cfg.MaxPositionEmbeddings = p.Context
@@ -82,6 +113,11 @@ func GenModel(dir string, p GenModelParams) (*model.Config, error) {
 		return nil, err
 	}
 	if err := WriteByteTokenizer(dir); err != nil {
+		return nil, err
+	}
+	marker := "written by shareprefill bench gen-model: random weights, for speed benchmarks only; " +
+		"bench gen-model may overwrite this directory\n"
+	if err := os.WriteFile(filepath.Join(dir, GeneratedMarker), []byte(marker), 0o644); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

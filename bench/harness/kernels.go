@@ -46,8 +46,76 @@ type KernelParams struct {
 	// MaskDir receives the exact masks timed (masks.json + .npy); empty:
 	// not exported.
 	MaskDir string `json:"mask_dir,omitempty"`
-	// Logf receives progress lines (optional).
+	// Logf receives progress lines (optional): one per timed
+	// configuration, numbered "[i/N]" (Plan().Cells), and one per skip.
 	Logf func(format string, args ...any) `json:"-"`
+
+	cells *cellCount // progress of RunKernels
+}
+
+// cellCount numbers the progress lines of one RunKernels call.
+type cellCount struct{ done, total int }
+
+// KernelPlan is the size of a RunKernels call, known before it starts.
+type KernelPlan struct {
+	// Cells is the number of timed configurations: per length one dense
+	// and one sparse run per density, the estimation kernels, and every
+	// matmul shape at every M.
+	Cells int
+	// FLOPs is the arithmetic of every attention and matmul run, warm-up
+	// runs and repetitions included (dense-equivalent for attention; the
+	// estimation kernels are not counted).
+	FLOPs float64
+}
+
+// estimationCells is the number of estimation kernels timed per length.
+const estimationCells = 4
+
+// cellsPerLen is the number of timed configurations per length.
+func (p *KernelParams) cellsPerLen() int {
+	c := 1 + len(p.Densities)
+	if p.Estimation {
+		c += estimationCells
+	}
+	return c
+}
+
+// Plan returns the size of the work RunKernels(dev, p) does, for a warning
+// before a long run on a slow device.
+func (p *KernelParams) Plan() KernelPlan {
+	var pl KernelPlan
+	runs := float64(p.Warmup + p.Reps)
+	dens := 1.0
+	for _, d := range p.Densities {
+		dens += d
+	}
+	for _, n := range p.Lens {
+		pl.Cells += p.cellsPerLen()
+		pl.FLOPs += runs * dens * DenseFLOPs(p.Hq, n, p.D)
+	}
+	for _, sh := range p.MatMulShapes {
+		for _, m := range p.MatMulM {
+			pl.Cells++
+			pl.FLOPs += runs * 2 * float64(m) * float64(sh.N) * float64(sh.K)
+		}
+	}
+	return pl
+}
+
+// cellf logs the start of a timed configuration, numbered.
+func (p *KernelParams) cellf(format string, args ...any) {
+	if p.cells != nil {
+		p.cells.done++
+		format = fmt.Sprintf("[%d/%d] ", p.cells.done, p.cells.total) + format
+	}
+	p.logf(format, args...)
+}
+
+// skipCells counts k configurations that will not run as done.
+func (p *KernelParams) skipCells(k int) {
+	if p.cells != nil {
+		p.cells.done += k
+	}
 }
 
 // DefaultKernelParams are the shapes of docs/benchmarks.md#what-is-measured:
@@ -124,22 +192,35 @@ func (p *KernelParams) logf(format string, args ...any) {
 	}
 }
 
-func (p *KernelParams) validate() error {
+// Validate checks every parameter before any work; its errors name the
+// parameters by their `bench kernels` flags.
+func (p *KernelParams) Validate() error {
 	switch {
 	case len(p.Lens) == 0:
-		return fmt.Errorf("no lengths")
+		return fmt.Errorf("--lens: no lengths")
 	case p.Hq < 1 || p.Hkv < 1 || p.Hq%p.Hkv != 0:
-		return fmt.Errorf("heads: Hq=%d must be a positive multiple of Hkv=%d", p.Hq, p.Hkv)
+		return fmt.Errorf("--hq %d and --hkv %d: want --hq a positive multiple of --hkv", p.Hq, p.Hkv)
 	case p.D < 4 || p.D%4 != 0 || p.D > 256:
-		return fmt.Errorf("head dim %d: want a multiple of 4 in 4..256", p.D)
+		return fmt.Errorf("--d %d: want a multiple of 4 in 4..256", p.D)
 	case p.Block < 8 || p.Block&(p.Block-1) != 0:
-		return fmt.Errorf("block %d: want a power of two ≥ 8", p.Block)
-	case p.Reps < 1 || p.Warmup < 0 || p.WarmupMs < 0:
-		return fmt.Errorf("reps %d (≥ 1), warmup %d and warmup_ms %d (≥ 0)", p.Reps, p.Warmup, p.WarmupMs)
+		return fmt.Errorf("--block %d: want a power of two ≥ 8", p.Block)
+	case p.Reps < 1:
+		return fmt.Errorf("--reps %d: want ≥ 1", p.Reps)
+	case p.Warmup < 0:
+		return fmt.Errorf("--warmup %d: want ≥ 0", p.Warmup)
+	case p.WarmupMs < 0:
+		return fmt.Errorf("--warmup-ms %d: want ≥ 0", p.WarmupMs)
+	case p.FlushMiB < 0:
+		return fmt.Errorf("--flush-mib %d: want ≥ 0 (0: no flush)", p.FlushMiB)
 	}
 	for _, d := range p.Densities {
 		if !(d > 0 && d <= 1) {
-			return fmt.Errorf("density %v outside (0, 1]", d)
+			return fmt.Errorf("--densities: %v outside (0, 1]", d)
+		}
+	}
+	for _, m := range p.MatMulM {
+		if m < 1 {
+			return fmt.Errorf("--matmul-m: %d: want ≥ 1", m)
 		}
 	}
 	return nil
@@ -206,9 +287,10 @@ func fitsRange(dev *runtime.Device, sizes map[string]uint64, checkRange bool) st
 // RunKernels benchmarks attention (dense and block-sparse at each density),
 // the matmuls and the estimation kernels on dev.
 func RunKernels(dev *runtime.Device, p KernelParams) (*Report, error) {
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("bench kernels: %w", err)
 	}
+	p.cells = &cellCount{total: p.Plan().Cells}
 	rep := NewReport("kernels", DeviceOf(dev), p)
 	res := &KernelResults{Masks: p.MaskDir}
 	rep.Results = res
@@ -257,6 +339,7 @@ func attentionAt(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams
 	maxCols := uint64(p.Hq*nb*(nb+1)/2) * 4
 	if why := fits(dev, map[string]uint64{"q": qs, "k": kvs, "v": kvs, "o": qs, "lse": uint64(n * p.Hq * 4), "cols": maxCols}); why != "" {
 		res.Skipped = append(res.Skipped, Skip{What: "attention", N: n, Reason: why})
+		p.skipCells(p.cellsPerLen())
 		p.logf("n=%d: skipped: %s", n, why)
 		return nil
 	}
@@ -302,7 +385,7 @@ func attentionAt(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams
 	denseFlops := DenseFLOPs(p.Hq, n, p.D)
 	tf := func(flops, ms float64) float64 { return finite(flops / (ms * 1e-3) / 1e12) }
 
-	p.logf("n=%d: dense flash attention", n)
+	p.cellf("n=%d: dense flash attention", n)
 	st, err := timer.Time(func(r *runtime.Recorder) error { return kernels.FlashAttention(r, o, lse, q, k, v, ap) })
 	if err != nil {
 		return fmt.Errorf("dense attention n=%d: %w", n, err)
@@ -340,7 +423,7 @@ func attentionAt(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams
 			if err := cols.UploadI32(m.Cols); err != nil {
 				return err
 			}
-			p.logf("n=%d: sparse attention at density %g", n, d)
+			p.cellf("n=%d: sparse attention at density %g", n, d)
 			st, err := timer.Time(func(r *runtime.Recorder) error {
 				return kernels.SparseAttention(r, o, lse, q, k, v, rowPtr, cols, ap, p.Block)
 			})
@@ -406,7 +489,7 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 		return err
 	}
 	add := func(name string, nh int, rec func(r *runtime.Recorder) error) error {
-		p.logf("n=%d: %s", n, name)
+		p.cellf("n=%d: %s", n, name)
 		s, err := timer.Time(rec)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -432,6 +515,7 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 	mbytes := uint64(p.Hq * nb * nb * 4)
 	if why := fits(dev, map[string]uint64{"pooled block scores": mbytes}); why != "" {
 		res.Skipped = append(res.Skipped, Skip{What: "pooled block scores", N: n, Reason: why})
+		p.skipCells(1)
 		return nil
 	}
 	m := alloc(runtime.F32, p.Hq, nb, nb)
@@ -450,11 +534,13 @@ func matmuls(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams, re
 		// memory limits skip a shape.
 		if why := fitsRange(dev, map[string]uint64{"weight": wBytes}, false); why != "" {
 			res.Skipped = append(res.Skipped, Skip{What: "matmul " + sh.Name, Reason: why})
+			p.skipCells(len(p.MatMulM))
 			continue
 		}
 		w, err := dev.NewNamedTensor(sh.Name, runtime.F16, sh.N, sh.K)
 		if err != nil {
 			res.Skipped = append(res.Skipped, Skip{What: "matmul " + sh.Name, Reason: err.Error()})
+			p.skipCells(len(p.MatMulM))
 			continue
 		}
 		err = func() error {
@@ -466,17 +552,19 @@ func matmuls(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams, re
 				x, err := dev.NewTensor(runtime.F16, m, sh.K)
 				if err != nil {
 					res.Skipped = append(res.Skipped, Skip{What: fmt.Sprintf("matmul %s M=%d", sh.Name, m), Reason: err.Error()})
+					p.skipCells(1)
 					continue
 				}
 				y, err := dev.NewTensor(runtime.F16, m, sh.N)
 				if err != nil {
 					x.Free()
 					res.Skipped = append(res.Skipped, Skip{What: fmt.Sprintf("matmul %s M=%d", sh.Name, m), Reason: err.Error()})
+					p.skipCells(1)
 					continue
 				}
 				err = pool.fill(x, m)
 				if err == nil {
-					p.logf("matmul %s %dx%dx%d", sh.Name, m, sh.N, sh.K)
+					p.cellf("matmul %s %dx%dx%d", sh.Name, m, sh.N, sh.K)
 					var st Stat
 					st, err = timer.Time(func(r *runtime.Recorder) error { return kernels.MatMul(r, y, x, w, nil) })
 					if err == nil {

@@ -52,6 +52,22 @@ type PrefillParams struct {
 	Logf    func(format string, args ...any) `json:"-"`
 }
 
+// Validate checks every parameter before any work; its errors name the
+// parameters by their `bench prefill` flags.
+func (p *PrefillParams) Validate() error {
+	switch {
+	case len(p.Lens) == 0:
+		return fmt.Errorf("--lens: no lengths")
+	case len(p.Methods) == 0:
+		return fmt.Errorf("--methods: no methods")
+	case p.Reps < 1:
+		return fmt.Errorf("--reps %d: want ≥ 1", p.Reps)
+	case p.Warmup < 0:
+		return fmt.Errorf("--warmup %d: want ≥ 0", p.Warmup)
+	}
+	return nil
+}
+
 // AttnSummary is what a prefill's attention statistics say.
 type AttnSummary struct {
 	Density        float64        `json:"density"` // mean computed-block density over heads (1 for dense)
@@ -150,8 +166,8 @@ func readCorpusTokens(m *shareprefill.Model, path string) ([]int, error) {
 // run, wall time around Engine.Prefill, the median after warm-ups. A method
 // the build cannot load is recorded as skipped.
 func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
-	if len(p.Lens) == 0 || len(p.Methods) == 0 || p.Reps < 1 || p.Warmup < 0 {
-		return nil, fmt.Errorf("bench prefill: need lengths, methods, reps ≥ 1 and warmup ≥ 0")
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("bench prefill: %w", err)
 	}
 	logf := p.Logf
 	if logf == nil {

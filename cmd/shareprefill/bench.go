@@ -7,10 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/shareprefill/shareprefill/bench/harness"
+	"github.com/shareprefill/shareprefill/internal/outpath"
 	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/share"
 )
 
 const benchUsage = `usage: shareprefill bench <kernels|prefill|decode|accuracy|gen-model|compare> [flags]
@@ -56,16 +59,40 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 // outFlags are the output flags every benchmark has.
 type outFlags struct {
 	json, md, plots *string
-	quiet           *bool
+	quiet, force    *bool
 }
 
-func addOutFlags(fs *flag.FlagSet) outFlags {
+func addOutFlags(fs *flagSet) outFlags {
 	return outFlags{
 		json:  fs.String("json", "", "write the report as JSON to this file"),
 		md:    fs.String("md", "", "write the Markdown tables to this file (they always go to stdout)"),
 		plots: fs.String("plots", "", "draw PNG plots into this directory"),
 		quiet: fs.Bool("quiet", false, "no progress lines on stderr"),
+		force: forceFlag(fs),
 	}
+}
+
+// check checks the output paths before the benchmark runs: none may be an
+// input (or another output), lie inside the model directory, or overwrite a
+// file or directory the benchmarks did not write without --force.
+func (o outFlags) check(inputs []outpath.Named, modelDir string, extra ...outpath.Spec) error {
+	outs := []outpath.Spec{
+		{Flag: "--json", Path: *o.json, MakeParents: true, Ours: isBenchReport, What: "a benchmark report"},
+		{Flag: "--md", Path: *o.md, MakeParents: true, Ours: isBenchMarkdown, What: "benchmark Markdown"},
+		{Flag: "--plots", Path: *o.plots, Dir: true, Ours: isPlotsDir, What: "a directory of PNG plots"},
+	}
+	outs = append(outs, extra...)
+	for i := range outs {
+		outs[i].Force = *o.force
+		outs[i].Protected = modelInput(modelDir)
+		outs[i].Inputs = append(slices.Clone(inputs), modelInput(modelDir)...)
+		for j := range outs {
+			if j != i {
+				outs[i].Inputs = append(outs[i].Inputs, outpath.Named{Flag: outs[j].Flag, Path: outs[j].Path})
+			}
+		}
+	}
+	return checkOutputs(outs...)
 }
 
 func (o outFlags) logf(stderr io.Writer) func(string, ...any) {
@@ -137,7 +164,7 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	est := fs.Bool("estimation", true, "time the estimation kernels (last-block estimates, pooled estimate, block map of one head, pooled block scores)")
 	masks := fs.String("masks", "", "export the timed block masks (masks.json + .npy CSR) into this directory (default: next to --json, FILE.masks)")
 	device := fs.String("device", "", "Vulkan device index or name")
-	out := addOutFlags(fs.FlagSet)
+	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -160,12 +187,24 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	if p.MaskDir == "" && *out.json != "" {
 		p.MaskDir = strings.TrimSuffix(*out.json, filepath.Ext(*out.json)) + ".masks"
 	}
+	if err := p.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := out.check(nil, "", outpath.Spec{Flag: "--masks", Path: p.MaskDir, Dir: true, Ours: isMasksDir, What: "a directory of exported masks"}); err != nil {
+		return err
+	}
+	if err := checkDevice(*device); err != nil {
+		return err
+	}
 	p.Logf = out.logf(stderr)
 	dev, err := runtime.Open(runtime.Options{Device: *device})
 	if err != nil {
 		return err
 	}
 	defer dev.Close()
+	if info := dev.Info(); info.Type == runtime.TypeCPU {
+		fmt.Fprintln(stderr, cpuWarning(info.Name, p.Plan()))
+	}
 	rep, err := harness.RunKernels(dev, p)
 	if err != nil {
 		return err
@@ -174,11 +213,52 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	return out.write(rep, harness.KernelTables(res), harness.KernelPlots(res), stdout, stderr)
 }
 
+// cpuRate is about what Mesa's lavapipe reached on dense flash attention
+// with 2 CPU cores (n 2048, 8 heads, D 128: 0.2 GFLOP/s dense-equivalent),
+// for the size estimate of a run on a CPU device.
+const cpuRate = 0.2e9 // FLOP/s
+
+// cpuWarning is the one-line warning `bench kernels` prints before a run on
+// a CPU device, with the size of the run and how to make it smaller.
+func cpuWarning(device string, pl harness.KernelPlan) string {
+	return fmt.Sprintf("bench: warning: %s is a CPU device: %d timed configurations, %.3g TFLOP with warm-ups and repetitions, "+
+		"%s at the %.1f GFLOP/s of lavapipe on 2 cores; for a quick run try --lens 512 --hq 4 --hkv 2 --reps 2 --warmup 1 --warmup-ms 0 --flush-mib 1 --matmul-m none",
+		device, pl.Cells, pl.FLOPs/1e12, roughDuration(pl.FLOPs/cpuRate), cpuRate/1e9)
+}
+
+// roughDuration says how long sec seconds are, in words.
+func roughDuration(sec float64) string {
+	switch {
+	case sec < 60:
+		return "under a minute"
+	case sec < 3600:
+		return fmt.Sprintf("about %.0f minutes", sec/60)
+	case sec < 48*3600:
+		return fmt.Sprintf("about %.0f hours", sec/3600)
+	}
+	return fmt.Sprintf("about %.0f days", sec/86400)
+}
+
 func modelFlags(fs *flag.FlagSet) (model, device, clusters, preset *string) {
 	return fs.String("model", "", "Hugging Face model directory (required; `bench gen-model` writes random-weight ones)"),
 		fs.String("device", "", "Vulkan device index or name"),
 		fs.String("clusters", "", "SharePrefill cluster file (method share)"),
 		fs.String("preset", "", "SharePrefill preset: paper or release (default: the library's)")
+}
+
+// checkBenchInputs checks --device and the output paths of a model
+// benchmark before it loads anything.
+func checkBenchInputs(mp harness.ModelParams, out outFlags, inputs ...outpath.Named) error {
+	if mp.Preset != "" {
+		if _, err := share.Preset(mp.Preset); err != nil {
+			return usageError{fmt.Sprintf("--preset %q: want paper or release", mp.Preset)}
+		}
+	}
+	inputs = append(inputs, outpath.Named{Flag: "--clusters", Path: mp.Clusters})
+	if err := out.check(inputs, mp.Model); err != nil {
+		return err
+	}
+	return checkDevice(mp.Device)
 }
 
 func benchPrefill(args []string, stdout, stderr io.Writer) error {
@@ -191,7 +271,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of the random prompt tokens")
 	corpus := fs.String("corpus", "", "take the prompt tokens from this text file (repeated to length) instead of random ids")
 	profile := fs.Bool("profile", false, "add one traced prefill per cell: GPU time per kind of work, GPU busy and idle, host waits")
-	out := addOutFlags(fs.FlagSet)
+	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -205,6 +285,12 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if p.Methods, err = methodsFlag(*methods); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := checkBenchInputs(p.ModelParams, out, outpath.Named{Flag: "--corpus", Path: p.Corpus}); err != nil {
 		return err
 	}
 	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
@@ -225,7 +311,7 @@ func benchDecode(args []string, stdout, stderr io.Writer) error {
 	warm := fs.Int("warmup", 1, "warm-up runs per length")
 	reps := fs.Int("reps", 3, "timed runs per length")
 	seed := fs.Uint64("seed", 1, "seed of the random prompt tokens")
-	out := addOutFlags(fs.FlagSet)
+	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -239,6 +325,9 @@ func benchDecode(args []string, stdout, stderr io.Writer) error {
 		Gen: *gen, Reps: *reps, Warmup: *warm, Seed: *seed, Logf: out.logf(stderr)}
 	var err error
 	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
+		return err
+	}
+	if err := checkBenchInputs(p.ModelParams, out); err != nil {
 		return err
 	}
 	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
@@ -264,7 +353,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of the keys and values")
 	pk := fs.Int("passkey-tokens", 8, "greedy decode length of passkey and secret")
 	kvt := fs.Int("kv-tokens", 40, "greedy decode length of kv")
-	out := addOutFlags(fs.FlagSet)
+	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -287,8 +376,11 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 			return usageError{"--depths: " + err.Error()}
 		}
 	}
-	if p.Corpus == "" && len(p.Tasks) == 0 {
-		return usageError{"nothing to do: give --corpus and/or --tasks"}
+	if err := p.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := checkBenchInputs(p.ModelParams, out, outpath.Named{Flag: "--corpus", Path: p.Corpus}); err != nil {
+		return err
 	}
 	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()
@@ -307,14 +399,23 @@ func benchGenModel(args []string, stdout, stderr io.Writer) error {
 	vocab := fs.Int("vocab", 0, "vocabulary size (0: the real model's)")
 	ctxLen := fs.Int("context", 0, "max_position_embeddings (0: the real model's)")
 	seed := fs.Int64("seed", 1, "weight seed")
-	outDir := fs.String("out", "", "output directory (required)")
+	outDir := fs.String("out", "", "output directory (required; new, empty, or made by gen-model)")
+	force := forceFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *outDir == "" {
 		return usageError{"--out is required"}
 	}
-	cfg, err := harness.GenModel(*outDir, harness.GenModelParams{Shape: *shape, Layers: *layers, Vocab: *vocab, Context: *ctxLen, Seed: *seed})
+	p := harness.GenModelParams{Shape: *shape, Layers: *layers, Vocab: *vocab, Context: *ctxLen, Seed: *seed}
+	if err := p.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := checkOutputs(outpath.Spec{Flag: "--out", Path: *outDir, Dir: true, Force: *force,
+		Ours: harness.IsGenerated, What: "a directory made by bench gen-model (it has no " + harness.GeneratedMarker + " file)"}); err != nil {
+		return err
+	}
+	cfg, err := harness.GenModel(*outDir, p)
 	if err != nil {
 		return err
 	}
@@ -326,14 +427,23 @@ func benchGenModel(args []string, stdout, stderr io.Writer) error {
 func benchCompare(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench compare", stderr)
 	md := fs.String("md", "", "also write the tables to this file")
+	force := forceFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return err
 		}
-		return usageError{err.Error()}
+		return usageError{oneLine(err.Error())}
 	}
 	if fs.NArg() < 2 {
-		return usageError{"usage: shareprefill bench compare [--md FILE] OURS.json PEER.json ..."}
+		return usageError{"usage: shareprefill bench compare [--md FILE] [--force] OURS.json PEER.json ..."}
+	}
+	var inputs []outpath.Named
+	for _, f := range fs.Args() {
+		inputs = append(inputs, outpath.Named{Flag: "a report argument", Path: f})
+	}
+	if err := checkOutputs(outpath.Spec{Flag: "--md", Path: *md, MakeParents: false, Force: *force,
+		Inputs: inputs, Ours: isBenchMarkdown, What: "benchmark Markdown"}); err != nil {
+		return err
 	}
 	var reps []*harness.RawReport
 	for _, f := range fs.Args() {

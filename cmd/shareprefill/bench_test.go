@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
@@ -53,6 +54,17 @@ func TestBenchKernelsCLI(t *testing.T) {
 		"--json", js, "--md", md, "--plots", plots}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	// On a CPU device a one-line warning gives the size of the run; every
+	// timed configuration has a numbered progress line (1 length × (dense,
+	// 2 densities, 4 estimation kernels)).
+	if gputest.Device(t).Info().Type == runtime.TypeCPU && !strings.Contains(errb.String(), "is a CPU device: 7 timed configurations") {
+		t.Errorf("no CPU warning on stderr:\n%s", errb.String())
+	}
+	for _, line := range []string{"bench: [1/7] n=256: dense flash attention", "bench: [7/7] n=256: "} {
+		if !strings.Contains(errb.String(), line) {
+			t.Errorf("stderr lacks the progress line %q:\n%s", line, errb.String())
+		}
 	}
 	rep := readJSON(t, js)
 	res := rep["results"].(map[string]any)

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shareprefill/shareprefill/internal/outpath"
 	"github.com/shareprefill/shareprefill/share"
 	"github.com/shareprefill/shareprefill/share/calib"
 	"github.com/shareprefill/shareprefill/share/calibrate"
@@ -33,32 +34,27 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	var data listFlag
 	fs.Var(&data, "data", "calibration text file (repeat or comma-separate for several)")
 	modelDir := fs.String("model", "", "Hugging Face model directory (default: the embedded stories260K)")
-	out := fs.String("out", "clusters.json", "cluster file to write (atomically)")
+	out := fs.String("out", "clusters.json", "cluster file to write (atomically); not an input, not in the model directory")
+	force := forceFlag(fs)
 	device := fs.String("device", "", "Vulkan device index or name")
-	length := fs.Int("length", 0, "calibration prompt length in tokens (default: the model's context, at most 8192)")
-	block := fs.Int("block", 128, "block size of the attention maps, in tokens")
-	prompts := fs.Int("prompts", 3, "prompts whose maps are averaged for clustering")
-	holdout := fs.Int("holdout", 2, "held-out prompts for choosing the shared clusters")
+	length := fs.Int("length", 0, "calibration prompt length in tokens, at least 2 blocks (0: the model's context, at most 8192)")
+	block := fs.Int("block", calibrate.DefaultBlock, fmt.Sprintf("block size of the attention maps, in tokens (1 to %d)", calibrate.MaxBlock))
+	prompts := fs.Int("prompts", calibrate.DefaultPrompts, "prompts whose maps are averaged for clustering (≥ 1)")
+	holdout := fs.Int("holdout", calibrate.DefaultHoldout, "held-out prompts for choosing the shared clusters (≥ 1)")
 	repr := fs.String("representation", calib.RepresentationAutoencoder, "autoencoder, or pooled (the ablation without the autoencoder)")
-	grid := fs.Int("grid", calib.DefaultGrid, "pooled map grid (maps are area-averaged to grid×grid)")
+	grid := fs.Int("grid", calib.DefaultGrid, "pooled map grid (maps are area-averaged to grid×grid; ≥ 1)")
 	linkage := fs.String("linkage", calib.LinkageWard, "agglomerative linkage: ward, average or complete")
 	threshold := fs.Float64("threshold", 0, "cut the dendrogram at this height (instead of --target-clusters)")
-	target := fs.Int("target-clusters", 0, "cut to this many clusters (default: about one per 24 heads)")
-	minSize := fs.Int("min-size", 2, "smaller clusters become unclustered heads")
-	epochs := fs.Int("epochs", 0, "autoencoder epochs at most (default 200)")
-	budget := fs.Duration("time-budget", 5*time.Minute, "autoencoder training time budget")
+	target := fs.Int("target-clusters", 0, "cut to this many clusters, at most the model's heads (default: about one per 24 heads)")
+	minSize := fs.Int("min-size", 2, "smaller clusters become unclustered heads (≥ 1)")
+	epochs := fs.Int("epochs", calib.DefaultAEOptions().MaxEpochs, "autoencoder epochs at most (≥ 1)")
+	budget := fs.Duration("time-budget", 5*time.Minute, "autoencoder training time budget (0: none)")
 	seed := fs.Uint64("seed", 1, "autoencoder seed (the same seed gives the same clusters)")
-	gamma := fs.Float64("gamma", 0.9, "cumulative threshold of the pivot patterns for the selection")
-	kappa := fs.Float64("kappa", 0.9, "a cluster is shared when its members keep at least this mass")
-	minGain := fs.Float64("min-gain", 0.02, "... and gain at least this over their own vertical-slash sets")
+	gamma := fs.Float64("gamma", 0.9, "cumulative threshold of the pivot patterns for the selection (0 < γ ≤ 1)")
+	kappa := fs.Float64("kappa", 0.9, "a cluster is shared when its members keep at least this mass (0 < κ ≤ 1)")
+	minGain := fs.Float64("min-gain", 0.02, "... and gain at least this over their own vertical-slash sets (-1 ≤ g ≤ 1, not 0)")
 	if err := parse(fs, args); err != nil {
 		return err
-	}
-	if len(data) == 0 {
-		return usageError{"--data FILE is required (text to calibrate on, e.g. a few long documents from the target domain)"}
-	}
-	if *threshold > 0 && *target > 0 {
-		return usageError{"give --threshold or --target-clusters, not both"}
 	}
 	co := calib.DefaultOptions(*target)
 	co.Representation = *repr
@@ -68,30 +64,48 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	co.Pool.Grid = *grid
 	co.AE.Seed = *seed
 	co.AE.MaxDuration = *budget
-	if *epochs > 0 {
-		co.AE.MaxEpochs = *epochs
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	co.AE.MaxEpochs = *epochs
 	bar := newProgressBar(stderr)
 	opts := calibrate.Options{
 		Model: *modelDir, Device: *device, Data: data, Length: *length, Block: *block,
 		Prompts: *prompts, Holdout: *holdout, Calib: co,
 		Select:   calib.SelectOptions{Gamma: *gamma, Kappa: *kappa, MinGain: *minGain},
 		Progress: bar.update,
+		// Neither --threshold nor --target-clusters: resolved once the
+		// model is known, about one cluster per 24 heads, at least 2.
+		AutoTarget: *target == 0 && *threshold == 0,
 	}
-	maxEpochs := co.AE.MaxEpochs
-	if maxEpochs == 0 {
-		maxEpochs = calib.DefaultAEOptions().MaxEpochs
+	// Every value is checked before the model is loaded: the flags alone,
+	// then the cluster count against the model's configuration, the
+	// device, and the output path.
+	if err := opts.Validate(nil); err != nil {
+		return usageError{err.Error()}
 	}
+	cfg, err := calibrate.ModelConfig(*modelDir)
+	if err != nil {
+		return err
+	}
+	if err := opts.Validate(cfg); err != nil {
+		return usageError{err.Error()}
+	}
+	if err := checkDevice(*device); err != nil {
+		return err
+	}
+	var inputs []outpath.Named
+	for _, d := range data {
+		inputs = append(inputs, outpath.Named{Flag: "--data", Path: d})
+	}
+	if err := checkOutputs(outpath.Spec{Flag: "--out", Path: *out, Force: *force,
+		Inputs: append(inputs, modelInput(*modelDir)...), Protected: modelInput(*modelDir),
+		Ours: isClusterFile, What: "a cluster file"}); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
 	opts.AEProgress = func(epoch int, train, val float64) {
-		bar.update(fmt.Sprintf("autoencoder %.4f", val), epoch+1, maxEpochs)
+		bar.update(fmt.Sprintf("autoencoder %.4f", val), epoch+1, co.AE.MaxEpochs)
 	}
-	if *target == 0 && *threshold == 0 {
-		// Resolved after the model is known: about one cluster per 24 heads, at least 2.
-		opts.Calib.TargetClusters = -1
-	}
-	cf, rep, err := runCalibrateDefaults(ctx, opts)
+	cf, rep, err := calibrate.Run(ctx, opts)
 	bar.clear()
 	if err != nil {
 		return err
@@ -111,13 +125,4 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%.3f\t%.3f\t%+.3f\t%.3f\t%v\n", s.ID, len(cf.Clusters[fmt.Sprint(s.ID)]), s.Pivot, s.Keep, s.VS, s.Gain, s.Dens, s.Shared)
 	}
 	return tw.Flush()
-}
-
-// runCalibrateDefaults fills the model-dependent default cluster count.
-func runCalibrateDefaults(ctx context.Context, opts calibrate.Options) (*share.ClusterFile, *calibrate.Report, error) {
-	if opts.Calib.TargetClusters == -1 {
-		opts.Calib.TargetClusters = 0
-		opts.AutoTarget = true
-	}
-	return calibrate.Run(ctx, opts)
 }

@@ -145,8 +145,8 @@ func TestRunErrors(t *testing.T) {
 		{"missing tokenizer.json", []string{"run", "--model", modelDir(t, []string{"tokenizer.json"}, nil), "--max-tokens", "1"}, 1, []string{"tokenizer.json"}, false},
 		{"missing weights", []string{"run", "--model", modelDir(t, []string{"model.safetensors"}, nil), "--max-tokens", "1"}, 1, []string{"safetensors"}, false},
 		{"prompt longer than the context", []string{"run", "--context", "128", "--prompt", long, "--max-tokens", "1"}, 1, []string{"context", "128", "--context"}, false},
-		{"unknown attention", []string{"run", "--attn", "bogus", "--max-tokens", "1"}, 1, []string{"unknown attention", "bogus"}, false},
-		{"unknown device", []string{"run", "--device", "no-such-gpu-xyz", "--max-tokens", "1"}, 1, []string{"no-such-gpu-xyz", "devices:"}, true},
+		{"unknown attention", []string{"run", "--attn", "bogus", "--max-tokens", "1"}, 2, []string{"--attn", "bogus", "dense, vs, flex or share"}, false},
+		{"unknown device", []string{"run", "--device", "no-such-gpu-xyz", "--max-tokens", "1"}, 2, []string{"--device", "no-such-gpu-xyz", "devices:"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

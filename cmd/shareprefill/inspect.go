@@ -17,9 +17,12 @@ import (
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	fset := newFlags("inspect", stderr)
 	modelDir := fset.String("model", "", "Hugging Face model directory (default: the embedded stories260K)")
-	ctxLen := fset.Int("context", 0, "context length for the memory estimate (default: the model's, capped at 8192)")
+	ctxLen := fset.Int("context", 0, "context length for the memory estimate (0: the model's, capped at 8192)")
 	if err := parse(fset, args); err != nil {
 		return err
+	}
+	if *ctxLen < 0 {
+		return usageError{fmt.Sprintf("--context %d: want ≥ 1 tokens, or 0 for the model's", *ctxLen)}
 	}
 	var fsys fs.FS
 	name := *modelDir

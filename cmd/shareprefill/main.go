@@ -6,9 +6,14 @@
 //	shareprefill run [flags]        generate text from a prompt
 //	shareprefill devices            list Vulkan devices and their capabilities
 //	shareprefill inspect --model D  describe a model
+//	shareprefill calibrate [flags]  make a SharePrefill cluster file
+//	shareprefill bench SUB [flags]  benchmarks
 //	shareprefill help               this text
 //
-// Every user error is one line on stderr and a non-zero exit status.
+// Every flag value and output path is checked before the work starts.
+// Every user error is one line on stderr; the exit status is 2 for
+// command-line misuse (a bad flag, flag value or output path) and 1 for any
+// other error.
 package main
 
 import (
@@ -17,6 +22,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
+	"unicode"
 )
 
 // usageError marks errors caused by bad command-line use (exit status 2).
@@ -90,6 +98,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// oneLine escapes the control characters of s (a flag name or value the
+// user typed may hold a newline), so that an error stays one line.
+func oneLine(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // flagSet is a FlagSet that reports a bad flag as one line (by run) and
 // prints the usage only for -h.
 type flagSet struct {
@@ -115,7 +141,7 @@ func parse(fs *flagSet, args []string) error {
 			fs.SetOutput(io.Discard)
 			return err
 		}
-		return usageError{err.Error() + " (see -h)"}
+		return usageError{oneLine(err.Error()) + " (see -h)"}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}

@@ -3,19 +3,23 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/shareprefill/shareprefill"
+	"github.com/shareprefill/shareprefill/internal/outpath"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
+	"github.com/shareprefill/shareprefill/share"
 )
 
 const defaultPrompt = "Once upon a time"
@@ -24,75 +28,130 @@ const defaultPrompt = "Once upon a time"
 // given; tests replace it.
 var stdin io.Reader = os.Stdin
 
-func runRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", stderr)
-	modelDir := fs.String("model", "", "Hugging Face model directory (default: the embedded stories260K)")
-	prompt := fs.String("prompt", "", "prompt text (default: --prompt-file, else stdin when piped, else \""+defaultPrompt+"\")")
-	promptFile := fs.String("prompt-file", "", "read the prompt from this file")
-	maxTokens := fs.Int("max-tokens", 256, "most tokens to generate")
-	temp := fs.Float64("temp", 0.8, "sampling temperature (0: greedy)")
-	topP := fs.Float64("top-p", 0.9, "nucleus sampling mass (1: off)")
-	seed := fs.Uint64("seed", 42, "sampling seed (the same seed gives the same text)")
-	attn := fs.String("attn", "dense", "prefill attention: dense, vs, flex or share")
-	clusters := fs.String("clusters", "", "SharePrefill cluster file (--attn share)")
-	preset := fs.String("preset", "paper", "SharePrefill preset: paper or release")
-	device := fs.String("device", "", "Vulkan device index or name (default: SHAREPREFILL_DEVICE or the best GPU)")
-	ctxLen := fs.Int("context", 0, "context length in tokens (default: the model's, capped at 8192)")
-	chat := fs.Bool("chat", false, "wrap the prompt in the model's chat format (Llama 3 or ChatML)")
-	system := fs.String("system", "", "system message for --chat")
-	statsJSON := fs.String("stats-json", "", "write sparse-attention statistics of the prefill to this file")
-	quiet := fs.Bool("quiet", false, "no summary on stderr")
-	profile := fs.String("profile", "", "write a Chrome trace of the call (GPU time of every dispatch, host submits and waits) to this file and print a profile on stderr")
-	allowNonFinite := fs.Bool("allow-nonfinite", false, "load weights holding NaN, ±Inf or values beyond f16's range (default: an error naming the tensor)")
+// runOptions are the parsed and checked flags of `shareprefill run`.
+type runOptions struct {
+	model, device, attn, clusters, preset string
+	context                               int
+	prompt, promptFile                    string
+	promptSet                             bool // --prompt was given (even as "")
+	gen                                   shareprefill.GenerateOptions
+	statsJSON, profile                    string
+	force, quiet, allowNonFinite          bool
+}
+
+// runAttentions are the --attn values; the library takes them in any case.
+var runAttentions = []string{"dense", "vs", "flex", "share"}
+
+// parseRunFlags parses and checks the flags of `shareprefill run` without
+// touching a file or a device: it returns the options, a usageError naming
+// the flag and its allowed values, or flag.ErrHelp for -h (after printing
+// the flags to help).
+func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
+	fs := newFlags("run", help)
+	o := &runOptions{}
+	fs.StringVar(&o.model, "model", "", "Hugging Face model directory (default: the embedded stories260K)")
+	fs.StringVar(&o.prompt, "prompt", "", "prompt text, not empty (default: --prompt-file, else stdin when piped, else \""+defaultPrompt+"\")")
+	fs.StringVar(&o.promptFile, "prompt-file", "", "read the prompt from this file")
+	fs.IntVar(&o.gen.MaxTokens, "max-tokens", 256, "most tokens to generate (≥ 1)")
+	fs.Float64Var(&o.gen.Temperature, "temp", 0.8, "sampling temperature, finite and ≥ 0 (0: greedy)")
+	fs.Float64Var(&o.gen.TopP, "top-p", 0.9, "nucleus sampling mass, 0 < p ≤ 1 (1: off)")
+	fs.Uint64Var(&o.gen.Seed, "seed", 42, "sampling seed (the same seed gives the same text)")
+	fs.StringVar(&o.attn, "attn", "dense", "prefill attention: dense, vs, flex or share")
+	fs.StringVar(&o.clusters, "clusters", "", "SharePrefill cluster file (--attn share)")
+	fs.StringVar(&o.preset, "preset", "paper", "SharePrefill preset: paper or release")
+	fs.StringVar(&o.device, "device", "", "Vulkan device index or name (default: SHAREPREFILL_DEVICE or the best GPU)")
+	fs.IntVar(&o.context, "context", 0, "context length in tokens (0: the model's, capped at 8192)")
+	fs.BoolVar(&o.gen.Chat, "chat", false, "wrap the prompt in the model's chat format (Llama 3 or ChatML)")
+	fs.StringVar(&o.gen.System, "system", "", "system message for --chat")
+	fs.StringVar(&o.statsJSON, "stats-json", "", "write sparse-attention statistics of the prefill to this file")
+	fs.BoolVar(&o.force, "force", false, "overwrite a --stats-json file that this program did not write")
+	fs.BoolVar(&o.quiet, "quiet", false, "no summary on stderr")
+	fs.StringVar(&o.profile, "profile", "", "write a Chrome trace of the call (GPU time of every dispatch, host submits and waits) to this file and print a profile on stderr")
+	fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "load weights holding NaN, ±Inf or values beyond f16's range (default: an error naming the tensor)")
 	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.promptSet = set["prompt"]
+	bad := func(format string, args ...any) (*runOptions, error) {
+		return nil, usageError{fmt.Sprintf(format, args...)}
+	}
+	g := o.gen
+	switch {
+	case g.MaxTokens < 1:
+		return bad("--max-tokens %d: want ≥ 1", g.MaxTokens)
+	case math.IsNaN(g.Temperature) || math.IsInf(g.Temperature, 0) || g.Temperature < 0:
+		return bad("--temp %v: want a finite temperature ≥ 0 (0: greedy)", g.Temperature)
+	case !(g.TopP > 0 && g.TopP <= 1):
+		return bad("--top-p %v: want 0 < p ≤ 1 (1: off)", g.TopP)
+	case o.promptSet && set["prompt-file"]:
+		return bad("give --prompt or --prompt-file, not both")
+	case o.promptSet && o.prompt == "":
+		return bad("--prompt is empty; give the prompt text (leave --prompt out for the default %q)", defaultPrompt)
+	case set["prompt-file"] && o.promptFile == "":
+		return bad("--prompt-file is empty; give a file name")
+	case o.context < 0:
+		return bad("--context %d: want ≥ 1 tokens, or 0 for the model's", o.context)
+	case !slices.Contains(runAttentions, strings.ToLower(o.attn)):
+		return bad("--attn %q: want dense, vs, flex or share", o.attn)
+	case o.clusters != "" && strings.ToLower(o.attn) != "share":
+		return bad("--clusters needs --attn share")
+	case set["system"] && !g.Chat:
+		return bad("--system needs --chat")
+	}
+	if _, err := share.Preset(o.preset); err != nil {
+		return bad("--preset %q: want paper or release", o.preset)
+	}
+	return o, nil
+}
+
+func runRun(args []string, stdout, stderr io.Writer) error {
+	o, err := parseRunFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if *maxTokens < 0 {
-		return usageError{fmt.Sprintf("--max-tokens %d must not be negative", *maxTokens)}
+	// Everything that can be checked is checked before the model loads.
+	if err := checkDevice(o.device); err != nil {
+		return err
 	}
-	if *temp < 0 {
-		return usageError{fmt.Sprintf("--temp %v must not be negative", *temp)}
+	if err := checkOutputs(outpath.Spec{Flag: "--stats-json", Path: o.statsJSON, Force: o.force,
+		Inputs:    append([]outpath.Named{{Flag: "--prompt-file", Path: o.promptFile}, {Flag: "--clusters", Path: o.clusters}}, modelInput(o.model)...),
+		Protected: modelInput(o.model), Ours: isStatsJSON, What: "a --stats-json file"},
+		outpath.Spec{Flag: "--profile", Path: o.profile, Force: o.force,
+			Inputs:    append([]outpath.Named{{Flag: "--prompt-file", Path: o.promptFile}, {Flag: "--clusters", Path: o.clusters}, {Flag: "--stats-json", Path: o.statsJSON}}, modelInput(o.model)...),
+			Protected: modelInput(o.model), Ours: isChromeTrace, What: "a --profile trace"}); err != nil {
+		return err
 	}
-	if *topP < 0 || *topP > 1 {
-		return usageError{fmt.Sprintf("--top-p %v must be in [0, 1]", *topP)}
-	}
-	if *prompt != "" && *promptFile != "" {
-		return usageError{"give --prompt or --prompt-file, not both"}
-	}
-	text := *prompt
+	text := o.prompt
 	switch {
-	case *promptFile != "":
-		b, err := os.ReadFile(*promptFile)
+	case o.promptFile != "":
+		b, err := os.ReadFile(o.promptFile)
 		if err != nil {
 			return fmt.Errorf("--prompt-file: %w", err)
 		}
 		text = string(b)
 		if strings.TrimSpace(text) == "" {
-			return fmt.Errorf("--prompt-file %s is empty", *promptFile)
+			return fmt.Errorf("--prompt-file %s is empty", o.promptFile)
 		}
-	case text == "" && !isTerminal(stdinFile()):
+	case !o.promptSet && !isTerminal(stdinFile()):
 		b, err := io.ReadAll(stdin)
 		if err != nil {
 			return fmt.Errorf("reading the prompt from stdin: %w", err)
 		}
 		text = strings.TrimRight(string(b), "\n")
 	}
-	if text == "" {
+	if text == "" && !o.promptSet {
 		text = defaultPrompt
 	}
 
-	if *profile != "" {
-		if err := checkOutputFile(*profile); err != nil {
-			return usageError{fmt.Sprintf("--profile: %v", err)}
-		}
-	}
 	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()
 	bar := newProgressBar(stderr)
 	m, err := shareprefill.Open(ctx, shareprefill.Options{
-		Model: *modelDir, Device: *device, Context: *ctxLen,
-		Attention: *attn, Clusters: *clusters, Preset: *preset,
-		Progress: bar.update, AllowNonFinite: *allowNonFinite,
+		Model: o.model, Device: o.device, Context: o.context,
+		Attention: o.attn, Clusters: o.clusters, Preset: o.preset,
+		Progress: bar.update, AllowNonFinite: o.allowNonFinite,
 		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", args...) },
 		// The device's own notes (which GPU, which switches) stay quiet.
 		Runtime: runtime.Options{Logf: func(string, ...any) {}},
@@ -103,22 +162,37 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	defer m.Close()
 
-	if !*chat {
-		fmt.Fprint(stdout, text)
+	// The prompt is echoed once the prefill has succeeded: with the first
+	// generated text, or after Generate when it produced none. A prompt
+	// that does not fit the context is never printed.
+	echo, wrote := !o.gen.Chat, false
+	printPrompt := func() error {
+		if !echo {
+			return nil
+		}
+		echo, wrote = false, true
+		_, err := io.WriteString(stdout, text)
+		return err
 	}
-	var trace *runtime.Trace
-	if *profile != "" {
-		trace = runtime.NewTrace()
+	gen := o.gen
+	if o.profile != "" {
+		gen.Trace = runtime.NewTrace()
 	}
-	st, err := m.Generate(ctx, text, shareprefill.GenerateOptions{
-		MaxTokens: *maxTokens, Temperature: *temp, TopP: *topP, Seed: *seed, Chat: *chat, System: *system,
-		Trace: trace,
-	}, func(s string) error {
+	st, err := m.Generate(ctx, text, gen, func(s string) error {
 		bar.clear()
+		if err := printPrompt(); err != nil {
+			return err
+		}
+		wrote = true
 		_, err := io.WriteString(stdout, s)
 		return err
 	})
-	fmt.Fprintln(stdout)
+	if err == nil {
+		err = printPrompt()
+	}
+	if wrote {
+		fmt.Fprintln(stdout)
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("interrupted")
@@ -128,12 +202,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	if trace != nil {
-		if err := writeTrace(*profile, trace, stderr); err != nil {
+	if gen.Trace != nil {
+		if err := writeTrace(o.profile, gen.Trace, stderr); err != nil {
 			return err
 		}
 	}
-	if *statsJSON != "" {
+	if o.statsJSON != "" {
 		b, err := m.AttentionJSON()
 		if err != nil {
 			return err
@@ -141,11 +215,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		if b == nil {
 			b = []byte(`{"attention":"dense"}` + "\n")
 		}
-		if err := os.WriteFile(*statsJSON, b, 0o644); err != nil {
+		if err := os.WriteFile(o.statsJSON, b, 0o644); err != nil {
 			return fmt.Errorf("--stats-json: %w", err)
 		}
 	}
-	if !*quiet {
+	if !o.quiet {
 		attnLine := st.Attention
 		if attnLine == "" {
 			attnLine = "dense (every causal block, density 1.00)"
@@ -204,19 +278,6 @@ func watchInterrupts(sig <-chan os.Signal, done <-chan struct{}, cancel func(), 
 			return
 		}
 	}
-}
-
-// checkOutputFile checks, before any work, that path can be written as a
-// file: its directory exists and it is not a directory itself.
-func checkOutputFile(path string) error {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("%s is a directory", path)
-	}
-	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("directory %s does not exist", dir)
-	}
-	return nil
 }
 
 // writeTrace writes t as a Chrome trace to path and prints its summary.

@@ -9,7 +9,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/shareprefill/shareprefill"
 	"github.com/shareprefill/shareprefill/model"
+	"github.com/shareprefill/shareprefill/model/stories260k"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
 	"github.com/shareprefill/shareprefill/share"
@@ -139,19 +142,149 @@ func (c *collector) End(*runtime.Recorder) error {
 	return nil
 }
 
+// Defaults of Options fields whose zero value Run replaces.
+const (
+	DefaultBlock   = 128
+	DefaultPrompts = 3
+	DefaultHoldout = 2
+	// MaxBlock is the largest map block size the block-map kernel takes.
+	MaxBlock = 1024
+)
+
+// ModelConfig reads the configuration of the model directory dir ("" or
+// shareprefill.EmbeddedModel: the embedded stories260K) without loading any
+// weights, for Validate before the work.
+func ModelConfig(dir string) (*model.Config, error) {
+	if dir == "" || dir == shareprefill.EmbeddedModel {
+		return model.LoadConfigFS(stories260k.FS(), ".")
+	}
+	cfg, err := model.LoadConfig(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every option as given, before any work, against its
+// allowed range; cfg, when not nil, bounds the cluster count by the
+// model's heads. Each parameter has its rule here and only here; the errors
+// name the parameter by its `shareprefill calibrate` flag and give the
+// range. Zero values that Run replaces by defaults (Block, Prompts, Holdout
+// and the Select thresholds) are out of range here: a caller that wants the
+// defaults passes them (DefaultBlock, …) or calls Run, which validates after
+// filling them in.
+func (o Options) Validate(cfg *model.Config) error {
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	heads := 0
+	if cfg != nil {
+		heads = cfg.NumLayers * cfg.NumHeads
+	}
+	c, sel := o.Calib, o.Select
+	switch {
+	case len(o.Data) == 0:
+		return errors.New("--data FILE is required (text to calibrate on, e.g. a few long documents from the target domain)")
+	case o.Block < 1 || o.Block > MaxBlock:
+		return fmt.Errorf("--block %d: want 1 to %d tokens", o.Block, MaxBlock)
+	case o.Length < 0:
+		return fmt.Errorf("--length %d: want ≥ %d (2 blocks), or 0 for the model's context", o.Length, 2*o.Block)
+	case o.Length > 0 && o.Length < 2*o.Block:
+		return fmt.Errorf("--length %d gives fewer than 2 blocks of --block %d tokens: want ≥ %d, or 0 for the model's context", o.Length, o.Block, 2*o.Block)
+	case o.Prompts < 1:
+		return fmt.Errorf("--prompts %d: want ≥ 1", o.Prompts)
+	case o.Holdout < 1:
+		return fmt.Errorf("--holdout %d: want ≥ 1", o.Holdout)
+	case c.Representation != calib.RepresentationAutoencoder && c.Representation != calib.RepresentationPooled:
+		return fmt.Errorf("--representation %q: want %s or %s", c.Representation, calib.RepresentationAutoencoder, calib.RepresentationPooled)
+	case c.Pool.Grid < 1:
+		return fmt.Errorf("--grid %d: want ≥ 1", c.Pool.Grid)
+	case c.Linkage != calib.LinkageWard && c.Linkage != calib.LinkageAverage && c.Linkage != calib.LinkageComplete:
+		return fmt.Errorf("--linkage %q: want %s, %s or %s", c.Linkage, calib.LinkageWard, calib.LinkageAverage, calib.LinkageComplete)
+	case !finite(c.Threshold) || c.Threshold < 0:
+		return fmt.Errorf("--threshold %v: want a finite height ≥ 0", c.Threshold)
+	case c.TargetClusters < 0:
+		return fmt.Errorf("--target-clusters %d: want ≥ 1", c.TargetClusters)
+	case heads > 0 && c.TargetClusters > heads:
+		return fmt.Errorf("--target-clusters %d: want 1 to %d (the model's %d layers × %d heads)", c.TargetClusters, heads, cfg.NumLayers, cfg.NumHeads)
+	case c.Threshold > 0 && c.TargetClusters > 0:
+		return errors.New("give --threshold or --target-clusters, not both")
+	case !o.AutoTarget && c.Threshold == 0 && c.TargetClusters == 0:
+		return errors.New("give --threshold or --target-clusters (or neither, for about one cluster per 24 heads)")
+	case c.MinSize < 1:
+		return fmt.Errorf("--min-size %d: want ≥ 1 (1 keeps every cluster)", c.MinSize)
+	case c.AE.MaxEpochs < 1:
+		return fmt.Errorf("--epochs %d: want ≥ 1", c.AE.MaxEpochs)
+	case c.AE.MaxDuration < 0:
+		return fmt.Errorf("--time-budget %v: want ≥ 0 (0: no limit)", c.AE.MaxDuration)
+	case !(sel.Gamma > 0 && sel.Gamma <= 1):
+		return fmt.Errorf("--gamma %v: want 0 < γ ≤ 1", sel.Gamma)
+	case !(sel.Kappa > 0 && sel.Kappa <= 1):
+		return fmt.Errorf("--kappa %v: want 0 < κ ≤ 1", sel.Kappa)
+	case !(sel.MinGain >= -1 && sel.MinGain <= 1) || sel.MinGain == 0:
+		return fmt.Errorf("--min-gain %v: want -1 ≤ g ≤ 1 other than 0 (for no gain give a tiny value such as 1e-9)", sel.MinGain)
+	}
+	return nil
+}
+
+// withDefaults fills the zero fields that Run documents defaults for.
+func (o Options) withDefaults() Options {
+	if o.Prompts == 0 {
+		o.Prompts = DefaultPrompts
+	}
+	if o.Holdout == 0 {
+		o.Holdout = DefaultHoldout
+	}
+	if o.Block == 0 {
+		o.Block = DefaultBlock
+	}
+	d := calib.DefaultOptions(0)
+	if o.Calib.Representation == "" {
+		o.Calib.Representation = d.Representation
+	}
+	if o.Calib.Linkage == "" {
+		o.Calib.Linkage = d.Linkage
+	}
+	if o.Calib.Pool.Grid == 0 {
+		o.Calib.Pool.Grid = d.Pool.Grid
+	}
+	if o.Calib.MinSize == 0 {
+		o.Calib.MinSize = d.MinSize
+	}
+	if o.Calib.AE.MaxEpochs == 0 {
+		o.Calib.AE.MaxEpochs = d.AE.MaxEpochs
+	}
+	if o.Select.Gamma == 0 {
+		o.Select.Gamma = 0.9
+	}
+	if o.Select.Kappa == 0 {
+		o.Select.Kappa = 0.9
+	}
+	if o.Select.MinGain == 0 {
+		o.Select.MinGain = 0.02
+	}
+	return o
+}
+
 // Run calibrates and returns the cluster file (not yet written) and a report.
+// Zero fields of opts take their defaults first; then Validate runs against
+// the model's configuration, before any map is collected.
 func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error) {
-	if len(opts.Data) == 0 {
-		return nil, nil, fmt.Errorf("calibrate: no --data files")
+	opts = opts.withDefaults()
+	cfg0, err := ModelConfig(opts.Model)
+	if err != nil {
+		return nil, nil, err
 	}
-	if opts.Prompts == 0 {
-		opts.Prompts = 3
+	if err := opts.Validate(cfg0); err != nil {
+		return nil, nil, fmt.Errorf("calibrate: %w", err)
 	}
-	if opts.Holdout == 0 {
-		opts.Holdout = 2
-	}
-	if opts.Block == 0 {
-		opts.Block = 128
+	// The data is read before the model is loaded: a missing file fails
+	// at once.
+	texts := make([]string, len(opts.Data))
+	for i, f := range opts.Data {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("calibrate: --data: %w", err)
+		}
+		texts[i] = string(b)
 	}
 	prog := opts.Progress
 	if prog == nil {
@@ -172,12 +305,8 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 	// Tokenize the data into prompts of Length tokens.
 	var stream []int
 	var sources []string
-	for _, f := range opts.Data {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, nil, fmt.Errorf("calibrate: --data: %w", err)
-		}
-		stream = append(stream, m.Tok.Encode(string(b), false)...)
+	for i, f := range opts.Data {
+		stream = append(stream, m.Tok.Encode(texts[i], false)...)
 		sources = append(sources, filepath.Base(f))
 	}
 	need := opts.Prompts + opts.Holdout
@@ -256,15 +385,6 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 	}
 	rep.Result = res
 	sel := opts.Select
-	if sel.Gamma == 0 {
-		sel.Gamma = 0.9
-	}
-	if sel.Kappa == 0 {
-		sel.Kappa = 0.9
-	}
-	if sel.MinGain == 0 {
-		sel.MinGain = 0.02
-	}
 	rep.Selection, err = calib.SelectShared(res.Clusters, held, sel)
 	if err != nil {
 		return nil, nil, fmt.Errorf("calibrate: selecting shared clusters: %w", err)

@@ -2,11 +2,15 @@ package calibrate
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/shareprefill/shareprefill/model"
 
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 	"github.com/shareprefill/shareprefill/share"
@@ -95,7 +99,7 @@ func TestCalibrateErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{Options{Calib: co}, "no --data"},
+		{Options{Calib: co}, "--data FILE is required"},
 		{Options{Data: []string{filepath.Join(dir, "missing.txt")}, Calib: co}, "missing.txt"},
 		{Options{Data: []string{small}, Length: 256, Block: 32, Calib: co}, "the data has"},
 		{Options{Data: []string{small}, Length: 40, Block: 32, Calib: co}, "fewer than 2 blocks"},
@@ -105,5 +109,79 @@ func TestCalibrateErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one containing %q", c.opts.Data, err, c.want)
 		}
+	}
+}
+
+// TestValidate: every option out of its range is reported, naming its
+// flag and the range, before any work.
+func TestValidate(t *testing.T) {
+	cfg := &model.Config{NumLayers: 5, NumHeads: 8}
+	good := func() Options {
+		return Options{Data: []string{"x.txt"}, Block: DefaultBlock, Prompts: DefaultPrompts, Holdout: DefaultHoldout,
+			Calib: calib.DefaultOptions(4), Select: calib.SelectOptions{Gamma: 0.9, Kappa: 0.9, MinGain: 0.02}}
+	}
+	if err := good().Validate(cfg); err != nil {
+		t.Fatalf("good options: %v", err)
+	}
+	auto := good()
+	auto.Calib.TargetClusters, auto.AutoTarget = 0, true
+	if err := auto.Validate(cfg); err != nil {
+		t.Fatalf("automatic cluster count: %v", err)
+	}
+	tests := []struct {
+		change func(*Options)
+		want   string
+	}{
+		{func(o *Options) { o.Data = nil }, "--data"},
+		{func(o *Options) { o.Block = 0 }, "--block 0: want 1 to 1024"},
+		{func(o *Options) { o.Block = 4096 }, "--block 4096"},
+		{func(o *Options) { o.Length = -1 }, "--length -1"},
+		{func(o *Options) { o.Length = 200 }, "--length 200 gives fewer than 2 blocks"},
+		{func(o *Options) { o.Prompts = 0 }, "--prompts 0: want ≥ 1"},
+		{func(o *Options) { o.Holdout = -1 }, "--holdout -1"},
+		{func(o *Options) { o.Calib.Representation = "magic" }, "--representation"},
+		{func(o *Options) { o.Calib.Pool.Grid = 0 }, "--grid 0"},
+		{func(o *Options) { o.Calib.Linkage = "bogus" }, `--linkage "bogus": want ward, average or complete`},
+		{func(o *Options) { o.Calib.TargetClusters = 1000 }, "--target-clusters 1000: want 1 to 40"},
+		{func(o *Options) { o.Calib.TargetClusters = -2 }, "--target-clusters -2"},
+		{func(o *Options) { o.Calib.Threshold = math.NaN(); o.Calib.TargetClusters = 0 }, "--threshold NaN"},
+		{func(o *Options) { o.Calib.Threshold = 0.5 }, "--threshold or --target-clusters, not both"},
+		{func(o *Options) { o.Calib.TargetClusters = 0 }, "give --threshold or --target-clusters"},
+		{func(o *Options) { o.Calib.MinSize = 0 }, "--min-size 0"},
+		{func(o *Options) { o.Calib.AE.MaxEpochs = -1 }, "--epochs -1: want ≥ 1"},
+		{func(o *Options) { o.Calib.AE.MaxDuration = -time.Second }, "--time-budget -1s"},
+		{func(o *Options) { o.Select.Gamma = -1 }, "--gamma -1: want 0 < γ ≤ 1"},
+		{func(o *Options) { o.Select.Kappa = 2 }, "--kappa 2: want 0 < κ ≤ 1"},
+		{func(o *Options) { o.Select.Kappa = math.NaN() }, "--kappa NaN"},
+		{func(o *Options) { o.Select.MinGain = 0 }, "--min-gain 0"},
+		{func(o *Options) { o.Select.MinGain = 3 }, "--min-gain 3"},
+	}
+	for _, tc := range tests {
+		o := good()
+		tc.change(&o)
+		err := o.Validate(cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error with %q, got %v", tc.want, err)
+		}
+	}
+	// Without a configuration the cluster count is not bounded.
+	o := good()
+	o.Calib.TargetClusters = 1000
+	if err := o.Validate(nil); err != nil {
+		t.Errorf("no configuration: %v", err)
+	}
+}
+
+// TestRunValidatesFirst: Run reports a bad option before it loads the
+// model (whose weights are missing here).
+func TestRunValidatesFirst(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"vocab_size":300,"max_position_embeddings":512,"rms_norm_eps":1e-5}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	co := calib.DefaultOptions(9) // more than 2 layers × 4 heads
+	_, _, err := Run(context.Background(), Options{Model: dir, Data: []string{"x.txt"}, Calib: co})
+	if err == nil || !strings.Contains(err.Error(), "--target-clusters 9: want 1 to 8") {
+		t.Fatalf("got %v, want the --target-clusters range", err)
 	}
 }
