@@ -13,7 +13,8 @@
 // whose partial last block row meets other diagonals).
 // Bindings: 0 hplan i32 [Hq, 4] (mode, cluster; read unless mode ≥ 0 in the
 //   push constants); 1 vsbits u32 [Hq, vsRows, nbw]; 2 pattern u32
-//   [K, nb, nbw]; 3 qabits u32 [Hq, nb, nbw]; 4 rowbits u32 [Hq, nb, nbw]
+//   [K, nb, nbw]; 3 qabits u32 [Hq, nb, nbw] (read only when qa ≠ 0);
+//   4 rowbits u32 [Hq, nb, nbw]
 //   (words 0..r/32 of row r written); 5 rowcnt i32 [Hq·nb].
 // Grid: (nb, Hq): one workgroup per (row, head). Spec constant 0: local size
 // (a power of two).
@@ -32,6 +33,7 @@ layout(push_constant) uniform Push {
 	uint nbw;
 	uint vsRows;
 	int mode; // ≥ 0: every head has this mode (hplan is not read)
+	uint qa;  // 0: qabits is not bound to a full buffer; mode 3 reads no cut
 } pc;
 
 const uint LOCAL = gl_WorkGroupSize.x;
@@ -77,7 +79,7 @@ void main() {
 			bits = vsbits[vcol + w] | bitfieldReverse(window(voff, base - 31));
 			if (mode == 2) {
 				bits |= pattern[(ci * nb + r) * nbw + w];
-			} else if (mode == 3) {
+			} else if (mode == 3 && pc.qa != 0u) {
 				bits |= qabits[(h * nb + r) * nbw + w];
 			}
 			bits &= mask;

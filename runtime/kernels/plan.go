@@ -460,8 +460,11 @@ func PlanPivot(r *runtime.Recorder, counts *runtime.Tensor, off uint64, rowstats
 // UnionParams describes PlanUnion: Hq heads on an nb-block grid; VSRows (2
 // or 3) bitmap rows per head in vsbits; Mode ≥ 0 gives every head that mode
 // (hplan is not read), −1 reads it from hplan; K clusters in pattern.
+// NoQueryAware says that no head has a query-aware cut (qabits is then not
+// read and may be any buffer).
 type UnionParams struct {
 	Hq, NB, VSRows, Mode, K int
+	NoQueryAware            bool
 }
 
 // PlanUnion records the final block set of every (head, row) as a bitmap
@@ -486,7 +489,9 @@ func PlanUnion(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qab
 			return err
 		}
 	}
-	if p.Mode < 0 || p.Mode == PlanModeQueryAware {
+	qa := uint32(0)
+	if !p.NoQueryAware && (p.Mode < 0 || p.Mode == PlanModeQueryAware) {
+		qa = 1
 		if err := checkI32(op, "qabits", qabits, hq*nb*nbw, false); err != nil {
 			return err
 		}
@@ -496,11 +501,11 @@ func PlanUnion(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qab
 	if err := checkGrid(op, d, grid); err != nil {
 		return err
 	}
-	k, err := planKernel(d, "plan_union", 6, 0b001111, 20, 64)
+	k, err := planKernel(d, "plan_union", 6, 0b001111, 24, 64)
 	if err != nil {
 		return err
 	}
-	push := [5]uint32{uint32(hq), uint32(nb), uint32(nbw), uint32(p.VSRows), uint32(int32(p.Mode))}
+	push := [6]uint32{uint32(hq), uint32(nb), uint32(nbw), uint32(p.VSRows), uint32(int32(p.Mode)), qa}
 	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt)
 }
 

@@ -461,13 +461,15 @@ func TestPlanUnionAndCSR(t *testing.T) {
 	rng := gputest.Rand(t)
 	for _, c := range []struct {
 		hq, nb, vsRows, mode int
+		noQA                 bool
 	}{
-		{1, 1, 2, -1}, {4, 5, 2, -1}, {3, 33, 3, -1}, {5, 64, 2, -1}, {3, 70, 3, PlanModeVS}, {2, 40, 2, PlanModeAll},
+		{1, 1, 2, -1, false}, {4, 5, 2, -1, false}, {3, 33, 3, -1, false}, {5, 64, 2, -1, false}, {6, 64, 2, -1, true},
+		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false},
 	} {
-		t.Run(fmt.Sprintf("hq%d_nb%d_vs%d_mode%d", c.hq, c.nb, c.vsRows, c.mode), func(t *testing.T) {
+		t.Run(fmt.Sprintf("hq%d_nb%d_vs%d_mode%d_noqa%v", c.hq, c.nb, c.vsRows, c.mode, c.noQA), func(t *testing.T) {
 			const k = 3
 			nb, nbw := c.nb, (c.nb+31)/32
-			p := UnionParams{Hq: c.hq, NB: nb, VSRows: c.vsRows, Mode: c.mode, K: k}
+			p := UnionParams{Hq: c.hq, NB: nb, VSRows: c.vsRows, Mode: c.mode, K: k, NoQueryAware: c.noQA}
 			rnd := func(n int, density uint32) []int32 {
 				out := make([]int32, n)
 				for i := range out {

@@ -399,7 +399,9 @@ func RefPlanUnion(hplan, vsbits, pattern, qabits []int32, p UnionParams) (rowbit
 				case PlanModeShared:
 					on = on || hasBit(pattern[(ci*nb+r)*nbw:(ci*nb+r+1)*nbw], c)
 				case PlanModeQueryAware:
-					on = on || hasBit(qabits[(h*nb+r)*nbw:(h*nb+r+1)*nbw], c)
+					if !p.NoQueryAware {
+						on = on || hasBit(qabits[(h*nb+r)*nbw:(h*nb+r+1)*nbw], c)
+					}
 				}
 				if on {
 					setBit(bits, c)
