@@ -138,12 +138,11 @@ func TestTopKBits(t *testing.T) {
 
 // planCase is a random planner state for the gate and role kernels.
 type planCase struct {
-	p                 PlanParams
-	v, s, pooled      []float32
-	cmap, meta        []int32
-	refs              []float32
-	counts            []int32
-	maxLayerWithPivot int
+	p            PlanParams
+	v, s, pooled []float32
+	cmap, meta   []int32
+	refs         []float32
+	counts       []int32
 }
 
 func newPlanCase(rng *rand.Rand, p PlanParams, zeros bool) *planCase {

@@ -36,15 +36,6 @@ func (a *arena) view(name string, dt runtime.DType, n int) (*runtime.Tensor, err
 	return t.View(0, n)
 }
 
-// bytes is the device memory the arena holds.
-func (a *arena) bytes() uint64 {
-	var s uint64
-	for _, t := range a.bufs {
-		s += t.Bytes()
-	}
-	return s
-}
-
 // free releases every buffer.
 func (a *arena) free() {
 	for _, t := range a.bufs {

@@ -26,7 +26,8 @@ type Options struct {
 	// of the GPU planner): every layer submits its estimates, waits, reads
 	// them back, plans, uploads the block lists and reads pivot maps back.
 	// Planners other than share.SharePrefill, share.VerticalSlash and
-	// share.Dense always plan on the host.
+	// share.Dense, and calls with more than kernels.PlanMaxHeads query
+	// heads, always plan on the host.
 	HostPlanner bool
 	// OnPlan, if set, is called with every layer plan right after
 	// PlanLayer (logging, tests). The plan must not be modified. Plans exist
@@ -54,7 +55,7 @@ type Attention struct {
 	needs   share.Needs
 	gamma   float64
 	sel     share.QueryAwareSelector
-	gpu     *gpuPlan // nil: host planner
+	gpu     *gpuPlan // nil: host planner only
 
 	// Per call; the buffers persist between calls and grow as needed.
 	dev      *runtime.Device
@@ -63,6 +64,7 @@ type Attention struct {
 	q0       int
 	nb       int
 	fallback string // reason of the dense fallback; "" when planned
+	onGPU    bool   // this call plans on the GPU
 	est      *Estimator
 	ar       arena
 	rowPtr   *runtime.Tensor // i32 [Hq·nb+1]
@@ -121,7 +123,9 @@ func New(planner share.Planner, opts Options) (*Attention, error) {
 // Planner returns the planner.
 func (a *Attention) Planner() share.Planner { return a.planner }
 
-// OnGPU reports whether the plans are made on the GPU (not on the host).
+// OnGPU reports whether the plans are made on the GPU (not on the host);
+// calls with more than kernels.PlanMaxHeads query heads still plan on the
+// host.
 func (a *Attention) OnGPU() bool { return a.gpu != nil }
 
 // Stats returns the statistics of the last prefill call: the planner's or,
@@ -194,7 +198,8 @@ func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) 
 		a.stats = a.fallbackStats()
 		return nil
 	}
-	if a.gpu == nil {
+	a.onGPU = a.gpu != nil && shape.NumHeads <= kernels.PlanMaxHeads
+	if !a.onGPU {
 		if err := a.planner.Begin(n, layers, shape.NumHeads, shape.NumKVHeads); err != nil {
 			return fmt.Errorf("share/gpu: begin: %w", err)
 		}
@@ -202,7 +207,7 @@ func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) 
 	if err := a.alloc(); err != nil {
 		return fmt.Errorf("share/gpu: begin: %w", err)
 	}
-	if a.gpu != nil {
+	if a.onGPU {
 		if err := a.gpu.begin(a); err != nil {
 			return fmt.Errorf("share/gpu: begin: %w", err)
 		}
@@ -268,7 +273,7 @@ func (a *Attention) release() {
 // The per-call buffers stay allocated (recorded work may still use them)
 // until the next Begin or Close.
 func (a *Attention) End(r *runtime.Recorder) error {
-	if a.fallback == "" && a.gpu != nil && a.dev != nil {
+	if a.fallback == "" && a.onGPU && a.dev != nil {
 		if err := a.gpu.end(r); err != nil {
 			return fmt.Errorf("share/gpu: end: %w", err)
 		}
@@ -314,7 +319,7 @@ func (a *Attention) Layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 
 func (a *Attention) layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor, p kernels.AttnParams) error {
 	if a.dev == nil {
-		return fmt.Errorf("Layer before Begin")
+		return fmt.Errorf("called before Begin")
 	}
 	if p.Hq != a.shape.NumHeads || p.Hkv != a.shape.NumKVHeads || p.D != a.shape.HeadDim || p.Sq != a.shape.N || p.Q0 != a.q0 {
 		return fmt.Errorf("attention parameters %v do not match the call (Hq=%d Hkv=%d D=%d n=%d q0=%d)", p, a.shape.NumHeads, a.shape.NumKVHeads, a.shape.HeadDim, a.shape.N, a.q0)
@@ -334,7 +339,7 @@ func (a *Attention) layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 		return err
 	}
 	a.est.p.Scale, a.est.wp.Scale = p.Scale, p.Scale
-	if a.gpu != nil {
+	if a.onGPU {
 		return a.gpu.layer(a, r, l, q, kv, k, v, o, p)
 	}
 	return a.hostLayer(r, l, q, kv, k, v, o, p)

@@ -75,9 +75,6 @@ func (g *gpuPlan) begin(a *Attention) error {
 	dev := a.dev
 	g.ar.dev = dev
 	L, hq, n, nb := a.layers, a.shape.NumHeads, a.shape.N, a.nb
-	if hq > kernels.PlanMaxHeads {
-		return fmt.Errorf("%d query heads: the GPU planner handles at most %d (use Options.HostPlanner)", hq, kernels.PlanMaxHeads)
-	}
 	nbw := (nb + 31) / 32
 	g.ids = nil
 	clusterOf := make([]int32, L*hq)

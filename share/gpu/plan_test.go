@@ -113,7 +113,6 @@ type hostTwin struct {
 	a        *Attention
 	p        share.Planner
 	excluded int
-	stopped  bool
 	compared int
 }
 
@@ -465,5 +464,80 @@ func TestPlannedLayerHasNoHostWait(t *testing.T) {
 	prefill(engines[2], ca, 224)
 	if ca.inside.Waits == 0 {
 		t.Errorf("the host planner made no host wait inside Layer: the counters do not see waits")
+	}
+}
+
+// TestManyHeadsPlanOnHost: the GPU planner handles up to
+// kernels.PlanMaxHeads query heads; a call with more plans on the host,
+// and the next call with fewer plans on the GPU again.
+func TestManyHeadsPlanOnHost(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	p, err := share.NewFlexPrefill(testConfig("paper", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, hq := range []int{kernels.PlanMaxHeads + 8, kernels.PlanMaxHeads} {
+		s := Shape{NumHeads: hq, NumKVHeads: 8, HeadDim: 8, N: 96}
+		x := randomQKV(t, d, rng, s)
+		if err := a.begin(d, 1, s, 0); err != nil {
+			t.Fatal(err)
+		}
+		if want := hq <= kernels.PlanMaxHeads; a.onGPU != want {
+			t.Errorf("%d heads: planned on the GPU %v, want %v", hq, a.onGPU, want)
+		}
+		o, err := d.NewTensor(runtime.F16, s.N, hq, s.HeadDim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Free()
+		err = d.Run(func(r *runtime.Recorder) error {
+			p := kernels.AttnParams{Hq: hq, Hkv: s.NumKVHeads, D: s.HeadDim, Sq: s.N, Skv: s.N, Causal: true}
+			if err := a.Layer(r, 0, x.q, x.k, x.v, o, p); err != nil {
+				return err
+			}
+			return a.End(r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := a.Stats(); st == nil || st.NumHeads != hq || len(st.Layers) != 1 || len(st.Layers[0].Heads) != hq {
+			t.Errorf("%d heads: statistics %v", hq, st)
+		}
+	}
+}
+
+// TestGPUPlannerReusesBuffers: one Attention serves calls of different
+// lengths (its buffers are views of buffers that only grow, and the pivot
+// dictionary is cleared per call); every call still plans like a fresh
+// host planner.
+func TestGPUPlannerReusesBuffers(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	e := storiesEngine(t, d)
+	var mk func(t *testing.T) share.Planner
+	for _, c := range planCases() {
+		if c.name == "share-release-stories" {
+			mk = c.mk
+		}
+	}
+	a, err := New(mk(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{testN, 300, testN, 129} {
+		tw := &hostTwin{t: t, a: a, p: mk(t)}
+		a.testHook = tw.hook
+		allLogits(t, e, a, randomTokens(rng, n, e.Config().VocabSize))
+		sameStats(t, a.Stats(), tw.p.Stats())
+		if tw.compared == 0 {
+			t.Errorf("n=%d: no head compared", n)
+		}
+		t.Logf("n=%d: %s; %d compared, %d excluded", n, a.Stats(), tw.compared, tw.excluded)
 	}
 }
