@@ -286,9 +286,10 @@ func (a *Attention) End(r *runtime.Recorder) error {
 	return nil
 }
 
-// Close frees the buffers. The Attention may serve calls again afterwards.
+// Close frees the buffers (after decoding the last call's statistics, so
+// Stats still answers). The Attention may serve calls again afterwards.
 func (a *Attention) Close() {
-	a.pending = false
+	a.decode()
 	a.release()
 	a.dev = nil
 }

@@ -540,4 +540,11 @@ func TestGPUPlannerReusesBuffers(t *testing.T) {
 		}
 		t.Logf("n=%d: %s; %d compared, %d excluded", n, a.Stats(), tw.compared, tw.excluded)
 	}
+	// Statistics still decode after Close freed the buffers.
+	a.testHook = nil
+	allLogits(t, e, a, randomTokens(rng, 200, e.Config().VocabSize))
+	a.Close()
+	if st := a.Stats(); st == nil || st.N != 200 || len(st.Layers) != e.Config().NumLayers || st.Layers[0].Heads[0].Blocks == 0 {
+		t.Errorf("statistics after Close: %v", st)
+	}
 }
