@@ -530,7 +530,7 @@ func TestGPUPlannerReusesBuffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []int{testN, 300, testN, 129} {
+	for _, n := range []int{testN, 300, testN, 129, 40, testBlock} {
 		tw := &hostTwin{t: t, a: a, p: mk(t)}
 		a.testHook = tw.hook
 		allLogits(t, e, a, randomTokens(rng, n, e.Config().VocabSize))
