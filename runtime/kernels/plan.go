@@ -143,17 +143,16 @@ func planKernel(d *runtime.Device, shader string, bindings int, ro uint32, push 
 	return d.Kernel(runtime.KernelDesc{Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: push, Spec: []uint32{uint32(local)}})
 }
 
-// checkI32 checks an int32 tensor of at least n elements (exactly n when
-// exact).
-func checkI32(op, what string, t *runtime.Tensor, n int, exact bool) error {
+// checkI32 checks an int32 tensor of at least n elements.
+func checkI32(op, what string, t *runtime.Tensor, n int) error {
 	if t == nil {
 		return fmt.Errorf("%s: %s is nil", op, what)
 	}
 	if t.DType() != runtime.I32 {
 		return fmt.Errorf("%s: %s (%s) is %s, want i32", op, what, t.Name(), t.DType())
 	}
-	if t.Len() < n || exact && t.Len() != n {
-		return fmt.Errorf("%s: %s (%s) has %d elements, want %s%d", op, what, t.Name(), t.Len(), map[bool]string{true: "", false: "≥ "}[exact], n)
+	if t.Len() < n {
+		return fmt.Errorf("%s: %s (%s) has %d elements, want ≥ %d", op, what, t.Name(), t.Len(), n)
 	}
 	return nil
 }
@@ -210,7 +209,7 @@ func TopKBits(r *runtime.Recorder, out, x0, x1, kbuf *runtime.Tensor, p TopKPara
 			return err
 		}
 	}
-	if err := checkI32(op, "out", out, p.Rows*2*p.Words, false); err != nil {
+	if err := checkI32(op, "out", out, p.Rows*2*p.Words); err != nil {
 		return err
 	}
 	useK := uint32(0)
@@ -219,7 +218,7 @@ func TopKBits(r *runtime.Recorder, out, x0, x1, kbuf *runtime.Tensor, p TopKPara
 		if p.KStride < 2 || p.KOff < 0 || p.KOff+2 > p.KStride {
 			return fmt.Errorf("%s: budget stride %d and offset %d", op, p.KStride, p.KOff)
 		}
-		if err := checkI32(op, "kbuf", kbuf, p.Rows*p.KStride, false); err != nil {
+		if err := checkI32(op, "kbuf", kbuf, p.Rows*p.KStride); err != nil {
 			return err
 		}
 	} else {
@@ -264,13 +263,13 @@ func PlanGates(r *runtime.Recorder, gates, v, s, pooled, cmap, meta, refs *runti
 	if err := checkF32Min(op, "refs", refs, max(1, p.K*2*nb)); err != nil {
 		return err
 	}
-	if err := checkI32(op, "cmap", cmap, p.NumLayers*hq+p.K, false); err != nil {
+	if err := checkI32(op, "cmap", cmap, p.NumLayers*hq+p.K); err != nil {
 		return err
 	}
-	if err := checkI32(op, "meta", meta, max(1, 4*p.K), false); err != nil {
+	if err := checkI32(op, "meta", meta, max(1, 4*p.K)); err != nil {
 		return err
 	}
-	if err := checkI32(op, "gates", gates, 8*hq, false); err != nil {
+	if err := checkI32(op, "gates", gates, 8*hq); err != nil {
 		return err
 	}
 	d := r.Device()
@@ -308,7 +307,7 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 		{"meta", meta, max(1, 4*p.K)}, {"hplan", hplan, 4 * hq}, {"pivots", pivots, max(1, p.Chunks*p.CapPad)},
 		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
 	} {
-		if err := checkI32(op, e.what, e.t, e.n, false); err != nil {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
 			return err
 		}
 	}
@@ -352,10 +351,10 @@ func PlanQueryAwareCut(r *runtime.Recorder, qabits, m, hplan *runtime.Tensor, p 
 	if err := checkF32Min(op, "m", m, hq*nb*nb); err != nil {
 		return err
 	}
-	if err := checkI32(op, "hplan", hplan, 4*hq, false); err != nil {
+	if err := checkI32(op, "hplan", hplan, 4*hq); err != nil {
 		return err
 	}
-	if err := checkI32(op, "qabits", qabits, hq*nb*nbw, false); err != nil {
+	if err := checkI32(op, "qabits", qabits, hq*nb*nbw); err != nil {
 		return err
 	}
 	d := r.Device()
@@ -411,7 +410,7 @@ func PlanRowCover(r *runtime.Recorder, counts *runtime.Tensor, off uint64, maps,
 		n    int
 	}{{"hplan", hplan, 4 * hq}, {"pivots", pivots, p.Cap}, {"vsbits", vsbits, hq * 2 * nbw},
 		{"pattern", pattern, p.K * nb * nbw}, {"rowstats", rowstats, p.Cap * nb * 4}, {"counts", counts, 3}} {
-		if err := checkI32(op, e.what, e.t, e.n, false); err != nil {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
 			return err
 		}
 	}
@@ -444,7 +443,7 @@ func PlanPivot(r *runtime.Recorder, counts *runtime.Tensor, off uint64, rowstats
 		n    int
 	}{{"rowstats", rowstats, p.Cap * nb * 4}, {"pivots", pivots, p.Cap}, {"hplan", hplan, 4 * hq},
 		{"meta", meta, 4 * p.K}, {"stats", stats, p.NumLayers * hq * PlanStatWords}, {"counts", counts, 3}} {
-		if err := checkI32(op, e.what, e.t, e.n, false); err != nil {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
 			return err
 		}
 	}
@@ -485,14 +484,14 @@ func PlanUnion(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qab
 		n    int
 	}{{"rowbits", rowbits, hq * nb * nbw}, {"rowcnt", rowcnt, hq * nb}, {"hplan", hplan, 4 * hq},
 		{"vsbits", vsbits, hq * p.VSRows * nbw}, {"pattern", pattern, max(1, p.K*nb*nbw)}, {"qabits", qabits, 1}} {
-		if err := checkI32(op, e.what, e.t, e.n, false); err != nil {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
 			return err
 		}
 	}
 	qa := uint32(0)
 	if !p.NoQueryAware && (p.Mode < 0 || p.Mode == PlanModeQueryAware) {
 		qa = 1
-		if err := checkI32(op, "qabits", qabits, hq*nb*nbw, false); err != nil {
+		if err := checkI32(op, "qabits", qabits, hq*nb*nbw); err != nil {
 			return err
 		}
 	}
@@ -518,16 +517,16 @@ func PlanScan(r *runtime.Recorder, rowPtr, rowcnt, stats *runtime.Tensor, hq, nb
 	if hq < 1 || nb < 1 || layer < 0 {
 		return fmt.Errorf("%s: Hq %d, nb %d, layer %d", op, hq, nb, layer)
 	}
-	if err := checkI32(op, "rowcnt", rowcnt, hq*nb, false); err != nil {
+	if err := checkI32(op, "rowcnt", rowcnt, hq*nb); err != nil {
 		return err
 	}
-	if err := checkI32(op, "rowPtr", rowPtr, hq*nb+1, false); err != nil {
+	if err := checkI32(op, "rowPtr", rowPtr, hq*nb+1); err != nil {
 		return err
 	}
 	with := uint32(1)
 	if stats == nil {
 		with, stats = 0, rowPtr
-	} else if err := checkI32(op, "stats", stats, (layer+1)*hq*PlanStatWords, false); err != nil {
+	} else if err := checkI32(op, "stats", stats, (layer+1)*hq*PlanStatWords); err != nil {
 		return err
 	}
 	d := r.Device()
@@ -549,13 +548,13 @@ func PlanCompact(r *runtime.Recorder, cols, rowbits, rowPtr *runtime.Tensor, hq,
 		return fmt.Errorf("%s: Hq %d, nb %d", op, hq, nb)
 	}
 	nbw := (nb + 31) / 32
-	if err := checkI32(op, "rowbits", rowbits, hq*nb*nbw, false); err != nil {
+	if err := checkI32(op, "rowbits", rowbits, hq*nb*nbw); err != nil {
 		return err
 	}
-	if err := checkI32(op, "rowPtr", rowPtr, hq*nb+1, false); err != nil {
+	if err := checkI32(op, "rowPtr", rowPtr, hq*nb+1); err != nil {
 		return err
 	}
-	if err := checkI32(op, "cols", cols, hq*nb*(nb+1)/2, false); err != nil {
+	if err := checkI32(op, "cols", cols, hq*nb*(nb+1)/2); err != nil {
 		return err
 	}
 	d := r.Device()
@@ -582,10 +581,10 @@ func PlanVSBlocks(r *runtime.Recorder, vsbits, tokbits *runtime.Tensor, hq, n, b
 	}
 	nb := (n + b - 1) / b
 	nbw, nwt := (nb+31)/32, (n+31)/32
-	if err := checkI32(op, "tokbits", tokbits, hq*2*nwt, false); err != nil {
+	if err := checkI32(op, "tokbits", tokbits, hq*2*nwt); err != nil {
 		return err
 	}
-	if err := checkI32(op, "vsbits", vsbits, hq*3*nbw, false); err != nil {
+	if err := checkI32(op, "vsbits", vsbits, hq*3*nbw); err != nil {
 		return err
 	}
 	d := r.Device()
@@ -607,7 +606,7 @@ func BlockMapIndirect(r *runtime.Recorder, counts *runtime.Tensor, off uint64, o
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
 	}
-	if err := checkI32(op, "counts", counts, 3, false); err != nil {
+	if err := checkI32(op, "counts", counts, 3); err != nil {
 		return err
 	}
 	kb, err := blockMapKernel(op, r, false, p)
