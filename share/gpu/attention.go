@@ -329,7 +329,7 @@ func (a *Attention) layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 		return kernels.FlashAttention(r, o, nil, q, k, v, p)
 	}
 	if p.Skv != a.shape.N {
-		return fmt.Errorf("Skv = %d, want n = %d", p.Skv, a.shape.N)
+		return fmt.Errorf("key length Skv = %d, want n = %d", p.Skv, a.shape.N)
 	}
 	if l < 0 || l >= a.layers {
 		return fmt.Errorf("layer %d outside [0, %d)", l, a.layers)
