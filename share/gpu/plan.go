@@ -114,7 +114,7 @@ func (g *gpuPlan) begin(a *Attention) error {
 	// Pivot chunks: a layer elects at most one pivot per in-scope cluster
 	// with a member in it.
 	capSlots := a.mapCap
-	align := int(dev.Alignment() / 4)
+	align := max(1, int(dev.Alignment()/4))
 	g.pp.Cap = capSlots
 	g.pp.CapPad = (capSlots + align - 1) / align * align
 	g.pp.Chunks = 0
