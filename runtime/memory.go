@@ -133,13 +133,16 @@ func findMemoryType(mp *vk.PhysicalDeviceMemoryProperties, bits uint32, want, av
 	return 0, false
 }
 
-// newBuffer creates a buffer with storage and transfer usage and memory of the
+// newBuffer creates a buffer with storage, transfer and indirect usage and memory of the
 // wanted properties bound to it.
 func (d *Device) newBuffer(size uint64, want []vk.MemoryPropertyFlagBits, what string) (vk.Buffer, vk.DeviceMemory, uint32, error) {
 	if d.info.MaxBufferSize > 0 && size > d.info.MaxBufferSize {
 		return nil, nil, 0, fmt.Errorf("allocating %s of %s: larger than the device's maxBufferSize %s", what, fmtBytes(size), fmtBytes(d.info.MaxBufferSize))
 	}
-	usage := vk.BufferUsageFlags(vk.BufferUsageStorageBufferBit | vk.BufferUsageTransferSrcBit | vk.BufferUsageTransferDstBit)
+	// Indirect: kernels may read their workgroup counts from any buffer
+	// (Recorder.DispatchIndirect).
+	usage := vk.BufferUsageFlags(vk.BufferUsageStorageBufferBit | vk.BufferUsageTransferSrcBit | vk.BufferUsageTransferDstBit |
+		vk.BufferUsageIndirectBufferBit)
 	bci := vk.BufferCreateInfo{
 		SType:       vk.StructureTypeBufferCreateInfo,
 		Size:        vk.DeviceSize(size),

@@ -351,19 +351,21 @@ func (r *Recorder) Dispatch(k *Kernel, groups [3]uint32, push any, args ...any) 
 	if r.err != nil {
 		return r.err
 	}
-	err := r.dispatch(k, groups, push, args)
+	err := r.dispatch(k, groups, nil, push, args)
 	if err != nil {
 		r.err = fmt.Errorf("dispatch %s: %w", k.desc.Shader, err)
 	}
 	return r.err
 }
 
-func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) error {
+// dispatch records k over groups, or over the counts at ind when ind is not
+// nil (DispatchIndirect).
+func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, args []any) error {
 	if len(args) != k.desc.Bindings {
 		return fmt.Errorf("%d arguments for %d bindings", len(args), k.desc.Bindings)
 	}
 	mc := r.d.info.MaxWorkgroupCount
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 3 && ind == nil; i++ {
 		if groups[i] == 0 {
 			return nil // nothing to do
 		}
@@ -412,8 +414,17 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, push any, args []any) e
 		}
 	}
 	r.d.updateSet(set, bufs, offs, ranges)
+	if ind != nil {
+		reads = append(reads, rng{ind.t.blk.id, ind.t.off + ind.off, ind.t.off + ind.off + ind.size})
+	}
 	r.hazard(reads, writes)
-	r.timed(k.desc.Shader, func(f *frame) { r.d.cmdDispatch(f.cmd, k.pipe, k.layout, set, pc, groups) })
+	r.timed(k.desc.Shader, func(f *frame) {
+		if ind != nil {
+			r.d.cmdDispatchIndirect(f.cmd, k.pipe, k.layout, set, pc, ind.t.blk.buf, ind.t.off+ind.off)
+		} else {
+			r.d.cmdDispatch(f.cmd, k.pipe, k.layout, set, pc, groups)
+		}
+	})
 	r.count++
 	return nil
 }

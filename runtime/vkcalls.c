@@ -30,6 +30,7 @@ struct sp_dev {
 	void (*cmdBindDescriptorSets)(void *, int32_t, uint64_t, uint32_t, uint32_t, const uint64_t *, uint32_t, const uint32_t *);
 	void (*cmdPushConstants)(void *, uint64_t, uint32_t, uint32_t, uint32_t, const void *);
 	void (*cmdDispatch)(void *, uint32_t, uint32_t, uint32_t);
+	void (*cmdDispatchIndirect)(void *, uint64_t, uint64_t);
 	void (*cmdPipelineBarrier)(void *, uint32_t, uint32_t, uint32_t, uint32_t, const void *, uint32_t, const void *, uint32_t, const void *);
 	void (*cmdCopyBuffer)(void *, uint64_t, uint64_t, uint32_t, const void *);
 	int32_t (*queueSubmit)(void *, uint32_t, const void *, uint64_t);
@@ -55,6 +56,8 @@ enum {
 	BIND_POINT_COMPUTE = 1,
 	PIPE_STAGE_TRANSFER = 0x1000,
 	PIPE_STAGE_COMPUTE = 0x800,
+	PIPE_STAGE_DRAW_INDIRECT = 0x2,
+	ACCESS_INDIRECT_COMMAND_READ = 0x1,
 	ACCESS_SHADER_READ = 0x20,
 	ACCESS_SHADER_WRITE = 0x40,
 	ACCESS_TRANSFER_READ = 0x800,
@@ -117,6 +120,7 @@ sp_dev *sp_dev_new(void *instance, void *device) {
 	LOAD(cmdBindDescriptorSets, "vkCmdBindDescriptorSets");
 	LOAD(cmdPushConstants, "vkCmdPushConstants");
 	LOAD(cmdDispatch, "vkCmdDispatch");
+	LOAD(cmdDispatchIndirect, "vkCmdDispatchIndirect");
 	LOAD(cmdPipelineBarrier, "vkCmdPipelineBarrier");
 	LOAD(cmdCopyBuffer, "vkCmdCopyBuffer");
 	LOAD(queueSubmit, "vkQueueSubmit");
@@ -218,11 +222,22 @@ void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, u
 	d->cmdDispatch(cmd, gx, gy, gz);
 }
 
+void sp_cmd_dispatch_indirect(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
+                              const void *push, uint32_t push_size, uint64_t buffer, uint64_t offset) {
+	d->cmdBindPipeline(cmd, BIND_POINT_COMPUTE, pipeline);
+	d->cmdBindDescriptorSets(cmd, BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, NULL);
+	if (push_size) d->cmdPushConstants(cmd, layout, STAGE_COMPUTE, 0, push_size, push);
+	d->cmdDispatchIndirect(cmd, buffer, offset);
+}
+
 void sp_cmd_barrier(sp_dev *d, void *cmd) {
+	// The destination includes indirect-command reads: a dispatch may take
+	// its workgroup counts from memory written before the barrier.
 	sp_mem_barrier mb = {ST_MEMORY_BARRIER, NULL, ACCESS_SHADER_WRITE | ACCESS_TRANSFER_WRITE,
-	                     ACCESS_SHADER_READ | ACCESS_SHADER_WRITE | ACCESS_TRANSFER_READ | ACCESS_TRANSFER_WRITE};
+	                     ACCESS_SHADER_READ | ACCESS_SHADER_WRITE | ACCESS_TRANSFER_READ | ACCESS_TRANSFER_WRITE |
+	                         ACCESS_INDIRECT_COMMAND_READ};
 	uint32_t stages = PIPE_STAGE_COMPUTE | PIPE_STAGE_TRANSFER;
-	d->cmdPipelineBarrier(cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+	d->cmdPipelineBarrier(cmd, stages, stages | PIPE_STAGE_DRAW_INDIRECT, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
 // sp_cmd_host_barrier makes transfer writes visible to host reads after the

@@ -111,6 +111,15 @@ func (d *Device) cmdDispatch(cmd vk.CommandBuffer, pipe, layout, set uint64, pus
 		pp, C.uint32_t(len(push)), C.uint32_t(g[0]), C.uint32_t(g[1]), C.uint32_t(g[2]))
 }
 
+func (d *Device) cmdDispatchIndirect(cmd vk.CommandBuffer, pipe, layout, set uint64, push []byte, buf vk.Buffer, off uint64) {
+	var pp unsafe.Pointer
+	if len(push) > 0 {
+		pp = unsafe.Pointer(&push[0])
+	}
+	C.sp_cmd_dispatch_indirect(d.calls(), unsafe.Pointer(cmd), C.uint64_t(pipe), C.uint64_t(layout), C.uint64_t(set),
+		pp, C.uint32_t(len(push)), C.uint64_t(bufH(buf)), C.uint64_t(off))
+}
+
 func (d *Device) cmdBarrier(cmd vk.CommandBuffer) { C.sp_cmd_barrier(d.calls(), unsafe.Pointer(cmd)) }
 
 func (d *Device) cmdHostBarrier(cmd vk.CommandBuffer) {

@@ -36,6 +36,10 @@ int32_t sp_allocate_set(sp_dev *d, uint64_t pool, uint64_t layout, uint64_t *out
 void sp_update_set(sp_dev *d, uint64_t set, uint32_t n, const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges);
 void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
                      const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
+// sp_cmd_dispatch_indirect is sp_cmd_dispatch with the workgroup counts read
+// by the GPU from buffer at offset (VkDispatchIndirectCommand).
+void sp_cmd_dispatch_indirect(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
+                              const void *push, uint32_t push_size, uint64_t buffer, uint64_t offset);
 void sp_cmd_barrier(sp_dev *d, void *cmd);
 void sp_cmd_host_barrier(sp_dev *d, void *cmd);
 void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size);

@@ -118,6 +118,9 @@ func NewVerticalSlash(cfg VSConfig) (*VerticalSlash, error) {
 	return &VerticalSlash{cfg: cfg}, nil
 }
 
+// Config returns the planner's configuration.
+func (v *VerticalSlash) Config() VSConfig { return v.cfg }
+
 // Name implements Planner.
 func (v *VerticalSlash) Name() string { return "vertical-slash" }
 

@@ -65,6 +65,10 @@ func NewFlexPrefill(cfg Config) (*SharePrefill, error) {
 // Config returns the planner's configuration.
 func (p *SharePrefill) Config() Config { return p.cfg }
 
+// Clusters returns the planner's cluster file (nil without one). It must
+// not be modified.
+func (p *SharePrefill) Clusters() *ClusterFile { return p.clusters }
+
 // Name implements Planner.
 func (p *SharePrefill) Name() string { return p.name }
 

@@ -60,7 +60,7 @@ func tracedPrefill(ctx context.Context, m *shareprefill.Model, ids []int) (Profi
 
 // profileTable lists the profiles of rows that have one.
 func profileTable(rows []PrefillRow) *Table {
-	kinds := []string{"matmul", "attention", "estimate", "plan", "copy", "other"}
+	kinds := []string{"matmul", "attention", "estimate", "plan", "pivot-map", "copy", "other"}
 	t := &Table{Title: "Where the prefill time goes (one traced run per cell)",
 		Header: append([]string{"method", "n", "wall ms", "GPU busy %", "GPU idle ms", "host waits", "submits"}, kinds...)}
 	for _, r := range rows {

@@ -4,9 +4,9 @@ import "strings"
 
 // Category names the part of a forward pass a shader belongs to, for
 // profiles (runtime.Trace.Summary): "matmul" (linear layers), "attention"
-// (dense, sparse and decode attention), "estimate" (SharePrefill's estimates
-// and the pivots' exact block maps), "plan" (pattern selection and block-list
-// compaction), "sample" (argmax, top-k), "copy" (buffer copies, the KV-cache
+// (dense, sparse and decode attention), "estimate" (SharePrefill's
+// estimates), "pivot-map" (the pivots' exact block maps), "plan" (gates,
+// pattern selection and block-list compaction), "sample" (argmax, top-k), "copy" (buffer copies, the KV-cache
 // writes among them) and "other" (norms, RoPE, SwiGLU, residual adds,
 // embedding, conversions).
 func Category(shader string) string {
@@ -15,8 +15,10 @@ func Category(shader string) string {
 		return "matmul"
 	case strings.HasPrefix(shader, "attn"):
 		return "attention"
-	case strings.HasPrefix(shader, "est_"), strings.HasPrefix(shader, "blockmap"):
+	case strings.HasPrefix(shader, "est_"):
 		return "estimate"
+	case strings.HasPrefix(shader, "blockmap"):
+		return "pivot-map"
 	case strings.HasPrefix(shader, "plan"):
 		return "plan"
 	case shader == "argmax", shader == "topk":

@@ -3,7 +3,6 @@ package gpu
 import (
 	"fmt"
 	"math/bits"
-	"time"
 	"unsafe"
 
 	"github.com/shareprefill/shareprefill/model"
@@ -19,53 +18,70 @@ type Options struct {
 	// and calls that append to a non-empty cache (q0 ≠ 0, e.g. decode
 	// steps) always do.
 	DenseBelow int
-	// Profile collects the GPU time of the estimation and of the attention
-	// of every layer (Recorder.EnableProfiling) and stores it with
-	// Stats.SetGPUTime. It adds submits: one before the estimation of each
-	// layer and one after its attention.
-	Profile bool
 	// Gamma is the γ of the token budgets Kv and Ks, used only when the
 	// planner reads last-block estimates and has no Config() share.Config
 	// method (SharePrefill and FlexPrefill have one and their γ wins).
 	Gamma float64
+	// HostPlanner plans on the host with the planner itself (the reference
+	// of the GPU planner): every layer submits its estimates, waits, reads
+	// them back, plans, uploads the block lists and reads pivot maps back.
+	// Planners other than share.SharePrefill, share.VerticalSlash and
+	// share.Dense, and calls with more than kernels.PlanMaxHeads query
+	// heads, always plan on the host.
+	HostPlanner bool
 	// OnPlan, if set, is called with every layer plan right after
-	// PlanLayer (logging, tests). The plan must not be modified.
+	// PlanLayer (logging, tests). The plan must not be modified. Plans exist
+	// only on the host, so OnPlan implies HostPlanner.
 	OnPlan func(plan *share.LayerPlan)
 }
 
-// Attention runs a share.Planner inside model.Engine prefill: per layer it
-// computes the estimates the planner needs on the GPU, plans, uploads one
-// CSR block list for all heads, runs kernels.SparseAttention, and computes
-// the exact block maps the planner requests (kernels.BlockMap with the
-// sparse pass's log-sum-exp) before the next layer. It implements
+// Attention runs a share.Planner inside model.Engine prefill. It implements
 // model.Attention. One Attention serves one engine; it is not safe for
 // concurrent use.
+//
+// By default the plan is made on the GPU (docs/architecture.md#per-layer-prefill-flow):
+// every layer records the estimates, the planning kernels of
+// runtime/kernels (gates, roles, budgets, vertical-slash selection, the
+// query-aware cut, the union of each head's blocks and its compaction into
+// one CSR block list), kernels.SparseAttention, and for pivot heads
+// kernels.BlockMap and the row cover into the cluster's pattern — all on
+// the engine's recorder, with no submit and no host wait. The statistics
+// are copied to the host once per call (End) and decoded when asked for.
+// With Options.HostPlanner the planner runs on the host, waiting for the GPU
+// several times per layer.
 type Attention struct {
 	planner share.Planner
 	opts    Options
 	needs   share.Needs
 	gamma   float64
 	sel     share.QueryAwareSelector
+	gpu     *gpuPlan // nil: host planner only
 
-	// Per call.
+	// Per call; the buffers persist between calls and grow as needed.
 	dev      *runtime.Device
 	layers   int
 	shape    Shape
 	q0       int
 	nb       int
 	fallback string // reason of the dense fallback; "" when planned
+	onGPU    bool   // this call plans on the GPU
 	est      *Estimator
+	ar       arena
 	rowPtr   *runtime.Tensor // i32 [Hq·nb+1]
 	cols     *runtime.Tensor // i32 [Hq·nb(nb+1)/2]
 	lse      *runtime.Tensor // f32 [Hq, n]
-	mapHeads *runtime.Tensor // i32 [mapCap]
+	mapHeads *runtime.Tensor // i32 [mapCap] (host planner)
 	maps     *runtime.Tensor // f32 [mapCap, nb, nb]
 	mapCap   int
-	owned    []*runtime.Tensor
 
 	stats   *share.Stats
 	planned *share.Stats
+	pending bool // the GPU planner's statistics wait in its host buffer
 	calls   CallCounts
+
+	// testHook, when set (tests only), runs at the end of every planned
+	// layer on the GPU path.
+	testHook func(r *runtime.Recorder, l int) error
 }
 
 // CallCounts counts the prefill calls an Attention has served.
@@ -98,21 +114,49 @@ func New(planner share.Planner, opts Options) (*Attention, error) {
 	if needs.PooledMap {
 		a.sel, _ = planner.(share.QueryAwareSelector)
 	}
+	if !opts.HostPlanner && opts.OnPlan == nil {
+		a.gpu = newGPUPlan(planner)
+	}
 	return a, nil
 }
 
 // Planner returns the planner.
 func (a *Attention) Planner() share.Planner { return a.planner }
 
-// Stats returns the statistics of the last prefill call: the planner's
-// (with GPU times when Options.Profile) or, for a dense fallback, a record
-// whose Note gives the reason and whose heads are all dense. Nil before the
-// first call.
-func (a *Attention) Stats() *share.Stats { return a.stats }
+// OnGPU reports whether the plans are made on the GPU (not on the host);
+// calls with more than kernels.PlanMaxHeads query heads still plan on the
+// host.
+func (a *Attention) OnGPU() bool { return a.gpu != nil }
+
+// Stats returns the statistics of the last prefill call: the planner's or,
+// for a dense fallback, a record whose Note gives the reason and whose heads
+// are all dense. Nil before the first call. On the GPU path they are decoded
+// from the copy End recorded, so call it after the engine call returned.
+func (a *Attention) Stats() *share.Stats {
+	a.decode()
+	return a.stats
+}
 
 // PlannedStats returns the statistics of the last call that ran the
 // planner (decode steps fall back to dense and do not replace it).
-func (a *Attention) PlannedStats() *share.Stats { return a.planned }
+func (a *Attention) PlannedStats() *share.Stats {
+	a.decode()
+	return a.planned
+}
+
+// decode turns the GPU planner's statistics into share.Stats once the call
+// that wrote them has completed.
+func (a *Attention) decode() {
+	if !a.pending {
+		return
+	}
+	a.pending = false
+	st := a.gpu.decode(a)
+	if a.stats == nil {
+		a.stats = st
+	}
+	a.planned = st
+}
 
 // Calls returns how many calls were planned and how many fell back.
 func (a *Attention) Calls() CallCounts { return a.calls }
@@ -125,14 +169,18 @@ func (a *Attention) Begin(e *model.Engine, q0, n int) error {
 
 // begin is Begin without an engine.
 func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) error {
-	a.release()
+	a.decode() // the previous call has completed
 	if err := shape.check(); err != nil {
 		return fmt.Errorf("share/gpu: begin: %w", err)
 	}
 	if layers < 1 || q0 < 0 {
 		return fmt.Errorf("share/gpu: begin: %d layers, q0 = %d", layers, q0)
 	}
+	if a.dev != nil && a.dev != dev {
+		a.release()
+	}
 	a.dev, a.layers, a.shape, a.q0 = dev, layers, shape, q0
+	a.ar.dev = dev
 	b, n := a.needs.BlockSize, shape.N
 	a.nb = share.NumBlocks(n, b)
 	switch {
@@ -150,24 +198,39 @@ func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) 
 		a.stats = a.fallbackStats()
 		return nil
 	}
-	if err := a.planner.Begin(n, layers, shape.NumHeads, shape.NumKVHeads); err != nil {
+	a.onGPU = a.gpu != nil && shape.NumHeads <= kernels.PlanMaxHeads
+	if !a.onGPU {
+		if err := a.planner.Begin(n, layers, shape.NumHeads, shape.NumKVHeads); err != nil {
+			return fmt.Errorf("share/gpu: begin: %w", err)
+		}
+	}
+	if err := a.alloc(); err != nil {
 		return fmt.Errorf("share/gpu: begin: %w", err)
+	}
+	if a.onGPU {
+		if err := a.gpu.begin(a); err != nil {
+			return fmt.Errorf("share/gpu: begin: %w", err)
+		}
+		a.stats = nil
+	} else {
+		a.stats = a.planner.Stats()
+		a.planned = a.stats
 	}
 	a.calls.Planned++
-	a.stats = a.planner.Stats()
-	a.planned = a.stats
-	if err := a.alloc(); err != nil {
-		a.release()
-		return fmt.Errorf("share/gpu: begin: %w", err)
-	}
 	return nil
 }
 
-// alloc makes the per-call buffers: estimates, the CSR sized for the worst
-// case (every causal block of every head), the LSE and the block maps.
+// alloc points the per-call buffers at the call's sizes: the estimates,
+// the CSR sized for the worst case (every causal block of every head), the
+// LSE and the block maps. Buffers grow; they are never freed between calls.
 func (a *Attention) alloc() error {
 	var err error
-	if a.est, err = NewEstimator(a.dev, a.needs, a.gamma, a.shape); err != nil {
+	if a.est == nil {
+		a.est, err = NewEstimator(a.dev, a.needs, a.gamma, a.shape)
+	} else {
+		err = a.est.Reshape(a.shape)
+	}
+	if err != nil {
 		return err
 	}
 	hq, n, nb := a.shape.NumHeads, a.shape.N, a.nb
@@ -187,39 +250,49 @@ func (a *Attention) alloc() error {
 		{&a.mapHeads, "share/gpu map heads", runtime.I32, a.mapCap},
 		{&a.maps, "share/gpu block maps", runtime.F32, a.mapCap * nb * nb},
 	} {
-		x, err := a.dev.NewNamedTensor(t.name, t.dt, t.size)
-		if err != nil {
+		if *t.dst, err = a.ar.view(t.name, t.dt, t.size); err != nil {
 			return err
 		}
-		*t.dst = x
-		a.owned = append(a.owned, x)
 	}
 	return nil
 }
 
-// release frees the per-call buffers.
+// release frees the buffers.
 func (a *Attention) release() {
-	for _, t := range a.owned {
-		t.Free()
-	}
-	a.owned = nil
+	a.ar.free()
 	a.est.Free()
 	a.est = nil
+	if a.gpu != nil {
+		a.gpu.free()
+	}
 	a.rowPtr, a.cols, a.lse, a.mapHeads, a.maps = nil, nil, nil, nil, nil
 }
 
-// End implements model.Attention: it summarizes the statistics. The per-call
-// buffers stay allocated (recorded work may still use them) until the next
-// Begin or Close.
-func (a *Attention) End(*runtime.Recorder) error {
+// End implements model.Attention. On the GPU path it records the copy of
+// the call's statistics to the host; otherwise it summarizes the planner's.
+// The per-call buffers stay allocated (recorded work may still use them)
+// until the next Begin or Close.
+func (a *Attention) End(r *runtime.Recorder) error {
+	if a.fallback == "" && a.onGPU && a.dev != nil {
+		if err := a.gpu.end(r); err != nil {
+			return fmt.Errorf("share/gpu: end: %w", err)
+		}
+		a.pending = true
+		return nil
+	}
 	if a.stats != nil {
 		a.stats.Summarize()
 	}
 	return nil
 }
 
-// Close frees any buffers left by a call that did not reach End.
-func (a *Attention) Close() { a.release() }
+// Close frees the buffers (after decoding the last call's statistics, so
+// Stats still answers). The Attention may serve calls again afterwards.
+func (a *Attention) Close() {
+	a.decode()
+	a.release()
+	a.dev = nil
+}
 
 func (a *Attention) fallbackStats() *share.Stats {
 	s := &share.Stats{
@@ -247,36 +320,40 @@ func (a *Attention) Layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 
 func (a *Attention) layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor, p kernels.AttnParams) error {
 	if a.dev == nil {
-		return fmt.Errorf("Layer before Begin")
+		return fmt.Errorf("called before Begin")
 	}
 	if p.Hq != a.shape.NumHeads || p.Hkv != a.shape.NumKVHeads || p.D != a.shape.HeadDim || p.Sq != a.shape.N || p.Q0 != a.q0 {
 		return fmt.Errorf("attention parameters %v do not match the call (Hq=%d Hkv=%d D=%d n=%d q0=%d)", p, a.shape.NumHeads, a.shape.NumKVHeads, a.shape.HeadDim, a.shape.N, a.q0)
 	}
 	if a.fallback != "" {
-		return a.dense(r, l, q, k, v, o, p)
+		return kernels.FlashAttention(r, o, nil, q, k, v, p)
 	}
 	if p.Skv != a.shape.N {
-		return fmt.Errorf("Skv = %d, want n = %d", p.Skv, a.shape.N)
+		return fmt.Errorf("key length Skv = %d, want n = %d", p.Skv, a.shape.N)
 	}
-	var estT, attT time.Duration
-	if a.opts.Profile {
-		// Flush the engine's work so that the timings below are ours.
-		if err := r.Submit(); err != nil {
-			return err
-		}
-		r.EnableProfiling()
+	if l < 0 || l >= a.layers {
+		return fmt.Errorf("layer %d outside [0, %d)", l, a.layers)
 	}
-	n, hq, hkv, d := a.shape.N, a.shape.NumHeads, a.shape.NumKVHeads, a.shape.HeadDim
+	n, hkv, d := a.shape.N, a.shape.NumKVHeads, a.shape.HeadDim
 	kv, err := k.View(0, n, hkv, d)
 	if err != nil {
 		return err
 	}
 	a.est.p.Scale, a.est.wp.Scale = p.Scale, p.Scale
-	est, t, err := a.est.Estimate(r, l, q, kv, a.sel)
+	if a.onGPU {
+		return a.gpu.layer(a, r, l, q, kv, k, v, o, p)
+	}
+	return a.hostLayer(r, l, q, kv, k, v, o, p)
+}
+
+// hostLayer plans layer l on the host: estimates are read back, the
+// planner plans, the lists are uploaded and the pivots' maps read back.
+func (a *Attention) hostLayer(r *runtime.Recorder, l int, q, kv, k, v, o *runtime.Tensor, p kernels.AttnParams) error {
+	hq, hkv, d, n := a.shape.NumHeads, a.shape.NumKVHeads, a.shape.HeadDim, a.shape.N
+	est, err := a.est.Estimate(r, l, q, kv, a.sel)
 	if err != nil {
 		return err
 	}
-	estT += t
 	plan, err := a.planner.PlanLayer(l, est)
 	if err != nil {
 		return err
@@ -305,22 +382,10 @@ func (a *Attention) layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 		return err
 	}
 	heads := plan.MapHeads()
-	if len(heads) == 0 && a.opts.Profile {
-		if attT, err = submit(r); err != nil {
-			return err
-		}
-	}
 	ep := kernels.EstParams{Hq: hq, Hkv: hkv, D: d, S: n, B: a.needs.BlockSize, Scale: p.Scale}
 	for start := 0; start < len(heads); start += a.mapCap {
 		chunk := heads[start:min(len(heads), start+a.mapCap)]
-		t, err := a.blockMaps(r, l, chunk, q, kv, ep)
-		if err != nil {
-			return err
-		}
-		attT += t
-	}
-	if a.opts.Profile {
-		if err := a.stats.SetGPUTime(l, estT, attT); err != nil {
+		if err := a.blockMaps(r, l, chunk, q, kv, ep); err != nil {
 			return err
 		}
 	}
@@ -330,7 +395,7 @@ func (a *Attention) layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 // blockMaps computes the exact block maps of heads (at most mapCap) with the
 // LSE of the sparse pass recorded on r, reads them back and hands them to
 // the planner.
-func (a *Attention) blockMaps(r *runtime.Recorder, l int, heads []int, q, k *runtime.Tensor, ep kernels.EstParams) (time.Duration, error) {
+func (a *Attention) blockMaps(r *runtime.Recorder, l int, heads []int, q, k *runtime.Tensor, ep kernels.EstParams) error {
 	nb := a.nb
 	idx := make([]int32, len(heads))
 	for i, h := range heads {
@@ -338,52 +403,30 @@ func (a *Attention) blockMaps(r *runtime.Recorder, l int, heads []int, q, k *run
 	}
 	hv, err := a.mapHeads.View(0, len(heads))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	// Earlier chunks were submitted, so nothing pending reads mapHeads.
 	if err := hv.UploadI32(idx); err != nil {
-		return 0, err
+		return err
 	}
 	out, err := a.maps.View(0, len(heads)*nb*nb)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := kernels.BlockMap(r, out, q, k, a.lse, hv, ep); err != nil {
-		return 0, err
+		return err
 	}
-	t, err := submit(r)
-	if err != nil {
-		return 0, err
+	if err := r.Submit(); err != nil {
+		return err
 	}
 	rows, err := downloadRows(out, len(heads), nb*nb)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for i, h := range heads {
 		if err := a.planner.ObserveMap(l, h, &share.BlockMap{NB: nb, Data: rows[i]}); err != nil {
-			return 0, err
-		}
-	}
-	return t, nil
-}
-
-// dense records dense flash attention for a fallback call.
-func (a *Attention) dense(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor, p kernels.AttnParams) error {
-	if a.opts.Profile {
-		if err := r.Submit(); err != nil {
 			return err
 		}
-		r.EnableProfiling()
-	}
-	if err := kernels.FlashAttention(r, o, nil, q, k, v, p); err != nil {
-		return err
-	}
-	if a.opts.Profile {
-		t, err := submit(r)
-		if err != nil {
-			return err
-		}
-		a.stats.Layers[l].AttentionGPU = t
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ func TestLayerPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plans []*share.LayerPlan
-	a, err := New(pl, Options{Profile: true, OnPlan: func(p *share.LayerPlan) { plans = append(plans, p) }})
+	a, err := New(pl, Options{OnPlan: func(p *share.LayerPlan) { plans = append(plans, p) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,10 +135,7 @@ func TestLayerPipeline(t *testing.T) {
 			t.Errorf("pivot %d: vs_ratio / pattern density not recorded", hs.Head)
 		}
 	}
-	if d.Info().TimestampValidBits > 0 && (sum.EstimateGPU <= 0 || sum.AttentionGPU <= 0) {
-		t.Errorf("profiling: estimate %v, attention %v GPU time", sum.EstimateGPU, sum.AttentionGPU)
-	}
-	t.Logf("%s; GPU estimate %v, attention %v", st, sum.EstimateGPU, sum.AttentionGPU)
+	t.Logf("%s", st)
 }
 
 func TestBuildCSR(t *testing.T) {

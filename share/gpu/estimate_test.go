@@ -114,12 +114,12 @@ func estimate(t *testing.T, d *runtime.Device, needs share.Needs, gamma float64,
 	defer r.Release()
 	// Poison every output first so that a value the kernels do not write
 	// fails the comparison.
-	for _, o := range e.owned {
+	for _, o := range e.outputs() {
 		if err := kernels.Poison(r, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	est, _, err := e.Estimate(r, layer, x.q, x.k, sel)
+	est, err := e.Estimate(r, layer, x.q, x.k, sel)
 	if err != nil {
 		t.Fatal(err)
 	}

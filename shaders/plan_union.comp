@@ -1,0 +1,101 @@
+#version 450
+// plan_union.comp: the final block set of every (head, query block) as a
+// bitmap, and its size (docs/algorithm.md#final-lists).
+//
+// Row r of head h lists the causal columns c ≤ r of
+//   mode 0 (dense, pivot):  every causal block;
+//   mode 1 (vertical-slash): the VS set;
+//   mode 2 (shared):        the cluster's pattern ∪ the VS set;
+//   mode 3 (query-aware):   the query-aware cut ∪ the VS set.
+// The VS set of a head is a column bitmap V and an offset bitmap O on the
+// block grid (share.VSSet): c ∈ V, or r − c ∈ O. With vsRows = 3 the last
+// block row reads its offsets from a third bitmap (MInference's mapping,
+// whose partial last block row meets other diagonals).
+// Bindings: 0 hplan i32 [Hq, 4] (mode, cluster; read unless mode ≥ 0 in the
+//   push constants); 1 vsbits u32 [Hq, vsRows, nbw]; 2 pattern u32
+//   [K, nb, nbw]; 3 qabits u32 [Hq, nb, nbw] (read only when qa ≠ 0);
+//   4 rowbits u32 [Hq, nb, nbw]
+//   (words 0..r/32 of row r written); 5 rowcnt i32 [Hq·nb].
+// Grid: (nb, Hq): one workgroup per (row, head). Spec constant 0: local size
+// (a power of two).
+layout(local_size_x = 64, local_size_x_id = 0) in;
+
+layout(std430, set = 0, binding = 0) readonly buffer Pb { int hplan[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Vb { uint vsbits[]; };
+layout(std430, set = 0, binding = 2) readonly buffer Cb { uint pattern[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Qb { uint qabits[]; };
+layout(std430, set = 0, binding = 4) writeonly buffer Rb { uint rowbits[]; };
+layout(std430, set = 0, binding = 5) writeonly buffer Nb { int rowcnt[]; };
+
+layout(push_constant) uniform Push {
+	uint Hq;
+	uint nb;
+	uint nbw;
+	uint vsRows;
+	int mode; // ≥ 0: every head has this mode (hplan is not read)
+	uint qa;  // 0: qabits is not bound to a full buffer; mode 3 reads no cut
+} pc;
+
+const uint LOCAL = gl_WorkGroupSize.x;
+shared uint red[LOCAL];
+
+// window returns 32 bits of bitmap row `base` (nbw words) at positions
+// [p, p+32), reading zeros outside [0, 32·nbw).
+uint window(uint base, int p) {
+	if (p < 0) {
+		return p <= -32 ? 0u : vsbits[base] << uint(-p);
+	}
+	uint wi = uint(p) >> 5, sh = uint(p) & 31u;
+	if (wi >= pc.nbw) {
+		return 0u;
+	}
+	uint x = vsbits[base + wi] >> sh;
+	if (sh != 0u && wi + 1u < pc.nbw) {
+		x |= vsbits[base + wi + 1u] << (32u - sh);
+	}
+	return x;
+}
+
+void main() {
+	uint r = gl_WorkGroupID.x;
+	uint h = gl_WorkGroupID.y;
+	uint lin = gl_LocalInvocationIndex;
+	uint nb = pc.nb, nbw = pc.nbw;
+	int mode = pc.mode >= 0 ? pc.mode : hplan[h * 4u];
+	uint ci = mode == 2 ? uint(hplan[h * 4u + 1u]) : 0u;
+	uint vcol = (h * pc.vsRows) * nbw;
+	uint voff = (h * pc.vsRows + (pc.vsRows == 3u && r == nb - 1u ? 2u : 1u)) * nbw;
+	uint nwr = r / 32u + 1u;
+	uint cnt = 0u;
+	for (uint w = lin; w < nwr; w += LOCAL) {
+		uint mask = w < r / 32u ? 0xFFFFFFFFu : ((r & 31u) == 31u ? 0xFFFFFFFFu : (1u << ((r & 31u) + 1u)) - 1u);
+		uint bits;
+		if (mode == 0) {
+			bits = mask;
+		} else {
+			// Columns c = 32w + i have offsets r − c = base − i: the 32
+			// offsets below base+1, bit-reversed.
+			int base = int(r) - int(32u * w);
+			bits = vsbits[vcol + w] | bitfieldReverse(window(voff, base - 31));
+			if (mode == 2) {
+				bits |= pattern[(ci * nb + r) * nbw + w];
+			} else if (mode == 3 && pc.qa != 0u) {
+				bits |= qabits[(h * nb + r) * nbw + w];
+			}
+			bits &= mask;
+		}
+		rowbits[(h * nb + r) * nbw + w] = bits;
+		cnt += uint(bitCount(bits));
+	}
+	red[lin] = cnt;
+	barrier();
+	for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
+		if (lin < st) {
+			red[lin] += red[lin + st];
+		}
+		barrier();
+	}
+	if (lin == 0u) {
+		rowcnt[h * nb + r] = int(red[0]);
+	}
+}
