@@ -84,16 +84,19 @@ func TestFillAndPoison(t *testing.T) {
 func TestElementwise(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
+	// mag is the size of an element's terms: the error bound of a rounded
+	// sum scales with it, not with the result (a + b may cancel to ~0).
 	type op struct {
 		name string
 		run  func(r *runtime.Recorder, o, a, b *runtime.Tensor) error
 		ref  func(a, b float64) float64
+		mag  func(a, b float64) float64
 	}
 	ops := []op{
-		{"add", Add, func(a, b float64) float64 { return a + b }},
-		{"mul", Mul, func(a, b float64) float64 { return a * b }},
+		{"add", Add, func(a, b float64) float64 { return a + b }, func(a, b float64) float64 { return math.Abs(a) + math.Abs(b) }},
+		{"mul", Mul, func(a, b float64) float64 { return a * b }, func(a, b float64) float64 { return math.Abs(a * b) }},
 		{"scale", func(r *runtime.Recorder, o, a, _ *runtime.Tensor) error { return Scale(r, o, a, -1.75, 0.5) },
-			func(a, _ float64) float64 { return a*-1.75 + 0.5 }},
+			func(a, _ float64) float64 { return a*-1.75 + 0.5 }, func(a, _ float64) float64 { return math.Abs(a*1.75) + 0.5 }},
 	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16} {
 		for _, o := range ops {
@@ -107,12 +110,23 @@ func TestElementwise(t *testing.T) {
 				if err := d.Run(func(r *runtime.Recorder) error { return o.run(r, out, a, b) }); err != nil {
 					t.Fatalf("%s %s n=%d: %v", o.name, dt, n, err)
 				}
-				want := make([]float64, n)
-				for i := range want {
-					want[i] = o.ref(float64(av[i]), float64(bv[i]))
+				got := download(t, out)
+				// Below the smallest normal number of the dtype the
+				// rounding error is absolute, not relative.
+				floor := 0x1p-126
+				if dt == runtime.F16 {
+					floor = 0x1p-14
 				}
-				if e := gputest.RelErr(download(t, out), want); e > tol(dt) {
-					t.Errorf("%s %s n=%d: relative error %.3g > %.3g", o.name, dt, n, e, tol(dt))
+				worst := 0.0
+				for i := range got {
+					a, b := float64(av[i]), float64(bv[i])
+					e := math.Abs(float64(got[i])-o.ref(a, b)) / max(o.mag(a, b), floor)
+					if !(e <= worst) { // NaN (an unwritten element) sticks
+						worst = e
+					}
+				}
+				if !(worst <= tol(dt)) {
+					t.Errorf("%s %s n=%d: error %.3g of the terms' size > %.3g", o.name, dt, n, worst, tol(dt))
 				}
 			}
 		}
