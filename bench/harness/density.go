@@ -540,13 +540,12 @@ func (d *densityRun) attend(ctx context.Context, layer int, L *model.LayerWeight
 					sum += row[j]
 				}
 				inv := 1 / sum
-				for j := range row {
-					row[j] *= inv
-				}
 				for c := 0; c <= r; c++ {
 					var bm float64
-					for _, v := range row[c*bs : min(len(row), (c+1)*bs)] {
-						bm += v
+					blk := row[c*bs : min(len(row), (c+1)*bs)]
+					for j := range blk {
+						blk[j] *= inv
+						bm += blk[j]
 					}
 					mass[c] += bm
 				}
@@ -570,12 +569,15 @@ func (d *densityRun) attend(ctx context.Context, layer int, L *model.LayerWeight
 				for j := max(0, i-bs+1); j <= i; j++ {
 					acc.local += w * row[j]
 				}
+				cols, st := acc.columns[:len(row)], stripe[:len(row)]
+				offs := acc.offsets[:len(row)] // offs[i-j] for key j
 				for j, pj := range row {
-					if stripe[j] {
-						acc.stripe += w * pj
+					wp := w * pj
+					if st[j] {
+						acc.stripe += wp
 					}
-					acc.offsets[i-j] += w * pj
-					acc.columns[j] += w * pj
+					cols[j] += wp
+					offs[i-j] += wp
 				}
 			}
 			// Fewest key blocks holding Mass of the block's attention.

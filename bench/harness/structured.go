@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/shareprefill/shareprefill/model"
 )
@@ -60,10 +61,10 @@ type StructuredHead struct {
 	Layer int    `json:"layer"`
 	Head  int    `json:"head"`
 	Kind  string `json:"kind"`
-	// Window, Band and Local: the local window (0: none), the number of
-	// rotary pairs in its band and the score at distance 0.
+	// Window and Local: the local window (0: none) and the score at
+	// distance 0. The window's band holds the positional pairs with
+	// 1/(32·Window) ≤ ω ≤ 1/Window.
 	Window int     `json:"window,omitempty"`
-	Band   int     `json:"band,omitempty"`
 	Local  float64 `json:"local,omitempty"`
 	// Slash, SlashWidth and SlashScore: a band peaking at distance Slash
 	// (0: none).
@@ -78,6 +79,13 @@ type StructuredHead struct {
 	Sink    float64 `json:"sink"`
 	StripeA float64 `json:"stripe_a,omitempty"`
 	StripeB float64 `json:"stripe_b,omitempty"`
+	// SinkShare, StripeShare and SlashShare are the shares of attention
+	// the scores were calibrated to give the first token, the stripe
+	// tokens and the slash (±max(2, SlashWidth) around Slash), for a query
+	// half the design context into a StructuredPrompt.
+	SinkShare   float64 `json:"sink_share"`
+	StripeShare float64 `json:"stripe_share,omitempty"`
+	SlashShare  float64 `json:"slash_share,omitempty"`
 	// Content is the standard deviation of the token-pair (content) score.
 	Content float64 `json:"content"`
 }
@@ -88,16 +96,25 @@ type StructuredHead struct {
 type Structure struct {
 	Seed    int64 `json:"seed"`
 	Context int   `json:"context"` // the longest prompt the static pairs are designed for
-	// Residual-stream coordinates: U is shared by every token but BOS, BOS
+	// Residual-stream coordinates: U is shared by every token but BOS and
+	// the stripe tokens, which carry UQ instead (read by the queries like
+	// U, but not by the keys, so their keys have no positional part), BOS
 	// is BOS's own, StripeA/StripeB mark the stripe tokens, [Content0,
 	// Content1) hold a random vector per token, [Embed0, Embed1) the rest
 	// of each token's embedding, and [Resid0, Resid1) receive the
 	// attention and MLP outputs (the only coordinates o_proj and down_proj
 	// write).
-	U, BOS, StripeA, StripeB int
-	Content0, Content1       int
-	Embed0, Embed1           int
-	Resid0, Resid1           int
+	U        int `json:"u"`
+	UQ       int `json:"uq"`
+	BOS      int `json:"bos"`
+	StripeA  int `json:"stripe_a"`
+	StripeB  int `json:"stripe_b"`
+	Content0 int `json:"content0"`
+	Content1 int `json:"content1"`
+	Embed0   int `json:"embed0"`
+	Embed1   int `json:"embed1"`
+	Resid0   int `json:"resid0"`
+	Resid1   int `json:"resid1"`
 	// Rotary pairs (index i < head_dim/2 pairs coordinates i and
 	// i + head_dim/2): [0, Positional) carry the positional kernels; the
 	// others turn by at most StaticTurn radians over Context tokens.
@@ -162,7 +179,7 @@ func layout(cfg *model.Config, ctxLen int) (*Structure, []float64, error) {
 		return nil, nil, fmt.Errorf("structured model: head_dim %d must be even and ≥ 16", d)
 	}
 	m := min(32, h/16)
-	s := &Structure{Context: ctxLen, U: 0, BOS: 1, StripeA: 2, StripeB: 3, Content0: 4, Content1: 4 + m, StaticTurn: staticTurn,
+	s := &Structure{Context: ctxLen, U: 0, UQ: 1, BOS: 2, StripeA: 3, StripeB: 4, Content0: 5, Content1: 5 + m, StaticTurn: staticTurn,
 		StripeTokens: []int{StripeTokenA, StripeTokenB}}
 	s.Embed0, s.Embed1 = s.Content1, s.Content1+h/4
 	s.Resid0, s.Resid1 = s.Embed1, h
@@ -190,20 +207,40 @@ func layout(cfg *model.Config, ctxLen int) (*Structure, []float64, error) {
 	return s, inv, nil
 }
 
-// band returns up to n positional pairs whose frequency ω satisfies
-// ω·w ≤ 1, fastest first; lo..hi bound the pair indices.
-func band(inv []float64, w, n, positional int) []int {
+// bandSpan is the ratio of the fastest to the slowest frequency of a
+// positional band: a band for width w holds the pairs with
+// 1/(bandSpan·w) ≤ ω ≤ 1/w, so its kernel Σ cos(ω d) is flat up to about
+// w, decays logarithmically up to bandSpan·w and is a small
+// pseudo-random sum beyond.
+const bandSpan = 32
+
+// band returns the positional pairs (index < positional) of the band for
+// width w, at least minBand of them (the fastest with ω·w ≤ 1, or else
+// the slowest positional pairs).
+func band(inv []float64, w, positional int) []int {
+	const minBand = 4
 	var out []int
-	for p := 0; p < positional && len(out) < n; p++ {
-		if inv[p]*float64(w) <= 1 {
+	for p := 0; p < positional; p++ {
+		if x := inv[p] * float64(w); x <= 1 && x*bandSpan >= 1 {
+			out = append(out, p)
+		}
+	}
+	for p := 0; len(out) < minBand && p < positional; p++ {
+		if inv[p]*float64(w) <= 1 && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for p := positional - 1; len(out) < minBand && p >= 0; p-- {
+		if !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// recipes draws the planted heads of one layer.
-func recipes(rng *rand.Rand, layer, heads, ctxLen int) []StructuredHead {
+// recipes draws the planted heads of one layer: kinds, widths and the
+// shares of attention they aim at; calibrate turns the shares into scores.
+func recipes(rng *rand.Rand, layer, heads int) []StructuredHead {
 	kinds := make([]string, heads)
 	for i := range kinds {
 		kinds[i] = headPattern[i%len(headPattern)]
@@ -211,34 +248,26 @@ func recipes(rng *rand.Rand, layer, heads, ctxLen int) []StructuredHead {
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	u := func(a, b float64) float64 { return a + (b-a)*rng.Float64() }
 	logU := func(a, b float64) int { return int(math.Round(math.Exp(u(math.Log(a), math.Log(b))))) }
-	logit := func(p float64) float64 { return math.Log(p / (1 - p)) }
-	// Stripe tokens expected before a query in the middle of the design
-	// context, at the default prompt spacing.
-	stripesA := max(1, float64(ctxLen)/2/DefaultStripeAEvery)
-	stripesB := max(1, float64(ctxLen)/2/DefaultStripeBEvery)
 	out := make([]StructuredHead, heads)
 	for hq, kind := range kinds {
-		r := StructuredHead{Layer: layer, Head: hq, Kind: kind, Content: u(0.3, 1.0)}
+		r := StructuredHead{Layer: layer, Head: hq, Kind: kind, Content: u(0.3, 1.0), SinkShare: u(0.02, 0.3)}
 		switch kind {
 		case KindLocal:
-			r.Window = logU(16, 4096)
+			r.Window = logU(16, 8192)
 		case KindSlash, KindStripe:
 			r.Window = logU(8, 256)
 		case KindSink:
 			r.Window = logU(16, 1024)
+			r.SinkShare = u(0.6, 0.9)
+		case KindBroad:
+			r.Recency = u(1, 6)
+			r.Content = u(1, 2)
+			r.SinkShare = u(0.01, 0.05)
 		}
-		// The local peak's total weight is about e^Local·1.5·Window; the
-		// sink and stripe scores are set against it.
-		localMass := 0.0
 		if r.Window > 0 {
-			r.Band = 12 + rng.IntN(13)
-			r.Local = u(12, 16)
-			localMass = r.Local + math.Log(1.5*float64(r.Window))
+			r.Local = u(16, 22)
 		}
-		sinkShare := u(0.02, 0.3)
 		switch kind {
-		case KindSink:
-			sinkShare = u(0.6, 0.9)
 		case KindSlash:
 			if rng.IntN(2) == 0 {
 				r.Slash = 1 + rng.IntN(4)
@@ -246,33 +275,156 @@ func recipes(rng *rand.Rand, layer, heads, ctxLen int) []StructuredHead {
 				r.Slash = logU(16, 4096)
 			}
 			r.SlashWidth = 1 << rng.IntN(4)
-			// The slash holds a share ρ of the local band's weight.
-			r.SlashScore = r.Local + math.Log(u(0.3, 1.0)*float64(r.Window)/float64(r.SlashWidth))
+			r.SlashShare = u(0.2, 0.6)
 		case KindStripe:
-			share := u(0.3, 0.6)
+			r.StripeShare = u(0.3, 0.6)
+			r.StripeA, r.StripeB = 1, 1 // which sets: both, or one of them
 			switch rng.IntN(3) {
 			case 0:
-				r.StripeA = localMass + logit(share) - math.Log(stripesA)
+				r.StripeB = 0
 			case 1:
-				r.StripeB = localMass + logit(share) - math.Log(stripesB)
-			default:
-				r.StripeA = localMass + logit(share/2) - math.Log(stripesA)
-				r.StripeB = localMass + logit(share/2) - math.Log(stripesB)
+				r.StripeA = 0
 			}
+			r.SinkShare = min(r.SinkShare, 0.9-r.StripeShare)
 		case KindBroad:
-			r.Recency = u(1, 3)
-			r.Content = u(1, 2)
-			sinkShare = u(0.01, 0.05)
-			// Against a near-uniform spread over half the context.
-			localMass = math.Log(float64(ctxLen) / 2)
+		default:
+			if rng.IntN(2) == 0 {
+				r.StripeShare, r.StripeA = u(0.01, 0.05), 1
+			}
 		}
-		if kind != KindStripe && kind != KindBroad && rng.IntN(2) == 0 {
-			r.StripeA = localMass + logit(u(0.01, 0.05)) - math.Log(stripesA)
-		}
-		r.Sink = localMass + logit(sinkShare)
 		out[hq] = r
 	}
 	return out
+}
+
+// posKernel returns the positional score Σ_p keyPos·(q[p]·cos ω_p d −
+// q[p+P]·sin ω_p d)/√D at distances d < n: the logit a query with planted
+// part q gives a key at distance d through the positional pairs.
+func posKernel(q, inv []float64, positional, n int) []float64 {
+	pairs := len(q) / 2
+	sqrtD := math.Sqrt(float64(len(q)))
+	out := make([]float64, n)
+	for p := 0; p < positional; p++ {
+		a, b := q[p]*keyPos/sqrtD, q[p+pairs]*keyPos/sqrtD
+		if a == 0 && b == 0 {
+			continue
+		}
+		dsin, dcos := math.Sincos(inv[p])
+		var sin, cos float64
+		for d := range out {
+			if d%1024 == 0 { // exact now and then, a rotation in between
+				sin, cos = math.Sincos(inv[p] * float64(d))
+			} else {
+				sin, cos = sin*dcos+cos*dsin, cos*dcos-sin*dsin
+			}
+			out[d] += a*cos - b*sin
+		}
+	}
+	return out
+}
+
+// logSumExp returns log Σ e^(k[i] + a·s[i]) (s may be nil) and the log of
+// the part within |i − c| ≤ w.
+func logSumExp(k, s []float64, a float64, c, w int) (all, near float64) {
+	v := func(i int) float64 {
+		if s == nil {
+			return k[i]
+		}
+		return k[i] + a*s[i]
+	}
+	mx := math.Inf(-1)
+	for i := range k {
+		mx = math.Max(mx, v(i))
+	}
+	var sum, part float64
+	for i := range k {
+		e := math.Exp(v(i) - mx)
+		sum += e
+		if i >= c-w && i <= c+w {
+			part += e
+		}
+	}
+	return mx + math.Log(sum), mx + math.Log(part)
+}
+
+// calibrate returns the planted part of head r's query (the coefficients
+// of the U coordinate, before division by its value) and sets r's slash,
+// sink and stripe scores so that a query ctxLen/2 tokens into a
+// StructuredPrompt (default spacing) gives the sink, the stripe tokens and
+// the slash about the planned shares of its attention. The positional
+// kernel is computed exactly; the content and noise terms are taken as
+// Gaussian (their mean factor e^(σ²/2) on every ordinary key).
+func calibrate(r *StructuredHead, inv []float64, s *Structure, d int) []float64 {
+	pairs, sqrtD := d/2, math.Sqrt(float64(d))
+	q := make([]float64, d)
+	if r.Window > 0 {
+		b := band(inv, r.Window, s.Positional)
+		for _, p := range b {
+			q[p] += r.Local * sqrtD / (keyPos * float64(len(b)))
+		}
+	}
+	if r.Recency > 0 {
+		lo := max(0, s.Positional-12)
+		for p := lo; p < s.Positional; p++ {
+			q[p] += r.Recency * sqrtD / (keyPos * float64(s.Positional-lo))
+		}
+	}
+	n := max(1, s.Context/2)
+	kern := posKernel(q, inv, s.Positional, n)
+	if r.Slash > 0 && r.Slash < n {
+		// The slash band at unit score, then the score giving the share.
+		qs := make([]float64, d)
+		b := band(inv, r.SlashWidth, s.Positional)
+		for _, p := range b {
+			amp := sqrtD / (keyPos * float64(len(b)))
+			qs[p] = amp * math.Cos(inv[p]*float64(r.Slash))
+			qs[p+pairs] = -amp * math.Sin(inv[p]*float64(r.Slash))
+		}
+		ks := posKernel(qs, inv, s.Positional, n)
+		w := max(2, r.SlashWidth)
+		lo, hi := 0.0, 60.0
+		for range 40 {
+			a := (lo + hi) / 2
+			all, near := logSumExp(kern, ks, a, r.Slash, w)
+			if math.Exp(near-all) < r.SlashShare {
+				lo = a
+			} else {
+				hi = a
+			}
+		}
+		r.SlashScore = (lo + hi) / 2
+		for i := range q {
+			q[i] += r.SlashScore * qs[i]
+		}
+		for i := range kern {
+			kern[i] += r.SlashScore * ks[i]
+		}
+	}
+	lnZ, _ := logSumExp(kern, nil, 0, 0, 0)
+	lnZ += r.Content * r.Content / 2
+	rest := 1 - r.SinkShare - r.StripeShare
+	r.Sink = lnZ + math.Log(r.SinkShare/rest)
+	if r.StripeShare > 0 {
+		// Split between the sets in use, against the number of each set's
+		// tokens before the query.
+		sets := r.StripeA + r.StripeB
+		// Stripe keys carry content (mean factor e^(σ²/2), already in lnZ)
+		// but no positional part.
+		stripeScore := func(every int) float64 {
+			count := max(1, float64(n)/float64(every))
+			return lnZ - r.Content*r.Content/2 + math.Log(r.StripeShare/sets/rest) - math.Log(count)
+		}
+		if r.StripeA > 0 {
+			r.StripeA = stripeScore(DefaultStripeAEvery)
+		}
+		if r.StripeB > 0 {
+			r.StripeB = stripeScore(DefaultStripeBEvery)
+		}
+	}
+	q[s.SinkPair] += r.Sink * sqrtD / keyMarker
+	q[s.StripeAPair] += r.StripeA * sqrtD / keyMarker
+	q[s.StripeBPair] += r.StripeB * sqrtD / keyMarker
+	return q
 }
 
 // WriteStructuredModel writes config.json, model.safetensors,
@@ -301,7 +453,7 @@ func WriteStructuredModel(dir string, cfg model.Config, ctxLen int, seed int64) 
 	s.Seed = seed
 	cfg.TorchDType = "float16"
 	h, d, pairs := cfg.HiddenSize, cfg.HeadDim, cfg.HeadDim/2
-	sqrtH, sqrtD := math.Sqrt(float64(h)), math.Sqrt(float64(d))
+	sqrtH := math.Sqrt(float64(h))
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x57c0c7))
 
 	// Embedding: every row has norm √hidden (RMS 1), so rmsnorm leaves it
@@ -310,17 +462,20 @@ func WriteStructuredModel(dir string, cfg model.Config, ctxLen int, seed int64) 
 	embed := make([]float32, cfg.VocabSize*h)
 	for t := 0; t < cfg.VocabSize; t++ {
 		x := make([]float64, h)
-		if t == ByteTokBOS {
+		switch t {
+		case ByteTokBOS:
 			x[s.BOS] = bosAmp
-		} else {
-			x[s.U] = alpha
+		case StripeTokenA, StripeTokenB:
+			x[s.UQ] = alpha
 			randUnit(rng, x[s.Content0:s.Content1], contentNorm)
-			switch t {
-			case StripeTokenA:
+			if t == StripeTokenA {
 				x[s.StripeA] = stripeAmp
-			case StripeTokenB:
+			} else {
 				x[s.StripeB] = stripeAmp
 			}
+		default:
+			x[s.U] = alpha
+			randUnit(rng, x[s.Content0:s.Content1], contentNorm)
 		}
 		var used float64
 		for _, v := range x {
@@ -362,8 +517,7 @@ func WriteStructuredModel(dir string, cfg model.Config, ctxLen int, seed int64) 
 	qd, kvd, inter := cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize
 	nContent := len(s.ContentPairs) * 2
 	for l := 0; l < cfg.NumLayers; l++ {
-		heads := recipes(rng, l, cfg.NumHeads, ctxLen)
-		s.Heads = append(s.Heads, heads...)
+		heads := recipes(rng, l, cfg.NumHeads)
 		// Keys: the same positional and marker features in every KV head,
 		// a random content projection per KV head, a little noise.
 		wk := make([]float32, kvd*h)
@@ -384,36 +538,15 @@ func WriteStructuredModel(dir string, cfg model.Config, ctxLen int, seed int64) 
 				gauss(row(i)[s.Embed0:s.Embed1], keyNoise/embedNorm)
 			}
 		}
-		// Queries: each head's recipe.
+		// Queries: each head's recipe, calibrated.
 		wq := make([]float32, qd*h)
-		for hq, r := range heads {
+		for hq := range heads {
+			r := &heads[hq]
 			row := func(i int) []float32 { return wq[(hq*d+i)*h : (hq*d+i+1)*h] }
-			q := make([]float64, d) // the query's planted part, from U
-			if r.Window > 0 {
-				b := band(inv, r.Window, r.Band, s.Positional)
-				for _, p := range b {
-					q[p] += r.Local * sqrtD / (keyPos * float64(len(b)))
-				}
-			}
-			if r.Slash > 0 {
-				b := band(inv, r.SlashWidth, r.Band, s.Positional)
-				for _, p := range b {
-					amp := r.SlashScore * sqrtD / (keyPos * float64(len(b)))
-					q[p] += amp * math.Cos(inv[p]*float64(r.Slash))
-					q[p+pairs] -= amp * math.Sin(inv[p]*float64(r.Slash))
-				}
-			}
-			if r.Recency > 0 {
-				lo := max(0, s.Positional-12)
-				for p := lo; p < s.Positional; p++ {
-					q[p] += r.Recency * sqrtD / (keyPos * float64(s.Positional-lo))
-				}
-			}
-			q[s.SinkPair] += r.Sink * sqrtD / keyMarker
-			q[s.StripeAPair] += r.StripeA * sqrtD / keyMarker
-			q[s.StripeBPair] += r.StripeB * sqrtD / keyMarker
+			q := calibrate(r, inv, s, d)
 			for i, v := range q {
 				row(i)[s.U] = float32(v / alpha)
+				row(i)[s.UQ] = float32(v / alpha)
 			}
 			// Content: q_c·k_c/√D has standard deviation r.Content (the key's
 			// content components have unit variance).
@@ -427,6 +560,7 @@ func WriteStructuredModel(dir string, cfg model.Config, ctxLen int, seed int64) 
 				gauss(row(i)[s.Embed0:s.Embed1], queryNoise/embedNorm)
 			}
 		}
+		s.Heads = append(s.Heads, heads...)
 		wv := make([]float32, kvd*h)
 		gauss(wv, 1/sqrtH)
 		wo := make([]float32, h*qd)
@@ -542,33 +676,42 @@ func promptAlphabet() []int {
 }
 
 // StructuredPrompt returns n token ids for the structured vehicle: BOS,
-// then, independently per position from a splitmix64 stream seeded with
-// seed, StripeTokenA with probability 1/StripeAEvery, else StripeTokenB
-// with probability 1/StripeBEvery, else a uniform draw from newline and
-// the printable ASCII bytes. bench/peers/structure.py reimplements it
-// exactly (integer arithmetic only), so both sides see the same tokens.
+// then at position i ≥ 1, with j = i − 1: StripeTokenA where j is the
+// drawn offset of its window of StripeAEvery positions (one per window),
+// else StripeTokenB likewise with StripeBEvery, else a uniform draw from
+// newline and the printable ASCII bytes. Draws are stateless splitmix64
+// hashes of (seed, stream, index) (promptDraw), so that
+// bench/peers/structure.py reimplements the prompt exactly with integer
+// arithmetic.
 func StructuredPrompt(n int, seed uint64, spec PromptSpec) []int {
 	spec = spec.withDefaults()
 	alpha := promptAlphabet()
+	ea, eb := uint64(spec.StripeAEvery), uint64(spec.StripeBEvery)
 	out := make([]int, 0, n)
 	if n > 0 {
 		out = append(out, ByteTokBOS)
 	}
-	state := seed
-	for len(out) < n {
-		state += 0x9E3779B97F4A7C15
-		z := state
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-		z ^= z >> 31
+	for i := uint64(1); len(out) < n; i++ {
+		j := i - 1
 		switch {
-		case z%uint64(spec.StripeAEvery) == 0:
+		case j%ea == promptDraw(seed, 2, j/ea)%ea:
 			out = append(out, StripeTokenA)
-		case (z>>32)%uint64(spec.StripeBEvery) == 0:
+		case j%eb == promptDraw(seed, 3, j/eb)%eb:
 			out = append(out, StripeTokenB)
 		default:
-			out = append(out, alpha[(z>>16)%uint64(len(alpha))])
+			out = append(out, alpha[promptDraw(seed, 1, i)%uint64(len(alpha))])
 		}
 	}
 	return out
+}
+
+// promptDraw is splitmix64's output function applied to
+// seed·φ + stream·0xD1B54A32D192ED03 + i + φ (φ = 0x9E3779B97F4A7C15, all
+// mod 2⁶⁴).
+func promptDraw(seed, stream, i uint64) uint64 {
+	const phi = 0x9E3779B97F4A7C15
+	z := seed*phi + stream*0xD1B54A32D192ED03 + i + phi
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
 }
