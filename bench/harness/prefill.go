@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -194,6 +195,9 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 				rep.Results = res
 				res.Layers, res.Heads, res.KVHeads, res.HeadDim = m.Config.NumLayers, m.Config.NumHeads, m.Config.NumKVHeads, m.Config.HeadDim
 				rep.Notef("timer: wall time around Engine.Prefill (all layers, last-position logits, fresh KV cache); median of %d runs after %d warm-ups", p.Reps, p.Warmup)
+				if _, err := os.Stat(filepath.Join(p.Model, StructureFileName)); err == nil && p.Corpus == "" && p.Prompt != PromptStructured {
+					rep.Notef("%s is the structured vehicle, but the prompt is not --prompt structured: its planted structure needs that prompt", p.Model)
+				}
 				if p.Corpus != "" {
 					if corpus, err = readCorpusTokens(m, p.Corpus); err != nil {
 						return err

@@ -302,6 +302,19 @@ func TestStructuredAttention(t *testing.T) {
 	if s := res.Layers[len(res.Layers)-1]; s.Layer != -1 || s.Heads != 16 || !(s.Density > 0.05 && s.Density < 0.8) {
 		t.Errorf("overall %+v", s)
 	}
+	// Layer 0 writes only coordinates no query or key reads, so feeding
+	// layer 1 the embeddings (what bench density --approx does at lengths
+	// where layer 0 cannot be run in full) changes its densities little.
+	rep1, err := AttentionDensity(context.Background(), DensityParams{Model: dir, N: n, Seed: 1, Spec: spec, Layers: []int{1}, Approx: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rep1.Results.(*DensityResults).Heads {
+		exact := res.Heads[8+i]
+		if exact.Layer != 1 || exact.Head != r.Head || math.Abs(exact.Density-r.Density) > 0.02 || math.Abs(exact.Sink-r.Sink) > 0.02 {
+			t.Errorf("layer 1 head %d: approx density %.3f sink %.3f, exact %.3f %.3f", r.Head, r.Density, r.Sink, exact.Density, exact.Sink)
+		}
+	}
 	if t.Failed() {
 		t.Log("\n" + Markdown(rep, DensityTables(res)))
 	}

@@ -4,10 +4,11 @@ The check of the structured vehicle (`shareprefill bench gen-model --kind
 structured`, docs/benchmarks.md#the-structured-vehicle) at lengths the CPU
 check (`shareprefill bench density`) cannot reach. It loads the model
 directory with transformers' LlamaForCausalLM (fp16 weights, SDPA only for the
-forward pass that gives each layer's input), then, per layer, computes the
-queries and keys exactly as the model does (input_layernorm, q_proj/k_proj,
-RoPE of model.model.rotary_emb) in float32 and the causal softmax one query
-block of B rows at a time (never n x n), and reports per head:
+forward pass that gives each layer's input, captured by a forward pre-hook),
+then, per layer, computes the queries and keys as the model does
+(input_layernorm, q_proj/k_proj, RoPE with model.model.rotary_emb.inv_freq in
+the rotate_half layout) in float32 and the causal softmax one query block of
+B rows at a time (never n x n), and reports per head:
 
   density  sum over query blocks r of k(r), the fewest B-token key blocks
            holding --mass (0.95) of block r's attention, divided by the causal
@@ -127,6 +128,63 @@ def layer_density(torch, q, k, n, block, mass, stripe_idx):
             (stripe / rows_n).tolist() if stripe_idx is not None else [None] * hq)
 
 
+def measure(torch, model, ids, layers, block, mass, stripe_idx, device):
+    """Yield (layer, (density, sink, local, stripe) per head) for each layer.
+
+    model is a LlamaForCausalLM (or anything with its module names); each
+    layer's input is captured by a forward pre-hook during one forward pass,
+    independent of how the installed transformers returns hidden states.
+    """
+    cfg = model.config
+    hq, hkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // hq
+    n = len(ids)
+    captured = {}
+
+    def grab(layer):
+        def hook(module, args, kwargs=None):
+            h = (kwargs or {}).get("hidden_states", args[0] if args else None)
+            captured[layer] = h.detach()
+        return hook
+
+    handles = []
+    for layer in layers:
+        mod = model.model.layers[layer]
+        try:
+            handles.append(mod.register_forward_pre_hook(grab(layer), with_kwargs=True))
+        except TypeError:  # torch < 2.0: positional arguments only
+            handles.append(mod.register_forward_pre_hook(grab(layer)))
+    with torch.inference_mode():
+        try:
+            model.model(input_ids=torch.tensor([ids], dtype=torch.long, device=device), use_cache=False)
+        finally:
+            for hd in handles:
+                hd.remove()
+        # RoPE as the model applies it (rotate_half layout), in float32.
+        rot = model.model.rotary_emb
+        ang = torch.arange(n, device=device, dtype=torch.float32)[:, None] * rot.inv_freq.float()[None, :]
+        ang = torch.cat([ang, ang], dim=-1)
+        scaling = float(getattr(rot, "attention_scaling", 1.0))
+        cos, sin = ang.cos() * scaling, ang.sin() * scaling
+
+        def rope(t):  # t: (heads, n, D)
+            half = t.shape[-1] // 2
+            return t * cos + torch.cat([-t[..., half:], t[..., :half]], dim=-1) * sin
+
+        def proj(lin, h):
+            return torch.nn.functional.linear(h, lin.weight.float(), None if lin.bias is None else lin.bias.float())
+
+        for layer in layers:
+            blk = model.model.layers[layer]
+            h = blk.input_layernorm(captured.pop(layer)[0]).float()
+            q = rope(proj(blk.self_attn.q_proj, h).view(n, hq, d).transpose(0, 1))
+            k = rope(proj(blk.self_attn.k_proj, h).view(n, hkv, d).transpose(0, 1))
+            del h
+            out = layer_density(torch, q.contiguous(), k.contiguous(), n, block, mass, stripe_idx)
+            del q, k
+            yield layer, out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="model directory (bench gen-model --kind structured)")
@@ -152,7 +210,6 @@ def main():
     import torch  # noqa: PLC0415
     import transformers  # noqa: PLC0415
     from transformers import LlamaForCausalLM  # noqa: PLC0415
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # noqa: PLC0415
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from sdpa_flex import commit, device_info  # noqa: PLC0415
@@ -164,8 +221,7 @@ def main():
     model = LlamaForCausalLM.from_pretrained(args.model, torch_dtype=torch.float16, attn_implementation="sdpa")
     model = model.to("cuda").eval()
     cfg = model.config
-    hq, hkv = cfg.num_attention_heads, cfg.num_key_value_heads
-    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // hq
+    hq = cfg.num_attention_heads
     layers = list(range(cfg.num_hidden_layers)) if args.layers == "all" else parse_ints(args.layers)
     structure = None
     spath = os.path.join(args.model, "structure.json")
@@ -185,39 +241,19 @@ def main():
 
             rng = random.Random(args.seed * 1000003 + n)
             ids = [cfg.bos_token_id] + [rng.randrange(cfg.vocab_size) for _ in range(n - 1)]
-        x = torch.tensor([ids], dtype=torch.long, device="cuda")
         stripe_idx = None
         if structure:
             st = set(structure["stripe_tokens"])
             stripe_idx = torch.tensor([j for j, t in enumerate(ids) if t in st], dtype=torch.long, device="cuda")
-        with torch.inference_mode():
-            out = model.model(input_ids=x, output_hidden_states=True, use_cache=False)
-            hidden = out.hidden_states  # hidden[l] is layer l's input
-            pos = torch.arange(n, device="cuda")[None]
-            for layer in layers:
-                blk = model.model.layers[layer]
-                attn = blk.self_attn
-                h = blk.input_layernorm(hidden[layer][0]).float()
-                q = torch.nn.functional.linear(h, attn.q_proj.weight.float(),
-                                               None if attn.q_proj.bias is None else attn.q_proj.bias.float())
-                k = torch.nn.functional.linear(h, attn.k_proj.weight.float(),
-                                               None if attn.k_proj.bias is None else attn.k_proj.bias.float())
-                del h
-                q = q.view(1, n, hq, d).transpose(1, 2)
-                k = k.view(1, n, hkv, d).transpose(1, 2)
-                cos, sin = model.model.rotary_emb(q, pos)  # float32, like q
-                q, k = apply_rotary_pos_emb(q, k, cos, sin)
-                dens, sink, local, stripe = layer_density(torch, q[0].contiguous(), k[0].contiguous(), n,
-                                                          args.block, args.mass, stripe_idx)
-                del q, k
-                for i in range(hq):
-                    rows.append({"n": n, "layer": layer, "head": i, "kind": kinds.get((layer, i), ""),
-                                 "density": dens[i], "sink": sink[i], "local": local[i], "stripe": stripe[i]})
-                summary.append({"n": n, "layer": layer, "heads": hq, "density": sum(dens) / hq,
-                                "min": min(dens), "max": max(dens)})
-                print(f"n={n} layer {layer}: mean density {sum(dens) / hq:.3f} (min {min(dens):.3f}, "
-                      f"max {max(dens):.3f})", flush=True)
-            del out, hidden
+        for layer, (dens, sink, local, stripe) in measure(torch, model, ids, layers, args.block, args.mass,
+                                                           stripe_idx, "cuda"):
+            for i in range(hq):
+                rows.append({"n": n, "layer": layer, "head": i, "kind": kinds.get((layer, i), ""),
+                             "density": dens[i], "sink": sink[i], "local": local[i], "stripe": stripe[i]})
+            summary.append({"n": n, "layer": layer, "heads": hq, "density": sum(dens) / hq,
+                            "min": min(dens), "max": max(dens)})
+            print(f"n={n} layer {layer}: mean density {sum(dens) / hq:.3f} (min {min(dens):.3f}, "
+                  f"max {max(dens):.3f})", flush=True)
         all_n = [r["density"] for r in rows if r["n"] == n]
         summary.append({"n": n, "layer": -1, "heads": len(all_n), "density": sum(all_n) / len(all_n),
                         "min": min(all_n), "max": max(all_n)})
