@@ -102,7 +102,10 @@ type DensityResults struct {
 }
 
 // cpuDevice is the Report device of a CPU computation.
-var cpuDevice = Device{Name: "CPU (pure Go, float64)", Vendor: "-", Driver: "-"}
+func cpuDevice() Device {
+	return Device{Name: fmt.Sprintf("CPU, %d cores (no GPU)", goruntime.NumCPU()), Vendor: goruntime.GOARCH,
+		Driver: "none", API: "pure Go, float64"}
+}
 
 // AttentionDensity computes, in pure Go and float64, the exact causal
 // attention of the selected heads of a model on a prompt, one query block
@@ -173,7 +176,7 @@ func AttentionDensity(ctx context.Context, p DensityParams) (*Report, error) {
 		return nil, err
 	}
 	res.Model, res.Seconds = p.Model, time.Since(t0).Seconds()
-	rep := NewReport("density", cpuDevice, p)
+	rep := NewReport("density", cpuDevice(), p)
 	rep.Results = res
 	rep.Notef("exact float64 attention from the model's weights (f16/bf16 widened), blockwise; density = Σ_r (fewest key blocks holding %.0f %% of query block r's mass) / Σ_r (r+1), B = %d", 100*p.Mass, p.Block)
 	if p.Sample > 0 && p.Sample < res.QueryBlocks {
@@ -511,6 +514,12 @@ func (d *densityRun) attend(ctx context.Context, layer int, L *model.LayerWeight
 		mass := make([]float64, nb)
 		order := make([]int, nb)
 		for _, r := range blocks {
+			if ctx.Err() != nil {
+				mu.Lock()
+				firstErr = ctx.Err()
+				mu.Unlock()
+				return
+			}
 			q0, q1 := r*bs, min(n, (r+1)*bs)
 			m, nk := q1-q0, q1
 			for t := q0; t < q1; t++ {
