@@ -65,7 +65,10 @@ func RunDecode(ctx context.Context, p DecodeParams) (*Report, error) {
 	rep.Results = res
 	rep.Notef("rate = (gen−1) / decode time of model.Engine.Generate (greedy, no stop token; after the prefill and the first token); median over %d runs after %d warm-ups", p.Reps, p.Warmup)
 	for _, n := range p.Lens {
-		ids := promptTokens(m, nil, n, p.Seed)
+		ids, err := promptTokens(m, nil, n, p.Seed, PromptRandom)
+		if err != nil {
+			return rep, err
+		}
 		var rates []float64
 		var sub, wait float64
 		for i := 0; i < p.Warmup+p.Reps; i++ {

@@ -13,6 +13,12 @@
 // can time PyTorch flex_attention on identical masks; Compare joins our
 // reports with the peers' into ratio tables.
 //
+// WriteStructuredModel and StructuredPrompt make the structured vehicle, a
+// model with Llama-3-8B's attention shapes whose attention has a trained
+// model's structure (docs/benchmarks.md#the-structured-vehicle), and
+// AttentionDensity measures any model's exact attention structure on the
+// CPU.
+//
 // Timing rules (docs/benchmarks.md#timing-rules): GPU timestamps (Recorder.EnableProfiling)
 // when the device has them, else wall time around Submit; warm-up runs
 // first; median, p20 and p80 over the timed runs; an optional L2 flush

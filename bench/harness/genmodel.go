@@ -35,7 +35,11 @@ func Shapes() map[string]model.Config {
 		IntermediateSize: 128, VocabSize: 300, MaxPositionEmbeddings: 4096, RMSNormEps: 1e-5, RopeTheta: 500000,
 		BOSTokenID: ByteTokBOS, EOSTokenIDs: []int{ByteTokEOS}, TorchDType: "float16",
 	}
-	return map[string]model.Config{"llama3-8b": llama3, "llama3.2-1b": llama32_1b, "qwen2-7b": qwen2_7b, "tiny": tiny}
+	// tiny-d128: Llama-3-8B's head size with few heads, small enough for
+	// tests of the structured vehicle on a CPU driver.
+	tinyD128 := tiny
+	tinyD128.HiddenSize, tinyD128.NumHeads, tinyD128.HeadDim, tinyD128.IntermediateSize = 256, 8, 128, 256
+	return map[string]model.Config{"llama3-8b": llama3, "llama3.2-1b": llama32_1b, "qwen2-7b": qwen2_7b, "tiny": tiny, "tiny-d128": tinyD128}
 }
 
 // ShapeNames lists Shapes() sorted.
@@ -50,6 +54,10 @@ func ShapeNames() []string {
 
 // GenModelParams configures GenModel.
 type GenModelParams struct {
+	// Kind is "random" (the default: random weights) or "structured"
+	// (WriteStructuredModel: planted attention structure; vocabulary 258
+	// unless Vocab is set, f16, designed for Context tokens).
+	Kind    string
 	Shape   string
 	Layers  int // 0: the shape's
 	Vocab   int // 0: the shape's (at least 258 for the byte tokenizer)
@@ -103,11 +111,25 @@ func GenModel(dir string, p GenModelParams) (*model.Config, error) {
 	if p.Layers > 0 {
 		cfg.NumLayers = p.Layers
 	}
+	structured := strings.EqualFold(p.Kind, "structured")
+	if !structured && p.Kind != "" && !strings.EqualFold(p.Kind, "random") {
+		return nil, fmt.Errorf("unknown model kind %q (random, structured)", p.Kind)
+	}
+	if structured && p.Vocab == 0 {
+		cfg.VocabSize = ByteTokEOS + 1
+	}
 	if p.Vocab > 0 {
 		cfg.VocabSize = p.Vocab
 	}
 	if p.Context > 0 {
 		cfg.MaxPositionEmbeddings = p.Context
+	}
+	if structured {
+		cfg.TorchDType = "float16"
+		if _, err := WriteStructuredModel(dir, cfg, cfg.MaxPositionEmbeddings, p.Seed); err != nil {
+			return nil, err
+		}
+		return &cfg, nil
 	}
 	if err := model.WriteRandomCheckpoint(dir, cfg, p.Seed); err != nil {
 		return nil, err

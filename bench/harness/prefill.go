@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/shareprefill/shareprefill"
+	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/share"
 )
 
@@ -44,8 +46,11 @@ type PrefillParams struct {
 	Reps    int      `json:"reps"`
 	Seed    uint64   `json:"seed"`
 	// Corpus, if set, supplies the prompt tokens (the file's tokens,
-	// repeated to the length); otherwise they are seeded random ids.
+	// repeated to the length); otherwise Prompt says how they are drawn.
 	Corpus string `json:"corpus,omitempty"`
+	// Prompt is "random" (seeded uniform ids; the default) or "structured"
+	// (StructuredPrompt, for the structured vehicle).
+	Prompt string `json:"prompt,omitempty"`
 	// Profile adds one traced prefill per cell (after the timed ones) and
 	// reports where its time went (Profile).
 	Profile bool                             `json:"profile,omitempty"`
@@ -124,27 +129,36 @@ type PrefillResults struct {
 	Heads   int          `json:"heads"`
 	KVHeads int          `json:"kv_heads"`
 	HeadDim int          `json:"head_dim"`
-	Tokens  string       `json:"tokens"` // random or corpus
+	Tokens  string       `json:"tokens"` // random, structured or "corpus FILE"
 	Rows    []PrefillRow `json:"prefill"`
 	Skipped []Skip       `json:"skipped,omitempty"`
 }
 
-// promptTokens returns n tokens: the corpus's tokens repeated, or seeded
-// random ids (BOS first when the model has one).
-func promptTokens(m *shareprefill.Model, corpus []int, n int, seed uint64) []int {
+// promptTokens returns n tokens: the corpus's tokens repeated, or the
+// prompt of kind (promptIDs: seeded random ids, or StructuredPrompt).
+func promptTokens(m *shareprefill.Model, corpus []int, n int, seed uint64, kind string) ([]int, error) {
 	out := make([]int, 0, n)
 	if len(corpus) > 0 {
 		for len(out) < n {
 			out = append(out, corpus[:min(len(corpus), n-len(out))]...)
 		}
-		return out
+		return out, nil
 	}
+	if kind == "" {
+		kind = PromptRandom
+	}
+	return promptIDs(kind, m.Config, n, seed, PromptSpec{})
+}
+
+// randomPrompt returns n seeded random ids, BOS first when cfg has one.
+func randomPrompt(cfg *model.Config, n int, seed uint64) []int {
+	out := make([]int, 0, n)
 	rng := rand.New(rand.NewPCG(seed, uint64(n)))
-	if b := m.Config.BOSTokenID; b >= 0 {
+	if b := cfg.BOSTokenID; b >= 0 {
 		out = append(out, b)
 	}
 	for len(out) < n {
-		out = append(out, rng.IntN(m.Config.VocabSize))
+		out = append(out, rng.IntN(cfg.VocabSize))
 	}
 	return out
 }
@@ -175,6 +189,9 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 	}
 	maxLen := slices.Max(p.Lens)
 	res := &PrefillResults{Model: p.Model, Tokens: "random"}
+	if p.Prompt != "" {
+		res.Tokens = p.Prompt
+	}
 	if p.Corpus != "" {
 		res.Tokens = "corpus " + p.Corpus
 	}
@@ -199,6 +216,9 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 				rep.Results = res
 				res.Layers, res.Heads, res.KVHeads, res.HeadDim = m.Config.NumLayers, m.Config.NumHeads, m.Config.NumKVHeads, m.Config.HeadDim
 				rep.Notef("timer: wall time around Engine.Prefill (all layers, last-position logits, fresh KV cache); median of %d runs after %d warm-ups", p.Reps, p.Warmup)
+				if _, err := os.Stat(filepath.Join(p.Model, StructureFileName)); err == nil && p.Corpus == "" && p.Prompt != PromptStructured {
+					rep.Notef("%s is the structured vehicle, but the prompt is not --prompt structured: its planted structure needs that prompt", p.Model)
+				}
 				if p.Corpus != "" {
 					if corpus, err = readCorpusTokens(m, p.Corpus); err != nil {
 						return err
@@ -206,7 +226,10 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 				}
 			}
 			for _, n := range p.Lens {
-				ids := promptTokens(m, corpus, n, p.Seed)
+				ids, err := promptTokens(m, corpus, n, p.Seed, p.Prompt)
+				if err != nil {
+					return fmt.Errorf("prefill n=%d: %w", n, err)
+				}
 				var ms []float64
 				var sum AttnSummary
 				for i := 0; i < p.Warmup+p.Reps; i++ {

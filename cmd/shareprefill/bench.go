@@ -16,14 +16,16 @@ import (
 	"github.com/shareprefill/shareprefill/share"
 )
 
-const benchUsage = `usage: shareprefill bench <kernels|prefill|decode|accuracy|gen-model|compare> [flags]
+const benchUsage = `usage: shareprefill bench <kernels|prefill|decode|accuracy|gen-model|density|compare> [flags]
 
   kernels     dense vs block-sparse attention, 8B matmuls, estimation kernels;
               exports the exact block masks for bench/peers/sdpa_flex.py
   prefill     end-to-end prefill latency per attention method and length
   decode      greedy decode tokens/s after prompts of each length
   accuracy    perplexity, passkey / key-value / secret-key retrieval per method
-  gen-model   write a random-weight model with real shapes (speed only)
+  gen-model   write a random-weight model with real shapes (speed only),
+              or with --kind structured the structured vehicle
+  density     exact attention structure per head on the CPU (float64)
   compare     join our JSON reports with the peers' into ratio tables
 
 Every benchmark prints Markdown and writes --json FILE, --md FILE and PNG
@@ -50,10 +52,12 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return benchGenModel(rest, stdout, stderr)
 	case "decode":
 		return benchDecode(rest, stdout, stderr)
+	case "density":
+		return benchDensity(rest, stdout, stderr)
 	case "compare":
 		return benchCompare(rest, stdout, stderr)
 	}
-	return usageError{fmt.Sprintf("unknown bench subcommand %q (kernels, prefill, decode, accuracy, gen-model, compare)", sub)}
+	return usageError{fmt.Sprintf("unknown bench subcommand %q (kernels, prefill, decode, accuracy, gen-model, density, compare)", sub)}
 }
 
 // outFlags are the output flags every benchmark has.
@@ -271,6 +275,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of the random prompt tokens")
 	corpus := fs.String("corpus", "", "take the prompt tokens from this text file (repeated to length) instead of random ids")
 	profile := fs.Bool("profile", false, "add one traced prefill per cell: GPU time per kind of work, GPU busy and idle, host waits")
+	prompt := fs.String("prompt", harness.PromptRandom, "prompt tokens without --corpus: random (seeded ids) or structured (the structured vehicle's prompt)")
 	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -278,8 +283,11 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	if *model == "" {
 		return usageError{"--model is required"}
 	}
+	if *prompt != harness.PromptRandom && *prompt != harness.PromptStructured {
+		return usageError{fmt.Sprintf("--prompt %q: want random or structured", *prompt)}
+	}
 	p := harness.PrefillParams{ModelParams: harness.ModelParams{Model: *model, Device: *device, Clusters: *clusters, Preset: *preset},
-		Warmup: *warm, Reps: *reps, Seed: *seed, Corpus: *corpus, Profile: *profile, Logf: out.logf(stderr)}
+		Warmup: *warm, Reps: *reps, Seed: *seed, Corpus: *corpus, Prompt: *prompt, Profile: *profile, Logf: out.logf(stderr)}
 	var err error
 	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
 		return err
@@ -394,6 +402,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 
 func benchGenModel(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench gen-model", stderr)
+	kind := fs.String("kind", "random", "random (random weights) or structured (planted attention structure: sinks, windows, stripes, slashes; vocabulary 258 unless --vocab; use with --prompt structured)")
 	shape := fs.String("shape", "llama3-8b", "model shape: "+strings.Join(harness.ShapeNames(), ", "))
 	layers := fs.Int("layers", 2, "decoder layers (0: the real model's)")
 	vocab := fs.Int("vocab", 0, "vocabulary size (0: the real model's)")
@@ -407,7 +416,7 @@ func benchGenModel(args []string, stdout, stderr io.Writer) error {
 	if *outDir == "" {
 		return usageError{"--out is required"}
 	}
-	p := harness.GenModelParams{Shape: *shape, Layers: *layers, Vocab: *vocab, Context: *ctxLen, Seed: *seed}
+	p := harness.GenModelParams{Kind: *kind, Shape: *shape, Layers: *layers, Vocab: *vocab, Context: *ctxLen, Seed: *seed}
 	if err := p.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
@@ -419,8 +428,12 @@ func benchGenModel(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s shape, %d layers, hidden %d, heads %d/%d×%d, vocab %d, %.2fB parameters (random weights, byte tokenizer)\n",
-		*outDir, *shape, cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.VocabSize, float64(cfg.NumParams())/1e9)
+	weights := "random weights"
+	if *kind == "structured" {
+		weights = "structured attention, see structure.json"
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s shape, %d layers, hidden %d, heads %d/%d×%d, vocab %d, %.2fB parameters (%s, byte tokenizer)\n",
+		*outDir, *shape, cfg.NumLayers, cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, cfg.VocabSize, float64(cfg.NumParams())/1e9, weights)
 	return nil
 }
 

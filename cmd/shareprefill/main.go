@@ -44,7 +44,7 @@ func commands() []command {
 		{"devices", "list Vulkan devices and their capabilities", runDevices},
 		{"calibrate", "make a SharePrefill cluster file for a model from calibration texts", runCalibrate},
 		{"inspect", "describe a model: architecture, parameters, dtypes, memory needed", runInspect},
-		{"bench", "benchmarks: kernels, prefill, accuracy, gen-model, compare (JSON, Markdown, PNG)", runBench},
+		{"bench", "benchmarks: kernels, prefill, accuracy, gen-model, density, compare (JSON, Markdown, PNG)", runBench},
 	}
 }
 
