@@ -12,13 +12,17 @@
 #   .devcarry/bench/bench-lm-8k.tar.xz   the long-context model
 #   .devcarry/llamacpp                   optional: the llama.cpp kit (stage llamacpp)
 #
-# Usage: bench/speed.sh [stage ...]   (default: env prefill-lm prefill-8b decode hf)
+# Usage: bench/speed.sh [stage ...]
+#        (default: env vehicle prefill-lm decode-lm hf-lm prefill-8b decode-8b hf-8b)
 #
 #   env         nvidia-smi, versions, `shareprefill devices`
+#   vehicle     the structured vehicle (bench gen-model --kind structured): bench prefill
+#               --prompt structured --profile for dense,vs,flex,share at $VLENS, its attention
+#               density (bench/peers/structure.py) and transformers' fp16 prefill of it
 #   prefill-lm  bench prefill --profile on bench-lm-8k ($METHODS; share with the cluster file $CLUSTERS), ours and base
 #   prefill-8b  the same on a random Llama-3-8B-shaped model (2 layers)
-#   decode      bench decode on both models (ours only: older builds lack it)
-#   hf          transformers: prefill (SDPA bf16) and static-cache decode on both models
+#   decode-lm, decode-8b   bench decode (ours only: older builds lack it)
+#   hf-lm, hf-8b           transformers: prefill (SDPA bf16) and static-cache decode
 #   llamacpp    llama.cpp Vulkan: prefill (llama-bench pp) and decode (tg at depth) on both shapes
 #
 # Results go to $OUT (the device tool's return folder; else out/speed): the
@@ -36,6 +40,7 @@ SCRATCH=${SCRATCH:-/tmp/speed}
 LMLENS=${LMLENS:-4096,8192,16384}
 BIGLENS=${BIGLENS:-4096,16384,65536}
 DECLENS=${DECLENS:-4096,32768}
+VLENS=${VLENS:-16384,32768,65536,131072}
 GEN=${GEN:-64}
 REPS=${REPS:-3}
 METHODS=${METHODS:-dense}
@@ -64,6 +69,7 @@ bins() { echo "ours:$BIN"; [[ -x $BASE ]] && echo "base:$BASE"; }
 
 MLM=$SCRATCH/models/bench-lm-8k
 M8B=$SCRATCH/models/llama3-8b-2l
+MV=$SCRATCH/models/vehicle
 lm_model() {
 	[[ -f $MLM/config.json ]] && return
 	mkdir -p "$SCRATCH/models"
@@ -94,25 +100,34 @@ prefill() { # model-dir lens tag [extra flags]
 stage_prefill_lm() { lm_model && prefill "$MLM" "$LMLENS" lm "$(share_flags)"; }
 stage_prefill_8b() { big_model && prefill "$M8B" "$BIGLENS" 8b; }
 
-stage_decode() {
-	lm_model
-	big_model
-	for m in lm:$MLM 8b:$M8B; do
-		log "decode ${m%%:*}"
-		$BIN bench decode --model "${m#*:}" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" \
-			--json "$SCRATCH/json/decode-${m%%:*}.json" --md "$SCRATCH/json/decode-${m%%:*}.md" --quiet
-	done
+decode() { # model-dir tag
+	log "decode $2"
+	$BIN bench decode --model "$1" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" \
+		--json "$SCRATCH/json/decode-$2.json" --md "$SCRATCH/json/decode-$2.md" --quiet
 }
+stage_decode_lm() { lm_model && decode "$MLM" lm; }
+stage_decode_8b() { big_model && decode "$M8B" 8b; }
 
-stage_hf() {
-	lm_model
-	big_model
-	log "transformers prefill"
-	python3 bench/peers/hf_prefill.py --model "$MLM" --lens "$LMLENS" --dtype bf16 --reps "$REPS" --json "$SCRATCH/json/prefill-lm-hf.json"
-	python3 bench/peers/hf_prefill.py --model "$M8B" --lens "$BIGLENS" --dtype bf16 --reps "$REPS" --json "$SCRATCH/json/prefill-8b-hf.json"
-	log "transformers decode (static cache)"
-	python3 bench/peers/hf_decode.py --model "$MLM" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" --json "$SCRATCH/json/decode-lm-hf.json"
-	python3 bench/peers/hf_decode.py --model "$M8B" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" --json "$SCRATCH/json/decode-8b-hf.json"
+hf() { # model-dir prefill-lens tag
+	log "transformers prefill $3"
+	python3 bench/peers/hf_prefill.py --model "$1" --lens "$2" --dtype bf16 --reps "$REPS" --json "$SCRATCH/json/prefill-$3-hf.json"
+	log "transformers decode $3 (static cache)"
+	python3 bench/peers/hf_decode.py --model "$1" --lens "$DECLENS" --gen "$GEN" --reps "$REPS" --json "$SCRATCH/json/decode-$3-hf.json"
+}
+stage_hf_lm() { lm_model && hf "$MLM" "$LMLENS" lm; }
+stage_hf_8b() { big_model && hf "$M8B" "$BIGLENS" 8b; }
+
+stage_vehicle() {
+	[[ -f $MV/config.json ]] || $BIN bench gen-model --kind structured --shape llama3-8b --layers 2 --out "$MV"
+	log "vehicle: ours"
+	$BIN bench prefill --model "$MV" --prompt structured --lens "$VLENS" --methods dense,vs,flex,share --reps "$REPS" \
+		--profile --json "$SCRATCH/json/prefill-vehicle.json" --md "$SCRATCH/json/prefill-vehicle.md" --quiet
+	pack
+	log "vehicle: transformers (fp16; dense time does not depend on the tokens)"
+	python3 bench/peers/hf_prefill.py --model "$MV" --dtype fp16 --lens "$VLENS" --reps "$REPS" --json "$SCRATCH/json/prefill-vehicle-hf.json"
+	pack
+	log "vehicle: exact attention density (transformers, fp32 scores)"
+	timeout 150 python3 bench/peers/structure.py --model "$MV" --lens "$VLENS" --json "$SCRATCH/json/structure.json"
 }
 
 stage_llamacpp() {
@@ -133,14 +148,14 @@ stage_llamacpp() {
 }
 
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(env prefill-lm prefill-8b decode hf)
+[[ ${#stages[@]} -gt 0 ]] || stages=(env vehicle prefill-lm decode-lm hf-lm prefill-8b decode-8b hf-8b)
 for s in "${stages[@]}"; do
 	if ((SECONDS - T0 > DEADLINE_S)); then
 		echo "speed.sh: deadline: stage $s not started"
 		continue
 	fi
 	case $s in
-	env | prefill-lm | prefill-8b | decode | hf | llamacpp) "stage_${s//-/_}" || echo "speed.sh: stage $s failed" ;;
+	env | vehicle | prefill-lm | prefill-8b | decode-lm | decode-8b | hf-lm | hf-8b | llamacpp) "stage_${s//-/_}" || echo "speed.sh: stage $s failed" ;;
 	*) echo "speed.sh: unknown stage $s" >&2 ;;
 	esac
 	pack
