@@ -68,7 +68,8 @@ type GenModelParams struct {
 // GenModel writes a random-weight checkpoint with a real model's shapes
 // (model.WriteRandomCheckpoint) plus a byte-level tokenizer.json, so the
 // directory loads with shareprefill.Open. Speed benchmarks only: the
-// weights are random.
+// weights are random. With Kind "structured" it writes the structured
+// vehicle instead (WriteStructuredModel, designed for the shape's context).
 func GenModel(dir string, p GenModelParams) (*model.Config, error) {
 	cfg, ok := Shapes()[strings.ToLower(p.Shape)]
 	if !ok {
@@ -93,14 +94,14 @@ func GenModel(dir string, p GenModelParams) (*model.Config, error) {
 	if p.Context > 0 {
 		cfg.MaxPositionEmbeddings = p.Context
 	}
+	var err error
 	if structured {
 		cfg.TorchDType = "float16"
-		if _, err := WriteStructuredModel(dir, cfg, cfg.MaxPositionEmbeddings, p.Seed); err != nil {
-			return nil, err
-		}
-		return &cfg, nil
+		_, err = WriteStructuredModel(dir, cfg, cfg.MaxPositionEmbeddings, p.Seed)
+	} else {
+		err = model.WriteRandomCheckpoint(dir, cfg, p.Seed)
 	}
-	if err := model.WriteRandomCheckpoint(dir, cfg, p.Seed); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if err := WriteByteTokenizer(dir); err != nil {

@@ -286,6 +286,9 @@ func benchGenModel(args []string, stdout, stderr io.Writer) error {
 	if *outDir == "" {
 		return usageError{"--out is required"}
 	}
+	if *kind != "random" && *kind != "structured" {
+		return usageError{fmt.Sprintf("--kind %q: want random or structured", *kind)}
+	}
 	cfg, err := harness.GenModel(*outDir, harness.GenModelParams{Kind: *kind, Shape: *shape, Layers: *layers, Vocab: *vocab, Context: *ctxLen, Seed: *seed})
 	if err != nil {
 		return err
