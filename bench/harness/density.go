@@ -114,15 +114,18 @@ func cpuDevice() Device {
 // strongest far offset (slash) and the strongest columns (stripes).
 // Layers below the highest reported one are run in full (attention of
 // every head, o_proj, the MLP) to give the next layer its input, unless
-// p.Approx. Work is about 2·D·n² flops per head and layer (4·D·n² for the
-// layers run in full) plus the MLP; see DensityParams.Sample for long
-// prompts.
+// p.Approx. Work is about D·n² flops per head and layer (2·D·n² for the
+// layers run in full) plus the MLP; see DensityParams.Sample and Approx
+// for long prompts.
 func AttentionDensity(ctx context.Context, p DensityParams) (*Report, error) {
-	if p.Block <= 0 {
+	if p.Block == 0 {
 		p.Block = 128
 	}
-	if p.Mass <= 0 || p.Mass > 1 {
+	if p.Mass == 0 {
 		p.Mass = 0.95
+	}
+	if p.Block < 1 || !(p.Mass > 0 && p.Mass <= 1) || p.Sample < 0 {
+		return nil, fmt.Errorf("density: block %d (need ≥ 1), mass %v (need (0, 1]), sample %d (need ≥ 0)", p.Block, p.Mass, p.Sample)
 	}
 	if p.Workers <= 0 {
 		p.Workers = goruntime.GOMAXPROCS(0)

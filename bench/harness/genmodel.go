@@ -86,6 +86,8 @@ func (p GenModelParams) Validate() error {
 		return fmt.Errorf("--shape %q: unknown (known: %s)", p.Shape, strings.Join(ShapeNames(), ", "))
 	}
 	switch {
+	case p.Kind != "" && !strings.EqualFold(p.Kind, "random") && !strings.EqualFold(p.Kind, "structured"):
+		return fmt.Errorf("--kind %q: want random or structured", p.Kind)
 	case p.Layers < 0:
 		return fmt.Errorf("--layers %d: want ≥ 1, or 0 for the shape's %d", p.Layers, cfg.NumLayers)
 	case p.Vocab < 0:
@@ -124,14 +126,14 @@ func GenModel(dir string, p GenModelParams) (*model.Config, error) {
 	if p.Context > 0 {
 		cfg.MaxPositionEmbeddings = p.Context
 	}
+	var err error
 	if structured {
 		cfg.TorchDType = "float16"
-		if _, err := WriteStructuredModel(dir, cfg, cfg.MaxPositionEmbeddings, p.Seed); err != nil {
-			return nil, err
-		}
-		return &cfg, nil
+		_, err = WriteStructuredModel(dir, cfg, cfg.MaxPositionEmbeddings, p.Seed)
+	} else {
+		err = model.WriteRandomCheckpoint(dir, cfg, p.Seed)
 	}
-	if err := model.WriteRandomCheckpoint(dir, cfg, p.Seed); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if err := WriteByteTokenizer(dir); err != nil {

@@ -159,7 +159,7 @@ const staticTurn = 0.4
 // Key amplitudes (per rotary pair) of the planted features; the queries
 // carry the head-specific strengths.
 const (
-	keyPos     = 1.0 // every positional pair of every non-BOS token
+	keyPos     = 1.0 // every positional pair of every ordinary token (not BOS, not a stripe token)
 	keyMarker  = 4.0 // the sink pair of BOS, a stripe pair of a stripe token
 	keyNoise   = 0.1 // std of a key component from the embedding's random part
 	queryNoise = 0.5 // std of a query component from the embedding's random part

@@ -384,6 +384,8 @@ func TestAttentionDensityForward(t *testing.T) {
 		{Model: dir, N: 10, Layers: []int{3}},
 		{Model: dir, N: 10, Heads: []int{8}},
 		{Model: dir, N: 10, Prompt: "corpus"},
+		{Model: dir, N: 10, Mass: 1.5},
+		{Model: dir, N: 10, Block: -1},
 		{Model: filepath.Join(dir, "missing"), N: 10},
 	} {
 		if _, err := AttentionDensity(context.Background(), p); err == nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/bench/harness"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
@@ -54,8 +55,11 @@ func TestBenchStructuredCLI(t *testing.T) {
 			t.Fatalf("%v: exit %d, want 2", args, code)
 		}
 	}
-	if code := run([]string{"bench", "gen-model", "--kind", "magic", "--out", filepath.Join(dir, "m2")}, &out, &errb); code != 1 {
-		t.Fatalf("gen-model --kind magic: exit %d, want 1", code)
+	if code := run([]string{"bench", "gen-model", "--kind", "magic", "--out", filepath.Join(dir, "m2")}, &out, &errb); code != 2 {
+		t.Fatalf("gen-model --kind magic: exit %d, want 2", code)
+	}
+	if _, err := harness.GenModel(filepath.Join(dir, "m3"), harness.GenModelParams{Kind: "magic", Shape: "tiny"}); err == nil {
+		t.Fatal("GenModel accepts kind magic")
 	}
 	if code := run([]string{"bench", "density", "--model", mdir, "--layers", "2"}, &out, &errb); code != 1 {
 		t.Fatalf("density --layers 2 of a 2-layer model: exit %d, want 1", code)
