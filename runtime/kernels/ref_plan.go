@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -233,18 +234,41 @@ func RefPlanDecide(gates, counts, cmap []int32, v, s []float32, meta []int32, re
 	return out
 }
 
-// refCoverRow is share.Cover on one row: the smallest prefix of the
-// positive entries in (value descending, index ascending) order whose sum
-// reaches γ·Σ, crossing entry included; everything positive when rounding
-// falls short or γ ≥ 1.
-func refCoverRow(x []float32, gamma float64) []int {
-	var total float64
+// fixOf is plan_cover's fixed-point value of an entry: ⌊key·2^shift⌋ with
+// negative entries as 0 and entries clamped to 2. Sums of these are exact, so
+// a cut does not depend on the order of summation.
+func fixOf(x float32, shift uint32) uint64 {
+	return uint64(math.Floor(math.Ldexp(min(planKey(x), 2), int(shift))))
+}
+
+// refCoverRow is share.Cover on one row, in plan_cover's exact fixed-point
+// arithmetic: the smallest prefix of the positive entries in the order
+// (value descending, index ascending) whose sum reaches ⌊Σ·G/2^64⌋ with
+// G = γ·2^64, the crossing entry included; γ ≥ 1 keeps every positive entry.
+// share.Cover sums in float64: the two agree except where a prefix sum lies
+// within float64 rounding of γ·Σ (TestPlanRefsMatchShare).
+func refCoverRow(x []float32, gamma float64, shift uint32) []int {
+	var total uint64
 	for _, e := range x {
-		total += planKey(e)
+		total += fixOf(e, shift)
 	}
-	if !(total > 0) {
+	positive := func() []int {
+		var out []int
+		for j, e := range x {
+			if planKey(e) > 0 {
+				out = append(out, j)
+			}
+		}
+		return out
+	}
+	if gamma >= 1 {
+		return positive()
+	}
+	if total == 0 {
 		return nil
 	}
+	target, _ := bits.Mul64(total, gammaFrac(gamma))
+	target = max(target, 1)
 	idx := make([]int, len(x))
 	for i := range idx {
 		idx[i] = i
@@ -259,24 +283,17 @@ func refCoverRow(x []float32, gamma float64) []int {
 		}
 		return 0
 	})
-	target := gamma * total
-	var s float64
+	var sum uint64
 	for i, j := range idx {
 		if !(planKey(x[j]) > 0) {
 			break
 		}
-		s += planKey(x[j])
-		if s >= target && gamma < 1 {
+		sum += fixOf(x[j], shift)
+		if sum >= target {
 			return idx[:i+1]
 		}
 	}
-	var out []int
-	for j, e := range x {
-		if planKey(e) > 0 {
-			out = append(out, j)
-		}
-	}
-	return out
+	return positive()
 }
 
 // RefPlanQueryAwareCut is the reference of PlanQueryAwareCut: the bitmaps
@@ -310,11 +327,17 @@ func RefPlanQueryAwareCut(m []float32, hplan []int32, p PlanParams) []int32 {
 				return a.i - b.i
 			})
 		}
-		limit := p.Gamma * float64(nb)
-		var s float64
+		// The limit ⌊γ·nb·2^shift⌋ and exact fixed-point sums, as in
+		// plan_cover (share.QueryAwareCut sums in float64).
+		sh := p.shift()
+		limit := uint64(math.MaxUint64 >> 1)
+		if l := math.Floor(math.Ldexp(p.Gamma*float64(nb), int(sh))); l < float64(limit) {
+			limit = uint64(l)
+		}
+		var sum uint64
 		for _, e := range es {
-			s += e.v
-			if p.Gamma < 1 && s > limit {
+			sum += fixOf(float32(e.v), sh)
+			if p.Gamma < 1 && sum > limit {
 				break
 			}
 			r, c := e.i/nb, e.i%nb
@@ -342,7 +365,7 @@ func RefPlanRowCover(maps []float32, hplan, pivots, vsbits, pattern []int32, z i
 			row := maps[(x*nb+r)*nb : (x*nb+r+1)*nb]
 			pat := pattern[(ci*nb+r)*nbw : (ci*nb+r+1)*nbw]
 			clear(pat)
-			sel := refCoverRow(row[:r+1], p.Gamma)
+			sel := refCoverRow(row[:r+1], p.Gamma, p.shift())
 			for _, c := range sel {
 				setBit(pat, c)
 			}
