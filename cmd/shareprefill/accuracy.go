@@ -52,9 +52,22 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	holdoutList := fs.String("holdout-list", "", "the model's list of held-out documents (bench-lm-8k: training/holdout.txt)")
 	corpora := fs.String("corpora", "", "the corpora folder holding kjv/ and austen/ (shared/data/corpora)")
 	goroot := fs.String("goroot", build.Default.GOROOT, "the Go distribution of the held-out Go files")
+	oracle := fs.String("oracle", "", "instead: compare our logits with the transformers references in this directory (bench/peers/hf_oracle.py) and exit")
 	out := addOutFlags(fs.FlagSet)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *oracle != "" {
+		ctx, stop := interruptible()
+		defer stop()
+		rep, err := harness.RunOracle(ctx, harness.OracleParams{Dir: *oracle, Device: *device, Logf: out.logf(stderr)})
+		if err != nil {
+			if rep != nil && *out.json != "" {
+				_ = harness.Output{JSON: *out.json}.Write(rep, nil)
+			}
+			return err
+		}
+		return out.write(rep, harness.OracleTables(rep.Results.(*harness.OracleResults)), nil, stdout, stderr)
 	}
 	if *writeHeldout != "" {
 		if *holdoutList == "" || *corpora == "" {
