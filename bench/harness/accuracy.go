@@ -28,6 +28,12 @@ type AccuracyParams struct {
 	// runs every task and the perplexity. "share" takes ModelParams'
 	// cluster file and preset; "flex" takes the flex preset.
 	Methods []string `json:"methods"`
+	// LateMethods are main methods run after the ablations (slow
+	// planners, so that a budget cuts them first).
+	LateMethods []string `json:"late_methods,omitempty"`
+	// MethodSamples caps the trained-format samples of some main methods
+	// (Variant.Samples).
+	MethodSamples map[string]int `json:"method_samples,omitempty"`
 	// Ablations are further variants, run on AblationTasks only (no
 	// perplexity) after the main methods' first task.
 	Ablations []Variant `json:"ablations,omitempty"`
@@ -262,7 +268,7 @@ func (p *AccuracyParams) samplesText(tasks []string) string {
 func (p *AccuracyParams) variants() []Variant {
 	var vs []Variant
 	for _, m := range p.Methods {
-		v := Variant{Label: m, Attention: m}
+		v := Variant{Label: m, Attention: m, Samples: p.MethodSamples[m]}
 		switch m {
 		case "share":
 			v.Preset, v.Clusters = p.Preset, p.Clusters
@@ -291,7 +297,7 @@ func (p *AccuracyParams) plan() []job {
 	if len(p.AblationTasks) > 0 {
 		first = p.AblationTasks
 	}
-	for _, v := range main {
+	head := func(v Variant) {
 		if len(p.PPLLens) > 0 {
 			jobs = append(jobs, job{v: v, ppl: true})
 		}
@@ -299,8 +305,18 @@ func (p *AccuracyParams) plan() []job {
 			jobs = append(jobs, job{v: v, tasks: first})
 		}
 	}
+	for _, v := range main {
+		if !slices.Contains(p.LateMethods, v.Label) {
+			head(v)
+		}
+	}
 	for _, v := range p.Ablations {
 		jobs = append(jobs, job{v: v, tasks: p.AblationTasks})
+	}
+	for _, v := range main {
+		if slices.Contains(p.LateMethods, v.Label) {
+			head(v)
+		}
 	}
 	var rest []string
 	for _, t := range p.Tasks {
@@ -475,7 +491,7 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 				}
 			}
 			for _, task := range j.tasks {
-				if err := runTask(ctx, m, j.v.Label, task, data, p, res, logf); err != nil {
+				if err := runTask(ctx, m, j.v, task, data, p, res, logf); err != nil {
 					return err
 				}
 			}
@@ -511,11 +527,13 @@ func (p *AccuracyParams) openVariant(ctx context.Context, v Variant) (*sharepref
 	return shareprefill.Open(ctx, o)
 }
 
-// runTask runs one variant on every sample of one task.
-func runTask(ctx context.Context, m *shareprefill.Model, label, task string, d *accData, p AccuracyParams, res *AccuracyResults, logf func(string, ...any)) error {
+// runTask runs one variant on every sample of one task (its subset, with
+// Variant.Samples).
+func runTask(ctx context.Context, m *shareprefill.Model, v Variant, task string, d *accData, p AccuracyParams, res *AccuracyResults, logf func(string, ...any)) error {
+	label := v.Label
 	for i := range d.needle {
 		s := &d.needle[i]
-		if s.Task != task {
+		if s.Task != task || !v.keeps(s.Index, p.samples(task)) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -22,6 +22,19 @@ type Variant struct {
 	Clusters string `json:"clusters,omitempty"`
 	// What says in a few words what the variant changes.
 	What string `json:"what,omitempty"`
+	// Samples, when > 0, runs only this many of the trained-format samples
+	// per task and length, spread evenly over the depth strata (paired
+	// tests then use the same subset).
+	Samples int `json:"samples,omitempty"`
+}
+
+// keeps says whether the variant runs stratum i of total.
+func (v Variant) keeps(i, total int) bool {
+	k := v.Samples
+	if k <= 0 || k >= total {
+		return true
+	}
+	return i*k%total < k
 }
 
 // ParseVariant parses "label=attention[/preset][@clusters]", e.g.
@@ -109,15 +122,17 @@ func Suites() map[string]Suite {
 			Name:  "bench-lm-8k",
 			Model: "bench-lm-8k (27M Llama, 8 layers × 8 heads, trained on the needle format at 2K–16K)",
 			Params: AccuracyParams{
-				ModelParams: ModelParams{Preset: "paper"},
-				Lens:        []int{4096, 8192, 12288, 16384},
-				Methods:     []string{"dense", "vs", "flex", "share"},
-				Tasks:       []string{"secret", "secret2", "secret-multi"},
-				Samples:     100,
-				TaskSamples: map[string]int{"secret2": 50, "secret-multi": 50},
-				PPLLens:     []int{8192, 16384},
-				PPLSource:   "go",
-				Seed:        1,
+				ModelParams:   ModelParams{Preset: "paper"},
+				Lens:          []int{4096, 8192, 12288, 16384},
+				Methods:       []string{"dense", "share", "flex", "vs"},
+				LateMethods:   []string{"vs"},
+				MethodSamples: map[string]int{"vs": 20},
+				Tasks:         []string{"secret", "secret2", "secret-multi"},
+				Samples:       100,
+				TaskSamples:   map[string]int{"secret2": 50, "secret-multi": 50},
+				PPLLens:       []int{8192, 16384},
+				PPLSource:     "go",
+				Seed:          1,
 			},
 			Ablations: lmAblations,
 		},
@@ -183,6 +198,10 @@ func lmAblations(clusters string, files SuiteFiles) []Variant {
 		vs = slices.DeleteFunc(vs, func(v Variant) bool {
 			return v.Attention == "share" && v.Clusters == "" && v.Label != "share-no-sharing"
 		})
+	}
+	// Half the samples: the comparisons are paired, 200 samples per row.
+	for i := range vs {
+		vs[i].Samples = 50
 	}
 	return vs
 }
