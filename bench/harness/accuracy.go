@@ -3,6 +3,7 @@ package harness
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	goruntime "runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/shareprefill/shareprefill"
 	"github.com/shareprefill/shareprefill/model"
+	"github.com/shareprefill/shareprefill/share"
 )
 
 // AccuracyParams configures RunAccuracy. Every variant sees the same
@@ -454,8 +456,9 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 	began := time.Now()
 	res := &AccuracyResults{Model: p.Model, Variants: append(p.variants(), p.Ablations...)}
 	var (
-		rep  *Report
-		data *accData
+		rep   *Report
+		data  *accData
+		noted = map[string]bool{}
 	)
 	for _, j := range p.plan() {
 		what := j.v.Label + ": " + strings.Join(j.tasks, ", ")
@@ -493,6 +496,12 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 			for _, task := range j.tasks {
 				if err := runTask(ctx, m, j.v, task, data, p, res, logf); err != nil {
 					return err
+				}
+			}
+			if !noted[j.v.Label] {
+				noted[j.v.Label] = true
+				if r := attnRules(m); r != "" {
+					rep.Notef("%s: %s", j.v.Label, r)
 				}
 			}
 			res.Done = append(res.Done, what)
@@ -613,6 +622,26 @@ func evalNeedle(ctx context.Context, m *shareprefill.Model, s *NeedleSample) (Sa
 	return out, nil
 }
 
+// attnRules states the planner, its sharing scope and its exclusion rule
+// from the last planned prefill's statistics ("" for dense).
+func attnRules(m *shareprefill.Model) string {
+	b, err := m.AttentionJSON()
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	var st share.Stats
+	if json.Unmarshal(b, &st) != nil || st.Planner == "" {
+		return ""
+	}
+	parts := []string{"planner " + st.Planner}
+	for _, x := range []string{st.Scope, st.Exclusion, st.Note} {
+		if x != "" {
+			parts = append(parts, x)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 // greedy prefills ids on an empty cache and decodes up to maxNew tokens
 // greedily (stopping at EOS); it returns the text and the prefill's
 // attention summary.
@@ -711,14 +740,18 @@ func windowNLL(ctx context.Context, m *shareprefill.Model, win []int, first int)
 		logits []float32
 	}
 	nll := make([]float64, len(win))
+	workers := goruntime.NumCPU()
 	items := make(chan item, 64)
-	pool := sync.Pool{}
+	free := make(chan []float32, 64+workers) // reused logits buffers
 	var wg sync.WaitGroup
-	for range goruntime.NumCPU() {
+	for range workers {
 		wg.Go(func() {
 			for it := range items {
 				nll[it.pos] = -model.LogProb(it.logits, win[it.pos+1])
-				pool.Put(it.logits)
+				select {
+				case free <- it.logits:
+				default:
+				}
 			}
 		})
 	}
@@ -727,7 +760,11 @@ func windowNLL(ctx context.Context, m *shareprefill.Model, win []int, first int)
 		if pos < first || pos+1 >= len(win) {
 			return
 		}
-		buf, _ := pool.Get().([]float32)
+		var buf []float32
+		select {
+		case buf = <-free:
+		default:
+		}
 		if cap(buf) < len(logits) {
 			buf = make([]float32, len(logits))
 		}
