@@ -129,8 +129,11 @@ type Sample struct {
 	Correct bool    `json:"correct"`
 	Hits    []bool  `json:"hits,omitempty"` // per query (secret-multi)
 	Density float64 `json:"density"`
-	heads   map[string]int
-	exclBy  map[string]int
+	// PrefillMs is the wall time of the prompt's prefill (planning and
+	// attention included).
+	PrefillMs float64 `json:"prefill_ms"`
+	heads     map[string]int
+	exclBy    map[string]int
 }
 
 // TaskSummary aggregates the samples of (task, variant, n); N = 0 is the
@@ -152,6 +155,9 @@ type TaskSummary struct {
 	// QueryAccuracy is the accuracy of each query position (secret-multi).
 	QueryAccuracy []float64 `json:"query_accuracy,omitempty"`
 	Density       float64   `json:"density"` // mean over samples
+	// PrefillMs is the mean wall time of the prompt prefills: compare
+	// variants on the same samples (the pooled row mixes lengths).
+	PrefillMs float64 `json:"prefill_ms"`
 	// HeadsPerMethod and ExcludedBy are means per prefill over samples.
 	HeadsPerMethod map[string]float64 `json:"heads_per_method,omitempty"`
 	ExcludedBy     map[string]float64 `json:"excluded_by,omitempty"`
@@ -562,14 +568,14 @@ func runTask(ctx context.Context, m *shareprefill.Model, v Variant, task string,
 		if s.Task != task {
 			continue
 		}
-		out, sum, err := greedy(ctx, m, s.ids, p.MaxNew[s.Task])
+		out, sum, ms, err := greedy(ctx, m, s.ids, p.MaxNew[s.Task])
 		if err != nil {
 			return fmt.Errorf("%s n=%d depth %g: %w", task, s.N, s.Depth, err)
 		}
 		ok := Score(s.Task, out, s.Answer)
 		logf("accuracy: %s %s n=%d depth %.2f: %q → %q %v", label, s.Task, s.N, s.Depth, s.Answer, out, ok)
 		res.Samples = append(res.Samples, Sample{ID: fmt.Sprintf("%s/%d/%g/%d", s.Task, s.N, s.Depth, s.Trial), Task: s.Task, Method: label, N: s.N,
-			Tokens: s.Tokens, Depth: s.Depth, Answer: s.Answer, Output: out, Correct: ok, Density: sum.Density, heads: sum.HeadsPerMethod, exclBy: sum.ExcludedBy})
+			Tokens: s.Tokens, Depth: s.Depth, Answer: s.Answer, Output: out, Correct: ok, Density: sum.Density, PrefillMs: ms, heads: sum.HeadsPerMethod, exclBy: sum.ExcludedBy})
 	}
 	return nil
 }
@@ -580,16 +586,18 @@ func runTask(ctx context.Context, m *shareprefill.Model, v Variant, task string,
 // query).
 func evalNeedle(ctx context.Context, m *shareprefill.Model, s *NeedleSample) (Sample, error) {
 	m.Engine.Reset()
+	t0 := time.Now()
 	logits, err := m.Engine.Prefill(ctx, s.prompt)
 	if err != nil {
 		return Sample{}, err
 	}
+	ms := float64(time.Since(t0).Microseconds()) / 1e3
 	sum, err := attnSummary(m)
 	if err != nil {
 		return Sample{}, err
 	}
 	out := Sample{ID: fmt.Sprintf("%s/%d/%d", s.Task, s.N, s.Index), Task: s.Task, N: s.N, Tokens: s.Tokens, Depth: s.Depth,
-		Correct: true, Density: sum.Density, heads: sum.HeadsPerMethod, exclBy: sum.ExcludedBy}
+		Correct: true, Density: sum.Density, PrefillMs: ms, heads: sum.HeadsPerMethod, exclBy: sum.ExcludedBy}
 	var answers, outputs []string
 	for j, ans := range s.answer {
 		hit := true
@@ -645,15 +653,17 @@ func attnRules(m *shareprefill.Model) string {
 // greedy prefills ids on an empty cache and decodes up to maxNew tokens
 // greedily (stopping at EOS); it returns the text and the prefill's
 // attention summary.
-func greedy(ctx context.Context, m *shareprefill.Model, ids []int, maxNew int) (string, AttnSummary, error) {
+func greedy(ctx context.Context, m *shareprefill.Model, ids []int, maxNew int) (string, AttnSummary, float64, error) {
 	m.Engine.Reset()
+	t0 := time.Now()
 	logits, err := m.Engine.Prefill(ctx, ids)
 	if err != nil {
-		return "", AttnSummary{}, err
+		return "", AttnSummary{}, 0, err
 	}
+	ms := float64(time.Since(t0).Microseconds()) / 1e3
 	sum, err := attnSummary(m)
 	if err != nil {
-		return "", AttnSummary{}, err
+		return "", AttnSummary{}, 0, err
 	}
 	stop := map[int]bool{}
 	if e := m.Tok.EOS(); e >= 0 {
@@ -673,10 +683,10 @@ func greedy(ctx context.Context, m *shareprefill.Model, ids []int, maxNew int) (
 			break
 		}
 		if logits, err = m.Engine.Decode(ctx, id); err != nil {
-			return "", AttnSummary{}, err
+			return "", AttnSummary{}, 0, err
 		}
 	}
-	return m.Tok.Decode(out), sum, nil
+	return m.Tok.Decode(out), sum, ms, nil
 }
 
 func argmax(v []float32) int {
@@ -845,6 +855,7 @@ func finishAccuracy(res *AccuracyResults, ablations []Variant) {
 				t.Correct++
 			}
 			t.Density += s.Density
+			t.PrefillMs += s.PrefillMs
 			for m, c := range s.heads {
 				t.HeadsPerMethod[m] += float64(c)
 			}
@@ -879,6 +890,7 @@ func finishAccuracy(res *AccuracyResults, ablations []Variant) {
 		t.Accuracy = float64(t.Correct) / nn
 		t.CI = Wilson(t.Correct, len(ss))
 		t.Density /= nn
+		t.PrefillMs /= nn
 		for m := range t.HeadsPerMethod {
 			t.HeadsPerMethod[m] /= nn
 		}

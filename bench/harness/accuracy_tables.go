@@ -77,7 +77,7 @@ func retrievalTable(title string, rows []TaskSummary) *Table {
 	if len(rows) == 0 {
 		return nil
 	}
-	t := &Table{Title: title, Header: []string{"task", "n", "method", "correct/total", "accuracy [95 % CI]", "vs dense: +/−, McNemar p", "density", "heads per method (mean per prefill)"},
+	t := &Table{Title: title, Header: []string{"task", "n", "method", "correct/total", "accuracy [95 % CI]", "vs dense: +/−, McNemar p", "density", "prefill ms", "heads per method (mean per prefill)"},
 		Foot: "Accuracy interval: Wilson 95 %. vs dense: samples this method answers and dense does not (+) and the reverse (−), on the same samples; p: McNemar's exact two-sided test. n = all pools every length."}
 	for _, s := range rows {
 		acc := ciString(s.Accuracy, s.CI, 3)
@@ -88,7 +88,7 @@ func retrievalTable(title string, rows []TaskSummary) *Table {
 			}
 			acc += " (per query " + strings.Join(q, "/") + ")"
 		}
-		t.Add(s.Task, nString(s.N), s.Method, fmt.Sprintf("%d/%d", s.Correct, s.Total), acc, pairedString(s.Gains, s.Losses, s.P), f(s.Density, 3), meanHeads(s.HeadsPerMethod))
+		t.Add(s.Task, nString(s.N), s.Method, fmt.Sprintf("%d/%d", s.Correct, s.Total), acc, pairedString(s.Gains, s.Losses, s.P), f(s.Density, 3), f(s.PrefillMs, 1), meanHeads(s.HeadsPerMethod))
 	}
 	return t
 }
@@ -118,11 +118,11 @@ func ablationTable(res *AccuracyResults) *Table {
 	if len(res.Ablations) == 0 {
 		return nil
 	}
-	t := &Table{Title: "Ablations (the same samples, every length pooled)", Header: []string{"variant", "what", "task", "accuracy [95 % CI]", "vs dense: +/−, p", "vs share: +/−, p", "density", "heads per method (mean per prefill)", "interpretation"},
-		Foot: "The first rows are the main methods on the same task. p: McNemar's exact two-sided test on the paired samples."}
+	t := &Table{Title: "Ablations (the same samples, every length pooled)", Header: []string{"variant", "what", "task", "accuracy [95 % CI]", "vs dense: +/−, p", "vs share: +/−, p", "density", "prefill ms", "heads per method (mean per prefill)", "interpretation"},
+		Foot: "The first rows are the main methods on the same task. p: McNemar's exact two-sided test on the paired samples. prefill ms: mean wall time of the prompt prefills (planning included); rows with a sample subset average over fewer, equally spread samples."}
 	for _, a := range res.Ablations {
 		t.Add(a.Label, a.What, a.Task, ciString(a.Accuracy, a.CI, 3), pairedString(a.Gains, a.Losses, a.P),
-			pairedString(a.GainsVsShare, a.LossesVsShare, a.PVsShare), f(a.Density, 3), meanHeads(a.HeadsPerMethod), a.Interpretation)
+			pairedString(a.GainsVsShare, a.LossesVsShare, a.PVsShare), f(a.Density, 3), f(a.PrefillMs, 1), meanHeads(a.HeadsPerMethod), a.Interpretation)
 	}
 	return t
 }
