@@ -72,11 +72,12 @@ if go_on calibrate 400; then
 fi
 
 if go_on oracle 300; then
-	step "oracle: transformers fp32/fp16 references"
-	timeout 110 python3 bench/peers/hf_oracle.py --out $S/oracle --lens "${ORACLE_LENS:-64,256,1024,4096,8192}" \
-		--model $M --heldout $C/heldout.json --model-lens "${ORACLE_MODEL_LENS:-512,2048,8192,16384}" 2>&1 | tee "$O/oracle-hf.log" | grep -v Warning
-	step "oracle: ours on the same cases"
-	timeout 70 $BIN bench accuracy --oracle $S/oracle --json "$O/oracle.json" --md "$O/oracle.md" 2>&1 | tail -25
+	step "oracle: transformers fp32/fp16 references, then ours on the same cases"
+	timeout 180 python3 bench/peers/hf_oracle.py --out $S/oracle --lens "${ORACLE_LENS:-64,256,1024,4096,8192}" \
+		--model $M --heldout $C/heldout.json --model-lens "${ORACLE_MODEL_LENS:-512,2048,8192,16384}" \
+		--ours $BIN --json "$O/oracle.json" --md "$O/oracle.md" > "$O/oracle.log" 2>&1
+	echo "exit $?"
+	grep -vi warn "$O/oracle.log" | tail -30
 fi
 
 if go_on suite 120; then

@@ -22,13 +22,20 @@ logits [len(positions), vocab], row-major, little-endian. Positions: every
 position up to --positions tokens, else --positions evenly spaced ones with
 the last. Relative error = ||x - ref|| / ||ref|| over the stored positions.
 
+With --ours BIN (our prebuilt binary, e.g. bin/shareprefill) the script then
+runs `BIN bench accuracy --oracle OUT` itself, writing --json/--md: the whole
+comparison in one command, with no Go toolchain on the machine.
+
 Usage: python3 bench/peers/hf_oracle.py --out DIR [--shapes llama3.2-1b,mha-d64]
        [--lens 64,256,1024,4096,8192] [--layers 2] [--positions 128]
        [--model DIR --heldout FILE --model-lens 512,2048,8192,16384]
+       [--ours bin/shareprefill --json oracle.json --md oracle.md]
 """
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -204,6 +211,9 @@ def main():
     ap.add_argument("--model", default="", help="a trained model directory (bench-lm-8k)")
     ap.add_argument("--heldout", default="", help="its held-out file (shareprefill bench accuracy --write-heldout)")
     ap.add_argument("--model-lens", default="512,2048,8192,16384")
+    ap.add_argument("--ours", default="", help="our binary: run `OURS bench accuracy --oracle OUT` afterwards")
+    ap.add_argument("--json", default="", help="with --ours: the comparison report (JSON)")
+    ap.add_argument("--md", default="", help="with --ours: the comparison tables (Markdown)")
     a = ap.parse_args()
     if a.n:
         a.lens = str(a.n)
@@ -217,6 +227,14 @@ def main():
         if not a.heldout:
             ap.error("--model needs --heldout")
         model_cases(a, versions)
+    if a.ours:
+        cmd = [a.ours, "bench", "accuracy", "--oracle", a.out]
+        if a.json:
+            cmd += ["--json", a.json]
+        if a.md:
+            cmd += ["--md", a.md]
+        print("running", " ".join(cmd), flush=True)
+        sys.exit(subprocess.call(cmd))
 
 
 if __name__ == "__main__":
