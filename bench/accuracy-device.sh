@@ -60,7 +60,7 @@ fi
 CL=bench/clusters-bench-lm-8k.json
 mkdir -p "$O/clusters"
 
-if go_on calibrate 400; then
+if go_on calibrate 300; then
 	step "calibrate: pooled maps, autoencoder cut at 4 and 8 clusters"
 	for spec in "pooled --representation pooled --target-clusters 2" "k4 --target-clusters 4" "k8 --target-clusters 8"; do
 		set -- $spec
@@ -71,7 +71,7 @@ if go_on calibrate 400; then
 	ls -la "$O/clusters"
 fi
 
-if go_on oracle 300; then
+if go_on oracle 250; then
 	step "oracle: transformers fp32/fp16 references, then ours on the same cases"
 	timeout 180 python3 bench/peers/hf_oracle.py --out $S/oracle --lens "${ORACLE_LENS:-64,256,1024,4096,8192}" \
 		--model $M --heldout $C/heldout.json --model-lens "${ORACLE_MODEL_LENS:-512,2048,8192,16384}" \
@@ -80,7 +80,7 @@ if go_on oracle 300; then
 	grep -vi warn "$O/oracle.log" | tail -30
 fi
 
-if go_on suite 120; then
+if go_on suite 60; then
 	budget=$((DEADLINE - SECONDS - 40))
 	step "suite bench-lm-8k (budget ${budget} s for starting jobs)"
 	alt=""
