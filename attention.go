@@ -57,9 +57,13 @@ func (s sparseStats) JSON() ([]byte, error) {
 
 // NewPlanner builds the share planner for an attention kind: "vs"
 // (MInference vertical-slash), "flex" (FlexPrefill) or "share"
-// (SharePrefill, with the cluster file at clusters, or none). preset is
-// "paper" (default) or "release".
+// (SharePrefill, with the cluster file at clusters, or none). preset is a
+// share.Preset spec: "paper" (default), "release" or "flex", optionally with
+// knob overrides; "flex" defaults to "flex" (FlexPrefill's own defaults).
 func NewPlanner(kind, preset, clusters string, cfg *model.Config) (share.Planner, error) {
+	if kind == "flex" && strings.TrimSpace(preset) == "" {
+		preset = "flex"
+	}
 	pc, err := share.Preset(preset)
 	if err != nil {
 		return nil, fmt.Errorf("--preset: %w", err)

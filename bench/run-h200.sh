@@ -20,7 +20,8 @@
 #   gen-8b       bench gen-model --shape llama3-8b --layers 2 (random weights) into $SCRATCH
 #   prefill-8b   bench prefill on it, then bench/peers/hf_prefill.py       → prefill-8b{,-hf}.json
 #   prefill-lm   the same on bench-lm-8k with held-out Go text            → prefill-lm{,-hf}.json
-#   accuracy     bench accuracy on bench-lm-8k (perplexity, passkey, kv, secret) → accuracy.json
+#   accuracy     bench accuracy on bench-lm-8k (perplexity, secret, passkey, kv) → accuracy.json
+#                (the full suite with intervals and ablations: bench/accuracy-device.sh)
 #   compare      shareprefill bench compare over every pair               → compare.md
 #
 # Each stage fits one 10-minute device call at the default sizes; run them in
@@ -32,7 +33,7 @@
 #   RES       results directory (default: $OUT, the device tool's return folder, else out/h200)
 #   SCRATCH   big intermediate files: masks, models (default: out/scratch; never returned)
 #   QUICK=1   short lengths everywhere (a smoke run of a few minutes)
-#   KLENS PLENS8B PLENSLM ALENS   override the length lists; DEPTHS, TRIALS the retrieval samples
+#   KLENS PLENS8B PLENSLM ALENS   override the length lists; SAMPLES (secret), DEPTHS, TRIALS (passkey, kv) the retrieval samples
 #   KFLAGS    extra flags for bench kernels (e.g. "--matmul-m none")
 #   METHODS   attention methods (default dense,vs,flex,share)
 #   CLUSTERS  SharePrefill cluster file for bench-lm-8k (method share; default: none)
@@ -130,8 +131,8 @@ stage_accuracy() {
 	lm_model
 	log "accuracy, bench-lm-8k"
 	# shellcheck disable=SC2046
-	$BIN bench accuracy --model "$MLM" --corpus "$CORPUS" --lens "$ALENS" --methods "$METHODS" $(share_flags) \
-		--tasks passkey,kv,secret --depths "$DEPTHS" --trials "$TRIALS" --ppl-windows 2 \
+	$BIN bench accuracy --model "$MLM" --heldout "$CORPUS" --lens "$ALENS" --methods "$METHODS" $(share_flags) \
+		--tasks secret,passkey,kv --samples "${SAMPLES:-20}" --depths "$DEPTHS" --trials "$TRIALS" --ppl-lens "$ALENS" --ppl-windows 4 --ablations none \
 		--json "$RES/accuracy.json" --md "$RES/accuracy.md" --plots "$RES/plots/accuracy"
 }
 

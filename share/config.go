@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -59,6 +60,20 @@ func (d ExclusionDist) String() string {
 		return "pooled"
 	}
 	return fmt.Sprintf("ExclusionDist(%d)", int(d))
+}
+
+// Symbol names the distribution in formulas: V (block vertical of the last
+// B queries), S (block slash) or â (pooled estimate).
+func (d ExclusionDist) Symbol() string {
+	switch d {
+	case DistVertical:
+		return "V"
+	case DistSlash:
+		return "S"
+	case DistPooled:
+		return "â"
+	}
+	return d.String()
 }
 
 // ShareScope selects which clusters may elect a pivot (docs/algorithm.md#presets).
@@ -121,10 +136,14 @@ type Config struct {
 	// DenseBelow makes every head dense when n < DenseBelow ([project],
 	// default 0: never). It exists only to measure the crossover length.
 	DenseBelow int
+	// ShortBypass is FlexPrefill's short-prompt bypass: every head is dense
+	// when n ≤ ShortBypassLen() = max(2B, ⌈MinBudget/B⌉·B) (on in the
+	// "flex" preset only). SharePrefill's release has no bypass (§3.0).
+	ShortBypass bool
 }
 
-// PresetNames lists the names accepted by Preset.
-var PresetNames = []string{"paper", "release"}
+// PresetNames lists the base names accepted by Preset.
+var PresetNames = []string{"paper", "release", "flex"}
 
 // DefaultConfig returns the "paper" preset.
 func DefaultConfig() Config {
@@ -132,13 +151,23 @@ func DefaultConfig() Config {
 	return c
 }
 
-// Preset returns the named knob set of docs/algorithm.md#presets: "paper" (the
-// default; an empty name selects it) or "release" (the official evaluation
-// scripts).
-func Preset(name string) (Config, error) {
-	switch strings.ToLower(strings.TrimSpace(name)) {
+// Preset returns a named knob set, optionally with overrides:
+//
+//	base[:knob=value[,knob=value...]]
+//
+// The bases are "paper" (the default; an empty spec selects it) and
+// "release", SharePrefill's two presets of docs/algorithm.md#presets, and "flex",
+// FlexPrefill's own defaults (FlexConfig). Overrides name the knobs as
+// PresetKnobs lists them, e.g. "paper:exclusion=none" (the ablation without
+// sparse-head exclusion) or "release:gamma=0.9,tau_share=0.2". The result
+// is validated.
+func Preset(spec string) (Config, error) {
+	spec = strings.TrimSpace(spec)
+	base, over, _ := strings.Cut(spec, ":")
+	var c Config
+	switch strings.ToLower(strings.TrimSpace(base)) {
 	case "", "paper":
-		return Config{
+		c = Config{
 			BlockSize:     128,
 			MinBudget:     1024,
 			Gamma:         0.9,
@@ -149,9 +178,9 @@ func Preset(name string) (Config, error) {
 			TauFallback:   0.95, // unused under JSUniform
 			TauQuery:      0,
 			ShareScope:    ScopeAll,
-		}, nil
+		}
 	case "release":
-		return Config{
+		c = Config{
 			BlockSize:     128,
 			MinBudget:     1024,
 			Gamma:         0.95,
@@ -162,9 +191,168 @@ func Preset(name string) (Config, error) {
 			TauFallback:   0.95,
 			TauQuery:      0.1,
 			ShareScope:    ScopeSharedClusters,
-		}, nil
+		}
+	case "flex":
+		c = FlexConfig()
+	default:
+		return Config{}, fmt.Errorf("share: unknown preset %q (want one of %s, optionally followed by :knob=value,...)", base, strings.Join(PresetNames, ", "))
 	}
-	return Config{}, fmt.Errorf("share: unknown preset %q (want one of %s)", name, strings.Join(PresetNames, ", "))
+	if strings.TrimSpace(over) != "" {
+		for _, kv := range strings.Split(over, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return Config{}, fmt.Errorf("share: preset %q: override %q is not knob=value", spec, kv)
+			}
+			if err := c.setKnob(strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)); err != nil {
+				return Config{}, fmt.Errorf("share: preset %q: %w", spec, err)
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("share: preset %q: %w", spec, err)
+	}
+	return c, nil
+}
+
+// FlexConfig returns FlexPrefill's own defaults (arXiv 2502.20766, ICLR'25;
+// bytedance/FlexPrefill at a24b27bf): block 128, γ = 0.9, τ = 0.1 (the
+// query-aware gate JSD(â, V) < τ), min_budget 1024 tokens, no max_budget,
+// and the short-prompt dense bypass (ShortBypass: every head dense when
+// n ≤ max(2B, ⌈min_budget/B⌉·B), 1024 tokens here), which
+// flex_prefill_attention applies before any estimate. γ = 0.9 and τ = 0.1
+// are the library README's values and those of the paper's scripts for
+// Yi-9B-200K and Qwen2-7B (experiments/scripts/flex_prefill/*.sh; the
+// scripts use γ = 0.95 for Llama-3.1-8B and GLM-4-9B-1M); min_budget 1024
+// is the scripts' value (the README example uses 512). FlexPrefill has no
+// clusters and no exclusion: Exclusion is ExcludeNone and TauShare,
+// Delta and TauFallback are unused.
+func FlexConfig() Config {
+	return Config{
+		BlockSize:     128,
+		MinBudget:     1024,
+		Gamma:         0.9,
+		TauShare:      0, // unused: no clusters
+		Exclusion:     ExcludeNone,
+		Delta:         0.3, // unused
+		ExclusionDist: DistVertical,
+		TauFallback:   0.95, // unused
+		TauQuery:      0.1,
+		ShareScope:    ScopeAll,
+		ShortBypass:   true,
+	}
+}
+
+// PresetKnobs are the override names of Preset, in Config field order.
+var PresetKnobs = []string{"block", "min_budget", "max_budget", "gamma", "tau_share", "exclusion", "delta",
+	"exclusion_dist", "tau_fallback", "tau_query", "share_scope", "vs_ratio_compat", "nan_compat", "dense_below", "short_bypass"}
+
+// setKnob sets one knob from its override name and text value.
+func (c *Config) setKnob(k, v string) error {
+	num := func(dst *float64) error {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("knob %s: %q is not a number", k, v)
+		}
+		*dst = x
+		return nil
+	}
+	integer := func(dst *int) error {
+		x, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("knob %s: %q is not an integer", k, v)
+		}
+		*dst = x
+		return nil
+	}
+	boolean := func(dst *bool) error {
+		x, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("knob %s: %q is not true or false", k, v)
+		}
+		*dst = x
+		return nil
+	}
+	switch k {
+	case "block":
+		return integer(&c.BlockSize)
+	case "min_budget":
+		return integer(&c.MinBudget)
+	case "max_budget":
+		return integer(&c.MaxBudget)
+	case "gamma":
+		return num(&c.Gamma)
+	case "tau_share":
+		return num(&c.TauShare)
+	case "exclusion":
+		return c.Exclusion.UnmarshalText([]byte(v))
+	case "delta":
+		return num(&c.Delta)
+	case "exclusion_dist":
+		return c.ExclusionDist.UnmarshalText([]byte(v))
+	case "tau_fallback":
+		return num(&c.TauFallback)
+	case "tau_query":
+		return num(&c.TauQuery)
+	case "share_scope":
+		return c.ShareScope.UnmarshalText([]byte(v))
+	case "vs_ratio_compat":
+		return boolean(&c.VSRatioCompat)
+	case "nan_compat":
+		return boolean(&c.NaNCompat)
+	case "dense_below":
+		return integer(&c.DenseBelow)
+	case "short_bypass":
+		return boolean(&c.ShortBypass)
+	}
+	return fmt.Errorf("unknown knob %q (want one of %s)", k, strings.Join(PresetKnobs, ", "))
+}
+
+// ShortBypassLen is the longest prompt that FlexPrefill's short-prompt
+// bypass computes densely: max(2B, ⌈MinBudget/B⌉·B) tokens.
+func (c *Config) ShortBypassLen() int {
+	return max(2*c.BlockSize, ceilDiv(c.MinBudget, c.BlockSize)*c.BlockSize)
+}
+
+// DenseFor says whether a prompt of n tokens skips planning and runs every
+// head densely: n < DenseBelow, or, with ShortBypass, n ≤ ShortBypassLen().
+func (c *Config) DenseFor(n int) bool {
+	return n < c.DenseBelow || (c.ShortBypass && n <= c.ShortBypassLen())
+}
+
+// DenseReason is the statistics reason of a call of n tokens that DenseFor
+// makes dense.
+func (c *Config) DenseReason(n int) string {
+	if c.ShortBypass && n <= c.ShortBypassLen() {
+		return fmt.Sprintf("short-prompt bypass: n = %d ≤ max(2B, ⌈min_budget/B⌉·B) = %d", n, c.ShortBypassLen())
+	}
+	return fmt.Sprintf("n = %d below DenseBelow = %d", n, c.DenseBelow)
+}
+
+// ExclusionKey is the short name of the exclusion rule in the statistics
+// (HeadStat.ExcludedBy, Summary.ExcludedBy): "js-uniform(V)" (or (S), (â))
+// or "vs-coverage"; "" for ExcludeNone.
+func (c *Config) ExclusionKey() string {
+	switch c.Exclusion {
+	case ExcludeJSUniform:
+		return "js-uniform(" + c.ExclusionDist.Symbol() + ")"
+	case ExcludeVSCoverage:
+		return "vs-coverage"
+	}
+	return ""
+}
+
+// ExclusionRule describes the exclusion test in words, naming the
+// distribution it tests, as the statistics report it.
+func (c *Config) ExclusionRule() string {
+	switch c.Exclusion {
+	case ExcludeJSUniform:
+		return fmt.Sprintf("js-uniform: a head is excluded (VS with γ budgets, never pivot or shared) when JSD(%s, U) > δ = %g, U the token-uniform distribution pooled to blocks", c.ExclusionDist.Symbol(), c.Delta)
+	case ExcludeVSCoverage:
+		return fmt.Sprintf("vs-coverage: a cluster stops sharing when its pivot's own γ-budget VS set covers vs_ratio ≥ τ_f = %g of the pivot's exact block map; later members take VS with γ budgets", c.TauFallback)
+	case ExcludeNone:
+		return "none: no head is excluded"
+	}
+	return c.Exclusion.String()
 }
 
 // jsdMax is the largest possible JSD with the natural log: √ln2.

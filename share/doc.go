@@ -10,8 +10,10 @@
 // exact block map Â, which the caller hands back through ObserveMap.
 //
 // Planners: SharePrefill (cluster-aware sharing with a per-call pivot
-// dictionary), FlexPrefill (SharePrefill without clusters), VerticalSlash
-// (MInference, fixed budgets mapped to the block grid) and Dense.
+// dictionary), FlexPrefill (the same online phase without clusters; its own
+// defaults, short-prompt bypass included, are FlexConfig, the "flex"
+// preset), VerticalSlash (MInference, fixed budgets mapped to the block
+// grid) and Dense. Preset names the knob sets and takes overrides.
 //
 // The package also holds the float64 CPU references that the GPU kernels
 // are tested against: EstimateRef/EstimateHeadRef (V, S, budgets, â, M,

@@ -151,15 +151,19 @@ type QueryAwareSelector interface {
 
 // HeadStat records the decision for one head.
 type HeadStat struct {
-	Head     int     `json:"head"`
-	Method   Method  `json:"method"`
-	Excluded bool    `json:"excluded,omitempty"`
-	Cluster  string  `json:"cluster,omitempty"`
-	Reason   string  `json:"reason,omitempty"`
-	Blocks   int     `json:"blocks"`
-	Density  float64 `json:"density"`
-	Nv       int     `json:"nv,omitempty"`
-	Ns       int     `json:"ns,omitempty"`
+	Head     int    `json:"head"`
+	Method   Method `json:"method"`
+	Excluded bool   `json:"excluded,omitempty"`
+	// ExcludedBy names the exclusion rule that kept the head out of
+	// sharing (Config.ExclusionKey): "js-uniform(V)" for an excluded head,
+	// "vs-coverage" for a member whose pivot's vs_ratio reached τ_f.
+	ExcludedBy string  `json:"excluded_by,omitempty"`
+	Cluster    string  `json:"cluster,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+	Blocks     int     `json:"blocks"`
+	Density    float64 `json:"density"`
+	Nv         int     `json:"nv,omitempty"`
+	Ns         int     `json:"ns,omitempty"`
 	// Diagnostic divergences; nil when not evaluated or NaN (compat mode).
 	JSDQuery   *float64 `json:"jsd_query,omitempty"`
 	JSDUniform *float64 `json:"jsd_uniform,omitempty"`
@@ -186,16 +190,26 @@ type LayerStat struct {
 type Summary struct {
 	HeadsPerMethod map[string]int `json:"heads_per_method"`
 	Excluded       int            `json:"excluded"`
-	MeanDensity    float64        `json:"mean_density"`
-	PlanCPU        time.Duration  `json:"plan_cpu_ns"`
-	EstimateGPU    time.Duration  `json:"estimate_gpu_ns"`
-	AttentionGPU   time.Duration  `json:"attention_gpu_ns"`
+	// ExcludedBy counts the heads each exclusion rule kept out of sharing
+	// (HeadStat.ExcludedBy).
+	ExcludedBy   map[string]int `json:"excluded_by,omitempty"`
+	MeanDensity  float64        `json:"mean_density"`
+	PlanCPU      time.Duration  `json:"plan_cpu_ns"`
+	EstimateGPU  time.Duration  `json:"estimate_gpu_ns"`
+	AttentionGPU time.Duration  `json:"attention_gpu_ns"`
 }
 
 // Stats records one prefill call.
 type Stats struct {
-	Planner    string      `json:"planner"`
-	Note       string      `json:"note,omitempty"`
+	Planner string `json:"planner"`
+	Note    string `json:"note,omitempty"`
+	// Scope says which clusters of the cluster file may elect a pivot and
+	// whether its shared_clusters list is honoured or ignored
+	// (SharePrefill with a cluster file only).
+	Scope string `json:"scope,omitempty"`
+	// Exclusion states the exclusion rule and the distribution it tests
+	// (Config.ExclusionRule); empty for planners without one.
+	Exclusion  string      `json:"exclusion,omitempty"`
 	N          int         `json:"n"`
 	NB         int         `json:"nb"`
 	BlockSize  int         `json:"block_size"`
@@ -251,6 +265,12 @@ func (s *Stats) Summarize() *Summary {
 			sum.HeadsPerMethod[h.Method.String()]++
 			if h.Excluded {
 				sum.Excluded++
+			}
+			if h.ExcludedBy != "" {
+				if sum.ExcludedBy == nil {
+					sum.ExcludedBy = map[string]int{}
+				}
+				sum.ExcludedBy[h.ExcludedBy]++
 			}
 			dens += h.Density
 			cnt++

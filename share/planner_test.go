@@ -79,7 +79,7 @@ func TestPatternsSelectExpectedBlocks(t *testing.T) {
 			if d := hp.List.Density(); d > 0.25 {
 				t.Errorf("%s/%s: density %.3f, want a sparse list", tc.name, preset, d)
 			}
-			if !strings.Contains(p.Stats().Note, "equivalent to FlexPrefill") {
+			if p.Stats().Note != NoClusterNote {
 				t.Errorf("missing no-cluster note: %q", p.Stats().Note)
 			}
 		}
@@ -513,5 +513,171 @@ func TestPresetsAndValidate(t *testing.T) {
 		if strings.Contains(string(b), "(") {
 			t.Fatalf("enum %v encodes as %s", v, b)
 		}
+	}
+}
+
+// TestPresetSpecs: the three bases, FlexPrefill's own defaults and the
+// knob overrides.
+func TestPresetSpecs(t *testing.T) {
+	f, err := Preset("flex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Gamma != 0.9 || f.TauQuery != 0.1 || f.MinBudget != 1024 || f.BlockSize != 128 || !f.ShortBypass || f.Exclusion != ExcludeNone {
+		t.Fatalf("flex preset %+v", f)
+	}
+	if f.ShortBypassLen() != 1024 || !f.DenseFor(1024) || f.DenseFor(1025) {
+		t.Fatalf("flex bypass: len %d, dense(1024) %v, dense(1025) %v", f.ShortBypassLen(), f.DenseFor(1024), f.DenseFor(1025))
+	}
+	p, _ := Preset("paper")
+	if p.DenseFor(100) || p.ShortBypass {
+		t.Fatal("paper preset must not bypass short prompts")
+	}
+	c, err := Preset(" release : exclusion=none, gamma=0.9,tau_share=0.25,share_scope=all,short_bypass=true,dense_below=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Exclusion != ExcludeNone || c.Gamma != 0.9 || c.TauShare != 0.25 || c.ShareScope != ScopeAll || !c.ShortBypass || c.DenseBelow != 7 || c.TauQuery != 0.1 {
+		t.Fatalf("overrides not applied: %+v", c)
+	}
+	if c, _ := Preset("paper:exclusion_dist=slash,delta=0.5"); c.ExclusionKey() != "js-uniform(S)" || !strings.Contains(c.ExclusionRule(), "JSD(S, U) > δ = 0.5") {
+		t.Fatalf("exclusion naming: %q / %q", c.ExclusionKey(), c.ExclusionRule())
+	}
+	for _, bad := range []string{"paper:gamma", "paper:gamma=x", "paper:nope=1", "paper:gamma=1.5", "paper:exclusion=some", "flexible"} {
+		if _, err := Preset(bad); err == nil {
+			t.Errorf("Preset(%q) accepted", bad)
+		}
+	}
+}
+
+// TestFlexShortBypass: FlexPrefill plans every head dense up to
+// max(2B, ⌈min_budget/B⌉·B) tokens and plans from the next token on;
+// SharePrefill's presets never bypass.
+func TestFlexShortBypass(t *testing.T) {
+	for _, tc := range []struct {
+		preset    string
+		n         int
+		wantDense bool
+	}{
+		{"flex", 32, true}, // B = 16, min_budget 32: bypass up to 32 tokens
+		{"flex", 33, false},
+		{"flex:min_budget=64", 64, true},
+		{"flex:min_budget=64", 65, false},
+		{"paper", 20, false},
+		{"release", 20, false},
+	} {
+		cfg := smallCfg(t, tc.preset)
+		if strings.Contains(tc.preset, "min_budget=64") {
+			cfg.MinBudget = 64
+		}
+		p, err := NewFlexPrefill(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans := runPlanner(t, p, [][]headQK{{randomHead(tc.n, 8, 0.3, 1)}}, optFor(cfg))
+		dense := plans[0].Heads[0].Method == MethodDense
+		if dense != tc.wantDense {
+			t.Errorf("%s n=%d: method %v, want dense %v", tc.preset, tc.n, plans[0].Heads[0].Method, tc.wantDense)
+		}
+		if dense && !strings.Contains(p.Stats().Layers[0].Heads[0].Reason, "short-prompt bypass") {
+			t.Errorf("%s n=%d: reason %q", tc.preset, tc.n, p.Stats().Layers[0].Heads[0].Reason)
+		}
+		if dense {
+			if qa, err := p.QueryAwareHeads(nil); err != nil || qa != nil {
+				t.Errorf("%s n=%d: a bypassed call selects query-aware heads %v (%v)", tc.preset, tc.n, qa, err)
+			}
+		}
+	}
+}
+
+// TestEachPresetPlans runs the CPU planner of every preset on one model and
+// checks what sets each apart: paper ignores shared_clusters and says so,
+// excluding by JSD(V, U); release honours them and counts the members its
+// vs_ratio rule keeps from sharing; flex has no clusters, takes the
+// query-aware path on near-uniform heads and reports no exclusion.
+func TestEachPresetPlans(t *testing.T) {
+	const n, d = 400, 16
+	uni := randomHead(n, d, 0.05, 1) // near-uniform: query-aware under τ = 0.1
+	broad := randomHead(n, d, 0.3, 2)
+	stripe := stripeHead(n, d, 250, 60, 3)
+	layers := [][]headQK{{stripe, broad, uni}, {broad, broad, uni}, {broad, stripe, uni}}
+	cl := map[string][]HeadRef{"1": {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {2, 1}}, "2": {{1, 1}, {2, 2}}, "3": {{0, 2}, {1, 2}}}
+	for _, preset := range []string{"paper", "release", "flex"} {
+		cfg := smallCfg(t, preset)
+		var (
+			p   *SharePrefill
+			err error
+		)
+		if preset == "flex" {
+			p, err = NewFlexPrefill(cfg)
+		} else {
+			p, err = NewSharePrefill(cfg, clusterFile([]string{"1"}, cl))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans := runPlanner(t, p, layers, optFor(cfg))
+		st := p.Stats()
+		sum := st.Summarize()
+		for _, plan := range plans {
+			for h, hp := range plan.Heads {
+				checkListInvariants(t, preset, hp.List)
+				if preset == "flex" && (hp.Method == MethodPivot || hp.Method == MethodShared || hp.Cluster != "") {
+					t.Errorf("flex: head %d of layer %d has method %v cluster %q", h, plan.Layer, hp.Method, hp.Cluster)
+				}
+			}
+		}
+		t.Logf("%s: %s; excluded_by %v; scope %q", preset, st, sum.ExcludedBy, st.Scope)
+		switch preset {
+		case "paper":
+			if !strings.Contains(st.Scope, "shared_clusters (1 of 3 clusters) are ignored") {
+				t.Errorf("paper: scope %q does not say shared_clusters are ignored", st.Scope)
+			}
+			if sum.Excluded == 0 || sum.ExcludedBy["js-uniform(V)"] != sum.Excluded || !strings.Contains(st.Exclusion, "JSD(V, U) > δ = 0.3") {
+				t.Errorf("paper: excluded %d, by rule %v, rule %q", sum.Excluded, sum.ExcludedBy, st.Exclusion)
+			}
+			if sum.HeadsPerMethod["pivot"] < 2 {
+				t.Errorf("paper: %d pivots, want one per cluster with eligible members outside shared_clusters too", sum.HeadsPerMethod["pivot"])
+			}
+		case "release":
+			if !strings.Contains(st.Scope, "the 1 of 3 clusters in the file's shared_clusters may elect a pivot") {
+				t.Errorf("release: scope %q", st.Scope)
+			}
+			if sum.HeadsPerMethod["pivot"] != 1 || sum.Excluded != 0 || !strings.Contains(st.Exclusion, "vs_ratio ≥ τ_f = 0.95") {
+				t.Errorf("release: heads %v excluded %d rule %q", sum.HeadsPerMethod, sum.Excluded, st.Exclusion)
+			}
+			for l, ls := range st.Layers {
+				for _, hs := range ls.Heads {
+					if hs.Reason == "pivot vs_ratio ≥ τ_f" && hs.ExcludedBy != "vs-coverage" {
+						t.Errorf("release: layer %d head %d kept from sharing by vs_ratio but excluded_by %q", l, hs.Head, hs.ExcludedBy)
+					}
+				}
+			}
+		case "flex":
+			if sum.HeadsPerMethod["query-aware"] == 0 || len(sum.ExcludedBy) != 0 || st.Note != NoClusterNote || st.Scope != "" || !strings.HasPrefix(st.Exclusion, "none") {
+				t.Errorf("flex: heads %v excluded_by %v note %q rule %q", sum.HeadsPerMethod, sum.ExcludedBy, st.Note, st.Exclusion)
+			}
+		}
+	}
+}
+
+// TestVSCoverageCountsExcluded: the release rule's refusals are counted per
+// rule in the summary.
+func TestVSCoverageCountsExcluded(t *testing.T) {
+	cfg := smallCfg(t, "release")
+	cfg.TauQuery = 0
+	uni := randomHead(300, 16, 0.3, 1)
+	p, _ := NewSharePrefill(cfg, clusterFile([]string{"9"}, map[string][]HeadRef{"9": {{0, 0}, {1, 0}, {2, 0}}}))
+	runPlanner(t, p, [][]headQK{{uni}, {uni}, {uni}}, optFor(cfg))
+	b, err := p.Stats().JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Stats
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Summary.ExcludedBy["vs-coverage"]; got != 2 || back.Summary.Excluded != 0 {
+		t.Fatalf("excluded_by %v, excluded %d: want 2 members refused by vs-coverage, none excluded as sparse", back.Summary.ExcludedBy, back.Summary.Excluded)
 	}
 }

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// NoClusterNote is the statistics note of a SharePrefill planner without a
-// cluster file.
-const NoClusterNote = "no cluster file: every head alone, equivalent to FlexPrefill"
+// NoClusterNote is the statistics note of a SharePrefill or FlexPrefill
+// planner without a cluster file. Such a planner is FlexPrefill only with
+// FlexConfig; with a SharePrefill preset it is the ablation "no sharing".
+const NoClusterNote = "no cluster file: every head alone (no pivot, no sharing)"
 
 // pivotEntry is one entry of the per-call pivot dictionary
 // (docs/algorithm.md#per-call-state).
@@ -50,9 +51,12 @@ func NewSharePrefill(cfg Config, clusters *ClusterFile) (*SharePrefill, error) {
 
 // NewFlexPrefill returns the FlexPrefill planner: SharePrefill without
 // clusters (query-aware heads take the pooled selection plus floor VS, all
-// others VS with γ budgets). Use the "release" preset for FlexPrefill's
-// τ = 0.1 query-aware gate. Unlike the FlexPrefill code there is no
-// short-prompt dense bypass; set DenseBelow for one.
+// others VS with γ budgets). FlexConfig (the "flex" preset) holds
+// FlexPrefill's own defaults: the τ = 0.1 query-aware gate, γ = 0.9 and the
+// short-prompt dense bypass (Config.ShortBypass, applied in PlanLayer: a
+// prompt of at most 1024 tokens gets a dense plan for every head). With
+// another configuration it is SharePrefill's online phase without clusters,
+// not FlexPrefill.
 func NewFlexPrefill(cfg Config) (*SharePrefill, error) {
 	p, err := NewSharePrefill(cfg, nil)
 	if err != nil {
@@ -117,12 +121,47 @@ func (p *SharePrefill) Begin(n, numLayers, numHeads, numKVHeads int) error {
 				p.clusterOf[h.Layer][h.Head] = i
 			}
 		}
+		p.stats.Scope = p.clusters.ScopeNote(p.cfg.ShareScope)
 	}
+	p.stats.Exclusion = p.cfg.ExclusionRule()
 	p.uniform = UniformBlocks(n, p.cfg.BlockSize)
 	p.dict = map[int]*pivotEntry{}
 	p.pending = map[HeadRef]int{}
 	return nil
 }
+
+// ScopeNote says, for the statistics (Stats.Scope), which clusters of f may
+// elect a pivot under scope, and whether f's shared_clusters list is
+// honoured or ignored.
+func (f *ClusterFile) ScopeNote(scope ShareScope) string {
+	shared := map[string]bool{}
+	for _, id := range f.SharedClusters {
+		shared[id] = true
+	}
+	ids := f.IDs()
+	listed := 0
+	for _, id := range ids {
+		if shared[id] {
+			listed++
+		}
+	}
+	return scopeNote(scope, listed, len(ids))
+}
+
+// scopeNote says which clusters may elect a pivot, and whether the file's
+// shared_clusters list is honoured or ignored.
+func scopeNote(scope ShareScope, listed, clusters int) string {
+	if scope == ScopeSharedClusters {
+		return fmt.Sprintf("share scope shared-clusters: the %d of %d clusters in the file's shared_clusters may elect a pivot, the others take VS", listed, clusters)
+	}
+	if listed < clusters {
+		return fmt.Sprintf("share scope all: the cluster file's shared_clusters (%d of %d clusters) are ignored, every cluster may elect a pivot", listed, clusters)
+	}
+	return fmt.Sprintf("share scope all: every one of the %d clusters may elect a pivot", clusters)
+}
+
+// denseReason is the statistics reason of a dense call (Config.DenseFor).
+func (p *SharePrefill) denseReason() string { return p.cfg.DenseReason(p.st.n) }
 
 // checkHead checks the lengths of the estimates a head needs.
 func (p *SharePrefill) checkHead(layer, h int, he *HeadEstimates) error {
@@ -146,9 +185,10 @@ func (p *SharePrefill) queryAware(he *HeadEstimates) (bool, float64) {
 }
 
 // QueryAwareHeads implements QueryAwareSelector: the heads of the layer
-// whose gate JSD(â, V) < τ_q passes (none when τ_q = 0 or n < DenseBelow).
+// whose gate JSD(â, V) < τ_q passes (none when τ_q = 0 or the call is
+// dense, Config.DenseFor).
 func (p *SharePrefill) QueryAwareHeads(est *LayerEstimates) ([]int, error) {
-	if !(p.cfg.TauQuery > 0) || p.st.n < p.cfg.DenseBelow {
+	if !(p.cfg.TauQuery > 0) || p.cfg.DenseFor(p.st.n) {
 		return nil, nil
 	}
 	if err := p.st.checkLayer(p.name, est.Layer, est, true); err != nil {
@@ -181,7 +221,7 @@ func (p *SharePrefill) exclusionDist(he *HeadEstimates) []float64 {
 // PlanLayer implements Planner (docs/algorithm.md#roles).
 func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, error) {
 	start := time.Now()
-	dense := p.st.begun && p.st.n < p.cfg.DenseBelow
+	dense := p.st.begun && p.cfg.DenseFor(p.st.n)
 	if err := p.st.checkLayer(p.name, layer, est, !dense); err != nil {
 		return nil, err
 	}
@@ -197,7 +237,7 @@ func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, er
 	for h := range plan.Heads {
 		hp, hs := &plan.Heads[h], &stats[h]
 		if dense {
-			hp.Method, hp.List, hs.Reason = MethodDense, DenseList(nb), "n below DenseBelow"
+			hp.Method, hp.List, hs.Reason = MethodDense, DenseList(nb), p.denseReason()
 			continue
 		}
 		he := &est.Heads[h]
@@ -244,6 +284,7 @@ func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, er
 			hs.JSDUniform = fptr(du)
 			if du > p.cfg.Delta {
 				hp.Excluded = true
+				hs.ExcludedBy = p.cfg.ExclusionKey()
 				vsFallback(MethodExcluded, "highly sparse")
 				continue
 			}
@@ -271,6 +312,7 @@ func (p *SharePrefill) PlanLayer(layer int, est *LayerEstimates) (*LayerPlan, er
 		case !(ds < p.cfg.TauShare):
 			vsFallback(MethodVerticalSlash, "slash gate failed")
 		case p.cfg.Exclusion == ExcludeVSCoverage && !(e.vsRatio < p.cfg.TauFallback):
+			hs.ExcludedBy = p.cfg.ExclusionKey()
 			vsFallback(MethodVerticalSlash, "pivot vs_ratio ≥ τ_f")
 		default:
 			vs := SelectVS(he.V, he.S, floor, floor)

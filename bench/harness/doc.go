@@ -1,9 +1,14 @@
 // Package harness is the cross-vendor benchmark harness behind
 // `shareprefill bench`: kernel timings (dense and block-sparse attention,
 // the matmuls of an 8B model, the estimation kernels), end-to-end prefill
-// latency per attention method, and small self-contained accuracy tests
-// (perplexity, passkey and key-value retrieval), following the protocols
-// of docs/benchmarks.md.
+// latency per attention method, and accuracy (RunAccuracy): retrieval in
+// bench-lm-8k's trained needle format (NeedleTasks, from the held-out text
+// of BuildHeldOut) and InfiniteBench passkey and key-value retrieval,
+// perplexity on held-out windows, and ablation variants, every method on
+// the same seeded samples, with Wilson intervals, McNemar's exact test
+// against dense and paired perplexity intervals (statistics.go); Suites
+// name complete runs, and RunOracle compares logits with transformers.
+// The protocols follow docs/benchmarks.md.
 //
 // Every benchmark returns a Report: the device (name, vendor, driver), the
 // commit, the date, the parameters and the results. A Report is written as

@@ -147,46 +147,110 @@ func TestRunPrefillTiny(t *testing.T) {
 	}
 }
 
+// tinyHeldOut writes a plain-text held-out file of about n bytes of varied
+// words (the byte tokenizer makes one token per byte).
+func tinyHeldOut(t *testing.T, dir string, n int) string {
+	t.Helper()
+	words := strings.Fields("garden silver window marble orange castle forest bridge candle hunter pepper rocket winter summer spring planet harbor meadow valley thunder island shadow copper falcon")
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		b.WriteString(words[(i*7+i/5)%len(words)])
+		if i%9 == 8 {
+			b.WriteString(".\n")
+		} else {
+			b.WriteByte(' ')
+		}
+	}
+	path := filepath.Join(dir, "heldout.txt")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestRunAccuracyTiny(t *testing.T) {
 	gputest.Device(t)
-	dir, corpus := tinyModel(t)
-	p := AccuracyParams{ModelParams: ModelParams{Model: dir}, Lens: []int{384, 512}, Methods: []string{"dense", "vs"},
-		Corpus: corpus, PPLWindows: 2, Tasks: []string{"secret", "kv", "passkey"}, Depths: []float64{0, 1}, Trials: 1, Seed: 2,
-		MaxNew: map[string]int{"passkey": 3, "secret": 3, "kv": 4}}
-	// passkey needs more byte tokens: it runs separately.
-	p.Tasks = []string{"secret", "kv"}
+	dir, _ := tinyModel(t)
+	ho := tinyHeldOut(t, dir, 6000)
+	small := "paper:block=32,min_budget=64"
+	var checkpoints int
+	p := AccuracyParams{ModelParams: ModelParams{Model: dir, Preset: small}, Lens: []int{384}, Methods: []string{"dense", "flex", "share"},
+		FlexPreset: "flex:block=32,min_budget=64", HeldOut: ho, PPLLens: []int{256}, PPLWindows: 4, Tasks: []string{"secret", "secret-multi", "kv"},
+		Samples: 3, TaskSamples: map[string]int{"secret-multi": 2}, Depths: []float64{0.5}, Trials: 1, Seed: 2, MaxNew: map[string]int{"kv": 4},
+		Ablations:  []Variant{{Label: "no-excl", Attention: "share", Preset: small + ",exclusion=none", What: "no exclusion"}},
+		Checkpoint: func(*Report) error { checkpoints++; return nil }}
+	p.Logf = t.Logf
 	rep, err := RunAccuracy(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := rep.Results.(*AccuracyResults)
-	methods := 2 - len(res.Skipped)
-	if len(res.Perplexity) != 2*methods {
-		t.Fatalf("%d perplexity rows for %d methods: %+v", len(res.Perplexity), methods, res)
+	if len(res.Skipped) != 0 {
+		t.Fatalf("skipped: %+v", res.Skipped)
+	}
+	// Jobs: perplexity and secret for 3 methods, the ablation, then
+	// secret-multi and kv for 3 methods.
+	if checkpoints != 3*2+1+3 || len(res.Done) != checkpoints {
+		t.Fatalf("%d checkpoints, done %v", checkpoints, res.Done)
+	}
+	if len(res.Perplexity) != 3 {
+		t.Fatalf("%d perplexity rows: %+v", len(res.Perplexity), res.Perplexity)
 	}
 	for _, r := range res.Perplexity {
-		if r.Windows != 2 || r.Scored != 2*(r.N/2) || !(r.NLL > 0) || r.DeltaNLL == nil {
+		// 4 of the 23 windows of 256 in 6000 bytes; every prediction scored.
+		if r.Windows != 4 || r.Scored != 4*255 || !(r.NLL > 0) || !(r.CI.Lo < r.NLL && r.NLL < r.CI.Hi) || r.DeltaNLL == nil || r.DeltaCI == nil {
 			t.Fatalf("perplexity %+v", r)
 		}
-		if r.Method == "dense" && *r.DeltaNLL != 0 {
-			t.Fatalf("dense ΔNLL %v", *r.DeltaNLL)
+		if r.Method == "dense" && (*r.DeltaNLL != 0 || r.DeltaCI.Lo != 0 || r.DeltaCI.Hi != 0) {
+			t.Fatalf("dense ΔNLL %v %v", *r.DeltaNLL, *r.DeltaCI)
 		}
 	}
-	if len(res.Samples) != methods*2*2*2 || len(res.Summary) != methods*2*2 {
-		t.Fatalf("%d samples, %d summaries", len(res.Samples), len(res.Summary))
+	// 3 secret + 2 secret-multi + 1 kv samples per method, 3 secret for the ablation.
+	if len(res.Samples) != 3*(3+2+1)+3 {
+		t.Fatalf("%d samples", len(res.Samples))
 	}
+	ids := map[string]int{}
 	for _, s := range res.Samples {
-		if s.Tokens > s.N || s.Tokens < s.N/2 || s.Answer == "" {
+		ids[s.ID]++
+		if s.Tokens > s.N || s.Tokens < s.N/2 || s.Answer == "" || s.Output == "" {
 			t.Fatalf("sample %+v", s)
 		}
+		if s.Task == "secret-multi" && len(s.Hits) != 3 {
+			t.Fatalf("secret-multi sample with %d query hits", len(s.Hits))
+		}
 	}
-	// The same prompts for every method.
-	if methods == 2 && res.Samples[0].Answer != res.Samples[len(res.Samples)/2].Answer {
-		t.Fatal("methods saw different samples")
+	for id, c := range ids {
+		if want := 3 + map[bool]int{true: 1}[strings.HasPrefix(id, "secret/")]; c != want {
+			t.Fatalf("sample %s seen by %d variants, want %d (the same samples for every variant)", id, c, want)
+		}
+	}
+	var overall int
+	for _, s := range res.Summary {
+		if !(s.CI.Lo <= s.Accuracy && s.Accuracy <= s.CI.Hi) || s.CI.Lo < 0 || s.CI.Hi > 1 || s.P == nil || *s.P < 0 || *s.P > 1 {
+			t.Fatalf("summary %+v", s)
+		}
+		if s.Method == "dense" && (*s.Gains != 0 || *s.Losses != 0 || *s.P != 1) {
+			t.Fatalf("dense vs dense %+v", s)
+		}
+		if s.N == 0 {
+			overall++
+		}
+		if s.Task == "secret-multi" && len(s.QueryAccuracy) != 3 {
+			t.Fatalf("secret-multi summary %+v", s)
+		}
+	}
+	if overall != 0 { // one length: no pooled rows
+		t.Fatalf("%d pooled summaries", overall)
+	}
+	// dense, flex and share as reference rows, then the ablation.
+	if len(res.Ablations) != 4 || res.Ablations[2].Label != "share" || res.Ablations[3].Label != "no-excl" || res.Ablations[3].Total != 3 || res.Ablations[3].PVsShare == nil {
+		t.Fatalf("ablations %+v", res.Ablations)
 	}
 	md := Markdown(rep, AccuracyTables(res))
-	if !strings.Contains(md, "Perplexity") || !strings.Contains(md, "| secret | 384 |") {
-		t.Fatalf("markdown:\n%s", md)
+	for _, want := range []string{"Perplexity", "trained format", "| secret | 384 | share |", "Ablations", "| no-excl |", "InfiniteBench", "McNemar"} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 	if files, err := DrawAll(t.TempDir(), AccuracyPlots(res)); err != nil || len(files) != 2 {
 		t.Fatalf("%v %v", files, err)
@@ -194,14 +258,15 @@ func TestRunAccuracyTiny(t *testing.T) {
 	if _, err := json.Marshal(rep); err != nil {
 		t.Fatal(err)
 	}
-	// passkey at 512 with the byte tokenizer.
-	p.Lens, p.Tasks, p.Corpus, p.Methods = []int{512}, []string{"passkey"}, "", []string{"dense"}
+	// A spent budget skips every job after the first.
+	p.Budget, p.Checkpoint = time.Nanosecond, nil
+	p.Ablations, p.Tasks, p.PPLLens = nil, []string{"secret"}, nil
 	rep, err = RunAccuracy(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := rep.Results.(*AccuracyResults); len(res.Samples) != 2 || len(res.Perplexity) != 0 {
-		t.Fatalf("%+v", res)
+	if res := rep.Results.(*AccuracyResults); len(res.Done) != 1 || len(res.Skipped) != 2 || !strings.Contains(res.Skipped[0].Reason, "budget") {
+		t.Fatalf("budget: done %v, skipped %+v", res.Done, res.Skipped)
 	}
 }
 

@@ -231,7 +231,9 @@ func PrefillPlots(res *PrefillResults) []PlotSpec {
 func AccuracyPlots(res *AccuracyResults) []PlotSpec {
 	var acc, ppl seriesBy
 	for _, s := range res.Summary {
-		acc.add(s.Method+" "+s.Task, s.Density, s.Accuracy)
+		if s.N > 0 {
+			acc.add(s.Method+" "+s.Task, s.Density, s.Accuracy)
+		}
 	}
 	for _, r := range res.Perplexity {
 		ppl.add(r.Method, float64(r.N), r.NLL)

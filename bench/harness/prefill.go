@@ -78,6 +78,8 @@ type AttnSummary struct {
 	Density        float64        `json:"density"` // mean computed-block density over heads (1 for dense)
 	HeadsPerMethod map[string]int `json:"heads_per_method,omitempty"`
 	Excluded       int            `json:"excluded,omitempty"`
+	// ExcludedBy counts the heads each exclusion rule kept out of sharing.
+	ExcludedBy     map[string]int `json:"excluded_by,omitempty"`
 	PlanCPUms      float64        `json:"plan_cpu_ms,omitempty"`
 	EstimateGPUms  float64        `json:"estimate_gpu_ms,omitempty"`
 	AttentionGPUms float64        `json:"attention_gpu_ms,omitempty"`
@@ -99,7 +101,7 @@ func attnSummary(m *shareprefill.Model) (AttnSummary, error) {
 		return AttnSummary{}, fmt.Errorf("attention statistics: %w", err)
 	}
 	sum := st.Summarize()
-	out := AttnSummary{Density: sum.MeanDensity, HeadsPerMethod: sum.HeadsPerMethod, Excluded: sum.Excluded,
+	out := AttnSummary{Density: sum.MeanDensity, HeadsPerMethod: sum.HeadsPerMethod, Excluded: sum.Excluded, ExcludedBy: sum.ExcludedBy,
 		PlanCPUms: float64(sum.PlanCPU) / 1e6, EstimateGPUms: float64(sum.EstimateGPU) / 1e6,
 		AttentionGPUms: float64(sum.AttentionGPU) / 1e6, Note: st.Note}
 	if len(st.Layers) == 0 {

@@ -8,10 +8,11 @@ import (
 	"strings"
 )
 
-// The retrieval tasks (docs/benchmarks.md#accuracy). Strings are verbatim from InfiniteBench
-// (data/construct_synthetic_dataset.py and the yarn-mistral templates of
-// src/prompt.py, a base-model completion format); "secret" is the needle
-// format bench-lm-8k was trained on (its README).
+// The InfiniteBench retrieval tasks (docs/benchmarks.md#accuracy), for models that follow
+// instructions; the trained format of bench-lm-8k is in needle.go. Strings
+// are verbatim from InfiniteBench (data/construct_synthetic_dataset.py and
+// the yarn-mistral templates of src/prompt.py, a base-model completion
+// format).
 const (
 	passkeyPrompt   = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there.\n\n"
 	passkeyNoise    = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n"
@@ -21,8 +22,9 @@ const (
 	kvPrompt = "Extract the value corresponding to the specified key in the JSON object below.\n\nJSON data:\n{"
 )
 
-// Tasks are the retrieval task names.
-var Tasks = []string{"passkey", "kv", "secret"}
+// Tasks are the InfiniteBench retrieval task names (NeedleTasks are the
+// trained-format ones).
+var Tasks = []string{"passkey", "kv"}
 
 // TaskSpec is one generated retrieval sample, identical for every method.
 type TaskSpec struct {
@@ -140,48 +142,11 @@ func buildKV(enc encoder, seed uint64, n, budget int, depth float64, trial int) 
 	return TaskSpec{Task: "kv", N: n, Tokens: len(ids), Depth: depth, Trial: trial, Answer: v, ids: ids}, nil
 }
 
-// secretWords are the query words of the "secret" task (4–10 letters, as
-// in bench-lm-8k's training documents).
-var secretWords = strings.Fields(`garden silver window marble orange castle forest bridge candle hunter
-	pepper rocket winter summer spring planet harbor meadow valley thunder island shadow copper falcon
-	lantern mirror pillow saddle timber velvet wizard anchor basket cotton dragon engine feather ginger`)
-
-// buildSecret is bench-lm-8k's trained format: filler lines (the corpus,
-// else the passkey noise), "\nThe secret key for W is K.\n" at the depth,
-// then "\nWhat is the secret key for W? The secret key for W is".
-func buildSecret(enc encoder, filler []string, seed uint64, n, budget int, depth float64, trial int) (TaskSpec, error) {
-	rng := taskRNG(seed, "secret", n, trial, depth)
-	word := secretWords[rng.IntN(len(secretWords))]
-	key := fmt.Sprint(10000 + rng.IntN(90000))
-	if len(filler) == 0 {
-		filler = []string{strings.TrimSuffix(passkeyNoise, "\n")}
-	}
-	off := rng.IntN(len(filler))
-	lines := func(a, b int) string {
-		var s strings.Builder
-		for i := a; i < b; i++ {
-			s.WriteString(filler[(off+i)%len(filler)])
-			s.WriteByte('\n')
-		}
-		return s.String()
-	}
-	build := func(u int) string {
-		j := depthSplit(depth, u)
-		return lines(0, j) + "\nThe secret key for " + word + " is " + key + ".\n" + lines(j, u) +
-			"\nWhat is the secret key for " + word + "? The secret key for " + word + " is"
-	}
-	_, ids, err := fitUnits(enc, build, budget)
-	if err != nil {
-		return TaskSpec{}, err
-	}
-	return TaskSpec{Task: "secret", N: n, Tokens: len(ids), Depth: depth, Trial: trial, Answer: key, ids: ids}, nil
-}
-
 var firstInt = regexp.MustCompile(`\d+`)
 
-// Score says whether output answers the task: passkey and secret compare
-// the first integer of the output with the key; kv looks for the value
-// among the output's words after InfiniteBench's punctuation stripping.
+// Score says whether output answers the task: passkey compares the first
+// integer of the output with the key; kv looks for the value among the
+// output's words after InfiniteBench's punctuation stripping.
 func Score(task, output, answer string) bool {
 	switch task {
 	case "kv":

@@ -22,7 +22,9 @@ const benchUsage = `usage: shareprefill bench <kernels|prefill|decode|accuracy|g
               exports the exact block masks for bench/peers/sdpa_flex.py
   prefill     end-to-end prefill latency per attention method and length
   decode      greedy decode tokens/s after prompts of each length
-  accuracy    perplexity, passkey / key-value / secret-key retrieval per method
+  accuracy    retrieval (bench-lm-8k's trained needle format, InfiniteBench
+              passkey / kv), perplexity and ablations per method, with
+              intervals and paired tests; --suite bench-lm-8k runs all of it
   gen-model   write a random-weight model with real shapes (speed only),
               or with --kind structured the structured vehicle
   density     exact attention structure per head on the CPU (float64)
@@ -345,59 +347,6 @@ func benchDecode(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return out.write(rep, harness.DecodeTables(rep.Results.(*harness.DecodeResults)), nil, stdout, stderr)
-}
-
-func benchAccuracy(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench accuracy", stderr)
-	model, device, clusters, preset := modelFlags(fs.FlagSet)
-	lens := fs.String("lens", "4096,8192", "window / prompt lengths in tokens (k = 1024)")
-	methods := fs.String("methods", "dense,vs,flex,share", "attention methods")
-	corpus := fs.String("corpus", "", "perplexity text file (also the filler of the secret task); empty: no perplexity")
-	windows := fs.Int("ppl-windows", 2, "perplexity windows per length, spread evenly over the corpus")
-	tail := fs.Int("ppl-tail", 0, "score the last T tokens of each window (0: the second half)")
-	tasks := fs.String("tasks", "passkey,kv", "retrieval tasks: passkey, kv (InfiniteBench formats), secret (bench-lm-8k's trained format); \"none\" for none")
-	depths := fs.String("depths", "0,0.25,0.5,0.75,1", "needle depths in [0, 1]")
-	trials := fs.Int("trials", 1, "samples per (task, length, depth)")
-	seed := fs.Uint64("seed", 1, "seed of the keys and values")
-	pk := fs.Int("passkey-tokens", 8, "greedy decode length of passkey and secret")
-	kvt := fs.Int("kv-tokens", 40, "greedy decode length of kv")
-	out := addOutFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *model == "" {
-		return usageError{"--model is required"}
-	}
-	p := harness.AccuracyParams{ModelParams: harness.ModelParams{Model: *model, Device: *device, Clusters: *clusters, Preset: *preset},
-		Corpus: *corpus, PPLWindows: *windows, PPLTail: *tail, Trials: *trials, Seed: *seed,
-		MaxNew: map[string]int{"passkey": *pk, "secret": *pk, "kv": *kvt}, Logf: out.logf(stderr)}
-	var err error
-	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
-		return err
-	}
-	if p.Methods, err = methodsFlag(*methods); err != nil {
-		return err
-	}
-	if t := strings.TrimSpace(*tasks); t != "none" && t != "" {
-		p.Tasks = harness.ParseList(t)
-		if p.Depths, err = harness.ParseFloats(*depths, 0, 1); err != nil {
-			return usageError{"--depths: " + err.Error()}
-		}
-	}
-	if err := p.Validate(); err != nil {
-		return usageError{err.Error()}
-	}
-	if err := checkBenchInputs(p.ModelParams, out, outpath.Named{Flag: "--corpus", Path: p.Corpus}); err != nil {
-		return err
-	}
-	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
-	defer stop()
-	rep, err := harness.RunAccuracy(ctx, p)
-	if err != nil {
-		return err
-	}
-	res := rep.Results.(*harness.AccuracyResults)
-	return out.write(rep, harness.AccuracyTables(res), harness.AccuracyPlots(res), stdout, stderr)
 }
 
 func benchGenModel(args []string, stdout, stderr io.Writer) error {

@@ -84,10 +84,13 @@ func (c *collector) Begin(e *model.Engine, q0, n int) error {
 	if q0 != 0 {
 		return fmt.Errorf("calibration prompts must start at position 0")
 	}
-	cfg := e.Config()
+	return c.begin(e.Device(), e.Config(), n)
+}
+
+// begin allocates the per-prompt buffers (Begin without an engine).
+func (c *collector) begin(d *runtime.Device, cfg *model.Config, n int) error {
 	c.cfg, c.n, c.layers = cfg, n, cfg.NumLayers
 	c.nb = (n + c.B - 1) / c.B
-	d := e.Device()
 	var err error
 	if c.lse, err = d.NewNamedTensor("calibration lse", runtime.F32, cfg.NumHeads, n); err != nil {
 		return err
@@ -117,7 +120,9 @@ func (c *collector) Layer(r *runtime.Recorder, l int, q, k, v, o *runtime.Tensor
 	if err != nil {
 		return err
 	}
-	ep := kernels.EstParams{Hq: p.Hq, Hkv: p.Hkv, D: p.D, S: c.n, B: c.B}
+	// The map's scores use the engine's attention scale (p.Scale; 0 is
+	// 1/√D), the scale the LSE above was computed with: rows then sum to 1.
+	ep := kernels.EstParams{Hq: p.Hq, Hkv: p.Hkv, D: p.D, S: c.n, B: c.B, Scale: p.Scale}
 	if err := kernels.BlockMap(r, c.out, q, kv, c.lse, c.heads, ep); err != nil {
 		return err
 	}

@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/shareprefill/shareprefill/model"
-
+	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
 	"github.com/shareprefill/shareprefill/share"
 	"github.com/shareprefill/shareprefill/share/calib"
 )
@@ -183,5 +184,55 @@ func TestRunValidatesFirst(t *testing.T) {
 	_, _, err := Run(context.Background(), Options{Model: dir, Data: []string{"x.txt"}, Calib: co})
 	if err == nil || !strings.Contains(err.Error(), "--target-clusters 9: want 1 to 8") {
 		t.Fatalf("got %v, want the --target-clusters range", err)
+	}
+}
+
+// TestCollectorUsesAttentionScale: the collected block maps use the
+// engine's attention scale (AttnParams.Scale), the scale of the LSE they are
+// normalised by, so every causal row sums to 1 for a scale other than 1/√D.
+func TestCollectorUsesAttentionScale(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const n, hq, hkv, hd, b = 200, 4, 2, 16, 32
+	cfg := &model.Config{NumLayers: 1, NumHeads: hq, NumKVHeads: hkv, HeadDim: hd}
+	c := &collector{B: b}
+	if err := c.begin(d, cfg, n); err != nil {
+		t.Fatal(err)
+	}
+	defer c.End(nil)
+	mk := func(heads int) *runtime.Tensor {
+		x, err := d.NewTensor(runtime.F16, n, heads, hd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.Free)
+		if err := x.UploadF32(runtime.RoundF16(gputest.Normal(rng, n*heads*hd, 2))); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	q, k, v, o := mk(hq), mk(hkv), mk(hkv), mk(hq)
+	// Scores 3× sharper than 1/√D: a map computed at 1/√D against this
+	// LSE has rows far from 1.
+	p := kernels.AttnParams{Hq: hq, Hkv: hkv, D: hd, Sq: n, Skv: n, Causal: true, Scale: float32(3 / math.Sqrt(hd))}
+	r, err := d.NewRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	if err := c.Layer(r, 0, q, k, v, o, p); err != nil {
+		t.Fatal(err)
+	}
+	nb := (n + b - 1) / b
+	for h, m := range c.maps {
+		for row := 0; row < nb; row++ {
+			var s float64
+			for col := 0; col <= row; col++ {
+				s += float64(m[row*nb+col])
+			}
+			if math.Abs(s-1) > 1e-3 {
+				t.Fatalf("head %d row %d of the collected map sums to %.5f, want 1 (map and LSE at different scales)", h, row, s)
+			}
+		}
 	}
 }

@@ -107,7 +107,7 @@ func (g *gpuPlan) begin(a *Attention) error {
 	g.pp = kernels.PlanParams{
 		Hq: hq, NumLayers: L, N: n, B: g.blockSize, K: K,
 		UseQuery: c.TauQuery > 0, Exclusion: int(c.Exclusion), ExclDist: int(c.ExclusionDist), NaNCompat: c.NaNCompat,
-		DenseAll: g.kind == kindShare && n < c.DenseBelow,
+		DenseAll: g.kind == kindShare && c.DenseFor(n),
 		TauQ:     float32(c.TauQuery), TauS: float32(c.TauShare), Delta: float32(c.Delta), TauF: float32(c.TauFallback),
 		BudLo: lo, BudHi: hi, Gamma: c.Gamma, VSRatioCompat: c.VSRatioCompat,
 	}
@@ -353,7 +353,10 @@ func (g *gpuPlan) decode(a *Attention) *share.Stats {
 		st.Config = &cfg
 		if g.clusters == nil {
 			st.Note = share.NoClusterNote
+		} else {
+			st.Scope = g.clusters.ScopeNote(cfg.ShareScope)
 		}
+		st.Exclusion = cfg.ExclusionRule()
 	case kindVS:
 		cfg := g.vs
 		st.VSConfig = &cfg
@@ -389,6 +392,12 @@ func (g *gpuPlan) decode(a *Attention) *share.Stats {
 			}
 			if rc := word(l, h, kernels.PlanStatReason); rc >= 0 && int(rc) < len(reasons) {
 				hs.Reason = reasons[rc]
+				switch rc {
+				case kernels.PlanReasonDenseBelow:
+					hs.Reason = g.cfg.DenseReason(a.shape.N)
+				case kernels.PlanReasonHighlySparse, kernels.PlanReasonVSRatio:
+					hs.ExcludedBy = g.cfg.ExclusionKey()
+				}
 				if rc == kernels.PlanReasonShares {
 					hs.Reason += share.HeadRef{Layer: int(word(l, h, kernels.PlanStatPivotLayer)), Head: int(word(l, h, kernels.PlanStatPivotHead))}.String()
 				}

@@ -1,0 +1,113 @@
+package harness
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/model"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// writeOracleCase writes a case the way hf_oracle.py does, with the
+// reference logits from ref (a function of the position and the vocab
+// entry).
+func writeOracleCase(t *testing.T, dir, name, kind, modelRel string, ids, pos []int, vocab int, hf map[string]any, ref func(p, j int) float32) {
+	t.Helper()
+	d := filepath.Join(dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := OracleCase{Name: name, Kind: kind, Shape: "tiny", N: len(ids), Model: modelRel, Vocab: vocab, Positions: pos, NLL: kind == "model", HF: hf}
+	b, _ := json.Marshal(c)
+	ib, _ := json.Marshal(ids)
+	raw := make([]byte, 4*len(pos)*vocab)
+	for i, p := range pos {
+		for j := 0; j < vocab; j++ {
+			binary.LittleEndian.PutUint32(raw[4*(i*vocab+j):], math.Float32bits(ref(p, j)))
+		}
+	}
+	for f, data := range map[string][]byte{"case.json": b, "ids.json": ib, "ref_logits.f32": raw} {
+		if err := os.WriteFile(filepath.Join(d, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRunOracle: against the float64 CPU reference of the same model our
+// logits are within the trained-model tolerance and the NLL matches;
+// against perturbed references the error is what was put in.
+func TestRunOracle(t *testing.T) {
+	gputest.Device(t)
+	dir := t.TempDir()
+	mdir := filepath.Join(dir, "models", "tiny")
+	cfg, err := GenModel(mdir, GenModelParams{Shape: "tiny", Context: 256, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := model.OpenCheckpoint(mdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := model.LoadWeights(ck, cfg)
+	ck.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := model.NewReference(cfg, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := make([]int, 150)
+	for i := range ids {
+		ids[i] = rng.IntN(cfg.VocabSize)
+	}
+	logits, err := ref.Forward(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nll float64
+	for p := 0; p+1 < len(ids); p++ {
+		nll -= model.LogProb(logits[p], ids[p+1])
+	}
+	nll /= float64(len(ids) - 1)
+	pos := []int{0, 7, 64, 100, 149}
+	exact := func(p, j int) float32 { return logits[p][j] }
+	writeOracleCase(t, dir, "tiny@150", "model", "../models/tiny", ids, pos, cfg.VocabSize, map[string]any{"fp16_rel_err": 0.002, "fp32_nll": nll}, exact)
+	// A reference 10 % larger: relative error 1/11 of ‖ours‖ ≈ 0.0909.
+	writeOracleCase(t, dir, "tiny@150x", "random", "../models/tiny", ids, pos, cfg.VocabSize, nil, func(p, j int) float32 { return 1.1 * logits[p][j] })
+	rep, err := RunOracle(context.Background(), OracleParams{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Results.(*OracleResults)
+	if len(res.Rows) != 2 {
+		t.Fatalf("%d rows", len(res.Rows))
+	}
+	r := res.Rows[0]
+	if r.Case != "tiny@150" || !(r.RelErr < 2e-3) || !r.Pass || r.NLL == nil || math.Abs(*r.NLL-nll) > 2e-3 || r.HFFP16RelErr == nil || r.HFNLL == nil {
+		t.Fatalf("exact case: %+v (want rel err < 2e-3, NLL %.5f)", r, nll)
+	}
+	if x := res.Rows[1]; math.Abs(x.RelErr-0.1/1.1) > 3e-3 || x.Pass != (x.RelErr <= 0.1) || x.NLL != nil {
+		t.Fatalf("scaled case: %+v, want rel err ≈ %.4f", x, 0.1/1.1)
+	}
+	md := Markdown(rep, OracleTables(res))
+	if !strings.Contains(md, "| tiny@150 | model | 150 |") {
+		t.Fatalf("markdown:\n%s", md)
+	}
+	t.Logf("ours vs float64 reference: %.3g (NLL %.5f vs %.5f)", r.RelErr, *r.NLL, nll)
+	// A broken case is an error naming it.
+	if err := os.WriteFile(filepath.Join(dir, "tiny@150x", "ref_logits.f32"), []byte{1, 2, 3}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunOracle(context.Background(), OracleParams{Dir: dir}); err == nil || !strings.Contains(err.Error(), "tiny@150x") {
+		t.Fatalf("truncated logits: %v", err)
+	}
+}
