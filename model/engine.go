@@ -61,9 +61,12 @@ type EngineOptions struct {
 	// Context is the KV-cache length in tokens (default: the model's
 	// max_position_embeddings, capped at 8192 unless set explicitly).
 	Context int
-	// ChunkTokens is how many tokens a prefill matmul processes at once (a
-	// multiple of 128; default 512). Larger chunks are faster and use more
-	// memory.
+	// ChunkTokens is how many tokens the norms and matmuls of a prefill
+	// process at once (a multiple of 128). The default is as many as the
+	// longest prefill has, up to what fits chunkBudget (256 MiB) of chunk
+	// activations: larger chunks give the matmuls more workgroups (a model
+	// with a small hidden size leaves most of a GPU idle at 512 rows) and
+	// fewer dispatches, and use more memory.
 	ChunkTokens int
 	// MaxPrefill is the longest single Prefill call the activations are
 	// planned for (default: Context).
@@ -170,19 +173,35 @@ func (o *EngineOptions) defaults(cfg *Config) error {
 	if o.Context < 1 {
 		return fmt.Errorf("engine: context %d must be positive", o.Context)
 	}
+	if o.MaxPrefill == 0 || o.MaxPrefill > o.Context {
+		o.MaxPrefill = o.Context
+	}
 	if o.ChunkTokens == 0 {
-		o.ChunkTokens = 512
+		fit := int(chunkBudget/chunkBytesPerToken(cfg)) &^ 127
+		o.ChunkTokens = max(128, min(fit, (o.MaxPrefill+127)&^127))
 	}
 	if o.ChunkTokens%128 != 0 || o.ChunkTokens < 128 {
 		return fmt.Errorf("engine: chunk size %d must be a positive multiple of 128", o.ChunkTokens)
-	}
-	if o.MaxPrefill == 0 || o.MaxPrefill > o.Context {
-		o.MaxPrefill = o.Context
 	}
 	if o.Attention == nil {
 		o.Attention = DenseAttention{}
 	}
 	return nil
+}
+
+// chunkBudget bounds the chunk activations of the default ChunkTokens.
+const chunkBudget = 256 << 20
+
+// logitRows is the most positions whose logits are computed at once (the
+// logits of every position, for perplexity, go in chunks of this many rows).
+const logitRows = 512
+
+// chunkBytesPerToken is the device memory of one token's chunk activations:
+// the normed input, new keys and values, gate, up and SwiGLU rows (f16) and
+// the projection row (f32).
+func chunkBytesPerToken(cfg *Config) uint64 {
+	h, kv, f := uint64(cfg.HiddenSize), uint64(cfg.KVDim()), uint64(cfg.IntermediateSize)
+	return h*2 + 2*kv*2 + 3*f*2 + h*4
 }
 
 // PlanMemory computes the device memory NewEngine will allocate.
@@ -202,11 +221,9 @@ func PlanMemory(cfg *Config, opts EngineOptions) (MemoryPlan, error) {
 		m.Weights += 2 * v * h
 	}
 	m.KVCache = L * 2 * uint64(opts.Context) * kv * 2
-	n, c := uint64(opts.MaxPrefill), uint64(min(opts.ChunkTokens, opts.MaxPrefill))
-	if c < 1 {
-		c = 1
-	}
-	m.Activations = n*h*4 + 2*n*qd*2 + n*4 + c*(h*2+2*kv*2+3*f*2+2*h*4+v*4+4)
+	n, c := uint64(opts.MaxPrefill), uint64(max(1, min(opts.ChunkTokens, opts.MaxPrefill)))
+	lr := min(c, logitRows)
+	m.Activations = n*h*4 + 2*n*qd*2 + n*4 + c*chunkBytesPerToken(cfg) + lr*(h*4+v*4+4)
 	// Decode attention's split-KV scratch: at most about 256 workgroups of
 	// decodeRows·Hq·(D+1) partial results (kernels.DecodeScratchMax).
 	hq, hkv, d := uint64(cfg.NumHeads), uint64(cfg.NumKVHeads), uint64(cfg.HeadDim)
@@ -483,9 +500,9 @@ func (e *Engine) allocActivations() error {
 		{&e.up, "up chunk", runtime.F16, []int{c, f}},
 		{&e.act, "swiglu chunk", runtime.F16, []int{c, f}},
 		{&e.tmp, "projection chunk", runtime.F32, []int{c, h}},
-		{&e.lastX, "final-normed chunk", runtime.F32, []int{c, h}},
-		{&e.logits, "logits", runtime.F32, []int{c, v}},
-		{&e.argmax, "argmax", runtime.I32, []int{c}},
+		{&e.lastX, "final-normed rows", runtime.F32, []int{min(c, logitRows), h}},
+		{&e.logits, "logits", runtime.F32, []int{min(c, logitRows), v}},
+		{&e.argmax, "argmax", runtime.I32, []int{min(c, logitRows)}},
 	} {
 		t, err := e.dev.NewNamedTensor(a.name, a.dt, a.shape...)
 		if err != nil {
@@ -870,8 +887,9 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		fn(n-1, slices.Clone(e.logitsHost.Float32s(v)))
 	case AllLogits:
 		v := cfg.VocabSize
-		for c := 0; c < n; c += C {
-			m := min(C, n-c)
+		LR := min(C, logitRows)
+		for c := 0; c < n; c += LR {
+			m := min(LR, n-c)
 			if err := e.recordLogits(r, c, m); err != nil {
 				return err
 			}

@@ -73,3 +73,33 @@ func TestPrefillWaitsIndependentOfLayers(t *testing.T) {
 		e.Close()
 	}
 }
+
+// TestDefaultChunk: by default a prefill's norms and matmuls take as many
+// tokens at once as the longest prefill has, up to 256 MiB of chunk
+// activations — a small model gets one chunk per layer (its matmuls then
+// have enough workgroups to fill a GPU), a large one stays bounded.
+func TestDefaultChunk(t *testing.T) {
+	small := &Config{HiddenSize: 512, NumHeads: 8, NumKVHeads: 2, HeadDim: 64, IntermediateSize: 1408, MaxPositionEmbeddings: 16384}
+	big := &Config{HiddenSize: 4096, NumHeads: 32, NumKVHeads: 8, HeadDim: 128, IntermediateSize: 14336, MaxPositionEmbeddings: 131072}
+	for _, c := range []struct {
+		cfg  *Config
+		opts EngineOptions
+		want int
+	}{
+		{small, EngineOptions{Context: 16384}, 16384},
+		{small, EngineOptions{Context: 300}, 384},
+		{big, EngineOptions{Context: 131072}, 2304},
+		{big, EngineOptions{Context: 65536, ChunkTokens: 512}, 512},
+	} {
+		o := c.opts
+		if err := o.defaults(c.cfg); err != nil {
+			t.Fatal(err)
+		}
+		if o.ChunkTokens != c.want {
+			t.Errorf("hidden %d, context %d, ChunkTokens %d: chunk %d, want %d", c.cfg.HiddenSize, c.opts.Context, c.opts.ChunkTokens, o.ChunkTokens, c.want)
+		}
+		if c.opts.ChunkTokens == 0 && uint64(o.ChunkTokens)*chunkBytesPerToken(c.cfg) > chunkBudget {
+			t.Errorf("chunk %d uses %d bytes, over the %d budget", o.ChunkTokens, uint64(o.ChunkTokens)*chunkBytesPerToken(c.cfg), chunkBudget)
+		}
+	}
+}
