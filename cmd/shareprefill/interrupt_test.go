@@ -46,3 +46,16 @@ func TestInterruptTwice(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestRunStopsAtContextEnd: running out of context while generating is a
+// normal stop — exit 0, the text and the summary, which says why — not an
+// error exit that loses the summary.
+func TestRunStopsAtContextEnd(t *testing.T) {
+	code, out, errOut := runCLI(t, "run", "--context", "16", "--max-tokens", "100", "--temp", "0")
+	if code != 0 {
+		t.Fatalf("exit status %d, want 0; stderr:\n%s", code, errOut)
+	}
+	if !strings.HasPrefix(out, "Once upon a time") || !strings.Contains(errOut, "stopped: the context of 16 tokens is full") || !strings.Contains(errOut, "generated 12 tokens") {
+		t.Errorf("stdout %q\nstderr:\n%s\nwant the story, 12 generated tokens (5 prompt + 11 fed back fill 16) and the reason", out, errOut)
+	}
+}
