@@ -62,6 +62,9 @@ type Options struct {
 	StagingSize uint64
 	// Serialize waits for the GPU after every submission (SHAREPREFILL_VK_SERIALIZE=1).
 	Serialize bool
+	// Tuning overrides the kernels' tile and kernel choices (tuning runs
+	// only; each field has its own variable, see Tuning).
+	Tuning Tuning
 	// Logf, if set, receives one-line notes (device chosen, switches active).
 	Logf func(format string, args ...any)
 }
@@ -117,7 +120,7 @@ func (o *Options) fromEnv() error {
 			return err
 		}
 	}
-	return nil
+	return o.Tuning.fromEnv()
 }
 
 // Caps are the capabilities enabled on an open device, after the Disable*
@@ -397,6 +400,11 @@ func (d *Device) Info() *DeviceInfo { return &d.info }
 
 // Caps are the enabled capabilities that kernels choose variants from.
 func (d *Device) Caps() Caps { return d.caps }
+
+// Tuning returns the tuning overrides the device was opened with (the zero
+// value unless a tuning run set them); kernels read them when they choose
+// tiles and kernels.
+func (d *Device) Tuning() Tuning { return d.opts.Tuning }
 
 // MemoryInUse is the device memory currently held in blocks, in bytes.
 func (d *Device) MemoryInUse() uint64 {

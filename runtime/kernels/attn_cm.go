@@ -3,9 +3,6 @@ package kernels
 import (
 	"fmt"
 	"math/bits"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -156,46 +153,16 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 256, BC: 64, RF: 2, Kind: "cm2"},
 }
 
-// parseCMAttnTiles reads "BR,BC[,RF[,KIND[,FOLD]]]"
-// (SHAREPREFILL_CM_ATTN_TILES; FOLD is attn_cm2's).
-func parseCMAttnTiles(e string) (cmAttnTiles, error) {
-	f := strings.Split(e, ",")
-	if len(f) < 2 || len(f) > 5 {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD]]]", e)
-	}
-	var n [5]int
-	for i, x := range f {
-		if i == 3 {
-			continue
-		}
-		v, err := strconv.Atoi(strings.TrimSpace(x))
-		if err != nil {
-			return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: field %d: %v", e, i+1, err)
-		}
-		n[i] = v
-	}
-	t := cmAttnTiles{BR: n[0], BC: n[1], RF: n[2], Kind: "cmr", Fold: n[4]}
-	if len(f) > 3 {
-		t.Kind = strings.TrimSpace(f[3])
-	}
-	if len(f) > 4 && t.Kind != "cm2" {
-		return cmAttnTiles{}, fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: FOLD is for cm2 only", e)
-	}
-	return t, nil
-}
-
 // chooseCMAttnTiles returns the first fitting configuration whose BR and BC
-// divide maxBlock (when > 0). SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]]
-// puts a configuration first (tuning); SHAREPREFILL_CM_ATTN=cm1 keeps to
-// the attn_cm1 kernel.
+// divide maxBlock (when > 0). The device's Tuning may put a configuration
+// first (AttnTiles) and keep to the attn_cm1 kernel (AttnOnlyCM1).
 func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
 	list := cmAttnTileList
-	if e := os.Getenv("SHAREPREFILL_CM_ATTN_TILES"); e != "" {
-		if t, err := parseCMAttnTiles(e); err == nil {
-			list = append([]cmAttnTiles{t}, list...)
-		}
+	tu := dev.Tuning()
+	if a := tu.AttnTiles; a != (runtime.AttnTiles{}) {
+		list = append([]cmAttnTiles{{BR: a.BR, BC: a.BC, RF: a.RF, Kind: a.Kind, Fold: a.Fold}}, list...)
 	}
-	onlyCM1 := os.Getenv("SHAREPREFILL_CM_ATTN") == "cm1"
+	onlyCM1 := tu.AttnOnlyCM1
 	for _, t := range list {
 		if onlyCM1 && t.kind() != "cm1" {
 			continue
@@ -231,9 +198,9 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	switch t.kind() {
 	case "cm2":
 		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
-		spec = append(spec, tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
+		spec = append(spec, dev.Tuning().AttnProbe, uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
 	case "cmr", "cmr-cv":
-		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), tuneEnv("SHAREPREFILL_CM_ATTN_PROBE"), 256/sg)
+		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), dev.Tuning().AttnProbe, 256/sg)
 	}
 	desc := runtime.KernelDesc{
 		Shader: attnVariant(base, o), Bindings: 5, ReadOnly: 0b00111, PushSize: 48,

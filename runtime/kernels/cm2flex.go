@@ -52,10 +52,10 @@ func cm2Fits(dev *runtime.Device, inv int, prods ...[3]int) bool {
 // matrices (running max, sum, rescale factors: BR×RW, every column holding
 // the row's value) for inv invocations: 16, or the driver's column
 // granularity where that is larger (32 with 256 invocations on the
-// H100). SHAREPREFILL_CM2_ROWSTAT overrides it (tuning: 16 measured the
-// pre-list kernel).
+// H100). The device's Tuning.AttnRowStat overrides it (tuning: 16
+// measured the pre-list kernel).
 func cm2RowWidth(dev *runtime.Device, inv int) int {
-	if v := int(tuneEnv("SHAREPREFILL_CM2_ROWSTAT")); v > 0 {
+	if v := dev.Tuning().AttnRowStat; v > 0 {
 		return v
 	}
 	if f, ok := cm2Gran(dev, inv); ok && f.N > 16 {

@@ -2,9 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -66,28 +63,6 @@ var (
 	cmSmall = cmTile{BM: 64, BN: 64, BK: 32, WM: 32, WN: 32, GM: 8}
 )
 
-// cmTileEnv parses SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS]], a tuning
-// override of the tile choice (read at each call; empty: automatic).
-func cmTileEnv() (cmTile, bool, error) {
-	s := os.Getenv("SHAREPREFILL_CM_TILE")
-	if s == "" {
-		return cmTile{}, false, nil
-	}
-	f := strings.Split(s, ",")
-	if len(f) < 5 || len(f) > 7 {
-		return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: want BM,BN,BK,WM,WN[,GM[,NS]]", s)
-	}
-	v := []uint32{0, 0, 0, 0, 0, 8, 2}
-	for i, p := range f {
-		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
-		if err != nil {
-			return cmTile{}, false, fmt.Errorf("SHAREPREFILL_CM_TILE=%q: %v", s, err)
-		}
-		v[i] = uint32(n)
-	}
-	return cmTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}, true, nil
-}
-
 // chooseCMTile picks the 128×128 tile when it gives at least 128
 // workgroups (about one per multiprocessor on big GPUs), else 64×64; smaller
 // tiles replace them when the device lacks the shared memory.
@@ -107,17 +82,15 @@ func chooseCMTile(caps runtime.Caps, M, N int) cmTile {
 }
 
 // MatMulCoopMat is MatMul forced onto the cooperative-matrix kernel: x must
-// be f16 and the device must have dev.Caps().CoopMat.
+// be f16 and the device must have dev.Caps().CoopMat. The tile is
+// chooseCMTile's unless the device's Tuning sets MatMulTile.
 func MatMulCoopMat(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	s, err := mmCheck("matmul", y, x, w, bias)
 	if err != nil {
 		return err
 	}
-	t, ok, err := cmTileEnv()
-	if err != nil {
-		return err
-	}
-	if !ok {
+	t := cmTile(r.Device().Tuning().MatMulTile)
+	if t == (cmTile{}) {
 		t = chooseCMTile(r.Device().Caps(), s.M, s.N)
 	}
 	return matMulCM(r, s, y, x, w, bias, t)
@@ -157,7 +130,7 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
 		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), tuneEnv("SHAREPREFILL_CM_PROBE")}
+		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), d.Tuning().MatMulProbe}
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
 			Spec:          spec,
@@ -185,16 +158,4 @@ func tileGrid(c mmChunk, bm, bn int, mc [3]uint32) ([3]uint32, error) {
 		return [3]uint32{}, fmt.Errorf("matmul: %d×%d needs %d workgroups, too many for the device", c.mc, c.nc, tiles)
 	}
 	return [3]uint32{uint32(gx), uint32(gy), 1}, nil
-}
-
-// tuneEnv reads a non-negative integer tuning variable (0 when unset or
-// malformed): SHAREPREFILL_CM_PROBE and SHAREPREFILL_CM_ATTN_PROBE select
-// the diagnostic modes documented in matmul_cm1.comp and attn_cmr.comp
-// (bench/RESULTS.md uses them; results of probe modes are wrong by design).
-func tuneEnv(name string) uint32 {
-	v, err := strconv.ParseUint(os.Getenv(name), 10, 32)
-	if err != nil {
-		return 0
-	}
-	return uint32(v)
 }

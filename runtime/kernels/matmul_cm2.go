@@ -2,9 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -44,27 +41,6 @@ func chooseCM2Tile(M, N int) cm2Tile {
 	return cm2Small
 }
 
-// cm2TileEnv parses SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM] (tuning override).
-func cm2TileEnv() (cm2Tile, bool, error) {
-	s := os.Getenv("SHAREPREFILL_CM2_TILE")
-	if s == "" {
-		return cm2Tile{}, false, nil
-	}
-	f := strings.Split(s, ",")
-	if len(f) != 4 && len(f) != 5 {
-		return cm2Tile{}, false, fmt.Errorf("SHAREPREFILL_CM2_TILE=%q: want WG,BM,BN,BK[,GM]", s)
-	}
-	v := []uint32{0, 0, 0, 0, 8}
-	for i, p := range f {
-		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
-		if err != nil {
-			return cm2Tile{}, false, fmt.Errorf("SHAREPREFILL_CM2_TILE=%q: %v", s, err)
-		}
-		v[i] = uint32(n)
-	}
-	return cm2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4]}, true, nil
-}
-
 // MatMulCoopMat2 is MatMul forced onto the cooperative-matrix-2 kernel: x
 // must be f16 and the device must have dev.Caps().CoopMat2.
 func MatMulCoopMat2(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
@@ -72,11 +48,8 @@ func MatMulCoopMat2(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if err != nil {
 		return err
 	}
-	t, ok, err := cm2TileEnv()
-	if err != nil {
-		return err
-	}
-	if !ok {
+	t := cm2Tile(r.Device().Tuning().MatMul2Tile)
+	if t == (cm2Tile{}) {
 		t = chooseCM2Tile(s.M, s.N)
 	}
 	return matMulCM2(r, s, y, x, w, bias, t)

@@ -254,26 +254,3 @@ func TestMatMulCoopMat2(t *testing.T) {
 		y.Free()
 	}
 }
-
-// TestCMTileEnv: the SHAREPREFILL_CM_TILE override parses, with defaults for
-// the optional fields, and rejects malformed values.
-func TestCMTileEnv(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want cmTile
-		ok   bool
-	}{
-		{"", cmTile{}, true},
-		{"128,128,32,64,64", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 2}, true},
-		{"128,128,32,64,64,4,1", cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 4, NS: 1}, true},
-		{"128,128,32,64,64,8,1,1", cmTile{}, false},
-		{"128,128,32,64", cmTile{}, false},
-		{"128,128,x,64,64", cmTile{}, false},
-	} {
-		t.Setenv("SHAREPREFILL_CM_TILE", c.in)
-		got, _, err := cmTileEnv()
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("SHAREPREFILL_CM_TILE=%q: %+v, %v; want %+v ok=%v", c.in, got, err, c.want, c.ok)
-		}
-	}
-}

@@ -1,0 +1,188 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Tuning overrides the kernels' automatic choices of cooperative-matrix
+// tiles and kernels. It exists for tuning runs on a device (the figures are
+// in bench/RESULTS.md); the zero value means automatic, which is what
+// applications want. Each field has an environment variable, listed with
+// it, which Open reads once; a field that is set wins over its variable.
+// Tile fields are checked against the device when a kernel uses them (an
+// error names the tile); malformed variables are an error from Open.
+type Tuning struct {
+	// MatMulTile replaces the tile of the cooperative-matrix matmul
+	// (SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS]]; GM defaults to 8 and
+	// NS, the shared-memory stages, to 2). The zero value: automatic.
+	MatMulTile MatMulTile
+	// MatMul2Tile replaces the tile of the cooperative-matrix-2 matmul
+	// (SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM]; GM defaults to 8).
+	MatMul2Tile MatMul2Tile
+	// AttnTiles is a cooperative-matrix attention configuration tried
+	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]],
+	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD only with cm2). The zero
+	// value: none.
+	AttnTiles AttnTiles
+	// AttnOnlyCM1 keeps cooperative-matrix attention to the attn_cm1
+	// kernel (SHAREPREFILL_CM_ATTN=cm1).
+	AttnOnlyCM1 bool
+	// AttnRowStat is the column count of attn_cm2's row statistics
+	// (SHAREPREFILL_CM2_ROWSTAT); 0: the driver's column granularity.
+	AttnRowStat int
+	// MatMulProbe and AttnProbe select the diagnostic modes of
+	// matmul_cm1.comp and of attn_cmr.comp / attn_cm2.comp
+	// (SHAREPREFILL_CM_PROBE, SHAREPREFILL_CM_ATTN_PROBE): they leave
+	// stages out to show where the time goes, so their results are wrong
+	// by design. 0: off.
+	MatMulProbe, AttnProbe uint32
+}
+
+// MatMulTile is a tile of the cooperative-matrix matmul (matmul_cm1): a
+// BM×BN output tile per workgroup, BK deep, of WM×WN sub-tiles (one per
+// subgroup), workgroups grouped GM tile rows at a time, NS shared-memory
+// stages (0 means 2).
+type MatMulTile struct{ BM, BN, BK, WM, WN, GM, NS uint32 }
+
+// MatMul2Tile is a tile of the cooperative-matrix-2 matmul (matmul_cm2): WG
+// invocations, a BM×BN×BK tile, workgroups grouped GM tile rows at a time.
+type MatMul2Tile struct{ WG, BM, BN, BK, GM uint32 }
+
+// AttnTiles is a cooperative-matrix attention configuration: BR query rows
+// per workgroup, BC keys per KV tile, RF 16-row fragments per subgroup (0
+// means 1), the kernel Kind (cm1, cmr, cmr-cv or cm2; "" means cm1) and
+// attn_cm2's GQA Fold (0 or 1: off).
+type AttnTiles struct {
+	BR, BC, RF int
+	Kind       string
+	Fold       int
+}
+
+// attnKinds are the kernels AttnTiles.Kind names.
+var attnKinds = []string{"cm1", "cmr", "cmr-cv", "cm2"}
+
+// fromEnv fills every unset field of t from its environment variable.
+func (t *Tuning) fromEnv() error {
+	if t.MatMulTile == (MatMulTile{}) {
+		v, err := envUints("SHAREPREFILL_CM_TILE", "BM,BN,BK,WM,WN[,GM[,NS]]", 5, []uint32{0, 0, 0, 0, 0, 8, 2})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			t.MatMulTile = MatMulTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}
+		}
+	}
+	if t.MatMul2Tile == (MatMul2Tile{}) {
+		v, err := envUints("SHAREPREFILL_CM2_TILE", "WG,BM,BN,BK[,GM]", 4, []uint32{0, 0, 0, 0, 8})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			t.MatMul2Tile = MatMul2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4]}
+		}
+	}
+	if t.AttnTiles == (AttnTiles{}) {
+		if s := os.Getenv("SHAREPREFILL_CM_ATTN_TILES"); s != "" {
+			a, err := ParseAttnTiles(s)
+			if err != nil {
+				return fmt.Errorf("SHAREPREFILL_CM_ATTN_TILES=%q: %w", s, err)
+			}
+			t.AttnTiles = a
+		}
+	}
+	if !t.AttnOnlyCM1 {
+		switch s := os.Getenv("SHAREPREFILL_CM_ATTN"); s {
+		case "":
+		case "cm1":
+			t.AttnOnlyCM1 = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_CM_ATTN=%q: the only value is cm1", s)
+		}
+	}
+	if t.AttnRowStat == 0 {
+		v, err := envUints("SHAREPREFILL_CM2_ROWSTAT", "RW", 1, []uint32{0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			t.AttnRowStat = int(v[0])
+		}
+	}
+	for _, p := range []struct {
+		name string
+		v    *uint32
+	}{{"SHAREPREFILL_CM_PROBE", &t.MatMulProbe}, {"SHAREPREFILL_CM_ATTN_PROBE", &t.AttnProbe}} {
+		if *p.v != 0 {
+			continue
+		}
+		v, err := envUints(p.name, "MODE", 1, []uint32{0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			*p.v = v[0]
+		}
+	}
+	return nil
+}
+
+// envUints parses the comma-separated non-negative integers of variable
+// name (nil when unset): at least min of them, at most len(defaults), the
+// missing ones taken from defaults. form names the fields in errors.
+func envUints(name, form string, min int, defaults []uint32) ([]uint32, error) {
+	s := os.Getenv(name)
+	if s == "" {
+		return nil, nil
+	}
+	f := strings.Split(s, ",")
+	if len(f) < min || len(f) > len(defaults) {
+		return nil, fmt.Errorf("%s=%q: want %s", name, s, form)
+	}
+	v := append([]uint32(nil), defaults...)
+	for i, p := range f {
+		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: field %d: want %s of non-negative integers", name, s, i+1, form)
+		}
+		v[i] = uint32(n)
+	}
+	return v, nil
+}
+
+// ParseAttnTiles parses "BR,BC[,RF[,KIND[,FOLD]]]", the form of
+// SHAREPREFILL_CM_ATTN_TILES (KIND defaults to cmr; FOLD is for cm2 only).
+func ParseAttnTiles(s string) (AttnTiles, error) {
+	f := strings.Split(s, ",")
+	if len(f) < 2 || len(f) > 5 {
+		return AttnTiles{}, fmt.Errorf("want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD]]]")
+	}
+	var n [5]int
+	for i, x := range f {
+		if i == 3 {
+			continue
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(x))
+		if err != nil || v < 0 {
+			return AttnTiles{}, fmt.Errorf("field %d: %q is not a non-negative integer", i+1, x)
+		}
+		n[i] = v
+	}
+	t := AttnTiles{BR: n[0], BC: n[1], RF: n[2], Kind: "cmr", Fold: n[4]}
+	if len(f) > 3 {
+		t.Kind = strings.TrimSpace(f[3])
+	}
+	known := false
+	for _, k := range attnKinds {
+		known = known || t.Kind == k
+	}
+	if !known {
+		return AttnTiles{}, fmt.Errorf("kind %q: want cm1, cmr, cmr-cv or cm2", t.Kind)
+	}
+	if len(f) > 4 && t.Kind != "cm2" {
+		return AttnTiles{}, fmt.Errorf("FOLD is for cm2 only")
+	}
+	return t, nil
+}

@@ -1,0 +1,94 @@
+package runtime_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// TestTuningFromEnv: Open reads every tuning variable once into
+// Device.Tuning, with defaults for the optional fields, and an explicit
+// field wins over its variable.
+func TestTuningFromEnv(t *testing.T) {
+	t.Setenv("SHAREPREFILL_CM_TILE", "128,128,32,64,64")
+	t.Setenv("SHAREPREFILL_CM2_TILE", "128,64,64,64")
+	t.Setenv("SHAREPREFILL_CM_ATTN_TILES", "128,64,2,cm2,4")
+	t.Setenv("SHAREPREFILL_CM_ATTN", "cm1")
+	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
+	t.Setenv("SHAREPREFILL_CM_PROBE", "3")
+	t.Setenv("SHAREPREFILL_CM_ATTN_PROBE", "2")
+	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
+	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
+	want := runtime.Tuning{
+		MatMulTile:  explicit,
+		MatMul2Tile: runtime.MatMul2Tile{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8},
+		AttnTiles:   runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
+		AttnOnlyCM1: true,
+		AttnRowStat: 32,
+		MatMulProbe: 3,
+		AttnProbe:   2,
+	}
+	if got := d.Tuning(); got != want {
+		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
+	}
+
+	t.Setenv("SHAREPREFILL_CM_TILE", "128,128,32,64,64,4,1")
+	d2 := gputest.Open(t, runtime.Options{})
+	if got, want := d2.Tuning().MatMulTile, (runtime.MatMulTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 4, NS: 1}); got != want {
+		t.Errorf("MatMulTile = %+v, want %+v", got, want)
+	}
+}
+
+// TestTuningMalformed: a malformed tuning variable is an error from Open
+// that names the variable (before any device is touched).
+func TestTuningMalformed(t *testing.T) {
+	for _, c := range []struct{ name, val string }{
+		{"SHAREPREFILL_CM_TILE", "128,128,32,64,64,8,1,1"},
+		{"SHAREPREFILL_CM_TILE", "128,128,32,64"},
+		{"SHAREPREFILL_CM_TILE", "128,128,x,64,64"},
+		{"SHAREPREFILL_CM2_TILE", "128,64,64"},
+		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm2,4,256"},
+		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cmr,4"},
+		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm3"},
+		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm2,x"},
+		{"SHAREPREFILL_CM_ATTN_TILES", "128"},
+		{"SHAREPREFILL_CM_ATTN_TILES", "a,32"},
+		{"SHAREPREFILL_CM_ATTN", "cm2"},
+		{"SHAREPREFILL_CM2_ROWSTAT", "-1"},
+		{"SHAREPREFILL_CM_PROBE", "on"},
+		{"SHAREPREFILL_CM_ATTN_PROBE", "1,2"},
+	} {
+		t.Run(c.name+"="+c.val, func(t *testing.T) {
+			t.Setenv(c.name, c.val)
+			d, err := runtime.Open(runtime.Options{})
+			if err == nil {
+				d.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), c.name+"=") {
+				t.Errorf("error %q does not name %s", err, c.name)
+			}
+		})
+	}
+}
+
+// TestParseAttnTiles: the SHAREPREFILL_CM_ATTN_TILES form, KIND defaulting
+// to cmr.
+func TestParseAttnTiles(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want runtime.AttnTiles
+	}{
+		{"128,64", runtime.AttnTiles{BR: 128, BC: 64, Kind: "cmr"}},
+		{"64,32,2,cmr-cv", runtime.AttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"}},
+		{"128,32,1,cm1", runtime.AttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cm1"}},
+		{"128,128,1,cm2,4", runtime.AttnTiles{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4}},
+	} {
+		got, err := runtime.ParseAttnTiles(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParseAttnTiles(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
