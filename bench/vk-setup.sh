@@ -1,4 +1,5 @@
-# bench/vk-setup.sh — sourced by the device-call scripts (bench/cm-*.sh):
+# bench/vk-setup.sh — sourced by the device-call scripts (bench/speed.sh,
+# bench/accuracy-device.sh):
 # unpacks the carried Vulkan loader and glvnd libraries (.gl/*.deb, see
 # bench/README.md) and points the loader at the NVIDIA ICD, which lies
 # outside its search path on the lent machines. Once per process tree.

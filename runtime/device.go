@@ -174,6 +174,9 @@ type Device struct {
 
 	pipes pipelineCache
 
+	valMu  sync.Mutex
+	values map[any]*deviceValue // Device.Value's entries (guarded by valMu)
+
 	// deferred are releases postponed until Close because a timed-out
 	// submission may still use their objects (guarded by mu).
 	deferred []func()
@@ -400,6 +403,34 @@ func (d *Device) Info() *DeviceInfo { return &d.info }
 
 // Caps are the enabled capabilities that kernels choose variants from.
 func (d *Device) Caps() Caps { return d.caps }
+
+// deviceValue is one entry of Device.Value, built once.
+type deviceValue struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// Value returns the value the device holds under key, calling build to make
+// it on the first request for key; every later request, also a concurrent
+// one, gets the same value and error. It lets packages above the runtime
+// keep choices made once per device (the kernels' variant tables) without
+// package-level state. key must be comparable; use a value of an unexported
+// type so that packages cannot collide.
+func (d *Device) Value(key any, build func() (any, error)) (any, error) {
+	d.valMu.Lock()
+	e := d.values[key]
+	if e == nil {
+		if d.values == nil {
+			d.values = map[any]*deviceValue{}
+		}
+		e = &deviceValue{}
+		d.values[key] = e
+	}
+	d.valMu.Unlock()
+	e.once.Do(func() { e.v, e.err = build() })
+	return e.v, e.err
+}
 
 // Tuning returns the tuning overrides the device was opened with (the zero
 // value unless a tuning run set them); kernels read them when they choose

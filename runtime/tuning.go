@@ -19,9 +19,6 @@ type Tuning struct {
 	// (SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS]]; GM defaults to 8 and
 	// NS, the shared-memory stages, to 2). The zero value: automatic.
 	MatMulTile MatMulTile
-	// MatMul2Tile replaces the tile of the cooperative-matrix-2 matmul
-	// (SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM]; GM defaults to 8).
-	MatMul2Tile MatMul2Tile
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]],
 	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD only with cm2). The zero
@@ -33,12 +30,6 @@ type Tuning struct {
 	// AttnRowStat is the column count of attn_cm2's row statistics
 	// (SHAREPREFILL_CM2_ROWSTAT); 0: the driver's column granularity.
 	AttnRowStat int
-	// MatMulProbe and AttnProbe select the diagnostic modes of
-	// matmul_cm1.comp and of attn_cmr.comp / attn_cm2.comp
-	// (SHAREPREFILL_CM_PROBE, SHAREPREFILL_CM_ATTN_PROBE): they leave
-	// stages out to show where the time goes, so their results are wrong
-	// by design. 0: off.
-	MatMulProbe, AttnProbe uint32
 }
 
 // MatMulTile is a tile of the cooperative-matrix matmul (matmul_cm1): a
@@ -46,10 +37,6 @@ type Tuning struct {
 // subgroup), workgroups grouped GM tile rows at a time, NS shared-memory
 // stages (0 means 2).
 type MatMulTile struct{ BM, BN, BK, WM, WN, GM, NS uint32 }
-
-// MatMul2Tile is a tile of the cooperative-matrix-2 matmul (matmul_cm2): WG
-// invocations, a BM×BN×BK tile, workgroups grouped GM tile rows at a time.
-type MatMul2Tile struct{ WG, BM, BN, BK, GM uint32 }
 
 // AttnTiles is a cooperative-matrix attention configuration: BR query rows
 // per workgroup, BC keys per KV tile, RF 16-row fragments per subgroup (0
@@ -73,15 +60,6 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.MatMulTile = MatMulTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}
-		}
-	}
-	if t.MatMul2Tile == (MatMul2Tile{}) {
-		v, err := envUints("SHAREPREFILL_CM2_TILE", "WG,BM,BN,BK[,GM]", 4, []uint32{0, 0, 0, 0, 8})
-		if err != nil {
-			return err
-		}
-		if v != nil {
-			t.MatMul2Tile = MatMul2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4]}
 		}
 	}
 	if t.AttnTiles == (AttnTiles{}) {
@@ -109,21 +87,6 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.AttnRowStat = int(v[0])
-		}
-	}
-	for _, p := range []struct {
-		name string
-		v    *uint32
-	}{{"SHAREPREFILL_CM_PROBE", &t.MatMulProbe}, {"SHAREPREFILL_CM_ATTN_PROBE", &t.AttnProbe}} {
-		if *p.v != 0 {
-			continue
-		}
-		v, err := envUints(p.name, "MODE", 1, []uint32{0})
-		if err != nil {
-			return err
-		}
-		if v != nil {
-			*p.v = v[0]
 		}
 	}
 	return nil

@@ -13,22 +13,16 @@ import (
 // field wins over its variable.
 func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM_TILE", "128,128,32,64,64")
-	t.Setenv("SHAREPREFILL_CM2_TILE", "128,64,64,64")
 	t.Setenv("SHAREPREFILL_CM_ATTN_TILES", "128,64,2,cm2,4")
 	t.Setenv("SHAREPREFILL_CM_ATTN", "cm1")
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
-	t.Setenv("SHAREPREFILL_CM_PROBE", "3")
-	t.Setenv("SHAREPREFILL_CM_ATTN_PROBE", "2")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
 		MatMulTile:  explicit,
-		MatMul2Tile: runtime.MatMul2Tile{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8},
 		AttnTiles:   runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
 		AttnOnlyCM1: true,
 		AttnRowStat: 32,
-		MatMulProbe: 3,
-		AttnProbe:   2,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -48,7 +42,6 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM_TILE", "128,128,32,64,64,8,1,1"},
 		{"SHAREPREFILL_CM_TILE", "128,128,32,64"},
 		{"SHAREPREFILL_CM_TILE", "128,128,x,64,64"},
-		{"SHAREPREFILL_CM2_TILE", "128,64,64"},
 		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm2,4,256"},
 		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cmr,4"},
 		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm3"},
@@ -57,8 +50,6 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM_ATTN_TILES", "a,32"},
 		{"SHAREPREFILL_CM_ATTN", "cm2"},
 		{"SHAREPREFILL_CM2_ROWSTAT", "-1"},
-		{"SHAREPREFILL_CM_PROBE", "on"},
-		{"SHAREPREFILL_CM_ATTN_PROBE", "1,2"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)

@@ -46,14 +46,6 @@ layout(constant_id = 1) const uint BR = 128;      // query rows per workgroup
 layout(constant_id = 2) const uint BC = 64;       // keys per KV tile, multiple of 16
 layout(constant_id = 3) const uint D = 128;       // head dim, multiple of 16
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
-// PROBE (tuning only, 0 in use; wrong results otherwise) leaves single
-// steps out to show their cost: bit 0 = the exponentials, 2 = the
-// causal/ragged-end mask of the diagonal tiles, 8 = the O rescale
-// (broadcast of the factor and O·factor), 16 = the row-sum reduction, 32 =
-// the row-max reduction and the max broadcast, 64 = the max broadcast
-// only. (Leaving out all the reductions at once lets the compiler delete
-// the whole loop, l staying 0: such a probe measures nothing.)
-layout(constant_id = 5) const uint PROBE = 0;
 // G (GQA fold, dense only): a workgroup takes BR/G query positions of the G
 // query heads h0..h0+G-1 that share one KV head. Matrix row r is position
 // r/G, head h0 + r%G: Q, O are addressed through a 3-D tensor layout
@@ -62,12 +54,12 @@ layout(constant_id = 5) const uint PROBE = 0;
 // causal extent of a workgroup (BR/G positions: fewer keys past the
 // diagonal) and that the G heads read their K/V at the same time. G = 1 is
 // the plain one-head tile.
-layout(constant_id = 6) const uint G = 1;
+layout(constant_id = 5) const uint G = 1;
 // RW: columns of the per-row statistics matrices (m, l, the row max of a
 // tile, the rescale factor): 16, or the driver's column granularity for
 // the workgroup size where that is larger (32 at 256 invocations on the
 // H100). Every column of a row holds the row's value.
-layout(constant_id = 7) const uint RW = 16;
+layout(constant_id = 6) const uint RW = 16;
 const uint P = BR / G; // query positions per workgroup
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
@@ -221,14 +213,12 @@ void main() {
 		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
 		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
 		s *= pc.scale2;
-		if ((PROBE & 2) == 0 && (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst))) {
+		if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
 			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
 		}
 
 		MAT_R mt = MAT_R(0.0);
-		if ((PROBE & 32) == 0) {
-			coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
-		}
+		coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
 		MAT_R alpha;
 		[[unroll]] for (uint i = 0; i < mt.length(); i++) {
 			const float mn = max(m[i], mt[i]);
@@ -236,29 +226,21 @@ void main() {
 			m[i] = mn;
 		}
 		MAT_S mb = MAT_S(0.0);
-		if ((PROBE & 96) == 0) {
-			coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
-		}
+		coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
 		[[unroll]] for (uint i = 0; i < s.length(); i++) {
-			s[i] = (PROBE & 1) != 0 ? s[i] - mb[i] : exp2(s[i] - mb[i]);
+			s[i] = exp2(s[i] - mb[i]);
 		}
 		MAT_R rs = MAT_R(1.0);
-		if ((PROBE & 16) == 0) {
-			coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
-		}
+		coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
 		l = alpha * l + rs;
 		const coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA> p =
 			coopmat<float16_t, gl_ScopeWorkgroup, BR, BC, gl_MatrixUseA>(s);
 
 		coopmat<float16_t, gl_ScopeWorkgroup, BC, D, gl_MatrixUseB> vt;
 		coopMatLoadTensorNV(vt, vb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D));
-		if ((PROBE & 8) == 0) {
-			MAT_O ad;
-			coopMatReduceNV(ad, alpha, gl_CooperativeMatrixReduceRowNV, smear);
-			o = coopMatMulAdd(p, vt, o * ad);
-		} else {
-			o = coopMatMulAdd(p, vt, o);
-		}
+		MAT_O ad;
+		coopMatReduceNV(ad, alpha, gl_CooperativeMatrixReduceRowNV, smear);
+		o = coopMatMulAdd(p, vt, o * ad);
 
 		st += BC;
 #ifdef SPARSE

@@ -59,14 +59,11 @@ layout(constant_id = 3) const uint D = 128;       // head dim, multiple of 16
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
 layout(constant_id = 5) const uint RF = 1;        // 16-row fragments per subgroup
 layout(constant_id = 6) const uint GENERIC = 0;   // 1: always the shared-memory reductions (tests)
-// PROBE (tuning only, 0 in use; wrong results otherwise): bit 0 = no K/V
-// global loads after the first tile; bit 1 = no softmax (P = S, no
-// reductions, no rescale).
-layout(constant_id = 7) const uint PROBE = 0;
 // NE: accumulator components per invocation, 256 / subgroup size (the host
 // sets it; register arrays are sized by it). A driver whose length()
 // differs gets NaN output, which the tests catch.
-layout(constant_id = 8) const uint NE = 8;
+layout(constant_id = 7) const uint NE = 8;
+layout(constant_id = 8) const uint PROBE = 0;
 
 const uint WG = gl_WorkGroupSize.x;
 const uint NSG = BR / (16 * RF);
@@ -257,8 +254,6 @@ void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
 		}
 	}
 	const bool needMask = start + BC > kend || (pc.causal != 0 && start + BC - 1 > posFirst);
-	// (The probe test stays outside the loop: a compound loop condition
-	// kept the NVIDIA compiler from unrolling it, 4x slower.)
 	if ((PROBE & 2) == 0)
 	[[unroll]] for (uint rf = 0; rf < RF; rf++) {
 		float mt[NE];
@@ -480,7 +475,7 @@ void main() {
 #else
 		have = st < kend;
 #endif
-		if (have && (PROBE & 1) == 0) {
+		if (have) {
 			fetch(st, kend, hk); // in flight during the products
 		}
 		compute(cur, kend, posFirst, rowPos0);

@@ -50,11 +50,6 @@ layout(constant_id = 5) const uint WN = 64;
 layout(constant_id = 6) const bool VEC = false;
 layout(constant_id = 7) const uint GM = 8;
 layout(constant_id = 8) const uint NST = 2; // shared stages: 2, or 1 (two barriers per slab)
-// PROBE (tuning only, 0 in use): 1 = every workgroup loads the slabs of
-// tile (0,0) (L2-resident inputs, wrong results); 2 = no global loads after
-// the first slab (wrong results); 3 = neither global loads nor shared
-// stores after the first slab (products and barriers only).
-layout(constant_id = 9) const uint PROBE = 0;
 
 const uint WG = gl_WorkGroupSize.x;
 const uint FM = WM / 16; // fragments per subgroup along M
@@ -182,7 +177,6 @@ void main() {
 	const uint rem = L - grp * GM * nTN;
 	const uint m0 = (first + rem % gsz) * BM;
 	const uint n0 = (rem / gsz) * BN;
-	const uint lm0 = PROBE == 1 ? 0 : m0, ln0 = PROBE == 1 ? 0 : n0; // load origin
 
 	const uint warp = gl_SubgroupID;
 	const uint wm = warp / WARPS_N, wn = warp % WARPS_N;
@@ -195,14 +189,14 @@ void main() {
 	}
 
 	const uint nk = (K + BK - 1) / BK;
-	fetch(0, lm0, ln0);
+	fetch(0, m0, n0);
 	stash(0);
 	barrier();
 	for (uint kt = 0; kt < nk; kt++) {
 		const uint cur = (kt % NST) * STAGE;
 		const bool more = kt + 1 < nk;
-		if (more && PROBE != 2 && PROBE != 3) {
-			fetch((kt + 1) * BK, lm0, ln0); // in flight during the products
+		if (more) {
+			fetch((kt + 1) * BK, m0, n0); // in flight during the products
 		}
 		[[unroll]] for (uint kk = 0; kk < BK / 16; kk++) {
 			coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> a[FM];
@@ -223,9 +217,7 @@ void main() {
 			if (NST == 1) {
 				barrier(); // everyone is done reading the only stage
 			}
-			if (PROBE != 3) {
-				stash((kt + 1) % NST);
-			}
+			stash((kt + 1) % NST);
 		}
 		barrier();
 	}

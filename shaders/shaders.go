@@ -52,6 +52,16 @@ func SPIRV(name string) ([]byte, error) {
 	return b, nil
 }
 
+// Has reports whether a module of that name (without the .spv suffix) is
+// embedded.
+func Has(name string) bool {
+	if name == "" || strings.ContainsAny(name, "/\\") {
+		return false
+	}
+	_, err := fs.Stat(spvFS, "spv/"+name+".spv")
+	return err == nil
+}
+
 // Names returns the names of all embedded modules, sorted.
 func Names() []string {
 	ents, err := fs.ReadDir(spvFS, "spv")

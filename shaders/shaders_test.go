@@ -111,3 +111,17 @@ func TestSPIRVLookup(t *testing.T) {
 		t.Error("path-like name accepted")
 	}
 }
+
+// TestHas: Has finds exactly the embedded modules.
+func TestHas(t *testing.T) {
+	for _, n := range Names() {
+		if !Has(n) {
+			t.Errorf("Has(%q) = false for an embedded module", n)
+		}
+	}
+	for _, n := range []string{"", "no_such_module", "spv/fill", "../fill", "fill.spv"} {
+		if Has(n) {
+			t.Errorf("Has(%q) = true", n)
+		}
+	}
+}

@@ -1,12 +1,14 @@
-"""PyTorch SDPA causal fp16 attention: the anchor for bench/attention.
+"""PyTorch SDPA causal fp16 attention: an anchor for the dense attention rows
+of `shareprefill bench kernels` (sdpa_flex.py is the one the harness joins).
 
 For each length S it times torch.nn.functional.scaled_dot_product_attention
 (is_causal=True, fp16, [1, H, S, D] layout) with Hq query heads and Hkv
 key/value heads (enable_gqa=True where the installed torch has it, else the
 KV heads are expanded beforehand, outside the timed region), with CUDA events
-after a warm-up, and prints the median over reps in the same Markdown table as
-bench/attention. Causal FLOPs are counted as 4*S^2*D*Hq/2. With --json FILE it
-writes rows in bench/attention's JSON format (kind "sdpa").
+after a warm-up, and prints the median over reps as a Markdown table. Causal
+FLOPs are counted as 4*S^2*D*Hq/2. With --json FILE it writes the rows as JSON
+(kind "sdpa"; the format of the retired bench/attention tool, see
+bench/RESULTS.md).
 
 --backend picks SDPA's implementation (torch.nn.attention.sdpa_kernel):
 "default" (PyTorch's choice; on the H100 it matched the cuDNN backend),

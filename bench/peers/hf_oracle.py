@@ -1,7 +1,7 @@
 """Hugging Face transformers as the oracle for shareprefill's forward pass.
 
-Writes reference logits that `shareprefill bench accuracy --oracle DIR` (or
-`go run ./bench/oracle -dir DIR`) compares with our engine. Two kinds of cases:
+Writes reference logits that `shareprefill bench accuracy --oracle DIR`
+compares with our engine. Two kinds of cases:
 
   random  For each --shapes entry (Llama-3.2-1B, an MHA model with head_dim 64,
           Llama-3-8B, Qwen2.5-7B or Mistral-7B shapes; --layers layers; random

@@ -1,10 +1,11 @@
-"""cuBLAS fp16 GEMM with PyTorch: the anchor for bench/matmul.
+"""cuBLAS fp16 GEMM with PyTorch: the anchor for the matmul rows of
+`shareprefill bench kernels`.
 
 For each shape MxNxK it times ``y = x @ w.T`` with x [M, K] and w [N, K] in
 fp16 (cuBLAS accumulates in fp32, output fp16), using CUDA events after a
-warm-up, and prints the median over reps in the same Markdown table as
-bench/matmul. With --json FILE it writes the rows in bench/matmul's JSON
-format so bench/matmul/run.sh can print ratios.
+warm-up, and prints the median over reps as a Markdown table. With --json FILE
+it writes the rows as JSON (the format of the retired bench/matmul tool, see
+bench/RESULTS.md).
 
 Usage: python3 bench/peers/matmul.py [--shapes 1x4096x4096,...] [--reps 20] [--json FILE]
 """

@@ -215,6 +215,11 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// With SHAREPREFILL_VK_PIPELINE_STATS=1 on a driver that has them: the
+	// statistics of every kernel the run created (registers, spills, ...).
+	if st, err := dev.PipelineStatistics(); err == nil {
+		runtime.FormatPipelineStatistics(stderr, st)
+	}
 	res := rep.Results.(*harness.KernelResults)
 	return out.write(rep, harness.KernelTables(res), harness.KernelPlots(res), stdout, stderr)
 }

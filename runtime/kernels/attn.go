@@ -62,9 +62,8 @@ func (t AttnTiles) valid(dev *runtime.Device, d int) bool {
 }
 
 // attnPrefillTiles lists the prefill configurations, preferred first. Wide
-// workgroups win on the H200 (D=128, S=16K, 2026-11-29: 512:32:32 16.0
-// TFLOP/s, 256:32:32 15.3, 128:32:32 10.6, 64:16:32 5.3), as occupancy is
-// bounded by shared memory per workgroup.
+// workgroups win, as occupancy is bounded by shared memory per workgroup
+// (bench/RESULTS.md, the scalar kernel's tiles).
 var attnPrefillTiles = []AttnTiles{
 	{512, 32, 32}, {256, 32, 32}, {256, 16, 64}, {256, 16, 32}, {128, 32, 32},
 	{128, 16, 32}, {64, 16, 32}, {64, 16, 16}, {32, 8, 16}, {32, 8, 8}, {16, 4, 8}, {16, 4, 4},
@@ -220,7 +219,9 @@ func FlashAttention(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p Attn
 	if err := attnCheckIO("flash attention", o, lse, q, k, v, p); err != nil {
 		return err
 	}
-	if t, ok := cmAttnPick(r.Device(), p.D, 0); ok { // attn_cm.go
+	if t, ok, err := cmAttnPick(r.Device(), p.D, 0); err != nil { // attn_cm.go
+		return fmt.Errorf("flash attention: %w", err)
+	} else if ok {
 		return flashAttentionCM(r, o, lse, q, k, v, p, t)
 	}
 	t, err := ChooseAttnTiles(r.Device(), p.D, 0)
@@ -274,7 +275,9 @@ func SparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 	if blockSize < 8 || bits.OnesCount(uint(blockSize)) != 1 {
 		return fmt.Errorf("%s: block size %d must be a power of two ≥ 8", op, blockSize)
 	}
-	if t, ok := cmAttnPick(r.Device(), p.D, blockSize); ok { // attn_cm.go
+	if t, ok, err := cmAttnPick(r.Device(), p.D, blockSize); err != nil { // attn_cm.go
+		return fmt.Errorf("%s: %w", op, err)
+	} else if ok {
 		return sparseAttentionCM(r, o, lse, q, k, v, rowPtr, cols, p, blockSize, t)
 	}
 	t, err := ChooseAttnTiles(r.Device(), p.D, blockSize)

@@ -86,28 +86,20 @@ func cmAttnShared(t cmAttnTiles, d int) int {
 	return s
 }
 
+// valid reports whether dev may run t for head dim d: its kind is usable
+// (opTables) and the tile fits the subgroup size, the workgroup limit and
+// the shared memory.
 func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	caps := dev.Caps()
 	sg := int(caps.SubgroupSize)
-	switch t.kind() {
-	case "cm1":
-		if sg < 16 || sg > 64 {
-			return false
-		}
-	case "cmr":
-	case "cmr-cv":
-		if !caps.CoopMat2Conversions {
-			return false
-		}
-	case "cm2":
-		// Workgroup-scope matrices take the workgroup sizes and
-		// granularities the driver lists for flexible dimensions: S = Q·Kᵀ
-		// (BR×D·D×BC), O += P·V (BR×BC·BC×D); the BR×RW row statistics
-		// take a multiple of the column granularity (cm2RowWidth).
-		if inv := t.subgroups() * sg; !caps.CoopMat2 || !cm2Fits(dev, inv, [3]int{t.BR, t.BC, d}, [3]int{t.BR, d, t.BC}) {
-			return false
-		}
-	default:
+	if !variantUsable("attention", t.kind(), caps) || t.kind() == "scalar" {
+		return false
+	}
+	// Workgroup-scope matrices take the workgroup sizes and granularities
+	// the driver lists for flexible dimensions: S = Q·Kᵀ (BR×D·D×BC), O +=
+	// P·V (BR×BC·BC×D); the BR×RW row statistics take a multiple of the
+	// column granularity (cm2RowWidth).
+	if inv := t.subgroups() * sg; t.kind() == "cm2" && !cm2Fits(dev, inv, [3]int{t.BR, t.BC, d}, [3]int{t.BR, d, t.BC}) {
 		return false
 	}
 	rf := t.rf()
@@ -120,17 +112,15 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	return cmAttnShared(t, d)+512 <= int(caps.MaxSharedMemory)
 }
 
-// cmAttnTileList is the preference order. attn_cm2 comes first where the
-// device has VK_NV_cooperative_matrix2: on the H200 (16K tokens, 32 heads,
-// D 128) its 128×128 (256 invocations) ran at 210 TFLOP/s, 128×64 at 185
-// and 64×64 at 180, against attn_cm1 128×32's 97 (bench/RESULTS.md,
-// 2026-12-02 round 3).
-// attn_cm1 is next for every KHR device: BR 128 ran at 97, BR 64 at 50 and
-// BR 32 at 20 (rows per workgroup amortise the K/V staging). attn_cmr-cv
-// 128×64 ran at 49 (255 registers and spills), so it is chosen only through
-// SHAREPREFILL_CM_ATTN_TILES. attn_cmr without the register conversion
-// serves the subgroup sizes cm1 does not take (below 16 or above 64, e.g.
-// lavapipe's 8).
+// cmAttnTileList is the preference order (the measurements behind it are in
+// bench/RESULTS.md). attn_cm2 comes first where the device has
+// VK_NV_cooperative_matrix2: larger tiles first, as the driver's staging
+// of the tensor loads amortises over more rows and keys. attn_cm1 is next
+// for every KHR device, most rows per workgroup first (they amortise the
+// K/V staging). attn_cmr-cv spills registers on the NVIDIA compiler, so
+// it is chosen only through Tuning.AttnTiles; attn_cmr without the
+// register conversion serves the subgroup sizes cm1 does not take (below
+// 16 or above 64, e.g. lavapipe's 8).
 var cmAttnTileList = []cmAttnTiles{
 	{BR: 128, BC: 128, RF: 1, Kind: "cm2"}, {BR: 128, BC: 64, RF: 1, Kind: "cm2"},
 	{BR: 64, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 32, RF: 1, Kind: "cm2"},
@@ -153,36 +143,31 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 256, BC: 64, RF: 2, Kind: "cm2"},
 }
 
-// chooseCMAttnTiles returns the first fitting configuration whose BR and BC
-// divide maxBlock (when > 0). The device's Tuning may put a configuration
-// first (AttnTiles) and keep to the attn_cm1 kernel (AttnOnlyCM1).
-func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
-	list := cmAttnTileList
-	tu := dev.Tuning()
-	if a := tu.AttnTiles; a != (runtime.AttnTiles{}) {
-		list = append([]cmAttnTiles{{BR: a.BR, BC: a.BC, RF: a.RF, Kind: a.Kind, Fold: a.Fold}}, list...)
+// chooseCMAttnTiles returns the first configuration of the device's table
+// (deviceTables.cmAttn) that fits head dim d and whose BR and BC divide
+// maxBlock (when > 0), and whether there is one.
+func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool, error) {
+	tb, err := tablesOf(dev)
+	if err != nil {
+		return cmAttnTiles{}, false, err
 	}
-	onlyCM1 := tu.AttnOnlyCM1
-	for _, t := range list {
-		if onlyCM1 && t.kind() != "cm1" {
-			continue
-		}
+	for _, t := range tb.cmAttn {
 		if maxBlock > 0 && (maxBlock%t.BR != 0 || maxBlock%t.BC != 0) {
 			continue
 		}
 		if t.valid(dev, d) {
-			return t, true
+			return t, true, nil
 		}
 	}
-	return cmAttnTiles{}, false
+	return cmAttnTiles{}, false, nil
 }
 
 // cmAttnPick returns the cooperative-matrix configuration FlashAttention
-// (maxBlock 0) or SparseAttention take on dev, and whether one applies: the
-// device has KHR cooperative matrices, D is a multiple of 16, and a tile fits.
-func cmAttnPick(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool) {
-	if !dev.Caps().CoopMat || d%16 != 0 {
-		return cmAttnTiles{}, false
+// (maxBlock 0) or SparseAttention take on dev, and whether one applies: D
+// is a multiple of 16 and a configuration of the device's table fits.
+func cmAttnPick(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool, error) {
+	if d%16 != 0 {
+		return cmAttnTiles{}, false, nil
 	}
 	return chooseCMAttnTiles(dev, d, maxBlock)
 }
@@ -198,9 +183,9 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	switch t.kind() {
 	case "cm2":
 		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
-		spec = append(spec, dev.Tuning().AttnProbe, uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
+		spec = append(spec, uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
 	case "cmr", "cmr-cv":
-		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), dev.Tuning().AttnProbe, 256/sg)
+		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), 256/sg)
 	}
 	desc := runtime.KernelDesc{
 		Shader: attnVariant(base, o), Bindings: 5, ReadOnly: 0b00111, PushSize: 48,
@@ -251,7 +236,10 @@ func cmAttnChoose(dev *runtime.Device, op string, d, maxBlock int) (cmAttnTiles,
 	if d%16 != 0 {
 		return cmAttnTiles{}, fmt.Errorf("%s: head dim D=%d is not a multiple of 16", op, d)
 	}
-	t, ok := chooseCMAttnTiles(dev, d, maxBlock)
+	t, ok, err := chooseCMAttnTiles(dev, d, maxBlock)
+	if err != nil {
+		return cmAttnTiles{}, fmt.Errorf("%s: %w", op, err)
+	}
 	if !ok {
 		return cmAttnTiles{}, fmt.Errorf("%s: no tile configuration for D=%d (block %d) fits this device (subgroup %d, %d bytes of shared memory)",
 			op, d, maxBlock, dev.Caps().SubgroupSize, dev.Caps().MaxSharedMemory)
@@ -339,12 +327,16 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 // 0) or SparseAttention (block B > 0) use on dev for head dim d, for
 // reports: "cm2 128x128 rf1", "cm1 128x32", or "scalar {...}".
 func AttentionKernel(dev *runtime.Device, d, block int) string {
-	if t, ok := cmAttnPick(dev, d, block); ok {
-		return t.String()
-	}
-	t, err := ChooseAttnTiles(dev, d, block)
+	t, ok, err := cmAttnPick(dev, d, block)
 	if err != nil {
 		return "none: " + err.Error()
 	}
-	return fmt.Sprintf("scalar %+v", t)
+	if ok {
+		return t.String()
+	}
+	st, err := ChooseAttnTiles(dev, d, block)
+	if err != nil {
+		return "none: " + err.Error()
+	}
+	return fmt.Sprintf("scalar %+v", st)
 }

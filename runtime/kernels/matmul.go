@@ -221,8 +221,10 @@ func mmRecord(r *runtime.Recorder, s mmShape, chunks []mmChunk, y, x, w, bias *r
 // MatMul records y = x·Wᵀ (+ bias): x [..., K] f32 or f16 (M = x.Len()/K
 // rows), w [N, K] f16, bias [N] f32 or nil, y [..., N] f32 or f16 with M·N
 // elements; products are accumulated in f32. It uses the GEMV kernel for
-// M ≤ GEMVMaxM and the tiled kernel otherwise, and splits big problems over M
-// (and N) so that no binding exceeds maxStorageBufferRange.
+// M ≤ GEMVMaxM, otherwise the first variant of the device's matmul table
+// that takes x (variants.go: cooperative matrices for f16 x, else the tiled
+// kernel), and splits big problems over M (and N) so that no binding
+// exceeds maxStorageBufferRange.
 func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	s, err := mmCheck("matmul", y, x, w, bias)
 	if err != nil {
@@ -231,7 +233,11 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
 	}
-	if cmUsable(r.Device().Caps(), x) { // cooperative matrices (matmul_cm.go)
+	tb, err := tablesOf(r.Device())
+	if err != nil {
+		return fmt.Errorf("matmul: %w", err)
+	}
+	if tb.has("matmul", "coopmat") && x.DType() == runtime.F16 { // cooperative matrices (matmul_cm.go)
 		return MatMulCoopMat(r, y, x, w, bias)
 	}
 	return matMulTiled(r, s, y, x, w, bias, chooseTile(r.Device().Caps(), s.M, s.N))

@@ -52,9 +52,8 @@ func (t cmTile) String() string {
 
 var (
 	// cmLarge: 4 subgroups of 64×64, BK 32, one shared stage: 24 KiB, so
-	// two workgroups share a multiprocessor. On the H100 it ran at 238–243
-	// TFLOP/s against 176 for the 256×128 tile of 8 subgroups that was the
-	// default before (bench/RESULTS.md, round 4).
+	// two workgroups share a multiprocessor (faster than a 256×128 tile of
+	// 8 subgroups: bench/RESULTS.md, round 4).
 	cmLarge = cmTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 8, NS: 1}
 	// cmLargeK16: 4 subgroups of 64×64, BK 16 (28 KiB) for devices with
 	// < 44 KiB of shared memory.
@@ -96,11 +95,6 @@ func MatMulCoopMat(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	return matMulCM(r, s, y, x, w, bias, t)
 }
 
-// cmUsable reports whether MatMul may route the problem to matMulCM.
-func cmUsable(caps runtime.Caps, x *runtime.Tensor) bool {
-	return caps.CoopMat && x.DType() == runtime.F16
-}
-
 func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t cmTile) error {
 	d := r.Device()
 	caps := d.Caps()
@@ -130,7 +124,7 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
 		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), d.Tuning().MatMulProbe}
+		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages()}
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
 			Spec:          spec,

@@ -1,0 +1,146 @@
+package kernels
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/shaders"
+)
+
+// Kernel variants. An op with more than one kernel lists them in one table,
+// in preference order (opTables). A device's tables (tablesOf) keep the
+// variants its capabilities allow; they are built once per device, and
+// building them checks that every SPIR-V module the tables name is
+// embedded. Within a variant the tile is chosen per call, from the
+// shapes (chooseTile, chooseCMTile, chooseCMAttnTiles, ChooseAttnTiles).
+
+// variant is one kernel of an op.
+type variant struct {
+	name    string                  // as errors and AttentionKernel name it
+	shaders []string                // every module the variant may dispatch
+	usable  func(runtime.Caps) bool // whether a device with these capabilities may run it
+}
+
+func always(runtime.Caps) bool { return true }
+
+// dtypeNames expands a module name pattern: each %s in it becomes f16 and
+// f32 ("matmul_x%s_y%s" gives four names).
+func dtypeNames(pattern string) []string {
+	out := []string{pattern}
+	for range strings.Count(pattern, "%s") {
+		var next []string
+		for _, p := range out {
+			next = append(next, strings.Replace(p, "%s", "f16", 1), strings.Replace(p, "%s", "f32", 1))
+		}
+		out = next
+	}
+	return out
+}
+
+// attnModules are the modules of an attention kernel: dense and sparse,
+// f16 and f32 output.
+func attnModules(base string, extra ...string) []string {
+	l := append(dtypeNames(base+"_%s"), dtypeNames(base+"_sparse_%s")...)
+	for _, e := range extra {
+		l = append(l, dtypeNames(e)...)
+	}
+	return l
+}
+
+// opTables are the variant tables, by op, in preference order.
+var opTables = map[string][]variant{
+	// MatMul above GEMVMaxM rows: cooperative matrices for f16 inputs
+	// (matmul_cm.go), else the tiled shared-memory kernel.
+	"matmul": {
+		{name: "coopmat", shaders: dtypeNames("matmul_cm1_y%s"), usable: func(c runtime.Caps) bool { return c.CoopMat }},
+		{name: "tiled", shaders: dtypeNames("matmul_x%s_y%s"), usable: always},
+	},
+	// MatMul up to GEMVMaxM rows, and MatVec.
+	"matvec": {
+		{name: "gemv", shaders: dtypeNames("gemv_x%s_y%s"), usable: always},
+	},
+	// FlashAttention and SparseAttention (attn_cm.go, attn.go): the kinds of
+	// cmAttnTiles, then the scalar kernel, which every device runs.
+	"attention": {
+		{name: "cm2", shaders: attnModules("attn_cm2"), usable: func(c runtime.Caps) bool { return c.CoopMat && c.CoopMat2 }},
+		{name: "cm1", shaders: attnModules("attn_cm1"), usable: func(c runtime.Caps) bool {
+			return c.CoopMat && c.SubgroupSize >= 16 && c.SubgroupSize <= 64
+		}},
+		{name: "cmr", shaders: attnModules("attn_cmr"), usable: func(c runtime.Caps) bool { return c.CoopMat }},
+		{name: "cmr-cv", shaders: attnModules("attn_cmr_cv"), usable: func(c runtime.Caps) bool { return c.CoopMat && c.CoopMat2Conversions }},
+		{name: "scalar", shaders: attnModules("attn", "attn_reduce_%s"), usable: always},
+	},
+}
+
+// variantUsable reports whether op's variant name may run with caps (false
+// for an unknown name).
+func variantUsable(op, name string, caps runtime.Caps) bool {
+	for _, v := range opTables[op] {
+		if v.name == name {
+			return v.usable(caps)
+		}
+	}
+	return false
+}
+
+// deviceTables are the variants one device may run.
+type deviceTables struct {
+	// ops holds the usable variant names of each op, preference order.
+	ops map[string][]string
+	// cmAttn are the cooperative-matrix attention configurations of the
+	// usable kinds, preference order: the device's Tuning.AttnTiles first,
+	// only attn_cm1's with Tuning.AttnOnlyCM1. A call takes the first that
+	// fits its head dim and block size.
+	cmAttn []cmAttnTiles
+}
+
+// has reports whether the device may run op's variant name.
+func (t *deviceTables) has(op, name string) bool { return slices.Contains(t.ops[op], name) }
+
+// tablesKey is the key of a device's tables in runtime.Device.Value.
+type tablesKey struct{}
+
+// tablesOf returns dev's tables, built on first use.
+func tablesOf(dev *runtime.Device) (*deviceTables, error) {
+	v, err := dev.Value(tablesKey{}, func() (any, error) { return buildTables(opTables, dev.Caps(), dev.Tuning()) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*deviceTables), nil
+}
+
+// buildTables keeps the variants of tables that caps allow, failing when
+// any variant names a module that is not embedded.
+func buildTables(tables map[string][]variant, caps runtime.Caps, tu runtime.Tuning) (*deviceTables, error) {
+	t := &deviceTables{ops: map[string][]string{}}
+	ops := make([]string, 0, len(tables))
+	for op := range tables {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	for _, op := range ops {
+		for _, v := range tables[op] {
+			for _, sh := range v.shaders {
+				if !shaders.Has(sh) {
+					return nil, fmt.Errorf("kernels: %s variant %s dispatches shader %s, which is not embedded (run make shaders)", op, v.name, sh)
+				}
+			}
+			if v.usable(caps) {
+				t.ops[op] = append(t.ops[op], v.name)
+			}
+		}
+	}
+	list := cmAttnTileList
+	if a := tu.AttnTiles; a != (runtime.AttnTiles{}) {
+		list = append([]cmAttnTiles{{BR: a.BR, BC: a.BC, RF: a.RF, Kind: a.Kind, Fold: a.Fold}}, list...)
+	}
+	for _, c := range list {
+		if t.has("attention", c.kind()) && (!tu.AttnOnlyCM1 || c.kind() == "cm1") {
+			t.cmAttn = append(t.cmAttn, c)
+		}
+	}
+	return t, nil
+}
