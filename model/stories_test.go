@@ -9,33 +9,26 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/shareddata"
 	"github.com/shareprefill/shareprefill/model/stories260k"
 )
 
-// findStoriesDir returns the shared stories260K-hf directory, or "". It
-// honours SHAREPREFILL_SHARED (the shared root, holding data/, or the data
-// directory itself) and otherwise looks in ../../shared/data.
+// findStoriesDir returns the shared stories260K-hf directory (see
+// internal/shareddata), or "", and the paths it tried.
 func findStoriesDir() (dir string, tried []string) {
-	if s := os.Getenv("SHAREPREFILL_SHARED"); s != "" {
-		tried = append(tried, filepath.Join(s, "data", "stories260K-hf"), filepath.Join(s, "stories260K-hf"))
+	p, tried := shareddata.Find("data/stories260K-hf/reference/greedy_from_bos.json")
+	if p == "" {
+		return "", tried
 	}
-	tried = append(tried, filepath.Join("..", "..", "shared", "data", "stories260K-hf"))
-	for _, d := range tried {
-		if _, err := os.Stat(filepath.Join(d, "reference", "greedy_from_bos.json")); err == nil {
-			return d, tried
-		}
-	}
-	return "", tried
+	return filepath.Dir(filepath.Dir(p)), tried
 }
 
-// storiesDir returns the shared stories260K-hf directory, or skips the test.
+// storiesDir returns the shared stories260K-hf directory, or skips the test
+// (fails with SHAREPREFILL_REQUIRE_SHARED=1), saying where it looked.
 func storiesDir(t testing.TB) string {
 	t.Helper()
-	d, tried := findStoriesDir()
-	if d == "" {
-		t.Skipf("shared data stories260K-hf not found (tried %v); set SHAREPREFILL_SHARED to the shared root", tried)
-	}
-	return d
+	p := shareddata.Path(t, "data/stories260K-hf/reference/greedy_from_bos.json")
+	return filepath.Dir(filepath.Dir(p))
 }
 
 func readJSON(t testing.TB, path string, v any) {

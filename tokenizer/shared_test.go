@@ -9,32 +9,24 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/shareprefill/shareprefill/internal/shareddata"
 )
 
-// sharedDir returns the shared data folder (env SHAREPREFILL_SHARED, or
-// ../../shared/data relative to this package) or skips the test.
+// sharedDir returns the shared data folder (the shared root's data/, see
+// internal/shareddata) or skips the test, saying where it looked.
 func sharedDir(t testing.TB) string {
 	t.Helper()
-	if dir := findShared(); dir != "" {
-		return dir
-	}
-	t.Skip("shared data not found (set SHAREPREFILL_SHARED or provide ../../shared/data); skipping test on real tokenizers")
-	return ""
+	return filepath.Dir(shareddata.Path(t, "data/tokenizers"))
 }
 
 // findShared returns the shared data folder or "".
 func findShared() string {
-	var cands []string
-	if env := os.Getenv("SHAREPREFILL_SHARED"); env != "" {
-		cands = append(cands, filepath.Join(env, "data"), env)
+	p, _ := shareddata.Find("data/tokenizers")
+	if p == "" {
+		return ""
 	}
-	cands = append(cands, filepath.Join("..", "..", "shared", "data"))
-	for _, c := range cands {
-		if st, err := os.Stat(filepath.Join(c, "tokenizers")); err == nil && st.IsDir() {
-			return c
-		}
-	}
-	return ""
+	return filepath.Dir(p)
 }
 
 var (

@@ -3,13 +3,13 @@ package harness
 import (
 	"go/build"
 	"math"
-	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/shareddata"
 	"github.com/shareprefill/shareprefill/tokenizer"
 )
 
@@ -141,20 +141,13 @@ func TestNeedleSampleLayout(t *testing.T) {
 	}
 }
 
-// sharedRoot returns the shared folder (SHAREPREFILL_SHARED or
-// ../../../shared), or skips.
+// sharedRoot returns the shared root (see internal/shareddata) holding
+// bench-lm-8k's held-out set, or skips (fails with
+// SHAREPREFILL_REQUIRE_SHARED=1), saying where it looked.
 func sharedRoot(t *testing.T) string {
 	t.Helper()
-	for _, d := range []string{os.Getenv("SHAREPREFILL_SHARED"), filepath.Join("..", "..", "..", "shared")} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "models", "bench-lm-8k", "training", "holdout.txt")); err == nil {
-			return d
-		}
-	}
-	t.Skip("shared data (models/bench-lm-8k) not found; set SHAREPREFILL_SHARED")
-	return ""
+	p := shareddata.Path(t, "models/bench-lm-8k/training/holdout.txt")
+	return filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(p))))
 }
 
 // TestHeldOutBenchLM rebuilds bench-lm-8k's held-out set from the corpora

@@ -12,7 +12,7 @@ import (
 // skipped unless CALIB_FULL is set, because it takes about a minute.
 func TestFullScaleDefaults(t *testing.T) {
 	if os.Getenv("CALIB_FULL") == "" {
-		t.Skip()
+		t.Skip("set CALIB_FULL=1 to run the full-scale calibration (about a minute)")
 	}
 	maps, truth := synthHeads(170, 1)
 	t0 := time.Now()
