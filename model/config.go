@@ -585,5 +585,5 @@ func RopeInvFreq(cfg *Config) []float64 {
 		sc = &kernels.Llama3Scaling{Factor: s.Factor, LowFreqFactor: s.LowFreqFactor,
 			HighFreqFactor: s.HighFreqFactor, OriginalMaxPositionEmbeddings: s.OriginalMaxPositionEmbeddings}
 	}
-	return kernels.RefRopeInvFreq(cfg.RopeTheta, cfg.HeadDim, sc)
+	return kernels.RopeInvFreq(cfg.RopeTheta, cfg.HeadDim, sc)
 }

@@ -154,45 +154,39 @@ func LoadWeights(ck *Checkpoint, cfg *Config) (*Weights, error) {
 	return w, nil
 }
 
-// Model is a loaded configuration with its float32 weights.
-type Model struct {
-	Config  *Config
-	Weights *Weights
-}
-
-// Load reads config.json and the safetensors weights of dir into memory.
-func Load(dir string) (*Model, error) {
+// Load reads config.json and the safetensors weights of dir into host
+// memory as float32 (for CPU computations such as bench density; the GPU
+// engine streams a Checkpoint instead).
+func Load(dir string) (*Config, *Weights, error) {
 	cfg, err := LoadConfig(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ck, err := OpenCheckpoint(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer ck.Close()
-	w, err := LoadWeights(ck, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &Model{cfg, w}, nil
+	return loadWeightsOf(cfg, ck, err)
 }
 
 // LoadFS is Load on a file system such as an embed.FS; dir is a
 // slash-separated directory inside fsys ("." for its root).
-func LoadFS(fsys fs.FS, dir string) (*Model, error) {
+func LoadFS(fsys fs.FS, dir string) (*Config, *Weights, error) {
 	cfg, err := LoadConfigFS(fsys, dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ck, err := OpenCheckpointFS(fsys, dir)
+	return loadWeightsOf(cfg, ck, err)
+}
+
+// loadWeightsOf reads the weights of cfg from ck (opened with error err)
+// and closes ck.
+func loadWeightsOf(cfg *Config, ck *Checkpoint, err error) (*Config, *Weights, error) {
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer ck.Close()
 	w, err := LoadWeights(ck, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &Model{cfg, w}, nil
+	return cfg, w, nil
 }

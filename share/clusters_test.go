@@ -1,4 +1,4 @@
-package share
+package share_test
 
 import (
 	"os"
@@ -6,11 +6,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/shareprefill/shareprefill/share"
 )
 
 func TestClusterFileRoundTrip(t *testing.T) {
 	for _, name := range []string{"clusters_official_small.json", "clusters_extended_small.json"} {
-		f, err := LoadClusters(filepath.Join("testdata", name))
+		f, err := share.LoadClusters(filepath.Join("testdata", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -24,10 +26,10 @@ func TestClusterFileRoundTrip(t *testing.T) {
 			t.Fatalf("ids %v", ids)
 		}
 		path := filepath.Join(t.TempDir(), "out.json")
-		if err := WriteClusters(path, f); err != nil {
+		if err := share.WriteClusters(path, f); err != nil {
 			t.Fatal(err)
 		}
-		g, err := LoadClusters(path)
+		g, err := share.LoadClusters(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,18 +42,18 @@ func TestClusterFileRoundTrip(t *testing.T) {
 			t.Fatalf("directory holds %d entries after the write", len(ents))
 		}
 	}
-	off, _ := LoadClusters("testdata/clusters_official_small.json")
+	off, _ := share.LoadClusters("testdata/clusters_official_small.json")
 	if off.Meta != nil || !reflect.DeepEqual(off.SharedClusters, []string{"3"}) {
 		t.Fatal("official file: meta must be nil and shared_clusters [\"3\"]")
 	}
-	ext, _ := LoadClusters("testdata/clusters_extended_small.json")
+	ext, _ := share.LoadClusters("testdata/clusters_extended_small.json")
 	if ext.Meta == nil || ext.Meta.NumLayers != 4 || len(ext.Meta.Noise) != 2 || ext.Meta.Selection.PerCluster["3"].Keep != 0.93 {
 		t.Fatalf("extended meta %+v", ext.Meta)
 	}
 	// Lookup covers every listed head.
 	lk := off.Lookup()
-	if len(lk) != 32 || lk[HeadRef{0, 7}] != "3" {
-		t.Fatalf("lookup %d entries, (0,7) → %q", len(lk), lk[HeadRef{0, 7}])
+	if len(lk) != 32 || lk[share.HeadRef{0, 7}] != "3" {
+		t.Fatalf("lookup %d entries, (0,7) → %q", len(lk), lk[share.HeadRef{0, 7}])
 	}
 }
 
@@ -86,7 +88,7 @@ func TestClusterFileErrors(t *testing.T) {
 		{"noise out of range", `{"clusters": {"1": [[0, 0]]}, "meta": {"noise": [[9, 0]]}}`, 4, 8, `meta.noise head (9,0): layer 9 out of range`},
 	}
 	for _, tc := range tests {
-		f, err := ParseClusters([]byte(tc.json))
+		f, err := share.ParseClusters([]byte(tc.json))
 		if err == nil {
 			err = f.Validate(tc.layers, tc.heads)
 		}
@@ -94,7 +96,7 @@ func TestClusterFileErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
 		}
 	}
-	if _, err := LoadClusters("testdata/does-not-exist.json"); err == nil || !strings.Contains(err.Error(), "load clusters") {
+	if _, err := share.LoadClusters("testdata/does-not-exist.json"); err == nil || !strings.Contains(err.Error(), "load clusters") {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -110,7 +112,7 @@ func FuzzParseClusters(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseClusters(data)
+		c, err := share.ParseClusters(data)
 		if err != nil {
 			if c != nil {
 				t.Fatal("non-nil file with an error")
@@ -123,7 +125,7 @@ func FuzzParseClusters(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal of a parsed file: %v", err)
 		}
-		d, err := ParseClusters(out)
+		d, err := share.ParseClusters(out)
 		if err != nil {
 			t.Fatalf("re-parse: %v\n%s", err, out)
 		}

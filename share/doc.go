@@ -15,11 +15,10 @@
 // preset), VerticalSlash (MInference, fixed budgets mapped to the block
 // grid) and Dense. Preset names the knob sets and takes overrides.
 //
-// The package also holds the float64 CPU references that the GPU kernels
-// are tested against: EstimateRef/EstimateHeadRef (V, S, budgets, â, M,
-// MInference window sums), BlockMapRef (Â), SparseAttentionRef and
-// DenseAttentionRef (output and per-row log-sum-exp), and the cluster file
-// loader/writer (ParseClusters, LoadClusters, WriteClusters).
+// The package also holds the cluster file loader/writer (ParseClusters,
+// LoadClusters, WriteClusters). The CPU planners are the reference the GPU
+// planner is checked against; the float64 references of the estimates and
+// of attention that the tests use live in internal/ref.
 //
 // Nothing here imports the runtime or model packages.
 package share

@@ -1,100 +1,21 @@
-package share
+package share_test
 
 import (
-	"math"
-	"math/rand/v2"
 	"testing"
+
+	"github.com/shareprefill/shareprefill/internal/ref"
+	"github.com/shareprefill/shareprefill/share"
 )
 
-// headQK is one constructed head: queries and keys [n][d].
-type headQK struct{ q, k [][]float64 }
-
-func matrix(n, d int) [][]float64 {
-	m := make([][]float64, n)
-	for i := range m {
-		m[i] = make([]float64, d)
-	}
-	return m
-}
-
-// randomHead draws Gaussian q and k scaled by s: small s gives nearly
-// uniform causal attention.
-func randomHead(n, d int, s float64, seed uint64) headQK {
-	r := rand.New(rand.NewPCG(seed, 7))
-	q, k := matrix(n, d), matrix(n, d)
-	for i := 0; i < n; i++ {
-		for e := 0; e < d; e++ {
-			q[i][e] = s * r.NormFloat64()
-			k[i][e] = s * r.NormFloat64()
-		}
-	}
-	return headQK{q, k}
-}
-
-// stripeHead makes every query attend key col (a vertical stripe) with
-// score gap ≈ strength/√d over the other keys.
-func stripeHead(n, d, col int, strength float64, seed uint64) headQK {
-	h := randomHead(n, d, 0.1, seed)
-	for i := 0; i < n; i++ {
-		h.q[i][0] = math.Sqrt(strength)
-	}
-	h.k[col][0] = math.Sqrt(strength)
-	return h
-}
-
-// diagHead makes query i attend key i − off (a slash at offset off; off = 0
-// gives a local window) using a sum of rotations at halving frequencies,
-// peaked only at i − j = off.
-func diagHead(n, off int, amp float64) headQK {
-	f := 1
-	for 1<<f < 2*n {
-		f++
-	}
-	d := 2 * f
-	q, k := matrix(n, d), matrix(n, d)
-	for e := 0; e < f; e++ {
-		w := 2 * math.Pi / float64(int(1)<<(e+1))
-		for i := 0; i < n; i++ {
-			q[i][2*e] = amp * math.Cos(w*float64(i))
-			q[i][2*e+1] = amp * math.Sin(w*float64(i))
-			k[i][2*e] = amp * math.Cos(w*float64(i+off))
-			k[i][2*e+1] = amp * math.Sin(w*float64(i+off))
-		}
-	}
-	return headQK{q, k}
-}
-
-// retrievalHead makes query i attend one random earlier key t(i) (a
-// content-dependent pattern that vertical-slash sets do not capture).
-func retrievalHead(n, d int, amp float64, seed uint64) headQK {
-	r := rand.New(rand.NewPCG(seed, 11))
-	h := randomHead(n, d, 1/math.Sqrt(float64(d)), seed+1)
-	for j := 0; j < n; j++ {
-		var nrm float64
-		for e := range h.k[j] {
-			nrm += h.k[j][e] * h.k[j][e]
-		}
-		nrm = math.Sqrt(nrm)
-		for e := range h.k[j] {
-			h.k[j][e] *= amp / nrm
-		}
-	}
-	for i := 0; i < n; i++ {
-		t := r.IntN(i + 1)
-		copy(h.q[i], h.k[t])
-	}
-	return h
-}
-
-// layerOf builds a layer of heads with Hkv = H (no GQA) and estimates.
-func layerEst(t *testing.T, layer int, heads []headQK, opt EstimateOptions) *LayerEstimates {
+// layerEst builds a layer of heads with Hkv = H (no GQA) and estimates.
+func layerEst(t *testing.T, layer int, heads []ref.Head, opt ref.EstimateOptions) *share.LayerEstimates {
 	t.Helper()
 	q := make([][][]float64, len(heads))
 	k := make([][][]float64, len(heads))
 	for i, h := range heads {
-		q[i], k[i] = h.q, h.k
+		q[i], k[i] = h.Q, h.K
 	}
-	est, err := EstimateRef(layer, q, k, opt)
+	est, err := ref.Estimate(layer, q, k, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +23,7 @@ func layerEst(t *testing.T, layer int, heads []headQK, opt EstimateOptions) *Lay
 }
 
 // checkListInvariants checks CSR validity, column 0 and the diagonal.
-func checkListInvariants(t *testing.T, what string, l *BlockList) {
+func checkListInvariants(t *testing.T, what string, l *share.BlockList) {
 	t.Helper()
 	if err := l.Validate(); err != nil {
 		t.Fatalf("%s: %v", what, err)
@@ -115,13 +36,13 @@ func checkListInvariants(t *testing.T, what string, l *BlockList) {
 }
 
 // runPlanner plans every layer, observing maps from the given heads.
-func runPlanner(t *testing.T, p Planner, layers [][]headQK, opt EstimateOptions) []*LayerPlan {
+func runPlanner(t *testing.T, p share.Planner, layers [][]ref.Head, opt ref.EstimateOptions) []*share.LayerPlan {
 	t.Helper()
-	n := len(layers[0][0].q)
+	n := len(layers[0][0].Q)
 	if err := p.Begin(n, len(layers), len(layers[0]), len(layers[0])); err != nil {
 		t.Fatal(err)
 	}
-	var plans []*LayerPlan
+	var plans []*share.LayerPlan
 	for l, heads := range layers {
 		est := layerEst(t, l, heads, opt)
 		plan, err := p.PlanLayer(l, est)
@@ -129,7 +50,7 @@ func runPlanner(t *testing.T, p Planner, layers [][]headQK, opt EstimateOptions)
 			t.Fatal(err)
 		}
 		for _, h := range plan.MapHeads() {
-			m, err := BlockMapRef(heads[h].q, heads[h].k, opt.BlockSize)
+			m, err := ref.BlockMap(heads[h].Q, heads[h].K, opt.BlockSize)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,17 +1,20 @@
-package share
+package share_test
 
 import (
 	"encoding/json"
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/shareprefill/shareprefill/internal/ref"
+	"github.com/shareprefill/shareprefill/share"
 )
 
 // smallCfg is a preset scaled to the small test grids: B = 16 and a floor of
 // two blocks.
-func smallCfg(t *testing.T, preset string) Config {
+func smallCfg(t *testing.T, preset string) share.Config {
 	t.Helper()
-	c, err := Preset(preset)
+	c, err := share.Preset(preset)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,25 +23,25 @@ func smallCfg(t *testing.T, preset string) Config {
 	return c
 }
 
-func optFor(c Config) EstimateOptions {
-	return EstimateOptions{BlockSize: c.BlockSize, Gamma: c.Gamma, PooledMap: c.TauQuery > 0, Window: 64}
+func optFor(c share.Config) ref.EstimateOptions {
+	return ref.EstimateOptions{BlockSize: c.BlockSize, Gamma: c.Gamma, PooledMap: c.TauQuery > 0, Window: 64}
 }
 
-func clusterFile(shared []string, clusters map[string][]HeadRef) *ClusterFile {
-	return &ClusterFile{Clusters: clusters, SharedClusters: shared}
+func clusterFile(shared []string, clusters map[string][]share.HeadRef) *share.ClusterFile {
+	return &share.ClusterFile{Clusters: clusters, SharedClusters: shared}
 }
 
 // TestPatternsSelectExpectedBlocks: constructed heads with known patterns
 // get the expected blocks from the VS path (no clusters).
 func TestPatternsSelectExpectedBlocks(t *testing.T) {
 	const n, b = 600, 16
-	nb := NumBlocks(n, b)
+	nb := share.NumBlocks(n, b)
 	tests := []struct {
 		name  string
-		head  headQK
-		check func(l *BlockList) bool
+		head  ref.Head
+		check func(l *share.BlockList) bool
 	}{
-		{"vertical stripe at key 333", stripeHead(n, 16, 333, 60, 1), func(l *BlockList) bool {
+		{"vertical stripe at key 333", ref.StripeHead(n, 16, 333, 60, 1), func(l *share.BlockList) bool {
 			c := 333 / b
 			for r := c; r < nb; r++ {
 				if !l.Contains(r, c) {
@@ -47,8 +50,8 @@ func TestPatternsSelectExpectedBlocks(t *testing.T) {
 			}
 			return true
 		}},
-		{"sink at key 0", stripeHead(n, 16, 0, 60, 2), func(l *BlockList) bool { return true }},
-		{"slash at offset 200", diagHead(n, 200, 3), func(l *BlockList) bool {
+		{"sink at key 0", ref.StripeHead(n, 16, 0, 60, 2), func(l *share.BlockList) bool { return true }},
+		{"slash at offset 200", ref.DiagHead(n, 200, 3), func(l *share.BlockList) bool {
 			ob := 200 / b
 			for r := ob; r < nb; r++ {
 				if !l.Contains(r, r-ob) {
@@ -57,20 +60,20 @@ func TestPatternsSelectExpectedBlocks(t *testing.T) {
 			}
 			return true
 		}},
-		{"local window", diagHead(n, 0, 3), func(l *BlockList) bool { return true }},
+		{"local window", ref.DiagHead(n, 0, 3), func(l *share.BlockList) bool { return true }},
 	}
 	for _, tc := range tests {
 		for _, preset := range []string{"paper", "release"} {
 			cfg := smallCfg(t, preset)
 			cfg.TauQuery = 0
-			p, err := NewFlexPrefill(cfg)
+			p, err := share.NewFlexPrefill(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			plans := runPlanner(t, p, [][]headQK{{tc.head}}, optFor(cfg))
+			plans := runPlanner(t, p, [][]ref.Head{{tc.head}}, optFor(cfg))
 			hp := plans[0].Heads[0]
 			checkListInvariants(t, tc.name, hp.List)
-			if hp.Method != MethodVerticalSlash {
+			if hp.Method != share.MethodVerticalSlash {
 				t.Errorf("%s/%s: method %v, want vertical-slash", tc.name, preset, hp.Method)
 			}
 			if !tc.check(hp.List) {
@@ -79,7 +82,7 @@ func TestPatternsSelectExpectedBlocks(t *testing.T) {
 			if d := hp.List.Density(); d > 0.25 {
 				t.Errorf("%s/%s: density %.3f, want a sparse list", tc.name, preset, d)
 			}
-			if p.Stats().Note != NoClusterNote {
+			if p.Stats().Note != share.NoClusterNote {
 				t.Errorf("missing no-cluster note: %q", p.Stats().Note)
 			}
 		}
@@ -88,58 +91,58 @@ func TestPatternsSelectExpectedBlocks(t *testing.T) {
 
 func TestSharingScenarios(t *testing.T) {
 	const n, d = 400, 16
-	uni := randomHead(n, d, 0.3, 1)   // broad attention: not excluded
-	ret := retrievalHead(n, 32, 8, 2) // content-dependent, spiky
-	stripe := stripeHead(n, d, 250, 60, 3)
+	uni := ref.RandomHead(n, d, 0.3, 1)   // broad attention: not excluded
+	ret := ref.RetrievalHead(n, 32, 8, 2) // content-dependent, spiky
+	stripe := ref.StripeHead(n, d, 250, 60, 3)
 	tests := []struct {
 		name     string
 		preset   string
-		mod      func(*Config)
-		layers   [][]headQK
-		clusters map[string][]HeadRef
+		mod      func(*share.Config)
+		layers   [][]ref.Head
+		clusters map[string][]share.HeadRef
 		shared   []string
-		want     [][]Method
+		want     [][]share.Method
 	}{
 		{
 			name:   "paper: alike heads in later layers share, same layer falls back",
 			preset: "paper",
-			layers: [][]headQK{{uni, uni}, {uni, uni}},
-			clusters: map[string][]HeadRef{
+			layers: [][]ref.Head{{uni, uni}, {uni, uni}},
+			clusters: map[string][]share.HeadRef{
 				"1": {{0, 0}, {0, 1}, {1, 1}},
 			},
-			want: [][]Method{{MethodPivot, MethodVerticalSlash}, {MethodVerticalSlash, MethodShared}},
+			want: [][]share.Method{{share.MethodPivot, share.MethodVerticalSlash}, {share.MethodVerticalSlash, share.MethodShared}},
 		},
 		{
 			name:     "paper: a one-column head is excluded at δ = 0.3 and cannot be pivot",
 			preset:   "paper",
-			layers:   [][]headQK{{stripe, uni}, {uni, uni}},
-			clusters: map[string][]HeadRef{"4": {{0, 0}, {0, 1}, {1, 0}}},
-			want:     [][]Method{{MethodExcluded, MethodPivot}, {MethodShared, MethodVerticalSlash}},
+			layers:   [][]ref.Head{{stripe, uni}, {uni, uni}},
+			clusters: map[string][]share.HeadRef{"4": {{0, 0}, {0, 1}, {1, 0}}},
+			want:     [][]share.Method{{share.MethodExcluded, share.MethodPivot}, {share.MethodShared, share.MethodVerticalSlash}},
 		},
 		{
 			name:     "no exclusion: a differently built head fails the gate",
 			preset:   "paper",
-			mod:      func(c *Config) { c.Exclusion = ExcludeNone },
-			layers:   [][]headQK{{uni}, {stripe}, {uni}},
-			clusters: map[string][]HeadRef{"2": {{0, 0}, {1, 0}, {2, 0}}},
-			want:     [][]Method{{MethodPivot}, {MethodVerticalSlash}, {MethodShared}},
+			mod:      func(c *share.Config) { c.Exclusion = share.ExcludeNone },
+			layers:   [][]ref.Head{{uni}, {stripe}, {uni}},
+			clusters: map[string][]share.HeadRef{"2": {{0, 0}, {1, 0}, {2, 0}}},
+			want:     [][]share.Method{{share.MethodPivot}, {share.MethodVerticalSlash}, {share.MethodShared}},
 		},
 		{
 			name:     "release: retrieval pivot with low vs_ratio shares",
 			preset:   "release",
-			layers:   [][]headQK{{ret, ret}, {ret, ret}},
-			clusters: map[string][]HeadRef{"9": {{0, 1}, {1, 0}}, "3": {{0, 0}, {1, 1}}},
+			layers:   [][]ref.Head{{ret, ret}, {ret, ret}},
+			clusters: map[string][]share.HeadRef{"9": {{0, 1}, {1, 0}}, "3": {{0, 0}, {1, 1}}},
 			shared:   []string{"9"},
-			want:     [][]Method{{MethodVerticalSlash, MethodPivot}, {MethodShared, MethodVerticalSlash}},
+			want:     [][]share.Method{{share.MethodVerticalSlash, share.MethodPivot}, {share.MethodShared, share.MethodVerticalSlash}},
 		},
 		{
 			name:     "release: broad pivot's VS already covers it (vs_ratio ≥ τ_f)",
 			preset:   "release",
-			mod:      func(c *Config) { c.TauQuery = 0 },
-			layers:   [][]headQK{{uni}, {uni}},
-			clusters: map[string][]HeadRef{"9": {{0, 0}, {1, 0}}},
+			mod:      func(c *share.Config) { c.TauQuery = 0 },
+			layers:   [][]ref.Head{{uni}, {uni}},
+			clusters: map[string][]share.HeadRef{"9": {{0, 0}, {1, 0}}},
 			shared:   []string{"9"},
-			want:     [][]Method{{MethodPivot}, {MethodVerticalSlash}},
+			want:     [][]share.Method{{share.MethodPivot}, {share.MethodVerticalSlash}},
 		},
 	}
 	for _, tc := range tests {
@@ -147,7 +150,7 @@ func TestSharingScenarios(t *testing.T) {
 		if tc.mod != nil {
 			tc.mod(&cfg)
 		}
-		p, err := NewSharePrefill(cfg, clusterFile(tc.shared, tc.clusters))
+		p, err := share.NewSharePrefill(cfg, clusterFile(tc.shared, tc.clusters))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,17 +161,17 @@ func TestSharingScenarios(t *testing.T) {
 				if hp.Method != tc.want[l][h] {
 					t.Errorf("%s: (%d,%d) method %v (%s), want %v", tc.name, l, h, hp.Method, p.Stats().Layers[l].Heads[h].Reason, tc.want[l][h])
 				}
-				if hp.Method == MethodExcluded && !hp.Excluded {
+				if hp.Method == share.MethodExcluded && !hp.Excluded {
 					t.Errorf("%s: excluded head not flagged", tc.name)
 				}
-				if hp.Method == MethodPivot && (!hp.NeedMap || hp.List.Density() != 1) {
+				if hp.Method == share.MethodPivot && (!hp.NeedMap || hp.List.Density() != 1) {
 					t.Errorf("%s: pivot must be dense and request its map", tc.name)
 				}
-				if hp.Method == MethodShared {
+				if hp.Method == share.MethodShared {
 					// The shared list holds the pivot pattern, which covers
 					// ≥ γ of every row of the (identical) head's exact map.
 					hd := tc.layers[l][h]
-					m, _ := BlockMapRef(hd.q, hd.k, cfg.BlockSize)
+					m, _ := ref.BlockMap(hd.Q, hd.K, cfg.BlockSize)
 					for r := 0; r < m.NB; r++ {
 						var s float64
 						for _, c := range hp.List.Row(r) {
@@ -192,10 +195,10 @@ func TestSharingScenarios(t *testing.T) {
 func TestRetrievalSharingIsSparse(t *testing.T) {
 	cfg := smallCfg(t, "release")
 	cfg.TauQuery = 0
-	ret := retrievalHead(800, 32, 8, 5)
-	p, _ := NewSharePrefill(cfg, clusterFile([]string{"1"}, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
-	plans := runPlanner(t, p, [][]headQK{{ret}, {ret}}, optFor(cfg))
-	if plans[1].Heads[0].Method != MethodShared {
+	ret := ref.RetrievalHead(800, 32, 8, 5)
+	p, _ := share.NewSharePrefill(cfg, clusterFile([]string{"1"}, map[string][]share.HeadRef{"1": {{0, 0}, {1, 0}}}))
+	plans := runPlanner(t, p, [][]ref.Head{{ret}, {ret}}, optFor(cfg))
+	if plans[1].Heads[0].Method != share.MethodShared {
 		t.Fatalf("method %v", plans[1].Heads[0].Method)
 	}
 	if d := plans[1].Heads[0].List.Density(); d > 0.6 {
@@ -214,10 +217,10 @@ func TestRetrievalSharingIsSparse(t *testing.T) {
 func TestCompatModeBlocksSharing(t *testing.T) {
 	const nb, b = 64, 16
 	n := nb * b
-	he := HeadEstimates{V: make([]float64, nb), S: make([]float64, nb), Kv: 1, Ks: 1}
+	he := share.HeadEstimates{V: make([]float64, nb), S: make([]float64, nb), Kv: 1, Ks: 1}
 	he.V[0], he.V[60] = 0.5, 0.5
 	he.S[0], he.S[1] = 0.5, 0.5
-	m := NewBlockMap(nb) // mass spread on (r, r/2): not captured by VS
+	m := share.NewBlockMap(nb) // mass spread on (r, r/2): not captured by VS
 	for r := 0; r < nb; r++ {
 		m.Data[r*nb+r/2] += 0.9
 		m.Data[r*nb+r] += 0.1
@@ -226,11 +229,11 @@ func TestCompatModeBlocksSharing(t *testing.T) {
 		cfg := smallCfg(t, "release")
 		cfg.TauQuery = 0
 		cfg.VSRatioCompat = compat
-		p, _ := NewSharePrefill(cfg, clusterFile([]string{"1"}, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
+		p, _ := share.NewSharePrefill(cfg, clusterFile([]string{"1"}, map[string][]share.HeadRef{"1": {{0, 0}, {1, 0}}}))
 		if err := p.Begin(n, 2, 1, 1); err != nil {
 			t.Fatal(err)
 		}
-		est := &LayerEstimates{Layer: 0, N: n, NB: nb, BlockSize: b, Heads: []HeadEstimates{he}}
+		est := &share.LayerEstimates{Layer: 0, N: n, NB: nb, BlockSize: b, Heads: []share.HeadEstimates{he}}
 		if _, err := p.PlanLayer(0, est); err != nil {
 			t.Fatal(err)
 		}
@@ -242,9 +245,9 @@ func TestCompatModeBlocksSharing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := MethodShared
+		want := share.MethodShared
 		if compat {
-			want = MethodVerticalSlash
+			want = share.MethodVerticalSlash
 		}
 		if got := plan.Heads[0].Method; got != want {
 			r := p.Stats().Layers[0].Heads[0].VSRatio
@@ -258,7 +261,7 @@ func TestCompatModeBlocksSharing(t *testing.T) {
 func TestNaNCompatDisablesGates(t *testing.T) {
 	const nb, b = 64, 16
 	n := nb * b
-	he := HeadEstimates{V: make([]float64, nb), S: make([]float64, nb), Pooled: make([]float64, nb), Kv: 1, Ks: 1, M: uniformRowsMap(nb)}
+	he := share.HeadEstimates{V: make([]float64, nb), S: make([]float64, nb), Pooled: make([]float64, nb), Kv: 1, Ks: 1, M: uniformRowsMap(nb)}
 	for i := range he.V {
 		he.V[i], he.S[i], he.Pooled[i] = 1.0/nb, 1.0/nb, 1.0/nb
 	}
@@ -266,17 +269,17 @@ func TestNaNCompatDisablesGates(t *testing.T) {
 	for _, compat := range []bool{false, true} {
 		cfg := smallCfg(t, "release")
 		cfg.NaNCompat = compat
-		p, _ := NewFlexPrefill(cfg)
+		p, _ := share.NewFlexPrefill(cfg)
 		if err := p.Begin(n, 1, 1, 1); err != nil {
 			t.Fatal(err)
 		}
-		plan, err := p.PlanLayer(0, &LayerEstimates{N: n, NB: nb, BlockSize: b, Heads: []HeadEstimates{he}})
+		plan, err := p.PlanLayer(0, &share.LayerEstimates{N: n, NB: nb, BlockSize: b, Heads: []share.HeadEstimates{he}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := MethodQueryAware
+		want := share.MethodQueryAware
 		if compat {
-			want = MethodVerticalSlash
+			want = share.MethodVerticalSlash
 		}
 		if plan.Heads[0].Method != want {
 			t.Errorf("NaNCompat=%v: %v, want %v", compat, plan.Heads[0].Method, want)
@@ -291,51 +294,51 @@ func TestNaNCompatDisablesGates(t *testing.T) {
 // block, so the sparse output equals dense attention.
 func TestGammaOneIsDense(t *testing.T) {
 	const n, d = 300, 8
-	heads := []headQK{randomHead(n, d, 1, 1), randomHead(n, d, 0.2, 2), stripeHead(n, d, 100, 8, 3), diagHead(n, 5, 1)}
-	layers := [][]headQK{heads, heads}
-	cl := map[string][]HeadRef{"1": {{0, 0}, {1, 0}}, "2": {{0, 1}, {0, 2}, {1, 1}, {1, 2}}}
-	type mk func() (Planner, EstimateOptions)
+	heads := []ref.Head{ref.RandomHead(n, d, 1, 1), ref.RandomHead(n, d, 0.2, 2), ref.StripeHead(n, d, 100, 8, 3), ref.DiagHead(n, 5, 1)}
+	layers := [][]ref.Head{heads, heads}
+	cl := map[string][]share.HeadRef{"1": {{0, 0}, {1, 0}}, "2": {{0, 1}, {0, 2}, {1, 1}, {1, 2}}}
+	type mk func() (share.Planner, ref.EstimateOptions)
 	planners := map[string]mk{}
 	for _, preset := range []string{"paper", "release"} {
 		for _, tq := range []float64{0, 0.5} {
 			cfg := smallCfg(t, preset)
-			cfg.Gamma, cfg.TauQuery, cfg.TauShare, cfg.Exclusion = 1, tq, 0.8, ExcludeNone
-			cfg.ShareScope = ScopeAll
+			cfg.Gamma, cfg.TauQuery, cfg.TauShare, cfg.Exclusion = 1, tq, 0.8, share.ExcludeNone
+			cfg.ShareScope = share.ScopeAll
 			key := preset + map[bool]string{true: "/qa", false: ""}[tq > 0]
-			planners[key+"/share"] = func() (Planner, EstimateOptions) {
-				p, _ := NewSharePrefill(cfg, clusterFile(nil, cl))
+			planners[key+"/share"] = func() (share.Planner, ref.EstimateOptions) {
+				p, _ := share.NewSharePrefill(cfg, clusterFile(nil, cl))
 				return p, optFor(cfg)
 			}
-			planners[key+"/flex"] = func() (Planner, EstimateOptions) {
-				p, _ := NewFlexPrefill(cfg)
+			planners[key+"/flex"] = func() (share.Planner, ref.EstimateOptions) {
+				p, _ := share.NewFlexPrefill(cfg)
 				return p, optFor(cfg)
 			}
 		}
 	}
-	planners["vertical-slash"] = func() (Planner, EstimateOptions) {
-		c := DefaultVSConfig()
+	planners["vertical-slash"] = func() (share.Planner, ref.EstimateOptions) {
+		c := share.DefaultVSConfig()
 		c.BlockSize = 16
-		p, _ := NewVerticalSlash(c) // n ≤ 1000 keeps every column
-		return p, EstimateOptions{BlockSize: 16, Gamma: 1, Window: 64}
+		p, _ := share.NewVerticalSlash(c) // n ≤ 1000 keeps every column
+		return p, ref.EstimateOptions{BlockSize: 16, Gamma: 1, Window: 64}
 	}
-	planners["dense"] = func() (Planner, EstimateOptions) {
-		p, _ := NewDense(16)
-		return p, EstimateOptions{BlockSize: 16, Gamma: 1}
+	planners["dense"] = func() (share.Planner, ref.EstimateOptions) {
+		p, _ := share.NewDense(16)
+		return p, ref.EstimateOptions{BlockSize: 16, Gamma: 1}
 	}
-	methods := map[Method]bool{}
+	methods := map[share.Method]bool{}
 	for name, f := range planners {
 		p, opt := f()
 		for l, plan := range runPlanner(t, p, layers, opt) {
 			for h, hp := range plan.Heads {
 				methods[hp.Method] = true
-				if hp.List.NumBlocks() != CausalBlocks(plan.NB) {
-					t.Fatalf("%s: (%d,%d) %v lists %d of %d causal blocks", name, l, h, hp.Method, hp.List.NumBlocks(), CausalBlocks(plan.NB))
+				if hp.List.NumBlocks() != share.CausalBlocks(plan.NB) {
+					t.Fatalf("%s: (%d,%d) %v lists %d of %d causal blocks", name, l, h, hp.Method, hp.List.NumBlocks(), share.CausalBlocks(plan.NB))
 				}
 			}
 			if l == 1 {
 				hd := heads[3]
-				o1, _, _ := SparseAttentionRef(hd.q, hd.k, hd.q, plan.Heads[3].List, 16)
-				o2, _, _ := DenseAttentionRef(hd.q, hd.k, hd.q, 16)
+				o1, _, _ := ref.SparseAttention(hd.Q, hd.K, hd.Q, plan.Heads[3].List, 16)
+				o2, _, _ := ref.DenseAttention(hd.Q, hd.K, hd.Q, 16)
 				for i := range o1 {
 					for e := range o1[i] {
 						if o1[i][e] != o2[i][e] {
@@ -346,7 +349,7 @@ func TestGammaOneIsDense(t *testing.T) {
 			}
 		}
 	}
-	for _, m := range []Method{MethodDense, MethodPivot, MethodShared, MethodVerticalSlash, MethodQueryAware} {
+	for _, m := range []share.Method{share.MethodDense, share.MethodPivot, share.MethodShared, share.MethodVerticalSlash, share.MethodQueryAware} {
 		if !methods[m] {
 			t.Errorf("method %v not exercised", m)
 		}
@@ -355,14 +358,14 @@ func TestGammaOneIsDense(t *testing.T) {
 
 func TestVerticalSlashPlanner(t *testing.T) {
 	const n = 2500
-	c := DefaultVSConfig()
+	c := share.DefaultVSConfig()
 	c.VerticalSize, c.SlashSize = 31, 101 // 30 forced sinks + 1, 100 forced diagonals + 1
-	p, err := NewVerticalSlash(c)
+	p, err := share.NewVerticalSlash(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	heads := []headQK{stripeHead(n, 16, 1700, 60, 1), diagHead(n, 700, 3)}
-	plan := runPlanner(t, p, [][]headQK{heads}, EstimateOptions{BlockSize: 128, Gamma: 0.9, Window: c.LastQ})[0]
+	heads := []ref.Head{ref.StripeHead(n, 16, 1700, 60, 1), ref.DiagHead(n, 700, 3)}
+	plan := runPlanner(t, p, [][]ref.Head{heads}, ref.EstimateOptions{BlockSize: 128, Gamma: 0.9, Window: c.LastQ})[0]
 	nb := plan.NB
 	for h, hp := range plan.Heads {
 		checkListInvariants(t, "vertical-slash", hp.List)
@@ -395,11 +398,11 @@ func TestMapVSToBlocksRule(t *testing.T) {
 	// n = 512, B = 128, offset 200: rows [64, 128) reach keys [−136, −73]
 	// (none); rows [192, 256) reach [−8, 55] → block 0; rows [320, 384)
 	// reach [120, 183] → blocks 0 and 1.
-	l := MapVSToBlocks(512, 128, 64, nil, []int{200})
+	l := share.MapVSToBlocks(512, 128, 64, nil, []int{200})
 	if len(l.Row(0)) != 0 || len(l.Row(1)) != 1 || !l.Contains(1, 0) || len(l.Row(2)) != 2 || !l.Contains(2, 1) {
 		t.Fatalf("rows: %v %v %v", l.Row(0), l.Row(1), l.Row(2))
 	}
-	l = MapVSToBlocks(512, 128, 64, []int{300}, nil)
+	l = share.MapVSToBlocks(512, 128, 64, []int{300}, nil)
 	if l.Contains(1, 2) || !l.Contains(2, 2) || !l.Contains(3, 2) || l.NumBlocks() != 2 {
 		t.Fatalf("vertical: %+v", l)
 	}
@@ -407,9 +410,9 @@ func TestMapVSToBlocksRule(t *testing.T) {
 
 func TestPlannerContract(t *testing.T) {
 	cfg := smallCfg(t, "paper")
-	p, _ := NewSharePrefill(cfg, clusterFile(nil, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
-	h := randomHead(100, 8, 0.3, 1)
-	est := layerEst(t, 0, []headQK{h}, optFor(cfg))
+	p, _ := share.NewSharePrefill(cfg, clusterFile(nil, map[string][]share.HeadRef{"1": {{0, 0}, {1, 0}}}))
+	h := ref.RandomHead(100, 8, 0.3, 1)
+	est := layerEst(t, 0, []ref.Head{h}, optFor(cfg))
 	if _, err := p.PlanLayer(0, est); err == nil {
 		t.Fatal("PlanLayer before Begin must fail")
 	}
@@ -426,35 +429,35 @@ func TestPlannerContract(t *testing.T) {
 	if len(plan.MapHeads()) != 1 {
 		t.Fatal("pivot map not requested")
 	}
-	if _, err := p.PlanLayer(1, layerEst(t, 1, []headQK{h}, optFor(cfg))); err == nil || !strings.Contains(err.Error(), "not observed") {
+	if _, err := p.PlanLayer(1, layerEst(t, 1, []ref.Head{h}, optFor(cfg))); err == nil || !strings.Contains(err.Error(), "not observed") {
 		t.Fatalf("missing ObserveMap must fail, got %v", err)
 	}
-	if err := p.ObserveMap(0, 0, NewBlockMap(3)); err == nil {
+	if err := p.ObserveMap(0, 0, share.NewBlockMap(3)); err == nil {
 		t.Fatal("wrong map size must fail")
 	}
-	if err := p.ObserveMap(1, 0, NewBlockMap(7)); err == nil {
+	if err := p.ObserveMap(1, 0, share.NewBlockMap(7)); err == nil {
 		t.Fatal("unrequested map must fail")
 	}
 	// Cluster file out of range for the model.
-	q, _ := NewSharePrefill(cfg, clusterFile(nil, map[string][]HeadRef{"1": {{5, 0}}}))
+	q, _ := share.NewSharePrefill(cfg, clusterFile(nil, map[string][]share.HeadRef{"1": {{5, 0}}}))
 	if err := q.Begin(100, 2, 1, 1); err == nil {
 		t.Fatal("out-of-range cluster must fail at Begin")
 	}
 	// DenseBelow.
 	cfg.DenseBelow = 200
-	r, _ := NewFlexPrefill(cfg)
+	r, _ := share.NewFlexPrefill(cfg)
 	_ = r.Begin(100, 1, 1, 1)
 	plan, err = r.PlanLayer(0, nil)
-	if err != nil || plan.Heads[0].Method != MethodDense {
+	if err != nil || plan.Heads[0].Method != share.MethodDense {
 		t.Fatalf("DenseBelow: %v %v", err, plan)
 	}
 }
 
 func TestStatsJSONAndSummary(t *testing.T) {
 	cfg := smallCfg(t, "paper")
-	uni := randomHead(300, 8, 0.3, 1)
-	p, _ := NewSharePrefill(cfg, clusterFile(nil, map[string][]HeadRef{"1": {{0, 0}, {1, 0}}}))
-	runPlanner(t, p, [][]headQK{{uni, stripeHead(300, 8, 10, 60, 2)}, {uni, uni}}, optFor(cfg))
+	uni := ref.RandomHead(300, 8, 0.3, 1)
+	p, _ := share.NewSharePrefill(cfg, clusterFile(nil, map[string][]share.HeadRef{"1": {{0, 0}, {1, 0}}}))
+	runPlanner(t, p, [][]ref.Head{{uni, ref.StripeHead(300, 8, 10, 60, 2)}, {uni, uni}}, optFor(cfg))
 	st := p.Stats()
 	if err := st.SetGPUTime(1, 1000, 5000); err != nil {
 		t.Fatal(err)
@@ -466,7 +469,7 @@ func TestStatsJSONAndSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back Stats
+	var back share.Stats
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +477,7 @@ func TestStatsJSONAndSummary(t *testing.T) {
 	if s.HeadsPerMethod["pivot"] != 1 || s.HeadsPerMethod["shared"] != 1 || s.HeadsPerMethod["vertical-slash"] != 2 {
 		t.Fatalf("summary %+v", s)
 	}
-	if back.Config.Exclusion != ExcludeJSUniform || back.Layers[1].AttentionGPU != 5000 || s.AttentionGPU != 5000 {
+	if back.Config.Exclusion != share.ExcludeJSUniform || back.Layers[1].AttentionGPU != 5000 || s.AttentionGPU != 5000 {
 		t.Fatalf("round trip lost fields: %+v", back.Layers[1])
 	}
 	if s.MeanDensity <= 0 || s.MeanDensity > 1 || math.IsNaN(s.MeanDensity) {
@@ -486,8 +489,8 @@ func TestStatsJSONAndSummary(t *testing.T) {
 }
 
 func TestPresetsAndValidate(t *testing.T) {
-	for _, name := range append(PresetNames, "") {
-		c, err := Preset(name)
+	for _, name := range append(share.PresetNames, "") {
+		c, err := share.Preset(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -495,20 +498,20 @@ func TestPresetsAndValidate(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	r, _ := Preset("release")
-	if r.Gamma != 0.95 || r.TauShare != 0.5 || r.Exclusion != ExcludeVSCoverage || r.TauQuery != 0.1 || r.ShareScope != ScopeSharedClusters {
+	r, _ := share.Preset("release")
+	if r.Gamma != 0.95 || r.TauShare != 0.5 || r.Exclusion != share.ExcludeVSCoverage || r.TauQuery != 0.1 || r.ShareScope != share.ScopeSharedClusters {
 		t.Fatalf("release preset %+v", r)
 	}
-	if _, err := Preset("nope"); err == nil {
+	if _, err := share.Preset("nope"); err == nil {
 		t.Fatal("unknown preset accepted")
 	}
-	bad := DefaultConfig()
+	bad := share.DefaultConfig()
 	bad.Gamma, bad.BlockSize = 0, 0
 	err := bad.Validate()
 	if err == nil || !strings.Contains(err.Error(), "Gamma") || !strings.Contains(err.Error(), "BlockSize") {
 		t.Fatalf("validate: %v", err)
 	}
-	for _, v := range []any{ExcludeVSCoverage, DistPooled, ScopeSharedClusters, MethodShared} {
+	for _, v := range []any{share.ExcludeVSCoverage, share.DistPooled, share.ScopeSharedClusters, share.MethodShared} {
 		b, _ := json.Marshal(v)
 		if strings.Contains(string(b), "(") {
 			t.Fatalf("enum %v encodes as %s", v, b)
@@ -519,32 +522,32 @@ func TestPresetsAndValidate(t *testing.T) {
 // TestPresetSpecs: the three bases, FlexPrefill's own defaults and the
 // knob overrides.
 func TestPresetSpecs(t *testing.T) {
-	f, err := Preset("flex")
+	f, err := share.Preset("flex")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Gamma != 0.9 || f.TauQuery != 0.1 || f.MinBudget != 1024 || f.BlockSize != 128 || !f.ShortBypass || f.Exclusion != ExcludeNone {
+	if f.Gamma != 0.9 || f.TauQuery != 0.1 || f.MinBudget != 1024 || f.BlockSize != 128 || !f.ShortBypass || f.Exclusion != share.ExcludeNone {
 		t.Fatalf("flex preset %+v", f)
 	}
 	if f.ShortBypassLen() != 1024 || !f.DenseFor(1024) || f.DenseFor(1025) {
 		t.Fatalf("flex bypass: len %d, dense(1024) %v, dense(1025) %v", f.ShortBypassLen(), f.DenseFor(1024), f.DenseFor(1025))
 	}
-	p, _ := Preset("paper")
+	p, _ := share.Preset("paper")
 	if p.DenseFor(100) || p.ShortBypass {
 		t.Fatal("paper preset must not bypass short prompts")
 	}
-	c, err := Preset(" release : exclusion=none, gamma=0.9,tau_share=0.25,share_scope=all,short_bypass=true,dense_below=7")
+	c, err := share.Preset(" release : exclusion=none, gamma=0.9,tau_share=0.25,share_scope=all,short_bypass=true,dense_below=7")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Exclusion != ExcludeNone || c.Gamma != 0.9 || c.TauShare != 0.25 || c.ShareScope != ScopeAll || !c.ShortBypass || c.DenseBelow != 7 || c.TauQuery != 0.1 {
+	if c.Exclusion != share.ExcludeNone || c.Gamma != 0.9 || c.TauShare != 0.25 || c.ShareScope != share.ScopeAll || !c.ShortBypass || c.DenseBelow != 7 || c.TauQuery != 0.1 {
 		t.Fatalf("overrides not applied: %+v", c)
 	}
-	if c, _ := Preset("paper:exclusion_dist=slash,delta=0.5"); c.ExclusionKey() != "js-uniform(S)" || !strings.Contains(c.ExclusionRule(), "JSD(S, U) > δ = 0.5") {
+	if c, _ := share.Preset("paper:exclusion_dist=slash,delta=0.5"); c.ExclusionKey() != "js-uniform(S)" || !strings.Contains(c.ExclusionRule(), "JSD(S, U) > δ = 0.5") {
 		t.Fatalf("exclusion naming: %q / %q", c.ExclusionKey(), c.ExclusionRule())
 	}
 	for _, bad := range []string{"paper:gamma", "paper:gamma=x", "paper:nope=1", "paper:gamma=1.5", "paper:exclusion=some", "flexible"} {
-		if _, err := Preset(bad); err == nil {
+		if _, err := share.Preset(bad); err == nil {
 			t.Errorf("Preset(%q) accepted", bad)
 		}
 	}
@@ -570,12 +573,12 @@ func TestFlexShortBypass(t *testing.T) {
 		if strings.Contains(tc.preset, "min_budget=64") {
 			cfg.MinBudget = 64
 		}
-		p, err := NewFlexPrefill(cfg)
+		p, err := share.NewFlexPrefill(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		plans := runPlanner(t, p, [][]headQK{{randomHead(tc.n, 8, 0.3, 1)}}, optFor(cfg))
-		dense := plans[0].Heads[0].Method == MethodDense
+		plans := runPlanner(t, p, [][]ref.Head{{ref.RandomHead(tc.n, 8, 0.3, 1)}}, optFor(cfg))
+		dense := plans[0].Heads[0].Method == share.MethodDense
 		if dense != tc.wantDense {
 			t.Errorf("%s n=%d: method %v, want dense %v", tc.preset, tc.n, plans[0].Heads[0].Method, tc.wantDense)
 		}
@@ -597,21 +600,21 @@ func TestFlexShortBypass(t *testing.T) {
 // query-aware path on near-uniform heads and reports no exclusion.
 func TestEachPresetPlans(t *testing.T) {
 	const n, d = 400, 16
-	uni := randomHead(n, d, 0.05, 1) // near-uniform: query-aware under τ = 0.1
-	broad := randomHead(n, d, 0.3, 2)
-	stripe := stripeHead(n, d, 250, 60, 3)
-	layers := [][]headQK{{stripe, broad, uni}, {broad, broad, uni}, {broad, stripe, uni}}
-	cl := map[string][]HeadRef{"1": {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {2, 1}}, "2": {{1, 1}, {2, 2}}, "3": {{0, 2}, {1, 2}}}
+	uni := ref.RandomHead(n, d, 0.05, 1) // near-uniform: query-aware under τ = 0.1
+	broad := ref.RandomHead(n, d, 0.3, 2)
+	stripe := ref.StripeHead(n, d, 250, 60, 3)
+	layers := [][]ref.Head{{stripe, broad, uni}, {broad, broad, uni}, {broad, stripe, uni}}
+	cl := map[string][]share.HeadRef{"1": {{0, 0}, {0, 1}, {1, 0}, {2, 0}, {2, 1}}, "2": {{1, 1}, {2, 2}}, "3": {{0, 2}, {1, 2}}}
 	for _, preset := range []string{"paper", "release", "flex"} {
 		cfg := smallCfg(t, preset)
 		var (
-			p   *SharePrefill
+			p   *share.SharePrefill
 			err error
 		)
 		if preset == "flex" {
-			p, err = NewFlexPrefill(cfg)
+			p, err = share.NewFlexPrefill(cfg)
 		} else {
-			p, err = NewSharePrefill(cfg, clusterFile([]string{"1"}, cl))
+			p, err = share.NewSharePrefill(cfg, clusterFile([]string{"1"}, cl))
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -622,7 +625,7 @@ func TestEachPresetPlans(t *testing.T) {
 		for _, plan := range plans {
 			for h, hp := range plan.Heads {
 				checkListInvariants(t, preset, hp.List)
-				if preset == "flex" && (hp.Method == MethodPivot || hp.Method == MethodShared || hp.Cluster != "") {
+				if preset == "flex" && (hp.Method == share.MethodPivot || hp.Method == share.MethodShared || hp.Cluster != "") {
 					t.Errorf("flex: head %d of layer %d has method %v cluster %q", h, plan.Layer, hp.Method, hp.Cluster)
 				}
 			}
@@ -654,7 +657,7 @@ func TestEachPresetPlans(t *testing.T) {
 				}
 			}
 		case "flex":
-			if sum.HeadsPerMethod["query-aware"] == 0 || len(sum.ExcludedBy) != 0 || st.Note != NoClusterNote || st.Scope != "" || !strings.HasPrefix(st.Exclusion, "none") {
+			if sum.HeadsPerMethod["query-aware"] == 0 || len(sum.ExcludedBy) != 0 || st.Note != share.NoClusterNote || st.Scope != "" || !strings.HasPrefix(st.Exclusion, "none") {
 				t.Errorf("flex: heads %v excluded_by %v note %q rule %q", sum.HeadsPerMethod, sum.ExcludedBy, st.Note, st.Exclusion)
 			}
 		}
@@ -666,14 +669,14 @@ func TestEachPresetPlans(t *testing.T) {
 func TestVSCoverageCountsExcluded(t *testing.T) {
 	cfg := smallCfg(t, "release")
 	cfg.TauQuery = 0
-	uni := randomHead(300, 16, 0.3, 1)
-	p, _ := NewSharePrefill(cfg, clusterFile([]string{"9"}, map[string][]HeadRef{"9": {{0, 0}, {1, 0}, {2, 0}}}))
-	runPlanner(t, p, [][]headQK{{uni}, {uni}, {uni}}, optFor(cfg))
+	uni := ref.RandomHead(300, 16, 0.3, 1)
+	p, _ := share.NewSharePrefill(cfg, clusterFile([]string{"9"}, map[string][]share.HeadRef{"9": {{0, 0}, {1, 0}, {2, 0}}}))
+	runPlanner(t, p, [][]ref.Head{{uni}, {uni}, {uni}}, optFor(cfg))
 	b, err := p.Stats().JSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back Stats
+	var back share.Stats
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}

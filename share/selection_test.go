@@ -1,10 +1,12 @@
-package share
+package share_test
 
 import (
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/shareprefill/shareprefill/share"
 )
 
 func randDist(r *rand.Rand, n int, zeros bool) []float64 {
@@ -31,33 +33,33 @@ func TestJSDProperties(t *testing.T) {
 	for it := 0; it < 200; it++ {
 		n := 1 + r.IntN(40)
 		p, q, w := randDist(r, n, it%2 == 0), randDist(r, n, it%3 == 0), randDist(r, n, false)
-		dpq, dqp := JSD(p, q), JSD(q, p)
+		dpq, dqp := share.JSD(p, q), share.JSD(q, p)
 		if math.IsNaN(dpq) || math.Abs(dpq-dqp) > 1e-12 {
 			t.Fatalf("not symmetric or NaN: %v %v", dpq, dqp)
 		}
-		if dpq < 0 || dpq > jsdMax+1e-12 {
+		if dpq < 0 || dpq > share.JSDMax+1e-12 {
 			t.Fatalf("out of [0, √ln2]: %v", dpq)
 		}
-		if d := JSD(p, p); d > 1e-7 {
+		if d := share.JSD(p, p); d > 1e-7 {
 			t.Fatalf("JSD(p,p) = %v", d)
 		}
 		// √JSD is a metric: triangle inequality.
-		if JSD(p, w) > JSD(p, q)+JSD(q, w)+1e-9 {
+		if share.JSD(p, w) > share.JSD(p, q)+share.JSD(q, w)+1e-9 {
 			t.Fatalf("triangle inequality fails")
 		}
 	}
 	// Disjoint supports reach the maximum √ln2.
-	if d := JSD([]float64{1, 0}, []float64{0, 1}); math.Abs(d-math.Sqrt(math.Ln2)) > 1e-12 {
+	if d := share.JSD([]float64{1, 0}, []float64{0, 1}); math.Abs(d-math.Sqrt(math.Ln2)) > 1e-12 {
 		t.Fatalf("disjoint JSD = %v, want √ln2", d)
 	}
 	// Compat mode: any zero gives NaN, and then every gate comparison fails.
-	if d := JSDCompat([]float64{0.5, 0.5, 0}, []float64{0.4, 0.4, 0.2}); !math.IsNaN(d) {
+	if d := share.JSDCompat([]float64{0.5, 0.5, 0}, []float64{0.4, 0.4, 0.2}); !math.IsNaN(d) {
 		t.Fatalf("compat JSD with a zero = %v, want NaN", d)
 	}
-	if d := JSDCompat([]float64{0.5, 0.5}, []float64{0.4, 0.6}); math.IsNaN(d) || math.Abs(d-JSD([]float64{0.5, 0.5}, []float64{0.4, 0.6})) > 0 {
+	if d := share.JSDCompat([]float64{0.5, 0.5}, []float64{0.4, 0.6}); math.IsNaN(d) || math.Abs(d-share.JSD([]float64{0.5, 0.5}, []float64{0.4, 0.6})) > 0 {
 		t.Fatalf("compat JSD without zeros = %v", d)
 	}
-	if !math.IsNaN(JSD([]float64{1}, []float64{0.5, 0.5})) {
+	if !math.IsNaN(share.JSD([]float64{1}, []float64{0.5, 0.5})) {
 		t.Fatal("length mismatch should give NaN")
 	}
 }
@@ -74,11 +76,11 @@ func TestTokenBudgetAndBlockBudget(t *testing.T) {
 		{[]float64{0.25, 0.25, 0.25, 0.25}, 1, 4},
 	}
 	for _, tc := range tests {
-		if got := TokenBudget(tc.x, tc.gamma); got != tc.want {
+		if got := share.TokenBudget(tc.x, tc.gamma); got != tc.want {
 			t.Errorf("TokenBudget(%v, %v) = %d, want %d", tc.x, tc.gamma, got, tc.want)
 		}
 	}
-	c := DefaultConfig() // B 128, MinBudget 1024 → floor 8 blocks
+	c := share.DefaultConfig() // B 128, MinBudget 1024 → floor 8 blocks
 	for _, tc := range []struct{ k, nb, want int }{
 		{0, 100, 8}, {1000, 100, 8}, {1100, 100, 9}, {128 * 50, 100, 51}, {1 << 20, 100, 100}, {10, 4, 4},
 	} {
@@ -111,52 +113,52 @@ func TestCover(t *testing.T) {
 		{[]float64{0.25, 0.25, 0.25, 0.25}, 0.5, []int{0, 1}}, // ties prefer the lower index
 	}
 	for _, tc := range tests {
-		if got := Cover(tc.x, tc.gamma); !slices.Equal(got, tc.want) {
+		if got := share.Cover(tc.x, tc.gamma); !slices.Equal(got, tc.want) {
 			t.Errorf("Cover(%v, %v) = %v, want %v", tc.x, tc.gamma, got, tc.want)
 		}
 	}
 	// Rounding shortfall: a sum that never reaches γ·Σ keeps every nonzero.
 	x := []float64{0.1, 0.2, 0.3, 0.4}
-	if got := Cover(x, 1+1e-15); !slices.Equal(got, []int{0, 1, 2, 3}) {
+	if got := share.Cover(x, 1+1e-15); !slices.Equal(got, []int{0, 1, 2, 3}) {
 		t.Errorf("shortfall cover = %v", got)
 	}
 }
 
 func TestQueryAwareCutExcludesCrossing(t *testing.T) {
 	// nb = 2: rows [1,0] and [0.7,0.3]; γ·nb = 1.2 at γ = 0.6.
-	m := &BlockMap{NB: 2, Data: []float64{1, 0, 0.7, 0.3}}
-	l := QueryAwareCut(m, 0.6) // sorted: 1 (sum 1 ≤ 1.2) keep; 0.7 (1.7) crosses → stop
+	m := &share.BlockMap{NB: 2, Data: []float64{1, 0, 0.7, 0.3}}
+	l := share.QueryAwareCut(m, 0.6) // sorted: 1 (sum 1 ≤ 1.2) keep; 0.7 (1.7) crosses → stop
 	if !l.Contains(0, 0) || l.Contains(1, 0) || l.Contains(1, 1) {
 		t.Fatalf("cut = %+v", l)
 	}
-	l = QueryAwareCut(m, 0.85) // 1.7 ≤ 1.7 keeps (1,0); 0.3 crosses
+	l = share.QueryAwareCut(m, 0.85) // 1.7 ≤ 1.7 keeps (1,0); 0.3 crosses
 	if !l.Contains(1, 0) || l.Contains(1, 1) {
 		t.Fatalf("cut at 0.85 = %+v", l)
 	}
-	if d := QueryAwareCut(m, 1); d.NumBlocks() != 3 {
+	if d := share.QueryAwareCut(m, 1); d.NumBlocks() != 3 {
 		t.Fatalf("γ = 1 keeps %d blocks, want all 3", d.NumBlocks())
 	}
 }
 
 func TestTopKForced(t *testing.T) {
 	x := []float64{0.01, 0.5, 0.2, 0.29}
-	if got := TopKForced(x, 2, 0); !slices.Equal(got, []int{0, 1}) {
+	if got := share.TopKForced(x, 2, 0); !slices.Equal(got, []int{0, 1}) {
 		t.Errorf("got %v", got)
 	}
-	if got := TopKForced(x, 3, 0); !slices.Equal(got, []int{0, 1, 3}) {
+	if got := share.TopKForced(x, 3, 0); !slices.Equal(got, []int{0, 1, 3}) {
 		t.Errorf("got %v", got)
 	}
-	if got := TopKForced(x, 0, 0); !slices.Equal(got, []int{0}) {
+	if got := share.TopKForced(x, 0, 0); !slices.Equal(got, []int{0}) {
 		t.Errorf("k = 0 keeps the forced entry: %v", got)
 	}
-	if got := TopKForced(x, 9); !slices.Equal(got, []int{0, 1, 2, 3}) {
+	if got := share.TopKForced(x, 9); !slices.Equal(got, []int{0, 1, 2, 3}) {
 		t.Errorf("k > len: %v", got)
 	}
 }
 
 // uniformRowsMap has Â[r,c] = 1/(r+1) for c ≤ r.
-func uniformRowsMap(nb int) *BlockMap {
-	m := NewBlockMap(nb)
+func uniformRowsMap(nb int) *share.BlockMap {
+	m := share.NewBlockMap(nb)
 	for r := 0; r < nb; r++ {
 		for c := 0; c <= r; c++ {
 			m.Data[r*nb+c] = 1 / float64(r+1)
@@ -179,9 +181,9 @@ func TestVSRatioCompatOvercount(t *testing.T) {
 		{16, []int{0}, []int{0}},
 	} {
 		m := uniformRowsMap(tc.nb)
-		vs := VSSet{Cols: tc.cols, Offs: tc.offs}
-		dedup := VSRatio(m, vs, false)
-		compat := VSRatio(m, vs, true)
+		vs := share.VSSet{Cols: tc.cols, Offs: tc.offs}
+		dedup := share.VSRatio(m, vs, false)
+		compat := share.VSRatio(m, vs, true)
 		var extra float64
 		for _, c := range tc.cols {
 			extra += float64(c)
@@ -206,19 +208,19 @@ func TestVSRatioCompatOvercount(t *testing.T) {
 	}
 	// The single column at c = 900 of nb = 1024 adds ≈ 0.88 on its own.
 	m := uniformRowsMap(1024)
-	d := VSRatio(m, VSSet{Cols: []int{900}}, true) - VSRatio(m, VSSet{Cols: []int{900}}, false)
+	d := share.VSRatio(m, share.VSSet{Cols: []int{900}}, true) - share.VSRatio(m, share.VSSet{Cols: []int{900}}, false)
 	if math.Abs(d-900.0/1024) > 1e-12 || d < 0.87 || d > 0.89 {
 		t.Errorf("column 900 over-count = %v, want 900/1024 ≈ 0.88", d)
 	}
 }
 
 func TestBlockListHelpers(t *testing.T) {
-	d := DenseList(5)
+	d := share.DenseList(5)
 	if d.NumBlocks() != 15 || d.Density() != 1 {
 		t.Fatalf("dense list %d blocks density %v", d.NumBlocks(), d.Density())
 	}
 	checkListInvariants(t, "dense", d)
-	vs := VSSet{Cols: []int{0, 3}, Offs: []int{0, 2}}
+	vs := share.VSSet{Cols: []int{0, 3}, Offs: []int{0, 2}}
 	l := vs.List(5)
 	checkListInvariants(t, "vs", l)
 	want := [][]int32{{0}, {0, 1}, {0, 2}, {0, 1, 3}, {0, 2, 3, 4}}
@@ -227,11 +229,11 @@ func TestBlockListHelpers(t *testing.T) {
 			t.Errorf("row %d = %v, want %v", r, l.Row(r), w)
 		}
 	}
-	back := ListFromMask(5, l.Mask())
+	back := share.ListFromMask(5, l.Mask())
 	if !slices.Equal(back.Cols, l.Cols) || !slices.Equal(back.RowPtr, l.RowPtr) {
 		t.Fatal("mask round trip differs")
 	}
-	bad := &BlockList{NB: 2, RowPtr: []int32{0, 1, 3}, Cols: []int32{1, 0, 1}}
+	bad := &share.BlockList{NB: 2, RowPtr: []int32{0, 1, 3}, Cols: []int32{1, 0, 1}}
 	if bad.Validate() == nil {
 		t.Fatal("non-causal column accepted")
 	}
@@ -251,7 +253,7 @@ func TestTopKForcedMatchesSort(t *testing.T) {
 				out = append(out, f)
 			}
 		}
-		for _, j := range sortedDesc(x) {
+		for _, j := range share.SortedDesc(x) {
 			if len(out) >= k {
 				break
 			}
@@ -272,7 +274,7 @@ func TestTopKForcedMatchesSort(t *testing.T) {
 		}
 		k := rng.IntN(n + 2)
 		forced := []int{0, rng.IntN(n), n + 5}
-		if got, want := TopKForced(x, k, forced...), naive(x, k, forced...); !slices.Equal(got, want) {
+		if got, want := share.TopKForced(x, k, forced...), naive(x, k, forced...); !slices.Equal(got, want) {
 			t.Fatalf("n=%d k=%d forced=%v: %v, want %v", n, k, forced, got, want)
 		}
 	}

@@ -97,7 +97,7 @@ type DensityResults struct {
 	Seconds     float64        `json:"seconds"`
 	// LastHidden is the residual stream at the last position after the
 	// last layer computed in full (nil when none was): tests compare it
-	// with model.Reference.
+	// with the float64 reference model (internal/ref).
 	LastHidden []float64 `json:"-"`
 }
 
@@ -141,11 +141,10 @@ func AttentionDensity(ctx context.Context, p DensityParams) (*Report, error) {
 		logf = func(string, ...any) {}
 	}
 	t0 := time.Now()
-	m, err := model.Load(p.Model)
+	cfg, w, err := model.Load(p.Model)
 	if err != nil {
 		return nil, fmt.Errorf("density: %w", err)
 	}
-	cfg := m.Config
 	st, _ := ReadStructure(p.Model) // nil for a model without one
 	ids, err := promptIDs(p.Prompt, cfg, p.N, p.Seed, p.Spec)
 	if err != nil {
@@ -173,7 +172,7 @@ func AttentionDensity(ctx context.Context, p DensityParams) (*Report, error) {
 			return nil, fmt.Errorf("density: head %d outside [0, %d)", h, cfg.NumHeads)
 		}
 	}
-	d := &densityRun{p: p, cfg: cfg, w: m.Weights, st: st, ids: ids, inv: model.RopeInvFreq(cfg), logf: logf}
+	d := &densityRun{p: p, cfg: cfg, w: w, st: st, ids: ids, inv: model.RopeInvFreq(cfg), logf: logf}
 	res, err := d.run(ctx, layers, heads)
 	if err != nil {
 		return nil, err

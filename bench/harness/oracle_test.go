@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
@@ -60,7 +61,7 @@ func TestRunOracle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := model.NewReference(cfg, w)
+	llama, err := ref.NewLlama(cfg, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestRunOracle(t *testing.T) {
 	for i := range ids {
 		ids[i] = rng.IntN(cfg.VocabSize)
 	}
-	logits, err := ref.Forward(ids)
+	logits, err := llama.Forward(ids)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/model"
 )
 
@@ -111,12 +112,12 @@ func TestWriteStructuredModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := model.Load(dir)
+	mcfg, w, err := model.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Config.TorchDType != "float16" || m.Config.NumHeads != cfg.NumHeads || m.Config.VocabSize != cfg.VocabSize {
-		t.Fatalf("config %+v", m.Config)
+	if mcfg.TorchDType != "float16" || mcfg.NumHeads != cfg.NumHeads || mcfg.VocabSize != cfg.VocabSize {
+		t.Fatalf("config %+v", mcfg)
 	}
 	back, err := ReadStructure(dir)
 	if err != nil {
@@ -140,14 +141,14 @@ func TestWriteStructuredModel(t *testing.T) {
 			}
 		}
 	}
-	inv := model.RopeInvFreq(m.Config)
+	inv := model.RopeInvFreq(mcfg)
 	if inv[st.Positional]*4096 > staticTurn || inv[st.Positional-1]*4096 <= staticTurn || len(st.ContentPairs) < 1 {
 		t.Fatalf("positional pairs %d: ω·n %v, %v", st.Positional, inv[st.Positional-1]*4096, inv[st.Positional]*4096)
 	}
 	// o_proj and down_proj write only the residual coordinates, so layer
 	// 1's queries and keys read what layer 0 read.
 	h := cfg.HiddenSize
-	for l, L := range m.Weights.Layers {
+	for l, L := range w.Layers {
 		for i := 0; i < st.Resid0; i++ {
 			for _, row := range [][]float32{L.O[i*cfg.QDim() : (i+1)*cfg.QDim()], L.Down[i*cfg.IntermediateSize : (i+1)*cfg.IntermediateSize]} {
 				if slices.ContainsFunc(row, func(v float32) bool { return v != 0 }) {
@@ -164,7 +165,7 @@ func TestWriteStructuredModel(t *testing.T) {
 	// Every embedding row has RMS 1.
 	for tok := range cfg.VocabSize {
 		var ss float64
-		for _, v := range m.Weights.Embed[tok*h : (tok+1)*h] {
+		for _, v := range w.Embed[tok*h : (tok+1)*h] {
 			ss += float64(v) * float64(v)
 		}
 		if rms := math.Sqrt(ss / float64(h)); math.Abs(rms-1) > 1e-3 {
@@ -321,7 +322,7 @@ func TestStructuredAttention(t *testing.T) {
 }
 
 // TestAttentionDensityForward checks the density run's forward pass (the
-// layers it runs in full to feed the next) against model.Reference, and
+// layers it runs in full to feed the next) against ref.Llama, and
 // that sampling and the embedding approximation are reported as such.
 func TestAttentionDensityForward(t *testing.T) {
 	dir := t.TempDir()
@@ -339,18 +340,18 @@ func TestAttentionDensityForward(t *testing.T) {
 	if len(res.Heads) != 2 || res.Heads[0].Layer != 2 || res.Heads[1].Head != 5 || !res.Exact {
 		t.Fatalf("rows %+v", res.Heads)
 	}
-	m, err := model.Load(dir)
+	mcfg, w, err := model.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The density run ran layers 0 and 1 in full to feed layer 2: its
 	// residual stream after layer 1 gives the logits of a 2-layer
 	// reference.
-	cfg2 := *m.Config
+	cfg2 := *mcfg
 	cfg2.NumLayers = 2
-	w2 := *m.Weights
+	w2 := *w
 	w2.Layers = w2.Layers[:2]
-	ref2, err := model.NewReference(&cfg2, &w2)
+	ref2, err := ref.NewLlama(&cfg2, &w2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,15 +361,15 @@ func TestAttentionDensityForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := logits[n-1]
-	x := rmsNorm64(res.LastHidden, m.Weights.Norm, cfg.RMSNormEps)
-	got := project(m.Weights.LMHead, nil, cfg.VocabSize, cfg.HiddenSize, x)
+	x := rmsNorm64(res.LastHidden, w.Norm, cfg.RMSNormEps)
+	got := project(w.LMHead, nil, cfg.VocabSize, cfg.HiddenSize, x)
 	var maxErr, maxAbs float64
 	for i := range want {
 		maxErr = math.Max(maxErr, math.Abs(got[i]-want[i]))
 		maxAbs = math.Max(maxAbs, math.Abs(want[i]))
 	}
 	if maxErr > 1e-9*math.Max(1, maxAbs) {
-		t.Fatalf("last-position logits after 2 layers differ from model.Reference by %g (max |logit| %g)", maxErr, maxAbs)
+		t.Fatalf("last-position logits after 2 layers differ from ref.Llama by %g (max |logit| %g)", maxErr, maxAbs)
 	}
 	// Sampled and approximate runs say so.
 	rep, err = AttentionDensity(context.Background(), DensityParams{Model: dir, N: n, Seed: 3, Block: 32, Layers: []int{1}, Heads: []int{0}, Sample: 3, Approx: true})

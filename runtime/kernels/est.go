@@ -192,7 +192,8 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 //
 // Slash pooling is anchored at the main diagonal (offset 0 starts block 0),
 // so when S mod B ≠ 0 the partial chunk is the last, farthest one; this is
-// share.PoolBlocks. Each of v, s, vBlk, sBlk sums to 1.
+// the float64 reference's pooling (ref.PoolBlocks in internal/ref). Each of
+// v, s, vBlk, sBlk sums to 1.
 //
 // Four dispatches: row statistics per (key block, head), their combination
 // into ℓ_t, a second score pass accumulating column and diagonal sums, and

@@ -5,12 +5,13 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
-	"github.com/shareprefill/shareprefill/share"
 )
 
 // TestEstRefsMatchShare checks that the kernels' float64 references use the
-// same definitions as the planner's CPU references in package share: window,
+// same definitions as the planner-level references of internal/ref (the
+// estimates share's planners are tested with): window,
 // slash pooling alignment, pooled means of partial blocks, block-causal
 // softmax, block map normalisation and the token budget. CPU only.
 func TestEstRefsMatchShare(t *testing.T) {
@@ -32,7 +33,7 @@ func TestEstRefsMatchShare(t *testing.T) {
 		for i := range k {
 			k[i] = float32(rng.NormFloat64() * 1.5)
 		}
-		// share's [head][token][dim] views.
+		// ref's [head][token][dim] views.
 		qh := make([][][]float64, p.Hq)
 		for h := range qh {
 			qh[h] = make([][]float64, p.S)
@@ -53,7 +54,7 @@ func TestEstRefsMatchShare(t *testing.T) {
 				}
 			}
 		}
-		le, err := share.EstimateRef(0, qh, kh, share.EstimateOptions{BlockSize: p.B, Gamma: gamma, PooledMap: true})
+		le, err := ref.Estimate(0, qh, kh, ref.EstimateOptions{BlockSize: p.B, Gamma: gamma, PooledMap: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,11 +70,11 @@ func TestEstRefsMatchShare(t *testing.T) {
 		near := func(what string, h int, got, want []float64) {
 			t.Helper()
 			if len(got) != len(want) {
-				t.Fatalf("S=%d B=%d head %d %s: length %d, share has %d", p.S, p.B, h, what, len(got), len(want))
+				t.Fatalf("S=%d B=%d head %d %s: length %d, ref has %d", p.S, p.B, h, what, len(got), len(want))
 			}
 			for i := range got {
 				if math.Abs(got[i]-want[i]) > 1e-7 { // the kernels use Scale = float32(1/√D)
-					t.Fatalf("S=%d B=%d head %d %s[%d] = %g, share has %g", p.S, p.B, h, what, i, got[i], want[i])
+					t.Fatalf("S=%d B=%d head %d %s[%d] = %g, ref has %g", p.S, p.B, h, what, i, got[i], want[i])
 				}
 			}
 		}
@@ -91,7 +92,7 @@ func TestEstRefsMatchShare(t *testing.T) {
 			if ks := kernels.RefCoverCount(s[h*p.S:(h+1)*p.S], gamma); ks != he.Ks {
 				t.Errorf("S=%d head %d: k_s %d, share.TokenBudget %d", p.S, h, ks, he.Ks)
 			}
-			want, err := share.BlockMapRef(qh[h], kh[h/(p.Hq/p.Hkv)], p.B)
+			want, err := ref.BlockMap(qh[h], kh[h/(p.Hq/p.Hkv)], p.B)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,7 +11,7 @@ import (
 )
 
 // TestPlanRefsMatchShare checks that the references of the planning kernels
-// (ref_plan.go) compute what the planners of package share compute: top-k
+// (ref_plan_test.go) compute what the planners of package share compute: top-k
 // with forced entries, MInference's token selection and block mapping, the
 // query-aware cut, the pivot row cover and vs_ratio, VS lists and the JS
 // divergences. CPU only.

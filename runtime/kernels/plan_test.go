@@ -10,7 +10,7 @@ import (
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
-// Tests of the planning kernels against the references of ref_plan.go on
+// Tests of the planning kernels against the references of ref_plan_test.go on
 // seeded random inputs, with every output poisoned first. Block-level
 // selections are exact: equal bitmaps, equal CSR lists.
 

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -23,7 +24,7 @@ type RopeParams struct {
 // (rotate_half: element i pairs with i + D/2) on x [M, heads, D], f32 or f16,
 // into out (same dtype and length; out may be x itself for in-place use).
 // Row r has position pos0 + r. invFreq is f32 [D/2] computed on the host
-// (RefRopeInvFreq / RopeInvFreqF32; that is where rope_theta and llama3
+// (RopeInvFreq / RopeInvFreqF32; that is where rope_theta and llama3
 // rope_scaling enter). The angle is float32(pos)·inv_freq rounded to f32, as
 // HF computes it; cos/sin are evaluated in f32 after an exact-ish reduction
 // to [-π, π]. f16 tensors are computed in f32 and rounded once (HF rounds
@@ -92,4 +93,83 @@ func RopeStrided(r *runtime.Recorder, out, x, invFreq *runtime.Tensor, p RopePar
 		OStride, OOff     uint32
 	}{uint32(p.Rows), uint32(p.Heads), uint32(half), int32(p.Pos0),
 		uint32(p.XRowStride), uint32(p.XOffset), uint32(p.OutRowStride), uint32(p.OutOffset)}, x, invFreq, out)
+}
+
+// Llama3Scaling is the "llama3" rope_scaling block of a Hugging Face config.
+type Llama3Scaling struct {
+	Factor                        float64
+	LowFreqFactor                 float64
+	HighFreqFactor                float64
+	OriginalMaxPositionEmbeddings int
+}
+
+// RopeInvFreq returns the RoPE inverse frequencies [dim/2] in float64:
+// inv_freq[i] = 1 / theta^(2i/dim), then, when scaling is not nil, HF's
+// llama3 rule (transformers _compute_llama3_parameters): with
+// wavelen = 2π/inv_freq, low = orig/low_freq_factor, high =
+// orig/high_freq_factor: wavelen > low → inv_freq/factor; high ≤ wavelen ≤ low
+// → (1−s)·f/factor + s·f with s = (orig/wavelen − low_freq_factor) /
+// (high_freq_factor − low_freq_factor); otherwise unchanged.
+func RopeInvFreq(theta float64, dim int, scaling *Llama3Scaling) []float64 {
+	inv := make([]float64, dim/2)
+	for i := range inv {
+		inv[i] = 1 / math.Pow(theta, float64(2*i)/float64(dim))
+	}
+	if scaling == nil {
+		return inv
+	}
+	s := scaling
+	old := float64(s.OriginalMaxPositionEmbeddings)
+	lowWavelen := old / s.LowFreqFactor
+	highWavelen := old / s.HighFreqFactor
+	for i, f := range inv {
+		wavelen := 2 * math.Pi / f
+		scaled := f
+		if wavelen > lowWavelen {
+			scaled = f / s.Factor
+		}
+		if !(wavelen < highWavelen) && !(wavelen > lowWavelen) {
+			smooth := (old/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+			scaled = (1-smooth)*scaled/s.Factor + smooth*scaled
+		}
+		inv[i] = scaled
+	}
+	return inv
+}
+
+// RopeInvFreqF32 computes the same inverse frequencies the way transformers
+// does, in float32 step by step (arange(0, dim, 2).float() / dim, theta **
+// that, 1 / that, and the llama3 rule on f32 tensors), so the uploaded
+// inv_freq buffer matches HF's to about an ulp (pow may differ by one ulp
+// from torch's powf). This is what the model code should upload for Rope.
+func RopeInvFreqF32(theta float64, dim int, scaling *Llama3Scaling) []float32 {
+	inv := make([]float32, dim/2)
+	base := float32(theta)
+	for i := range inv {
+		e := float32(2*i) / float32(dim)
+		inv[i] = 1 / float32(math.Pow(float64(base), float64(e)))
+	}
+	if scaling == nil {
+		return inv
+	}
+	s := scaling
+	old := float64(s.OriginalMaxPositionEmbeddings)
+	lowWavelen := float32(old / s.LowFreqFactor)   // python floats, compared as f32
+	highWavelen := float32(old / s.HighFreqFactor) // against the f32 tensor
+	factor := float32(s.Factor)
+	lowF, highF := float32(s.LowFreqFactor), float32(s.HighFreqFactor)
+	for i, f := range inv {
+		wavelen := float32(2*math.Pi) / f
+		scaled := f
+		if wavelen > lowWavelen {
+			scaled = f / factor
+		}
+		smooth := (float32(old)/wavelen - lowF) / (highF - lowF)
+		smoothed := (1-smooth)*scaled/factor + smooth*scaled
+		if !(wavelen < highWavelen) && !(wavelen > lowWavelen) {
+			scaled = smoothed
+		}
+		inv[i] = scaled
+	}
+	return inv
 }

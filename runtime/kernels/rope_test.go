@@ -10,7 +10,7 @@ import (
 
 func TestRopeInvFreq(t *testing.T) {
 	// Default: 1/theta^(2i/d).
-	inv := RefRopeInvFreq(10000, 8, nil)
+	inv := RopeInvFreq(10000, 8, nil)
 	for i, w := range []float64{1, 0.1, 0.01, 0.001} {
 		if math.Abs(inv[i]-w) > 1e-15 {
 			t.Errorf("default inv_freq[%d] = %v, want %v", i, inv[i], w)
@@ -19,7 +19,7 @@ func TestRopeInvFreq(t *testing.T) {
 	// Llama 3.1 8B (theta 500000, d 128, llama3 factor 8, 1, 4, 8192); values
 	// from a float64 transcription of transformers' _compute_llama3_parameters.
 	sc := &Llama3Scaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
-	inv = RefRopeInvFreq(500000, 128, sc)
+	inv = RopeInvFreq(500000, 128, sc)
 	inv32 := RopeInvFreqF32(500000, 128, sc)
 	for i, w := range map[int]float64{0: 1, 1: 0.8146172338565447, 20: 0.016560440080994446,
 		30: 0.0013718935677611381, 35: 9.556212353964683e-05, 50: 4.411534674558404e-06, 63: 3.068925988914511e-07} {

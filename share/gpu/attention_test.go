@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
@@ -28,8 +29,8 @@ func cache(t *testing.T, d *runtime.Device, x *runtime.Tensor, s Shape, extra in
 // TestLayerPipeline runs Attention.Layer without an engine on the same
 // random q, k, v in every layer with a cluster per head spanning all
 // layers: layer 0 has the pivots, later layers share. It checks every
-// head's output against share.SparseAttentionRef on the planned list, the
-// pivot patterns against share.RowCover of share.BlockMapRef, and the
+// head's output against ref.SparseAttention on the planned list, the
+// pivot patterns against share.RowCover of ref.BlockMap, and the
 // statistics.
 func TestLayerPipeline(t *testing.T) {
 	d := gputest.Device(t)
@@ -87,7 +88,7 @@ func TestLayerPipeline(t *testing.T) {
 		}
 		plan := plans[l]
 		for h := 0; h < s.NumHeads; h++ {
-			want, _, err := share.SparseAttentionRef(x.qh[h], x.kh[h/g], x.vh[h/g], plan.Heads[h].List, b)
+			want, _, err := ref.SparseAttention(x.qh[h], x.kh[h/g], x.vh[h/g], plan.Heads[h].List, b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +99,7 @@ func TestLayerPipeline(t *testing.T) {
 				wh = append(wh, want[i]...)
 			}
 			if e := gputest.RelErr(gh, wh); !(e <= 2e-3) {
-				t.Errorf("layer %d head %d (%v): output rel err %.3g vs share.SparseAttentionRef", l, h, plan.Heads[h].Method, e)
+				t.Errorf("layer %d head %d (%v): output rel err %.3g vs ref.SparseAttention", l, h, plan.Heads[h].Method, e)
 			}
 			wantMethod := share.MethodPivot
 			if l > 0 {
@@ -113,14 +114,14 @@ func TestLayerPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	for h := 0; h < s.NumHeads; h++ {
-		bm, err := share.BlockMapRef(x.qh[h], x.kh[h/g], b)
+		bm, err := ref.BlockMap(x.qh[h], x.kh[h/g], b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := share.RowCover(bm, cfg.Gamma)
 		got := pl.Pattern(cl.IDs()[h])
 		if got == nil || !slices.Equal(got.RowPtr, want.RowPtr) || !slices.Equal(got.Cols, want.Cols) {
-			t.Errorf("head %d: pivot pattern from the GPU map %v, from share.BlockMapRef %v", h, got, want)
+			t.Errorf("head %d: pivot pattern from the GPU map %v, from ref.BlockMap %v", h, got, want)
 		} else if want.Density() >= 1 {
 			t.Errorf("head %d: pattern is dense; the comparison is weak", h)
 		}

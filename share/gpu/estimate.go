@@ -34,7 +34,7 @@ func (s Shape) check() error {
 //   - PooledMap: kernels.PooledBlockScores gives M.
 //   - Window: kernels.LastBlockEstimates at B = Window gives the token-level
 //     v and s of the last min(Window, n) queries; WinV = W·v and WinS = W·s
-//     (share.WindowVSRef).
+//     (the float64 reference is ref.WindowVS in internal/ref).
 //
 // Estimate records them and reads back only nb- or n-sized vectors per head
 // (never an n×n matrix; M only for the query-aware heads) for a planner on

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
@@ -136,7 +137,7 @@ var estShapes = []struct {
 }
 
 // TestEstimatorMatchesReference compares every GPU estimate with
-// share.EstimateRef on the same f16-rounded q and k: V, S, â, M, WinV and
+// ref.Estimate on the same f16-rounded q and k: V, S, â, M, WinV and
 // WinS to 1e-4, Kv and Ks exactly.
 func TestEstimatorMatchesReference(t *testing.T) {
 	d := gputest.Device(t)
@@ -145,7 +146,7 @@ func TestEstimatorMatchesReference(t *testing.T) {
 	for _, c := range estShapes {
 		t.Run(fmt.Sprintf("n%d_B%d_H%d-%d_D%d", c.s.N, c.b, c.s.NumHeads, c.s.NumKVHeads, c.s.HeadDim), func(t *testing.T) {
 			x := randomQKV(t, d, rng, c.s)
-			ref, err := share.EstimateRef(3, x.qh, x.kh, share.EstimateOptions{BlockSize: c.b, Gamma: gamma, PooledMap: true, Window: 64})
+			ref, err := ref.Estimate(3, x.qh, x.kh, ref.EstimateOptions{BlockSize: c.b, Gamma: gamma, PooledMap: true, Window: 64})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +189,7 @@ func samePlans(t *testing.T, what string, got, want *share.LayerPlan) {
 }
 
 // TestGPUPlanEqualsCPUPlan plans one layer from the GPU estimates and from
-// share.EstimateRef with two planner instances and requires identical
+// ref.Estimate with two planner instances and requires identical
 // lists: FlexPrefill with a wide query-aware gate (M is read back for the
 // selected heads only), SharePrefill "paper", and vertical-slash.
 func TestGPUPlanEqualsCPUPlan(t *testing.T) {
@@ -204,7 +205,7 @@ func TestGPUPlanEqualsCPUPlan(t *testing.T) {
 	flex.BlockSize, flex.MinBudget = b, b
 	// Put τ_q between the 2nd and 3rd smallest JSD(â, V) so that the
 	// query-aware heads are a strict subset (their M rows are gathered).
-	pre, err := share.EstimateRef(0, x.qh, x.kh, share.EstimateOptions{BlockSize: b, Gamma: flex.Gamma})
+	pre, err := ref.Estimate(0, x.qh, x.kh, ref.EstimateOptions{BlockSize: b, Gamma: flex.Gamma})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestGPUPlanEqualsCPUPlan(t *testing.T) {
 			}
 			sel, _ := pg.(share.QueryAwareSelector)
 			est := estimate(t, d, needs, gamma, x, sel, 0)
-			ref, err := share.EstimateRef(0, x.qh, x.kh, share.EstimateOptions{BlockSize: needs.BlockSize, Gamma: gamma, PooledMap: needs.PooledMap, Window: needs.Window})
+			ref, err := ref.Estimate(0, x.qh, x.kh, ref.EstimateOptions{BlockSize: needs.BlockSize, Gamma: gamma, PooledMap: needs.PooledMap, Window: needs.Window})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,24 +1,15 @@
-package model
+package ref
 
 import (
-	"bytes"
+	"maps"
 	"math"
 	"math/rand"
-	"os"
-	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
-)
 
-func sortedTinyNames() []string {
-	var names []string
-	for n := range TinyConfigs() {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+	"github.com/shareprefill/shareprefill/model"
+)
 
 func randomTokens(rng *rand.Rand, n, vocab int) []int {
 	toks := make([]int, n)
@@ -37,56 +28,22 @@ func maxRelDiff(a, b []float64) float64 {
 	return d / math.Max(scale, 1e-30)
 }
 
-// TestRandomCheckpoints writes a random checkpoint per tiny config, loads it
-// back and runs the reference: the KV-cache path (Step) must equal the
-// full-sequence path (Forward), and the outputs must be sane.
-func TestRandomCheckpoints(t *testing.T) {
-	for _, name := range sortedTinyNames() {
-		cfg := TinyConfigs()[name]
+// TestLlamaStepEqualsForward runs the reference on a random checkpoint per
+// tiny config: the KV-cache path (Step) must equal the full-sequence path
+// (Forward), and the outputs must be sane.
+func TestLlamaStepEqualsForward(t *testing.T) {
+	for _, name := range slices.Sorted(maps.Keys(model.TinyConfigs())) {
+		cfg := model.TinyConfigs()[name]
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := WriteRandomCheckpoint(dir, cfg, 42); err != nil {
+			if err := model.WriteRandomCheckpoint(dir, cfg, 42); err != nil {
 				t.Fatal(err)
 			}
-			// Deterministic bytes.
-			dir2 := t.TempDir()
-			if err := WriteRandomCheckpoint(dir2, cfg, 42); err != nil {
-				t.Fatal(err)
-			}
-			b1, _ := os.ReadFile(filepath.Join(dir, SafetensorsFileName))
-			b2, _ := os.ReadFile(filepath.Join(dir2, SafetensorsFileName))
-			if !bytes.Equal(b1, b2) {
-				t.Error("WriteRandomCheckpoint is not deterministic")
-			}
-
-			m, err := Load(dir)
+			mcfg, w, err := model.Load(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := *m.Config
-			got.ModelType = ""
-			if got.Architecture != cfg.Architecture || got.NumKVHeads != cfg.NumKVHeads || got.QKVBias != cfg.QKVBias ||
-				(got.RopeScaling == nil) != (cfg.RopeScaling == nil) {
-				t.Errorf("config changed on disk: %+v", got)
-			}
-			ck, err := OpenCheckpoint(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			emb, _ := ck.Tensor(EmbedTokensName)
-			wantDT := map[string]DType{"float32": F32, "float16": F16, "bfloat16": BF16}[cfg.TorchDType]
-			if emb.DType != wantDT {
-				t.Errorf("dtype %s, want %s", emb.DType, wantDT)
-			}
-			if n := len(ck.Names()); n != len(cfg.ExpectedTensors()) {
-				t.Errorf("%d tensors, want %d", n, len(cfg.ExpectedTensors()))
-			}
-			ck.Close()
-			if cfg.QKVBias != (m.Weights.Layers[0].QBias != nil) || cfg.OBias != (m.Weights.Layers[0].OBias != nil) {
-				t.Errorf("biases not loaded as configured")
-			}
-
-			r, err := NewReference(m.Config, m.Weights)
+			r, err := NewLlama(mcfg, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,18 +98,18 @@ func TestRandomCheckpoints(t *testing.T) {
 // multi-head model.
 func TestGQAEqualsExpandedMHA(t *testing.T) {
 	for _, name := range []string{"qwen2-gqa4", "mistral-gqa8"} {
-		cfg := TinyConfigs()[name]
+		cfg := model.TinyConfigs()[name]
 		cfg.TorchDType = "float32"
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := WriteRandomCheckpoint(dir, cfg, 3); err != nil {
+			if err := model.WriteRandomCheckpoint(dir, cfg, 3); err != nil {
 				t.Fatal(err)
 			}
-			m, err := Load(dir)
+			mcfg, mw, err := model.Load(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			mha := *m.Config
+			mha := *mcfg
 			mha.NumKVHeads = mha.NumHeads
 			group, hd, h := cfg.GQAGroup(), cfg.HeadDim, cfg.HiddenSize
 			expand := func(w []float32, rowLen int) []float32 {
@@ -166,18 +123,18 @@ func TestGQAEqualsExpandedMHA(t *testing.T) {
 				}
 				return out
 			}
-			w := *m.Weights
-			w.Layers = append([]LayerWeights(nil), m.Weights.Layers...)
+			w := *mw
+			w.Layers = append([]model.LayerWeights(nil), mw.Layers...)
 			for l := range w.Layers {
 				L := &w.Layers[l]
 				L.K, L.V = expand(L.K, h), expand(L.V, h)
 				L.KBias, L.VBias = expand(L.KBias, 1), expand(L.VBias, 1)
 			}
-			rg, err := NewReference(m.Config, m.Weights)
+			rg, err := NewLlama(mcfg, mw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rm, err := NewReference(&mha, &w)
+			rm, err := NewLlama(&mha, &w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,19 +150,19 @@ func TestGQAEqualsExpandedMHA(t *testing.T) {
 	}
 }
 
-// TestReferenceSingleToken checks one position by hand: with a single token
+// TestLlamaSingleToken checks one position by hand: with a single token
 // attention returns v exactly, so the layer is a closed-form computation.
-func TestReferenceSingleToken(t *testing.T) {
-	cfg := TinyConfigs()["llama-tied-headdim"]
+func TestLlamaSingleToken(t *testing.T) {
+	cfg := model.TinyConfigs()["llama-tied-headdim"]
 	dir := t.TempDir()
-	if err := WriteRandomCheckpoint(dir, cfg, 9); err != nil {
+	if err := model.WriteRandomCheckpoint(dir, cfg, 9); err != nil {
 		t.Fatal(err)
 	}
-	m, err := Load(dir)
+	c, w, err := model.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewReference(m.Config, m.Weights)
+	r, err := NewLlama(c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +172,6 @@ func TestReferenceSingleToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Independent straight-line computation.
-	c, w := m.Config, m.Weights
 	H := c.HiddenSize
 	x := make([]float64, H)
 	for i := range x {
@@ -277,8 +233,8 @@ func TestReferenceSingleToken(t *testing.T) {
 // positions: rotating q at p and k at p' gives the same dot product as at
 // p+s and p'+s.
 func TestRopeRelative(t *testing.T) {
-	cfg := TinyConfigs()["llama3-mha"]
-	inv := RopeInvFreq(&cfg)
+	cfg := model.TinyConfigs()["llama3-mha"]
+	inv := model.RopeInvFreq(&cfg)
 	rng := rand.New(rand.NewSource(2))
 	q := make([]float64, cfg.HeadDim)
 	k := make([]float64, cfg.HeadDim)
@@ -304,59 +260,5 @@ func TestRopeRelative(t *testing.T) {
 	applyRope(v, 1, inv)
 	if math.Abs(v[0]-math.Cos(inv[0])) > 1e-15 || math.Abs(v[cfg.HeadDim/2]-math.Sin(inv[0])) > 1e-15 {
 		t.Errorf("rotate_half layout wrong: %v", v)
-	}
-}
-
-func TestLoadWeightsErrors(t *testing.T) {
-	cfg := TinyConfigs()["mistral-gqa8"]
-	dir := t.TempDir()
-	if err := WriteRandomCheckpoint(dir, cfg, 1); err != nil {
-		t.Fatal(err)
-	}
-	ck, err := OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	tests := []struct {
-		name   string
-		mutate func(c *Config)
-		want   []string
-	}{
-		{"intermediate", func(c *Config) { c.IntermediateSize = 96 }, []string{`"model.layers.0.mlp.gate_proj.weight"`, "shape [160 128]", "expected [96 128]"}},
-		{"kv heads", func(c *Config) { c.NumKVHeads = 4 }, []string{`"model.layers.0.self_attn.k_proj.weight"`, "shape [16 128]", "expected [32 128]"}},
-		{"vocab", func(c *Config) { c.VocabSize = 90 }, []string{`"model.embed_tokens.weight"`, "expected [90 128]"}},
-		{"missing bias", func(c *Config) { c.Architecture, c.QKVBias = ArchQwen2, true }, []string{`missing tensor "model.layers.0.self_attn.q_proj.bias"`}},
-		{"extra layer", func(c *Config) { c.NumLayers = 3 }, []string{`missing tensor "model.layers.2.input_layernorm.weight"`}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := cfg
-			tc.mutate(&c)
-			_, err := LoadWeights(ck, &c)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
-		})
-	}
-	// Untied config on a tied checkpoint: lm_head is missing.
-	tied := TinyConfigs()["qwen2-gqa4"]
-	dir = t.TempDir()
-	if err := WriteRandomCheckpoint(dir, tied, 1); err != nil {
-		t.Fatal(err)
-	}
-	ck2, err := OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck2.Close()
-	tied.TieWordEmbeddings = false
-	if _, err := LoadWeights(ck2, &tied); err == nil || !strings.Contains(err.Error(), `missing tensor "lm_head.weight"`) {
-		t.Errorf("untied load of tied checkpoint: %v", err)
 	}
 }

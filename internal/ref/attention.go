@@ -1,11 +1,13 @@
-package share
+package ref
 
 import (
 	"fmt"
 	"math"
+
+	"github.com/shareprefill/shareprefill/share"
 )
 
-// SparseAttentionRef runs block-sparse causal attention for one query head
+// SparseAttention runs block-sparse causal attention for one query head
 // on the CPU in float64: query row i (block r = i/B) attends the keys of the
 // listed blocks of row r, with the element causal mask j ≤ i (only the
 // diagonal block can hold masked entries), scores scaled by 1/√d. It
@@ -15,23 +17,23 @@ import (
 // q is [n][d] of the query head; k and v are [n][d] and [n][dv] of its KV
 // head (the caller applies the GQA mapping, see KVHead). This is the
 // reference the GPU block-sparse kernel is tested against.
-func SparseAttentionRef(q, k, v [][]float64, list *BlockList, blockSize int) (out [][]float64, lse []float64, err error) {
+func SparseAttention(q, k, v [][]float64, list *share.BlockList, blockSize int) (out [][]float64, lse []float64, err error) {
 	n, d, err := checkQK(q, k)
 	if err != nil {
-		return nil, nil, fmt.Errorf("share: sparse attention: %w", err)
+		return nil, nil, fmt.Errorf("ref: sparse attention: %w", err)
 	}
 	if len(v) != n {
-		return nil, nil, fmt.Errorf("share: sparse attention: len(v) = %d, want %d", len(v), n)
+		return nil, nil, fmt.Errorf("ref: sparse attention: len(v) = %d, want %d", len(v), n)
 	}
 	if blockSize < 1 {
-		return nil, nil, fmt.Errorf("share: sparse attention: block size %d < 1", blockSize)
+		return nil, nil, fmt.Errorf("ref: sparse attention: block size %d < 1", blockSize)
 	}
-	nb := NumBlocks(n, blockSize)
+	nb := share.NumBlocks(n, blockSize)
 	if list == nil || list.NB != nb {
-		return nil, nil, fmt.Errorf("share: sparse attention: list grid does not match nb = %d", nb)
+		return nil, nil, fmt.Errorf("ref: sparse attention: list grid does not match nb = %d", nb)
 	}
 	if err := list.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("share: sparse attention: %w", err)
+		return nil, nil, fmt.Errorf("ref: sparse attention: %w", err)
 	}
 	dv := len(v[0])
 	scale := 1 / math.Sqrt(float64(d))
@@ -76,15 +78,15 @@ func SparseAttentionRef(q, k, v [][]float64, list *BlockList, blockSize int) (ou
 	return out, lse, nil
 }
 
-// DenseAttentionRef runs exact causal attention in float64 for one query
-// head (see SparseAttentionRef for shapes and outputs).
-func DenseAttentionRef(q, k, v [][]float64, blockSize int) (out [][]float64, lse []float64, err error) {
+// DenseAttention runs exact causal attention in float64 for one query
+// head (see SparseAttention for shapes and outputs).
+func DenseAttention(q, k, v [][]float64, blockSize int) (out [][]float64, lse []float64, err error) {
 	if blockSize < 1 {
-		return nil, nil, fmt.Errorf("share: dense attention: block size %d < 1", blockSize)
+		return nil, nil, fmt.Errorf("ref: dense attention: block size %d < 1", blockSize)
 	}
-	out, lse, err = SparseAttentionRef(q, k, v, DenseList(NumBlocks(len(q), blockSize)), blockSize)
+	out, lse, err = SparseAttention(q, k, v, share.DenseList(share.NumBlocks(len(q), blockSize)), blockSize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("share: dense attention: %w", err)
+		return nil, nil, fmt.Errorf("ref: dense attention: %w", err)
 	}
 	return out, lse, nil
 }

@@ -1,8 +1,10 @@
-package share
+package ref
 
 import (
 	"math"
 	"testing"
+
+	"github.com/shareprefill/shareprefill/share"
 )
 
 func sum(x []float64) float64 {
@@ -15,12 +17,12 @@ func sum(x []float64) float64 {
 
 func TestEstimateShapesAndSums(t *testing.T) {
 	for _, tc := range []struct{ n, b int }{{300, 16}, {1024, 128}, {2500, 128}, {300, 128}, {100, 128}, {37, 16}} {
-		h := randomHead(tc.n, 8, 1, uint64(tc.n))
-		he, err := EstimateHeadRef(h.q, h.k, EstimateOptions{BlockSize: tc.b, Gamma: 0.9, PooledMap: true, Window: 64})
+		h := RandomHead(tc.n, 8, 1, uint64(tc.n))
+		he, err := EstimateHead(h.Q, h.K, EstimateOptions{BlockSize: tc.b, Gamma: 0.9, PooledMap: true, Window: 64})
 		if err != nil {
 			t.Fatal(err)
 		}
-		nb := NumBlocks(tc.n, tc.b)
+		nb := share.NumBlocks(tc.n, tc.b)
 		if len(he.V) != nb || len(he.S) != nb || len(he.Pooled) != nb || he.M.NB != nb {
 			t.Fatalf("n=%d B=%d: wrong lengths", tc.n, tc.b)
 		}
@@ -53,8 +55,8 @@ func TestEstimateShapesAndSums(t *testing.T) {
 // (docs/algorithm.md#notation).
 func TestBlockMapRowsSumToOne(t *testing.T) {
 	for _, tc := range []struct{ n, b int }{{300, 16}, {1024, 128}, {2500, 128}, {130, 128}} {
-		for _, h := range []headQK{randomHead(tc.n, 16, 1, 3), stripeHead(tc.n, 16, tc.n/3, 30, 4), diagHead(tc.n, 0, 3)} {
-			m, err := BlockMapRef(h.q, h.k, tc.b)
+		for _, h := range []Head{RandomHead(tc.n, 16, 1, 3), StripeHead(tc.n, 16, tc.n/3, 30, 4), DiagHead(tc.n, 0, 3)} {
+			m, err := BlockMap(h.Q, h.K, tc.b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,8 +92,8 @@ func TestSlashPoolingAlignment(t *testing.T) {
 	}
 	// A pure local head (query i attends only key i) puts all its slash
 	// mass on token offset 0, hence S[0] = 1, whatever n mod B is.
-	h := diagHead(n, 0, 4)
-	he, err := EstimateHeadRef(h.q, h.k, EstimateOptions{BlockSize: b, Gamma: 0.9})
+	h := DiagHead(n, 0, 4)
+	he, err := EstimateHead(h.Q, h.K, EstimateOptions{BlockSize: b, Gamma: 0.9})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,16 +101,16 @@ func TestSlashPoolingAlignment(t *testing.T) {
 		t.Fatalf("local head S = %v, want S[0] ≈ 1", he.S)
 	}
 	// A slash at token offset 20 lands in offset chunk 20/16 = 1.
-	h = diagHead(n, 20, 4)
-	if he, err = EstimateHeadRef(h.q, h.k, EstimateOptions{BlockSize: b, Gamma: 0.9}); err != nil {
+	h = DiagHead(n, 20, 4)
+	if he, err = EstimateHead(h.Q, h.K, EstimateOptions{BlockSize: b, Gamma: 0.9}); err != nil {
 		t.Fatal(err)
 	}
 	if he.S[1] < 0.9 {
 		t.Fatalf("offset-20 head S = %v, want mass in S[1]", he.S)
 	}
 	// Token offsets o ≥ 32 (chunk 2, partial) exist only for the last rows.
-	h = diagHead(n, 34, 4)
-	if he, err = EstimateHeadRef(h.q, h.k, EstimateOptions{BlockSize: b, Gamma: 0.9}); err != nil {
+	h = DiagHead(n, 34, 4)
+	if he, err = EstimateHead(h.Q, h.K, EstimateOptions{BlockSize: b, Gamma: 0.9}); err != nil {
 		t.Fatal(err)
 	}
 	if he.S[2] < 0.1 {
@@ -116,19 +118,19 @@ func TestSlashPoolingAlignment(t *testing.T) {
 	}
 }
 
-func TestEstimateRefGQA(t *testing.T) {
+func TestEstimateGQA(t *testing.T) {
 	n, d := 200, 8
-	kv := []headQK{randomHead(n, d, 1, 1), stripeHead(n, d, 50, 40, 2)}
-	q := [][][]float64{kv[0].q, kv[0].q, kv[1].q, kv[1].q}
-	k := [][][]float64{kv[0].k, kv[1].k}
+	kv := []Head{RandomHead(n, d, 1, 1), StripeHead(n, d, 50, 40, 2)}
+	q := [][][]float64{kv[0].Q, kv[0].Q, kv[1].Q, kv[1].Q}
+	k := [][][]float64{kv[0].K, kv[1].K}
 	for _, layout := range []GQALayout{GQAGrouped, GQAInterleaved} {
-		est, err := EstimateRef(0, q, k, EstimateOptions{BlockSize: 16, Gamma: 0.9, Layout: layout})
+		est, err := Estimate(0, q, k, EstimateOptions{BlockSize: 16, Gamma: 0.9, Layout: layout})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for h := 0; h < 4; h++ {
-			want, _ := EstimateHeadRef(q[h], k[KVHead(h, 4, 2, layout)], EstimateOptions{BlockSize: 16, Gamma: 0.9})
-			if JSD(est.Heads[h].V, want.V) != 0 {
+			want, _ := EstimateHead(q[h], k[KVHead(h, 4, 2, layout)], EstimateOptions{BlockSize: 16, Gamma: 0.9})
+			if share.JSD(est.Heads[h].V, want.V) != 0 {
 				t.Fatalf("layout %d head %d uses the wrong KV head", layout, h)
 			}
 		}
@@ -136,17 +138,17 @@ func TestEstimateRefGQA(t *testing.T) {
 	if KVHead(5, 8, 2, GQAGrouped) != 1 || KVHead(5, 8, 2, GQAInterleaved) != 1 || KVHead(2, 8, 2, GQAInterleaved) != 0 {
 		t.Fatal("KVHead mapping")
 	}
-	if _, err := EstimateRef(0, q, k[:1][:0], EstimateOptions{BlockSize: 16}); err == nil {
+	if _, err := Estimate(0, q, k[:1][:0], EstimateOptions{BlockSize: 16}); err == nil {
 		t.Fatal("want an error for zero KV heads")
 	}
 }
 
-func TestSparseAttentionRef(t *testing.T) {
+func TestSparseAttention(t *testing.T) {
 	n, d, b := 150, 8, 16
-	h := randomHead(n, d, 1, 9)
-	v := randomHead(n, d, 1, 10).q
-	nb := NumBlocks(n, b)
-	dense, lseD, err := DenseAttentionRef(h.q, h.k, v, b)
+	h := RandomHead(n, d, 1, 9)
+	v := RandomHead(n, d, 1, 10).Q
+	nb := share.NumBlocks(n, b)
+	dense, lseD, err := DenseAttention(h.Q, h.K, v, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,7 @@ func TestSparseAttentionRef(t *testing.T) {
 	for _, i := range []int{0, 17, n - 1} {
 		sc := make([]float64, i+1)
 		for j := range sc {
-			sc[j] = dot(h.q[i], h.k[j]) / math.Sqrt(float64(d))
+			sc[j] = dot(h.Q[i], h.K[j]) / math.Sqrt(float64(d))
 		}
 		m := math.Inf(-1)
 		for _, s := range sc {
@@ -179,8 +181,8 @@ func TestSparseAttentionRef(t *testing.T) {
 		}
 	}
 	// A sparse list with only the diagonal: row i sees keys of its block ≤ i.
-	diag := VSSet{Offs: []int{0}}
-	out, lse, err := SparseAttentionRef(h.q, h.k, v, diag.List(nb), b)
+	diag := share.VSSet{Offs: []int{0}}
+	out, lse, err := SparseAttention(h.Q, h.K, v, diag.List(nb), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +193,7 @@ func TestSparseAttentionRef(t *testing.T) {
 		t.Fatal("sparse lse must be below dense lse (fewer keys)")
 	}
 	// Wrong grid is an error.
-	if _, _, err := SparseAttentionRef(h.q, h.k, v, DenseList(nb+1), b); err == nil {
+	if _, _, err := SparseAttention(h.Q, h.K, v, share.DenseList(nb+1), b); err == nil {
 		t.Fatal("want grid mismatch error")
 	}
 }

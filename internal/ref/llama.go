@@ -1,14 +1,16 @@
-package model
+package ref
 
 import (
 	"fmt"
 	"math"
+
+	"github.com/shareprefill/shareprefill/model"
 )
 
-// Reference is a deliberately simple CPU forward pass of a Llama-family
+// Llama is a deliberately simple CPU forward pass of a Llama-family
 // decoder (Llama, Qwen2, Mistral), the ground truth for the GPU runtime.
 //
-// Numerics: weights are the float32 values of Weights; every activation,
+// Numerics: weights are the float32 values of model.Weights; every activation,
 // accumulation, norm, RoPE angle, softmax and logit is float64. Only the
 // returned logits are rounded to float32 (ForwardF64 and StepF64 return the
 // float64 values).
@@ -27,10 +29,10 @@ import (
 //	logits = lm_head · (rmsnorm(x) * final_norm)
 //
 // with rmsnorm(x) = x / sqrt(mean(x²) + eps). Positions are not limited to
-// max_position_embeddings. A Reference is not safe for concurrent use.
-type Reference struct {
-	cfg     *Config
-	w       *Weights
+// max_position_embeddings. A Llama is not safe for concurrent use.
+type Llama struct {
+	cfg     *model.Config
+	w       *model.Weights
 	invFreq []float64
 	// KV cache for Step: per layer, pos*KVDim values (RoPE already applied
 	// to keys).
@@ -38,33 +40,33 @@ type Reference struct {
 	pos            int
 }
 
-// NewReference checks that w matches cfg and returns a reference model with
+// NewLlama checks that w matches cfg and returns a reference model with
 // an empty KV cache.
-func NewReference(cfg *Config, w *Weights) (*Reference, error) {
+func NewLlama(cfg *model.Config, w *model.Weights) (*Llama, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := checkWeightSizes(cfg, w); err != nil {
 		return nil, err
 	}
-	r := &Reference{cfg: cfg, w: w, invFreq: RopeInvFreq(cfg)}
+	r := &Llama{cfg: cfg, w: w, invFreq: model.RopeInvFreq(cfg)}
 	r.Reset()
 	return r, nil
 }
 
-func checkWeightSizes(cfg *Config, w *Weights) error {
+func checkWeightSizes(cfg *model.Config, w *model.Weights) error {
 	h, q, kv, in, v := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
 	check := func(name string, s []float32, n int, optional bool) error {
 		if optional && s == nil {
 			return nil
 		}
 		if len(s) != n {
-			return fmt.Errorf("reference: weight %s has %d values, expected %d", name, len(s), n)
+			return fmt.Errorf("ref: weight %s has %d values, expected %d", name, len(s), n)
 		}
 		return nil
 	}
 	if len(w.Layers) != cfg.NumLayers {
-		return fmt.Errorf("reference: %d layers of weights, config has %d", len(w.Layers), cfg.NumLayers)
+		return fmt.Errorf("ref: %d layers of weights, config has %d", len(w.Layers), cfg.NumLayers)
 	}
 	errs := []error{
 		check("embed", w.Embed, v*h, false),
@@ -97,14 +99,8 @@ func checkWeightSizes(cfg *Config, w *Weights) error {
 	return nil
 }
 
-// Config returns the model configuration.
-func (r *Reference) Config() *Config { return r.cfg }
-
-// InvFreq returns the RoPE inverse frequencies in use (see RopeInvFreq).
-func (r *Reference) InvFreq() []float64 { return append([]float64(nil), r.invFreq...) }
-
 // Reset empties the KV cache used by Step.
-func (r *Reference) Reset() {
+func (r *Llama) Reset() {
 	r.kCache = make([][]float64, r.cfg.NumLayers)
 	r.vCache = make([][]float64, r.cfg.NumLayers)
 	r.pos = 0
@@ -112,18 +108,18 @@ func (r *Reference) Reset() {
 
 // Pos returns the number of tokens in the KV cache (the position the next
 // Step call will use).
-func (r *Reference) Pos() int { return r.pos }
+func (r *Llama) Pos() int { return r.pos }
 
-func (r *Reference) checkToken(tok int) error {
+func (r *Llama) checkToken(tok int) error {
 	if tok < 0 || tok >= r.cfg.VocabSize {
-		return fmt.Errorf("reference: token %d outside vocabulary [0, %d)", tok, r.cfg.VocabSize)
+		return fmt.Errorf("ref: token %d outside vocabulary [0, %d)", tok, r.cfg.VocabSize)
 	}
 	return nil
 }
 
 // Step feeds one token at position Pos(), appends its keys and values to the
 // KV cache and returns the next-token logits.
-func (r *Reference) Step(token int) ([]float32, error) {
+func (r *Llama) Step(token int) ([]float32, error) {
 	l, err := r.StepF64(token)
 	if err != nil {
 		return nil, err
@@ -132,7 +128,7 @@ func (r *Reference) Step(token int) ([]float32, error) {
 }
 
 // StepF64 is Step returning float64 logits.
-func (r *Reference) StepF64(token int) ([]float64, error) {
+func (r *Llama) StepF64(token int) ([]float64, error) {
 	if err := r.checkToken(token); err != nil {
 		return nil, err
 	}
@@ -156,7 +152,7 @@ func (r *Reference) StepF64(token int) ([]float64, error) {
 // every position (logits[t] predicts tokens[t+1]). It computes full causal
 // attention without the KV cache, independently of Step, and leaves the
 // cache untouched.
-func (r *Reference) Forward(tokens []int) ([][]float32, error) {
+func (r *Llama) Forward(tokens []int) ([][]float32, error) {
 	l, err := r.ForwardF64(tokens)
 	if err != nil {
 		return nil, err
@@ -169,7 +165,7 @@ func (r *Reference) Forward(tokens []int) ([][]float32, error) {
 }
 
 // ForwardF64 is Forward returning float64 logits.
-func (r *Reference) ForwardF64(tokens []int) ([][]float64, error) {
+func (r *Llama) ForwardF64(tokens []int) ([][]float64, error) {
 	cfg := r.cfg
 	T := len(tokens)
 	xs := make([][]float64, T)
@@ -205,7 +201,7 @@ func (r *Reference) ForwardF64(tokens []int) ([][]float64, error) {
 }
 
 // embed returns a float64 copy of the token's embedding row.
-func (r *Reference) embed(tok int) []float64 {
+func (r *Llama) embed(tok int) []float64 {
 	h := r.cfg.HiddenSize
 	x := make([]float64, h)
 	for i, v := range r.w.Embed[tok*h : (tok+1)*h] {
@@ -215,7 +211,7 @@ func (r *Reference) embed(tok int) []float64 {
 }
 
 // qkv projects the normed hidden state h and applies RoPE for position pos.
-func (r *Reference) qkv(L *LayerWeights, h []float64, pos int) (q, k, v []float64) {
+func (r *Llama) qkv(L *model.LayerWeights, h []float64, pos int) (q, k, v []float64) {
 	cfg := r.cfg
 	q = matVec(L.Q, L.QBias, cfg.QDim(), cfg.HiddenSize, h)
 	k = matVec(L.K, L.KBias, cfg.KVDim(), cfg.HiddenSize, h)
@@ -232,7 +228,7 @@ func (r *Reference) qkv(L *LayerWeights, h []float64, pos int) (q, k, v []float6
 
 // attend computes causal grouped-query attention of q over the first n
 // positions of keys and vals (each n*KVDim, position-major).
-func (r *Reference) attend(q, keys, vals []float64, n int) []float64 {
+func (r *Llama) attend(q, keys, vals []float64, n int) []float64 {
 	cfg := r.cfg
 	hd, kvd, group := cfg.HeadDim, cfg.KVDim(), cfg.GQAGroup()
 	scale := 1 / math.Sqrt(float64(hd))
@@ -270,7 +266,7 @@ func (r *Reference) attend(q, keys, vals []float64, n int) []float64 {
 
 // finishLayer adds the attention output projection and the SwiGLU MLP to the
 // residual stream x in place.
-func (r *Reference) finishLayer(L *LayerWeights, x, attn []float64) {
+func (r *Llama) finishLayer(L *model.LayerWeights, x, attn []float64) {
 	cfg := r.cfg
 	o := matVec(L.O, L.OBias, cfg.HiddenSize, cfg.QDim(), attn)
 	for i := range x {
@@ -289,7 +285,7 @@ func (r *Reference) finishLayer(L *LayerWeights, x, attn []float64) {
 }
 
 // logits applies the final norm and the LM head.
-func (r *Reference) logits(x []float64) []float64 {
+func (r *Llama) logits(x []float64) []float64 {
 	h := rmsNorm(x, r.w.Norm, r.cfg.RMSNormEps)
 	return matVec(r.w.LMHead, nil, r.cfg.VocabSize, r.cfg.HiddenSize, h)
 }
@@ -297,9 +293,9 @@ func (r *Reference) logits(x []float64) []float64 {
 // NLL returns the mean teacher-forced negative log-likelihood (nats) of
 // tokens[1:] given their prefixes, and the per-position values
 // (perPos[t] = -log p(tokens[t+1] | tokens[:t+1])).
-func (r *Reference) NLL(tokens []int) (mean float64, perPos []float64, err error) {
+func (r *Llama) NLL(tokens []int) (mean float64, perPos []float64, err error) {
 	if len(tokens) < 2 {
-		return 0, nil, fmt.Errorf("reference: NLL needs at least 2 tokens, got %d", len(tokens))
+		return 0, nil, fmt.Errorf("ref: NLL needs at least 2 tokens, got %d", len(tokens))
 	}
 	logits, err := r.ForwardF64(tokens)
 	if err != nil {
@@ -317,9 +313,9 @@ func (r *Reference) NLL(tokens []int) (mean float64, perPos []float64, err error
 // Greedy feeds prompt (resetting the cache first) and then generates up to
 // maxNew tokens by argmax, stopping before any token for which stop returns
 // true (stop may be nil). It returns the generated tokens.
-func (r *Reference) Greedy(prompt []int, maxNew int, stop func(token int) bool) ([]int, error) {
+func (r *Llama) Greedy(prompt []int, maxNew int, stop func(token int) bool) ([]int, error) {
 	if len(prompt) == 0 {
-		return nil, fmt.Errorf("reference: Greedy needs a non-empty prompt")
+		return nil, fmt.Errorf("ref: Greedy needs a non-empty prompt")
 	}
 	r.Reset()
 	var logits []float64
@@ -364,17 +360,7 @@ func LogSoftmax(x []float64) []float64 {
 	return out
 }
 
-// Argmax returns the index of the largest value (the first one on ties).
-func Argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
-}
-
+// argmax returns the index of the largest value (the first one on ties).
 func argmax(x []float64) int {
 	best := 0
 	for i, v := range x {
