@@ -11,6 +11,21 @@ import (
 	"github.com/shareprefill/shareprefill/model"
 )
 
+// randomCheckpoint writes model.WriteRandomCheckpoint(cfg, seed) and loads
+// it back.
+func randomCheckpoint(t *testing.T, cfg model.Config, seed int64) (*model.Config, *model.Weights) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := model.WriteRandomCheckpoint(dir, cfg, seed); err != nil {
+		t.Fatal(err)
+	}
+	c, w, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, w
+}
+
 func randomTokens(rng *rand.Rand, n, vocab int) []int {
 	toks := make([]int, n)
 	for i := range toks {
@@ -35,15 +50,7 @@ func TestLlamaStepEqualsForward(t *testing.T) {
 	for _, name := range slices.Sorted(maps.Keys(model.TinyConfigs())) {
 		cfg := model.TinyConfigs()[name]
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := model.WriteRandomCheckpoint(dir, cfg, 42); err != nil {
-				t.Fatal(err)
-			}
-			mcfg, w, err := model.Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := NewLlama(mcfg, w)
+			r, err := NewLlama(randomCheckpoint(t, cfg, 42))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,14 +108,7 @@ func TestGQAEqualsExpandedMHA(t *testing.T) {
 		cfg := model.TinyConfigs()[name]
 		cfg.TorchDType = "float32"
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := model.WriteRandomCheckpoint(dir, cfg, 3); err != nil {
-				t.Fatal(err)
-			}
-			mcfg, mw, err := model.Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			mcfg, mw := randomCheckpoint(t, cfg, 3)
 			mha := *mcfg
 			mha.NumKVHeads = mha.NumHeads
 			group, hd, h := cfg.GQAGroup(), cfg.HeadDim, cfg.HiddenSize
@@ -154,14 +154,7 @@ func TestGQAEqualsExpandedMHA(t *testing.T) {
 // attention returns v exactly, so the layer is a closed-form computation.
 func TestLlamaSingleToken(t *testing.T) {
 	cfg := model.TinyConfigs()["llama-tied-headdim"]
-	dir := t.TempDir()
-	if err := model.WriteRandomCheckpoint(dir, cfg, 9); err != nil {
-		t.Fatal(err)
-	}
-	c, w, err := model.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, w := randomCheckpoint(t, cfg, 9)
 	r, err := NewLlama(c, w)
 	if err != nil {
 		t.Fatal(err)
