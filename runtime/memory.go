@@ -112,9 +112,6 @@ type allocator struct {
 	nextID    int
 	blockSize uint64
 	align     uint64
-	memType   uint32
-	hostVis   bool
-	heapSize  uint64
 	allocated uint64 // bytes of VkDeviceMemory held
 }
 

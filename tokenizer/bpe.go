@@ -382,15 +382,13 @@ func (m *bpeModel) mergeHeap(st *encState, syms []int32) []int32 {
 
 // encState holds per-call scratch space and the word cache.
 type encState struct {
-	cache   map[string]uint64 // word -> offset<<32 | count in arena
-	arena   []int32
-	syms    []int32
-	ranks   []uint64
-	nodes   []symNode
-	heap    []mergeItem
-	pieces  []string
-	pieces2 []string
-	buf     []byte
+	cache  map[string]uint64 // word -> offset<<32 | count in arena
+	arena  []int32
+	syms   []int32
+	ranks  []uint64
+	nodes  []symNode
+	heap   []mergeItem
+	pieces []string
 }
 
 func newEncState() *encState {

@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,20 +88,35 @@ func closeAndCheck(tb testing.TB, d *runtime.Device) {
 	}
 }
 
-// Rand returns a generator seeded from the test name and a fresh seed; the
-// seed is logged so a failure can be reproduced with SHAREPREFILL_SEED.
+// SeedEnv is the variable that fixes the seed of Rand.
+const SeedEnv = "SHAREPREFILL_SEED"
+
+// Rand returns a generator with a fresh random seed, or with the seed in
+// $SHAREPREFILL_SEED (a decimal uint64) when it is set; the seed is logged
+// so that a failure can be reproduced. A malformed SHAREPREFILL_SEED fails
+// the test.
 func Rand(tb testing.TB) *rand.Rand {
 	tb.Helper()
-	seed := rand.Uint64()
-	if s := os.Getenv("SHAREPREFILL_SEED"); s != "" {
-		var v uint64
-		for _, c := range s {
-			v = v*10 + uint64(c-'0')
-		}
-		seed = v
+	seed, err := envSeed()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Logf("seed %d (rerun with SHAREPREFILL_SEED=%d)", seed, seed)
+	tb.Logf("seed %d (rerun with %s=%d)", seed, SeedEnv, seed)
 	return rand.New(rand.NewPCG(seed, 0x5eed))
+}
+
+// envSeed returns the seed of $SHAREPREFILL_SEED, or a fresh random one when
+// the variable is unset or empty.
+func envSeed() (uint64, error) {
+	s := os.Getenv(SeedEnv)
+	if s == "" {
+		return rand.Uint64(), nil
+	}
+	seed, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: want a decimal uint64: %w", SeedEnv, s, err)
+	}
+	return seed, nil
 }
 
 // Normal returns n values drawn from N(0, scale²).

@@ -28,7 +28,10 @@ func TestGCStress(t *testing.T) {
 	}()
 	defer func() { stop.Store(true); wg.Wait() }()
 	for round := 0; round < 3; round++ {
-		d := gputest.Device(t) // fresh device: every pipeline is created again
+		// A device of its own per round: pipelines are cached per device,
+		// so each round creates its pipelines again (the shared device of
+		// gputest.Device would have them from earlier tests).
+		d := gputest.Open(t, runtime.Options{})
 		x := upload(t, d, runtime.F16, gputest.Normal(rng, 33*40, 1))
 		w := upload(t, d, runtime.F16, gputest.Normal(rng, 17*40, 1))
 		y := empty(t, d, runtime.F32, 33*17)
