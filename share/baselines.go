@@ -16,8 +16,8 @@ type Dense struct {
 
 // NewDense returns a dense planner on a grid of blockSize tokens.
 func NewDense(blockSize int) (*Dense, error) {
-	if blockSize < 1 {
-		return nil, fmt.Errorf("share: new dense planner: block size %d < 1", blockSize)
+	if err := checkBlockSize(blockSize); err != nil {
+		return nil, fmt.Errorf("share: new dense planner: %w", err)
 	}
 	return &Dense{blockSize: blockSize}, nil
 }
@@ -92,8 +92,11 @@ func DefaultVSConfig() VSConfig {
 
 // Validate checks the configuration.
 func (c *VSConfig) Validate() error {
-	if c.BlockSize < 1 || c.LastQ < 1 || c.Tile < 1 {
-		return fmt.Errorf("share: invalid vertical-slash config: block size %d, last_q %d and tile %d must be ≥ 1", c.BlockSize, c.LastQ, c.Tile)
+	if err := checkBlockSize(c.BlockSize); err != nil {
+		return fmt.Errorf("share: invalid vertical-slash config: %w", err)
+	}
+	if c.LastQ < 1 || c.Tile < 1 {
+		return fmt.Errorf("share: invalid vertical-slash config: last_q %d and tile %d must be ≥ 1", c.LastQ, c.Tile)
 	}
 	if c.VerticalSize < 0 || c.SlashSize < 0 || c.ForcedColumns < 0 || c.ForcedDiagonals < 0 {
 		return fmt.Errorf("share: invalid vertical-slash config: negative size")

@@ -361,8 +361,8 @@ var jsdMax = math.Sqrt(math.Ln2)
 // Validate reports the first invalid knob.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.BlockSize < 1 {
-		errs = append(errs, fmt.Errorf("BlockSize %d must be ≥ 1", c.BlockSize))
+	if err := checkBlockSize(c.BlockSize); err != nil {
+		errs = append(errs, fmt.Errorf("BlockSize: %w", err))
 	}
 	if c.MinBudget < 0 {
 		errs = append(errs, fmt.Errorf("MinBudget %d must be ≥ 0", c.MinBudget))
@@ -373,8 +373,8 @@ func (c *Config) Validate() error {
 	if c.MaxBudget > 0 && c.MaxBudget < c.MinBudget {
 		errs = append(errs, fmt.Errorf("MaxBudget %d is below MinBudget %d", c.MaxBudget, c.MinBudget))
 	}
-	if !(c.Gamma > 0 && c.Gamma <= 1) {
-		errs = append(errs, fmt.Errorf("Gamma %v must be in (0, 1]", c.Gamma))
+	if err := CheckGamma(c.Gamma); err != nil {
+		errs = append(errs, err)
 	}
 	if !(c.TauShare >= 0) || math.IsInf(c.TauShare, 0) {
 		errs = append(errs, fmt.Errorf("TauShare %v must be a finite value ≥ 0", c.TauShare))
@@ -385,7 +385,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("unknown Exclusion %d", int(c.Exclusion)))
 	}
 	if !(c.Delta >= 0) || math.IsInf(c.Delta, 0) {
-		errs = append(errs, fmt.Errorf("Delta %v must be a finite value ≥ 0", c.Delta))
+		errs = append(errs, fmt.Errorf("delta (δ) %v must be a finite value ≥ 0", c.Delta))
 	}
 	switch c.ExclusionDist {
 	case DistVertical, DistSlash, DistPooled:
@@ -408,6 +408,27 @@ func (c *Config) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("share: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// CheckGamma checks γ, the cumulative-mass threshold of the token budgets,
+// the pivot patterns and the query-aware cut (docs/algorithm.md#budgets):
+// 0 < γ ≤ 1. It is the one rule for γ: Config.Validate and Needs.Validate
+// apply it.
+func CheckGamma(gamma float64) error {
+	if !(gamma > 0 && gamma <= 1) {
+		return fmt.Errorf("gamma (γ) %v outside (0, 1]", gamma)
+	}
+	return nil
+}
+
+// checkBlockSize checks the block size of the CPU planners: B ≥ 1. (The
+// block-sparse attention of the GPU path needs a power of two ≥ 8, checked
+// by kernels.CheckBlockSize where share/gpu takes a planner.)
+func checkBlockSize(b int) error {
+	if b < 1 {
+		return fmt.Errorf("block size %d < 1", b)
 	}
 	return nil
 }

@@ -97,6 +97,9 @@ type Needs struct {
 	BlockSize int
 	// LastBlock asks for V, S, Kv and Ks of every head.
 	LastBlock bool
+	// Gamma is the γ of the token budgets Kv and Ks (Config.Gamma); it is
+	// read only with LastBlock.
+	Gamma float64
 	// Pooled asks for â of every head.
 	Pooled bool
 	// PooledMap asks for M of the query-aware heads (QueryAwareSelector
@@ -104,6 +107,23 @@ type Needs struct {
 	PooledMap bool
 	// Window, when > 0, asks for WinV and WinS over the last Window queries.
 	Window int
+}
+
+// Validate checks needs: BlockSize ≥ 1, Window ≥ 0 and, with LastBlock,
+// Gamma (CheckGamma).
+func (n Needs) Validate() error {
+	if err := checkBlockSize(n.BlockSize); err != nil {
+		return fmt.Errorf("share: needs: %w", err)
+	}
+	if n.LastBlock {
+		if err := CheckGamma(n.Gamma); err != nil {
+			return fmt.Errorf("share: needs: %w", err)
+		}
+	}
+	if n.Window < 0 {
+		return fmt.Errorf("share: needs: window %d < 0", n.Window)
+	}
+	return nil
 }
 
 // Planner turns per-layer estimates into per-head block lists. One prefill

@@ -508,7 +508,7 @@ func TestPresetsAndValidate(t *testing.T) {
 	bad := share.DefaultConfig()
 	bad.Gamma, bad.BlockSize = 0, 0
 	err := bad.Validate()
-	if err == nil || !strings.Contains(err.Error(), "Gamma") || !strings.Contains(err.Error(), "BlockSize") {
+	if err == nil || !strings.Contains(err.Error(), "gamma") || !strings.Contains(err.Error(), "BlockSize") {
 		t.Fatalf("validate: %v", err)
 	}
 	for _, v := range []any{share.ExcludeVSCoverage, share.DistPooled, share.ScopeSharedClusters, share.MethodShared} {

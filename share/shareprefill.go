@@ -81,6 +81,7 @@ func (p *SharePrefill) Needs() Needs {
 	return Needs{
 		BlockSize: p.cfg.BlockSize,
 		LastBlock: true,
+		Gamma:     p.cfg.Gamma,
 		Pooled:    p.cfg.TauQuery > 0 || (p.cfg.Exclusion == ExcludeJSUniform && p.cfg.ExclusionDist == DistPooled),
 		PooledMap: p.cfg.TauQuery > 0,
 	}

@@ -202,8 +202,8 @@ func (p *KernelParams) Validate() error {
 		return fmt.Errorf("--hq %d and --hkv %d: want --hq a positive multiple of --hkv", p.Hq, p.Hkv)
 	case p.D < 4 || p.D%4 != 0 || p.D > 256:
 		return fmt.Errorf("--d %d: want a multiple of 4 in 4..256", p.D)
-	case p.Block < 8 || p.Block&(p.Block-1) != 0:
-		return fmt.Errorf("--block %d: want a power of two ≥ 8", p.Block)
+	case kernels.CheckBlockSize(p.Block) != nil:
+		return fmt.Errorf("--block %d: %w", p.Block, kernels.CheckBlockSize(p.Block))
 	case p.Reps < 1:
 		return fmt.Errorf("--reps %d: want ≥ 1", p.Reps)
 	case p.Warmup < 0:

@@ -258,6 +258,23 @@ func flashAttention(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p Attn
 	return r.Dispatch(kern, [3]uint32{uint32(rowTiles), uint32(p.Hq), 1}, p.push(rowTiles), q, k, v, o, lse)
 }
 
+// MinBlockSize is the smallest block size of block-sparse attention.
+const MinBlockSize = 8
+
+// CheckBlockSize checks the block size B of block-sparse attention, the one
+// rule for the B of a sparse prefill (the planners' grid, the estimates and
+// SparseAttention): B must be a power of two ≥ MinBlockSize, so that every
+// tile of the attention kernels divides it.
+func CheckBlockSize(b int) error { return checkPow2Block(b, MinBlockSize) }
+
+// checkPow2Block checks that b is a power of two ≥ least.
+func checkPow2Block(b, least int) error {
+	if b < least || bits.OnesCount(uint(b)) != 1 {
+		return fmt.Errorf("block size %d is not a power of two ≥ %d", b, least)
+	}
+	return nil
+}
+
 // SparseAttention records block-sparse attention. For query head h and query
 // block r (queries at positions [r·B, (r+1)·B)), the key blocks
 // cols[rowPtr[h·nb+r] .. rowPtr[h·nb+r+1]) are attended, nb = ⌈Skv/B⌉, with the
@@ -272,8 +289,8 @@ func SparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 	if err := attnCheckIO(op, o, lse, q, k, v, p); err != nil {
 		return err
 	}
-	if blockSize < 8 || bits.OnesCount(uint(blockSize)) != 1 {
-		return fmt.Errorf("%s: block size %d must be a power of two ≥ 8", op, blockSize)
+	if err := CheckBlockSize(blockSize); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	if t, ok, err := cmAttnPick(r.Device(), p.D, blockSize); err != nil { // attn_cm.go
 		return fmt.Errorf("%s: %w", op, err)

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"math/bits"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -275,8 +274,8 @@ func SparseAttentionCoopMat(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *
 	if err := attnCheckIO(op, o, lse, q, k, v, p); err != nil {
 		return err
 	}
-	if blockSize < 16 || bits.OnesCount(uint(blockSize)) != 1 {
-		return fmt.Errorf("%s: block size %d must be a power of two ≥ 16", op, blockSize)
+	if err := checkPow2Block(blockSize, 16); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	t, err := cmAttnChoose(r.Device(), op, p.D, blockSize)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -503,6 +504,50 @@ func TestDecodeScratchMax(t *testing.T) {
 		}
 		if seen != most {
 			t.Errorf("%v: DecodeScratchMax %d, but the largest need is %d", p, most, seen)
+		}
+	}
+}
+
+func TestCheckBlockSize(t *testing.T) {
+	for _, tc := range []struct {
+		b  int
+		ok bool
+	}{
+		{-8, false}, {0, false}, {1, false}, {4, false}, {7, false},
+		{MinBlockSize, true}, {12, false}, {16, true}, {24, false},
+		{128, true}, {1000, false}, {1024, true}, {1 << 20, true},
+	} {
+		err := CheckBlockSize(tc.b)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckBlockSize(%d) = %v, want ok %v", tc.b, err, tc.ok)
+		}
+	}
+}
+
+// TestSparseAttentionBlockSizeRule: SparseAttention accepts exactly the
+// block sizes CheckBlockSize does, with its error.
+func TestSparseAttentionBlockSizeRule(t *testing.T) {
+	d := gputest.Device(t)
+	p := AttnParams{Hq: 2, Hkv: 1, D: 8, Sq: 5, Skv: 5, Causal: true}
+	q := empty(t, d, runtime.F16, 5*2*8)
+	kv := empty(t, d, runtime.F16, 5*1*8)
+	o := empty(t, d, runtime.F32, 5*2*8)
+	lse := empty(t, d, runtime.F32, 2*5)
+	rp := uploadI32(t, d, []int32{0, 1, 2})
+	cl := uploadI32(t, d, []int32{0, 0})
+	r, err := d.NewRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	for _, b := range []int{0, 4, 7, 8, 12, 16, 24, 32} {
+		err := SparseAttention(r, o, lse, q, kv, kv, rp, cl, p, b)
+		want := CheckBlockSize(b)
+		switch {
+		case want == nil && err != nil:
+			t.Errorf("B = %d: %v, but CheckBlockSize accepts it", b, err)
+		case want != nil && (err == nil || !strings.Contains(err.Error(), want.Error())):
+			t.Errorf("B = %d: %v, want CheckBlockSize's error %q", b, err, want)
 		}
 	}
 }

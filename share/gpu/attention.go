@@ -2,7 +2,6 @@ package gpu
 
 import (
 	"fmt"
-	"math/bits"
 	"unsafe"
 
 	"github.com/shareprefill/shareprefill/model"
@@ -13,15 +12,6 @@ import (
 
 // Options configures an Attention.
 type Options struct {
-	// DenseBelow makes prompts of fewer than DenseBelow tokens use dense
-	// flash attention for the whole call. Prompts shorter than one block
-	// and calls that append to a non-empty cache (q0 ≠ 0, e.g. decode
-	// steps) always do.
-	DenseBelow int
-	// Gamma is the γ of the token budgets Kv and Ks, used only when the
-	// planner reads last-block estimates and has no Config() share.Config
-	// method (SharePrefill and FlexPrefill have one and their γ wins).
-	Gamma float64
 	// HostPlanner plans on the host with the planner itself (the reference
 	// of the GPU planner): every layer submits its estimates, waits, reads
 	// them back, plans, uploads the block lists and reads pivot maps back.
@@ -53,7 +43,6 @@ type Attention struct {
 	planner share.Planner
 	opts    Options
 	needs   share.Needs
-	gamma   float64
 	sel     share.QueryAwareSelector
 	gpu     *gpuPlan // nil: host planner only
 
@@ -91,26 +80,21 @@ type CallCounts struct {
 	Planned, Dense int
 }
 
-// New returns an Attention running planner. The planner's block size must
-// be a power of two ≥ 8 (kernels.SparseAttention).
+// New returns an Attention running planner. The planner's needs must be
+// valid (share.Needs.Validate) and its block size one that block-sparse
+// attention takes (kernels.CheckBlockSize).
 func New(planner share.Planner, opts Options) (*Attention, error) {
 	if planner == nil {
 		return nil, fmt.Errorf("share/gpu: nil planner")
 	}
-	if opts.DenseBelow < 0 {
-		return nil, fmt.Errorf("share/gpu: DenseBelow %d < 0", opts.DenseBelow)
-	}
 	needs := planner.Needs()
-	if b := needs.BlockSize; b < 8 || bits.OnesCount(uint(b)) != 1 {
-		return nil, fmt.Errorf("share/gpu: planner %s: block size %d is not a power of two ≥ 8", planner.Name(), b)
+	if err := needs.Validate(); err != nil {
+		return nil, fmt.Errorf("share/gpu: planner %s: %w", planner.Name(), err)
 	}
-	a := &Attention{planner: planner, opts: opts, needs: needs, gamma: opts.Gamma}
-	if c, ok := planner.(interface{ Config() share.Config }); ok {
-		a.gamma = c.Config().Gamma
+	if err := kernels.CheckBlockSize(needs.BlockSize); err != nil {
+		return nil, fmt.Errorf("share/gpu: planner %s: %w", planner.Name(), err)
 	}
-	if needs.LastBlock && !(a.gamma > 0 && a.gamma <= 1) {
-		return nil, fmt.Errorf("share/gpu: planner %s reads Kv/Ks but has no Config(); set Options.Gamma in (0, 1] (now %v)", planner.Name(), opts.Gamma)
-	}
+	a := &Attention{planner: planner, opts: opts, needs: needs}
 	if needs.PooledMap {
 		a.sel, _ = planner.(share.QueryAwareSelector)
 	}
@@ -188,8 +172,6 @@ func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) 
 		a.fallback = fmt.Sprintf("dense fallback: q0 = %d ≠ 0 (the call appends to a non-empty cache)", q0)
 	case n < b:
 		a.fallback = fmt.Sprintf("dense fallback: n = %d is shorter than one block (B = %d)", n, b)
-	case n < a.opts.DenseBelow:
-		a.fallback = fmt.Sprintf("dense fallback: n = %d < DenseBelow = %d", n, a.opts.DenseBelow)
 	default:
 		a.fallback = ""
 	}
@@ -226,7 +208,7 @@ func (a *Attention) begin(dev *runtime.Device, layers int, shape Shape, q0 int) 
 func (a *Attention) alloc() error {
 	var err error
 	if a.est == nil {
-		a.est, err = NewEstimator(a.dev, a.needs, a.gamma, a.shape)
+		a.est, err = NewEstimator(a.dev, a.needs, a.shape)
 	} else {
 		err = a.est.Reshape(a.shape)
 	}

@@ -19,7 +19,8 @@
 // the host from estimates read back (the reference of the GPU planner),
 // and BuildCSR uploads its lists.
 //
-// Calls with q0 ≠ 0 (appending to a non-empty cache, e.g. decode), prompts
-// shorter than one block and prompts below Options.DenseBelow use dense
-// flash attention; Stats records why.
+// Calls with q0 ≠ 0 (appending to a non-empty cache, e.g. decode) and
+// prompts shorter than one block use dense flash attention; Stats records
+// why. (Prompts below the planner's share.Config.DenseBelow are planned,
+// every head dense.)
 package gpu

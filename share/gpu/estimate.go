@@ -45,7 +45,6 @@ func (s Shape) check() error {
 type Estimator struct {
 	dev   *runtime.Device
 	needs share.Needs
-	gamma float32
 	shape Shape
 	p     kernels.EstParams // B = Needs.BlockSize
 	nb    int
@@ -61,20 +60,14 @@ type Estimator struct {
 	wv, wsl, wvb, wsb *runtime.Tensor // window estimates: f32 [Hq, n], [Hq, n], [Hq, nbw], [Hq, nbw]
 }
 
-// NewEstimator allocates the buffers for the estimates of needs on a call
-// of the given shape. gamma is the γ of Kv and Ks (share.Config.Gamma); it
-// is read only when needs.LastBlock is set.
-func NewEstimator(dev *runtime.Device, needs share.Needs, gamma float64, shape Shape) (*Estimator, error) {
-	if needs.BlockSize < 1 {
-		return nil, fmt.Errorf("gpu estimator: block size %d < 1", needs.BlockSize)
+// NewEstimator allocates the buffers for the estimates of needs
+// (share.Needs.Validate must accept them; needs.Gamma is the γ of Kv and
+// Ks) on a call of the given shape.
+func NewEstimator(dev *runtime.Device, needs share.Needs, shape Shape) (*Estimator, error) {
+	if err := needs.Validate(); err != nil {
+		return nil, fmt.Errorf("gpu estimator: %w", err)
 	}
-	if needs.LastBlock && !(gamma > 0 && gamma <= 1) {
-		return nil, fmt.Errorf("gpu estimator: gamma %v outside (0, 1]", gamma)
-	}
-	if needs.Window < 0 {
-		return nil, fmt.Errorf("gpu estimator: window %d < 0", needs.Window)
-	}
-	e := &Estimator{dev: dev, needs: needs, gamma: float32(gamma), ar: arena{dev: dev}}
+	e := &Estimator{dev: dev, needs: needs, ar: arena{dev: dev}}
 	if err := e.Reshape(shape); err != nil {
 		e.Free()
 		return nil, err
@@ -181,7 +174,7 @@ func (e *Estimator) record(r *runtime.Recorder, q, k *runtime.Tensor, withM bool
 		if err := kernels.LastBlockEstimates(r, e.ws, e.v, e.s, e.vBlk, e.sBlk, q, k, e.p); err != nil {
 			return err
 		}
-		if err := kernels.CoverCounts(r, e.counts, e.v, e.s, e.gamma, e.p); err != nil {
+		if err := kernels.CoverCounts(r, e.counts, e.v, e.s, float32(e.needs.Gamma), e.p); err != nil {
 			return err
 		}
 	}

@@ -101,9 +101,9 @@ func near(t *testing.T, what string, got, want []float64, tol float64) {
 	}
 }
 
-func estimate(t *testing.T, d *runtime.Device, needs share.Needs, gamma float64, x *qkv, sel share.QueryAwareSelector, layer int) *share.LayerEstimates {
+func estimate(t *testing.T, d *runtime.Device, needs share.Needs, x *qkv, sel share.QueryAwareSelector, layer int) *share.LayerEstimates {
 	t.Helper()
-	e, err := NewEstimator(d, needs, gamma, x.shape)
+	e, err := NewEstimator(d, needs, x.shape)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,17 +146,17 @@ func TestEstimatorMatchesReference(t *testing.T) {
 	for _, c := range estShapes {
 		t.Run(fmt.Sprintf("n%d_B%d_H%d-%d_D%d", c.s.N, c.b, c.s.NumHeads, c.s.NumKVHeads, c.s.HeadDim), func(t *testing.T) {
 			x := randomQKV(t, d, rng, c.s)
-			ref, err := ref.Estimate(3, x.qh, x.kh, ref.EstimateOptions{BlockSize: c.b, Gamma: gamma, PooledMap: true, Window: 64})
+			want, err := ref.Estimate(3, x.qh, x.kh, ref.EstimateOptions{BlockSize: c.b, Gamma: gamma, PooledMap: true, Window: 64})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := estimate(t, d, share.Needs{BlockSize: c.b, LastBlock: true, Pooled: true, PooledMap: true}, gamma, x, nil, 3)
-			win := estimate(t, d, share.Needs{BlockSize: c.b, Window: 64}, gamma, x, nil, 3)
-			if got.Layer != 3 || got.N != c.s.N || got.NB != ref.NB || got.BlockSize != c.b || len(got.Heads) != c.s.NumHeads {
-				t.Fatalf("header %d/%d/%d/%d/%d, want 3/%d/%d/%d/%d", got.Layer, got.N, got.NB, got.BlockSize, len(got.Heads), c.s.N, ref.NB, c.b, c.s.NumHeads)
+			got := estimate(t, d, share.Needs{BlockSize: c.b, LastBlock: true, Gamma: gamma, Pooled: true, PooledMap: true}, x, nil, 3)
+			win := estimate(t, d, share.Needs{BlockSize: c.b, Window: 64}, x, nil, 3)
+			if got.Layer != 3 || got.N != c.s.N || got.NB != want.NB || got.BlockSize != c.b || len(got.Heads) != c.s.NumHeads {
+				t.Fatalf("header %d/%d/%d/%d/%d, want 3/%d/%d/%d/%d", got.Layer, got.N, got.NB, got.BlockSize, len(got.Heads), c.s.N, want.NB, c.b, c.s.NumHeads)
 			}
-			for h := range ref.Heads {
-				g, w := &got.Heads[h], &ref.Heads[h]
+			for h := range want.Heads {
+				g, w := &got.Heads[h], &want.Heads[h]
 				near(t, fmt.Sprintf("head %d V", h), g.V, w.V, 1e-4)
 				near(t, fmt.Sprintf("head %d S", h), g.S, w.S, 1e-4)
 				near(t, fmt.Sprintf("head %d pooled", h), g.Pooled, w.Pooled, 1e-4)
@@ -240,18 +240,14 @@ func TestGPUPlanEqualsCPUPlan(t *testing.T) {
 				}
 			}
 			needs := pg.Needs()
-			var gamma float64
-			if c, ok := pg.(interface{ Config() share.Config }); ok {
-				gamma = c.Config().Gamma
-			}
 			sel, _ := pg.(share.QueryAwareSelector)
-			est := estimate(t, d, needs, gamma, x, sel, 0)
-			ref, err := ref.Estimate(0, x.qh, x.kh, ref.EstimateOptions{BlockSize: needs.BlockSize, Gamma: gamma, PooledMap: needs.PooledMap, Window: needs.Window})
+			est := estimate(t, d, needs, x, sel, 0)
+			want, err := ref.Estimate(0, x.qh, x.kh, ref.EstimateOptions{BlockSize: needs.BlockSize, Gamma: needs.Gamma, PooledMap: needs.PooledMap, Window: needs.Window})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if needs.PooledMap {
-				qa, err := sel.QueryAwareHeads(ref)
+				qa, err := sel.QueryAwareHeads(want)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -269,7 +265,7 @@ func TestGPUPlanEqualsCPUPlan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cp, err := pc.PlanLayer(0, ref)
+			cp, err := pc.PlanLayer(0, want)
 			if err != nil {
 				t.Fatal(err)
 			}
