@@ -465,7 +465,14 @@ func TestAttentionErrors(t *testing.T) {
 	pl := p
 	pl.Skv = 6
 	bad("k shorter than Skv", FlashAttention(r, o, lse, q, kv, kv, pl))
-	bad("block size 24", SparseAttention(r, o, lse, q, kv, kv, rp, cl, p, 24))
+	// SparseAttention takes exactly the block sizes CheckBlockSize does,
+	// with its error.
+	for _, b := range []int{0, 4, 7, 8, 12, 16, 24, 32} {
+		err, want := SparseAttention(r, o, lse, q, kv, kv, rp, cl, p, b), CheckBlockSize(b)
+		if (err == nil) != (want == nil) || want != nil && !strings.Contains(err.Error(), want.Error()) {
+			t.Errorf("block size %d: %v; CheckBlockSize: %v", b, err, want)
+		}
+	}
 	bad("rowPtr too short", SparseAttention(r, o, lse, q, kv, kv, cl, cl, p, 32))
 	pq := p
 	pq.Q0 = 3
@@ -520,34 +527,6 @@ func TestCheckBlockSize(t *testing.T) {
 		err := CheckBlockSize(tc.b)
 		if (err == nil) != tc.ok {
 			t.Errorf("CheckBlockSize(%d) = %v, want ok %v", tc.b, err, tc.ok)
-		}
-	}
-}
-
-// TestSparseAttentionBlockSizeRule: SparseAttention accepts exactly the
-// block sizes CheckBlockSize does, with its error.
-func TestSparseAttentionBlockSizeRule(t *testing.T) {
-	d := gputest.Device(t)
-	p := AttnParams{Hq: 2, Hkv: 1, D: 8, Sq: 5, Skv: 5, Causal: true}
-	q := empty(t, d, runtime.F16, 5*2*8)
-	kv := empty(t, d, runtime.F16, 5*1*8)
-	o := empty(t, d, runtime.F32, 5*2*8)
-	lse := empty(t, d, runtime.F32, 2*5)
-	rp := uploadI32(t, d, []int32{0, 1, 2})
-	cl := uploadI32(t, d, []int32{0, 0})
-	r, err := d.NewRecorder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Release()
-	for _, b := range []int{0, 4, 7, 8, 12, 16, 24, 32} {
-		err := SparseAttention(r, o, lse, q, kv, kv, rp, cl, p, b)
-		want := CheckBlockSize(b)
-		switch {
-		case want == nil && err != nil:
-			t.Errorf("B = %d: %v, but CheckBlockSize accepts it", b, err)
-		case want != nil && (err == nil || !strings.Contains(err.Error(), want.Error())):
-			t.Errorf("B = %d: %v, want CheckBlockSize's error %q", b, err, want)
 		}
 	}
 }
