@@ -28,7 +28,7 @@
 # Results go to $OUT (the device tool's return folder; else out/speed): the
 # log, and results.tar.gz (every JSON and Markdown report), remade after
 # each stage so that a call cut short still returns what it finished.
-# Environment: LMLENS, BIGLENS, DECLENS, GEN, REPS, METHODS, CLUSTERS,
+# Environment: LMLENS, BIGLENS, DECLENS, GEN, REPS, METHODS, CLUSTERS, LLAMACPP_FA, LLAMACPP_UB,
 # DEADLINE_S (stop starting stages after this many seconds; default 540).
 set -uo pipefail
 
@@ -45,6 +45,8 @@ GEN=${GEN:-64}
 REPS=${REPS:-3}
 METHODS=${METHODS:-dense}
 DEADLINE_S=${DEADLINE_S:-540}
+LLAMACPP_FA=${LLAMACPP_FA:-1}    # llama.cpp flash attention: 1, 0 or "1,0"
+LLAMACPP_UB=${LLAMACPP_UB:-2048} # llama.cpp ubatch sizes, e.g. "512,2048" (its best is the fair peer)
 T0=$SECONDS
 mkdir -p "$RES" "$SCRATCH/json"
 exec > >(tee -a "$RES/log.txt") 2>&1
@@ -136,12 +138,12 @@ stage_llamacpp() {
 	lm_model
 	log "llama.cpp Vulkan prefill"
 	OUT=$SCRATCH/json/llamacpp LLAMACPP_KIT_BUDGET_S=$((DEADLINE_S - (SECONDS - T0) - 90)) \
-		bash $kit/run.sh --models small,big --hf-dir "$MLM" --variants default --fa 1 --ub 2048 \
+		bash $kit/run.sh --models small,big --hf-dir "$MLM" --variants default --fa "$LLAMACPP_FA" --ub "$LLAMACPP_UB" \
 		--small-sizes "$LMLENS" --big-sizes "$BIGLENS" --reps "$REPS"
 	log "llama.cpp Vulkan decode (tg$GEN at depth)"
 	local kb=${LLAMACPP_KIT_WORK:-/tmp/llamacpp-kit}
 	for g in "$kb"/models/*.gguf; do
-		LD_LIBRARY_PATH=$kb/bin ${VK_DRIVER_FILES:+VK_DRIVER_FILES=$VK_DRIVER_FILES} \
+		env LD_LIBRARY_PATH="$kb/bin" ${VK_DRIVER_FILES:+VK_DRIVER_FILES="$VK_DRIVER_FILES"} \
 			timeout 120 "$kb/bin/llama-bench" -m "$g" -p 0 -n "$GEN" -d "$DECLENS" -fa 1 -ngl 999 -r "$REPS" -o md \
 			2>&1 | tee -a "$SCRATCH/json/llamacpp-decode.md"
 	done
