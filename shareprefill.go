@@ -24,12 +24,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/model/stories260k"
 	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/share"
 	"github.com/shareprefill/shareprefill/tokenizer"
 )
 
@@ -50,13 +50,16 @@ type Options struct {
 	// Context is the KV-cache length in tokens (default: the model's
 	// context, capped at 8192).
 	Context int
-	// Attention selects prefill attention: "dense" (default), "vs"
-	// (MInference vertical-slash), "flex" (FlexPrefill) or "share"
-	// (SharePrefill).
-	Attention string
-	// Clusters is a SharePrefill cluster file (for Attention "share").
+	// Attention selects prefill attention: share.KindDense (the default,
+	// also for ""), KindVerticalSlash (MInference), KindFlex (FlexPrefill)
+	// or KindShare (SharePrefill). Any letter case is accepted; another
+	// value is an error listing the valid ones (share.ParsePlannerKind).
+	Attention share.PlannerKind
+	// Clusters is a SharePrefill cluster file (Attention KindShare only).
 	Clusters string
-	// Preset is the SharePrefill preset: "paper" (default) or "release".
+	// Preset is the planner's share.Preset spec: "paper" (the default) or
+	// "release", optionally with knob overrides; "flex" is the default of
+	// KindFlex.
 	Preset string
 	// Progress, if set, reports loading and long prefills.
 	Progress func(stage string, done, total int)
@@ -419,12 +422,18 @@ func (m *Model) AttentionSummary() string {
 }
 
 func (m *Model) setAttention(opts Options) error {
-	kind := strings.ToLower(opts.Attention)
-	switch kind {
-	case "", "dense":
-		if opts.Clusters != "" {
-			return fmt.Errorf("--clusters needs --attn share")
+	kind := share.KindDense
+	if opts.Attention != "" {
+		k, err := share.ParsePlannerKind(string(opts.Attention))
+		if err != nil {
+			return err
 		}
+		kind = k
+	}
+	if opts.Clusters != "" && kind != share.KindShare {
+		return fmt.Errorf("cluster file %s: needs attention method %s, not %s", opts.Clusters, share.KindShare, kind)
+	}
+	if kind == share.KindDense {
 		return nil
 	}
 	a, st, err := newSparseAttention(kind, opts, m.Config)

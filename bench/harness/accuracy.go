@@ -555,11 +555,8 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 }
 
 func (p *AccuracyParams) openVariant(ctx context.Context, v Variant) (*shareprefill.Model, error) {
-	o := shareprefill.Options{Model: p.Model, Device: p.Device, Context: p.contextLen(), Attention: v.Attention, Preset: v.Preset}
-	if v.Attention == "share" {
-		o.Clusters = v.Clusters
-	}
-	return shareprefill.Open(ctx, o)
+	mp := ModelParams{Model: p.Model, Device: p.Device, Clusters: v.Clusters, Preset: v.Preset}
+	return mp.open(ctx, v.Attention, p.contextLen(), nil)
 }
 
 // runTask runs one variant on every sample of one task (its subset, with

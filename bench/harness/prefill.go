@@ -16,9 +16,6 @@ import (
 	"github.com/shareprefill/shareprefill/share"
 )
 
-// Methods are the prefill attention methods of shareprefill.Options.
-var Methods = []string{"dense", "vs", "flex", "share"}
-
 // ModelParams says which model to load and how (shared by the prefill and
 // accuracy benchmarks).
 type ModelParams struct {
@@ -30,8 +27,12 @@ type ModelParams struct {
 
 // open loads the model for one method with a context of ctxLen tokens.
 func (mp ModelParams) open(ctx context.Context, method string, ctxLen int, logf func(string, ...any)) (*shareprefill.Model, error) {
-	o := shareprefill.Options{Model: mp.Model, Device: mp.Device, Context: ctxLen, Attention: method, Preset: mp.Preset, Logf: logf}
-	if method == "share" {
+	kind, err := share.ParsePlannerKind(method)
+	if err != nil {
+		return nil, err
+	}
+	o := shareprefill.Options{Model: mp.Model, Device: mp.Device, Context: ctxLen, Attention: kind, Preset: mp.Preset, Logf: logf}
+	if kind == share.KindShare {
 		o.Clusters = mp.Clusters
 	}
 	return shareprefill.Open(ctx, o)

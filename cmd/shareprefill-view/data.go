@@ -104,21 +104,25 @@ const defaultStory = "Lily and Tom went to the park. They played with a red ball
 // minimum budget of one block, so that short prompts of small models are
 // sparse too).
 func newPlanner(o runOptions) (share.Planner, error) {
-	switch strings.ToLower(o.Attn) {
-	case "dense":
+	kind, err := share.ParsePlannerKind(o.Attn)
+	if err != nil {
+		return nil, fmt.Errorf("--attn: %w", err)
+	}
+	switch kind {
+	case share.KindDense:
 		return share.NewDense(o.Block)
-	case "vs":
+	case share.KindVerticalSlash:
 		c := share.DefaultVSConfig()
 		c.BlockSize = o.Block
 		c.VerticalSize, c.SlashSize, c.ForcedColumns, c.ForcedDiagonals = 4*o.Block, 4*o.Block, 4, 16
 		return share.NewVerticalSlash(c)
-	case "flex", "share":
+	default: // flex or share
 		cfg, err := share.Preset(o.Preset)
 		if err != nil {
 			return nil, err
 		}
 		cfg.BlockSize, cfg.MinBudget = o.Block, o.Block
-		if o.Attn == "flex" {
+		if kind == share.KindFlex {
 			return share.NewFlexPrefill(cfg)
 		}
 		var cl *share.ClusterFile
@@ -135,7 +139,6 @@ func newPlanner(o runOptions) (share.Planner, error) {
 		}
 		return share.NewSharePrefill(cfg, cl)
 	}
-	return nil, fmt.Errorf("--attn %q: want share, flex, vs or dense", o.Attn)
 }
 
 // collect loads the model onto dev, prefills the prompt with a planner

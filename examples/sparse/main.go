@@ -29,7 +29,7 @@ func main() {
 	log.SetFlags(0)
 	ctx := context.Background()
 
-	m, err := shareprefill.Open(ctx, shareprefill.Options{Model: *modelDir, Attention: *attn, Clusters: *clusters})
+	m, err := shareprefill.Open(ctx, shareprefill.Options{Model: *modelDir, Attention: share.PlannerKind(*attn), Clusters: *clusters})
 	if err != nil {
 		log.Fatal(err)
 	}
