@@ -58,25 +58,21 @@ func (s sparseStats) JSON() ([]byte, error) {
 // newSparseAttention builds the sparse prefill attention of kind (not
 // KindDense) for a model of cfg's shape; opts.Clusters, if set, is for
 // KindShare.
-func newSparseAttention(kind share.PlannerKind, opts Options, cfg *model.Config) (model.Attention, attentionStats, error) {
+func newSparseAttention(kind share.PlannerKind, opts Options, cfg *model.Config) (*sgpu.Attention, error) {
 	po := share.PlannerOptions{Preset: opts.Preset}
 	if opts.Clusters != "" {
 		cf, err := share.LoadClusters(opts.Clusters)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := cf.Validate(cfg.NumLayers, cfg.NumHeads); err != nil {
-			return nil, nil, fmt.Errorf("cluster file %s does not fit the model (%d layers, %d heads): %w", opts.Clusters, cfg.NumLayers, cfg.NumHeads, err)
+			return nil, fmt.Errorf("cluster file %s does not fit the model (%d layers, %d heads): %w", opts.Clusters, cfg.NumLayers, cfg.NumHeads, err)
 		}
 		po.Clusters = cf
 	}
 	p, err := share.NewPlanner(kind, po)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, err := sgpu.New(p, sgpu.Options{})
-	if err != nil {
-		return nil, nil, err
-	}
-	return a, sparseStats{a}, nil
+	return sgpu.New(p, sgpu.Options{})
 }

@@ -218,6 +218,13 @@ func TestRunAccuracyTiny(t *testing.T) {
 			t.Fatalf("secret-multi sample with %d query hits", len(s.Hits))
 		}
 	}
+	// Each sample carries the statistics of its own prefill: the sparse
+	// methods compute fewer blocks than dense.
+	for _, m := range []string{"flex", "share"} {
+		if !slices.ContainsFunc(res.Samples, func(s Sample) bool { return s.Method == m && s.Density < 1 }) {
+			t.Errorf("no %s sample with a density below 1: the statistics are not the prefill's", m)
+		}
+	}
 	for id, c := range ids {
 		if want := 3 + map[bool]int{true: 1}[strings.HasPrefix(id, "secret/")]; c != want {
 			t.Fatalf("sample %s seen by %d variants, want %d (the same samples for every variant)", id, c, want)

@@ -165,8 +165,10 @@ func collect(ctx context.Context, dev *runtime.Device, o runOptions) (*viewData,
 	if err != nil {
 		return nil, err
 	}
-	defer a.Close()
-	m.Engine.SetAttention(a)
+	if err := m.SetAttention(a); err != nil { // m.Close closes a
+		a.Close()
+		return nil, err
+	}
 	prompt := o.Prompt
 	if o.Tokens > 0 {
 		prompt = padPrompt(m, prompt, o.Tokens)
@@ -198,7 +200,7 @@ func collect(ctx context.Context, dev *runtime.Device, o runOptions) (*viewData,
 // padPrompt repeats a short story after prompt until it has about n tokens
 // (and fits the context with room to generate).
 func padPrompt(m *shareprefill.Model, prompt string, n int) string {
-	if max := m.Engine.Context() - 64; n > max {
+	if max := m.Context() - 64; n > max {
 		n = max
 	}
 	s := prompt

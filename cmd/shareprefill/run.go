@@ -156,6 +156,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		Runtime: runtime.Options{Logf: func(string, ...any) {}},
 	})
 	bar.clear()
+	if errors.Is(err, runtime.ErrOutOfDeviceMemory) {
+		return fmt.Errorf("%w (--context sets the context length)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -223,12 +226,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		if attnLine == "" {
 			attnLine = "dense (every causal block, density 1.00)"
 		}
-		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Dev.Info().Name)
+		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Device().Info().Name)
 		fmt.Fprintf(stderr, "prompt %d tokens · prefill %s (%.0f tok/s) · first token after %s\n",
 			st.PromptTokens, st.Prefill.Round(10e3), st.PrefillTokensPerSecond(), st.FirstToken.Round(10e3))
 		fmt.Fprintf(stderr, "generated %d tokens · decode %.1f tok/s\n", st.GeneratedTokens, st.DecodeTokensPerSecond())
 		if st.StoppedByContext {
-			fmt.Fprintf(stderr, "stopped: the context of %d tokens is full (--context sets it)\n", m.Engine.Context())
+			fmt.Fprintf(stderr, "stopped: the context of %d tokens is full (--context sets it)\n", m.Context())
 		}
 		fmt.Fprintf(stderr, "attention: %s\n", attnLine)
 	}
