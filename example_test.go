@@ -8,6 +8,7 @@ import (
 	"log"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,12 +151,7 @@ func ExampleModel_Prefill() {
 	}
 	var out []int
 	for range 6 {
-		best := 0
-		for i, x := range logits {
-			if x > logits[best] {
-				best = i
-			}
-		}
+		best := slices.Index(logits, slices.Max(logits)) // greedy
 		out = append(out, best)
 		if logits, err = m.Prefill(ctx, []int{best}); err != nil { // a decode step
 			log.Fatal(err)
