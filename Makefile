@@ -3,12 +3,18 @@ GO ?= go
 BIN := bin/shareprefill
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build build-viewer run test test-race fuzz test-coopmat test-viewer lint deps deps-check clean
+.PHONY: all build build-bench build-viewer run test test-race fuzz test-coopmat test-viewer lint deps deps-check clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/shareprefill
+
+# The bench build: the same command with PNG plots (`bench ... --plots DIR`),
+# which link gonum/plot; the product binary above does not (build tag plots,
+# see bench/README.md#plots).
+build-bench:
+	$(GO) build -tags plots -o bin/shareprefill-bench ./cmd/shareprefill
 
 # Runs the default prompt on the embedded stories260K model.
 run: deps build
@@ -17,6 +23,8 @@ run: deps build
 # The test suite runs real Vulkan dispatches (lavapipe without a GPU).
 test: deps
 	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 25m ./...
+	@echo "the bench build (tag plots): the benchmarks' PNG plots"
+	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -tags plots -count=1 -run 'Bench.*CLI|Plots' ./cmd/shareprefill
 	@echo "examples:"
 	$(GO) run ./examples/generate -max-tokens 30 >/dev/null
 	$(GO) run ./examples/sparse -tokens 300 >/dev/null
@@ -59,6 +67,7 @@ test-viewer: deps
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags plots ./cmd/shareprefill
 
 # deps installs a Vulkan loader and driver when none is found (as root), or
 # says what to run.

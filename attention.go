@@ -55,51 +55,24 @@ func (s sparseStats) JSON() ([]byte, error) {
 	return st.JSON()
 }
 
-// NewPlanner builds the share planner for an attention kind: "vs"
-// (MInference vertical-slash), "flex" (FlexPrefill) or "share"
-// (SharePrefill, with the cluster file at clusters, or none). preset is a
-// share.Preset spec: "paper" (default), "release" or "flex", optionally with
-// knob overrides; "flex" defaults to "flex" (FlexPrefill's own defaults).
-func NewPlanner(kind, preset, clusters string, cfg *model.Config) (share.Planner, error) {
-	if kind == "flex" && strings.TrimSpace(preset) == "" {
-		preset = "flex"
-	}
-	pc, err := share.Preset(preset)
-	if err != nil {
-		return nil, fmt.Errorf("--preset: %w", err)
-	}
-	if clusters != "" && kind != "share" {
-		return nil, fmt.Errorf("--clusters needs --attn share")
-	}
-	switch kind {
-	case "vs":
-		return share.NewVerticalSlash(share.DefaultVSConfig())
-	case "flex":
-		return share.NewFlexPrefill(pc)
-	case "share":
-		var cf *share.ClusterFile
-		if clusters != "" {
-			if cf, err = share.LoadClusters(clusters); err != nil {
-				return nil, err
-			}
-			if err := cf.Validate(cfg.NumLayers, cfg.NumHeads); err != nil {
-				return nil, fmt.Errorf("cluster file %s does not fit the model (%d layers, %d heads): %w", clusters, cfg.NumLayers, cfg.NumHeads, err)
-			}
+// newSparseAttention builds the sparse prefill attention of kind (not
+// KindDense) for a model of cfg's shape; opts.Clusters, if set, is for
+// KindShare.
+func newSparseAttention(kind share.PlannerKind, opts Options, cfg *model.Config) (*sgpu.Attention, error) {
+	po := share.PlannerOptions{Preset: opts.Preset}
+	if opts.Clusters != "" {
+		cf, err := share.LoadClusters(opts.Clusters)
+		if err != nil {
+			return nil, err
 		}
-		return share.NewSharePrefill(pc, cf)
+		if err := cf.Validate(cfg.NumLayers, cfg.NumHeads); err != nil {
+			return nil, fmt.Errorf("cluster file %s does not fit the model (%d layers, %d heads): %w", opts.Clusters, cfg.NumLayers, cfg.NumHeads, err)
+		}
+		po.Clusters = cf
 	}
-	return nil, fmt.Errorf("unknown attention %q (dense, vs, flex or share)", kind)
-}
-
-// newSparseAttention builds a sparse prefill attention backend.
-func newSparseAttention(kind string, opts Options, cfg *model.Config) (model.Attention, attentionStats, error) {
-	p, err := NewPlanner(kind, opts.Preset, opts.Clusters, cfg)
+	p, err := share.NewPlanner(kind, po)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, err := sgpu.New(p, sgpu.Options{})
-	if err != nil {
-		return nil, nil, err
-	}
-	return a, sparseStats{a}, nil
+	return sgpu.New(p, sgpu.Options{})
 }

@@ -60,11 +60,11 @@ func TestCloseDuringGenerate(t *testing.T) {
 		if _, err := m.Generate(context.Background(), "Lily", shareprefill.GenerateOptions{MaxTokens: 2}, func(string) error { return nil }); !errors.Is(err, shareprefill.ErrClosed) {
 			t.Errorf("Generate after Close: %v, want ErrClosed", err)
 		}
-		if err := m.Engine.Reset(); !errors.Is(err, shareprefill.ErrClosed) {
-			t.Errorf("Engine.Reset after Close: %v, want ErrClosed", err)
+		if err := m.Reset(); !errors.Is(err, shareprefill.ErrClosed) {
+			t.Errorf("Reset after Close: %v, want ErrClosed", err)
 		}
-		if _, err := m.Engine.Prefill(context.Background(), []int{1, 2}); !errors.Is(err, shareprefill.ErrClosed) {
-			t.Errorf("Engine.Prefill after Close: %v, want ErrClosed", err)
+		if _, err := m.Prefill(context.Background(), []int{1, 2}); !errors.Is(err, shareprefill.ErrClosed) {
+			t.Errorf("Prefill after Close: %v, want ErrClosed", err)
 		}
 		m.Close() // twice is fine
 	}

@@ -10,8 +10,14 @@
 //	stats, err := m.Generate(ctx, "Once upon a time", shareprefill.GenerateOptions{MaxTokens: 100},
 //		func(text string) error { fmt.Print(text); return nil })
 //
+// Besides Generate, a Model offers the lower-level steps that tools build on:
+// Encode and Tokenizer, Prefill, PrefillAll and NLL on token ids, Reset of
+// the KV cache, GenerateTokens, and SetAttention, a hook for a prefill
+// attention of the application's own (model.Attention).
+//
 // A Model runs one call at a time: a call that overlaps another gets
-// ErrBusy (use one Model per goroutine, or serialise calls). AttentionJSON,
+// ErrBusy (use one Model per goroutine, or serialise calls). The accessors
+// (Tokenizer, Config, Device, Context, Pos, Encode), AttentionJSON,
 // AttentionSummary and Close may be called from any goroutine at any time;
 // Close cancels the call in flight and waits for it, and every call after
 // Close returns ErrClosed.
@@ -24,12 +30,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/model/stories260k"
 	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/share"
+	sgpu "github.com/shareprefill/shareprefill/share/gpu"
 	"github.com/shareprefill/shareprefill/tokenizer"
 )
 
@@ -50,13 +57,16 @@ type Options struct {
 	// Context is the KV-cache length in tokens (default: the model's
 	// context, capped at 8192).
 	Context int
-	// Attention selects prefill attention: "dense" (default), "vs"
-	// (MInference vertical-slash), "flex" (FlexPrefill) or "share"
-	// (SharePrefill).
-	Attention string
-	// Clusters is a SharePrefill cluster file (for Attention "share").
+	// Attention selects prefill attention: share.KindDense (the default,
+	// also for ""), KindVerticalSlash (MInference), KindFlex (FlexPrefill)
+	// or KindShare (SharePrefill). Any letter case is accepted; another
+	// value is an error listing the valid ones (share.ParsePlannerKind).
+	Attention share.PlannerKind
+	// Clusters is a SharePrefill cluster file (Attention KindShare only).
 	Clusters string
-	// Preset is the SharePrefill preset: "paper" (default) or "release".
+	// Preset is the planner's share.Preset spec: "paper" (the default) or
+	// "release", optionally with knob overrides; "flex" is the default of
+	// KindFlex.
 	Preset string
 	// Progress, if set, reports loading and long prefills.
 	Progress func(stage string, done, total int)
@@ -73,21 +83,37 @@ var ErrBusy = model.ErrBusy
 // ErrClosed is returned by every call after Close.
 var ErrClosed = model.ErrClosed
 
-// Model is a loaded model on a device.
+// Model is a loaded model on a device: the handle through which an
+// application runs it. Its methods follow the lifecycle of the package
+// documentation: one call at a time (ErrBusy), ErrClosed after Close, and
+// Close cancels the call in flight.
 type Model struct {
-	Dev     *runtime.Device
-	Engine  *model.Engine
-	Tok     *tokenizer.Tokenizer
-	Config  *model.Config
-	Name    string
-	attn    attentionStats
+	// Name is the model directory as given to Open or Load, or
+	// EmbeddedModel.
+	Name string
+
+	dev     *runtime.Device
+	eng     *model.Engine
+	tok     *tokenizer.Tokenizer
+	cfg     *model.Config
 	ownsDev bool
 
-	call   sync.Mutex // held by the call in flight
-	mu     sync.Mutex // guards closed, cancel and last
-	closed bool
-	cancel context.CancelFunc
-	last   attentionSnapshot
+	// call is held by the call in flight, which alone uses the fields up to
+	// mu.
+	call  sync.Mutex
+	built *sgpu.Attention // the prefill attention Options.Attention made, while in use
+	attn  attentionStats  // the statistics of the prefill attention (nil: none)
+
+	// mu guards the fields below; attn is written under both locks.
+	mu       sync.Mutex
+	closed   bool
+	cancel   context.CancelFunc
+	hasStats bool              // attn != nil
+	last     attentionSnapshot // of the last call that refreshed it
+	// stale is set by a call whose statistics last does not hold yet: the
+	// next call, AttentionJSON or Close records them (off the timed path
+	// of Prefill).
+	stale bool
 }
 
 // attentionSnapshot is the attention statistics of the last completed call.
@@ -175,7 +201,7 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
-	m := &Model{Dev: dev, Engine: eng, Tok: tok, Config: cfg, Name: name}
+	m := &Model{dev: dev, eng: eng, tok: tok, cfg: cfg, Name: name}
 	if err := m.setAttention(opts); err != nil {
 		eng.Close()
 		return nil, err
@@ -232,9 +258,14 @@ func (m *Model) Close() {
 	m.mu.Unlock()
 	m.call.Lock() // the call in flight has returned
 	defer m.call.Unlock()
-	m.Engine.Close()
+	m.mu.Lock()
+	if m.stale {
+		m.refreshLocked() // while the attention is open
+	}
+	m.mu.Unlock()
+	m.eng.Close() // and the prefill attention
 	if m.ownsDev {
-		m.Dev.Close()
+		m.dev.Close()
 	}
 }
 
@@ -248,6 +279,9 @@ func (m *Model) begin(ctx context.Context) (context.Context, func(), error) {
 	}
 	if !m.call.TryLock() {
 		return nil, nil, ErrBusy
+	}
+	if m.stale {
+		m.refreshLocked()
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	m.cancel = cancel
@@ -288,13 +322,13 @@ type Stats struct {
 // Encode tokenizes a prompt the way Generate does.
 func (m *Model) Encode(prompt string, chat bool, system string) ([]int, error) {
 	if chat {
-		p, err := m.Tok.ChatPrompt(system, prompt)
+		p, err := m.tok.ChatPrompt(system, prompt)
 		if err != nil {
 			return nil, fmt.Errorf("chat format: %w", err)
 		}
-		return m.Tok.Encode(p, false), nil
+		return m.tok.Encode(p, false), nil
 	}
-	return m.Tok.Encode(prompt, true), nil
+	return m.tok.Encode(prompt, true), nil
 }
 
 // Generate tokenizes prompt, prefills it and streams generated text to
@@ -318,7 +352,7 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 		return Stats{}, fmt.Errorf("the prompt is empty")
 	}
 	if !opts.KeepCache {
-		if err := m.Engine.Reset(); err != nil {
+		if err := m.eng.Reset(); err != nil {
 			return Stats{}, err
 		}
 	}
@@ -326,26 +360,26 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 		return Stats{}, err
 	}
 	stops := []int{}
-	if eos := m.Tok.EOS(); eos >= 0 {
+	if eos := m.tok.EOS(); eos >= 0 {
 		stops = append(stops, eos)
 	}
 	if opts.Chat {
-		stops = append(stops, m.Tok.ChatStopIDs()...)
+		stops = append(stops, m.tok.ChatStopIDs()...)
 	}
-	stops = append(stops, m.Config.EOSTokenIDs...)
+	stops = append(stops, m.cfg.EOSTokenIDs...)
 	// The decoder sees the prompt first, so that the first generated word
 	// keeps its leading space (a decoder strips it at the start of a text).
-	sd := m.Tok.NewStreamDecoder()
+	sd := m.tok.NewStreamDecoder()
 	for _, id := range ids {
 		sd.Next(id)
 	}
 	if opts.Trace != nil {
-		if err := m.Engine.SetTrace(opts.Trace); err != nil {
+		if err := m.eng.SetTrace(opts.Trace); err != nil {
 			return Stats{}, err
 		}
-		defer m.Engine.SetTrace(nil)
+		defer m.eng.SetTrace(nil)
 	}
-	st, err := m.Engine.Generate(ctx, ids, model.SampleOptions{
+	st, err := m.eng.Generate(ctx, ids, model.SampleOptions{
 		MaxTokens: opts.MaxTokens, Temperature: opts.Temperature, TopP: opts.TopP, Seed: opts.Seed, StopIDs: stops,
 	}, func(id int) error {
 		if s := sd.Next(id); s != "" {
@@ -364,14 +398,14 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOption
 // checkFits returns an error wrapping model.ErrContextFull when n more tokens
 // do not fit the KV cache.
 func (m *Model) checkFits(n int) error {
-	ctxLen := m.Engine.Context()
-	room := ctxLen - m.Engine.Pos()
+	ctxLen := m.eng.Context()
+	room := ctxLen - m.eng.Pos()
 	if n <= room {
 		return nil
 	}
 	hint := "shorten it"
-	if ctxLen < m.Config.MaxPositionEmbeddings {
-		hint = fmt.Sprintf("shorten it or use a longer context (the model was trained for %d)", m.Config.MaxPositionEmbeddings)
+	if ctxLen < m.cfg.MaxPositionEmbeddings {
+		hint = fmt.Sprintf("shorten it or use a longer context (the model was trained for %d)", m.cfg.MaxPositionEmbeddings)
 	}
 	return fmt.Errorf("%w: the prompt has %d tokens but only %d fit (context %d); %s",
 		model.ErrContextFull, n, room, ctxLen, hint)
@@ -381,29 +415,46 @@ func (m *Model) checkFits(n int) error {
 // just ran (under the call lock) for AttentionJSON and AttentionSummary, and
 // returns the summary ("" for dense attention).
 func (m *Model) snapshotAttention() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refreshLocked()
+	return m.last.summary
+}
+
+// markStale notes, at the end of a call (under the call lock), that its
+// statistics are still to be recorded: cheaper than snapshotAttention, whose
+// work the next call, AttentionJSON or Close does.
+func (m *Model) markStale() {
+	m.mu.Lock()
+	m.stale = m.hasStats
+	m.mu.Unlock()
+}
+
+// refreshLocked records the statistics of the attention's last call in
+// m.last; the caller holds m.mu and the call lock.
+func (m *Model) refreshLocked() {
+	m.stale = false
 	if m.attn == nil {
-		return ""
+		return
 	}
 	sum := m.attn.Summary()
 	js, err := m.attn.JSON()
 	if err != nil {
 		js = nil
 	}
-	m.mu.Lock()
 	m.last = attentionSnapshot{summary: sum, json: js}
-	m.mu.Unlock()
-	return sum
 }
 
 // AttentionJSON returns the sparse-attention statistics of the prefill of the
 // last completed call as JSON (nil for dense attention). It may be called at
 // any time, also during a call (it then reports the call before).
 func (m *Model) AttentionJSON() ([]byte, error) {
-	if m.attn == nil {
-		return nil, nil
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.hasStats {
+		return nil, nil
+	}
+	m.refreshIdleLocked()
 	if m.last.json == nil {
 		return []byte("{}\n"), nil
 	}
@@ -415,23 +466,43 @@ func (m *Model) AttentionJSON() ([]byte, error) {
 func (m *Model) AttentionSummary() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.refreshIdleLocked()
 	return m.last.summary
 }
 
+// refreshIdleLocked records stale statistics when no call is in flight (a
+// call in flight has recorded them in begin, or is ending); the caller holds
+// m.mu.
+func (m *Model) refreshIdleLocked() {
+	if m.stale && !m.closed && m.call.TryLock() {
+		m.refreshLocked()
+		m.call.Unlock()
+	}
+}
+
 func (m *Model) setAttention(opts Options) error {
-	kind := strings.ToLower(opts.Attention)
-	switch kind {
-	case "", "dense":
-		if opts.Clusters != "" {
-			return fmt.Errorf("--clusters needs --attn share")
+	kind := share.KindDense
+	if opts.Attention != "" {
+		k, err := share.ParsePlannerKind(string(opts.Attention))
+		if err != nil {
+			return err
 		}
+		kind = k
+	}
+	if opts.Clusters != "" && kind != share.KindShare {
+		return fmt.Errorf("cluster file %s: needs attention method %s, not %s", opts.Clusters, share.KindShare, kind)
+	}
+	if kind == share.KindDense {
 		return nil
 	}
-	a, st, err := newSparseAttention(kind, opts, m.Config)
+	a, err := newSparseAttention(kind, opts, m.cfg)
 	if err != nil {
 		return err
 	}
-	m.Engine.SetAttention(a)
-	m.attn = st
+	if err := m.useAttention(a); err != nil {
+		a.Close()
+		return err
+	}
+	m.built = a
 	return nil
 }

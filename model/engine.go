@@ -246,7 +246,7 @@ func NewEngine(dev *runtime.Device, cfg *Config, ck *Checkpoint, opts EngineOpti
 	}
 	plan, _ := PlanMemory(cfg, opts)
 	if budget := dev.MemoryBudget(); budget > 0 && plan.Total > budget {
-		return nil, fmt.Errorf("engine: %w: the model needs %s but device %q has %s; use a shorter --context (now %d)",
+		return nil, fmt.Errorf("engine: %w: the model needs %s but device %q has %s; use a shorter context (now %d tokens)",
 			runtime.ErrOutOfDeviceMemory, plan, dev.Info().Name, gib(budget), opts.Context)
 	}
 	e := &Engine{dev: dev, cfg: cfg, opts: opts, busy: make(chan struct{}, 1)}

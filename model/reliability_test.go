@@ -75,7 +75,7 @@ func TestEngineOutOfMemoryPlan(t *testing.T) {
 	if !errors.Is(err, runtime.ErrOutOfDeviceMemory) {
 		t.Fatalf("context %d (KV cache > heap %d B): %v; want ErrOutOfDeviceMemory", ctx, budget, err)
 	}
-	for _, part := range []string{"needs", "KV cache", "has", "--context"} {
+	for _, part := range []string{"needs", "KV cache", "has", "shorter context"} {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("error %q lacks %q (needed and available bytes, and the fix)", err, part)
 		}

@@ -375,8 +375,9 @@ func (p *AccuracyParams) contextLen() int {
 // buildData makes every sample and window once, with m's tokenizer.
 func (p *AccuracyParams) buildData(m *shareprefill.Model, rep *Report) (*accData, error) {
 	d := &accData{}
-	enc := func(s string) []int { return m.Tok.Encode(s, false) }
-	bos, eos := m.Tok.BOS(), m.Tok.EOS()
+	tok := m.Tokenizer()
+	enc := func(s string) []int { return tok.Encode(s, false) }
+	bos, eos := tok.BOS(), tok.EOS()
 	var ho *HeldOut
 	if p.HeldOut != "" {
 		var err error
@@ -409,7 +410,7 @@ func (p *AccuracyParams) buildData(m *shareprefill.Model, rep *Report) (*accData
 		rep.Notef("trained-format retrieval: BOS, a window of the held-out token stream (%d tokens; documents as BOS text EOS) as filler, needles and queries tokenised separately and inserted at token positions; %s per length, the first queried needle's depth stratified over [0.02, 0.98]; scored by exact match of the answer tokens: the argmax after the prompt prefill, then each answer token fed by a decode step (teacher forcing: the same as greedy decoding for exact match)", len(stream), p.samplesText(needleTasks))
 	}
 	if len(ibTasks) > 0 {
-		ibEnc := func(s string) []int { return m.Tok.Encode(s, true) }
+		ibEnc := func(s string) []int { return tok.Encode(s, true) }
 		for _, task := range ibTasks {
 			for _, n := range p.Lens {
 				budget := n - p.MaxNew[task]
@@ -507,7 +508,7 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 		err = func() error {
 			defer m.Close()
 			if rep == nil {
-				rep = NewReport("accuracy", DeviceOf(m.Dev), p)
+				rep = NewReport("accuracy", DeviceOf(m.Device()), p)
 				rep.Results = res
 				if data, err = p.buildData(m, rep); err != nil {
 					return err
@@ -555,11 +556,8 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 }
 
 func (p *AccuracyParams) openVariant(ctx context.Context, v Variant) (*shareprefill.Model, error) {
-	o := shareprefill.Options{Model: p.Model, Device: p.Device, Context: p.contextLen(), Attention: v.Attention, Preset: v.Preset}
-	if v.Attention == "share" {
-		o.Clusters = v.Clusters
-	}
-	return shareprefill.Open(ctx, o)
+	mp := ModelParams{Model: p.Model, Device: p.Device, Clusters: v.Clusters, Preset: v.Preset}
+	return mp.open(ctx, v.Attention, p.contextLen(), nil)
 }
 
 // runTask runs one variant on every sample of one task (its subset, with
@@ -605,9 +603,11 @@ func runTask(ctx context.Context, m *shareprefill.Model, v Variant, task string,
 // token (decode steps), then the tokens after it (the "." and the next
 // query).
 func evalNeedle(ctx context.Context, m *shareprefill.Model, s *NeedleSample) (Sample, error) {
-	m.Engine.Reset()
+	if err := m.Reset(); err != nil {
+		return Sample{}, err
+	}
 	t0 := time.Now()
-	logits, err := m.Engine.Prefill(ctx, s.prompt)
+	logits, err := m.Prefill(ctx, s.prompt)
 	if err != nil {
 		return Sample{}, err
 	}
@@ -628,20 +628,20 @@ func evalNeedle(ctx context.Context, m *shareprefill.Model, s *NeedleSample) (Sa
 			hit = hit && a == t
 			last := j == len(s.answer)-1 && i == len(ans)-1
 			if !last {
-				if logits, err = m.Engine.Decode(ctx, t); err != nil {
+				if logits, err = m.Prefill(ctx, []int{t}); err != nil {
 					return Sample{}, err
 				}
 			}
 		}
 		if len(s.then[j]) > 0 {
-			if logits, err = m.Engine.Prefill(ctx, s.then[j]); err != nil {
+			if logits, err = m.Prefill(ctx, s.then[j]); err != nil {
 				return Sample{}, err
 			}
 		}
 		out.Hits = append(out.Hits, hit)
 		out.Correct = out.Correct && hit
 		answers = append(answers, s.Keys[s.Asked[j]])
-		outputs = append(outputs, strings.TrimSpace(m.Tok.Decode(got)))
+		outputs = append(outputs, strings.TrimSpace(m.Tokenizer().Decode(got)))
 	}
 	out.Answer, out.Output = strings.Join(answers, " "), strings.Join(outputs, " ")
 	if len(s.answer) == 1 {
@@ -674,9 +674,11 @@ func attnRules(m *shareprefill.Model) string {
 // greedily (stopping at EOS); it returns the text and the prefill's
 // attention summary.
 func greedy(ctx context.Context, m *shareprefill.Model, ids []int, maxNew int) (string, AttnSummary, float64, error) {
-	m.Engine.Reset()
+	if err := m.Reset(); err != nil {
+		return "", AttnSummary{}, 0, err
+	}
 	t0 := time.Now()
-	logits, err := m.Engine.Prefill(ctx, ids)
+	logits, err := m.Prefill(ctx, ids)
 	if err != nil {
 		return "", AttnSummary{}, 0, err
 	}
@@ -686,10 +688,10 @@ func greedy(ctx context.Context, m *shareprefill.Model, ids []int, maxNew int) (
 		return "", AttnSummary{}, 0, err
 	}
 	stop := map[int]bool{}
-	if e := m.Tok.EOS(); e >= 0 {
+	if e := m.Tokenizer().EOS(); e >= 0 {
 		stop[e] = true
 	}
-	for _, e := range m.Config.EOSTokenIDs {
+	for _, e := range m.Config().EOSTokenIDs {
 		stop[e] = true
 	}
 	var out []int
@@ -699,14 +701,14 @@ func greedy(ctx context.Context, m *shareprefill.Model, ids []int, maxNew int) (
 			break
 		}
 		out = append(out, id)
-		if len(out) == maxNew || m.Engine.Pos() >= m.Engine.Context() {
+		if len(out) == maxNew || m.Pos() >= m.Context() {
 			break
 		}
-		if logits, err = m.Engine.Decode(ctx, id); err != nil {
+		if logits, err = m.Prefill(ctx, []int{id}); err != nil {
 			return "", AttnSummary{}, 0, err
 		}
 	}
-	return m.Tok.Decode(out), sum, ms, nil
+	return m.Tokenizer().Decode(out), sum, ms, nil
 }
 
 func argmax(v []float32) int {
@@ -785,23 +787,25 @@ func windowNLL(ctx context.Context, m *shareprefill.Model, win []int, first int)
 			}
 		})
 	}
-	m.Engine.Reset()
-	err := m.Engine.PrefillAll(ctx, win, func(pos int, logits []float32) {
-		if pos < first || pos+1 >= len(win) {
-			return
-		}
-		var buf []float32
-		select {
-		case buf = <-free:
-		default:
-		}
-		if cap(buf) < len(logits) {
-			buf = make([]float32, len(logits))
-		}
-		buf = buf[:len(logits)]
-		copy(buf, logits)
-		items <- item{pos, buf}
-	})
+	err := m.Reset()
+	if err == nil {
+		err = m.PrefillAll(ctx, win, func(pos int, logits []float32) {
+			if pos < first || pos+1 >= len(win) {
+				return
+			}
+			var buf []float32
+			select {
+			case buf = <-free:
+			default:
+			}
+			if cap(buf) < len(logits) {
+				buf = make([]float32, len(logits))
+			}
+			buf = buf[:len(logits)]
+			copy(buf, logits)
+			items <- item{pos, buf}
+		})
+	}
 	close(items)
 	wg.Wait()
 	if err != nil {

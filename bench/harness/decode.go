@@ -44,7 +44,7 @@ type DecodeResults struct {
 }
 
 // RunDecode measures greedy decode speed after prompts of each length (dense
-// prefill; seeded random prompt tokens): Engine.Generate's decode time, which
+// prefill; seeded random prompt tokens): Model.GenerateTokens' decode time, which
 // excludes the prefill and the first token.
 func RunDecode(ctx context.Context, p DecodeParams) (*Report, error) {
 	if len(p.Lens) == 0 || p.Gen < 2 || p.Reps < 1 || p.Warmup < 0 {
@@ -61,9 +61,9 @@ func RunDecode(ctx context.Context, p DecodeParams) (*Report, error) {
 	}
 	defer m.Close()
 	res := &DecodeResults{Model: p.Model}
-	rep := NewReport("decode", DeviceOf(m.Dev), p)
+	rep := NewReport("decode", DeviceOf(m.Device()), p)
 	rep.Results = res
-	rep.Notef("rate = (gen−1) / decode time of model.Engine.Generate (greedy, no stop token; after the prefill and the first token); median over %d runs after %d warm-ups", p.Reps, p.Warmup)
+	rep.Notef("rate = (gen−1) / decode time of Model.GenerateTokens (greedy, no stop token; after the prefill and the first token); median over %d runs after %d warm-ups", p.Reps, p.Warmup)
 	for _, n := range p.Lens {
 		ids, err := promptTokens(m, nil, n, p.Seed, PromptRandom)
 		if err != nil {
@@ -72,10 +72,10 @@ func RunDecode(ctx context.Context, p DecodeParams) (*Report, error) {
 		var rates []float64
 		var sub, wait float64
 		for i := 0; i < p.Warmup+p.Reps; i++ {
-			if err := m.Engine.Reset(); err != nil {
+			if err := m.Reset(); err != nil {
 				return rep, err
 			}
-			st, err := m.Engine.Generate(ctx, ids, model.SampleOptions{MaxTokens: p.Gen}, func(int) error { return nil })
+			st, err := m.GenerateTokens(ctx, ids, model.SampleOptions{MaxTokens: p.Gen}, func(int) error { return nil })
 			if err != nil {
 				return rep, fmt.Errorf("decode n=%d: %w", n, err)
 			}

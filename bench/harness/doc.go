@@ -12,7 +12,8 @@
 //
 // Every benchmark returns a Report: the device (name, vendor, driver), the
 // commit, the date, the parameters and the results. A Report is written as
-// JSON, rendered as Markdown tables and drawn as PNG plots (gonum/plot).
+// JSON, rendered as Markdown tables and described as plots (PlotSpec), which
+// package bench/harness/plots draws as PNG files in the bench build.
 // The kernel benchmark also exports the exact block masks it timed (per-head
 // CSR as .npy files with a JSON manifest) so that bench/peers/sdpa_flex.py
 // can time PyTorch flex_attention on identical masks; Compare joins our

@@ -74,9 +74,8 @@ func TestRunKernelsTiny(t *testing.T) {
 	if !strings.Contains(md, "| 256 | sparse | 0.30 |") || !strings.Contains(md, "proj") {
 		t.Fatalf("markdown:\n%s", md)
 	}
-	files, err := DrawAll(filepath.Join(dir, "plots"), KernelPlots(res))
-	if err != nil || len(files) != 3 {
-		t.Fatalf("plots %v %v", files, err)
+	if n := drawable(KernelPlots(res)); n != 3 {
+		t.Fatalf("%d plots with points, want 3", n)
 	}
 }
 
@@ -141,8 +140,8 @@ func TestRunPrefillTiny(t *testing.T) {
 		if _, err := json.Marshal(rep); err != nil {
 			t.Fatal(err)
 		}
-		if files, err := DrawAll(t.TempDir(), PrefillPlots(res)); err != nil || len(files) != 2 {
-			t.Fatalf("%v %v", files, err)
+		if n := drawable(PrefillPlots(res)); n != 2 {
+			t.Fatalf("%d plots with points, want 2", n)
 		}
 	}
 }
@@ -219,6 +218,13 @@ func TestRunAccuracyTiny(t *testing.T) {
 			t.Fatalf("secret-multi sample with %d query hits", len(s.Hits))
 		}
 	}
+	// Each sample carries the statistics of its own prefill: the sparse
+	// methods compute fewer blocks than dense.
+	for _, m := range []string{"flex", "share"} {
+		if !slices.ContainsFunc(res.Samples, func(s Sample) bool { return s.Method == m && s.Density < 1 }) {
+			t.Errorf("no %s sample with a density below 1: the statistics are not the prefill's", m)
+		}
+	}
 	for id, c := range ids {
 		if want := 3 + map[bool]int{true: 1}[strings.HasPrefix(id, "secret/")]; c != want {
 			t.Fatalf("sample %s seen by %d variants, want %d (the same samples for every variant)", id, c, want)
@@ -252,8 +258,8 @@ func TestRunAccuracyTiny(t *testing.T) {
 			t.Fatalf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	if files, err := DrawAll(t.TempDir(), AccuracyPlots(res)); err != nil || len(files) != 2 {
-		t.Fatalf("%v %v", files, err)
+	if n := drawable(AccuracyPlots(res)); n != 2 {
+		t.Fatalf("%d plots with points, want 2", n)
 	}
 	if _, err := json.Marshal(rep); err != nil {
 		t.Fatal(err)

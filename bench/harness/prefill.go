@@ -16,9 +16,6 @@ import (
 	"github.com/shareprefill/shareprefill/share"
 )
 
-// Methods are the prefill attention methods of shareprefill.Options.
-var Methods = []string{"dense", "vs", "flex", "share"}
-
 // ModelParams says which model to load and how (shared by the prefill and
 // accuracy benchmarks).
 type ModelParams struct {
@@ -30,8 +27,12 @@ type ModelParams struct {
 
 // open loads the model for one method with a context of ctxLen tokens.
 func (mp ModelParams) open(ctx context.Context, method string, ctxLen int, logf func(string, ...any)) (*shareprefill.Model, error) {
-	o := shareprefill.Options{Model: mp.Model, Device: mp.Device, Context: ctxLen, Attention: method, Preset: mp.Preset, Logf: logf}
-	if method == "share" {
+	kind, err := share.ParsePlannerKind(method)
+	if err != nil {
+		return nil, err
+	}
+	o := shareprefill.Options{Model: mp.Model, Device: mp.Device, Context: ctxLen, Attention: kind, Preset: mp.Preset, Logf: logf}
+	if kind == share.KindShare {
 		o.Clusters = mp.Clusters
 	}
 	return shareprefill.Open(ctx, o)
@@ -93,7 +94,8 @@ func attnSummary(m *shareprefill.Model) (AttnSummary, error) {
 		return AttnSummary{}, err
 	}
 	if len(b) == 0 {
-		heads := m.Config.NumLayers * m.Config.NumHeads
+		cfg := m.Config()
+		heads := cfg.NumLayers * cfg.NumHeads
 		return AttnSummary{Density: 1, HeadsPerMethod: map[string]int{"dense": heads}}, nil
 	}
 	var st share.Stats
@@ -149,7 +151,8 @@ func promptTokens(m *shareprefill.Model, corpus []int, n int, seed uint64, kind 
 	if kind == "" {
 		kind = PromptRandom
 	}
-	return promptIDs(kind, m.Config, n, seed, PromptSpec{})
+	cfg := m.Config()
+	return promptIDs(kind, &cfg, n, seed, PromptSpec{})
 }
 
 // randomPrompt returns n seeded random ids, BOS first when cfg has one.
@@ -170,7 +173,7 @@ func readCorpusTokens(m *shareprefill.Model, path string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--corpus: %w", err)
 	}
-	ids := m.Tok.Encode(string(b), true)
+	ids := m.Tokenizer().Encode(string(b), true)
 	if len(ids) < 2 {
 		return nil, fmt.Errorf("--corpus %s: fewer than 2 tokens", path)
 	}
@@ -179,7 +182,7 @@ func readCorpusTokens(m *shareprefill.Model, path string) ([]int, error) {
 
 // RunPrefill measures end-to-end prefill latency (all layers, last-position
 // logits) per method and length: a fresh KV cache (Engine.Reset) for every
-// run, wall time around Engine.Prefill, the median after warm-ups. A method
+// run, wall time around Model.Prefill, the median after warm-ups. A method
 // the build cannot load is recorded as skipped.
 func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 	if err := p.Validate(); err != nil {
@@ -214,10 +217,11 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 		err = func() error {
 			defer m.Close()
 			if rep == nil {
-				rep = NewReport("prefill", DeviceOf(m.Dev), p)
+				rep = NewReport("prefill", DeviceOf(m.Device()), p)
 				rep.Results = res
-				res.Layers, res.Heads, res.KVHeads, res.HeadDim = m.Config.NumLayers, m.Config.NumHeads, m.Config.NumKVHeads, m.Config.HeadDim
-				rep.Notef("timer: wall time around Engine.Prefill (all layers, last-position logits, fresh KV cache); median of %d runs after %d warm-ups", p.Reps, p.Warmup)
+				cfg := m.Config()
+				res.Layers, res.Heads, res.KVHeads, res.HeadDim = cfg.NumLayers, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
+				rep.Notef("timer: wall time around Model.Prefill (all layers, last-position logits, fresh KV cache); median of %d runs after %d warm-ups", p.Reps, p.Warmup)
 				if _, err := os.Stat(filepath.Join(p.Model, StructureFileName)); err == nil && p.Corpus == "" && p.Prompt != PromptStructured {
 					rep.Notef("%s is the structured vehicle, but the prompt is not --prompt structured: its planted structure needs that prompt", p.Model)
 				}
@@ -238,9 +242,11 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 					if err := ctx.Err(); err != nil {
 						return err
 					}
-					m.Engine.Reset()
+					if err := m.Reset(); err != nil {
+						return err
+					}
 					t0 := time.Now()
-					if _, err := m.Engine.Prefill(ctx, ids); err != nil {
+					if _, err := m.Prefill(ctx, ids); err != nil {
 						return fmt.Errorf("prefill %s n=%d: %w", method, n, err)
 					}
 					el := time.Since(t0)

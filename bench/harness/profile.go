@@ -45,14 +45,14 @@ func ProfileOf(t *runtime.Trace) Profile {
 // attached and returns its profile.
 func tracedPrefill(ctx context.Context, m *shareprefill.Model, ids []int) (Profile, error) {
 	tr := runtime.NewTrace()
-	if err := m.Engine.SetTrace(tr); err != nil {
+	if err := m.SetTrace(tr); err != nil {
 		return Profile{}, err
 	}
-	defer m.Engine.SetTrace(nil)
-	if err := m.Engine.Reset(); err != nil {
+	defer m.SetTrace(nil)
+	if err := m.Reset(); err != nil {
 		return Profile{}, err
 	}
-	if _, err := m.Engine.Prefill(ctx, ids); err != nil {
+	if _, err := m.Prefill(ctx, ids); err != nil {
 		return Profile{}, fmt.Errorf("traced prefill: %w", err)
 	}
 	return ProfileOf(tr), nil

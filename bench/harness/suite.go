@@ -49,6 +49,9 @@ func ParseVariant(s string) (Variant, error) {
 		v.Clusters, rest = rest[i+1:], rest[:i]
 	}
 	v.Attention, v.Preset, _ = strings.Cut(rest, "/")
+	if k, err := share.ParsePlannerKind(v.Attention); err == nil {
+		v.Attention = string(k) // the canonical name, which the suites compare
+	}
 	if err := v.check(); err != nil {
 		return Variant{}, err
 	}
@@ -71,8 +74,8 @@ func (v Variant) check() error {
 	if v.Label == "" || strings.ContainsAny(v.Label, " \t") {
 		return fmt.Errorf("variant %q: the label must be one word", v.Label)
 	}
-	if !slices.Contains(Methods, v.Attention) {
-		return fmt.Errorf("variant %s: unknown attention %q (%s)", v.Label, v.Attention, strings.Join(Methods, ", "))
+	if _, err := share.ParsePlannerKind(v.Attention); err != nil {
+		return fmt.Errorf("variant %s: %w", v.Label, err)
 	}
 	if v.Preset != "" {
 		if _, err := share.Preset(v.Preset); err != nil {

@@ -104,21 +104,25 @@ const defaultStory = "Lily and Tom went to the park. They played with a red ball
 // minimum budget of one block, so that short prompts of small models are
 // sparse too).
 func newPlanner(o runOptions) (share.Planner, error) {
-	switch strings.ToLower(o.Attn) {
-	case "dense":
+	kind, err := share.ParsePlannerKind(o.Attn)
+	if err != nil {
+		return nil, fmt.Errorf("--attn: %w", err)
+	}
+	switch kind {
+	case share.KindDense:
 		return share.NewDense(o.Block)
-	case "vs":
+	case share.KindVerticalSlash:
 		c := share.DefaultVSConfig()
 		c.BlockSize = o.Block
 		c.VerticalSize, c.SlashSize, c.ForcedColumns, c.ForcedDiagonals = 4*o.Block, 4*o.Block, 4, 16
 		return share.NewVerticalSlash(c)
-	case "flex", "share":
+	default: // flex or share
 		cfg, err := share.Preset(o.Preset)
 		if err != nil {
 			return nil, err
 		}
 		cfg.BlockSize, cfg.MinBudget = o.Block, o.Block
-		if o.Attn == "flex" {
+		if kind == share.KindFlex {
 			return share.NewFlexPrefill(cfg)
 		}
 		var cl *share.ClusterFile
@@ -135,7 +139,6 @@ func newPlanner(o runOptions) (share.Planner, error) {
 		}
 		return share.NewSharePrefill(cfg, cl)
 	}
-	return nil, fmt.Errorf("--attn %q: want share, flex, vs or dense", o.Attn)
 }
 
 // collect loads the model onto dev, prefills the prompt with a planner
@@ -162,8 +165,10 @@ func collect(ctx context.Context, dev *runtime.Device, o runOptions) (*viewData,
 	if err != nil {
 		return nil, err
 	}
-	defer a.Close()
-	m.Engine.SetAttention(a)
+	if err := m.SetAttention(a); err != nil { // m.Close closes a
+		a.Close()
+		return nil, err
+	}
 	prompt := o.Prompt
 	if o.Tokens > 0 {
 		prompt = padPrompt(m, prompt, o.Tokens)
@@ -195,7 +200,7 @@ func collect(ctx context.Context, dev *runtime.Device, o runOptions) (*viewData,
 // padPrompt repeats a short story after prompt until it has about n tokens
 // (and fits the context with room to generate).
 func padPrompt(m *shareprefill.Model, prompt string, n int) string {
-	if max := m.Engine.Context() - 64; n > max {
+	if max := m.Context() - 64; n > max {
 		n = max
 	}
 	s := prompt

@@ -31,7 +31,9 @@ const benchUsage = `usage: shareprefill bench <kernels|prefill|decode|accuracy|g
   compare     join our JSON reports with the peers' into ratio tables
 
 Every benchmark prints Markdown and writes --json FILE, --md FILE and PNG
-plots into --plots DIR. Run ` + "`shareprefill bench <sub> -h`" + ` for the flags.
+plots into --plots DIR (PNG plots only in the bench build: make build-bench,
+or go build -tags plots). Run ` + "`shareprefill bench <sub> -h`" + ` for the
+flags.
 `
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -72,7 +74,7 @@ func addOutFlags(fs *flagSet) outFlags {
 	return outFlags{
 		json:  fs.String("json", "", "write the report as JSON to this file"),
 		md:    fs.String("md", "", "write the Markdown tables to this file (they always go to stdout)"),
-		plots: fs.String("plots", "", "draw PNG plots into this directory"),
+		plots: fs.String("plots", "", plotsHelp),
 		quiet: fs.Bool("quiet", false, "no progress lines on stderr"),
 		force: forceFlag(fs),
 	}
@@ -98,7 +100,15 @@ func (o outFlags) check(inputs []outpath.Named, modelDir string, extra ...outpat
 			}
 		}
 	}
-	return checkOutputs(outs...)
+	if err := checkOutputs(outs...); err != nil {
+		return err
+	}
+	if *o.plots != "" {
+		if err := plotsUnavailable(); err != nil {
+			return usageError{"--plots: " + err.Error()}
+		}
+	}
+	return nil
 }
 
 func (o outFlags) logf(stderr io.Writer) func(string, ...any) {
@@ -114,7 +124,7 @@ func (o outFlags) write(rep *harness.Report, tables []*harness.Table, plots []ha
 		return err
 	}
 	if *o.plots != "" {
-		files, err := harness.DrawAll(*o.plots, plots)
+		files, err := drawPlots(*o.plots, plots)
 		if err != nil {
 			return fmt.Errorf("--plots: %w", err)
 		}
@@ -140,14 +150,12 @@ func methodsFlag(s string) ([]string, error) {
 	if len(ms) == 0 {
 		return nil, usageError{"--methods: empty"}
 	}
-	for _, m := range ms {
-		ok := false
-		for _, k := range harness.Methods {
-			ok = ok || k == m
+	for i, m := range ms {
+		k, err := share.ParsePlannerKind(m)
+		if err != nil {
+			return nil, usageError{"--methods: " + err.Error()}
 		}
-		if !ok {
-			return nil, usageError{fmt.Sprintf("--methods: unknown method %q (dense, vs, flex, share)", m)}
-		}
+		ms[i] = string(k)
 	}
 	return ms, nil
 }

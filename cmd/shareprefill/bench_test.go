@@ -23,6 +23,53 @@ func isPNG(t *testing.T, path string) {
 	}
 }
 
+// plotsFlag is "--plots DIR/plots" in the bench build (tag plots), which
+// draws them, and nothing in the product build, which refuses the flag
+// (TestPlotsOnlyInBenchBuild).
+func plotsFlag(dir string) []string {
+	if plotsUnavailable() != nil {
+		return nil
+	}
+	return []string{"--plots", filepath.Join(dir, "plots")}
+}
+
+// wantPNGs checks the named PNG files in dir in the bench build, and that
+// dir was not made in the product build.
+func wantPNGs(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	if plotsUnavailable() != nil {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("the product build made %s (%v)", dir, err)
+		}
+		return
+	}
+	for _, n := range names {
+		isPNG(t, filepath.Join(dir, n))
+	}
+}
+
+// TestPlotsOnlyInBenchBuild: the product build refuses --plots before any
+// work, saying how to build one that draws them; the bench build accepts
+// the flag.
+func TestPlotsOnlyInBenchBuild(t *testing.T) {
+	dir := t.TempDir()
+	plots := filepath.Join(dir, "plots")
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "prefill", "--model", filepath.Join(dir, "no-model"), "--plots", plots}, &out, &errb)
+	if plotsUnavailable() == nil {
+		if code == 0 || strings.Contains(errb.String(), "--plots") {
+			t.Errorf("bench build: exit %d, %s; want the missing model to fail, not --plots", code, errb.String())
+		}
+		return
+	}
+	if code != 2 || !strings.Contains(errb.String(), "--plots: this shareprefill was built without PNG plots") || !strings.Contains(errb.String(), "-tags plots") {
+		t.Errorf("product build: exit %d, %s; want exit 2 refusing --plots and naming -tags plots", code, errb.String())
+	}
+	if _, err := os.Stat(plots); !os.IsNotExist(err) {
+		t.Errorf("the refused --plots directory exists (%v)", err)
+	}
+}
+
 func readJSON(t *testing.T, path string) map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -49,9 +96,13 @@ func TestBenchKernelsCLI(t *testing.T) {
 	dir := t.TempDir()
 	js, md, plots := filepath.Join(dir, "k.json"), filepath.Join(dir, "k.md"), filepath.Join(dir, "plots")
 	var out, errb bytes.Buffer
-	code := run([]string{"bench", "kernels", "--lens", "256", "--densities", "1,0.5", "--hq", "4", "--hkv", "2", "--d", "64",
+	args := []string{"bench", "kernels", "--lens", "256", "--densities", "1,0.5", "--hq", "4", "--hkv", "2", "--d", "64",
 		"--block", "32", "--reps", "2", "--warmup", "1", "--flush-mib", "1", "--matmul-m", "none",
-		"--json", js, "--md", md, "--plots", plots}, &out, &errb)
+		"--json", js, "--md", md}
+	if plotsUnavailable() == nil { // the bench build (tag plots)
+		args = append(args, "--plots", plots)
+	}
+	code := run(args, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -84,9 +135,7 @@ func TestBenchKernelsCLI(t *testing.T) {
 	if !strings.Contains(string(mdText), "| 256 | sparse | 0.50 |") || !strings.Contains(out.String(), "### Attention") {
 		t.Fatalf("markdown:\n%s", mdText)
 	}
-	for _, p := range []string{"attention_latency.png", "attention_speedup.png", "attention_tflops.png"} {
-		isPNG(t, filepath.Join(plots, p))
-	}
+	wantPNGs(t, plots, "attention_latency.png", "attention_speedup.png", "attention_tflops.png")
 	// The masks go next to the JSON by default.
 	var man struct {
 		Masks []struct {
@@ -138,25 +187,25 @@ func TestBenchPrefillAccuracyCLI(t *testing.T) {
 		t.Fatalf("gen-model exit %d: %s", code, errb.String())
 	}
 	js := filepath.Join(dir, "p.json")
-	if code := run([]string{"bench", "prefill", "--model", mdir, "--lens", "64,200", "--methods", "dense", "--reps", "1",
-		"--json", js, "--plots", filepath.Join(dir, "plots"), "--quiet"}, &out, &errb); code != 0 {
+	if code := run(append([]string{"bench", "prefill", "--model", mdir, "--lens", "64,200", "--methods", "dense", "--reps", "1",
+		"--json", js, "--quiet"}, plotsFlag(dir)...), &out, &errb); code != 0 {
 		t.Fatalf("prefill exit %d: %s", code, errb.String())
 	}
 	rows := readJSON(t, js)["results"].(map[string]any)["prefill"].([]any)
 	if len(rows) != 2 {
 		t.Fatalf("%d prefill rows", len(rows))
 	}
-	isPNG(t, filepath.Join(dir, "plots", "prefill_latency.png"))
+	wantPNGs(t, filepath.Join(dir, "plots"), "prefill_latency.png")
 	aj := filepath.Join(dir, "a.json")
-	if code := run([]string{"bench", "accuracy", "--model", mdir, "--lens", "512", "--methods", "dense", "--tasks", "passkey",
-		"--depths", "0.5", "--passkey-tokens", "2", "--json", aj, "--plots", filepath.Join(dir, "plots"), "--quiet"}, &out, &errb); code != 0 {
+	if code := run(append([]string{"bench", "accuracy", "--model", mdir, "--lens", "512", "--methods", "dense", "--tasks", "passkey",
+		"--depths", "0.5", "--passkey-tokens", "2", "--json", aj, "--quiet"}, plotsFlag(dir)...), &out, &errb); code != 0 {
 		t.Fatalf("accuracy exit %d: %s", code, errb.String())
 	}
 	sum := readJSON(t, aj)["results"].(map[string]any)["retrieval_summary"].([]any)
 	if len(sum) != 1 {
 		t.Fatalf("summary %v", sum)
 	}
-	isPNG(t, filepath.Join(dir, "plots", "accuracy_vs_density.png"))
+	wantPNGs(t, filepath.Join(dir, "plots"), "accuracy_vs_density.png")
 	// Usage errors exit 2.
 	for _, args := range [][]string{{"bench"}, {"bench", "nope"}, {"bench", "prefill"}, {"bench", "kernels", "--lens", "x"},
 		{"bench", "prefill", "--model", mdir, "--methods", "magic"}} {

@@ -10,10 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shareprefill/shareprefill/cmd/shareprefill/internal/calibrate"
 	"github.com/shareprefill/shareprefill/internal/outpath"
 	"github.com/shareprefill/shareprefill/share"
 	"github.com/shareprefill/shareprefill/share/calib"
-	"github.com/shareprefill/shareprefill/share/calibrate"
 )
 
 // listFlag collects repeated (or comma-separated) flag values.

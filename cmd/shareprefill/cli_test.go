@@ -176,6 +176,26 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
+// TestRunOutOfMemoryHint: a context too long for the device's memory is an
+// error whose fix the library words as a shorter context and the command
+// names as its flag (after the note that the context passes the trained
+// length).
+func TestRunOutOfMemoryHint(t *testing.T) {
+	needVulkan(t)
+	code, out, errOut := runCLI(t, "run", "--context", "1000000000", "--max-tokens", "1")
+	noStackTrace(t, out, errOut)
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if code != 1 || !strings.HasPrefix(last, "shareprefill run:") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, w := range []string{"out of device memory", "shorter context", "--context sets"} {
+		if !strings.Contains(last, w) {
+			t.Errorf("error line %q lacks %q", last, w)
+		}
+	}
+}
+
 // TestRunNoVulkan runs the program in a subprocess whose Vulkan loader finds
 // no driver: one line saying so and how to install one, exit status 1.
 func TestRunNoVulkan(t *testing.T) {

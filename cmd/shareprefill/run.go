@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +30,7 @@ var stdin io.Reader = os.Stdin
 // runOptions are the parsed and checked flags of `shareprefill run`.
 type runOptions struct {
 	model, device, attn, clusters, preset string
+	kind                                  share.PlannerKind // attn, parsed
 	context                               int
 	prompt, promptFile                    string
 	promptSet                             bool // --prompt was given (even as "")
@@ -38,9 +38,6 @@ type runOptions struct {
 	statsJSON, profile                    string
 	force, quiet, allowNonFinite          bool
 }
-
-// runAttentions are the --attn values; the library takes them in any case.
-var runAttentions = []string{"dense", "vs", "flex", "share"}
 
 // parseRunFlags parses and checks the flags of `shareprefill run` without
 // touching a file or a device: it returns the options, a usageError naming
@@ -78,6 +75,8 @@ func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 		return nil, usageError{fmt.Sprintf(format, args...)}
 	}
 	g := o.gen
+	kind, kindErr := share.ParsePlannerKind(o.attn)
+	o.kind = kind
 	switch {
 	case g.MaxTokens < 1:
 		return bad("--max-tokens %d: want ≥ 1", g.MaxTokens)
@@ -93,9 +92,9 @@ func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 		return bad("--prompt-file is empty; give a file name")
 	case o.context < 0:
 		return bad("--context %d: want ≥ 1 tokens, or 0 for the model's", o.context)
-	case !slices.Contains(runAttentions, strings.ToLower(o.attn)):
-		return bad("--attn %q: want dense, vs, flex or share", o.attn)
-	case o.clusters != "" && strings.ToLower(o.attn) != "share":
+	case kindErr != nil:
+		return bad("--attn: %v", kindErr)
+	case o.clusters != "" && kind != share.KindShare:
 		return bad("--clusters needs --attn share")
 	case set["system"] && !g.Chat:
 		return bad("--system needs --chat")
@@ -150,13 +149,16 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	bar := newProgressBar(stderr)
 	m, err := shareprefill.Open(ctx, shareprefill.Options{
 		Model: o.model, Device: o.device, Context: o.context,
-		Attention: o.attn, Clusters: o.clusters, Preset: o.preset,
+		Attention: o.kind, Clusters: o.clusters, Preset: o.preset,
 		Progress: bar.update, AllowNonFinite: o.allowNonFinite,
 		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", args...) },
 		// The device's own notes (which GPU, which switches) stay quiet.
 		Runtime: runtime.Options{Logf: func(string, ...any) {}},
 	})
 	bar.clear()
+	if errors.Is(err, runtime.ErrOutOfDeviceMemory) {
+		return fmt.Errorf("%w (--context sets the context length)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -224,12 +226,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		if attnLine == "" {
 			attnLine = "dense (every causal block, density 1.00)"
 		}
-		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Dev.Info().Name)
+		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Device().Info().Name)
 		fmt.Fprintf(stderr, "prompt %d tokens · prefill %s (%.0f tok/s) · first token after %s\n",
 			st.PromptTokens, st.Prefill.Round(10e3), st.PrefillTokensPerSecond(), st.FirstToken.Round(10e3))
 		fmt.Fprintf(stderr, "generated %d tokens · decode %.1f tok/s\n", st.GeneratedTokens, st.DecodeTokensPerSecond())
 		if st.StoppedByContext {
-			fmt.Fprintf(stderr, "stopped: the context of %d tokens is full (--context sets it)\n", m.Engine.Context())
+			fmt.Fprintf(stderr, "stopped: the context of %d tokens is full (--context sets it)\n", m.Context())
 		}
 		fmt.Fprintf(stderr, "attention: %s\n", attnLine)
 	}

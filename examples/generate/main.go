@@ -49,5 +49,5 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "%s on %s: %d prompt tokens, %d generated, %.0f tokens/s\n",
-		m.Name, m.Dev.Info().Name, stats.PromptTokens, stats.GeneratedTokens, stats.DecodeTokensPerSecond())
+		m.Name, m.Device().Info().Name, stats.PromptTokens, stats.GeneratedTokens, stats.DecodeTokensPerSecond())
 }

@@ -29,7 +29,7 @@ func main() {
 	log.SetFlags(0)
 	ctx := context.Background()
 
-	m, err := shareprefill.Open(ctx, shareprefill.Options{Model: *modelDir, Attention: *attn, Clusters: *clusters})
+	m, err := shareprefill.Open(ctx, shareprefill.Options{Model: *modelDir, Attention: share.PlannerKind(*attn), Clusters: *clusters})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func main() {
 // the context).
 func longPrompt(m *shareprefill.Model, n int) string {
 	const story = "Lily and Tom went to the park. They played with a red ball and saw a big dog. The dog was friendly and wagged its tail. "
-	if max := m.Engine.Context() - 8; n > max {
+	if max := m.Context() - 8; n > max {
 		n = max
 	}
 	var b strings.Builder

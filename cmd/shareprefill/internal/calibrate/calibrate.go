@@ -300,9 +300,9 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 		return nil, nil, err
 	}
 	defer m.Close()
-	cfg := m.Config
-	if opts.Length == 0 || opts.Length > m.Engine.Context() {
-		opts.Length = m.Engine.Context()
+	cfg := m.Config()
+	if opts.Length == 0 || opts.Length > m.Context() {
+		opts.Length = m.Context()
 	}
 	if opts.Length < 2*opts.Block {
 		return nil, nil, fmt.Errorf("calibrate: --length %d gives fewer than 2 blocks of %d tokens", opts.Length, opts.Block)
@@ -311,12 +311,12 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 	var stream []int
 	var sources []string
 	for i, f := range opts.Data {
-		stream = append(stream, m.Tok.Encode(texts[i], false)...)
+		stream = append(stream, m.Tokenizer().Encode(texts[i], false)...)
 		sources = append(sources, filepath.Base(f))
 	}
 	need := opts.Prompts + opts.Holdout
 	body := opts.Length
-	if bos := m.Tok.BOS(); bos >= 0 {
+	if bos := m.Tokenizer().BOS(); bos >= 0 {
 		body--
 	}
 	if len(stream) < need*body {
@@ -328,7 +328,7 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 	var hashes []string
 	for i := 0; i < need; i++ {
 		p := []int{}
-		if bos := m.Tok.BOS(); bos >= 0 {
+		if bos := m.Tokenizer().BOS(); bos >= 0 {
 			p = append(p, bos)
 		}
 		p = append(p, stream[i*stride:i*stride+body]...)
@@ -340,15 +340,19 @@ func Run(ctx context.Context, opts Options) (*share.ClusterFile, *Report, error)
 		hashes = append(hashes, hex.EncodeToString(h.Sum(nil))[:16])
 	}
 	col := &collector{B: opts.Block}
-	m.Engine.SetAttention(col)
+	if err := m.SetAttention(col); err != nil {
+		return nil, nil, fmt.Errorf("calibrate: %w", err)
+	}
 	start := time.Now()
 	L, H := cfg.NumLayers, cfg.NumHeads
 	sum := make([][]float64, L*H)
 	var held []calib.PromptMaps
 	for i, p := range prompts {
 		prog("collecting maps", i, len(prompts))
-		m.Engine.Reset()
-		if _, err := m.Engine.Prefill(ctx, p); err != nil {
+		if err := m.Reset(); err != nil {
+			return nil, nil, fmt.Errorf("calibrate: prompt %d: %w", i, err)
+		}
+		if _, err := m.Prefill(ctx, p); err != nil {
 			return nil, nil, fmt.Errorf("calibrate: prompt %d: %w", i, err)
 		}
 		if i < opts.Prompts {
