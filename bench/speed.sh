@@ -28,7 +28,8 @@
 # Results go to $OUT (the device tool's return folder; else out/speed): the
 # log, and results.tar.gz (every JSON and Markdown report), remade after
 # each stage so that a call cut short still returns what it finished.
-# Environment: LMLENS, BIGLENS, DECLENS, GEN, REPS, METHODS, CLUSTERS, LLAMACPP_FA, LLAMACPP_UB,
+# Environment: LMLENS, BIGLENS, DECLENS, GEN, REPS, METHODS, CLUSTERS, VMETHODS, VPEERS,
+# LLAMACPP_MODELS, LLAMACPP_FA, LLAMACPP_UB,
 # DEADLINE_S (stop starting stages after this many seconds; default 540).
 set -uo pipefail
 
@@ -45,6 +46,9 @@ GEN=${GEN:-64}
 REPS=${REPS:-3}
 METHODS=${METHODS:-dense}
 DEADLINE_S=${DEADLINE_S:-540}
+VMETHODS=${VMETHODS:-dense,vs,flex,share} # the vehicle's methods
+VPEERS=${VPEERS:-1}                       # 0: the vehicle without transformers and its exact density
+LLAMACPP_MODELS=${LLAMACPP_MODELS:-small,big}
 LLAMACPP_FA=${LLAMACPP_FA:-1}    # llama.cpp flash attention: 1, 0 or "1,0"
 LLAMACPP_UB=${LLAMACPP_UB:-2048} # llama.cpp ubatch sizes, e.g. "512,2048" (its best is the fair peer)
 T0=$SECONDS
@@ -122,9 +126,10 @@ stage_hf_8b() { big_model && hf "$M8B" "$BIGLENS" 8b; }
 stage_vehicle() {
 	[[ -f $MV/config.json ]] || $BIN bench gen-model --kind structured --shape llama3-8b --layers 2 --out "$MV"
 	log "vehicle: ours"
-	$BIN bench prefill --model "$MV" --prompt structured --lens "$VLENS" --methods dense,vs,flex,share --reps "$REPS" \
+	$BIN bench prefill --model "$MV" --prompt structured --lens "$VLENS" --methods "$VMETHODS" --reps "$REPS" \
 		--profile --json "$SCRATCH/json/prefill-vehicle.json" --md "$SCRATCH/json/prefill-vehicle.md" --quiet
 	pack
+	((VPEERS)) || return 0
 	log "vehicle: transformers (fp16; dense time does not depend on the tokens)"
 	python3 bench/peers/hf_prefill.py --model "$MV" --dtype fp16 --lens "$VLENS" --reps "$REPS" --json "$SCRATCH/json/prefill-vehicle-hf.json"
 	pack
@@ -138,7 +143,7 @@ stage_llamacpp() {
 	lm_model
 	log "llama.cpp Vulkan prefill"
 	OUT=$SCRATCH/json/llamacpp LLAMACPP_KIT_BUDGET_S=$((DEADLINE_S - (SECONDS - T0) - 90)) \
-		bash $kit/run.sh --models small,big --hf-dir "$MLM" --variants default --fa "$LLAMACPP_FA" --ub "$LLAMACPP_UB" \
+		bash $kit/run.sh --models "$LLAMACPP_MODELS" --hf-dir "$MLM" --variants default --fa "$LLAMACPP_FA" --ub "$LLAMACPP_UB" \
 		--small-sizes "$LMLENS" --big-sizes "$BIGLENS" --reps "$REPS"
 	log "llama.cpp Vulkan decode (tg$GEN at depth)"
 	local kb=${LLAMACPP_KIT_WORK:-/tmp/llamacpp-kit}
