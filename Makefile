@@ -30,8 +30,7 @@ test-race: deps
 
 # Every fuzz target for FUZZTIME each (parsers of untrusted input: the run
 # command line, config.json, the safetensors header, the GGUF header,
-# metadata and tensor table, tokenizer.json and
-# prompts, the cluster file). New failing inputs land in the package's
+# metadata and tensor table, tokenizer.json and prompts, the cluster file). New failing inputs land in the package's
 # testdata/fuzz/ and then run in every plain `go test`.
 FUZZTIME ?= 10s
 fuzz:

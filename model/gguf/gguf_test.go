@@ -305,7 +305,7 @@ func TestMalformed(t *testing.T) {
 		{"byte count", tensorFile([]uint64{1 << 61}, 0, 0, 0), `tensor "t": dimensions [2305843009213693952] of F32: the byte count overflows int64`},
 		{"misaligned", tensorFile([]uint64{4}, 0, 8, 32), `tensor "t": offset 8 is not a multiple of the alignment 32`},
 		{"outside", tensorFile([]uint64{4}, 0, 0, 15), `tensor "t": data [0, 16) lies outside the 15-byte data section`},
-		{"far outside", tensorFile([]uint64{4}, 0, 1 << 40, 16), `tensor "t": data [1099511627776, 1099511627792) lies outside`},
+		{"far outside", tensorFile([]uint64{4}, 0, 1<<40, 16), `tensor "t": data [1099511627776, 1099511627792) lies outside`},
 		{"overlap", twoTensors(0), `tensors "a" [0, 32) and "b" [0, 32) overlap`},
 		{"duplicate tensor", header(u32(3), u64(2), u64(0), "a", u32(1), u64(8), u32(0), u64(0), "a", u32(1), u64(8), u32(0), u64(32)), `tensor "a" appears twice`},
 	} {
