@@ -66,6 +66,22 @@ func OpenGGUF(path string) (*Config, *Checkpoint, error) {
 	return cfg, ck, nil
 }
 
+// openModel opens a GGUF file or a safetensors directory.
+func openModel(path string) (*Config, *Checkpoint, error) {
+	if IsGGUF(path) {
+		return OpenGGUF(path)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	ck, err := OpenCheckpoint(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, ck, nil
+}
+
 // GGUF returns the GGUF file of a checkpoint opened by OpenGGUF, and nil for
 // a safetensors checkpoint. It is valid until Close.
 func (c *Checkpoint) GGUF() *gguf.File {

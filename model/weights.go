@@ -160,13 +160,10 @@ type Model struct {
 	Weights *Weights
 }
 
-// Load reads config.json and the safetensors weights of dir into memory.
+// Load reads config.json and the safetensors weights of dir into memory;
+// dir may also be a GGUF file (see OpenGGUF).
 func Load(dir string) (*Model, error) {
-	cfg, err := LoadConfig(dir)
-	if err != nil {
-		return nil, err
-	}
-	ck, err := OpenCheckpoint(dir)
+	cfg, ck, err := openModel(dir)
 	if err != nil {
 		return nil, err
 	}

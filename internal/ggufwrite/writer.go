@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/shareprefill/shareprefill/model/gguf"
 )
@@ -41,9 +42,24 @@ type tensor struct {
 	data []byte
 }
 
-// Add appends a metadata pair. v is a Go scalar (uint8 … float64, bool,
+// Add sets a metadata pair: a new key is appended, an existing one takes
+// the new value in its place. v is a Go scalar (uint8 … float64, bool,
 // string), a slice of one, or a gguf.Value (as read from a file).
-func (w *Writer) Add(key string, v any) { w.kvs = append(w.kvs, kv{key, v}) }
+func (w *Writer) Add(key string, v any) {
+	for i := range w.kvs {
+		if w.kvs[i].key == key {
+			w.kvs[i].v = v
+			return
+		}
+	}
+	w.kvs = append(w.kvs, kv{key, v})
+}
+
+// Remove deletes the metadata key and the tensor called name, if present.
+func (w *Writer) Remove(name string) {
+	w.kvs = slices.DeleteFunc(w.kvs, func(p kv) bool { return p.key == name })
+	w.tensors = slices.DeleteFunc(w.tensors, func(t tensor) bool { return t.name == name })
+}
 
 // AddTensor appends a tensor; dims are in ggml order (innermost first) and
 // data is its raw encoding.

@@ -1,0 +1,114 @@
+package ggufwrite
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/shareprefill/shareprefill/model"
+	"github.com/shareprefill/shareprefill/model/gguf"
+)
+
+// FromCheckpoint returns a Writer holding the model in ck (described by
+// cfg) as llama.cpp's convert_hf_to_gguf.py writes it: general.architecture
+// "llama" (Llama, Mistral) or "qwen2", the hyperparameters under that
+// prefix, the llama tensor names, and for "llama" the rows of attn_q and
+// attn_k permuted for ggml's RoPE (Permute). Matrices are stored as
+// matrixType (F32 or F16), norms and biases as F32. Add the tokenizer with
+// AddTokenizer.
+func FromCheckpoint(ck *model.Checkpoint, cfg *model.Config, matrixType gguf.Type) (*Writer, error) {
+	if matrixType != gguf.F32 && matrixType != gguf.F16 {
+		return nil, fmt.Errorf("ggufwrite: matrix type %s (want F32 or F16)", matrixType)
+	}
+	arch := "llama"
+	if cfg.Architecture == model.ArchQwen2 {
+		arch = "qwen2"
+	}
+	w := &Writer{}
+	w.Add("general.architecture", arch)
+	w.Add("general.name", "test")
+	k := func(s string) string { return arch + "." + s }
+	w.Add(k("vocab_size"), uint32(cfg.VocabSize))
+	w.Add(k("context_length"), uint32(cfg.MaxPositionEmbeddings))
+	w.Add(k("embedding_length"), uint32(cfg.HiddenSize))
+	w.Add(k("block_count"), uint32(cfg.NumLayers))
+	w.Add(k("feed_forward_length"), uint32(cfg.IntermediateSize))
+	w.Add(k("attention.head_count"), uint32(cfg.NumHeads))
+	w.Add(k("attention.head_count_kv"), uint32(cfg.NumKVHeads))
+	w.Add(k("attention.key_length"), uint32(cfg.HeadDim))
+	w.Add(k("attention.value_length"), uint32(cfg.HeadDim))
+	w.Add(k("rope.dimension_count"), uint32(cfg.HeadDim))
+	w.Add(k("rope.freq_base"), float32(cfg.RopeTheta))
+	w.Add(k("attention.layer_norm_rms_epsilon"), float32(cfg.RMSNormEps))
+	names := ggufNames(cfg.NumLayers)
+	for _, spec := range cfg.ExpectedTensors() {
+		name, ok := names[spec.Name]
+		if !ok {
+			return nil, fmt.Errorf("ggufwrite: no GGUF name for %s", spec.Name)
+		}
+		v, err := ck.Float32s(spec.Name)
+		if err != nil {
+			return nil, err
+		}
+		typ := gguf.F32
+		if len(spec.Shape) == 2 {
+			typ = matrixType
+		}
+		data, err := model.Float32Bytes(v, map[gguf.Type]model.DType{gguf.F32: model.F32, gguf.F16: model.F16}[typ])
+		if err != nil {
+			return nil, err
+		}
+		if arch == "llama" {
+			switch {
+			case strings.Contains(name, ".attn_q."):
+				data = Permute(data, spec.Shape[0], cfg.NumHeads)
+			case strings.Contains(name, ".attn_k."):
+				data = Permute(data, spec.Shape[0], cfg.NumKVHeads)
+			}
+		}
+		dims := make([]uint64, len(spec.Shape))
+		for i, d := range spec.Shape {
+			dims[len(dims)-1-i] = uint64(d)
+		}
+		w.AddTensor(name, typ, dims, data)
+	}
+	return w, nil
+}
+
+// ggufNames maps the Hugging Face names of a model of layers layers to
+// the GGUF ones (the inverse of model.HFTensorName).
+func ggufNames(layers int) map[string]string {
+	var cands []string
+	cands = append(cands, "token_embd.weight", "output_norm.weight", "output.weight")
+	for l := range layers {
+		for _, s := range []string{"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"} {
+			cands = append(cands, fmt.Sprintf("blk.%d.%s.weight", l, s), fmt.Sprintf("blk.%d.%s.bias", l, s))
+		}
+	}
+	out := map[string]string{}
+	for _, g := range cands {
+		if hf, ok := model.HFTensorName(g); ok {
+			out[hf] = g
+		}
+	}
+	return out
+}
+
+// Permute reorders the rows of a Q or K weight (or bias) of rows rows and
+// heads heads as llama.cpp's LlamaModel.permute does:
+//
+//	w.reshape(heads, 2, rows/heads/2, ...).swapaxes(1, 2).reshape(w.shape)
+//
+// so that row h·d + 2i + s of the result is row h·d + s·d/2 + i of data
+// (d = rows/heads).
+func Permute(data []byte, rows, heads int) []byte {
+	d, rb := rows/heads, len(data)/rows
+	out := make([]byte, len(data))
+	for h := range heads {
+		for i := range d / 2 {
+			for s := range 2 {
+				copy(out[(h*d+2*i+s)*rb:][:rb], data[(h*d+s*d/2+i)*rb:][:rb])
+			}
+		}
+	}
+	return out
+}
