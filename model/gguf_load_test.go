@@ -2,7 +2,6 @@ package model_test
 
 import (
 	"context"
-	"io/fs"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -40,20 +39,8 @@ func embedded(t testing.TB) (*model.Config, *model.Checkpoint) {
 // converter does (matrices as typ, Q/K permuted, SentencePiece vocabulary).
 func storiesWriter(t testing.TB, typ gguf.Type) *ggufwrite.Writer {
 	t.Helper()
-	cfg, ck := embedded(t)
-	w, err := ggufwrite.FromCheckpoint(ck, cfg, typ)
+	w, err := ggufwrite.FromFS(stories260k.FS(), typ)
 	if err != nil {
-		t.Fatal(err)
-	}
-	tj, err := fs.ReadFile(stories260k.FS(), "tokenizer.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := fs.ReadFile(stories260k.FS(), "tokenizer_config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.AddTokenizer(tj, tc, cfg.VocabSize, ""); err != nil {
 		t.Fatal(err)
 	}
 	return w

@@ -2,7 +2,6 @@ package tokenizer
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,16 +60,7 @@ func TestGGUFLlamaCppVectors(t *testing.T) {
 	} {
 		t.Run(tc.vocab, func(t *testing.T) {
 			tk := ggufFromJSON(t, filepath.Join(dir, tc.tok), tc.pre)
-			texts, want := readVectors(t, dir, tc.vocab)
-			for i, text := range texts {
-				got := tk.Encode(text, false)
-				if !slices.Equal(got, want[i]) {
-					t.Errorf("case %d %q:\n got %v\nwant %v", i, text, got, want[i])
-				}
-				if dec := tk.Decode(got); dec != text && tc.vocab != "qwen2" {
-					t.Errorf("case %d: Decode = %q, want %q", i, dec, text)
-				}
-			}
+			checkVectors(t, tk, dir, tc.vocab)
 			// Special tokens, BOS and EOS as with tokenizer.json.
 			ref := sharedTokenizer(t, tc.tok)
 			if tk.BOS() != ref.BOS() || tk.EOS() != ref.EOS() || tk.AddsBOS() != ref.AddsBOS() {
@@ -91,10 +81,9 @@ func TestGGUFLlamaCppVectors(t *testing.T) {
 // the SentencePiece pieces, scores and types of tok512.model.
 var storiesGGUF = filepath.Join("..", "model", "testdata", "stories260k-q8_0.gguf")
 
-// TestGGUFSentencePieceMerges: the merges derived from real SentencePiece
-// scores are exactly those of the Hugging Face tokenizer.json converted from
-// the same model, so both tokenize alike.
-func TestGGUFSentencePieceMerges(t *testing.T) {
+// storiesGGUFTokenizer builds the tokenizer of storiesGGUF.
+func storiesGGUFTokenizer(t *testing.T) *Tokenizer {
+	t.Helper()
 	f, err := gguf.Open(storiesGGUF)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +93,14 @@ func TestGGUFSentencePieceMerges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tk
+}
+
+// TestGGUFSentencePieceMerges: the merges derived from real SentencePiece
+// scores are exactly those of the Hugging Face tokenizer.json converted from
+// the same model, so both tokenize alike.
+func TestGGUFSentencePieceMerges(t *testing.T) {
+	tk := storiesGGUFTokenizer(t)
 	ref, err := Load(filepath.Join("..", "model", "stories260k", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -131,34 +128,10 @@ func TestGGUFSentencePieceMerges(t *testing.T) {
 // TestGGUFTok512Cases runs the 55 reference cases of tok512 on the
 // tokenizer of the stories260K GGUF.
 func TestGGUFTok512Cases(t *testing.T) {
-	dir := sharedDir(t)
-	f, err := gguf.Open(storiesGGUF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tk, err := FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cases := tok512Cases(t)
+	tk := storiesGGUFTokenizer(t)
 	ref := sharedTokenizer(t, storyPath)
-	data, err := os.ReadFile(filepath.Join(dir, "stories260K-hf", "reference", "tok512_encode_cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases struct {
-		Cases []struct {
-			Text string `json:"text"`
-			IDs  []int  `json:"ids"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(data, &cases); err != nil {
-		t.Fatal(err)
-	}
-	if len(cases.Cases) != 55 {
-		t.Fatalf("%d cases, want 55", len(cases.Cases))
-	}
-	for i, c := range cases.Cases {
+	for i, c := range cases {
 		got := tk.Encode(c.Text, false)
 		if !slices.Equal(got, c.IDs) && !(len(got) == 0 && len(c.IDs) == 0) {
 			t.Errorf("case %d %q:\n got %v\nwant %v", i, c.Text, got, c.IDs)

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/internal/ggufwrite"
-	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/model/gguf"
 	"github.com/shareprefill/shareprefill/model/stories260k"
 )
@@ -20,22 +18,8 @@ var storiesQ8 = filepath.Join("..", "..", "model", "testdata", "stories260k-q8_0
 // converter would, and returns its path.
 func storiesF16(t *testing.T) string {
 	t.Helper()
-	cfg, err := model.LoadConfigFS(stories260k.FS(), ".")
+	w, err := ggufwrite.FromFS(stories260k.FS(), gguf.F16)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ck, err := model.OpenCheckpointFS(stories260k.FS(), ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	w, err := ggufwrite.FromCheckpoint(ck, cfg, gguf.F16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tj, _ := fs.ReadFile(stories260k.FS(), "tokenizer.json")
-	tc, _ := fs.ReadFile(stories260k.FS(), "tokenizer_config.json")
-	if err := w.AddTokenizer(tj, tc, cfg.VocabSize, ""); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(t.TempDir(), "stories260k-f16.gguf")

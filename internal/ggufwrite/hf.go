@@ -2,6 +2,7 @@ package ggufwrite
 
 import (
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/shareprefill/shareprefill/model"
@@ -27,16 +28,17 @@ func FromCheckpoint(ck *model.Checkpoint, cfg *model.Config, matrixType gguf.Typ
 	w.Add("general.architecture", arch)
 	w.Add("general.name", "test")
 	k := func(s string) string { return arch + "." + s }
-	w.Add(k("vocab_size"), uint32(cfg.VocabSize))
-	w.Add(k("context_length"), uint32(cfg.MaxPositionEmbeddings))
-	w.Add(k("embedding_length"), uint32(cfg.HiddenSize))
-	w.Add(k("block_count"), uint32(cfg.NumLayers))
-	w.Add(k("feed_forward_length"), uint32(cfg.IntermediateSize))
-	w.Add(k("attention.head_count"), uint32(cfg.NumHeads))
-	w.Add(k("attention.head_count_kv"), uint32(cfg.NumKVHeads))
-	w.Add(k("attention.key_length"), uint32(cfg.HeadDim))
-	w.Add(k("attention.value_length"), uint32(cfg.HeadDim))
-	w.Add(k("rope.dimension_count"), uint32(cfg.HeadDim))
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{
+		{"vocab_size", cfg.VocabSize}, {"context_length", cfg.MaxPositionEmbeddings}, {"embedding_length", cfg.HiddenSize},
+		{"block_count", cfg.NumLayers}, {"feed_forward_length", cfg.IntermediateSize}, {"attention.head_count", cfg.NumHeads},
+		{"attention.head_count_kv", cfg.NumKVHeads}, {"attention.key_length", cfg.HeadDim},
+		{"attention.value_length", cfg.HeadDim}, {"rope.dimension_count", cfg.HeadDim},
+	} {
+		w.Add(k(kv.key), uint32(kv.v))
+	}
 	w.Add(k("rope.freq_base"), float32(cfg.RopeTheta))
 	w.Add(k("attention.layer_norm_rms_epsilon"), float32(cfg.RMSNormEps))
 	names := ggufNames(cfg.NumLayers)
@@ -70,6 +72,35 @@ func FromCheckpoint(ck *model.Checkpoint, cfg *model.Config, matrixType gguf.Typ
 			dims[len(dims)-1-i] = uint64(d)
 		}
 		w.AddTensor(name, typ, dims, data)
+	}
+	return w, nil
+}
+
+// FromFS converts the Hugging Face model at the root of fsys (config.json,
+// the safetensors weights, tokenizer.json and tokenizer_config.json) with
+// FromCheckpoint and AddTokenizer (pre-tokenizer "llama-bpe" for a byte-level
+// vocabulary).
+func FromFS(fsys fs.FS, matrixType gguf.Type) (*Writer, error) {
+	cfg, err := model.LoadConfigFS(fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	ck, err := model.OpenCheckpointFS(fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	w, err := FromCheckpoint(ck, cfg, matrixType)
+	if err != nil {
+		return nil, err
+	}
+	tj, err := fs.ReadFile(fsys, "tokenizer.json")
+	if err != nil {
+		return nil, err
+	}
+	tc, _ := fs.ReadFile(fsys, "tokenizer_config.json")
+	if err := w.AddTokenizer(tj, tc, cfg.VocabSize, "llama-bpe"); err != nil {
+		return nil, err
 	}
 	return w, nil
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"slices"
 
 	"github.com/shareprefill/shareprefill/model/gguf"
@@ -207,57 +208,32 @@ func writeTyped(b *bytes.Buffer, v any) error {
 	return writeArray(b, v)
 }
 
-// writeArray writes an array's element type, length and elements.
+// writeArray writes an array's element type, length and elements: v is a
+// slice of a scalar type, or []gguf.Value for an array of arrays.
 func writeArray(b *bytes.Buffer, v any) error {
 	le := binary.LittleEndian
-	head := func(t gguf.ValueType, n int) {
-		binary.Write(b, le, uint32(t))
-		binary.Write(b, le, uint64(n))
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return fmt.Errorf("unsupported Go type %T", v)
 	}
-	switch a := v.(type) {
-	case []string:
-		head(gguf.TypeString, len(a))
-		for _, s := range a {
-			writeString(b, s)
-		}
-	case []gguf.Value:
-		head(gguf.TypeArray, len(a))
-		for _, x := range a {
+	if inner, ok := v.([]gguf.Value); ok {
+		binary.Write(b, le, uint32(gguf.TypeArray))
+		binary.Write(b, le, uint64(len(inner)))
+		for _, x := range inner {
 			if err := writeArray(b, x.Interface()); err != nil {
 				return err
 			}
 		}
-	case []bool, []uint8, []int8, []uint16, []int16, []uint32, []int32, []uint64, []int64, []float32, []float64:
-		var t gguf.ValueType
-		var n int
-		switch a := v.(type) {
-		case []bool:
-			t, n = gguf.TypeBool, len(a)
-		case []uint8:
-			t, n = gguf.TypeUint8, len(a)
-		case []int8:
-			t, n = gguf.TypeInt8, len(a)
-		case []uint16:
-			t, n = gguf.TypeUint16, len(a)
-		case []int16:
-			t, n = gguf.TypeInt16, len(a)
-		case []uint32:
-			t, n = gguf.TypeUint32, len(a)
-		case []int32:
-			t, n = gguf.TypeInt32, len(a)
-		case []uint64:
-			t, n = gguf.TypeUint64, len(a)
-		case []int64:
-			t, n = gguf.TypeInt64, len(a)
-		case []float32:
-			t, n = gguf.TypeFloat32, len(a)
-		case []float64:
-			t, n = gguf.TypeFloat64, len(a)
-		}
-		head(t, n)
-		binary.Write(b, le, v)
-	default:
+		return nil
+	}
+	elem, ok := valueType(reflect.Zero(rv.Type().Elem()).Interface())
+	if !ok {
 		return fmt.Errorf("unsupported Go type %T", v)
+	}
+	binary.Write(b, le, uint32(elem))
+	binary.Write(b, le, uint64(rv.Len()))
+	for i := range rv.Len() {
+		writeScalar(b, rv.Index(i).Interface())
 	}
 	return nil
 }

@@ -137,32 +137,29 @@ func kScaleMin(s []byte) (sc, m [8]uint8) {
 // nibbles (bytes 32c…32c+31 hold groups 2c in the low and 2c+1 in the high
 // nibbles); x = (d·sc)·q − dmin·m.
 func dequantQ4_K(dst []float32, src []byte) {
-	d, dmin := half(src), half(src[2:])
-	sc, m := kScaleMin(src[4:16])
-	qs := src[16:144]
-	for g := range 8 {
-		dd, dm := d*float32(sc[g]), dmin*float32(m[g])
-		q := qs[g/2*32 : g/2*32+32]
-		shift := 4 * uint(g%2)
-		for e := range 32 {
-			dst[g*32+e] = float32(dd*float32(q[e]>>shift&0x0f)) - dm
-		}
-	}
+	dequantK(dst, src[:16], nil, src[16:144])
 }
 
 // dequantQ5_K is Q4_K with a fifth bit per element: 32 bytes after the
 // scales, bit g of byte e belonging to element e of group g.
 func dequantQ5_K(dst []float32, src []byte) {
-	d, dmin := half(src), half(src[2:])
-	sc, m := kScaleMin(src[4:16])
-	qh := src[16:48]
-	qs := src[48:176]
+	dequantK(dst, src[:16], src[16:48], src[48:176])
+}
+
+// dequantK decodes a Q4_K (qh nil) or Q5_K super-block from its 16-byte
+// head (d, dmin, scales), high bits qh and nibbles qs.
+func dequantK(dst []float32, head, qh, qs []byte) {
+	d, dmin := half(head), half(head[2:])
+	sc, m := kScaleMin(head[4:16])
 	for g := range 8 {
 		dd, dm := d*float32(sc[g]), dmin*float32(m[g])
 		q := qs[g/2*32 : g/2*32+32]
 		shift := 4 * uint(g%2)
 		for e := range 32 {
-			v := q[e]>>shift&0x0f | (qh[e]>>uint(g)&1)<<4
+			v := q[e] >> shift & 0x0f
+			if qh != nil {
+				v |= (qh[e] >> uint(g) & 1) << 4
+			}
 			dst[g*32+e] = float32(dd*float32(v)) - dm
 		}
 	}

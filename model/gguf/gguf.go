@@ -686,84 +686,49 @@ func (d *decoder) array(depth int) (Value, error) {
 
 // scalarArray reads n fixed-size elements into a slice of their Go type.
 func (d *decoder) scalarArray(t ValueType, n int) (any, error) {
-	size := t.size()
-	get := func(i int) ([]byte, error) {
+	le := binary.LittleEndian
+	switch t {
+	case TypeUint8:
+		return readArray(d, n, 1, func(b []byte) (uint8, error) { return b[0], nil })
+	case TypeInt8:
+		return readArray(d, n, 1, func(b []byte) (int8, error) { return int8(b[0]), nil })
+	case TypeUint16:
+		return readArray(d, n, 2, func(b []byte) (uint16, error) { return le.Uint16(b), nil })
+	case TypeInt16:
+		return readArray(d, n, 2, func(b []byte) (int16, error) { return int16(le.Uint16(b)), nil })
+	case TypeUint32:
+		return readArray(d, n, 4, func(b []byte) (uint32, error) { return le.Uint32(b), nil })
+	case TypeInt32:
+		return readArray(d, n, 4, func(b []byte) (int32, error) { return int32(le.Uint32(b)), nil })
+	case TypeFloat32:
+		return readArray(d, n, 4, func(b []byte) (float32, error) { return math.Float32frombits(le.Uint32(b)), nil })
+	case TypeUint64:
+		return readArray(d, n, 8, func(b []byte) (uint64, error) { return le.Uint64(b), nil })
+	case TypeInt64:
+		return readArray(d, n, 8, func(b []byte) (int64, error) { return int64(le.Uint64(b)), nil })
+	case TypeFloat64:
+		return readArray(d, n, 8, func(b []byte) (float64, error) { return math.Float64frombits(le.Uint64(b)), nil })
+	case TypeBool:
+		return readArray(d, n, 1, func(b []byte) (bool, error) {
+			v, err := scalar(TypeBool, b)
+			ok, _ := v.(bool)
+			return ok, err
+		})
+	}
+	return nil, fmt.Errorf("unknown array element type %d", uint32(t))
+}
+
+// readArray reads n elements of size bytes each, decoding them with conv.
+func readArray[T any](d *decoder, n, size int, conv func([]byte) (T, error)) ([]T, error) {
+	out := make([]T, n)
+	for i := range out {
 		b, err := d.read(size)
+		if err == nil {
+			out[i], err = conv(b)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("array element %d: %w", i, err)
 		}
-		return b, nil
 	}
-	fill := func(set func(i int, b []byte) error) error {
-		for i := 0; i < n; i++ {
-			b, err := get(i)
-			if err != nil {
-				return err
-			}
-			if err := set(i, b); err != nil {
-				return fmt.Errorf("array element %d: %w", i, err)
-			}
-		}
-		return nil
-	}
-	le := binary.LittleEndian
-	var (
-		out any
-		err error
-	)
-	switch t {
-	case TypeUint8:
-		a := make([]uint8, n)
-		err = fill(func(i int, b []byte) error { a[i] = b[0]; return nil })
-		out = a
-	case TypeInt8:
-		a := make([]int8, n)
-		err = fill(func(i int, b []byte) error { a[i] = int8(b[0]); return nil })
-		out = a
-	case TypeUint16:
-		a := make([]uint16, n)
-		err = fill(func(i int, b []byte) error { a[i] = le.Uint16(b); return nil })
-		out = a
-	case TypeInt16:
-		a := make([]int16, n)
-		err = fill(func(i int, b []byte) error { a[i] = int16(le.Uint16(b)); return nil })
-		out = a
-	case TypeUint32:
-		a := make([]uint32, n)
-		err = fill(func(i int, b []byte) error { a[i] = le.Uint32(b); return nil })
-		out = a
-	case TypeInt32:
-		a := make([]int32, n)
-		err = fill(func(i int, b []byte) error { a[i] = int32(le.Uint32(b)); return nil })
-		out = a
-	case TypeFloat32:
-		a := make([]float32, n)
-		err = fill(func(i int, b []byte) error { a[i] = math.Float32frombits(le.Uint32(b)); return nil })
-		out = a
-	case TypeUint64:
-		a := make([]uint64, n)
-		err = fill(func(i int, b []byte) error { a[i] = le.Uint64(b); return nil })
-		out = a
-	case TypeInt64:
-		a := make([]int64, n)
-		err = fill(func(i int, b []byte) error { a[i] = int64(le.Uint64(b)); return nil })
-		out = a
-	case TypeFloat64:
-		a := make([]float64, n)
-		err = fill(func(i int, b []byte) error { a[i] = math.Float64frombits(le.Uint64(b)); return nil })
-		out = a
-	case TypeBool:
-		a := make([]bool, n)
-		err = fill(func(i int, b []byte) error {
-			if b[0] > 1 {
-				return fmt.Errorf("bool byte %d is neither 0 nor 1", b[0])
-			}
-			a[i] = b[0] == 1
-			return nil
-		})
-		out = a
-	default:
-		return nil, fmt.Errorf("unknown array element type %d", uint32(t))
-	}
-	return out, err
+	return out, nil
 }

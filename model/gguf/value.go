@@ -3,6 +3,7 @@ package gguf
 import (
 	"fmt"
 	"math"
+	"reflect"
 )
 
 // ValueType is the type of a GGUF metadata value.
@@ -70,33 +71,8 @@ func (v Value) Interface() any { return v.v }
 
 // Len returns the number of elements of an array, and 0 for a scalar.
 func (v Value) Len() int {
-	switch a := v.v.(type) {
-	case []uint8:
-		return len(a)
-	case []int8:
-		return len(a)
-	case []uint16:
-		return len(a)
-	case []int16:
-		return len(a)
-	case []uint32:
-		return len(a)
-	case []int32:
-		return len(a)
-	case []uint64:
-		return len(a)
-	case []int64:
-		return len(a)
-	case []float32:
-		return len(a)
-	case []float64:
-		return len(a)
-	case []bool:
-		return len(a)
-	case []string:
-		return len(a)
-	case []Value:
-		return len(a)
+	if rv := reflect.ValueOf(v.v); rv.Kind() == reflect.Slice {
+		return rv.Len()
 	}
 	return 0
 }
@@ -160,36 +136,28 @@ func (v Value) Strings() ([]string, bool) {
 // Ints returns an array of integers of any width and signedness as int64s
 // (false when an element does not fit).
 func (v Value) Ints() ([]int64, bool) {
-	conv := func(n int, at func(i int) (int64, bool)) ([]int64, bool) {
-		out := make([]int64, n)
+	rv := reflect.ValueOf(v.v)
+	if rv.Kind() != reflect.Slice {
+		return nil, false
+	}
+	out := make([]int64, rv.Len())
+	switch rv.Type().Elem().Kind() {
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		for i := range out {
-			x, ok := at(i)
-			if !ok {
+			out[i] = rv.Index(i).Int()
+		}
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		for i := range out {
+			u := rv.Index(i).Uint()
+			if u > math.MaxInt64 {
 				return nil, false
 			}
-			out[i] = x
+			out[i] = int64(u)
 		}
-		return out, true
+	default:
+		return nil, false
 	}
-	switch a := v.v.(type) {
-	case []uint8:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), true })
-	case []int8:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), true })
-	case []uint16:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), true })
-	case []int16:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), true })
-	case []uint32:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), true })
-	case []int32:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), true })
-	case []int64:
-		return append([]int64(nil), a...), true
-	case []uint64:
-		return conv(len(a), func(i int) (int64, bool) { return int64(a[i]), a[i] <= math.MaxInt64 })
-	}
-	return nil, false
+	return out, true
 }
 
 // Floats returns an array of float32 or float64 as float64s.
