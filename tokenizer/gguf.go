@@ -78,7 +78,8 @@ func readGGUFVocab(f *gguf.File) (*ggufVocab, error) {
 			return nil, err
 		}
 	}
-	tv, ok := f.Lookup("tokenizer.ggml.tokens")
+	tv, _ := f.Lookup("tokenizer.ggml.tokens")
+	var ok bool
 	if v.tokens, ok = tv.Strings(); !ok {
 		return nil, ggufErr(f, "metadata key tokenizer.ggml.tokens is missing or not an array of strings")
 	}
