@@ -410,10 +410,12 @@ func ConfigFromGGUF(f *gguf.File) (*Config, error) {
 }
 
 // llama3FromRopeFreqs recovers Llama 3's RoPE scaling from the per-frequency
-// divisors llama.cpp's converter stores as rope_freqs.weight: the factor is
-// the largest divisor, the other parameters are Llama 3.1's (low 1, high 4,
-// original context {arch}.rope.scaling.original_context_length or 8192),
-// and every divisor must agree with them.
+// divisors llama.cpp's converter stores as rope_freqs.weight (1 for high
+// frequencies, the factor for low ones, a smooth blend between): the factor
+// is the largest divisor, the low and high frequency factors are Llama 3's 1
+// and 4, and the original context is {arch}.rope.scaling.original_context_length
+// if given, else Llama 3's 8192 if it fits, else the one a blended divisor
+// implies. Every divisor must agree with the result.
 func llama3FromRopeFreqs(f *gguf.File, t gguf.TensorInfo, c *Config) (*RopeScaling, error) {
 	fail := func(format string, args ...any) (*RopeScaling, error) {
 		return nil, fmt.Errorf("gguf: %s: tensor rope_freqs.weight: %s", f.Path, fmt.Sprintf(format, args...))
@@ -429,7 +431,8 @@ func llama3FromRopeFreqs(f *gguf.File, t gguf.TensorInfo, c *Config) (*RopeScali
 	for _, x := range div {
 		factor = max(factor, float64(x))
 	}
-	orig := 8192
+	base := kernels.RefRopeInvFreq(c.RopeTheta, c.HeadDim, nil)
+	var origs []int
 	if k := c.ModelType + ".rope.scaling.original_context_length"; f.Has(k) {
 		n, err := f.Int(k)
 		if err != nil {
@@ -438,17 +441,35 @@ func llama3FromRopeFreqs(f *gguf.File, t gguf.TensorInfo, c *Config) (*RopeScali
 		if n <= 0 || n > maxPositions {
 			return fail("%s %d is out of range", k, n)
 		}
-		orig = int(n)
-	}
-	rs := &RopeScaling{Type: "llama3", Factor: factor, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: orig}
-	base := kernels.RefRopeInvFreq(c.RopeTheta, c.HeadDim, nil)
-	scaled := kernels.RefRopeInvFreq(c.RopeTheta, c.HeadDim, &kernels.Llama3Scaling{Factor: rs.Factor,
-		LowFreqFactor: rs.LowFreqFactor, HighFreqFactor: rs.HighFreqFactor, OriginalMaxPositionEmbeddings: orig})
-	for i, x := range div {
-		if want := base[i] / scaled[i]; math.Abs(float64(x)-want) > 1e-4*want {
-			return fail("divisor %d is %v, but Llama 3 scaling with factor %g, low 1, high 4 and original context %d gives %v (other scalings are not supported)",
-				i, x, factor, orig, want)
+		origs = []int{int(n)}
+	} else {
+		origs = []int{8192}
+		// A blended divisor x at wavelength λ: 1/x = (1−s)/factor + s with
+		// s = (orig/λ − 1)/3.
+		for i, x := range div {
+			if x > 1 && float64(x) < factor {
+				s := (1/float64(x) - 1/factor) / (1 - 1/factor)
+				origs = append(origs, int(math.Round(2*math.Pi/base[i]*(1+3*s))))
+				break
+			}
 		}
 	}
-	return rs, nil
+	var mismatch string
+	for _, orig := range origs {
+		rs := &RopeScaling{Type: "llama3", Factor: factor, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: orig}
+		scaled := kernels.RefRopeInvFreq(c.RopeTheta, c.HeadDim, &kernels.Llama3Scaling{Factor: rs.Factor,
+			LowFreqFactor: rs.LowFreqFactor, HighFreqFactor: rs.HighFreqFactor, OriginalMaxPositionEmbeddings: orig})
+		mismatch = ""
+		for i, x := range div {
+			if want := base[i] / scaled[i]; math.Abs(float64(x)-want) > 1e-4*want {
+				mismatch = fmt.Sprintf("divisor %d is %v, but Llama 3 scaling with factor %g, low 1, high 4 and original context %d gives %v (other scalings are not supported)",
+					i, x, factor, orig, want)
+				break
+			}
+		}
+		if mismatch == "" {
+			return rs, nil
+		}
+	}
+	return fail("%s", mismatch)
 }

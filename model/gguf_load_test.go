@@ -283,31 +283,90 @@ func TestGGUFConfigErrors(t *testing.T) {
 	}
 }
 
-// TestGGUFRopeFreqs: Llama 3's frequency divisors, as llama.cpp's converter
-// stores them, become the llama3 RoPE scaling they came from.
+// TestGGUFTinyConfigs converts each tiny configuration's random model to
+// GGUF and back: Qwen2 (q/k/v biases, no permutation), Mistral (stored as
+// llama), Llama with q/k/v/o biases (the q/k biases permuted too) and Llama
+// 3 RoPE scaling (stored as rope_freqs.weight divisors only).
+func TestGGUFTinyConfigs(t *testing.T) {
+	for name, cfg := range model.TinyConfigs() {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := model.WriteRandomCheckpoint(dir, cfg, 7); err != nil {
+				t.Fatal(err)
+			}
+			want, err := model.OpenCheckpoint(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer want.Close()
+			w, err := ggufwrite.FromCheckpoint(want, &cfg, gguf.F32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ck := openGGUF(t, writeGGUF(t, w))
+			exp := cfg
+			if exp.Architecture == model.ArchMistral {
+				exp.Architecture = model.ArchLlama // llama.cpp converts Mistral to llama
+			}
+			exp.ModelType = got.ModelType
+			exp.BOSTokenID, exp.EOSTokenIDs, exp.TorchDType = -1, nil, "" // no tokenizer metadata
+			exp.RMSNormEps, exp.RopeTheta = float64(float32(exp.RMSNormEps)), float64(float32(exp.RopeTheta))
+			if !reflect.DeepEqual(got, &exp) {
+				t.Errorf("config\n %+v\nwant\n %+v", got, &exp)
+			}
+			if rs := got.RopeScaling; rs != nil {
+				t.Logf("rope scaling from rope_freqs.weight: %+v", *rs)
+			}
+			for _, spec := range cfg.ExpectedTensors() {
+				g, err := ck.Float32s(spec.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := want.Float32s(spec.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(g, v) {
+					t.Errorf("%s differs", spec.Name)
+				}
+			}
+		})
+	}
+}
+
+// TestGGUFRopeFreqs: Llama 3.1's divisors (factor 8, original context
+// 8192) are recognised without metadata, and a metadata original context
+// is used. (Llama 3's theta 500000 puts the lowest frequency past the
+// scaled band, so the largest divisor is the factor.)
 func TestGGUFRopeFreqs(t *testing.T) {
 	cfg, _ := embedded(t)
-	want := &model.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 64}
-	scaled := *cfg
-	scaled.RopeScaling = want
-	base, inv := model.RopeInvFreq(cfg), model.RopeInvFreq(&scaled)
-	div := make([]float32, len(base))
-	for i := range div {
-		div[i] = float32(base[i] / inv[i])
-	}
-	if div[0] != 1 || div[len(div)-1] != 8 {
-		t.Fatalf("divisors %v: want 1 (high frequencies) to 8 (low)", div)
-	}
-	data, err := model.Float32Bytes(div, model.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := storiesWriter(t, gguf.F16)
-	w.AddTensor("rope_freqs.weight", gguf.F32, []uint64{uint64(len(div))}, data)
-	w.Add("llama.rope.scaling.original_context_length", uint32(64))
-	got, _ := openGGUF(t, writeGGUF(t, w))
-	if got.RopeScaling == nil || *got.RopeScaling != *want {
-		t.Fatalf("rope scaling %+v, want %+v", got.RopeScaling, want)
+	cfg.RopeTheta = 500000
+	for _, tc := range []struct {
+		orig int
+		key  bool
+	}{{8192, false}, {64, true}} {
+		rs := &model.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: tc.orig}
+		scaled := *cfg
+		scaled.RopeScaling = rs
+		base, inv := model.RopeInvFreq(cfg), model.RopeInvFreq(&scaled)
+		div := make([]float32, len(base))
+		for i := range div {
+			div[i] = float32(base[i] / inv[i])
+		}
+		data, err := model.Float32Bytes(div, model.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := storiesWriter(t, gguf.F16)
+		w.AddTensor("rope_freqs.weight", gguf.F32, []uint64{uint64(len(div))}, data)
+		w.Add("llama.rope.freq_base", float32(cfg.RopeTheta))
+		if tc.key {
+			w.Add("llama.rope.scaling.original_context_length", uint32(tc.orig))
+		}
+		got, _ := openGGUF(t, writeGGUF(t, w))
+		if got.RopeScaling == nil || *got.RopeScaling != *rs {
+			t.Errorf("divisors %v: rope scaling %+v, want %+v", div, got.RopeScaling, rs)
+		}
 	}
 }
 

@@ -41,6 +41,23 @@ func FromCheckpoint(ck *model.Checkpoint, cfg *model.Config, matrixType gguf.Typ
 	}
 	w.Add(k("rope.freq_base"), float32(cfg.RopeTheta))
 	w.Add(k("attention.layer_norm_rms_epsilon"), float32(cfg.RMSNormEps))
+	if rs := cfg.RopeScaling; rs != nil {
+		// As LlamaModel.generate_extra_tensors: the divisors of the
+		// inverse frequencies, and no scaling metadata.
+		scaled := *cfg
+		plain := *cfg
+		plain.RopeScaling = nil
+		base, inv := model.RopeInvFreq(&plain), model.RopeInvFreq(&scaled)
+		div := make([]float32, len(base))
+		for i := range div {
+			div[i] = float32(base[i] / inv[i])
+		}
+		data, err := model.Float32Bytes(div, model.F32)
+		if err != nil {
+			return nil, err
+		}
+		w.AddTensor("rope_freqs.weight", gguf.F32, []uint64{uint64(len(div))}, data)
+	}
 	names := ggufNames(cfg.NumLayers)
 	for _, spec := range cfg.ExpectedTensors() {
 		name, ok := names[spec.Name]
