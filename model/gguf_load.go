@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/shareprefill/shareprefill/model/gguf"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
+	"github.com/x448/float16"
 )
 
 // GGUF architectures (general.architecture) that OpenGGUF loads. llama.cpp
@@ -58,12 +60,7 @@ func OpenGGUF(path string) (*Config, *Checkpoint, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	ck, err := newGGUFCheckpoint(f, cfg)
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return cfg, ck, nil
+	return cfg, newGGUFCheckpoint(f, cfg), nil
 }
 
 // openModel opens a GGUF file or a safetensors directory.
@@ -154,7 +151,7 @@ func HFTensorName(ggufName string) (string, bool) {
 	return LayerTensorName(layer, hf), true
 }
 
-func newGGUFCheckpoint(f *gguf.File, cfg *Config) (*Checkpoint, error) {
+func newGGUFCheckpoint(f *gguf.File, cfg *Config) *Checkpoint {
 	arch, _ := f.String("general.architecture")
 	src := &ggufTensors{file: f, byName: make(map[string]ggufTensor, len(f.Tensors))}
 	c := &Checkpoint{Dir: f.Path, where: make(map[string]*SafetensorsFile, len(f.Tensors)), gguf: src}
@@ -177,7 +174,7 @@ func newGGUFCheckpoint(f *gguf.File, cfg *Config) (*Checkpoint, error) {
 		c.names = append(c.names, hf)
 	}
 	slices.Sort(c.names)
-	return c, nil
+	return c
 }
 
 // tensor reads the named tensor, dequantizing a quantized one to F16 and
@@ -210,20 +207,7 @@ func (s *ggufTensors) tensor(name string) (TensorInfo, error) {
 		if !ti.Type.CanDequantize() {
 			return fail(fmt.Errorf("type %s is not supported (supported: %v)", ti.Type, gguf.SupportedDequantize()))
 		}
-		v := make([]float32, ti.NumElements())
-		if err := gguf.Dequantize(v, raw, ti.Type); err != nil {
-			return fail(err)
-		}
-		// F16 unless a value does not fit it: then F32, so that the
-		// finiteness check names the value rather than an f16 infinity.
-		out.DType = F16
-		for _, x := range v {
-			if !(math.Abs(float64(x)) < f16Overflow) {
-				out.DType = F32
-				break
-			}
-		}
-		if out.Data, err = Float32Bytes(v, out.DType); err != nil {
+		if out.Data, out.DType, err = dequantizeF16(raw, ti); err != nil {
 			return fail(err)
 		}
 	}
@@ -233,6 +217,41 @@ func (s *ggufTensors) tensor(name string) (TensorInfo, error) {
 		}
 	}
 	return out, nil
+}
+
+// dequantizeF16 dequantizes the data of ti to F16, a few rows at a time so
+// that the host holds no float32 copy of a large tensor. A value beyond
+// f16's range makes it return F32 instead, so that the finiteness check at
+// upload names the value rather than an f16 infinity.
+func dequantizeF16(raw []byte, ti gguf.TensorInfo) ([]byte, DType, error) {
+	n := int(ti.NumElements())
+	rowElems := int(ti.Dims[0])
+	if n == 0 || rowElems == 0 {
+		return nil, F16, nil
+	}
+	rowBytes := len(raw) / (n / rowElems)
+	k := max(1, (1<<16)/rowElems) // rows per step
+	buf := make([]float32, k*rowElems)
+	out := make([]byte, 2*n)
+	for r := 0; r*rowElems < n; r += k {
+		m := min(k, n/rowElems-r)
+		v := buf[:m*rowElems]
+		if err := gguf.Dequantize(v, raw[r*rowBytes:(r+m)*rowBytes], ti.Type); err != nil {
+			return nil, "", err
+		}
+		for i, x := range v {
+			if !(math.Abs(float64(x)) < f16Overflow) {
+				all := make([]float32, n)
+				if err := gguf.Dequantize(all, raw, ti.Type); err != nil {
+					return nil, "", err
+				}
+				b, err := Float32Bytes(all, F32)
+				return b, F32, err
+			}
+			binary.LittleEndian.PutUint16(out[2*(r*rowElems+i):], float16.Fromfloat32(x).Bits())
+		}
+	}
+	return out, F16, nil
 }
 
 // unpermuteQK undoes the row permutation llama.cpp's converter applies to

@@ -382,3 +382,57 @@ func TestGGUFUnsupportedType(t *testing.T) {
 		t.Fatalf("Tensor: %v", err)
 	}
 }
+
+// TestGGUFDequantizeF16: a quantized tensor loads as F16, converted a few
+// rows at a time (3000 rows of 32: two steps, the second partial), equal to
+// dequantizing it whole; one holding a value beyond f16's range loads as F32
+// and the engine refuses it, naming the tensor.
+func TestGGUFDequantizeF16(t *testing.T) {
+	const rows = 3000
+	q8 := make([]byte, rows*34)
+	for i := range q8 {
+		q8[i] = byte(i*131 + i/7)
+	}
+	for r := range rows {
+		q8[r*34], q8[r*34+1] = byte(r), 0x20 // d: a small normal f16
+	}
+	huge := slices.Clone(q8[:34*2*172]) // blk.1.ffn_up: [172, 64]
+	huge[0], huge[1] = 0xff, 0x7b       // d = 65504
+	w := storiesWriter(t, gguf.F16)
+	w.Remove("blk.0.ffn_up.weight")
+	w.AddTensor("blk.0.ffn_up.weight", gguf.Q8_0, []uint64{32, rows}, q8)
+	w.Remove("blk.1.ffn_up.weight")
+	w.AddTensor("blk.1.ffn_up.weight", gguf.Q8_0, []uint64{64, 172}, huge)
+	_, ck := openGGUF(t, writeGGUF(t, w))
+
+	ti, err := ck.Tensor("model.layers.0.mlp.up_proj.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := make([]float32, rows*32)
+	if err := gguf.Dequantize(all, q8, gguf.Q8_0); err != nil {
+		t.Fatal(err)
+	}
+	want, err := model.Float32Bytes(all, model.F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.DType != model.F16 || !slices.Equal(ti.Shape, []int{rows, 32}) || string(ti.Data) != string(want) {
+		t.Errorf("Q8_0 tensor: %s %v, data equal: %v", ti.DType, ti.Shape, string(ti.Data) == string(want))
+	}
+
+	ti, err = ck.Tensor("model.layers.1.mlp.up_proj.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.DType != model.F32 {
+		t.Errorf("tensor with values beyond f16: %s, want F32", ti.DType)
+	}
+	w.Remove("blk.0.ffn_up.weight") // back to a loadable shape
+	w.AddTensor("blk.0.ffn_up.weight", gguf.F16, []uint64{64, 172}, make([]byte, 2*64*172))
+	cfg, ck := openGGUF(t, writeGGUF(t, w))
+	_, err = model.NewEngine(gputest.Device(t), cfg, ck, model.EngineOptions{Context: 64})
+	if err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.up_proj.weight") {
+		t.Errorf("NewEngine: %v, want an error naming the tensor beyond f16", err)
+	}
+}
