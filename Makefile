@@ -37,8 +37,8 @@ test-race: deps
 	SHAREPREFILL_REQUIRE_VULKAN=1 $(GO) test -race -count=1 -timeout 25m ./...
 
 # Every fuzz target for FUZZTIME each (parsers of untrusted input: the run
-# command line, config.json, the safetensors header, tokenizer.json and
-# prompts, the cluster file). New failing inputs land in the package's
+# command line, config.json, the safetensors header, the GGUF header,
+# metadata and tensor table, tokenizer.json and prompts, the cluster file). New failing inputs land in the package's
 # testdata/fuzz/ and then run in every plain `go test`.
 FUZZTIME ?= 10s
 fuzz:
@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzConfig$$' -fuzztime=$(FUZZTIME) ./model
 	$(GO) test -run='^$$' -fuzz='^FuzzSafetensorsHeader$$' -fuzztime=$(FUZZTIME) ./model
 	$(GO) test -run='^$$' -fuzz='^FuzzEncodePrompt$$' -fuzztime=$(FUZZTIME) ./model
+	$(GO) test -run='^$$' -fuzz='^FuzzReadGGUF$$' -fuzztime=$(FUZZTIME) ./model/gguf
 	$(GO) test -run='^$$' -fuzz='^FuzzParseClusters$$' -fuzztime=$(FUZZTIME) ./share
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./tokenizer
 	$(GO) test -run='^$$' -fuzz='^FuzzEncode$$' -fuzztime=$(FUZZTIME) ./tokenizer

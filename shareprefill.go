@@ -46,8 +46,9 @@ const EmbeddedModel = "stories260k"
 // Options configures Open.
 type Options struct {
 	// Model is a directory with config.json, *.safetensors and
-	// tokenizer.json (Hugging Face layout). Empty or EmbeddedModel selects
-	// the embedded stories260K.
+	// tokenizer.json (Hugging Face layout), or a GGUF file (llama.cpp's
+	// format; see model.OpenGGUF: quantized weights are dequantized to f16
+	// at load). Empty or EmbeddedModel selects the embedded stories260K.
 	Model string
 	// Device is a device index or name substring (default: SHAREPREFILL_DEVICE
 	// or the best GPU).
@@ -166,7 +167,10 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
 		if !st.IsDir() {
-			return nil, fmt.Errorf("model %s: not a directory (want a Hugging Face model directory with config.json)", name)
+			if model.IsGGUF(name) {
+				return loadGGUF(ctx, dev, opts)
+			}
+			return nil, fmt.Errorf("model %s: not a directory (want a Hugging Face model directory with config.json, or a .gguf file)", name)
 		}
 		fsys, dir = regularFS{os.DirFS(name)}, "."
 	}
@@ -174,11 +178,8 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
-	if opts.Context < 0 {
-		return nil, fmt.Errorf("model %s: context %d must not be negative", name, opts.Context)
-	}
-	if opts.Context > cfg.MaxPositionEmbeddings && opts.Logf != nil {
-		opts.Logf("context %d is longer than the %d positions model %s was trained for: expect poor output past that", opts.Context, cfg.MaxPositionEmbeddings, name)
+	if err := checkContext(opts, cfg, name); err != nil {
+		return nil, err
 	}
 	tok, err := loadTokenizer(fsys, name)
 	if err != nil {
@@ -194,6 +195,22 @@ func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	defer ck.Close()
+	return start(ctx, dev, opts, name, cfg, tok, ck)
+}
+
+// checkContext checks Options.Context against the model's trained context.
+func checkContext(opts Options, cfg *model.Config, name string) error {
+	if opts.Context < 0 {
+		return fmt.Errorf("model %s: context %d must not be negative", name, opts.Context)
+	}
+	if opts.Context > cfg.MaxPositionEmbeddings && opts.Logf != nil {
+		opts.Logf("context %d is longer than the %d positions model %s was trained for: expect poor output past that", opts.Context, cfg.MaxPositionEmbeddings, name)
+	}
+	return nil
+}
+
+// start uploads the model in ck to dev and sets up its attention.
+func start(ctx context.Context, dev *runtime.Device, opts Options, name string, cfg *model.Config, tok *tokenizer.Tokenizer, ck *model.Checkpoint) (*Model, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,9 @@ type Checkpoint struct {
 	files []*SafetensorsFile
 	where map[string]*SafetensorsFile
 	names []string
+	// gguf holds the tensors of a checkpoint opened by OpenGGUF (where
+	// then maps each name to nil).
+	gguf *ggufTensors
 }
 
 // checkpointSource abstracts the OS file system and fs.FS.
@@ -198,6 +201,9 @@ func (c *Checkpoint) Tensor(name string) (TensorInfo, error) {
 	if !ok {
 		return TensorInfo{}, fmt.Errorf("checkpoint %s: missing tensor %q", c.Dir, name)
 	}
+	if c.gguf != nil {
+		return c.gguf.tensor(name)
+	}
 	return f.Tensor(name)
 }
 
@@ -218,6 +224,12 @@ func (c *Checkpoint) Close() error {
 		if err := f.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.gguf != nil {
+		if err := c.gguf.file.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		c.gguf = nil
 	}
 	c.files = nil
 	c.where = nil

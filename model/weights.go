@@ -154,16 +154,16 @@ func LoadWeights(ck *Checkpoint, cfg *Config) (*Weights, error) {
 	return w, nil
 }
 
-// Load reads config.json and the safetensors weights of dir into host
-// memory as float32 (for CPU computations such as bench density; the GPU
-// engine streams a Checkpoint instead).
+// Load reads the configuration and weights of dir into host memory as
+// float32 (for CPU computations such as bench density; the GPU engine
+// streams a Checkpoint instead). dir is a safetensors model directory
+// (config.json and its shards) or a GGUF file (see OpenGGUF).
 func Load(dir string) (*Config, *Weights, error) {
-	cfg, err := LoadConfig(dir)
+	cfg, ck, err := openModel(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	ck, err := OpenCheckpoint(dir)
-	return loadWeightsOf(cfg, ck, err)
+	return loadWeightsOf(cfg, ck, nil)
 }
 
 // LoadFS is Load on a file system such as an embed.FS; dir is a

@@ -26,7 +26,7 @@ type bpeModel struct {
 
 const noMerge = ^uint64(0)
 
-func newBPE(jm *jsonModel, idToToken []string) (*bpeModel, error) {
+func newBPE(jm *jsonModel, merges [][2]string) (*bpeModel, error) {
 	m := &bpeModel{unk: -1, fuseUnk: jm.FuseUnk, byteFallback: jm.ByteFallback, ignoreMerges: jm.IgnoreMerges}
 	m.vocab = make(map[string]int32, len(jm.Vocab))
 	for tok, id := range jm.Vocab {
@@ -52,10 +52,6 @@ func newBPE(jm *jsonModel, idToToken []string) (*bpeModel, error) {
 		}
 		m.byteIDs[b] = -1
 	}
-	merges, err := parseMerges(jm.Merges)
-	if err != nil {
-		return nil, err
-	}
 	m.merges = make(map[uint64]uint64, len(merges))
 	for rank, mg := range merges {
 		a, ok1 := m.vocab[mg[0]]
@@ -73,7 +69,6 @@ func newBPE(jm *jsonModel, idToToken []string) (*bpeModel, error) {
 		}
 		m.merges[uint64(uint32(a))<<32|uint64(uint32(b))] = uint64(rank)<<32 | uint64(uint32(c))
 	}
-	_ = idToToken
 	return m, nil
 }
 

@@ -126,6 +126,17 @@ func build(data []byte) (*Tokenizer, error) {
 	if err := json.Unmarshal(f.Model, &jm); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	merges, err := parseMerges(jm.Merges)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(&f, &jm, merges)
+}
+
+// assemble builds a Tokenizer from a parsed tokenizer.json (its BPE model
+// in jm, the merges parsed); FromGGUF builds the same structures from GGUF
+// metadata.
+func assemble(f *jsonFile, jm *jsonModel, merges [][2]string) (*Tokenizer, error) {
 	if jm.Dropout != nil && *jm.Dropout != 0 {
 		return nil, errors.New("unsupported BPE dropout")
 	}
@@ -154,7 +165,7 @@ func build(data []byte) (*Tokenizer, error) {
 		t.tokenIDs[tok] = id
 	}
 	var err error
-	t.model, err = newBPE(&jm, t.idToToken)
+	t.model, err = newBPE(jm, merges)
 	if err != nil {
 		return nil, err
 	}

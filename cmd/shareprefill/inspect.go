@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -16,7 +15,7 @@ import (
 
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	fset := newFlags("inspect", stderr)
-	modelDir := fset.String("model", "", "Hugging Face model directory (default: the embedded stories260K)")
+	modelDir := fset.String("model", "", "Hugging Face model directory or GGUF file (default: the embedded stories260K)")
 	ctxLen := fset.Int("context", 0, "context length for the memory estimate (0: the model's, capped at 8192)")
 	if err := parse(fset, args); err != nil {
 		return err
@@ -33,35 +32,22 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("model %s: %w", name, err)
 		}
-		if !st.IsDir() {
-			return fmt.Errorf("model %s: not a directory", name)
+		if !st.IsDir() && !model.IsGGUF(name) {
+			return fmt.Errorf("model %s: neither a directory nor a GGUF file", name)
 		}
-		fsys = os.DirFS(name)
+		if st.IsDir() {
+			fsys = os.DirFS(name)
+		}
 	}
-	cfg, err := model.LoadConfigFS(fsys, ".")
-	if err != nil {
-		return fmt.Errorf("model %s: %w", name, err)
-	}
-	ck, err := model.OpenCheckpointFS(fsys, ".")
+	cfg, ck, err := openInspected(fsys, name)
 	if err != nil {
 		return fmt.Errorf("model %s: %w", name, err)
 	}
 	defer ck.Close()
-	dtypes := map[model.DType]int64{}
-	var params int64
-	for _, n := range ck.Names() {
-		t, err := ck.Tensor(n)
-		if err != nil {
-			return fmt.Errorf("model %s: %w", name, err)
-		}
-		dtypes[t.DType] += int64(t.NumElements())
-		params += int64(t.NumElements())
+	params, dts, err := tensorSummary(ck)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", name, err)
 	}
-	var dts []string
-	for d, n := range dtypes {
-		dts = append(dts, fmt.Sprintf("%s (%d params)", d, n))
-	}
-	sort.Strings(dts)
 	plan, err := model.PlanMemory(cfg, model.EngineOptions{Context: *ctxLen})
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ type runOptions struct {
 func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 	fs := newFlags("run", help)
 	o := &runOptions{}
-	fs.StringVar(&o.model, "model", "", "Hugging Face model directory (default: the embedded stories260K)")
+	fs.StringVar(&o.model, "model", "", "Hugging Face model directory or GGUF file (default: the embedded stories260K)")
 	fs.StringVar(&o.prompt, "prompt", "", "prompt text, not empty (default: --prompt-file, else stdin when piped, else \""+defaultPrompt+"\")")
 	fs.StringVar(&o.promptFile, "prompt-file", "", "read the prompt from this file")
 	fs.IntVar(&o.gen.MaxTokens, "max-tokens", 256, "most tokens to generate (≥ 1)")
