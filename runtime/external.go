@@ -77,17 +77,17 @@ func Adopt(ext ExternalVulkan) (*Device, error) {
 	}
 	pd := vk.PhysicalDevice(ext.PhysicalDevice)
 	info := describe(inst, pd, physicalIndex(inst, pd))
-	if int(ext.QueueFamily) >= len(queueFamilies(pd)) {
+	if int(ext.QueueFamily) >= len(queueFamilies(inst, pd)) {
 		return nil, fmt.Errorf("runtime.Adopt: device %q has no queue family %d", info.Name, ext.QueueFamily)
 	}
 	if !info.Storage16Bit {
 		return nil, fmt.Errorf("runtime.Adopt: device %q: %w: storageBuffer16BitAccess (16-bit storage buffers) is required for f16 tensors", info.Name, ErrMissingFeature)
 	}
-	if !queueFamilyComputes(pd, ext.QueueFamily) {
+	if !queueFamilyComputes(inst, pd, ext.QueueFamily) {
 		return nil, fmt.Errorf("runtime.Adopt: queue family %d of %q does not support compute", ext.QueueFamily, info.Name)
 	}
 	info.ComputeQueueFamily = int(ext.QueueFamily)
-	info.TimestampValidBits = queueFamilies(pd)[ext.QueueFamily].TimestampValidBits
+	info.TimestampValidBits = queueFamilies(inst, pd)[ext.QueueFamily].TimestampValidBits
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -286,18 +286,7 @@ func physicalIndex(inst vk.Instance, pd vk.PhysicalDevice) int {
 	return 0
 }
 
-func queueFamilies(pd vk.PhysicalDevice) []vk.QueueFamilyProperties {
-	var nq uint32
-	vk.GetPhysicalDeviceQueueFamilyProperties(pd, &nq, nil)
-	qs := make([]vk.QueueFamilyProperties, nq)
-	vk.GetPhysicalDeviceQueueFamilyProperties(pd, &nq, qs)
-	for i := range qs {
-		qs[i].Deref()
-	}
-	return qs[:nq]
-}
-
-func queueFamilyComputes(pd vk.PhysicalDevice, family uint32) bool {
-	qs := queueFamilies(pd)
-	return int(family) < len(qs) && qs[family].QueueFlags&vk.QueueFlags(vk.QueueComputeBit) != 0
+func queueFamilyComputes(inst vk.Instance, pd vk.PhysicalDevice, family uint32) bool {
+	qs := queueFamilies(inst, pd)
+	return int(family) < len(qs) && qs[family].Flags&vk.QueueFlags(vk.QueueComputeBit) != 0
 }

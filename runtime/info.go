@@ -306,26 +306,16 @@ func describe(inst vk.Instance, pd vk.PhysicalDevice, index int) DeviceInfo {
 	}
 
 	// Compute queue family: prefer one with compute and (for timestamps) valid bits.
-	var nq uint32
-	vk.GetPhysicalDeviceQueueFamilyProperties(pd, &nq, nil)
-	qs := make([]vk.QueueFamilyProperties, nq)
-	vk.GetPhysicalDeviceQueueFamilyProperties(pd, &nq, qs)
-	for i := range qs {
-		qs[i].Deref()
-		if qs[i].QueueFlags&vk.QueueFlags(vk.QueueComputeBit) != 0 {
+	for i, q := range queueFamilies(inst, pd) {
+		if q.Flags&vk.QueueFlags(vk.QueueComputeBit) != 0 {
 			info.ComputeQueueFamily = i
-			info.TimestampValidBits = qs[i].TimestampValidBits
+			info.TimestampValidBits = q.TimestampValidBits
 			break
 		}
 	}
 
-	var ne uint32
-	vk.EnumerateDeviceExtensionProperties(pd, "", &ne, nil)
-	exts := make([]vk.ExtensionProperties, ne)
-	vk.EnumerateDeviceExtensionProperties(pd, "", &ne, exts)
-	for i := range exts {
-		exts[i].Deref()
-		info.Extensions[vk.ToString(exts[i].ExtensionName[:])] = true
+	for _, e := range deviceExtensions(inst, pd) {
+		info.Extensions[e] = true
 	}
 
 	api12 := props.ApiVersion >= vk.MakeVersion(1, 2, 0)

@@ -91,20 +91,6 @@ func NewInstance(opts InstanceOptions) (*Instance, error) {
 	return in, nil
 }
 
-func hasInstanceLayer(name string) bool {
-	var n uint32
-	vk.EnumerateInstanceLayerProperties(&n, nil)
-	ls := make([]vk.LayerProperties, n)
-	vk.EnumerateInstanceLayerProperties(&n, ls)
-	for i := range ls {
-		ls[i].Deref()
-		if vk.ToString(ls[i].LayerName[:]) == name {
-			return true
-		}
-	}
-	return false
-}
-
 // Devices returns the physical devices of the instance.
 func (in *Instance) Devices() []DeviceInfo { return in.devices }
 

@@ -498,3 +498,112 @@ void sp_messenger_destroy(void *instance, void *messenger) {
 	destroy_fn destroy = (destroy_fn)gipa(instance, "vkDestroyDebugUtilsMessengerEXT");
 	if (destroy) destroy(instance, messenger, NULL);
 }
+
+// Enumerations with arrays of structures. vulkan-go's wrappers of these
+// (vkEnumerateInstanceLayerProperties, vkEnumerate*ExtensionProperties,
+// vkGetPhysicalDeviceQueueFamilyProperties) put the array in C memory whose
+// finalizer may run before the call returns, so a garbage collection during
+// the call corrupted the C heap (TestGCStress with validation). The arrays
+// live here, in C, for the length of the call.
+typedef struct {
+	char name[256];
+	uint32_t spec, impl;
+	char desc[256];
+} sp_layer_props;
+typedef struct {
+	char name[256];
+	uint32_t spec;
+} sp_ext_props;
+typedef struct {
+	uint32_t flags, count, ts_bits, gran[3];
+} sp_qf_props;
+
+int sp_instance_has_layer(const char *name) {
+	typedef int32_t (*fn)(uint32_t *, sp_layer_props *);
+	if (!gipa) return 0;
+	fn e = (fn)gipa(NULL, "vkEnumerateInstanceLayerProperties");
+	uint32_t n = 0;
+	if (!e || e(&n, NULL) < 0 || n == 0) return 0;
+	sp_layer_props *p = calloc(n, sizeof *p);
+	if (!p) return 0;
+	int found = 0;
+	if (e(&n, p) >= 0) {
+		for (uint32_t i = 0; i < n && !found; i++) found = strncmp(p[i].name, name, sizeof p[i].name) == 0;
+	}
+	free(p);
+	return found;
+}
+
+// sp_ext_names lists extension properties through e (instance: inst NULL,
+// pdev NULL) into buf as '\n'-terminated names; it returns the count, or -1
+// when buf is too small (*need then says how large).
+static int sp_ext_names(int32_t (*inst_e)(const char *, uint32_t *, sp_ext_props *),
+                        int32_t (*dev_e)(void *, const char *, uint32_t *, sp_ext_props *), void *pdev,
+                        const char *layer, char *buf, uint32_t buflen, uint32_t *need) {
+	uint32_t n = 0;
+	int32_t r = inst_e ? inst_e(layer, &n, NULL) : dev_e(pdev, layer, &n, NULL);
+	if (r < 0 || n == 0) {
+		*need = 0;
+		return 0;
+	}
+	sp_ext_props *p = calloc(n, sizeof *p);
+	if (!p) return -1;
+	r = inst_e ? inst_e(layer, &n, p) : dev_e(pdev, layer, &n, p);
+	if (r < 0) {
+		free(p);
+		*need = 0;
+		return 0;
+	}
+	uint32_t size = 0;
+	for (uint32_t i = 0; i < n; i++) size += (uint32_t)strnlen(p[i].name, sizeof p[i].name) + 1;
+	*need = size;
+	if (size > buflen) {
+		free(p);
+		return -1;
+	}
+	char *w = buf;
+	for (uint32_t i = 0; i < n; i++) {
+		size_t l = strnlen(p[i].name, sizeof p[i].name);
+		memcpy(w, p[i].name, l);
+		w[l] = '\n';
+		w += l + 1;
+	}
+	free(p);
+	return (int)n;
+}
+
+int sp_instance_ext_names(const char *layer, char *buf, uint32_t buflen, uint32_t *need) {
+	typedef int32_t (*fn)(const char *, uint32_t *, sp_ext_props *);
+	if (!gipa) return 0;
+	fn e = (fn)gipa(NULL, "vkEnumerateInstanceExtensionProperties");
+	if (!e) return 0;
+	return sp_ext_names(e, NULL, NULL, layer, buf, buflen, need);
+}
+
+int sp_device_ext_names(void *instance, void *pdev, char *buf, uint32_t buflen, uint32_t *need) {
+	typedef int32_t (*fn)(void *, const char *, uint32_t *, sp_ext_props *);
+	if (!gipa) return 0;
+	fn e = (fn)gipa(instance, "vkEnumerateDeviceExtensionProperties");
+	if (!e) return 0;
+	return sp_ext_names(NULL, e, pdev, NULL, buf, buflen, need);
+}
+
+uint32_t sp_queue_families(void *instance, void *pdev, uint32_t *flags, uint32_t *ts_bits, uint32_t max) {
+	typedef void (*fn)(void *, uint32_t *, sp_qf_props *);
+	if (!gipa) return 0;
+	fn g = (fn)gipa(instance, "vkGetPhysicalDeviceQueueFamilyProperties");
+	uint32_t n = 0;
+	if (!g) return 0;
+	g(pdev, &n, NULL);
+	if (n == 0) return 0;
+	sp_qf_props *p = calloc(n, sizeof *p);
+	if (!p) return 0;
+	g(pdev, &n, p);
+	if (n > max) n = max;
+	for (uint32_t i = 0; i < n; i++) {
+		flags[i] = p[i].flags;
+		ts_bits[i] = p[i].ts_bits;
+	}
+	free(p);
+	return n;
+}

@@ -79,6 +79,17 @@ int sp_coopmat_list(void *instance, void *pdev, int flex, sp_coopmat *out, uint3
 int32_t sp_create_device(void *instance, void *pdev, uint32_t queue_family, uint32_t exts,
                          const sp_caps *enable, const char **ext_names, uint32_t n_ext, void **out_device);
 void *sp_required_subgroup_size_info(uint32_t size);
+
+// Enumerations done in C (vulkan-go's array wrappers are not safe under
+// garbage collection): whether an instance layer is present; the instance
+// (of layer, or of the implementation when layer is NULL) or device
+// extension names, '\n'-terminated in buf (the count, or -1 when buflen is
+// short of *need); the queue families' flags and timestamp bits (at most
+// max; the count).
+int sp_instance_has_layer(const char *name);
+int sp_instance_ext_names(const char *layer, char *buf, uint32_t buflen, uint32_t *need);
+int sp_device_ext_names(void *instance, void *pdev, char *buf, uint32_t buflen, uint32_t *need);
+uint32_t sp_queue_families(void *instance, void *pdev, uint32_t *flags, uint32_t *ts_bits, uint32_t max);
 void sp_free(void *p);
 
 // Validation messages (VK_EXT_debug_utils). A ring collects the messages of

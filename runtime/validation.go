@@ -90,28 +90,6 @@ func validationEnv() (on bool, features uint32, err error) {
 	return true, features, nil
 }
 
-func hasInstanceExtension(name, layer string) bool {
-	l := ""
-	if layer != "" {
-		l = layer + "\x00"
-	}
-	var n uint32
-	if vk.EnumerateInstanceExtensionProperties(l, &n, nil) != vk.Success || n == 0 {
-		return false
-	}
-	props := make([]vk.ExtensionProperties, n)
-	if vk.EnumerateInstanceExtensionProperties(l, &n, props) != vk.Success {
-		return false
-	}
-	for i := range props[:n] {
-		props[i].Deref()
-		if vk.ToString(props[i].ExtensionName[:]) == name {
-			return true
-		}
-	}
-	return false
-}
-
 // attach creates the messenger on the new instance.
 func (v *validator) attach(inst vk.Instance) error {
 	var m unsafe.Pointer
