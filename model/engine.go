@@ -735,9 +735,8 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	if err := r.CopyFromHost(idv, 0, e.idsHost, 0, uint64(4*n)); err != nil {
 		return err
 	}
-	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
+	h := cfg.HiddenSize
 	C := min(e.opts.ChunkTokens, e.opts.MaxPrefill)
-	eps := float32(cfg.RMSNormEps)
 	x := view(e.x, 0, n, h)
 	q := view(e.q, 0, n, cfg.NumHeads, cfg.HeadDim)
 	o := view(e.o, 0, n, cfg.NumHeads, cfg.HeadDim)
@@ -772,35 +771,7 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
 		ld := &e.layers[l]
-		err := chunks(func(c, m int) error {
-			xc := view(e.x, c*h, m, h)
-			xn := view(e.xn, 0, m, h)
-			qc := view(e.q, c*qd, m, qd)
-			kt, vt := view(e.kt, 0, m, kv), view(e.vt, 0, m, kv)
-			if err := kernels.RMSNorm(r, xn, xc, ld.attnNorm, eps); err != nil {
-				return err
-			}
-			if err := kernels.MatMul(r, qc, xn, ld.wq, ld.bq); err != nil {
-				return err
-			}
-			if err := kernels.MatMul(r, kt, xn, ld.wk, ld.bk); err != nil {
-				return err
-			}
-			if err := kernels.MatMul(r, vt, xn, ld.wv, ld.bv); err != nil {
-				return err
-			}
-			if err := kernels.Rope(r, qc, qc, e.invFreq, cfg.NumHeads, q0+c); err != nil {
-				return err
-			}
-			if err := kernels.Rope(r, kt, kt, e.invFreq, cfg.NumKVHeads, q0+c); err != nil {
-				return err
-			}
-			off := uint64(q0+c) * uint64(kv) * 2
-			if err := r.CopyBytes(ld.kCache, off, kt, 0, uint64(m*kv*2)); err != nil {
-				return err
-			}
-			return r.CopyBytes(ld.vCache, off, vt, 0, uint64(m*kv*2))
-		})
+		err := chunks(func(c, m int) error { return e.attnInput(r, ld, c, m, q0) })
 		if err != nil {
 			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
@@ -812,36 +783,7 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		if err != nil {
 			return fmt.Errorf("prefill layer %d attention: %w", l, err)
 		}
-		err = chunks(func(c, m int) error {
-			xc := view(e.x, c*h, m, h)
-			oc := view(e.o, c*qd, m, qd)
-			tmp := view(e.tmp, 0, m, h)
-			xn := view(e.xn, 0, m, h)
-			f := cfg.IntermediateSize
-			gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
-			if err := kernels.MatMul(r, tmp, oc, ld.wo, ld.bo); err != nil {
-				return err
-			}
-			if err := kernels.AddInPlace(r, xc, tmp); err != nil {
-				return err
-			}
-			if err := kernels.RMSNorm(r, xn, xc, ld.mlpNorm, eps); err != nil {
-				return err
-			}
-			if err := kernels.MatMul(r, gate, xn, ld.wg, nil); err != nil {
-				return err
-			}
-			if err := kernels.MatMul(r, up, xn, ld.wu, nil); err != nil {
-				return err
-			}
-			if err := kernels.SwiGLU(r, act, gate, up); err != nil {
-				return err
-			}
-			if err := kernels.MatMul(r, tmp, act, ld.wd, nil); err != nil {
-				return err
-			}
-			return kernels.AddInPlace(r, xc, tmp)
-		})
+		err = chunks(func(c, m int) error { return e.attnOutputAndMLP(r, ld, c, m) })
 		if err != nil {
 			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
@@ -914,6 +856,54 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	e.lastPrefill = PrefillStats{Tokens: n, Duration: time.Since(start)}
 	e.mu.Unlock()
 	return nil
+}
+
+// attnInput records, for rows [c, c+m) of the prompt (positions q0+c …):
+//
+//	xn = RMSNorm(x)·w_attn
+//	q = xn·Wqᵀ + bq,  k = xn·Wkᵀ + bk,  v = xn·Wvᵀ + bv
+//	q, k = RoPE(q), RoPE(k)
+//	K[q0+c …], V[q0+c …] = k, v   (the layer's f16 KV cache)
+func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) error {
+	cfg := e.cfg
+	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
+	x, xn := view(e.x, c*h, m, h), view(e.xn, 0, m, h)
+	q, k, v := view(e.q, c*qd, m, qd), view(e.kt, 0, m, kv), view(e.vt, 0, m, kv)
+	o := ops{r: r}
+	o.rmsNorm(xn, x, ld.attnNorm, float32(cfg.RMSNormEps))
+	o.matMul(q, xn, ld.wq, ld.bq)
+	o.matMul(k, xn, ld.wk, ld.bk)
+	o.matMul(v, xn, ld.wv, ld.bv)
+	o.rope(q, e.invFreq, cfg.NumHeads, q0+c)
+	o.rope(k, e.invFreq, cfg.NumKVHeads, q0+c)
+	off, size := uint64(q0+c)*uint64(kv)*2, uint64(m*kv*2)
+	o.copyBytes(ld.kCache, off, k, size)
+	o.copyBytes(ld.vCache, off, v, size)
+	return o.err
+}
+
+// attnOutputAndMLP records, for rows [c, c+m), given the attention output
+// a of the layer:
+//
+//	x += a·Woᵀ + bo
+//	xn = RMSNorm(x)·w_mlp
+//	x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ
+func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) error {
+	cfg := e.cfg
+	h, qd, f := cfg.HiddenSize, cfg.QDim(), cfg.IntermediateSize
+	x, a := view(e.x, c*h, m, h), view(e.o, c*qd, m, qd)
+	tmp, xn := view(e.tmp, 0, m, h), view(e.xn, 0, m, h)
+	gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
+	o := ops{r: r}
+	o.matMul(tmp, a, ld.wo, ld.bo)
+	o.add(x, tmp)
+	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
+	o.matMul(gate, xn, ld.wg, nil)
+	o.matMul(up, xn, ld.wu, nil)
+	o.swiGLU(act, gate, up)
+	o.matMul(tmp, act, ld.wd, nil)
+	o.add(x, tmp)
+	return o.err
 }
 
 // recordLogits records final-norm + lm_head for rows [c, c+m) of the

@@ -1,0 +1,51 @@
+package model
+
+import (
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
+)
+
+// ops records a sequence of kernels into one recorder and keeps the first
+// error: after it, every call does nothing, and err reports it. The
+// forward pass then reads as the model's equations (engine.go: attnInput,
+// attnOutputAndMLP), with one error check at the end of each block.
+type ops struct {
+	r   *runtime.Recorder
+	err error
+}
+
+func (o *ops) do(f func() error) {
+	if o.err == nil {
+		o.err = f()
+	}
+}
+
+// rmsNorm records y = RMSNorm(x)·w.
+func (o *ops) rmsNorm(y, x, w *runtime.Tensor, eps float32) {
+	o.do(func() error { return kernels.RMSNorm(o.r, y, x, w, eps) })
+}
+
+// matMul records y = x·Wᵀ (+ b).
+func (o *ops) matMul(y, x, w, b *runtime.Tensor) {
+	o.do(func() error { return kernels.MatMul(o.r, y, x, w, b) })
+}
+
+// rope rotates x (heads of the rows from position pos) in place.
+func (o *ops) rope(x, invFreq *runtime.Tensor, heads, pos int) {
+	o.do(func() error { return kernels.Rope(o.r, x, x, invFreq, heads, pos) })
+}
+
+// add records x += y.
+func (o *ops) add(x, y *runtime.Tensor) {
+	o.do(func() error { return kernels.AddInPlace(o.r, x, y) })
+}
+
+// swiGLU records act = SiLU(gate) ⊙ up.
+func (o *ops) swiGLU(act, gate, up *runtime.Tensor) {
+	o.do(func() error { return kernels.SwiGLU(o.r, act, gate, up) })
+}
+
+// copyBytes records a copy of n bytes of src into dst at dstOff.
+func (o *ops) copyBytes(dst *runtime.Tensor, dstOff uint64, src *runtime.Tensor, n uint64) {
+	o.do(func() error { return o.r.CopyBytes(dst, dstOff, src, 0, n) })
+}
