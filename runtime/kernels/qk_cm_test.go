@@ -83,6 +83,52 @@ func qkLSE(t *testing.T, d *runtime.Device, qv, kv []float32, p EstParams) (*run
 	return upload(t, d, runtime.F32, l32), gputest.F64(l32)
 }
 
+// checkQKShaders: on a device with cooperative matrices, op's calls
+// ("blockmap" or "estimate") take the qk_cm modules both by default and
+// when forced, and the scalar modules when forced.
+func checkQKShaders(t *testing.T, d *runtime.Device, p EstParams, op string) {
+	t.Helper()
+	type kernels func(variant string) ([]*runtime.Kernel, error)
+	get := map[string]kernels{
+		"blockmap": func(variant string) ([]*runtime.Kernel, error) {
+			r, err := d.NewRecorder()
+			if err != nil {
+				return nil, err
+			}
+			defer r.Release()
+			a, err := blockMapKernel("block map", r, false, p, variant)
+			if err != nil {
+				return nil, err
+			}
+			b, err := blockMapKernel("block map", r, true, p, variant)
+			return []*runtime.Kernel{a, b}, err
+		},
+		"estimate": func(variant string) ([]*runtime.Kernel, error) {
+			a, b, err := estScoreKernels("estimate", d, p, variant)
+			return []*runtime.Kernel{a, b}, err
+		},
+	}[op]
+	want := map[string][]string{
+		"blockmap": {"blockmap_cm_dense", "blockmap_cm_csr", "blockmap_dense", "blockmap_csr"},
+		"estimate": {"est_last_cm_stats", "est_last_cm_vs", "est_last_stats", "est_last_vs"},
+	}[op]
+	for i, variant := range []string{"", "coopmat", "scalar"} {
+		ks, err := get(variant)
+		if err != nil {
+			t.Fatalf("%s variant %q: %v", op, variant, err)
+		}
+		w := want[:2]
+		if i == 2 {
+			w = want[2:]
+		}
+		for j, k := range ks {
+			if k.Desc().Shader != w[j] {
+				t.Errorf("%s variant %q runs %s, want %s", op, variant, k.Desc().Shader, w[j])
+			}
+		}
+	}
+}
+
 // TestBlockMapCoopMat compares the cooperative-matrix block map with the
 // scalar kernel (entry by entry, qkEntryTol) and with the float64 reference,
 // in its dense, CSR and indirect forms, on outputs poisoned with NaN: every
@@ -99,6 +145,7 @@ func TestBlockMapCoopMat(t *testing.T) {
 				t.Fatalf("no cooperative-matrix tile for D=%d B=%d on this device", p.D, p.B)
 			}
 			t.Logf("tile %v", tile)
+			checkQKShaders(t, d, p, "blockmap")
 			qv, kv, q, k := estInputs(t, d, rng, p)
 			lse, lse64 := qkLSE(t, d, qv, kv, p)
 			nb := p.NB()
@@ -219,6 +266,7 @@ func TestLastBlockEstimatesCoopMat(t *testing.T) {
 				t.Fatalf("no cooperative-matrix tile for D=%d B=%d on this device", p.D, p.B)
 			}
 			t.Logf("tile %v", tile)
+			checkQKShaders(t, d, p, "estimate")
 			qv, kv, q, k := estInputs(t, d, rng, p)
 			nb := p.NB()
 			ws := estWorkspace(t, d, p)
