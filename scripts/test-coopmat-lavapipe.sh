@@ -7,8 +7,9 @@
 # validation layer here) and SHAREPREFILL_REQUIRE_COOPMAT=1 (a missing
 # feature fails instead of skipping). Subgroup size 8 (lavapipe's default):
 # matmul_cm1, attn_cmr and qk_cm (block map, estimate) are covered;
-# attn_cm1 needs subgroups of 16 or more, and lavapipe 26.1 crashes compiling it at LP_NATIVE_VECTOR_WIDTH=512
-# (subgroup 16), so it stays covered on GPUs only. The tests keep to small
+# attn_cm1 needs subgroups of 16 or more, and lavapipe 26.1 crashes
+# compiling it at LP_NATIVE_VECTOR_WIDTH=512 (subgroup 16), so it stays
+# covered on GPUs only. The tests keep to small
 # problems on CPU devices. NV cooperative_matrix2 kernels are not covered
 # (lavapipe lacks workgroup scope).
 #
