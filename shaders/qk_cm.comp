@@ -40,6 +40,10 @@
 //   invocation (no atomics).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
+// Only the loops over the D/16 fragments are unrolled by hint (their
+// fragments live in registers); the loops over key fragments and
+// accumulator components are left to the driver: lavapipe compiles the
+// fully unrolled shader an order of magnitude slower.
 // Spec constants: 0 local size (= NSG · subgroup size, full subgroups of
 //   the size the host requires), 1 TR (16, 32, 64 or 128), 2 TC (multiple
 //   of 16), 3 D (multiple of 16), 4 NE = 256 / subgroup size (accumulator
