@@ -40,6 +40,20 @@ func TestRunKernelsTiny(t *testing.T) {
 	if len(res.Estimation) != 2*4 || len(res.MatMul) != 2 {
 		t.Fatalf("%d estimation rows (want 8), %d matmul rows (want 2)", len(res.Estimation), len(res.MatMul))
 	}
+	// The rows of ops with several kernels name the one that ran.
+	for _, r := range res.Estimation {
+		ep := kernels.EstParams{Hq: p.Hq, Hkv: p.Hkv, D: p.D, S: r.N, B: p.Block}
+		want := ""
+		switch {
+		case strings.HasPrefix(r.Name, "last-block"):
+			want = kernels.EstimateKernel(dev, ep)
+		case strings.HasPrefix(r.Name, "block map"):
+			want = kernels.BlockMapKernel(dev, ep)
+		}
+		if r.Variant != want {
+			t.Errorf("%s n=%d: variant %q, want %q", r.Name, r.N, r.Variant, want)
+		}
+	}
 	// The exported masks are the ones timed, and they read back.
 	man, err := ReadManifest(p.MaskDir)
 	if err != nil {

@@ -165,6 +165,10 @@ type EstRow struct {
 	Name  string `json:"name"`
 	N     int    `json:"n"`
 	Heads int    `json:"heads"`
+	// Variant is the kernel that ran where an op has several
+	// (kernels.EstimateKernel, kernels.BlockMapKernel): "coopmat 128x64",
+	// "scalar 16x16".
+	Variant string `json:"variant,omitempty"`
 	Stat
 	Timer string `json:"timer"`
 }
@@ -488,15 +492,18 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 	if err := heads.UploadI32([]int32{0}); err != nil {
 		return err
 	}
+	variant := ""
 	add := func(name string, nh int, rec func(r *runtime.Recorder) error) error {
 		p.cellf("n=%d: %s", n, name)
 		s, err := timer.Time(rec)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		res.Estimation = append(res.Estimation, EstRow{Name: name, N: n, Heads: nh, Stat: s, Timer: timer.Kind()})
+		res.Estimation = append(res.Estimation, EstRow{Name: name, N: n, Heads: nh, Variant: variant, Stat: s, Timer: timer.Kind()})
+		variant = ""
 		return nil
 	}
+	variant = kernels.EstimateKernel(dev, ep)
 	if err := add("last-block estimates (V, S; all heads)", p.Hq, func(r *runtime.Recorder) error {
 		return kernels.LastBlockEstimates(r, ws, vt, st, vb, sb, q, k, ep)
 	}); err != nil {
@@ -507,6 +514,7 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 	}); err != nil {
 		return err
 	}
+	variant = kernels.BlockMapKernel(dev, ep)
 	if err := add("block map Â (one head)", 1, func(r *runtime.Recorder) error {
 		return kernels.BlockMap(r, bm, q, k, lse, heads, ep)
 	}); err != nil {

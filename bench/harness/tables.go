@@ -42,9 +42,9 @@ func KernelTables(res *KernelResults) []*Table {
 	}
 	var et, mt *Table
 	if len(res.Estimation) > 0 {
-		et = &Table{Title: "Estimation kernels", Header: []string{"n", "kernel", "heads", "median ms", "p20–p80 ms"}}
+		et = &Table{Title: "Estimation kernels", Header: []string{"n", "kernel", "variant", "heads", "median ms", "p20–p80 ms"}}
 		for _, r := range res.Estimation {
-			et.Add(fmt.Sprint(r.N), r.Name, fmt.Sprint(r.Heads), f(r.Median, 3), rng2(r.Stat))
+			et.Add(fmt.Sprint(r.N), r.Name, r.Variant, fmt.Sprint(r.Heads), f(r.Median, 3), rng2(r.Stat))
 		}
 	}
 	if len(res.MatMul) > 0 {

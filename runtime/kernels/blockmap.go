@@ -23,18 +23,36 @@ func checkBlockMapArgs(op string, out, q, k, lse, heads *runtime.Tensor, p EstPa
 	return checkTensor(op, "out", out, runtime.F32, nh*nb*nb, fmt.Sprintf("[nheads=%d, nb=%d, nb=%d]", nh, nb, nb))
 }
 
-func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams) (*runtime.Kernel, error) {
+// blockMapKernel returns the pipeline of the block map's variant (variant
+// "" for the device's choice, qkPick): the dense or, with csr, the CSR
+// module. Both variants take the same bindings, push constants and grid.
+func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, variant string) (*runtime.Kernel, error) {
 	d := r.Device()
+	v, cm, err := qkPick(d, "blockmap", op, p, variant)
+	if err != nil {
+		return nil, err
+	}
+	bindings, ro := 5, uint32(0b01111)
+	if csr {
+		bindings, ro = 7, 0b0111111
+	}
+	if v == "coopmat" {
+		sh := "blockmap_cm_dense"
+		if csr {
+			sh = "blockmap_cm_csr"
+		}
+		return qkCMKernel(d, sh, bindings, ro, 28, cm, p.D, 0)
+	}
 	t, err := estTile(op, d.Caps(), p.D, 0)
 	if err != nil {
 		return nil, err
 	}
-	desc := runtime.KernelDesc{Shader: "blockmap_dense", Bindings: 5, ReadOnly: 0b01111, PushSize: 28,
-		Spec: []uint32{uint32(t * t), uint32(t), uint32(p.D)}}
+	sh := "blockmap_dense"
 	if csr {
-		desc.Shader, desc.Bindings, desc.ReadOnly = "blockmap_csr", 7, 0b0111111
+		sh = "blockmap_csr"
 	}
-	return d.Kernel(desc)
+	return d.Kernel(runtime.KernelDesc{Shader: sh, Bindings: bindings, ReadOnly: ro, PushSize: 28,
+		Spec: []uint32{uint32(t * t), uint32(t), uint32(p.D)}})
 }
 
 func blockMapPush(p EstParams, nheads int) any {
@@ -54,12 +72,22 @@ func blockMapPush(p EstParams, nheads int) any {
 // recomputes the scores (one QKᵀ, no P·V). out: f32 [nheads, nb, nb], zero
 // above the diagonal; each causal row sums to 1 when ℓ is the dense LSE.
 // A head index outside [0, Hq) gives NaN rows.
+//
+// The kernel is the first of the device's "blockmap" variant table that
+// applies (variants.go, BlockMapKernel): cooperative matrices (qk_cm.go)
+// where the device has them and D is a multiple of 16, else the scalar
+// kernel; they agree within 1e-4 relative per entry (about 1e-6 seen).
 func BlockMap(r *runtime.Recorder, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
+	return blockMap(r, "", out, q, k, lse, heads, p)
+}
+
+// blockMap is BlockMap on variant ("" for the device's choice).
+func blockMap(r *runtime.Recorder, variant string, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
 	const op = "block map"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
 	}
-	kb, err := blockMapKernel(op, r, false, p)
+	kb, err := blockMapKernel(op, r, false, p, variant)
 	if err != nil {
 		return err
 	}
@@ -80,6 +108,11 @@ func BlockMap(r *runtime.Recorder, out, q, k, lse, heads *runtime.Tensor, p EstP
 // zero-filled first). Columns outside [0, nb) are ignored. Use it with the
 // LSE of the sparse pass: rows then sum to 1 over the listed blocks.
 func BlockMapCSR(r *runtime.Recorder, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
+	return blockMapCSR(r, "", out, q, k, lse, heads, rowPtr, cols, p)
+}
+
+// blockMapCSR is BlockMapCSR on variant ("" for the device's choice).
+func blockMapCSR(r *runtime.Recorder, variant string, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
 	const op = "block map (CSR)"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
@@ -91,7 +124,7 @@ func BlockMapCSR(r *runtime.Recorder, out, q, k, lse, heads, rowPtr, cols *runti
 	if cols == nil || cols.DType() != runtime.I32 || cols.Len() < 1 {
 		return fmt.Errorf("%s: cols must be a non-empty i32 tensor", op)
 	}
-	kb, err := blockMapKernel(op, r, true, p)
+	kb, err := blockMapKernel(op, r, true, p, variant)
 	if err != nil {
 		return err
 	}

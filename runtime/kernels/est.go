@@ -198,7 +198,19 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // Four dispatches: row statistics per (key block, head), their combination
 // into ℓ_t, a second score pass accumulating column and diagonal sums, and
 // the slash combination. P is never stored; scratch lives in ws.
+//
+// The two score passes run the first kernel of the device's "estimate"
+// variant table that applies (variants.go, EstimateKernel): cooperative
+// matrices (qk_cm.go) where the device has them and D is a multiple of
+// 16, else the scalar kernel; they agree within 1e-4 relative per entry
+// (about 1e-6 seen).
 func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
+	return lastBlockEstimates(r, "", ws, v, s, vBlk, sBlk, q, k, p)
+}
+
+// lastBlockEstimates is LastBlockEstimates on variant ("" for the device's
+// choice).
+func lastBlockEstimates(r *runtime.Recorder, variant string, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
 	const op = "last-block estimates"
 	if err := p.check(op); err != nil {
 		return err
@@ -220,20 +232,11 @@ func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk,
 		return err
 	}
 	d := r.Device()
-	t, err := estTile(op, d.Caps(), p.D, p.B)
-	if err != nil {
-		return err
-	}
 	grid := [3]uint32{uint32(nb), uint32(p.Hq), 1}
 	if err := checkGrid(op, d, grid); err != nil {
 		return err
 	}
-	spec := []uint32{uint32(t * t), uint32(t), uint32(p.D), uint32(p.B)}
-	kStats, err := d.Kernel(runtime.KernelDesc{Shader: "est_last_stats", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: spec})
-	if err != nil {
-		return err
-	}
-	kVS, err := d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
+	kStats, kVS, err := estScoreKernels(op, d, p, variant)
 	if err != nil {
 		return err
 	}
@@ -264,6 +267,34 @@ func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk,
 		return err
 	}
 	return r.Dispatch(kSlash, grid, push2, spart, s, sBlk)
+}
+
+// estScoreKernels returns the pipelines of the last-block estimate's two
+// score passes (statistics, then V and slash partials) of variant ("" for
+// the device's choice, qkPick). Both variants take the same bindings, push
+// constants and grid.
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) (stats, vs *runtime.Kernel, err error) {
+	v, cm, err := qkPick(d, "estimate", op, p, variant)
+	if err != nil {
+		return nil, nil, err
+	}
+	if v == "coopmat" {
+		if stats, err = qkCMKernel(d, "est_last_cm_stats", 3, 0b011, 24, cm, p.D, p.B); err != nil {
+			return nil, nil, err
+		}
+		vs, err = qkCMKernel(d, "est_last_cm_vs", 6, 0b000111, 24, cm, p.D, p.B)
+		return stats, vs, err
+	}
+	t, err := estTile(op, d.Caps(), p.D, p.B)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec := []uint32{uint32(t * t), uint32(t), uint32(p.D), uint32(p.B)}
+	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_stats", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: spec}); err != nil {
+		return nil, nil, err
+	}
+	vs, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
+	return stats, vs, err
 }
 
 // pool records out[g][h][:] = mul · mean of rows [start+g·l, min(start+(g+1)·l, S)) of x [S, h, D].

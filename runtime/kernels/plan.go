@@ -600,8 +600,15 @@ func PlanVSBlocks(r *runtime.Recorder, vsbits, tokbits *runtime.Tensor, hq, n, b
 // the GPU at byte off of counts (PlanDecide's pivot chunks): slot x < z
 // computes the map of head heads[x] into out[x]. heads i32 [nheads] and
 // out f32 [nheads, nb, nb] are sized for the most slots; z ≤ nheads must
-// hold (PlanDecide guarantees it).
+// hold (PlanDecide guarantees it). The kernel is BlockMap's (BlockMapKernel):
+// every variant takes the grid (c, r, slot).
 func BlockMapIndirect(r *runtime.Recorder, counts *runtime.Tensor, off uint64, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
+	return blockMapIndirect(r, "", counts, off, out, q, k, lse, heads, p)
+}
+
+// blockMapIndirect is BlockMapIndirect on variant ("" for the device's
+// choice).
+func blockMapIndirect(r *runtime.Recorder, variant string, counts *runtime.Tensor, off uint64, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
 	const op = "block map (indirect)"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
@@ -609,7 +616,7 @@ func BlockMapIndirect(r *runtime.Recorder, counts *runtime.Tensor, off uint64, o
 	if err := checkI32(op, "counts", counts, 3); err != nil {
 		return err
 	}
-	kb, err := blockMapKernel(op, r, false, p)
+	kb, err := blockMapKernel(op, r, false, p, variant)
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,19 @@ var opTables = map[string][]variant{
 		{name: "cmr-cv", shaders: attnModules("attn_cmr_cv"), usable: func(c runtime.Caps) bool { return c.CoopMat && c.CoopMat2Conversions }},
 		{name: "scalar", shaders: attnModules("attn", "attn_reduce_%s"), usable: always},
 	},
+	// BlockMap, BlockMapCSR and BlockMapIndirect (blockmap.go, qk_cm.go):
+	// cooperative matrices where D is a multiple of 16 and a tile fits
+	// (qkTileFor), else the scalar kernel. All take the same grid.
+	"blockmap": {
+		{name: "coopmat", shaders: []string{"blockmap_cm_dense", "blockmap_cm_csr"}, usable: qkCMUsable},
+		{name: "scalar", shaders: []string{"blockmap_dense", "blockmap_csr"}, usable: always},
+	},
+	// The score passes of LastBlockEstimates (est.go, qk_cm.go), chosen as
+	// the block map's; the combining passes are the same for both.
+	"estimate": {
+		{name: "coopmat", shaders: []string{"est_last_cm_stats", "est_last_cm_vs", "est_last_lse", "est_last_slash"}, usable: qkCMUsable},
+		{name: "scalar", shaders: []string{"est_last_stats", "est_last_vs", "est_last_lse", "est_last_slash"}, usable: always},
+	},
 }
 
 // variantUsable reports whether op's variant name may run with caps (false

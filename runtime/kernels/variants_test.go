@@ -89,6 +89,18 @@ func TestDeviceTables(t *testing.T) {
 		if got := tb.ops["matmul"]; !slices.Equal(got, c.matmul) {
 			t.Errorf("%s: matmul variants %v, want %v", c.name, got, c.matmul)
 		}
+		// The block map and the estimate take cooperative matrices exactly
+		// where the matmul does (every case here has a subgroup size that
+		// divides 256).
+		for _, op := range []string{"blockmap", "estimate"} {
+			want := []string{"scalar"}
+			if c.caps.CoopMat {
+				want = []string{"coopmat", "scalar"}
+			}
+			if got := tb.ops[op]; !slices.Equal(got, want) {
+				t.Errorf("%s: %s variants %v, want %v", c.name, op, got, want)
+			}
+		}
 		if got := kinds(tb); !slices.Equal(got, c.cmKinds) {
 			t.Errorf("%s: attention configuration kinds %v, want %v", c.name, got, c.cmKinds)
 		}

@@ -1,0 +1,425 @@
+#version 450
+// variants: blockmap_cm_dense=-DBLOCKMAP blockmap_cm_csr=-DBLOCKMAP,-DCSR est_last_cm_stats=-DSTATS est_last_cm_vs=-DVS
+//
+// qk_cm.comp: the score passes of the pivot block map and of the last-block
+// estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
+// scope). Same bindings, push constants, grids and results as blockmap.comp
+// (BLOCKMAP, CSR) and est_last.comp (STATS, VS); only the arithmetic of
+// s = scale·q·k differs: the products q·k of the f16 inputs are exact in
+// f32 and accumulated in f32 by the matrix unit, then scaled (the scalar
+// kernels scale q first and add the products in order), so scores differ by
+// a few f32 ulps of the dot product.
+//
+// Workgroup = NSG = TR/16 subgroups; subgroup s owns query rows 16s..16s+15
+// of a row pass of TR rows and keeps them in registers as D/16 A fragments
+// (unscaled f16, staged through shared memory). Per K tile of TC keys (f16,
+// zero beyond the block, staged in shared memory with padded rows) a
+// subgroup computes its 16×TC scores as TC/16 accumulator fragments.
+//
+// BLOCKMAP (docs/algorithm.md#pivot-map). Grid (nb, nb, nheads) = (c or CSR
+//   slot, r, head index), as blockmap.comp:
+//     out[x][r, c] = (1/|r|) Σ_{i∈r} Σ_{j∈c, j≤i} exp(scale·q_i·k_j − ℓ_i).
+//   exp is taken on the accumulator components themselves: their row and
+//   column (implementation-defined) are probed once by loading a matrix of
+//   element indices from shared memory. Each invocation sums its
+//   components; one shared-memory tree reduction per workgroup. Sub-tiles
+//   above the diagonal of a diagonal block are skipped (per workgroup and
+//   per subgroup). Dense: c > r writes 0. CSR: only listed blocks are
+//   written (the caller zero-fills first); columns outside [0, nb) are
+//   ignored. A head index outside [0, Hq) writes NaN, and so does a driver
+//   whose accumulator length() differs from NE.
+//   Bindings: 0 q f16 [S, Hq, D]; 1 k f16 [S, Hkv, D]; 2 lse f32 [Hq, S];
+//   3 heads i32 [nheads]; dense: 4 out f32 [nheads, nb, nb]; CSR: 4 rowptr
+//   i32 [nheads, nb+1] (absolute offsets into cols), 5 cols i32, 6 out.
+// STATS / VS (docs/algorithm.md#last-block-estimates). Grid (nb, Hq): the
+//   W = min(B, S) window rows i_t = S−W+t against key block c, as
+//   est_last.comp; each subgroup stores its scores to a TR×TC f32 tile in
+//   shared memory, and the row statistics (STATS: block-local max and
+//   Σexp per row) or P = exp(s − ℓ_t) with its column and diagonal sums
+//   (VS) are taken from that tile, each row, column or diagonal by one
+//   invocation (no atomics).
+//   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
+//   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
+// Only the loops over the D/16 fragments are unrolled by hint (their
+// fragments live in registers); the loops over key fragments and
+// accumulator components are left to the driver: lavapipe compiles the
+// fully unrolled shader an order of magnitude slower.
+// Spec constants: 0 local size (= NSG · subgroup size, full subgroups of
+//   the size the host requires), 1 TR (16, 32, 64 or 128), 2 TC (multiple
+//   of 16), 3 D (multiple of 16), 4 NE = 256 / subgroup size (accumulator
+//   components per invocation), 5 BS = B (STATS / VS only).
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_shader_16bit_storage : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_control_flow_attributes : enable
+
+layout(local_size_x = 128, local_size_x_id = 0) in;
+layout(constant_id = 1) const uint TR = 64;  // query rows per pass, 16 per subgroup
+layout(constant_id = 2) const uint TC = 32;  // keys per K tile
+layout(constant_id = 3) const uint D = 128;  // head dim
+layout(constant_id = 4) const uint NE = 8;   // accumulator components per invocation
+layout(constant_id = 5) const uint BS = 64;  // block size (STATS / VS)
+
+const uint LOCAL = gl_WorkGroupSize.x;
+const uint NSG = TR / 16;
+const uint D8 = D / 8;
+const uint DF = D / 16;
+const uint CF = TC / 16;
+const uint KS = D / 4 + 2; // f16vec4 row stride of the K / Q staging (16 bytes of padding)
+
+layout(std430, set = 0, binding = 0) readonly buffer Qb { uvec4 q8[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Kb { uvec4 k8[]; };
+
+#ifdef BLOCKMAP
+layout(std430, set = 0, binding = 2) readonly buffer Lb { float lse[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Hb { int heads[]; };
+#ifdef CSR
+layout(std430, set = 0, binding = 4) readonly buffer Rb { int rowptr[]; };
+layout(std430, set = 0, binding = 5) readonly buffer Cb { int cols[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer Ob { float outm[]; };
+#else
+layout(std430, set = 0, binding = 4) writeonly buffer Ob { float outm[]; };
+#endif
+layout(push_constant) uniform Push {
+	uint S;
+	uint Hq;
+	uint Hkv;
+	uint B;
+	uint nb;
+	uint nheads;
+	float scale;
+} pc;
+#else
+#ifdef STATS
+layout(std430, set = 0, binding = 2) writeonly buffer Sb { vec2 stats[]; };
+#else
+layout(std430, set = 0, binding = 2) readonly buffer Lb { float lse[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Vb { float v[]; };
+layout(std430, set = 0, binding = 4) writeonly buffer VBb { float vblk[]; };
+layout(std430, set = 0, binding = 5) writeonly buffer SPb { float spart[]; };
+#endif
+layout(push_constant) uniform Push {
+	uint S;
+	uint Hq;
+	uint Hkv;
+	uint nb;
+	uint W;
+	float scale;
+} pc;
+#endif
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define MATA coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define MATB coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+
+shared f16vec4 ksh[TC * KS]; // K tile; Q staging (TC rows a pass)
+shared float lsh[TR];        // ℓ of the pass rows (BLOCKMAP, VS)
+#ifdef BLOCKMAP
+shared float red[NSG * 256]; // per-subgroup layout probe, then the workgroup sum
+#else
+const uint SS = TC + 4; // f32 row stride of the score tile
+const float NEG = -3.0e38;
+shared float ssh[TR * SS];
+#ifdef STATS
+shared float rowm[BS];
+shared float rowl[BS];
+#else
+shared float colacc[BS];
+shared float slacc[2 * BS + TR];
+shared float red[LOCAL];
+#endif
+#endif
+
+MATA qf[DF];
+
+void stageRow(uint dst, uvec4 w) {
+	ksh[dst] = f16vec4(unpackFloat2x16(w.x), unpackFloat2x16(w.y));
+	ksh[dst + 1] = f16vec4(unpackFloat2x16(w.z), unpackFloat2x16(w.w));
+}
+
+// loadQ puts rows row0 + [0, TR) of query head h into the subgroups' A
+// fragments (rows at or past rend are zero). Ends with a barrier.
+void loadQ(uint row0, uint rend, uint h) {
+	const uint tid = gl_LocalInvocationIndex;
+	const uint sg = gl_SubgroupID;
+	for (uint pass = 0; pass < TR; pass += TC) {
+		const uint np = min(TC, TR - pass);
+		for (uint idx = tid; idx < np * D8; idx += LOCAL) {
+			const uint rr = idx / D8;
+			const uint cc = idx - rr * D8;
+			const uint row = row0 + pass + rr;
+			stageRow(rr * KS + 2 * cc, row < rend ? q8[(row * pc.Hq + h) * D8 + cc] : uvec4(0));
+		}
+		barrier();
+		if (sg * 16 >= pass && sg * 16 < pass + np) {
+			[[unroll]] for (uint df = 0; df < DF; df++) {
+				coopMatLoad(qf[df], ksh, (sg * 16 - pass) * KS + df * 4, KS, gl_CooperativeMatrixLayoutRowMajor);
+			}
+		}
+		barrier();
+	}
+}
+
+// loadK stages keys key0 + [0, TC) of KV head hk (keys at or past kend are
+// zero). Ends with a barrier.
+void loadK(uint key0, uint kend, uint hk) {
+	const uint tid = gl_LocalInvocationIndex;
+	for (uint idx = tid; idx < TC * D8; idx += LOCAL) {
+		const uint j = idx / D8;
+		const uint cc = idx - j * D8;
+		const uint key = key0 + j;
+		stageRow(j * KS + 2 * cc, key < kend ? k8[(key * pc.Hkv + hk) * D8 + cc] : uvec4(0));
+	}
+	barrier();
+}
+
+// scores returns the unscaled q·k of the subgroup's 16 rows against keys
+// cf·16 .. cf·16+15 of the staged tile.
+ACC scores(uint cf) {
+	ACC s = ACC(0.0);
+	[[unroll]] for (uint df = 0; df < DF; df++) {
+		MATB kt;
+		coopMatLoad(kt, ksh, cf * 16 * KS + df * 4, KS, gl_CooperativeMatrixLayoutColumnMajor);
+		s = coopMatMulAdd(qf[df], kt, s);
+	}
+	return s;
+}
+
+#ifdef BLOCKMAP
+void main() {
+	const uint tid = gl_LocalInvocationIndex;
+	const uint sg = gl_SubgroupID;
+	const uint lane = gl_SubgroupInvocationID;
+	uint c = gl_WorkGroupID.x;
+	const uint r = gl_WorkGroupID.y;
+	const uint hi = gl_WorkGroupID.z;
+	const uint nb = pc.nb;
+#ifdef CSR
+	const int beg = rowptr[hi * (nb + 1) + r];
+	const int end = rowptr[hi * (nb + 1) + r + 1];
+	if (int(c) >= end - beg) {
+		return; // uniform: the whole workgroup leaves
+	}
+	const int cc = cols[beg + int(c)];
+	if (cc < 0 || uint(cc) >= nb) {
+		return;
+	}
+	c = uint(cc);
+#endif
+	const uint outIdx = (hi * nb + r) * nb + c;
+	const int hh = heads[hi];
+	if (c > r || hh < 0 || uint(hh) >= pc.Hq) {
+		if (tid == 0) {
+			outm[outIdx] = c > r ? 0.0 : uintBitsToFloat(0x7FC00000u);
+		}
+		return;
+	}
+	const uint h = uint(hh);
+	const uint kvh = h / (pc.Hq / pc.Hkv);
+	const uint r0 = r * pc.B;
+	const uint c0 = c * pc.B;
+	const uint nr = min(pc.B, pc.S - r0);
+	const uint nk = min(pc.B, pc.S - c0);
+
+	// Layout probe: component i of this invocation is element rowOf[i],
+	// colOf[i] of every accumulator.
+	for (uint e = lane; e < 256; e += gl_SubgroupSize) {
+		red[sg * 256 + e] = float(e);
+	}
+	subgroupMemoryBarrierShared();
+	subgroupBarrier();
+	ACC probe;
+	coopMatLoad(probe, red, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
+	const bool lenOK = uint(probe.length()) == NE;
+	uint rowOf[NE], colOf[NE];
+	for (uint i = 0; i < NE; i++) {
+		const uint e = lenOK ? uint(probe[i]) : 0;
+		rowOf[i] = e / 16;
+		colOf[i] = e % 16;
+	}
+
+	float part = 0.0;
+	for (uint qt = 0; qt < nr; qt += TR) {
+		loadQ(r0 + qt, r0 + nr, h);
+		for (uint x = tid; x < TR; x += LOCAL) {
+			lsh[x] = qt + x < nr ? lse[h * pc.S + r0 + qt + x] : 0.0;
+		}
+		barrier();
+		float lrow[NE];
+		for (uint i = 0; i < NE; i++) {
+			lrow[i] = lsh[sg * 16 + rowOf[i]];
+		}
+		const uint sr = qt + sg * 16; // block-local first row of this subgroup
+		for (uint kt = 0; kt < nk; kt += TC) {
+			if (c == r && kt > qt + TR - 1) {
+				break; // this and later tiles lie above the diagonal (uniform)
+			}
+			loadK(c0 + kt, c0 + nk, kvh);
+			if (sr < nr && !(c == r && kt > sr + 15)) { // subgroup-uniform
+				const bool full = sr + 16 <= nr && kt + TC <= nk && (c != r || kt + TC - 1 <= sr);
+				for (uint cf = 0; cf < CF; cf++) {
+					const ACC s = scores(cf);
+					for (uint i = 0; i < NE; i++) {
+						const uint ii = sr + rowOf[i];
+						const uint j = kt + cf * 16 + colOf[i];
+						if (full || (ii < nr && j < nk && (c != r || j <= ii))) {
+							part += exp(s[i] * pc.scale - lrow[i]);
+						}
+					}
+				}
+			}
+			barrier(); // before the next tile overwrites ksh
+		}
+	}
+
+	barrier();
+	red[tid] = part;
+	barrier();
+	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
+		if (tid < st) {
+			red[tid] += red[tid + st];
+		}
+		barrier();
+	}
+	if (tid == 0) {
+		outm[outIdx] = lenOK ? red[0] / float(nr) : uintBitsToFloat(0x7FC00000u);
+	}
+}
+#else
+void main() {
+	const uint tid = gl_LocalInvocationIndex;
+	const uint sg = gl_SubgroupID;
+	const uint c = gl_WorkGroupID.x;
+	const uint h = gl_WorkGroupID.y;
+	const uint kvh = h / (pc.Hq / pc.Hkv);
+	const uint S = pc.S;
+	const uint W = pc.W;
+	const uint i0 = S - W;
+	const uint c0 = c * BS;
+	const uint nk = min(BS, S - c0);
+	const float scale = pc.scale;
+#ifdef STATS
+	for (uint x = tid; x < BS; x += LOCAL) {
+		rowm[x] = NEG;
+		rowl[x] = 0.0;
+	}
+#else
+	for (uint x = tid; x < BS; x += LOCAL) {
+		colacc[x] = 0.0;
+	}
+	for (uint x = tid; x < 2 * BS + TR; x += LOCAL) {
+		slacc[x] = 0.0;
+	}
+#endif
+	barrier();
+	for (uint qt = 0; qt < W; qt += TR) {
+		loadQ(i0 + qt, S, h);
+#ifdef VS
+		for (uint x = tid; x < TR; x += LOCAL) {
+			lsh[x] = qt + x < W ? lse[h * W + qt + x] : 0.0;
+		}
+		barrier();
+#endif
+		for (uint kt = 0; kt < nk; kt += TC) {
+			if (c0 + kt > i0 + qt + TR - 1) {
+				break; // every key of this and later tiles is after every row (uniform)
+			}
+			loadK(c0 + kt, c0 + nk, kvh);
+			for (uint cf = 0; cf < CF; cf++) {
+				coopMatStore(scores(cf), ssh, sg * 16 * SS + cf * 16, SS, gl_CooperativeMatrixLayoutRowMajor);
+			}
+			barrier();
+#ifdef STATS
+			// Row x of the tile: block-local running max and Σexp.
+			for (uint x = tid; x < TR; x += LOCAL) {
+				const uint t = qt + x;
+				if (t >= W) {
+					continue;
+				}
+				float mx = NEG;
+				for (uint y = 0; y < TC; y++) {
+					const uint jl = kt + y;
+					if (jl < nk && c0 + jl <= i0 + t) {
+						mx = max(mx, ssh[x * SS + y] * scale);
+					}
+				}
+				if (mx > NEG) {
+					const float m = rowm[t];
+					const float nm = max(m, mx);
+					float l = rowl[t] * exp(m - nm);
+					for (uint y = 0; y < TC; y++) {
+						const uint jl = kt + y;
+						if (jl < nk && c0 + jl <= i0 + t) {
+							l += exp(ssh[x * SS + y] * scale - nm);
+						}
+					}
+					rowm[t] = nm;
+					rowl[t] = l;
+				}
+			}
+#else
+			// P in place, then column and diagonal sums of the tile.
+			for (uint e = tid; e < TR * TC; e += LOCAL) {
+				const uint x = e / TC;
+				const uint y = e - x * TC;
+				const uint t = qt + x;
+				const uint jl = kt + y;
+				const bool valid = t < W && jl < nk && c0 + jl <= i0 + t;
+				ssh[x * SS + y] = valid ? exp(ssh[x * SS + y] * scale - lsh[x]) : 0.0;
+			}
+			barrier();
+			for (uint y = tid; y < TC; y += LOCAL) {
+				if (kt + y < BS) {
+					float cs = 0.0;
+					for (uint x = 0; x < TR; x++) {
+						cs += ssh[x * SS + y];
+					}
+					colacc[kt + y] += cs;
+				}
+			}
+			for (uint g = tid; g < TR + TC - 1; g += LOCAL) {
+				const int dd = int(g) - int(TC - 1); // x − y on this diagonal
+				const int idx = int(qt) - int(kt) + int(BS) - 1 + dd;
+				float ds = 0.0;
+				for (int a = max(0, dd); a < min(int(TR), int(TC) + dd); a++) {
+					ds += ssh[uint(a) * SS + uint(a - dd)];
+				}
+				if (idx >= 0 && idx < int(2 * BS + TR)) {
+					slacc[idx] += ds;
+				}
+			}
+#endif
+			barrier();
+		}
+	}
+	const float invW = 1.0 / float(W);
+#ifdef STATS
+	for (uint x = tid; x < W; x += LOCAL) {
+		stats[(h * pc.nb + c) * W + x] = vec2(rowm[x], rowl[x]);
+	}
+#else
+	float part = 0.0;
+	for (uint x = tid; x < nk; x += LOCAL) {
+		const float cs = colacc[x];
+		v[h * S + c0 + x] = cs * invW;
+		part += cs;
+	}
+	for (uint x = tid; x < 2 * BS; x += LOCAL) {
+		spart[(h * pc.nb + c) * 2 * BS + x] = x < W + BS - 1 ? slacc[x] * invW : 0.0;
+	}
+	red[tid] = part;
+	barrier();
+	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
+		if (tid < st) {
+			red[tid] += red[tid + st];
+		}
+		barrier();
+	}
+	if (tid == 0) {
+		vblk[h * pc.nb + c] = red[0] * invW;
+	}
+#endif
+}
+#endif
