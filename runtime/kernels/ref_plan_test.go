@@ -14,8 +14,22 @@ import (
 func setBit(b []int32, i int)      { b[i>>5] |= int32(uint32(1) << (i & 31)) }
 func hasBit(b []int32, i int) bool { return uint32(b[i>>5])>>(i&31)&1 != 0 }
 func planKey(x float32) float64    { return math.Max(float64(x), 0) }
-func wordsOf(n int) int            { return (n + 31) / 32 }
-func causalOf(nb int) int          { return nb * (nb + 1) / 2 }
+
+// sortByPlanKey stably sorts the indices idx into x by descending planKey.
+func sortByPlanKey(idx []int, x []float32) {
+	slices.SortStableFunc(idx, func(a, b int) int {
+		va, vb := planKey(x[a]), planKey(x[b])
+		switch {
+		case va > vb:
+			return -1
+		case va < vb:
+			return 1
+		}
+		return 0
+	})
+}
+func wordsOf(n int) int   { return (n + 31) / 32 }
+func causalOf(nb int) int { return nb * (nb + 1) / 2 }
 
 // RefTopKBits is the reference of TopKBits: share.TopKForced per row and
 // vector with the forced prefix 0..Forced−1, as bitmaps [Rows, 2, Words].
@@ -43,17 +57,7 @@ func RefTopKBits(x0, x1 []float32, kbuf []int32, p TopKParams) []int32 {
 			for i := f; i < n; i++ {
 				idx = append(idx, i)
 			}
-			row := x[h*p.Stride : h*p.Stride+n]
-			slices.SortStableFunc(idx, func(a, b int) int {
-				va, vb := planKey(row[a]), planKey(row[b])
-				switch {
-				case va > vb:
-					return -1
-				case va < vb:
-					return 1
-				}
-				return 0
-			})
+			sortByPlanKey(idx, x[h*p.Stride:h*p.Stride+n])
 			for _, i := range idx[:max(k-f, 0)] {
 				setBit(bits, i)
 			}
@@ -273,16 +277,7 @@ func refCoverRow(x []float32, gamma float64, shift uint32) []int {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		va, vb := planKey(x[a]), planKey(x[b])
-		switch {
-		case va > vb:
-			return -1
-		case va < vb:
-			return 1
-		}
-		return 0
-	})
+	sortByPlanKey(idx, x)
 	var sum uint64
 	for i, j := range idx {
 		if !(planKey(x[j]) > 0) {
