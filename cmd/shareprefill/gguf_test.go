@@ -58,7 +58,8 @@ func TestInspectGGUF(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 	}
 	for _, w := range []string{"Q8_0 (204288 params, 0.21 MiB), F16 (55040 params, 0.10 MiB), F32 (704 params, 0.00 MiB)",
-		"f16 on the device", "260032 (0.26M)", "8 / 4 / 8 (GQA group 2)"} {
+		"260032 (0.26M)", "8 / 4 / 8 (GQA group 2)", "weights on the device", "F32 0.00 MiB (708 params)",
+		"device memory at context 512  weights", "fits the device"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("inspect output lacks %q:\n%s", w, out)
 		}

@@ -336,6 +336,7 @@ func TestBenchChecksFirst(t *testing.T) {
 		{[]string{"bench", "gen-model", "--layers", "-1", "--out", filepath.Join(dir, "g")}, []string{"--layers -1"}},
 		{[]string{"bench", "gen-model", "--vocab", "100", "--out", filepath.Join(dir, "g")}, []string{"--vocab 100"}},
 		{[]string{"inspect", "--context", "-1"}, []string{"--context -1"}},
+		{[]string{"inspect", "--quantize", "q4_k"}, []string{"--quantize", `"q4_k"`, "supported: q8_0, none"}},
 	}
 	for _, tc := range tests {
 		wantUsage(t, tc.want, tc.args...)
