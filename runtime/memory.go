@@ -11,6 +11,13 @@ import (
 )
 
 // DType is the element type of a tensor.
+//
+// Besides the plain types, a DType may be one of ggml's block-quantized
+// types (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): a row of such a tensor (its
+// innermost dimension) is a whole number of blocks of BlockElems elements
+// stored in BlockBytes bytes each, byte for byte as in a GGUF file, so that
+// a GGUF tensor's data uploads unchanged. Elements of a quantized type have
+// no byte size of their own: sizes come from RowBytes.
 type DType uint8
 
 // Element types.
@@ -21,19 +28,116 @@ const (
 	I32
 	U32
 	U8
+
+	// Q8_0 is ggml's block_q8_0: 32 elements in 34 bytes, an f16 scale d
+	// and 32 int8 quants q; x = d·q.
+	Q8_0
+	// Q4_0 is ggml's block_q4_0: 32 elements in 18 bytes, an f16 scale d
+	// and 16 bytes whose low nibbles are elements 0–15 and high nibbles
+	// elements 16–31; x = d·(q−8).
+	Q4_0
+	// Q5_0 is ggml's block_q5_0: 32 elements in 22 bytes, an f16 scale d,
+	// a little-endian uint32 of fifth bits (bit i for element i), then
+	// nibbles as in Q4_0; x = d·(q−16).
+	Q5_0
+	// Q4_K is ggml's block_q4_K: 256 elements in 144 bytes, f16 d and
+	// dmin, 12 bytes of eight 6-bit group scales and mins, then 128 bytes
+	// of nibbles (bytes 32c…32c+31 hold group 2c in the low and 2c+1 in
+	// the high nibbles); x = (d·sc)·q − dmin·m.
+	Q4_K
+	// Q5_K is ggml's block_q5_K: Q4_K's head (16 bytes), 32 bytes of fifth
+	// bits (bit g of byte e for element e of group g), then Q4_K's 128
+	// nibble bytes: 256 elements in 176 bytes.
+	Q5_K
+	// Q6_K is ggml's block_q6_K: 256 elements in 210 bytes, 128 bytes of
+	// low nibbles, 64 bytes of high 2-bit pairs, 16 int8 scales (one per
+	// 16 elements), then an f16 d; x = (d·sc)·(q−32).
+	Q6_K
 )
 
-// Size is the size of one element in bytes.
+// quantTypes are the block-quantized types, in declaration order.
+var quantTypes = []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K}
+
+// QuantizedTypes returns the block-quantized types, in declaration order
+// (a fresh slice).
+func QuantizedTypes() []DType { return append([]DType(nil), quantTypes...) }
+
+// Size is the size of one element in bytes. It is 0 for a block-quantized
+// type, whose elements have no whole-byte size (use RowBytes).
 func (d DType) Size() int {
 	switch d {
 	case F16, BF16:
 		return 2
 	case U8:
 		return 1
+	case F32, I32, U32:
+		return 4
 	}
-	return 4
+	return 0
 }
 
+// IsQuantized reports whether d is a block-quantized type.
+func (d DType) IsQuantized() bool { return d.BlockElems() > 1 }
+
+// BlockElems is the number of elements of one block: 32 for Q8_0, Q4_0 and
+// Q5_0, 256 for the K-quants, 1 for the plain types, 0 for an unknown
+// DType.
+func (d DType) BlockElems() int {
+	switch d {
+	case Q8_0, Q4_0, Q5_0:
+		return 32
+	case Q4_K, Q5_K, Q6_K:
+		return 256
+	}
+	if d.Size() > 0 {
+		return 1
+	}
+	return 0
+}
+
+// BlockBytes is the size of one block in bytes (the element size for the
+// plain types, 0 for an unknown DType).
+func (d DType) BlockBytes() int {
+	switch d {
+	case Q8_0:
+		return 34
+	case Q4_0:
+		return 18
+	case Q5_0:
+		return 22
+	case Q4_K:
+		return 144
+	case Q5_K:
+		return 176
+	case Q6_K:
+		return 210
+	}
+	return d.Size()
+}
+
+// RowBytes returns the bytes that k consecutive elements of type d occupy
+// (a row of k elements). It is an error when d is unknown, when k is
+// negative or not a whole number of blocks, or when the size overflows an
+// int.
+func (d DType) RowBytes(k int) (int, error) {
+	be, bb := d.BlockElems(), d.BlockBytes()
+	if be == 0 {
+		return 0, fmt.Errorf("row of %d elements: unknown dtype %s", k, d)
+	}
+	if k < 0 {
+		return 0, fmt.Errorf("row of %d %s elements: negative length", k, d)
+	}
+	if k%be != 0 {
+		return 0, fmt.Errorf("row of %d %s elements: not a whole number of %d-element blocks", k, d, be)
+	}
+	if k/be > math.MaxInt/bb {
+		return 0, fmt.Errorf("row of %d %s elements: the byte count overflows", k, d)
+	}
+	return k / be * bb, nil
+}
+
+// String gives the type's lower-case name: "f32", "f16", …, "q8_0",
+// "q4_k".
 func (d DType) String() string {
 	switch d {
 	case F32:
@@ -48,8 +152,33 @@ func (d DType) String() string {
 		return "u32"
 	case U8:
 		return "u8"
+	case Q8_0:
+		return "q8_0"
+	case Q4_0:
+		return "q4_0"
+	case Q5_0:
+		return "q5_0"
+	case Q4_K:
+		return "q4_k"
+	case Q5_K:
+		return "q5_k"
+	case Q6_K:
+		return "q6_k"
 	}
 	return fmt.Sprintf("dtype(%d)", d)
+}
+
+// elemBytes returns the bytes of n elements of d starting at element off
+// (byte offset and size). For a quantized type both must be whole blocks.
+func (d DType) elemBytes(off, n uint64) (boff, size uint64, err error) {
+	be, bb := uint64(d.BlockElems()), uint64(d.BlockBytes())
+	if be == 0 {
+		return 0, 0, fmt.Errorf("unknown dtype %s", d)
+	}
+	if off%be != 0 || n%be != 0 {
+		return 0, 0, fmt.Errorf("elements [%d, %d) of %s are not whole %d-element blocks", off, off+n, d, be)
+	}
+	return off / be * bb, n / be * bb, nil
 }
 
 // block is one VkDeviceMemory with one VkBuffer spanning it; tensors are
@@ -273,6 +402,11 @@ type Tensor struct {
 }
 
 // NewTensor allocates an uninitialised tensor on the device.
+//
+// For a block-quantized dtype the innermost dimension is the row length,
+// which must be a whole number of blocks: NewTensor(Q4_K, N, K) holds N rows
+// of K/256 blocks (N·RowBytes(K) bytes), the layout of a GGUF tensor of
+// ggml shape [K, N]; upload its bytes with UploadBytes.
 func (d *Device) NewTensor(dt DType, shape ...int) (*Tensor, error) {
 	return d.NewNamedTensor("tensor", dt, shape...)
 }
@@ -289,7 +423,25 @@ func (d *Device) NewNamedTensor(name string, dt DType, shape ...int) (*Tensor, e
 		}
 		n *= uint64(s)
 	}
-	bytes := n * uint64(dt.Size())
+	var bytes uint64
+	switch {
+	case dt.IsQuantized():
+		if len(shape) == 0 {
+			return nil, fmt.Errorf("tensor %s: a %s tensor needs a shape whose last dimension is the row length", name, dt)
+		}
+		if k := shape[len(shape)-1]; k%dt.BlockElems() != 0 {
+			return nil, fmt.Errorf("tensor %s %v: rows of %d %s elements are not a whole number of %d-element blocks",
+				name, shape, k, dt, dt.BlockElems())
+		}
+		bytes = n / uint64(dt.BlockElems()) * uint64(dt.BlockBytes())
+	case dt.Size() == 0:
+		return nil, fmt.Errorf("tensor %s: unknown dtype %s", name, dt)
+	default:
+		if s := uint64(dt.Size()); n > math.MaxUint64/s {
+			return nil, fmt.Errorf("tensor %s: shape %v overflows", name, shape)
+		}
+		bytes = n * uint64(dt.Size())
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -307,7 +459,8 @@ func (d *Device) NewNamedTensor(name string, dt DType, shape ...int) (*Tensor, e
 // starting at element off. The byte offset must be a multiple of the device's
 // storage-buffer alignment (Device.Alignment) so the view can be bound. A view
 // shares memory with its parent: its Free does nothing, and it must not be
-// used after the parent is freed.
+// used after the parent is freed. A view of a block-quantized tensor starts
+// and ends on block boundaries (whole rows, typically).
 func (t *Tensor) View(off int, shape ...int) (*Tensor, error) {
 	if err := t.alive(); err != nil {
 		return nil, err
@@ -317,17 +470,25 @@ func (t *Tensor) View(off int, shape ...int) (*Tensor, error) {
 		if s < 0 {
 			return nil, fmt.Errorf("view of %s: negative dimension in %v", t.name, shape)
 		}
+		if s > 0 && n > math.MaxUint64/uint64(s) {
+			return nil, fmt.Errorf("view of %s: shape %v overflows", t.name, shape)
+		}
 		n *= uint64(s)
 	}
-	es := uint64(t.dtype.Size())
-	boff := uint64(off) * es
-	if off < 0 || boff+n*es > t.bytes {
-		return nil, fmt.Errorf("view of %s: elements [%d, %d) out of its %d", t.name, off, uint64(off)+n, t.Len())
+	if off < 0 || n > uint64(t.Len()) || uint64(off) > uint64(t.Len())-n {
+		return nil, fmt.Errorf("view of %s: elements [%d, %d) out of its %d", t.name, off, int64(off)+int64(n), t.Len())
+	}
+	boff, size, err := t.dtype.elemBytes(uint64(off), n)
+	if err != nil {
+		return nil, fmt.Errorf("view of %s: %w", t.name, err)
+	}
+	if t.dtype.IsQuantized() && len(shape) > 0 && shape[len(shape)-1]%t.dtype.BlockElems() != 0 {
+		return nil, fmt.Errorf("view of %s as %v: rows are not a whole number of %d-element %s blocks", t.name, shape, t.dtype.BlockElems(), t.dtype)
 	}
 	if (t.off+boff)%t.dev.alloc.align != 0 {
 		return nil, fmt.Errorf("view of %s at element %d: byte offset not aligned to %d", t.name, off, t.dev.alloc.align)
 	}
-	return &Tensor{dev: t.dev, blk: t.blk, off: t.off + boff, bytes: n * es, dtype: t.dtype,
+	return &Tensor{dev: t.dev, blk: t.blk, off: t.off + boff, bytes: size, dtype: t.dtype,
 		shape: append([]int(nil), shape...), name: t.name, view: true}, nil
 }
 
@@ -358,7 +519,12 @@ func (t *Tensor) DType() DType { return t.dtype }
 func (t *Tensor) Shape() []int { return t.shape }
 
 // Len is the number of elements.
-func (t *Tensor) Len() int { return int(t.bytes / uint64(t.dtype.Size())) }
+func (t *Tensor) Len() int {
+	if be, bb := t.dtype.BlockElems(), t.dtype.BlockBytes(); bb > 0 {
+		return int(t.bytes / uint64(bb) * uint64(be))
+	}
+	return 0
+}
 
 // Bytes is the size in bytes.
 func (t *Tensor) Bytes() uint64 { return t.bytes }
@@ -397,8 +563,12 @@ func (t *Tensor) DownloadBytes() ([]byte, error) {
 }
 
 // UploadF32 converts v to the tensor's dtype (f32, f16 or bf16) and uploads it.
-// len(v) must equal Len().
+// len(v) must equal Len(). It is an error for other dtypes (upload the
+// blocks of a quantized tensor with UploadBytes).
 func (t *Tensor) UploadF32(v []float32) error {
+	if t.dtype != F32 && t.dtype != F16 && t.dtype != BF16 {
+		return fmt.Errorf("upload to %s: float32 data for a %s tensor (quantized tensors take their raw blocks through UploadBytes)", t.name, t.dtype)
+	}
 	if len(v) != t.Len() {
 		return fmt.Errorf("upload to %s: %d values for %d elements", t.name, len(v), t.Len())
 	}

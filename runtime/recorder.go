@@ -26,12 +26,18 @@ func (t *Tensor) Arg() Arg { return Arg{t: t, off: 0, size: (t.bytes + 3) &^ 3} 
 
 // Slice binds elements [off, off+n) of the tensor. off·elemsize must be a
 // multiple of the device's minStorageBufferOffsetAlignment; kernels that need
-// finer offsets take them as push constants instead.
+// finer offsets take them as push constants instead. For a block-quantized
+// tensor off and n must be whole blocks, and the byte offset is that of
+// block off/BlockElems.
 func (t *Tensor) Slice(off, n int) Arg {
-	es := uint64(t.dtype.Size())
-	a := Arg{t: t, off: uint64(off) * es, size: uint64(n) * es}
-	if off < 0 || n < 0 || a.off+a.size > t.bytes {
+	a := Arg{t: t}
+	if off < 0 || n < 0 || off > t.Len() || n > t.Len()-off {
 		a.err = fmt.Errorf("slice [%d:%d] out of range of tensor %s (%d elements)", off, off+n, t.name, t.Len())
+		return a
+	}
+	var err error
+	if a.off, a.size, err = t.dtype.elemBytes(uint64(off), uint64(n)); err != nil {
+		a.err = fmt.Errorf("slice [%d:%d] of tensor %s: %w", off, off+n, t.name, err)
 	} else if al := t.dev.alloc.align; (t.off+a.off)%al != 0 {
 		a.err = fmt.Errorf("slice of tensor %s at element %d is not aligned to %d bytes", t.name, off, al)
 	}

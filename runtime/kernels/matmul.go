@@ -95,8 +95,8 @@ func mmCheck(op string, y, x, w, bias *runtime.Tensor) (mmShape, error) {
 		return s, fmt.Errorf("%s: nil tensor", op)
 	}
 	ws := w.Shape()
-	if w.DType() != runtime.F16 || len(ws) != 2 {
-		return s, fmt.Errorf("%s: weight %s must be a 2-D f16 [N, K] tensor, got %s %v", op, w.Name(), w.DType(), ws)
+	if (w.DType() != runtime.F16 && !w.DType().IsQuantized()) || len(ws) != 2 {
+		return s, fmt.Errorf("%s: weight %s must be a 2-D f16 or block-quantized [N, K] tensor, got %s %v", op, w.Name(), w.DType(), ws)
 	}
 	s.N, s.K = ws[0], ws[1]
 	if s.N <= 0 || s.K <= 0 {
@@ -199,6 +199,9 @@ func dtName(dt runtime.DType) string {
 // mmRecord records the chunks with dispatch fn(chunk, push, args).
 func mmRecord(r *runtime.Recorder, s mmShape, chunks []mmChunk, y, x, w, bias *runtime.Tensor,
 	fn func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error) error {
+	if w.DType() != runtime.F16 {
+		return fmt.Errorf("matmul: weight %s is %s: this kernel reads f16 weights; dequantize it into an f16 scratch first (kernels.Dequantize)", w.Name(), w.DType())
+	}
 	d := r.Device()
 	for _, c := range chunks {
 		xa, xo := span(d, x, c.m0*s.K, c.mc*s.K)
@@ -225,10 +228,23 @@ func mmRecord(r *runtime.Recorder, s mmShape, chunks []mmChunk, y, x, w, bias *r
 // that takes x (variants.go: cooperative matrices for f16 x, else the tiled
 // kernel), and splits big problems over M (and N) so that no binding
 // exceeds maxStorageBufferRange.
+//
+// A block-quantized w (runtime.Q8_0, Q4_K, …; see QuantTypes) is read as
+// raw blocks and dequantized in registers by the quantized matrix-vector
+// kernel, for M ≤ GEMVMaxM only: for more rows MatMul returns an error, and
+// the caller dequantizes w into an f16 scratch first (Dequantize) and
+// multiplies by that.
 func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	s, err := mmCheck("matmul", y, x, w, bias)
 	if err != nil {
 		return err
+	}
+	if w.DType().IsQuantized() {
+		if s.M > GEMVMaxM {
+			return fmt.Errorf("matmul: weight %s is %s and x has M=%d rows: the quantized kernels multiply at most GEMVMaxM=%d rows; dequantize the weight into an f16 scratch first (kernels.Dequantize) and multiply by that",
+				w.Name(), w.DType(), s.M, GEMVMaxM)
+		}
+		return matVecQuant(r, s, y, x, w, bias)
 	}
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
@@ -253,11 +269,16 @@ func MatMulTiled(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 }
 
 // MatVec is MatMul forced onto the matrix-vector kernel; any M works (rows of
-// x are processed GEMVMaxM at a time) but it is meant for M ≤ GEMVMaxM.
+// x are processed GEMVMaxM at a time) but it is meant for M ≤ GEMVMaxM. A
+// block-quantized w takes the quantized matrix-vector kernel, which
+// dequantizes the blocks in registers.
 func MatVec(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	s, err := mmCheck("matvec", y, x, w, bias)
 	if err != nil {
 		return err
+	}
+	if w.DType().IsQuantized() {
+		return matVecQuant(r, s, y, x, w, bias)
 	}
 	return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
 }
