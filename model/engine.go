@@ -124,6 +124,9 @@ type Engine struct {
 	argmax                    *runtime.Tensor // i32 [C]
 
 	rec     *runtime.Recorder // the engine's recorder, reused by every call
+	wt      WeightTypes       // the device type of every weight (PlanWeights)
+	plan    MemoryPlan        // the memory NewEngine planned
+	deq     *runtime.Tensor   // f16 scratch prefill dequantizes a quantized matrix into (nil: none)
 	scratch *runtime.Tensor   // f32 split-KV scratch of decode attention (nil: no split)
 	// Sampling: top-k candidates (or the argmax in topIdx[0]) and their
 	// host copy, written in the batch of the step that made the logits.
@@ -305,7 +308,7 @@ func NewEngine(dev *runtime.Device, cfg *Config, ck *Checkpoint, opts EngineOpti
 	if err := plan.CheckFits(dev.MemoryBudget(), dev.Info().Name, opts.Context); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	e := &Engine{dev: dev, cfg: cfg, opts: opts, busy: make(chan struct{}, 1)}
+	e := &Engine{dev: dev, cfg: cfg, opts: opts, wt: wt, plan: plan, busy: make(chan struct{}, 1)}
 	if err := e.load(ck); err != nil {
 		e.free()
 		return nil, err
@@ -395,6 +398,9 @@ func (e *Engine) load(ck *Checkpoint) error {
 	done := 0
 	matrix := func(name string) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
+		if typ := e.wt[name]; typ.BlockElems() > 1 {
+			return e.uploadQuantized(ck, name, byName[name].Shape, typ)
+		}
 		t, err := ck.Tensor(name)
 		if err != nil {
 			return nil, fmt.Errorf("loading weights: %w", err)
@@ -535,6 +541,9 @@ func (e *Engine) load(ck *Checkpoint) error {
 }
 
 func (e *Engine) allocActivations() error {
+	if err := e.allocDequant(); err != nil {
+		return err
+	}
 	cfg := e.cfg
 	n, c := e.opts.MaxPrefill, min(e.opts.ChunkTokens, e.opts.MaxPrefill)
 	h, qd, kv, f, v := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
@@ -647,7 +656,7 @@ func (e *Engine) free() {
 	if e.lmHead != e.embed {
 		free(e.lmHead)
 	}
-	free(e.embed, e.finalNorm, e.invFreq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.scratch, e.topVals, e.topIdx)
+	free(e.embed, e.finalNorm, e.invFreq, e.deq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.scratch, e.topVals, e.topIdx)
 	for _, hb := range []*runtime.HostBuffer{e.sampleHost, e.idsHost, e.logitsHost} {
 		hb.Free()
 	}
@@ -925,7 +934,7 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
 	x, xn := view(e.x, c*h, m, h), view(e.xn, 0, m, h)
 	q, k, v := view(e.q, c*qd, m, qd), view(e.kt, 0, m, kv), view(e.vt, 0, m, kv)
-	o := ops{r: r}
+	o := e.ops(r)
 	o.rmsNorm(xn, x, ld.attnNorm, float32(cfg.RMSNormEps))
 	o.matMul(q, xn, ld.wq, ld.bq)
 	o.matMul(k, xn, ld.wk, ld.bk)
@@ -950,7 +959,7 @@ func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) e
 	x, a := view(e.x, c*h, m, h), view(e.o, c*qd, m, qd)
 	tmp, xn := view(e.tmp, 0, m, h), view(e.xn, 0, m, h)
 	gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
-	o := ops{r: r}
+	o := e.ops(r)
 	o.matMul(tmp, a, ld.wo, ld.bo)
 	o.add(x, tmp)
 	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
@@ -975,7 +984,7 @@ func (e *Engine) recordLogits(r *runtime.Recorder, c, m int) error {
 	if err := kernels.RMSNorm(r, normed, lx, e.finalNorm, float32(cfg.RMSNormEps)); err != nil {
 		return err
 	}
-	return kernels.MatMul(r, view(e.logits, 0, m, v), normed, e.lmHead, nil)
+	return e.lmHeadMatMul(r, view(e.logits, 0, m, v), normed)
 }
 
 // Decode appends one token and returns the logits for the next position.

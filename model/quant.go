@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/shareprefill/shareprefill/model/gguf"
 	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
 )
 
 // Quantization says how NewEngine stores the weight matrices that a
@@ -307,9 +309,88 @@ func (c *Checkpoint) quantizedMatrix(name string, shape []int, typ gguf.Type, al
 	return out, nil
 }
 
+// quantDTypes pairs the GGUF quantized types with the runtime's.
+var quantDTypes = map[gguf.Type]runtime.DType{
+	gguf.Q8_0: runtime.Q8_0, gguf.Q4_0: runtime.Q4_0, gguf.Q5_0: runtime.Q5_0,
+	gguf.Q4_K: runtime.Q4_K, gguf.Q5_K: runtime.Q5_K, gguf.Q6_K: runtime.Q6_K,
+}
+
 // QuantTypes lists the quantized GGUF types whose matrices dev's kernels
 // multiply (kernels.QuantTypes): NewEngine keeps matrices of these types
-// quantized on dev and dequantizes others to f16 at load.
+// quantized on dev and dequantizes others to f16 at load. A nil dev gives
+// every quantized type the runtime has kernels for (for a plan made
+// without a device).
 func QuantTypes(dev *runtime.Device) []gguf.Type {
-	return nil // until the quantized kernels land
+	dts := runtime.QuantizedTypes()
+	if dev != nil {
+		dts = kernels.QuantTypes(dev)
+	}
+	var out []gguf.Type
+	for gt, dt := range quantDTypes {
+		if slices.Contains(dts, dt) {
+			out = append(out, gt)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
+
+// uploadQuantized uploads the named [N, K] matrix of ck to a new tensor of
+// quantized type typ (raw GGUF blocks, or quantized on the host).
+func (e *Engine) uploadQuantized(ck *Checkpoint, name string, shape []int, typ gguf.Type) (*runtime.Tensor, error) {
+	dt, ok := quantDTypes[typ]
+	if !ok {
+		return nil, fmt.Errorf("loading weights: tensor %q: no device type for %s", name, typ)
+	}
+	data, err := ck.quantizedMatrix(name, shape, typ, e.opts.AllowNonFinite)
+	if err != nil {
+		return nil, fmt.Errorf("loading weights: %w", err)
+	}
+	out, err := e.dev.NewNamedTensor(name, dt, shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := out.UploadBytes(data, 0); err != nil {
+		out.Free()
+		return nil, fmt.Errorf("loading %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// allocDequant allocates the f16 scratch that prefill dequantizes a
+// quantized layer matrix into (none when no layer matrix is quantized).
+func (e *Engine) allocDequant() error {
+	_, _, n := weightBytes(e.cfg, e.wt)
+	if n == 0 {
+		return nil
+	}
+	t, err := e.dev.NewNamedTensor("dequantized weight", runtime.F16, int(n))
+	if err != nil {
+		return fmt.Errorf("allocating activations: %w", err)
+	}
+	e.deq = t
+	return nil
+}
+
+// ops returns the op recorder of the engine's forward pass on r.
+func (e *Engine) ops(r *runtime.Recorder) ops { return ops{r: r, deq: e.deq} }
+
+// lmHeadMatMul records logits = x·W_lmᵀ. A quantized LM head multiplies every
+// row with the quantized matrix-vector kernel (kernels.MatVec,
+// GEMVMaxM rows per pass): the dequantization scratch is sized for the
+// layer matrices, and the many-row case (every position's logits) is the
+// perplexity path only.
+func (e *Engine) lmHeadMatMul(r *runtime.Recorder, logits, x *runtime.Tensor) error {
+	if e.lmHead.DType().IsQuantized() {
+		return kernels.MatVec(r, logits, x, e.lmHead, nil)
+	}
+	return kernels.MatMul(r, logits, x, e.lmHead, nil)
+}
+
+// MemoryPlan is the device memory NewEngine planned for the engine, with
+// the weights by the type they are stored in.
+func (e *Engine) MemoryPlan() MemoryPlan { return e.plan }
+
+// WeightTypes returns the type each weight is stored as on the device
+// (PlanWeights; a fresh map).
+func (e *Engine) WeightTypes() WeightTypes { return maps.Clone(e.wt) }
