@@ -14,7 +14,7 @@ import (
 
 // quantPrompt is "Once upon a time" and more: longer than
 // kernels.GEMVMaxM, so that prefill dequantizes into the scratch.
-var quantPrompt = []int{1, 403, 407, 261, 378, 1256, 289, 301, 420, 65, 410}
+var quantPrompt = []int{1, 403, 407, 261, 378, 256, 289, 301, 420, 65, 410}
 
 // newEngine opens cfg/ck on d with opts, closed at the end of the test.
 func newEngine(t *testing.T, d *runtime.Device, cfg *Config, ck *Checkpoint, opts EngineOptions) *Engine {
