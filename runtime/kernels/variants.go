@@ -62,6 +62,17 @@ var opTables = map[string][]variant{
 	"matvec": {
 		{name: "gemv", shaders: dtypeNames("gemv_x%s_y%s"), usable: always},
 	},
+	// MatMul and MatVec with a block-quantized weight (quant.go): the
+	// blocks dequantized in registers, one module per weight type and
+	// x/y dtype. The blocks are read as 16-bit words, which every device
+	// the runtime opens can (16-bit storage buffers are required).
+	"gemv_q": {
+		{name: "registers", shaders: quantModules("gemv_%q_x%s_y%s"), usable: always},
+	},
+	// Dequantize (quant.go): blocks to f16 rows, one module per type.
+	"dequant": {
+		{name: "blocks", shaders: quantModules("dequant_%q"), usable: always},
+	},
 	// FlashAttention and SparseAttention (attn_cm.go, attn.go): the kinds of
 	// cmAttnTiles, then the scalar kernel, which every device runs.
 	"attention": {
