@@ -108,12 +108,12 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 }
 
 // deviceWeights describes the types the weights take on the device: "Q8_0
-// 1.2 MiB (1.1M params), F16 …", and the quantized types the device's
+// 178.0 KiB (171520 params), F16 …", and the quantized types the device's
 // kernels lack, which are dequantized to f16 at load.
 func deviceWeights(plan model.MemoryPlan, fallback []gguf.Type) string {
 	parts := make([]string, len(plan.WeightTypes))
 	for i, t := range plan.WeightTypes {
-		parts[i] = fmt.Sprintf("%s %.2f MiB (%d params)", t.Type, float64(t.Bytes)/(1<<20), t.Params)
+		parts[i] = fmt.Sprintf("%s %s (%d params)", t.Type, fmtSize(t.Bytes), t.Params)
 	}
 	s := strings.Join(parts, ", ")
 	if len(fallback) > 0 {

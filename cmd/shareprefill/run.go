@@ -231,7 +231,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		if attnLine == "" {
 			attnLine = "dense (every causal block, density 1.00)"
 		}
-		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Device().Info().Name)
+		fmt.Fprintf(stderr, "model %s on %s · weights %s\n", m.Name, m.Device().Info().Name, weightTypesLine(m.MemoryPlan()))
 		fmt.Fprintf(stderr, "prompt %d tokens · prefill %s (%.0f tok/s) · first token after %s\n",
 			st.PromptTokens, st.Prefill.Round(10e3), st.PrefillTokensPerSecond(), st.FirstToken.Round(10e3))
 		fmt.Fprintf(stderr, "generated %d tokens · decode %.1f tok/s\n", st.GeneratedTokens, st.DecodeTokensPerSecond())
@@ -328,4 +328,25 @@ func printProfile(w io.Writer, s runtime.TraceSummary) {
 		parts[i] = c + " " + ms(s.ByCategory[c])
 	}
 	fmt.Fprintf(w, "profile: GPU time by kind: %s\n", strings.Join(parts, " · "))
+}
+
+// weightTypesLine lists the types the weights take on the device, largest
+// first: "Q8_0 0.2 MiB, F16 0.2 MiB, F32 2.8 KiB".
+func weightTypesLine(p model.MemoryPlan) string {
+	parts := make([]string, len(p.WeightTypes))
+	for i, t := range p.WeightTypes {
+		parts[i] = fmt.Sprintf("%s %s", t.Type, fmtSize(t.Bytes))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fmtSize is a byte count in GiB, MiB or KiB.
+func fmtSize(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
 }
