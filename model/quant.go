@@ -1,16 +1,20 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"math"
+	goruntime "runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/shareprefill/shareprefill/model/gguf"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
+	"github.com/x448/float16"
 )
 
 // Quantization says how NewEngine stores the weight matrices that a
@@ -211,32 +215,59 @@ func weightBytes(cfg *Config, wt WeightTypes) (total uint64, byType []TypeBytes,
 // checkFiniteBlocks returns an error naming the tensor and the first
 // offending element when the quantized data (rows of k elements of type
 // typ) decodes to a NaN, an infinity or a value beyond f16's range (prefill
-// dequantizes the matrix to f16).
+// dequantizes the matrix to f16). It reads the f16 scales of each block
+// only, and decodes a block only when its scales allow a value that is not
+// finite or not below 65520 (blockBound), so that it runs at memory speed.
 func checkFiniteBlocks(file, name string, data []byte, typ gguf.Type, k int) error {
 	rb, err := gguf.RowBytes(typ, uint64(k))
 	if err != nil || rb == 0 || uint64(len(data))%rb != 0 {
 		return fmt.Errorf("%s: tensor %q: %d bytes are not whole rows of %d %s elements", file, name, len(data), k, typ)
 	}
-	rows := len(data) / int(rb)
-	step := max(1, (1<<16)/k)
-	buf := make([]float32, step*k)
-	for r := 0; r < rows; r += step {
-		m := min(step, rows-r)
-		v := buf[:m*k]
-		if err := gguf.Dequantize(v, data[r*int(rb):(r+m)*int(rb)], typ); err != nil {
+	be, bb := typ.BlockElems(), typ.BlockBytes()
+	buf := make([]float32, be)
+	for b := 0; b < len(data)/bb; b++ {
+		blk := data[b*bb : (b+1)*bb]
+		if bound := blockBound(blk, typ); bound < f16Overflow {
+			continue
+		}
+		if err := gguf.Dequantize(buf, blk, typ); err != nil {
 			return fmt.Errorf("%s: tensor %q: %w", file, name, err)
 		}
-		for i, x := range v {
+		for i, x := range buf {
 			if a := math.Abs(float64(x)); !(a < f16Overflow) {
 				what := "is not finite"
 				if !math.IsNaN(a) && !math.IsInf(a, 0) {
 					what = "overflows f16 (|x| ≥ 65520), the dtype prefill dequantizes weights to"
 				}
-				return fmt.Errorf("%s: tensor %q: element %d = %v %s (AllowNonFinite skips this check)", file, name, r*k+i, x, what)
+				return fmt.Errorf("%s: tensor %q: element %d = %v %s (AllowNonFinite skips this check)", file, name, b*be+i, x, what)
 			}
 		}
 	}
 	return nil
+}
+
+// blockBound bounds |x| over a block of typ from its f16 scales and the
+// largest quants and 6-bit factors the type can hold (NaN or +Inf when a
+// scale is not finite). Finite scales make every value finite.
+func blockBound(blk []byte, typ gguf.Type) float64 {
+	h := func(off int) float64 {
+		return math.Abs(float64(float16.Frombits(binary.LittleEndian.Uint16(blk[off:])).Float32()))
+	}
+	switch typ {
+	case gguf.Q8_0:
+		return h(0) * 128
+	case gguf.Q4_0:
+		return h(0) * 8
+	case gguf.Q5_0:
+		return h(0) * 16
+	case gguf.Q4_K:
+		return h(0)*63*15 + h(2)*63
+	case gguf.Q5_K:
+		return h(0)*63*31 + h(2)*63
+	case gguf.Q6_K:
+		return h(208) * 128 * 32
+	}
+	return math.Inf(1) // unknown: decode
 }
 
 // quantizedMatrix returns the named [N, K] matrix of ck as N rows of
@@ -286,24 +317,52 @@ func (c *Checkpoint) quantizedMatrix(name string, shape []int, typ gguf.Type, al
 			return nil, err
 		}
 	}
-	rb, err := gguf.RowBytes(typ, uint64(k))
+	return quantizeQ8_0Rows(t)
+}
+
+// quantizeQ8_0Rows quantizes the [N, K] floating-point tensor t to Q8_0
+// rows, a few rows per step on every CPU (no float32 copy of the whole
+// tensor is made).
+func quantizeQ8_0Rows(t TensorInfo) ([]byte, error) {
+	rows, k, es := t.Shape[0], t.Shape[1], t.DType.Size()
+	rb, err := gguf.RowBytes(gguf.Q8_0, uint64(k))
 	if err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %w", t.File, name, err)
+		return nil, fmt.Errorf("%s: tensor %q: %w", t.File, t.Name, err)
 	}
-	rows, es := shape[0], t.DType.Size()
 	out := make([]byte, uint64(rows)*rb)
-	step := max(1, (1<<16)/k) // rows per step: no float32 copy of a large tensor
-	for r := 0; r < rows; r += step {
-		m := min(step, rows-r)
-		part := t
-		part.Shape = []int{m, k}
-		part.Data = t.Data[r*k*es : (r+m)*k*es]
-		v, err := part.Float32s()
+	step := max(1, (1<<16)/k) // rows per step
+	steps := (rows + step - 1) / step
+	errs := make([]error, steps)
+	next := make(chan int, steps)
+	for i := range steps {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(steps, goruntime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				r := i * step
+				m := min(step, rows-r)
+				part := t
+				part.Shape = []int{m, k}
+				part.Data = t.Data[r*k*es : (r+m)*k*es]
+				v, err := part.Float32s()
+				if err == nil {
+					err = gguf.Quantize(out[uint64(r)*rb:uint64(r+m)*rb], v, gguf.Q8_0)
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: tensor %q (rows from %d): %w", t.File, t.Name, r, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
-		}
-		if err := gguf.Quantize(out[uint64(r)*rb:uint64(r+m)*rb], v, typ); err != nil {
-			return nil, fmt.Errorf("%s: tensor %q (rows from %d): %w", t.File, name, r, err)
 		}
 	}
 	return out, nil

@@ -311,6 +311,21 @@ func TestCheckFiniteBlocks(t *testing.T) {
 	if err := checkFiniteBlocks("f", "w", ok, gguf.Q8_0, 64); err != nil {
 		t.Fatal(err)
 	}
+	// A Q4_K block whose d allows huge values but whose scales are 0 is
+	// decoded (the scale bound alone would refuse it) and passes.
+	q4k := make([]byte, 144)
+	binary.LittleEndian.PutUint16(q4k, 0x7bff) // d = 65504
+	for i := 16; i < 144; i++ {
+		q4k[i] = 0xff
+	}
+	if err := checkFiniteBlocks("f", "w", q4k, gguf.Q4_K, 256); err != nil {
+		t.Errorf("Q4_K block of zero scales: %v", err)
+	}
+	q6k := make([]byte, 2*210)
+	binary.LittleEndian.PutUint16(q6k[210+208:], 0x7e00) // NaN d in the second block
+	if err := checkFiniteBlocks("f", "w", q6k, gguf.Q6_K, 512); err == nil || !strings.Contains(err.Error(), "element 256 = NaN is not finite") {
+		t.Errorf("Q6_K block with a NaN scale: %v", err)
+	}
 	for _, tc := range []struct {
 		data []byte
 		want string

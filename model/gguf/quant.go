@@ -46,10 +46,14 @@ func Quantize(dst []byte, src []float32, t Type) error {
 // quantQ8_0 encodes one block of 32 values into 34 bytes. An error comes
 // with the index of the element it names.
 func quantQ8_0(dst []byte, src []float32) (int, error) {
+	src = src[:32]
 	var amax float32
 	at := 0
 	for j, v := range src {
-		a := float32(math.Abs(float64(v)))
+		a := v
+		if a < 0 {
+			a = -a
+		}
 		if !(a <= math.MaxFloat32) {
 			return j, fmt.Errorf("value %v cannot be quantized", v)
 		}
@@ -67,13 +71,18 @@ func quantQ8_0(dst []byte, src []float32) (int, error) {
 		id = 1 / d
 	}
 	binary.LittleEndian.PutUint16(dst, h.Bits())
+	q := dst[2:34]
 	for j, v := range src {
-		dst[2+j] = byte(int8(roundHalfAway(float32(v * id))))
+		q[j] = byte(roundHalfAway(float32(v * id)))
 	}
 	return 0, nil
 }
 
-// roundHalfAway is C's roundf: the nearest integer, halves away from zero.
-func roundHalfAway(x float32) float32 {
-	return float32(math.Round(float64(x)))
+// roundHalfAway is C's roundf for |x| ≤ 128: the nearest integer, halves
+// away from zero. x+0.5 is exact in float64, and the conversion truncates.
+func roundHalfAway(x float32) int8 {
+	if x >= 0 {
+		return int8(int32(float64(x) + 0.5))
+	}
+	return -int8(int32(0.5 - float64(x)))
 }
