@@ -84,7 +84,8 @@ type Recorder struct {
 	err       error
 
 	profile  bool
-	userProf bool     // EnableProfiling was called (SetTrace(nil) keeps profiling then)
+	userProf bool      // EnableProfiling was called (SetTrace(nil) keeps profiling then)
+	recStart time.Time // when the batch being recorded began (traced recorders)
 	done     []Timing // timings of frames completed since the last Wait
 	timings  []Timing
 	trace    *Trace
@@ -215,6 +216,9 @@ func (r *Recorder) begin() error {
 	r.recording = true
 	r.count = 0
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
+	if r.trace != nil {
+		r.recStart = time.Now()
+	}
 	f.labels = f.labels[:0]
 	if r.profile {
 		if f.qpool == nil {
@@ -235,6 +239,7 @@ func (r *Recorder) begin() error {
 	if r.seq > 0 {
 		// Order this batch after everything submitted before it.
 		r.d.cmdBarrier(f.cmd)
+		r.d.ctr.barriers.Add(1)
 	}
 	return nil
 }
@@ -291,6 +296,7 @@ func (r *Recorder) hazard(reads, writes []rng) {
 
 func (r *Recorder) barrier() {
 	r.d.cmdBarrier(r.frames[r.cur].cmd)
+	r.d.ctr.barriers.Add(1)
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
 }
 
@@ -426,6 +432,7 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 		}
 	})
 	r.count++
+	r.d.ctr.dispatches.Add(1)
 	return nil
 }
 
@@ -454,6 +461,7 @@ func (r *Recorder) Copy(dst, src any) error {
 	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size) })
 	r.count++
+	r.d.ctr.copies.Add(1)
 	return nil
 }
 
@@ -522,6 +530,9 @@ func (r *Recorder) Flush() error {
 	}
 	f.what = fmt.Sprintf("submit of %d commands", r.count)
 	t0 := time.Now()
+	if r.trace != nil && !r.recStart.IsZero() {
+		r.trace.host("record", r.seq+1, r.count, r.recStart, t0)
+	}
 	err := d.submit(f.cmd, f.fence, f.what)
 	d.mu.Unlock()
 	if r.trace != nil {
@@ -777,5 +788,6 @@ func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uin
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, d0, n) })
 	r.count++
+	r.d.ctr.copies.Add(1)
 	return nil
 }
