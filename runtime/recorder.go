@@ -86,7 +86,7 @@ type Recorder struct {
 	profile  bool
 	userProf bool      // EnableProfiling was called (SetTrace(nil) keeps profiling then)
 	recStart time.Time // when the batch being recorded began (traced recorders)
-	done     []Timing // timings of frames completed since the last Wait
+	done     []Timing  // timings of frames completed since the last Wait
 	timings  []Timing
 	trace    *Trace
 }
