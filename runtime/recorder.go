@@ -78,6 +78,7 @@ type Recorder struct {
 	seq    uint64   // submission counter (orders in-flight frames)
 
 	recording bool
+	replay    bool // the recorder of a Replay: reusable batches, no Flush
 	count     int
 	reads     []rng
 	writes    []rng
@@ -210,7 +211,11 @@ func (r *Recorder) begin() error {
 			return err
 		}
 	}
-	if err := beginOneShot(f.cmd); err != nil {
+	begin := beginOneShot
+	if r.replay {
+		begin = beginReusable
+	}
+	if err := begin(f.cmd); err != nil {
 		return err
 	}
 	r.recording = true
@@ -507,6 +512,10 @@ func (r *Recorder) SubmitContext(ctx context.Context) error {
 // free command buffer of the ring; with MaxBatchesInFlight batches in flight,
 // the next recorded command waits for the oldest first.
 func (r *Recorder) Flush() error {
+	if r.replay {
+		r.abort()
+		return fmt.Errorf("submit: the recorder of a Replay does not submit (Replay.Submit does)")
+	}
 	if r.err != nil {
 		err := r.err
 		r.abort()
@@ -645,7 +654,9 @@ func (r *Recorder) complete(ctx context.Context, f *frame) error {
 		if r.profile && len(g.labels) > 0 && err == nil {
 			err = r.readTimings(g)
 		}
-		r.resetFrame(g)
+		if !r.replay { // a Replay's descriptor sets live as long as its recording
+			r.resetFrame(g)
+		}
 	}
 	return err
 }
