@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -75,45 +76,189 @@ func generateSteps(t *testing.T, e *Engine, prompt []int, n int, opts SampleOpti
 }
 
 // TestDecodeStepCounts counts what one greedy decode step of a model of
-// bench-lm-8k's structure records and submits: the per-token command count
-// is the decode path's latency budget on a GPU, where every dispatch behind
-// a barrier costs a few microseconds. It logs the host time spent recording
-// and waiting.
+// bench-lm-8k's structure records and submits: on a GPU, where every
+// dispatch behind a barrier costs a few microseconds, the commands per
+// token are the decode path's latency budget, and recording them is host
+// time on the critical path. The one-token step is recorded once and
+// submitted again for every token of its KV-length bucket; with the general
+// kernels (weights the fused mat-vecs do not take) and recorded afresh
+// (FreshDecode) it records every token. It logs the host time spent
+// recording and waiting.
 func TestDecodeStepCounts(t *testing.T) {
 	d := gputest.Device(t)
 	cfg := benchLM8KStructure()
 	ck := checkpointOf(t, randomTensors(t, cfg, F16))
-	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
 	// A prompt long enough that decode attention splits the KV range over
 	// several workgroups (as at the benchmark's 4K and 32K contexts).
 	prompt := make([]int, 150)
 	for i := range prompt {
 		prompt[i] = (i*37 + 5) % cfg.VocabSize
 	}
-	steps := generateSteps(t, e, prompt, 4, SampleOptions{})
 	L := uint64(cfg.NumLayers)
-	// Per layer: RMSNorm, q/k/v mat-vecs, RoPE on q and on k, split-KV
-	// attention and its reduction, the o-projection, the residual add,
-	// RMSNorm, gate, up, SwiGLU, down, the residual add (16 dispatches) and
-	// the K and V appends (2 copies). Around the layers: the token-id upload
-	// (a copy) and the embedding; the final row copy, RMSNorm, LM head,
-	// argmax and the token read-back (a copy). Barriers: 13 per layer (only
-	// the q/k/v mat-vecs, RoPE on q and k, the K and V appends, and gate
-	// and up share one), 8 around them.
-	want := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 16*L + 3, Copies: 1 + 2*L + 2, Barriers: 13*L + 8}
-	for i, s := range steps {
-		c := s.c
-		t.Logf("step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; host: record %v, submit %v, wait %v",
-			i+1, c.Dispatches, c.Copies, c.Barriers, c.Submits, c.Waits, c.Allocs, s.record, s.submit, s.wait)
-		if c.Dispatches != want.Dispatches || c.Copies != want.Copies || c.Barriers != want.Barriers ||
-			c.Submits != want.Submits || c.Waits != want.Waits || c.Allocs != 0 {
-			t.Errorf("step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; want %d, %d, %d, %d, %d, 0",
-				i+1, c.Dispatches, c.Copies, c.Barriers, c.Submits, c.Waits, c.Allocs,
-				want.Dispatches, want.Copies, want.Barriers, want.Submits, want.Waits)
+	// Per layer, fused: RMSNorm with the q, k and v mat-vecs; RoPE with the
+	// KV append; split-KV attention and its reduction; the o-projection
+	// with the residual add; RMSNorm with gate, up and SwiGLU; the
+	// down-projection with the residual add (7 dispatches, each behind a
+	// barrier). General kernels: RMSNorm, q, k and v, RoPE with the KV
+	// append, attention (2), the o-projection, the add, RMSNorm, gate, up,
+	// SwiGLU, down, the add (15 dispatches, 12 barriers: q/k/v and gate/up
+	// share one). Around the layers: the step's ids and position from the
+	// host (a copy) and the embedding; the final RMSNorm (fused into the LM
+	// head's mat-vec, or not), the argmax and the token's read-back (a copy
+	// and a host barrier), and a barrier beginning the batch.
+	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 7*L + 2, Copies: 2, Barriers: 1 + 1 + 7*L + 4}
+	general := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 15*L + 3, Copies: 2, Barriers: 1 + 1 + 12*L + 5}
+	replayed := runtime.Counters{Submits: 1, Waits: 1}
+	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range []struct {
+		name   string
+		fresh  bool
+		fuse   bool
+		prompt []int
+		want   []runtime.Counters // per step, the last repeated
+	}{
+		{"replayed", false, true, prompt, []runtime.Counters{fused, replayed}},
+		// One more token after the cache: every step is a decode step.
+		{"general kernels, recorded afresh", true, false, []int{7}, []runtime.Counters{general}},
+	} {
+		e.opts.FreshDecode = c.fresh
+		e.dec.fused, e.dec.fusedHead = c.fuse, c.fuse
+		steps := generateSteps(t, e, c.prompt, 4, SampleOptions{})
+		for i, s := range steps {
+			got, want := s.c, c.want[min(i, len(c.want)-1)]
+			t.Logf("%s, step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; host: record %v, submit %v, wait %v",
+				c.name, i+1, got.Dispatches, got.Copies, got.Barriers, got.Submits, got.Waits, got.Allocs, s.record, s.submit, s.wait)
+			got.WaitTime = 0
+			if got != want {
+				t.Errorf("%s, step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; want %d, %d, %d, %d, %d, 0",
+					c.name, i+1, got.Dispatches, got.Copies, got.Barriers, got.Submits, got.Waits, got.Allocs,
+					want.Dispatches, want.Copies, want.Barriers, want.Submits, want.Waits)
+			}
 		}
 	}
+}
+
+// randomEngine loads TinyConfigs()[name] with random weights (seed 7).
+func randomEngine(t *testing.T, d *runtime.Device, name string, opts EngineOptions) *Engine {
+	t.Helper()
+	cfg, ok := TinyConfigs()[name]
+	if !ok {
+		t.Fatalf("no tiny config %q", name)
+	}
+	dir := t.TempDir()
+	if err := WriteRandomCheckpoint(dir, cfg, 7); err != nil {
+		t.Fatal(err)
+	}
+	mcfg, err := LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	e, err := NewEngine(d, mcfg, ck, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// TestDecodeReplay: the replayed one-token decode step gives the same
+// tokens (greedy and sampled) and the same logits, bit for bit, as the same
+// step recorded afresh for every token, over a generation that crosses
+// several KV-length buckets; the host records commands only when the
+// bucket changes, and allocates nothing.
+func TestDecodeReplay(t *testing.T) {
+	d := gputest.Device(t)
+	const bucket = 8 // buckets end at 8, 16, 24, …
+	type mk func(opts EngineOptions) *Engine
+	for name, newEngine := range map[string]mk{
+		"stories260K":          func(o EngineOptions) *Engine { return storiesEngine(t, d, o) },
+		"random GQA with bias": func(o EngineOptions) *Engine { return randomEngine(t, d, "llama-tied-headdim", o) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := EngineOptions{Context: 64, DecodeBucket: bucket}
+			replay := newEngine(opts)
+			opts.FreshDecode = true
+			fresh := newEngine(opts)
+			prompt := []int{1, 30, 41, 22, 5}
+			ctx := context.Background()
+			for _, so := range []SampleOptions{{MaxTokens: 40}, {MaxTokens: 10, Temperature: 0.9, TopP: 0.95, Seed: 11}} {
+				var got, want []int
+				var recorded []bool
+				var prev runtime.Counters
+				if err := replay.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				_, err := replay.Generate(ctx, prompt, so, func(id int) error {
+					c := d.Counters()
+					if len(got) > 0 {
+						s := c.Sub(prev)
+						recorded = append(recorded, s.Dispatches > 0)
+						if s.Submits != 1 || s.Waits != 1 || s.Allocs != 0 {
+							t.Errorf("step %d: %+v; want 1 submit, 1 wait, no allocation", len(got), s)
+						}
+					}
+					prev = c
+					got = append(got, id)
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := fresh.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fresh.Generate(ctx, prompt, so, func(id int) error { want = append(want, id); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				if toString(got) != toString(want) {
+					t.Errorf("temperature %v: replayed %v, recorded afresh %v", so.Temperature, got, want)
+				}
+				// Step i (1-based) appends token i to a cache of len(prompt)+i-1.
+				for i, rec := range recorded {
+					skv := len(prompt) + i + 1
+					wantRec := i == 0 || replay.decodeBucketEnd(skv) != replay.decodeBucketEnd(skv-1)
+					if rec != wantRec {
+						t.Errorf("temperature %v: step %d (cache of %d) recorded commands: %v, want %v", so.Temperature, i+1, skv, rec, wantRec)
+					}
+				}
+			}
+			// Logits (Decode: the last position's logits to the host).
+			tok := 9
+			for i := 0; i < 6; i++ {
+				a, err := replay.Decode(ctx, tok)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := fresh.Decode(ctx, tok)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j := firstBitDiff(a, b); j >= 0 {
+					t.Fatalf("decode %d at %d: logit %d replayed %v, recorded afresh %v", i, replay.Pos(), j, a[j], b[j])
+				}
+				tok = argmax32(a)
+			}
+		})
+	}
+}
+
+func firstBitDiff(a, b []float32) int {
+	if len(a) != len(b) {
+		return 0
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
 }

@@ -8,9 +8,13 @@
 // partial sums are reduced over the workgroup), f32 accumulation.
 //
 // NORM (gemv_norm_f16, gemv_norm_f32): x f32 [M, K] (the residual stream) is
-//   RMS-normalised on the fly, in f32:
-//     xn[m, k] = x[m, k] * rsqrt(sum_k x[m, k]^2 / K + eps) * nw[k]
-//   then, for each weight matrix i < nmat (at most 3, e.g. q, k and v):
+//   RMS-normalised first, in f32, and rounded to f16 (as RMSNorm into an f16
+//   tensor):
+//     xn[m, k] = f16(x[m, k] * rsqrt(sum_k x[m, k]^2 / K + eps) * nw[k])
+//   With XSH, each workgroup stores xn in shared memory (XS uvec4 slots of
+//   8 halves, M*K/8 of them) and the products read it from there, as gemv
+//   reads an f16 x; otherwise the products normalise x on the fly.
+//   Then, for each weight matrix i < 3 (e.g. q, k and v; N_i = 0: none):
 //     y_i[m, n] = xn[m, :] . W_i[n, :] (+ b_i[n])
 //   y_i f16 (gemv_norm_f16) or f32 (gemv_norm_f32). The workgroups of matrix
 //   0 come first (G0 of them), then matrix 1 (up to G1), then matrix 2.
@@ -35,6 +39,8 @@ layout(local_size_x = 128, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint NR = 2;
 layout(constant_id = 2) const bool VEC = false;
 layout(constant_id = 3) const bool SUBGROUP = false;
+layout(constant_id = 4) const uint XS = 1;       // NORM, XSH: shared uvec4 slots (>= M*K/8)
+layout(constant_id = 5) const bool XSH = false;  // NORM: xn in shared memory (needs VEC)
 
 #define MMAX 4
 const uint WG = gl_WorkGroupSize.x;
@@ -90,6 +96,9 @@ layout(push_constant) uniform Push {
 } pc;
 
 shared float red[NW * NR * MMAX * WG];
+#ifdef NORM
+shared uvec4 xs[XS];
+#endif
 
 void unpack8(uvec4 u, out float v[8]) {
 	vec2 p;
@@ -122,16 +131,20 @@ float loadW(uint mat, uint e) {
 float scale[MMAX];            // NORM: the rows' rsqrt(mean square + eps)
 float acc[NW * NR * MMAX];   // the workgroup's partial sums (row r, x row m at r*MMAX + m)
 
+#ifdef NORM
+// normed8 is xn[m, k .. k+8) (k a multiple of 8) packed as 8 halves.
+uvec4 normed8(uint m, uint k) {
+	const uint e = m * pc.K + k;
+	vec4 a = x4[e / 4] * scale[m] * nw4[k / 4];
+	vec4 b = x4[e / 4 + 1] * scale[m] * nw4[k / 4 + 1];
+	return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(b.xy), packHalf2x16(b.zw));
+}
+#endif
+
 // loadX8 reads the (normalised) x[m, k .. k+8) (k a multiple of 8).
 void loadX8(uint m, uint k, out float v[8]) {
 #ifdef NORM
-	const uint e = m * pc.K + k;
-	vec4 a = x4[e / 4], b = x4[e / 4 + 1];
-	vec4 wa = nw4[k / 4], wb = nw4[k / 4 + 1];
-	a = a * scale[m] * wa;
-	b = b * scale[m] * wb;
-	v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-	v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+	unpack8(XSH ? xs[(m * pc.K + k) / 8] : normed8(m, k), v);
 #else
 	unpack8(x8[(m * pc.K + k) / 8], v);
 #endif
@@ -139,7 +152,8 @@ void loadX8(uint m, uint k, out float v[8]) {
 
 float loadX(uint m, uint k) {
 #ifdef NORM
-	return x[m * pc.K + k] * scale[m] * nw[k];
+	const float v = x[m * pc.K + k] * scale[m] * nw[k];
+	return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x;
 #else
 	return float(x[m * pc.K + k]);
 #endif
@@ -212,24 +226,45 @@ void main() {
 	}
 
 #ifdef NORM
-	// The rows' mean squares, reduced like the products below.
-	[[unroll]] for (uint m = 0; m < MMAX; m++) {
-		if (m < M) {
-			float s = 0.0;
-			for (uint k = tid; k < K; k += WG) {
-				const float v = x[m * K + k];
-				s = fma(v, v, s);
+	// The rows' mean squares: each subgroup sums every row by itself (x is
+	// small and cached), which needs no barrier; without subgroup
+	// arithmetic the workgroup reduces them like the products below.
+	if (SUBGROUP) {
+		[[unroll]] for (uint m = 0; m < MMAX; m++) {
+			if (m < M) {
+				float s = 0.0;
+				for (uint k = gl_SubgroupInvocationID; k < K; k += gl_SubgroupSize) {
+					const float v = x[m * K + k];
+					s = fma(v, v, s);
+				}
+				scale[m] = inversesqrt(subgroupAdd(s) / float(K) + pc.eps);
 			}
-			acc[m] = s;
 		}
-	}
-	{
+	} else {
+		[[unroll]] for (uint m = 0; m < MMAX; m++) {
+			if (m < M) {
+				float s = 0.0;
+				for (uint k = tid; k < K; k += WG) {
+					const float v = x[m * K + k];
+					s = fma(v, v, s);
+				}
+				acc[m] = s;
+			}
+		}
 		const uint parts = reduceParts(tid, MMAX);
 		[[unroll]] for (uint m = 0; m < MMAX; m++) {
 			scale[m] = m < M ? inversesqrt(sumParts(m, parts) / float(K) + pc.eps) : 0.0;
 			acc[m] = 0.0;
 		}
 		barrier(); // red is reused below
+	}
+	if (XSH) {
+		const uint k8 = K / 8;
+		for (uint e = tid; e < M * k8; e += WG) {
+			const uint m = e / k8;
+			xs[e] = normed8(m, (e - m * k8) * 8);
+		}
+		barrier();
 	}
 #endif
 

@@ -113,9 +113,23 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 	if gy > int(mc[1]) {
 		return fmt.Errorf("%s: %d workgroups, too many for the device", shader, total)
 	}
+	vec := k%8 == 0
+	// A NORM variant keeps the normalised rows in shared memory when they
+	// fit beside the reduction's buffer (up to 32 KiB: M·K ≤ 16384).
+	xs, xsh := uint32(1), false
+	if norm != nil && vec {
+		nw := uint32(1)
+		if glu {
+			nw = 2
+		}
+		red := nw * cfg.NR * gemvRows * cfg.WG * 4
+		if b := uint32(m * k * 2); b <= 32<<10 && red+b+512 <= d.Caps().MaxSharedMemory {
+			xs, xsh = uint32(m*k/8), true
+		}
+	}
 	kern, err := d.Kernel(runtime.KernelDesc{
 		Shader: shader, Bindings: 11, ReadOnly: 0xff, PushSize: 36,
-		Spec: []uint32{cfg.WG, cfg.NR, b2u(k%8 == 0), b2u(cfg.Subgroup)},
+		Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup), xs, b2u(xsh)},
 	})
 	if err != nil {
 		return err
@@ -138,12 +152,12 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 // NormMatVec records, in one dispatch, for the M ≤ GEMVMaxM rows of x (f32
 // [M, K], e.g. the residual stream):
 //
-//	xn = RMSNorm(x)·norm                          (f32, not stored)
+//	xn = RMSNorm(x)·norm                          (rounded to f16, not stored)
 //	outs[i].Y = xn·outs[i].Wᵀ (+ outs[i].Bias)    for 1 ≤ len(outs) ≤ 3
 //
-// It stands for RMSNorm into a temporary followed by a MatMul per output
-// (e.g. the q, k and v projections of a decode step), except that xn keeps
-// f32 precision instead of the temporary's dtype. norm is f32 [K]; W_i f16
+// It stands for RMSNorm into an f16 temporary followed by a MatMul per
+// output (e.g. the q, k and v projections of a decode step). Each workgroup
+// normalises the rows itself (they are short: K values). norm is f32 [K]; W_i f16
 // [N_i, K] (MatVecFusable); Bias_i f32 [N_i] or nil; the Y_i [M, N_i] are
 // all f16 or all f32. Products are accumulated in f32.
 func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs ...MatVecOut) error {
@@ -170,8 +184,9 @@ func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs 
 //
 //	xn = RMSNorm(x)·norm,  act = SiLU(xn·Wgᵀ) ⊙ (xn·Wuᵀ)
 //
-// It stands for RMSNorm, two MatMuls and SwiGLU; xn and the gate and up
-// values keep f32 precision until act (f16 [M, F]) is stored. wGate and wUp
+// It stands for RMSNorm into an f16 temporary, two MatMuls and SwiGLU; the
+// gate and up values keep f32 precision until act (f16 [M, F]) is stored
+// (SwiGLU reads them rounded to f16). wGate and wUp
 // are f16 [F, K] (MatVecFusable); norm is f32 [K].
 func NormMatVecSwiGLU(r *runtime.Recorder, act, x, norm *runtime.Tensor, eps float32, wGate, wUp *runtime.Tensor) error {
 	const op = "norm matvec swiglu"

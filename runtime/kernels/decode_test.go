@@ -9,9 +9,13 @@ import (
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
-// refNormMatVec is xn·Wᵀ (+ b) in float64 with xn the float64 RMSNorm.
+// refNormMatVec is xn·Wᵀ (+ b) in float64 with xn the float64 RMSNorm
+// rounded to f16.
 func refNormMatVec(x, nw, w, b []float32, m, n, k int) []float64 {
 	xn := RefRMSNorm(x, nw, 1e-5)
+	for i, v := range xn {
+		xn[i] = float64(runtime.RoundF16([]float32{float32(v)})[0])
+	}
 	y := make([]float64, m*n)
 	for i := 0; i < m; i++ {
 		for j := 0; j < n; j++ {
