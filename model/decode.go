@@ -20,11 +20,12 @@ import (
 // Steps of 2..decodeRows tokens, and every step with
 // EngineOptions.FreshDecode, record the same commands into the engine's
 // recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
-// the step records 6 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
-// with the KV append; split-KV attention and its reduction; the o-projection
-// with the residual add; RMSNorm with gate, up and SwiGLU; the
+// the step records 7 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
+// with the KV append; split-KV attention and its reduction; the
+// o-projection with the residual add; RMSNorm with gate, up and SwiGLU; the
 // down-projection with the residual add. Other weights take the general
-// kernels (12 dispatches).
+// kernels (15 dispatches). The prefill attention (EngineOptions.Attention)
+// is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.
 const defaultDecodeBucket = 1024
@@ -121,6 +122,9 @@ func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, 
 	start := time.Now()
 	dc := &e.dec
 	n, q0 := len(tokens), e.Pos()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("decode cancelled: %w", err)
+	}
 	// Batches of an earlier, cancelled call may still read stepHost.
 	if err := e.rec.WaitContext(ctx); err != nil {
 		return fmt.Errorf("decode: %w", err)

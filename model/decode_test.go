@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -261,4 +262,89 @@ func firstBitDiff(a, b []float32) int {
 		}
 	}
 	return -1
+}
+
+// TestDecodeReplayErrors: around the replayed step, a bad token, a full
+// context and a step cancelled while it runs leave the cache position where
+// it was, and the steps after them equal an engine's that saw none of them,
+// bit for bit; Close during a generation returns every byte of device
+// memory.
+func TestDecodeReplayErrors(t *testing.T) {
+	d := gputest.Device(t)
+	opts := EngineOptions{Context: 24, DecodeBucket: 8}
+	ref := storiesEngine(t, d, opts) // sees only the steps that succeed
+	mem := d.MemoryInUse()
+	e := storiesEngine(t, d, opts)
+	ctx := context.Background()
+	prompt := []int{1, 403, 407, 261}
+	for _, x := range []*Engine{e, ref} {
+		if _, err := x.Prefill(ctx, prompt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(tok int) {
+		t.Helper()
+		a, err := e.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ref.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := firstBitDiff(a, b); i >= 0 || e.Pos() != ref.Pos() {
+			t.Fatalf("at %d (reference at %d): logit %d differs from the reference's", e.Pos(), ref.Pos(), i)
+		}
+	}
+	step(5)
+	step(6) // replayed
+	pos := e.Pos()
+	if _, err := e.Decode(ctx, 100000); err == nil || e.Pos() != pos {
+		t.Errorf("decode of token 100000: %v, cache at %d; want an error and the cache at %d", err, e.Pos(), pos)
+	}
+	step(7)
+	// A step cancelled while it runs (when the GPU is fast enough to finish
+	// it first, it succeeds and the reference takes it too).
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(2*time.Millisecond, cancel)
+	pos = e.Pos()
+	if _, err := e.Decode(cctx, 8); err != nil {
+		if !errors.Is(err, context.Canceled) || e.Pos() != pos {
+			t.Errorf("cancelled decode: %v, cache at %d; want context.Canceled and the cache at %d", err, e.Pos(), pos)
+		}
+	} else if _, err := ref.Decode(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := e.Decode(cctx, 8); !errors.Is(err, context.Canceled) {
+		t.Errorf("decode with a cancelled context: %v, want context.Canceled", err)
+	}
+	step(9)
+	for e.Pos() < opts.Context {
+		step(10 + e.Pos())
+	}
+	if _, err := e.Decode(ctx, 11); !errors.Is(err, ErrContextFull) || e.Pos() != opts.Context {
+		t.Errorf("decode in a full context: %v, cache at %d; want ErrContextFull at %d", err, e.Pos(), opts.Context)
+	}
+
+	// Close during a generation: the generation ends with an error, and
+	// the engine's memory comes back.
+	if err := e.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	_, err := e.Generate(ctx, prompt, SampleOptions{MaxTokens: 15}, func(int) error {
+		if e.Pos() == len(prompt)+2 {
+			go func() { e.Close(); close(closed) }()
+			time.Sleep(10 * time.Millisecond) // Close cancels the call in flight
+		}
+		return nil
+	})
+	<-closed
+	if err == nil {
+		t.Error("generation went on after Close")
+	}
+	if m := d.MemoryInUse(); m != mem {
+		t.Errorf("device memory in use %d after closing the engine, was %d", m, mem)
+	}
 }
