@@ -348,3 +348,53 @@ func TestDecodeReplayErrors(t *testing.T) {
 		t.Errorf("device memory in use %d after closing the engine, was %d", m, mem)
 	}
 }
+
+// TestDecodeGeneralKernels: the decode step with the general kernels (what
+// weights the fused mat-vecs do not take get) and with the fused ones agree
+// to f16 rounding, and both agree with a prefill of the same tokens.
+func TestDecodeGeneralKernels(t *testing.T) {
+	d := gputest.Device(t)
+	opts := EngineOptions{Context: 32}
+	fused := randomEngine(t, d, "llama-tied-headdim", opts)
+	general := randomEngine(t, d, "llama-tied-headdim", opts)
+	general.dec.fused, general.dec.fusedHead = false, false
+	ctx := context.Background()
+	toks := []int{1, 7, 30, 12, 50, 3, 44, 9}
+	for _, e := range []*Engine{fused, general} {
+		if _, err := e.Prefill(ctx, toks[:4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tok := range toks[4:] {
+		a, err := fused.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := general.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := gputest.RelErr(a, f64(b)); e > 5e-3 {
+			t.Errorf("step %d: fused and general kernels differ by %.3g (relative)", i, e)
+		}
+		if i == len(toks)-5 {
+			// A prefill of every token gives the same last logits.
+			p := randomEngine(t, d, "llama-tied-headdim", opts)
+			c, err := p.Prefill(ctx, toks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := gputest.RelErr(a, f64(c)); e > 5e-3 {
+				t.Errorf("decode and prefill differ by %.3g (relative)", e)
+			}
+		}
+	}
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
