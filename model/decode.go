@@ -23,8 +23,9 @@ import (
 // the step records 7 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
 // with the KV append; split-KV attention and its reduction; the
 // o-projection with the residual add; RMSNorm with gate, up and SwiGLU; the
-// down-projection with the residual add. Other weights take the general
-// kernels (15 dispatches). The prefill attention (EngineOptions.Attention)
+// down-projection with the residual add. Matrices over normFuseMaxBytes
+// take RMSNorm and the mat-vecs apart (13 dispatches); weights the fused
+// mat-vecs do not take, the general kernels (15). The prefill attention (EngineOptions.Attention)
 // is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.
@@ -49,9 +50,10 @@ type decoder struct {
 	step     *runtime.Tensor
 	stepHost *runtime.HostBuffer
 	posAt    int
-	// fused: every layer's weights take the fused mat-vecs; fusedHead: the
-	// LM head does too.
-	fused, fusedHead bool
+	// fuseAdd: the o- and down-projections take MatVecAdd; fuseNorm: the
+	// q/k/v and gate/up mat-vecs take the RMSNorm-fused kernels; fuseHead:
+	// so does the LM head.
+	fuseAdd, fuseNorm, fuseHead bool
 }
 
 // decodeKey identifies a recorded one-token step.
@@ -75,13 +77,26 @@ func (e *Engine) allocDecoder() error {
 	if dc.replay, err = e.dev.NewReplay(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	dc.fused = true
+	dc.fuseAdd, dc.fuseNorm = true, true
 	for _, l := range e.layers {
-		dc.fused = dc.fused && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
+		dc.fuseAdd = dc.fuseAdd && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
+		for _, w := range []*runtime.Tensor{l.wq, l.wk, l.wv, l.wg, l.wu} {
+			dc.fuseNorm = dc.fuseNorm && w.Bytes() <= normFuseMaxBytes
+		}
 	}
-	dc.fusedHead = kernels.MatVecFusable(e.dev, e.lmHead)
+	dc.fuseNorm = dc.fuseNorm && dc.fuseAdd
+	dc.fuseHead = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= normFuseMaxBytes
 	return nil
 }
+
+// normFuseMaxBytes bounds the weight matrices whose mat-vecs take the
+// RMSNorm-fused kernels. Each workgroup of those normalises the rows of x
+// itself: cache traffic of a few times K values per workgroup, which costs
+// nothing where a mat-vec is latency-bound (small matrices: the fusion
+// saves a dispatch and its barrier) but competes with the weight stream of a
+// large one (an 8B model's 32 MiB q projection), where the saved dispatch is
+// a small share of the time anyway. Unmeasured on a GPU: a prediction.
+const normFuseMaxBytes = 16 << 20
 
 // freeDecoder releases what allocDecoder allocated (after the replay's
 // submission in flight).
@@ -212,7 +227,7 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 		ld := &e.layers[l]
 		o := ops{r: r}
 		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended.
-		if dc.fused {
+		if dc.fuseNorm {
 			o.do(func() error {
 				return kernels.NormMatVec(r, x, ld.attnNorm, eps,
 					kernels.MatVecOut{Y: q, W: ld.wq, Bias: ld.bq},
@@ -232,17 +247,23 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			return kernels.DecodeAttentionAt(r, a, nil, qh, ld.kCache, ld.vCache, e.scratch, pos, p, maxSkv)
 		})
 		// x += a·Woᵀ + bo; x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ, xn = RMSNorm(x)·w_mlp.
-		if dc.fused {
+		if dc.fuseAdd {
 			o.do(func() error { return kernels.MatVecAdd(r, x, a, ld.wo, ld.bo) })
-			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })
-			o.do(func() error { return kernels.MatVecAdd(r, x, act, ld.wd, nil) })
 		} else {
 			o.matMul(tmp, a, ld.wo, ld.bo)
 			o.add(x, tmp)
+		}
+		if dc.fuseNorm {
+			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })
+		} else {
 			o.rmsNorm(xn, x, ld.mlpNorm, eps)
 			o.matMul(gate, xn, ld.wg, nil)
 			o.matMul(up, xn, ld.wu, nil)
 			o.swiGLU(act, gate, up)
+		}
+		if dc.fuseAdd {
+			o.do(func() error { return kernels.MatVecAdd(r, x, act, ld.wd, nil) })
+		} else {
 			o.matMul(tmp, act, ld.wd, nil)
 			o.add(x, tmp)
 		}
@@ -262,7 +283,7 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 		}
 	}
 	logits := view(e.logits, 0, rows, v)
-	if dc.fusedHead {
+	if dc.fuseHead {
 		if err := kernels.NormMatVec(r, src, e.finalNorm, eps, kernels.MatVecOut{Y: logits, W: e.lmHead}); err != nil {
 			return err
 		}

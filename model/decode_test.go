@@ -109,6 +109,9 @@ func TestDecodeStepCounts(t *testing.T) {
 	// and a host barrier), and a barrier beginning the batch.
 	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 7*L + 2, Copies: 2, Barriers: 1 + 1 + 7*L + 4}
 	general := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 15*L + 3, Copies: 2, Barriers: 1 + 1 + 12*L + 5}
+	// Matrices too large for the RMSNorm-fused kernels: the general kernels
+	// but MatVecAdd for the projections and their residual adds.
+	large := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 13*L + 3, Copies: 2, Barriers: 1 + 1 + 10*L + 5}
 	replayed := runtime.Counters{Submits: 1, Waits: 1}
 	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256})
 	if err != nil {
@@ -118,16 +121,17 @@ func TestDecodeStepCounts(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		fresh  bool
-		fuse   bool
+		fuse   [3]bool // MatVecAdd, the RMSNorm-fused mat-vecs, the fused LM head
 		prompt []int
 		want   []runtime.Counters // per step, the last repeated
 	}{
-		{"replayed", false, true, prompt, []runtime.Counters{fused, replayed}},
+		{"replayed", false, [3]bool{true, true, true}, prompt, []runtime.Counters{fused, replayed}},
 		// One more token after the cache: every step is a decode step.
-		{"general kernels, recorded afresh", true, false, []int{7}, []runtime.Counters{general}},
+		{"general kernels, recorded afresh", true, [3]bool{}, []int{7}, []runtime.Counters{general}},
+		{"large matrices, recorded afresh", true, [3]bool{true, false, false}, []int{8}, []runtime.Counters{large}},
 	} {
 		e.opts.FreshDecode = c.fresh
-		e.dec.fused, e.dec.fusedHead = c.fuse, c.fuse
+		e.dec.fuseAdd, e.dec.fuseNorm, e.dec.fuseHead = c.fuse[0], c.fuse[1], c.fuse[2]
 		steps := generateSteps(t, e, c.prompt, 4, SampleOptions{})
 		for i, s := range steps {
 			got, want := s.c, c.want[min(i, len(c.want)-1)]
@@ -350,17 +354,20 @@ func TestDecodeReplayErrors(t *testing.T) {
 }
 
 // TestDecodeGeneralKernels: the decode step with the general kernels (what
-// weights the fused mat-vecs do not take get) and with the fused ones agree
-// to f16 rounding, and both agree with a prefill of the same tokens.
+// weights the fused mat-vecs do not take get), with those of large matrices
+// (MatVecAdd, the RMSNorm apart) and with the fused ones agree to f16
+// rounding, and with a prefill of the same tokens.
 func TestDecodeGeneralKernels(t *testing.T) {
 	d := gputest.Device(t)
 	opts := EngineOptions{Context: 32}
 	fused := randomEngine(t, d, "llama-tied-headdim", opts)
 	general := randomEngine(t, d, "llama-tied-headdim", opts)
-	general.dec.fused, general.dec.fusedHead = false, false
+	general.dec.fuseAdd, general.dec.fuseNorm, general.dec.fuseHead = false, false, false
+	large := randomEngine(t, d, "llama-tied-headdim", opts) // matrices over normFuseMaxBytes
+	large.dec.fuseNorm, large.dec.fuseHead = false, false
 	ctx := context.Background()
 	toks := []int{1, 7, 30, 12, 50, 3, 44, 9}
-	for _, e := range []*Engine{fused, general} {
+	for _, e := range []*Engine{fused, general, large} {
 		if _, err := e.Prefill(ctx, toks[:4]); err != nil {
 			t.Fatal(err)
 		}
@@ -376,6 +383,13 @@ func TestDecodeGeneralKernels(t *testing.T) {
 		}
 		if e := gputest.RelErr(a, f64(b)); e > 5e-3 {
 			t.Errorf("step %d: fused and general kernels differ by %.3g (relative)", i, e)
+		}
+		c, err := large.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := gputest.RelErr(a, f64(c)); e > 5e-3 {
+			t.Errorf("step %d: fused kernels and those for large matrices differ by %.3g (relative)", i, e)
 		}
 		if i == len(toks)-5 {
 			// A prefill of every token gives the same last logits.
