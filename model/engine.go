@@ -654,8 +654,8 @@ func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
 const submitEvery = 256
 
 // decodeRows is the most new tokens a call after the first (q0 > 0) may have
-// to run attention through the decode kernel (kernels.DecodeAttention: split-KV, the query heads of a
-// KV head in one workgroup) instead of the prefill kernels.
+// to run as a decode step (Engine.decodePart: the mat-vec kernels and
+// split-KV decode attention) instead of a prefill (kernels.GEMVMaxM).
 const decodeRows = 4
 
 // LogitsMode says which positions of a Prefill produce logits.
