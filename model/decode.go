@@ -275,24 +275,24 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 		return nil
 	}
 	// The logits: every row's, or the last row's into row 0.
-	src, rows := x, n
-	if mode != AllLogits && n > 1 {
-		src, rows = view(e.lastX, 0, 1, h), 1
-		if err := r.CopyBytes(src, 0, e.x, uint64((n-1)*h*4), uint64(h*4)); err != nil {
-			return err
-		}
+	first, rows := n-1, 1
+	if mode == AllLogits {
+		first, rows = 0, n
 	}
-	logits := view(e.logits, 0, rows, v)
-	if dc.fuseHead {
-		if err := kernels.NormMatVec(r, src, e.finalNorm, eps, kernels.MatVecOut{Y: logits, W: e.lmHead}); err != nil {
+	if !dc.fuseHead {
+		if err := e.recordLogits(r, first, rows); err != nil { // the prefill's path
 			return err
 		}
 	} else {
-		normed := view(e.tmp, 0, rows, h)
-		if err := kernels.RMSNorm(r, normed, src, e.finalNorm, eps); err != nil {
-			return err
+		src := view(e.x, first*h, rows, h)
+		if first > 0 { // an unaligned row: copied to the start of lastX
+			src = view(e.lastX, 0, 1, h)
+			if err := r.CopyBytes(src, 0, e.x, uint64(first*h*4), uint64(h*4)); err != nil {
+				return err
+			}
 		}
-		if err := kernels.MatMul(r, logits, normed, e.lmHead, nil); err != nil {
+		logits := view(e.logits, 0, rows, v)
+		if err := kernels.NormMatVec(r, src, e.finalNorm, eps, kernels.MatVecOut{Y: logits, W: e.lmHead}); err != nil {
 			return err
 		}
 	}
