@@ -92,6 +92,16 @@ type EngineOptions struct {
 	// Logf, if set, receives one-line notes (such as quantized types the
 	// device runs no kernel for, which are dequantized to f16 at load).
 	Logf func(format string, args ...any)
+	// DecodeBucket is the KV-length granularity of the recorded one-token
+	// decode step (default 1024): its attention grid covers caches up to
+	// the next power of two (from 64) below DecodeBucket tokens and up to
+	// the next multiple of DecodeBucket past it, and the step is recorded
+	// again when the cache grows past that. Smaller buckets fit the grid
+	// closer to the cache and record more often.
+	DecodeBucket int
+	// FreshDecode records every decode step anew instead of submitting a
+	// recorded one again (the same commands; for comparison and debugging).
+	FreshDecode bool
 }
 
 type layerDev struct {
@@ -134,6 +144,7 @@ type Engine struct {
 	sampleHost      *runtime.HostBuffer
 	idsHost         *runtime.HostBuffer // token ids of a call, copied in its first batch
 	logitsHost      *runtime.HostBuffer // f32 [V]: the last position's logits
+	dec             decoder             // the decode step (decode.go)
 
 	// pos is the number of tokens in the KV cache. Calls hold busy; pos is
 	// atomic so that Pos may be read during a call.
@@ -242,6 +253,12 @@ func (o *EngineOptions) defaults(cfg *Config) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	o.Quantize = q
+	if o.DecodeBucket == 0 {
+		o.DecodeBucket = defaultDecodeBucket
+	}
+	if o.DecodeBucket < 1 {
+		return fmt.Errorf("engine: decode bucket %d must be positive", o.DecodeBucket)
+	}
 	return nil
 }
 
@@ -364,7 +381,7 @@ func (e *Engine) SetTrace(t *runtime.Trace) error {
 	}
 	defer release()
 	e.rec.SetTrace(t)
-	return nil
+	return e.dec.replay.SetTrace(t)
 }
 
 // SetAttention replaces the prefill attention (nil: dense). It returns
@@ -599,7 +616,7 @@ func (e *Engine) allocActivations() error {
 	if e.rec, err = e.dev.NewRecorder(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	return nil
+	return e.allocDecoder()
 }
 
 // decodeScratch is the f32 scratch length decode attention needs at most for
@@ -641,6 +658,7 @@ func (e *Engine) free() {
 		e.rec.Release() // waits for submitted work
 		e.rec = nil
 	}
+	e.freeDecoder()
 	if c, ok := e.opts.Attention.(interface{ Close() }); ok {
 		c.Close() // buffers an Attention keeps between calls
 	}
@@ -701,8 +719,8 @@ func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
 const submitEvery = 256
 
 // decodeRows is the most new tokens a call after the first (q0 > 0) may have
-// to run attention through the decode kernel (kernels.DecodeAttention: split-KV, the query heads of a
-// KV head in one workgroup) instead of the prefill kernels.
+// to run as a decode step (Engine.decodePart: the mat-vec kernels and
+// split-KV decode attention) instead of a prefill (kernels.GEMVMaxM).
 const decodeRows = 4
 
 // LogitsMode says which positions of a Prefill produce logits.
@@ -745,13 +763,13 @@ func (e *Engine) prefill(ctx context.Context, tokens []int, mode LogitsMode, fn 
 		return err
 	}
 	defer release()
-	return e.prefillLocked(ctx, tokens, mode, fn, nil)
+	return e.prefillLocked(ctx, tokens, mode, fn, noSampler)
 }
 
 // prefillLocked is prefill for a caller that holds the engine (acquire).
-// tail, if set, records more work after the last part's logits (GPU
-// sampling) into the same batch (mode deviceLogits).
-func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), tail func(r *runtime.Recorder) error) error {
+// s, if set, samples from the last part's logits on the GPU in the same
+// batch (mode deviceLogits).
+func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), s sampler) error {
 	n := len(tokens)
 	if n == 0 {
 		return fmt.Errorf("prefill: no tokens")
@@ -760,21 +778,29 @@ func (e *Engine) prefillLocked(ctx context.Context, tokens []int, mode LogitsMod
 		return fmt.Errorf("prefill: %w: %d tokens after %d in the cache exceed the context of %d tokens", ErrContextFull, n, pos, e.opts.Context)
 	}
 	// Split into MaxPrefill-sized calls (attention stays exact: each part sees the cache).
-	for s := 0; s < n; s += e.opts.MaxPrefill {
-		end := min(n, s+e.opts.MaxPrefill)
-		m, t := mode, tail
+	for p := 0; p < n; p += e.opts.MaxPrefill {
+		end := min(n, p+e.opts.MaxPrefill)
+		m, smp := mode, s
 		if mode != AllLogits && end < n {
-			m, t = noLogits, nil // only the last part's last position is wanted
+			m, smp = noLogits, noSampler // only the last part's last position is wanted
 		}
-		base := s
-		if err := e.prefillPart(ctx, tokens[s:end], m, func(row int, l []float32) { fn(base+row, l) }, t); err != nil {
+		base := p
+		part := tokens[p:end]
+		out := func(row int, l []float32) { fn(base+row, l) }
+		var err error
+		if len(part) <= decodeRows && e.Pos() > 0 {
+			err = e.decodePart(ctx, part, m, out, smp) // decode.go
+		} else {
+			err = e.prefillPart(ctx, part, m, out, smp)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), tail func(r *runtime.Recorder) error) (err error) {
+func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), s sampler) (err error) {
 	cfg := e.cfg
 	start := time.Now()
 	n := len(tokens)
@@ -783,6 +809,9 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	r := e.rec
 	// Batches of an earlier, cancelled call may still read idsHost.
 	if err := r.WaitContext(ctx); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	if err := e.dec.replay.Wait(ctx); err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}
 	for i, t := range tokens {
@@ -806,15 +835,9 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	q := view(e.q, 0, n, cfg.NumHeads, cfg.HeadDim)
 	o := view(e.o, 0, n, cfg.NumHeads, cfg.HeadDim)
 
-	// Decode steps (a few tokens after the prompt) use the decode kernel and
-	// bypass the prefill attention, whose statistics then keep describing
-	// the prompt.
-	decode := n <= decodeRows && q0 > 0
 	att := e.opts.Attention
-	if !decode {
-		if err := att.Begin(e, q0, n); err != nil {
-			return fmt.Errorf("prefill: attention: %w", err)
-		}
+	if err := att.Begin(e, q0, n); err != nil {
+		return fmt.Errorf("prefill: attention: %w", err)
 	}
 	if err := kernels.Embed(r, x, e.embed, idv); err != nil {
 		return err
@@ -840,12 +863,7 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		if err != nil {
 			return fmt.Errorf("prefill layer %d: %w", l, err)
 		}
-		if decode {
-			err = kernels.DecodeAttention(r, o, nil, q, ld.kCache, ld.vCache, e.scratch, p)
-		} else {
-			err = att.Layer(r, l, q, ld.kCache, ld.vCache, o, p)
-		}
-		if err != nil {
+		if err = att.Layer(r, l, q, ld.kCache, ld.vCache, o, p); err != nil {
 			return fmt.Errorf("prefill layer %d attention: %w", l, err)
 		}
 		err = chunks(func(c, m int) error { return e.attnOutputAndMLP(r, ld, c, m) })
@@ -862,20 +880,16 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		}
 		e.progress("prefill", l+1, len(e.layers))
 	}
-	if !decode {
-		if err := att.End(r); err != nil {
-			return fmt.Errorf("prefill: attention: %w", err)
-		}
+	if err := att.End(r); err != nil {
+		return fmt.Errorf("prefill: attention: %w", err)
 	}
 	switch mode {
 	case deviceLogits:
 		if err := e.recordLogits(r, n-1, 1); err != nil {
 			return err
 		}
-		if tail != nil {
-			if err := tail(r); err != nil {
-				return err
-			}
+		if err := e.recordSampler(r, s); err != nil {
+			return err
 		}
 		if err := r.SubmitContext(ctx); err != nil {
 			return err

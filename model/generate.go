@@ -142,26 +142,13 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 // step runs tokens through the model and samples the next token on the
 // GPU, in one batch.
 func (e *Engine) step(ctx context.Context, tokens []int, opts SampleOptions, rng *rand.Rand) (int, error) {
-	v := e.cfg.VocabSize
-	lg := view(e.logits, 0, 1, v)
 	k := e.topIdx.Len()
 	greedy := opts.Temperature <= 0
-	tail := func(r *runtime.Recorder) error {
-		if greedy {
-			if err := kernels.Argmax(r, view(e.topIdx, 0, 1), lg); err != nil {
-				return err
-			}
-			return r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, 4)
-		}
-		if err := kernels.TopK(r, e.topVals, e.topIdx, lg, k); err != nil {
-			return err
-		}
-		if err := r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, uint64(4*k)); err != nil {
-			return err
-		}
-		return r.CopyToHost(e.sampleHost, uint64(4*k), e.topVals, 0, uint64(4*k))
+	s := topKSampler
+	if greedy {
+		s = argmaxSampler
 	}
-	if err := e.prefillLocked(ctx, tokens, deviceLogits, nil, tail); err != nil {
+	if err := e.prefillLocked(ctx, tokens, deviceLogits, nil, s); err != nil {
 		return 0, err
 	}
 	ids := e.sampleHost.Int32s(2 * k)

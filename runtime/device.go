@@ -738,8 +738,9 @@ func (d *Device) Close() {
 
 // counters are the device's submission statistics (Device.Counters).
 type counters struct {
-	submits, waits, allocs atomic.Uint64
-	waitNanos              atomic.Int64
+	submits, waits, allocs       atomic.Uint64
+	dispatches, copies, barriers atomic.Uint64
+	waitNanos                    atomic.Int64
 }
 
 // Counters are cumulative submission statistics of a device: every
@@ -756,15 +757,24 @@ type Counters struct {
 	WaitTime time.Duration
 	// Allocs is the number of tensors and host buffers allocated.
 	Allocs uint64
+	// Dispatches, Copies and Barriers count what recorders recorded on the
+	// host: dispatches (direct and indirect), buffer copies (device and host
+	// copies alike) and pipeline barriers (those the hazard tracking
+	// inserts, the one that begins each batch after the first, and the host
+	// barrier after a copy to the host). A Replay counts them when it
+	// records, not when it is submitted again.
+	Dispatches, Copies, Barriers uint64
 }
 
 // Sub returns c − o, the counts between two snapshots.
 func (c Counters) Sub(o Counters) Counters {
-	return Counters{Submits: c.Submits - o.Submits, Waits: c.Waits - o.Waits, WaitTime: c.WaitTime - o.WaitTime, Allocs: c.Allocs - o.Allocs}
+	return Counters{Submits: c.Submits - o.Submits, Waits: c.Waits - o.Waits, WaitTime: c.WaitTime - o.WaitTime, Allocs: c.Allocs - o.Allocs,
+		Dispatches: c.Dispatches - o.Dispatches, Copies: c.Copies - o.Copies, Barriers: c.Barriers - o.Barriers}
 }
 
 // Counters returns a snapshot of the device's submission statistics. It is
 // safe to call concurrently with any other method.
 func (d *Device) Counters() Counters {
-	return Counters{Submits: d.ctr.submits.Load(), Waits: d.ctr.waits.Load(), WaitTime: time.Duration(d.ctr.waitNanos.Load()), Allocs: d.ctr.allocs.Load()}
+	return Counters{Submits: d.ctr.submits.Load(), Waits: d.ctr.waits.Load(), WaitTime: time.Duration(d.ctr.waitNanos.Load()), Allocs: d.ctr.allocs.Load(),
+		Dispatches: d.ctr.dispatches.Load(), Copies: d.ctr.copies.Load(), Barriers: d.ctr.barriers.Load()}
 }

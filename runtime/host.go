@@ -138,6 +138,8 @@ func (r *Recorder) CopyToHost(dst *HostBuffer, dstOff uint64, src *Tensor, srcOf
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, dstOff, n) })
 	r.d.cmdHostBarrier(r.frames[r.cur].cmd)
 	r.count++
+	r.d.ctr.copies.Add(1)
+	r.d.ctr.barriers.Add(1)
 	return nil
 }
 
@@ -166,5 +168,6 @@ func (r *Recorder) CopyFromHost(dst *Tensor, dstOff uint64, src *HostBuffer, src
 	r.hazard([]rng{{src.blk.id, srcOff, srcOff + n}}, []rng{{dst.blk.id, d0, d0 + n}})
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, srcOff, d0, n) })
 	r.count++
+	r.d.ctr.copies.Add(1)
 	return nil
 }

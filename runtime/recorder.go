@@ -84,14 +84,16 @@ type Recorder struct {
 	seq    uint64   // submission counter (orders in-flight frames)
 
 	recording bool
+	replay    bool // the recorder of a Replay: reusable batches, no Flush
 	count     int
 	reads     []rng
 	writes    []rng
 	err       error
 
 	profile  bool
-	userProf bool     // EnableProfiling was called (SetTrace(nil) keeps profiling then)
-	done     []Timing // timings of frames completed since the last Wait
+	userProf bool      // EnableProfiling was called (SetTrace(nil) keeps profiling then)
+	recStart time.Time // when the batch being recorded began (traced recorders)
+	done     []Timing  // timings of frames completed since the last Wait
 	timings  []Timing
 	trace    *Trace
 }
@@ -215,12 +217,19 @@ func (r *Recorder) begin() error {
 			return err
 		}
 	}
-	if err := beginOneShot(f.cmd); err != nil {
+	begin := beginOneShot
+	if r.replay {
+		begin = beginReusable
+	}
+	if err := begin(f.cmd); err != nil {
 		return err
 	}
 	r.recording = true
 	r.count = 0
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
+	if r.trace != nil {
+		r.recStart = time.Now()
+	}
 	f.labels = f.labels[:0]
 	if r.profile {
 		if f.qpool == nil {
@@ -241,6 +250,7 @@ func (r *Recorder) begin() error {
 	if r.seq > 0 {
 		// Order this batch after everything submitted before it.
 		r.d.cmdBarrier(f.cmd)
+		r.d.ctr.barriers.Add(1)
 	}
 	return nil
 }
@@ -297,6 +307,7 @@ func (r *Recorder) hazard(reads, writes []rng) {
 
 func (r *Recorder) barrier() {
 	r.d.cmdBarrier(r.frames[r.cur].cmd)
+	r.d.ctr.barriers.Add(1)
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
 }
 
@@ -432,6 +443,7 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 		}
 	})
 	r.count++
+	r.d.ctr.dispatches.Add(1)
 	return nil
 }
 
@@ -460,6 +472,7 @@ func (r *Recorder) Copy(dst, src any) error {
 	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size) })
 	r.count++
+	r.d.ctr.copies.Add(1)
 	return nil
 }
 
@@ -505,6 +518,10 @@ func (r *Recorder) SubmitContext(ctx context.Context) error {
 // free command buffer of the ring; with MaxBatchesInFlight batches in flight,
 // the next recorded command waits for the oldest first.
 func (r *Recorder) Flush() error {
+	if r.replay {
+		r.abort()
+		return fmt.Errorf("submit: the recorder of a Replay does not submit (Replay.Submit does)")
+	}
 	if r.err != nil {
 		err := r.err
 		r.abort()
@@ -528,6 +545,9 @@ func (r *Recorder) Flush() error {
 	}
 	f.what = fmt.Sprintf("submit of %d commands", r.count)
 	t0 := time.Now()
+	if r.trace != nil && !r.recStart.IsZero() {
+		r.trace.host("record", r.seq+1, r.count, r.recStart, t0)
+	}
 	err := d.submit(f.cmd, f.fence, f.what)
 	d.mu.Unlock()
 	if r.trace != nil {
@@ -640,7 +660,9 @@ func (r *Recorder) complete(ctx context.Context, f *frame) error {
 		if r.profile && len(g.labels) > 0 && err == nil {
 			err = r.readTimings(g)
 		}
-		r.resetFrame(g)
+		if !r.replay { // a Replay's descriptor sets live as long as its recording
+			r.resetFrame(g)
+		}
 	}
 	return err
 }
@@ -783,5 +805,6 @@ func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uin
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, d0, n) })
 	r.count++
+	r.d.ctr.copies.Add(1)
 	return nil
 }

@@ -23,9 +23,10 @@ type Trace struct {
 	hasGPU bool // the device writes timestamps
 }
 
-// HostEvent is a host-side span: a submission or a wait for the GPU.
+// HostEvent is a host-side span: the recording of a batch (from its first
+// command to its submission), a submission or a wait for the GPU.
 type HostEvent struct {
-	Kind     string        // "submit" or "wait"
+	Kind     string        // "record", "submit" or "wait"
 	Batch    uint64        // the recorder's batch number
 	Commands int           // commands in the batch (submit only)
 	Start    time.Duration // since the trace began
@@ -84,6 +85,11 @@ type TraceSummary struct {
 	// spent waiting for the GPU.
 	Submits, Waits int
 	HostWait       time.Duration
+	// Records counts the batches recorded on the host and HostRecord is the
+	// host time from each one's first command to its submission (a Replay
+	// submitted again records nothing).
+	Records    int
+	HostRecord time.Duration
 	// GPUSpan is the GPU clock from the first command's start to the last
 	// command's end; GPUBusy is the time at least one command ran (the
 	// union of the commands' intervals); GPUIdle = GPUSpan − GPUBusy.
@@ -112,6 +118,9 @@ func (t *Trace) Summary(category func(label string) string) TraceSummary {
 			case "wait":
 				s.Waits++
 				s.HostWait += e.End - e.Start
+			case "record":
+				s.Records++
+				s.HostRecord += e.End - e.Start
 			}
 		}
 		s.Wall = last - first

@@ -54,8 +54,16 @@ func TestTrace(t *testing.T) {
 	if s.Submits != 3 || uint64(s.Submits) != c.Submits || uint64(s.Waits) != c.Waits {
 		t.Errorf("trace: %d submits, %d waits; device counters %d, %d; want 3 submits and equal counts", s.Submits, s.Waits, c.Submits, c.Waits)
 	}
-	if s.HostWait > s.Wall || s.Wall <= 0 {
-		t.Errorf("host wait %v, wall %v", s.HostWait, s.Wall)
+	if s.HostWait+s.HostRecord > s.Wall || s.Wall <= 0 {
+		t.Errorf("host wait %v and recording %v, wall %v", s.HostWait, s.HostRecord, s.Wall)
+	}
+	if s.Records != 3 || s.HostRecord <= 0 {
+		t.Errorf("trace: %d batches recorded in %v, want 3 in a positive time", s.Records, s.HostRecord)
+	}
+	// Each batch: add, barrier, add, barrier, copy; every batch after the
+	// first begins with a barrier.
+	if c.Dispatches != 6 || c.Copies != 3 || c.Barriers != 3*2+2 {
+		t.Errorf("device counters: %d dispatches, %d copies, %d barriers; want 6, 3, 8", c.Dispatches, c.Copies, c.Barriers)
 	}
 	if !s.HasGPU {
 		t.Skip("device has no timestamps")
@@ -100,7 +108,7 @@ func TestTrace(t *testing.T) {
 			}
 		}
 	}
-	if tracks[1] != s.Submits+s.Waits || tracks[2] != 9 {
-		t.Errorf("Chrome trace has %d host and %d GPU slices, want %d and 9", tracks[1], tracks[2], s.Submits+s.Waits)
+	if tracks[1] != s.Records+s.Submits+s.Waits || tracks[2] != 9 {
+		t.Errorf("Chrome trace has %d host and %d GPU slices, want %d and 9", tracks[1], tracks[2], s.Records+s.Submits+s.Waits)
 	}
 }

@@ -1,5 +1,5 @@
 #version 450
-// variants: attn_f32= attn_f16=-DOUT_F16 attn_sparse_f32=-DSPARSE attn_sparse_f16=-DSPARSE,-DOUT_F16
+// variants: attn_f32= attn_f16=-DOUT_F16 attn_sparse_f32=-DSPARSE attn_sparse_f16=-DSPARSE,-DOUT_F16 attn_dyn_f32=-DDYN attn_dyn_f16=-DDYN,-DOUT_F16
 //
 // attn.comp: scalar flash attention (online softmax, f32 statistics), the
 // reference for later cooperative-matrix variants. Dense causal/non-causal
@@ -38,6 +38,12 @@
 // workgroup of query block r = (q0 + first row)/B walks cols[rowPtr[h*nb+r] ..
 // rowPtr[h*nb+r+1]) and, per listed block c, its B/BC KV tiles; work is
 // proportional to the listed blocks. BR and BC divide B; q0 % B == 0.
+//
+// DYN (attn_dyn_*): the position comes from a buffer when the dispatch runs,
+// binding 5 (int) holding P at element 0: q0 = pc.q0 + P and
+// Skv = pc.Skv + P, so that a recorded decode step serves every cache
+// length its grid covers (splits past the last KV tile are empty: O = 0,
+// LSE = -inf, which attn_reduce weighs 0).
 
 layout(local_size_x = 64, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BR = 16;       // rows per workgroup
@@ -70,6 +76,14 @@ layout(std430, set = 0, binding = 4) writeonly buffer Lb { float lseb[]; };
 #ifdef SPARSE
 layout(std430, set = 0, binding = 5) readonly buffer Rb { int rowPtr[]; };
 layout(std430, set = 0, binding = 6) readonly buffer Cb { int cols[]; };
+#endif
+#ifdef DYN
+layout(std430, set = 0, binding = 5) readonly buffer Pb { int dynPos[]; };
+#define Q0 (pc.q0 + uint(dynPos[0]))
+#define SKV (pc.Skv + uint(dynPos[0]))
+#else
+#define Q0 pc.q0
+#define SKV pc.Skv
 #endif
 
 layout(push_constant) uniform Push {
@@ -188,11 +202,11 @@ void main() {
 	bool rowOK = myRow < rows;
 	uint qi = myRow / GQ;
 	uint h = hbase + myRow % GQ;
-	uint myPos = pc.q0 + qi;
+	uint myPos = Q0 + qi;
 
-	uint posFirst = pc.q0 + r0 / GQ;
-	uint posLast = pc.q0 + (min(r0 + BR, rows) - 1) / GQ;
-	uint kend = pc.causal != 0 ? min(pc.Skv, posLast + 1) : pc.Skv;
+	uint posFirst = Q0 + r0 / GQ;
+	uint posLast = Q0 + (min(r0 + BR, rows) - 1) / GQ;
+	uint kend = pc.causal != 0 ? min(SKV, posLast + 1) : SKV;
 
 	for (uint idx = tid; idx < BR * D4; idx += WG) {
 		uint rr = idx / D4;

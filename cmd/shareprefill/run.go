@@ -308,7 +308,8 @@ func writeTrace(path string, t *runtime.Trace, w io.Writer) error {
 // printProfile prints a trace summary in a few lines.
 func printProfile(w io.Writer, s runtime.TraceSummary) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
-	fmt.Fprintf(w, "profile: wall %s · %d submits · %d host waits (%s)\n", ms(s.Wall), s.Submits, s.Waits, ms(s.HostWait))
+	fmt.Fprintf(w, "profile: wall %s · %d batches recorded (%s) · %d submits · %d host waits (%s)\n",
+		ms(s.Wall), s.Records, ms(s.HostRecord), s.Submits, s.Waits, ms(s.HostWait))
 	if !s.HasGPU {
 		fmt.Fprintln(w, "profile: the device has no timestamps: no GPU times")
 		return

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"strings"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -432,13 +433,30 @@ func DecodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch *runtime.Tens
 	if err != nil {
 		return err
 	}
-	return decodeAttention(r, o, lse, q, k, v, scratch, p, pl)
+	return decodeAttention(r, o, lse, q, k, v, scratch, nil, p, pl)
 }
 
-func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch *runtime.Tensor, p AttnParams, pl attnDecodePlan) error {
+// decodeAttention records the plan pl. With pos nil, p is the call; else
+// p.Q0 and p.Skv are added to pos[0] when the commands run (attn_dyn_*).
+func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Tensor, p AttnParams, pl attnDecodePlan) error {
 	const op = "decode attention"
 	dev := r.Device()
 	g := p.Hq / p.Hkv
+	kernel := func(shader string, writeLSE bool) (*runtime.Kernel, error) {
+		if pos == nil {
+			return attnKernel(dev, shader, false, pl.t, p.D, writeLSE, g)
+		}
+		return dev.Kernel(runtime.KernelDesc{
+			Shader: strings.Replace(shader, "attn_", "attn_dyn_", 1), Bindings: 6, ReadOnly: 0b100111, PushSize: 48,
+			Spec: []uint32{uint32(pl.t.WG), uint32(pl.t.Br), uint32(pl.t.Bc), uint32(p.D), attnBool(writeLSE), uint32(g)},
+		})
+	}
+	dispatch := func(k *runtime.Kernel, groups [3]uint32, pc attnPush, args ...any) error {
+		if pos != nil {
+			args = append(args, pos)
+		}
+		return r.Dispatch(k, groups, pc, args...)
+	}
 	need := pl.splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq)
 	if scratch != nil {
 		n := 1
@@ -455,23 +473,23 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch *runtime.Tens
 	groups := [3]uint32{uint32(pl.rowTiles), uint32(p.Hkv), uint32(pl.splits)}
 	pc := p.push(pl.rowTiles)
 	if pl.splits == 1 {
-		kern, err := attnKernel(dev, attnVariant("attn", o), false, pl.t, p.D, lse != nil, g)
+		kern, err := kernel(attnVariant("attn", o), lse != nil)
 		if err != nil {
 			return err
 		}
 		if lse == nil {
 			lse = o
 		}
-		return r.Dispatch(kern, groups, pc, q, k, v, o, lse)
+		return dispatch(kern, groups, pc, q, k, v, o, lse)
 	}
-	kern, err := attnKernel(dev, "attn_f32", false, pl.t, p.D, true, g)
+	kern, err := kernel("attn_f32", true)
 	if err != nil {
 		return err
 	}
 	lseOff := pl.splits * p.Sq * p.Hq * p.D
 	pc.LseOff = uint32(lseOff)
 	pc.TilesPerSplit = uint32(pl.tilesPerSplit)
-	if err := r.Dispatch(kern, groups, pc, q, k, v, scratch, scratch); err != nil {
+	if err := dispatch(kern, groups, pc, q, k, v, scratch, scratch); err != nil {
 		return err
 	}
 	red, err := dev.Kernel(runtime.KernelDesc{

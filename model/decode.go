@@ -1,0 +1,328 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/kernels"
+)
+
+// The decode step: a call of at most decodeRows tokens after the first
+// (q0 > 0). Its commands read the step's token ids and cache position from
+// a small device tensor (decoder.step) that the step's first command copies
+// from host memory, so the same recorded commands serve every token: a
+// one-token step is recorded once into a runtime.Replay and submitted again
+// for each token, re-recorded only when its key changes (the KV-length
+// bucket its attention grid covers, the logits it produces, its sampler).
+// Steps of 2..decodeRows tokens, and every step with
+// EngineOptions.FreshDecode, record the same commands into the engine's
+// recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
+// the step records 7 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
+// with the KV append; split-KV attention and its reduction; the
+// o-projection with the residual add; RMSNorm with gate, up and SwiGLU; the
+// down-projection with the residual add. Matrices over normFuseMaxBytes
+// take RMSNorm and the mat-vecs apart (13 dispatches); weights the fused
+// mat-vecs do not take, the general kernels (15). The prefill attention (EngineOptions.Attention)
+// is not used: its statistics keep describing the prompt.
+
+// defaultDecodeBucket is the default EngineOptions.DecodeBucket.
+const defaultDecodeBucket = 1024
+
+// sampler is what a step records after the last position's logits.
+type sampler int
+
+const (
+	noSampler     sampler = iota
+	argmaxSampler         // greedy: the argmax's id to sampleHost
+	topKSampler           // the top-k ids, then their values, to sampleHost
+)
+
+// decoder holds the decode step's state.
+type decoder struct {
+	replay *runtime.Replay
+	key    decodeKey // what the replay's recording is for
+	// step is i32: the token ids at [0, decodeRows), the number of tokens
+	// already in the cache at posAt (aligned, so that it can be bound);
+	// stepHost is its host copy, written before each step.
+	step     *runtime.Tensor
+	stepHost *runtime.HostBuffer
+	posAt    int
+	// fuseAdd: the o- and down-projections take MatVecAdd; fuseNorm: the
+	// q/k/v and gate/up mat-vecs take the RMSNorm-fused kernels; fuseHead:
+	// so does the LM head.
+	fuseAdd, fuseNorm, fuseHead bool
+}
+
+// decodeKey identifies a recorded one-token step.
+type decodeKey struct {
+	maxSkv int // the longest cache its attention grid covers
+	mode   LogitsMode
+	sample sampler
+}
+
+// allocDecoder allocates the decode step's buffers and replay.
+func (e *Engine) allocDecoder() error {
+	dc := &e.dec
+	dc.posAt = max(decodeRows, int(e.dev.Alignment()/4))
+	var err error
+	if dc.step, err = e.dev.NewNamedTensor("decode step ids and position", runtime.I32, dc.posAt+4); err != nil {
+		return fmt.Errorf("allocating activations: %w", err)
+	}
+	if dc.stepHost, err = e.dev.NewHostBuffer(uint64(4 * (dc.posAt + 4))); err != nil {
+		return fmt.Errorf("allocating host buffers: %w", err)
+	}
+	if dc.replay, err = e.dev.NewReplay(); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	dc.fuseAdd, dc.fuseNorm = true, true
+	for _, l := range e.layers {
+		dc.fuseAdd = dc.fuseAdd && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
+		for _, w := range []*runtime.Tensor{l.wq, l.wk, l.wv, l.wg, l.wu} {
+			dc.fuseNorm = dc.fuseNorm && w.Bytes() <= normFuseMaxBytes
+		}
+	}
+	dc.fuseNorm = dc.fuseNorm && dc.fuseAdd
+	dc.fuseHead = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= normFuseMaxBytes
+	return nil
+}
+
+// normFuseMaxBytes bounds the weight matrices whose mat-vecs take the
+// RMSNorm-fused kernels. Each workgroup of those normalises the rows of x
+// itself: cache traffic of a few times K values per workgroup, which costs
+// nothing where a mat-vec is latency-bound (small matrices: the fusion
+// saves a dispatch and its barrier) but competes with the weight stream of a
+// large one (an 8B model's 32 MiB q projection), where the saved dispatch is
+// a small share of the time anyway. Unmeasured on a GPU: a prediction.
+const normFuseMaxBytes = 16 << 20
+
+// freeDecoder releases what allocDecoder allocated (after the replay's
+// submission in flight).
+func (e *Engine) freeDecoder() {
+	dc := &e.dec
+	if dc.replay != nil {
+		dc.replay.Release()
+		dc.replay = nil
+	}
+	dc.step.Free()
+	dc.stepHost.Free()
+}
+
+// decodeBucketEnd is the longest cache the step's attention grid covers
+// for a cache of skv tokens, at most the context: skv rounded up to a power
+// of two (at least minDecodeBucket) up to DecodeBucket, past it to a
+// multiple of DecodeBucket. A one-token step is recorded again when the
+// cache grows past it: log₂(DecodeBucket/64) times in the first
+// DecodeBucket tokens, then every DecodeBucket tokens.
+func (e *Engine) decodeBucketEnd(skv int) int {
+	b := e.opts.DecodeBucket
+	end := (skv + b - 1) / b * b
+	if skv <= b {
+		end = min(b, minDecodeBucket)
+		for end < skv {
+			end *= 2
+		}
+	}
+	return min(e.opts.Context, end)
+}
+
+// minDecodeBucket is the smallest bucket end (a power of two).
+const minDecodeBucket = 64
+
+// decodePart runs a decode step: tokens (at most decodeRows) after the
+// q0 > 0 tokens in the cache, then the logits of mode and the sampler s.
+func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, fn func(int, []float32), s sampler) error {
+	start := time.Now()
+	dc := &e.dec
+	n, q0 := len(tokens), e.Pos()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("decode cancelled: %w", err)
+	}
+	// Batches of an earlier, cancelled call may still read stepHost.
+	if err := e.rec.WaitContext(ctx); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	if err := dc.replay.Wait(ctx); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	words := dc.stepHost.Int32s(dc.posAt + 1)
+	for i, t := range tokens {
+		words[i] = int32(t)
+	}
+	if err := kernels.ValidateIDs(words[:n], e.cfg.VocabSize); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	words[dc.posAt] = int32(q0)
+	maxSkv := e.decodeBucketEnd(q0 + n)
+	if n == 1 && !e.opts.FreshDecode && (mode == LastLogits || mode == deviceLogits) {
+		key := decodeKey{maxSkv: maxSkv, mode: mode, sample: s}
+		if !dc.replay.Recorded() || dc.key != key {
+			err := dc.replay.Record(func(r *runtime.Recorder) error { return e.recordDecode(r, n, maxSkv, mode, s) })
+			if err != nil {
+				return fmt.Errorf("decode: %w", err)
+			}
+			dc.key = key
+		}
+		if err := dc.replay.Submit(ctx); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+	} else {
+		r := e.rec
+		if err := e.recordDecode(r, n, maxSkv, mode, s); err != nil {
+			r.Discard()
+			return fmt.Errorf("decode: %w", err)
+		}
+		if err := r.SubmitContext(ctx); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+	}
+	v := e.cfg.VocabSize
+	switch mode {
+	case LastLogits:
+		fn(n-1, slices.Clone(e.logitsHost.Float32s(v)))
+	case AllLogits:
+		logits, err := view(e.logits, 0, n, v).DownloadF32()
+		if err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		for i := 0; i < n; i++ {
+			fn(i, logits[i*v:(i+1)*v])
+		}
+	}
+	e.pos.Store(int64(q0 + n))
+	e.mu.Lock()
+	e.lastPrefill = PrefillStats{Tokens: n, Duration: time.Since(start)}
+	e.mu.Unlock()
+	return nil
+}
+
+// recordDecode records a decode step of n ≤ decodeRows tokens whose ids and
+// cache position the GPU reads from dc.step (copied from dc.stepHost first),
+// with attention planned for caches of up to maxSkv tokens: the layers, the
+// logits of mode (LastLogits: the last position's, copied to logitsHost;
+// deviceLogits: the last position's in row 0 of e.logits; AllLogits: every
+// position's in rows 0..n-1) and the sampler s.
+func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMode, s sampler) error {
+	cfg, dc := e.cfg, &e.dec
+	h, qd, kvd, f, v := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
+	eps := float32(cfg.RMSNormEps)
+	if err := r.CopyFromHost(dc.step, 0, dc.stepHost, 0, uint64(4*(dc.posAt+1))); err != nil {
+		return err
+	}
+	ids, pos := view(dc.step, 0, n), view(dc.step, dc.posAt, 1)
+	x := view(e.x, 0, n, h)
+	if err := kernels.Embed(r, x, e.embed, ids); err != nil {
+		return err
+	}
+	q, qh := view(e.q, 0, n, qd), view(e.q, 0, n, cfg.NumHeads, cfg.HeadDim) // rows; heads
+	k, vv := view(e.kt, 0, n, kvd), view(e.vt, 0, n, kvd)
+	a := view(e.o, 0, n, qd)
+	xn, tmp := view(e.xn, 0, n, h), view(e.tmp, 0, n, h)
+	gate, up, act := view(e.gate, 0, n, f), view(e.up, 0, n, f), view(e.act, 0, n, f)
+	// Attention at the positions pos[0] …: offsets for DecodeAttentionAt.
+	p := kernels.AttnParams{Hq: cfg.NumHeads, Hkv: cfg.NumKVHeads, D: cfg.HeadDim, Sq: n, Skv: n, Q0: 0, Causal: true}
+	for l := range e.layers {
+		ld := &e.layers[l]
+		o := e.ops(r)
+		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended.
+		if dc.fuseNorm {
+			o.do(func() error {
+				return kernels.NormMatVec(r, x, ld.attnNorm, eps,
+					kernels.MatVecOut{Y: q, W: ld.wq, Bias: ld.bq},
+					kernels.MatVecOut{Y: k, W: ld.wk, Bias: ld.bk},
+					kernels.MatVecOut{Y: vv, W: ld.wv, Bias: ld.bv})
+			})
+		} else {
+			o.rmsNorm(xn, x, ld.attnNorm, eps)
+			o.matMul(q, xn, ld.wq, ld.bq)
+			o.matMul(k, xn, ld.wk, ld.bk)
+			o.matMul(vv, xn, ld.wv, ld.bv)
+		}
+		o.do(func() error {
+			return kernels.RopeKV(r, qh, k, vv, e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads, 0)
+		})
+		o.do(func() error {
+			return kernels.DecodeAttentionAt(r, a, nil, qh, ld.kCache, ld.vCache, e.scratch, pos, p, maxSkv)
+		})
+		// x += a·Woᵀ + bo; x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ, xn = RMSNorm(x)·w_mlp.
+		if dc.fuseAdd {
+			o.do(func() error { return kernels.MatVecAdd(r, x, a, ld.wo, ld.bo) })
+		} else {
+			o.matMul(tmp, a, ld.wo, ld.bo)
+			o.add(x, tmp)
+		}
+		if dc.fuseNorm {
+			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })
+		} else {
+			o.rmsNorm(xn, x, ld.mlpNorm, eps)
+			o.matMul(gate, xn, ld.wg, nil)
+			o.matMul(up, xn, ld.wu, nil)
+			o.swiGLU(act, gate, up)
+		}
+		if dc.fuseAdd {
+			o.do(func() error { return kernels.MatVecAdd(r, x, act, ld.wd, nil) })
+		} else {
+			o.matMul(tmp, act, ld.wd, nil)
+			o.add(x, tmp)
+		}
+		if o.err != nil {
+			return fmt.Errorf("decode layer %d: %w", l, o.err)
+		}
+	}
+	if mode == noLogits {
+		return nil
+	}
+	// The logits: every row's, or the last row's into row 0.
+	first, rows := n-1, 1
+	if mode == AllLogits {
+		first, rows = 0, n
+	}
+	if !dc.fuseHead {
+		if err := e.recordLogits(r, first, rows); err != nil { // the prefill's path
+			return err
+		}
+	} else {
+		src := view(e.x, first*h, rows, h)
+		if first > 0 { // an unaligned row: copied to the start of lastX
+			src = view(e.lastX, 0, 1, h)
+			if err := r.CopyBytes(src, 0, e.x, uint64(first*h*4), uint64(h*4)); err != nil {
+				return err
+			}
+		}
+		logits := view(e.logits, 0, rows, v)
+		if err := kernels.NormMatVec(r, src, e.finalNorm, eps, kernels.MatVecOut{Y: logits, W: e.lmHead}); err != nil {
+			return err
+		}
+	}
+	if mode == LastLogits {
+		if err := r.CopyToHost(e.logitsHost, 0, e.logits, 0, uint64(4*v)); err != nil {
+			return err
+		}
+	}
+	return e.recordSampler(r, s)
+}
+
+// recordSampler records s on the logits in row 0 of e.logits: the greedy
+// token's id, or the top-k ids and values, copied to sampleHost.
+func (e *Engine) recordSampler(r *runtime.Recorder, s sampler) error {
+	lg := view(e.logits, 0, 1, e.cfg.VocabSize)
+	k := e.topIdx.Len()
+	switch s {
+	case argmaxSampler:
+		if err := kernels.Argmax(r, view(e.topIdx, 0, 1), lg); err != nil {
+			return err
+		}
+		return r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, 4)
+	case topKSampler:
+		if err := kernels.TopK(r, e.topVals, e.topIdx, lg, k); err != nil {
+			return err
+		}
+		if err := r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, uint64(4*k)); err != nil {
+			return err
+		}
+		return r.CopyToHost(e.sampleHost, uint64(4*k), e.topVals, 0, uint64(4*k))
+	}
+	return nil
+}

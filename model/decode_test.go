@@ -1,0 +1,415 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// benchLM8KStructure has the structure of bench-lm-8k (the small model of
+// the speed suite: 8 layers, 8 query heads and 2 KV heads of head_dim 64,
+// tied embeddings) at a quarter of its width and vocabulary (hidden 128,
+// intermediate 352, vocabulary 2048), which records the same commands per
+// token and runs faster on lavapipe.
+func benchLM8KStructure() *Config {
+	return &Config{
+		Architecture: ArchLlama, HiddenSize: 128, NumLayers: 8, NumHeads: 8, NumKVHeads: 2, HeadDim: 64,
+		IntermediateSize: 352, VocabSize: 2048, MaxPositionEmbeddings: 16384, RMSNormEps: 1e-5, RopeTheta: 500000,
+		TieWordEmbeddings: true, BOSTokenID: 0,
+	}
+}
+
+// stepCost is what one generated token cost: device counters and the host
+// time of the traced recording, submission and wait.
+type stepCost struct {
+	c                    runtime.Counters
+	record, submit, wait time.Duration
+}
+
+// generateSteps runs Generate for n tokens after prompt on a traced engine and
+// returns the cost of each decode step (tokens 2..n: the first comes from the
+// prompt's prefill).
+func generateSteps(t *testing.T, e *Engine, prompt []int, n int, opts SampleOptions) []stepCost {
+	t.Helper()
+	tr := runtime.NewTrace()
+	if err := e.SetTrace(tr); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.SetTrace(nil); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	var snaps []runtime.Counters
+	var evs []int
+	opts.MaxTokens = n
+	_, err := e.Generate(context.Background(), prompt, opts, func(int) error {
+		snaps = append(snaps, e.Device().Counters())
+		evs = append(evs, len(tr.Host()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := tr.Host()
+	var out []stepCost
+	for i := 1; i < len(snaps); i++ {
+		s := stepCost{c: snaps[i].Sub(snaps[i-1])}
+		for _, ev := range host[evs[i-1]:evs[i]] {
+			d := ev.End - ev.Start
+			switch ev.Kind {
+			case "record":
+				s.record += d
+			case "submit":
+				s.submit += d
+			case "wait":
+				s.wait += d
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestDecodeStepCounts counts what one greedy decode step of a model of
+// bench-lm-8k's structure records and submits: on a GPU, where every
+// dispatch behind a barrier costs a few microseconds, the commands per
+// token are the decode path's latency budget, and recording them is host
+// time on the critical path. The one-token step is recorded once and
+// submitted again for every token of its KV-length bucket; with the general
+// kernels (weights the fused mat-vecs do not take) and recorded afresh
+// (FreshDecode) it records every token. It logs the host time spent
+// recording and waiting.
+func TestDecodeStepCounts(t *testing.T) {
+	d := gputest.Device(t)
+	cfg := benchLM8KStructure()
+	ck := checkpointOf(t, randomTensors(t, cfg, F16))
+	// A prompt long enough that decode attention splits the KV range over
+	// several workgroups (as at the benchmark's 4K and 32K contexts).
+	prompt := make([]int, 150)
+	for i := range prompt {
+		prompt[i] = (i*37 + 5) % cfg.VocabSize
+	}
+	L := uint64(cfg.NumLayers)
+	// Per layer, fused: RMSNorm with the q, k and v mat-vecs; RoPE with the
+	// KV append; split-KV attention and its reduction; the o-projection
+	// with the residual add; RMSNorm with gate, up and SwiGLU; the
+	// down-projection with the residual add (7 dispatches, each behind a
+	// barrier). General kernels: RMSNorm, q, k and v, RoPE with the KV
+	// append, attention (2), the o-projection, the add, RMSNorm, gate, up,
+	// SwiGLU, down, the add (15 dispatches, 12 barriers: q/k/v and gate/up
+	// share one). Around the layers: the step's ids and position from the
+	// host (a copy) and the embedding; the final RMSNorm fused into the LM
+	// head's mat-vec (or, as in prefill, the last row copied out, RMSNorm
+	// and the LM head), the argmax and the token's read-back (a copy and a
+	// host barrier), and a barrier beginning the batch.
+	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 7*L + 2, Copies: 2, Barriers: 1 + 1 + 7*L + 4}
+	general := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 15*L + 3, Copies: 3, Barriers: 1 + 1 + 12*L + 6}
+	// Matrices too large for the RMSNorm-fused kernels: the general kernels
+	// but MatVecAdd for the projections and their residual adds.
+	large := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 13*L + 3, Copies: 3, Barriers: 1 + 1 + 10*L + 6}
+	replayed := runtime.Counters{Submits: 1, Waits: 1}
+	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, c := range []struct {
+		name   string
+		fresh  bool
+		fuse   [3]bool // MatVecAdd, the RMSNorm-fused mat-vecs, the fused LM head
+		prompt []int
+		want   []runtime.Counters // per step, the last repeated
+	}{
+		{"replayed", false, [3]bool{true, true, true}, prompt, []runtime.Counters{fused, replayed}},
+		// One more token after the cache: every step is a decode step.
+		{"general kernels, recorded afresh", true, [3]bool{}, []int{7}, []runtime.Counters{general}},
+		{"large matrices, recorded afresh", true, [3]bool{true, false, false}, []int{8}, []runtime.Counters{large}},
+	} {
+		e.opts.FreshDecode = c.fresh
+		e.dec.fuseAdd, e.dec.fuseNorm, e.dec.fuseHead = c.fuse[0], c.fuse[1], c.fuse[2]
+		steps := generateSteps(t, e, c.prompt, 4, SampleOptions{})
+		for i, s := range steps {
+			got, want := s.c, c.want[min(i, len(c.want)-1)]
+			t.Logf("%s, step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; host: record %v, submit %v, wait %v",
+				c.name, i+1, got.Dispatches, got.Copies, got.Barriers, got.Submits, got.Waits, got.Allocs, s.record, s.submit, s.wait)
+			got.WaitTime = 0
+			if got != want {
+				t.Errorf("%s, step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; want %d, %d, %d, %d, %d, 0",
+					c.name, i+1, got.Dispatches, got.Copies, got.Barriers, got.Submits, got.Waits, got.Allocs,
+					want.Dispatches, want.Copies, want.Barriers, want.Submits, want.Waits)
+			}
+		}
+	}
+}
+
+// randomEngine loads TinyConfigs()[name] with random weights (seed 7).
+func randomEngine(t *testing.T, d *runtime.Device, name string, opts EngineOptions) *Engine {
+	t.Helper()
+	cfg, ok := TinyConfigs()[name]
+	if !ok {
+		t.Fatalf("no tiny config %q", name)
+	}
+	dir := t.TempDir()
+	if err := WriteRandomCheckpoint(dir, cfg, 7); err != nil {
+		t.Fatal(err)
+	}
+	mcfg, err := LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	e, err := NewEngine(d, mcfg, ck, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// TestDecodeReplay: the replayed one-token decode step gives the same
+// tokens (greedy and sampled) and the same logits, bit for bit, as the same
+// step recorded afresh for every token, over a generation that crosses
+// several KV-length buckets; the host records commands only when the
+// bucket changes, and allocates nothing.
+func TestDecodeReplay(t *testing.T) {
+	d := gputest.Device(t)
+	const bucket = 8 // buckets end at 8, 16, 24, …
+	type mk func(opts EngineOptions) *Engine
+	for name, newEngine := range map[string]mk{
+		"stories260K":          func(o EngineOptions) *Engine { return storiesEngine(t, d, o) },
+		"random GQA with bias": func(o EngineOptions) *Engine { return randomEngine(t, d, "llama-tied-headdim", o) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := EngineOptions{Context: 64, DecodeBucket: bucket}
+			replay := newEngine(opts)
+			opts.FreshDecode = true
+			fresh := newEngine(opts)
+			prompt := []int{1, 30, 41, 22, 5}
+			ctx := context.Background()
+			for _, so := range []SampleOptions{{MaxTokens: 40}, {MaxTokens: 10, Temperature: 0.9, TopP: 0.95, Seed: 11}} {
+				var got, want []int
+				var recorded []bool
+				var prev runtime.Counters
+				if err := replay.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				_, err := replay.Generate(ctx, prompt, so, func(id int) error {
+					c := d.Counters()
+					if len(got) > 0 {
+						s := c.Sub(prev)
+						recorded = append(recorded, s.Dispatches > 0)
+						if s.Submits != 1 || s.Waits != 1 || s.Allocs != 0 {
+							t.Errorf("step %d: %+v; want 1 submit, 1 wait, no allocation", len(got), s)
+						}
+					}
+					prev = c
+					got = append(got, id)
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := fresh.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fresh.Generate(ctx, prompt, so, func(id int) error { want = append(want, id); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				if toString(got) != toString(want) {
+					t.Errorf("temperature %v: replayed %v, recorded afresh %v", so.Temperature, got, want)
+				}
+				// Step i (1-based) appends token i to a cache of len(prompt)+i-1.
+				for i, rec := range recorded {
+					skv := len(prompt) + i + 1
+					wantRec := i == 0 || replay.decodeBucketEnd(skv) != replay.decodeBucketEnd(skv-1)
+					if rec != wantRec {
+						t.Errorf("temperature %v: step %d (cache of %d) recorded commands: %v, want %v", so.Temperature, i+1, skv, rec, wantRec)
+					}
+				}
+			}
+			// Logits (Decode: the last position's logits to the host).
+			tok := 9
+			for i := 0; i < 6; i++ {
+				a, err := replay.Decode(ctx, tok)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := fresh.Decode(ctx, tok)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j := firstBitDiff(a, b); j >= 0 {
+					t.Fatalf("decode %d at %d: logit %d replayed %v, recorded afresh %v", i, replay.Pos(), j, a[j], b[j])
+				}
+				tok = argmax32(a)
+			}
+		})
+	}
+}
+
+func firstBitDiff(a, b []float32) int {
+	if len(a) != len(b) {
+		return 0
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestDecodeReplayErrors: around the replayed step, a bad token, a full
+// context and a step cancelled while it runs leave the cache position where
+// it was, and the steps after them equal an engine's that saw none of them,
+// bit for bit; Close during a generation returns every byte of device
+// memory.
+func TestDecodeReplayErrors(t *testing.T) {
+	d := gputest.Device(t)
+	opts := EngineOptions{Context: 24, DecodeBucket: 8}
+	ref := storiesEngine(t, d, opts) // sees only the steps that succeed
+	mem := d.MemoryInUse()
+	e := storiesEngine(t, d, opts)
+	ctx := context.Background()
+	prompt := []int{1, 403, 407, 261}
+	for _, x := range []*Engine{e, ref} {
+		if _, err := x.Prefill(ctx, prompt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(tok int) {
+		t.Helper()
+		a, err := e.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ref.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := firstBitDiff(a, b); i >= 0 || e.Pos() != ref.Pos() {
+			t.Fatalf("at %d (reference at %d): logit %d differs from the reference's", e.Pos(), ref.Pos(), i)
+		}
+	}
+	step(5)
+	step(6) // replayed
+	pos := e.Pos()
+	if _, err := e.Decode(ctx, 100000); err == nil || e.Pos() != pos {
+		t.Errorf("decode of token 100000: %v, cache at %d; want an error and the cache at %d", err, e.Pos(), pos)
+	}
+	step(7)
+	// A step cancelled while it runs (when the GPU is fast enough to finish
+	// it first, it succeeds and the reference takes it too).
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(2*time.Millisecond, cancel)
+	pos = e.Pos()
+	if _, err := e.Decode(cctx, 8); err != nil {
+		if !errors.Is(err, context.Canceled) || e.Pos() != pos {
+			t.Errorf("cancelled decode: %v, cache at %d; want context.Canceled and the cache at %d", err, e.Pos(), pos)
+		}
+	} else if _, err := ref.Decode(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := e.Decode(cctx, 8); !errors.Is(err, context.Canceled) {
+		t.Errorf("decode with a cancelled context: %v, want context.Canceled", err)
+	}
+	step(9)
+	for e.Pos() < opts.Context {
+		step(10 + e.Pos())
+	}
+	if _, err := e.Decode(ctx, 11); !errors.Is(err, ErrContextFull) || e.Pos() != opts.Context {
+		t.Errorf("decode in a full context: %v, cache at %d; want ErrContextFull at %d", err, e.Pos(), opts.Context)
+	}
+
+	// Close during a generation: the generation ends with an error, and
+	// the engine's memory comes back.
+	if err := e.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	_, err := e.Generate(ctx, prompt, SampleOptions{MaxTokens: 15}, func(int) error {
+		if e.Pos() == len(prompt)+2 {
+			go func() { e.Close(); close(closed) }()
+			time.Sleep(10 * time.Millisecond) // Close cancels the call in flight
+		}
+		return nil
+	})
+	<-closed
+	if err == nil {
+		t.Error("generation went on after Close")
+	}
+	if m := d.MemoryInUse(); m != mem {
+		t.Errorf("device memory in use %d after closing the engine, was %d", m, mem)
+	}
+}
+
+// TestDecodeGeneralKernels: the decode step with the general kernels (what
+// weights the fused mat-vecs do not take get), with those of large matrices
+// (MatVecAdd, the RMSNorm apart) and with the fused ones agree to f16
+// rounding, and with a prefill of the same tokens.
+func TestDecodeGeneralKernels(t *testing.T) {
+	d := gputest.Device(t)
+	opts := EngineOptions{Context: 32}
+	fused := randomEngine(t, d, "llama-tied-headdim", opts)
+	general := randomEngine(t, d, "llama-tied-headdim", opts)
+	general.dec.fuseAdd, general.dec.fuseNorm, general.dec.fuseHead = false, false, false
+	large := randomEngine(t, d, "llama-tied-headdim", opts) // matrices over normFuseMaxBytes
+	large.dec.fuseNorm, large.dec.fuseHead = false, false
+	ctx := context.Background()
+	toks := []int{1, 7, 30, 12, 50, 3, 44, 9}
+	for _, e := range []*Engine{fused, general, large} {
+		if _, err := e.Prefill(ctx, toks[:4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tok := range toks[4:] {
+		a, err := fused.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := general.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := gputest.RelErr(a, f64(b)); e > 5e-3 {
+			t.Errorf("step %d: fused and general kernels differ by %.3g (relative)", i, e)
+		}
+		c, err := large.Decode(ctx, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := gputest.RelErr(a, f64(c)); e > 5e-3 {
+			t.Errorf("step %d: fused kernels and those for large matrices differ by %.3g (relative)", i, e)
+		}
+		if i == len(toks)-5 {
+			// A prefill of every token gives the same last logits.
+			p := randomEngine(t, d, "llama-tied-headdim", opts)
+			c, err := p.Prefill(ctx, toks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := gputest.RelErr(a, f64(c)); e > 5e-3 {
+				t.Errorf("decode and prefill differ by %.3g (relative)", e)
+			}
+		}
+	}
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}

@@ -1,0 +1,344 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/shareprefill/shareprefill/runtime"
+)
+
+// The decode step's kernels: fewer dispatches for the few rows of a decode
+// step (M ≤ GEMVMaxM), and kernels that read the step's position from a
+// buffer when they run, so that a recorded step can be submitted again for
+// the next token (runtime.Replay). Each stands for a sequence of the general
+// kernels, which prefill keeps using.
+
+// MatVecOut is one product of a fused mat-vec: Y = xn·Wᵀ (+ Bias).
+type MatVecOut struct {
+	Y, W, Bias *runtime.Tensor
+}
+
+// MatVecFusable reports whether the fused mat-vecs (NormMatVec,
+// NormMatVecSwiGLU, MatVecAdd) take these weights: 2-D f16 matrices that
+// each fit one storage-buffer binding. Other weights (quantised types, an LM
+// head beyond maxStorageBufferRange) take RMSNorm, MatMul, SwiGLU and
+// AddInPlace, a dispatch each.
+func MatVecFusable(d *runtime.Device, ws ...*runtime.Tensor) bool {
+	limit := d.Info().MaxStorageBufferRange
+	if matmulBindingLimit != 0 && matmulBindingLimit < limit {
+		limit = matmulBindingLimit
+	}
+	for _, w := range ws {
+		if w == nil || w.DType() != runtime.F16 || len(w.Shape()) != 2 || uint64(w.Len())*2 > limit || uint64(w.Len()) > opMaxU32 {
+			return false
+		}
+	}
+	return true
+}
+
+// fusedPush is the push-constant block of shaders/gemv_fused.comp.
+type fusedPush struct {
+	M, K, N0, N1, N2, G0, G1, HasBias uint32
+	Eps                               float32
+}
+
+// fusedCheck validates x (rows of K) and the outputs against op's rules and
+// returns the rows M and K.
+func fusedCheck(op string, d *runtime.Device, x *runtime.Tensor, xdt runtime.DType, outs []MatVecOut, ydt runtime.DType) (m, k int, err error) {
+	if x == nil {
+		return 0, 0, fmt.Errorf("%s: nil input", op)
+	}
+	if x.DType() != xdt {
+		return 0, 0, fmt.Errorf("%s: input %s is %s, want %s", op, x.Name(), x.DType(), xdt)
+	}
+	for i, o := range outs {
+		s, err := mmCheck(op, o.Y, x, o.W, o.Bias)
+		if err != nil {
+			return 0, 0, err
+		}
+		if o.Y.DType() != ydt {
+			return 0, 0, fmt.Errorf("%s: output %s is %s, want %s", op, o.Y.Name(), o.Y.DType(), ydt)
+		}
+		if !MatVecFusable(d, o.W) {
+			return 0, 0, fmt.Errorf("%s: weight %s (%s %v) is not a 2-D f16 matrix within one binding (MatVecFusable)", op, o.W.Name(), o.W.DType(), o.W.Shape())
+		}
+		if i == 0 {
+			m, k = s.M, s.K
+		}
+	}
+	if m < 1 || m > GEMVMaxM {
+		return 0, 0, fmt.Errorf("%s: %d rows of %s; the fused mat-vecs take 1 to %d", op, m, x.Name(), GEMVMaxM)
+	}
+	if uint64(x.Len()) > opMaxU32 {
+		return 0, 0, fmt.Errorf("%s: input %s beyond 32-bit indexing", op, x.Name())
+	}
+	return m, k, nil
+}
+
+func checkNorm(op string, norm *runtime.Tensor, k int, eps float32) error {
+	if norm == nil || norm.DType() != runtime.F32 || norm.Len() != k {
+		return fmt.Errorf("%s: norm weight must be f32 with K=%d elements", op, k)
+	}
+	if !(eps >= 0) || math.IsInf(float64(eps), 0) {
+		return fmt.Errorf("%s: eps %v must be finite and >= 0", op, eps)
+	}
+	return nil
+}
+
+// fusedDispatch records gemv_fused's variant shader over outs (groups per
+// output unless glu: one set of groups for gate and up together).
+func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool) error {
+	d := r.Device()
+	cfg := chooseGemv(d.Caps())
+	p := fusedPush{M: uint32(m), K: uint32(k), Eps: eps}
+	ns := []*uint32{&p.N0, &p.N1, &p.N2}
+	var groups [3]int
+	for i, o := range outs {
+		n := o.W.Shape()[0]
+		*ns[i] = uint32(n)
+		groups[i] = ceilDiv(n, int(cfg.NR))
+		if o.Bias != nil {
+			p.HasBias |= 1 << i
+		}
+	}
+	if glu {
+		groups[1] = 0
+	}
+	p.G0 = uint32(groups[0])
+	p.G1 = uint32(groups[0] + groups[1])
+	total := groups[0] + groups[1] + groups[2]
+	mc := d.Info().MaxWorkgroupCount
+	gx := min(total, int(mc[0]))
+	gy := ceilDiv(total, gx)
+	if gy > int(mc[1]) {
+		return fmt.Errorf("%s: %d workgroups, too many for the device", shader, total)
+	}
+	vec := k%8 == 0
+	// A NORM variant keeps the normalised rows in shared memory when they
+	// fit beside the reduction's buffer (up to 32 KiB: M·K ≤ 16384).
+	xs, xsh := uint32(1), false
+	if norm != nil && vec {
+		nw := uint32(1)
+		if glu {
+			nw = 2
+		}
+		red := nw * cfg.NR * gemvRows * cfg.WG * 4
+		if b := uint32(m * k * 2); b <= 32<<10 && red+b+512 <= d.Caps().MaxSharedMemory {
+			xs, xsh = uint32(m*k/8), true
+		}
+	}
+	kern, err := d.Kernel(runtime.KernelDesc{
+		Shader: shader, Bindings: 11, ReadOnly: 0xff, PushSize: 36,
+		Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup), xs, b2u(xsh)},
+	})
+	if err != nil {
+		return err
+	}
+	w0, y0 := outs[0].W, outs[0].Y
+	args := []any{x, w0, w0, w0, w0, w0, w0, w0, y0, y0, y0}
+	if norm != nil {
+		args[1] = norm
+	}
+	for i, o := range outs {
+		args[2+i] = o.W
+		if o.Bias != nil {
+			args[5+i] = o.Bias
+		}
+		args[8+i] = o.Y
+	}
+	return r.Dispatch(kern, [3]uint32{uint32(gx), uint32(gy), 1}, p, args...)
+}
+
+// NormMatVec records, in one dispatch, for the M ≤ GEMVMaxM rows of x (f32
+// [M, K], e.g. the residual stream):
+//
+//	xn = RMSNorm(x)·norm                          (rounded to f16, not stored)
+//	outs[i].Y = xn·outs[i].Wᵀ (+ outs[i].Bias)    for 1 ≤ len(outs) ≤ 3
+//
+// It stands for RMSNorm into an f16 temporary followed by a MatMul per
+// output (e.g. the q, k and v projections of a decode step). Each workgroup
+// normalises the rows itself (they are short: K values). norm is f32 [K]; W_i f16
+// [N_i, K] (MatVecFusable); Bias_i f32 [N_i] or nil; the Y_i [M, N_i] are
+// all f16 or all f32. Products are accumulated in f32.
+func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs ...MatVecOut) error {
+	const op = "norm matvec"
+	if len(outs) < 1 || len(outs) > 3 {
+		return fmt.Errorf("%s: %d outputs, want 1 to 3", op, len(outs))
+	}
+	if outs[0].Y == nil {
+		return fmt.Errorf("%s: nil output", op)
+	}
+	ydt := outs[0].Y.DType()
+	m, k, err := fusedCheck(op, r.Device(), x, runtime.F32, outs, ydt)
+	if err != nil {
+		return err
+	}
+	if err := checkNorm(op, norm, k, eps); err != nil {
+		return err
+	}
+	return fusedDispatch(r, "gemv_norm_"+opSuffix(ydt), x, norm, eps, outs, m, k, false)
+}
+
+// NormMatVecSwiGLU records, in one dispatch, the first half of a gated MLP
+// for the M ≤ GEMVMaxM rows of x (f32 [M, K]):
+//
+//	xn = RMSNorm(x)·norm,  act = SiLU(xn·Wgᵀ) ⊙ (xn·Wuᵀ)
+//
+// It stands for RMSNorm into an f16 temporary, two MatMuls and SwiGLU; the
+// gate and up values keep f32 precision until act (f16 [M, F]) is stored
+// (SwiGLU reads them rounded to f16). wGate and wUp
+// are f16 [F, K] (MatVecFusable); norm is f32 [K].
+func NormMatVecSwiGLU(r *runtime.Recorder, act, x, norm *runtime.Tensor, eps float32, wGate, wUp *runtime.Tensor) error {
+	const op = "norm matvec swiglu"
+	outs := []MatVecOut{{Y: act, W: wGate}, {Y: act, W: wUp}}
+	m, k, err := fusedCheck(op, r.Device(), x, runtime.F32, outs, runtime.F16)
+	if err != nil {
+		return err
+	}
+	if err := checkNorm(op, norm, k, eps); err != nil {
+		return err
+	}
+	if !shapeEq(wGate.Shape(), wUp.Shape()) {
+		return fmt.Errorf("%s: gate %s %v and up %s %v differ in shape", op, wGate.Name(), wGate.Shape(), wUp.Name(), wUp.Shape())
+	}
+	return fusedDispatch(r, "gemv_norm_glu", x, norm, eps, outs, m, k, true)
+}
+
+// MatVecAdd records y += x·Wᵀ (+ bias) in one dispatch: a projection and
+// the residual add after it, for the M ≤ GEMVMaxM rows of x (f16 [M, K]);
+// w f16 [N, K] (MatVecFusable), bias f32 [N] or nil, y f32 [M, N]. The sum
+// is rounded once, as MatMul into an f32 temporary followed by AddInPlace.
+func MatVecAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	const op = "matvec add"
+	outs := []MatVecOut{{Y: y, W: w, Bias: bias}}
+	m, k, err := fusedCheck(op, r.Device(), x, runtime.F16, outs, runtime.F32)
+	if err != nil {
+		return err
+	}
+	return fusedDispatch(r, "gemv_add", x, nil, 0, outs, m, k, false)
+}
+
+func shapeEq(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// RopeKV records a decode step's RoPE and KV-cache append in one dispatch,
+// at the position the GPU reads from pos (i32, element 0: P) when the
+// commands run. The M rows of q [M, heads, D] and of k and v [M, kvHeads, D]
+// (f16) sit at positions P+pos0 … P+pos0+M−1: q is rotated in place, the
+// rotated k goes to row P+pos0+r of kCache and v to the same row of vCache
+// (f16 [rows, kvHeads, D]); k and v are not changed. Rows past the caches
+// are skipped: the caller keeps the positions in range. The results equal
+// Rope on q and on k and copies of k and v into the caches, bit for bit.
+// invFreq is f32 [D/2], as for Rope.
+func RopeKV(r *runtime.Recorder, q, k, v, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads, pos0 int) error {
+	const op = "rope kv"
+	for _, c := range []struct {
+		what string
+		t    *runtime.Tensor
+		dt   runtime.DType
+	}{{"q", q, runtime.F16}, {"k", k, runtime.F16}, {"v", v, runtime.F16}, {"invFreq", invFreq, runtime.F32},
+		{"K cache", kCache, runtime.F16}, {"V cache", vCache, runtime.F16}, {"pos", pos, runtime.I32}} {
+		if c.t == nil {
+			return fmt.Errorf("%s: %s is nil", op, c.what)
+		}
+		if err := opDType(op, c.what, c.t, c.dt); err != nil {
+			return err
+		}
+	}
+	half := invFreq.Len()
+	d := 2 * half
+	if half == 0 || heads <= 0 || kvHeads <= 0 {
+		return fmt.Errorf("%s: heads %d, kvHeads %d and invFreq %s (%d) must be positive", op, heads, kvHeads, invFreq.Name(), half)
+	}
+	if q.Len()%(heads*d) != 0 {
+		return fmt.Errorf("%s: q %s has %d elements, not a multiple of heads %d × D %d", op, q.Name(), q.Len(), heads, d)
+	}
+	m := q.Len() / (heads * d)
+	if k.Len() != m*kvHeads*d || v.Len() != k.Len() {
+		return fmt.Errorf("%s: k %s (%d) and v %s (%d) must hold %d rows of %d KV heads × D %d", op, k.Name(), k.Len(), v.Name(), v.Len(), m, kvHeads, d)
+	}
+	rowLen := kvHeads * d
+	if kCache.Len() != vCache.Len() || kCache.Len()%rowLen != 0 {
+		return fmt.Errorf("%s: caches %s (%d) and %s (%d) must be equal whole rows of %d", op, kCache.Name(), kCache.Len(), vCache.Name(), vCache.Len(), rowLen)
+	}
+	if pos.Len() < 1 {
+		return fmt.Errorf("%s: pos %s is empty", op, pos.Name())
+	}
+	if pos0 < 0 || pos0 >= 1<<24 {
+		return fmt.Errorf("%s: position offset %d outside [0, 2^24)", op, pos0)
+	}
+	if uint64(kCache.Len()) > opMaxU32 {
+		return fmt.Errorf("%s: caches beyond 32-bit indexing", op)
+	}
+	if m == 0 {
+		return nil
+	}
+	dev := r.Device()
+	kern, err := dev.Kernel(runtime.KernelDesc{Shader: "rope_kv", Bindings: 7, ReadOnly: 0b1001110, PushSize: 24, Spec: []uint32{256}})
+	if err != nil {
+		return err
+	}
+	n := m * (heads + 2*kvHeads) * half
+	return r.Dispatch(kern, dev.Groups1D(n, 256), struct {
+		Rows, Hq, Hkv, Half uint32
+		Pos0                int32
+		CacheRows           uint32
+	}{uint32(m), uint32(heads), uint32(kvHeads), uint32(half), int32(pos0), uint32(kCache.Len() / rowLen)},
+		q, k, v, invFreq, kCache, vCache, pos)
+}
+
+// DecodeAttentionAt is DecodeAttention at a position the GPU reads from pos
+// (i32, element 0: P) when the commands run: the queries sit at positions
+// P+p.Q0 …, the cache holds P+p.Skv keys (a decode step: p.Q0 = 0,
+// p.Skv = p.Sq). The split-KV grid is planned for caches of up to maxSkv keys
+// (p.Skv ≤ maxSkv; the caller keeps P+p.Skv ≤ maxSkv, as longer caches would
+// lose keys), so that one recording serves every P up to there: splits past
+// the cache's last KV tile do nothing. With the same plan, results equal
+// DecodeAttention's bit for bit. k and v hold at least maxSkv rows; scratch
+// (f32, may be nil: no split) at least DecodeScratchLen of the plan, which
+// DecodeScratchMax covers.
+func DecodeAttentionAt(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Tensor, p AttnParams, maxSkv int) error {
+	const op = "decode attention"
+	pm, err := decodePlanParams(p, maxSkv)
+	if err != nil {
+		return err
+	}
+	if err := attnCheckIO(op, o, lse, q, k, v, pm); err != nil {
+		return err
+	}
+	if pos == nil || pos.DType() != runtime.I32 || pos.Len() < 1 {
+		return fmt.Errorf("%s: pos must be an i32 tensor of at least one element", op)
+	}
+	if p.Sq == 0 {
+		return nil
+	}
+	pl, err := attnPlanDecode(r.Device(), pm)
+	if err != nil {
+		return err
+	}
+	return decodeAttention(r, o, lse, q, k, v, scratch, pos, p, pl)
+}
+
+// decodePlanParams is p moved to the longest cache, maxSkv keys: what
+// DecodeAttentionAt plans its grid for.
+func decodePlanParams(p AttnParams, maxSkv int) (AttnParams, error) {
+	if err := p.check("decode attention"); err != nil {
+		return p, err
+	}
+	if maxSkv < p.Skv {
+		return p, fmt.Errorf("decode attention: longest cache %d is shorter than Skv=%d", maxSkv, p.Skv)
+	}
+	pm := p
+	pm.Q0 += maxSkv - p.Skv
+	pm.Skv = maxSkv
+	return pm, nil
+}

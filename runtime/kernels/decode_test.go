@@ -1,0 +1,349 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
+)
+
+// refNormMatVec is xn·Wᵀ (+ b) in float64 with xn the float64 RMSNorm
+// rounded to f16.
+func refNormMatVec(x, nw, w, b []float32, m, n, k int) []float64 {
+	xn := RefRMSNorm(x, nw, 1e-5)
+	for i, v := range xn {
+		xn[i] = float64(runtime.RoundF16([]float32{float32(v)})[0])
+	}
+	y := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			s := 0.0
+			if b != nil {
+				s = float64(b[j])
+			}
+			for e := 0; e < k; e++ {
+				s += xn[i*k+e] * float64(w[j*k+e])
+			}
+			y[i*n+j] = s
+		}
+	}
+	return y
+}
+
+// fusedShapes are awkward decode shapes: M rows, K inputs (multiples of 8
+// take the 16-byte path), and the N of up to three matrices.
+var fusedShapes = []struct{ M, K, N0, N1, N2 int }{
+	{1, 3, 1, 0, 0}, {1, 64, 130, 7, 7}, {2, 100, 5, 65, 0}, {3, 136, 65, 17, 17},
+	{4, 257, 3, 130, 1}, {4, 8, 2, 2, 2}, {1, 512, 512, 128, 128},
+}
+
+// TestNormMatVec: the fused RMSNorm and up to three mat-vecs (q, k and v of
+// a decode step) against the float64 reference, outputs poisoned, f16 and
+// f32 outputs, with and without biases.
+func TestNormMatVec(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for i, s := range fusedShapes {
+		for _, ydt := range []runtime.DType{runtime.F16, runtime.F32} {
+			xv := gputest.Normal(rng, s.M*s.K, 2)
+			nv := gputest.Normal(rng, s.K, 1)
+			x := shaped(t, d, runtime.F32, xv, s.M, s.K)
+			nw := shaped(t, d, runtime.F32, nv, s.K)
+			var outs []MatVecOut
+			var wants [][]float64
+			for j, n := range []int{s.N0, s.N1, s.N2} {
+				if n == 0 {
+					continue
+				}
+				wv := runtime.RoundF16(gputest.Normal(rng, n*s.K, 1/math.Sqrt(float64(s.K))))
+				var bv []float32
+				o := MatVecOut{W: shaped(t, d, runtime.F16, wv, n, s.K), Y: shaped(t, d, ydt, nil, s.M, n)}
+				if (i+j)%2 == 0 {
+					bv = gputest.Normal(rng, n, 0.5)
+					o.Bias = shaped(t, d, runtime.F32, bv, n)
+				}
+				outs = append(outs, o)
+				wants = append(wants, refNormMatVec(xv, nv, wv, bv, s.M, n, s.K))
+			}
+			name := fmt.Sprintf("M=%d K=%d N=%d/%d/%d y=%s", s.M, s.K, s.N0, s.N1, s.N2, ydt)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				for _, o := range outs {
+					if err := Poison(r, o.Y); err != nil {
+						return err
+					}
+				}
+				return NormMatVec(r, x, nw, 1e-5, outs...)
+			}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for j, o := range outs {
+				if e := gputest.RelErr(download(t, o.Y), wants[j]); !(e <= mmTol(ydt)) {
+					t.Errorf("%s: output %d: relative error %.3g > %.3g", name, j, e, mmTol(ydt))
+				}
+			}
+		}
+	}
+}
+
+// TestNormMatVecSwiGLU: the fused RMSNorm, gate and up mat-vecs and SwiGLU
+// against the float64 reference, output poisoned.
+func TestNormMatVecSwiGLU(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, s := range fusedShapes {
+		f := s.N0
+		xv := gputest.Normal(rng, s.M*s.K, 2)
+		nv := gputest.Normal(rng, s.K, 1)
+		gv := runtime.RoundF16(gputest.Normal(rng, f*s.K, 2/math.Sqrt(float64(s.K))))
+		uv := runtime.RoundF16(gputest.Normal(rng, f*s.K, 1/math.Sqrt(float64(s.K))))
+		x := shaped(t, d, runtime.F32, xv, s.M, s.K)
+		nw := shaped(t, d, runtime.F32, nv, s.K)
+		wg := shaped(t, d, runtime.F16, gv, f, s.K)
+		wu := shaped(t, d, runtime.F16, uv, f, s.K)
+		act := shaped(t, d, runtime.F16, nil, s.M, f)
+		g := refNormMatVec(xv, nv, gv, nil, s.M, f, s.K)
+		u := refNormMatVec(xv, nv, uv, nil, s.M, f, s.K)
+		want := make([]float64, len(g))
+		for i := range want {
+			want[i] = RefSiLU(g[i]) * u[i]
+		}
+		if err := d.Run(func(r *runtime.Recorder) error {
+			if err := Poison(r, act); err != nil {
+				return err
+			}
+			return NormMatVecSwiGLU(r, act, x, nw, 1e-5, wg, wu)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if e := gputest.RelErr(download(t, act), want); !(e <= mmTol(runtime.F16)) {
+			t.Errorf("M=%d K=%d F=%d: relative error %.3g > %.3g", s.M, s.K, f, e, mmTol(runtime.F16))
+		}
+	}
+}
+
+// TestMatVecAdd: y += x·Wᵀ (+ b) against the float64 reference, and against
+// MatMul into a temporary followed by AddInPlace (the unfused sequence it
+// replaces) bit for bit.
+func TestMatVecAdd(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for i, s := range fusedShapes {
+		n := s.N0
+		xv := runtime.RoundF16(gputest.Normal(rng, s.M*s.K, 1))
+		wv := runtime.RoundF16(gputest.Normal(rng, n*s.K, 1/math.Sqrt(float64(s.K))))
+		y0 := gputest.Normal(rng, s.M*n, 3)
+		var bv []float32
+		x := shaped(t, d, runtime.F16, xv, s.M, s.K)
+		w := shaped(t, d, runtime.F16, wv, n, s.K)
+		var b *runtime.Tensor
+		if i%2 == 1 {
+			bv = gputest.Normal(rng, n, 0.5)
+			b = shaped(t, d, runtime.F32, bv, n)
+		}
+		want := RefMatMul(xv, wv, bv, s.M, n, s.K)
+		for j := range want {
+			want[j] += float64(y0[j])
+		}
+		y := shaped(t, d, runtime.F32, y0, s.M, n)
+		yu := shaped(t, d, runtime.F32, y0, s.M, n)
+		tmp := shaped(t, d, runtime.F32, nil, s.M, n)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			if err := MatVecAdd(r, y, x, w, b); err != nil {
+				return err
+			}
+			if err := Poison(r, tmp); err != nil {
+				return err
+			}
+			if err := MatVec(r, tmp, x, w, b); err != nil {
+				return err
+			}
+			return AddInPlace(r, yu, tmp)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got := download(t, y)
+		name := fmt.Sprintf("M=%d K=%d N=%d bias=%v", s.M, s.K, n, b != nil)
+		if e := gputest.RelErr(got, want); !(e <= mmTol(runtime.F32)) {
+			t.Errorf("%s: relative error %.3g > %.3g", name, e, mmTol(runtime.F32))
+		}
+		if j := firstBitDiff(got, download(t, yu)); j >= 0 {
+			t.Errorf("%s: element %d differs from MatVec + AddInPlace", name, j)
+		}
+	}
+}
+
+// firstBitDiff is the first index where a and b differ in bits (−1: none).
+func firstBitDiff(a, b []float32) int {
+	if len(a) != len(b) {
+		return 0
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestRopeKV: the fused RoPE and KV append at a position read from a buffer
+// equals Rope on q and k and copies into the (poisoned) caches at that
+// position, bit for bit, including the rows it must leave alone; and the
+// float64 reference within tolerance.
+func TestRopeKV(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const ctx = 40
+	for _, c := range []struct{ m, hq, hkv, hd, p, pos0 int }{
+		{1, 8, 2, 64, 0, 0}, {1, 8, 2, 64, 39, 0}, {2, 3, 1, 8, 17, 5}, {3, 4, 4, 72, 30, 1}, {4, 2, 1, 256, 3, 33},
+	} {
+		name := fmt.Sprintf("M=%d Hq=%d Hkv=%d D=%d P=%d pos0=%d", c.m, c.hq, c.hkv, c.hd, c.p, c.pos0)
+		invv := RopeInvFreqF32(500000, c.hd, nil)
+		qv := runtime.RoundF16(gputest.Normal(rng, c.m*c.hq*c.hd, 1))
+		kv := runtime.RoundF16(gputest.Normal(rng, c.m*c.hkv*c.hd, 1))
+		vv := runtime.RoundF16(gputest.Normal(rng, c.m*c.hkv*c.hd, 1))
+		inv := shaped(t, d, runtime.F32, invv, len(invv))
+		k := shaped(t, d, runtime.F16, kv, c.m, c.hkv, c.hd)
+		v := shaped(t, d, runtime.F16, vv, c.m, c.hkv, c.hd)
+		pos := uploadI32(t, d, []int32{int32(c.p)})
+		qa := shaped(t, d, runtime.F16, qv, c.m, c.hq, c.hd)
+		qb := shaped(t, d, runtime.F16, qv, c.m, c.hq, c.hd)
+		kt := shaped(t, d, runtime.F16, kv, c.m, c.hkv, c.hd)
+		kca, vca := empty(t, d, runtime.F16, ctx*c.hkv*c.hd), empty(t, d, runtime.F16, ctx*c.hkv*c.hd)
+		kcb, vcb := empty(t, d, runtime.F16, ctx*c.hkv*c.hd), empty(t, d, runtime.F16, ctx*c.hkv*c.hd)
+		at := c.p + c.pos0
+		rows := min(c.m, ctx-at) // rows that fit the cache
+		if err := d.Run(func(r *runtime.Recorder) error {
+			if err := Rope(r, qa, qa, inv, c.hq, at); err != nil {
+				return err
+			}
+			if err := Rope(r, kt, kt, inv, c.hkv, at); err != nil {
+				return err
+			}
+			n := uint64(rows * c.hkv * c.hd * 2)
+			off := uint64(at * c.hkv * c.hd * 2)
+			if err := r.CopyBytes(kca, off, kt, 0, n); err != nil {
+				return err
+			}
+			if err := r.CopyBytes(vca, off, v, 0, n); err != nil {
+				return err
+			}
+			return RopeKV(r, qb, k, v, inv, kcb, vcb, pos, c.hq, c.hkv, c.pos0)
+		}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, pair := range []struct {
+			what string
+			a, b *runtime.Tensor
+		}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
+			if i := firstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
+				t.Errorf("%s: %s element %d differs from Rope and a copy", name, pair.what, i)
+			}
+		}
+		if e := gputest.RelErr(download(t, qb), RefRope(qv, invv, c.hq, at)); e > 2e-3 {
+			t.Errorf("%s: q relative error %.3g", name, e)
+		}
+		got := download(t, kcb)[at*c.hkv*c.hd : (at+rows)*c.hkv*c.hd]
+		if e := gputest.RelErr(got, RefRope(kv, invv, c.hkv, at)[:len(got)]); e > 2e-3 {
+			t.Errorf("%s: K cache relative error %.3g", name, e)
+		}
+	}
+}
+
+// TestDecodeAttentionAt: decode attention at positions read from a buffer,
+// on a grid planned for the longest cache, equals the push-constant kernel
+// with the same plan bit for bit (the empty splits past the cache's end
+// change nothing), and the float64 reference.
+func TestDecodeAttentionAt(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, c := range []struct {
+		hq, hkv, hd, sq, maxSkv int
+		dt                      runtime.DType
+		scratch                 bool
+	}{
+		{8, 2, 64, 1, 300, runtime.F16, true},
+		{8, 2, 64, 1, 300, runtime.F32, false},
+		{4, 4, 32, 2, 130, runtime.F32, true},
+		{6, 2, 8, 4, 520, runtime.F16, true},
+	} {
+		pmax := AttnParams{Hq: c.hq, Hkv: c.hkv, D: c.hd, Sq: c.sq, Skv: c.maxSkv, Q0: c.maxSkv - c.sq, Causal: true}
+		in := newAttnInputs(t, d, rng, pmax, 3)
+		var scratch *runtime.Tensor
+		if c.scratch {
+			n, err := DecodeScratchMax(d, pmax)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatalf("%v: no split", pmax)
+			}
+			scratch = empty(t, d, runtime.F32, n)
+		}
+		pl, err := attnPlanDecode(d, pmax)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dyn := AttnParams{Hq: c.hq, Hkv: c.hkv, D: c.hd, Sq: c.sq, Skv: c.sq, Q0: 0, Causal: true}
+		for _, p := range []int{0, 1, 63, c.maxSkv/2 + 1, c.maxSkv - c.sq} {
+			at := AttnParams{Hq: c.hq, Hkv: c.hkv, D: c.hd, Sq: c.sq, Skv: p + c.sq, Q0: p, Causal: true}
+			name := fmt.Sprintf("%v (longest %d) out=%s scratch=%v", at, c.maxSkv, c.dt, c.scratch)
+			pos := uploadI32(t, d, []int32{int32(p)})
+			oa, la := attnOut(t, d, at, c.dt)
+			ob, lb := attnOut(t, d, at, c.dt)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				if err := decodeAttention(r, oa, la, in.tq, in.tk, in.tv, scratch, nil, at, pl); err != nil {
+					return err
+				}
+				return DecodeAttentionAt(r, ob, lb, in.tq, in.tk, in.tv, scratch, pos, dyn, c.maxSkv)
+			}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if i := firstBitDiff(download(t, oa), download(t, ob)); i >= 0 {
+				t.Errorf("%s: O element %d differs from the push-constant kernel", name, i)
+			}
+			if i := firstBitDiff(download(t, la), download(t, lb)); i >= 0 {
+				t.Errorf("%s: LSE element %d differs from the push-constant kernel", name, i)
+			}
+			wo, wl := RefAttention(in.q, in.k, in.v, at)
+			checkAttn(t, name, ob, lb, wo, wl)
+		}
+	}
+}
+
+// TestDecodeKernelErrors: the fused kernels reject what they cannot take.
+func TestDecodeKernelErrors(t *testing.T) {
+	d := gputest.Device(t)
+	x := shaped(t, d, runtime.F32, nil, 5, 8)
+	x1 := shaped(t, d, runtime.F32, nil, 1, 8)
+	x16 := shaped(t, d, runtime.F16, nil, 1, 8)
+	nw := shaped(t, d, runtime.F32, nil, 8)
+	w := shaped(t, d, runtime.F16, nil, 4, 8)
+	w32 := shaped(t, d, runtime.F32, nil, 4, 8)
+	y := shaped(t, d, runtime.F16, nil, 5, 4)
+	y1 := shaped(t, d, runtime.F16, nil, 1, 4)
+	y32 := shaped(t, d, runtime.F32, nil, 1, 4)
+	r, err := d.NewRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	for name, err := range map[string]error{
+		"5 rows":          NormMatVec(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}),
+		"no outputs":      NormMatVec(r, x1, nw, 1e-5),
+		"f32 weight":      NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w32}),
+		"mixed outputs":   NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w}, MatVecOut{Y: y32, W: w}),
+		"short norm":      NormMatVec(r, x1, w, 1e-5, MatVecOut{Y: y1, W: w}),
+		"f16 x for norm":  NormMatVecSwiGLU(r, y1, x16, nw, 1e-5, w, w),
+		"f16 accumulator": MatVecAdd(r, y1, x16, w, nil),
+		"f32 x for add":   MatVecAdd(r, y32, x1, w, nil),
+	} {
+		if err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+	if MatVecFusable(d, w32) || !MatVecFusable(d, w) {
+		t.Error("MatVecFusable: f32 weights are not fusable, f16 ones are")
+	}
+}
