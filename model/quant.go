@@ -28,9 +28,9 @@ const (
 	// QuantQ8_0 quantizes the floating-point embedding table (also the LM
 	// head when tied), projection matrices (q, k, v, o, gate, up, down) and
 	// an untied LM head to Q8_0 on the host at load (gguf.Quantize, byte
-	// for byte ggml's quantizer), so that they take
-	// 34 bytes per 32 weights on the device instead of 64. A matrix whose
-	// rows are not whole 32-element blocks stays f16, as in llama.cpp.
+	// for byte ggml's quantizer), so that they take 34 bytes per 32
+	// weights on the device instead of 64. A matrix whose rows are not
+	// whole 32-element blocks stays f16, as in llama.cpp.
 	QuantQ8_0 Quantization = "q8_0"
 )
 
