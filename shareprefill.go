@@ -78,8 +78,8 @@ type Options struct {
 	// AllowNonFinite loads weights that hold NaN or ±Inf or overflow f16
 	// (by default such a model is an error naming the tensor).
 	AllowNonFinite bool
-	// Quantize quantizes the floating-point (f32, f16, bf16) projection
-	// matrices and LM head at load: "q8_0", or "none" (also ""), which
+	// Quantize quantizes the floating-point (f32, f16, bf16) embedding
+	// table, projection matrices and LM head at load: "q8_0", or "none" (also ""), which
 	// stores them as f16. Another value is an error listing these, before
 	// the device or the model is opened.
 	Quantize string

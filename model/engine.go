@@ -82,8 +82,8 @@ type EngineOptions struct {
 	// AllowNonFinite loads weights holding NaN or ±Inf, or values that
 	// overflow f16, instead of failing with an error naming the tensor.
 	AllowNonFinite bool
-	// Quantize stores the floating-point projection matrices and LM head
-	// quantized ("" or QuantNone: f16; QuantQ8_0: Q8_0, see PlanWeights).
+	// Quantize stores the floating-point embedding table, projection
+	// matrices and LM head quantized ("" or QuantNone: f16; QuantQ8_0: Q8_0, see PlanWeights).
 	Quantize Quantization
 	// F16Weights stores every matrix as f16, dequantizing quantized GGUF
 	// tensors at load, as before the quantized kernels (for tests and

@@ -25,11 +25,12 @@ const (
 	// QuantNone stores floating-point matrices as f16 (and quantized GGUF
 	// matrices as they are).
 	QuantNone Quantization = "none"
-	// QuantQ8_0 quantizes the floating-point projection matrices (q, k, v,
-	// o, gate, up, down) and an untied LM head to Q8_0 on the host at load
-	// (gguf.Quantize, byte for byte ggml's quantizer), so that they take
-	// 34 bytes per 32 weights on the device instead of 64. A matrix whose
-	// rows are not whole 32-element blocks stays f16, as in llama.cpp.
+	// QuantQ8_0 quantizes the floating-point embedding table (also the LM
+	// head when tied), projection matrices (q, k, v, o, gate, up, down) and
+	// an untied LM head to Q8_0 on the host at load (gguf.Quantize, byte
+	// for byte ggml's quantizer), so that they take 34 bytes per 32
+	// weights on the device instead of 64. A matrix whose rows are not
+	// whole 32-element blocks stays f16, as in llama.cpp.
 	QuantQ8_0 Quantization = "q8_0"
 )
 
@@ -60,11 +61,15 @@ func ParseQuantization(s string) (Quantization, error) {
 type WeightTypes map[string]gguf.Type
 
 // quantizable reports whether the engine may keep the named tensor of cfg
-// quantized on the device: the projection matrices of the layers and an
-// untied LM head (the embedding table is read by row lookups, which take
-// f16).
+// quantized on the device: the embedding table (gathered by kernels.Embed,
+// which dequantizes its rows in registers; also the LM head when the
+// embeddings are tied), the projection matrices of the layers and an
+// untied LM head.
 func quantizable(cfg *Config, name string) bool {
-	if name == LMHeadName {
+	switch name {
+	case EmbedTokensName:
+		return true
+	case LMHeadName:
 		return !cfg.TieWordEmbeddings
 	}
 	for _, s := range []string{"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
@@ -105,10 +110,10 @@ func (c *Checkpoint) storedType(name string) (gguf.Type, error) {
 // device whose kernels run the quantized types quant (kernels.QuantTypes):
 //
 //   - norms and biases, and the RoPE table: F32;
-//   - the embedding table (and a tied LM head): F16, dequantized at load;
-//   - a projection matrix or untied LM head that the GGUF file holds in a
-//     quantized type: that type when quant has it and opts.F16Weights is
-//     off, else F16 (dequantized at load);
+//   - the embedding table, a projection matrix or an untied LM head that
+//     the GGUF file holds in a quantized type: that type when quant has it
+//     and opts.F16Weights is off, else F16 (dequantized at load). A tied LM
+//     head is the embedding table, one tensor on the device in its type;
 //   - one held in floating point: Q8_0 with opts.Quantize QuantQ8_0 when
 //     its rows are whole Q8_0 blocks and quant has Q8_0, else F16;
 //   - one ck lacks: F16 (NewEngine's load reports it).
@@ -163,7 +168,8 @@ type TypeBytes struct {
 // weightBytes returns the device bytes of the weights of cfg stored as wt
 // (nil: every matrix F16), by type (largest first), and the largest
 // quantized layer matrix in elements (the prefill's dequantization scratch;
-// 0 when none is quantized).
+// 0 when none is quantized: the embedding table is gathered and the LM head
+// multiplied with the quantized kernels, neither dequantized into it).
 func weightBytes(cfg *Config, wt WeightTypes) (total uint64, byType []TypeBytes, scratch uint64) {
 	sums := map[gguf.Type]*TypeBytes{}
 	add := func(t gguf.Type, params, bytes uint64) {
@@ -194,7 +200,7 @@ func weightBytes(cfg *Config, wt WeightTypes) (total uint64, byType []TypeBytes,
 			t, rb = gguf.F16, 2*k
 		}
 		add(t, n, n/k*rb)
-		if t.BlockElems() > 1 && spec.Name != LMHeadName {
+		if t.BlockElems() > 1 && spec.Name != LMHeadName && spec.Name != EmbedTokensName {
 			scratch = max(scratch, n)
 		}
 	}

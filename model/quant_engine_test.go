@@ -109,19 +109,23 @@ func countTypes(wt WeightTypes) map[gguf.Type]int {
 }
 
 // TestEngineGGUFQuantized: the Q8_0 GGUF stories260K with its Q8_0
-// matrices on the device (raw blocks; q/k/v/o/gate/up of 5 layers) gives
-// the logits of the f16-dequantized-at-load path within 1e-2 relative and
-// the same greedy tokens.
+// matrices on the device (raw blocks; q/k/v/o/gate/up of 5 layers, and the
+// embedding table, gathered by rows and, tied, the LM head: one tensor)
+// gives the logits of the f16-dequantized-at-load path within 1e-2
+// relative and the same greedy tokens.
 func TestEngineGGUFQuantized(t *testing.T) {
 	d := gputest.Device(t)
 	cfg, ck := openStoriesQ8(t)
 	q := newEngine(t, d, cfg, ck, EngineOptions{Context: 64})
 	f := newEngine(t, d, cfg, ck, EngineOptions{Context: 64, F16Weights: true})
-	if n := countTypes(q.WeightTypes())[gguf.Q8_0]; n != 6*cfg.NumLayers {
-		t.Fatalf("%d Q8_0 matrices on the device, want %d (%v)", n, 6*cfg.NumLayers, q.WeightTypes())
+	if n := countTypes(q.WeightTypes())[gguf.Q8_0]; n != 6*cfg.NumLayers+1 {
+		t.Fatalf("%d Q8_0 matrices on the device, want %d (%v)", n, 6*cfg.NumLayers+1, q.WeightTypes())
 	}
 	if n := countTypes(f.WeightTypes())[gguf.Q8_0]; n != 0 {
 		t.Fatalf("F16Weights: %d Q8_0 matrices on the device", n)
+	}
+	if q.embed.DType() != runtime.Q8_0 || q.lmHead != q.embed {
+		t.Errorf("embedding table %s, LM head the same tensor: %v; want Q8_0, shared (tied)", q.embed.DType(), q.lmHead == q.embed)
 	}
 	if q.deq == nil || f.deq != nil {
 		t.Errorf("dequantization scratch: quantized %v, f16 %v; want one only for the quantized engine", q.deq, f.deq)
@@ -134,10 +138,12 @@ func TestEngineGGUFQuantized(t *testing.T) {
 }
 
 // TestEngineQuantizeQ8_0: the safetensors stories260K quantized to Q8_0 at
-// load (EngineOptions.Quantize) against the f16 model. Q8_0 rounds each
+// load (EngineOptions.Quantize; the projections and the embedding table,
+// which is also the tied LM head) against the f16 model. Q8_0 rounds each
 // weight by up to half a step (amax/254 of its block), so the logits move
 // by far more than in TestEngineGGUFQuantized; the bound is loose and the
-// error is logged.
+// error is logged (1.98e-2 with the embedding table f16, 1.94e-2 with it
+// Q8_0, on lavapipe).
 func TestEngineQuantizeQ8_0(t *testing.T) {
 	d := gputest.Device(t)
 	dir := storiesDir(t)
@@ -152,8 +158,8 @@ func TestEngineQuantizeQ8_0(t *testing.T) {
 	defer ck.Close()
 	q := newEngine(t, d, cfg, ck, EngineOptions{Context: 64, Quantize: QuantQ8_0})
 	f := newEngine(t, d, cfg, ck, EngineOptions{Context: 64})
-	if n := countTypes(q.WeightTypes())[gguf.Q8_0]; n != 6*cfg.NumLayers {
-		t.Fatalf("%d Q8_0 matrices on the device, want %d", n, 6*cfg.NumLayers)
+	if n := countTypes(q.WeightTypes())[gguf.Q8_0]; n != 6*cfg.NumLayers+1 {
+		t.Fatalf("%d Q8_0 matrices on the device, want %d", n, 6*cfg.NumLayers+1)
 	}
 	worst := compareEngines(t, q, f)
 	t.Logf("--quantize q8_0 vs f16: logits max relative error %.2e", worst)

@@ -68,7 +68,7 @@ func TestPlanWeights(t *testing.T) {
 		ck       *Checkpoint
 		opts     EngineOptions
 		quant    []gguf.Type
-		q8       bool // q…up are Q8_0 (down, the embedding and the norms never are)
+		q8       bool // the embedding and q…up are Q8_0 (down and the norms never are)
 		fallback []gguf.Type
 	}{
 		{"gguf", gcfg, gck, EngineOptions{}, q8, true, nil},
@@ -97,6 +97,8 @@ func TestPlanWeights(t *testing.T) {
 				switch {
 				case len(s.Shape) == 1:
 					want = gguf.F32
+				case tc.q8 && s.Name == EmbedTokensName:
+					want = gguf.Q8_0 // (and the tied LM head, the same tensor)
 				case tc.q8 && strings.HasPrefix(s.Name, "model.layers.") && !strings.HasSuffix(s.Name, "down_proj.weight"):
 					want = gguf.Q8_0
 				}
@@ -113,8 +115,10 @@ func TestPlanWeights(t *testing.T) {
 
 // TestPlanMemoryByType: the weights of the plan, split by type, are the
 // sizes of the tensors in those types (counted here by hand from the
-// shapes), the f16 plan is the sum of the f16 matrices and f32 vectors,
-// and the dequantization scratch holds the largest quantized layer matrix.
+// shapes; the Q8_0 embedding table, also the tied LM head, counted once),
+// the f16 plan is the sum of the f16 matrices and f32 vectors, and the
+// dequantization scratch holds the largest quantized layer matrix (not the
+// larger embedding table, which is gathered, never dequantized into it).
 func TestPlanMemoryByType(t *testing.T) {
 	cfg, ck := openStoriesQ8(t)
 	wt, _, err := PlanWeights(cfg, ck, EngineOptions{}, []gguf.Type{gguf.Q8_0})
@@ -130,13 +134,14 @@ func TestPlanMemoryByType(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, qd, kv, f, v, L := uint64(64), uint64(64), uint64(32), uint64(172), uint64(512), uint64(5)
-	// Per layer: q [64,64], k and v [32,64], o [64,64], gate and up
-	// [172,64] in Q8_0 (68 bytes per row of 64); down [64,172] f16.
-	q8Rows := qd + 2*kv + h + 2*f
+	// The embedding [512,64] and per layer: q [64,64], k and v [32,64], o
+	// [64,64], gate and up [172,64] in Q8_0 (68 bytes per row of 64); down
+	// [64,172] f16.
+	q8Rows := v + L*(qd+2*kv+h+2*f)
 	vectors := L*2*h + h + uint64(cfg.HeadDim/2) // norms, final norm, RoPE table
 	want := map[gguf.Type]TypeBytes{
-		gguf.Q8_0: {gguf.Q8_0, L * q8Rows * 64, L * q8Rows * 68},
-		gguf.F16:  {gguf.F16, v*h + L*h*f, 2 * (v*h + L*h*f)},
+		gguf.Q8_0: {gguf.Q8_0, q8Rows * 64, q8Rows * 68},
+		gguf.F16:  {gguf.F16, L * h * f, 2 * L * h * f},
 		gguf.F32:  {gguf.F32, vectors, 4 * vectors},
 	}
 	if len(q.WeightTypes) != len(want) {
@@ -177,15 +182,16 @@ func TestPlanMemoryByType(t *testing.T) {
 func useMoreBits(i, n int) bool { return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2 }
 
 // TestPlanMemoryLlama8BQ4KM plans Llama-3.1-8B with llama.cpp's Q4_K_M
-// mix (Q4_K; Q6_K for the LM head and the attn_v and ffn_down of
-// useMoreBits layers) at 8K context: the matrices are the bytes of their
-// blocks, the embedding table is f16 on the device, and the total is what
-// the "fits 8 GB" target is checked against.
+// mix (Q4_K, the embedding table included; Q6_K for the LM head and the
+// attn_v and ffn_down of useMoreBits layers) at 8K context: the matrices,
+// the embedding table among them, are the bytes of their blocks, and the
+// total is at most the 6.5 GiB (an 8 GB desktop GPU).
 func TestPlanMemoryLlama8BQ4KM(t *testing.T) {
 	cfg := &Config{Architecture: ArchLlama, ModelType: "llama", HiddenSize: 4096, NumLayers: 32, NumHeads: 32, NumKVHeads: 8,
 		HeadDim: 128, IntermediateSize: 14336, VocabSize: 128256, MaxPositionEmbeddings: 131072, RMSNormEps: 1e-5, RopeTheta: 500000}
-	wt := WeightTypes{LMHeadName: gguf.Q6_K}
+	wt := WeightTypes{EmbedTokensName: gguf.Q4_K, LMHeadName: gguf.Q6_K}
 	var q4, q6 uint64 // elements
+	q4 += 128256 * 4096
 	q6 += 128256 * 4096
 	for l := range cfg.NumLayers {
 		for _, s := range layerMatrices {
@@ -211,13 +217,16 @@ func TestPlanMemoryLlama8BQ4KM(t *testing.T) {
 		t.Fatal(err)
 	}
 	vectors := uint64(32*2*4096 + 4096 + 64)
-	if want := q4/256*144 + q6/256*210 + 2*128256*4096 + 4*vectors; p.Weights != want {
+	if want := q4/256*144 + q6/256*210 + 4*vectors; p.Weights != want {
 		t.Errorf("weights %d B, want %d", p.Weights, want)
 	}
 	if p.Dequant != 2*14336*4096 {
 		t.Errorf("dequant scratch %d B, want %d", p.Dequant, 2*14336*4096)
 	}
 	t.Logf("Llama-3.1-8B Q4_K_M at 8K: %s", p)
+	if limit := uint64(6.5 * (1 << 30)); p.Total > limit {
+		t.Errorf("Llama-3.1-8B Q4_K_M at 8K plans %s, over 6.5 GiB", gib(p.Total))
+	}
 }
 
 // TestQuantizedMatrixGGUF: the raw Q8_0 blocks of the GGUF file, with the

@@ -1,5 +1,5 @@
 // quant.glsl: ggml block formats, decoded 8 elements at a time. Included by
-// gemv_q.comp and dequant.comp (not a module of its own).
+// gemv_q.comp, dequant.comp and embed_q.comp (not a module of its own).
 //
 // The includer defines exactly one of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K and
 // declares the block bytes as a 16-bit view

@@ -510,6 +510,7 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 			if rep == nil {
 				rep = NewReport("accuracy", DeviceOf(m.Device()), p)
 				rep.Results = res
+				rep.Notef("device memory: %s", m.MemoryPlan())
 				if data, err = p.buildData(m, rep); err != nil {
 					return err
 				}
@@ -556,7 +557,7 @@ func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
 }
 
 func (p *AccuracyParams) openVariant(ctx context.Context, v Variant) (*shareprefill.Model, error) {
-	mp := ModelParams{Model: p.Model, Device: p.Device, Clusters: v.Clusters, Preset: v.Preset}
+	mp := ModelParams{Model: p.Model, Device: p.Device, Clusters: v.Clusters, Preset: v.Preset, Quantize: p.Quantize}
 	return mp.open(ctx, v.Attention, p.contextLen(), nil)
 }
 

@@ -20,6 +20,7 @@ import (
 func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench accuracy", stderr)
 	model, device, clusters, preset := modelFlags(fs.FlagSet)
+	quantize := quantizeFlag(fs.FlagSet)
 	suite := fs.String("suite", "", "run a named suite (its lengths, tasks, samples, perplexity windows and ablations; flags given explicitly override them): "+strings.Join(harness.SuiteNames(), ", "))
 	heldout := fs.String("heldout", "", "held-out text: a file written by --write-heldout, or a plain text file (perplexity windows, retrieval filler and needle words)")
 	corpus := fs.String("corpus", "", "the same as --heldout")
@@ -113,7 +114,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	}
 	// Flags given explicitly, or every flag without a suite.
 	use := func(name string) bool { return *suite == "" || set[name] }
-	p.Model, p.Device = *model, *device
+	p.Model, p.Device, p.Quantize = *model, *device, *quantize
 	if use("clusters") {
 		p.Clusters = *clusters
 	}

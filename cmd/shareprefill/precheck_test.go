@@ -312,6 +312,7 @@ func TestBenchChecksFirst(t *testing.T) {
 		{append(prefill, "--reps", "0"), []string{"--reps 0", "≥ 1"}},
 		{append(prefill, "--quantize", "int8"), []string{"--quantize", `"int8"`, "supported: q8_0, none"}},
 		{[]string{"bench", "decode", "--model", noWeights, "--lens", "64", "--quantize", "q4"}, []string{"--quantize", `"q4"`, "supported: q8_0, none"}},
+		{append(accuracy, "--tasks", "passkey", "--quantize", "q4_k"), []string{"--quantize", `"q4_k"`, "supported: q8_0, none"}},
 		{append(prefill, "--warmup", "-1"), []string{"--warmup -1"}},
 		{append(prefill, "--preset", "bogus"), []string{"--preset", "paper or release"}},
 		{append(prefill, "--corpus", corpus, "--json", corpus), []string{"--json", "--corpus"}},

@@ -10,8 +10,10 @@ import (
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
-// TestBenchQuantizeCLI: bench prefill and bench decode run a tiny random
-// model with --quantize q8_0 and record the choice in their JSON reports.
+// TestBenchQuantizeCLI: bench prefill, decode and accuracy run a tiny
+// random model with --quantize q8_0 and record the choice in their JSON
+// reports; the accuracy report's device-memory note shows the Q8_0 weights
+// the model was loaded with.
 func TestBenchQuantizeCLI(t *testing.T) {
 	gputest.Device(t)
 	dir := t.TempDir()
@@ -23,6 +25,7 @@ func TestBenchQuantizeCLI(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "prefill", "--lens", "64", "--methods", "dense", "--reps", "1", "--warmup", "0"},
 		{"bench", "decode", "--lens", "64", "--gen", "2", "--reps", "1", "--warmup", "0"},
+		{"bench", "accuracy", "--lens", "512", "--methods", "dense", "--tasks", "passkey", "--depths", "0.5", "--passkey-tokens", "2"},
 	} {
 		js := filepath.Join(dir, args[1]+".json")
 		args = append(args, "--model", mdir, "--quantize", "q8_0", "--json", js, "--quiet")
@@ -35,6 +38,9 @@ func TestBenchQuantizeCLI(t *testing.T) {
 		}
 		if !strings.Contains(string(b), `"quantize": "q8_0"`) {
 			t.Errorf("%s report does not record --quantize q8_0:\n%.600s", args[1], b)
+		}
+		if args[1] == "accuracy" && (!strings.Contains(string(b), "device memory: weights") || !strings.Contains(string(b), "(Q8_0 ")) {
+			t.Errorf("accuracy report does not note Q8_0 weights on the device:\n%.2000s", b)
 		}
 	}
 }

@@ -7,16 +7,16 @@ import (
 )
 
 // Embed records out[i, :] = table[ids[i], :]: ids i32 [M], table [V, H]
-// (f32 or f16; H = the last dimension of out's shape, V = table.Len()/H),
-// out f32 [M, H]. Embed trusts ids: callers validate them on the host first
-// (ValidateIDs) — the shader clamps an out-of-range id into [0, V) only so
-// that it can never read out of bounds, which hides the error.
+// (f32, f16 or a block-quantized type of QuantTypes; H = the last dimension
+// of out's shape, V = table.Len()/H), out f32 [M, H]. A quantized table's
+// rows are dequantized in registers to the float32 values ggml's
+// dequantize_row_* (model/gguf.Dequantize) computes, exactly (embed_q.go).
+// Embed trusts ids: callers validate them on the host first (ValidateIDs) —
+// the shader clamps an out-of-range id into [0, V) only so that it can never
+// read out of bounds, which hides the error.
 func Embed(r *runtime.Recorder, out, table, ids *runtime.Tensor) error {
 	const op = "embed"
 	if err := opDType(op, "out", out, runtime.F32); err != nil {
-		return err
-	}
-	if err := opDType(op, "table", table, runtime.F32, runtime.F16); err != nil {
 		return err
 	}
 	if err := opDType(op, "ids", ids, runtime.I32); err != nil {
@@ -28,6 +28,12 @@ func Embed(r *runtime.Recorder, out, table, ids *runtime.Tensor) error {
 	}
 	if m != ids.Len() {
 		return fmt.Errorf("%s: out %s has %d rows, ids %s has %d ids", op, out.Name(), m, ids.Name(), ids.Len())
+	}
+	if table.DType().IsQuantized() {
+		return embedQuant(r, out, table, ids, m, h)
+	}
+	if err := opDType(op, "table", table, runtime.F32, runtime.F16); err != nil {
+		return err
 	}
 	if table.Len() == 0 || table.Len()%h != 0 {
 		return fmt.Errorf("%s: table %s has %d elements, not a positive multiple of H = %d", op, table.Name(), table.Len(), h)

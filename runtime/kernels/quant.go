@@ -12,7 +12,7 @@ import (
 // Block-quantized weights (runtime.Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K).
 //
 // A quantized weight [N, K] is N rows of K/BlockElems ggml blocks, byte for
-// byte as in a GGUF file. Two kernels read them:
+// byte as in a GGUF file. Three kernels read them:
 //
 //   - the quantized matrix-vector kernel (gemv_q.comp), which MatMul and
 //     MatVec use for such a weight: it reads the raw blocks and dequantizes
@@ -20,9 +20,11 @@ import (
 //     MatMul);
 //   - Dequantize (dequant.comp), which expands the blocks into an f16 [N, K]
 //     tensor, so that prefill multiplies by an f16 scratch with the f16
-//     kernels.
+//     kernels;
+//   - Embed with a quantized table (embed_q.comp, embed_q.go), which
+//     gathers rows by token id and dequantizes them in registers to f32.
 //
-// Both decode a block in units of 8 consecutive elements that share one
+// All three decode a block in units of 8 consecutive elements that share one
 // scale (shaders/quant.glsl) and read the blocks as 16-bit words: every
 // block size is even, so a block starts on a 16-bit boundary whatever the
 // row length.
@@ -39,7 +41,8 @@ func quantModules(pattern string) []string {
 }
 
 // QuantTypes returns the block-quantized types whose kernels (MatMul and
-// MatVec with a quantized weight, Dequantize) run on dev, in
+// MatVec with a quantized weight, Dequantize, Embed with a quantized table)
+// run on dev, in
 // runtime.QuantizedTypes order; nil for a nil dev. A caller whose weight
 // type is missing dequantizes to f16 at load instead. The kernels read the
 // blocks as 16-bit words, and the runtime opens only devices with 16-bit
@@ -51,7 +54,7 @@ func QuantTypes(dev *runtime.Device) []runtime.DType {
 		return nil
 	}
 	tb, err := tablesOf(dev)
-	if err != nil || !tb.has("gemv_q", "registers") || !tb.has("dequant", "blocks") {
+	if err != nil || !tb.has("gemv_q", "registers") || !tb.has("dequant", "blocks") || !tb.has("embed_q", "registers") {
 		return nil
 	}
 	return runtime.QuantizedTypes()

@@ -73,6 +73,11 @@ var opTables = map[string][]variant{
 	"dequant": {
 		{name: "blocks", shaders: quantModules("dequant_%q"), usable: always},
 	},
+	// Embed with a block-quantized table (embed_q.go): rows gathered and
+	// dequantized in registers, one module per type.
+	"embed_q": {
+		{name: "registers", shaders: quantModules("embed_%q"), usable: always},
+	},
 	// FlashAttention and SparseAttention (attn_cm.go, attn.go): the kinds of
 	// cmAttnTiles, then the scalar kernel, which every device runs.
 	"attention": {
