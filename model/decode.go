@@ -77,16 +77,31 @@ func (e *Engine) allocDecoder() error {
 	if dc.replay, err = e.dev.NewReplay(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	dc.fuseAdd, dc.fuseNorm = true, true
+	dc.fuseAdd, dc.fuseNorm, dc.fuseHead = e.decodeFusion(e.dev.Info().Type == runtime.TypeCPU)
+	return nil
+}
+
+// decodeFusion chooses the decode step's fused kernels (decoder's fuseAdd,
+// fuseNorm and fuseHead) from the weights, for a CPU device or not.
+func (e *Engine) decodeFusion(cpu bool) (add, norm, head bool) {
+	add, norm = true, true
 	for _, l := range e.layers {
-		dc.fuseAdd = dc.fuseAdd && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
+		add = add && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
 		for _, w := range []*runtime.Tensor{l.wq, l.wk, l.wv, l.wg, l.wu} {
-			dc.fuseNorm = dc.fuseNorm && w.Bytes() <= normFuseMaxBytes
+			norm = norm && w.Bytes() <= normFuseMaxBytes
 		}
 	}
-	dc.fuseNorm = dc.fuseNorm && dc.fuseAdd
-	dc.fuseHead = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= normFuseMaxBytes
-	return nil
+	norm = norm && add
+	head = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= normFuseMaxBytes
+	// The RMSNorm-fused kernels normalise x again in every workgroup. A GPU
+	// hides that under the weight stream; on a CPU device (lavapipe) it is
+	// serial work as large as a small mat-vec's own, and decode got slower
+	// (stories260K: 24 → 15 tokens/s on the 2-core dev box), so there the
+	// norm runs once, apart. MatVecAdd adds no work and stays.
+	if cpu {
+		norm, head = false, false
+	}
+	return add, norm, head
 }
 
 // normFuseMaxBytes bounds the weight matrices whose mat-vecs take the

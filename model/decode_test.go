@@ -194,6 +194,9 @@ func TestDecodeReplay(t *testing.T) {
 			replay := newEngine(opts)
 			opts.FreshDecode = true
 			fresh := newEngine(opts)
+			for _, e := range []*Engine{replay, fresh} { // a GPU's kernels, also on CPU devices
+				e.dec.fuseAdd, e.dec.fuseNorm, e.dec.fuseHead = e.decodeFusion(false)
+			}
 			prompt := []int{1, 30, 41, 22, 5}
 			ctx := context.Background()
 			for _, so := range []SampleOptions{{MaxTokens: 40}, {MaxTokens: 10, Temperature: 0.9, TopP: 0.95, Seed: 11}} {
@@ -362,6 +365,7 @@ func TestDecodeGeneralKernels(t *testing.T) {
 	d := gputest.Device(t)
 	opts := EngineOptions{Context: 32}
 	fused := randomEngine(t, d, "llama-tied-headdim", opts)
+	fused.dec.fuseAdd, fused.dec.fuseNorm, fused.dec.fuseHead = fused.decodeFusion(false) // a GPU's choice, also on CPU devices
 	general := randomEngine(t, d, "llama-tied-headdim", opts)
 	general.dec.fuseAdd, general.dec.fuseNorm, general.dec.fuseHead = false, false, false
 	large := randomEngine(t, d, "llama-tied-headdim", opts) // matrices over normFuseMaxBytes
@@ -412,4 +416,22 @@ func f64(v []float32) []float64 {
 		out[i] = float64(x)
 	}
 	return out
+}
+
+// TestDecodeFusionCPU: a CPU device keeps the RMSNorm out of the mat-vecs
+// (it would be normalised again in every workgroup, serially), a GPU fuses
+// it for small matrices; MatVecAdd is fused on both.
+func TestDecodeFusionCPU(t *testing.T) {
+	d := gputest.Device(t)
+	e := randomEngine(t, d, "llama-tied-headdim", EngineOptions{Context: 32})
+	if add, norm, head := e.decodeFusion(false); !add || !norm || !head {
+		t.Errorf("GPU: fused add, norm, head = %v, %v, %v; want all true", add, norm, head)
+	}
+	if add, norm, head := e.decodeFusion(true); !add || norm || head {
+		t.Errorf("CPU: fused add, norm, head = %v, %v, %v; want true, false, false", add, norm, head)
+	}
+	cpu := d.Info().Type == runtime.TypeCPU
+	if _, norm, head := e.decodeFusion(cpu); e.dec.fuseNorm != norm || e.dec.fuseHead != head {
+		t.Errorf("engine on a %v device: fused norm, head = %v, %v; want %v, %v", d.Info().Type, e.dec.fuseNorm, e.dec.fuseHead, norm, head)
+	}
 }
