@@ -467,9 +467,6 @@ func (p *AccuracyParams) buildData(m *shareprefill.Model, rep *Report) (*accData
 // variant on the same windows and samples, then computes the intervals and
 // paired tests (finishAccuracy).
 func RunAccuracy(ctx context.Context, p AccuracyParams) (*Report, error) {
-	if p.PPLWindows == 0 {
-		p.PPLWindows = 1
-	}
 	maxNew := DefaultMaxNew()
 	maps.Copy(maxNew, p.MaxNew)
 	p.MaxNew = maxNew

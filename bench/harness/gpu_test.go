@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -324,5 +325,40 @@ func TestTimerWarmupFor(t *testing.T) {
 		if c.warmFor == 0 && runs != c.wantRuns {
 			t.Errorf("warmup %d: %d runs, want exactly %d", c.warmup, runs, c.wantRuns)
 		}
+	}
+}
+
+// TestRunAccuracyEveryWindow: PPLWindows 0 scores every whole window of the
+// held-out stream (it once meant one), and a length with a single window,
+// whose interval is undefined, still writes its report as JSON (null bounds).
+func TestRunAccuracyEveryWindow(t *testing.T) {
+	gputest.Device(t)
+	dir, _ := tinyModel(t)
+	ho := tinyHeldOut(t, dir, 3000)
+	p := AccuracyParams{ModelParams: ModelParams{Model: dir}, Lens: []int{256}, Methods: []string{"dense"},
+		HeldOut: ho, PPLLens: []int{256, 2048}, Seed: 2}
+	p.Logf = t.Logf
+	rep, err := RunAccuracy(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Results.(*AccuracyResults)
+	got := map[int]PPLRow{}
+	for _, r := range res.Perplexity {
+		got[r.N] = r
+	}
+	if w := got[256].Windows; w < 8 {
+		t.Errorf("n=256: %d windows of a 3000-byte stream; want every whole window (≥ 8)", w)
+	}
+	one := got[2048]
+	if one.Windows != 1 || !math.IsNaN(one.CI.Lo) {
+		t.Fatalf("n=2048: %d windows, interval %v; want 1 window and an undefined interval", one.Windows, one.CI)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatalf("report with an undefined interval: %v", err)
+	}
+	if !strings.Contains(string(b), `"lo":null`) {
+		t.Errorf("the undefined interval is not null in the JSON")
 	}
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"math"
 
 	"gonum.org/v1/gonum/stat/distuv"
@@ -9,10 +10,47 @@ import (
 // z95 is the standard normal quantile of 0.975.
 const z95 = 1.959963984540054
 
-// Interval is a two-sided 95 % confidence interval.
+// Interval is a two-sided 95 % confidence interval. An undefined bound
+// (NaN, for example from a single window) is null in JSON, and null reads
+// back as NaN.
 type Interval struct {
 	Lo float64 `json:"lo"`
 	Hi float64 `json:"hi"`
+}
+
+// MarshalJSON writes the bounds, with null for a bound that is not finite
+// (encoding/json refuses NaN and infinities, which would lose the report).
+func (iv Interval) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Lo *float64 `json:"lo"`
+		Hi *float64 `json:"hi"`
+	}{finiteOrNil(iv.Lo), finiteOrNil(iv.Hi)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (null: NaN).
+func (iv *Interval) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Lo *float64 `json:"lo"`
+		Hi *float64 `json:"hi"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	iv.Lo, iv.Hi = math.NaN(), math.NaN()
+	if v.Lo != nil {
+		iv.Lo = *v.Lo
+	}
+	if v.Hi != nil {
+		iv.Hi = *v.Hi
+	}
+	return nil
+}
+
+func finiteOrNil(x float64) *float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return &x
 }
 
 // Wilson returns the Wilson score 95 % interval of a proportion of k

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"math"
 	"testing"
 )
@@ -84,3 +85,23 @@ func TestMeanAndRatioCI(t *testing.T) {
 }
 
 func ci4lo() float64 { return 2.5 - 3.182446*0.645497 }
+
+// TestIntervalJSON: finite bounds round-trip; NaN and infinite bounds are
+// null in JSON (encoding/json refuses them) and read back as NaN.
+func TestIntervalJSON(t *testing.T) {
+	b, err := json.Marshal(Interval{Lo: -0.5, Hi: 2})
+	if err != nil || string(b) != `{"lo":-0.5,"hi":2}` {
+		t.Fatalf("finite: %s, %v", b, err)
+	}
+	b, err = json.Marshal(Interval{Lo: math.NaN(), Hi: math.Inf(1)})
+	if err != nil || string(b) != `{"lo":null,"hi":null}` {
+		t.Fatalf("undefined: %s, %v", b, err)
+	}
+	var iv Interval
+	if err := json.Unmarshal(b, &iv); err != nil || !math.IsNaN(iv.Lo) || !math.IsNaN(iv.Hi) {
+		t.Fatalf("read back %v, %v; want NaN bounds", iv, err)
+	}
+	if err := json.Unmarshal([]byte(`{"lo":1,"hi":3}`), &iv); err != nil || iv != (Interval{1, 3}) {
+		t.Fatalf("read back %v, %v", iv, err)
+	}
+}
