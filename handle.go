@@ -36,6 +36,12 @@ func (m *Model) Device() *runtime.Device { return m.dev }
 // any time.
 func (m *Model) Context() int { return m.eng.Context() }
 
+// MemoryPlan returns the device memory the model was planned to take, with
+// its weights by the type they are stored in (f16, or a quantized type for
+// the matrices of a quantized GGUF file or of Options.Quantize). It may be
+// called at any time.
+func (m *Model) MemoryPlan() model.MemoryPlan { return m.eng.MemoryPlan() }
+
 // Pos returns the number of tokens in the KV cache. It may be called at any
 // time; during a call it changes when a prefill or decode step completes.
 func (m *Model) Pos() int { return m.eng.Pos() }

@@ -47,8 +47,10 @@ const EmbeddedModel = "stories260k"
 type Options struct {
 	// Model is a directory with config.json, *.safetensors and
 	// tokenizer.json (Hugging Face layout), or a GGUF file (llama.cpp's
-	// format; see model.OpenGGUF: quantized weights are dequantized to f16
-	// at load). Empty or EmbeddedModel selects the embedded stories260K.
+	// format; see model.OpenGGUF: quantized layer and LM-head matrices stay
+	// quantized on the device where its kernels run their type, see
+	// model.PlanWeights). Empty or EmbeddedModel selects the embedded
+	// stories260K.
 	Model string
 	// Device is a device index or name substring (default: SHAREPREFILL_DEVICE
 	// or the best GPU).
@@ -76,6 +78,11 @@ type Options struct {
 	// AllowNonFinite loads weights that hold NaN or ±Inf or overflow f16
 	// (by default such a model is an error naming the tensor).
 	AllowNonFinite bool
+	// Quantize quantizes the floating-point (f32, f16, bf16) projection
+	// matrices and LM head at load: "q8_0", or "none" (also ""), which
+	// stores them as f16. Another value is an error listing these, before
+	// the device or the model is opened.
+	Quantize string
 }
 
 // ErrBusy is returned by a call that overlaps another call on the same Model.
@@ -131,6 +138,9 @@ type attentionStats interface {
 
 // Open opens the device and loads the model.
 func Open(ctx context.Context, opts Options) (*Model, error) {
+	if _, err := model.ParseQuantization(opts.Quantize); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
 	ro := opts.Runtime
 	if opts.Device != "" {
 		ro.Device = opts.Device
@@ -154,6 +164,9 @@ func Open(ctx context.Context, opts Options) (*Model, error) {
 // Load loads the model onto an already open device (for applications that
 // manage their own runtime.Device); Close then leaves the device open.
 func Load(ctx context.Context, dev *runtime.Device, opts Options) (*Model, error) {
+	if _, err := model.ParseQuantization(opts.Quantize); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
 	var (
 		fsys fs.FS
 		dir  = "."
@@ -214,7 +227,8 @@ func start(ctx context.Context, dev *runtime.Device, opts Options, name string, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	eng, err := model.NewEngine(dev, cfg, ck, model.EngineOptions{Context: opts.Context, Progress: opts.Progress, AllowNonFinite: opts.AllowNonFinite})
+	eng, err := model.NewEngine(dev, cfg, ck, model.EngineOptions{Context: opts.Context, Progress: opts.Progress,
+		AllowNonFinite: opts.AllowNonFinite, Quantize: model.Quantization(opts.Quantize), Logf: opts.Logf})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/shareprefill/shareprefill/model/gguf"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
 )
@@ -80,6 +82,16 @@ type EngineOptions struct {
 	// AllowNonFinite loads weights holding NaN or ±Inf, or values that
 	// overflow f16, instead of failing with an error naming the tensor.
 	AllowNonFinite bool
+	// Quantize stores the floating-point projection matrices and LM head
+	// quantized ("" or QuantNone: f16; QuantQ8_0: Q8_0, see PlanWeights).
+	Quantize Quantization
+	// F16Weights stores every matrix as f16, dequantizing quantized GGUF
+	// tensors at load, as before the quantized kernels (for tests and
+	// comparisons; it overrides Quantize).
+	F16Weights bool
+	// Logf, if set, receives one-line notes (such as quantized types the
+	// device runs no kernel for, which are dequantized to f16 at load).
+	Logf func(format string, args ...any)
 }
 
 type layerDev struct {
@@ -112,6 +124,9 @@ type Engine struct {
 	argmax                    *runtime.Tensor // i32 [C]
 
 	rec     *runtime.Recorder // the engine's recorder, reused by every call
+	wt      WeightTypes       // the device type of every weight (PlanWeights)
+	plan    MemoryPlan        // the memory NewEngine planned
+	deq     *runtime.Tensor   // f16 scratch prefill dequantizes a quantized matrix into (nil: none)
 	scratch *runtime.Tensor   // f32 split-KV scratch of decode attention (nil: no split)
 	// Sampling: top-k candidates (or the argmax in topIdx[0]) and their
 	// host copy, written in the batch of the step that made the logits.
@@ -149,11 +164,47 @@ var ErrContextFull = errors.New("context is full")
 // MemoryPlan is the device memory an engine needs, by part, in bytes.
 type MemoryPlan struct {
 	Weights, KVCache, Activations, Total uint64
+	// WeightTypes splits Weights by the type the tensors are stored in,
+	// largest first.
+	WeightTypes []TypeBytes
+	// Dequant is the f16 scratch (part of Activations) that prefill
+	// dequantizes a quantized matrix into before multiplying: as large as
+	// the largest quantized layer matrix, 0 when none is quantized.
+	Dequant uint64
 }
 
+// String describes the plan in one line: "weights 4.58 GiB (Q4_K 3.90
+// GiB, Q6_K …) + KV cache … + activations … = …".
 func (m MemoryPlan) String() string {
+	w := gib(m.Weights)
+	if len(m.WeightTypes) > 0 {
+		parts := make([]string, len(m.WeightTypes))
+		for i, t := range m.WeightTypes {
+			parts[i] = t.Type.String() + " " + gib(t.Bytes)
+		}
+		w += " (" + strings.Join(parts, ", ") + ")"
+	}
 	return fmt.Sprintf("weights %s + KV cache %s + activations %s = %s",
-		gib(m.Weights), gib(m.KVCache), gib(m.Activations), gib(m.Total))
+		w, gib(m.KVCache), gib(m.Activations), gib(m.Total))
+}
+
+// CheckFits returns nil when the plan fits budget bytes of device memory
+// (0: unknown, which fits), else an error wrapping
+// runtime.ErrOutOfDeviceMemory that names the plan, the memory of the
+// device and the context of contextLen tokens, and suggests a shorter
+// context (and quantized weights while f16 weights are a quarter of the plan or more).
+func (m MemoryPlan) CheckFits(budget uint64, device string, contextLen int) error {
+	if budget == 0 || m.Total <= budget {
+		return nil
+	}
+	hint := ""
+	for _, t := range m.WeightTypes {
+		if t.Type == gguf.F16 && t.Bytes > m.Total/4 {
+			hint = ", or quantized weights (Q8_0 on load, or a quantized GGUF file)"
+		}
+	}
+	return fmt.Errorf("%w: the model needs %s but device %q has %s; use a shorter context (now %d tokens)%s",
+		runtime.ErrOutOfDeviceMemory, m, device, gib(budget), contextLen, hint)
 }
 
 func gib(b uint64) string {
@@ -186,6 +237,11 @@ func (o *EngineOptions) defaults(cfg *Config) error {
 	if o.Attention == nil {
 		o.Attention = DenseAttention{}
 	}
+	q, err := ParseQuantization(string(o.Quantize))
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	o.Quantize = q
 	return nil
 }
 
@@ -204,22 +260,18 @@ func chunkBytesPerToken(cfg *Config) uint64 {
 	return h*2 + 2*kv*2 + 3*f*2 + h*4
 }
 
-// PlanMemory computes the device memory NewEngine will allocate.
-func PlanMemory(cfg *Config, opts EngineOptions) (MemoryPlan, error) {
+// PlanMemory computes the device memory NewEngine will allocate for the
+// weights of cfg stored as wt (PlanWeights; nil: every matrix f16).
+func PlanMemory(cfg *Config, wt WeightTypes, opts EngineOptions) (MemoryPlan, error) {
 	if err := opts.defaults(cfg); err != nil {
 		return MemoryPlan{}, err
 	}
-	h, qd, kv, f, v := uint64(cfg.HiddenSize), uint64(cfg.QDim()), uint64(cfg.KVDim()), uint64(cfg.IntermediateSize), uint64(cfg.VocabSize)
+	h, qd, kv, v := uint64(cfg.HiddenSize), uint64(cfg.QDim()), uint64(cfg.KVDim()), uint64(cfg.VocabSize)
 	L := uint64(cfg.NumLayers)
 	var m MemoryPlan
-	perLayer := 2*(h*qd+2*h*kv+qd*h+3*h*f) + 4*2*h
-	if cfg.QKVBias {
-		perLayer += 4 * (qd + 2*kv)
-	}
-	m.Weights = L*perLayer + 2*v*h + 4*h + 4*uint64(cfg.HeadDim/2)
-	if !cfg.TieWordEmbeddings {
-		m.Weights += 2 * v * h
-	}
+	var scratch uint64
+	m.Weights, m.WeightTypes, scratch = weightBytes(cfg, wt)
+	m.Dequant = 2 * scratch
 	m.KVCache = L * 2 * uint64(opts.Context) * kv * 2
 	n, c := uint64(opts.MaxPrefill), uint64(max(1, min(opts.ChunkTokens, opts.MaxPrefill)))
 	lr := min(c, logitRows)
@@ -228,6 +280,7 @@ func PlanMemory(cfg *Config, opts EngineOptions) (MemoryPlan, error) {
 	// decodeRows·Hq·(D+1) partial results (kernels.DecodeScratchMax).
 	hq, hkv, d := uint64(cfg.NumHeads), uint64(cfg.NumKVHeads), uint64(cfg.HeadDim)
 	m.Activations += (256 + hkv - 1) / hkv * decodeRows * hq * (d + 1) * 4
+	m.Activations += m.Dequant
 	m.Total = m.Weights + m.KVCache + m.Activations
 	return m, nil
 }
@@ -244,12 +297,18 @@ func NewEngine(dev *runtime.Device, cfg *Config, ck *Checkpoint, opts EngineOpti
 	if cfg.HeadDim%4 != 0 || cfg.HeadDim > 256 {
 		return nil, fmt.Errorf("engine: head_dim %d is not supported (a multiple of 4, at most 256)", cfg.HeadDim)
 	}
-	plan, _ := PlanMemory(cfg, opts)
-	if budget := dev.MemoryBudget(); budget > 0 && plan.Total > budget {
-		return nil, fmt.Errorf("engine: %w: the model needs %s but device %q has %s; use a shorter context (now %d tokens)",
-			runtime.ErrOutOfDeviceMemory, plan, dev.Info().Name, gib(budget), opts.Context)
+	wt, fallback, err := PlanWeights(cfg, ck, opts, QuantTypes(dev))
+	if err != nil {
+		return nil, err
 	}
-	e := &Engine{dev: dev, cfg: cfg, opts: opts, busy: make(chan struct{}, 1)}
+	if len(fallback) > 0 && opts.Logf != nil {
+		opts.Logf("device %q runs no kernel for %v weights: they are dequantized to f16 at load", dev.Info().Name, fallback)
+	}
+	plan, _ := PlanMemory(cfg, wt, opts)
+	if err := plan.CheckFits(dev.MemoryBudget(), dev.Info().Name, opts.Context); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e := &Engine{dev: dev, cfg: cfg, opts: opts, wt: wt, plan: plan, busy: make(chan struct{}, 1)}
 	if err := e.load(ck); err != nil {
 		e.free()
 		return nil, err
@@ -339,6 +398,9 @@ func (e *Engine) load(ck *Checkpoint) error {
 	done := 0
 	matrix := func(name string) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
+		if typ := e.wt[name]; typ.BlockElems() > 1 {
+			return e.uploadQuantized(ck, name, byName[name].Shape, typ)
+		}
 		t, err := ck.Tensor(name)
 		if err != nil {
 			return nil, fmt.Errorf("loading weights: %w", err)
@@ -479,6 +541,9 @@ func (e *Engine) load(ck *Checkpoint) error {
 }
 
 func (e *Engine) allocActivations() error {
+	if err := e.allocDequant(); err != nil {
+		return err
+	}
 	cfg := e.cfg
 	n, c := e.opts.MaxPrefill, min(e.opts.ChunkTokens, e.opts.MaxPrefill)
 	h, qd, kv, f, v := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
@@ -591,7 +656,7 @@ func (e *Engine) free() {
 	if e.lmHead != e.embed {
 		free(e.lmHead)
 	}
-	free(e.embed, e.finalNorm, e.invFreq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.scratch, e.topVals, e.topIdx)
+	free(e.embed, e.finalNorm, e.invFreq, e.deq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.scratch, e.topVals, e.topIdx)
 	for _, hb := range []*runtime.HostBuffer{e.sampleHost, e.idsHost, e.logitsHost} {
 		hb.Free()
 	}
@@ -869,7 +934,7 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
 	x, xn := view(e.x, c*h, m, h), view(e.xn, 0, m, h)
 	q, k, v := view(e.q, c*qd, m, qd), view(e.kt, 0, m, kv), view(e.vt, 0, m, kv)
-	o := ops{r: r}
+	o := e.ops(r)
 	o.rmsNorm(xn, x, ld.attnNorm, float32(cfg.RMSNormEps))
 	o.matMul(q, xn, ld.wq, ld.bq)
 	o.matMul(k, xn, ld.wk, ld.bk)
@@ -894,7 +959,7 @@ func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) e
 	x, a := view(e.x, c*h, m, h), view(e.o, c*qd, m, qd)
 	tmp, xn := view(e.tmp, 0, m, h), view(e.xn, 0, m, h)
 	gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
-	o := ops{r: r}
+	o := e.ops(r)
 	o.matMul(tmp, a, ld.wo, ld.bo)
 	o.add(x, tmp)
 	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
@@ -919,7 +984,7 @@ func (e *Engine) recordLogits(r *runtime.Recorder, c, m int) error {
 	if err := kernels.RMSNorm(r, normed, lx, e.finalNorm, float32(cfg.RMSNormEps)); err != nil {
 		return err
 	}
-	return kernels.MatMul(r, view(e.logits, 0, m, v), normed, e.lmHead, nil)
+	return e.lmHeadMatMul(r, view(e.logits, 0, m, v), normed)
 }
 
 // Decode appends one token and returns the logits for the next position.

@@ -177,21 +177,37 @@ func newGGUFCheckpoint(f *gguf.File, cfg *Config) *Checkpoint {
 	return c
 }
 
-// tensor reads the named tensor, dequantizing a quantized one to F16 and
-// undoing the Q/K permutation.
-func (s *ggufTensors) tensor(name string) (TensorInfo, error) {
+// raw reads the named tensor as stored, with the Q/K rows put back in
+// Hugging Face order (whole rows of blocks move, so this works for every
+// type).
+func (s *ggufTensors) raw(name string) ([]byte, gguf.TensorInfo, error) {
 	gt, ok := s.byName[name]
 	if !ok {
-		return TensorInfo{}, fmt.Errorf("gguf: %s: missing tensor %q", s.file.Path, name)
+		return nil, gguf.TensorInfo{}, fmt.Errorf("gguf: %s: missing tensor %q", s.file.Path, name)
 	}
 	ti := gt.info
-	fail := func(err error) (TensorInfo, error) {
-		return TensorInfo{}, fmt.Errorf("gguf: %s: tensor %q (%s): %w", s.file.Path, ti.Name, name, err)
+	fail := func(err error) ([]byte, gguf.TensorInfo, error) {
+		return nil, ti, fmt.Errorf("gguf: %s: tensor %q (%s): %w", s.file.Path, ti.Name, name, err)
 	}
 	if len(ti.Dims) == 0 || len(ti.Dims) > 2 {
 		return fail(fmt.Errorf("%d dimensions, want 1 or 2", len(ti.Dims)))
 	}
 	raw, err := s.file.TensorData(ti)
+	if err != nil {
+		return nil, ti, err
+	}
+	if gt.heads > 0 {
+		if raw, err = unpermuteQK(raw, ti.Shape()[0], gt.heads); err != nil {
+			return fail(err)
+		}
+	}
+	return raw, ti, nil
+}
+
+// tensor reads the named tensor, undoing the Q/K permutation and
+// dequantizing a quantized one to F16.
+func (s *ggufTensors) tensor(name string) (TensorInfo, error) {
+	raw, ti, err := s.raw(name)
 	if err != nil {
 		return TensorInfo{}, err
 	}
@@ -205,15 +221,11 @@ func (s *ggufTensors) tensor(name string) (TensorInfo, error) {
 		out.DType = BF16
 	default:
 		if !ti.Type.CanDequantize() {
-			return fail(fmt.Errorf("type %s is not supported (supported: %v)", ti.Type, gguf.SupportedDequantize()))
+			return TensorInfo{}, fmt.Errorf("gguf: %s: tensor %q (%s): type %s is not supported (supported: %v)",
+				s.file.Path, ti.Name, name, ti.Type, gguf.SupportedDequantize())
 		}
 		if out.Data, out.DType, err = dequantizeF16(raw, ti); err != nil {
-			return fail(err)
-		}
-	}
-	if gt.heads > 0 {
-		if out.Data, err = unpermuteQK(out.Data, out.Shape[0], gt.heads); err != nil {
-			return fail(err)
+			return TensorInfo{}, fmt.Errorf("gguf: %s: tensor %q (%s): %w", s.file.Path, ti.Name, name, err)
 		}
 	}
 	return out, nil

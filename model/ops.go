@@ -1,6 +1,8 @@
 package model
 
 import (
+	"fmt"
+
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
 )
@@ -11,6 +13,7 @@ import (
 // attnOutputAndMLP), with one error check at the end of each block.
 type ops struct {
 	r   *runtime.Recorder
+	deq *runtime.Tensor // f16 scratch for quantized weights (Engine.deq)
 	err error
 }
 
@@ -25,9 +28,24 @@ func (o *ops) rmsNorm(y, x, w *runtime.Tensor, eps float32) {
 	o.do(func() error { return kernels.RMSNorm(o.r, y, x, w, eps) })
 }
 
-// matMul records y = x·Wᵀ (+ b).
+// matMul records y = x·Wᵀ (+ b). A quantized W multiplies a few rows
+// (M ≤ kernels.GEMVMaxM: decode) as it is, dequantizing in registers; for
+// more rows (prefill) it is first dequantized into the f16 scratch.
 func (o *ops) matMul(y, x, w, b *runtime.Tensor) {
-	o.do(func() error { return kernels.MatMul(o.r, y, x, w, b) })
+	o.do(func() error {
+		if w.DType().IsQuantized() && x.Shape()[0] > kernels.GEMVMaxM {
+			s := w.Shape()
+			f, err := o.deq.View(0, s...)
+			if err != nil {
+				return fmt.Errorf("dequantizing %s: %w", w.Name(), err)
+			}
+			if err := kernels.Dequantize(o.r, f, w); err != nil {
+				return err
+			}
+			w = f
+		}
+		return kernels.MatMul(o.r, y, x, w, b)
+	})
 }
 
 // rope rotates x (heads of the rows from position pos) in place.

@@ -23,6 +23,9 @@ type ModelParams struct {
 	Device   string `json:"device,omitempty"`
 	Clusters string `json:"clusters,omitempty"` // for method "share"
 	Preset   string `json:"preset,omitempty"`
+	// Quantize quantizes floating-point weight matrices on load
+	// (shareprefill.Options.Quantize: "q8_0", or "none" or "").
+	Quantize string `json:"quantize,omitempty"`
 }
 
 // open loads the model for one method with a context of ctxLen tokens.
@@ -31,7 +34,7 @@ func (mp ModelParams) open(ctx context.Context, method string, ctxLen int, logf 
 	if err != nil {
 		return nil, err
 	}
-	o := shareprefill.Options{Model: mp.Model, Device: mp.Device, Context: ctxLen, Attention: kind, Preset: mp.Preset, Logf: logf}
+	o := shareprefill.Options{Model: mp.Model, Device: mp.Device, Context: ctxLen, Attention: kind, Preset: mp.Preset, Quantize: mp.Quantize, Logf: logf}
 	if kind == share.KindShare {
 		o.Clusters = mp.Clusters
 	}

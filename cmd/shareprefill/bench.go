@@ -12,6 +12,7 @@ import (
 
 	"github.com/shareprefill/shareprefill/bench/harness"
 	"github.com/shareprefill/shareprefill/internal/outpath"
+	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/share"
 )
@@ -265,9 +266,17 @@ func modelFlags(fs *flag.FlagSet) (model, device, clusters, preset *string) {
 		fs.String("preset", "", "SharePrefill preset: paper or release (default: the library's)")
 }
 
-// checkBenchInputs checks --device and the output paths of a model
-// benchmark before it loads anything.
+// quantizeFlag adds --quantize to a model benchmark.
+func quantizeFlag(fs *flag.FlagSet) *string {
+	return fs.String("quantize", "none", "quantize f32/f16/bf16 weight matrices on load: q8_0 or none")
+}
+
+// checkBenchInputs checks --device, --quantize and the output paths of a
+// model benchmark before it loads anything.
 func checkBenchInputs(mp harness.ModelParams, out outFlags, inputs ...outpath.Named) error {
+	if _, err := model.ParseQuantization(mp.Quantize); err != nil {
+		return usageError{"--quantize: " + err.Error()}
+	}
 	if mp.Preset != "" {
 		if _, err := share.Preset(mp.Preset); err != nil {
 			return usageError{fmt.Sprintf("--preset %q: want paper or release", mp.Preset)}
@@ -283,6 +292,7 @@ func checkBenchInputs(mp harness.ModelParams, out outFlags, inputs ...outpath.Na
 func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench prefill", stderr)
 	model, device, clusters, preset := modelFlags(fs.FlagSet)
+	quantize := quantizeFlag(fs.FlagSet)
 	lens := fs.String("lens", "1024,2048,4096,8192", "prompt lengths (k = 1024)")
 	methods := fs.String("methods", "dense,vs,flex,share", "attention methods")
 	warm := fs.Int("warmup", 1, "warm-up prefills per configuration")
@@ -301,7 +311,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	if *prompt != harness.PromptRandom && *prompt != harness.PromptStructured {
 		return usageError{fmt.Sprintf("--prompt %q: want random or structured", *prompt)}
 	}
-	p := harness.PrefillParams{ModelParams: harness.ModelParams{Model: *model, Device: *device, Clusters: *clusters, Preset: *preset},
+	p := harness.PrefillParams{ModelParams: harness.ModelParams{Model: *model, Device: *device, Clusters: *clusters, Preset: *preset, Quantize: *quantize},
 		Warmup: *warm, Reps: *reps, Seed: *seed, Corpus: *corpus, Prompt: *prompt, Profile: *profile, Logf: out.logf(stderr)}
 	var err error
 	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
@@ -329,6 +339,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 func benchDecode(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench decode", stderr)
 	model, device, _, _ := modelFlags(fs.FlagSet)
+	quantize := quantizeFlag(fs.FlagSet)
 	lens := fs.String("lens", "4096,32768", "prompt lengths before decoding (k = 1024)")
 	gen := fs.Int("gen", 128, "tokens generated per run (at least 2)")
 	warm := fs.Int("warmup", 1, "warm-up runs per length")
@@ -344,7 +355,7 @@ func benchDecode(args []string, stdout, stderr io.Writer) error {
 	if *gen < 2 || *reps < 1 || *warm < 0 {
 		return usageError{"need --gen ≥ 2, --reps ≥ 1 and --warmup ≥ 0"}
 	}
-	p := harness.DecodeParams{ModelParams: harness.ModelParams{Model: *model, Device: *device},
+	p := harness.DecodeParams{ModelParams: harness.ModelParams{Model: *model, Device: *device, Quantize: *quantize},
 		Gen: *gen, Reps: *reps, Warmup: *warm, Seed: *seed, Logf: out.logf(stderr)}
 	var err error
 	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {

@@ -52,13 +52,39 @@ func TestRunGGUF(t *testing.T) {
 	}
 }
 
+// TestRunQuantize: run --quantize q8_0 keeps the embedded model's matrices
+// in Q8_0 on the device (the summary says so) and gives its greedy text for
+// these 40 tokens; inspect --quantize q8_0 plans the same types.
+func TestRunQuantize(t *testing.T) {
+	needVulkan(t)
+	want, err := os.ReadFile(filepath.Join("testdata", "golden_run.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "run", "--quantize", "q8_0", "--temp", "0", "--max-tokens", "40", "--prompt", "Once upon a time")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	if out != string(want) {
+		t.Errorf("greedy output:\n got: %q\nwant: %q", out, want)
+	}
+	if !strings.Contains(errOut, "weights Q8_0 178.0 KiB, F16 171.5 KiB, F32 2.8 KiB") {
+		t.Errorf("summary lacks the Q8_0 weights:\n%s", errOut)
+	}
+	code, out, errOut = runCLI(t, "inspect", "--quantize", "q8_0")
+	if code != 0 || !strings.Contains(out, "Q8_0 178.0 KiB (171520 params)") {
+		t.Errorf("inspect --quantize q8_0: exit %d, %s%s", code, out, errOut)
+	}
+}
+
 func TestInspectGGUF(t *testing.T) {
 	code, out, errOut := runCLI(t, "inspect", "--model", storiesQ8)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
 	}
 	for _, w := range []string{"Q8_0 (204288 params, 0.21 MiB), F16 (55040 params, 0.10 MiB), F32 (704 params, 0.00 MiB)",
-		"f16 on the device", "260032 (0.26M)", "8 / 4 / 8 (GQA group 2)"} {
+		"260032 (0.26M)", "8 / 4 / 8 (GQA group 2)", "weights on the device", "weights on the device         Q8_0 178.0 KiB (171520 params), F16 171.5 KiB (87808 params), F32 2.8 KiB (708 params)",
+		"device memory at context 512  weights", "fits the device"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("inspect output lacks %q:\n%s", w, out)
 		}

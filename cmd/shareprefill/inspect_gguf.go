@@ -64,14 +64,14 @@ func ggufTypeSizes(f *gguf.File) string {
 // tensorSummary counts the parameters of ck and describes its element types:
 // for safetensors the dtypes with their parameters; for GGUF the ggml types
 // of the file with their sizes (read from the tensor table: nothing is
-// dequantized) and what the device holds.
+// dequantized).
 func tensorSummary(ck *model.Checkpoint) (int64, []string, error) {
 	var params int64
 	if f := ck.GGUF(); f != nil {
 		for _, t := range f.Tensors {
 			params += int64(t.NumElements())
 		}
-		return params, []string{ggufTypeSizes(f), "f16 on the device (quantized tensors are dequantized at load)"}, nil
+		return params, []string{ggufTypeSizes(f)}, nil
 	}
 	dtypes := map[model.DType]int64{}
 	for _, n := range ck.Names() {

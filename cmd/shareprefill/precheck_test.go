@@ -131,6 +131,7 @@ func TestRunFlagValues(t *testing.T) {
 		{[]string{"--preset", "bogus"}, []string{"--preset", "paper or release"}},
 		{[]string{"--clusters", promptFile}, []string{"--clusters needs --attn share"}},
 		{[]string{"--system", "be brief"}, []string{"--system needs --chat"}},
+		{[]string{"--quantize", "q4_k_m"}, []string{"--quantize", `"q4_k_m"`, "supported: q8_0, none"}},
 		{[]string{"--stats-json", filepath.Join(t.TempDir(), "no", "stats.json")}, []string{"--stats-json", "does not exist"}},
 		{[]string{"--stats-json", t.TempDir()}, []string{"--stats-json", "is a directory"}},
 		{[]string{"--stats-json", promptFile, "--prompt-file", promptFile}, []string{"--stats-json", "--prompt-file"}},
@@ -309,6 +310,8 @@ func TestBenchChecksFirst(t *testing.T) {
 		want []string
 	}{
 		{append(prefill, "--reps", "0"), []string{"--reps 0", "≥ 1"}},
+		{append(prefill, "--quantize", "int8"), []string{"--quantize", `"int8"`, "supported: q8_0, none"}},
+		{[]string{"bench", "decode", "--model", noWeights, "--lens", "64", "--quantize", "q4"}, []string{"--quantize", `"q4"`, "supported: q8_0, none"}},
 		{append(prefill, "--warmup", "-1"), []string{"--warmup -1"}},
 		{append(prefill, "--preset", "bogus"), []string{"--preset", "paper or release"}},
 		{append(prefill, "--corpus", corpus, "--json", corpus), []string{"--json", "--corpus"}},
@@ -336,6 +339,7 @@ func TestBenchChecksFirst(t *testing.T) {
 		{[]string{"bench", "gen-model", "--layers", "-1", "--out", filepath.Join(dir, "g")}, []string{"--layers -1"}},
 		{[]string{"bench", "gen-model", "--vocab", "100", "--out", filepath.Join(dir, "g")}, []string{"--vocab 100"}},
 		{[]string{"inspect", "--context", "-1"}, []string{"--context -1"}},
+		{[]string{"inspect", "--quantize", "q4_k"}, []string{"--quantize", `"q4_k"`, "supported: q8_0, none"}},
 	}
 	for _, tc := range tests {
 		wantUsage(t, tc.want, tc.args...)

@@ -37,6 +37,7 @@ type runOptions struct {
 	gen                                   shareprefill.GenerateOptions
 	statsJSON, profile                    string
 	force, quiet, allowNonFinite          bool
+	quantize                              string
 }
 
 // parseRunFlags parses and checks the flags of `shareprefill run` without
@@ -64,6 +65,7 @@ func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 	fs.BoolVar(&o.force, "force", false, "overwrite a --stats-json file that this program did not write")
 	fs.BoolVar(&o.quiet, "quiet", false, "no summary on stderr")
 	fs.StringVar(&o.profile, "profile", "", "write a Chrome trace of the call (GPU time of every dispatch, host submits and waits) to this file and print a profile on stderr")
+	fs.StringVar(&o.quantize, "quantize", "none", "quantize f32/f16/bf16 weight matrices on load: q8_0 or none (a quantized GGUF file stays quantized either way)")
 	fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "load weights holding NaN, ±Inf or values beyond f16's range (default: an error naming the tensor)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
@@ -101,6 +103,9 @@ func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 	}
 	if _, err := share.Preset(o.preset); err != nil {
 		return bad("--preset %q: want paper or release", o.preset)
+	}
+	if _, err := model.ParseQuantization(o.quantize); err != nil {
+		return bad("--quantize: %v", err)
 	}
 	return o, nil
 }
@@ -150,7 +155,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	m, err := shareprefill.Open(ctx, shareprefill.Options{
 		Model: o.model, Device: o.device, Context: o.context,
 		Attention: o.kind, Clusters: o.clusters, Preset: o.preset,
-		Progress: bar.update, AllowNonFinite: o.allowNonFinite,
+		Progress: bar.update, AllowNonFinite: o.allowNonFinite, Quantize: o.quantize,
 		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", args...) },
 		// The device's own notes (which GPU, which switches) stay quiet.
 		Runtime: runtime.Options{Logf: func(string, ...any) {}},
@@ -226,7 +231,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		if attnLine == "" {
 			attnLine = "dense (every causal block, density 1.00)"
 		}
-		fmt.Fprintf(stderr, "model %s on %s\n", m.Name, m.Device().Info().Name)
+		fmt.Fprintf(stderr, "model %s on %s · weights %s\n", m.Name, m.Device().Info().Name, weightTypesLine(m.MemoryPlan()))
 		fmt.Fprintf(stderr, "prompt %d tokens · prefill %s (%.0f tok/s) · first token after %s\n",
 			st.PromptTokens, st.Prefill.Round(10e3), st.PrefillTokensPerSecond(), st.FirstToken.Round(10e3))
 		fmt.Fprintf(stderr, "generated %d tokens · decode %.1f tok/s\n", st.GeneratedTokens, st.DecodeTokensPerSecond())
@@ -323,4 +328,25 @@ func printProfile(w io.Writer, s runtime.TraceSummary) {
 		parts[i] = c + " " + ms(s.ByCategory[c])
 	}
 	fmt.Fprintf(w, "profile: GPU time by kind: %s\n", strings.Join(parts, " · "))
+}
+
+// weightTypesLine lists the types the weights take on the device, largest
+// first: "Q8_0 0.2 MiB, F16 0.2 MiB, F32 2.8 KiB".
+func weightTypesLine(p model.MemoryPlan) string {
+	parts := make([]string, len(p.WeightTypes))
+	for i, t := range p.WeightTypes {
+		parts[i] = fmt.Sprintf("%s %s", t.Type, fmtSize(t.Bytes))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// fmtSize is a byte count in GiB, MiB or KiB.
+func fmtSize(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
 }
