@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/tokenizer"
@@ -91,6 +93,12 @@ type OracleRow struct {
 	RelErrLast  float64 `json:"rel_err_last"`
 	RelErrWorst float64 `json:"rel_err_worst"`
 	MaxAbs      float64 `json:"max_abs"`
+	// ExactRef and ExactOurs, with OracleParams.Exact, are llama.cpp's and
+	// our rel err against the float64 forward pass of the GGUF file's own
+	// weights (exactly dequantized), over the same positions: the control
+	// that says which side a difference comes from.
+	ExactRef  *float64 `json:"exact_rel_err_ref,omitempty"`
+	ExactOurs *float64 `json:"exact_rel_err_ours,omitempty"`
 	// ArgmaxSame counts the Stored positions whose argmax is the
 	// reference's.
 	ArgmaxSame int `json:"argmax_same"`
@@ -127,6 +135,9 @@ type OracleRow struct {
 	RefPPL    float64 `json:"ref_ppl,omitempty"`
 	RefPPLAll float64 `json:"ref_ppl_all,omitempty"`
 	PPLRatio  float64 `json:"ppl_ratio,omitempty"`
+	// ExactPPL, with OracleParams.Exact, is the perplexity of the same
+	// windows by the float64 forward pass of the file's own weights.
+	ExactPPL float64 `json:"exact_ppl,omitempty"`
 	// Pass says whether the case met its bar: RelErr within Tol
 	// (transformers cases); for llama.cpp cases also the same greedy
 	// tokens, and for perplexity cases |PPLRatio − 1| within PPLTol.
@@ -160,8 +171,16 @@ type OracleParams struct {
 	Weights []string `json:"weights"`
 	// PPLWindows scores at most this many windows of each perplexity case
 	// (0: all); the reference's perplexity is taken over the same windows.
-	PPLWindows int                              `json:"ppl_windows"`
-	Logf       func(format string, args ...any) `json:"-"`
+	PPLWindows int `json:"ppl_windows"`
+	// Exact adds, to each logits case of a GGUF file, the control: the
+	// float64 CPU forward pass (internal/ref) of the file's weights,
+	// dequantized exactly, against which both llama.cpp's and our logits
+	// are measured (minutes per case of several hundred tokens on 2 cores).
+	Exact bool `json:"exact"`
+	// Cases, if set, runs only the cases whose names match one of these
+	// path.Match patterns.
+	Cases []string                         `json:"cases,omitempty"`
+	Logf  func(format string, args ...any) `json:"-"`
 }
 
 // OracleWeights lists the values of OracleParams.Weights.
@@ -324,6 +343,23 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(p.Cases) > 0 {
+		var keep []OracleCase
+		for _, c := range cases {
+			for _, pat := range p.Cases {
+				if ok, err := path.Match(pat, c.Name); err != nil {
+					return nil, fmt.Errorf("oracle: case pattern %q: %w", pat, err)
+				} else if ok {
+					keep = append(keep, c)
+					break
+				}
+			}
+		}
+		if len(keep) == 0 {
+			return nil, fmt.Errorf("oracle: no case of %s matches %s", p.Dir, strings.Join(p.Cases, ", "))
+		}
+		cases = keep
+	}
 	dev, err := runtime.Open(runtime.Options{Device: p.Device})
 	if err != nil {
 		return nil, err
@@ -342,8 +378,8 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 		}
 		longest[c.Model] = max(longest[c.Model], c.tokens())
 	}
-	for _, path := range models {
-		m, err := openOracleModel(path)
+	for _, mpath := range models {
+		m, err := openOracleModel(mpath)
 		if err != nil {
 			return rep, fmt.Errorf("oracle: %w", err)
 		}
@@ -351,11 +387,34 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 			defer m.ck.Close()
 			wt, _, err := model.PlanWeights(m.cfg, m.ck, model.EngineOptions{}, model.QuantTypes(dev))
 			if err != nil {
-				return fmt.Errorf("oracle %s: %w", path, err)
+				return fmt.Errorf("oracle %s: %w", mpath, err)
 			}
 			quant := false
 			for _, t := range wt {
 				quant = quant || t.BlockElems() > 1
+			}
+			exact := map[string]*oracleExact{} // case → the control
+			if p.Exact && m.tok != nil {
+				llama, err := exactGGUFLlama(m.cfg, m.ck)
+				if err != nil {
+					return fmt.Errorf("oracle %s: %w", mpath, err)
+				}
+				for _, c := range cases {
+					if c.Model != mpath {
+						continue
+					}
+					x := &oracleExact{}
+					if c.PPL != nil {
+						x.ppl, err = exactPPL(llama, c, p.PPLWindows)
+					} else {
+						x.logits, err = exactLogits(llama, c)
+					}
+					if err != nil {
+						return fmt.Errorf("oracle %s: exact reference: %w", c.Name, err)
+					}
+					exact[c.Name] = x
+					logf("oracle: %s: exact float64 reference done", c.Name)
+				}
 			}
 			for i, w := range p.Weights {
 				if m.tok == nil && i > 0 {
@@ -364,20 +423,20 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 				if m.tok != nil && !quant && w == "f16" && slices.Contains(p.Weights, "quantized") {
 					continue // no quantized matrix on the device: the quantized run is this one
 				}
-				opts := model.EngineOptions{Context: longest[path], F16Weights: w == "f16"}
+				opts := model.EngineOptions{Context: longest[mpath], F16Weights: w == "f16"}
 				eng, err := model.NewEngine(dev, m.cfg, m.ck, opts)
 				if err != nil {
-					return fmt.Errorf("oracle %s: %w", path, err)
+					return fmt.Errorf("oracle %s: %w", mpath, err)
 				}
 				label := ""
 				if m.tok != nil {
 					label = w
 				}
 				for _, c := range cases {
-					if c.Model != path {
+					if c.Model != mpath {
 						continue
 					}
-					row, err := oracleCase(ctx, eng, m, c, p)
+					row, err := oracleCase(ctx, eng, m, c, p, exact[c.Name])
 					if err != nil {
 						eng.Close()
 						return fmt.Errorf("oracle %s: %w", c.Name, err)
@@ -404,7 +463,11 @@ func (r OracleRow) summary() string {
 		s += " (" + r.Weights + " weights)"
 	}
 	if r.Windows > 0 {
-		return fmt.Sprintf("%s: perplexity %.4f, reference %.4f (ratio %.5f) over %d windows", s, r.PPL, r.RefPPL, r.PPLRatio, r.Windows)
+		s = fmt.Sprintf("%s: perplexity %.4f, reference %.4f (ratio %.5f) over %d windows", s, r.PPL, r.RefPPL, r.PPLRatio, r.Windows)
+		if r.ExactPPL > 0 {
+			s += fmt.Sprintf("; the exact float64 forward: %.4f", r.ExactPPL)
+		}
+		return s
 	}
 	s += fmt.Sprintf(": rel err %.4g (worst position %.4g)", r.RelErr, r.RelErrWorst)
 	if r.HFFP16RelErr != nil {
@@ -415,6 +478,9 @@ func (r OracleRow) summary() string {
 	}
 	if r.DecodeRelErr != nil {
 		s += fmt.Sprintf(", decode steps rel err %.4g", *r.DecodeRelErr)
+	}
+	if r.ExactRef != nil {
+		s += fmt.Sprintf("; against the exact float64 forward: llama.cpp %.4g, ours %.4g", *r.ExactRef, *r.ExactOurs)
 	}
 	return s
 }
@@ -442,8 +508,113 @@ func readF32(path string, rows, cols int) ([]float32, error) {
 	return x, nil
 }
 
-// oracleCase runs one case on eng.
-func oracleCase(ctx context.Context, eng *model.Engine, m *oracleModel, c OracleCase, p OracleParams) (OracleRow, error) {
+// oracleExact is the control of one case: the logits at its positions, or
+// the perplexity of its windows.
+type oracleExact struct {
+	logits [][]float32
+	ppl    float64
+}
+
+// pplWindows returns the windows of a perplexity case that are scored (at
+// most limit; 0: all), each with its first token replaced by BOS.
+func pplWindows(c OracleCase, ids []int, limit int) [][]int {
+	pp := c.PPL
+	n := len(pp.WindowNLL)
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	out := make([][]int, n)
+	for w := range out {
+		out[w] = slices.Clone(ids[w*pp.Window : (w+1)*pp.Window])
+		if pp.BOS >= 0 {
+			out[w][0] = pp.BOS
+		}
+	}
+	return out
+}
+
+// exactPPL returns the control's perplexity of c's windows.
+func exactPPL(llama *ref.Llama, c OracleCase, limit int) (float64, error) {
+	ids, err := readIDs(c)
+	if err != nil {
+		return 0, err
+	}
+	var nll float64
+	var n int
+	for _, win := range pplWindows(c, ids, limit) {
+		lg, err := llama.ForwardF64(win)
+		if err != nil {
+			return 0, err
+		}
+		for pos := c.PPL.First; pos+1 < len(win); pos++ {
+			nll -= logProb64(lg[pos], win[pos+1])
+			n++
+		}
+	}
+	return math.Exp(nll / float64(n)), nil
+}
+
+// logProb64 is model.LogProb for float64 logits.
+func logProb64(logits []float64, t int) float64 {
+	mx := math.Inf(-1)
+	for _, x := range logits {
+		mx = math.Max(mx, x)
+	}
+	var s float64
+	for _, x := range logits {
+		s += math.Exp(x - mx)
+	}
+	return logits[t] - mx - math.Log(s)
+}
+
+// exactLogits returns the logits of the control at c's stored positions.
+func exactLogits(llama *ref.Llama, c OracleCase) ([][]float32, error) {
+	ids, err := readIDs(c)
+	if err != nil {
+		return nil, err
+	}
+	all, err := llama.Forward(ids[:c.Positions[len(c.Positions)-1]+1])
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float32, len(c.Positions))
+	for i, q := range c.Positions {
+		out[i] = all[q]
+	}
+	return out, nil
+}
+
+// readIDs reads the ids.json of a case.
+func readIDs(c OracleCase) ([]int, error) {
+	var ids []int
+	b, err := os.ReadFile(filepath.Join(c.dir, "ids.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &ids); err != nil {
+		return nil, fmt.Errorf("ids.json: %w", err)
+	}
+	if len(ids) != c.N {
+		return nil, fmt.Errorf("ids.json has %d tokens, case.json says %d", len(ids), c.N)
+	}
+	return ids, nil
+}
+
+// relErr returns ‖x − r‖/‖r‖ over rows.
+func relErr(x, r [][]float32) float64 {
+	var num, den float64
+	for i := range r {
+		for j, v := range r[i] {
+			d := float64(x[i][j]) - float64(v)
+			num += d * d
+			den += float64(v) * float64(v)
+		}
+	}
+	return math.Sqrt(num / den)
+}
+
+// oracleCase runs one case on eng; x, if not nil, is the case's control.
+func oracleCase(ctx context.Context, eng *model.Engine, m *oracleModel, c OracleCase, p OracleParams, x *oracleExact) (OracleRow, error) {
 	row := OracleRow{Case: c.Name, Kind: c.Kind, Shape: c.Shape, N: c.N, HFFP16RelErr: hfFloat(c.HF, "fp16_rel_err"), HFNLL: hfFloat(c.HF, "fp32_nll")}
 	row.Tol = p.TolRandom
 	switch c.Kind {
@@ -452,16 +623,9 @@ func oracleCase(ctx context.Context, eng *model.Engine, m *oracleModel, c Oracle
 	case "llamacpp":
 		row.Tol = p.TolLlamaCpp
 	}
-	var ids []int
-	b, err := os.ReadFile(filepath.Join(c.dir, "ids.json"))
+	ids, err := readIDs(c)
 	if err != nil {
 		return row, err
-	}
-	if err := json.Unmarshal(b, &ids); err != nil {
-		return row, fmt.Errorf("ids.json: %w", err)
-	}
-	if len(ids) != c.N {
-		return row, fmt.Errorf("ids.json has %d tokens, case.json says %d", len(ids), c.N)
 	}
 	v := m.cfg.VocabSize
 	if v != c.Vocab {
@@ -492,7 +656,15 @@ func oracleCase(ctx context.Context, eng *model.Engine, m *oracleModel, c Oracle
 		}
 	}
 	if c.PPL != nil {
-		return oraclePPL(ctx, eng, c, ids, p, row)
+		row, err := oraclePPL(ctx, eng, c, ids, p, row)
+		if x != nil {
+			row.ExactPPL = x.ppl
+		}
+		return row, err
+	}
+	var exact [][]float32
+	if x != nil {
+		exact = x.logits
 	}
 	ref, err := readF32(filepath.Join(c.dir, "ref_logits.f32"), len(c.Positions), v)
 	if err != nil {
@@ -506,10 +678,17 @@ func oracleCase(ctx context.Context, eng *model.Engine, m *oracleModel, c Oracle
 	row.Stored = len(c.Positions)
 	var num, den, lnum, lden, nll float64
 	var lastLogits []float32
+	var ours [][]float32 // at the stored positions, for the control
+	if exact != nil {
+		ours = make([][]float32, len(c.Positions))
+	}
 	eng.Reset()
 	err = eng.PrefillAll(ctx, ids, func(pos int, logits []float32) {
 		if pos == len(ids)-1 {
 			lastLogits = slices.Clone(logits)
+		}
+		if i, ok := slot[pos]; ok && ours != nil {
+			ours[i] = slices.Clone(logits)
 		}
 		if c.NLL && pos+1 < len(ids) {
 			nll -= model.LogProb(logits, ids[pos+1])
@@ -546,6 +725,14 @@ func oracleCase(ctx context.Context, eng *model.Engine, m *oracleModel, c Oracle
 		return row, err
 	}
 	row.RelErr, row.RelErrLast = math.Sqrt(num/den), math.Sqrt(lnum/lden)
+	if exact != nil {
+		rows := make([][]float32, len(c.Positions))
+		for i := range rows {
+			rows[i] = ref[i*v : (i+1)*v]
+		}
+		er, eo := relErr(rows, exact), relErr(ours, exact)
+		row.ExactRef, row.ExactOurs = &er, &eo
+	}
 	if c.NLL && len(ids) > 1 {
 		x := nll / float64(len(ids)-1)
 		row.NLL = &x
@@ -614,17 +801,10 @@ func oracleGreedy(ctx context.Context, eng *model.Engine, c OracleCase, logits [
 func oraclePPL(ctx context.Context, eng *model.Engine, c OracleCase, ids []int, p OracleParams, row OracleRow) (OracleRow, error) {
 	pp := c.PPL
 	row.Tol, row.PPLTol = 0, p.PPLTol
-	windows := len(pp.WindowNLL)
-	if p.PPLWindows > 0 {
-		windows = min(windows, p.PPLWindows)
-	}
-	win := make([]int, pp.Window)
+	wins := pplWindows(c, ids, p.PPLWindows)
+	windows := len(wins)
 	var nll, refNLL, refAll float64
-	for w := range windows {
-		copy(win, ids[w*pp.Window:(w+1)*pp.Window])
-		if pp.BOS >= 0 {
-			win[0] = pp.BOS
-		}
+	for w, win := range wins {
 		eng.Reset()
 		err := eng.PrefillAll(ctx, win, func(pos int, logits []float32) {
 			if pos >= pp.First && pos+1 < len(win) {
@@ -660,10 +840,10 @@ func OracleTables(res *OracleResults) []*Table {
 		Header: []string{"case", "kind", "tokens", "ours: rel err", "transformers fp16: rel err", "ours / fp16", "ours, last position", "max |Δ|", "NLL ours", "NLL transformers fp32", "within tol"},
 		Foot:   "rel err = ‖x − fp32‖/‖fp32‖ over the stored positions; tolerance 0.1 for random weights (reported for the trend), 1e-3 for trained models."}
 	lc := &Table{Title: "Logits and greedy tokens against llama.cpp (CPU) on the same GGUF file",
-		Header: []string{"case", "our weights", "tokens", "rel err", "worst position", "last position", "max |Δ|", "argmax same (stored positions)", "greedy same", "decode steps: rel err", "tokenizer", "pass"},
-		Foot:   "rel err = ‖ours − llama.cpp‖/‖llama.cpp‖ over every position together (Euclidean norms), worst = the largest per-position value; our weights: quantized = the file's blocks on the device (decode: in-register mat-vec; prefill: dequantized to an f16 scratch), f16 = dequantized at load; greedy: common prefix of the two greedy continuations (at a difference, llama.cpp's logit gap between its token and ours); decode steps: rel err of the logits of the greedy steps both took the same way (our decode path: the in-register mat-vec on quantized weights), against llama.cpp's; tokenizer: our ids of the prompt text against llama.cpp's; pass: both rel errs ≤ tol (1e-2) and the same greedy tokens."}
+		Header: []string{"case", "our weights", "tokens", "rel err", "worst position", "last position", "max |Δ|", "argmax same (stored positions)", "greedy same", "decode steps: rel err", "control: llama.cpp vs exact", "control: ours vs exact", "tokenizer", "pass"},
+		Foot:   "rel err = ‖ours − llama.cpp‖/‖llama.cpp‖ over every position together (Euclidean norms), worst = the largest per-position value; our weights: quantized = the file's blocks on the device (decode: in-register mat-vec; prefill: dequantized to an f16 scratch), f16 = dequantized at load; greedy: common prefix of the two greedy continuations (at a difference, llama.cpp's logit gap between its token and ours); decode steps: rel err of the logits of the greedy steps both took the same way (our decode path: the in-register mat-vec on quantized weights), against llama.cpp's; control (--oracle-exact): rel err against the float64 CPU forward pass of the file's own weights, dequantized exactly (internal/ref); tokenizer: our ids of the prompt text against llama.cpp's; pass: both rel errs ≤ tol (1e-2) and the same greedy tokens."}
 	pl := &Table{Title: "Perplexity against llama-perplexity on the same GGUF file",
-		Header: []string{"case", "our weights", "windows × tokens", "scored", "PPL ours", "PPL llama.cpp (same windows)", "ours / llama.cpp", "llama.cpp, all its windows", "tokenizer", "within ±tol"},
+		Header: []string{"case", "our weights", "windows × tokens", "scored", "PPL ours", "PPL llama.cpp (same windows)", "ours / llama.cpp", "llama.cpp, all its windows", "control: exact PPL", "tokenizer", "within ±tol"},
 		Foot:   "llama-perplexity's rule: window w = tokens [w·n, (w+1)·n) of the text's token stream (BOS first), its first token replaced by BOS, the predictions of positions n/2 … n−2 scored; both sides run llama.cpp's token ids; tokenizer: our ids of the whole text against llama.cpp's (those the windows use)."}
 	for _, r := range res.Rows {
 		switch {
@@ -672,7 +852,11 @@ func OracleTables(res *OracleResults) []*Table {
 			if !r.Pass {
 				pass = fmt.Sprintf("NO (> %g)", r.PPLTol)
 			}
-			pl.Add(r.Case, r.Weights, fmt.Sprintf("%d × %d", r.Windows, r.N), fmt.Sprint(r.Scored), f(r.PPL, 4), f(r.RefPPL, 4), f(r.PPLRatio, 5), f(r.RefPPLAll, 4), r.tokenizerCell(), pass)
+			xp := "–"
+			if r.ExactPPL > 0 {
+				xp = f(r.ExactPPL, 4)
+			}
+			pl.Add(r.Case, r.Weights, fmt.Sprintf("%d × %d", r.Windows, r.N), fmt.Sprint(r.Scored), f(r.PPL, 4), f(r.RefPPL, 4), f(r.PPLRatio, 5), f(r.RefPPLAll, 4), xp, r.tokenizerCell(), pass)
 		case r.Kind == "llamacpp":
 			greedy := "–"
 			if r.GreedyN > 0 {
@@ -680,6 +864,10 @@ func OracleTables(res *OracleResults) []*Table {
 				if r.GreedyGap != nil {
 					greedy += fmt.Sprintf(" (gap %.3g)", *r.GreedyGap)
 				}
+			}
+			xr, xo := "–", "–"
+			if r.ExactRef != nil {
+				xr, xo = fmt.Sprintf("%.4g", *r.ExactRef), fmt.Sprintf("%.4g", *r.ExactOurs)
 			}
 			dec := "–"
 			if r.DecodeRelErr != nil {
@@ -689,7 +877,7 @@ func OracleTables(res *OracleResults) []*Table {
 			if !r.Pass {
 				pass = "NO"
 			}
-			lc.Add(r.Case, r.Weights, fmt.Sprint(r.N), fmt.Sprintf("%.4g", r.RelErr), fmt.Sprintf("%.4g", r.RelErrWorst), fmt.Sprintf("%.4g", r.RelErrLast), fmt.Sprintf("%.3g", r.MaxAbs), fmt.Sprintf("%d/%d", r.ArgmaxSame, r.Stored), greedy, dec, r.tokenizerCell(), pass)
+			lc.Add(r.Case, r.Weights, fmt.Sprint(r.N), fmt.Sprintf("%.4g", r.RelErr), fmt.Sprintf("%.4g", r.RelErrWorst), fmt.Sprintf("%.4g", r.RelErrLast), fmt.Sprintf("%.3g", r.MaxAbs), fmt.Sprintf("%d/%d", r.ArgmaxSame, r.Stored), greedy, dec, xr, xo, r.tokenizerCell(), pass)
 		default:
 			fp16, ratio, nll, hfnll := "–", "–", "–", "–"
 			if r.HFFP16RelErr != nil {

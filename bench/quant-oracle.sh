@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Accuracy of shareprefill's GGUF path against llama.cpp (issue 27): logits,
+# greedy tokens, tokenizer ids and perplexity on bench-lm-8k in f16, Q8_0
+# and Q4_K_M, ours with the quantized matrices on the device and with them
+# dequantized to f16 at load. Accuracy only: no timings.
+#
+#   bench/quant-oracle.sh [OUT]          (from the repository root; default out/quant-oracle)
+#
+# 1. bench/peers/llamacpp-oracle.sh OUT/llamacpp: llama.cpp on the CPU (see
+#    that script for KIT, SRC, MODEL, TEXT, TYPES, CHUNKS, CTX, GREEDY);
+# 2. `shareprefill bench accuracy --oracle OUT/llamacpp/cases
+#    --oracle-weights quantized,f16 --ppl-windows $WINDOWS` on the default
+#    Vulkan device (SHAREPREFILL_DEVICE), writing OUT/oracle.{json,md}.
+# WINDOWS (default 0: all of llama-perplexity's windows) caps the windows
+# our side scores; llama.cpp's perplexity is then taken over the same ones
+# (lavapipe prefills bench-lm-8k at about 10 tokens/s on 2 cores: use 4).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-$ROOT/out/quant-oracle}
+WINDOWS=${WINDOWS:-0}
+mkdir -p "$OUT"
+"$ROOT/bench/peers/llamacpp-oracle.sh" "$OUT/llamacpp"
+(cd "$ROOT" && go build -o "$OUT/shareprefill" ./cmd/shareprefill)
+"$OUT/shareprefill" bench accuracy --oracle "$OUT/llamacpp/cases" --oracle-weights quantized,f16 \
+  --ppl-windows "$WINDOWS" --json "$OUT/oracle.json" --md "$OUT/oracle.md" --force
+echo "llama.cpp: $OUT/llamacpp/llamacpp.json; ours against it: $OUT/oracle.md"
