@@ -11,9 +11,14 @@
 # 2. `shareprefill bench accuracy --oracle OUT/llamacpp/cases
 #    --oracle-weights quantized,f16 --ppl-windows $WINDOWS` on the default
 #    Vulkan device (SHAREPREFILL_DEVICE), writing OUT/oracle.{json,md}.
+# 3. the control, `--oracle-exact` on the cases matching $CONTROL_CASES
+#    (default '*-kjv,*-ppl'; empty: none) with $CONTROL_WINDOWS windows
+#    (default 1): llama.cpp's and our logits and perplexity against the
+#    float64 CPU forward pass of each file's exactly dequantized weights,
+#    writing OUT/control.{json,md} (minutes per case on the CPU).
 # WINDOWS (default 0: all of llama-perplexity's windows) caps the windows
 # our side scores; llama.cpp's perplexity is then taken over the same ones
-# (lavapipe prefills bench-lm-8k at about 10 tokens/s on 2 cores: use 4).
+# (lavapipe on 2 busy cores needs about a minute per 512-token window: use 4).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/out/quant-oracle}
@@ -23,4 +28,9 @@ mkdir -p "$OUT"
 (cd "$ROOT" && go build -o "$OUT/shareprefill" ./cmd/shareprefill)
 "$OUT/shareprefill" bench accuracy --oracle "$OUT/llamacpp/cases" --oracle-weights quantized,f16 \
   --ppl-windows "$WINDOWS" --json "$OUT/oracle.json" --md "$OUT/oracle.md" --force
-echo "llama.cpp: $OUT/llamacpp/llamacpp.json; ours against it: $OUT/oracle.md"
+CONTROL_CASES=${CONTROL_CASES-*-kjv,*-ppl}
+if [ -n "$CONTROL_CASES" ]; then
+  "$OUT/shareprefill" bench accuracy --oracle "$OUT/llamacpp/cases" --oracle-exact --oracle-cases "$CONTROL_CASES" \
+    --oracle-weights quantized --ppl-windows "${CONTROL_WINDOWS:-1}" --json "$OUT/control.json" --md "$OUT/control.md" --force
+fi
+echo "llama.cpp: $OUT/llamacpp/llamacpp.json; ours against it: $OUT/oracle.md; the control: $OUT/control.md"
