@@ -84,7 +84,8 @@ type OracleRow struct {
 	N     int    `json:"n"`
 	// Weights says how our engine held the GGUF file's quantized matrices:
 	// "quantized" (on the device as they are) or "f16" (dequantized to
-	// f16 at load); "" for safetensors models.
+	// f16 at load); "file's own" for a GGUF file that has none on the
+	// device, "" for safetensors models.
 	Weights string `json:"weights,omitempty"`
 	// RelErr is ‖ours − ref‖/‖ref‖ (Euclidean norms) over all the stored
 	// positions together, RelErrLast the same at the last position,
@@ -429,8 +430,11 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 					return fmt.Errorf("oracle %s: %w", mpath, err)
 				}
 				label := ""
-				if m.tok != nil {
+				switch {
+				case m.tok != nil && quant:
 					label = w
+				case m.tok != nil:
+					label = "file's own" // no quantized matrix on the device
 				}
 				for _, c := range cases {
 					if c.Model != mpath {
