@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/tokenizer"
@@ -94,10 +93,11 @@ type OracleRow struct {
 	RelErrLast  float64 `json:"rel_err_last"`
 	RelErrWorst float64 `json:"rel_err_worst"`
 	MaxAbs      float64 `json:"max_abs"`
-	// ExactRef and ExactOurs, with OracleParams.Exact, are llama.cpp's and
-	// our rel err against the float64 forward pass of the GGUF file's own
-	// weights (exactly dequantized), over the same positions: the control
-	// that says which side a difference comes from.
+	// ExactRef and ExactOurs, with OracleParams.Control, are the
+	// reference's and our rel err against the control's logits (the tests'
+	// control: the float64 forward pass of the GGUF file's own weights,
+	// exactly dequantized), over the same positions: which side a
+	// difference comes from.
 	ExactRef  *float64 `json:"exact_rel_err_ref,omitempty"`
 	ExactOurs *float64 `json:"exact_rel_err_ours,omitempty"`
 	// ArgmaxSame counts the Stored positions whose argmax is the
@@ -136,8 +136,8 @@ type OracleRow struct {
 	RefPPL    float64 `json:"ref_ppl,omitempty"`
 	RefPPLAll float64 `json:"ref_ppl_all,omitempty"`
 	PPLRatio  float64 `json:"ppl_ratio,omitempty"`
-	// ExactPPL, with OracleParams.Exact, is the perplexity of the same
-	// windows by the float64 forward pass of the file's own weights.
+	// ExactPPL, with OracleParams.Control, is the control's perplexity of
+	// the same windows.
 	ExactPPL float64 `json:"exact_ppl,omitempty"`
 	// Pass says whether the case met its bar: RelErr within Tol
 	// (transformers cases); for llama.cpp cases also the same greedy
@@ -173,16 +173,22 @@ type OracleParams struct {
 	// PPLWindows scores at most this many windows of each perplexity case
 	// (0: all); the reference's perplexity is taken over the same windows.
 	PPLWindows int `json:"ppl_windows"`
-	// Exact adds, to each logits case of a GGUF file, the control: the
-	// float64 CPU forward pass (internal/ref) of the file's weights,
-	// dequantized exactly, against which both llama.cpp's and our logits
-	// are measured (minutes per case of several hundred tokens on 2 cores).
-	Exact bool `json:"exact"`
+	// Control, if set, gives each case of a GGUF file a second reference
+	// against which both the reference's and our logits and perplexity are
+	// measured (OracleControl). The product links none; the tests pass the
+	// float64 forward pass of internal/ref (TestOracleControl runs it on an
+	// oracle directory).
+	Control OracleControl `json:"-"`
 	// Cases, if set, runs only the cases whose names match one of these
 	// path.Match patterns.
 	Cases []string                         `json:"cases,omitempty"`
 	Logf  func(format string, args ...any) `json:"-"`
 }
+
+// OracleControl builds the control of a GGUF model: a forward pass that
+// returns the logits of every position of ids, from position 0 on an empty
+// cache.
+type OracleControl func(cfg *model.Config, ck *model.Checkpoint) (forward func(ids []int) ([][]float64, error), err error)
 
 // OracleWeights lists the values of OracleParams.Weights.
 var OracleWeights = []string{"quantized", "f16"}
@@ -395,8 +401,8 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 				quant = quant || t.BlockElems() > 1
 			}
 			exact := map[string]*oracleExact{} // case → the control
-			if p.Exact && m.tok != nil {
-				llama, err := exactGGUFLlama(m.cfg, m.ck)
+			if p.Control != nil && m.tok != nil {
+				fwd, err := p.Control(m.cfg, m.ck)
 				if err != nil {
 					return fmt.Errorf("oracle %s: %w", mpath, err)
 				}
@@ -406,15 +412,15 @@ func RunOracle(ctx context.Context, p OracleParams) (*Report, error) {
 					}
 					x := &oracleExact{}
 					if c.PPL != nil {
-						x.ppl, err = exactPPL(llama, c, p.PPLWindows)
+						x.ppl, err = exactPPL(fwd, c, p.PPLWindows)
 					} else {
-						x.logits, err = exactLogits(llama, c)
+						x.logits, err = exactLogits(fwd, c)
 					}
 					if err != nil {
-						return fmt.Errorf("oracle %s: exact reference: %w", c.Name, err)
+						return fmt.Errorf("oracle %s: control: %w", c.Name, err)
 					}
 					exact[c.Name] = x
-					logf("oracle: %s: exact float64 reference done", c.Name)
+					logf("oracle: %s: control done", c.Name)
 				}
 			}
 			for i, w := range p.Weights {
@@ -469,7 +475,7 @@ func (r OracleRow) summary() string {
 	if r.Windows > 0 {
 		s = fmt.Sprintf("%s: perplexity %.4f, reference %.4f (ratio %.5f) over %d windows", s, r.PPL, r.RefPPL, r.PPLRatio, r.Windows)
 		if r.ExactPPL > 0 {
-			s += fmt.Sprintf("; the exact float64 forward: %.4f", r.ExactPPL)
+			s += fmt.Sprintf("; the control: %.4f", r.ExactPPL)
 		}
 		return s
 	}
@@ -484,7 +490,7 @@ func (r OracleRow) summary() string {
 		s += fmt.Sprintf(", decode steps rel err %.4g", *r.DecodeRelErr)
 	}
 	if r.ExactRef != nil {
-		s += fmt.Sprintf("; against the exact float64 forward: llama.cpp %.4g, ours %.4g", *r.ExactRef, *r.ExactOurs)
+		s += fmt.Sprintf("; against the control: reference %.4g, ours %.4g", *r.ExactRef, *r.ExactOurs)
 	}
 	return s
 }
@@ -538,7 +544,7 @@ func pplWindows(c OracleCase, ids []int, limit int) [][]int {
 }
 
 // exactPPL returns the control's perplexity of c's windows.
-func exactPPL(llama *ref.Llama, c OracleCase, limit int) (float64, error) {
+func exactPPL(forward func([]int) ([][]float64, error), c OracleCase, limit int) (float64, error) {
 	ids, err := readIDs(c)
 	if err != nil {
 		return 0, err
@@ -546,9 +552,12 @@ func exactPPL(llama *ref.Llama, c OracleCase, limit int) (float64, error) {
 	var nll float64
 	var n int
 	for _, win := range pplWindows(c, ids, limit) {
-		lg, err := llama.ForwardF64(win)
+		lg, err := forward(win)
 		if err != nil {
 			return 0, err
+		}
+		if len(lg) != len(win) {
+			return 0, fmt.Errorf("the control gave %d positions for a window of %d", len(lg), len(win))
 		}
 		for pos := c.PPL.First; pos+1 < len(win); pos++ {
 			nll -= logProb64(lg[pos], win[pos+1])
@@ -572,18 +581,24 @@ func logProb64(logits []float64, t int) float64 {
 }
 
 // exactLogits returns the logits of the control at c's stored positions.
-func exactLogits(llama *ref.Llama, c OracleCase) ([][]float32, error) {
+func exactLogits(forward func([]int) ([][]float64, error), c OracleCase) ([][]float32, error) {
 	ids, err := readIDs(c)
 	if err != nil {
 		return nil, err
 	}
-	all, err := llama.Forward(ids[:c.Positions[len(c.Positions)-1]+1])
+	all, err := forward(ids[:c.Positions[len(c.Positions)-1]+1])
 	if err != nil {
 		return nil, err
 	}
 	out := make([][]float32, len(c.Positions))
 	for i, q := range c.Positions {
-		out[i] = all[q]
+		if q >= len(all) || len(all[q]) != c.Vocab {
+			return nil, fmt.Errorf("the control gave %d positions of %d logits, want position %d of %d", len(all), len(all[min(q, len(all)-1)]), q, c.Vocab)
+		}
+		out[i] = make([]float32, c.Vocab)
+		for j, x := range all[q] {
+			out[i][j] = float32(x)
+		}
 	}
 	return out, nil
 }
@@ -845,7 +860,7 @@ func OracleTables(res *OracleResults) []*Table {
 		Foot:   "rel err = ‖x − fp32‖/‖fp32‖ over the stored positions; tolerance 0.1 for random weights (reported for the trend), 1e-3 for trained models."}
 	lc := &Table{Title: "Logits and greedy tokens against llama.cpp (CPU) on the same GGUF file",
 		Header: []string{"case", "our weights", "tokens", "rel err", "worst position", "last position", "max |Δ|", "argmax same (stored positions)", "greedy same", "decode steps: rel err", "control: llama.cpp vs exact", "control: ours vs exact", "tokenizer", "pass"},
-		Foot:   "rel err = ‖ours − llama.cpp‖/‖llama.cpp‖ over every position together (Euclidean norms), worst = the largest per-position value; our weights: quantized = the file's blocks on the device (decode: in-register mat-vec; prefill: dequantized to an f16 scratch), f16 = dequantized at load; greedy: common prefix of the two greedy continuations (at a difference, llama.cpp's logit gap between its token and ours); decode steps: rel err of the logits of the greedy steps both took the same way (our decode path: the in-register mat-vec on quantized weights), against llama.cpp's; control (--oracle-exact): rel err against the float64 CPU forward pass of the file's own weights, dequantized exactly (internal/ref); tokenizer: our ids of the prompt text against llama.cpp's; pass: both rel errs ≤ tol (1e-2) and the same greedy tokens."}
+		Foot:   "rel err = ‖ours − llama.cpp‖/‖llama.cpp‖ over every position together (Euclidean norms), worst = the largest per-position value; our weights: quantized = the file's blocks on the device (decode: in-register mat-vec; prefill: dequantized to an f16 scratch), f16 = dequantized at load; greedy: common prefix of the two greedy continuations (at a difference, llama.cpp's logit gap between its token and ours); decode steps: rel err of the logits of the greedy steps both took the same way (our decode path: the in-register mat-vec on quantized weights), against llama.cpp's; control (TestOracleControl): rel err against the float64 CPU forward pass of the file's own weights, dequantized exactly; tokenizer: our ids of the prompt text against llama.cpp's; pass: both rel errs ≤ tol (1e-2) and the same greedy tokens."}
 	pl := &Table{Title: "Perplexity against llama-perplexity on the same GGUF file",
 		Header: []string{"case", "our weights", "windows × tokens", "scored", "PPL ours", "PPL llama.cpp (same windows)", "ours / llama.cpp", "llama.cpp, all its windows", "control: exact PPL", "tokenizer", "within ±tol"},
 		Foot:   "llama-perplexity's rule: window w = tokens [w·n, (w+1)·n) of the text's token stream (BOS first), its first token replaced by BOS, the predictions of positions n/2 … n−2 scored; both sides run llama.cpp's token ids; tokenizer: our ids of the whole text against llama.cpp's (those the windows use)."}

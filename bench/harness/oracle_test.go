@@ -141,7 +141,7 @@ func TestRunOracleLlamaCpp(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "models", "stories260k-q8_0.gguf"), gg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := RunOracle(context.Background(), OracleParams{Dir: cases, Weights: OracleWeights, Exact: true})
+	rep, err := RunOracle(context.Background(), OracleParams{Dir: cases, Weights: OracleWeights, Control: exactControl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,6 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	corpora := fs.String("corpora", "", "the corpora folder holding kjv/ and austen/ (shared/data/corpora)")
 	goroot := fs.String("goroot", build.Default.GOROOT, "the Go distribution of the held-out Go files")
 	oracle := fs.String("oracle", "", "instead: compare our logits with the references in this directory (bench/peers/hf_oracle.py: transformers; bench/peers/llamacpp-oracle.sh: llama.cpp on GGUF files, also greedy tokens and perplexity) and exit")
-	oracleExact := fs.Bool("oracle-exact", false, "with --oracle: also measure llama.cpp's and our logits against the float64 CPU forward pass of each GGUF file's own weights (the control; minutes per case)")
 	oracleCases := fs.String("oracle-cases", "", "with --oracle: run only the cases whose names match one of these comma-separated patterns (path.Match, e.g. '*-kjv,Q8_0-*')")
 	oracleWeights := fs.String("oracle-weights", "quantized", "with --oracle: how a GGUF file's quantized matrices are held, one run each: "+strings.Join(harness.OracleWeights, ", ")+" (dequantized at load)")
 	out := addOutFlags(fs)
@@ -70,7 +69,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		}
 		ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 		defer stop()
-		op := harness.OracleParams{Dir: *oracle, Device: *device, PPLWindows: *windows, Exact: *oracleExact, Logf: out.logf(stderr)}
+		op := harness.OracleParams{Dir: *oracle, Device: *device, PPLWindows: *windows, Logf: out.logf(stderr)}
 		if *oracleCases != "" {
 			op.Cases = strings.Split(*oracleCases, ",")
 		}

@@ -1,13 +1,63 @@
 package harness
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"os"
 	"strings"
+	"testing"
 
 	"github.com/shareprefill/shareprefill/internal/ref"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/model/gguf"
 )
+
+// The control of the llama.cpp oracle runs as a test, so that no binary
+// links internal/ref:
+//
+//	go test ./bench/harness -run '^TestOracleControl$' -timeout 0 -args \
+//	    -oracle-control DIR [-oracle-cases '*-kjv,*-ppl'] [-oracle-windows 1] [-oracle-md FILE]
+var (
+	controlDir     = flag.String("oracle-control", "", "TestOracleControl: the oracle directory (bench/peers/llamacpp-oracle.sh's cases)")
+	controlCases   = flag.String("oracle-cases", "", "TestOracleControl: comma-separated case name patterns (default: all)")
+	controlWindows = flag.Int("oracle-windows", 1, "TestOracleControl: perplexity windows per case (0: all)")
+	controlMD      = flag.String("oracle-md", "", "TestOracleControl: also write the Markdown tables to this file")
+)
+
+// TestOracleControl runs the oracle of -oracle-control with the control
+// (exactControl) on the device, and prints, or writes to -oracle-md, the
+// tables. Without -oracle-control it has nothing to run and is skipped.
+func TestOracleControl(t *testing.T) {
+	if *controlDir == "" {
+		t.Skip("no -oracle-control directory")
+	}
+	p := OracleParams{Dir: *controlDir, PPLWindows: *controlWindows, Control: exactControl, Logf: t.Logf}
+	if *controlCases != "" {
+		p.Cases = strings.Split(*controlCases, ",")
+	}
+	rep, err := RunOracle(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := Markdown(rep, OracleTables(rep.Results.(*OracleResults)))
+	t.Log("\n" + md)
+	if *controlMD != "" {
+		if err := os.WriteFile(*controlMD, []byte(md), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// exactControl is the OracleControl of the tests: the float64 forward
+// pass of exactGGUFLlama.
+func exactControl(cfg *model.Config, ck *model.Checkpoint) (func([]int) ([][]float64, error), error) {
+	llama, err := exactGGUFLlama(cfg, ck)
+	if err != nil {
+		return nil, err
+	}
+	return llama.ForwardF64, nil
+}
 
 // exactGGUFLlama returns the float64 CPU forward pass (internal/ref) of a
 // GGUF model with its weights exactly as the file defines them: every
