@@ -44,11 +44,12 @@ func IsGGUF(path string) bool {
 // the reference load a .gguf file as they load a safetensors directory.
 //
 // Tensors are read one at a time when asked for: F32, F16 and BF16 as they
-// are; quantized tensors (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) are
-// dequantized to F16 on the host, so the device holds them as f16 and needs
-// the memory of an f16 model. llama.cpp's converter permutes the rows of the
+// are; through Checkpoint.Tensor (and LoadWeights), quantized tensors (Q8_0,
+// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) are dequantized to F16 on the host, while
+// NewEngine uploads the raw blocks of the matrices it keeps quantized on the
+// device (PlanWeights). llama.cpp's converter permutes the rows of the
 // llama attn_q and attn_k weights for ggml's RoPE; they are permuted back to
-// the Hugging Face order. Checkpoint.GGUF returns the file for its other
+// the Hugging Face order (whole rows of blocks for a quantized tensor). Checkpoint.GGUF returns the file for its other
 // metadata (the tokenizer). Close the Checkpoint when done.
 func OpenGGUF(path string) (*Config, *Checkpoint, error) {
 	f, err := gguf.Open(path)

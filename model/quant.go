@@ -143,7 +143,7 @@ func PlanWeights(cfg *Config, ck *Checkpoint, opts EngineOptions, quant []gguf.T
 			want = gguf.Q8_0
 		}
 		if !slices.Contains(quant, want) {
-			if !slices.Contains(fallback, want) {
+			if want.CanDequantize() && !slices.Contains(fallback, want) { // (else loading reports the type)
 				fallback = append(fallback, want)
 			}
 			continue
