@@ -7,7 +7,9 @@
 // perplexity on held-out windows, and ablation variants, every method on
 // the same seeded samples, with Wilson intervals, McNemar's exact test
 // against dense and paired perplexity intervals (statistics.go); Suites
-// name complete runs, and RunOracle compares logits with transformers.
+// name complete runs, and RunOracle compares logits with transformers
+// (safetensors) or with llama.cpp on the CPU (GGUF: also greedy tokens,
+// tokenizer ids and perplexity).
 // The protocols follow docs/benchmarks.md.
 //
 // Every benchmark returns a Report: the device (name, vendor, driver), the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,7 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	taskSamples := fs.String("task-samples", "", "per-task sample counts, e.g. secret2=50,secret-multi=50")
 	pplLens := fs.String("ppl-lens", "", "perplexity window lengths (k = 1024; default: none; \"none\")")
 	pplSource := fs.String("ppl-source", "", "score the perplexity on this held-out source only (kjv, austen, go; default: all)")
-	windows := fs.Int("ppl-windows", 0, "at most this many perplexity windows per length (0: every whole window)")
+	windows := fs.Int("ppl-windows", 0, "at most this many perplexity windows per length, or with --oracle per perplexity case (0: every whole window)")
 	tail := fs.Int("ppl-tail", 0, "score the last T predictions of each window (0: all)")
 	depths := fs.String("depths", "0,0.25,0.5,0.75,1", "needle depths of the InfiniteBench tasks")
 	trials := fs.Int("trials", 1, "InfiniteBench samples per (task, length, depth)")
@@ -56,7 +57,9 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	holdoutList := fs.String("holdout-list", "", "the model's list of held-out documents (bench-lm-8k: training/holdout.txt)")
 	corpora := fs.String("corpora", "", "the corpora folder holding kjv/ and austen/ (shared/data/corpora)")
 	goroot := fs.String("goroot", build.Default.GOROOT, "the Go distribution of the held-out Go files")
-	oracle := fs.String("oracle", "", "instead: compare our logits with the transformers references in this directory (bench/peers/hf_oracle.py) and exit")
+	oracle := fs.String("oracle", "", "instead: compare our logits with the references in this directory (bench/peers/hf_oracle.py: transformers; bench/peers/llamacpp-oracle.sh: llama.cpp on GGUF files, also greedy tokens and perplexity) and exit")
+	oracleCases := fs.String("oracle-cases", "", "with --oracle: run only the cases whose names match one of these comma-separated patterns (path.Match, e.g. '*-kjv,Q8_0-*')")
+	oracleWeights := fs.String("oracle-weights", "quantized", "with --oracle: how a GGUF file's quantized matrices are held, one run each: "+strings.Join(harness.OracleWeights, ", ")+" (dequantized at load)")
 	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -67,7 +70,17 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 		}
 		ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 		defer stop()
-		rep, err := harness.RunOracle(ctx, harness.OracleParams{Dir: *oracle, Device: *device, Logf: out.logf(stderr)})
+		op := harness.OracleParams{Dir: *oracle, Device: *device, PPLWindows: *windows, Logf: out.logf(stderr)}
+		if *oracleCases != "" {
+			op.Cases = strings.Split(*oracleCases, ",")
+		}
+		for _, w := range strings.Split(*oracleWeights, ",") {
+			if w = strings.TrimSpace(w); !slices.Contains(harness.OracleWeights, w) {
+				return usageError{fmt.Sprintf("--oracle-weights: %q is not one of %s", w, strings.Join(harness.OracleWeights, ", "))}
+			}
+			op.Weights = append(op.Weights, w)
+		}
+		rep, err := harness.RunOracle(ctx, op)
 		if err != nil {
 			if rep != nil && *out.json != "" {
 				_ = harness.Output{JSON: *out.json}.Write(rep, nil)
