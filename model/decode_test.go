@@ -3,7 +3,6 @@ package model
 import (
 	"context"
 	"errors"
-	"math"
 	"testing"
 	"time"
 
@@ -251,25 +250,13 @@ func TestDecodeReplay(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if j := firstBitDiff(a, b); j >= 0 {
+				if j := gputest.FirstBitDiff(a, b); j >= 0 {
 					t.Fatalf("decode %d at %d: logit %d replayed %v, recorded afresh %v", i, replay.Pos(), j, a[j], b[j])
 				}
 				tok = argmax32(a)
 			}
 		})
 	}
-}
-
-func firstBitDiff(a, b []float32) int {
-	if len(a) != len(b) {
-		return 0
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestDecodeReplayErrors: around the replayed step, a bad token, a full
@@ -300,7 +287,7 @@ func TestDecodeReplayErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i := firstBitDiff(a, b); i >= 0 || e.Pos() != ref.Pos() {
+		if i := gputest.FirstBitDiff(a, b); i >= 0 || e.Pos() != ref.Pos() {
 			t.Fatalf("at %d (reference at %d): logit %d differs from the reference's", e.Pos(), ref.Pos(), i)
 		}
 	}
@@ -386,14 +373,14 @@ func TestDecodeGeneralKernels(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := gputest.RelErr(a, f64(b)); e > 5e-3 {
+		if e := gputest.RelErr(a, gputest.F64(b)); e > 5e-3 {
 			t.Errorf("step %d: fused and general kernels differ by %.3g (relative)", i, e)
 		}
 		c, err := large.Decode(ctx, tok)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := gputest.RelErr(a, f64(c)); e > 5e-3 {
+		if e := gputest.RelErr(a, gputest.F64(c)); e > 5e-3 {
 			t.Errorf("step %d: fused kernels and those for large matrices differ by %.3g (relative)", i, e)
 		}
 		if i == len(toks)-5 {
@@ -403,19 +390,11 @@ func TestDecodeGeneralKernels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := gputest.RelErr(a, f64(c)); e > 5e-3 {
+			if e := gputest.RelErr(a, gputest.F64(c)); e > 5e-3 {
 				t.Errorf("decode and prefill differ by %.3g (relative)", e)
 			}
 		}
 	}
-}
-
-func f64(v []float32) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
 }
 
 // TestDecodeFusionCPU: a CPU device keeps the RMSNorm out of the mat-vecs

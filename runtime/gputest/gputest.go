@@ -157,3 +157,17 @@ func F64(v []float32) []float64 {
 	}
 	return out
 }
+
+// FirstBitDiff is the first index where a and b differ in bits (0 when
+// their lengths differ, −1 when they are identical).
+func FirstBitDiff(a, b []float32) int {
+	if len(a) != len(b) {
+		return 0
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
+}

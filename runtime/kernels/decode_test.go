@@ -168,23 +168,10 @@ func TestMatVecAdd(t *testing.T) {
 		if e := gputest.RelErr(got, want); !(e <= mmTol(runtime.F32)) {
 			t.Errorf("%s: relative error %.3g > %.3g", name, e, mmTol(runtime.F32))
 		}
-		if j := firstBitDiff(got, download(t, yu)); j >= 0 {
+		if j := gputest.FirstBitDiff(got, download(t, yu)); j >= 0 {
 			t.Errorf("%s: element %d differs from MatVec + AddInPlace", name, j)
 		}
 	}
-}
-
-// firstBitDiff is the first index where a and b differ in bits (−1: none).
-func firstBitDiff(a, b []float32) int {
-	if len(a) != len(b) {
-		return 0
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestRopeKV: the fused RoPE and KV append at a position read from a buffer
@@ -237,7 +224,7 @@ func TestRopeKV(t *testing.T) {
 			what string
 			a, b *runtime.Tensor
 		}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
-			if i := firstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
+			if i := gputest.FirstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
 				t.Errorf("%s: %s element %d differs from Rope and a copy", name, pair.what, i)
 			}
 		}
@@ -300,10 +287,10 @@ func TestDecodeAttentionAt(t *testing.T) {
 			}); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			if i := firstBitDiff(download(t, oa), download(t, ob)); i >= 0 {
+			if i := gputest.FirstBitDiff(download(t, oa), download(t, ob)); i >= 0 {
 				t.Errorf("%s: O element %d differs from the push-constant kernel", name, i)
 			}
-			if i := firstBitDiff(download(t, la), download(t, lb)); i >= 0 {
+			if i := gputest.FirstBitDiff(download(t, la), download(t, lb)); i >= 0 {
 				t.Errorf("%s: LSE element %d differs from the push-constant kernel", name, i)
 			}
 			wo, wl := RefAttention(in.q, in.k, in.v, at)
