@@ -79,8 +79,8 @@ func TestNormMatVec(t *testing.T) {
 				t.Fatalf("%s: %v", name, err)
 			}
 			for j, o := range outs {
-				if e := gputest.RelErr(download(t, o.Y), wants[j]); !(e <= mmTol(ydt)) {
-					t.Errorf("%s: output %d: relative error %.3g > %.3g", name, j, e, mmTol(ydt))
+				if e := gputest.RelErr(download(t, o.Y), wants[j]); !(e <= normTol(ydt)) {
+					t.Errorf("%s: output %d: relative error %.3g > %.3g", name, j, e, normTol(ydt))
 				}
 			}
 		}
@@ -334,3 +334,10 @@ func TestDecodeKernelErrors(t *testing.T) {
 		t.Error("MatVecFusable: f32 weights are not fusable, f16 ones are")
 	}
 }
+
+// normTol is mmTol for mat-vecs of an RMS-normalised x: the normalised
+// inputs are rounded in f32 (rsqrt within 2 ulp, then two products), not
+// exact as the plain mat-vec's, and with a handful of outputs a cancelling
+// dot product magnifies that relative to the result (2.7e-5 seen at K 257,
+// N 3, seed 1617782488488277228). An indexing or scaling error is O(1).
+func normTol(ydt runtime.DType) float64 { return max(mmTol(ydt), 1e-4) }
