@@ -167,7 +167,7 @@ func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, 
 		words[i] = int32(t)
 	}
 	if err := kernels.ValidateIDs(words[:n], e.cfg.VocabSize); err != nil {
-		return fmt.Errorf("prefill: %w", err)
+		return fmt.Errorf("decode: %w", err)
 	}
 	words[dc.posAt] = int32(q0)
 	maxSkv := e.decodeBucketEnd(q0 + n)
@@ -262,12 +262,15 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			return kernels.DecodeAttentionAt(r, a, nil, qh, ld.kCache, ld.vCache, e.scratch, pos, p, maxSkv)
 		})
 		// x += a·Woᵀ + bo; x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ, xn = RMSNorm(x)·w_mlp.
-		if dc.fuseAdd {
-			o.do(func() error { return kernels.MatVecAdd(r, x, a, ld.wo, ld.bo) })
-		} else {
-			o.matMul(tmp, a, ld.wo, ld.bo)
-			o.add(x, tmp)
+		addProj := func(in, w, b *runtime.Tensor) { // x += in·Wᵀ (+ b)
+			if dc.fuseAdd {
+				o.do(func() error { return kernels.MatVecAdd(r, x, in, w, b) })
+			} else {
+				o.matMul(tmp, in, w, b)
+				o.add(x, tmp)
+			}
 		}
+		addProj(a, ld.wo, ld.bo)
 		if dc.fuseNorm {
 			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })
 		} else {
@@ -276,12 +279,7 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			o.matMul(up, xn, ld.wu, nil)
 			o.swiGLU(act, gate, up)
 		}
-		if dc.fuseAdd {
-			o.do(func() error { return kernels.MatVecAdd(r, x, act, ld.wd, nil) })
-		} else {
-			o.matMul(tmp, act, ld.wd, nil)
-			o.add(x, tmp)
-		}
+		addProj(act, ld.wd, nil)
 		if o.err != nil {
 			return fmt.Errorf("decode layer %d: %w", l, o.err)
 		}
