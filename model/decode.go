@@ -54,6 +54,49 @@ type decoder struct {
 	// q/k/v and gate/up mat-vecs take the RMSNorm-fused kernels; fuseHead:
 	// so does the LM head.
 	fuseAdd, fuseNorm, fuseHead bool
+	// chain are the two alternating steps of the pipelined greedy
+	// generation (generateChained).
+	chain [2]chainStage
+}
+
+// chainStage is one of the two one-token steps that pipelined greedy
+// generation alternates. Its commands take the token from the device (the
+// argmax the previous step left in topIdx[0]) and only the cache position
+// from the host (posHost, written before each Start), and copy their own
+// argmax to outHost, so that a step can be started before the host has read
+// the token of the step before it.
+type chainStage struct {
+	replay  *runtime.Replay
+	key     decodeKey
+	posHost *runtime.HostBuffer // i32: the cache position of the step's token
+	outHost *runtime.HostBuffer // i32: the step's argmax
+}
+
+// wait waits for every decode submission in flight.
+func (dc *decoder) wait(ctx context.Context) error {
+	if err := dc.replay.Wait(ctx); err != nil {
+		return err
+	}
+	for i := range dc.chain {
+		if err := dc.chain[i].replay.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setTrace makes the decode steps' later recordings and submissions log
+// into t (nil: stop).
+func (dc *decoder) setTrace(t *runtime.Trace) error {
+	if err := dc.replay.SetTrace(t); err != nil {
+		return err
+	}
+	for i := range dc.chain {
+		if err := dc.chain[i].replay.SetTrace(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // decodeKey identifies a recorded one-token step.
@@ -76,6 +119,18 @@ func (e *Engine) allocDecoder() error {
 	}
 	if dc.replay, err = e.dev.NewReplay(); err != nil {
 		return fmt.Errorf("engine: %w", err)
+	}
+	for i := range dc.chain {
+		cs := &dc.chain[i]
+		if cs.posHost, err = e.dev.NewHostBuffer(4); err != nil {
+			return fmt.Errorf("allocating host buffers: %w", err)
+		}
+		if cs.outHost, err = e.dev.NewHostBuffer(4); err != nil {
+			return fmt.Errorf("allocating host buffers: %w", err)
+		}
+		if cs.replay, err = e.dev.NewReplay(); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
 	}
 	dc.fuseAdd, dc.fuseNorm, dc.fuseHead = e.decodeFusion(e.dev.Info().Type == runtime.TypeCPU)
 	return nil
@@ -121,6 +176,15 @@ func (e *Engine) freeDecoder() {
 		dc.replay.Release()
 		dc.replay = nil
 	}
+	for i := range dc.chain {
+		cs := &dc.chain[i]
+		if cs.replay != nil {
+			cs.replay.Release()
+			cs.replay = nil
+		}
+		cs.posHost.Free()
+		cs.outHost.Free()
+	}
 	dc.step.Free()
 	dc.stepHost.Free()
 }
@@ -159,7 +223,7 @@ func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, 
 	if err := e.rec.WaitContext(ctx); err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
-	if err := dc.replay.Wait(ctx); err != nil {
+	if err := dc.wait(ctx); err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
 	words := dc.stepHost.Int32s(dc.posAt + 1)
@@ -174,7 +238,7 @@ func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, 
 	if n == 1 && !e.opts.FreshDecode && (mode == LastLogits || mode == deviceLogits) {
 		key := decodeKey{maxSkv: maxSkv, mode: mode, sample: s}
 		if !dc.replay.Recorded() || dc.key != key {
-			err := dc.replay.Record(func(r *runtime.Recorder) error { return e.recordDecode(r, n, maxSkv, mode, s) })
+			err := dc.replay.Record(func(r *runtime.Recorder) error { return e.recordDecode(r, n, maxSkv, mode, s, nil) })
 			if err != nil {
 				return fmt.Errorf("decode: %w", err)
 			}
@@ -185,7 +249,7 @@ func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, 
 		}
 	} else {
 		r := e.rec
-		if err := e.recordDecode(r, n, maxSkv, mode, s); err != nil {
+		if err := e.recordDecode(r, n, maxSkv, mode, s, nil); err != nil {
 			r.Discard()
 			return fmt.Errorf("decode: %w", err)
 		}
@@ -218,13 +282,28 @@ func (e *Engine) decodePart(ctx context.Context, tokens []int, mode LogitsMode, 
 // with attention planned for caches of up to maxSkv tokens: the layers, the
 // logits of mode (LastLogits: the last position's, copied to logitsHost;
 // deviceLogits: the last position's in row 0 of e.logits; AllLogits: every
-// position's in rows 0..n-1) and the sampler s.
-func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMode, s sampler) error {
+// position's in rows 0..n-1) and the sampler s. With a chain stage cs (n = 1,
+// deviceLogits, argmaxSampler), the token is instead the argmax in
+// topIdx[0] that the step before left there, only the position comes from
+// the host (cs.posHost), and the step's argmax goes to cs.outHost.
+func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMode, s sampler, cs *chainStage) error {
 	cfg, dc := e.cfg, &e.dec
 	h, qd, kvd, f, v := cfg.HiddenSize, cfg.QDim(), cfg.KVDim(), cfg.IntermediateSize, cfg.VocabSize
 	eps := float32(cfg.RMSNormEps)
-	if err := r.CopyFromHost(dc.step, 0, dc.stepHost, 0, uint64(4*(dc.posAt+1))); err != nil {
-		return err
+	if cs == nil {
+		if err := r.CopyFromHost(dc.step, 0, dc.stepHost, 0, uint64(4*(dc.posAt+1))); err != nil {
+			return err
+		}
+	} else {
+		if n != 1 || mode != deviceLogits || s != argmaxSampler {
+			return fmt.Errorf("decode: a chained step takes one token, device logits and the argmax (got %d tokens, mode %d, sampler %d)", n, mode, s)
+		}
+		if err := r.CopyFromHost(dc.step, uint64(4*dc.posAt), cs.posHost, 0, 4); err != nil {
+			return err
+		}
+		if err := r.CopyBytes(dc.step, 0, e.topIdx, 0, 4); err != nil {
+			return err
+		}
 	}
 	ids, pos := view(dc.step, 0, n), view(dc.step, dc.posAt, 1)
 	x := view(e.x, 0, n, h)
@@ -297,8 +376,10 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			return err
 		}
 	} else {
-		src := view(e.x, first*h, rows, h)
-		if first > 0 { // an unaligned row: copied to the start of lastX
+		// Row first of x may start at an offset a view cannot take: it is
+		// copied to the start of lastX (a view there would panic).
+		src := view(e.x, 0, rows, h)
+		if first > 0 {
 			src = view(e.lastX, 0, 1, h)
 			if err := r.CopyBytes(src, 0, e.x, uint64(first*h*4), uint64(h*4)); err != nil {
 				return err
@@ -313,6 +394,12 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 		if err := r.CopyToHost(e.logitsHost, 0, e.logits, 0, uint64(4*v)); err != nil {
 			return err
 		}
+	}
+	if cs != nil {
+		if err := kernels.Argmax(r, view(e.topIdx, 0, 1), view(e.logits, 0, 1, v)); err != nil {
+			return err
+		}
+		return r.CopyToHost(cs.outHost, 0, e.topIdx, 0, 4)
 	}
 	return e.recordSampler(r, s)
 }
@@ -338,4 +425,89 @@ func (e *Engine) recordSampler(r *runtime.Recorder, s sampler) error {
 		return r.CopyToHost(e.sampleHost, uint64(4*k), e.topVals, 0, uint64(4*k))
 	}
 	return nil
+}
+
+// generateChained continues a greedy generation whose last step sampled tok
+// (its argmax still in topIdx[0]) with the token at index first of the
+// generation, keeping two one-token steps in flight: while the host waits
+// for step j's token, step j+1 — which takes its token from step j's argmax
+// on the device — is already queued behind it, so the GPU does not idle
+// for the host's wait, read-back and next submission. It follows
+// Generate's loop exactly (emit, stop ids, MaxTokens, the end of the
+// context, cancellation), so the tokens are the same; a step queued past
+// the one that ends the generation writes the cache only beyond the
+// position the engine reports, where the next call overwrites it.
+func (e *Engine) generateChained(ctx context.Context, tok, first int, opts SampleOptions, emit func(id int) error, st *GenStats) error {
+	dc := &e.dec
+	p0 := e.Pos() - first // the position of generated token i is p0+i
+	// Steps up to position last are wanted: the one at p0+i makes token
+	// i+1, wanted while i+1 < MaxTokens; each needs a cache slot.
+	last := min(p0+opts.MaxTokens-2, e.opts.Context-1)
+	type job struct{ stage, pos int }
+	var queue []job
+	// A step still queued when the generation ends runs on: later calls
+	// wait for it (decoder.wait) before they touch what it uses, and any
+	// later submission begins behind it on the GPU.
+	next, nextPos := 0, e.Pos()
+	start := func(pos int) error {
+		cs := &dc.chain[next]
+		if err := cs.replay.Wait(ctx); err != nil {
+			return err
+		}
+		maxSkv := e.decodeBucketEnd(pos + 1)
+		key := decodeKey{maxSkv: maxSkv, mode: deviceLogits, sample: argmaxSampler}
+		if !cs.replay.Recorded() || cs.key != key {
+			err := cs.replay.Record(func(r *runtime.Recorder) error {
+				return e.recordDecode(r, 1, maxSkv, deviceLogits, argmaxSampler, cs)
+			})
+			if err != nil {
+				return err
+			}
+			cs.key = key
+		}
+		cs.posHost.Int32s(1)[0] = int32(pos)
+		if err := cs.replay.Start(ctx); err != nil {
+			return err
+		}
+		queue = append(queue, job{next, pos})
+		next ^= 1
+		return nil
+	}
+	for i := first; ; i++ {
+		if slices.Contains(opts.StopIDs, tok) {
+			st.StoppedByStop = true
+			return nil
+		}
+		st.GeneratedTokens++
+		if err := emit(tok); err != nil {
+			return err
+		}
+		if i == opts.MaxTokens-1 {
+			return nil
+		}
+		if p0+i >= e.opts.Context {
+			st.StoppedByContext = true
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		for len(queue) < 2 && nextPos <= last {
+			if err := start(nextPos); err != nil {
+				return fmt.Errorf("decode: %w", err)
+			}
+			nextPos++
+		}
+		j := queue[0]
+		if err := dc.chain[j.stage].replay.Wait(ctx); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		queue = queue[1:]
+		tok = int(dc.chain[j.stage].outHost.Int32s(1)[0])
+		e.pos.Store(int64(j.pos + 1))
+		e.mu.Lock()
+		e.lastPrefill = PrefillStats{Tokens: 1, Duration: time.Since(t0)}
+		e.mu.Unlock()
+	}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -113,7 +114,8 @@ func TestDecodeStepCounts(t *testing.T) {
 	// but MatVecAdd for the projections and their residual adds.
 	large := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 13*L + 3, Copies: 3, Barriers: 1 + 1 + 10*L + 6}
 	replayed := runtime.Counters{Submits: 1, Waits: 1}
-	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256})
+	// Steps one at a time (the pipelined greedy generation: TestDecodeChained).
+	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256, SyncDecode: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +191,8 @@ func TestDecodeReplay(t *testing.T) {
 		"random GQA with bias": func(o EngineOptions) *Engine { return randomEngine(t, d, "llama-tied-headdim", o) },
 	} {
 		t.Run(name, func(t *testing.T) {
-			opts := EngineOptions{Context: 64, DecodeBucket: bucket}
+			// One step at a time (the pipelined greedy generation: TestDecodeChained).
+			opts := EngineOptions{Context: 64, DecodeBucket: bucket, SyncDecode: true}
 			replay := newEngine(opts)
 			opts.FreshDecode = true
 			fresh := newEngine(opts)
@@ -412,5 +415,175 @@ func TestDecodeFusionCPU(t *testing.T) {
 	cpu := d.Info().Type == runtime.TypeCPU
 	if _, norm, head := e.decodeFusion(cpu); e.dec.fuseNorm != norm || e.dec.fuseHead != head {
 		t.Errorf("engine on a %v device: fused norm, head = %v, %v; want %v, %v", d.Info().Type, e.dec.fuseNorm, e.dec.fuseHead, norm, head)
+	}
+}
+
+// TestDecodeChained: greedy generation with two steps in flight gives the
+// same tokens, stop reasons and cache position as one step at a time
+// (SyncDecode), over generations that cross KV-length buckets, stop on a
+// stop id, on MaxTokens and at the end of the context, and are cancelled;
+// a generation after each gives the same tokens too (the step queued past
+// a stop writes the cache only where the next call overwrites it). While
+// the host reads a token, the step after it is already submitted: one
+// submission more than host waits, one of each per token, and a recording
+// only when a step's bucket changes (twice per bucket: the two steps are
+// two recordings).
+func TestDecodeChained(t *testing.T) {
+	d := gputest.Device(t)
+	const bucket = 8
+	for name, newEngine := range map[string]func(opts EngineOptions) *Engine{
+		"stories260K":          func(o EngineOptions) *Engine { return storiesEngine(t, d, o) },
+		"random GQA with bias": func(o EngineOptions) *Engine { return randomEngine(t, d, "llama-tied-headdim", o) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := EngineOptions{Context: 48, DecodeBucket: bucket}
+			chained := newEngine(opts)
+			opts.SyncDecode = true
+			sync := newEngine(opts)
+			for _, e := range []*Engine{chained, sync} { // a GPU's kernels, also on CPU devices
+				e.dec.fuseAdd, e.dec.fuseNorm, e.dec.fuseHead = e.decodeFusion(false)
+			}
+			ctx := context.Background()
+			prompt := []int{1, 30, 41, 22, 5}
+			type run struct {
+				ids []int
+				st  GenStats
+				pos int
+			}
+			gen := func(e *Engine, ctx context.Context, prompt []int, so SampleOptions, each func(i int)) (run, error) {
+				var r run
+				st, err := e.Generate(ctx, prompt, so, func(id int) error {
+					r.ids = append(r.ids, id)
+					if each != nil {
+						each(len(r.ids) - 1)
+					}
+					return nil
+				})
+				r.st, r.pos = st, e.Pos()
+				return r, err
+			}
+			same := func(what string, a, b run) {
+				t.Helper()
+				if toString(a.ids) != toString(b.ids) || a.pos != b.pos || a.st.StoppedByStop != b.st.StoppedByStop ||
+					a.st.StoppedByContext != b.st.StoppedByContext || a.st.GeneratedTokens != b.st.GeneratedTokens {
+					t.Errorf("%s: chained %v (cache %d, stop %v, context %v, %d tokens), one at a time %v (cache %d, stop %v, context %v, %d tokens)",
+						what, a.ids, a.pos, a.st.StoppedByStop, a.st.StoppedByContext, a.st.GeneratedTokens,
+						b.ids, b.pos, b.st.StoppedByStop, b.st.StoppedByContext, b.st.GeneratedTokens)
+				}
+			}
+			both := func(what string, prompt []int, so SampleOptions, reset bool) run {
+				t.Helper()
+				var out [2]run
+				for i, e := range []*Engine{chained, sync} {
+					if reset {
+						if err := e.Reset(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					r, err := gen(e, ctx, prompt, so, nil)
+					if err != nil {
+						t.Fatalf("%s: %v", what, err)
+					}
+					out[i] = r
+				}
+				same(what, out[0], out[1])
+				return out[0]
+			}
+
+			// A long generation: counts per token, recordings per bucket.
+			if err := chained.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			const n = 30
+			var snaps []runtime.Counters
+			c0 := d.Counters()
+			long, err := gen(chained, ctx, prompt, SampleOptions{MaxTokens: n}, func(int) { snaps = append(snaps, d.Counters().Sub(c0)) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sync.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			ref, err := gen(sync, ctx, prompt, SampleOptions{MaxTokens: n}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same("30 tokens", long, ref)
+			if len(snaps) != n {
+				t.Fatalf("%d tokens emitted, want %d", len(snaps), n)
+			}
+			// snaps[0] follows the prompt's step; token i ≥ 1 is read after
+			// i decode steps were waited for, and i+1 submitted (but the
+			// last, which needs no step after it).
+			for i := 1; i < n; i++ {
+				c := snaps[i].Sub(snaps[0])
+				wantSub := uint64(min(i+1, n-1))
+				if c.Submits != wantSub || c.Waits != uint64(i) || c.Allocs != 0 {
+					t.Errorf("token %d: %d submits, %d host waits, %d allocations since the prompt; want %d, %d, 0", i, c.Submits, c.Waits, c.Allocs, wantSub, i)
+				}
+			}
+			// Recordings: each of the two steps once per bucket it serves.
+			// Step j (j ≥ 1) appends token j-1 at len(prompt)+j-1, so its
+			// cache holds len(prompt)+j tokens.
+			var recs int
+			for i := 1; i < n; i++ {
+				if snaps[i].Sub(snaps[i-1]).Dispatches > 0 {
+					recs++
+				}
+			}
+			want := 0
+			for s := range 2 {
+				var last int
+				for j := 1 + s; j <= n-1; j += 2 {
+					if b := chained.decodeBucketEnd(len(prompt) + j); b != last {
+						want, last = want+1, b
+					}
+				}
+			}
+			// Two recordings can fall between the same two tokens (the first
+			// two steps are both submitted before token 1 is read).
+			if recs > want || recs < want-1 {
+				t.Errorf("%d tokens with recordings, want %d (or %d)", recs, want, want-1)
+			}
+
+			// A stop id in the middle, then a continuation.
+			stop := long.ids[7]
+			r := both("stop id", prompt, SampleOptions{MaxTokens: n, StopIDs: []int{stop}}, true)
+			if !r.st.StoppedByStop {
+				t.Errorf("stop id %d: generation did not stop on it (%v)", stop, r.ids)
+			}
+			both("after a stop", []int{3, 17}, SampleOptions{MaxTokens: 6}, false)
+			// MaxTokens 1, 2 and 3.
+			for m := 1; m <= 3; m++ {
+				both(fmt.Sprintf("MaxTokens %d", m), prompt, SampleOptions{MaxTokens: m}, true)
+				both(fmt.Sprintf("after MaxTokens %d", m), []int{9}, SampleOptions{MaxTokens: 3}, false)
+			}
+			// The end of the context.
+			r = both("to the end of the context", prompt, SampleOptions{MaxTokens: 100}, true)
+			if !r.st.StoppedByContext || r.pos != opts.Context {
+				t.Errorf("to the end of the context: stopped by context %v, cache at %d; want true at %d", r.st.StoppedByContext, r.pos, opts.Context)
+			}
+
+			// Cancelled from emit: the cache holds what was read, and the
+			// engine goes on as one that stopped there.
+			for _, e := range []*Engine{chained, sync} {
+				if err := e.Reset(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			cut, err := gen(chained, cctx, prompt, SampleOptions{MaxTokens: n}, func(i int) {
+				if i == 5 {
+					cancel()
+				}
+			})
+			if !errors.Is(err, context.Canceled) || len(cut.ids) != 6 || cut.pos != len(prompt)+5 {
+				t.Fatalf("cancelled at token 5: %v, %d tokens, cache at %d; want context.Canceled, 6 tokens, cache at %d", err, len(cut.ids), cut.pos, len(prompt)+5)
+			}
+			if _, err := gen(sync, ctx, prompt, SampleOptions{MaxTokens: 6}, nil); err != nil {
+				t.Fatal(err)
+			}
+			both("after a cancel", []int{cut.ids[5], 4}, SampleOptions{MaxTokens: 5}, false)
+		})
 	}
 }

@@ -102,6 +102,10 @@ type EngineOptions struct {
 	// FreshDecode records every decode step anew instead of submitting a
 	// recorded one again (the same commands; for comparison and debugging).
 	FreshDecode bool
+	// SyncDecode makes greedy generation wait for each decode step before
+	// starting the next, as sampled generation does, instead of keeping
+	// two steps in flight (the same tokens; for comparison and debugging).
+	SyncDecode bool
 }
 
 type layerDev struct {
@@ -381,7 +385,7 @@ func (e *Engine) SetTrace(t *runtime.Trace) error {
 	}
 	defer release()
 	e.rec.SetTrace(t)
-	return e.dec.replay.SetTrace(t)
+	return e.dec.setTrace(t)
 }
 
 // SetAttention replaces the prefill attention (nil: dense). It returns
@@ -811,7 +815,7 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 	if err := r.WaitContext(ctx); err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}
-	if err := e.dec.replay.Wait(ctx); err != nil {
+	if err := e.dec.wait(ctx); err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}
 	for i, t := range tokens {

@@ -114,6 +114,9 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 	st.FirstToken = st.Prefill
 	decodeStart := time.Now()
 	defer func() { st.Decode = time.Since(decodeStart) }()
+	if opts.Temperature <= 0 && !e.opts.SyncDecode && !e.opts.FreshDecode {
+		return st, e.generateChained(ctx, tok, 0, opts, emit, &st)
+	}
 	for i := 0; ; i++ {
 		if slices.Contains(opts.StopIDs, tok) {
 			st.StoppedByStop = true

@@ -118,6 +118,20 @@ func (p *Replay) Reset(ctx context.Context) error { return p.drop(ctx) }
 // touch what the batch uses (its host buffers) before a later Wait, Submit,
 // Record or Reset, each of which waits for it first.
 func (p *Replay) Submit(ctx context.Context) error {
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	return p.r.WaitContext(ctx)
+}
+
+// Start submits the recorded batch once and returns without waiting for it
+// (after waiting for this Replay's previous submission, if still in
+// flight). The batch begins with a full barrier, so it runs after every
+// earlier submission to the device: two Replays started one after the other
+// form a pipeline in which the second reads what the first wrote, while the
+// host prepares a third. The host must not touch what the batch uses before
+// Wait (or a later Start, Submit, Record or Reset) returns.
+func (p *Replay) Start(ctx context.Context) error {
 	r := p.r
 	if !p.recorded {
 		return fmt.Errorf("replay: nothing recorded")
@@ -143,7 +157,7 @@ func (p *Replay) Submit(ctx context.Context) error {
 	}
 	r.seq++
 	f.inflight, f.seq = true, r.seq
-	return r.WaitContext(ctx)
+	return nil
 }
 
 // Wait waits for a submission in flight, if any (after a Submit whose

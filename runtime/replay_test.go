@@ -124,3 +124,107 @@ func TestReplay(t *testing.T) {
 		t.Errorf("Reset: %v, recorded %v", err, p.Recorded())
 	}
 }
+
+// TestReplayStart: two Replays started one after the other without a wait
+// run in submission order, the second reading what the first wrote (each
+// adds the host's step to acc and copies acc out to its own host buffer),
+// while the host rewrites the inputs of a Replay only after waiting for it:
+// a pipeline of 2·rounds submissions with no host wait between the Starts.
+func TestReplayStart(t *testing.T) {
+	d := gputest.Device(t)
+	const n, rounds = 257, 5
+	acc, err := d.NewTensor(runtime.F32, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acc.Free()
+	if err := acc.UploadF32(make([]float32, n)); err != nil {
+		t.Fatal(err)
+	}
+	type stage struct {
+		p       *runtime.Replay
+		in, out *runtime.HostBuffer
+		step    *runtime.Tensor
+	}
+	var st [2]stage
+	for i := range st {
+		s := &st[i]
+		if s.in, err = d.NewHostBuffer(4 * n); err != nil {
+			t.Fatal(err)
+		}
+		defer s.in.Free()
+		if s.out, err = d.NewHostBuffer(4 * n); err != nil {
+			t.Fatal(err)
+		}
+		defer s.out.Free()
+		if s.step, err = d.NewTensor(runtime.F32, n); err != nil {
+			t.Fatal(err)
+		}
+		defer s.step.Free()
+		if s.p, err = d.NewReplay(); err != nil {
+			t.Fatal(err)
+		}
+		defer s.p.Release()
+		if err := s.p.Start(context.Background()); err == nil {
+			t.Error("Start before Record succeeded")
+		}
+		err = s.p.Record(func(r *runtime.Recorder) error {
+			if err := r.CopyFromHost(s.step, 0, s.in, 0, 4*n); err != nil {
+				return err
+			}
+			addOnes(t, r, acc, s.step)
+			return r.CopyToHost(s.out, 0, acc, 0, 4*n)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	want := make([]float32, n)
+	// The value stage i of round k adds at element j.
+	add := func(k, i, j int) float32 { return float32((2*k+i+1)*(j%7+1)) + 0.5 }
+	fill := func(k, i int) {
+		v := st[i].in.Float32s(n)
+		for j := range v {
+			v[j] = add(k, i, j)
+		}
+	}
+	fill(0, 0)
+	fill(0, 1)
+	before := d.Counters()
+	if err := st[0].p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st[1].p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.Counters().Sub(before); c.Submits != 2 || c.Waits != 0 {
+		t.Fatalf("two Starts: %d submits, %d host waits; want 2 and 0", c.Submits, c.Waits)
+	}
+	for k := 0; k < rounds; k++ {
+		for i := range st {
+			s := &st[i]
+			if err := s.p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for j := range want {
+				want[j] += add(k, i, j)
+			}
+			got := s.out.Float32s(n)
+			for j := range got {
+				if got[j] != want[j] {
+					t.Fatalf("round %d, stage %d: acc[%d] = %v, want %v (a stage did not see the other's write)", k, i, j, got[j], want[j])
+				}
+			}
+			if k+1 < rounds { // refill and restart this stage while the other runs
+				fill(k+1, i)
+				if err := s.p.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if c := d.Counters().Sub(before); c.Submits != 2*rounds || c.Waits != 2*rounds || c.Dispatches != 0 {
+		t.Errorf("pipeline: counters %+v; want %d submits and host waits, nothing recorded", c, 2*rounds)
+	}
+}
