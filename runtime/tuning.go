@@ -21,8 +21,8 @@ type Tuning struct {
 	MatMulTile MatMulTile
 	// MatMulCM2Tile replaces the tile list of the NV cooperative-matrix-2
 	// matmul (matmul_cm2) with this one tile for every call
-	// (SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM[,UNROLL]]; GM defaults to 8,
-	// UNROLL to 4). The zero value: automatic.
+	// (SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM[,UNROLL]]; GM and UNROLL
+	// default to 8). The zero value: automatic.
 	MatMulCM2Tile MatMulCM2Tile
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]],
@@ -74,7 +74,7 @@ func (t *Tuning) fromEnv() error {
 		}
 	}
 	if t.MatMulCM2Tile == (MatMulCM2Tile{}) {
-		v, err := envUints("SHAREPREFILL_CM2_TILE", "WG,BM,BN,BK[,GM[,UNROLL]]", 4, []uint32{0, 0, 0, 0, 8, 4})
+		v, err := envUints("SHAREPREFILL_CM2_TILE", "WG,BM,BN,BK[,GM[,UNROLL]]", 4, []uint32{0, 0, 0, 0, 8, 8})
 		if err != nil {
 			return err
 		}

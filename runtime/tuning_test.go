@@ -21,7 +21,7 @@ func TestTuningFromEnv(t *testing.T) {
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
 		MatMulTile:    explicit,
-		MatMulCM2Tile: runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 4},
+		MatMulCM2Tile: runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
 		AttnTiles:     runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
 		AttnOnlyCM1:   true,
 		AttnRowStat:   32,

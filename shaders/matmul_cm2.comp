@@ -51,7 +51,7 @@ layout(constant_id = 2) const uint BN = 128;
 layout(constant_id = 3) const uint BK = 64;
 layout(constant_id = 4) const uint GM = 8;
 layout(constant_id = 5) const bool ALIGNED = false;
-layout(constant_id = 6) const uint UNROLL = 4; // full slabs per loop trip (interior tiles)
+layout(constant_id = 6) const uint UNROLL = 8; // full slabs per loop trip (interior tiles)
 
 #ifdef Y_F16
 #define YT float16_t

@@ -156,7 +156,7 @@ type MatMulRow struct {
 	N    int    `json:"n"`
 	K    int    `json:"k"`
 	// Variant is the kernel and tile that ran (kernels.MatMulKernel):
-	// "cm2 256x128x64/wg256/g8/u4", "coopmat 128x128x32/w64x64/g8/s1", …
+	// "cm2 256x128x64/wg256/g8/u8", "coopmat 128x128x32/w64x64/g8/s1", …
 	Variant string `json:"variant,omitempty"`
 	Stat
 	TFLOPs float64 `json:"tflops"` // 2·M·N·K / t

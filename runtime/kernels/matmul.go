@@ -308,7 +308,7 @@ func mmPick(dev *runtime.Device, M, N int, xdt runtime.DType) (mmChoice, error) 
 
 // MatMulKernel describes the kernel and tile MatMul uses on dev for an
 // f16 weight, m rows of x of dtype xdt and n output columns, for reports:
-// "gemv" (m ≤ GEMVMaxM), "cm2 256x128x64/wg256/g8/u4",
+// "gemv" (m ≤ GEMVMaxM), "cm2 256x128x64/wg256/g8/u8",
 // "coopmat 128x128x32/w64x64/g8/s1" or "tiled 128x128x32/t8x8".
 func MatMulKernel(dev *runtime.Device, m, n int, xdt runtime.DType) string {
 	if m <= GEMVMaxM {

@@ -18,7 +18,7 @@ import (
 // cm2Tile is a tile configuration of matmul_cm2: WG invocations compute a
 // BM×BN output tile BK deep per slab (spec constants 0..3), workgroups
 // grouped GM tile rows at a time (4; 0 means 8), Unroll slabs per loop
-// trip on interior tiles (6; 0 means 4).
+// trip on interior tiles (6; 0 means 8, llama.cpp's unroll for f16).
 type cm2Tile struct{ WG, BM, BN, BK, GM, Unroll uint32 }
 
 func (t cm2Tile) gm() uint32 {
@@ -30,7 +30,7 @@ func (t cm2Tile) gm() uint32 {
 
 func (t cm2Tile) unroll() uint32 {
 	if t.Unroll == 0 {
-		return 4
+		return 8
 	}
 	return t.Unroll
 }
@@ -68,15 +68,16 @@ func (t cm2Tile) check(dev *runtime.Device) error {
 }
 
 // cm2Tiles are the automatic tiles in preference order, the size classes
-// of llama.cpp's mul_mm_cm2 for f16 (its tile is weight rows × tokens; here
-// BM runs over the rows of x, BN over the rows of W):
+// of llama.cpp's mul_mm_cm2 for f16, all with 8 slabs per loop trip
+// (llama.cpp unrolls 8·BK of K). Its tile is weight rows × tokens; here BM
+// runs over the rows of x, BN over the rows of W:
 //   - large: 256 invocations, 256×128, BK 64;
 //   - medium: 256 invocations, 128×128, BK 64;
 //   - small: 128 invocations, 64×64, BK 64.
 var cm2Tiles = []cm2Tile{
-	{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 4},
-	{WG: 256, BM: 128, BN: 128, BK: 64, GM: 8, Unroll: 4},
-	{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8, Unroll: 4},
+	{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
+	{WG: 256, BM: 128, BN: 128, BK: 64, GM: 8, Unroll: 8},
+	{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8, Unroll: 8},
 }
 
 // cm2MinTiles is the number of workgroups a size class must give to be

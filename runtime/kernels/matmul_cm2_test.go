@@ -59,7 +59,9 @@ func checkMM(t *testing.T, name string, got []float32, want []float64, ydt runti
 // TestMatMulCoopMat2 compares matmul_cm2 with the float64 reference on
 // fresh random inputs, for every tile the device takes, at sizes that
 // leave tails in M, N and K (K also not a multiple of 8 or 16, which
-// clears ALIGNED), tiles with interior and edge workgroups, f16 and f32
+// clears ALIGNED), tiles with interior and edge workgroups, interior
+// tiles with whole unrolled loop trips, leftover slabs and a K tail, and
+// the production case (aligned, K a multiple of BK·UNROLL), f16 and f32
 // outputs poisoned first, with and without bias.
 func TestMatMulCoopMat2(t *testing.T) {
 	d := cm2Device(t)
@@ -67,7 +69,7 @@ func TestMatMulCoopMat2(t *testing.T) {
 	shapes := [][3]int{
 		{5, 7, 3}, {67, 130, 100}, {130, 257, 264}, {129, 129, 33},
 		{300, 65, 512}, {17, 520, 1032}, {600, 300, 136}, {513, 260, 1000},
-		{1030, 390, 1288},
+		{1030, 390, 1288}, {520, 260, 1024},
 	}
 	ran := 0
 	for i, sh := range shapes {
