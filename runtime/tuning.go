@@ -19,6 +19,11 @@ type Tuning struct {
 	// (SHAREPREFILL_CM_TILE=BM,BN,BK,WM,WN[,GM[,NS]]; GM defaults to 8 and
 	// NS, the shared-memory stages, to 2). The zero value: automatic.
 	MatMulTile MatMulTile
+	// MatMulCM2Tile replaces the tile list of the NV cooperative-matrix-2
+	// matmul (matmul_cm2) with this one tile for every call
+	// (SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM[,UNROLL]]; GM and UNROLL
+	// default to 8). The zero value: automatic.
+	MatMulCM2Tile MatMulCM2Tile
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]],
 	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD only with cm2). The zero
@@ -37,6 +42,12 @@ type Tuning struct {
 // subgroup), workgroups grouped GM tile rows at a time, NS shared-memory
 // stages (0 means 2).
 type MatMulTile struct{ BM, BN, BK, WM, WN, GM, NS uint32 }
+
+// MatMulCM2Tile is a tile of the NV cooperative-matrix-2 matmul
+// (matmul_cm2): a BM×BN output tile per workgroup of WG invocations, BK
+// deep, workgroups grouped GM tile rows at a time, UNROLL slabs per loop
+// trip on interior tiles.
+type MatMulCM2Tile struct{ WG, BM, BN, BK, GM, Unroll uint32 }
 
 // AttnTiles is a cooperative-matrix attention configuration: BR query rows
 // per workgroup, BC keys per KV tile, RF 16-row fragments per subgroup (0
@@ -60,6 +71,15 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.MatMulTile = MatMulTile{BM: v[0], BN: v[1], BK: v[2], WM: v[3], WN: v[4], GM: v[5], NS: v[6]}
+		}
+	}
+	if t.MatMulCM2Tile == (MatMulCM2Tile{}) {
+		v, err := envUints("SHAREPREFILL_CM2_TILE", "WG,BM,BN,BK[,GM[,UNROLL]]", 4, []uint32{0, 0, 0, 0, 8, 8})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			t.MatMulCM2Tile = MatMulCM2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4], Unroll: v[5]}
 		}
 	}
 	if t.AttnTiles == (AttnTiles{}) {

@@ -16,22 +16,28 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM_ATTN_TILES", "128,64,2,cm2,4")
 	t.Setenv("SHAREPREFILL_CM_ATTN", "cm1")
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
+	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
-		MatMulTile:  explicit,
-		AttnTiles:   runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
-		AttnOnlyCM1: true,
-		AttnRowStat: 32,
+		MatMulTile:    explicit,
+		MatMulCM2Tile: runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
+		AttnTiles:     runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
+		AttnOnlyCM1:   true,
+		AttnRowStat:   32,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
 	}
 
 	t.Setenv("SHAREPREFILL_CM_TILE", "128,128,32,64,64,4,1")
+	t.Setenv("SHAREPREFILL_CM2_TILE", "128,128,128,32,2,1")
 	d2 := gputest.Open(t, runtime.Options{})
 	if got, want := d2.Tuning().MatMulTile, (runtime.MatMulTile{BM: 128, BN: 128, BK: 32, WM: 64, WN: 64, GM: 4, NS: 1}); got != want {
 		t.Errorf("MatMulTile = %+v, want %+v", got, want)
+	}
+	if got, want := d2.Tuning().MatMulCM2Tile, (runtime.MatMulCM2Tile{WG: 128, BM: 128, BN: 128, BK: 32, GM: 2, Unroll: 1}); got != want {
+		t.Errorf("MatMulCM2Tile = %+v, want %+v", got, want)
 	}
 }
 
@@ -42,6 +48,9 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM_TILE", "128,128,32,64,64,8,1,1"},
 		{"SHAREPREFILL_CM_TILE", "128,128,32,64"},
 		{"SHAREPREFILL_CM_TILE", "128,128,x,64,64"},
+		{"SHAREPREFILL_CM2_TILE", "256,256,128"},
+		{"SHAREPREFILL_CM2_TILE", "256,256,128,64,8,4,1"},
+		{"SHAREPREFILL_CM2_TILE", "256,256,x,64"},
 		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm2,4,256"},
 		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cmr,4"},
 		{"SHAREPREFILL_CM_ATTN_TILES", "128,128,1,cm3"},

@@ -55,6 +55,11 @@ func TestRunKernelsTiny(t *testing.T) {
 			t.Errorf("%s n=%d: variant %q, want %q", r.Name, r.N, r.Variant, want)
 		}
 	}
+	for _, r := range res.MatMul {
+		if want := kernels.MatMulKernel(dev, r.M, r.N, runtime.F16); r.Variant != want || want == "" {
+			t.Errorf("matmul %s M=%d: variant %q, want %q", r.Name, r.M, r.Variant, want)
+		}
+	}
 	// The exported masks are the ones timed, and they read back.
 	man, err := ReadManifest(p.MaskDir)
 	if err != nil {

@@ -155,6 +155,9 @@ type MatMulRow struct {
 	M    int    `json:"m"`
 	N    int    `json:"n"`
 	K    int    `json:"k"`
+	// Variant is the kernel and tile that ran (kernels.MatMulKernel):
+	// "cm2 256x128x64/wg256/g8/u8", "coopmat 128x128x32/w64x64/g8/s1", …
+	Variant string `json:"variant,omitempty"`
 	Stat
 	TFLOPs float64 `json:"tflops"` // 2·M·N·K / t
 	Timer  string  `json:"timer"`
@@ -576,7 +579,8 @@ func matmuls(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams, re
 					var st Stat
 					st, err = timer.Time(func(r *runtime.Recorder) error { return kernels.MatMul(r, y, x, w, nil) })
 					if err == nil {
-						res.MatMul = append(res.MatMul, MatMulRow{Name: sh.Name, M: m, N: sh.N, K: sh.K, Stat: st,
+						res.MatMul = append(res.MatMul, MatMulRow{Name: sh.Name, M: m, N: sh.N, K: sh.K,
+							Variant: kernels.MatMulKernel(dev, m, sh.N, runtime.F16), Stat: st,
 							TFLOPs: finite(2 * float64(m) * float64(sh.N) * float64(sh.K) / (st.Median * 1e-3) / 1e12), Timer: timer.Kind()})
 					}
 				}

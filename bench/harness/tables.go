@@ -48,10 +48,10 @@ func KernelTables(res *KernelResults) []*Table {
 		}
 	}
 	if len(res.MatMul) > 0 {
-		mt = &Table{Title: "MatMul (Llama-3-8B shapes; f16 weights and activations, f32 accumulation)", Header: []string{"layer", "M×N×K", "median ms", "p20–p80 ms", "TFLOP/s"},
+		mt = &Table{Title: "MatMul (Llama-3-8B shapes; f16 weights and activations, f32 accumulation)", Header: []string{"layer", "M×N×K", "variant", "median ms", "p20–p80 ms", "TFLOP/s"},
 			Foot: "TFLOP/s = 2·M·N·K / t"}
 		for _, r := range res.MatMul {
-			mt.Add(r.Name, fmt.Sprintf("%d×%d×%d", r.M, r.N, r.K), f(r.Median, 3), rng2(r.Stat), g3(r.TFLOPs))
+			mt.Add(r.Name, fmt.Sprintf("%d×%d×%d", r.M, r.N, r.K), r.Variant, f(r.Median, 3), rng2(r.Stat), g3(r.TFLOPs))
 		}
 	}
 	return nonNil(at, et, mt, skipTable(res.Skipped))

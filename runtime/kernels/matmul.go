@@ -225,8 +225,9 @@ func mmRecord(r *runtime.Recorder, s mmShape, chunks []mmChunk, y, x, w, bias *r
 // rows), w [N, K] f16, bias [N] f32 or nil, y [..., N] f32 or f16 with M·N
 // elements; products are accumulated in f32. It uses the GEMV kernel for
 // M ≤ GEMVMaxM, otherwise the first variant of the device's matmul table
-// that takes x (variants.go: cooperative matrices for f16 x, else the tiled
-// kernel), and splits big problems over M (and N) so that no binding
+// that takes x (variants.go: NV cooperative-matrix-2, then KHR cooperative
+// matrices for f16 x, else the tiled kernel; MatMulKernel names the
+// choice), and splits big problems over M (and N) so that no binding
 // exceeds maxStorageBufferRange.
 //
 // A block-quantized w (runtime.Q8_0, Q4_K, …; see QuantTypes) is read as
@@ -249,14 +250,75 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
 	}
-	tb, err := tablesOf(r.Device())
+	ch, err := mmPick(r.Device(), s.M, s.N, x.DType())
 	if err != nil {
-		return fmt.Errorf("matmul: %w", err)
+		return err
 	}
-	if tb.has("matmul", "coopmat") && x.DType() == runtime.F16 { // cooperative matrices (matmul_cm.go)
-		return MatMulCoopMat(r, y, x, w, bias)
+	switch ch.variant {
+	case "cm2": // NV cooperative-matrix-2 (matmul_cm2.go)
+		return matMulCM2(r, s, y, x, w, bias, ch.cm2)
+	case "coopmat": // KHR cooperative matrices (matmul_cm.go)
+		return matMulCM(r, s, y, x, w, bias, ch.cm)
 	}
-	return matMulTiled(r, s, y, x, w, bias, chooseTile(r.Device().Caps(), s.M, s.N))
+	return matMulTiled(r, s, y, x, w, bias, ch.tiled)
+}
+
+// mmChoice is the kernel and tile MatMul takes for more than GEMVMaxM rows.
+type mmChoice struct {
+	variant string // a name of the "matmul" table
+	cm2     cm2Tile
+	cm      cmTile
+	tiled   mmTile
+}
+
+func (c mmChoice) String() string {
+	switch c.variant {
+	case "cm2":
+		return "cm2 " + c.cm2.String()
+	case "coopmat":
+		return "coopmat " + c.cm.String()
+	}
+	t := c.tiled
+	return fmt.Sprintf("tiled %dx%dx%d/t%dx%d", t.BM, t.BN, t.BK, t.TM, t.TN)
+}
+
+// mmPick chooses the variant and tile for an M×N output with input dtype
+// xdt: the first of the device's matmul table that takes xdt and has a
+// tile for the device (cm2 and coopmat take f16 only; coopmat's tile is
+// the Tuning's MatMulTile when set).
+func mmPick(dev *runtime.Device, M, N int, xdt runtime.DType) (mmChoice, error) {
+	tb, err := tablesOf(dev)
+	if err != nil {
+		return mmChoice{}, fmt.Errorf("matmul: %w", err)
+	}
+	if xdt == runtime.F16 && tb.has("matmul", "cm2") {
+		if t, ok := pickCM2Tile(cm2TilesOf(dev), M, N); ok {
+			return mmChoice{variant: "cm2", cm2: t}, nil
+		}
+	}
+	if xdt == runtime.F16 && tb.has("matmul", "coopmat") {
+		t := cmTile(dev.Tuning().MatMulTile)
+		if t == (cmTile{}) {
+			t = chooseCMTile(dev.Caps(), M, N)
+		}
+		return mmChoice{variant: "coopmat", cm: t}, nil
+	}
+	return mmChoice{variant: "tiled", tiled: chooseTile(dev.Caps(), M, N)}, nil
+}
+
+// MatMulKernel describes the kernel and tile MatMul uses on dev for an
+// f16 weight, m rows of x of dtype xdt and n output columns, for reports:
+// "gemv" (m ≤ GEMVMaxM), "cm2 256x128x64/wg256/g8/u8",
+// "coopmat 128x128x32/w64x64/g8/s1" or "tiled 128x128x32/t8x8".
+func MatMulKernel(dev *runtime.Device, m, n int, xdt runtime.DType) string {
+	if m <= GEMVMaxM {
+		return "gemv"
+	}
+	ch, err := mmPick(dev, m, n, xdt)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return ch.String()
 }
 
 // MatMulTiled is MatMul forced onto the tiled shared-memory kernel.

@@ -52,9 +52,12 @@ func attnModules(base string, extra ...string) []string {
 
 // opTables are the variant tables, by op, in preference order.
 var opTables = map[string][]variant{
-	// MatMul above GEMVMaxM rows: cooperative matrices for f16 inputs
-	// (matmul_cm.go), else the tiled shared-memory kernel.
+	// MatMul above GEMVMaxM rows: for f16 inputs NV cooperative-matrix-2
+	// (matmul_cm2.go) where one of its tiles fits the driver, then KHR
+	// cooperative matrices (matmul_cm.go); else the tiled shared-memory
+	// kernel.
 	"matmul": {
+		{name: "cm2", shaders: dtypeNames("matmul_cm2_y%s"), usable: func(c runtime.Caps) bool { return c.CoopMat && c.CoopMat2 }},
 		{name: "coopmat", shaders: dtypeNames("matmul_cm1_y%s"), usable: func(c runtime.Caps) bool { return c.CoopMat }},
 		{name: "tiled", shaders: dtypeNames("matmul_x%s_y%s"), usable: always},
 	},
