@@ -56,7 +56,7 @@ func TestRunKernelsTiny(t *testing.T) {
 		}
 	}
 	for _, r := range res.MatMul {
-		if want := kernels.MatMulKernel(dev, r.M, r.N, runtime.F16); r.Variant != want || want == "" {
+		if want := kernels.MatMulKernel(dev, r.M, r.N, r.K, runtime.F16); r.Variant != want || want == "" {
 			t.Errorf("matmul %s M=%d: variant %q, want %q", r.Name, r.M, r.Variant, want)
 		}
 	}

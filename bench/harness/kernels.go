@@ -580,7 +580,7 @@ func matmuls(dev *runtime.Device, timer *Timer, pool f16Pool, p KernelParams, re
 					st, err = timer.Time(func(r *runtime.Recorder) error { return kernels.MatMul(r, y, x, w, nil) })
 					if err == nil {
 						res.MatMul = append(res.MatMul, MatMulRow{Name: sh.Name, M: m, N: sh.N, K: sh.K,
-							Variant: kernels.MatMulKernel(dev, m, sh.N, runtime.F16), Stat: st,
+							Variant: kernels.MatMulKernel(dev, m, sh.N, sh.K, runtime.F16), Stat: st,
 							TFLOPs: finite(2 * float64(m) * float64(sh.N) * float64(sh.K) / (st.Median * 1e-3) / 1e12), Timer: timer.Kind()})
 					}
 				}

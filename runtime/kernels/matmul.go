@@ -250,7 +250,7 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
 	}
-	ch, err := mmPick(r.Device(), s.M, s.N, x.DType())
+	ch, err := mmPick(r.Device(), s.M, s.N, s.K, x.DType())
 	if err != nil {
 		return err
 	}
@@ -282,16 +282,18 @@ func (c mmChoice) String() string {
 	return fmt.Sprintf("tiled %dx%dx%d/t%dx%d", t.BM, t.BN, t.BK, t.TM, t.TN)
 }
 
-// mmPick chooses the variant and tile for an M×N output with input dtype
-// xdt: the first of the device's matmul table that takes xdt and has a
-// tile for the device (cm2 and coopmat take f16 only; coopmat's tile is
-// the Tuning's MatMulTile when set).
-func mmPick(dev *runtime.Device, M, N int, xdt runtime.DType) (mmChoice, error) {
+// mmPick chooses the variant and tile for an M×N output over K with input
+// dtype xdt: the first of the device's matmul table that takes xdt and has
+// a tile for the device (cm2 and coopmat take f16 only; cm2 only from K =
+// cm2MinK unless the Tuning names its tile; coopmat's tile is the Tuning's
+// MatMulTile when set).
+func mmPick(dev *runtime.Device, M, N, K int, xdt runtime.DType) (mmChoice, error) {
 	tb, err := tablesOf(dev)
 	if err != nil {
 		return mmChoice{}, fmt.Errorf("matmul: %w", err)
 	}
-	if xdt == runtime.F16 && tb.has("matmul", "cm2") {
+	cm2K := K >= cm2MinK || dev.Tuning().MatMulCM2Tile != (runtime.MatMulCM2Tile{})
+	if xdt == runtime.F16 && cm2K && tb.has("matmul", "cm2") {
 		if t, ok := pickCM2Tile(cm2TilesOf(dev), M, N); ok {
 			return mmChoice{variant: "cm2", cm2: t}, nil
 		}
@@ -307,14 +309,14 @@ func mmPick(dev *runtime.Device, M, N int, xdt runtime.DType) (mmChoice, error) 
 }
 
 // MatMulKernel describes the kernel and tile MatMul uses on dev for an
-// f16 weight, m rows of x of dtype xdt and n output columns, for reports:
-// "gemv" (m ≤ GEMVMaxM), "cm2 256x128x64/wg256/g8/u8",
+// f16 weight, m rows of x of dtype xdt, n output columns and k inputs, for
+// reports: "gemv" (m ≤ GEMVMaxM), "cm2 128x128x64/wg256/g8/u8",
 // "coopmat 128x128x32/w64x64/g8/s1" or "tiled 128x128x32/t8x8".
-func MatMulKernel(dev *runtime.Device, m, n int, xdt runtime.DType) string {
+func MatMulKernel(dev *runtime.Device, m, n, k int, xdt runtime.DType) string {
 	if m <= GEMVMaxM {
 		return "gemv"
 	}
-	ch, err := mmPick(dev, m, n, xdt)
+	ch, err := mmPick(dev, m, n, k, xdt)
 	if err != nil {
 		return "error: " + err.Error()
 	}

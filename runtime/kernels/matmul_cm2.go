@@ -67,18 +67,31 @@ func (t cm2Tile) check(dev *runtime.Device) error {
 	return nil
 }
 
-// cm2Tiles are the automatic tiles in preference order, the size classes
-// of llama.cpp's mul_mm_cm2 for f16, all with 8 slabs per loop trip
+// cm2Tiles are the automatic tiles in preference order, two of the size
+// classes of llama.cpp's mul_mm_cm2 for f16, with 8 slabs per loop trip
 // (llama.cpp unrolls 8·BK of K). Its tile is weight rows × tokens; here BM
 // runs over the rows of x, BN over the rows of W:
-//   - large: 256 invocations, 256×128, BK 64;
 //   - medium: 256 invocations, 128×128, BK 64;
 //   - small: 128 invocations, 64×64, BK 64.
+//
+// Its large class (256×128 at 256 invocations, cm2Large) is not taken: on
+// an H100 (2026-12-07, bench/RESULTS.md) it compiled to 255 registers and
+// ran the Llama-3-8B shapes at 110–117 TFLOP/s, where the medium tile ran
+// 241–276 (and the KHR kernel 231–256).
 var cm2Tiles = []cm2Tile{
-	{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
 	{WG: 256, BM: 128, BN: 128, BK: 64, GM: 8, Unroll: 8},
 	{WG: 128, BM: 64, BN: 64, BK: 64, GM: 8, Unroll: 8},
 }
+
+// cm2Large is llama.cpp's large size class, for Tuning.MatMulCM2Tile.
+var cm2Large = cm2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8}
+
+// cm2MinK is the shortest K for which MatMul takes matmul_cm2 unless the
+// Tuning names a tile: on an H100 the KHR kernel was faster on
+// bench-lm-8k's matrices (K 512 and 1408: its whole prefill's matmuls 2.4
+// against 3.0 ms), the cooperative-matrix-2 one on the 8B shapes (K 4096
+// and 14336: 1.04–1.10× the KHR kernel's TFLOP/s).
+const cm2MinK = 2048
 
 // cm2MinTiles is the number of workgroups a size class must give to be
 // taken: about one per multiprocessor of a big GPU (132 on the H100), one

@@ -112,12 +112,16 @@ func TestMatMulCoopMat2(t *testing.T) {
 func TestMatMulCoopMat2Routing(t *testing.T) {
 	d := cm2Device(t)
 	rng := gputest.Rand(t)
-	c := mmCase{M: 2100, N: 1000, K: 1288, xdt: runtime.F16, ydt: runtime.F32, bias: true}
-	if k := MatMulKernel(d, c.M, c.N, runtime.F16); !strings.HasPrefix(k, "cm2 ") {
-		t.Fatalf("MatMulKernel(%d, %d, f16) = %q, want cm2", c.M, c.N, k)
+	c := mmCase{M: 2100, N: 1000, K: 2088, xdt: runtime.F16, ydt: runtime.F32, bias: true}
+	if k := MatMulKernel(d, c.M, c.N, c.K, runtime.F16); !strings.HasPrefix(k, "cm2 ") {
+		t.Fatalf("MatMulKernel(%d, %d, %d, f16) = %q, want cm2", c.M, c.N, c.K, k)
 	}
-	if k := MatMulKernel(d, c.M, c.N, runtime.F32); !strings.HasPrefix(k, "tiled ") {
-		t.Errorf("MatMulKernel(%d, %d, f32) = %q, want tiled", c.M, c.N, k)
+	if k := MatMulKernel(d, c.M, c.N, c.K, runtime.F32); !strings.HasPrefix(k, "tiled ") {
+		t.Errorf("MatMulKernel(%d, %d, %d, f32) = %q, want tiled", c.M, c.N, c.K, k)
+	}
+	// Below cm2MinK the KHR kernel (faster there on an H100).
+	if k := MatMulKernel(d, c.M, c.N, cm2MinK-8, runtime.F16); !strings.HasPrefix(k, "coopmat ") {
+		t.Errorf("MatMulKernel(%d, %d, %d, f16) = %q, want coopmat", c.M, c.N, cm2MinK-8, k)
 	}
 	in := mmInputs(t, d, c, rng)
 	want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
@@ -178,7 +182,7 @@ func TestMatMulCoopMat2Tuned(t *testing.T) {
 	tuned := runtime.MatMulCM2Tile{WG: 256, BM: 128, BN: 128, BK: 32, GM: 2, Unroll: 2}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulCM2Tile: tuned}})
 	c := mmCase{M: 300, N: 200, K: 72, xdt: runtime.F16, ydt: runtime.F32, bias: false}
-	if k, want := MatMulKernel(d, c.M, c.N, runtime.F16), "cm2 "+cm2Tile(tuned).String(); k != want {
+	if k, want := MatMulKernel(d, c.M, c.N, c.K, runtime.F16), "cm2 "+cm2Tile(tuned).String(); k != want {
 		t.Errorf("MatMulKernel = %q, want %q", k, want)
 	}
 	in := mmInputs(t, d, c, rng)
@@ -250,12 +254,12 @@ func TestMatMulCoopMat2Unavailable(t *testing.T) {
 		t.Errorf("MatMulCoopMat2 without the feature = %v, want an ErrMissingFeature naming cooperative-matrix-2", err)
 	}
 	err = d.Run(func(r *runtime.Recorder) error {
-		return matMulCM2(r, mmShape{40, 24, 16}, y, x, w, nil, cm2Tiles[0])
+		return matMulCM2(r, mmShape{40, 24, 16}, y, x, w, nil, cm2Large)
 	})
 	if !errors.Is(err, runtime.ErrMissingFeature) {
 		t.Errorf("matMulCM2 without the feature = %v, want ErrMissingFeature", err)
 	}
-	if k := MatMulKernel(d, 4096, 4096, runtime.F16); strings.HasPrefix(k, "cm2") {
+	if k := MatMulKernel(d, 4096, 4096, 4096, runtime.F16); strings.HasPrefix(k, "cm2") {
 		t.Errorf("MatMulKernel = %q on a device without cooperative matrix 2", k)
 	}
 	if l := cm2TilesOf(d); len(l) != 0 {
@@ -266,18 +270,18 @@ func TestMatMulCoopMat2Unavailable(t *testing.T) {
 // TestPickCM2Tile runs everywhere: the size classes follow the workgroup
 // count of the Llama-3-8B shapes, and an empty list gives nothing.
 func TestPickCM2Tile(t *testing.T) {
-	large, medium, small := cm2Tiles[0], cm2Tiles[1], cm2Tiles[2]
+	medium, small := cm2Tiles[0], cm2Tiles[1]
 	for _, c := range []struct {
 		m, n int
 		want cm2Tile
 	}{
-		{2048, 4096, large},   // q/o: 8×32 = 256 workgroups
-		{2048, 14336, large},  // gate/up
-		{2048, 1024, medium},  // k/v: 64 large, 128 medium
-		{8192, 1024, large},   // 32×8
-		{512, 1024, small},    // 2×8 large, 4×8 medium, 8×16 small: 128
-		{100, 100, small},     // nothing reaches 128: the smallest
-		{4096, 128256, large}, // lm_head
+		{2048, 4096, medium},   // q/o: 16×32 = 512 workgroups
+		{2048, 14336, medium},  // gate/up
+		{2048, 1024, medium},   // k/v: 16×8 = 128
+		{8192, 1024, medium},   // 64×8
+		{512, 1024, small},     // 4×8 medium, 8×16 small: 128
+		{100, 100, small},      // nothing reaches 128: the smallest
+		{4096, 128256, medium}, // lm_head
 	} {
 		got, ok := pickCM2Tile(cm2Tiles, c.m, c.n)
 		if !ok || got != c.want {
