@@ -3,7 +3,8 @@
 // of share.SharePrefill.PlanLayer (docs/algorithm.md#roles), and the pivot
 // dictionary (docs/algorithm.md#per-call-state).
 //
-// One invocation walks the heads in ascending order (a pivot registered by
+// All invocations load the walk's inputs into shared memory; then one
+// invocation walks the heads in ascending order (a pivot registered by
 // head h changes the role of the later heads of its cluster):
 //   denseAll              → dense ("n below DenseBelow"), every block;
 //   query-aware gate      → g0 < τ_q: query-aware, floor budgets;
@@ -77,6 +78,14 @@ shared int sMethod[MAXH], sReason[MAXH], sMode[MAXH], sNv[MAXH], sNs[MAXH];
 shared int sPivL[MAXH], sPivH[MAXH], sFlags[MAXH], sNew[MAXH];
 shared int sList[MAXH];
 shared uint sNpiv;
+// The inputs of the serial walk, loaded by all invocations at once so that
+// the walk reads shared memory only (a chain of dependent global loads in
+// one invocation costs microseconds per head on a GPU): per head its
+// cluster, the cluster's in-scope flag and pivot (layer, head, vs_ratio
+// bits), the gate words 0–4 and the cover counts.
+shared int sCi[MAXH], sScope[MAXH], sPl[MAXH], sPh[MAXH], sVsr[MAXH];
+shared uint sGate[MAXH][5];
+shared int sCnt[MAXH][2];
 
 int budget(int k) {
 	int b = k / pc.B + 1;
@@ -84,11 +93,11 @@ int budget(int k) {
 }
 
 bool isNaNBit(uint h, uint i) {
-	return ((gates[h * 8u + 4u] >> i) & 1u) != 0u;
+	return ((sGate[h][4] >> i) & 1u) != 0u;
 }
 
 float gate(uint h, uint i) {
-	return uintBitsToFloat(gates[h * 8u + i]);
+	return uintBitsToFloat(sGate[h][i]);
 }
 
 void main() {
@@ -106,11 +115,25 @@ void main() {
 	}
 	memoryBarrierBuffer();
 	barrier();
+	for (uint h = lin; h < Hq; h += LOCAL) {
+		int ci = cmap[pc.layer * Hq + h];
+		sCi[h] = ci;
+		sScope[h] = ci >= 0 ? cmap[inScope0 + uint(ci)] : 0;
+		sPl[h] = ci >= 0 ? meta[uint(ci) * 4u] : -1;
+		sPh[h] = ci >= 0 ? meta[uint(ci) * 4u + 1u] : -1;
+		sVsr[h] = ci >= 0 ? meta[uint(ci) * 4u + 3u] : 0;
+		for (uint i = 0u; i < 5u; i++) {
+			sGate[h][i] = gates[h * 8u + i];
+		}
+		sCnt[h][0] = counts[h * 2u];
+		sCnt[h][1] = counts[h * 2u + 1u];
+	}
+	barrier();
 	if (lin == 0u) {
 		int floorB = min(pc.budLo, pc.budHi);
 		uint npiv = 0u;
 		for (uint h = 0u; h < Hq; h++) {
-			int ci = cmap[pc.layer * Hq + h];
+			int ci = sCi[h];
 			int method = M_VS, reason = R_NONE, mode = 1, flags = 0;
 			int nv = 0, ns = 0, pivL = -1, pivH = -1, isNew = 0;
 			if (pc.denseAll != 0u) {
@@ -129,11 +152,11 @@ void main() {
 					nv = floorB;
 					ns = floorB;
 				} else {
-					nv = budget(counts[h * 2u]);
-					ns = budget(counts[h * 2u + 1u]);
+					nv = budget(sCnt[h][0]);
+					ns = budget(sCnt[h][1]);
 					if (ci < 0) {
 						reason = R_NO_CLUSTER;
-					} else if (cmap[inScope0 + uint(ci)] == 0) {
+					} else if (sScope[h] == 0) {
 						reason = R_NOT_SHARED;
 					} else {
 						bool excluded = false;
@@ -141,7 +164,7 @@ void main() {
 							flags |= 2;
 							excluded = !isNaNBit(h, 1u) && gate(h, 1u) > pc.delta;
 						}
-						int pl = meta[uint(ci) * 4u];
+						int pl = sPl[h];
 						if (excluded) {
 							method = M_EXCL;
 							reason = R_HIGHLY_SPARSE;
@@ -157,13 +180,21 @@ void main() {
 							meta[uint(ci) * 4u + 3u] = 0;
 							sList[npiv++] = int(h);
 							isNew = 1;
+							// The later heads of the cluster see the new pivot.
+							for (uint h2 = h + 1u; h2 < Hq; h2++) {
+								if (sCi[h2] == ci) {
+									sPl[h2] = int(pc.layer);
+									sPh[h2] = int(h);
+									sVsr[h2] = 0;
+								}
+							}
 						} else if (uint(pl) == pc.layer) {
 							reason = R_SAME_LAYER;
 						} else {
 							flags |= 12;
 							pivL = pl;
-							pivH = meta[uint(ci) * 4u + 1u];
-							float vsr = intBitsToFloat(meta[uint(ci) * 4u + 3u]);
+							pivH = sPh[h];
+							float vsr = intBitsToFloat(sVsr[h]);
 							if (!(!isNaNBit(h, 2u) && gate(h, 2u) < pc.tauS)) {
 								reason = R_V_GATE;
 							} else if (!(!isNaNBit(h, 3u) && gate(h, 3u) < pc.tauS)) {
