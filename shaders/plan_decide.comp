@@ -1,4 +1,5 @@
 #version 450
+// variants: plan_decide= plan_roles=-DGATES
 // plan_decide.comp: the role of every query head of one layer, in the order
 // of share.SharePrefill.PlanLayer (docs/algorithm.md#roles), and the pivot
 // dictionary (docs/algorithm.md#per-call-state).
@@ -33,16 +34,33 @@
 //   reason, nv, ns, blocks (0; plan_scan.comp), pivot layer, pivot head,
 //   evaluated gates (bits 0–3), g0–g3 bits, vs_ratio bits, pattern blocks
 //   (plan_pivot.comp), cluster, 0).
-// Grid: (1). Spec constant 0: local size.
+// Grid: (1). Spec constant 0: local size (a power of two).
+//
+// GATES (plan_roles): the same kernel computing the gates of plan_gates.comp
+// itself first (one dispatch and one barrier fewer per layer): binding 0 is
+// then pooled f32 [Hq, nb] (read only when useQuery or exclDist = 2; bind V
+// otherwise), refs (6) is read as well as written, no gate buffer is
+// written (the statistics records hold the gate bits), and the push
+// constants carry plan_gates' n, exclDist and nanCompat after capPad. A
+// gate's sum runs over the workgroup's invocations instead of plan_gates'
+// 128, so its last bits may differ from plan_gates'.
 layout(local_size_x = 64, local_size_x_id = 0) in;
 
+#ifdef GATES
+layout(std430, set = 0, binding = 0) readonly buffer Ab { float pooled[]; };
+#else
 layout(std430, set = 0, binding = 0) readonly buffer Gb { uint gates[]; };
+#endif
 layout(std430, set = 0, binding = 1) readonly buffer Kb { int counts[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Cb { int cmap[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Vb { float V[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Sb { float S[]; };
 layout(std430, set = 0, binding = 5) coherent buffer Mb { int meta[]; };
+#ifdef GATES
+layout(std430, set = 0, binding = 6) buffer Rb { float refs[]; };
+#else
 layout(std430, set = 0, binding = 6) writeonly buffer Rb { float refs[]; };
+#endif
 layout(std430, set = 0, binding = 7) writeonly buffer Pb { int hplan[]; };
 layout(std430, set = 0, binding = 8) writeonly buffer Hb { int pivots[]; };
 layout(std430, set = 0, binding = 9) writeonly buffer Ib { uint indirect[]; };
@@ -67,6 +85,11 @@ layout(push_constant) uniform Push {
 	uint nchunks;
 	uint cap;
 	uint capPad;
+#ifdef GATES
+	uint n;
+	uint exclDist; // 0 V, 1 S, 2 â
+	uint nanCompat;
+#endif
 } pc;
 
 const uint MAXH = 64u;
@@ -86,6 +109,102 @@ shared uint sNpiv;
 shared int sCi[MAXH], sScope[MAXH], sPl[MAXH], sPh[MAXH], sVsr[MAXH];
 shared uint sGate[MAXH][5];
 shared int sCnt[MAXH][2];
+
+#ifdef GATES
+shared float red[4][gl_WorkGroupSize.x];
+shared uint zr[4][gl_WorkGroupSize.x];
+
+bool isZero(float x) {
+	return (floatBitsToUint(x) & 0x7FFFFFFFu) == 0u;
+}
+
+// term is plan_gates.comp's: p·ln(p/m) + q·ln(q/m), m = (p+q)/2, zero terms
+// omitted, by its series for |δ| < ½, δ = (p−q)/(p+q).
+float term(float p, float q) {
+	float sum = p + q;
+	if (!(sum > 0.0)) {
+		return 0.0;
+	}
+	float d = (p - q) / sum;
+	if (abs(d) < 0.5) {
+		float d2 = d * d, pw = d2, t = 0.0;
+		for (int k = 1; k <= 12; k++) {
+			t += pw / float(k * (2 * k - 1));
+			pw *= d2;
+		}
+		return 0.5 * sum * t;
+	}
+	float m = 0.5 * sum;
+	float t = 0.0;
+	if (p > 0.0) {
+		t += p * log(p / m);
+	}
+	if (q > 0.0) {
+		t += q * log(q / m);
+	}
+	return t;
+}
+
+// headGates writes the gate words 0–4 of head h (plan_gates.comp) to
+// sGate[h]; every invocation calls it (it holds barriers).
+void headGates(uint h, uint lin, uint LOCAL) {
+	uint nb = pc.nb;
+	int ci = sCi[h];
+	bool share = ci >= 0 && sPl[h] >= 0 && uint(sPl[h]) < pc.layer;
+	bool need[4] = bool[4](pc.useQuery != 0u, pc.exclusion == 0u, share, share);
+	float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+	uint zero[4] = uint[4](0u, 0u, 0u, 0u);
+	for (uint c = lin; c < nb; c += LOCAL) {
+		float v = V[h * nb + c], s = S[h * nb + c];
+		if (need[0]) {
+			float a = pooled[h * nb + c];
+			acc[0] += term(a, v);
+			zero[0] |= uint(isZero(a) || isZero(v));
+		}
+		if (need[1]) {
+			float x = pc.exclDist == 0u ? v : (pc.exclDist == 1u ? s : pooled[h * nb + c]);
+			float u = float(min(uint(pc.B), pc.n - c * uint(pc.B))) / float(pc.n);
+			acc[1] += term(x, u);
+			zero[1] |= uint(isZero(x) || isZero(u));
+		}
+		if (share) {
+			float vr = refs[(uint(ci) * 2u) * nb + c], sr = refs[(uint(ci) * 2u + 1u) * nb + c];
+			acc[2] += term(vr, v);
+			acc[3] += term(sr, s);
+			zero[2] |= uint(isZero(vr) || isZero(v));
+			zero[3] |= uint(isZero(sr) || isZero(s));
+		}
+	}
+	for (uint i = 0u; i < 4u; i++) {
+		red[i][lin] = acc[i];
+		zr[i][lin] = zero[i];
+	}
+	barrier();
+	for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
+		if (lin < st) {
+			for (uint i = 0u; i < 4u; i++) {
+				red[i][lin] += red[i][lin + st];
+				zr[i][lin] |= zr[i][lin + st];
+			}
+		}
+		barrier();
+	}
+	if (lin == 0u) {
+		uint nanMask = 0u;
+		for (uint i = 0u; i < 4u; i++) {
+			uint bits = 0x7FC00000u;
+			if (need[i] && !(pc.nanCompat != 0u && zr[i][0] != 0u)) {
+				bits = floatBitsToUint(sqrt(max(0.5 * red[i][0], 0.0)));
+			} else {
+				nanMask |= 1u << i;
+			}
+			sGate[h][i] = bits;
+		}
+		sGate[h][4] = nanMask;
+	}
+	barrier();
+}
+#endif
 
 int budget(int k) {
 	int b = k / pc.B + 1;
@@ -122,13 +241,30 @@ void main() {
 		sPl[h] = ci >= 0 ? meta[uint(ci) * 4u] : -1;
 		sPh[h] = ci >= 0 ? meta[uint(ci) * 4u + 1u] : -1;
 		sVsr[h] = ci >= 0 ? meta[uint(ci) * 4u + 3u] : 0;
+#ifndef GATES
 		for (uint i = 0u; i < 5u; i++) {
 			sGate[h][i] = gates[h * 8u + i];
 		}
+#endif
 		sCnt[h][0] = counts[h * 2u];
 		sCnt[h][1] = counts[h * 2u + 1u];
 	}
 	barrier();
+#ifdef GATES
+	if (pc.denseAll == 0u) {
+		for (uint h = 0u; h < Hq; h++) {
+			headGates(h, lin, LOCAL);
+		}
+	} else {
+		for (uint h = lin; h < Hq; h += LOCAL) {
+			for (uint i = 0u; i < 4u; i++) {
+				sGate[h][i] = 0x7FC00000u;
+			}
+			sGate[h][4] = 15u;
+		}
+		barrier();
+	}
+#endif
 	if (lin == 0u) {
 		int floorB = min(pc.budLo, pc.budHi);
 		uint npiv = 0u;
@@ -257,7 +393,7 @@ void main() {
 		stats[o + 6u] = sPivH[h];
 		stats[o + 7u] = sFlags[h];
 		for (uint i = 0u; i < 4u; i++) {
-			stats[o + 8u + i] = int(gates[h * 8u + i]);
+			stats[o + 8u + i] = int(sGate[h][i]);
 		}
 		stats[o + 12u] = 0;
 		stats[o + 13u] = 0;

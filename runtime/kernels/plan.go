@@ -295,8 +295,8 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 		return err
 	}
 	hq, nb := p.Hq, p.NB()
-	if p.Chunks < 0 || p.Chunks > 0 && (p.Cap < 1 || p.CapPad < p.Cap) || p.Chunks*p.Cap > PlanMaxHeads*2 {
-		return fmt.Errorf("%s: %d pivot chunks of %d slots (stride %d)", op, p.Chunks, p.Cap, p.CapPad)
+	if err := checkPivotChunks(op, p); err != nil {
+		return err
 	}
 	for _, e := range []struct {
 		what string
@@ -333,6 +333,71 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 	}{uint32(p.Layer), uint32(p.NumLayers), uint32(hq), uint32(nb), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
 		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad)}
 	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, gates, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
+}
+
+// PlanRoles records PlanGates and PlanDecide as one dispatch
+// (shaders/plan_decide.comp, variant plan_roles): the workgroup computes
+// the gates of every head itself, then the roles, with PlanDecide's outputs
+// (hplan, pivots, indirect, the statistics row with the gate bits, meta and
+// refs) and no gate buffer. v, s, pooled, cmap, meta and refs are PlanGates'
+// inputs (pooled is read only for the query gate or X = â; pass v
+// otherwise), counts PlanDecide's. The gate sums run over the workgroup's
+// 64 invocations instead of PlanGates' 128, so a gate's last bits may
+// differ from PlanGates'.
+func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hplan, pivots, indirect, stats *runtime.Tensor, p PlanParams) error {
+	const op = "plan roles"
+	if err := p.check(op); err != nil {
+		return err
+	}
+	hq, nb := p.Hq, p.NB()
+	if err := checkPivotChunks(op, p); err != nil {
+		return err
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{
+		{"counts", counts, 2 * hq}, {"cmap", cmap, p.NumLayers*hq + p.K},
+		{"meta", meta, max(1, 4*p.K)}, {"hplan", hplan, 4 * hq}, {"pivots", pivots, max(1, p.Chunks*p.CapPad)},
+		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
+	} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"v", v, hq * nb}, {"s", s, hq * nb}, {"pooled", pooled, hq * nb}, {"refs", refs, max(1, 2*p.K*nb)}} {
+		if err := checkF32Min(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	d := r.Device()
+	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 84, 64)
+	if err != nil {
+		return err
+	}
+	push := struct {
+		Layer, L, Hq, NB, K, UseQuery, Exclusion, DenseAll uint32
+		TauQ, TauS, Delta, TauF                            float32
+		BudLo, BudHi, B                                    int32
+		Chunks, Cap, CapPad                                uint32
+		N, ExclDist, NaNCompat                             uint32
+	}{uint32(p.Layer), uint32(p.NumLayers), uint32(hq), uint32(nb), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
+		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad),
+		uint32(p.N), uint32(p.ExclDist), b2u(p.NaNCompat)}
+	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, pooled, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
+}
+
+// checkPivotChunks checks PlanDecide's and PlanRoles' pivot chunks.
+func checkPivotChunks(op string, p PlanParams) error {
+	if p.Chunks < 0 || p.Chunks > 0 && (p.Cap < 1 || p.CapPad < p.Cap) || p.Chunks*p.Cap > PlanMaxHeads*2 {
+		return fmt.Errorf("%s: %d pivot chunks of %d slots (stride %d)", op, p.Chunks, p.Cap, p.CapPad)
+	}
+	return nil
 }
 
 // PlanQueryAwareCut records share.QueryAwareCut for every head whose hplan

@@ -205,6 +205,8 @@ func newPlanCase(rng *rand.Rand, p PlanParams, zeros bool) *planCase {
 	return c
 }
 
+// TestPlanGatesAndDecide checks PlanGates and PlanDecide, and their fusion
+// PlanRoles, against the float64 gates and the reference roles.
 func TestPlanGatesAndDecide(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
@@ -277,6 +279,46 @@ func TestPlanGatesAndDecide(t *testing.T) {
 			for i := range wRefs {
 				if math.Float32bits(gr[i]) != math.Float32bits(wRefs[i]) {
 					t.Fatalf("refs[%d] = %v, want %v", i, gr[i], wRefs[i])
+				}
+			}
+			// The fused kernel (PlanRoles) on fresh copies of meta and refs:
+			// its gates (from the statistics' gate bits) as PlanGates', its
+			// roles as the reference's from those gates.
+			meta2, refs2 := uploadI32(t, d, pc.meta), uploadF32(t, d, pc.refs)
+			hplan2, pivots2 := emptyI32(t, d, 4*hq), emptyI32(t, d, p.Chunks*p.CapPad)
+			ind2, stats2 := emptyI32(t, d, p.Chunks*PlanIndirectWords), emptyI32(t, d, p.NumLayers*hq*PlanStatWords)
+			opRun(t, d, func(r *runtime.Recorder) error {
+				return PlanRoles(r, counts, vT, sT, aT, cmap, meta2, refs2, hplan2, pivots2, ind2, stats2, p)
+			}, hplan2, pivots2, ind2, stats2)
+			st2 := downloadI32(t, stats2)[p.Layer*hq*PlanStatWords : (p.Layer+1)*hq*PlanStatWords]
+			g2 := make([]int32, 8*hq)
+			for h := 0; h < hq; h++ {
+				for j := 0; j < 4; j++ {
+					bits := st2[h*PlanStatWords+PlanStatGate0+j]
+					g2[8*h+j] = bits
+					got := float64(math.Float32frombits(uint32(bits)))
+					if math.IsNaN(got) {
+						g2[8*h+4] |= 1 << j
+					}
+					if p.DenseAll {
+						continue
+					}
+					if math.IsNaN(got) != math.IsNaN(want[h][j]) || !math.IsNaN(got) && math.Abs(got-want[h][j]) > 1e-5*max(1, want[h][j]) {
+						t.Fatalf("roles: head %d gate %d: %v, want %v", h, j, got, want[h][j])
+					}
+				}
+			}
+			wMeta2, wRefs2 := append([]int32(nil), pc.meta...), append([]float32(nil), pc.refs...)
+			ref2 := RefPlanDecide(g2, pc.counts, pc.cmap, pc.v, pc.s, wMeta2, wRefs2, p)
+			compareI32(t, "roles: hplan", downloadI32(t, hplan2), ref2.HPlan)
+			compareI32(t, "roles: pivots", downloadI32(t, pivots2), ref2.Pivots)
+			compareI32(t, "roles: indirect", downloadI32(t, ind2), ref2.Indirect)
+			compareI32(t, "roles: stats", st2, ref2.Stats)
+			compareI32(t, "roles: meta", downloadI32(t, meta2), wMeta2)
+			gr2 := download(t, refs2)
+			for i := range wRefs2 {
+				if math.Float32bits(gr2[i]) != math.Float32bits(wRefs2[i]) {
+					t.Fatalf("roles: refs[%d] = %v, want %v", i, gr2[i], wRefs2[i])
 				}
 			}
 			methods := map[int32]int{}

@@ -220,11 +220,10 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 			if pooled == nil {
 				pooled = e.vBlk
 			}
-			if err := kernels.PlanGates(r, g.gates, e.vBlk, e.sBlk, pooled, g.cmap, g.meta, g.refs, pp); err != nil {
+			if err := kernels.PlanRoles(r, e.counts, e.vBlk, e.sBlk, pooled, g.cmap, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
 				return err
 			}
-		}
-		if err := kernels.PlanDecide(r, g.gates, e.counts, g.cmap, e.vBlk, e.sBlk, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
+		} else if err := kernels.PlanDecide(r, g.gates, e.counts, g.cmap, e.vBlk, e.sBlk, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
 			return err
 		}
 		if !pp.DenseAll {
