@@ -505,7 +505,7 @@ func TestPlanUnionAndCSR(t *testing.T) {
 		noQA                 bool
 	}{
 		{1, 1, 2, -1, false}, {4, 5, 2, -1, false}, {3, 33, 3, -1, false}, {5, 64, 2, -1, false}, {6, 64, 2, -1, true},
-		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false},
+		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false}, {70, 3, 2, -1, false},
 	} {
 		t.Run(fmt.Sprintf("hq%d_nb%d_vs%d_mode%d_noqa%v", c.hq, c.nb, c.vsRows, c.mode, c.noQA), func(t *testing.T) {
 			const k = 3
@@ -527,36 +527,52 @@ func TestPlanUnionAndCSR(t *testing.T) {
 				hplan[4*h], hplan[4*h+1] = int32(rng.IntN(4)), int32(rng.IntN(k))
 			}
 			vsbits, pattern, qabits := rnd(c.hq*c.vsRows*nbw, 10), rnd(k*nb*nbw, 20), rnd(c.hq*nb*nbw, 20)
-			rowbits, rowcnt := emptyI32(t, d, c.hq*nb*nbw), emptyI32(t, d, c.hq*nb)
-			rowPtr, cols := emptyI32(t, d, c.hq*nb+1), emptyI32(t, d, c.hq*nb*(nb+1)/2)
-			const layers, layer = 3, 1
-			stats := emptyI32(t, d, layers*c.hq*PlanStatWords)
-			opRun(t, d, func(r *runtime.Recorder) error {
-				if err := PlanUnion(r, rowbits, rowcnt, uploadI32(t, d, hplan), uploadI32(t, d, vsbits), uploadI32(t, d, pattern), uploadI32(t, d, qabits), p); err != nil {
-					return err
+			hplanT, vsT, patT, qaT := uploadI32(t, d, hplan), uploadI32(t, d, vsbits), uploadI32(t, d, pattern), uploadI32(t, d, qabits)
+			counter := uploadI32(t, d, []int32{0})
+			// PlanUnion then PlanScan, then PlanUnionScan twice (its counter
+			// must come back to 0); PlanCompact after each.
+			for run, fused := range []bool{false, true, true} {
+				rowbits, rowcnt := emptyI32(t, d, c.hq*nb*nbw), emptyI32(t, d, c.hq*nb)
+				rowPtr, cols := emptyI32(t, d, c.hq*nb+1), emptyI32(t, d, c.hq*nb*(nb+1)/2)
+				const layers, layer = 3, 1
+				stats := emptyI32(t, d, layers*c.hq*PlanStatWords)
+				opRun(t, d, func(r *runtime.Recorder) error {
+					if fused {
+						if err := PlanUnionScan(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, rowPtr, stats, counter, layer, p); err != nil {
+							return err
+						}
+					} else {
+						if err := PlanUnion(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, p); err != nil {
+							return err
+						}
+						if err := PlanScan(r, rowPtr, rowcnt, stats, c.hq, nb, layer); err != nil {
+							return err
+						}
+					}
+					return PlanCompact(r, cols, rowbits, rowPtr, c.hq, nb)
+				}, rowbits, rowcnt, rowPtr, cols, stats)
+				what := fmt.Sprintf("run %d (fused %v): ", run, fused)
+				wantBits, wantCnt := RefPlanUnion(hplan, vsbits, pattern, qabits, p)
+				gotBits := downloadI32(t, rowbits)
+				for h := 0; h < c.hq; h++ {
+					for r := 0; r < nb; r++ {
+						o := (h*nb + r) * nbw
+						compareI32(t, fmt.Sprintf("%shead %d row %d", what, h, r), gotBits[o:o+r/32+1], wantBits[o:o+r/32+1])
+					}
 				}
-				if err := PlanScan(r, rowPtr, rowcnt, stats, c.hq, nb, layer); err != nil {
-					return err
+				compareI32(t, what+"rowcnt", downloadI32(t, rowcnt), wantCnt)
+				wantPtr, wantCols := RefPlanCSR(wantBits, c.hq, nb)
+				compareI32(t, what+"rowPtr", downloadI32(t, rowPtr), wantPtr)
+				compareI32(t, what+"cols", downloadI32(t, cols), wantCols)
+				st := downloadI32(t, stats)
+				for h := 0; h < c.hq; h++ {
+					want := wantPtr[(h+1)*nb] - wantPtr[h*nb]
+					if got := st[(layer*c.hq+h)*PlanStatWords+PlanStatBlocks]; got != want {
+						t.Fatalf("%shead %d: %d blocks in the statistics, want %d", what, h, got, want)
+					}
 				}
-				return PlanCompact(r, cols, rowbits, rowPtr, c.hq, nb)
-			}, rowbits, rowcnt, rowPtr, cols, stats)
-			wantBits, wantCnt := RefPlanUnion(hplan, vsbits, pattern, qabits, p)
-			gotBits := downloadI32(t, rowbits)
-			for h := 0; h < c.hq; h++ {
-				for r := 0; r < nb; r++ {
-					o := (h*nb + r) * nbw
-					compareI32(t, fmt.Sprintf("head %d row %d", h, r), gotBits[o:o+r/32+1], wantBits[o:o+r/32+1])
-				}
-			}
-			compareI32(t, "rowcnt", downloadI32(t, rowcnt), wantCnt)
-			wantPtr, wantCols := RefPlanCSR(wantBits, c.hq, nb)
-			compareI32(t, "rowPtr", downloadI32(t, rowPtr), wantPtr)
-			compareI32(t, "cols", downloadI32(t, cols), wantCols)
-			st := downloadI32(t, stats)
-			for h := 0; h < c.hq; h++ {
-				want := wantPtr[(h+1)*nb] - wantPtr[h*nb]
-				if got := st[(layer*c.hq+h)*PlanStatWords+PlanStatBlocks]; got != want {
-					t.Fatalf("head %d: %d blocks in the statistics, want %d", h, got, want)
+				if got := downloadI32(t, counter); got[0] != 0 {
+					t.Fatalf("%scounter left at %d, want 0", what, got[0])
 				}
 			}
 		})
