@@ -6,9 +6,13 @@
 // crosses it; this is share.TokenBudget with the threshold relative to Σx
 // (identical when Σx = 1). Entries must be ≥ 0 (NaN-free).
 // Method: F(t) = Σ x·[x ≥ t] is non-increasing; the crossing value u is the
-// largest t with F(t) > γ·Σx. It is found exactly by bisection on the bit
-// patterns of non-negative floats (ordered like the values): ≤ 31 rounds of
-// one workgroup-wide sum each. Ties: with A = Σx·[x > u], a = #[x > u] and
+// largest t with F(t) > γ·Σx. It is found exactly by a 16-ary search on
+// the bit patterns of non-negative floats (ordered like the values): ≤ 8
+// passes over the data, each evaluating 15 thresholds with one workgroup
+// sum apiece. Each invocation sums its entries in index order and the
+// workgroup adds the partials in a fixed tree, so the computed F is a
+// fixed, non-increasing function of t (rounding is monotone) and the search
+// finds the same u as a bisection would, in a quarter of the passes. Ties: with A = Σx·[x > u], a = #[x > u] and
 // g = #[x = u], the tied entries are interchangeable in a sorted order, so
 // m* = a + j with j the largest count in [0, g) such that A + j·u ≤ γ·Σx.
 // Ties thus give exactly the sort-based count, independent of tie order.
@@ -28,6 +32,8 @@ layout(push_constant) uniform Push {
 } pc;
 
 shared float red[gl_WorkGroupSize.x];
+const uint PROBES = 15u; // thresholds per pass: 4 bits of the bracket per pass
+shared float pr[PROBES][gl_WorkGroupSize.x];
 shared uint cA[gl_WorkGroupSize.x];
 shared uint cG[gl_WorkGroupSize.x];
 
@@ -72,18 +78,47 @@ void main() {
 	uint lo = 0u;          // F(0) = total > target
 	uint hi = 0x7F800000u; // F(+inf) = 0 ≤ target
 	while (hi - lo > 1u) {
-		uint mid = lo + (hi - lo) / 2u;
-		float t = uintBitsToFloat(mid);
-		part = 0.0;
+		// PROBES thresholds t_j = lo + j·step (those below hi) per pass
+		// over the data; the new bracket is the last t_j with F > target
+		// and the next one.
+		uint step = (hi - lo + PROBES) / (PROBES + 1u);
+		float acc[PROBES];
+		for (uint j = 0u; j < PROBES; j++) {
+			acc[j] = 0.0;
+		}
 		for (uint i = lin; i < n; i += LOCAL) {
 			float x = load(which, base + i);
-			part += x >= t ? x : 0.0;
+			for (uint j = 0u; j < PROBES; j++) {
+				uint tb = lo + (j + 1u) * step;
+				acc[j] += tb < hi && x >= uintBitsToFloat(tb) ? x : 0.0;
+			}
 		}
-		if (reduceSum(part) > target) {
-			lo = mid;
-		} else {
-			hi = mid;
+		for (uint j = 0u; j < PROBES; j++) {
+			pr[j][lin] = acc[j];
 		}
+		barrier();
+		for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
+			if (lin < st) {
+				for (uint j = 0u; j < PROBES; j++) {
+					pr[j][lin] += pr[j][lin + st];
+				}
+			}
+			barrier();
+		}
+		uint nlo = lo, nhi = hi;
+		for (uint j = 0u; j < PROBES; j++) {
+			uint tb = lo + (j + 1u) * step;
+			if (tb < hi && pr[j][0] > target) {
+				nlo = tb;
+				nhi = min(hi, tb + step);
+			}
+		}
+		if (nlo == lo) {
+			nhi = min(hi, lo + step);
+		}
+		lo = nlo;
+		hi = nhi;
+		barrier();
 	}
 	float u = uintBitsToFloat(lo);
 	part = 0.0;

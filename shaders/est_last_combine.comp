@@ -2,7 +2,9 @@
 // variants: est_last_lse=-DLSE est_last_slash=-DSLASH
 // est_last_combine.comp: the small passes between/after est_last.comp.
 //
-// LSE (pass 2). Grid (Hq). ℓ[h][t] = M + log Σ_c l_c·exp(m_c − M) over the
+// LSE (pass 2). Grid (W, Hq): workgroup (t, h) reduces row t of head h
+//   over the key blocks in parallel (no serial loop over nb in one
+//   invocation). ℓ[h][t] = M + log Σ_c l_c·exp(m_c − M) over the
 //   per-block (m, l) of est_last_stats.  0 stats vec2 [Hq, nb, W]; 1 lse f32 [Hq, W].
 // SLASH (pass 4). Grid (nb, Hq): workgroup (ob, h) owns token offsets
 //   o ∈ [ob·B, min(ob·B+B, S)) and adds the partials of the ≤ 2 key blocks
@@ -25,21 +27,44 @@ layout(push_constant) uniform Push {
 layout(std430, set = 0, binding = 0) readonly buffer Sb { vec2 stats[]; };
 layout(std430, set = 0, binding = 1) writeonly buffer Lb { float lse[]; };
 
+shared float red[gl_WorkGroupSize.x];
+
 void main() {
-	uint h = gl_WorkGroupID.x;
-	for (uint t = gl_LocalInvocationIndex; t < pc.W; t += gl_WorkGroupSize.x) {
-		float M = -3.0e38;
-		for (uint c = 0; c < pc.nb; c++) {
-			M = max(M, stats[(h * pc.nb + c) * pc.W + t].x);
+	uint t = gl_WorkGroupID.x;
+	uint h = gl_WorkGroupID.y;
+	uint lin = gl_LocalInvocationIndex;
+	uint LOCAL = gl_WorkGroupSize.x;
+	float M = -3.0e38;
+	for (uint c = lin; c < pc.nb; c += LOCAL) {
+		M = max(M, stats[(h * pc.nb + c) * pc.W + t].x);
+	}
+	red[lin] = M;
+	barrier();
+	for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
+		if (lin < st) {
+			red[lin] = max(red[lin], red[lin + st]);
 		}
-		float L = 0.0;
-		for (uint c = 0; c < pc.nb; c++) {
-			vec2 st = stats[(h * pc.nb + c) * pc.W + t];
-			if (st.y > 0.0) {
-				L += st.y * exp(st.x - M);
-			}
+		barrier();
+	}
+	M = red[0];
+	barrier();
+	float L = 0.0;
+	for (uint c = lin; c < pc.nb; c += LOCAL) {
+		vec2 st = stats[(h * pc.nb + c) * pc.W + t];
+		if (st.y > 0.0) {
+			L += st.y * exp(st.x - M);
 		}
-		lse[h * pc.W + t] = M + log(L);
+	}
+	red[lin] = L;
+	barrier();
+	for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
+		if (lin < st) {
+			red[lin] += red[lin + st];
+		}
+		barrier();
+	}
+	if (lin == 0u) {
+		lse[h * pc.W + t] = M + log(red[0]);
 	}
 }
 #endif

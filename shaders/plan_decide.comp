@@ -1,9 +1,11 @@
 #version 450
+// variants: plan_decide= plan_roles=-DGATES
 // plan_decide.comp: the role of every query head of one layer, in the order
 // of share.SharePrefill.PlanLayer (docs/algorithm.md#roles), and the pivot
 // dictionary (docs/algorithm.md#per-call-state).
 //
-// One invocation walks the heads in ascending order (a pivot registered by
+// All invocations load the walk's inputs into shared memory; then one
+// invocation walks the heads in ascending order (a pivot registered by
 // head h changes the role of the later heads of its cluster):
 //   denseAll              → dense ("n below DenseBelow"), every block;
 //   query-aware gate      → g0 < τ_q: query-aware, floor budgets;
@@ -32,16 +34,33 @@
 //   reason, nv, ns, blocks (0; plan_scan.comp), pivot layer, pivot head,
 //   evaluated gates (bits 0–3), g0–g3 bits, vs_ratio bits, pattern blocks
 //   (plan_pivot.comp), cluster, 0).
-// Grid: (1). Spec constant 0: local size.
+// Grid: (1). Spec constant 0: local size (a power of two).
+//
+// GATES (plan_roles): the same kernel computing the gates of plan_gates.comp
+// itself first (one dispatch and one barrier fewer per layer): binding 0 is
+// then pooled f32 [Hq, nb] (read only when useQuery or exclDist = 2; bind V
+// otherwise), refs (6) is read as well as written, no gate buffer is
+// written (the statistics records hold the gate bits), and the push
+// constants carry plan_gates' n, exclDist and nanCompat after capPad. A
+// gate's sum runs over the workgroup's invocations instead of plan_gates'
+// 128, so its last bits may differ from plan_gates'.
 layout(local_size_x = 64, local_size_x_id = 0) in;
 
+#ifdef GATES
+layout(std430, set = 0, binding = 0) readonly buffer Ab { float pooled[]; };
+#else
 layout(std430, set = 0, binding = 0) readonly buffer Gb { uint gates[]; };
+#endif
 layout(std430, set = 0, binding = 1) readonly buffer Kb { int counts[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Cb { int cmap[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Vb { float V[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Sb { float S[]; };
 layout(std430, set = 0, binding = 5) coherent buffer Mb { int meta[]; };
+#ifdef GATES
+layout(std430, set = 0, binding = 6) buffer Rb { float refs[]; };
+#else
 layout(std430, set = 0, binding = 6) writeonly buffer Rb { float refs[]; };
+#endif
 layout(std430, set = 0, binding = 7) writeonly buffer Pb { int hplan[]; };
 layout(std430, set = 0, binding = 8) writeonly buffer Hb { int pivots[]; };
 layout(std430, set = 0, binding = 9) writeonly buffer Ib { uint indirect[]; };
@@ -66,6 +85,11 @@ layout(push_constant) uniform Push {
 	uint nchunks;
 	uint cap;
 	uint capPad;
+#ifdef GATES
+	uint n;
+	uint exclDist; // 0 V, 1 S, 2 â
+	uint nanCompat;
+#endif
 } pc;
 
 const uint MAXH = 64u;
@@ -77,6 +101,110 @@ shared int sMethod[MAXH], sReason[MAXH], sMode[MAXH], sNv[MAXH], sNs[MAXH];
 shared int sPivL[MAXH], sPivH[MAXH], sFlags[MAXH], sNew[MAXH];
 shared int sList[MAXH];
 shared uint sNpiv;
+// The inputs of the serial walk, loaded by all invocations at once so that
+// the walk reads shared memory only (a chain of dependent global loads in
+// one invocation costs microseconds per head on a GPU): per head its
+// cluster, the cluster's in-scope flag and pivot (layer, head, vs_ratio
+// bits), the gate words 0–4 and the cover counts.
+shared int sCi[MAXH], sScope[MAXH], sPl[MAXH], sPh[MAXH], sVsr[MAXH];
+shared uint sGate[MAXH][5];
+shared int sCnt[MAXH][2];
+
+#ifdef GATES
+shared float red[4][gl_WorkGroupSize.x];
+shared uint zr[4][gl_WorkGroupSize.x];
+
+bool isZero(float x) {
+	return (floatBitsToUint(x) & 0x7FFFFFFFu) == 0u;
+}
+
+// term is plan_gates.comp's: p·ln(p/m) + q·ln(q/m), m = (p+q)/2, zero terms
+// omitted, by its series for |δ| < ½, δ = (p−q)/(p+q).
+float term(float p, float q) {
+	float sum = p + q;
+	if (!(sum > 0.0)) {
+		return 0.0;
+	}
+	float d = (p - q) / sum;
+	if (abs(d) < 0.5) {
+		float d2 = d * d, pw = d2, t = 0.0;
+		for (int k = 1; k <= 12; k++) {
+			t += pw / float(k * (2 * k - 1));
+			pw *= d2;
+		}
+		return 0.5 * sum * t;
+	}
+	float m = 0.5 * sum;
+	float t = 0.0;
+	if (p > 0.0) {
+		t += p * log(p / m);
+	}
+	if (q > 0.0) {
+		t += q * log(q / m);
+	}
+	return t;
+}
+
+// headGates writes the gate words 0–4 of head h (plan_gates.comp) to
+// sGate[h]; every invocation calls it (it holds barriers).
+void headGates(uint h, uint lin, uint LOCAL) {
+	uint nb = pc.nb;
+	int ci = sCi[h];
+	bool share = ci >= 0 && sPl[h] >= 0 && uint(sPl[h]) < pc.layer;
+	bool need[4] = bool[4](pc.useQuery != 0u, pc.exclusion == 0u, share, share);
+	float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+	uint zero[4] = uint[4](0u, 0u, 0u, 0u);
+	for (uint c = lin; c < nb; c += LOCAL) {
+		float v = V[h * nb + c], s = S[h * nb + c];
+		if (need[0]) {
+			float a = pooled[h * nb + c];
+			acc[0] += term(a, v);
+			zero[0] |= uint(isZero(a) || isZero(v));
+		}
+		if (need[1]) {
+			float x = pc.exclDist == 0u ? v : (pc.exclDist == 1u ? s : pooled[h * nb + c]);
+			float u = float(min(uint(pc.B), pc.n - c * uint(pc.B))) / float(pc.n);
+			acc[1] += term(x, u);
+			zero[1] |= uint(isZero(x) || isZero(u));
+		}
+		if (share) {
+			float vr = refs[(uint(ci) * 2u) * nb + c], sr = refs[(uint(ci) * 2u + 1u) * nb + c];
+			acc[2] += term(vr, v);
+			acc[3] += term(sr, s);
+			zero[2] |= uint(isZero(vr) || isZero(v));
+			zero[3] |= uint(isZero(sr) || isZero(s));
+		}
+	}
+	for (uint i = 0u; i < 4u; i++) {
+		red[i][lin] = acc[i];
+		zr[i][lin] = zero[i];
+	}
+	barrier();
+	for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
+		if (lin < st) {
+			for (uint i = 0u; i < 4u; i++) {
+				red[i][lin] += red[i][lin + st];
+				zr[i][lin] |= zr[i][lin + st];
+			}
+		}
+		barrier();
+	}
+	if (lin == 0u) {
+		uint nanMask = 0u;
+		for (uint i = 0u; i < 4u; i++) {
+			uint bits = 0x7FC00000u;
+			if (need[i] && !(pc.nanCompat != 0u && zr[i][0] != 0u)) {
+				bits = floatBitsToUint(sqrt(max(0.5 * red[i][0], 0.0)));
+			} else {
+				nanMask |= 1u << i;
+			}
+			sGate[h][i] = bits;
+		}
+		sGate[h][4] = nanMask;
+	}
+	barrier();
+}
+#endif
 
 int budget(int k) {
 	int b = k / pc.B + 1;
@@ -84,11 +212,11 @@ int budget(int k) {
 }
 
 bool isNaNBit(uint h, uint i) {
-	return ((gates[h * 8u + 4u] >> i) & 1u) != 0u;
+	return ((sGate[h][4] >> i) & 1u) != 0u;
 }
 
 float gate(uint h, uint i) {
-	return uintBitsToFloat(gates[h * 8u + i]);
+	return uintBitsToFloat(sGate[h][i]);
 }
 
 void main() {
@@ -106,11 +234,42 @@ void main() {
 	}
 	memoryBarrierBuffer();
 	barrier();
+	for (uint h = lin; h < Hq; h += LOCAL) {
+		int ci = cmap[pc.layer * Hq + h];
+		sCi[h] = ci;
+		sScope[h] = ci >= 0 ? cmap[inScope0 + uint(ci)] : 0;
+		sPl[h] = ci >= 0 ? meta[uint(ci) * 4u] : -1;
+		sPh[h] = ci >= 0 ? meta[uint(ci) * 4u + 1u] : -1;
+		sVsr[h] = ci >= 0 ? meta[uint(ci) * 4u + 3u] : 0;
+#ifndef GATES
+		for (uint i = 0u; i < 5u; i++) {
+			sGate[h][i] = gates[h * 8u + i];
+		}
+#endif
+		sCnt[h][0] = counts[h * 2u];
+		sCnt[h][1] = counts[h * 2u + 1u];
+	}
+	barrier();
+#ifdef GATES
+	if (pc.denseAll == 0u) {
+		for (uint h = 0u; h < Hq; h++) {
+			headGates(h, lin, LOCAL);
+		}
+	} else {
+		for (uint h = lin; h < Hq; h += LOCAL) {
+			for (uint i = 0u; i < 4u; i++) {
+				sGate[h][i] = 0x7FC00000u;
+			}
+			sGate[h][4] = 15u;
+		}
+		barrier();
+	}
+#endif
 	if (lin == 0u) {
 		int floorB = min(pc.budLo, pc.budHi);
 		uint npiv = 0u;
 		for (uint h = 0u; h < Hq; h++) {
-			int ci = cmap[pc.layer * Hq + h];
+			int ci = sCi[h];
 			int method = M_VS, reason = R_NONE, mode = 1, flags = 0;
 			int nv = 0, ns = 0, pivL = -1, pivH = -1, isNew = 0;
 			if (pc.denseAll != 0u) {
@@ -129,11 +288,11 @@ void main() {
 					nv = floorB;
 					ns = floorB;
 				} else {
-					nv = budget(counts[h * 2u]);
-					ns = budget(counts[h * 2u + 1u]);
+					nv = budget(sCnt[h][0]);
+					ns = budget(sCnt[h][1]);
 					if (ci < 0) {
 						reason = R_NO_CLUSTER;
-					} else if (cmap[inScope0 + uint(ci)] == 0) {
+					} else if (sScope[h] == 0) {
 						reason = R_NOT_SHARED;
 					} else {
 						bool excluded = false;
@@ -141,7 +300,7 @@ void main() {
 							flags |= 2;
 							excluded = !isNaNBit(h, 1u) && gate(h, 1u) > pc.delta;
 						}
-						int pl = meta[uint(ci) * 4u];
+						int pl = sPl[h];
 						if (excluded) {
 							method = M_EXCL;
 							reason = R_HIGHLY_SPARSE;
@@ -157,13 +316,21 @@ void main() {
 							meta[uint(ci) * 4u + 3u] = 0;
 							sList[npiv++] = int(h);
 							isNew = 1;
+							// The later heads of the cluster see the new pivot.
+							for (uint h2 = h + 1u; h2 < Hq; h2++) {
+								if (sCi[h2] == ci) {
+									sPl[h2] = int(pc.layer);
+									sPh[h2] = int(h);
+									sVsr[h2] = 0;
+								}
+							}
 						} else if (uint(pl) == pc.layer) {
 							reason = R_SAME_LAYER;
 						} else {
 							flags |= 12;
 							pivL = pl;
-							pivH = meta[uint(ci) * 4u + 1u];
-							float vsr = intBitsToFloat(meta[uint(ci) * 4u + 3u]);
+							pivH = sPh[h];
+							float vsr = intBitsToFloat(sVsr[h]);
 							if (!(!isNaNBit(h, 2u) && gate(h, 2u) < pc.tauS)) {
 								reason = R_V_GATE;
 							} else if (!(!isNaNBit(h, 3u) && gate(h, 3u) < pc.tauS)) {
@@ -226,7 +393,7 @@ void main() {
 		stats[o + 6u] = sPivH[h];
 		stats[o + 7u] = sFlags[h];
 		for (uint i = 0u; i < 4u; i++) {
-			stats[o + 8u + i] = int(gates[h * 8u + i]);
+			stats[o + 8u + i] = int(sGate[h][i]);
 		}
 		stats[o + 12u] = 0;
 		stats[o + 13u] = 0;

@@ -6,7 +6,10 @@
 // when withStats ≠ 0, the blocks of each head into word 4 of its statistics
 // record stats[(layer·Hq + h)·16 + 4].
 // Bindings: 0 rowcnt i32 [rows]; 1 rowPtr i32 [rows+1]; 2 stats i32.
-// Grid: (1): one workgroup; each invocation scans a contiguous run.
+// Grid: (1): one workgroup; each invocation scans a contiguous run, the
+// runs' offsets come from a parallel scan, and a head's blocks are the
+// difference of its first row pointers (up to 64 heads; more heads sum
+// their rows).
 // Spec constant 0: local size.
 layout(local_size_x = 256, local_size_x_id = 0) in;
 
@@ -22,7 +25,9 @@ layout(push_constant) uniform Push {
 } pc;
 
 const uint LOCAL = gl_WorkGroupSize.x;
+const uint MAXH = 64u; // kernels.PlanMaxHeads
 shared int part[LOCAL];
+shared int headStart[MAXH + 1u];
 
 void main() {
 	uint lin = gl_LocalInvocationIndex;
@@ -33,28 +38,39 @@ void main() {
 	for (uint i = i0; i < i1; i++) {
 		s += rowcnt[i];
 	}
+	// Inclusive Hillis–Steele scan of the invocations' sums.
 	part[lin] = s;
 	barrier();
-	if (lin == 0u) {
-		int run = 0;
-		for (uint t = 0u; t < LOCAL; t++) {
-			int c = part[t];
-			part[t] = run;
-			run += c;
-		}
-		rowPtr[rows] = run;
+	for (uint st = 1u; st < LOCAL; st <<= 1) {
+		int add = lin >= st ? part[lin - st] : 0;
+		barrier();
+		part[lin] += add;
+		barrier();
 	}
-	barrier();
-	int run = part[lin];
+	int run = part[lin] - s;
+	if (lin == LOCAL - 1u) {
+		rowPtr[rows] = part[lin];
+		if (pc.Hq <= MAXH) {
+			headStart[pc.Hq] = part[lin];
+		}
+	}
 	for (uint i = i0; i < i1; i++) {
+		if (i % pc.nb == 0u && i / pc.nb < MAXH) {
+			headStart[i / pc.nb] = run;
+		}
 		rowPtr[i] = run;
 		run += rowcnt[i];
 	}
 	if (pc.withStats != 0u) {
+		barrier();
 		for (uint h = lin; h < pc.Hq; h += LOCAL) {
 			int b = 0;
-			for (uint r = 0u; r < pc.nb; r++) {
-				b += rowcnt[h * pc.nb + r];
+			if (pc.Hq <= MAXH) {
+				b = headStart[h + 1u] - headStart[h];
+			} else {
+				for (uint r = 0u; r < pc.nb; r++) {
+					b += rowcnt[h * pc.nb + r];
+				}
 			}
 			stats[(pc.layer * pc.Hq + h) * 16u + 4u] = b;
 		}

@@ -12,7 +12,8 @@
 // a 256-bin histogram each; non-negative floats order like their bits) finds
 // the value u of the need-th entry and how many entries equal to u are
 // taken; ties at u are taken in index order (a workgroup scan of tie
-// counts). No sort, O(len) work per pass.
+// counts). No sort, O(len) work per pass; the digit search and the tie scan
+// are parallel scans (log2 steps, no serial loop over bins or invocations).
 // Bindings: 0 x0 f32 [rows, stride]; 1 x1 f32 [rows, stride];
 //   2 kbuf i32 (k of row h and vector w at kbuf[h·kStride + kOff + w]; read
 //   when useK ≠ 0);
@@ -87,16 +88,24 @@ void main() {
 				}
 			}
 			barrier();
-			if (lin == 0u) {
-				uint cum = 0u;
-				for (int d = 255; d >= 0; d--) {
-					uint c = hist[d];
-					if (cum + c >= rem) {
-						bc[0] = uint(d);
-						bc[1] = rem - cum;
-						break;
-					}
-					cum += c;
+			// Suffix sums hist[d] = #(digit ≥ d) (Hillis–Steele), then the
+			// one digit d with #(> d) < rem ≤ #(≥ d) reports itself.
+			for (uint st = 1u; st < 256u; st <<= 1) {
+				uint add[256u / LOCAL + 1u];
+				for (uint i = lin, j = 0u; i < 256u; i += LOCAL, j++) {
+					add[j] = i + st < 256u ? hist[i + st] : 0u;
+				}
+				barrier();
+				for (uint i = lin, j = 0u; i < 256u; i += LOCAL, j++) {
+					hist[i] += add[j];
+				}
+				barrier();
+			}
+			for (uint i = lin; i < 256u; i += LOCAL) {
+				uint above = i < 255u ? hist[i + 1u] : 0u;
+				if (above < rem && rem <= hist[i]) {
+					bc[0] = i;
+					bc[1] = rem - above;
 				}
 			}
 			barrier();
@@ -119,18 +128,16 @@ void main() {
 			cnt++;
 		}
 	}
+	// Exclusive scan of the tie counts (inclusive Hillis–Steele, minus own).
 	sc[lin] = cnt;
 	barrier();
-	if (lin == 0u) {
-		uint run = 0u;
-		for (uint t = 0u; t < LOCAL; t++) {
-			uint c = sc[t];
-			sc[t] = run;
-			run += c;
-		}
+	for (uint st = 1u; st < LOCAL; st <<= 1) {
+		uint add = lin >= st ? sc[lin - st] : 0u;
+		barrier();
+		sc[lin] += add;
+		barrier();
 	}
-	barrier();
-	uint rank = sc[lin];
+	uint rank = sc[lin] - cnt;
 	for (uint wd = w0; wd < w1; wd++) {
 		uint bits = 0u;
 		for (uint b = 0u; b < 32u; b++) {

@@ -1,4 +1,5 @@
 #version 450
+// variants: plan_union= plan_union_scan=-DSCAN
 // plan_union.comp: the final block set of every (head, query block) as a
 // bitmap, and its size (docs/algorithm.md#final-lists).
 //
@@ -18,6 +19,15 @@
 //   (words 0..r/32 of row r written); 5 rowcnt i32 [Hq·nb].
 // Grid: (nb, Hq): one workgroup per (row, head). Spec constant 0: local size
 // (a power of two).
+//
+// SCAN (plan_union_scan) also does plan_scan.comp's work, saving its
+// dispatch and barrier: every workgroup publishes its row size and counts
+// itself done on an atomic counter; the last one to finish (it sees every
+// row size) writes the CSR row pointers and the heads' block counts, and
+// resets the counter to 0 for the next use. No workgroup waits for another.
+// Extra bindings: 6 rowPtr i32 [Hq·nb+1]; 7 stats i32 [L, Hq, 16] (word 4
+// of row `layer`); 8 counter u32 [1] (0 before the first use). Extra push
+// constant: layer. rowcnt is read back by the last workgroup.
 layout(local_size_x = 64, local_size_x_id = 0) in;
 
 layout(std430, set = 0, binding = 0) readonly buffer Pb { int hplan[]; };
@@ -25,7 +35,14 @@ layout(std430, set = 0, binding = 1) readonly buffer Vb { uint vsbits[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Cb { uint pattern[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Qb { uint qabits[]; };
 layout(std430, set = 0, binding = 4) writeonly buffer Rb { uint rowbits[]; };
+#ifdef SCAN
+layout(std430, set = 0, binding = 5) coherent buffer Nb { int rowcnt[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer RPb { int rowPtr[]; };
+layout(std430, set = 0, binding = 7) writeonly buffer Tb { int stats[]; };
+layout(std430, set = 0, binding = 8) coherent buffer Cnb { uint counter[]; };
+#else
 layout(std430, set = 0, binding = 5) writeonly buffer Nb { int rowcnt[]; };
+#endif
 
 layout(push_constant) uniform Push {
 	uint Hq;
@@ -34,10 +51,64 @@ layout(push_constant) uniform Push {
 	uint vsRows;
 	int mode; // ≥ 0: every head has this mode (hplan is not read)
 	uint qa;  // 0: qabits is not bound to a full buffer; mode 3 reads no cut
+#ifdef SCAN
+	uint layer;
+#endif
 } pc;
 
 const uint LOCAL = gl_WorkGroupSize.x;
 shared uint red[LOCAL];
+#ifdef SCAN
+const uint MAXH = 64u; // kernels.PlanMaxHeads
+shared int headStart[MAXH + 1u];
+shared bool last;
+
+// scanRows is plan_scan.comp run by the last workgroup: row pointers from
+// the row sizes, each head's blocks from its first row pointers.
+void scanRows(uint lin) {
+	uint rows = pc.Hq * pc.nb;
+	uint chunk = (rows + LOCAL - 1u) / LOCAL;
+	uint i0 = min(lin * chunk, rows), i1 = min(i0 + chunk, rows);
+	int s = 0;
+	for (uint i = i0; i < i1; i++) {
+		s += rowcnt[i];
+	}
+	red[lin] = uint(s);
+	barrier();
+	for (uint st = 1u; st < LOCAL; st <<= 1) {
+		uint add = lin >= st ? red[lin - st] : 0u;
+		barrier();
+		red[lin] += add;
+		barrier();
+	}
+	int run = int(red[lin]) - s;
+	if (lin == LOCAL - 1u) {
+		rowPtr[rows] = int(red[lin]);
+		if (pc.Hq <= MAXH) {
+			headStart[pc.Hq] = int(red[lin]);
+		}
+	}
+	for (uint i = i0; i < i1; i++) {
+		if (i % pc.nb == 0u && i / pc.nb < MAXH) {
+			headStart[i / pc.nb] = run;
+		}
+		rowPtr[i] = run;
+		run += rowcnt[i];
+	}
+	barrier();
+	for (uint h = lin; h < pc.Hq; h += LOCAL) {
+		int b = 0;
+		if (pc.Hq <= MAXH) {
+			b = headStart[h + 1u] - headStart[h];
+		} else {
+			for (uint r = 0u; r < pc.nb; r++) {
+				b += rowcnt[h * pc.nb + r];
+			}
+		}
+		stats[(pc.layer * pc.Hq + h) * 16u + 4u] = b;
+	}
+}
+#endif
 
 // window returns 32 bits of bitmap row `base` (nbw words) at positions
 // [p, p+32), reading zeros outside [0, 32·nbw).
@@ -98,4 +169,19 @@ void main() {
 	if (lin == 0u) {
 		rowcnt[h * nb + r] = int(red[0]);
 	}
+#ifdef SCAN
+	memoryBarrierBuffer();
+	barrier();
+	if (lin == 0u) {
+		last = atomicAdd(counter[0], 1u) == pc.Hq * nb - 1u;
+	}
+	barrier();
+	if (last) {
+		memoryBarrierBuffer();
+		scanRows(lin);
+		if (lin == 0u) {
+			counter[0] = 0u;
+		}
+	}
+#endif
 }

@@ -260,7 +260,7 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, ws *EstWorkspace, v
 	if err := r.Dispatch(kStats, grid, push, q, k, stats); err != nil {
 		return err
 	}
-	if err := r.Dispatch(kLSE, [3]uint32{uint32(p.Hq), 1, 1}, push2, stats, lse); err != nil {
+	if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
 		return err
 	}
 	if err := r.Dispatch(kVS, grid, push, q, k, lse, v, vBlk, spart); err != nil {
@@ -398,8 +398,9 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // counts[h] = (k_v, k_s), with k(x) = min(1 + m*, S) and m* the largest m
 // such that the m largest entries of x sum to ≤ γ·Σx (the sorted prefix
 // that stays within γ, plus the crossing entry). For distributions with
-// Σx = 1 this is share.TokenBudget. It needs no sort: a bisection on the
-// float bit patterns finds the crossing value exactly (≤ 31 workgroup sums),
+// Σx = 1 this is share.TokenBudget. It needs no sort: a 16-ary search on
+// the float bit patterns finds the crossing value exactly (≤ 8 passes over
+// x, 15 workgroup sums each),
 // and ties at the crossing value are resolved arithmetically, so the count
 // equals the sort-based one whatever the order of equal entries (see
 // est_cover.comp). v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].

@@ -312,6 +312,16 @@ func TestCoverCounts(t *testing.T) {
 		rng.Shuffle(n, func(i, j int) { x[i], x[j] = x[j], x[i] })
 		return x
 	}
+	// Exact hit: {1/2, 1/4, 1/4} and zeros at γ = 1/2. F(t) = Σ x·[x ≥ t]
+	// equals γ·Σx exactly for t ∈ (1/4, 1/2], so the crossing value is 1/4
+	// only if the search keeps F(t) > γ·Σx strict (k = 2: 1/2 stays within
+	// γ, the first 1/4 crosses).
+	exact := func(h, n int) []float32 {
+		x := make([]float32, n)
+		x[0], x[1], x[2] = 0.5, 0.25, 0.25
+		rng.Shuffle(n, func(i, j int) { x[i], x[j] = x[j], x[i] })
+		return x
+	}
 	uniform := func(h, n int) []float32 { // all tied
 		x := make([]float32, n)
 		for i := range x {
@@ -329,6 +339,7 @@ func TestCoverCounts(t *testing.T) {
 		{"random/gamma0", 2, 100, 0, random},
 		{"tie/0.9", 3, 40, 0.9, tie},
 		{"tie/0.75", 3, 40, 0.75, tie},
+		{"exact/0.5", 2, 37, 0.5, exact},
 		{"uniform/n256", 2, 256, 0.9, uniform},
 	}
 	for _, c := range cases {
@@ -372,10 +383,13 @@ func TestCoverCounts(t *testing.T) {
 					t.Errorf("head %d vec %d: count %d, want %d", h, w, g, want)
 				}
 			}
-			if c.name == "tie/0.9" || c.name == "tie/0.75" {
+			if c.name == "tie/0.9" || c.name == "tie/0.75" || c.name == "exact/0.5" {
 				want := int32(17)
-				if c.gamma == 0.75 {
+				switch c.gamma {
+				case 0.75:
 					want = 13
+				case 0.5:
+					want = 2
 				}
 				for i, g := range got {
 					if g != want {

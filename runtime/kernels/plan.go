@@ -295,8 +295,8 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 		return err
 	}
 	hq, nb := p.Hq, p.NB()
-	if p.Chunks < 0 || p.Chunks > 0 && (p.Cap < 1 || p.CapPad < p.Cap) || p.Chunks*p.Cap > PlanMaxHeads*2 {
-		return fmt.Errorf("%s: %d pivot chunks of %d slots (stride %d)", op, p.Chunks, p.Cap, p.CapPad)
+	if err := checkPivotChunks(op, p); err != nil {
+		return err
 	}
 	for _, e := range []struct {
 		what string
@@ -333,6 +333,71 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 	}{uint32(p.Layer), uint32(p.NumLayers), uint32(hq), uint32(nb), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
 		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad)}
 	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, gates, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
+}
+
+// PlanRoles records PlanGates and PlanDecide as one dispatch
+// (shaders/plan_decide.comp, variant plan_roles): the workgroup computes
+// the gates of every head itself, then the roles, with PlanDecide's outputs
+// (hplan, pivots, indirect, the statistics row with the gate bits, meta and
+// refs) and no gate buffer. v, s, pooled, cmap, meta and refs are PlanGates'
+// inputs (pooled is read only for the query gate or X = â; pass v
+// otherwise), counts PlanDecide's. The gate sums run over the workgroup's
+// 64 invocations instead of PlanGates' 128, so a gate's last bits may
+// differ from PlanGates'.
+func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hplan, pivots, indirect, stats *runtime.Tensor, p PlanParams) error {
+	const op = "plan roles"
+	if err := p.check(op); err != nil {
+		return err
+	}
+	hq, nb := p.Hq, p.NB()
+	if err := checkPivotChunks(op, p); err != nil {
+		return err
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{
+		{"counts", counts, 2 * hq}, {"cmap", cmap, p.NumLayers*hq + p.K},
+		{"meta", meta, max(1, 4*p.K)}, {"hplan", hplan, 4 * hq}, {"pivots", pivots, max(1, p.Chunks*p.CapPad)},
+		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
+	} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"v", v, hq * nb}, {"s", s, hq * nb}, {"pooled", pooled, hq * nb}, {"refs", refs, max(1, 2*p.K*nb)}} {
+		if err := checkF32Min(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	d := r.Device()
+	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 84, 64)
+	if err != nil {
+		return err
+	}
+	push := struct {
+		Layer, L, Hq, NB, K, UseQuery, Exclusion, DenseAll uint32
+		TauQ, TauS, Delta, TauF                            float32
+		BudLo, BudHi, B                                    int32
+		Chunks, Cap, CapPad                                uint32
+		N, ExclDist, NaNCompat                             uint32
+	}{uint32(p.Layer), uint32(p.NumLayers), uint32(hq), uint32(nb), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
+		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad),
+		uint32(p.N), uint32(p.ExclDist), b2u(p.NaNCompat)}
+	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, pooled, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
+}
+
+// checkPivotChunks checks PlanDecide's and PlanRoles' pivot chunks.
+func checkPivotChunks(op string, p PlanParams) error {
+	if p.Chunks < 0 || p.Chunks > 0 && (p.Cap < 1 || p.CapPad < p.Cap) || p.Chunks*p.Cap > PlanMaxHeads*2 {
+		return fmt.Errorf("%s: %d pivot chunks of %d slots (stride %d)", op, p.Chunks, p.Cap, p.CapPad)
+	}
+	return nil
 }
 
 // PlanQueryAwareCut records share.QueryAwareCut for every head whose hplan
@@ -472,9 +537,49 @@ type UnionParams struct {
 // [K, nb, nbw] and qabits i32 [Hq, nb, nbw] are read for shared and
 // query-aware heads (any buffer when none can occur).
 func PlanUnion(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qabits *runtime.Tensor, p UnionParams) error {
-	const op = "plan union"
+	k, push, grid, err := unionKernel(r, "plan union", "plan_union", 64, rowbits, rowcnt, hplan, vsbits, pattern, qabits, p)
+	if err != nil {
+		return err
+	}
+	return r.Dispatch(k, grid, push[:6], hplan, vsbits, pattern, qabits, rowbits, rowcnt)
+}
+
+// PlanUnionScan is PlanUnion followed by PlanScan (with statistics) in one
+// dispatch (shaders/plan_union.comp, variant plan_union_scan): the last
+// workgroup to finish its row writes rowPtr i32 [Hq·nb+1] and word
+// PlanStatBlocks of each head's record in row layer of stats i32
+// [L, Hq, PlanStatWords]. counter (i32, one element) must be 0 before the
+// first call; each call leaves it 0.
+func PlanUnionScan(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	const op = "plan union and scan"
+	k, push, grid, err := unionKernel(r, op, "plan_union_scan", 256, rowbits, rowcnt, hplan, vsbits, pattern, qabits, p)
+	if err != nil {
+		return err
+	}
+	if layer < 0 {
+		return fmt.Errorf("%s: layer %d", op, layer)
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1}} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	push[6] = uint32(layer)
+	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter)
+}
+
+// unionKernel checks PlanUnion's arguments and returns the kernel shader
+// (local size local), its push constants (6 words, a 7th for the scan
+// variant's layer) and grid.
+func unionKernel(r *runtime.Recorder, op, shader string, local int, rowbits, rowcnt, hplan, vsbits, pattern, qabits *runtime.Tensor, p UnionParams) (*runtime.Kernel, [7]uint32, [3]uint32, error) {
+	var push [7]uint32
+	var grid [3]uint32
 	if p.Hq < 1 || p.NB < 1 || p.VSRows < 2 || p.VSRows > 3 || p.Mode < -1 || p.Mode > PlanModeQueryAware {
-		return fmt.Errorf("%s: Hq %d, nb %d, %d VS rows, mode %d", op, p.Hq, p.NB, p.VSRows, p.Mode)
+		return nil, push, grid, fmt.Errorf("%s: Hq %d, nb %d, %d VS rows, mode %d", op, p.Hq, p.NB, p.VSRows, p.Mode)
 	}
 	hq, nb := p.Hq, p.NB
 	nbw := (nb + 31) / 32
@@ -485,27 +590,31 @@ func PlanUnion(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qab
 	}{{"rowbits", rowbits, hq * nb * nbw}, {"rowcnt", rowcnt, hq * nb}, {"hplan", hplan, 4 * hq},
 		{"vsbits", vsbits, hq * p.VSRows * nbw}, {"pattern", pattern, max(1, p.K*nb*nbw)}, {"qabits", qabits, 1}} {
 		if err := checkI32(op, e.what, e.t, e.n); err != nil {
-			return err
+			return nil, push, grid, err
 		}
 	}
 	qa := uint32(0)
 	if !p.NoQueryAware && (p.Mode < 0 || p.Mode == PlanModeQueryAware) {
 		qa = 1
 		if err := checkI32(op, "qabits", qabits, hq*nb*nbw); err != nil {
-			return err
+			return nil, push, grid, err
 		}
 	}
 	d := r.Device()
-	grid := [3]uint32{uint32(nb), uint32(hq), 1}
+	grid = [3]uint32{uint32(nb), uint32(hq), 1}
 	if err := checkGrid(op, d, grid); err != nil {
-		return err
+		return nil, push, grid, err
 	}
-	k, err := planKernel(d, "plan_union", 6, 0b001111, 24, 64)
+	bindings, ro, size := 6, uint32(0b001111), 24
+	if shader == "plan_union_scan" {
+		bindings, size = 9, 28
+	}
+	k, err := planKernel(d, shader, bindings, ro, size, local)
 	if err != nil {
-		return err
+		return nil, push, grid, err
 	}
-	push := [6]uint32{uint32(hq), uint32(nb), uint32(nbw), uint32(p.VSRows), uint32(int32(p.Mode)), qa}
-	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt)
+	push = [7]uint32{uint32(hq), uint32(nb), uint32(nbw), uint32(p.VSRows), uint32(int32(p.Mode)), qa, 0}
+	return k, push, grid, nil
 }
 
 // PlanScan records the CSR row pointers rowPtr i32 [Hq·nb+1] (exclusive

@@ -205,6 +205,8 @@ func newPlanCase(rng *rand.Rand, p PlanParams, zeros bool) *planCase {
 	return c
 }
 
+// TestPlanGatesAndDecide checks PlanGates and PlanDecide, and their fusion
+// PlanRoles, against the float64 gates and the reference roles.
 func TestPlanGatesAndDecide(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
@@ -277,6 +279,46 @@ func TestPlanGatesAndDecide(t *testing.T) {
 			for i := range wRefs {
 				if math.Float32bits(gr[i]) != math.Float32bits(wRefs[i]) {
 					t.Fatalf("refs[%d] = %v, want %v", i, gr[i], wRefs[i])
+				}
+			}
+			// The fused kernel (PlanRoles) on fresh copies of meta and refs:
+			// its gates (from the statistics' gate bits) as PlanGates', its
+			// roles as the reference's from those gates.
+			meta2, refs2 := uploadI32(t, d, pc.meta), uploadF32(t, d, pc.refs)
+			hplan2, pivots2 := emptyI32(t, d, 4*hq), emptyI32(t, d, p.Chunks*p.CapPad)
+			ind2, stats2 := emptyI32(t, d, p.Chunks*PlanIndirectWords), emptyI32(t, d, p.NumLayers*hq*PlanStatWords)
+			opRun(t, d, func(r *runtime.Recorder) error {
+				return PlanRoles(r, counts, vT, sT, aT, cmap, meta2, refs2, hplan2, pivots2, ind2, stats2, p)
+			}, hplan2, pivots2, ind2, stats2)
+			st2 := downloadI32(t, stats2)[p.Layer*hq*PlanStatWords : (p.Layer+1)*hq*PlanStatWords]
+			g2 := make([]int32, 8*hq)
+			for h := 0; h < hq; h++ {
+				for j := 0; j < 4; j++ {
+					bits := st2[h*PlanStatWords+PlanStatGate0+j]
+					g2[8*h+j] = bits
+					got := float64(math.Float32frombits(uint32(bits)))
+					if math.IsNaN(got) {
+						g2[8*h+4] |= 1 << j
+					}
+					if p.DenseAll {
+						continue
+					}
+					if math.IsNaN(got) != math.IsNaN(want[h][j]) || !math.IsNaN(got) && math.Abs(got-want[h][j]) > 1e-5*max(1, want[h][j]) {
+						t.Fatalf("roles: head %d gate %d: %v, want %v", h, j, got, want[h][j])
+					}
+				}
+			}
+			wMeta2, wRefs2 := append([]int32(nil), pc.meta...), append([]float32(nil), pc.refs...)
+			ref2 := RefPlanDecide(g2, pc.counts, pc.cmap, pc.v, pc.s, wMeta2, wRefs2, p)
+			compareI32(t, "roles: hplan", downloadI32(t, hplan2), ref2.HPlan)
+			compareI32(t, "roles: pivots", downloadI32(t, pivots2), ref2.Pivots)
+			compareI32(t, "roles: indirect", downloadI32(t, ind2), ref2.Indirect)
+			compareI32(t, "roles: stats", st2, ref2.Stats)
+			compareI32(t, "roles: meta", downloadI32(t, meta2), wMeta2)
+			gr2 := download(t, refs2)
+			for i := range wRefs2 {
+				if math.Float32bits(gr2[i]) != math.Float32bits(wRefs2[i]) {
+					t.Fatalf("roles: refs[%d] = %v, want %v", i, gr2[i], wRefs2[i])
 				}
 			}
 			methods := map[int32]int{}
@@ -463,7 +505,7 @@ func TestPlanUnionAndCSR(t *testing.T) {
 		noQA                 bool
 	}{
 		{1, 1, 2, -1, false}, {4, 5, 2, -1, false}, {3, 33, 3, -1, false}, {5, 64, 2, -1, false}, {6, 64, 2, -1, true},
-		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false},
+		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false}, {70, 3, 2, -1, false},
 	} {
 		t.Run(fmt.Sprintf("hq%d_nb%d_vs%d_mode%d_noqa%v", c.hq, c.nb, c.vsRows, c.mode, c.noQA), func(t *testing.T) {
 			const k = 3
@@ -485,36 +527,52 @@ func TestPlanUnionAndCSR(t *testing.T) {
 				hplan[4*h], hplan[4*h+1] = int32(rng.IntN(4)), int32(rng.IntN(k))
 			}
 			vsbits, pattern, qabits := rnd(c.hq*c.vsRows*nbw, 10), rnd(k*nb*nbw, 20), rnd(c.hq*nb*nbw, 20)
-			rowbits, rowcnt := emptyI32(t, d, c.hq*nb*nbw), emptyI32(t, d, c.hq*nb)
-			rowPtr, cols := emptyI32(t, d, c.hq*nb+1), emptyI32(t, d, c.hq*nb*(nb+1)/2)
-			const layers, layer = 3, 1
-			stats := emptyI32(t, d, layers*c.hq*PlanStatWords)
-			opRun(t, d, func(r *runtime.Recorder) error {
-				if err := PlanUnion(r, rowbits, rowcnt, uploadI32(t, d, hplan), uploadI32(t, d, vsbits), uploadI32(t, d, pattern), uploadI32(t, d, qabits), p); err != nil {
-					return err
+			hplanT, vsT, patT, qaT := uploadI32(t, d, hplan), uploadI32(t, d, vsbits), uploadI32(t, d, pattern), uploadI32(t, d, qabits)
+			counter := uploadI32(t, d, []int32{0})
+			// PlanUnion then PlanScan, then PlanUnionScan twice (its counter
+			// must come back to 0); PlanCompact after each.
+			for run, fused := range []bool{false, true, true} {
+				rowbits, rowcnt := emptyI32(t, d, c.hq*nb*nbw), emptyI32(t, d, c.hq*nb)
+				rowPtr, cols := emptyI32(t, d, c.hq*nb+1), emptyI32(t, d, c.hq*nb*(nb+1)/2)
+				const layers, layer = 3, 1
+				stats := emptyI32(t, d, layers*c.hq*PlanStatWords)
+				opRun(t, d, func(r *runtime.Recorder) error {
+					if fused {
+						if err := PlanUnionScan(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, rowPtr, stats, counter, layer, p); err != nil {
+							return err
+						}
+					} else {
+						if err := PlanUnion(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, p); err != nil {
+							return err
+						}
+						if err := PlanScan(r, rowPtr, rowcnt, stats, c.hq, nb, layer); err != nil {
+							return err
+						}
+					}
+					return PlanCompact(r, cols, rowbits, rowPtr, c.hq, nb)
+				}, rowbits, rowcnt, rowPtr, cols, stats)
+				what := fmt.Sprintf("run %d (fused %v): ", run, fused)
+				wantBits, wantCnt := RefPlanUnion(hplan, vsbits, pattern, qabits, p)
+				gotBits := downloadI32(t, rowbits)
+				for h := 0; h < c.hq; h++ {
+					for r := 0; r < nb; r++ {
+						o := (h*nb + r) * nbw
+						compareI32(t, fmt.Sprintf("%shead %d row %d", what, h, r), gotBits[o:o+r/32+1], wantBits[o:o+r/32+1])
+					}
 				}
-				if err := PlanScan(r, rowPtr, rowcnt, stats, c.hq, nb, layer); err != nil {
-					return err
+				compareI32(t, what+"rowcnt", downloadI32(t, rowcnt), wantCnt)
+				wantPtr, wantCols := RefPlanCSR(wantBits, c.hq, nb)
+				compareI32(t, what+"rowPtr", downloadI32(t, rowPtr), wantPtr)
+				compareI32(t, what+"cols", downloadI32(t, cols), wantCols)
+				st := downloadI32(t, stats)
+				for h := 0; h < c.hq; h++ {
+					want := wantPtr[(h+1)*nb] - wantPtr[h*nb]
+					if got := st[(layer*c.hq+h)*PlanStatWords+PlanStatBlocks]; got != want {
+						t.Fatalf("%shead %d: %d blocks in the statistics, want %d", what, h, got, want)
+					}
 				}
-				return PlanCompact(r, cols, rowbits, rowPtr, c.hq, nb)
-			}, rowbits, rowcnt, rowPtr, cols, stats)
-			wantBits, wantCnt := RefPlanUnion(hplan, vsbits, pattern, qabits, p)
-			gotBits := downloadI32(t, rowbits)
-			for h := 0; h < c.hq; h++ {
-				for r := 0; r < nb; r++ {
-					o := (h*nb + r) * nbw
-					compareI32(t, fmt.Sprintf("head %d row %d", h, r), gotBits[o:o+r/32+1], wantBits[o:o+r/32+1])
-				}
-			}
-			compareI32(t, "rowcnt", downloadI32(t, rowcnt), wantCnt)
-			wantPtr, wantCols := RefPlanCSR(wantBits, c.hq, nb)
-			compareI32(t, "rowPtr", downloadI32(t, rowPtr), wantPtr)
-			compareI32(t, "cols", downloadI32(t, cols), wantCols)
-			st := downloadI32(t, stats)
-			for h := 0; h < c.hq; h++ {
-				want := wantPtr[(h+1)*nb] - wantPtr[h*nb]
-				if got := st[(layer*c.hq+h)*PlanStatWords+PlanStatBlocks]; got != want {
-					t.Fatalf("head %d: %d blocks in the statistics, want %d", h, got, want)
+				if got := downloadI32(t, counter); got[0] != 0 {
+					t.Fatalf("%scounter left at %d, want 0", what, got[0])
 				}
 			}
 		})

@@ -39,7 +39,7 @@ type gpuPlan struct {
 	chunks   []int              // pivot chunks to record per layer
 	planCPU  []time.Duration    // host time recording each layer's planning
 	ar       arena
-	cmapHost *runtime.HostBuffer // clusterOf [L, Hq] then inScope [K]
+	cmapHost *runtime.HostBuffer // clusterOf [L, Hq], inScope [K], then 0 (the counter's start)
 	statHost *runtime.HostBuffer // the statistics records, copied in End
 	cmapLen  int
 
@@ -47,6 +47,7 @@ type gpuPlan struct {
 	gates, hplan, pivots, indirect   *runtime.Tensor
 	stats, vsbits, tokbits, qabits   *runtime.Tensor
 	rowbits, rowcnt, rowstats, dummy *runtime.Tensor
+	counter                          *runtime.Tensor // PlanUnionScan's; zeroed with the first layer
 }
 
 // newGPUPlan returns the GPU planner of p, or nil when p has none.
@@ -159,6 +160,7 @@ func (g *gpuPlan) begin(a *Attention) error {
 	}
 	view(&g.rowbits, "plan.rowbits", i32, hq*nb*nbw)
 	view(&g.rowcnt, "plan.rowcnt", i32, hq*nb)
+	view(&g.counter, "plan.counter", i32, 1)
 	if g.pp.Chunks > 0 {
 		view(&g.rowstats, "plan.rowstats", i32, capSlots*nb*4)
 	}
@@ -169,14 +171,15 @@ func (g *gpuPlan) begin(a *Attention) error {
 		return err
 	}
 	g.cmapLen = L*hq + K
-	if err := hostBuffer(dev, &g.cmapHost, 4*g.cmapLen); err != nil {
+	if err := hostBuffer(dev, &g.cmapHost, 4*(g.cmapLen+1)); err != nil {
 		return err
 	}
 	// Begin runs after every batch of the previous call completed: the host
 	// buffer is free to write.
-	w := g.cmapHost.Int32s(g.cmapLen)
+	w := g.cmapHost.Int32s(g.cmapLen + 1)
 	copy(w, clusterOf)
 	copy(w[L*hq:], inScope)
+	w[g.cmapLen] = 0
 	return nil
 }
 
@@ -208,6 +211,9 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 		if err := r.CopyFromHost(g.cmap, 0, g.cmapHost, 0, uint64(4*g.cmapLen)); err != nil {
 			return err
 		}
+		if err := r.CopyFromHost(g.counter, 0, g.cmapHost, uint64(4*g.cmapLen), 4); err != nil {
+			return err
+		}
 	}
 	union := kernels.UnionParams{Hq: hq, NB: nb, VSRows: 2, Mode: -1, K: pp.K, NoQueryAware: !pp.UseQuery}
 	switch g.kind {
@@ -220,11 +226,10 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 			if pooled == nil {
 				pooled = e.vBlk
 			}
-			if err := kernels.PlanGates(r, g.gates, e.vBlk, e.sBlk, pooled, g.cmap, g.meta, g.refs, pp); err != nil {
+			if err := kernels.PlanRoles(r, e.counts, e.vBlk, e.sBlk, pooled, g.cmap, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
 				return err
 			}
-		}
-		if err := kernels.PlanDecide(r, g.gates, e.counts, g.cmap, e.vBlk, e.sBlk, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
+		} else if err := kernels.PlanDecide(r, g.gates, e.counts, g.cmap, e.vBlk, e.sBlk, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
 			return err
 		}
 		if !pp.DenseAll {
@@ -254,10 +259,7 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 	case kindDense:
 		union.Mode = kernels.PlanModeAll
 	}
-	if err := kernels.PlanUnion(r, g.rowbits, g.rowcnt, g.hplan, g.vsbits, g.patternOrDummy(), g.qabits, union); err != nil {
-		return err
-	}
-	if err := kernels.PlanScan(r, a.rowPtr, g.rowcnt, g.stats, hq, nb, l); err != nil {
+	if err := kernels.PlanUnionScan(r, g.rowbits, g.rowcnt, g.hplan, g.vsbits, g.patternOrDummy(), g.qabits, a.rowPtr, g.stats, g.counter, l, union); err != nil {
 		return err
 	}
 	if err := kernels.PlanCompact(r, a.cols, g.rowbits, a.rowPtr, hq, nb); err != nil {
