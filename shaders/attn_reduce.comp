@@ -6,8 +6,14 @@
 // natural-log LSE Lp[lseOff + s*Hq*Sq + h*Sq + i] (-inf: no keys). Then
 //   lse = log sum_s exp(lse_s),  O = sum_s exp(lse_s - lse) * O_s
 // (O = 0, lse = -inf when every split is empty). Bindings 0 and 1 are the same
-// scratch buffer (vec4 and float views). One thread per (row, vec4 chunk),
-// 1D grid folded into 2D.
+// scratch buffer (vec4 and float views).
+//
+// One workgroup per output row (i*Hq + h; the 1D grid folded into 2D): its
+// threads take the splits in parallel for the max and the sum (tree
+// reductions in shared memory), then lanes = WG/D4 groups of D4 threads take
+// every lanes-th split of each vec4 channel and add their partial outputs.
+// A decode step has a few rows and tens to hundreds of splits, so the splits,
+// not the rows, are what a workgroup must spread over its threads.
 layout(local_size_x = 64, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint WRITE_LSE = 1;
 
@@ -28,45 +34,96 @@ layout(push_constant) uniform Push {
 	uint lseOff;
 } pc;
 
-void main() {
-	uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
-	uint gid = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * stride;
-	uint rowsHD = pc.Sq * pc.Hq;
-	if (gid >= rowsHD * pc.D4) {
-		return;
-	}
-	uint row = gid / pc.D4; // i*Hq + h
-	uint c = gid - row * pc.D4;
-	uint i = row / pc.Hq;
-	uint h = row - i * pc.Hq;
-	uint lbase = pc.lseOff + h * pc.Sq + i;
-	uint lstride = pc.Hq * pc.Sq;
-	float M = uintBitsToFloat(0xff800000u);
-	for (uint s = 0; s < pc.nsplit; s++) {
-		M = max(M, lp[lbase + s * lstride]);
-	}
-	vec4 o = vec4(0.0);
-	float lse = M;
-	if (!isinf(M)) {
-		float sum = 0.0;
-		for (uint s = 0; s < pc.nsplit; s++) {
-			sum += exp(lp[lbase + s * lstride] - M);
-		}
-		lse = M + log(sum);
-		for (uint s = 0; s < pc.nsplit; s++) {
-			float w = exp(lp[lbase + s * lstride] - lse);
-			if (w > 0.0) {
-				o += w * op[(s * rowsHD + row) * pc.D4 + c];
-			}
+shared float red[gl_WorkGroupSize.x];
+shared vec4 osh[gl_WorkGroupSize.x];
+
+// reduce leaves in red[0] the max (op 0) or the sum (op 1) of red[0 … WG).
+void reduce(uint t, uint op) {
+	for (uint w = gl_WorkGroupSize.x / 2; w > 0; w >>= 1) {
+		barrier();
+		if (t < w) {
+			red[t] = op == 0 ? max(red[t], red[t + w]) : red[t] + red[t + w];
 		}
 	}
+	barrier();
+}
+
+void store(uint row, uint c, vec4 o) {
 #ifdef OUT_F16
 	o = clamp(o, vec4(-65504.0), vec4(65504.0));
 	ob[row * pc.D4 + c] = uvec2(packHalf2x16(o.xy), packHalf2x16(o.zw));
 #else
 	ob[row * pc.D4 + c] = o;
 #endif
-	if (WRITE_LSE != 0 && c == 0) {
+}
+
+void main() {
+	const uint WG = gl_WorkGroupSize.x;
+	uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x; // i*Hq + h
+	uint rowsHD = pc.Sq * pc.Hq;
+	if (row >= rowsHD) {
+		return; // the whole workgroup
+	}
+	uint t = gl_LocalInvocationID.x;
+	uint i = row / pc.Hq;
+	uint h = row - i * pc.Hq;
+	uint lbase = pc.lseOff + h * pc.Sq + i;
+	uint lstride = pc.Hq * pc.Sq;
+	float m = uintBitsToFloat(0xff800000u);
+	for (uint s = t; s < pc.nsplit; s += WG) {
+		m = max(m, lp[lbase + s * lstride]);
+	}
+	red[t] = m;
+	reduce(t, 0);
+	float M = red[0];
+	barrier();
+	float sum = 0.0;
+	if (!isinf(M)) {
+		for (uint s = t; s < pc.nsplit; s += WG) {
+			sum += exp(lp[lbase + s * lstride] - M);
+		}
+	}
+	red[t] = sum;
+	reduce(t, 1);
+	float lse = isinf(M) ? M : M + log(red[0]);
+	if (pc.D4 >= WG) {
+		// Wide heads: each thread its channels, every split.
+		for (uint c = t; c < pc.D4; c += WG) {
+			vec4 o = vec4(0.0);
+			if (!isinf(M)) {
+				for (uint s = 0; s < pc.nsplit; s++) {
+					float w = exp(lp[lbase + s * lstride] - lse);
+					if (w > 0.0) { // empty splits (w = 0) may hold anything
+						o += w * op[(s * rowsHD + row) * pc.D4 + c];
+					}
+				}
+			}
+			store(row, c, o);
+		}
+	} else {
+		uint lanes = WG / pc.D4;
+		uint c = t % pc.D4;
+		uint j = t / pc.D4;
+		vec4 o = vec4(0.0);
+		if (j < lanes && !isinf(M)) {
+			for (uint s = j; s < pc.nsplit; s += lanes) {
+				float w = exp(lp[lbase + s * lstride] - lse);
+				if (w > 0.0) {
+					o += w * op[(s * rowsHD + row) * pc.D4 + c];
+				}
+			}
+		}
+		osh[t] = o;
+		barrier();
+		if (t < pc.D4) {
+			vec4 a = osh[t];
+			for (uint k = 1; k < lanes; k++) {
+				a += osh[t + k * pc.D4];
+			}
+			store(row, t, a);
+		}
+	}
+	if (WRITE_LSE != 0 && t == 0) {
 		lseb[h * pc.Sq + i] = lse;
 	}
 }

@@ -342,6 +342,10 @@ func sparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 	return r.Dispatch(kern, [3]uint32{uint32(rowTiles), uint32(p.Hq), 1}, pc, q, k, v, o, lse, rowPtr, cols)
 }
 
+// attnReduceLocal is the workgroup size of attn_reduce.comp (a power of
+// two): one workgroup merges one output row's splits.
+const attnReduceLocal = 64
+
 // attnDecodePlan is the split-KV plan of DecodeAttention.
 type attnDecodePlan struct {
 	t             AttnTiles
@@ -494,7 +498,7 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime
 	}
 	red, err := dev.Kernel(runtime.KernelDesc{
 		Shader: attnVariant("attn_reduce", o), Bindings: 4, ReadOnly: 0b0011, PushSize: 20,
-		Spec: []uint32{ewLocal, attnBool(lse != nil)},
+		Spec: []uint32{attnReduceLocal, attnBool(lse != nil)},
 	})
 	if err != nil {
 		return err
@@ -502,7 +506,8 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime
 	if lse == nil {
 		lse = o
 	}
-	n := p.Sq * p.Hq * p.D / 4
-	return r.Dispatch(red, dev.Groups1D(n, ewLocal), [5]uint32{uint32(p.Sq), uint32(p.Hq), uint32(p.D / 4), uint32(pl.splits), uint32(lseOff)},
+	// One workgroup per output row, its threads over the splits.
+	rows := p.Sq * p.Hq
+	return r.Dispatch(red, dev.Groups1D(rows*attnReduceLocal, attnReduceLocal), [5]uint32{uint32(p.Sq), uint32(p.Hq), uint32(p.D / 4), uint32(pl.splits), uint32(lseOff)},
 		scratch, scratch, o, lse)
 }

@@ -401,6 +401,11 @@ func TestDecodeAttention(t *testing.T) {
 		{AttnParams{Hq: 8, Hkv: 2, D: 8, Sq: 1, Skv: 520, Q0: 519, Causal: true}, runtime.F32, true},
 		{AttnParams{Hq: 8, Hkv: 1, D: 32, Sq: 3, Skv: 130, Q0: 127, Causal: true}, runtime.F32, true}, // 3 draft tokens
 		{AttnParams{Hq: 4, Hkv: 2, D: 64, Sq: 2, Skv: 64, Q0: 10, Causal: true}, runtime.F32, true},   // cache longer than the queries see
+		// The reduction's thread layouts: D/4 not dividing its 64 threads,
+		// D/4 = 64 (a thread per channel), more splits than threads.
+		{AttnParams{Hq: 4, Hkv: 2, D: 80, Sq: 1, Skv: 700, Q0: 699, Causal: true}, runtime.F16, true},
+		{AttnParams{Hq: 2, Hkv: 1, D: 256, Sq: 1, Skv: 300, Q0: 299, Causal: true}, runtime.F32, true},
+		{AttnParams{Hq: 2, Hkv: 1, D: 8, Sq: 1, Skv: 9000, Q0: 8999, Causal: true}, runtime.F32, true},
 	}
 	split := false
 	for _, c := range cases {
@@ -425,6 +430,11 @@ func TestDecodeAttention(t *testing.T) {
 		}
 		wo, wl := RefAttention(in.q, in.k, in.v, c.p)
 		checkAttn(t, name, o, lse, wo, wl)
+		if c.p.Skv == 9000 {
+			if pl, err := attnPlanDecode(d, c.p); err != nil || pl.splits <= attnReduceLocal {
+				t.Errorf("%s: %d splits (%v); the case is there for more splits than attn_reduce's %d threads", name, pl.splits, err, attnReduceLocal)
+			}
+		}
 	}
 	if !split {
 		t.Error("no case used the split-KV path")
