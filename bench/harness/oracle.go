@@ -50,6 +50,9 @@ type OracleCase struct {
 	// the ids are compared (the comparison itself runs on the reference's
 	// ids).
 	Text string `json:"text,omitempty"`
+	// Source describes where the ids came from, for reports (hf_oracle.py:
+	// "held-out Go files (first n tokens)").
+	Source string `json:"source,omitempty"`
 	// PPL, if set, makes this a perplexity case: no stored logits; the ids
 	// are the token stream the windows are cut from.
 	PPL *OraclePPL `json:"ppl,omitempty"`
@@ -218,6 +221,11 @@ func ReadOracleCases(dir string) ([]OracleCase, error) {
 			return nil, fmt.Errorf("oracle: %s: %w", p, err)
 		}
 		c.dir = filepath.Join(dir, e.Name())
+		if c.Text != "" {
+			if st, err := os.Stat(filepath.Join(c.dir, c.Text)); err != nil || !st.Mode().IsRegular() {
+				return nil, fmt.Errorf("oracle: %s: text %q is not a file in the case directory (text names the file the reference tokenised; describe the ids in source)", p, c.Text)
+			}
+		}
 		c.Model = filepath.Join(c.dir, c.Model)
 		cases = append(cases, c)
 	}

@@ -199,3 +199,50 @@ func TestRunOracleLlamaCpp(t *testing.T) {
 		t.Errorf("no matching case: %v", err)
 	}
 }
+
+// TestReadOracleCasesText: a case whose text is not a file in its directory
+// (hf_oracle.py once wrote a description there, and the device run stopped
+// at the first model case) is refused when the cases are read, naming the
+// field; a description in source is accepted.
+func TestReadOracleCasesText(t *testing.T) {
+	for _, c := range []struct {
+		text, source string
+		ok           bool
+	}{
+		{"held-out Go files (first n tokens)", "", false},
+		{"", "held-out Go files (first n tokens)", true},
+		{"text.txt", "", true},
+	} {
+		dir := t.TempDir()
+		writeOracleCase(t, dir, "m@4", "model", "../models/tiny", []int{1, 2, 3, 4}, []int{0, 3}, 8, nil, func(p, j int) float32 { return 0 })
+		p := filepath.Join(dir, "m@4", "case.json")
+		var m map[string]any
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if c.text != "" {
+			m["text"] = c.text
+		}
+		if c.source != "" {
+			m["source"] = c.source
+		}
+		b, _ = json.Marshal(m)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "m@4", "text.txt"), []byte("abc"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cases, err := ReadOracleCases(dir)
+		if c.ok && (err != nil || len(cases) != 1 || cases[0].Source != c.source) {
+			t.Errorf("text %q, source %q: %v, %d cases; want the case read", c.text, c.source, err, len(cases))
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "text")) {
+			t.Errorf("text %q: %v; want an error naming text", c.text, err)
+		}
+	}
+}

@@ -194,7 +194,7 @@ def model_cases(a, versions):
         ref, hf = compare_dtypes(m32, m16, ids, pos, True)
         name = f"{name0}@{n}"
         write_case(a.out, name, dict(kind="model", shape=name0, model=os.path.relpath(os.path.abspath(a.model), os.path.join(os.path.abspath(a.out), name)),
-                                     vocab=m32.config.vocab_size, nll=True, text="held-out Go files (first n tokens)", hf=hf, versions=versions),
+                                     vocab=m32.config.vocab_size, nll=True, source="held-out Go files (first n tokens)", hf=hf, versions=versions),
                    stream[:n], pos, ref)
         print(f"{name}: transformers fp32 NLL {hf['fp32_nll']:.4f}, fp16 vs fp32 rel err {hf['fp16_rel_err']:.4g} in {hf['seconds']} s", flush=True)
 
