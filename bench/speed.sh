@@ -33,7 +33,7 @@
 # log, and results.tar.gz (every JSON and Markdown report), remade after
 # each stage so that a call cut short still returns what it finished.
 # Environment: LMLENS, BIGLENS, DECLENS, GEN, REPS, METHODS, CLUSTERS, VMETHODS, VPEERS,
-# LLAMACPP_MODELS, LLAMACPP_FA, LLAMACPP_UB, QMODELS, QTYPE, QLENS, QLMLENS, QDECLENS, QFULL*, QUB,
+# LLAMACPP_MODELS, LLAMACPP_FA, LLAMACPP_UB, QMODELS, QTYPE, QLENS, QLMLENS, QDECLENS, QFULL*, QUB, QSTEP_S,
 # OPS_MM, OPS_FA, OPS_S, PY, WARMUP,
 # DEADLINE_S (stop starting stages, and the steps of quant, after this many seconds; default 540).
 set -uo pipefail
@@ -65,6 +65,7 @@ QDECLENS=${QDECLENS:-4096,32768}  # quant: decode contexts (ours: bench decode; 
 QFULLLEN=${QFULLLEN:-8192}        # quant, 8b32: the plan's context and one dense prefill
 QFULLDEC=${QFULLDEC:-4096}        # quant, 8b32: one decode context
 QUB=${QUB:-512,2048}              # quant: llama.cpp ubatch sizes (one llama-bench process each)
+QSTEP_S=${QSTEP_S:-240}           # quant: seconds one step (a model's decode or prefill, one side) may take
 OPS_MM=${OPS_MM:-'type_a=(f16|q8_0|q4_K|q6_K),type_b=f32,'} # llamacpp-ops: test-backend-ops -p for MUL_MAT
 OPS_FA=${OPS_FA:-'hsk=128,hsv=128,nh=8,nr23=\[4,1\],'}   # and for FLASH_ATTN_EXT (Llama-3-8B: D 128, 8 KV heads, GQA 4)
 OPS_S=${OPS_S:-100}                                        # llamacpp-ops: seconds per op at most
@@ -231,6 +232,11 @@ qgguf() { # key: the $QTYPE GGUF of model key (8b, 8b32, small), made once; prin
 	echo "quantized $f16 to $QTYPE in $((SECONDS - t)) s: $(du -h "$g" | cut -f1)" >&2
 	echo "$g"
 }
+ended() { # what: after a step, note its exit status if it failed ($? of the step)
+	local rc=$?
+	((rc == 0)) && return
+	echo "speed.sh: $1 exited $rc$( ((rc == 124 || rc == 137)) && echo ': timed out')"
+}
 qinspect() { # key file context
 	log "quant: inspect $1 $QTYPE at context $3"
 	$BIN inspect --model "$2" --context "$3" 2>&1 | tee "$QJ/inspect-$1.txt"
@@ -238,13 +244,15 @@ qinspect() { # key file context
 qdecode() { # key file lens
 	due "decode $1" || return 0
 	log "quant: decode $1 $QTYPE at $3 (ours)"
-	timeout -k 10 "$(cap 150)" $BIN bench decode --model "$2" --lens "$3" --gen "$GEN" --reps "$REPS" --warmup "$WARMUP" \
+	timeout -k 10 "$(cap "$QSTEP_S")" $BIN bench decode --model "$2" --lens "$3" --gen "$GEN" --reps "$REPS" --warmup "$WARMUP" \
 		--json "$QJ/decode-$1-ours.json" --md "$QJ/decode-$1-ours.md" --quiet
+	ended "decode $1 (ours)"
 	pack
 	due "llama.cpp decode $1" || return 0
 	log "quant: decode $1 $QTYPE at $3 (llama.cpp tg$GEN at depth)"
-	lcpp "$(cap 150)" llama-bench -m "$2" -p 0 -n "$GEN" -d "$3" -fa 1 -ngl 999 -r "$REPS" -o jsonl -oe md \
+	lcpp "$(cap "$QSTEP_S")" llama-bench -m "$2" -p 0 -n "$GEN" -d "$3" -fa 1 -ngl 999 -r "$REPS" -o jsonl -oe md \
 		>"$QJ/decode-$1-llamacpp.jsonl" 2>"$QJ/decode-$1-llamacpp.log"
+	ended "decode $1 (llama.cpp)" | tee -a "$QJ/decode-$1-llamacpp.log"
 	grep '^|' "$QJ/decode-$1-llamacpp.log"
 	pack
 }
@@ -252,8 +260,9 @@ qprefill() { # key file lens methods tag [extra flags]
 	due "prefill $1 $4" || return 0
 	log "quant: prefill $1 $QTYPE $4 at $3 (ours)"
 	# shellcheck disable=SC2086
-	timeout -k 10 "$(cap 240)" $BIN bench prefill --model "$2" --lens "$3" --methods "$4" --reps "$REPS" --warmup "$WARMUP" ${6:-} \
+	timeout -k 10 "$(cap "$QSTEP_S")" $BIN bench prefill --model "$2" --lens "$3" --methods "$4" --reps "$REPS" --warmup "$WARMUP" ${6:-} \
 		--json "$QJ/prefill-$1-$5-ours.json" --md "$QJ/prefill-$1-$5-ours.md" --quiet
+	ended "prefill $1 $4 (ours)"
 	pack
 }
 qllamapp() { # key file lens
@@ -262,8 +271,9 @@ qllamapp() { # key file lens
 		due "llama.cpp prefill $1 ub $ub" || return 0
 		log "quant: prefill $1 $QTYPE at $3 (llama.cpp pp, FA on, ubatch $ub)"
 		b=$((ub > 2048 ? ub : 2048))
-		lcpp "$(cap 240)" llama-bench -m "$2" -p "$3" -n 0 -fa 1 -ub "$ub" -b "$b" -ngl 999 -r "$REPS" -o jsonl -oe md \
+		lcpp "$(cap "$QSTEP_S")" llama-bench -m "$2" -p "$3" -n 0 -fa 1 -ub "$ub" -b "$b" -ngl 999 -r "$REPS" -o jsonl -oe md \
 			>"$QJ/prefill-$1-llamacpp-ub$ub.jsonl" 2>"$QJ/prefill-$1-llamacpp-ub$ub.log"
+		ended "prefill $1 (llama.cpp, ubatch $ub)" | tee -a "$QJ/prefill-$1-llamacpp-ub$ub.log"
 		grep '^|' "$QJ/prefill-$1-llamacpp-ub$ub.log"
 		pack
 	done
@@ -321,7 +331,7 @@ stage_llamacpp_ops() { # test-backend-ops perf on the Vulkan device, Llama-3-8B 
 		[[ $op == FLASH_ATTN_EXT ]] && p=$OPS_FA
 		log "llama.cpp test-backend-ops perf -o $op -p '$p' (at most $OPS_S s)"
 		timeout -k 10 "$(cap "$OPS_S")" env LD_LIBRARY_PATH="$QB/bin" "${sb[@]}" "$QB/bin/test-backend-ops" perf -b Vulkan0 -o "$op" -p "$p" >"$SCRATCH/json/llamacpp-ops-$op.txt" 2>&1
-		echo "exit $? ($((SECONDS - T0)) s)" >>"$SCRATCH/json/llamacpp-ops-$op.txt"
+		ended "test-backend-ops $op" | tee -a "$SCRATCH/json/llamacpp-ops-$op.txt"
 		grep -E "^ +$op\(" "$SCRATCH/json/llamacpp-ops-$op.txt" | head -60
 		pack
 	done
