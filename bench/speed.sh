@@ -66,7 +66,7 @@ QFULLLEN=${QFULLLEN:-8192}        # quant, 8b32: the plan's context and one dens
 QFULLDEC=${QFULLDEC:-4096}        # quant, 8b32: one decode context
 QUB=${QUB:-512,2048}              # quant: llama.cpp ubatch sizes (one llama-bench process each)
 QSTEP_S=${QSTEP_S:-240}           # quant: seconds one step (a model's decode or prefill, one side) may take
-OPS_MM=${OPS_MM:-'type_a=(f16|q8_0|q4_K|q6_K),type_b=f32,'} # llamacpp-ops: test-backend-ops -p for MUL_MAT
+OPS_MM=${OPS_MM:-'type_a=(f16|q8_0|q4_K|q6_K),type_b=f32,m=(4096|14336),n=(1|512),k=(4096|14336),'} # llamacpp-ops: -p of MUL_MAT
 OPS_FA=${OPS_FA:-'hsk=128,hsv=128,nh=8,nr23=\[4,1\],'}   # and for FLASH_ATTN_EXT (Llama-3-8B: D 128, 8 KV heads, GQA 4)
 OPS_S=${OPS_S:-100}                                        # llamacpp-ops: seconds per op at most
 PY=${PY:-python3}                 # a python3 with numpy (the kit's mkgguf.py)
@@ -209,9 +209,17 @@ qgguf() { # key: the $QTYPE GGUF of model key (8b, 8b32, small), made once; prin
 	mkdir -p "$QB/models"
 	case $1 in
 	8b)
-		f16=$KB/models/llama3-8b-shape-2L-f16.gguf # stage llamacpp's, if it ran
-		[[ -f $f16 ]] || f16=$QB/models/8b-f16.gguf
-		[[ -f $f16 ]] || "$PY" .devcarry/llamacpp/mkgguf.py random "$f16" --preset llama3-8b --layers 2 >&2 || return 1
+		# $M8B's weights with bench-lm-8k's tokenizer (padded to 128256 ids by mkgguf.py): gen-model's
+		# byte tokenizer has no merges, which llama.cpp needs, and the dummy merges of the kit's
+		# `mkgguf.py random` name tokens it lacks, which our GGUF reader refuses.
+		f16=$QB/models/8b-f16.gguf
+		if [[ ! -f $f16 ]]; then
+			big_model >&2 && lm_model >&2 || return 1
+			src=$QB/models/8b-hf
+			mkdir -p "$src" && ln -sf "$M8B"/config.json "$M8B"/*.safetensors "$src/" &&
+				cp "$MLM"/tokenizer.json "$MLM"/tokenizer_config.json "$src/" || return 1
+			"$PY" .devcarry/llamacpp/mkgguf.py hf "$src" "$f16" >&2 || return 1
+		fi
 		;;
 	small)
 		lm_model >&2
