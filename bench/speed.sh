@@ -340,7 +340,7 @@ stage_llamacpp_ops() { # test-backend-ops perf on the Vulkan device, Llama-3-8B 
 		log "llama.cpp test-backend-ops perf -o $op -p '$p' (at most $OPS_S s)"
 		timeout -k 10 "$(cap "$OPS_S")" env LD_LIBRARY_PATH="$QB/bin" "${sb[@]}" "$QB/bin/test-backend-ops" perf -b Vulkan0 -o "$op" -p "$p" >"$SCRATCH/json/llamacpp-ops-$op.txt" 2>&1
 		ended "test-backend-ops $op" | tee -a "$SCRATCH/json/llamacpp-ops-$op.txt"
-		grep -E "^ +$op\(" "$SCRATCH/json/llamacpp-ops-$op.txt" | head -60
+		grep -E "^ +$op\(" "$SCRATCH/json/llamacpp-ops-$op.txt" | sed "s/\x1b\[[0-9;]*m//g" | head -60
 		pack
 	done
 }
