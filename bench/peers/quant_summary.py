@@ -57,8 +57,9 @@ def median_ns(row):
 
 
 def keys(pattern, rx):
-    return sorted({re.match(rx, os.path.basename(p)).group(1) for p in glob.glob(pattern)},
-                  key=lambda k: list(NAMES).index(k) if k in NAMES else 99)
+    """The model keys of the files that pattern globs and rx matches (group 1), in NAMES order."""
+    ms = (re.match(rx, os.path.basename(p)) for p in glob.glob(pattern))
+    return sorted({m.group(1) for m in ms if m}, key=lambda k: (list(NAMES).index(k) if k in NAMES else 99, k))
 
 
 def fmt(x, spec=".2f"):
