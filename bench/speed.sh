@@ -189,13 +189,13 @@ cap() { # seconds: at most $1, and no later than 60 s past the deadline (at leas
 	echo "$b"
 }
 qtools() { # llama.cpp: the kit's libraries and llama-bench, llama-quantize and test-backend-ops, in $QB/bin
+	[[ ${LLAMACPP_KIT_ALLOW_CPU:-0} == 1 ]] && export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}
 	[[ -x $QB/bin/llama-quantize ]] && return
 	local kit=.devcarry/llamacpp tools=.devcarry/llamacpp-tools/tools.tar.xz
 	[[ -f $kit/bin.tar.xz ]] || { echo "speed.sh: no llama.cpp kit in $kit"; return 1; }
 	[[ -f $tools ]] || { echo "speed.sh: no $tools (bench/peers/llamacpp-tools.sh makes it)"; return 1; }
 	mkdir -p "$QB/bin" && tar -xJf $kit/bin.tar.xz -C "$QB/bin" && tar -xJf $tools -C "$QB/bin" || return 1
 	cat "$QB/bin/TOOLS-VERSION"
-	[[ ${LLAMACPP_KIT_ALLOW_CPU:-0} == 1 ]] && export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}
 	lcpp 60 llama-bench --list-devices 2>&1 | grep -E "ggml_vulkan: [0-9]|Vulkan[0-9]" | tee "$QJ/llamacpp-devices.txt"
 }
 lcpp() { # seconds tool args...: a llama.cpp tool with the kit's libraries, killed after seconds
@@ -248,6 +248,7 @@ ended() { # what: after a step, note its exit status if it failed ($? of the ste
 qinspect() { # key file context
 	log "quant: inspect $1 $QTYPE at context $3"
 	$BIN inspect --model "$2" --context "$3" 2>&1 | tee "$QJ/inspect-$1.txt"
+	pack
 }
 qdecode() { # key file lens
 	due "decode $1" || return 0
