@@ -77,12 +77,23 @@ type spinPush struct {
 const spinIters = 60000
 
 func spin(d *runtime.Device, groups uint32, x *runtime.Tensor) error {
+	return spinTo(d, groups, x, nil)
+}
+
+// spinTo is spin, then x copied to out (when not nil) in the same batch.
+func spinTo(d *runtime.Device, groups uint32, x *runtime.Tensor, out *runtime.HostBuffer) error {
 	k, err := d.Kernel(runtime.KernelDesc{Shader: "test_spin", Bindings: 1, PushSize: 16})
 	if err != nil {
 		return err
 	}
 	return d.Run(func(r *runtime.Recorder) error {
-		return r.Dispatch(k, [3]uint32{groups, 1, 1}, spinPush{64 * groups, spinIters, 0.999, 0.5}, x)
+		if err := r.Dispatch(k, [3]uint32{groups, 1, 1}, spinPush{64 * groups, spinIters, 0.999, 0.5}, x); err != nil {
+			return err
+		}
+		if out == nil {
+			return nil
+		}
+		return r.CopyToHost(out, 0, x, 0, x.Bytes())
 	})
 }
 
@@ -134,8 +145,16 @@ func TestSubmitTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The batch ends with a copy to a host buffer, which the caller frees
+	// after the timeout (as an engine's Close does): the copy still runs
+	// later, so the buffer must outlive it (freed at Close: a SIGSEGV in
+	// lavapipe's queue thread when it was not).
+	out, err := d.NewHostBuffer(x.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	err = spin(d, uint32(groups), x)
+	err = spinTo(d, uint32(groups), x, out)
 	waited := time.Since(start)
 	if !errors.Is(err, runtime.ErrTimeout) {
 		t.Fatalf("a ~1 s dispatch under a %v timeout: %v; want ErrTimeout", timeout, err)
@@ -161,6 +180,7 @@ func TestSubmitTimeout(t *testing.T) {
 		t.Errorf("download after a timeout: %v; want ErrDeviceLost", err)
 	}
 	x.Free()
+	out.Free()
 	closed := make(chan struct{})
 	go func() { d.Close(); close(closed) }()
 	select {

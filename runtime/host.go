@@ -78,6 +78,9 @@ func (h *HostBuffer) Float32s(n int) []float32 {
 }
 
 // Free releases the buffer; it must not be in use by a batch in flight.
+// After a timeout (the device is lost) a batch may still be copying to or
+// from it: the buffer then stays until Close, which waits for the device to
+// go idle first.
 func (h *HostBuffer) Free() {
 	if h == nil || h.blk.mapped == nil {
 		return
@@ -87,6 +90,9 @@ func (h *HostBuffer) Free() {
 	defer d.mu.Unlock()
 	if d.closed || d.dev == nil {
 		return // Close released it
+	}
+	if d.lost.Load() {
+		return // in d.hosts: Close releases it after waiting for idle
 	}
 	delete(d.hosts, h)
 	h.release()
