@@ -298,18 +298,11 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 	if err := checkPivotChunks(op, p); err != nil {
 		return err
 	}
-	for _, e := range []struct {
-		what string
-		t    *runtime.Tensor
-		n    int
-	}{
-		{"gates", gates, 8 * hq}, {"counts", counts, 2 * hq}, {"cmap", cmap, p.NumLayers*hq + p.K},
-		{"meta", meta, max(1, 4*p.K)}, {"hplan", hplan, 4 * hq}, {"pivots", pivots, max(1, p.Chunks*p.CapPad)},
-		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
-	} {
-		if err := checkI32(op, e.what, e.t, e.n); err != nil {
-			return err
-		}
+	if err := checkI32(op, "gates", gates, 8*hq); err != nil {
+		return err
+	}
+	if err := checkRoleBuffers(op, counts, cmap, meta, hplan, pivots, indirect, stats, p); err != nil {
+		return err
 	}
 	for _, e := range []struct {
 		what string
@@ -353,18 +346,8 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 	if err := checkPivotChunks(op, p); err != nil {
 		return err
 	}
-	for _, e := range []struct {
-		what string
-		t    *runtime.Tensor
-		n    int
-	}{
-		{"counts", counts, 2 * hq}, {"cmap", cmap, p.NumLayers*hq + p.K},
-		{"meta", meta, max(1, 4*p.K)}, {"hplan", hplan, 4 * hq}, {"pivots", pivots, max(1, p.Chunks*p.CapPad)},
-		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
-	} {
-		if err := checkI32(op, e.what, e.t, e.n); err != nil {
-			return err
-		}
+	if err := checkRoleBuffers(op, counts, cmap, meta, hplan, pivots, indirect, stats, p); err != nil {
+		return err
 	}
 	for _, e := range []struct {
 		what string
@@ -390,6 +373,25 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad),
 		uint32(p.N), uint32(p.ExclDist), b2u(p.NaNCompat)}
 	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, pooled, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
+}
+
+// checkRoleBuffers checks the i32 buffers PlanDecide and PlanRoles share.
+func checkRoleBuffers(op string, counts, cmap, meta, hplan, pivots, indirect, stats *runtime.Tensor, p PlanParams) error {
+	hq := p.Hq
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{
+		{"counts", counts, 2 * hq}, {"cmap", cmap, p.NumLayers*hq + p.K},
+		{"meta", meta, max(1, 4*p.K)}, {"hplan", hplan, 4 * hq}, {"pivots", pivots, max(1, p.Chunks*p.CapPad)},
+		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
+	} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkPivotChunks checks PlanDecide's and PlanRoles' pivot chunks.
