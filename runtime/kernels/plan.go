@@ -294,38 +294,22 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 	if err := p.check(op); err != nil {
 		return err
 	}
-	hq, nb := p.Hq, p.NB()
+	hq := p.Hq
 	if err := checkPivotChunks(op, p); err != nil {
 		return err
 	}
 	if err := checkI32(op, "gates", gates, 8*hq); err != nil {
 		return err
 	}
-	if err := checkRoleBuffers(op, counts, cmap, meta, hplan, pivots, indirect, stats, p); err != nil {
+	if err := checkRoleBuffers(op, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats, p); err != nil {
 		return err
-	}
-	for _, e := range []struct {
-		what string
-		t    *runtime.Tensor
-		n    int
-	}{{"v", v, hq * nb}, {"s", s, hq * nb}, {"refs", refs, max(1, 2*p.K*nb)}} {
-		if err := checkF32Min(op, e.what, e.t, e.n); err != nil {
-			return err
-		}
 	}
 	d := r.Device()
 	k, err := planKernel(d, "plan_decide", 11, 0b00000011111, 72, 64)
 	if err != nil {
 		return err
 	}
-	push := struct {
-		Layer, L, Hq, NB, K, UseQuery, Exclusion, DenseAll uint32
-		TauQ, TauS, Delta, TauF                            float32
-		BudLo, BudHi, B                                    int32
-		Chunks, Cap, CapPad                                uint32
-	}{uint32(p.Layer), uint32(p.NumLayers), uint32(hq), uint32(nb), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
-		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad)}
-	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, gates, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
+	return r.Dispatch(k, [3]uint32{1, 1, 1}, p.rolePush(), gates, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
 }
 
 // PlanRoles records PlanGates and PlanDecide as one dispatch
@@ -342,21 +326,14 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 	if err := p.check(op); err != nil {
 		return err
 	}
-	hq, nb := p.Hq, p.NB()
 	if err := checkPivotChunks(op, p); err != nil {
 		return err
 	}
-	if err := checkRoleBuffers(op, counts, cmap, meta, hplan, pivots, indirect, stats, p); err != nil {
+	if err := checkRoleBuffers(op, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats, p); err != nil {
 		return err
 	}
-	for _, e := range []struct {
-		what string
-		t    *runtime.Tensor
-		n    int
-	}{{"v", v, hq * nb}, {"s", s, hq * nb}, {"pooled", pooled, hq * nb}, {"refs", refs, max(1, 2*p.K*nb)}} {
-		if err := checkF32Min(op, e.what, e.t, e.n); err != nil {
-			return err
-		}
+	if err := checkF32Min(op, "pooled", pooled, p.Hq*p.NB()); err != nil {
+		return err
 	}
 	d := r.Device()
 	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 84, 64)
@@ -364,20 +341,29 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 		return err
 	}
 	push := struct {
-		Layer, L, Hq, NB, K, UseQuery, Exclusion, DenseAll uint32
-		TauQ, TauS, Delta, TauF                            float32
-		BudLo, BudHi, B                                    int32
-		Chunks, Cap, CapPad                                uint32
-		N, ExclDist, NaNCompat                             uint32
-	}{uint32(p.Layer), uint32(p.NumLayers), uint32(hq), uint32(nb), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
-		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad),
-		uint32(p.N), uint32(p.ExclDist), b2u(p.NaNCompat)}
+		planRolePush
+		N, ExclDist, NaNCompat uint32
+	}{p.rolePush(), uint32(p.N), uint32(p.ExclDist), b2u(p.NaNCompat)}
 	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, pooled, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
 }
 
-// checkRoleBuffers checks the i32 buffers PlanDecide and PlanRoles share.
-func checkRoleBuffers(op string, counts, cmap, meta, hplan, pivots, indirect, stats *runtime.Tensor, p PlanParams) error {
-	hq := p.Hq
+// planRolePush is the push-constant block of plan_decide.comp that
+// PlanDecide and PlanRoles share (PlanRoles appends three words).
+type planRolePush struct {
+	Layer, L, Hq, NB, K, UseQuery, Exclusion, DenseAll uint32
+	TauQ, TauS, Delta, TauF                            float32
+	BudLo, BudHi, B                                    int32
+	Chunks, Cap, CapPad                                uint32
+}
+
+func (p PlanParams) rolePush() planRolePush {
+	return planRolePush{uint32(p.Layer), uint32(p.NumLayers), uint32(p.Hq), uint32(p.NB()), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
+		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad)}
+}
+
+// checkRoleBuffers checks the buffers PlanDecide and PlanRoles share.
+func checkRoleBuffers(op string, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats *runtime.Tensor, p PlanParams) error {
+	hq, nb := p.Hq, p.NB()
 	for _, e := range []struct {
 		what string
 		t    *runtime.Tensor
@@ -388,6 +374,15 @@ func checkRoleBuffers(op string, counts, cmap, meta, hplan, pivots, indirect, st
 		{"indirect", indirect, max(1, p.Chunks*PlanIndirectWords)}, {"stats", stats, p.NumLayers * hq * PlanStatWords},
 	} {
 		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"v", v, hq * nb}, {"s", s, hq * nb}, {"refs", refs, max(1, 2*p.K*nb)}} {
+		if err := checkF32Min(op, e.what, e.t, e.n); err != nil {
 			return err
 		}
 	}
