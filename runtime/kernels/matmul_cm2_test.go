@@ -156,20 +156,7 @@ func TestMatMulCoopMat2Chunked(t *testing.T) {
 	in := mmInputs(t, d, c, rng)
 	want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
 	for _, lim := range []uint64{0, 16384, 40000} {
-		matmulBindingLimit = lim
-		y := shaped(t, d, c.ydt, nil, c.M, c.N)
-		err := d.Run(func(r *runtime.Recorder) error {
-			if err := Poison(r, y); err != nil {
-				return err
-			}
-			return MatMulCoopMat2(r, y, in.x, in.w, in.bias)
-		})
-		matmulBindingLimit = 0
-		if err != nil {
-			t.Fatalf("limit %d: %v", lim, err)
-		}
-		checkMM(t, fmt.Sprintf("limit %d", lim), download(t, y), want, c.ydt)
-		y.Free()
+		checkMM(t, fmt.Sprintf("limit %d", lim), matMulLimited(t, d, c, in, lim, MatMulCoopMat2), want, c.ydt)
 	}
 }
 

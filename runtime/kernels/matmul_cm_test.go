@@ -134,23 +134,33 @@ func TestMatMulCoopMatChunked(t *testing.T) {
 	in := mmInputs(t, d, c, rng)
 	want := RefMatMul(in.xv, in.wv, in.bv, c.M, c.N, c.K)
 	for _, lim := range []uint64{0, 8192, 20000} {
-		matmulBindingLimit = lim
-		y := shaped(t, d, c.ydt, nil, c.M, c.N)
-		err := d.Run(func(r *runtime.Recorder) error {
-			if err := Poison(r, y); err != nil {
-				return err
-			}
-			return MatMulCoopMat(r, y, in.x, in.w, in.bias)
-		})
-		matmulBindingLimit = 0
-		if err != nil {
-			t.Fatalf("limit %d: %v", lim, err)
-		}
-		if e := gputest.RelErr(download(t, y), want); e > cmTol(c.ydt) {
+		got := matMulLimited(t, d, c, in, lim, MatMulCoopMat)
+		if e := gputest.RelErr(got, want); e > cmTol(c.ydt) {
 			t.Errorf("limit %d: relative error %.3g > %.3g", lim, e, cmTol(c.ydt))
 		}
-		y.Free()
 	}
+}
+
+// matMulLimited runs mm on the inputs of c into a poisoned output, with
+// matmulBindingLimit set to lim (0: the device's) so that the call splits
+// into chunks, and returns the output.
+func matMulLimited(t *testing.T, d *runtime.Device, c mmCase, in mmData, lim uint64,
+	mm func(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error) []float32 {
+	t.Helper()
+	matmulBindingLimit = lim
+	defer func() { matmulBindingLimit = 0 }()
+	y := shaped(t, d, c.ydt, nil, c.M, c.N)
+	defer y.Free()
+	err := d.Run(func(r *runtime.Recorder) error {
+		if err := Poison(r, y); err != nil {
+			return err
+		}
+		return mm(r, y, in.x, in.w, in.bias)
+	})
+	if err != nil {
+		t.Fatalf("limit %d: %v", lim, err)
+	}
+	return download(t, y)
 }
 
 // TestMatMulCoopMatErrors: f32 input and a bad tile are refused.
