@@ -169,12 +169,7 @@ func randomEngine(t *testing.T, d *runtime.Device, name string, opts EngineOptio
 		t.Fatal(err)
 	}
 	defer ck.Close()
-	e, err := NewEngine(d, mcfg, ck, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return e
+	return newEngine(t, d, mcfg, ck, opts)
 }
 
 // TestDecodeReplay: the replayed one-token decode step gives the same
