@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,7 +175,7 @@ func TestEngineGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slicesEqual(got, embeddedGreedyPrefix) {
+	if !slices.Equal(got, embeddedGreedyPrefix) {
 		t.Fatalf("greedy Generate = %v, want %v", got, embeddedGreedyPrefix)
 	}
 	if st.PromptTokens != 1 || st.GeneratedTokens != len(got) || st.FirstToken <= 0 {
@@ -193,7 +194,7 @@ func TestEngineGenerate(t *testing.T) {
 		return out
 	}
 	a, b := run(7), run(7)
-	if !slicesEqual(a, b) {
+	if !slices.Equal(a, b) {
 		t.Errorf("same seed, different samples: %v vs %v", a, b)
 	}
 	for _, id := range a {
@@ -201,16 +202,4 @@ func TestEngineGenerate(t *testing.T) {
 			t.Fatalf("sampled id %d out of range", id)
 		}
 	}
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

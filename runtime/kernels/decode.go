@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -198,7 +199,7 @@ func NormMatVecSwiGLU(r *runtime.Recorder, act, x, norm *runtime.Tensor, eps flo
 	if err := checkNorm(op, norm, k, eps); err != nil {
 		return err
 	}
-	if !shapeEq(wGate.Shape(), wUp.Shape()) {
+	if !slices.Equal(wGate.Shape(), wUp.Shape()) {
 		return fmt.Errorf("%s: gate %s %v and up %s %v differ in shape", op, wGate.Name(), wGate.Shape(), wUp.Name(), wUp.Shape())
 	}
 	return fusedDispatch(r, "gemv_norm_glu", x, norm, eps, outs, m, k, true)
@@ -216,18 +217,6 @@ func MatVecAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 		return err
 	}
 	return fusedDispatch(r, "gemv_add", x, nil, 0, outs, m, k, false)
-}
-
-func shapeEq(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // RopeKV records a decode step's RoPE and KV-cache append in one dispatch,
