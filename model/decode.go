@@ -395,18 +395,17 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			return err
 		}
 	}
+	host := e.sampleHost
 	if cs != nil {
-		if err := kernels.Argmax(r, view(e.topIdx, 0, 1), view(e.logits, 0, 1, v)); err != nil {
-			return err
-		}
-		return r.CopyToHost(cs.outHost, 0, e.topIdx, 0, 4)
+		host = cs.outHost
 	}
-	return e.recordSampler(r, s)
+	return e.recordSampler(r, s, host)
 }
 
 // recordSampler records s on the logits in row 0 of e.logits: the greedy
-// token's id, or the top-k ids and values, copied to sampleHost.
-func (e *Engine) recordSampler(r *runtime.Recorder, s sampler) error {
+// token's id (to host, which is sampleHost or a chain stage's outHost), or
+// the top-k ids and values (to sampleHost).
+func (e *Engine) recordSampler(r *runtime.Recorder, s sampler, host *runtime.HostBuffer) error {
 	lg := view(e.logits, 0, 1, e.cfg.VocabSize)
 	k := e.topIdx.Len()
 	switch s {
@@ -414,7 +413,7 @@ func (e *Engine) recordSampler(r *runtime.Recorder, s sampler) error {
 		if err := kernels.Argmax(r, view(e.topIdx, 0, 1), lg); err != nil {
 			return err
 		}
-		return r.CopyToHost(e.sampleHost, 0, e.topIdx, 0, 4)
+		return r.CopyToHost(host, 0, e.topIdx, 0, 4)
 	case topKSampler:
 		if err := kernels.TopK(r, e.topVals, e.topIdx, lg, k); err != nil {
 			return err

@@ -892,7 +892,7 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		if err := e.recordLogits(r, n-1, 1); err != nil {
 			return err
 		}
-		if err := e.recordSampler(r, s); err != nil {
+		if err := e.recordSampler(r, s, e.sampleHost); err != nil {
 			return err
 		}
 		if err := r.SubmitContext(ctx); err != nil {
