@@ -55,7 +55,7 @@ type decoder struct {
 	// so does the LM head.
 	fuseAdd, fuseNorm, fuseHead bool
 	// chain are the two alternating steps of the pipelined greedy
-	// generation (generateChained).
+	// generation (decodeChain).
 	chain [2]chainStage
 }
 
@@ -426,87 +426,85 @@ func (e *Engine) recordSampler(r *runtime.Recorder, s sampler, host *runtime.Hos
 	return nil
 }
 
-// generateChained continues a greedy generation whose last step sampled tok
-// (its argmax still in topIdx[0]) with the token at index first of the
-// generation, keeping two one-token steps in flight: while the host waits
-// for step j's token, step j+1 — which takes its token from step j's argmax
-// on the device — is already queued behind it, so the GPU does not idle
-// for the host's wait, read-back and next submission. It follows
-// Generate's loop exactly (emit, stop ids, MaxTokens, the end of the
-// context, cancellation), so the tokens are the same; a step queued past
-// the one that ends the generation writes the cache only beyond the
-// position the engine reports, where the next call overwrites it.
-func (e *Engine) generateChained(ctx context.Context, tok, first int, opts SampleOptions, emit func(id int) error, st *GenStats) error {
-	dc := &e.dec
-	p0 := e.Pos() - first // the position of generated token i is p0+i
-	// Steps up to position last are wanted: the one at p0+i makes token
-	// i+1, wanted while i+1 < MaxTokens; each needs a cache slot.
-	last := min(p0+opts.MaxTokens-2, e.opts.Context-1)
-	type job struct{ stage, pos int }
-	var queue []job
-	// A step still queued when the generation ends runs on: later calls
-	// wait for it (decoder.wait) before they touch what it uses, and any
-	// later submission begins behind it on the GPU.
-	next, nextPos := 0, e.Pos()
-	start := func(pos int) error {
-		cs := &dc.chain[next]
-		if err := cs.replay.Wait(ctx); err != nil {
-			return err
+// decodeChain is greedy generation with two one-token steps in flight:
+// while the host waits for step j's token, step j+1 — which takes its
+// token from step j's argmax on the device — is already queued behind it,
+// so the GPU does not idle for the host's wait, read-back and next
+// submission. Generate's loop drives it (emit, stop ids, MaxTokens, the end
+// of the context, cancellation) exactly as it drives one step at a time, so
+// the tokens are the same; a step queued past the one that ends the
+// generation writes the cache only beyond the position the engine reports,
+// where the next call overwrites it, and it runs on: later calls wait for
+// it (decoder.wait) before they touch what it uses, and any later
+// submission begins behind it on the GPU.
+type decodeChain struct {
+	e     *Engine
+	last  int // the last position a step is wanted for
+	queue []chainJob
+	next  int // the chain stage the next step takes
+	pos   int // the position of the next step to start
+}
+
+// chainJob is a started step: its chain stage and the position of its token.
+type chainJob struct{ stage, pos int }
+
+// newDecodeChain starts a chain after a greedy step that sampled the
+// generation's token 0 (its argmax still in topIdx[0]) for a generation of
+// at most maxTokens tokens.
+func (e *Engine) newDecodeChain(maxTokens int) *decodeChain {
+	p0 := e.Pos() // the position of generated token i is p0+i
+	// The step at p0+i makes token i+1, wanted while i+1 < maxTokens; each
+	// needs a cache slot.
+	return &decodeChain{e: e, last: min(p0+maxTokens-2, e.opts.Context-1), pos: p0}
+}
+
+// step returns the token after the one at the engine's position Pos(),
+// having queued (up to two ahead) the steps that make it and the next.
+func (c *decodeChain) step(ctx context.Context) (int, error) {
+	e, dc := c.e, &c.e.dec
+	t0 := time.Now()
+	for len(c.queue) < 2 && c.pos <= c.last {
+		if err := c.start(ctx); err != nil {
+			return 0, fmt.Errorf("decode: %w", err)
 		}
-		maxSkv := e.decodeBucketEnd(pos + 1)
-		key := decodeKey{maxSkv: maxSkv, mode: deviceLogits, sample: argmaxSampler}
-		if !cs.replay.Recorded() || cs.key != key {
-			err := cs.replay.Record(func(r *runtime.Recorder) error {
-				return e.recordDecode(r, 1, maxSkv, deviceLogits, argmaxSampler, cs)
-			})
-			if err != nil {
-				return err
-			}
-			cs.key = key
-		}
-		cs.posHost.Int32s(1)[0] = int32(pos)
-		if err := cs.replay.Start(ctx); err != nil {
-			return err
-		}
-		queue = append(queue, job{next, pos})
-		next ^= 1
-		return nil
 	}
-	for i := first; ; i++ {
-		if slices.Contains(opts.StopIDs, tok) {
-			st.StoppedByStop = true
-			return nil
-		}
-		st.GeneratedTokens++
-		if err := emit(tok); err != nil {
-			return err
-		}
-		if i == opts.MaxTokens-1 {
-			return nil
-		}
-		if p0+i >= e.opts.Context {
-			st.StoppedByContext = true
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		t0 := time.Now()
-		for len(queue) < 2 && nextPos <= last {
-			if err := start(nextPos); err != nil {
-				return fmt.Errorf("decode: %w", err)
-			}
-			nextPos++
-		}
-		j := queue[0]
-		if err := dc.chain[j.stage].replay.Wait(ctx); err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
-		queue = queue[1:]
-		tok = int(dc.chain[j.stage].outHost.Int32s(1)[0])
-		e.pos.Store(int64(j.pos + 1))
-		e.mu.Lock()
-		e.lastPrefill = PrefillStats{Tokens: 1, Duration: time.Since(t0)}
-		e.mu.Unlock()
+	j := c.queue[0]
+	if err := dc.chain[j.stage].replay.Wait(ctx); err != nil {
+		return 0, fmt.Errorf("decode: %w", err)
 	}
+	c.queue = c.queue[1:]
+	e.pos.Store(int64(j.pos + 1))
+	e.mu.Lock()
+	e.lastPrefill = PrefillStats{Tokens: 1, Duration: time.Since(t0)}
+	e.mu.Unlock()
+	return int(dc.chain[j.stage].outHost.Int32s(1)[0]), nil
+}
+
+// start queues the step at c.pos on the next chain stage, recording the
+// stage again when its KV-length bucket changes.
+func (c *decodeChain) start(ctx context.Context) error {
+	e := c.e
+	cs := &e.dec.chain[c.next]
+	if err := cs.replay.Wait(ctx); err != nil {
+		return err
+	}
+	maxSkv := e.decodeBucketEnd(c.pos + 1)
+	key := decodeKey{maxSkv: maxSkv, mode: deviceLogits, sample: argmaxSampler}
+	if !cs.replay.Recorded() || cs.key != key {
+		err := cs.replay.Record(func(r *runtime.Recorder) error {
+			return e.recordDecode(r, 1, maxSkv, deviceLogits, argmaxSampler, cs)
+		})
+		if err != nil {
+			return err
+		}
+		cs.key = key
+	}
+	cs.posHost.Int32s(1)[0] = int32(c.pos)
+	if err := cs.replay.Start(ctx); err != nil {
+		return err
+	}
+	c.queue = append(c.queue, chainJob{c.next, c.pos})
+	c.next ^= 1
+	c.pos++
+	return nil
 }

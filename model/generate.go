@@ -114,8 +114,11 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 	st.FirstToken = st.Prefill
 	decodeStart := time.Now()
 	defer func() { st.Decode = time.Since(decodeStart) }()
+	// The next token: one step at a time, or greedy with two in flight.
+	next := func(tok int) (int, error) { return e.step(ctx, []int{tok}, opts, rng) }
 	if opts.Temperature <= 0 && !e.opts.SyncDecode && !e.opts.FreshDecode {
-		return st, e.generateChained(ctx, tok, 0, opts, emit, &st)
+		chain := e.newDecodeChain(opts.MaxTokens)
+		next = func(int) (int, error) { return chain.step(ctx) }
 	}
 	for i := 0; ; i++ {
 		if slices.Contains(opts.StopIDs, tok) {
@@ -136,7 +139,7 @@ func (e *Engine) Generate(ctx context.Context, prompt []int, opts SampleOptions,
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		if tok, err = e.step(ctx, []int{tok}, opts, rng); err != nil {
+		if tok, err = next(tok); err != nil {
 			return st, err
 		}
 	}
