@@ -3,8 +3,10 @@
 //
 // qk_cm.comp: the score passes of the pivot block map and of the last-block
 // estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
-// scope). Same bindings, push constants, grids and results as blockmap.comp
-// (BLOCKMAP, CSR) and est_last.comp (STATS, VS); only the arithmetic of
+// scope). Same bindings and results as blockmap.comp (BLOCKMAP, CSR; also
+// its push constants and grid) and est_last.comp (STATS, VS, whose push
+// constants add kpw and whose grid packs kpw key blocks per workgroup, see
+// below); only the arithmetic of
 // s = scale·q·k differs: the products q·k of the f16 inputs are exact in
 // f32 and accumulated in f32 by the matrix unit, then scaled (the scalar
 // kernels scale q first and add the products in order), so scores differ by
@@ -31,11 +33,14 @@
 //   Bindings: 0 q f16 [S, Hq, D]; 1 k f16 [S, Hkv, D]; 2 lse f32 [Hq, S];
 //   3 heads i32 [nheads]; dense: 4 out f32 [nheads, nb, nb]; CSR: 4 rowptr
 //   i32 [nheads, nb+1] (absolute offsets into cols), 5 cols i32, 6 out.
-// STATS / VS (docs/algorithm.md#last-block-estimates). Grid (nb, Hq): the
-//   W = min(B, S) window rows i_t = S−W+t against key block c, as
-//   est_last.comp; each subgroup stores its scores to a TR×TC f32 tile in
-//   shared memory, and the row statistics (STATS: block-local max and
-//   Σexp per row) or P = exp(s − ℓ_t) with its column and diagonal sums
+// STATS / VS (docs/algorithm.md#last-block-estimates). Grid (⌈nb/kpw⌉, Hq)
+//   with push constant kpw ≥ 1: workgroup (x, h) takes key blocks
+//   c = x·kpw .. min(x·kpw + kpw, nb) − 1 in turn, each as est_last.comp's
+//   workgroup (c, h) does (same outputs, kpw = 1 is its grid): the
+//   W = min(B, S) window rows i_t = S−W+t against key block c. When W ≤ TR
+//   the query fragments are loaded once for all kpw blocks. Each subgroup
+//   stores its scores to a TR×TC f32 tile in shared memory, and the row
+//   statistics (STATS: block-local max and Σexp per row) or P = exp(s − ℓ_t) with its column and diagonal sums
 //   (VS) are taken from that tile, each row, column or diagonal by one
 //   invocation (no atomics).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
@@ -107,6 +112,7 @@ layout(push_constant) uniform Push {
 	uint nb;
 	uint W;
 	float scale;
+	uint kpw; // key blocks per workgroup (0 means 1)
 } pc;
 #endif
 
@@ -288,18 +294,9 @@ void main() {
 	}
 }
 #else
-void main() {
+// initBlock clears the accumulators of one key block. Ends with a barrier.
+void initBlock() {
 	const uint tid = gl_LocalInvocationIndex;
-	const uint sg = gl_SubgroupID;
-	const uint c = gl_WorkGroupID.x;
-	const uint h = gl_WorkGroupID.y;
-	const uint kvh = h / (pc.Hq / pc.Hkv);
-	const uint S = pc.S;
-	const uint W = pc.W;
-	const uint i0 = S - W;
-	const uint c0 = c * BS;
-	const uint nk = min(BS, S - c0);
-	const float scale = pc.scale;
 #ifdef STATS
 	for (uint x = tid; x < BS; x += LOCAL) {
 		rowm[x] = NEG;
@@ -314,14 +311,40 @@ void main() {
 	}
 #endif
 	barrier();
-	for (uint qt = 0; qt < W; qt += TR) {
-		loadQ(i0 + qt, S, h);
+}
+
+// loadRows puts window rows qt + [0, TR) of head h into the A fragments
+// and, for VS, their ℓ into lsh. Ends with a barrier.
+void loadRows(uint qt, uint h) {
+	loadQ(pc.S - pc.W + qt, pc.S, h);
 #ifdef VS
-		for (uint x = tid; x < TR; x += LOCAL) {
-			lsh[x] = qt + x < W ? lse[h * W + qt + x] : 0.0;
-		}
-		barrier();
+	const uint tid = gl_LocalInvocationIndex;
+	for (uint x = tid; x < TR; x += LOCAL) {
+		lsh[x] = qt + x < pc.W ? lse[h * pc.W + qt + x] : 0.0;
+	}
+	barrier();
 #endif
+}
+
+// keyBlock computes and writes the outputs of key block c for head h (KV
+// head kvh): STATS its row statistics, VS its V column sums, block sum and
+// slash partials. With onePass the caller has loaded the window rows
+// (loadRows(0, h)); otherwise each row pass loads its own. Ends with a
+// barrier.
+void keyBlock(uint c, uint h, uint kvh, bool onePass) {
+	const uint tid = gl_LocalInvocationIndex;
+	const uint sg = gl_SubgroupID;
+	const uint S = pc.S;
+	const uint W = pc.W;
+	const uint i0 = S - W;
+	const float scale = pc.scale;
+	const uint c0 = c * BS;
+	const uint nk = min(BS, S - c0);
+	initBlock();
+	for (uint qt = 0; qt < W; qt += TR) {
+		if (!onePass) {
+			loadRows(qt, h);
+		}
 		for (uint kt = 0; kt < nk; kt += TC) {
 			if (c0 + kt > i0 + qt + TR - 1) {
 				break; // every key of this and later tiles is after every row (uniform)
@@ -421,5 +444,25 @@ void main() {
 		vblk[h * pc.nb + c] = red[0] * invW;
 	}
 #endif
+	barrier(); // before the next block clears the accumulators (VS: reuses red)
+}
+
+// Workgroup (x, h) takes key blocks x·kpw .. min(x·kpw + kpw, nb) − 1 of
+// query head h, one after the other.
+void main() {
+	const uint h = gl_WorkGroupID.y;
+	const uint kvh = h / (pc.Hq / pc.Hkv);
+	const uint kpw = max(pc.kpw, 1u);
+	const uint cbeg = gl_WorkGroupID.x * kpw;
+	const uint cend = min(cbeg + kpw, pc.nb);
+	// One row pass (W ≤ TR: every block of at most 128 tokens): the query
+	// fragments are loaded once for all of the workgroup's key blocks.
+	const bool onePass = pc.W <= TR;
+	if (onePass) {
+		loadRows(0, h);
+	}
+	for (uint c = cbeg; c < cend; c++) {
+		keyBlock(c, h, kvh, onePass);
+	}
 }
 #endif
