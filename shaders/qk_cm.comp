@@ -355,14 +355,18 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 			}
 			barrier();
 #ifdef STATS
-			// Row x of the tile: block-local running max and Σexp.
+			// Row x of the tile: block-local running max and Σexp. Row x
+			// starts at column x mod TC: the rows of a subgroup then read
+			// distinct banks (the row stride SS is 4 mod 32 words, so
+			// reading one column of 32 rows hit 8 banks 4 times each).
 			for (uint x = tid; x < TR; x += LOCAL) {
 				const uint t = qt + x;
 				if (t >= W) {
 					continue;
 				}
 				float mx = NEG;
-				for (uint y = 0; y < TC; y++) {
+				for (uint u = 0; u < TC; u++) {
+					const uint y = (u + x) % TC;
 					const uint jl = kt + y;
 					if (jl < nk && c0 + jl <= i0 + t) {
 						mx = max(mx, ssh[x * SS + y] * scale);
@@ -372,7 +376,8 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 					const float m = rowm[t];
 					const float nm = max(m, mx);
 					float l = rowl[t] * exp(m - nm);
-					for (uint y = 0; y < TC; y++) {
+					for (uint u = 0; u < TC; u++) {
+						const uint y = (u + x) % TC;
 						const uint jl = kt + y;
 						if (jl < nk && c0 + jl <= i0 + t) {
 							l += exp(ssh[x * SS + y] * scale - nm);
@@ -402,11 +407,22 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 					colacc[kt + y] += cs;
 				}
 			}
+			// Diagonal dd covers rows a0 .. a1 − 1; those with dd > 0 start
+			// at the (dd mod length)-th of them, so that neighbouring
+			// diagonals read distinct banks (as the rows above).
 			for (uint g = tid; g < TR + TC - 1; g += LOCAL) {
 				const int dd = int(g) - int(TC - 1); // x − y on this diagonal
 				const int idx = int(qt) - int(kt) + int(BS) - 1 + dd;
+				const int a0 = max(0, dd);
+				const int a1 = min(int(TR), int(TC) + dd);
+				const int len = a1 - a0; // ≥ 1
+				const int rot = dd > 0 ? dd % len : 0;
 				float ds = 0.0;
-				for (int a = max(0, dd); a < min(int(TR), int(TC) + dd); a++) {
+				for (int i = 0; i < len; i++) {
+					int a = a0 + i + rot;
+					if (a >= a1) {
+						a -= len;
+					}
 					ds += ssh[uint(a) * SS + uint(a - dd)];
 				}
 				if (idx >= 0 && idx < int(2 * BS + TR)) {
