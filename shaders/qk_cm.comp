@@ -131,6 +131,12 @@ shared float ssh[TR * SS];
 #ifdef STATS
 shared float rowm[BS];
 shared float rowl[BS];
+// Each row of a score tile is taken as RP segments of SEG columns by RP
+// invocations (at least 2, so that CPU devices with fewer invocations than
+// rows run the same path), their (max, Σexp) combined per row.
+const uint RP = LOCAL / TR > 2u ? LOCAL / TR : 2u;
+const uint SEG = (TC + RP - 1) / RP;
+shared vec2 rpart[TR * RP];
 #else
 shared float colacc[BS];
 shared float slacc[2 * BS + TR];
@@ -355,32 +361,54 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 			}
 			barrier();
 #ifdef STATS
-			// Row x of the tile: block-local running max and Σexp. Row x
-			// starts at column x mod TC: the rows of a subgroup then read
-			// distinct banks (the row stride SS is 4 mod 32 words, so
-			// reading one column of 32 rows hit 8 banks 4 times each).
-			for (uint x = tid; x < TR; x += LOCAL) {
+			// Segment p of row x of the tile: its max and Σexp(s − max).
+			// Row x starts at column x mod SEG of its segment: the rows of
+			// a subgroup then read distinct banks (the row stride SS is 4
+			// mod 32 words, so reading one column of 32 rows hit 8 banks 4
+			// times each).
+			for (uint e = tid; e < TR * RP; e += LOCAL) {
+				const uint x = e % TR;
+				const uint y0 = (e / TR) * SEG;
 				const uint t = qt + x;
-				if (t >= W) {
-					continue;
-				}
 				float mx = NEG;
-				for (uint u = 0; u < TC; u++) {
-					const uint y = (u + x) % TC;
-					const uint jl = kt + y;
-					if (jl < nk && c0 + jl <= i0 + t) {
-						mx = max(mx, ssh[x * SS + y] * scale);
+				float l = 0.0;
+				if (t < W) {
+					for (uint u = 0; u < SEG; u++) {
+						const uint y = y0 + (u + x) % SEG;
+						const uint jl = kt + y;
+						if (y < TC && jl < nk && c0 + jl <= i0 + t) {
+							mx = max(mx, ssh[x * SS + y] * scale);
+						}
+					}
+					if (mx > NEG) {
+						for (uint u = 0; u < SEG; u++) {
+							const uint y = y0 + (u + x) % SEG;
+							const uint jl = kt + y;
+							if (y < TC && jl < nk && c0 + jl <= i0 + t) {
+								l += exp(ssh[x * SS + y] * scale - mx);
+							}
+						}
 					}
 				}
-				if (mx > NEG) {
+				rpart[e] = vec2(mx, l);
+			}
+			barrier();
+			// Row x: the block-local running max and Σexp with the tile's
+			// segments.
+			for (uint x = tid; x < TR; x += LOCAL) {
+				const uint t = qt + x;
+				float mx = NEG;
+				for (uint p = 0; p < RP; p++) {
+					mx = max(mx, rpart[p * TR + x].x);
+				}
+				if (t < W && mx > NEG) {
 					const float m = rowm[t];
 					const float nm = max(m, mx);
 					float l = rowl[t] * exp(m - nm);
-					for (uint u = 0; u < TC; u++) {
-						const uint y = (u + x) % TC;
-						const uint jl = kt + y;
-						if (jl < nk && c0 + jl <= i0 + t) {
-							l += exp(ssh[x * SS + y] * scale - nm);
+					for (uint p = 0; p < RP; p++) {
+						const vec2 sp = rpart[p * TR + x];
+						if (sp.x > NEG) {
+							l += sp.y * exp(sp.x - nm);
 						}
 					}
 					rowm[t] = nm;
