@@ -40,9 +40,10 @@
 //   W = min(B, S) window rows i_t = S−W+t against key block c. When W ≤ TR
 //   the query fragments are loaded once for all kpw blocks. Each subgroup
 //   stores its scores to a TR×TC f32 tile in shared memory, and the row
-//   statistics (STATS: block-local max and Σexp per row) or P = exp(s − ℓ_t) with its column and diagonal sums
-//   (VS) are taken from that tile, each row, column or diagonal by one
-//   invocation (no atomics).
+//   statistics (STATS: block-local max and Σexp per row, each row as RP
+//   segments of one invocation each, combined per row) or P = exp(s − ℓ_t)
+//   with its column and diagonal sums (VS: each column or diagonal by one
+//   invocation) are taken from that tile (no atomics).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
 // Only the loops over the D/16 fragments are unrolled by hint (their
