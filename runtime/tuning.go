@@ -35,6 +35,11 @@ type Tuning struct {
 	// AttnRowStat is the column count of attn_cm2's row statistics
 	// (SHAREPREFILL_CM2_ROWSTAT); 0: the driver's column granularity.
 	AttnRowStat int
+	// EstBlocksPerGroup is the count of key blocks each workgroup of the
+	// last-block estimate's cooperative-matrix score passes takes
+	// (SHAREPREFILL_EST_KPW); 0: automatic (from the block and head
+	// counts).
+	EstBlocksPerGroup int
 }
 
 // MatMulTile is a tile of the cooperative-matrix matmul (matmul_cm1): a
@@ -107,6 +112,15 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.AttnRowStat = int(v[0])
+		}
+	}
+	if t.EstBlocksPerGroup == 0 {
+		v, err := envUints("SHAREPREFILL_EST_KPW", "KPW", 1, []uint32{0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			t.EstBlocksPerGroup = int(v[0])
 		}
 	}
 	return nil

@@ -17,14 +17,16 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM_ATTN", "cm1")
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
+	t.Setenv("SHAREPREFILL_EST_KPW", "3")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
-		MatMulTile:    explicit,
-		MatMulCM2Tile: runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
-		AttnTiles:     runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
-		AttnOnlyCM1:   true,
-		AttnRowStat:   32,
+		MatMulTile:        explicit,
+		MatMulCM2Tile:     runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
+		AttnTiles:         runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
+		AttnOnlyCM1:       true,
+		AttnRowStat:       32,
+		EstBlocksPerGroup: 3,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -59,6 +61,8 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM_ATTN_TILES", "a,32"},
 		{"SHAREPREFILL_CM_ATTN", "cm2"},
 		{"SHAREPREFILL_CM2_ROWSTAT", "-1"},
+		{"SHAREPREFILL_EST_KPW", "2,2"},
+		{"SHAREPREFILL_EST_KPW", "x"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)

@@ -3,8 +3,10 @@
 //
 // qk_cm.comp: the score passes of the pivot block map and of the last-block
 // estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
-// scope). Same bindings, push constants, grids and results as blockmap.comp
-// (BLOCKMAP, CSR) and est_last.comp (STATS, VS); only the arithmetic of
+// scope). Same bindings and results as blockmap.comp (BLOCKMAP, CSR; also
+// its push constants and grid) and est_last.comp (STATS, VS, whose push
+// constants add kpw and whose grid packs kpw key blocks per workgroup, see
+// below); only the arithmetic of
 // s = scale·q·k differs: the products q·k of the f16 inputs are exact in
 // f32 and accumulated in f32 by the matrix unit, then scaled (the scalar
 // kernels scale q first and add the products in order), so scores differ by
@@ -31,13 +33,17 @@
 //   Bindings: 0 q f16 [S, Hq, D]; 1 k f16 [S, Hkv, D]; 2 lse f32 [Hq, S];
 //   3 heads i32 [nheads]; dense: 4 out f32 [nheads, nb, nb]; CSR: 4 rowptr
 //   i32 [nheads, nb+1] (absolute offsets into cols), 5 cols i32, 6 out.
-// STATS / VS (docs/algorithm.md#last-block-estimates). Grid (nb, Hq): the
-//   W = min(B, S) window rows i_t = S−W+t against key block c, as
-//   est_last.comp; each subgroup stores its scores to a TR×TC f32 tile in
-//   shared memory, and the row statistics (STATS: block-local max and
-//   Σexp per row) or P = exp(s − ℓ_t) with its column and diagonal sums
-//   (VS) are taken from that tile, each row, column or diagonal by one
-//   invocation (no atomics).
+// STATS / VS (docs/algorithm.md#last-block-estimates). Grid (⌈nb/kpw⌉, Hq)
+//   with push constant kpw ≥ 1: workgroup (x, h) takes key blocks
+//   c = x·kpw .. min(x·kpw + kpw, nb) − 1 in turn, each as est_last.comp's
+//   workgroup (c, h) does (same outputs, kpw = 1 is its grid): the
+//   W = min(B, S) window rows i_t = S−W+t against key block c. When W ≤ TR
+//   the query fragments are loaded once for all kpw blocks. Each subgroup
+//   stores its scores to a TR×TC f32 tile in shared memory, and the row
+//   statistics (STATS: block-local max and Σexp per row, each row as RP
+//   segments of one invocation each, combined per row) or P = exp(s − ℓ_t)
+//   with its column and diagonal sums (VS: each column or diagonal by one
+//   invocation) are taken from that tile (no atomics).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
 // Only the loops over the D/16 fragments are unrolled by hint (their
@@ -107,6 +113,7 @@ layout(push_constant) uniform Push {
 	uint nb;
 	uint W;
 	float scale;
+	uint kpw; // key blocks per workgroup (0 means 1)
 } pc;
 #endif
 
@@ -125,6 +132,12 @@ shared float ssh[TR * SS];
 #ifdef STATS
 shared float rowm[BS];
 shared float rowl[BS];
+// Each row of a score tile is taken as RP segments of SEG columns by RP
+// invocations (at least 2, so that CPU devices with fewer invocations than
+// rows run the same path), their (max, Σexp) combined per row.
+const uint RP = LOCAL / TR > 2u ? LOCAL / TR : 2u;
+const uint SEG = (TC + RP - 1) / RP;
+shared vec2 rpart[TR * RP];
 #else
 shared float colacc[BS];
 shared float slacc[2 * BS + TR];
@@ -288,18 +301,9 @@ void main() {
 	}
 }
 #else
-void main() {
+// initBlock clears the accumulators of one key block. Ends with a barrier.
+void initBlock() {
 	const uint tid = gl_LocalInvocationIndex;
-	const uint sg = gl_SubgroupID;
-	const uint c = gl_WorkGroupID.x;
-	const uint h = gl_WorkGroupID.y;
-	const uint kvh = h / (pc.Hq / pc.Hkv);
-	const uint S = pc.S;
-	const uint W = pc.W;
-	const uint i0 = S - W;
-	const uint c0 = c * BS;
-	const uint nk = min(BS, S - c0);
-	const float scale = pc.scale;
 #ifdef STATS
 	for (uint x = tid; x < BS; x += LOCAL) {
 		rowm[x] = NEG;
@@ -314,14 +318,40 @@ void main() {
 	}
 #endif
 	barrier();
-	for (uint qt = 0; qt < W; qt += TR) {
-		loadQ(i0 + qt, S, h);
+}
+
+// loadRows puts window rows qt + [0, TR) of head h into the A fragments
+// and, for VS, their ℓ into lsh. Ends with a barrier.
+void loadRows(uint qt, uint h) {
+	loadQ(pc.S - pc.W + qt, pc.S, h);
 #ifdef VS
-		for (uint x = tid; x < TR; x += LOCAL) {
-			lsh[x] = qt + x < W ? lse[h * W + qt + x] : 0.0;
-		}
-		barrier();
+	const uint tid = gl_LocalInvocationIndex;
+	for (uint x = tid; x < TR; x += LOCAL) {
+		lsh[x] = qt + x < pc.W ? lse[h * pc.W + qt + x] : 0.0;
+	}
+	barrier();
 #endif
+}
+
+// keyBlock computes and writes the outputs of key block c for head h (KV
+// head kvh): STATS its row statistics, VS its V column sums, block sum and
+// slash partials. With onePass the caller has loaded the window rows
+// (loadRows(0, h)); otherwise each row pass loads its own. Ends with a
+// barrier.
+void keyBlock(uint c, uint h, uint kvh, bool onePass) {
+	const uint tid = gl_LocalInvocationIndex;
+	const uint sg = gl_SubgroupID;
+	const uint S = pc.S;
+	const uint W = pc.W;
+	const uint i0 = S - W;
+	const float scale = pc.scale;
+	const uint c0 = c * BS;
+	const uint nk = min(BS, S - c0);
+	initBlock();
+	for (uint qt = 0; qt < W; qt += TR) {
+		if (!onePass) {
+			loadRows(qt, h);
+		}
 		for (uint kt = 0; kt < nk; kt += TC) {
 			if (c0 + kt > i0 + qt + TR - 1) {
 				break; // every key of this and later tiles is after every row (uniform)
@@ -332,27 +362,54 @@ void main() {
 			}
 			barrier();
 #ifdef STATS
-			// Row x of the tile: block-local running max and Σexp.
-			for (uint x = tid; x < TR; x += LOCAL) {
+			// Segment p of row x of the tile: its max and Σexp(s − max).
+			// Row x starts at column x mod SEG of its segment: the rows of
+			// a subgroup then read distinct banks (the row stride SS is 4
+			// mod 32 words, so reading one column of 32 rows hit 8 banks 4
+			// times each).
+			for (uint e = tid; e < TR * RP; e += LOCAL) {
+				const uint x = e % TR;
+				const uint y0 = (e / TR) * SEG;
 				const uint t = qt + x;
-				if (t >= W) {
-					continue;
-				}
 				float mx = NEG;
-				for (uint y = 0; y < TC; y++) {
-					const uint jl = kt + y;
-					if (jl < nk && c0 + jl <= i0 + t) {
-						mx = max(mx, ssh[x * SS + y] * scale);
+				float l = 0.0;
+				if (t < W) {
+					for (uint u = 0; u < SEG; u++) {
+						const uint y = y0 + (u + x) % SEG;
+						const uint jl = kt + y;
+						if (y < TC && jl < nk && c0 + jl <= i0 + t) {
+							mx = max(mx, ssh[x * SS + y] * scale);
+						}
+					}
+					if (mx > NEG) {
+						for (uint u = 0; u < SEG; u++) {
+							const uint y = y0 + (u + x) % SEG;
+							const uint jl = kt + y;
+							if (y < TC && jl < nk && c0 + jl <= i0 + t) {
+								l += exp(ssh[x * SS + y] * scale - mx);
+							}
+						}
 					}
 				}
-				if (mx > NEG) {
+				rpart[e] = vec2(mx, l);
+			}
+			barrier();
+			// Row x: the block-local running max and Σexp with the tile's
+			// segments.
+			for (uint x = tid; x < TR; x += LOCAL) {
+				const uint t = qt + x;
+				float mx = NEG;
+				for (uint p = 0; p < RP; p++) {
+					mx = max(mx, rpart[p * TR + x].x);
+				}
+				if (t < W && mx > NEG) {
 					const float m = rowm[t];
 					const float nm = max(m, mx);
 					float l = rowl[t] * exp(m - nm);
-					for (uint y = 0; y < TC; y++) {
-						const uint jl = kt + y;
-						if (jl < nk && c0 + jl <= i0 + t) {
-							l += exp(ssh[x * SS + y] * scale - nm);
+					for (uint p = 0; p < RP; p++) {
+						const vec2 sp = rpart[p * TR + x];
+						if (sp.x > NEG) {
+							l += sp.y * exp(sp.x - nm);
 						}
 					}
 					rowm[t] = nm;
@@ -379,11 +436,22 @@ void main() {
 					colacc[kt + y] += cs;
 				}
 			}
+			// Diagonal dd covers rows a0 .. a1 − 1; those with dd > 0 start
+			// at the (dd mod length)-th of them, so that neighbouring
+			// diagonals read distinct banks (as the rows above).
 			for (uint g = tid; g < TR + TC - 1; g += LOCAL) {
 				const int dd = int(g) - int(TC - 1); // x − y on this diagonal
 				const int idx = int(qt) - int(kt) + int(BS) - 1 + dd;
+				const int a0 = max(0, dd);
+				const int a1 = min(int(TR), int(TC) + dd);
+				const int len = a1 - a0; // ≥ 1
+				const int rot = dd > 0 ? dd % len : 0;
 				float ds = 0.0;
-				for (int a = max(0, dd); a < min(int(TR), int(TC) + dd); a++) {
+				for (int i = 0; i < len; i++) {
+					int a = a0 + i + rot;
+					if (a >= a1) {
+						a -= len;
+					}
 					ds += ssh[uint(a) * SS + uint(a - dd)];
 				}
 				if (idx >= 0 && idx < int(2 * BS + TR)) {
@@ -421,5 +489,25 @@ void main() {
 		vblk[h * pc.nb + c] = red[0] * invW;
 	}
 #endif
+	barrier(); // before the next block clears the accumulators (VS: reuses red)
+}
+
+// Workgroup (x, h) takes key blocks x·kpw .. min(x·kpw + kpw, nb) − 1 of
+// query head h, one after the other.
+void main() {
+	const uint h = gl_WorkGroupID.y;
+	const uint kvh = h / (pc.Hq / pc.Hkv);
+	const uint kpw = max(pc.kpw, 1u);
+	const uint cbeg = gl_WorkGroupID.x * kpw;
+	const uint cend = min(cbeg + kpw, pc.nb);
+	// One row pass (W ≤ TR: every block of at most 128 tokens): the query
+	// fragments are loaded once for all of the workgroup's key blocks.
+	const bool onePass = pc.W <= TR;
+	if (onePass) {
+		loadRows(0, h);
+	}
+	for (uint c = cbeg; c < cend; c++) {
+		keyBlock(c, h, kvh, onePass);
+	}
 }
 #endif

@@ -205,12 +205,13 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // 16, else the scalar kernel; they agree within 1e-4 relative per entry
 // (about 1e-6 seen).
 func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
-	return lastBlockEstimates(r, "", ws, v, s, vBlk, sBlk, q, k, p)
+	return lastBlockEstimates(r, "", 0, ws, v, s, vBlk, sBlk, q, k, p)
 }
 
 // lastBlockEstimates is LastBlockEstimates on variant ("" for the device's
-// choice).
-func lastBlockEstimates(r *runtime.Recorder, variant string, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
+// choice) with kpw key blocks per workgroup in the cooperative-matrix score
+// passes (0 for estBlocksPerGroup's choice; the scalar passes take one).
+func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
 	const op = "last-block estimates"
 	if err := p.check(op); err != nil {
 		return err
@@ -236,7 +237,7 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, ws *EstWorkspace, v
 	if err := checkGrid(op, d, grid); err != nil {
 		return err
 	}
-	kStats, kVS, err := estScoreKernels(op, d, p, variant)
+	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant)
 	if err != nil {
 		return err
 	}
@@ -248,22 +249,35 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, ws *EstWorkspace, v
 	if err != nil {
 		return err
 	}
-	push := struct {
+	var push any = struct {
 		S, Hq, Hkv, NB, W uint32
 		Scale             float32
 	}{uint32(p.S), uint32(p.Hq), uint32(p.Hkv), uint32(nb), uint32(w), p.scale()}
+	scoreGrid := grid
+	if cm {
+		if kpw <= 0 {
+			kpw = estBlocksPerGroup(nb, p.Hq, d.Tuning().EstBlocksPerGroup)
+		}
+		kpw = min(kpw, nb)
+		scoreGrid[0] = uint32((nb + kpw - 1) / kpw)
+		push = struct {
+			S, Hq, Hkv, NB, W uint32
+			Scale             float32
+			KPW               uint32
+		}{uint32(p.S), uint32(p.Hq), uint32(p.Hkv), uint32(nb), uint32(w), p.scale(), uint32(kpw)}
+	}
 	push2 := [5]uint32{uint32(p.S), uint32(p.Hq), uint32(nb), uint32(w), uint32(p.B)}
 	sz := p.wsSizes()
 	stats := ws.stats.Slice(0, sz.stats)
 	lse := ws.lse.Slice(0, sz.lse)
 	spart := ws.spart.Slice(0, sz.spart)
-	if err := r.Dispatch(kStats, grid, push, q, k, stats); err != nil {
+	if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats); err != nil {
 		return err
 	}
 	if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
 		return err
 	}
-	if err := r.Dispatch(kVS, grid, push, q, k, lse, v, vBlk, spart); err != nil {
+	if err := r.Dispatch(kVS, scoreGrid, push, q, k, lse, v, vBlk, spart); err != nil {
 		return err
 	}
 	return r.Dispatch(kSlash, grid, push2, spart, s, sBlk)
@@ -271,30 +285,32 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, ws *EstWorkspace, v
 
 // estScoreKernels returns the pipelines of the last-block estimate's two
 // score passes (statistics, then V and slash partials) of variant ("" for
-// the device's choice, qkPick). Both variants take the same bindings, push
-// constants and grid.
-func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) (stats, vs *runtime.Kernel, err error) {
+// the device's choice, qkPick), and whether they are the
+// cooperative-matrix ones. Both variants take the same bindings; the
+// scalar passes take 24 bytes of push constants and grid (nb, Hq), the
+// cooperative-matrix ones 28 (kpw added) and grid (⌈nb/kpw⌉, Hq).
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) (stats, vs *runtime.Kernel, coopmat bool, err error) {
 	v, cm, err := qkPick(d, "estimate", op, p, variant)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	if v == "coopmat" {
-		if stats, err = qkCMKernel(d, "est_last_cm_stats", 3, 0b011, 24, cm, p.D, p.B); err != nil {
-			return nil, nil, err
+		if stats, err = qkCMKernel(d, "est_last_cm_stats", 3, 0b011, 28, cm, p.D, p.B); err != nil {
+			return nil, nil, false, err
 		}
-		vs, err = qkCMKernel(d, "est_last_cm_vs", 6, 0b000111, 24, cm, p.D, p.B)
-		return stats, vs, err
+		vs, err = qkCMKernel(d, "est_last_cm_vs", 6, 0b000111, 28, cm, p.D, p.B)
+		return stats, vs, true, err
 	}
 	t, err := estTile(op, d.Caps(), p.D, p.B)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	spec := []uint32{uint32(t * t), uint32(t), uint32(p.D), uint32(p.B)}
 	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_stats", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: spec}); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	vs, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
-	return stats, vs, err
+	return stats, vs, false, err
 }
 
 // pool records out[g][h][:] = mul · mean of rows [start+g·l, min(start+(g+1)·l, S)) of x [S, h, D].

@@ -10,8 +10,9 @@ import (
 // block map and of the last-block estimate's score passes
 // (shaders/qk_cm.comp): S = Q·Kᵀ through 16×16×16 f16×f16→f32 fragments,
 // everything after it (exp, masks, sums) in f32 as the scalar kernels
-// blockmap.comp and est_last.comp do it, with the same bindings, push
-// constants and grids. The "blockmap" and "estimate" variant tables
+// blockmap.comp and est_last.comp do it, with the same bindings (and
+// the block map's push constants and grids; the estimate's add kpw, key
+// blocks per workgroup, see estBlocksPerGroup). The "blockmap" and "estimate" variant tables
 // (variants.go) list them before the scalar kernels; a call takes the
 // cooperative-matrix kernel where the device's table has it, D is a
 // multiple of 16 and a tile fits the shared memory (qkPick).
@@ -36,9 +37,10 @@ func qkShared(op string, t qkTile, d, b, sg int) int {
 	if op == "blockmap" {
 		return s + nsg*256*4 // red
 	}
-	s += t.TR * (t.TC + 4) * 4          // ssh
-	vs := (b + 2*b + t.TR + nsg*sg) * 4 // colacc, slacc, red
-	return s + max(vs, 2*b*4 /* rowm, rowl */)
+	s += t.TR * (t.TC + 4) * 4                  // ssh
+	vs := (b + 2*b + t.TR + nsg*sg) * 4         // colacc, slacc, red
+	stats := 2*b*4 + t.TR*max(nsg*sg/t.TR, 2)*8 // rowm, rowl, rpart
+	return s + max(vs, stats)
 }
 
 // qkCMUsable reports whether a device with caps may run qk_cm.comp: KHR
@@ -77,6 +79,35 @@ func qkTileFor(op string, caps runtime.Caps, maxInv uint32, d, b int) (qkTile, b
 		}
 	}
 	return qkTile{}, false
+}
+
+// The cooperative-matrix score passes of the estimate take kpw consecutive
+// key blocks per workgroup (one query load for all of them): with one
+// block each, bench-lm-8k's 8K-token prefill (nb = 64, Hq = 8) ran 512
+// workgroups of about 1 MFLOP each on an H100, their fixed cost (query
+// load, first key latency, epilogue) dominating. estMinGroups is the
+// fewest workgroups estBlocksPerGroup leaves (about two per multiprocessor
+// of a 132-SM GPU; the runtime does not expose the count) and
+// estMaxBlocksPerGroup the most blocks it gives one workgroup.
+const (
+	estMinGroups         = 256
+	estMaxBlocksPerGroup = 8
+)
+
+// estBlocksPerGroup returns kpw for nb key blocks and hq query heads: the
+// largest count up to estMaxBlocksPerGroup that leaves at least
+// estMinGroups workgroups (⌈nb/kpw⌉·hq), 1 when even one block each leaves
+// fewer; tuned > 0 (Tuning.EstBlocksPerGroup) replaces it. The result is in
+// [1, max(nb, 1)].
+func estBlocksPerGroup(nb, hq, tuned int) int {
+	k := tuned
+	if k <= 0 {
+		k = 1
+		for k < estMaxBlocksPerGroup && (nb+k)/(k+1)*hq >= estMinGroups {
+			k++
+		}
+	}
+	return max(1, min(k, nb))
 }
 
 // qkPick returns the variant of op ("blockmap" or "estimate") that dev runs

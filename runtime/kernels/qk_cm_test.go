@@ -2,8 +2,10 @@ package kernels
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,7 +20,8 @@ import (
 // where lavapipe takes about 15 s to compile one module of qk_cm.comp at
 // D = 64 and a minute at D = 128 (the emulated fragments), only the cases
 // marked cpu run: GQA 1 and 4, D 64 and 128, S off a multiple of B, partial
-// subgroup strips, TR 32, 64 and 128, two K tiles per block.
+// subgroup strips, TR 32, 64 and 128, two K tiles per block, two row passes
+// per block (B 256).
 var qkCases = []struct {
 	p   EstParams
 	cpu bool
@@ -29,7 +32,7 @@ var qkCases = []struct {
 	{EstParams{S: 257, B: 64, Hq: 4, Hkv: 1, D: 128}, false},
 	{EstParams{S: 300, B: 128, Hq: 8, Hkv: 2, D: 64}, false},
 	{EstParams{S: 300, B: 128, Hq: 2, Hkv: 1, D: 64}, true},
-	{EstParams{S: 300, B: 256, Hq: 2, Hkv: 1, D: 64}, false},
+	{EstParams{S: 530, B: 256, Hq: 2, Hkv: 1, D: 64}, true},
 	{EstParams{S: 70, B: 16, Hq: 4, Hkv: 1, D: 128}, false},
 }
 
@@ -134,7 +137,7 @@ func checkQKShaders(t *testing.T, d *runtime.Device, p EstParams, op string) {
 			return []*runtime.Kernel{a, b}, err
 		},
 		"estimate": func(variant string) ([]*runtime.Kernel, error) {
-			a, b, err := estScoreKernels("estimate", d, p, variant)
+			a, b, _, err := estScoreKernels("estimate", d, p, variant)
 			return []*runtime.Kernel{a, b}, err
 		},
 	}[op]
@@ -274,33 +277,71 @@ func TestBlockMapCoopMat(t *testing.T) {
 
 // TestLastBlockEstimatesCoopMat compares the estimate with cooperative-matrix
 // score passes with the scalar passes (entry by entry, qkEntryTol) and
-// with the float64 reference, workspace and outputs poisoned with NaN.
+// with the float64 reference, workspace and outputs poisoned with NaN. The
+// cooperative-matrix passes run with the automatic count of key blocks per
+// workgroup and with 1, 2, 3 (not dividing nb = 4) and more than nb; every
+// count gives the same bits as one block per workgroup.
 func TestLastBlockEstimatesCoopMat(t *testing.T) {
 	qkEach(t, "estimate", func(t *testing.T, d *runtime.Device, rng *rand.Rand, p EstParams, qv, kv []float32, q, k *runtime.Tensor) {
 		nb := p.NB()
 		ws := estWorkspace(t, d, p)
-		run := func(variant string) [4][]float32 {
+		run := func(variant string, kpw int) [4][]float32 {
 			v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
 			vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
 			opRun(t, d, func(r *runtime.Recorder) error {
-				return lastBlockEstimates(r, variant, ws, v, s, vb, sb, q, k, p)
+				return lastBlockEstimates(r, variant, kpw, ws, v, s, vb, sb, q, k, p)
 			}, v, s, vb, sb, ws.stats, ws.lse, ws.spart)
 			return [4][]float32{download(t, v), download(t, s), download(t, vb), download(t, sb)}
 		}
-		cm, sc := run("coopmat"), run("scalar")
+		names := [4]string{"v", "s", "vBlk", "sBlk"}
+		cm, sc := run("coopmat", 1), run("scalar", 0)
 		wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
 		for i, c := range []struct {
-			name string
 			want []float64
 			n    int
-		}{{"v", wv, p.S}, {"s", wsl, p.S}, {"vBlk", wvb, nb}, {"sBlk", wsb, nb}} {
+		}{{wv, p.S}, {wsl, p.S}, {wvb, nb}, {wsb, nb}} {
 			if e := gputest.RelErr(cm[i], c.want); e > estTol {
-				t.Errorf("%s coopmat: relative error %.3g > %g", c.name, e, estTol)
+				t.Errorf("%s coopmat: relative error %.3g > %g", names[i], e, estTol)
 			}
-			checkEntries(t, c.name+" coopmat vs scalar", cm[i], sc[i], qkEntryTol)
-			checkRowSums(t, c.name+" coopmat", cm[i], c.n, func(int) int { return c.n }, 1e-5)
+			checkEntries(t, names[i]+" coopmat vs scalar", cm[i], sc[i], qkEntryTol)
+			checkRowSums(t, names[i]+" coopmat", cm[i], c.n, func(int) int { return c.n }, 1e-5)
+		}
+		for _, kpw := range []int{0, 2, 3, nb + 2} {
+			got := run("coopmat", kpw)
+			for i := range got {
+				if !slices.Equal(got[i], cm[i]) { // NaN (a block left out) is unequal too
+					checkEntries(t, fmt.Sprintf("%s coopmat, %d blocks per workgroup, vs 1", names[i], kpw), got[i], cm[i], 0)
+					t.Errorf("%s coopmat: %d key blocks per workgroup differ from 1", names[i], kpw)
+				}
+			}
 		}
 	})
+}
+
+// TestEstBlocksPerGroup: the automatic count of key blocks per workgroup of
+// the estimate's cooperative-matrix passes keeps at least estMinGroups
+// workgroups and at most estMaxBlocksPerGroup blocks each; a tuned count
+// wins, within [1, nb].
+func TestEstBlocksPerGroup(t *testing.T) {
+	for _, c := range []struct{ nb, hq, tuned, want int }{
+		{64, 8, 0, 2},    // bench-lm-8k at 8K: 512 blocks, 256 workgroups
+		{128, 8, 0, 4},   // 16K
+		{256, 8, 0, 8},   // 32K
+		{1024, 32, 0, 8}, // capped
+		{3, 2, 0, 1},     // too few blocks
+		{40, 8, 0, 1},    // 320 workgroups, two each would leave 160
+		{64, 8, 3, 3},
+		{4, 8, 9, 4},
+		{0, 8, 0, 1},
+	} {
+		got := estBlocksPerGroup(c.nb, c.hq, c.tuned)
+		if got != c.want {
+			t.Errorf("estBlocksPerGroup(nb %d, Hq %d, tuned %d) = %d, want %d", c.nb, c.hq, c.tuned, got, c.want)
+		}
+		if c.tuned == 0 && got > 1 && (c.nb+got-1)/got*c.hq < estMinGroups {
+			t.Errorf("nb %d, Hq %d: %d blocks per workgroup leave fewer than %d workgroups", c.nb, c.hq, got, estMinGroups)
+		}
+	}
 }
 
 // TestQKTileFor: the cooperative-matrix tile needs the capability, a
