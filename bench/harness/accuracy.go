@@ -37,8 +37,9 @@ type AccuracyParams struct {
 	// MethodSamples caps the trained-format samples of some main methods
 	// (Variant.Samples).
 	MethodSamples map[string]int `json:"method_samples,omitempty"`
-	// Ablations are further variants, run on AblationTasks only (no
-	// perplexity) after the main methods' first task.
+	// Ablations are further variants, run on AblationTasks (and on the
+	// perplexity windows when Variant.PPL is set) after the main methods'
+	// first task.
 	Ablations []Variant `json:"ablations,omitempty"`
 	// AblationTasks are the tasks of the ablation variants (default: the
 	// first trained-format task of Tasks).
@@ -333,6 +334,9 @@ func (p *AccuracyParams) plan() []job {
 		}
 	}
 	for _, v := range p.Ablations {
+		if v.PPL && len(p.PPLLens) > 0 {
+			jobs = append(jobs, job{v: v, ppl: true})
+		}
 		jobs = append(jobs, job{v: v, tasks: p.AblationTasks})
 	}
 	for _, v := range main {

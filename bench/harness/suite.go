@@ -26,6 +26,10 @@ type Variant struct {
 	// per task and length, spread evenly over the depth strata (paired
 	// tests then use the same subset).
 	Samples int `json:"samples,omitempty"`
+	// PPL also scores the perplexity windows for this variant (the main
+	// methods always do; an ablation only with PPL set), so that its
+	// ΔNLL against dense is paired over the same windows.
+	PPL bool `json:"ppl,omitempty"`
 }
 
 // keeps says whether the variant runs stratum i of total.
@@ -183,7 +187,9 @@ func lmAblations(clusters string, files SuiteFiles) []Variant {
 		{Label: "share-excl-vs-coverage", Attention: "share", Preset: "paper:exclusion=vs-coverage", Clusters: clusters, What: "the release's exclusion (pivot vs_ratio ≥ τ_f 0.95) instead of the paper's JSD(V, U) > δ"},
 		{Label: "share-excl-delta0.5", Attention: "share", Preset: "paper:delta=0.5", Clusters: clusters, What: "the paper's exclusion at δ = 0.5 (fewer heads excluded)"},
 		{Label: "share-release", Attention: "share", Preset: "release", Clusters: clusters, What: "the release preset (γ 0.95, τ_s 0.5, vs-coverage, query-aware τ 0.1, shared_clusters only)"},
-		{Label: "flex-gamma0.95", Attention: "flex", Preset: "flex:gamma=0.95", What: "FlexPrefill with its Llama-3.1-8B γ = 0.95"},
+		{Label: "flex-gamma0.95", Attention: "flex", Preset: "flex:gamma=0.95", PPL: true, What: "FlexPrefill with its Llama-3.1-8B γ = 0.95"},
+		{Label: "share-gamma0.95", Attention: "share", Preset: "paper:gamma=0.95", Clusters: clusters, PPL: true, What: "the paper preset at γ 0.95 (budgets keep more mass: density against perplexity)"},
+		{Label: "share-gamma0.98", Attention: "share", Preset: "paper:gamma=0.98", Clusters: clusters, PPL: true, What: "the paper preset at γ 0.98"},
 	}
 	if files.Pooled != "" {
 		vs = append(vs, Variant{Label: "share-pooled-clusters", Attention: "share", Preset: "paper", Clusters: files.Pooled, What: "clusters from pooled maps (calibrate --representation pooled), no autoencoder"})

@@ -64,7 +64,8 @@ func TestVariantKeeps(t *testing.T) {
 }
 
 // TestSuitePlanOrder: the bench-lm-8k suite runs dense, share and flex
-// (perplexity, then the first task), the ablations, the late method vs,
+// (perplexity, then the first task), the ablations (the γ ones with their
+// perplexity), the late method vs,
 // then the other tasks; the ablations take half the samples.
 func TestSuitePlanOrder(t *testing.T) {
 	st := Suites()["bench-lm-8k"]
@@ -85,6 +86,9 @@ func TestSuitePlanOrder(t *testing.T) {
 	}
 	want := []string{"dense:ppl", "dense:secret", "share:ppl", "share:secret", "flex:ppl", "flex:secret"}
 	for _, v := range p.Ablations {
+		if v.PPL {
+			want = append(want, v.Label+":ppl")
+		}
 		want = append(want, v.Label+":secret")
 		if v.Samples != 50 {
 			t.Errorf("ablation %s: %d samples, want 50", v.Label, v.Samples)
@@ -93,6 +97,16 @@ func TestSuitePlanOrder(t *testing.T) {
 	want = append(want, "vs:ppl", "vs:secret", "dense:secret2+secret-multi", "share:secret2+secret-multi", "flex:secret2+secret-multi", "vs:secret2+secret-multi")
 	if !slices.Equal(order, want) {
 		t.Fatalf("plan\n%v\nwant\n%v", order, want)
+	}
+	// The γ sweep and flex γ 0.95 are scored on the perplexity windows
+	// (issue 23's +1 % bar), the other ablations are not.
+	for _, l := range []string{"share-gamma0.95", "share-gamma0.98", "flex-gamma0.95"} {
+		if !slices.Contains(order, l+":ppl") {
+			t.Errorf("ablation %s has no perplexity job: %v", l, order)
+		}
+	}
+	if slices.Contains(order, "share-no-exclusion:ppl") {
+		t.Errorf("share-no-exclusion has a perplexity job")
 	}
 	if vs := p.variants()[3]; vs.Label != "vs" || vs.Samples != 20 {
 		t.Fatalf("vs variant %+v", vs)

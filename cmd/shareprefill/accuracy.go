@@ -41,11 +41,12 @@ func benchAccuracy(args []string, stdout, stderr io.Writer) error {
 	kvt := fs.Int("kv-tokens", 40, "greedy decode length of kv")
 	ablations := fs.String("ablations", "suite", "\"suite\": the suite's ablations; \"none\": none")
 	var variants []harness.Variant
-	fs.Func("variant", "an extra ablation variant label=attention[/preset][@clusters], e.g. noexcl=share/paper:exclusion=none@c.json (repeatable)", func(s string) error {
+	fs.Func("variant", "an extra ablation variant label=attention[/preset][@clusters], e.g. noexcl=share/paper:exclusion=none@c.json, run on the ablation task and the perplexity windows (repeatable)", func(s string) error {
 		v, err := harness.ParseVariant(s)
 		if err != nil {
 			return err
 		}
+		v.PPL = true
 		variants = append(variants, v)
 		return nil
 	})
