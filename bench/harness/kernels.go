@@ -48,7 +48,7 @@ type KernelParams struct {
 	MatMulTypes []string   `json:"matmul_types,omitempty"`
 	QuantShapes []MatShape `json:"quant_shapes,omitempty"`
 	QuantM      []int      `json:"quant_m,omitempty"`
-	Estimation   bool       `json:"estimation"`
+	Estimation  bool       `json:"estimation"`
 	// MaskDir receives the exact masks timed (masks.json + .npy); empty:
 	// not exported.
 	MaskDir string `json:"mask_dir,omitempty"`
@@ -194,14 +194,14 @@ type Skip struct {
 
 // KernelResults are the results of RunKernels.
 type KernelResults struct {
-	Tiles      string      `json:"attn_tiles,omitempty"`
-	Attention  []AttnRow   `json:"attention"`
-	MatMul     []MatMulRow `json:"matmul,omitempty"`
+	Tiles     string      `json:"attn_tiles,omitempty"`
+	Attention []AttnRow   `json:"attention"`
+	MatMul    []MatMulRow `json:"matmul,omitempty"`
 	// QuantMatMul are the weight-type matmul timings (MatMulTypes).
 	QuantMatMul []QuantMatRow `json:"quant_matmul,omitempty"`
-	Estimation []EstRow    `json:"estimation,omitempty"`
-	Skipped    []Skip      `json:"skipped,omitempty"`
-	Masks      string      `json:"masks,omitempty"` // the mask directory
+	Estimation  []EstRow      `json:"estimation,omitempty"`
+	Skipped     []Skip        `json:"skipped,omitempty"`
+	Masks       string        `json:"masks,omitempty"` // the mask directory
 }
 
 func (p *KernelParams) logf(format string, args ...any) {
