@@ -130,12 +130,14 @@ func (p *KernelParams) skipCells(k int) {
 // DefaultKernelParams are the shapes of docs/benchmarks.md#what-is-measured:
 // Llama-3-8B attention
 // (Hq 32, Hkv 8, D 128), B = 128, 3 warm-ups lasting at least 250 ms, 10
-// timed runs.
+// timed runs; the by-weight-type matmuls are off (no MatMulTypes) but have
+// llama.cpp's shapes at M = 1 and 512 ready.
 func DefaultKernelParams() KernelParams {
 	return KernelParams{
 		Lens: []int{4096, 8192, 16384, 32768, 65536}, Densities: []float64{1, 0.5, 0.2, 0.1, 0.05},
 		Hq: 32, Hkv: 8, D: 128, Block: 128, Warmup: 3, WarmupMs: 250, Reps: 10, Seed: 1, FlushMiB: 256,
 		MatMulM: []int{1, 512, 4096}, MatMulShapes: Llama3_8BMatMuls, Estimation: true,
+		QuantShapes: LlamaCppMatVecShapes, QuantM: []int{1, 512},
 	}
 }
 
@@ -213,14 +215,15 @@ func (p *KernelParams) logf(format string, args ...any) {
 // Validate checks every parameter before any work; its errors name the
 // parameters by their `bench kernels` flags.
 func (p *KernelParams) Validate() error {
+	attn := len(p.Lens) > 0 // the attention parameters matter
 	switch {
-	case len(p.Lens) == 0 && len(p.MatMulM) == 0 && len(p.MatMulTypes) == 0:
+	case !attn && len(p.MatMulM) == 0 && len(p.MatMulTypes) == 0:
 		return fmt.Errorf("--lens: no lengths (and no --matmul-m or --matmul-types: nothing to time)")
-	case p.Hq < 1 || p.Hkv < 1 || p.Hq%p.Hkv != 0:
+	case attn && (p.Hq < 1 || p.Hkv < 1 || p.Hq%p.Hkv != 0):
 		return fmt.Errorf("--hq %d and --hkv %d: want --hq a positive multiple of --hkv", p.Hq, p.Hkv)
-	case p.D < 4 || p.D%4 != 0 || p.D > 256:
+	case attn && (p.D < 4 || p.D%4 != 0 || p.D > 256):
 		return fmt.Errorf("--d %d: want a multiple of 4 in 4..256", p.D)
-	case kernels.CheckBlockSize(p.Block) != nil:
+	case attn && kernels.CheckBlockSize(p.Block) != nil:
 		return fmt.Errorf("--block %d: %w", p.Block, kernels.CheckBlockSize(p.Block))
 	case p.Reps < 1:
 		return fmt.Errorf("--reps %d: want ≥ 1", p.Reps)

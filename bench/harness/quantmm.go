@@ -327,7 +327,7 @@ func quantTable(rows []QuantMatRow) *Table {
 		Foot:   "GB/s = weight bytes as stored / median time; M > 4 with a quantized weight times Dequantize into an f16 scratch + MatMul (the prefill's path)"}
 	for _, r := range rows {
 		t.Add(r.Type, fmt.Sprintf("%d×%d×%d", r.M, r.N, r.K), r.Variant, f(r.Us, 2), rng2(r.Stat),
-			f(float64(r.WeightBytes)/(1<<20), 1), f(r.GBps, 0), g3(r.TFLOPs))
+			g3(float64(r.WeightBytes)/(1<<20)), g3(r.GBps), g3(r.TFLOPs))
 	}
 	return t
 }

@@ -422,3 +422,36 @@ func TestQuantWideChunked(t *testing.T) {
 		}
 	}
 }
+
+// TestChooseGemvQ checks the quantized mat-vec kernel's choice: the wide
+// kernel for its types (2 rows per workgroup for a small N), the reference
+// kernel for the others, and Tuning.GemvQ's overrides.
+func TestChooseGemvQ(t *testing.T) {
+	d := gputest.Device(t)
+	for _, c := range []struct {
+		dt   runtime.DType
+		n    int
+		want string
+	}{
+		{runtime.Q4_K, 4096, "wide wg64/r4"},
+		{runtime.Q6_K, 1024, "wide wg64/r2"},
+		{runtime.Q8_0, 14336, "wide wg64/r4"},
+		{runtime.Q4_0, 4096, "registers wg128/r2"},
+		{runtime.Q5_0, 4096, "registers wg128/r2"},
+	} {
+		if got := QuantMatVecKernel(d, c.dt, 1, c.n, 4096); got != c.want {
+			t.Errorf("%s N=%d: kernel %q, want %q", c.dt, c.n, got, c.want)
+		}
+	}
+	ref := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "registers"}}})
+	if got := QuantMatVecKernel(ref, runtime.Q4_K, 1, 4096, 4096); got != "registers wg128/r2" {
+		t.Errorf("Tuning registers: kernel %q", got)
+	}
+	wide := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "wide", WG: 128, Rows: 3}}})
+	if got := QuantMatVecKernel(wide, runtime.Q6_K, 1, 4096, 4096); got != "wide wg128/r3" {
+		t.Errorf("Tuning wide,128,3: kernel %q", got)
+	}
+	if got := QuantMatVecKernel(wide, runtime.Q5_0, 1, 4096, 4096); !strings.Contains(got, "no q5_0 variant") {
+		t.Errorf("Tuning wide for q5_0: %q, want an error naming the type", got)
+	}
+}
