@@ -75,13 +75,13 @@ func ParseGemvQ(s string) (GemvQ, error) {
 	}
 	g.WG, g.Rows = n[0], n[1]
 	if g.WG != 0 && (g.WG < 8 || g.WG > 1024 || g.WG&(g.WG-1) != 0) {
-		return GemvQ{}, fmt.Errorf("WG %d: want a power of two in 8…1024", g.WG)
+		return GemvQ{}, fmt.Errorf("workgroup size WG=%d: want a power of two in 8…1024", g.WG)
 	}
 	if g.Rows > 8 {
-		return GemvQ{}, fmt.Errorf("R %d: want 1…8", g.Rows)
+		return GemvQ{}, fmt.Errorf("rows R=%d: want 1…8", g.Rows)
 	}
 	if g.Variant == "registers" && (g.WG != 0 || g.Rows != 0) {
-		return GemvQ{}, fmt.Errorf("WG and R are for the wide kernel only")
+		return GemvQ{}, fmt.Errorf("the workgroup size and rows (WG, R) are for the wide kernel only")
 	}
 	return g, nil
 }
