@@ -40,6 +40,50 @@ type Tuning struct {
 	// (SHAREPREFILL_EST_KPW); 0: automatic (from the block and head
 	// counts).
 	EstBlocksPerGroup int
+	// GemvQ replaces the quantized mat-vec kernel's choice
+	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
+	// value: automatic.
+	GemvQ GemvQ
+}
+
+// GemvQ is a quantized mat-vec kernel: Variant "wide" (Q8_0, Q4_K, Q5_K
+// and Q6_K weights only) or "registers" (the reference kernel, every
+// type); for the wide kernel, WG invocations (a power of two) and Rows
+// rows of the weight per workgroup (1 … 8). Zero fields are automatic.
+type GemvQ struct {
+	Variant  string
+	WG, Rows uint32
+}
+
+// ParseGemvQ parses "KIND[,WG[,R]]", the form of SHAREPREFILL_GEMVQ.
+func ParseGemvQ(s string) (GemvQ, error) {
+	f := strings.Split(s, ",")
+	if len(f) > 3 {
+		return GemvQ{}, fmt.Errorf("want KIND[,WG[,R]]")
+	}
+	g := GemvQ{Variant: strings.TrimSpace(f[0])}
+	if g.Variant != "wide" && g.Variant != "registers" {
+		return GemvQ{}, fmt.Errorf("kind %q: want wide or registers", g.Variant)
+	}
+	var n [2]uint32
+	for i, x := range f[1:] {
+		v, err := strconv.ParseUint(strings.TrimSpace(x), 10, 32)
+		if err != nil {
+			return GemvQ{}, fmt.Errorf("field %d: %q is not a non-negative integer", i+2, x)
+		}
+		n[i] = uint32(v)
+	}
+	g.WG, g.Rows = n[0], n[1]
+	if g.WG != 0 && (g.WG < 8 || g.WG > 1024 || g.WG&(g.WG-1) != 0) {
+		return GemvQ{}, fmt.Errorf("workgroup size WG=%d: want a power of two in 8…1024", g.WG)
+	}
+	if g.Rows > 8 {
+		return GemvQ{}, fmt.Errorf("rows R=%d: want 1…8", g.Rows)
+	}
+	if g.Variant == "registers" && (g.WG != 0 || g.Rows != 0) {
+		return GemvQ{}, fmt.Errorf("the workgroup size and rows (WG, R) are for the wide kernel only")
+	}
+	return g, nil
 }
 
 // MatMulTile is a tile of the cooperative-matrix matmul (matmul_cm1): a
@@ -112,6 +156,15 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.AttnRowStat = int(v[0])
+		}
+	}
+	if t.GemvQ == (GemvQ{}) {
+		if s := os.Getenv("SHAREPREFILL_GEMVQ"); s != "" {
+			g, err := ParseGemvQ(s)
+			if err != nil {
+				return fmt.Errorf("SHAREPREFILL_GEMVQ=%q: %w", s, err)
+			}
+			t.GemvQ = g
 		}
 	}
 	if t.EstBlocksPerGroup == 0 {

@@ -18,6 +18,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
+	t.Setenv("SHAREPREFILL_GEMVQ", "wide,128,2")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -27,6 +28,7 @@ func TestTuningFromEnv(t *testing.T) {
 		AttnOnlyCM1:       true,
 		AttnRowStat:       32,
 		EstBlocksPerGroup: 3,
+		GemvQ:             runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -63,6 +65,11 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM2_ROWSTAT", "-1"},
 		{"SHAREPREFILL_EST_KPW", "2,2"},
 		{"SHAREPREFILL_EST_KPW", "x"},
+		{"SHAREPREFILL_GEMVQ", "fast"},
+		{"SHAREPREFILL_GEMVQ", "wide,96"},
+		{"SHAREPREFILL_GEMVQ", "wide,64,9"},
+		{"SHAREPREFILL_GEMVQ", "wide,64,2,1"},
+		{"SHAREPREFILL_GEMVQ", "registers,64"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)
@@ -93,6 +100,24 @@ func TestParseAttnTiles(t *testing.T) {
 		got, err := runtime.ParseAttnTiles(c.in)
 		if err != nil || got != c.want {
 			t.Errorf("ParseAttnTiles(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+// TestParseGemvQ: the SHAREPREFILL_GEMVQ form, WG and R optional.
+func TestParseGemvQ(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want runtime.GemvQ
+	}{
+		{"registers", runtime.GemvQ{Variant: "registers"}},
+		{"wide", runtime.GemvQ{Variant: "wide"}},
+		{"wide,32", runtime.GemvQ{Variant: "wide", WG: 32}},
+		{" wide , 256 , 8", runtime.GemvQ{Variant: "wide", WG: 256, Rows: 8}},
+	} {
+		got, err := runtime.ParseGemvQ(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParseGemvQ(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
 		}
 	}
 }

@@ -367,3 +367,45 @@ func TestRunAccuracyEveryWindow(t *testing.T) {
 		t.Errorf("the undefined interval is not null in the JSON")
 	}
 }
+
+// TestRunKernelsQuantTiny times the by-weight-type matmuls at a tiny shape
+// (no attention) and checks that every row names the kernel that ran and
+// has a positive time, bandwidth and µs figure.
+func TestRunKernelsQuantTiny(t *testing.T) {
+	dev := gputest.Device(t)
+	p := KernelParams{Warmup: 0, Reps: 1, Seed: 3, MatMulTypes: []string{"f16", "q8_0", "q4_k", "q6_k"},
+		QuantShapes: []MatShape{{"tiny", 40, 256}}, QuantM: []int{1, 5}}
+	rep, err := RunKernels(dev, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Results.(*KernelResults)
+	if len(res.QuantMatMul) != 4*2 || len(res.Attention) != 0 {
+		t.Fatalf("%d by-type rows (want 8), %d attention rows (want 0)", len(res.QuantMatMul), len(res.Attention))
+	}
+	for _, r := range res.QuantMatMul {
+		dt, err := weightType(r.Type)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := kernels.MatMulKernel(dev, r.M, r.N, r.K, runtime.F16)
+		switch {
+		case dt.IsQuantized() && r.M <= kernels.GEMVMaxM:
+			want = kernels.QuantMatVecKernel(dev, dt, r.M, r.N, r.K)
+		case dt.IsQuantized():
+			want = "dequant + " + want
+		}
+		rb := int64(r.N * r.K * 2)
+		if dt.IsQuantized() {
+			b, _ := dt.RowBytes(r.K)
+			rb = int64(r.N * b)
+		}
+		if r.Variant != want || !(r.Us > 0) || !(r.GBps > 0) || r.WeightBytes != rb {
+			t.Errorf("row %+v: want variant %q, %d weight bytes, positive µs and GB/s", r, want, rb)
+		}
+	}
+	md := Markdown(rep, KernelTables(res))
+	if !strings.Contains(md, "| q4_k | 1×40×256 | "+kernels.QuantMatVecKernel(dev, runtime.Q4_K, 1, 40, 256)) || strings.Contains(md, "Attention") {
+		t.Fatalf("markdown:\n%s", md)
+	}
+}

@@ -148,6 +148,34 @@ func TestParse(t *testing.T) {
 			t.Fatalf("%q accepted", bad)
 		}
 	}
+	if v, err := ParseWeightTypes("f16, q4_k,Q6_K,q4_k"); err != nil || !slices.Equal(v, []string{"f16", "q4_k", "q6_k"}) {
+		t.Fatalf("%v %v", v, err)
+	}
+	for _, bad := range []string{"", "q4_k,q3_k", "f32"} {
+		if _, err := ParseWeightTypes(bad); err == nil {
+			t.Fatalf("weight types %q accepted", bad)
+		}
+	}
+	if v, err := ParseShapes("4096x14336, 14kx4k"); err != nil || !slices.Equal(v, []MatShape{{"m4096_k14336", 4096, 14336}, {"m14336_k4096", 14336, 4096}}) {
+		t.Fatalf("%v %v", v, err)
+	}
+	for _, bad := range []string{"", "4096", "4096x", "0x256", "ax256"} {
+		if _, err := ParseShapes(bad); err == nil {
+			t.Fatalf("shapes %q accepted", bad)
+		}
+	}
+	// The by-type matmuls want K a multiple of 256 and row counts.
+	p := KernelParams{Reps: 1, MatMulTypes: []string{"q4_k"}, QuantShapes: []MatShape{{"x", 8, 96}}, QuantM: []int{1}}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "--quant-shapes") {
+		t.Fatalf("K=96: %v", err)
+	}
+	p.QuantShapes, p.QuantM = []MatShape{{"x", 8, 256}}, nil
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "--quant-m") {
+		t.Fatalf("no M: %v", err)
+	}
+	if err := (&KernelParams{Reps: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "nothing to time") {
+		t.Fatalf("empty params: %v", err)
+	}
 }
 
 // byteEnc is a stand-in tokenizer: one token per byte, plus BOS.

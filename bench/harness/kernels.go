@@ -42,7 +42,13 @@ type KernelParams struct {
 	// MatMulM are the row counts of the matmul benchmark (empty: skipped).
 	MatMulM      []int      `json:"matmul_m,omitempty"`
 	MatMulShapes []MatShape `json:"matmul_shapes,omitempty"`
-	Estimation   bool       `json:"estimation"`
+	// MatMulTypes are the weight types of the weight-type matmul benchmark
+	// (f16, q8_0, q4_k, q6_k, …; empty: skipped), timed at every shape of
+	// QuantShapes and row count of QuantM (quantmm.go).
+	MatMulTypes []string   `json:"matmul_types,omitempty"`
+	QuantShapes []MatShape `json:"quant_shapes,omitempty"`
+	QuantM      []int      `json:"quant_m,omitempty"`
+	Estimation  bool       `json:"estimation"`
 	// MaskDir receives the exact masks timed (masks.json + .npy); empty:
 	// not exported.
 	MaskDir string `json:"mask_dir,omitempty"`
@@ -59,8 +65,9 @@ type cellCount struct{ done, total int }
 // KernelPlan is the size of a RunKernels call, known before it starts.
 type KernelPlan struct {
 	// Cells is the number of timed configurations: per length one dense
-	// and one sparse run per density, the estimation kernels, and every
-	// matmul shape at every M.
+	// and one sparse run per density, the estimation kernels, every
+	// matmul shape at every M, and every weight type at every quantized
+	// shape and M.
 	Cells int
 	// FLOPs is the arithmetic of every attention and matmul run, warm-up
 	// runs and repetitions included (dense-equivalent for attention; the
@@ -99,6 +106,8 @@ func (p *KernelParams) Plan() KernelPlan {
 			pl.FLOPs += runs * 2 * float64(m) * float64(sh.N) * float64(sh.K)
 		}
 	}
+	pl.Cells += p.quantCells()
+	pl.FLOPs += p.quantFLOPs()
 	return pl
 }
 
@@ -121,12 +130,14 @@ func (p *KernelParams) skipCells(k int) {
 // DefaultKernelParams are the shapes of docs/benchmarks.md#what-is-measured:
 // Llama-3-8B attention
 // (Hq 32, Hkv 8, D 128), B = 128, 3 warm-ups lasting at least 250 ms, 10
-// timed runs.
+// timed runs; the by-weight-type matmuls are off (no MatMulTypes) but have
+// llama.cpp's shapes at M = 1 and 512 ready.
 func DefaultKernelParams() KernelParams {
 	return KernelParams{
 		Lens: []int{4096, 8192, 16384, 32768, 65536}, Densities: []float64{1, 0.5, 0.2, 0.1, 0.05},
 		Hq: 32, Hkv: 8, D: 128, Block: 128, Warmup: 3, WarmupMs: 250, Reps: 10, Seed: 1, FlushMiB: 256,
 		MatMulM: []int{1, 512, 4096}, MatMulShapes: Llama3_8BMatMuls, Estimation: true,
+		QuantShapes: LlamaCppMatVecShapes, QuantM: []int{1, 512},
 	}
 }
 
@@ -185,12 +196,14 @@ type Skip struct {
 
 // KernelResults are the results of RunKernels.
 type KernelResults struct {
-	Tiles      string      `json:"attn_tiles,omitempty"`
-	Attention  []AttnRow   `json:"attention"`
-	MatMul     []MatMulRow `json:"matmul,omitempty"`
-	Estimation []EstRow    `json:"estimation,omitempty"`
-	Skipped    []Skip      `json:"skipped,omitempty"`
-	Masks      string      `json:"masks,omitempty"` // the mask directory
+	Tiles     string      `json:"attn_tiles,omitempty"`
+	Attention []AttnRow   `json:"attention"`
+	MatMul    []MatMulRow `json:"matmul,omitempty"`
+	// QuantMatMul are the weight-type matmul timings (MatMulTypes).
+	QuantMatMul []QuantMatRow `json:"quant_matmul,omitempty"`
+	Estimation  []EstRow      `json:"estimation,omitempty"`
+	Skipped     []Skip        `json:"skipped,omitempty"`
+	Masks       string        `json:"masks,omitempty"` // the mask directory
 }
 
 func (p *KernelParams) logf(format string, args ...any) {
@@ -202,14 +215,15 @@ func (p *KernelParams) logf(format string, args ...any) {
 // Validate checks every parameter before any work; its errors name the
 // parameters by their `bench kernels` flags.
 func (p *KernelParams) Validate() error {
+	attn := len(p.Lens) > 0 // the attention parameters matter
 	switch {
-	case len(p.Lens) == 0:
-		return fmt.Errorf("--lens: no lengths")
-	case p.Hq < 1 || p.Hkv < 1 || p.Hq%p.Hkv != 0:
+	case !attn && len(p.MatMulM) == 0 && len(p.MatMulTypes) == 0:
+		return fmt.Errorf("--lens: no lengths (and no --matmul-m or --matmul-types: nothing to time)")
+	case attn && (p.Hq < 1 || p.Hkv < 1 || p.Hq%p.Hkv != 0):
 		return fmt.Errorf("--hq %d and --hkv %d: want --hq a positive multiple of --hkv", p.Hq, p.Hkv)
-	case p.D < 4 || p.D%4 != 0 || p.D > 256:
+	case attn && (p.D < 4 || p.D%4 != 0 || p.D > 256):
 		return fmt.Errorf("--d %d: want a multiple of 4 in 4..256", p.D)
-	case kernels.CheckBlockSize(p.Block) != nil:
+	case attn && kernels.CheckBlockSize(p.Block) != nil:
 		return fmt.Errorf("--block %d: %w", p.Block, kernels.CheckBlockSize(p.Block))
 	case p.Reps < 1:
 		return fmt.Errorf("--reps %d: want ≥ 1", p.Reps)
@@ -230,7 +244,7 @@ func (p *KernelParams) Validate() error {
 			return fmt.Errorf("--matmul-m: %d: want ≥ 1", m)
 		}
 	}
-	return nil
+	return p.validateQuant()
 }
 
 // f16Pool fills f16 tensors with seeded N(0, 1) values: a pool of random
@@ -292,7 +306,8 @@ func fitsRange(dev *runtime.Device, sizes map[string]uint64, checkRange bool) st
 }
 
 // RunKernels benchmarks attention (dense and block-sparse at each density),
-// the matmuls and the estimation kernels on dev.
+// the matmuls, the estimation kernels and the matmuls by weight type on
+// dev.
 func RunKernels(dev *runtime.Device, p KernelParams) (*Report, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("bench kernels: %w", err)
@@ -334,6 +349,11 @@ func RunKernels(dev *runtime.Device, p KernelParams) (*Report, error) {
 	}
 	if len(p.MatMulM) > 0 {
 		if err := matmuls(dev, timer, pool, p, res); err != nil {
+			return rep, err
+		}
+	}
+	if len(p.MatMulTypes) > 0 {
+		if err := quantMatMuls(dev, timer, pool, p, res); err != nil {
 			return rep, err
 		}
 	}

@@ -40,6 +40,9 @@ func KernelTables(res *KernelResults) []*Table {
 		at.Add(fmt.Sprint(r.N), r.Kind, f(r.Density, 2), f(r.ComputedDensity, 3), f(r.Median, 3), rng2(r.Stat),
 			g3(r.TFLOPsActual), g3(r.TFLOPsDenseEq), f(r.SpeedupVsDense, 2))
 	}
+	if len(res.Attention) == 0 {
+		at = nil
+	}
 	var et, mt *Table
 	if len(res.Estimation) > 0 {
 		et = &Table{Title: "Estimation kernels", Header: []string{"n", "kernel", "variant", "heads", "median ms", "p20–p80 ms"}}
@@ -54,7 +57,7 @@ func KernelTables(res *KernelResults) []*Table {
 			mt.Add(r.Name, fmt.Sprintf("%d×%d×%d", r.M, r.N, r.K), r.Variant, f(r.Median, 3), rng2(r.Stat), g3(r.TFLOPs))
 		}
 	}
-	return nonNil(at, et, mt, skipTable(res.Skipped))
+	return nonNil(at, et, mt, quantTable(res.QuantMatMul), skipTable(res.Skipped))
 }
 
 func methodsOf[T any](rows []T, method func(T) string) []string {

@@ -164,7 +164,7 @@ func methodsFlag(s string) ([]string, error) {
 func benchKernels(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench kernels", stderr)
 	d := harness.DefaultKernelParams()
-	lens := fs.String("lens", "4096,8192,16384,32768,65536", "sequence lengths (k = 1024); lengths whose tensors exceed the device's limits are skipped with a note")
+	lens := fs.String("lens", "4096,8192,16384,32768,65536", "sequence lengths (k = 1024); lengths whose tensors exceed the device's limits are skipped with a note; \"none\" skips attention")
 	dens := fs.String("densities", "1,0.5,0.2,0.1,0.05", "block densities of the random causal masks (0 < d ≤ 1)")
 	hq := fs.Int("hq", d.Hq, "query heads")
 	hkv := fs.Int("hkv", d.Hkv, "key/value heads")
@@ -176,6 +176,9 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", d.Seed, "seed of the inputs and masks")
 	flush := fs.Int("flush-mib", d.FlushMiB, "fill a buffer of this many MiB before every run to flush the L2 (0: no flush)")
 	mm := fs.String("matmul-m", "1,512,4096", "row counts M of the Llama-3-8B matmul shapes; \"none\" skips the matmuls")
+	mtypes := fs.String("matmul-types", "none", "weight types of the by-type matmul benchmark (f16,q8_0,q4_0,q5_0,q4_k,q5_k,q6_k; llama.cpp's test-backend-ops comparison: f16,q8_0,q4_k,q6_k); \"none\" skips it")
+	qshapes := fs.String("quant-shapes", "4096x14336,14336x4096,4096x4096", "weight shapes NxK (N output rows, K inputs: llama.cpp's m and k) of the by-type matmul benchmark")
+	qm := fs.String("quant-m", "1,512", "row counts M of the by-type matmul benchmark (M ≤ 4: the decode mat-vec; above: dequantize + matmul, as prefill)")
 	est := fs.Bool("estimation", true, "time the estimation kernels (last-block estimates, pooled estimate, block map of one head, pooled block scores)")
 	masks := fs.String("masks", "", "export the timed block masks (masks.json + .npy CSR) into this directory (default: next to --json, FILE.masks)")
 	device := fs.String("device", "", "Vulkan device index or name")
@@ -185,8 +188,22 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	}
 	p := d
 	var err error
-	if p.Lens, err = lensFlag(*lens, "lens"); err != nil {
-		return err
+	p.Lens = nil
+	if s := strings.TrimSpace(*lens); s != "none" {
+		if p.Lens, err = lensFlag(s, "lens"); err != nil {
+			return err
+		}
+	}
+	if s := strings.TrimSpace(*mtypes); s != "" && s != "none" {
+		if p.MatMulTypes, err = harness.ParseWeightTypes(s); err != nil {
+			return usageError{"--matmul-types: " + err.Error()}
+		}
+		if p.QuantShapes, err = harness.ParseShapes(*qshapes); err != nil {
+			return usageError{"--quant-shapes: " + err.Error()}
+		}
+		if p.QuantM, err = lensFlag(*qm, "quant-m"); err != nil {
+			return err
+		}
 	}
 	if p.Densities, err = harness.ParseFloats(*dens, 1e-6, 1); err != nil {
 		return usageError{"--densities: " + err.Error()}

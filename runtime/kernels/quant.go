@@ -132,26 +132,120 @@ func quantRowChunk(d *runtime.Device, dt runtime.DType, N, K, align int, what st
 	return nc, nil
 }
 
-// quantGemvNR is the number of rows of W one workgroup of gemv_q owns (spec
-// constant 1); its workgroup size is chooseGemv's.
+// quantGemvNR is the number of rows of W one workgroup of the reference
+// kernel gemv_q owns (spec constant 1); its workgroup size is chooseGemv's.
 const quantGemvNR = 2
 
+// quantWideTypes are the weight types of the wide kernel (gemv_qw.comp);
+// Q4_0 and Q5_0 take the reference kernel.
+var quantWideTypes = []runtime.DType{runtime.Q8_0, runtime.Q4_K, runtime.Q5_K, runtime.Q6_K}
+
+// wideModules are the wide kernel's modules: one per type of
+// quantWideTypes and x/y dtype.
+func wideModules() []string {
+	var out []string
+	for _, dt := range quantWideTypes {
+		out = append(out, dtypeNames("gemv_qw_"+dt.String()+"_x%s_y%s")...)
+	}
+	return out
+}
+
+// Quantized mat-vec kernels, the variants of the gemv_q table.
+const (
+	gemvQWide      = "wide"      // gemv_qw.comp: a scale group per invocation, wide loads
+	gemvQRegisters = "registers" // gemv_q.comp: 8 elements per invocation, 16-bit loads (reference)
+)
+
+// gemvQCfg is the quantized mat-vec kernel of a call: a variant of the
+// gemv_q table and its spec constants.
+type gemvQCfg struct {
+	Variant  string
+	WG, R    uint32 // workgroup size; rows of W per workgroup
+	Subgroup bool   // subgroupAdd reduction
+}
+
+// String names the kernel for reports: "wide wg64/r4".
+func (c gemvQCfg) String() string { return fmt.Sprintf("%s wg%d/r%d", c.Variant, c.WG, c.R) }
+
+// chooseGemvQ picks the quantized mat-vec kernel for an [N, K] weight of
+// type dt on dev: the device's Tuning.GemvQ where set, else the wide kernel
+// for its types (quantWideTypes) with 64 invocations and 4 rows per
+// workgroup (2 when that leaves fewer than 512 workgroups), else the
+// reference kernel.
+func chooseGemvQ(dev *runtime.Device, dt runtime.DType, N int) (gemvQCfg, error) {
+	tb, err := tablesOf(dev)
+	if err != nil {
+		return gemvQCfg{}, fmt.Errorf("matvec: %w", err)
+	}
+	caps := dev.Caps()
+	ref := gemvQCfg{Variant: gemvQRegisters, WG: chooseGemv(caps).WG, R: quantGemvNR, Subgroup: caps.SubgroupArithmetic}
+	wide := gemvQCfg{Variant: gemvQWide, WG: 64, R: 4, Subgroup: caps.SubgroupArithmetic}
+	if ceilDiv(N, 4) < 512 {
+		wide.R = 2
+	}
+	canWide := tb.has("gemv_q", gemvQWide) && slices.Contains(quantWideTypes, dt)
+	tu := dev.Tuning().GemvQ
+	switch {
+	case tu.Variant == gemvQRegisters || (tu.Variant == "" && !canWide):
+		return ref, nil
+	case tu.Variant == gemvQWide && !canWide:
+		return gemvQCfg{}, fmt.Errorf("matvec: %w: Tuning.GemvQ asks for the wide kernel, which has no %s variant on device %q",
+			runtime.ErrMissingFeature, dt, dev.Info().Name)
+	}
+	if tu.WG != 0 {
+		wide.WG = tu.WG
+	}
+	if tu.Rows != 0 {
+		wide.R = tu.Rows
+	}
+	return wide, nil
+}
+
+// QuantMatVecKernel describes the kernel MatMul and MatVec use on dev for
+// m ≤ GEMVMaxM rows of x and an [n, k] weight of block-quantized type dt,
+// for reports: "wide wg64/r4" or "registers wg128/r2" (variant, workgroup
+// size, rows of the weight per workgroup), or "error: …".
+func QuantMatVecKernel(dev *runtime.Device, dt runtime.DType, m, n, k int) string {
+	c, err := chooseGemvQ(dev, dt, n)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return c.String()
+}
+
 // matVecQuant records y = x·Wᵀ (+ bias) for a block-quantized w with the
-// quantized matrix-vector kernel, GEMVMaxM rows of x per dispatch and as
-// many rows of w per dispatch as one binding holds.
+// quantized matrix-vector kernel chooseGemvQ picks.
 func matVecQuant(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
+	cfg, err := chooseGemvQ(r.Device(), w.DType(), s.N)
+	if err != nil {
+		return err
+	}
+	return matVecQuantWith(r, s, y, x, w, bias, cfg)
+}
+
+// matVecQuantWith records y = x·Wᵀ (+ bias) with the quantized mat-vec
+// kernel cfg, GEMVMaxM rows of x per dispatch and as many rows of w per
+// dispatch as one binding holds.
+func matVecQuantWith(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, cfg gemvQCfg) error {
 	d := r.Device()
+	dt := w.DType()
 	if err := quantCheck("matvec", d, w); err != nil {
 		return err
 	}
-	if s.K%w.DType().BlockElems() != 0 { // NewTensor guarantees it; stated for the kernel
-		return fmt.Errorf("matvec: weight %s: K=%d is not a whole number of %s blocks", w.Name(), s.K, w.DType())
+	if s.K%dt.BlockElems() != 0 { // NewTensor guarantees it; stated for the kernel
+		return fmt.Errorf("matvec: weight %s: K=%d is not a whole number of %s blocks", w.Name(), s.K, dt)
+	}
+	wide := cfg.Variant == gemvQWide
+	switch {
+	case wide && !slices.Contains(quantWideTypes, dt):
+		return fmt.Errorf("matvec: weight %s: the wide kernel has no %s variant", w.Name(), dt)
+	case cfg.WG < 8 || cfg.WG > 1024 || cfg.WG&(cfg.WG-1) != 0 || cfg.R < 1 || cfg.R > 8:
+		return fmt.Errorf("matvec: kernel %s: want a power-of-two workgroup size in 8…1024 and 1…8 rows per workgroup", cfg)
 	}
 	if s.M == 0 {
 		return nil
 	}
-	cfg := chooseGemv(d.Caps())
-	nc, err := quantRowChunk(d, w.DType(), s.N, s.K, quantGemvNR, "matvec")
+	nc, err := quantRowChunk(d, dt, s.N, s.K, int(cfg.R), "matvec")
 	if err != nil {
 		return err
 	}
@@ -159,17 +253,26 @@ func matVecQuant(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) 
 	if limit := bindingLimit(d); uint64(gemvRows*s.N)*ys+mmAlign(d) > limit || uint64(gemvRows*s.K)*xs+mmAlign(d) > limit {
 		return fmt.Errorf("matvec: %d×%d output rows or %d×%d input rows do not fit a binding of %d bytes", gemvRows, s.N, gemvRows, s.K, limit)
 	}
-	sh := "gemv_" + w.DType().String() + "_x" + dtName(x.DType()) + "_y" + dtName(y.DType())
-	k, err := d.Kernel(runtime.KernelDesc{
-		Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-		Spec: []uint32{cfg.WG, quantGemvNR, b2u(cfg.Subgroup)},
-	})
-	if err != nil {
-		return err
+	suffix := dt.String() + "_x" + dtName(x.DType()) + "_y" + dtName(y.DType())
+	kernel := func(mc int) (*runtime.Kernel, error) {
+		if wide {
+			return d.Kernel(runtime.KernelDesc{
+				Shader: "gemv_qw_" + suffix, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+				Spec: []uint32{cfg.WG, cfg.R, b2u(cfg.Subgroup), uint32(mc)},
+			})
+		}
+		return d.Kernel(runtime.KernelDesc{
+			Shader: "gemv_" + suffix, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+			Spec: []uint32{cfg.WG, cfg.R, b2u(cfg.Subgroup)},
+		})
 	}
 	mcount := d.Info().MaxWorkgroupCount
 	for m0 := 0; m0 < s.M; m0 += gemvRows {
 		mc := min(gemvRows, s.M-m0)
+		k, err := kernel(mc)
+		if err != nil {
+			return err
+		}
 		for n0 := 0; n0 < s.N; n0 += nc {
 			c := mmChunk{m0: m0, mc: mc, n0: n0, nc: min(nc, s.N-n0)}
 			xa, xo := span(d, x, c.m0*s.K, c.mc*s.K)
@@ -177,6 +280,9 @@ func matVecQuant(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) 
 				return fmt.Errorf("matvec: input %s: row offset %d is not a multiple of 8 elements", x.Name(), xo)
 			}
 			wa, wo := quantSpan(d, w, s.K, c.n0, c.nc)
+			if wide && dt.BlockBytes()%16 == 0 && wo%16 != 0 { // Q4_K, Q5_K: uvec4 loads
+				return fmt.Errorf("matvec: weight %s: byte offset %d of row %d is not a multiple of 16", w.Name(), wo, c.n0)
+			}
 			ya, yo := span(d, y, c.m0*s.N+c.n0, (c.mc-1)*s.N+c.nc)
 			p := mmPush{M: uint32(c.mc), N: uint32(c.nc), K: uint32(s.K), Ldy: uint32(s.N), XOff: xo, WOff: wo, YOff: yo}
 			ba := xa // bias binding when there is no bias: valid, read-only, never read
@@ -185,7 +291,7 @@ func matVecQuant(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) 
 				ba, bo = span(d, bias, c.n0, c.nc)
 				p.BOff, p.HasBias = bo, 1
 			}
-			groups := ceilDiv(c.nc, quantGemvNR)
+			groups := ceilDiv(c.nc, int(cfg.R))
 			gx := min(groups, int(mcount[0]))
 			gy := ceilDiv(groups, gx)
 			if gy > int(mcount[1]) {

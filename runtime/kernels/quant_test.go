@@ -339,3 +339,119 @@ func TestQuantTypes(t *testing.T) {
 		t.Errorf("QuantTypes(nil) = %v, want nil", QuantTypes(nil))
 	}
 }
+
+// gemvQConfigs are the quantized mat-vec kernels the variant tests force:
+// the reference kernel, the wide kernel as chooseGemvQ configures it, and
+// the wide kernel with the shared-memory reduction, a workgroup smaller
+// than the units of a row and rows per workgroup that do not divide N.
+func gemvQConfigs(d *runtime.Device) []gemvQCfg {
+	sg := d.Caps().SubgroupArithmetic
+	return []gemvQCfg{
+		{Variant: gemvQRegisters, WG: chooseGemv(d.Caps()).WG, R: quantGemvNR, Subgroup: sg},
+		{Variant: gemvQWide, WG: 64, R: 4, Subgroup: sg},
+		{Variant: gemvQWide, WG: 16, R: 3},
+	}
+}
+
+// TestQuantMatVecVariants forces every kernel of gemv_q's table
+// (gemvQConfigs) on each type of the wide kernel, against the float64
+// reference: N not a multiple of the rows per workgroup, K an odd number of
+// 256-element blocks (so Q8_0 and Q6_K rows alternate between 4-byte and
+// 2-byte aligned starts), M = 1, 3 and 6 (dispatches of 4 and 2 rows: every
+// MM), x/y dtype pairs in turn, with bias and without, into poisoned
+// outputs.
+func TestQuantMatVecVariants(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	shapes := [][3]int{{1, 37, 3}, {3, 67, 5}, {6, 13, 1}} // M = 6: dispatches of 4 and 2 rows
+	dts := []runtime.DType{runtime.F32, runtime.F16}
+	for ci, cfg := range gemvQConfigs(d) {
+		for ti, dt := range quantWideTypes {
+			for i, sh := range shapes {
+				if ci == 2 && i != ti%len(shapes) {
+					continue // the small-workgroup configuration: one shape per type
+				}
+				j := ti + i + ci
+				c := qCase{dt: dt, M: sh[0], N: sh[1], K: sh[2] * 256, xdt: dts[j%2], ydt: dts[(j/2)%2], bias: j%3 != 1}
+				in := newQInputs(t, d, c, rng)
+				want, err := quantref.MatMul(in.xv, in.wb, c.dt, in.bv, c.M, c.N, c.K)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := runQ(t, d, c, in, func(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+					s, err := mmCheck("matvec", y, x, w, bias)
+					if err != nil {
+						return err
+					}
+					return matVecQuantWith(r, s, y, x, w, bias, cfg)
+				})
+				if e := gputest.RelErr(got, want); e > qTol(c.ydt) {
+					t.Errorf("%s, %s: relative error %.3g > %.3g", cfg, c, e, qTol(c.ydt))
+				}
+			}
+		}
+	}
+}
+
+// TestQuantWideChunked splits the weight over rows (binding limit) so
+// that the wide kernel's chunks start inside aligned spans, at byte offsets
+// that are odd multiples of 2 for Q6_K and Q8_0 and multiples of 16 for
+// Q4_K, and checks them against the reference.
+func TestQuantWideChunked(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, c := range []qCase{
+		{dt: runtime.Q6_K, M: 2, N: 211, K: 256, xdt: runtime.F16, ydt: runtime.F32, bias: true},
+		{dt: runtime.Q8_0, M: 1, N: 211, K: 288, xdt: runtime.F32, ydt: runtime.F32},
+		{dt: runtime.Q4_K, M: 3, N: 211, K: 256, xdt: runtime.F16, ydt: runtime.F16},
+	} {
+		in := newQInputs(t, d, c, rng)
+		want, err := quantref.MatMul(in.xv, in.wb, c.dt, in.bv, c.M, c.N, c.K)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, _ := c.dt.RowBytes(c.K)
+		matmulBindingLimit = quantSlack(d, c.dt) + uint64(50*rb) // about 50 rows a chunk
+		got := runQ(t, d, c, in, MatVec)
+		matmulBindingLimit = 0
+		if k := QuantMatVecKernel(d, c.dt, c.M, c.N, c.K); !strings.HasPrefix(k, gemvQWide) {
+			t.Fatalf("%s: kernel %q, want the wide one", c, k)
+		}
+		if e := gputest.RelErr(got, want); e > qTol(c.ydt) {
+			t.Errorf("%s: chunked relative error %.3g > %.3g", c, e, qTol(c.ydt))
+		}
+	}
+}
+
+// TestChooseGemvQ checks the quantized mat-vec kernel's choice: the wide
+// kernel for its types (2 rows per workgroup for a small N), the reference
+// kernel for the others, and Tuning.GemvQ's overrides.
+func TestChooseGemvQ(t *testing.T) {
+	d := gputest.Device(t)
+	for _, c := range []struct {
+		dt   runtime.DType
+		n    int
+		want string
+	}{
+		{runtime.Q4_K, 4096, "wide wg64/r4"},
+		{runtime.Q6_K, 1024, "wide wg64/r2"},
+		{runtime.Q8_0, 14336, "wide wg64/r4"},
+		{runtime.Q4_0, 4096, "registers wg128/r2"},
+		{runtime.Q5_0, 4096, "registers wg128/r2"},
+	} {
+		if got := QuantMatVecKernel(d, c.dt, 1, c.n, 4096); got != c.want {
+			t.Errorf("%s N=%d: kernel %q, want %q", c.dt, c.n, got, c.want)
+		}
+	}
+	ref := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "registers"}}})
+	if got := QuantMatVecKernel(ref, runtime.Q4_K, 1, 4096, 4096); got != "registers wg128/r2" {
+		t.Errorf("Tuning registers: kernel %q", got)
+	}
+	wide := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "wide", WG: 128, Rows: 3}}})
+	if got := QuantMatVecKernel(wide, runtime.Q6_K, 1, 4096, 4096); got != "wide wg128/r3" {
+		t.Errorf("Tuning wide,128,3: kernel %q", got)
+	}
+	if got := QuantMatVecKernel(wide, runtime.Q5_0, 1, 4096, 4096); !strings.Contains(got, "no q5_0 variant") {
+		t.Errorf("Tuning wide for q5_0: %q, want an error naming the type", got)
+	}
+}

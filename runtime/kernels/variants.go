@@ -67,10 +67,14 @@ var opTables = map[string][]variant{
 	},
 	// MatMul and MatVec with a block-quantized weight (quant.go): the
 	// blocks dequantized in registers, one module per weight type and
-	// x/y dtype. The blocks are read as 16-bit words, which every device
-	// the runtime opens can (16-bit storage buffers are required).
+	// x/y dtype. The wide kernel (a scale group per invocation, 32- and
+	// 128-bit loads) covers Q8_0, Q4_K, Q5_K and Q6_K (quantWideTypes);
+	// the reference kernel (8 elements per invocation, 16-bit loads) every
+	// type. Both read what every device the runtime opens can (16-bit
+	// storage buffers are required); chooseGemvQ picks per call.
 	"gemv_q": {
-		{name: "registers", shaders: quantModules("gemv_%q_x%s_y%s"), usable: always},
+		{name: gemvQWide, shaders: wideModules(), usable: always},
+		{name: gemvQRegisters, shaders: quantModules("gemv_%q_x%s_y%s"), usable: always},
 	},
 	// Dequantize (quant.go): blocks to f16 rows, one module per type.
 	"dequant": {
