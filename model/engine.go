@@ -608,6 +608,10 @@ func (e *Engine) allocActivations() error {
 		if e.scratch, err = e.dev.NewNamedTensor("decode attention scratch", runtime.F32, sl); err != nil {
 			return fmt.Errorf("allocating activations: %w", err)
 		}
+		// Zero before its first use: the split-KV kernel counts in it.
+		if err := e.scratch.UploadBytes(make([]byte, e.scratch.Bytes()), 0); err != nil {
+			return fmt.Errorf("zeroing the decode attention scratch: %w", err)
+		}
 	}
 	for _, hb := range []struct {
 		dst  **runtime.HostBuffer
