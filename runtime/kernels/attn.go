@@ -356,7 +356,7 @@ type attnDecodePlan struct {
 	splits        int
 	tilesPerSplit int
 
-	one                bool
+	one              bool
 	wg, kps, tpk, rb int
 }
 

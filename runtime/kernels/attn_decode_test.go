@@ -54,9 +54,9 @@ func TestDecodeSplitKV(t *testing.T) {
 		lse             bool
 		minSplits       int
 	}{
-		{8, 2, 64, 1, 300, 300, runtime.F32, true, 2},   // bench-lm-8k's heads
+		{8, 2, 64, 1, 300, 300, runtime.F32, true, 2},    // bench-lm-8k's heads
 		{8, 2, 64, 1, 1000, 4096, runtime.F16, false, 2}, // splits past the end
-		{8, 8, 64, 1, 45, 45, runtime.F32, true, 1},     // G = 1, one split
+		{8, 8, 64, 1, 45, 45, runtime.F32, true, 1},      // G = 1, one split
 		{32, 4, 128, 1, 777, 777, runtime.F16, true, 2},  // G = 8
 		{32, 4, 128, 2, 200, 520, runtime.F32, true, 2},  // G = 8, 2 queries: 16 rows
 		{4, 1, 256, 3, 129, 129, runtime.F32, true, 2},   // D = 256, 12 rows
