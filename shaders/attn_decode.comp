@@ -9,19 +9,21 @@
 // a row without keys); query i sits at position q0 + i, and with causal != 0
 // key j is allowed when j <= q0 + i.
 //
-// Grid: x = splits (KPS consecutive keys each), y = KV heads. Workgroup
-// (split s, KV head y) holds exactly the R rows of KV head y, row rho ->
-// query rho / GQ, head y*GQ + rho % GQ (no idle rows), and takes the keys
-// [s*KPS, (s+1)*KPS) in three passes with no per-tile synchronisation:
+// Grid: x = splits (kps consecutive keys each, a push constant), y = KV
+// heads. Workgroup (split s, KV head y) holds exactly the R rows of KV head
+// y, row rho -> query rho / GQ, head y*GQ + rho % GQ (no idle rows), and
+// takes the keys [s*kps, (s+1)*kps) in chunks of KC keys (usually one), each
+// in three passes with no per-tile synchronisation:
 //   1. scores: TPK threads per key, each a strided share of the D/4 chunks,
 //      every row's dot product from one read of the key (Q pre-scaled by
 //      scale*log2 e, in shared memory) -> Sp (TPK partial sums per score);
-//   2. per row: masked scores, max and P = exp2(s - max) in place, and the
-//      sum of P (tree reductions over WG/R2 threads per row, R2 = R rounded
-//      up to a power of two);
-//   3. O += P V: thread (key lane kl, chunk c) reads V rows kl, kl+KL, ...
-//      once for all R rows; the KL = WG/(D/4) key lanes are summed through
-//      shared memory, RB rows at a time.
+//   2. per row: masked scores, the chunk's max, the running max m, P =
+//      exp2(s - m) in place and the running sum (tree reductions over
+//      WG/R2 threads per row, R2 = R rounded up to a power of two);
+//   3. O = exp2(m_old - m) O + P V: thread (key lane kl, chunk c) reads V
+//      rows kl, kl+KL, ... once for all R rows.
+// The KL = WG/(D/4) key lanes are then summed through shared memory, RB
+// rows at a time.
 // With one split (gl_NumWorkGroups.x == 1) the workgroup writes O and LSE.
 // Else it writes its normalised partial O at s*Sq*Hq*D and its partial LSE
 // at lseOff + s*Hq*Sq (binding 5 and 6: the scratch), then counts itself
@@ -37,11 +39,11 @@
 //
 // DYN (attn_decode_dyn_*): binding 8 (int) holds P at element 0 when the
 // dispatch runs: q0 = pc.q0 + P, Skv = pc.Skv + P, so that a recorded decode
-// step serves every cache length up to gl_NumWorkGroups.x * KPS keys.
+// step serves every cache length up to gl_NumWorkGroups.x * kps keys.
 
 layout(local_size_x = 128, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint R = 4;         // rows per workgroup: Sq*GQ, <= 16
-layout(constant_id = 2) const uint KPS = 64;      // keys per split
+layout(constant_id = 2) const uint KC = 64;       // keys per chunk
 layout(constant_id = 3) const uint D = 64;        // head dim, multiple of 4, <= 256
 layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
 layout(constant_id = 5) const uint GQ = 4;        // query heads per KV head
@@ -51,7 +53,7 @@ layout(constant_id = 7) const uint RB = 4;        // rows per batch of the key-l
 const uint WG = gl_WorkGroupSize.x;
 const uint D4 = D / 4;
 const uint KL = WG / D4;         // key lanes of passes 3 and the merge
-const uint SPN = TPK * R * KPS;  // scores (and merge weights) in shared memory
+const uint SPN = TPK * R * KC;   // scores (and merge weights) in shared memory
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
 const float NEG_INIT = -1.701411733e38; // -FLT_MAX/2: initial running max
@@ -87,6 +89,7 @@ layout(push_constant) uniform Push {
 	float scale2; // scale * log2(e)
 	uint causal;
 	uint lseOff;  // element offset of the partial LSEs in binding 6
+	uint kps;     // keys per split, a multiple of KC
 } pc;
 
 shared vec4 Qs[R * D4];
@@ -95,6 +98,7 @@ shared vec4 Os[RB * WG];
 shared float red[WG];
 shared float rowM[R];
 shared float rowL[R];
+shared float rowA[R];
 shared bool isLast;
 
 vec4 unpack4(uvec2 w) {
@@ -133,8 +137,8 @@ void main() {
 	uint rowsHD = pc.Sq * pc.Hq;
 	// Keys of the last query (every row's keys are a prefix of them).
 	uint kendAll = pc.causal != 0 ? min(skv, q0 + pc.Sq) : skv;
-	uint j0 = split * KPS;
-	uint nk = j0 < kendAll ? min(KPS, kendAll - j0) : 0;
+	uint j0 = split * pc.kps;
+	uint nks = j0 < kendAll ? min(pc.kps, kendAll - j0) : 0; // the split's keys
 
 	// Rows per reduction group: R rounded up to a power of two.
 	uint r2 = 1;
@@ -153,14 +157,26 @@ void main() {
 	uint kl = t / D4;
 	bool clOK = kl < KL;
 
-	if (nk > 0) {
+	if (nks > 0) {
 		for (uint idx = t; idx < R * D4; idx += WG) {
 			uint r = idx / D4;
 			uint cc = idx - r * D4;
 			uint h = hk * GQ + r % GQ;
 			Qs[idx] = unpack4(qb[((r / GQ) * pc.Hq + h) * D4 + cc]) * pc.scale2;
 		}
-		barrier();
+		if (t < R) {
+			rowM[t] = NEG_INIT;
+			rowL[t] = 0.0;
+		}
+	}
+	vec4 acc[R];
+	for (uint r = 0; r < R; r++) {
+		acc[r] = vec4(0.0);
+	}
+	for (uint c0 = 0; c0 < nks; c0 += KC) {
+		uint jb = j0 + c0;            // the chunk's first key
+		uint nk = min(KC, nks - c0);  // and its keys
+		barrier(); // Qs, rowM, rowL written; the last chunk's Sp read
 
 		// 1. Scores.
 		uint part = t % TPK;
@@ -169,7 +185,7 @@ void main() {
 			for (uint r = 0; r < R; r++) {
 				s[r] = 0.0;
 			}
-			uint kbase = ((j0 + jj) * pc.Hkv + hk) * D4;
+			uint kbase = ((jb + jj) * pc.Hkv + hk) * D4;
 			for (uint cc = part; cc < D4; cc += TPK) {
 				vec4 kv = unpack4(kb[kbase + cc]);
 				for (uint r = 0; r < R; r++) {
@@ -177,34 +193,35 @@ void main() {
 				}
 			}
 			for (uint r = 0; r < R; r++) {
-				Sp[(part * R + r) * KPS + jj] = s[r];
+				Sp[(part * R + r) * KC + jj] = s[r];
 			}
 		}
 		barrier();
 
-		// 2. Row max, P in place, row sum.
+		// 2. Row max, P in place, row sum; the running max and sum.
 		float m = NEG_INIT;
 		if (rowOK) {
 			for (uint j = lane; j < nk; j += tpr) {
 				float s = 0.0;
 				for (uint p = 0; p < TPK; p++) {
-					s += Sp[(p * R + rho) * KPS + j];
+					s += Sp[(p * R + rho) * KC + j];
 				}
-				if (j0 + j >= kendRow) {
+				if (jb + j >= kendRow) {
 					s = NEG_MASK;
 				}
-				Sp[rho * KPS + j] = s;
+				Sp[rho * KC + j] = s;
 				m = max(m, s);
 			}
 		}
 		red[t] = m;
 		rowReduce(t, lane, tpr, 0);
-		float mrow = rowOK ? red[rho * tpr] : NEG_INIT;
+		float mOld = rowOK ? rowM[rho] : NEG_INIT;
+		float mNew = rowOK ? max(mOld, red[rho * tpr]) : NEG_INIT;
 		float l = 0.0;
 		if (rowOK) {
 			for (uint j = lane; j < nk; j += tpr) {
-				float p = exp2(Sp[rho * KPS + j] - mrow);
-				Sp[rho * KPS + j] = p;
+				float p = exp2(Sp[rho * KC + j] - mNew);
+				Sp[rho * KC + j] = p;
 				l += p;
 			}
 		}
@@ -212,27 +229,32 @@ void main() {
 		red[t] = l;
 		rowReduce(t, lane, tpr, 1);
 		if (rowOK && lane == 0) {
-			rowM[rho] = mrow;
-			rowL[rho] = red[t];
+			float alpha = exp2(mOld - mNew);
+			rowA[rho] = alpha;
+			rowM[rho] = mNew;
+			rowL[rho] = rowL[rho] * alpha + red[t];
 		}
 		barrier();
 
-		// 3. O = P V / l.
-		vec4 acc[R];
+		// 3. O = alpha O + P V.
 		for (uint r = 0; r < R; r++) {
-			acc[r] = vec4(0.0);
+			acc[r] *= rowA[r];
 		}
 		if (clOK) {
-			uint vbase = (j0 * pc.Hkv + hk) * D4 + c;
+			uint vbase = (jb * pc.Hkv + hk) * D4 + c;
 			uint vstep = pc.Hkv * D4;
 			for (uint j = kl; j < nk; j += KL) {
 				vec4 v = unpack4(vb[vbase + j * vstep]);
 				for (uint r = 0; r < R; r++) {
-					acc[r] += Sp[r * KPS + j] * v;
+					acc[r] += Sp[r * KC + j] * v;
 				}
 			}
 		}
+	}
+	if (nks > 0) {
+		// The key lanes' sums, O / l.
 		for (uint rb = 0; rb < R; rb += RB) {
+			barrier(); // Os (and, the first time, Sp) read
 			for (uint i = 0; i < RB; i++) {
 				if (rb + i < R && clOK) {
 					Os[i * WG + t] = acc[rb + i];
@@ -256,7 +278,6 @@ void main() {
 					po[(split * rowsHD + orow) * D4 + cc] = o;
 				}
 			}
-			barrier();
 		}
 		if (t < R) {
 			uint h = hk * GQ + t % GQ;
@@ -289,7 +310,7 @@ void main() {
 	if (t == 0) {
 		counter[hk] = 0u;
 	}
-	uint nused = min(nsplit, (kendAll + KPS - 1) / KPS);
+	uint nused = min(nsplit, (kendAll + pc.kps - 1) / pc.kps);
 	uint h = hk * GQ + rho % GQ;
 	uint lrow = pc.lseOff + h * pc.Sq + rho / GQ; // + s*rowsHD: row rho's LSE of split s
 	float m = uintBitsToFloat(0xff800000u);
@@ -317,7 +338,6 @@ void main() {
 
 	// O = sum_s w_s O_s, the weights w = exp(lse_s - lse) through Sp, SPN/R
 	// splits at a time.
-	vec4 acc[R];
 	for (uint r = 0; r < R; r++) {
 		acc[r] = vec4(0.0);
 	}

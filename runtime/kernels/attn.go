@@ -347,7 +347,7 @@ func sparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 const attnReduceLocal = 64
 
 // attnDecodePlan is the split-KV plan of DecodeAttention: the attn_decode
-// kernel's (one: wg, kps, tpk, rb; planDecodeSplit) or the scalar kernel's
+// kernel's (one: wg, kps, kc, tpk, rb; planDecodeSplit) or the scalar kernel's
 // with attn_reduce (t, rowTiles, tilesPerSplit). Both split the KV range
 // into splits parts.
 type attnDecodePlan struct {
@@ -356,8 +356,8 @@ type attnDecodePlan struct {
 	splits        int
 	tilesPerSplit int
 
-	one              bool
-	wg, kps, tpk, rb int
+	one                  bool
+	wg, kps, kc, tpk, rb int
 }
 
 // scratchLen is the scratch the plan needs (0: none): the counters' head

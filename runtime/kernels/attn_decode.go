@@ -10,7 +10,7 @@ import (
 // The split-KV decode kernel (shaders/attn_decode.comp): the "splitkv"
 // variant of the "decode attention" op. One dispatch per call: each
 // workgroup takes the R = Sq·G rows of one KV head (no idle rows) against
-// KPS consecutive keys, and the last workgroup of a KV head to finish merges
+// kps consecutive keys, and the last workgroup of a KV head to finish merges
 // the splits' partial results, found with a counter in the scratch that
 // the kernel resets itself. The scalar kernel (attn.comp with attn_reduce,
 // two dispatches) stays the reference and takes what this one does not:
@@ -21,7 +21,8 @@ const (
 	decMaxRows = 16
 	// decWG is attn_decode's workgroup size.
 	decWG = 128
-	// decMinKeys and decMaxKeys bound the keys per split (powers of two).
+	// decMinKeys is the shortest split, decMaxKeys the longest chunk of a
+	// split that attn_decode takes at once (powers of two).
 	decMinKeys, decMaxKeys = 64, 1024
 	// decTargetGroups is the workgroup count attn_decode aims at: splits
 	// grow past decMinKeys keys only when a KV head would have more than
@@ -30,18 +31,21 @@ const (
 )
 
 // decSharedBytes mirrors the shared arrays of shaders/attn_decode.comp for
-// rows R, keys per split kps, tpk threads per key, rb rows per batch.
-func decSharedBytes(wg, rows, kps, tpk, rb, d int) int {
-	return rows*(d/4)*16 + tpk*rows*kps*4 + rb*wg*16 + wg*4 + 2*rows*4 + 4
+// rows R, kc keys per chunk, tpk threads per key, rb rows per batch.
+func decSharedBytes(wg, rows, kc, tpk, rb, d int) int {
+	return rows*(d/4)*16 + tpk*rows*kc*4 + rb*wg*16 + wg*4 + 3*rows*4 + 4
 }
 
 // decTPK is the threads per key of attn_decode's score pass: the workgroup
-// covers min(kps, wg) keys at a time.
-func decTPK(wg, kps int) int { return max(1, wg/kps) }
+// covers min(kc, wg) keys at a time.
+func decTPK(wg, kc int) int { return max(1, wg/kc) }
 
 // planDecodeSplit plans attn_decode for p; ok is false when the kernel does
-// not take p (too many rows, or its smallest split does not fit shared
-// memory), whatever p.Skv is.
+// not take p (too many rows, or its smallest chunk does not fit shared
+// memory), whatever p.Skv is. A split has kps keys, the smallest power of
+// two from decMinKeys that keeps the splits at most decTargetGroups/Hkv,
+// taken kc at a time (kc ≤ kps, as many as fit shared memory up to
+// decMaxKeys).
 func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok bool) {
 	g := p.Hq / p.Hkv
 	rows := p.Sq * g
@@ -50,7 +54,7 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 	}
 	wg, d4 := decWG, p.D/4
 	limit := int(dev.Caps().MaxSharedMemory) - 512 // headroom for what the compiler adds
-	fits := func(kps, rb int) bool { return decSharedBytes(wg, rows, kps, decTPK(wg, kps), rb, p.D) <= limit }
+	fits := func(kc, rb int) bool { return decSharedBytes(wg, rows, kc, decTPK(wg, kc), rb, p.D) <= limit }
 	rb := min(rows, wg/d4)
 	for rb > 1 && !fits(decMinKeys, rb) {
 		rb--
@@ -62,35 +66,45 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 	if p.Causal {
 		kend = min(p.Skv, p.Q0+p.Sq)
 	}
-	want := max(1, decTargetGroups/p.Hkv)
+	kps := decSplitKeys(kend, p.Hkv)
+	kc := decMinKeys
+	for kc < min(kps, decMaxKeys) && fits(2*kc, rb) {
+		kc *= 2
+	}
+	return attnDecodePlan{one: true, wg: wg, kps: kps, kc: kc, tpk: decTPK(wg, kc), rb: rb, splits: (kend + kps - 1) / kps}, true
+}
+
+// decSplitKeys is attn_decode's split length for kend keys: the smallest
+// power of two from decMinKeys that gives each of hkv KV heads at most
+// decTargetGroups/hkv splits.
+func decSplitKeys(kend, hkv int) int {
+	want := max(1, decTargetGroups/hkv)
 	kps := decMinKeys
-	for kps < decMaxKeys && kps*want < kend && fits(2*kps, rb) {
+	for kps*want < kend {
 		kps *= 2
 	}
-	return attnDecodePlan{one: true, wg: wg, kps: kps, tpk: decTPK(wg, kps), rb: rb, splits: (kend + kps - 1) / kps}, true
+	return kps
 }
 
 // decSplitMaxSplits is the most attn_decode splits any cache of up to
-// p.Skv keys (p.Sq queries at its end) gets, with the plan's first split
-// length kps0 as planDecodeSplit chooses it. Within one split length the
-// split count grows with the cache, and a cache gets split length k only
-// up to k·(decTargetGroups/Hkv) keys (or without bound at the longest
-// length that fits), so the lengths' longest caches are the candidates.
+// p.Skv keys (p.Sq queries at its end) gets. Within one split length the
+// split count grows with the cache, and a cache gets split length k only up
+// to k·(decTargetGroups/Hkv) keys, so the lengths' longest caches are the
+// candidates.
 func decSplitMaxSplits(dev *runtime.Device, p AttnParams) int {
 	want := max(1, decTargetGroups/p.Hkv)
 	most := 0
-	at := func(skv int) {
+	for k := decMinKeys; ; k *= 2 {
 		q := p
-		q.Skv, q.Q0 = skv, max(0, skv-p.Sq)
+		q.Skv = min(p.Skv, k*want)
+		q.Q0 = max(0, q.Skv-p.Sq)
 		if pl, ok := planDecodeSplit(dev, q); ok {
 			most = max(most, pl.splits)
 		}
+		if k*want >= p.Skv {
+			return most
+		}
 	}
-	at(p.Skv)
-	for k := decMinKeys; k <= decMaxKeys; k *= 2 {
-		at(min(p.Skv, k*want))
-	}
-	return most
 }
 
 // decodeCounterWords is the length of the scratch's head, where attn_decode
@@ -113,8 +127,8 @@ func decodeSplit(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Ten
 		shader, bindings, ro = attnVariant("attn_decode_dyn", o), 9, ro|1<<8
 	}
 	kern, err := dev.Kernel(runtime.KernelDesc{
-		Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: 32,
-		Spec: []uint32{uint32(pl.wg), uint32(p.Sq * g), uint32(pl.kps), uint32(p.D), attnBool(lse != nil), uint32(g), uint32(pl.tpk), uint32(pl.rb)},
+		Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: 36,
+		Spec: []uint32{uint32(pl.wg), uint32(p.Sq * g), uint32(pl.kc), uint32(p.D), attnBool(lse != nil), uint32(g), uint32(pl.tpk), uint32(pl.rb)},
 	})
 	if err != nil {
 		return err
@@ -122,8 +136,8 @@ func decodeSplit(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Ten
 	pc := struct {
 		Sq, Skv, Q0, Hq, Hkv uint32
 		Scale2               float32
-		Causal, LseOff       uint32
-	}{uint32(p.Sq), uint32(p.Skv), uint32(p.Q0), uint32(p.Hq), uint32(p.Hkv), float32(p.scale() * math.Log2E), attnBool(p.Causal), 0}
+		Causal, LseOff, KPS  uint32
+	}{uint32(p.Sq), uint32(p.Skv), uint32(p.Q0), uint32(p.Hq), uint32(p.Hkv), float32(p.scale() * math.Log2E), attnBool(p.Causal), 0, uint32(pl.kps)}
 	if lse == nil {
 		lse = o
 	}

@@ -64,6 +64,7 @@ func TestDecodeSplitKV(t *testing.T) {
 		{2, 1, 8, 4, 9000, 9000, runtime.F32, true, 64},  // D = 8, many splits
 		{6, 2, 8, 1, 1, 64, runtime.F32, true, 1},        // a cache of one key
 		{4, 4, 64, 2, 2, 200, runtime.F16, true, 2},      // the queries' own keys only
+		{64, 64, 8, 1, 5000, 5000, runtime.F32, true, 2}, // 64 KV heads: 2048-key splits, two chunks
 	} {
 		pmax := AttnParams{Hq: c.hq, Hkv: c.hkv, D: c.hd, Sq: c.sq, Skv: c.maxSkv, Q0: c.maxSkv - c.sq, Causal: true}
 		at := AttnParams{Hq: c.hq, Hkv: c.hkv, D: c.hd, Sq: c.sq, Skv: c.skv, Q0: c.skv - c.sq, Causal: true}
@@ -74,6 +75,9 @@ func TestDecodeSplitKV(t *testing.T) {
 		}
 		if pl.splits < c.minSplits {
 			t.Fatalf("%s: %d splits, the case is there for at least %d", name, pl.splits, c.minSplits)
+		}
+		if c.hkv == 64 && pl.kc >= pl.kps {
+			t.Fatalf("%s: plan %+v takes a split in one chunk; the case is there for several", name, pl)
 		}
 		in := newAttnInputs(t, d, rng, pmax, 2)
 		n, err := DecodeScratchMax(d, pmax)
@@ -111,8 +115,9 @@ func TestDecodeSplitKV(t *testing.T) {
 }
 
 // TestDecodeSplitKVMatchesScalar: on a decode step's shapes the split-KV
-// kernel and the scalar reference kernel (Tuning.DecodeAttnScalar's
-// choice) agree to rounding, over every cache length of a replayed grid.
+// kernel (its plan's 64-key splits, and one split of 64-key chunks) and the
+// scalar reference kernel (Tuning.DecodeAttnScalar's choice) agree to
+// rounding, over cache lengths of a replayed grid.
 func TestDecodeSplitKVMatchesScalar(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
@@ -137,16 +142,27 @@ func TestDecodeSplitKVMatchesScalar(t *testing.T) {
 		pos := uploadI32(t, d, []int32{int32(p)})
 		oa, _ := attnOut(t, d, dyn, runtime.F32)
 		ob, _ := attnOut(t, d, dyn, runtime.F32)
+		oc, _ := attnOut(t, d, dyn, runtime.F32)
+		// One split of 256 keys, taken in 64-key chunks.
+		chunked := split
+		chunked.kps, chunked.kc, chunked.tpk, chunked.splits = 256, decMinKeys, decTPK(split.wg, decMinKeys), 1
 		if err := d.Run(func(r *runtime.Recorder) error {
 			if err := decodeAttention(r, oa, nil, in.tq, in.tk, in.tv, scratch, pos, dyn, split); err != nil {
+				return err
+			}
+			if err := decodeAttention(r, oc, nil, in.tq, in.tk, in.tv, scratch, pos, dyn, chunked); err != nil {
 				return err
 			}
 			return decodeAttention(r, ob, nil, in.tq, in.tk, in.tv, scratch, pos, dyn, scalar)
 		}); err != nil {
 			t.Fatalf("position %d: %v", p, err)
 		}
-		if e := gputest.RelErr(download(t, oa), gputest.F64(download(t, ob))); !(e <= 1e-5) {
+		want := gputest.F64(download(t, ob))
+		if e := gputest.RelErr(download(t, oa), want); !(e <= 1e-5) {
 			t.Errorf("position %d: split-KV and scalar outputs differ: relative error %.3g", p, e)
+		}
+		if e := gputest.RelErr(download(t, oc), want); !(e <= 1e-5) {
+			t.Errorf("position %d: one chunked split and the scalar output differ: relative error %.3g", p, e)
 		}
 	}
 }
@@ -167,7 +183,8 @@ func TestPlanDecodeSplit(t *testing.T) {
 		{AttnParams{Hq: 8, Hkv: 2, D: 64, Sq: 1, Skv: 32768}, true, 256, 128},
 		{AttnParams{Hq: 32, Hkv: 8, D: 128, Sq: 1, Skv: 32768}, true, 1024, 32},
 		{AttnParams{Hq: 32, Hkv: 8, D: 128, Sq: 4, Skv: 4096}, true, 128, 32},
-		{AttnParams{Hq: 32, Hkv: 4, D: 128, Sq: 3, Skv: 4096}, false, 0, 0}, // 24 rows
+		{AttnParams{Hq: 32, Hkv: 8, D: 128, Sq: 4, Skv: 1 << 20}, true, 32768, 32}, // chunks of what fits
+		{AttnParams{Hq: 32, Hkv: 4, D: 128, Sq: 3, Skv: 4096}, false, 0, 0},        // 24 rows
 	} {
 		c.p.Q0, c.p.Causal = c.p.Skv-c.p.Sq, true
 		pl, ok := planDecodeSplit(d, c.p)
@@ -178,7 +195,7 @@ func TestPlanDecodeSplit(t *testing.T) {
 		if ok && (pl.kps != c.kps || pl.splits != c.split) {
 			t.Errorf("%v: %d keys per split, %d splits; want %d, %d", c.p, pl.kps, pl.splits, c.kps, c.split)
 		}
-		if ok && decSharedBytes(pl.wg, c.p.Sq*c.p.Hq/c.p.Hkv, pl.kps, pl.tpk, pl.rb, c.p.D)+512 > int(d.Caps().MaxSharedMemory) {
+		if ok && (pl.kc > pl.kps || pl.kps%pl.kc != 0 || decSharedBytes(pl.wg, c.p.Sq*c.p.Hq/c.p.Hkv, pl.kc, pl.tpk, pl.rb, c.p.D)+512 > int(d.Caps().MaxSharedMemory)) {
 			t.Errorf("%v: plan %+v does not fit shared memory", c.p, pl)
 		}
 	}
