@@ -18,6 +18,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
+	t.Setenv("SHAREPREFILL_DECODE_ATTN", "scalar")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -27,6 +28,7 @@ func TestTuningFromEnv(t *testing.T) {
 		AttnOnlyCM1:       true,
 		AttnRowStat:       32,
 		EstBlocksPerGroup: 3,
+		DecodeAttnScalar:  true,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -63,6 +65,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM2_ROWSTAT", "-1"},
 		{"SHAREPREFILL_EST_KPW", "2,2"},
 		{"SHAREPREFILL_EST_KPW", "x"},
+		{"SHAREPREFILL_DECODE_ATTN", "splitkv"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)
