@@ -455,9 +455,13 @@ func DecodeScratchMax(dev *runtime.Device, p AttnParams) (int, error) {
 // Q0 = Skv−1, against a KV cache of Skv tokens). The G = Hq/Hkv query heads of
 // a KV head share one workgroup (K/V read once per group), and with a scratch
 // tensor (f32, at least DecodeScratchLen elements) the KV range is split over
-// several workgroups whose partial results a second pass merges
-// (flash-decoding). scratch may be nil: one workgroup per KV head then loops
-// over the whole cache. Outputs as in FlashAttention; lse may be nil.
+// several workgroups whose partial results are merged (flash-decoding): for
+// up to 16 rows Sq·G by the last workgroup of each KV head to finish, in the
+// same dispatch (the device's "decode attention" variant splitkv), else by a
+// second pass. The scratch must be all zero before its first use: the
+// split-KV kernel counts finished splits in its first words, and every call
+// leaves them zero again. scratch may be nil: one workgroup per KV head then
+// loops over the whole cache. Outputs as in FlashAttention; lse may be nil.
 func DecodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch *runtime.Tensor, p AttnParams) error {
 	const op = "decode attention"
 	if err := attnCheckIO(op, o, lse, q, k, v, p); err != nil {
