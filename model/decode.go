@@ -20,12 +20,13 @@ import (
 // Steps of 2..decodeRows tokens, and every step with
 // EngineOptions.FreshDecode, record the same commands into the engine's
 // recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
-// the step records 7 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
-// with the KV append; split-KV attention and its reduction; the
-// o-projection with the residual add; RMSNorm with gate, up and SwiGLU; the
-// down-projection with the residual add. Matrices over normFuseMaxBytes
-// take RMSNorm and the mat-vecs apart (13 dispatches); weights the fused
-// mat-vecs do not take, the general kernels (15). The prefill attention (EngineOptions.Attention)
+// the step records 6 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
+// with the KV append; split-KV attention, its splits merged in the same
+// dispatch (kernels.DecodeAttentionAt); the o-projection with the residual
+// add; RMSNorm with gate, up and SwiGLU; the down-projection with the
+// residual add. Matrices over normFuseMaxBytes take RMSNorm and the
+// mat-vecs apart (12 dispatches); weights the fused mat-vecs do not take,
+// the general kernels (14). The prefill attention (EngineOptions.Attention)
 // is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.

@@ -97,22 +97,23 @@ func TestDecodeStepCounts(t *testing.T) {
 	}
 	L := uint64(cfg.NumLayers)
 	// Per layer, fused: RMSNorm with the q, k and v mat-vecs; RoPE with the
-	// KV append; split-KV attention and its reduction; the o-projection
+	// KV append; split-KV attention, its splits merged in the same dispatch
+	// (kernels.DecodeAttentionAt: 4 rows, attn_decode); the o-projection
 	// with the residual add; RMSNorm with gate, up and SwiGLU; the
-	// down-projection with the residual add (7 dispatches, each behind a
+	// down-projection with the residual add (6 dispatches, each behind a
 	// barrier). General kernels: RMSNorm, q, k and v, RoPE with the KV
-	// append, attention (2), the o-projection, the add, RMSNorm, gate, up,
-	// SwiGLU, down, the add (15 dispatches, 12 barriers: q/k/v and gate/up
+	// append, attention, the o-projection, the add, RMSNorm, gate, up,
+	// SwiGLU, down, the add (14 dispatches, 11 barriers: q/k/v and gate/up
 	// share one). Around the layers: the step's ids and position from the
 	// host (a copy) and the embedding; the final RMSNorm fused into the LM
 	// head's mat-vec (or, as in prefill, the last row copied out, RMSNorm
 	// and the LM head), the argmax and the token's read-back (a copy and a
 	// host barrier), and a barrier beginning the batch.
-	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 7*L + 2, Copies: 2, Barriers: 1 + 1 + 7*L + 4}
-	general := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 15*L + 3, Copies: 3, Barriers: 1 + 1 + 12*L + 6}
+	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 6*L + 2, Copies: 2, Barriers: 1 + 1 + 6*L + 4}
+	general := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 14*L + 3, Copies: 3, Barriers: 1 + 1 + 11*L + 6}
 	// Matrices too large for the RMSNorm-fused kernels: the general kernels
 	// but MatVecAdd for the projections and their residual adds.
-	large := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 13*L + 3, Copies: 3, Barriers: 1 + 1 + 10*L + 6}
+	large := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 12*L + 3, Copies: 3, Barriers: 1 + 1 + 9*L + 6}
 	replayed := runtime.Counters{Submits: 1, Waits: 1}
 	// Steps one at a time (the pipelined greedy generation: TestDecodeChained).
 	e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 256, SyncDecode: true})
@@ -580,5 +581,56 @@ func TestDecodeChained(t *testing.T) {
 			}
 			both("after a cancel", []int{cut.ids[5], 4}, SampleOptions{MaxTokens: 5}, false)
 		})
+	}
+}
+
+// TestDecodeSplitKVTokens: greedy generation with the one-dispatch
+// split-KV decode attention (attn_decode, the default) gives the same
+// tokens as with the scalar reference kernel and its separate reduction
+// (runtime.Tuning.DecodeAttnScalar), pipelined and one step at a time,
+// over a prompt whose cache the attention splits, and one dispatch fewer
+// per layer; a last decode step's logits agree to rounding.
+func TestDecodeSplitKVTokens(t *testing.T) {
+	split := gputest.Device(t)
+	scalar := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true}})
+	cfg := benchLM8KStructure()
+	ck := checkpointOf(t, randomTensors(t, cfg, F16))
+	prompt := make([]int, 150)
+	for i := range prompt {
+		prompt[i] = (i*37 + 5) % cfg.VocabSize
+	}
+	ctx := context.Background()
+	const n = 10
+	for _, sync := range []bool{false, true} {
+		var toks [2][]int
+		var logits [2][]float32
+		var dispatches [2]uint64
+		for i, d := range []*runtime.Device{split, scalar} {
+			e := newEngine(t, d, cfg, ck, EngineOptions{Context: 256, SyncDecode: sync})
+			before := d.Counters()
+			_, err := e.Generate(ctx, prompt, SampleOptions{MaxTokens: n}, func(id int) error {
+				toks[i] = append(toks[i], id)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dispatches[i] = d.Counters().Sub(before).Dispatches
+			if logits[i], err = e.Decode(ctx, toks[i][len(toks[i])-1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if toString(toks[0]) != toString(toks[1]) {
+			t.Errorf("sync %v: split-KV kernel %v, scalar kernel %v", sync, toks[0], toks[1])
+		}
+		if e := gputest.RelErr(logits[0], gputest.F64(logits[1])); !(e <= 1e-3) {
+			t.Errorf("sync %v: last logits differ by %.3g (relative)", sync, e)
+		}
+		// The replayed steps record once (or once per chain stage): the
+		// difference is a recording's, one dispatch per layer each.
+		if diff := dispatches[1] - dispatches[0]; dispatches[1] <= dispatches[0] || diff%uint64(cfg.NumLayers) != 0 {
+			t.Errorf("sync %v: %d dispatches with the split-KV kernel, %d with the scalar one: want fewer by a multiple of %d layers",
+				sync, dispatches[0], dispatches[1], cfg.NumLayers)
+		}
 	}
 }

@@ -298,9 +298,10 @@ func PlanMemory(cfg *Config, wt WeightTypes, opts EngineOptions) (MemoryPlan, er
 	lr := min(c, logitRows)
 	m.Activations = n*h*4 + 2*n*qd*2 + n*4 + c*chunkBytesPerToken(cfg) + lr*(h*4+v*4+4)
 	// Decode attention's split-KV scratch: at most about 256 workgroups of
-	// decodeRows·Hq·(D+1) partial results (kernels.DecodeScratchMax).
+	// decodeRows·Hq·(D+1) partial results after a counter per KV head
+	// rounded up to the 256-byte alignment (kernels.DecodeScratchMax).
 	hq, hkv, d := uint64(cfg.NumHeads), uint64(cfg.NumKVHeads), uint64(cfg.HeadDim)
-	m.Activations += (256 + hkv - 1) / hkv * decodeRows * hq * (d + 1) * 4
+	m.Activations += ((256+hkv-1)/hkv*decodeRows*hq*(d+1) + hkv + 63) * 4
 	m.Activations += m.Dequant
 	m.Total = m.Weights + m.KVCache + m.Activations
 	return m, nil
@@ -607,6 +608,10 @@ func (e *Engine) allocActivations() error {
 	if sl := decodeScratch(e.dev, cfg, e.opts.Context); sl > 0 {
 		if e.scratch, err = e.dev.NewNamedTensor("decode attention scratch", runtime.F32, sl); err != nil {
 			return fmt.Errorf("allocating activations: %w", err)
+		}
+		// Zero before its first use: the split-KV kernel counts in it.
+		if err := e.scratch.UploadBytes(make([]byte, e.scratch.Bytes()), 0); err != nil {
+			return fmt.Errorf("zeroing the decode attention scratch: %w", err)
 		}
 	}
 	for _, hb := range []struct {

@@ -35,6 +35,11 @@ type Tuning struct {
 	// AttnRowStat is the column count of attn_cm2's row statistics
 	// (SHAREPREFILL_CM2_ROWSTAT); 0: the driver's column granularity.
 	AttnRowStat int
+	// DecodeAttnScalar keeps decode attention to the scalar kernel with
+	// its separate reduction (attn.comp, attn_reduce.comp) instead of the
+	// one-dispatch split-KV kernel (SHAREPREFILL_DECODE_ATTN=scalar): the
+	// reference, for comparisons on a device.
+	DecodeAttnScalar bool
 	// EstBlocksPerGroup is the count of key blocks each workgroup of the
 	// last-block estimate's cooperative-matrix score passes takes
 	// (SHAREPREFILL_EST_KPW); 0: automatic (from the block and head
@@ -147,6 +152,15 @@ func (t *Tuning) fromEnv() error {
 			t.AttnOnlyCM1 = true
 		default:
 			return fmt.Errorf("SHAREPREFILL_CM_ATTN=%q: the only value is cm1", s)
+		}
+	}
+	if !t.DecodeAttnScalar {
+		switch s := os.Getenv("SHAREPREFILL_DECODE_ATTN"); s {
+		case "":
+		case "scalar":
+			t.DecodeAttnScalar = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_DECODE_ATTN=%q: the only value is scalar", s)
 		}
 	}
 	if t.AttnRowStat == 0 {

@@ -19,6 +19,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
 	t.Setenv("SHAREPREFILL_GEMVQ", "wide,128,2")
+	t.Setenv("SHAREPREFILL_DECODE_ATTN", "scalar")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -29,6 +30,7 @@ func TestTuningFromEnv(t *testing.T) {
 		AttnRowStat:       32,
 		EstBlocksPerGroup: 3,
 		GemvQ:             runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
+		DecodeAttnScalar:  true,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -70,6 +72,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,2,1"},
 		{"SHAREPREFILL_GEMVQ", "registers,64"},
+		{"SHAREPREFILL_DECODE_ATTN", "splitkv"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)

@@ -346,15 +346,46 @@ func sparseAttention(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runtime
 // two): one workgroup merges one output row's splits.
 const attnReduceLocal = 64
 
-// attnDecodePlan is the split-KV plan of DecodeAttention.
+// attnDecodePlan is the split-KV plan of DecodeAttention: the attn_decode
+// kernel's (one: wg, kps, kc, tpk, rb; planDecodeSplit) or the scalar kernel's
+// with attn_reduce (t, rowTiles, tilesPerSplit). Both split the KV range
+// into splits parts.
 type attnDecodePlan struct {
 	t             AttnTiles
 	rowTiles      int
 	splits        int
 	tilesPerSplit int
+
+	one                  bool
+	wg, kps, kc, tpk, rb int
 }
 
+// scratchLen is the scratch the plan needs (0: none): the counters' head
+// (decodeCounterWords), then every split's partial O and LSE.
+func (pl attnDecodePlan) scratchLen(dev *runtime.Device, p AttnParams) int {
+	if pl.splits <= 1 {
+		return 0
+	}
+	return decodeCounterWords(dev, p.Hkv) + pl.splits*(p.Sq*p.Hq*p.D+p.Hq*p.Sq)
+}
+
+// attnPlanDecode plans DecodeAttention for p: the first variant of the
+// device's "decode attention" table that takes p.
 func attnPlanDecode(dev *runtime.Device, p AttnParams) (attnDecodePlan, error) {
+	tb, err := tablesOf(dev)
+	if err != nil {
+		return attnDecodePlan{}, err
+	}
+	if tb.has("decode attention", "splitkv") {
+		if pl, ok := planDecodeSplit(dev, p); ok {
+			return pl, nil
+		}
+	}
+	return attnPlanDecodeScalar(dev, p)
+}
+
+// attnPlanDecodeScalar plans the scalar kernel with attn_reduce for p.
+func attnPlanDecodeScalar(dev *runtime.Device, p AttnParams) (attnDecodePlan, error) {
 	g := p.Hq / p.Hkv
 	t, err := attnDecodeTiles(dev, p.D, p.Sq*g)
 	if err != nil {
@@ -390,10 +421,7 @@ func DecodeScratchLen(dev *runtime.Device, p AttnParams) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if pl.splits == 1 {
-		return 0, nil
-	}
-	return pl.splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq), nil
+	return pl.scratchLen(dev, p), nil
 }
 
 // DecodeScratchMax is the largest DecodeScratchLen over every cache length
@@ -407,24 +435,33 @@ func DecodeScratchMax(dev *runtime.Device, p AttnParams) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// attnPlanDecode splits into at most `want` parts of at least 2 tiles:
-	// the most splits any shorter cache gets is min(want, ⌈tiles/2⌉).
-	want := (256 + p.Hkv*pl.rowTiles - 1) / (p.Hkv * pl.rowTiles)
-	nt := (p.Skv + pl.t.Bc - 1) / pl.t.Bc
-	splits := min(want, (nt+1)/2)
-	if want <= 1 || nt <= 2 || splits <= 1 {
-		return 0, nil
+	splits := 0
+	if pl.one {
+		splits = decSplitMaxSplits(dev, p)
+	} else {
+		// attnPlanDecodeScalar splits into at most `want` parts of at least
+		// 2 tiles: the most splits any shorter cache gets is
+		// min(want, ⌈tiles/2⌉).
+		want := (256 + p.Hkv*pl.rowTiles - 1) / (p.Hkv * pl.rowTiles)
+		nt := (p.Skv + pl.t.Bc - 1) / pl.t.Bc
+		if splits = min(want, (nt+1)/2); want <= 1 || nt <= 2 {
+			splits = 0
+		}
 	}
-	return splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq), nil
+	return attnDecodePlan{splits: splits}.scratchLen(dev, p), nil
 }
 
 // DecodeAttention records attention of a few queries (decode: Sq = 1,
 // Q0 = Skv−1, against a KV cache of Skv tokens). The G = Hq/Hkv query heads of
 // a KV head share one workgroup (K/V read once per group), and with a scratch
 // tensor (f32, at least DecodeScratchLen elements) the KV range is split over
-// several workgroups whose partial results a second pass merges
-// (flash-decoding). scratch may be nil: one workgroup per KV head then loops
-// over the whole cache. Outputs as in FlashAttention; lse may be nil.
+// several workgroups whose partial results are merged (flash-decoding): for
+// up to 16 rows Sq·G by the last workgroup of each KV head to finish, in the
+// same dispatch (the device's "decode attention" variant splitkv), else by a
+// second pass. The scratch must be all zero before its first use: the
+// split-KV kernel counts finished splits in its first words, and every call
+// leaves them zero again. scratch may be nil: one workgroup per KV head then
+// loops over the whole cache. Outputs as in FlashAttention; lse may be nil.
 func DecodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch *runtime.Tensor, p AttnParams) error {
 	const op = "decode attention"
 	if err := attnCheckIO(op, o, lse, q, k, v, p); err != nil {
@@ -461,18 +498,25 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime
 		}
 		return r.Dispatch(k, groups, pc, args...)
 	}
-	need := pl.splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq)
+	need := pl.scratchLen(dev, p)
 	if scratch != nil {
-		n := 1
-		if pl.splits > 1 {
-			n = need
-		}
-		if err := attnCheckTensor(op, "scratch", scratch, []runtime.DType{runtime.F32}, n, true); err != nil {
+		if err := attnCheckTensor(op, "scratch", scratch, []runtime.DType{runtime.F32}, max(1, need), true); err != nil {
 			return err
 		}
 	}
-	if scratch == nil || pl.splits == 1 {
+	if scratch == nil && pl.splits > 1 {
+		if pl.one {
+			// One attn_decode workgroup per KV head cannot hold a long
+			// cache's scores: the scalar kernel loops over it.
+			var err error
+			if pl, err = attnPlanDecodeScalar(dev, p); err != nil {
+				return err
+			}
+		}
 		pl.splits, pl.tilesPerSplit = 1, 0
+	}
+	if pl.one {
+		return decodeSplit(r, o, lse, q, k, v, scratch, pos, p, pl)
 	}
 	groups := [3]uint32{uint32(pl.rowTiles), uint32(p.Hkv), uint32(pl.splits)}
 	pc := p.push(pl.rowTiles)
@@ -493,7 +537,8 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime
 	lseOff := pl.splits * p.Sq * p.Hq * p.D
 	pc.LseOff = uint32(lseOff)
 	pc.TilesPerSplit = uint32(pl.tilesPerSplit)
-	if err := dispatch(kern, groups, pc, q, k, v, scratch, scratch); err != nil {
+	part := scratch.Slice(decodeCounterWords(dev, p.Hkv), need-decodeCounterWords(dev, p.Hkv)) // past attn_decode's counters
+	if err := dispatch(kern, groups, pc, q, k, v, part, part); err != nil {
 		return err
 	}
 	red, err := dev.Kernel(runtime.KernelDesc{
@@ -509,5 +554,5 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime
 	// One workgroup per output row, its threads over the splits.
 	rows := p.Sq * p.Hq
 	return r.Dispatch(red, dev.Groups1D(rows*attnReduceLocal, attnReduceLocal), [5]uint32{uint32(p.Sq), uint32(p.Hq), uint32(p.D / 4), uint32(pl.splits), uint32(lseOff)},
-		scratch, scratch, o, lse)
+		part, part, o, lse)
 }

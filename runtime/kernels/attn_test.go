@@ -401,6 +401,7 @@ func TestDecodeAttention(t *testing.T) {
 		{AttnParams{Hq: 8, Hkv: 2, D: 8, Sq: 1, Skv: 520, Q0: 519, Causal: true}, runtime.F32, true},
 		{AttnParams{Hq: 8, Hkv: 1, D: 32, Sq: 3, Skv: 130, Q0: 127, Causal: true}, runtime.F32, true}, // 3 draft tokens
 		{AttnParams{Hq: 4, Hkv: 2, D: 64, Sq: 2, Skv: 64, Q0: 10, Causal: true}, runtime.F32, true},   // cache longer than the queries see
+		{AttnParams{Hq: 4, Hkv: 1, D: 64, Sq: 2, Skv: 150, Q0: 3, Causal: false}, runtime.F32, true},  // every key for every query
 		// The reduction's thread layouts: D/4 not dividing its 64 threads,
 		// D/4 = 64 (a thread per channel), more splits than threads.
 		{AttnParams{Hq: 4, Hkv: 2, D: 80, Sq: 1, Skv: 700, Q0: 699, Causal: true}, runtime.F16, true},
@@ -409,35 +410,42 @@ func TestDecodeAttention(t *testing.T) {
 	}
 	split := false
 	for _, c := range cases {
-		name := fmt.Sprintf("%v out=%s scratch=%v", c.p, c.dt, c.scratch)
 		in := newAttnInputs(t, d, rng, c.p, 5)
-		o, lse := attnOut(t, d, c.p, c.dt)
-		var scratch *runtime.Tensor
-		if c.scratch {
-			n, err := DecodeScratchLen(d, c.p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n > 0 {
-				split = true
-				scratch = empty(t, d, runtime.F32, n)
-			}
-		}
-		if err := d.Run(func(r *runtime.Recorder) error {
-			return DecodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, c.p)
-		}); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
 		wo, wl := RefAttention(in.q, in.k, in.v, c.p)
-		checkAttn(t, name, o, lse, wo, wl)
-		if c.p.Skv == 9000 {
-			if pl, err := attnPlanDecode(d, c.p); err != nil || pl.splits <= attnReduceLocal {
-				t.Errorf("%s: %d splits (%v); the case is there for more splits than attn_reduce's %d threads", name, pl.splits, err, attnReduceLocal)
+		// The device's choice (attn_decode where it takes p), then the
+		// scalar reference kernel with attn_reduce.
+		def, err := attnPlanDecode(d, c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scalar, err := attnPlanDecodeScalar(d, c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pl := range []attnDecodePlan{def, scalar} {
+			name := fmt.Sprintf("%v out=%s scratch=%v attn_decode=%v", c.p, c.dt, c.scratch, pl.one)
+			o, lse := attnOut(t, d, c.p, c.dt)
+			var scratch *runtime.Tensor
+			if n := pl.scratchLen(d, c.p); c.scratch && n > 0 {
+				split = split || !pl.one
+				scratch = decodeScratchFor(t, d, c.p.Hkv, n)
 			}
+			if err := d.Run(func(r *runtime.Recorder) error {
+				if pl == def {
+					return DecodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, c.p)
+				}
+				return decodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, nil, c.p, pl)
+			}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			checkAttn(t, name, o, lse, wo, wl)
+		}
+		if c.p.Skv == 9000 && scalar.splits <= attnReduceLocal {
+			t.Errorf("%v: %d scalar splits; the case is there for more splits than attn_reduce's %d threads", c.p, scalar.splits, attnReduceLocal)
 		}
 	}
 	if !split {
-		t.Error("no case used the split-KV path")
+		t.Error("no case used the scalar kernel's split-KV path")
 	}
 }
 

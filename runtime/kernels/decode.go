@@ -291,10 +291,10 @@ func RopeKV(r *runtime.Recorder, q, k, v, invFreq, kCache, vCache, pos *runtime.
 // p.Skv = p.Sq). The split-KV grid is planned for caches of up to maxSkv keys
 // (p.Skv ≤ maxSkv; the caller keeps P+p.Skv ≤ maxSkv, as longer caches would
 // lose keys), so that one recording serves every P up to there: splits past
-// the cache's last KV tile do nothing. With the same plan, results equal
+// the cache's last key do nothing. With the same plan, results equal
 // DecodeAttention's bit for bit. k and v hold at least maxSkv rows; scratch
 // (f32, may be nil: no split) at least DecodeScratchLen of the plan, which
-// DecodeScratchMax covers.
+// DecodeScratchMax covers, zero before its first use as DecodeAttention's.
 func DecodeAttentionAt(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Tensor, p AttnParams, maxSkv int) error {
 	const op = "decode attention"
 	pm, err := decodePlanParams(p, maxSkv)

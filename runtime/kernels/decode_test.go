@@ -266,7 +266,7 @@ func TestDecodeAttentionAt(t *testing.T) {
 			if n == 0 {
 				t.Fatalf("%v: no split", pmax)
 			}
-			scratch = empty(t, d, runtime.F32, n)
+			scratch = decodeScratchFor(t, d, c.hkv, n)
 		}
 		pl, err := attnPlanDecode(d, pmax)
 		if err != nil {

@@ -96,6 +96,14 @@ var opTables = map[string][]variant{
 		{name: "cmr-cv", shaders: attnModules("attn_cmr_cv"), usable: func(c runtime.Caps) bool { return c.CoopMat && c.CoopMat2Conversions }},
 		{name: "scalar", shaders: attnModules("attn", "attn_reduce_%s"), usable: always},
 	},
+	// DecodeAttention and DecodeAttentionAt (attn_decode.go, attn.go): the
+	// one-dispatch split-KV kernel for up to decMaxRows rows (Sq·G), else
+	// the scalar kernel with attn_reduce, the reference. Tuning.DecodeAttn
+	// "scalar" keeps to the latter.
+	"decode attention": {
+		{name: "splitkv", shaders: append(dtypeNames("attn_decode_%s"), dtypeNames("attn_decode_dyn_%s")...), usable: always},
+		{name: "scalar", shaders: append(dtypeNames("attn_%s"), append(dtypeNames("attn_dyn_%s"), dtypeNames("attn_reduce_%s")...)...), usable: always},
+	},
 	// BlockMap, BlockMapCSR and BlockMapIndirect (blockmap.go, qk_cm.go):
 	// cooperative matrices where D is a multiple of 16 and a tile fits
 	// (qkTileFor), else the scalar kernel. All take the same grid.
@@ -164,7 +172,7 @@ func buildTables(tables map[string][]variant, caps runtime.Caps, tu runtime.Tuni
 					return nil, fmt.Errorf("kernels: %s variant %s dispatches shader %s, which is not embedded (run make shaders)", op, v.name, sh)
 				}
 			}
-			if v.usable(caps) {
+			if v.usable(caps) && !(op == "decode attention" && v.name == "splitkv" && tu.DecodeAttnScalar) {
 				t.ops[op] = append(t.ops[op], v.name)
 			}
 		}
