@@ -94,7 +94,7 @@ func estTile(op string, caps runtime.Caps, d, b int) (int, error) {
 
 const (
 	estLocal   = 64  // est_pool, est_softmax, est_last_lse, est_last_slash
-	coverLocal = 256 // est_cover
+	coverLocal = 256 // est_cover (est_cover_bins: coverBinsConfig)
 )
 
 // EstWorkspace holds the scratch buffers of the estimation kernels. Make it
@@ -414,13 +414,75 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // counts[h] = (k_v, k_s), with k(x) = min(1 + m*, S) and m* the largest m
 // such that the m largest entries of x sum to ≤ γ·Σx (the sorted prefix
 // that stays within γ, plus the crossing entry). For distributions with
-// Σx = 1 this is share.TokenBudget. It needs no sort: a 16-ary search on
-// the float bit patterns finds the crossing value exactly (≤ 8 passes over
-// x, 15 workgroup sums each),
-// and ties at the crossing value are resolved arithmetically, so the count
-// equals the sort-based one whatever the order of equal entries (see
-// est_cover.comp). v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
+// Σx = 1 this is share.TokenBudget. It needs no sort: a search on the
+// float bit patterns, 4 bits a pass, finds the crossing value (≤ 8 passes
+// over x), and ties at the crossing value are resolved arithmetically, so
+// the count equals the sort-based one whatever the order of equal
+// entries; where a prefix sum lies within f32 rounding of γ·Σx it may
+// differ by one. v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
+//
+// It runs the first kernel of the device's "cover" variant table
+// (variants.go): est_cover_bins (each entry read into one of 16 private
+// bins per pass, the probe sums reduced with subgroup operations where
+// the device has them; est_cover_bins.comp), else est_cover (15 compares
+// per entry and pass, shared-memory trees; est_cover.comp), the reference.
 func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
+	return coverCounts(r, coverCfg{}, counts, v, s, gamma, p)
+}
+
+// coverCfg forces a CoverCounts kernel (tests): variant "" is the device's
+// choice, "bins" or "probes"; local > 0 sets est_cover_bins' workgroup size
+// and noSubgroup its shared-memory reduction.
+type coverCfg struct {
+	variant    string
+	local      int
+	noSubgroup bool
+}
+
+// coverBinsShared returns the shared memory bytes of est_cover_bins at
+// local size l with parts subgroup partials (0: the tree reduction).
+func coverBinsShared(l, parts int) int {
+	const nbin = 16
+	if parts == 0 {
+		return 4 * ((nbin+1)*l + nbin*l + 2*l)
+	}
+	return 4 * ((nbin+1)*l + 2*nbin*parts + 2*parts)
+}
+
+// coverBinsConfig returns est_cover_bins' spec constants for the device:
+// the largest local size of 512, 256, 128, 64 within its invocation limit
+// whose shared arrays fit with 512 bytes to spare (ok false when none
+// does), SUBGROUP where it has subgroup arithmetic (unless noSubgroup),
+// CACHE 16 and PARTS ≥ the workgroup's subgroups.
+func coverBinsConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
+	caps, info := d.Caps(), d.Info()
+	sub := caps.SubgroupArithmetic && !c.noSubgroup
+	minSG := int(info.MinSubgroupSize)
+	if minSG < 1 {
+		minSG = max(1, int(caps.SubgroupSize))
+	}
+	locals := []int{512, 256, 128, 64}
+	if c.local > 0 {
+		locals = []int{c.local}
+	}
+	for _, l := range locals {
+		parts := 0
+		if sub {
+			parts = (l + minSG - 1) / minSG
+		}
+		if l > int(info.MaxWorkgroupInvocations) || coverBinsShared(l, parts)+512 > int(caps.MaxSharedMemory) {
+			continue
+		}
+		b := uint32(0)
+		if sub {
+			b = 1
+		}
+		return []uint32{uint32(l), b, 16, uint32(max(parts, 1))}, true
+	}
+	return nil, false
+}
+
+func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
 	const op = "cover counts"
 	if p.Hq < 1 || p.S < 1 {
 		return fmt.Errorf("%s: Hq = %d and S = %d must be ≥ 1", op, p.Hq, p.S)
@@ -439,7 +501,28 @@ func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float3
 		return err
 	}
 	d := r.Device()
-	kc, err := d.Kernel(runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}})
+	tb, err := tablesOf(d)
+	if err != nil {
+		return err
+	}
+	spec, binsOK := coverBinsConfig(d, c)
+	binsOK = binsOK && tb.has("cover", "bins")
+	desc := runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}}
+	switch c.variant {
+	case "":
+		if binsOK {
+			desc.Shader, desc.Spec = "est_cover_bins", spec
+		}
+	case "bins":
+		if !binsOK {
+			return fmt.Errorf("%s: est_cover_bins does not fit the device (%d bytes of shared memory, %d invocations)", op, d.Caps().MaxSharedMemory, d.Info().MaxWorkgroupInvocations)
+		}
+		desc.Shader, desc.Spec = "est_cover_bins", spec
+	case "probes":
+	default:
+		return fmt.Errorf("%s: unknown variant %q", op, c.variant)
+	}
+	kc, err := d.Kernel(desc)
 	if err != nil {
 		return err
 	}
