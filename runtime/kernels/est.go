@@ -107,6 +107,7 @@ type EstWorkspace struct {
 	spart *runtime.Tensor // f32 [Hq, nb, 2B]: slash partials
 	qbar  *runtime.Tensor // f32 [nb, Hq, D]
 	kbar  *runtime.Tensor // f32 [nb, Hkv, D]
+	ctr   *runtime.Tensor // u32 [Hq]: the fused LSE's per-head counters, 0 between dispatches
 }
 
 type wsSizes struct{ stats, lse, spart, qbar, kbar int }
@@ -148,6 +149,15 @@ func NewEstWorkspace(d *runtime.Device, p EstParams) (*EstWorkspace, error) {
 		}
 		*e.dst = t
 	}
+	ctr, err := d.NewNamedTensor("est.lse_counter", runtime.I32, p.Hq)
+	if err == nil {
+		ws.ctr = ctr
+		err = ctr.UploadI32(make([]int32, p.Hq))
+	}
+	if err != nil {
+		ws.Free()
+		return nil, fmt.Errorf("estimation workspace: %w", err)
+	}
 	return ws, nil
 }
 
@@ -156,7 +166,7 @@ func (ws *EstWorkspace) Free() {
 	if ws == nil {
 		return
 	}
-	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar} {
+	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar, ws.ctr} {
 		if t != nil {
 			t.Free()
 		}
@@ -172,7 +182,7 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 	for _, e := range []struct {
 		t    *runtime.Tensor
 		need int
-	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}} {
+	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}, {ws.ctr, p.Hq}} {
 		if e.t.Len() < e.need {
 			return fmt.Errorf("%s: workspace %s has %d elements, need %d for %+v (make it with NewEstWorkspace for the largest shapes)", op, e.t.Name(), e.t.Len(), e.need, p)
 		}
@@ -195,9 +205,13 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // the float64 reference's pooling (ref.PoolBlocks in internal/ref). Each of
 // v, s, vBlk, sBlk sums to 1.
 //
-// Four dispatches: row statistics per (key block, head), their combination
-// into ℓ_t, a second score pass accumulating column and diagonal sums, and
-// the slash combination. P is never stored; scratch lives in ws.
+// Three or four dispatches: row statistics per (key block, head), their
+// combination into ℓ_t, a second score pass accumulating column and
+// diagonal sums, and the slash combination. P is never stored; scratch
+// lives in ws. Up to estFuseLSEMaxBlocks key blocks the combination into
+// ℓ_t runs inside the statistics pass, in the last of a head's workgroups
+// to finish (est_lse.glsl), which saves a dispatch and a barrier; ℓ then
+// differs from the separate pass's by f32 rounding only.
 //
 // The two score passes run the first kernel of the device's "estimate"
 // variant table that applies (variants.go, EstimateKernel): cooperative
@@ -205,13 +219,35 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // 16, else the scalar kernel; they agree within 1e-4 relative per entry
 // (about 1e-6 seen).
 func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
-	return lastBlockEstimates(r, "", 0, ws, v, s, vBlk, sBlk, q, k, p)
+	return lastBlockEstimates(r, estCfg{}, ws, v, s, vBlk, sBlk, q, k, p)
 }
 
-// lastBlockEstimates is LastBlockEstimates on variant ("" for the device's
-// choice) with kpw key blocks per workgroup in the cooperative-matrix score
-// passes (0 for estBlocksPerGroup's choice; the scalar passes take one).
-func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
+// estFuseLSEMaxBlocks is the most key blocks for which the statistics pass
+// combines ℓ_t itself: its last workgroup per head reads nb·W statistics
+// (256 blocks: 32K tokens at B = 128), while the separate pass spreads them
+// over W·Hq workgroups, which wins once a tail that long outlasts a
+// dispatch gap.
+const estFuseLSEMaxBlocks = 256
+
+// Whether the statistics pass combines ℓ_t (estCfg.lse).
+const (
+	lseAuto     = iota // fused up to estFuseLSEMaxBlocks key blocks
+	lseFused           // est_last_*stats_lse
+	lseSeparate        // est_last_lse after the statistics pass
+)
+
+// estCfg forces parts of LastBlockEstimates (tests): variant of the score
+// passes ("" for the device's choice), kpw key blocks per workgroup in the
+// cooperative-matrix score passes (0 for estBlocksPerGroup's choice; the
+// scalar passes take one), and where ℓ_t is combined.
+type estCfg struct {
+	variant string
+	kpw     int
+	lse     int
+}
+
+// lastBlockEstimates is LastBlockEstimates with parts forced by c.
+func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
 	const op = "last-block estimates"
 	if err := p.check(op); err != nil {
 		return err
@@ -237,7 +273,9 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWor
 	if err := checkGrid(op, d, grid); err != nil {
 		return err
 	}
-	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant)
+	variant, kpw := c.variant, c.kpw
+	fuse := c.lse == lseFused || c.lse == lseAuto && nb <= estFuseLSEMaxBlocks
+	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse)
 	if err != nil {
 		return err
 	}
@@ -271,11 +309,17 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWor
 	stats := ws.stats.Slice(0, sz.stats)
 	lse := ws.lse.Slice(0, sz.lse)
 	spart := ws.spart.Slice(0, sz.spart)
-	if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats); err != nil {
-		return err
-	}
-	if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
-		return err
+	if fuse {
+		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats, lse, ws.ctr.Slice(0, p.Hq)); err != nil {
+			return err
+		}
+	} else {
+		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats); err != nil {
+			return err
+		}
+		if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
+			return err
+		}
 	}
 	if err := r.Dispatch(kVS, scoreGrid, push, q, k, lse, v, vBlk, spart); err != nil {
 		return err
@@ -288,14 +332,20 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWor
 // the device's choice, qkPick), and whether they are the
 // cooperative-matrix ones. Both variants take the same bindings; the
 // scalar passes take 24 bytes of push constants and grid (nb, Hq), the
-// cooperative-matrix ones 28 (kpw added) and grid (⌈nb/kpw⌉, Hq).
-func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) (stats, vs *runtime.Kernel, coopmat bool, err error) {
+// cooperative-matrix ones 28 (kpw added) and grid (⌈nb/kpw⌉, Hq). With
+// fuseLSE the statistics pass is the one that also combines ℓ_t (two more
+// bindings: lse, the per-head counters).
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
 	v, cm, err := qkPick(d, "estimate", op, p, variant)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	statsName, statsBind, statsRO := "_stats", 3, uint32(0b011)
+	if fuseLSE {
+		statsName, statsBind = "_stats_lse", 5
+	}
 	if v == "coopmat" {
-		if stats, err = qkCMKernel(d, "est_last_cm_stats", 3, 0b011, 28, cm, p.D, p.B); err != nil {
+		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B); err != nil {
 			return nil, nil, false, err
 		}
 		vs, err = qkCMKernel(d, "est_last_cm_vs", 6, 0b000111, 28, cm, p.D, p.B)
@@ -306,7 +356,7 @@ func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) 
 		return nil, nil, false, err
 	}
 	spec := []uint32{uint32(t * t), uint32(t), uint32(p.D), uint32(p.B)}
-	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_stats", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: spec}); err != nil {
+	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last" + statsName, Bindings: statsBind, ReadOnly: statsRO, PushSize: 24, Spec: spec}); err != nil {
 		return nil, nil, false, err
 	}
 	vs, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})

@@ -68,42 +68,57 @@ func checkRowSums(t *testing.T, what string, x []float32, n int, valid func(row 
 	}
 }
 
+// TestLastBlockEstimates checks the estimate against the float64 reference
+// with ℓ combined by the separate pass and inside the statistics pass
+// (twice in one submission, workspace poisoned before each: the fused
+// pass's per-head counters must be back at 0 for the second).
 func TestLastBlockEstimates(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, p := range estCases {
-		t.Run(caseName(p), func(t *testing.T) {
-			qv, kv, q, k := estInputs(t, d, rng, p)
-			nb := p.NB()
-			v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
-			vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
-			ws := estWorkspace(t, d, p)
-			if err := d.Run(func(r *runtime.Recorder) error {
-				for _, x := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart} {
-					if err := Poison(r, x); err != nil {
-						return err
+		qv, kv, q, k := estInputs(t, d, rng, p)
+		wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
+		for _, mode := range []struct {
+			name string
+			lse  int
+			reps int
+		}{{"separate", lseSeparate, 1}, {"fused", lseFused, 2}} {
+			t.Run(caseName(p)+"/"+mode.name, func(t *testing.T) {
+				nb := p.NB()
+				v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
+				vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
+				ws := estWorkspace(t, d, p)
+				if err := d.Run(func(r *runtime.Recorder) error {
+					for range mode.reps {
+						for _, x := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, v, s, vb, sb} {
+							if err := Poison(r, x); err != nil {
+								return err
+							}
+						}
+						if err := lastBlockEstimates(r, estCfg{lse: mode.lse}, ws, v, s, vb, sb, q, k, p); err != nil {
+							return err
+						}
 					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
 				}
-				return LastBlockEstimates(r, ws, v, s, vb, sb, q, k, p)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
-			for _, c := range []struct {
-				name string
-				got  *runtime.Tensor
-				want []float64
-				n    int
-			}{{"v", v, wv, p.S}, {"s", s, wsl, p.S}, {"vBlk", vb, wvb, nb}, {"sBlk", sb, wsb, nb}} {
-				got := download(t, c.got)
-				e := gputest.RelErr(got, c.want)
-				t.Logf("%s: relative error %.3g", c.name, e)
-				if e > estTol {
-					t.Errorf("%s: relative error %.3g > %g", c.name, e, estTol)
+				for _, c := range []struct {
+					name string
+					got  *runtime.Tensor
+					want []float64
+					n    int
+				}{{"v", v, wv, p.S}, {"s", s, wsl, p.S}, {"vBlk", vb, wvb, nb}, {"sBlk", sb, wsb, nb}} {
+					got := download(t, c.got)
+					e := gputest.RelErr(got, c.want)
+					t.Logf("%s: relative error %.3g", c.name, e)
+					if !(e <= estTol) {
+						t.Errorf("%s: relative error %.3g > %g", c.name, e, estTol)
+					}
+					checkRowSums(t, c.name, got, c.n, func(int) int { return c.n }, 1e-5)
 				}
-				checkRowSums(t, c.name, got, c.n, func(int) int { return c.n }, 1e-5)
-			}
-		})
+			})
+		}
 	}
 }
 
