@@ -100,7 +100,10 @@ const (
 // EstWorkspace holds the scratch buffers of the estimation kernels. Make it
 // with NewEstWorkspace for the largest shapes it will serve; it may be used
 // for any EstParams with the same or smaller sizes. Free it after the last
-// Submit that used it.
+// Submit that used it. The first LastBlockEstimates recorded with it also
+// records the zeroing of its counters: submit that recording before
+// another one uses the workspace (if it is discarded instead, free the
+// workspace).
 type EstWorkspace struct {
 	stats *runtime.Tensor // f32 [Hq, nb, W, 2]: per-block row max and sum
 	lse   *runtime.Tensor // f32 [Hq, W]
@@ -108,6 +111,8 @@ type EstWorkspace struct {
 	qbar  *runtime.Tensor // f32 [nb, Hq, D]
 	kbar  *runtime.Tensor // f32 [nb, Hkv, D]
 	ctr   *runtime.Tensor // u32 [Hq]: the fused LSE's per-head counters, 0 between dispatches
+	zeros *runtime.HostBuffer
+	armed bool // a zeroing of ctr has been recorded
 }
 
 type wsSizes struct{ stats, lse, spart, qbar, kbar int }
@@ -149,10 +154,15 @@ func NewEstWorkspace(d *runtime.Device, p EstParams) (*EstWorkspace, error) {
 		}
 		*e.dst = t
 	}
+	// The counters are zeroed by a copy that the first fused estimate
+	// records (an upload here would make the host wait).
 	ctr, err := d.NewNamedTensor("est.lse_counter", runtime.I32, p.Hq)
 	if err == nil {
 		ws.ctr = ctr
-		err = ctr.UploadI32(make([]int32, p.Hq))
+		ws.zeros, err = d.NewHostBuffer(uint64(4 * p.Hq))
+	}
+	if err == nil {
+		clear(ws.zeros.Bytes())
 	}
 	if err != nil {
 		ws.Free()
@@ -171,6 +181,7 @@ func (ws *EstWorkspace) Free() {
 			t.Free()
 		}
 	}
+	ws.zeros.Free()
 	*ws = EstWorkspace{}
 }
 
@@ -310,6 +321,12 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 	lse := ws.lse.Slice(0, sz.lse)
 	spart := ws.spart.Slice(0, sz.spart)
 	if fuse {
+		if !ws.armed {
+			if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*p.Hq)); err != nil {
+				return err
+			}
+			ws.armed = true
+		}
 		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats, lse, ws.ctr.Slice(0, p.Hq)); err != nil {
 			return err
 		}
