@@ -1,5 +1,5 @@
 #version 450
-// variants: est_last_stats=-DSTATS est_last_vs=-DVS
+// variants: est_last_stats=-DSTATS est_last_stats_lse=-DSTATS,-DLSE_TAIL est_last_vs=-DVS
 // est_last.comp: last-block estimates (docs/algorithm.md#last-block-estimates), the two score
 // passes. The window is the last W = min(B, S) queries i_t = S−W+t of every
 // query head against all keys; the causal mask (j ≤ i_t) only bites inside
@@ -10,6 +10,9 @@
 //
 // STATS (pass 1): per row t the block-local max m and Σexp(s−m):
 //   2 stats vec2 [Hq, nb, W]  (m = -3e38, l = 0 where the block is masked)
+//   With LSE_TAIL (est_last_stats_lse) the last workgroup of each head also
+//   does est_last_lse's work (est_lse.glsl): 3 lse f32 [Hq, W]; 4 counter
+//   u32 [Hq] (0 before the first use, reset after).
 // VS (pass 3, after est_last_lse has combined the stats into ℓ_t):
 //   P = exp(s − ℓ_t); column sums and diagonal sums from a shared P tile
 //   (each column / diagonal owned by one invocation: no atomics).
@@ -22,6 +25,7 @@
 // Bindings 0 q f16 [S, Hq, D], 1 k f16 [S, Hkv, D].
 // Spec constants: 0 local size (= T·T, power of two), 1 T, 2 D, 3 B.
 #extension GL_EXT_shader_16bit_storage : require
+#extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint T = 16;
@@ -31,7 +35,13 @@ layout(constant_id = 3) const uint BS = 64;
 layout(std430, set = 0, binding = 0) readonly buffer Qb { float16_t q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Kb { float16_t k[]; };
 #ifdef STATS
+#ifdef LSE_TAIL
+layout(std430, set = 0, binding = 2) coherent buffer Sb { vec2 stats[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Lb { float lseOut[]; };
+layout(std430, set = 0, binding = 4) coherent buffer Cnb { uint lctr[]; };
+#else
 layout(std430, set = 0, binding = 2) writeonly buffer Sb { vec2 stats[]; };
+#endif
 #else
 layout(std430, set = 0, binding = 2) readonly buffer Lb { float lse[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Vb { float v[]; };
@@ -63,6 +73,11 @@ shared float rowl[BS];
 shared float colacc[BS];
 shared float slacc[2 * BS + T];
 shared float red[LOCAL];
+#endif
+
+#ifdef LSE_TAIL
+#define LSE_SCRATCH ps // T·(T+1) ≥ LOCAL = T² floats, free after the score tiles
+#include "est_lse.glsl"
 #endif
 
 void main() {
@@ -167,6 +182,9 @@ void main() {
 	for (uint x = lin; x < W; x += LOCAL) {
 		stats[(h * pc.nb + c) * W + x] = vec2(rowm[x], rowl[x]);
 	}
+#ifdef LSE_TAIL
+	lseTail(h);
+#endif
 #else
 	float part = 0.0;
 	for (uint x = lin; x < nk; x += LOCAL) {

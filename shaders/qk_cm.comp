@@ -1,5 +1,5 @@
 #version 450
-// variants: blockmap_cm_dense=-DBLOCKMAP blockmap_cm_csr=-DBLOCKMAP,-DCSR est_last_cm_stats=-DSTATS est_last_cm_vs=-DVS
+// variants: blockmap_cm_dense=-DBLOCKMAP blockmap_cm_csr=-DBLOCKMAP,-DCSR est_last_cm_stats=-DSTATS est_last_cm_stats_lse=-DSTATS,-DLSE_TAIL est_last_cm_vs=-DVS
 //
 // qk_cm.comp: the score passes of the pivot block map and of the last-block
 // estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
@@ -46,6 +46,9 @@
 //   invocation) are taken from that tile (no atomics).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
+//   STATS with LSE_TAIL (est_last_cm_stats_lse): the last workgroup of each
+//   head also combines the statistics into ℓ (est_lse.glsl): 3 lse f32
+//   [Hq, W]; 4 counter u32 [Hq] (0 before the first use, reset after).
 // Only the loops over the D/16 fragments are unrolled by hint (their
 // fragments live in registers); the loops over key fragments and
 // accumulator components are left to the driver: lavapipe compiles the
@@ -60,6 +63,7 @@
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_control_flow_attributes : enable
+#extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x = 128, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint TR = 64;  // query rows per pass, 16 per subgroup
@@ -99,7 +103,13 @@ layout(push_constant) uniform Push {
 } pc;
 #else
 #ifdef STATS
+#ifdef LSE_TAIL
+layout(std430, set = 0, binding = 2) coherent buffer Sb { vec2 stats[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Lob { float lseOut[]; };
+layout(std430, set = 0, binding = 4) coherent buffer Cnb { uint lctr[]; };
+#else
 layout(std430, set = 0, binding = 2) writeonly buffer Sb { vec2 stats[]; };
+#endif
 #else
 layout(std430, set = 0, binding = 2) readonly buffer Lb { float lse[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Vb { float v[]; };
@@ -146,6 +156,11 @@ shared float red[LOCAL];
 #endif
 
 MATA qf[DF];
+
+#if defined(STATS) && defined(LSE_TAIL)
+#define LSE_SCRATCH ssh // TR·(TC+4) ≥ LOCAL floats, free after the score tiles
+#include "est_lse.glsl"
+#endif
 
 void stageRow(uint dst, uvec4 w) {
 	ksh[dst] = f16vec4(unpackFloat2x16(w.x), unpackFloat2x16(w.y));
@@ -509,5 +524,8 @@ void main() {
 	for (uint c = cbeg; c < cend; c++) {
 		keyBlock(c, h, kvh, onePass);
 	}
+#ifdef LSE_TAIL
+	lseTail(h);
+#endif
 }
 #endif

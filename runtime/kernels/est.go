@@ -94,19 +94,25 @@ func estTile(op string, caps runtime.Caps, d, b int) (int, error) {
 
 const (
 	estLocal   = 64  // est_pool, est_softmax, est_last_lse, est_last_slash
-	coverLocal = 256 // est_cover
+	coverLocal = 256 // est_cover (est_cover_bins: coverBinsConfig)
 )
 
 // EstWorkspace holds the scratch buffers of the estimation kernels. Make it
 // with NewEstWorkspace for the largest shapes it will serve; it may be used
 // for any EstParams with the same or smaller sizes. Free it after the last
-// Submit that used it.
+// Submit that used it. The first LastBlockEstimates recorded with it also
+// records the zeroing of its counters: submit that recording before
+// another one uses the workspace (if it is discarded instead, free the
+// workspace).
 type EstWorkspace struct {
 	stats *runtime.Tensor // f32 [Hq, nb, W, 2]: per-block row max and sum
 	lse   *runtime.Tensor // f32 [Hq, W]
 	spart *runtime.Tensor // f32 [Hq, nb, 2B]: slash partials
 	qbar  *runtime.Tensor // f32 [nb, Hq, D]
 	kbar  *runtime.Tensor // f32 [nb, Hkv, D]
+	ctr   *runtime.Tensor // u32 [Hq]: the fused LSE's per-head counters, 0 between dispatches
+	zeros *runtime.HostBuffer
+	armed bool // a zeroing of ctr has been recorded
 }
 
 type wsSizes struct{ stats, lse, spart, qbar, kbar int }
@@ -148,6 +154,20 @@ func NewEstWorkspace(d *runtime.Device, p EstParams) (*EstWorkspace, error) {
 		}
 		*e.dst = t
 	}
+	// The counters are zeroed by a copy that the first fused estimate
+	// records (an upload here would make the host wait).
+	ctr, err := d.NewNamedTensor("est.lse_counter", runtime.I32, p.Hq)
+	if err == nil {
+		ws.ctr = ctr
+		ws.zeros, err = d.NewHostBuffer(uint64(4 * p.Hq))
+	}
+	if err == nil {
+		clear(ws.zeros.Bytes())
+	}
+	if err != nil {
+		ws.Free()
+		return nil, fmt.Errorf("estimation workspace: %w", err)
+	}
 	return ws, nil
 }
 
@@ -156,11 +176,12 @@ func (ws *EstWorkspace) Free() {
 	if ws == nil {
 		return
 	}
-	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar} {
+	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar, ws.ctr} {
 		if t != nil {
 			t.Free()
 		}
 	}
+	ws.zeros.Free()
 	*ws = EstWorkspace{}
 }
 
@@ -172,7 +193,7 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 	for _, e := range []struct {
 		t    *runtime.Tensor
 		need int
-	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}} {
+	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}, {ws.ctr, p.Hq}} {
 		if e.t.Len() < e.need {
 			return fmt.Errorf("%s: workspace %s has %d elements, need %d for %+v (make it with NewEstWorkspace for the largest shapes)", op, e.t.Name(), e.t.Len(), e.need, p)
 		}
@@ -195,9 +216,13 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // the float64 reference's pooling (ref.PoolBlocks in internal/ref). Each of
 // v, s, vBlk, sBlk sums to 1.
 //
-// Four dispatches: row statistics per (key block, head), their combination
-// into ℓ_t, a second score pass accumulating column and diagonal sums, and
-// the slash combination. P is never stored; scratch lives in ws.
+// Three or four dispatches: row statistics per (key block, head), their
+// combination into ℓ_t, a second score pass accumulating column and
+// diagonal sums, and the slash combination. P is never stored; scratch
+// lives in ws. Up to estFuseLSEMaxBlocks key blocks the combination into
+// ℓ_t runs inside the statistics pass, in the last of a head's workgroups
+// to finish (est_lse.glsl), which saves a dispatch and a barrier; ℓ then
+// differs from the separate pass's by f32 rounding only.
 //
 // The two score passes run the first kernel of the device's "estimate"
 // variant table that applies (variants.go, EstimateKernel): cooperative
@@ -205,13 +230,35 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // 16, else the scalar kernel; they agree within 1e-4 relative per entry
 // (about 1e-6 seen).
 func LastBlockEstimates(r *runtime.Recorder, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
-	return lastBlockEstimates(r, "", 0, ws, v, s, vBlk, sBlk, q, k, p)
+	return lastBlockEstimates(r, estCfg{}, ws, v, s, vBlk, sBlk, q, k, p)
 }
 
-// lastBlockEstimates is LastBlockEstimates on variant ("" for the device's
-// choice) with kpw key blocks per workgroup in the cooperative-matrix score
-// passes (0 for estBlocksPerGroup's choice; the scalar passes take one).
-func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
+// estFuseLSEMaxBlocks is the most key blocks for which the statistics pass
+// combines ℓ_t itself: its last workgroup per head reads nb·W statistics
+// (256 blocks: 32K tokens at B = 128), while the separate pass spreads them
+// over W·Hq workgroups, which wins once a tail that long outlasts a
+// dispatch gap.
+const estFuseLSEMaxBlocks = 256
+
+// Whether the statistics pass combines ℓ_t (estCfg.lse).
+const (
+	lseAuto     = iota // fused up to estFuseLSEMaxBlocks key blocks
+	lseFused           // est_last_*stats_lse
+	lseSeparate        // est_last_lse after the statistics pass
+)
+
+// estCfg forces parts of LastBlockEstimates (tests): variant of the score
+// passes ("" for the device's choice), kpw key blocks per workgroup in the
+// cooperative-matrix score passes (0 for estBlocksPerGroup's choice; the
+// scalar passes take one), and where ℓ_t is combined.
+type estCfg struct {
+	variant string
+	kpw     int
+	lse     int
+}
+
+// lastBlockEstimates is LastBlockEstimates with parts forced by c.
+func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
 	const op = "last-block estimates"
 	if err := p.check(op); err != nil {
 		return err
@@ -237,7 +284,9 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWor
 	if err := checkGrid(op, d, grid); err != nil {
 		return err
 	}
-	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant)
+	variant, kpw := c.variant, c.kpw
+	fuse := c.lse == lseFused || c.lse == lseAuto && nb <= estFuseLSEMaxBlocks
+	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse)
 	if err != nil {
 		return err
 	}
@@ -271,11 +320,23 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWor
 	stats := ws.stats.Slice(0, sz.stats)
 	lse := ws.lse.Slice(0, sz.lse)
 	spart := ws.spart.Slice(0, sz.spart)
-	if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats); err != nil {
-		return err
-	}
-	if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
-		return err
+	if fuse {
+		if !ws.armed {
+			if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*p.Hq)); err != nil {
+				return err
+			}
+			ws.armed = true
+		}
+		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats, lse, ws.ctr.Slice(0, p.Hq)); err != nil {
+			return err
+		}
+	} else {
+		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats); err != nil {
+			return err
+		}
+		if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
+			return err
+		}
 	}
 	if err := r.Dispatch(kVS, scoreGrid, push, q, k, lse, v, vBlk, spart); err != nil {
 		return err
@@ -288,14 +349,20 @@ func lastBlockEstimates(r *runtime.Recorder, variant string, kpw int, ws *EstWor
 // the device's choice, qkPick), and whether they are the
 // cooperative-matrix ones. Both variants take the same bindings; the
 // scalar passes take 24 bytes of push constants and grid (nb, Hq), the
-// cooperative-matrix ones 28 (kpw added) and grid (⌈nb/kpw⌉, Hq).
-func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) (stats, vs *runtime.Kernel, coopmat bool, err error) {
+// cooperative-matrix ones 28 (kpw added) and grid (⌈nb/kpw⌉, Hq). With
+// fuseLSE the statistics pass is the one that also combines ℓ_t (two more
+// bindings: lse, the per-head counters).
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
 	v, cm, err := qkPick(d, "estimate", op, p, variant)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	statsName, statsBind, statsRO := "_stats", 3, uint32(0b011)
+	if fuseLSE {
+		statsName, statsBind = "_stats_lse", 5
+	}
 	if v == "coopmat" {
-		if stats, err = qkCMKernel(d, "est_last_cm_stats", 3, 0b011, 28, cm, p.D, p.B); err != nil {
+		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B); err != nil {
 			return nil, nil, false, err
 		}
 		vs, err = qkCMKernel(d, "est_last_cm_vs", 6, 0b000111, 28, cm, p.D, p.B)
@@ -306,7 +373,7 @@ func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string) 
 		return nil, nil, false, err
 	}
 	spec := []uint32{uint32(t * t), uint32(t), uint32(p.D), uint32(p.B)}
-	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_stats", Bindings: 3, ReadOnly: 0b011, PushSize: 24, Spec: spec}); err != nil {
+	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last" + statsName, Bindings: statsBind, ReadOnly: statsRO, PushSize: 24, Spec: spec}); err != nil {
 		return nil, nil, false, err
 	}
 	vs, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
@@ -414,13 +481,75 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // counts[h] = (k_v, k_s), with k(x) = min(1 + m*, S) and m* the largest m
 // such that the m largest entries of x sum to ≤ γ·Σx (the sorted prefix
 // that stays within γ, plus the crossing entry). For distributions with
-// Σx = 1 this is share.TokenBudget. It needs no sort: a 16-ary search on
-// the float bit patterns finds the crossing value exactly (≤ 8 passes over
-// x, 15 workgroup sums each),
-// and ties at the crossing value are resolved arithmetically, so the count
-// equals the sort-based one whatever the order of equal entries (see
-// est_cover.comp). v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
+// Σx = 1 this is share.TokenBudget. It needs no sort: a search on the
+// float bit patterns, 4 bits a pass, finds the crossing value (≤ 8 passes
+// over x), and ties at the crossing value are resolved arithmetically, so
+// the count equals the sort-based one whatever the order of equal
+// entries; where a prefix sum lies within f32 rounding of γ·Σx it may
+// differ by one. v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
+//
+// It runs the first kernel of the device's "cover" variant table
+// (variants.go): est_cover_bins (each entry read into one of 16 private
+// bins per pass, the probe sums reduced with subgroup operations where
+// the device has them; est_cover_bins.comp), else est_cover (15 compares
+// per entry and pass, shared-memory trees; est_cover.comp), the reference.
 func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
+	return coverCounts(r, coverCfg{}, counts, v, s, gamma, p)
+}
+
+// coverCfg forces a CoverCounts kernel (tests): variant "" is the device's
+// choice, "bins" or "probes"; local > 0 sets est_cover_bins' workgroup size
+// and noSubgroup its shared-memory reduction.
+type coverCfg struct {
+	variant    string
+	local      int
+	noSubgroup bool
+}
+
+// coverBinsShared returns the shared memory bytes of est_cover_bins at
+// local size l with parts subgroup partials (0: the tree reduction).
+func coverBinsShared(l, parts int) int {
+	const nbin = 16
+	if parts == 0 {
+		return 4 * ((nbin+1)*l + nbin*l + 2*l)
+	}
+	return 4 * ((nbin+1)*l + 2*nbin*parts + 2*parts)
+}
+
+// coverBinsConfig returns est_cover_bins' spec constants for the device:
+// the largest local size of 512, 256, 128, 64 within its invocation limit
+// whose shared arrays fit with 512 bytes to spare (ok false when none
+// does), SUBGROUP where it has subgroup arithmetic (unless noSubgroup),
+// CACHE 16 and PARTS ≥ the workgroup's subgroups.
+func coverBinsConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
+	caps, info := d.Caps(), d.Info()
+	sub := caps.SubgroupArithmetic && !c.noSubgroup
+	minSG := int(info.MinSubgroupSize)
+	if minSG < 1 {
+		minSG = max(1, int(caps.SubgroupSize))
+	}
+	locals := []int{512, 256, 128, 64}
+	if c.local > 0 {
+		locals = []int{c.local}
+	}
+	for _, l := range locals {
+		parts := 0
+		if sub {
+			parts = (l + minSG - 1) / minSG
+		}
+		if l > int(info.MaxWorkgroupInvocations) || coverBinsShared(l, parts)+512 > int(caps.MaxSharedMemory) {
+			continue
+		}
+		b := uint32(0)
+		if sub {
+			b = 1
+		}
+		return []uint32{uint32(l), b, 16, uint32(max(parts, 1))}, true
+	}
+	return nil, false
+}
+
+func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
 	const op = "cover counts"
 	if p.Hq < 1 || p.S < 1 {
 		return fmt.Errorf("%s: Hq = %d and S = %d must be ≥ 1", op, p.Hq, p.S)
@@ -439,7 +568,28 @@ func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float3
 		return err
 	}
 	d := r.Device()
-	kc, err := d.Kernel(runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}})
+	tb, err := tablesOf(d)
+	if err != nil {
+		return err
+	}
+	spec, binsOK := coverBinsConfig(d, c)
+	binsOK = binsOK && tb.has("cover", "bins")
+	desc := runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}}
+	switch c.variant {
+	case "":
+		if binsOK {
+			desc.Shader, desc.Spec = "est_cover_bins", spec
+		}
+	case "bins":
+		if !binsOK {
+			return fmt.Errorf("%s: est_cover_bins does not fit the device (%d bytes of shared memory, %d invocations)", op, d.Caps().MaxSharedMemory, d.Info().MaxWorkgroupInvocations)
+		}
+		desc.Shader, desc.Spec = "est_cover_bins", spec
+	case "probes":
+	default:
+		return fmt.Errorf("%s: unknown variant %q", op, c.variant)
+	}
+	kc, err := d.Kernel(desc)
 	if err != nil {
 		return err
 	}

@@ -68,42 +68,57 @@ func checkRowSums(t *testing.T, what string, x []float32, n int, valid func(row 
 	}
 }
 
+// TestLastBlockEstimates checks the estimate against the float64 reference
+// with ℓ combined by the separate pass and inside the statistics pass
+// (twice in one submission, workspace poisoned before each: the fused
+// pass's per-head counters must be back at 0 for the second).
 func TestLastBlockEstimates(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, p := range estCases {
-		t.Run(caseName(p), func(t *testing.T) {
-			qv, kv, q, k := estInputs(t, d, rng, p)
-			nb := p.NB()
-			v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
-			vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
-			ws := estWorkspace(t, d, p)
-			if err := d.Run(func(r *runtime.Recorder) error {
-				for _, x := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart} {
-					if err := Poison(r, x); err != nil {
-						return err
+		qv, kv, q, k := estInputs(t, d, rng, p)
+		wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
+		for _, mode := range []struct {
+			name string
+			lse  int
+			reps int
+		}{{"separate", lseSeparate, 1}, {"fused", lseFused, 2}} {
+			t.Run(caseName(p)+"/"+mode.name, func(t *testing.T) {
+				nb := p.NB()
+				v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
+				vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
+				ws := estWorkspace(t, d, p)
+				if err := d.Run(func(r *runtime.Recorder) error {
+					for range mode.reps {
+						for _, x := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, v, s, vb, sb} {
+							if err := Poison(r, x); err != nil {
+								return err
+							}
+						}
+						if err := lastBlockEstimates(r, estCfg{lse: mode.lse}, ws, v, s, vb, sb, q, k, p); err != nil {
+							return err
+						}
 					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
 				}
-				return LastBlockEstimates(r, ws, v, s, vb, sb, q, k, p)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
-			for _, c := range []struct {
-				name string
-				got  *runtime.Tensor
-				want []float64
-				n    int
-			}{{"v", v, wv, p.S}, {"s", s, wsl, p.S}, {"vBlk", vb, wvb, nb}, {"sBlk", sb, wsb, nb}} {
-				got := download(t, c.got)
-				e := gputest.RelErr(got, c.want)
-				t.Logf("%s: relative error %.3g", c.name, e)
-				if e > estTol {
-					t.Errorf("%s: relative error %.3g > %g", c.name, e, estTol)
+				for _, c := range []struct {
+					name string
+					got  *runtime.Tensor
+					want []float64
+					n    int
+				}{{"v", v, wv, p.S}, {"s", s, wsl, p.S}, {"vBlk", vb, wvb, nb}, {"sBlk", sb, wsb, nb}} {
+					got := download(t, c.got)
+					e := gputest.RelErr(got, c.want)
+					t.Logf("%s: relative error %.3g", c.name, e)
+					if !(e <= estTol) {
+						t.Errorf("%s: relative error %.3g > %g", c.name, e, estTol)
+					}
+					checkRowSums(t, c.name, got, c.n, func(int) int { return c.n }, 1e-5)
 				}
-				checkRowSums(t, c.name, got, c.n, func(int) int { return c.n }, 1e-5)
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -335,6 +350,7 @@ func TestCoverCounts(t *testing.T) {
 		{"random/n257", 3, 257, 0.95, random},
 		{"random/n600", 4, 600, 0.5, random},
 		{"random/n4099", 2, 4099, 0.9, random},
+		{"random/n9001", 2, 9001, 0.9, random},
 		{"random/gamma1", 2, 100, 1, random},
 		{"random/gamma0", 2, 100, 0, random},
 		{"tie/0.9", 3, 40, 0.9, tie},
@@ -342,62 +358,77 @@ func TestCoverCounts(t *testing.T) {
 		{"exact/0.5", 2, 37, 0.5, exact},
 		{"uniform/n256", 2, 256, 0.9, uniform},
 	}
+	// Every kernel: the device's choice, the bins with subgroup sums and
+	// with the shared-memory tree, at a local size whose register cache
+	// (16 entries per invocation) does not hold n = 4099 or 9001, and the
+	// 15-probe reference.
+	cfgs := []struct {
+		name string
+		cfg  coverCfg
+	}{
+		{"default", coverCfg{}},
+		{"bins-tree-64", coverCfg{variant: "bins", local: 64, noSubgroup: true}},
+		{"bins-128", coverCfg{variant: "bins", local: 128}},
+		{"probes", coverCfg{variant: "probes"}},
+	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p := EstParams{Hq: c.hq, S: c.n}
-			vv := make([]float32, 0, c.hq*c.n)
-			sv := make([]float32, 0, c.hq*c.n)
-			for h := 0; h < c.hq; h++ {
-				vv = append(vv, c.gen(h, c.n)...)
-				sv = append(sv, c.gen(h, c.n)...)
-			}
-			v, s := upload(t, d, runtime.F32, vv), upload(t, d, runtime.F32, sv)
-			counts, err := d.NewTensor(runtime.I32, 2*c.hq)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(counts.Free)
-			if err := d.Run(func(r *runtime.Recorder) error {
-				if err := Poison(r, counts); err != nil {
-					return err
+		vv := make([]float32, 0, c.hq*c.n)
+		sv := make([]float32, 0, c.hq*c.n)
+		for h := 0; h < c.hq; h++ {
+			vv = append(vv, c.gen(h, c.n)...)
+			sv = append(sv, c.gen(h, c.n)...)
+		}
+		v, s := upload(t, d, runtime.F32, vv), upload(t, d, runtime.F32, sv)
+		for _, cf := range cfgs {
+			t.Run(c.name+"/"+cf.name, func(t *testing.T) {
+				p := EstParams{Hq: c.hq, S: c.n}
+				counts, err := d.NewTensor(runtime.I32, 2*c.hq)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return CoverCounts(r, counts, v, s, c.gamma, p)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			got, err := counts.DownloadI32()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for h := 0; h < c.hq; h++ {
-				for w, x := range [][]float32{vv[h*c.n : (h+1)*c.n], sv[h*c.n : (h+1)*c.n]} {
-					want := RefCoverCount(gputest.F64(x), float64(c.gamma))
-					g := int(got[2*h+w])
-					if g == want {
-						continue
+				t.Cleanup(counts.Free)
+				if err := d.Run(func(r *runtime.Recorder) error {
+					if err := Poison(r, counts); err != nil {
+						return err
 					}
-					if abs(g-want) == 1 && refCoverAmbiguous(gputest.F64(x), float64(c.gamma), 1e-6) {
-						t.Logf("head %d vec %d: got %d, want %d (boundary within f32 rounding)", h, w, g, want)
-						continue
-					}
-					t.Errorf("head %d vec %d: count %d, want %d", h, w, g, want)
+					return coverCounts(r, cf.cfg, counts, v, s, c.gamma, p)
+				}); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if c.name == "tie/0.9" || c.name == "tie/0.75" || c.name == "exact/0.5" {
-				want := int32(17)
-				switch c.gamma {
-				case 0.75:
-					want = 13
-				case 0.5:
-					want = 2
+				got, err := counts.DownloadI32()
+				if err != nil {
+					t.Fatal(err)
 				}
-				for i, g := range got {
-					if g != want {
-						t.Errorf("count %d = %d, want %d", i, g, want)
+				for h := 0; h < c.hq; h++ {
+					for w, x := range [][]float32{vv[h*c.n : (h+1)*c.n], sv[h*c.n : (h+1)*c.n]} {
+						want := RefCoverCount(gputest.F64(x), float64(c.gamma))
+						g := int(got[2*h+w])
+						if g == want {
+							continue
+						}
+						if abs(g-want) == 1 && refCoverAmbiguous(gputest.F64(x), float64(c.gamma), 1e-6) {
+							t.Logf("head %d vec %d: got %d, want %d (boundary within f32 rounding)", h, w, g, want)
+							continue
+						}
+						t.Errorf("head %d vec %d: count %d, want %d", h, w, g, want)
 					}
 				}
-			}
-		})
+				if c.name == "tie/0.9" || c.name == "tie/0.75" || c.name == "exact/0.5" {
+					want := int32(17)
+					switch c.gamma {
+					case 0.75:
+						want = 13
+					case 0.5:
+						want = 2
+					}
+					for i, g := range got {
+						if g != want {
+							t.Errorf("count %d = %d, want %d", i, g, want)
+						}
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -137,7 +137,7 @@ func checkQKShaders(t *testing.T, d *runtime.Device, p EstParams, op string) {
 			return []*runtime.Kernel{a, b}, err
 		},
 		"estimate": func(variant string) ([]*runtime.Kernel, error) {
-			a, b, _, err := estScoreKernels("estimate", d, p, variant)
+			a, b, _, err := estScoreKernels("estimate", d, p, variant, false)
 			return []*runtime.Kernel{a, b}, err
 		},
 	}[op]
@@ -289,7 +289,7 @@ func TestLastBlockEstimatesCoopMat(t *testing.T) {
 			v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
 			vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
 			opRun(t, d, func(r *runtime.Recorder) error {
-				return lastBlockEstimates(r, variant, kpw, ws, v, s, vb, sb, q, k, p)
+				return lastBlockEstimates(r, estCfg{variant: variant, kpw: kpw}, ws, v, s, vb, sb, q, k, p)
 			}, v, s, vb, sb, ws.stats, ws.lse, ws.spart)
 			return [4][]float32{download(t, v), download(t, s), download(t, vb), download(t, sb)}
 		}

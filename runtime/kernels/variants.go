@@ -114,8 +114,15 @@ var opTables = map[string][]variant{
 	// The score passes of LastBlockEstimates (est.go, qk_cm.go), chosen as
 	// the block map's; the combining passes are the same for both.
 	"estimate": {
-		{name: "coopmat", shaders: []string{"est_last_cm_stats", "est_last_cm_vs", "est_last_lse", "est_last_slash"}, usable: qkCMUsable},
-		{name: "scalar", shaders: []string{"est_last_stats", "est_last_vs", "est_last_lse", "est_last_slash"}, usable: always},
+		{name: "coopmat", shaders: []string{"est_last_cm_stats", "est_last_cm_stats_lse", "est_last_cm_vs", "est_last_lse", "est_last_slash"}, usable: qkCMUsable},
+		{name: "scalar", shaders: []string{"est_last_stats", "est_last_stats_lse", "est_last_vs", "est_last_lse", "est_last_slash"}, usable: always},
+	},
+	// CoverCounts (est.go): private bins per invocation (subgroup sums
+	// where the device has them, chosen per call), then the 15-probe
+	// search, the reference, where the bins' shared arrays do not fit.
+	"cover": {
+		{name: "bins", shaders: []string{"est_cover_bins"}, usable: always},
+		{name: "probes", shaders: []string{"est_cover"}, usable: always},
 	},
 }
 

@@ -17,9 +17,9 @@ import (
 // short prompts (issue 21): a regression that adds a dispatch or a barrier
 // fails here, on lavapipe.
 const (
-	// The last-block estimates (statistics, log-sum-exp, V and slash
-	// partials, slash combination) and the cover counts.
-	maxEstimateDispatches = 5
+	// The last-block estimates (statistics with the log-sum-exp folded in,
+	// V and slash partials, slash combination) and the cover counts.
+	maxEstimateDispatches = 4
 	// Roles with their gates (plan_roles), the VS selection (plan_topk),
 	// the union with the row-pointer scan (plan_union_scan) and the
 	// compaction (plan_compact); the pivots' row cover and vs_ratio come
@@ -28,7 +28,12 @@ const (
 	maxPivotPlanDispatches = 2
 	// Barriers of the whole layer: estimates, plan, sparse attention and
 	// the pivot chain (block map, row cover, vs_ratio).
-	maxLayerBarriers = 12
+	maxLayerBarriers = 11
+	// The first layer recorded with a new estimation workspace also zeroes
+	// its LSE counters (a copy before the statistics pass: one barrier
+	// here, where q and k come from an earlier submission; in a prefill the
+	// barrier after RoPE covers it).
+	firstLayerExtraBarriers = 1
 )
 
 // TestPlannedLayerStructure records planned layers of a model shaped like
@@ -98,8 +103,12 @@ func TestPlannedLayerStructure(t *testing.T) {
 		r.Release()
 		// Barriers recorded inside Layer (the first of a batch is the
 		// batch's own and not counted by the recorder).
-		if c.Barriers > maxLayerBarriers {
-			t.Errorf("layer %d: %d barriers, want ≤ %d", l, c.Barriers, maxLayerBarriers)
+		limit := uint64(maxLayerBarriers)
+		if l == 0 {
+			limit += firstLayerExtraBarriers
+		}
+		if c.Barriers > limit {
+			t.Errorf("layer %d: %d barriers, want ≤ %d", l, c.Barriers, limit)
 		}
 		ev := tr.GPU()
 		if len(ev) == 0 {
