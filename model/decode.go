@@ -19,13 +19,17 @@ import (
 // bucket its attention grid covers, the logits it produces, its sampler).
 // Steps of 2..decodeRows tokens, and every step with
 // EngineOptions.FreshDecode, record the same commands into the engine's
-// recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
-// the step records 7 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
-// with the KV append; split-KV attention and its reduction; the
-// o-projection with the residual add; RMSNorm with gate, up and SwiGLU; the
-// down-projection with the residual add. Matrices over normFuseMaxBytes
-// take RMSNorm and the mat-vecs apart (13 dispatches); weights the fused
-// mat-vecs do not take, the general kernels (15). The prefill attention (EngineOptions.Attention)
+// recorder instead. Per layer, with weights the fused mat-vecs take
+// (kernels.MatVecFusable: f16, Q8_0, Q4_K, Q5_K, Q6_K), the step records 7
+// dispatches: RMSNorm with the q, k and v mat-vecs; RoPE with the KV
+// append; split-KV attention and its reduction; the o-projection with the
+// residual add; RMSNorm with gate, up and SwiGLU; the down-projection with
+// the residual add. A fused mat-vec takes one weight type: q, k and v of
+// two types (Q4_K_M's Q6_K attn_v) take a dispatch per type, behind one
+// barrier (8 dispatches); a gate and an up of two types take a dispatch
+// each and SwiGLU apart. Matrices over normFuseMaxBytes take RMSNorm and
+// the mat-vecs apart (13 dispatches); weights the fused mat-vecs do not
+// take (Q4_0, Q5_0), the general kernels (15). The prefill attention (EngineOptions.Attention)
 // is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.
@@ -350,9 +354,15 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			}
 		}
 		addProj(a, ld.wo, ld.bo)
-		if dc.fuseNorm {
+		switch {
+		case dc.fuseNorm && ld.wg.DType() == ld.wu.DType():
 			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })
-		} else {
+		case dc.fuseNorm: // gate and up of different types: a dispatch each, then SwiGLU
+			o.do(func() error {
+				return kernels.NormMatVec(r, x, ld.mlpNorm, eps, kernels.MatVecOut{Y: gate, W: ld.wg}, kernels.MatVecOut{Y: up, W: ld.wu})
+			})
+			o.swiGLU(act, gate, up)
+		default:
 			o.rmsNorm(xn, x, ld.mlpNorm, eps)
 			o.matMul(gate, xn, ld.wg, nil)
 			o.matMul(up, xn, ld.wu, nil)
