@@ -19,14 +19,19 @@ import (
 // bucket its attention grid covers, the logits it produces, its sampler).
 // Steps of 2..decodeRows tokens, and every step with
 // EngineOptions.FreshDecode, record the same commands into the engine's
-// recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
-// the step records 6 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
-// with the KV append; split-KV attention, its splits merged in the same
-// dispatch (kernels.DecodeAttentionAt); the o-projection with the residual
-// add; RMSNorm with gate, up and SwiGLU; the down-projection with the
-// residual add. Matrices over normFuseMaxBytes take RMSNorm and the
-// mat-vecs apart (12 dispatches); weights the fused mat-vecs do not take,
-// the general kernels (14). The prefill attention (EngineOptions.Attention)
+// recorder instead. Per layer, with weights the fused mat-vecs take
+// (kernels.MatVecFusable: f16, Q8_0, Q4_K, Q5_K, Q6_K), the step records 6
+// dispatches: RMSNorm with the q, k and v mat-vecs; RoPE with the KV
+// append; split-KV attention, its splits merged in the same dispatch
+// (kernels.DecodeAttentionAt); the o-projection with the residual add;
+// RMSNorm with gate, up and SwiGLU; the down-projection with the residual
+// add. A fused mat-vec takes one weight type: q, k and v of two types
+// (Q4_K_M's Q6_K attn_v) take a dispatch per type, behind one barrier (7
+// dispatches); a gate and an up of two types take a dispatch each and
+// SwiGLU apart. Matrices over normFuseMaxBytes take RMSNorm and the
+// mat-vecs apart, per group (q/k/v, gate/up: 12 dispatches where both
+// are); weights the fused mat-vecs do not take (Q4_0, Q5_0), the general
+// kernels (14). The prefill attention (EngineOptions.Attention)
 // is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.
@@ -52,8 +57,8 @@ type decoder struct {
 	stepHost *runtime.HostBuffer
 	posAt    int
 	// fuseAdd: the o- and down-projections take MatVecAdd; fuseNorm: the
-	// q/k/v and gate/up mat-vecs take the RMSNorm-fused kernels; fuseHead:
-	// so does the LM head.
+	// q/k/v and gate/up mat-vecs take the RMSNorm-fused kernels, each group
+	// where normFits; fuseHead: so does the LM head.
 	fuseAdd, fuseNorm, fuseHead bool
 	// chain are the two alternating steps of the pipelined greedy
 	// generation (decodeChain).
@@ -140,12 +145,10 @@ func (e *Engine) allocDecoder() error {
 // decodeFusion chooses the decode step's fused kernels (decoder's fuseAdd,
 // fuseNorm and fuseHead) from the weights, for a CPU device or not.
 func (e *Engine) decodeFusion(cpu bool) (add, norm, head bool) {
-	add, norm = true, true
+	add, norm = true, false
 	for _, l := range e.layers {
 		add = add && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
-		for _, w := range []*runtime.Tensor{l.wq, l.wk, l.wv, l.wg, l.wu} {
-			norm = norm && w.Bytes() <= normFuseMaxBytes
-		}
+		norm = norm || normFits(l.wq, l.wk, l.wv) || normFits(l.wg, l.wu)
 	}
 	norm = norm && add
 	head = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= normFuseMaxBytes
@@ -168,6 +171,19 @@ func (e *Engine) decodeFusion(cpu bool) (add, norm, head bool) {
 // large one (an 8B model's 32 MiB q projection), where the saved dispatch is
 // a small share of the time anyway. Unmeasured on a GPU: a prediction.
 const normFuseMaxBytes = 16 << 20
+
+// normFits reports whether the mat-vecs of ws (a layer's q, k and v, or
+// its gate and up) take the RMSNorm-fused kernels: every matrix within
+// normFuseMaxBytes. With fuseNorm, recordDecode asks it per group, so that
+// a Q4_K_M 8B model fuses its 9 MiB q/k/v but not its 33 MiB gate and up.
+func normFits(ws ...*runtime.Tensor) bool {
+	for _, w := range ws {
+		if w.Bytes() > normFuseMaxBytes {
+			return false
+		}
+	}
+	return true
+}
 
 // freeDecoder releases what allocDecoder allocated (after the replay's
 // submission in flight).
@@ -322,7 +338,7 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 		ld := &e.layers[l]
 		o := e.ops(r)
 		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended.
-		if dc.fuseNorm {
+		if dc.fuseNorm && normFits(ld.wq, ld.wk, ld.wv) {
 			o.do(func() error {
 				return kernels.NormMatVec(r, x, ld.attnNorm, eps,
 					kernels.MatVecOut{Y: q, W: ld.wq, Bias: ld.bq},
@@ -351,9 +367,16 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			}
 		}
 		addProj(a, ld.wo, ld.bo)
-		if dc.fuseNorm {
+		normMLP := dc.fuseNorm && normFits(ld.wg, ld.wu)
+		switch {
+		case normMLP && ld.wg.DType() == ld.wu.DType():
 			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })
-		} else {
+		case normMLP: // gate and up of different types: a dispatch each, then SwiGLU
+			o.do(func() error {
+				return kernels.NormMatVec(r, x, ld.mlpNorm, eps, kernels.MatVecOut{Y: gate, W: ld.wg}, kernels.MatVecOut{Y: up, W: ld.wu})
+			})
+			o.swiGLU(act, gate, up)
+		default:
 			o.rmsNorm(xn, x, ld.mlpNorm, eps)
 			o.matMul(gate, xn, ld.wg, nil)
 			o.matMul(up, xn, ld.wu, nil)

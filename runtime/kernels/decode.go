@@ -20,17 +20,32 @@ type MatVecOut struct {
 }
 
 // MatVecFusable reports whether the fused mat-vecs (NormMatVec,
-// NormMatVecSwiGLU, MatVecAdd) take these weights: 2-D f16 matrices that
-// each fit one storage-buffer binding. Other weights (quantised types, an LM
-// head beyond maxStorageBufferRange) take RMSNorm, MatMul, SwiGLU and
-// AddInPlace, a dispatch each.
+// NormMatVecSwiGLU, MatVecAdd) take these weights: 2-D matrices that each
+// fit one storage-buffer binding, f16 (shaders/gemv_fused.comp) or of a
+// block-quantized type whose mat-vec on d is the wide kernel (Q8_0, Q4_K,
+// Q5_K, Q6_K: shaders/gemv_qw.comp's fused variants). Other weights
+// (Q4_0, Q5_0, an LM head beyond maxStorageBufferRange, a device whose
+// Tuning.GemvQ asks for the reference kernel) take RMSNorm, MatMul, SwiGLU
+// and AddInPlace, a dispatch each.
 func MatVecFusable(d *runtime.Device, ws ...*runtime.Tensor) bool {
-	limit := d.Info().MaxStorageBufferRange
-	if matmulBindingLimit != 0 && matmulBindingLimit < limit {
-		limit = matmulBindingLimit
-	}
+	limit := bindingLimit(d)
 	for _, w := range ws {
-		if w == nil || w.DType() != runtime.F16 || len(w.Shape()) != 2 || uint64(w.Len())*2 > limit || uint64(w.Len()) > opMaxU32 {
+		if w == nil || len(w.Shape()) != 2 || uint64(w.Len()) > opMaxU32 {
+			return false
+		}
+		switch dt := w.DType(); {
+		case dt == runtime.F16:
+			if uint64(w.Len())*2 > limit {
+				return false
+			}
+		case slices.Contains(quantWideTypes, dt):
+			if w.Bytes() > limit || !slices.Contains(QuantTypes(d), dt) {
+				return false
+			}
+			if c, err := chooseGemvQ(d, dt, w.Shape()[0]); err != nil || c.Variant != gemvQWide {
+				return false
+			}
+		default:
 			return false
 		}
 	}
@@ -61,7 +76,7 @@ func fusedCheck(op string, d *runtime.Device, x *runtime.Tensor, xdt runtime.DTy
 			return 0, 0, fmt.Errorf("%s: output %s is %s, want %s", op, o.Y.Name(), o.Y.DType(), ydt)
 		}
 		if !MatVecFusable(d, o.W) {
-			return 0, 0, fmt.Errorf("%s: weight %s (%s %v) is not a 2-D f16 matrix within one binding (MatVecFusable)", op, o.W.Name(), o.W.DType(), o.W.Shape())
+			return 0, 0, fmt.Errorf("%s: weight %s (%s %v) is not a 2-D f16 or wide-kernel quantized matrix within one binding (MatVecFusable)", op, o.W.Name(), o.W.DType(), o.W.Shape())
 		}
 		if i == 0 {
 			m, k = s.M, s.K
@@ -150,17 +165,20 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 	return r.Dispatch(kern, [3]uint32{uint32(gx), uint32(gy), 1}, p, args...)
 }
 
-// NormMatVec records, in one dispatch, for the M ≤ GEMVMaxM rows of x (f32
-// [M, K], e.g. the residual stream):
+// NormMatVec records, in one dispatch per weight type, for the M ≤ GEMVMaxM
+// rows of x (f32 [M, K], e.g. the residual stream):
 //
 //	xn = RMSNorm(x)·norm                          (rounded to f16, not stored)
 //	outs[i].Y = xn·outs[i].Wᵀ (+ outs[i].Bias)    for 1 ≤ len(outs) ≤ 3
 //
 // It stands for RMSNorm into an f16 temporary followed by a MatMul per
 // output (e.g. the q, k and v projections of a decode step). Each workgroup
-// normalises the rows itself (they are short: K values). norm is f32 [K]; W_i f16
-// [N_i, K] (MatVecFusable); Bias_i f32 [N_i] or nil; the Y_i [M, N_i] are
-// all f16 or all f32. Products are accumulated in f32.
+// normalises the rows itself (they are short: K values). norm is f32 [K];
+// W_i [N_i, K] f16 or block-quantized (MatVecFusable); Bias_i f32 [N_i] or
+// nil; the Y_i [M, N_i] are all f16 or all f32. Products are accumulated in
+// f32. Weights of one type share a dispatch; outputs whose weights differ
+// in type (Q4_K q and k with a Q6_K v) take a dispatch per type, behind
+// the same barrier.
 func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs ...MatVecOut) error {
 	const op = "norm matvec"
 	if len(outs) < 1 || len(outs) > 3 {
@@ -177,7 +195,20 @@ func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs 
 	if err := checkNorm(op, norm, k, eps); err != nil {
 		return err
 	}
-	return fusedDispatch(r, "gemv_norm_"+opSuffix(ydt), x, norm, eps, outs, m, k, false)
+	// One dispatch per weight type, in the order of first appearance:
+	// they read x and write separate outputs, so no barrier parts them.
+	for _, g := range groupByType(outs) {
+		var err error
+		if dt := g[0].W.DType(); dt == runtime.F16 {
+			err = fusedDispatch(r, "gemv_norm_"+opSuffix(ydt), x, norm, eps, g, m, k, false)
+		} else {
+			err = fusedQDispatch(r, "gemv_qw_norm_"+dt.String()+"_"+opSuffix(ydt), x, norm, eps, g, m, k, false)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NormMatVecSwiGLU records, in one dispatch, the first half of a gated MLP
@@ -188,7 +219,9 @@ func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs 
 // It stands for RMSNorm into an f16 temporary, two MatMuls and SwiGLU; the
 // gate and up values keep f32 precision until act (f16 [M, F]) is stored
 // (SwiGLU reads them rounded to f16). wGate and wUp
-// are f16 [F, K] (MatVecFusable); norm is f32 [K].
+// are [F, K] of one type, f16 or block-quantized (MatVecFusable); a gate and
+// an up of different types take NormMatVec and SwiGLU instead. norm is f32
+// [K].
 func NormMatVecSwiGLU(r *runtime.Recorder, act, x, norm *runtime.Tensor, eps float32, wGate, wUp *runtime.Tensor) error {
 	const op = "norm matvec swiglu"
 	outs := []MatVecOut{{Y: act, W: wGate}, {Y: act, W: wUp}}
@@ -202,19 +235,30 @@ func NormMatVecSwiGLU(r *runtime.Recorder, act, x, norm *runtime.Tensor, eps flo
 	if !slices.Equal(wGate.Shape(), wUp.Shape()) {
 		return fmt.Errorf("%s: gate %s %v and up %s %v differ in shape", op, wGate.Name(), wGate.Shape(), wUp.Name(), wUp.Shape())
 	}
+	if wGate.DType() != wUp.DType() {
+		return fmt.Errorf("%s: gate %s is %s and up %s %s: one dispatch takes one weight type (NormMatVec both, then SwiGLU)",
+			op, wGate.Name(), wGate.DType(), wUp.Name(), wUp.DType())
+	}
+	if dt := wGate.DType(); dt != runtime.F16 {
+		return fusedQDispatch(r, "gemv_qw_glu_"+dt.String(), x, norm, eps, outs, m, k, true)
+	}
 	return fusedDispatch(r, "gemv_norm_glu", x, norm, eps, outs, m, k, true)
 }
 
 // MatVecAdd records y += x·Wᵀ (+ bias) in one dispatch: a projection and
 // the residual add after it, for the M ≤ GEMVMaxM rows of x (f16 [M, K]);
-// w f16 [N, K] (MatVecFusable), bias f32 [N] or nil, y f32 [M, N]. The sum
-// is rounded once, as MatMul into an f32 temporary followed by AddInPlace.
+// w [N, K] f16 or block-quantized (MatVecFusable), bias f32 [N] or nil, y
+// f32 [M, N]. The sum is rounded once, as MatMul into an f32 temporary
+// followed by AddInPlace.
 func MatVecAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	const op = "matvec add"
 	outs := []MatVecOut{{Y: y, W: w, Bias: bias}}
 	m, k, err := fusedCheck(op, r.Device(), x, runtime.F16, outs, runtime.F32)
 	if err != nil {
 		return err
+	}
+	if dt := w.DType(); dt != runtime.F16 {
+		return fusedQDispatch(r, "gemv_qw_add_"+dt.String(), x, nil, 0, outs, m, k, false)
 	}
 	return fusedDispatch(r, "gemv_add", x, nil, 0, outs, m, k, false)
 }

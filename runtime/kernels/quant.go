@@ -141,9 +141,10 @@ const quantGemvNR = 2
 var quantWideTypes = []runtime.DType{runtime.Q8_0, runtime.Q4_K, runtime.Q5_K, runtime.Q6_K}
 
 // wideModules are the wide kernel's modules: one per type of
-// quantWideTypes and x/y dtype.
+// quantWideTypes and x/y dtype, and its fused decode variants
+// (fusedQModules).
 func wideModules() []string {
-	var out []string
+	out := fusedQModules()
 	for _, dt := range quantWideTypes {
 		out = append(out, dtypeNames("gemv_qw_"+dt.String()+"_x%s_y%s")...)
 	}
