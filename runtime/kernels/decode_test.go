@@ -336,8 +336,12 @@ func TestDecodeKernelErrors(t *testing.T) {
 }
 
 // normTol is mmTol for mat-vecs of an RMS-normalised x: the normalised
-// inputs are rounded in f32 (rsqrt within 2 ulp, then two products), not
-// exact as the plain mat-vec's, and with a handful of outputs a cancelling
-// dot product magnifies that relative to the result (2.7e-5 seen at K 257,
-// N 3, seed 1617782488488277228). An indexing or scaling error is O(1).
-func normTol(ydt runtime.DType) float64 { return max(mmTol(ydt), 1e-4) }
+// inputs are computed in f32 (rsqrt within 2 ulp, then two products) and
+// rounded to f16, and where the device's f32 value lies on the other side
+// of an f16 rounding boundary than the float64 reference's, that element
+// moves by one f16 ulp (2^-11 relative). With a handful of outputs a
+// cancelling dot product magnifies that relative to the result: 2.7e-5 on
+// lavapipe (K 257, N 3, seed 1617782488488277228), 2.1e-4 on an H100 (K
+// 100 and 257, f32 outputs, 2026-12-07). An indexing or scaling error is
+// O(1).
+func normTol(ydt runtime.DType) float64 { return max(mmTol(ydt), 1e-3) }
