@@ -20,13 +20,14 @@ import (
 // Steps of 2..decodeRows tokens, and every step with
 // EngineOptions.FreshDecode, record the same commands into the engine's
 // recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
-// the step records 6 dispatches: RMSNorm with the q, k and v mat-vecs; RoPE
-// with the KV append; split-KV attention, its splits merged in the same
-// dispatch (kernels.DecodeAttentionAt); the o-projection with the residual
-// add; RMSNorm with gate, up and SwiGLU; the down-projection with the
-// residual add. Matrices over normFuseMaxBytes take RMSNorm and the
-// mat-vecs apart (12 dispatches); weights the fused mat-vecs do not take,
-// the general kernels (14). The prefill attention (EngineOptions.Attention)
+// the step records 5 dispatches: RMSNorm with the q, k and v mat-vecs,
+// RoPE and the KV append in their epilogue (kernels.NormMatVecRopeKV);
+// split-KV attention, its splits merged in the same dispatch
+// (kernels.DecodeAttentionAt); the o-projection with the residual add;
+// RMSNorm with gate, up and SwiGLU; the down-projection with the residual
+// add. Matrices over normFuseMaxBytes take RMSNorm and the mat-vecs apart,
+// and RoPE with the KV append (kernels.RopeKV) after them (12 dispatches);
+// weights the fused mat-vecs do not take, the general kernels (14). The prefill attention (EngineOptions.Attention)
 // is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.
@@ -321,23 +322,24 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 	for l := range e.layers {
 		ld := &e.layers[l]
 		o := e.ops(r)
-		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended.
+		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended (one
+		// dispatch when fused).
 		if dc.fuseNorm {
 			o.do(func() error {
-				return kernels.NormMatVec(r, x, ld.attnNorm, eps,
+				return kernels.NormMatVecRopeKV(r, x, ld.attnNorm, eps,
 					kernels.MatVecOut{Y: q, W: ld.wq, Bias: ld.bq},
-					kernels.MatVecOut{Y: k, W: ld.wk, Bias: ld.bk},
-					kernels.MatVecOut{Y: vv, W: ld.wv, Bias: ld.bv})
+					kernels.MatVecOut{W: ld.wk, Bias: ld.bk}, kernels.MatVecOut{W: ld.wv, Bias: ld.bv},
+					e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads)
 			})
 		} else {
 			o.rmsNorm(xn, x, ld.attnNorm, eps)
 			o.matMul(q, xn, ld.wq, ld.bq)
 			o.matMul(k, xn, ld.wk, ld.bk)
 			o.matMul(vv, xn, ld.wv, ld.bv)
+			o.do(func() error {
+				return kernels.RopeKV(r, qh, k, vv, e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads, 0)
+			})
 		}
-		o.do(func() error {
-			return kernels.RopeKV(r, qh, k, vv, e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads, 0)
-		})
 		o.do(func() error {
 			return kernels.DecodeAttentionAt(r, a, nil, qh, ld.kCache, ld.vCache, e.scratch, pos, p, maxSkv)
 		})
