@@ -392,20 +392,37 @@ func TestDecodeKernelErrors(t *testing.T) {
 	y := shaped(t, d, runtime.F16, nil, 5, 4)
 	y1 := shaped(t, d, runtime.F16, nil, 1, 4)
 	y32 := shaped(t, d, runtime.F32, nil, 1, 4)
+	inv := shaped(t, d, runtime.F32, nil, 2)    // D 4
+	kc := shaped(t, d, runtime.F16, nil, 10, 4) // 10 rows of one KV head
+	kc32 := shaped(t, d, runtime.F32, nil, 10, 4)
+	pos := shaped(t, d, runtime.I32, nil, 1)
 	r, err := d.NewRecorder()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Release()
+	wkv := MatVecOut{W: w}
+	rope := func(q, k MatVecOut, kCache, p *runtime.Tensor, heads int) error {
+		return NormMatVecRopeKV(r, x1, nw, 1e-5, q, k, wkv, inv, kCache, kc, p, heads, 1)
+	}
+	if err := rope(MatVecOut{Y: y1, W: w}, wkv, kc, pos, 1); err != nil {
+		t.Errorf("rope: a valid call: %v", err)
+	}
 	for name, err := range map[string]error{
-		"5 rows":          NormMatVec(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}),
-		"no outputs":      NormMatVec(r, x1, nw, 1e-5),
-		"f32 weight":      NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w32}),
-		"mixed outputs":   NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w}, MatVecOut{Y: y32, W: w}),
-		"short norm":      NormMatVec(r, x1, w, 1e-5, MatVecOut{Y: y1, W: w}),
-		"f16 x for norm":  NormMatVecSwiGLU(r, y1, x16, nw, 1e-5, w, w),
-		"f16 accumulator": MatVecAdd(r, y1, x16, w, nil),
-		"f32 x for add":   MatVecAdd(r, y32, x1, w, nil),
+		"rope: k output":    rope(MatVecOut{Y: y1, W: w}, MatVecOut{Y: y1, W: w}, kc, pos, 1),
+		"rope: heads":       rope(MatVecOut{Y: y1, W: w}, wkv, kc, pos, 2),
+		"rope: f32 cache":   rope(MatVecOut{Y: y1, W: w}, wkv, kc32, pos, 1),
+		"rope: nil pos":     rope(MatVecOut{Y: y1, W: w}, wkv, kc, nil, 1),
+		"rope: f32 q":       rope(MatVecOut{Y: y32, W: w}, wkv, kc, pos, 1),
+		"rope: 5 rows of x": NormMatVecRopeKV(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}, wkv, wkv, inv, kc, kc, pos, 1, 1),
+		"5 rows":            NormMatVec(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}),
+		"no outputs":        NormMatVec(r, x1, nw, 1e-5),
+		"f32 weight":        NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w32}),
+		"mixed outputs":     NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w}, MatVecOut{Y: y32, W: w}),
+		"short norm":        NormMatVec(r, x1, w, 1e-5, MatVecOut{Y: y1, W: w}),
+		"f16 x for norm":    NormMatVecSwiGLU(r, y1, x16, nw, 1e-5, w, w),
+		"f16 accumulator":   MatVecAdd(r, y1, x16, w, nil),
+		"f32 x for add":     MatVecAdd(r, y32, x1, w, nil),
 	} {
 		if err == nil {
 			t.Errorf("%s: want an error", name)
