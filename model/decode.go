@@ -19,19 +19,21 @@ import (
 // bucket its attention grid covers, the logits it produces, its sampler).
 // Steps of 2..decodeRows tokens, and every step with
 // EngineOptions.FreshDecode, record the same commands into the engine's
-// recorder instead. Per layer, with weights the fused mat-vecs take
-// (kernels.MatVecFusable: f16, Q8_0, Q4_K, Q5_K, Q6_K), the step records 6
-// dispatches: RMSNorm with the q, k and v mat-vecs; RoPE with the KV
-// append; split-KV attention, its splits merged in the same dispatch
+// recorder instead. Per layer, with f16 weights (kernels.MatVecFusable),
+// the step records 5 dispatches: RMSNorm with the q, k and v mat-vecs,
+// RoPE and the KV append in their epilogue (kernels.NormMatVecRopeKV);
+// split-KV attention, its splits merged in the same dispatch
 // (kernels.DecodeAttentionAt); the o-projection with the residual add;
 // RMSNorm with gate, up and SwiGLU; the down-projection with the residual
-// add. A fused mat-vec takes one weight type: q, k and v of two types
-// (Q4_K_M's Q6_K attn_v) take a dispatch per type, behind one barrier (7
-// dispatches); a gate and an up of two types take a dispatch each and
-// SwiGLU apart. Matrices over normFuseMaxBytes take RMSNorm and the
-// mat-vecs apart, per group (q/k/v, gate/up: 12 dispatches where both
-// are); weights the fused mat-vecs do not take (Q4_0, Q5_0), the general
-// kernels (14). The prefill attention (EngineOptions.Attention)
+// add. Quantized weights the fused mat-vecs take (Q8_0, Q4_K, Q5_K, Q6_K)
+// keep RoPE with the KV append apart (6 dispatches). A fused mat-vec takes
+// one weight type: q, k and v of two types (Q4_K_M's Q6_K attn_v) take a
+// dispatch per type, behind one barrier (7 dispatches); a gate and an up of
+// two types take a dispatch each and SwiGLU apart. Matrices over
+// normFuseMaxBytes take RMSNorm and the mat-vecs apart, per group (q/k/v,
+// gate/up), and RoPE with the KV append (kernels.RopeKV) after them (12
+// dispatches where both are); weights the fused mat-vecs do not take
+// (Q4_0, Q5_0), the general kernels (14). The prefill attention (EngineOptions.Attention)
 // is not used: its statistics keep describing the prompt.
 
 // defaultDecodeBucket is the default EngineOptions.DecodeBucket.
@@ -337,23 +339,37 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 	for l := range e.layers {
 		ld := &e.layers[l]
 		o := e.ops(r)
-		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended.
-		if dc.fuseNorm && normFits(ld.wq, ld.wk, ld.wv) {
+		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended (one
+		// dispatch when fused and f16; quantized weights take the fused
+		// mat-vecs, then RopeKV).
+		normQKV := dc.fuseNorm && normFits(ld.wq, ld.wk, ld.wv)
+		switch {
+		case normQKV && allF16(ld.wq, ld.wk, ld.wv):
+			o.do(func() error {
+				return kernels.NormMatVecRopeKV(r, x, ld.attnNorm, eps,
+					kernels.MatVecOut{Y: q, W: ld.wq, Bias: ld.bq},
+					kernels.MatVecOut{W: ld.wk, Bias: ld.bk}, kernels.MatVecOut{W: ld.wv, Bias: ld.bv},
+					e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads)
+			})
+		case normQKV:
 			o.do(func() error {
 				return kernels.NormMatVec(r, x, ld.attnNorm, eps,
 					kernels.MatVecOut{Y: q, W: ld.wq, Bias: ld.bq},
 					kernels.MatVecOut{Y: k, W: ld.wk, Bias: ld.bk},
 					kernels.MatVecOut{Y: vv, W: ld.wv, Bias: ld.bv})
 			})
-		} else {
+			o.do(func() error {
+				return kernels.RopeKV(r, qh, k, vv, e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads, 0)
+			})
+		default:
 			o.rmsNorm(xn, x, ld.attnNorm, eps)
 			o.matMul(q, xn, ld.wq, ld.bq)
 			o.matMul(k, xn, ld.wk, ld.bk)
 			o.matMul(vv, xn, ld.wv, ld.bv)
+			o.do(func() error {
+				return kernels.RopeKV(r, qh, k, vv, e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads, 0)
+			})
 		}
-		o.do(func() error {
-			return kernels.RopeKV(r, qh, k, vv, e.invFreq, ld.kCache, ld.vCache, pos, cfg.NumHeads, cfg.NumKVHeads, 0)
-		})
 		o.do(func() error {
 			return kernels.DecodeAttentionAt(r, a, nil, qh, ld.kCache, ld.vCache, e.scratch, pos, p, maxSkv)
 		})
@@ -531,4 +547,15 @@ func (c *decodeChain) start(ctx context.Context) error {
 	c.next ^= 1
 	c.pos++
 	return nil
+}
+
+// allF16 reports whether every weight is f16 (the RoPE-fused q/k/v mat-vec
+// takes f16 weights only).
+func allF16(ws ...*runtime.Tensor) bool {
+	for _, w := range ws {
+		if w.DType() != runtime.F16 {
+			return false
+		}
+	}
+	return true
 }

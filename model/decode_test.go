@@ -96,11 +96,12 @@ func TestDecodeStepCounts(t *testing.T) {
 		prompt[i] = (i*37 + 5) % cfg.VocabSize
 	}
 	L := uint64(cfg.NumLayers)
-	// Per layer, fused: RMSNorm with the q, k and v mat-vecs; RoPE with the
-	// KV append; split-KV attention, its splits merged in the same dispatch
+	// Per layer, fused: RMSNorm with the q, k and v mat-vecs, RoPE and the
+	// KV append in their epilogue (kernels.NormMatVecRopeKV); split-KV
+	// attention, its splits merged in the same dispatch
 	// (kernels.DecodeAttentionAt: 4 rows, attn_decode); the o-projection
 	// with the residual add; RMSNorm with gate, up and SwiGLU; the
-	// down-projection with the residual add (6 dispatches, each behind a
+	// down-projection with the residual add (5 dispatches, each behind a
 	// barrier). General kernels: RMSNorm, q, k and v, RoPE with the KV
 	// append, attention, the o-projection, the add, RMSNorm, gate, up,
 	// SwiGLU, down, the add (14 dispatches, 11 barriers: q/k/v and gate/up
@@ -109,7 +110,7 @@ func TestDecodeStepCounts(t *testing.T) {
 	// head's mat-vec (or, as in prefill, the last row copied out, RMSNorm
 	// and the LM head), the argmax and the token's read-back (a copy and a
 	// host barrier), and a barrier beginning the batch.
-	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 6*L + 2, Copies: 2, Barriers: 1 + 1 + 6*L + 4}
+	fused := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 5*L + 2, Copies: 2, Barriers: 1 + 1 + 5*L + 4}
 	general := runtime.Counters{Submits: 1, Waits: 1, Dispatches: 1 + 14*L + 3, Copies: 3, Barriers: 1 + 1 + 11*L + 6}
 	// Matrices too large for the RMSNorm-fused kernels: the general kernels
 	// but MatVecAdd for the projections and their residual adds.

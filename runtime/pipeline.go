@@ -17,7 +17,7 @@ import (
 type KernelDesc struct {
 	// Shader is the module name in package shaders (e.g. "fill").
 	Shader string
-	// Bindings is the number of storage buffers.
+	// Bindings is the number of storage buffers (1 to 13).
 	Bindings int
 	// ReadOnly marks bindings the shader never writes (bit i = binding i);
 	// the recorder uses it to skip needless barriers.
@@ -83,6 +83,10 @@ func (p *pipelineCache) destroy(d *Device) {
 	p.init()
 }
 
+// maxKernelBindings is the most storage-buffer bindings a kernel takes
+// (binding 0 up); descriptor pools are sized for it.
+const maxKernelBindings = 13
+
 // Kernel returns the pipeline for desc, creating it on first use (pipelines
 // are cached per device).
 func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
@@ -92,8 +96,8 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 	if uint32(desc.PushSize) > d.info.MaxPushConstants {
 		return nil, fmt.Errorf("kernel %s: push constants of %d bytes exceed the device's %d", desc.Shader, desc.PushSize, d.info.MaxPushConstants)
 	}
-	if desc.Bindings < 1 || desc.Bindings > 12 {
-		return nil, fmt.Errorf("kernel %s: %d bindings (1..12 supported)", desc.Shader, desc.Bindings)
+	if desc.Bindings < 1 || desc.Bindings > maxKernelBindings {
+		return nil, fmt.Errorf("kernel %s: %d bindings (1..%d supported)", desc.Shader, desc.Bindings, maxKernelBindings)
 	}
 	if len(desc.Spec) > 64 {
 		return nil, fmt.Errorf("kernel %s: %d specialization constants (at most 64)", desc.Shader, len(desc.Spec))

@@ -277,7 +277,7 @@ func (r *Recorder) descriptorSet(k *Kernel) (uint64, error) {
 			f.dpUsed = 0
 			continue
 		}
-		p, err := d.createDescriptorPool(setsPerPool, setsPerPool*12)
+		p, err := d.createDescriptorPool(setsPerPool, setsPerPool*maxKernelBindings)
 		if err != nil {
 			return 0, err
 		}

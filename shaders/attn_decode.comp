@@ -18,10 +18,14 @@
 //      every row's dot product from one read of the key (Q pre-scaled by
 //      scale*log2 e, in shared memory) -> Sp (TPK partial sums per score);
 //   2. per row: masked scores, the chunk's max, the running max m, P =
-//      exp2(s - m) in place and the running sum (tree reductions over
-//      WG/R2 threads per row, R2 = R rounded up to a power of two);
+//      exp2(s - m) in place and the running sum (reductions over the
+//      TPR = WG/R2 threads of a row, R2 = R rounded up to a power of two:
+//      with SUBGROUP, where a row is whole subgroups, subgroupMax and
+//      subgroupAdd and, for rows of several subgroups, one exchange through
+//      shared memory; else shared-memory trees);
 //   3. O = exp2(m_old - m) O + P V: thread (key lane kl, chunk c) reads V
-//      rows kl, kl+KL, ... once for all R rows.
+//      rows kl, kl+KL, ... once for all R rows, VB rows' loads issued
+//      before their products.
 // The KL = WG/(D/4) key lanes are then summed through shared memory, RB
 // rows at a time.
 // With one split (gl_NumWorkGroups.x == 1) the workgroup writes O and LSE.
@@ -34,12 +38,20 @@
 // workgroup waits for another; a split past the last key does nothing but
 // count itself (and merge if it is the last to arrive).
 //
+// With SUBGROUP the workgroup's threads are numbered subgroup by subgroup
+// (gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID), so that a
+// row's threads are whole subgroups whatever order the device gives them.
+//
 // Masked scores are -FLT_MAX and the running max starts at -FLT_MAX/2, so
 // exp2 gives exact zeros and never NaN.
 //
 // DYN (attn_decode_dyn_*): binding 8 (int) holds P at element 0 when the
 // dispatch runs: q0 = pc.q0 + P, Skv = pc.Skv + P, so that a recorded decode
 // step serves every cache length up to gl_NumWorkGroups.x * kps keys.
+
+#extension GL_EXT_control_flow_attributes : enable
+#extension GL_KHR_shader_subgroup_basic : enable
+#extension GL_KHR_shader_subgroup_arithmetic : enable
 
 layout(local_size_x = 128, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint R = 4;         // rows per workgroup: Sq*GQ, <= 16
@@ -49,11 +61,13 @@ layout(constant_id = 4) const uint WRITE_LSE = 1; // 0: LSE binding is a dummy
 layout(constant_id = 5) const uint GQ = 4;        // query heads per KV head
 layout(constant_id = 6) const uint TPK = 2;       // threads per key in pass 1
 layout(constant_id = 7) const uint RB = 4;        // rows per batch of the key-lane sum
+layout(constant_id = 8) const bool SUBGROUP = false; // subgroup arithmetic, full subgroups
 
 const uint WG = gl_WorkGroupSize.x;
 const uint D4 = D / 4;
 const uint KL = WG / D4;         // key lanes of passes 3 and the merge
 const uint SPN = TPK * R * KC;   // scores (and merge weights) in shared memory
+const uint VB = 4;               // V rows loaded at once in pass 3
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
 const float NEG_INIT = -1.701411733e38; // -FLT_MAX/2: initial running max
@@ -105,9 +119,36 @@ vec4 unpack4(uvec2 w) {
 	return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
 }
 
-// rowReduce leaves in red[rho*tpr] the max (op 0) or the sum (op 1) of
-// red[rho*tpr ... (rho+1)*tpr), for every row rho.
-void rowReduce(uint t, uint lane, uint tpr, uint op) {
+// sgRows: the reductions take subgroup operations (SUBGROUP, and a row's
+// threads are whole subgroups).
+bool sgRows;
+
+// rowReduce returns, to every thread of row rho (threads rho*tpr ...
+// (rho+1)*tpr, lane = t - rho*tpr), the max (op 0) or the sum (op 1) of
+// the row's threads' v. Where it uses red it begins with a barrier
+// (earlier reads of red done); it is called in uniform control flow.
+float rowReduce(float v, uint t, uint lane, uint tpr, uint op) {
+	if (!sgRows || tpr > gl_SubgroupSize) {
+		barrier();
+	}
+	if (sgRows) {
+		v = op == 0 ? subgroupMax(v) : subgroupAdd(v);
+		const uint nsg = tpr / gl_SubgroupSize;
+		if (nsg == 1) {
+			return v;
+		}
+		if (subgroupElect()) {
+			red[gl_SubgroupID] = v;
+		}
+		barrier();
+		const uint first = (t - lane) / gl_SubgroupSize;
+		v = red[first];
+		for (uint i = 1; i < nsg; i++) {
+			v = op == 0 ? max(v, red[first + i]) : v + red[first + i];
+		}
+		return v;
+	}
+	red[t] = v;
 	barrier();
 	for (uint w = tpr / 2; w > 0; w >>= 1) {
 		if (lane < w) {
@@ -115,6 +156,7 @@ void rowReduce(uint t, uint lane, uint tpr, uint op) {
 		}
 		barrier();
 	}
+	return red[t - lane];
 }
 
 // store writes the final output row ((query i, head h) = orow) chunk c.
@@ -128,7 +170,14 @@ void store(uint orow, uint c, vec4 o) {
 }
 
 void main() {
-	uint t = gl_LocalInvocationID.x;
+	// Rows per reduction group: R rounded up to a power of two.
+	uint r2 = 1;
+	while (r2 < R) {
+		r2 *= 2;
+	}
+	uint tpr = WG / r2;
+	sgRows = SUBGROUP && gl_NumSubgroups * gl_SubgroupSize == WG && tpr % gl_SubgroupSize == 0;
+	uint t = sgRows ? gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID : gl_LocalInvocationID.x;
 	uint split = gl_WorkGroupID.x;
 	uint nsplit = gl_NumWorkGroups.x;
 	uint hk = gl_WorkGroupID.y;
@@ -140,12 +189,6 @@ void main() {
 	uint j0 = split * pc.kps;
 	uint nks = j0 < kendAll ? min(pc.kps, kendAll - j0) : 0; // the split's keys
 
-	// Rows per reduction group: R rounded up to a power of two.
-	uint r2 = 1;
-	while (r2 < R) {
-		r2 *= 2;
-	}
-	uint tpr = WG / r2;
 	uint rho = t / tpr;
 	uint lane = t - rho * tpr;
 	bool rowOK = rho < R;
@@ -213,10 +256,9 @@ void main() {
 				m = max(m, s);
 			}
 		}
-		red[t] = m;
-		rowReduce(t, lane, tpr, 0);
+		m = rowReduce(m, t, lane, tpr, 0);
 		float mOld = rowOK ? rowM[rho] : NEG_INIT;
-		float mNew = rowOK ? max(mOld, red[rho * tpr]) : NEG_INIT;
+		float mNew = rowOK ? max(mOld, m) : NEG_INIT;
 		float l = 0.0;
 		if (rowOK) {
 			for (uint j = lane; j < nk; j += tpr) {
@@ -225,14 +267,12 @@ void main() {
 				l += p;
 			}
 		}
-		barrier(); // red read above before it is overwritten
-		red[t] = l;
-		rowReduce(t, lane, tpr, 1);
+		l = rowReduce(l, t, lane, tpr, 1);
 		if (rowOK && lane == 0) {
 			float alpha = exp2(mOld - mNew);
 			rowA[rho] = alpha;
 			rowM[rho] = mNew;
-			rowL[rho] = rowL[rho] * alpha + red[t];
+			rowL[rho] = rowL[rho] * alpha + l;
 		}
 		barrier();
 
@@ -243,7 +283,19 @@ void main() {
 		if (clOK) {
 			uint vbase = (jb * pc.Hkv + hk) * D4 + c;
 			uint vstep = pc.Hkv * D4;
-			for (uint j = kl; j < nk; j += KL) {
+			uint j = kl;
+			for (; j + (VB - 1) * KL < nk; j += VB * KL) {
+				vec4 v[VB];
+				[[unroll]] for (uint b = 0; b < VB; b++) {
+					v[b] = unpack4(vb[vbase + (j + b * KL) * vstep]);
+				}
+				[[unroll]] for (uint b = 0; b < VB; b++) {
+					for (uint r = 0; r < R; r++) {
+						acc[r] += Sp[r * KC + j + b * KL] * v[b];
+					}
+				}
+			}
+			for (; j < nk; j += KL) {
 				vec4 v = unpack4(vb[vbase + j * vstep]);
 				for (uint r = 0; r < R; r++) {
 					acc[r] += Sp[r * KC + j] * v;
@@ -319,20 +371,17 @@ void main() {
 			m = max(m, pl[lrow + s * rowsHD]);
 		}
 	}
-	red[t] = m;
-	rowReduce(t, lane, tpr, 0);
-	float mg = rowOK ? red[rho * tpr] : 0.0;
+	m = rowReduce(m, t, lane, tpr, 0);
+	float mg = rowOK ? m : 0.0;
 	float sum = 0.0;
 	if (rowOK && !isinf(mg)) {
 		for (uint s = lane; s < nused; s += tpr) {
 			sum += exp(pl[lrow + s * rowsHD] - mg);
 		}
 	}
-	barrier();
-	red[t] = sum;
-	rowReduce(t, lane, tpr, 1);
+	sum = rowReduce(sum, t, lane, tpr, 1);
 	if (rowOK && lane == 0) {
-		rowM[rho] = isinf(mg) ? mg : mg + log(red[t]); // the row's LSE
+		rowM[rho] = isinf(mg) ? mg : mg + log(sum); // the row's LSE
 	}
 	barrier();
 

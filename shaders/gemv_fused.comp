@@ -1,5 +1,5 @@
 #version 450
-// variants: gemv_norm_f16=-DNORM,-DY_F16 gemv_norm_f32=-DNORM gemv_norm_glu=-DNORM,-DGLU,-DY_F16 gemv_add=-DACC
+// variants: gemv_norm_f16=-DNORM,-DY_F16 gemv_norm_f32=-DNORM gemv_norm_glu=-DNORM,-DGLU,-DY_F16 gemv_add=-DACC gemv_norm_rope=-DNORM,-DY_F16,-DROPE
 //
 // gemv_fused.comp: the matrix-vector products of a decode step (M <= 4 rows
 // of x) with the operations around them fused in, so that a layer takes
@@ -22,6 +22,18 @@
 //   and W1 the up projection, and the SwiGLU product as the epilogue:
 //     y_0[m, n] = silu(g) * u,  g = xn . W0[n, :],  u = xn . W1[n, :]
 //   silu(g) = g / (1 + exp(-g)); y_0 f16.
+// ROPE (gemv_norm_rope): NORM with f16 outputs for the q, k and v of a decode
+//   step and the step's RoPE and KV-cache append as the epilogue. At the
+//   position p = pos[0] + m of row m (binding 12, read when the dispatch
+//   runs): q (y_0 [M, N_0]) rotated, the rotated k into the K cache row p
+//   (y_1, [rows, N_1]) and v into the V cache row p (y_2, [rows, N_2]);
+//   rows p >= cacheRows are skipped. The rotation is rope_kv.comp's on the
+//   f16-rounded products (Hugging Face layout: in each head of D = 2*halfD
+//   columns, column i pairs with i + halfD; inv_freq f32 [halfD] at binding
+//   11), operation for operation, so the results equal NormMatVec followed
+//   by RopeKV bit for bit. The workgroups of q and k own whole pairs: row
+//   slot v of a matrix is pair v/2's column (v even) or its partner (v odd),
+//   and NR is even.
 // ACC (gemv_add): x f16 [M, K]; the residual add as the epilogue:
 //     y_0[m, n] += x[m, :] . W0[n, :] (+ b_0[n])   (y_0 f32)
 //
@@ -79,6 +91,10 @@ layout(std430, set = 0, binding = 4) readonly buffer W28 { uvec4 w28[]; };
 layout(std430, set = 0, binding = 5) readonly buffer B0 { float b0[]; };
 layout(std430, set = 0, binding = 6) readonly buffer B1 { float b1[]; };
 layout(std430, set = 0, binding = 7) readonly buffer B2 { float b2[]; };
+#ifdef ROPE
+layout(std430, set = 0, binding = 11) readonly buffer F { float inv_freq[]; };
+layout(std430, set = 0, binding = 12) readonly buffer P { int pos[]; };
+#endif
 #ifdef ACC
 layout(std430, set = 0, binding = 8) buffer Y0 { YT y0[]; };
 #else
@@ -93,6 +109,10 @@ layout(push_constant) uniform Push {
 	uint G0, G1;   // workgroups of matrix 0; of matrices 0 and 1
 	uint hasBias;  // bit i: b_i is added
 	float eps;     // NORM
+#ifdef ROPE
+	uint halfD;     // D/2 of the q and k heads
+	uint cacheRows; // rows of the K and V caches
+#endif
 } pc;
 
 shared float red[NW * NR * MMAX * WG];
@@ -197,6 +217,43 @@ uint reduceParts(uint tid, uint count) {
 	return min(WG, 8u);
 }
 
+// rowOf is the weight row of row slot v (< N) of matrix mat: v itself, or
+// with ROPE, for q and k, pair v/2's column (v even) or its partner.
+uint rowOf(uint mat, uint v) {
+#ifdef ROPE
+	if (mat < 2) {
+		const uint pr = v / 2;
+		const uint h = pr / pc.halfD;
+		return h * 2 * pc.halfD + (pr - h * pc.halfD) + (v & 1) * pc.halfD;
+	}
+#endif
+	return v;
+}
+
+// addBias is s + b_mat[n] where matrix mat has a bias, else s.
+float addBias(uint mat, uint n, float s) {
+	if ((pc.hasBias & (1u << mat)) != 0) {
+		s += mat == 0 ? b0[n] : (mat == 1 ? b1[n] : b2[n]);
+	}
+	return s;
+}
+
+#ifdef ROPE
+float reduce_2pi(float a) { // rope_kv.comp's
+	precise float k = roundEven(a * 0.15915493667125702);
+	precise float r = a - k * 6.25;
+	r = r - k * 0.0322265625;
+	r = r - k * 0.000946044921875;
+	r = r - k * 1.2699757462542038e-05;
+	return r;
+}
+
+// roundF16 is v rounded to f16, as the store of an f16 output.
+float roundF16(float v) {
+	return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x;
+}
+#endif
+
 float sumParts(uint i, uint parts) {
 	float s = 0.0;
 	for (uint p = 0; p < parts; p++) {
@@ -271,7 +328,7 @@ void main() {
 	// Rows past N read row N-1 (valid memory); their sums are discarded.
 	uint wrow[NR];
 	[[unroll]] for (uint r = 0; r < NR; r++) {
-		wrow[r] = min(nb + r, N - 1) * K;
+		wrow[r] = rowOf(mat, min(nb + r, N - 1)) * K;
 	}
 
 	if (VEC) {
@@ -320,14 +377,39 @@ void main() {
 	const uint parts = reduceParts(tid, NW * NR * MMAX);
 	if (tid < NR * MMAX) {
 		const uint r = tid / MMAX, m = tid % MMAX;
-		const uint n = nb + r;
-		if (m < M && n < N) {
-			float s = sumParts(tid, parts);
-			if ((pc.hasBias & (1u << mat)) != 0) {
-				s += mat == 0 ? b0[n] : (mat == 1 ? b1[n] : b2[n]);
-			}
+		const uint v = nb + r;
+		if (m < M && v < N) {
+			const uint n = rowOf(mat, v);
+			float s = addBias(mat, n, sumParts(tid, parts));
 			const uint o = m * N + n;
-#if defined(GLU)
+#if defined(ROPE)
+			const int p = pos[0] + int(m);
+			const bool inCache = p >= 0 && uint(p) < pc.cacheRows;
+			if (mat == 2) {
+				if (inCache) {
+					y2[uint(p) * N + n] = YT(s);
+				}
+			} else {
+				// The pair (x0, x1) of columns (i, i + halfD), rounded to
+				// f16 as the unfused products are stored.
+				const uint np = rowOf(mat, v ^ 1u);
+				const float sp = addBias(mat, np, sumParts((r ^ 1u) * MMAX + m, parts));
+				const bool first = (v & 1) == 0;
+				const float x0 = roundF16(first ? s : sp);
+				const float x1 = roundF16(first ? sp : s);
+				const uint i = (v / 2) % pc.halfD;
+				precise float a = float(p) * inv_freq[i];
+				float rr = reduce_2pi(a);
+				float c = cos(rr);
+				float sn = sin(rr);
+				const float y = first ? x0 * c - x1 * sn : x1 * c + x0 * sn;
+				if (mat == 0) {
+					y0[o] = YT(y);
+				} else if (inCache) {
+					y1[uint(p) * N + n] = YT(y);
+				}
+			}
+#elif defined(GLU)
 			const float u = sumParts(NR * MMAX + tid, parts);
 			y0[o] = YT(s / (1.0 + exp(-s)) * u);
 #elif defined(ACC)

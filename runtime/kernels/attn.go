@@ -358,6 +358,8 @@ type attnDecodePlan struct {
 
 	one                  bool
 	wg, kps, kc, tpk, rb int
+	// subgroup: attn_decode's row reductions take subgroup arithmetic.
+	subgroup bool
 }
 
 // scratchLen is the scratch the plan needs (0: none): the counters' head

@@ -71,7 +71,9 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 	for kc < min(kps, decMaxKeys) && fits(2*kc, rb) {
 		kc *= 2
 	}
-	return attnDecodePlan{one: true, wg: wg, kps: kps, kc: kc, tpk: decTPK(wg, kc), rb: rb, splits: (kend + kps - 1) / kps}, true
+	caps := dev.Caps()
+	sg := caps.SubgroupArithmetic && caps.SubgroupSize > 0 && wg%int(caps.SubgroupSize) == 0
+	return attnDecodePlan{one: true, wg: wg, kps: kps, kc: kc, tpk: decTPK(wg, kc), rb: rb, splits: (kend + kps - 1) / kps, subgroup: sg}, true
 }
 
 // decSplitKeys is attn_decode's split length for kend keys: the smallest
@@ -128,7 +130,7 @@ func decodeSplit(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Ten
 	}
 	kern, err := dev.Kernel(runtime.KernelDesc{
 		Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: 36,
-		Spec: []uint32{uint32(pl.wg), uint32(p.Sq * g), uint32(pl.kc), uint32(p.D), attnBool(lse != nil), uint32(g), uint32(pl.tpk), uint32(pl.rb)},
+		Spec: []uint32{uint32(pl.wg), uint32(p.Sq * g), uint32(pl.kc), uint32(p.D), attnBool(lse != nil), uint32(g), uint32(pl.tpk), uint32(pl.rb), b2u(pl.subgroup)},
 	})
 	if err != nil {
 		return err

@@ -114,6 +114,56 @@ func TestDecodeSplitKV(t *testing.T) {
 	}
 }
 
+// TestDecodeSplitKVReductions: attn_decode's row reductions by subgroup
+// arithmetic (the plan's choice where the device has it) and by
+// shared-memory trees both match the float64 reference, at rows of 1, 3,
+// 4, 8 and 16 (32 to 8 threads a row: one subgroup, several, or less than
+// one, where the kernel falls back to the tree), with several chunks a
+// split and many splits to merge.
+func TestDecodeSplitKVReductions(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	caps := d.Caps()
+	t.Logf("subgroup size %d, arithmetic %v", caps.SubgroupSize, caps.SubgroupArithmetic)
+	for _, c := range []struct{ hq, hkv, hd, sq, skv int }{
+		{1, 1, 64, 1, 700}, {3, 1, 32, 1, 300}, {8, 2, 64, 1, 1500}, {8, 1, 16, 1, 200}, {8, 2, 64, 4, 333}, {64, 64, 8, 1, 5000},
+	} {
+		p := AttnParams{Hq: c.hq, Hkv: c.hkv, D: c.hd, Sq: c.sq, Skv: c.skv, Q0: c.skv - c.sq, Causal: true}
+		pl, ok := planDecodeSplit(d, p)
+		if !ok {
+			t.Fatalf("%v: attn_decode does not take it", p)
+		}
+		if want := caps.SubgroupArithmetic && caps.SubgroupSize > 0 && pl.wg%int(caps.SubgroupSize) == 0; pl.subgroup != want {
+			t.Errorf("%v: plan's subgroup reductions %v, want %v", p, pl.subgroup, want)
+		}
+		in := newAttnInputs(t, d, rng, p, 2)
+		n, err := DecodeScratchMax(d, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scratch := decodeScratchFor(t, d, c.hkv, n)
+		wo, wl := RefAttention(in.q, in.k, in.v, p)
+		canSG := pl.subgroup
+		for _, sg := range []bool{false, true} {
+			if sg && !canSG {
+				continue
+			}
+			pl.subgroup = sg
+			name := fmt.Sprintf("%v subgroup=%v", p, sg)
+			o, lse := attnOut(t, d, p, runtime.F32)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				return decodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, nil, p, pl)
+			}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			checkAttn(t, name, o, lse, wo, wl)
+			if n > 0 {
+				checkCountersZero(t, name, d, scratch, c.hkv)
+			}
+		}
+	}
+}
+
 // TestDecodeSplitKVMatchesScalar: on a decode step's shapes the split-KV
 // kernel (its plan's 64-key splits, and one split of 64-key chunks) and the
 // scalar reference kernel (Tuning.DecodeAttnScalar's choice) agree to

@@ -101,11 +101,22 @@ func checkNorm(op string, norm *runtime.Tensor, k int, eps float32) error {
 	return nil
 }
 
+// fusedRope is gemv_norm_rope's epilogue: RoPE at the position in pos and
+// the KV append (outs[1].Y and outs[2].Y are the caches).
+type fusedRope struct {
+	invFreq, pos    *runtime.Tensor
+	half, cacheRows int
+}
+
 // fusedDispatch records gemv_fused's variant shader over outs (groups per
-// output unless glu: one set of groups for gate and up together).
-func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool) error {
+// output unless glu: one set of groups for gate and up together; with rope,
+// gemv_norm_rope's epilogue).
+func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool, rope *fusedRope) error {
 	d := r.Device()
 	cfg := chooseGemv(d.Caps())
+	if rope != nil && cfg.NR%2 != 0 {
+		cfg.NR++ // a workgroup owns whole rotation pairs
+	}
 	p := fusedPush{M: uint32(m), K: uint32(k), Eps: eps}
 	ns := []*uint32{&p.N0, &p.N1, &p.N2}
 	var groups [3]int
@@ -143,10 +154,14 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 			xs, xsh = uint32(m*k/8), true
 		}
 	}
-	kern, err := d.Kernel(runtime.KernelDesc{
+	desc := runtime.KernelDesc{
 		Shader: shader, Bindings: 11, ReadOnly: 0xff, PushSize: 36,
 		Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup), xs, b2u(xsh)},
-	})
+	}
+	if rope != nil {
+		desc.Bindings, desc.ReadOnly, desc.PushSize = 13, 0xff|0b11<<11, 44
+	}
+	kern, err := d.Kernel(desc)
 	if err != nil {
 		return err
 	}
@@ -162,7 +177,15 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 		}
 		args[8+i] = o.Y
 	}
-	return r.Dispatch(kern, [3]uint32{uint32(gx), uint32(gy), 1}, p, args...)
+	groupsXY := [3]uint32{uint32(gx), uint32(gy), 1}
+	if rope != nil {
+		args = append(args, rope.invFreq, rope.pos)
+		return r.Dispatch(kern, groupsXY, struct {
+			fusedPush
+			Half, CacheRows uint32
+		}{p, uint32(rope.half), uint32(rope.cacheRows)}, args...)
+	}
+	return r.Dispatch(kern, groupsXY, p, args...)
 }
 
 // NormMatVec records, in one dispatch per weight type, for the M ≤ GEMVMaxM
@@ -200,7 +223,7 @@ func NormMatVec(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, outs 
 	for _, g := range groupByType(outs) {
 		var err error
 		if dt := g[0].W.DType(); dt == runtime.F16 {
-			err = fusedDispatch(r, "gemv_norm_"+opSuffix(ydt), x, norm, eps, g, m, k, false)
+			err = fusedDispatch(r, "gemv_norm_"+opSuffix(ydt), x, norm, eps, g, m, k, false, nil)
 		} else {
 			err = fusedQDispatch(r, "gemv_qw_norm_"+dt.String()+"_"+opSuffix(ydt), x, norm, eps, g, m, k, false)
 		}
@@ -242,7 +265,84 @@ func NormMatVecSwiGLU(r *runtime.Recorder, act, x, norm *runtime.Tensor, eps flo
 	if dt := wGate.DType(); dt != runtime.F16 {
 		return fusedQDispatch(r, "gemv_qw_glu_"+dt.String(), x, norm, eps, outs, m, k, true)
 	}
-	return fusedDispatch(r, "gemv_norm_glu", x, norm, eps, outs, m, k, true)
+	return fusedDispatch(r, "gemv_norm_glu", x, norm, eps, outs, m, k, true, nil)
+}
+
+// NormMatVecRopeKV records, in one dispatch, the attention inputs of a
+// decode step for the M ≤ GEMVMaxM rows of x (f32 [M, K]) at the position
+// the GPU reads from pos (i32, element 0: P) when the commands run:
+//
+//	xn = RMSNorm(x)·norm                          (rounded to f16, not stored)
+//	q = RoPE(xn·wq.Wᵀ (+ wq.Bias))                into wq.Y, f16 [M, heads·D]
+//	K cache row P+r = RoPE(xn·wk.Wᵀ (+ wk.Bias))  (row r of the products)
+//	V cache row P+r = xn·wv.Wᵀ (+ wv.Bias)
+//
+// It stands for NormMatVec into q and f16 temporaries k and v followed by
+// RopeKV (pos0 0), and its results equal theirs bit for bit: the products
+// are rounded to f16 before the rotation. wk.Y and wv.Y must be nil (k and v
+// go to the caches only). The weights are f16 [heads·D, K] and [kvHeads·D, K]
+// (MatVecFusable), biases f32 or nil; invFreq is f32 [D/2], as for Rope;
+// the caches f16 [rows, kvHeads, D]. Rows past the caches are skipped: the
+// caller keeps the positions in range.
+func NormMatVecRopeKV(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32, wq, wk, wv MatVecOut, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads int) error {
+	const op = "norm matvec rope kv"
+	if wk.Y != nil || wv.Y != nil {
+		return fmt.Errorf("%s: k and v go to the caches: their outputs must be nil", op)
+	}
+	if wq.Y == nil || wq.W == nil || wk.W == nil || wv.W == nil {
+		return fmt.Errorf("%s: nil q output or weight", op)
+	}
+	for _, c := range []struct {
+		what string
+		t    *runtime.Tensor
+		dt   runtime.DType
+	}{{"invFreq", invFreq, runtime.F32}, {"K cache", kCache, runtime.F16}, {"V cache", vCache, runtime.F16}, {"pos", pos, runtime.I32}} {
+		if c.t == nil {
+			return fmt.Errorf("%s: %s is nil", op, c.what)
+		}
+		if err := opDType(op, c.what, c.t, c.dt); err != nil {
+			return err
+		}
+	}
+	half := invFreq.Len()
+	d := 2 * half
+	if half == 0 || heads <= 0 || kvHeads <= 0 {
+		return fmt.Errorf("%s: heads %d, kvHeads %d and invFreq %s (%d) must be positive", op, heads, kvHeads, invFreq.Name(), half)
+	}
+	if nq, nk, nv := wq.W.Shape()[0], wk.W.Shape()[0], wv.W.Shape()[0]; nq != heads*d || nk != kvHeads*d || nv != nk {
+		return fmt.Errorf("%s: weights %s, %s and %s have %d, %d and %d rows; want heads %d × D %d and twice kvHeads %d × D",
+			op, wq.W.Name(), wk.W.Name(), wv.W.Name(), nq, nk, nv, heads, d, kvHeads)
+	}
+	if pos.Len() < 1 {
+		return fmt.Errorf("%s: pos %s is empty", op, pos.Name())
+	}
+	rowLen := kvHeads * d
+	if kCache.Len() != vCache.Len() || kCache.Len()%rowLen != 0 {
+		return fmt.Errorf("%s: caches %s (%d) and %s (%d) must be equal whole rows of %d", op, kCache.Name(), kCache.Len(), vCache.Name(), vCache.Len(), rowLen)
+	}
+	if uint64(kCache.Len()) > opMaxU32 {
+		return fmt.Errorf("%s: caches beyond 32-bit indexing", op)
+	}
+	// q is checked as NormMatVec's output; k and v, which go to the caches,
+	// by their weights and biases.
+	m, k, err := fusedCheck(op, r.Device(), x, runtime.F32, []MatVecOut{wq}, runtime.F16)
+	if err != nil {
+		return err
+	}
+	for _, o := range []MatVecOut{wk, wv} {
+		if o.W.Shape()[1] != k || o.W.DType() != runtime.F16 || !MatVecFusable(r.Device(), o.W) {
+			return fmt.Errorf("%s: weight %s (%s %v) is not a 2-D f16 [N, K=%d] matrix within one binding (MatVecFusable)", op, o.W.Name(), o.W.DType(), o.W.Shape(), k)
+		}
+		if o.Bias != nil && (o.Bias.DType() != runtime.F32 || o.Bias.Len() != o.W.Shape()[0]) {
+			return fmt.Errorf("%s: bias %s must be f32 [%d]", op, o.Bias.Name(), o.W.Shape()[0])
+		}
+	}
+	if err := checkNorm(op, norm, k, eps); err != nil {
+		return err
+	}
+	wk.Y, wv.Y = kCache, vCache
+	return fusedDispatch(r, "gemv_norm_rope", x, norm, eps, []MatVecOut{wq, wk, wv}, m, k, false,
+		&fusedRope{invFreq: invFreq, pos: pos, half: half, cacheRows: kCache.Len() / rowLen})
 }
 
 // MatVecAdd records y += x·Wᵀ (+ bias) in one dispatch: a projection and
@@ -260,7 +360,7 @@ func MatVecAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if dt := w.DType(); dt != runtime.F16 {
 		return fusedQDispatch(r, "gemv_qw_add_"+dt.String(), x, nil, 0, outs, m, k, false)
 	}
-	return fusedDispatch(r, "gemv_add", x, nil, 0, outs, m, k, false)
+	return fusedDispatch(r, "gemv_add", x, nil, 0, outs, m, k, false, nil)
 }
 
 // RopeKV records a decode step's RoPE and KV-cache append in one dispatch,

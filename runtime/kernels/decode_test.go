@@ -238,6 +238,87 @@ func TestRopeKV(t *testing.T) {
 	}
 }
 
+// TestNormMatVecRopeKV: the q, k and v mat-vecs with RoPE and the KV
+// append in their epilogue equal NormMatVec into q, k and v followed by
+// RopeKV bit for bit — q and both (poisoned) caches, rows past the caches
+// left alone — at awkward sizes (head dims 6 to 256, G of 1 to 5, K not a
+// multiple of 8, rows past the cache), with and without biases; and the
+// float64 reference within tolerance.
+func TestNormMatVecRopeKV(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const ctx = 40
+	for i, c := range []struct{ m, hq, hkv, hd, k, p int }{
+		{1, 8, 2, 64, 512, 39}, {1, 8, 2, 64, 512, 0}, {2, 3, 1, 8, 100, 17}, {3, 4, 4, 72, 136, 30},
+		{4, 2, 1, 256, 257, 37}, {1, 5, 1, 6, 24, 11}, {2, 1, 1, 2, 3, 5},
+	} {
+		name := fmt.Sprintf("M=%d Hq=%d Hkv=%d D=%d K=%d P=%d", c.m, c.hq, c.hkv, c.hd, c.k, c.p)
+		nq, nkv := c.hq*c.hd, c.hkv*c.hd
+		invv := RopeInvFreqF32(10000, c.hd, nil)
+		xv := gputest.Normal(rng, c.m*c.k, 2)
+		nv := gputest.Normal(rng, c.k, 1)
+		x := shaped(t, d, runtime.F32, xv, c.m, c.k)
+		nw := shaped(t, d, runtime.F32, nv, c.k)
+		inv := shaped(t, d, runtime.F32, invv, len(invv))
+		pos := uploadI32(t, d, []int32{int32(c.p)})
+		ws := make([]MatVecOut, 3)
+		vals := make([][]float32, 3)
+		biases := make([][]float32, 3)
+		for j, n := range []int{nq, nkv, nkv} {
+			vals[j] = runtime.RoundF16(gputest.Normal(rng, n*c.k, 1/math.Sqrt(float64(c.k))))
+			ws[j].W = shaped(t, d, runtime.F16, vals[j], n, c.k)
+			if (i+j)%2 == 0 {
+				biases[j] = gputest.Normal(rng, n, 0.5)
+				ws[j].Bias = shaped(t, d, runtime.F32, biases[j], n)
+			}
+		}
+		qa, qb := shaped(t, d, runtime.F16, nil, c.m, nq), shaped(t, d, runtime.F16, nil, c.m, nq)
+		ka, va := shaped(t, d, runtime.F16, nil, c.m, nkv), shaped(t, d, runtime.F16, nil, c.m, nkv)
+		kca, vca := empty(t, d, runtime.F16, ctx*nkv), empty(t, d, runtime.F16, ctx*nkv)
+		kcb, vcb := empty(t, d, runtime.F16, ctx*nkv), empty(t, d, runtime.F16, ctx*nkv)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			for _, y := range []*runtime.Tensor{qa, qb, ka, va} {
+				if err := Poison(r, y); err != nil {
+					return err
+				}
+			}
+			if err := NormMatVec(r, x, nw, 1e-5, MatVecOut{Y: qa, W: ws[0].W, Bias: ws[0].Bias},
+				MatVecOut{Y: ka, W: ws[1].W, Bias: ws[1].Bias}, MatVecOut{Y: va, W: ws[2].W, Bias: ws[2].Bias}); err != nil {
+				return err
+			}
+			if err := RopeKV(r, qa, ka, va, inv, kca, vca, pos, c.hq, c.hkv, 0); err != nil {
+				return err
+			}
+			return NormMatVecRopeKV(r, x, nw, 1e-5, MatVecOut{Y: qb, W: ws[0].W, Bias: ws[0].Bias},
+				ws[1], ws[2], inv, kcb, vcb, pos, c.hq, c.hkv)
+		}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, pair := range []struct {
+			what string
+			a, b *runtime.Tensor
+		}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
+			if j := gputest.FirstBitDiff(download(t, pair.a), download(t, pair.b)); j >= 0 {
+				t.Errorf("%s: %s element %d differs from NormMatVec and RopeKV", name, pair.what, j)
+			}
+		}
+		rows := min(c.m, ctx-c.p)
+		heads := []int{c.hq, c.hkv}
+		for j, got := range [][]float32{download(t, qb), download(t, kcb)[c.p*nkv : (c.p+rows)*nkv]} {
+			n := []int{nq, nkv}[j]
+			y := refNormMatVec(xv, nv, vals[j], biases[j], c.m, n, c.k)
+			y32 := make([]float32, len(y))
+			for e, v := range y {
+				y32[e] = float32(v)
+			}
+			want := RefRope(runtime.RoundF16(y32), invv, heads[j], c.p)
+			if e := gputest.RelErr(got, want[:len(got)]); e > 2e-3 {
+				t.Errorf("%s: %s relative error %.3g", name, []string{"q", "K cache"}[j], e)
+			}
+		}
+	}
+}
+
 // TestDecodeAttentionAt: decode attention at positions read from a buffer,
 // on a grid planned for the longest cache, equals the push-constant kernel
 // with the same plan bit for bit (the empty splits past the cache's end
@@ -311,20 +392,37 @@ func TestDecodeKernelErrors(t *testing.T) {
 	y := shaped(t, d, runtime.F16, nil, 5, 4)
 	y1 := shaped(t, d, runtime.F16, nil, 1, 4)
 	y32 := shaped(t, d, runtime.F32, nil, 1, 4)
+	inv := shaped(t, d, runtime.F32, nil, 2)    // D 4
+	kc := shaped(t, d, runtime.F16, nil, 10, 4) // 10 rows of one KV head
+	kc32 := shaped(t, d, runtime.F32, nil, 10, 4)
+	pos := shaped(t, d, runtime.I32, nil, 1)
 	r, err := d.NewRecorder()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Release()
+	wkv := MatVecOut{W: w}
+	rope := func(q, k MatVecOut, kCache, p *runtime.Tensor, heads int) error {
+		return NormMatVecRopeKV(r, x1, nw, 1e-5, q, k, wkv, inv, kCache, kc, p, heads, 1)
+	}
+	if err := rope(MatVecOut{Y: y1, W: w}, wkv, kc, pos, 1); err != nil {
+		t.Errorf("rope: a valid call: %v", err)
+	}
 	for name, err := range map[string]error{
-		"5 rows":          NormMatVec(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}),
-		"no outputs":      NormMatVec(r, x1, nw, 1e-5),
-		"f32 weight":      NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w32}),
-		"mixed outputs":   NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w}, MatVecOut{Y: y32, W: w}),
-		"short norm":      NormMatVec(r, x1, w, 1e-5, MatVecOut{Y: y1, W: w}),
-		"f16 x for norm":  NormMatVecSwiGLU(r, y1, x16, nw, 1e-5, w, w),
-		"f16 accumulator": MatVecAdd(r, y1, x16, w, nil),
-		"f32 x for add":   MatVecAdd(r, y32, x1, w, nil),
+		"rope: k output":    rope(MatVecOut{Y: y1, W: w}, MatVecOut{Y: y1, W: w}, kc, pos, 1),
+		"rope: heads":       rope(MatVecOut{Y: y1, W: w}, wkv, kc, pos, 2),
+		"rope: f32 cache":   rope(MatVecOut{Y: y1, W: w}, wkv, kc32, pos, 1),
+		"rope: nil pos":     rope(MatVecOut{Y: y1, W: w}, wkv, kc, nil, 1),
+		"rope: f32 q":       rope(MatVecOut{Y: y32, W: w}, wkv, kc, pos, 1),
+		"rope: 5 rows of x": NormMatVecRopeKV(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}, wkv, wkv, inv, kc, kc, pos, 1, 1),
+		"5 rows":            NormMatVec(r, x, nw, 1e-5, MatVecOut{Y: y, W: w}),
+		"no outputs":        NormMatVec(r, x1, nw, 1e-5),
+		"f32 weight":        NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w32}),
+		"mixed outputs":     NormMatVec(r, x1, nw, 1e-5, MatVecOut{Y: y1, W: w}, MatVecOut{Y: y32, W: w}),
+		"short norm":        NormMatVec(r, x1, w, 1e-5, MatVecOut{Y: y1, W: w}),
+		"f16 x for norm":    NormMatVecSwiGLU(r, y1, x16, nw, 1e-5, w, w),
+		"f16 accumulator":   MatVecAdd(r, y1, x16, w, nil),
+		"f32 x for add":     MatVecAdd(r, y32, x1, w, nil),
 	} {
 		if err == nil {
 			t.Errorf("%s: want an error", name)
