@@ -341,13 +341,15 @@ func TestQuantTypes(t *testing.T) {
 }
 
 // gemvQConfigs are the quantized mat-vec kernels the variant tests force:
-// the reference kernel, the wide kernel as chooseGemvQ configures it, and
+// the reference kernel, the wide kernel as chooseGemvQ configures it (2
+// rows per workgroup) and with 4 rows (SHAREPREFILL_GEMVQ=wide,64,4), and
 // the wide kernel with the shared-memory reduction, a workgroup smaller
 // than the units of a row and rows per workgroup that do not divide N.
 func gemvQConfigs(d *runtime.Device) []gemvQCfg {
 	sg := d.Caps().SubgroupArithmetic
 	return []gemvQCfg{
 		{Variant: gemvQRegisters, WG: chooseGemv(d.Caps()).WG, R: quantGemvNR, Subgroup: sg},
+		{Variant: gemvQWide, WG: 64, R: 2, Subgroup: sg},
 		{Variant: gemvQWide, WG: 64, R: 4, Subgroup: sg},
 		{Variant: gemvQWide, WG: 16, R: 3},
 	}
@@ -424,7 +426,7 @@ func TestQuantWideChunked(t *testing.T) {
 }
 
 // TestChooseGemvQ checks the quantized mat-vec kernel's choice: the wide
-// kernel for its types (2 rows per workgroup for a small N), the reference
+// kernel for its types (2 rows per workgroup), the reference
 // kernel for the others, and Tuning.GemvQ's overrides.
 func TestChooseGemvQ(t *testing.T) {
 	d := gputest.Device(t)
@@ -433,9 +435,9 @@ func TestChooseGemvQ(t *testing.T) {
 		n    int
 		want string
 	}{
-		{runtime.Q4_K, 4096, "wide wg64/r4"},
+		{runtime.Q4_K, 4096, "wide wg64/r2"},
 		{runtime.Q6_K, 1024, "wide wg64/r2"},
-		{runtime.Q8_0, 14336, "wide wg64/r4"},
+		{runtime.Q8_0, 14336, "wide wg64/r2"},
 		{runtime.Q4_0, 4096, "registers wg128/r2"},
 		{runtime.Q5_0, 4096, "registers wg128/r2"},
 	} {
