@@ -39,11 +39,15 @@
 //   workgroup (c, h) does (same outputs, kpw = 1 is its grid): the
 //   W = min(B, S) window rows i_t = S−W+t against key block c. When W ≤ TR
 //   the query fragments are loaded once for all kpw blocks. Each subgroup
-//   stores its scores to a TR×TC f32 tile in shared memory, and the row
-//   statistics (STATS: block-local max and Σexp per row, each row as RP
-//   segments of one invocation each, combined per row) or P = exp(s − ℓ_t)
-//   with its column and diagonal sums (VS: each column or diagonal by one
-//   invocation) are taken from that tile (no atomics).
+//   stores its 16×TC part of a TR×TC f32 tile in shared memory (STATS: the
+//   scores; VS: P = exp(s − ℓ_t), taken with the masks on the accumulator
+//   components, whose row and column are probed as BLOCKMAP does), and the
+//   tile is reduced there without atomics: STATS the block-local max and
+//   Σexp per row, each row as RP segments of one invocation each, running
+//   in registers over the K tiles and combined per row once per row pass;
+//   VS the column and diagonal sums as 2·TR items of TC elements (see
+//   tileSums). A VS driver whose accumulator length() differs from NE
+//   writes NaN.
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
 //   STATS with LSE_TAIL (est_last_cm_stats_lse): the last workgroup of each
@@ -140,18 +144,24 @@ const uint SS = TC + 4; // f32 row stride of the score tile
 const float NEG = -3.0e38;
 shared float ssh[TR * SS];
 #ifdef STATS
-shared float rowm[BS];
-shared float rowl[BS];
 // Each row of a score tile is taken as RP segments of SEG columns by RP
 // invocations (at least 2, so that CPU devices with fewer invocations than
-// rows run the same path), their (max, Σexp) combined per row.
+// rows run the same path). Segment item e = p·TR + x (row x, segment p)
+// keeps its running (max, Σexp) in registers over the K tiles of a row
+// pass (NI items per invocation); the RP segments of a row are combined
+// once per row pass.
 const uint RP = LOCAL / TR > 2u ? LOCAL / TR : 2u;
 const uint SEG = (TC + RP - 1) / RP;
+const uint NI = (TR * RP + LOCAL - 1) / LOCAL;
 shared vec2 rpart[TR * RP];
 #else
-shared float colacc[BS];
+// The column and diagonal sums of a TR×TC tile of P are 2·TR items of TC
+// elements each: NPC = TR/TC pieces of TC rows per column, and the
+// diagonals, those shorter than TC paired so that each pair has TC
+// elements (see tileSums). cpart holds the column pieces per block column.
+const uint NPC = TR / TC;
+shared float cpart[NPC * BS];
 shared float slacc[2 * BS + TR];
-shared float red[LOCAL];
 #endif
 #endif
 
@@ -316,24 +326,7 @@ void main() {
 	}
 }
 #else
-// initBlock clears the accumulators of one key block. Ends with a barrier.
-void initBlock() {
-	const uint tid = gl_LocalInvocationIndex;
-#ifdef STATS
-	for (uint x = tid; x < BS; x += LOCAL) {
-		rowm[x] = NEG;
-		rowl[x] = 0.0;
-	}
-#else
-	for (uint x = tid; x < BS; x += LOCAL) {
-		colacc[x] = 0.0;
-	}
-	for (uint x = tid; x < 2 * BS + TR; x += LOCAL) {
-		slacc[x] = 0.0;
-	}
-#endif
-	barrier();
-}
+#define invalidF uintBitsToFloat(0x7FC00000u)
 
 // loadRows puts window rows qt + [0, TR) of head h into the A fragments
 // and, for VS, their ℓ into lsh. Ends with a barrier.
@@ -348,11 +341,105 @@ void loadRows(uint qt, uint h) {
 #endif
 }
 
+#ifdef VS
+// Accumulator layout: component i of this invocation is element rowOf[i],
+// colOf[i] of every accumulator (probed once, as the block map does).
+uint rowOf[NE];
+uint colOf[NE];
+bool lenOK;
+
+// probeLayout fills rowOf and colOf, using this subgroup's first 256
+// floats of ssh (before any score tile is stored there).
+void probeLayout() {
+	const uint sg = gl_SubgroupID;
+	for (uint e = gl_SubgroupInvocationID; e < 256; e += gl_SubgroupSize) {
+		ssh[sg * 256 + e] = float(e);
+	}
+	subgroupMemoryBarrierShared();
+	subgroupBarrier();
+	ACC probe;
+	coopMatLoad(probe, ssh, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
+	lenOK = uint(probe.length()) == NE;
+	for (uint i = 0; i < NE; i++) {
+		const uint e = lenOK ? uint(probe[i]) : 0;
+		rowOf[i] = e / 16;
+		colOf[i] = e % 16;
+	}
+}
+
+// tileSums adds the column and diagonal sums of the P tile in ssh (rows qt
+// + [0, TR), keys kt + [0, TC) of the block) to cpart and slacc. Item it <
+// TR is piece it / TC of column it mod TC; item TR + j is diagonal
+// dd = j − (TC − 1) (x − y = dd, TC elements) for j ≥ TC − 1, else the pair
+// of diagonals m − TC (rows 0 .. m − 1) and TR − TC + m (rows TR − TC + m ..
+// TR − 1), m = j + 1, whose lengths m and TC − m add up to TC. Each output
+// slot has one item per tile, so nothing is shared between invocations.
+// Banks: the columns and the pairs read consecutive words across lanes;
+// full diagonal j starts at its element (j mod TC) so that neighbouring
+// diagonals hit distinct banks.
+void tileSums(uint qt, uint kt) {
+	for (uint it = gl_LocalInvocationIndex; it < 2 * TR; it += LOCAL) {
+		if (it < TR) {
+			const uint y = it % TC;
+			const uint r0 = (it / TC) * TC;
+			float cs = 0.0;
+			for (uint u = 0; u < TC; u++) {
+				cs += ssh[(r0 + u) * SS + y];
+			}
+			if (kt + y < BS) {
+				cpart[(it / TC) * BS + kt + y] += cs;
+			}
+			continue;
+		}
+		const uint j = it - TR;
+		const int base = int(qt) - int(kt) + int(BS) - 1; // slacc index of dd = 0
+		if (j >= TC - 1) {
+			const uint dd = j - (TC - 1);
+			float ds = 0.0;
+			for (uint u = 0; u < TC; u++) {
+				const uint uu = (u + j) % TC;
+				ds += ssh[(dd + uu) * SS + uu];
+			}
+			const int idx = base + int(dd);
+			if (idx >= 0 && idx < int(2 * BS + TR)) {
+				slacc[idx] += ds;
+			}
+		} else {
+			const uint m = j + 1;
+			float da = 0.0;
+			float db = 0.0;
+			for (uint u = 0; u < TC; u++) { // one trip count for every lane
+				const bool first = u < m;
+				const float e = ssh[(first ? u : TR - TC + u) * SS + (u + TC - m) % TC];
+				if (first) {
+					da += e;
+				} else {
+					db += e;
+				}
+			}
+			const int ia = base + int(m) - int(TC);
+			const int ib = base + int(TR - TC + m);
+			if (ia >= 0 && ia < int(2 * BS + TR)) {
+				slacc[ia] += da;
+			}
+			if (ib >= 0 && ib < int(2 * BS + TR)) {
+				slacc[ib] += db;
+			}
+		}
+	}
+}
+#endif
+
 // keyBlock computes and writes the outputs of key block c for head h (KV
 // head kvh): STATS its row statistics, VS its V column sums, block sum and
 // slash partials. With onePass the caller has loaded the window rows
-// (loadRows(0, h)); otherwise each row pass loads its own. Ends with a
-// barrier.
+// (loadRows(0, h)); otherwise each row pass loads its own. Per K tile: the
+// key load (a barrier), the scores stored to ssh (VS: already as P, exp
+// taken on the accumulator components), a barrier, then the tile's
+// reduction into registers (STATS) or invocation-owned shared slots (VS);
+// the next tile's key-load barrier orders it before ssh is overwritten.
+// STATS ends with a barrier; VS with one after which only invocation 0
+// still reads ssh (the next block's first key-load barrier orders that).
 void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
@@ -362,149 +449,163 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 	const float scale = pc.scale;
 	const uint c0 = c * BS;
 	const uint nk = min(BS, S - c0);
-	initBlock();
+#ifdef VS
+	for (uint x = tid; x < NPC * BS; x += LOCAL) {
+		cpart[x] = 0.0;
+	}
+	for (uint x = tid; x < 2 * BS + TR; x += LOCAL) {
+		slacc[x] = 0.0;
+	}
+	// (the first key load's barrier orders these before tileSums)
+#endif
 	for (uint qt = 0; qt < W; qt += TR) {
 		if (!onePass) {
 			loadRows(qt, h);
 		}
+#ifdef STATS
+		float rm[NI];
+		float rl[NI];
+		[[unroll]] for (uint k = 0; k < NI; k++) {
+			rm[k] = NEG;
+			rl[k] = 0.0;
+		}
+#else
+		float lrow[NE];
+		for (uint i = 0; i < NE; i++) {
+			lrow[i] = lsh[sg * 16 + rowOf[i]];
+		}
+#endif
 		for (uint kt = 0; kt < nk; kt += TC) {
 			if (c0 + kt > i0 + qt + TR - 1) {
 				break; // every key of this and later tiles is after every row (uniform)
 			}
 			loadK(c0 + kt, c0 + nk, kvh);
 			for (uint cf = 0; cf < CF; cf++) {
+#ifdef STATS
 				coopMatStore(scores(cf), ssh, sg * 16 * SS + cf * 16, SS, gl_CooperativeMatrixLayoutRowMajor);
+#else
+				ACC s = scores(cf);
+				for (uint i = 0; i < NE; i++) {
+					const uint t = qt + sg * 16 + rowOf[i];
+					const uint jl = kt + cf * 16 + colOf[i];
+					const bool valid = t < W && jl < nk && c0 + jl <= i0 + t;
+					s[i] = valid ? exp(s[i] * scale - lrow[i]) : 0.0;
+				}
+				coopMatStore(s, ssh, sg * 16 * SS + cf * 16, SS, gl_CooperativeMatrixLayoutRowMajor);
+#endif
 			}
 			barrier();
 #ifdef STATS
-			// Segment p of row x of the tile: its max and Σexp(s − max).
-			// Row x starts at column x mod SEG of its segment: the rows of
-			// a subgroup then read distinct banks (the row stride SS is 4
-			// mod 32 words, so reading one column of 32 rows hit 8 banks 4
-			// times each).
-			for (uint e = tid; e < TR * RP; e += LOCAL) {
+			// Segment p of row x of the tile: its max, then the running
+			// (max, Σexp) of the item. Row x starts at column x mod SEG of
+			// its segment: the rows of a subgroup then read distinct banks
+			// (the row stride SS is 4 mod 32 words, so reading one column of
+			// 32 rows hit 8 banks 4 times each).
+			[[unroll]] for (uint k = 0; k < NI; k++) {
+				const uint e = tid + k * LOCAL;
 				const uint x = e % TR;
 				const uint y0 = (e / TR) * SEG;
 				const uint t = qt + x;
+				if (e >= TR * RP || t >= W) {
+					continue;
+				}
 				float mx = NEG;
-				float l = 0.0;
-				if (t < W) {
+				for (uint u = 0; u < SEG; u++) {
+					const uint y = y0 + (u + x) % SEG;
+					const uint jl = kt + y;
+					if (y < TC && jl < nk && c0 + jl <= i0 + t) {
+						mx = max(mx, ssh[x * SS + y] * scale);
+					}
+				}
+				if (mx > NEG) {
+					const float nm = max(rm[k], mx);
+					float l = rl[k] * exp(rm[k] - nm);
 					for (uint u = 0; u < SEG; u++) {
 						const uint y = y0 + (u + x) % SEG;
 						const uint jl = kt + y;
 						if (y < TC && jl < nk && c0 + jl <= i0 + t) {
-							mx = max(mx, ssh[x * SS + y] * scale);
+							l += exp(ssh[x * SS + y] * scale - nm);
 						}
 					}
-					if (mx > NEG) {
-						for (uint u = 0; u < SEG; u++) {
-							const uint y = y0 + (u + x) % SEG;
-							const uint jl = kt + y;
-							if (y < TC && jl < nk && c0 + jl <= i0 + t) {
-								l += exp(ssh[x * SS + y] * scale - mx);
-							}
-						}
-					}
-				}
-				rpart[e] = vec2(mx, l);
-			}
-			barrier();
-			// Row x: the block-local running max and Σexp with the tile's
-			// segments.
-			for (uint x = tid; x < TR; x += LOCAL) {
-				const uint t = qt + x;
-				float mx = NEG;
-				for (uint p = 0; p < RP; p++) {
-					mx = max(mx, rpart[p * TR + x].x);
-				}
-				if (t < W && mx > NEG) {
-					const float m = rowm[t];
-					const float nm = max(m, mx);
-					float l = rowl[t] * exp(m - nm);
-					for (uint p = 0; p < RP; p++) {
-						const vec2 sp = rpart[p * TR + x];
-						if (sp.x > NEG) {
-							l += sp.y * exp(sp.x - nm);
-						}
-					}
-					rowm[t] = nm;
-					rowl[t] = l;
+					rm[k] = nm;
+					rl[k] = l;
 				}
 			}
 #else
-			// P in place, then column and diagonal sums of the tile.
-			for (uint e = tid; e < TR * TC; e += LOCAL) {
-				const uint x = e / TC;
-				const uint y = e - x * TC;
-				const uint t = qt + x;
-				const uint jl = kt + y;
-				const bool valid = t < W && jl < nk && c0 + jl <= i0 + t;
-				ssh[x * SS + y] = valid ? exp(ssh[x * SS + y] * scale - lsh[x]) : 0.0;
-			}
-			barrier();
-			for (uint y = tid; y < TC; y += LOCAL) {
-				if (kt + y < BS) {
-					float cs = 0.0;
-					for (uint x = 0; x < TR; x++) {
-						cs += ssh[x * SS + y];
-					}
-					colacc[kt + y] += cs;
-				}
-			}
-			// Diagonal dd covers rows a0 .. a1 − 1; those with dd > 0 start
-			// at the (dd mod length)-th of them, so that neighbouring
-			// diagonals read distinct banks (as the rows above).
-			for (uint g = tid; g < TR + TC - 1; g += LOCAL) {
-				const int dd = int(g) - int(TC - 1); // x − y on this diagonal
-				const int idx = int(qt) - int(kt) + int(BS) - 1 + dd;
-				const int a0 = max(0, dd);
-				const int a1 = min(int(TR), int(TC) + dd);
-				const int len = a1 - a0; // ≥ 1
-				const int rot = dd > 0 ? dd % len : 0;
-				float ds = 0.0;
-				for (int i = 0; i < len; i++) {
-					int a = a0 + i + rot;
-					if (a >= a1) {
-						a -= len;
-					}
-					ds += ssh[uint(a) * SS + uint(a - dd)];
-				}
-				if (idx >= 0 && idx < int(2 * BS + TR)) {
-					slacc[idx] += ds;
-				}
-			}
+			tileSums(qt, kt);
 #endif
-			barrier();
 		}
-	}
-	const float invW = 1.0 / float(W);
 #ifdef STATS
-	for (uint x = tid; x < W; x += LOCAL) {
-		stats[(h * pc.nb + c) * W + x] = vec2(rowm[x], rowl[x]);
+		// The row pass is complete for this block: combine each row's
+		// segments and write its statistics.
+		[[unroll]] for (uint k = 0; k < NI; k++) {
+			const uint e = tid + k * LOCAL;
+			if (e < TR * RP) {
+				rpart[e] = vec2(rm[k], rl[k]);
+			}
+		}
+		barrier();
+		for (uint x = tid; x < TR; x += LOCAL) {
+			const uint t = qt + x;
+			if (t >= W) {
+				continue;
+			}
+			float mx = NEG;
+			for (uint p = 0; p < RP; p++) {
+				mx = max(mx, rpart[p * TR + x].x);
+			}
+			float l = 0.0;
+			if (mx > NEG) {
+				for (uint p = 0; p < RP; p++) {
+					const vec2 sp = rpart[p * TR + x];
+					if (sp.x > NEG) {
+						l += sp.y * exp(sp.x - mx);
+					}
+				}
+			}
+			stats[(h * pc.nb + c) * W + t] = vec2(mx, l);
+		}
+		barrier(); // before rpart or ssh are written again
+#endif
 	}
-#else
+#ifdef VS
+	barrier();
+	const float invW = 1.0 / float(W);
 	float part = 0.0;
 	for (uint x = tid; x < nk; x += LOCAL) {
-		const float cs = colacc[x];
-		v[h * S + c0 + x] = cs * invW;
+		float cs = 0.0;
+		for (uint p = 0; p < NPC; p++) {
+			cs += cpart[p * BS + x];
+		}
+		v[h * S + c0 + x] = lenOK ? cs * invW : invalidF;
 		part += cs;
 	}
 	for (uint x = tid; x < 2 * BS; x += LOCAL) {
-		spart[(h * pc.nb + c) * 2 * BS + x] = x < W + BS - 1 ? slacc[x] * invW : 0.0;
+		spart[(h * pc.nb + c) * 2 * BS + x] = !lenOK ? invalidF : x < W + BS - 1 ? slacc[x] * invW : 0.0;
 	}
-	red[tid] = part;
+	// The block sum in two steps over ssh (free until the next block's
+	// first key-load barrier, which also orders tid 0's last read): 16
+	// strided partial sums, then their sum. The next block clears cpart and
+	// slacc only after the barrier that ends their reads here.
+	ssh[tid] = part;
 	barrier();
-	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
-		if (tid < st) {
-			red[tid] += red[tid + st];
+	const uint NR = LOCAL < 16u ? LOCAL : 16u;
+	if (tid < NR) {
+		float p16 = 0.0;
+		for (uint x = tid; x < LOCAL; x += NR) {
+			p16 += ssh[x];
 		}
-		barrier();
+		ssh[LOCAL + tid] = p16;
 	}
+	barrier();
 	if (tid == 0) {
-		vblk[h * pc.nb + c] = red[0] * invW;
+		float sum = 0.0;
+		for (uint x = 0; x < NR; x++) {
+			sum += ssh[LOCAL + x];
+		}
+		vblk[h * pc.nb + c] = lenOK ? sum * invW : invalidF;
 	}
 #endif
-	barrier(); // before the next block clears the accumulators (VS: reuses red)
 }
 
 // Workgroup (x, h) takes key blocks x·kpw .. min(x·kpw + kpw, nb) − 1 of
@@ -515,6 +616,9 @@ void main() {
 	const uint kpw = max(pc.kpw, 1u);
 	const uint cbeg = gl_WorkGroupID.x * kpw;
 	const uint cend = min(cbeg + kpw, pc.nb);
+#ifdef VS
+	probeLayout();
+#endif
 	// One row pass (W ≤ TR: every block of at most 128 tokens): the query
 	// fragments are loaded once for all of the workgroup's key blocks.
 	const bool onePass = pc.W <= TR;

@@ -37,9 +37,9 @@ func qkShared(op string, t qkTile, d, b, sg int) int {
 	if op == "blockmap" {
 		return s + nsg*256*4 // red
 	}
-	s += t.TR * (t.TC + 4) * 4                  // ssh
-	vs := (b + 2*b + t.TR + nsg*sg) * 4         // colacc, slacc, red
-	stats := 2*b*4 + t.TR*max(nsg*sg/t.TR, 2)*8 // rowm, rowl, rpart
+	s += t.TR * (t.TC + 4) * 4              // ssh
+	vs := (t.TR/t.TC*b + 2*b + t.TR) * 4    // cpart, slacc
+	stats := t.TR * max(nsg*sg/t.TR, 2) * 8 // rpart
 	return s + max(vs, stats)
 }
 
