@@ -18,22 +18,23 @@
 # Usage: bench/quant-oracle-carry.sh      (from the repository root)
 # Env: KIT (default .devcarry/llamacpp), SRC (the kit's llama.cpp source tree;
 # default /tmp/llamacpp-dl/src), SHARED (default ../shared), PPL_BYTES
-# (default 160000: about 35,000 tokens, for 40 windows of 512).
+# (default 100000: about 27,000 tokens, for 40 windows of 512).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 KIT=${KIT:-.devcarry/llamacpp}
 SRC=${SRC:-/tmp/llamacpp-dl/src}
 SHARED=${SHARED:-../shared}
-PPL_BYTES=${PPL_BYTES:-160000}
+PPL_BYTES=${PPL_BYTES:-100000}
 D=.devcarry/lcgpu
 CORPORA=$SHARED/data/corpora
 
 die() { echo "quant-oracle-carry: $*" >&2; exit 1; }
 [ -f "$KIT/bin.tar.xz" ] || die "KIT=$KIT has no bin.tar.xz (build the kit with ../shared/peers/llamacpp/build.sh)"
 [ -f "$SRC/include/llama.h" ] || die "SRC=$SRC is not the kit's llama.cpp source tree (no include/llama.h)"
-[ -f "$CORPORA/austen/persuasion.txt" ] && [ -f "$CORPORA/kjv/kjv.txt" ] && [ -f "$CORPORA/austen/mansfieldpark.txt" ] ||
-	die "SHARED=$SHARED has no data/corpora/{austen/persuasion.txt,kjv/kjv.txt,austen/mansfieldpark.txt}"
+for f in austen/persuasion.txt kjv/kjv.txt austen/mansfieldpark.txt; do
+	[ -f "$CORPORA/$f" ] || die "SHARED=$SHARED has no data/corpora/$f"
+done
 [ -f "$SHARED/models/bench-lm-8k/config.json" ] || die "SHARED=$SHARED has no models/bench-lm-8k"
 mkdir -p "$D/prompts"
 
@@ -44,6 +45,7 @@ tar -xJf "$KIT/bin.tar.xz" -C "$LIB"
 REL=$(find "$LIB" -maxdepth 1 -name 'libllama.vulkan.*.so' -printf '%f\n' | sed -n 's/^libllama\.vulkan\.\(.*\)\.so$/\1/p')
 [ -n "$REL" ] || die "$KIT/bin.tar.xz has no libllama.vulkan.*.so"
 echo "== compiling llamacpp_oracle against the kit ($REL)"
+# shellcheck disable=SC2016 # $ORIGIN is the linker's, not the shell's
 g++ -std=c++17 -O2 -DNDEBUG -I "$SRC/include" -I "$SRC/ggml/include" -o "$D/llamacpp_oracle" \
 	bench/peers/llamacpp_oracle.cpp "$LIB/libllama.vulkan.$REL.so" "$LIB/libggml.vulkan.$REL.so" "$LIB/libggml-base.so" \
 	-Wl,-rpath,'$ORIGIN' -pthread
