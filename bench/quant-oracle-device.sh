@@ -102,6 +102,7 @@ main() {
 			chmod +x "$BIN"
 		fi
 	fi
+	export SHAREPREFILL_COMMIT=${SHAREPREFILL_COMMIT:-$(cat "$C/COMMIT" 2>/dev/null || echo unknown)}
 	[ -x "$BIN" ] || die "no binary of ours: $C/shareprefill[.xz] (bench/quant-oracle-carry.sh) or BIN"
 	M=${MODEL:-$S/models/bench-lm-8k}
 	if [ ! -f "$M/config.json" ]; then
@@ -209,6 +210,12 @@ main() {
 		"$BIN" bench accuracy --oracle "$S/$v/cases" --oracle-weights "$WEIGHTS" --ppl-windows "$PPL_WINDOWS" \
 			--json "$O/oracle-$v.json" --md "$O/oracle-$v.md" --force 2>"$O/logs/ours-$v.log"
 		echo "exit $?"
+		if [ "$v" != cpu ]; then
+			# The harness's headings name llama.cpp's CPU backend, the reference of
+			# bench/peers/llamacpp-oracle.sh: name this one instead.
+			sed -i "s/llama\.cpp on the CPU on the same GGUF file/llama.cpp's Vulkan backend ($v) on the same GGUF file/; s/against llama\.cpp (CPU)/against llama.cpp Vulkan ($v)/" \
+				"$O/oracle-$v.md" "$O/oracle-$v.json" 2>/dev/null
+		fi
 		tail -5 "$O/logs/ours-$v.log"
 		[ -f "$O/oracle-$v.md" ] && cat "$O/oracle-$v.md"
 	done
