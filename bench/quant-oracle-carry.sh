@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/quant-oracle-carry.sh — builds, HERE (Go, g++ and the shared data
 # needed), what bench/quant-oracle-device.sh needs on the device machine, in
-# .devcarry/lcgpu (about 43 MiB; carry it with .gl, .devcarry/llamacpp and
+# .devcarry/lcgpu (about 39 MiB; carry it with .gl, .devcarry/llamacpp and
 # .devcarry/llamacpp-tools):
 #
 #   llamacpp_oracle       bench/peers/llamacpp_oracle.cpp compiled against the
