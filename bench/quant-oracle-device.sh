@@ -208,15 +208,17 @@ main() {
 		due "ours against $v" || break
 		step "ours against llama.cpp ($v): --oracle-weights $WEIGHTS"
 		"$BIN" bench accuracy --oracle "$S/$v/cases" --oracle-weights "$WEIGHTS" --ppl-windows "$PPL_WINDOWS" \
-			--json "$O/oracle-$v.json" --md "$O/oracle-$v.md" --force 2>"$O/logs/ours-$v.log"
+			--json "$O/oracle-$v.json" --md "$O/oracle-$v.md" --force >"$O/logs/ours-$v.log" 2>&1
 		echo "exit $?"
 		if [ "$v" != cpu ]; then
-			# The harness's headings name llama.cpp's CPU backend, the reference of
-			# bench/peers/llamacpp-oracle.sh: name this one instead.
-			sed -i "s/llama\.cpp on the CPU on the same GGUF file/llama.cpp's Vulkan backend ($v) on the same GGUF file/; s/against llama\.cpp (CPU)/against llama.cpp Vulkan ($v)/" \
+			# The harness's headings name llama.cpp's CPU backend and llama-perplexity,
+			# the references of bench/peers/llamacpp-oracle.sh: name this one instead.
+			sed -i -e "s/llama\.cpp on the CPU on the same GGUF file/llama.cpp's Vulkan backend ($v) on the same GGUF file/" \
+				-e "s/against llama\.cpp (CPU)/against llama.cpp Vulkan ($v)/" \
+				-e "s/against llama-perplexity on/against llama.cpp Vulkan ($v), llama-perplexity's rule, on/" \
 				"$O/oracle-$v.md" "$O/oracle-$v.json" 2>/dev/null
 		fi
-		tail -5 "$O/logs/ours-$v.log"
+		grep '^bench: oracle' "$O/logs/ours-$v.log" || tail -5 "$O/logs/ours-$v.log"
 		[ -f "$O/oracle-$v.md" ] && cat "$O/oracle-$v.md"
 	done
 	step "done: results in $O"
