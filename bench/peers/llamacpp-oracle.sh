@@ -20,7 +20,9 @@
 # `shareprefill bench accuracy --oracle OUT/cases` (case.json, ids.json,
 # ref_logits.f32, greedy_logits.f32, the text; see bench/README.md), and
 # OUT/llamacpp.json (versions, commands, perplexities). Models go to
-# OUT/models/, tools to OUT/bin/.
+# OUT/models/, tools to OUT/bin/. (The same cases with llama.cpp on a GPU,
+# in one device call: bench/quant-oracle-device.sh, whose oracle runs with
+# LLAMACPP_ORACLE_NGL layers offloaded; unset here: the CPU alone.)
 #
 # "testdata" writes instead, for TestRunOracleLlamaCpp, two small cases on
 # the committed model/testdata/stories260k-q8_0.gguf (Q8_0): the logits at

@@ -14,6 +14,9 @@ OracleCase). Standard library only.
       LOG is llama-perplexity's output with --ppl-output-type 1 for CHUNKS
       windows of CTX tokens. Cuts ids.json to CHUNKS*CTX tokens and stores
       each window's summed NLL.
+  llamacpp_cases.py pplj DIR NAME SHAPE MODEL PPL_JSON CTX CHUNKS VOCAB
+      The same from `llamacpp_oracle ppl`'s JSON (window_nll, ppl) instead
+      of llama-perplexity's log (bench/quant-oracle-device.sh).
 
 MODEL is the GGUF file relative to DIR.
 """
@@ -56,6 +59,20 @@ def ppl_case(d, name, shape, model, log, ctx, chunks, vocab):
     per = ctx - 1 - first  # predictions of positions first .. ctx-2
     cum = [m * per * (k + 1) for k, m in enumerate(means)]
     window_nll = [round(x, 6) for x in [cum[0]] + [cum[k] - cum[k - 1] for k in range(1, len(cum))]]
+    write_ppl_case(d, name, shape, model, ctx, chunks, vocab, window_nll, final)
+
+
+def pplj_case(d, name, shape, model, path, ctx, chunks, vocab):
+    ctx, chunks, vocab = int(ctx), int(chunks), int(vocab)
+    got = json.load(open(path))
+    window_nll = [round(x, 6) for x in got["window_nll"]]
+    if len(window_nll) != chunks:
+        sys.exit("%s: %d windows, want %d" % (path, len(window_nll), chunks))
+    write_ppl_case(d, name, shape, model, ctx, chunks, vocab, window_nll, got["ppl"])
+
+
+def write_ppl_case(d, name, shape, model, ctx, chunks, vocab, window_nll, final):
+    first = ctx // 2
     ids = json.load(open(os.path.join(d, "ids.json")))
     if len(ids) < ctx * chunks:
         sys.exit("%s: %d tokens, fewer than %d windows of %d" % (d, len(ids), chunks, ctx))
@@ -65,7 +82,7 @@ def ppl_case(d, name, shape, model, log, ctx, chunks, vocab):
                 nll=False, text="text.txt",
                 ppl=dict(window=ctx, first=first, bos=ids[0], window_nll=window_nll, ref_ppl=final))
     json.dump(case, open(os.path.join(d, "case.json"), "w"), indent=1)
-    print("%s: llama-perplexity %.4f over %d windows of %d tokens" % (name, final, chunks, ctx))
+    print("%s: perplexity %.4f over %d windows of %d tokens" % (name, final, chunks, ctx))
 
 
 if __name__ == "__main__":
@@ -73,5 +90,7 @@ if __name__ == "__main__":
         logits_case(*sys.argv[2:])
     elif len(sys.argv) == 10 and sys.argv[1] == "ppl":
         ppl_case(*sys.argv[2:])
+    elif len(sys.argv) == 10 and sys.argv[1] == "pplj":
+        pplj_case(*sys.argv[2:])
     else:
         sys.exit(__doc__)
