@@ -489,10 +489,11 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // differ by one. v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
 //
 // It runs the first kernel of the device's "cover" variant table
-// (variants.go): est_cover_bins (each entry read into one of 16 private
-// bins per pass, the probe sums reduced with subgroup operations where
-// the device has them; est_cover_bins.comp), else est_cover (15 compares
-// per entry and pass, shared-memory trees; est_cover.comp), the reference.
+// (variants.go): est_cover (15 compares per entry and pass, shared-memory
+// trees; est_cover.comp), the reference; est_cover_bins (each entry read
+// into one of 16 private bins per pass, the probe sums reduced with
+// subgroup operations where the device has them; est_cover_bins.comp)
+// when it comes first or is forced (tests).
 func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
 	return coverCounts(r, coverCfg{}, counts, v, s, gamma, p)
 }
@@ -577,7 +578,7 @@ func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, 
 	desc := runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}}
 	switch c.variant {
 	case "":
-		if binsOK {
+		if binsOK && tb.ops["cover"][0] == "bins" {
 			desc.Shader, desc.Spec = "est_cover_bins", spec
 		}
 	case "bins":
