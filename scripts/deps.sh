@@ -6,7 +6,7 @@
 set -euo pipefail
 mode=${1:-check}
 
-have_loader() { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; }
+have_loader() { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1 ' >/dev/null; }
 have_icd() {
 	for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d; do
 		ls "$d"/*.json >/dev/null 2>&1 && return 0

@@ -174,8 +174,10 @@ private_update "$WORK" "$MIRROR" "$SUITE" || die "could not fetch the package li
 # Resolve the Depends/PreDepends closure of the top-level packages.
 mapfile -t PKGS < <(private_closure "${TOP_PKGS[@]}")
 [ "${#PKGS[@]}" -ge "${#TOP_PKGS[@]}" ] || die "apt-cache could not resolve ${TOP_PKGS[*]} in $SUITE"
+# grep reads all its input (no -q): under pipefail, grep -q leaving at the
+# first match can kill the writer with SIGPIPE and fail the check at random.
 for need in glslang-tools spirv-tools libc6 libstdc++6 libgcc-s1; do
-	printf '%s\n' "${PKGS[@]}" | grep -qx "$need" || die "dependency resolution did not include $need (got: ${PKGS[*]})"
+	printf '%s\n' "${PKGS[@]}" | grep -x "$need" >/dev/null || die "dependency resolution did not include $need (got: ${PKGS[*]})"
 done
 cand="$(apt-cache "${APT_OPTS[@]}" policy glslang-tools | sed -n 's/^ *Candidate: //p')"
 if [ "$cand" != "$TESTED_GLSLANG_PKG" ]; then

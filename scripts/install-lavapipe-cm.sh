@@ -116,7 +116,7 @@ works() { # works PREFIX: true when PREFIX holds a loadable lavapipe and loader
 	[ ! -f "$p/.source" ] || grep -qx ".* mesa-from=$MESA_SUITE" "$p/.source" || return 1
 	[ -z "$(missing_libs "$p")" ] || return 1
 	write_icd "$p"
-	run_in "$p" "$p/usr/bin/vulkaninfo" --summary 2>/dev/null | grep -q 'llvmpipe'
+	run_in "$p" "$p/usr/bin/vulkaninfo" --summary 2>/dev/null | grep 'llvmpipe' >/dev/null
 }
 
 self_test() {
@@ -128,7 +128,7 @@ self_test() {
 	log "device:    $(echo "$out" | sed -n 's/^[[:space:]]*deviceName[[:space:]]*= //p' | head -n1)"
 	log "driver:    $(echo "$out" | sed -n 's/^[[:space:]]*driverInfo[[:space:]]*= //p' | head -n1)"
 	log "apiVersion $(echo "$out" | sed -n 's/^[[:space:]]*apiVersion[[:space:]]*= //p' | head -n1)"
-	if echo "$out" | grep -q 'VK_KHR_cooperative_matrix'; then
+	if echo "$out" | grep 'VK_KHR_cooperative_matrix' >/dev/null; then
 		log "self-test OK: VK_KHR_cooperative_matrix is exposed"
 	else
 		log "WARNING: lavapipe loads but does not expose VK_KHR_cooperative_matrix"
@@ -184,10 +184,12 @@ private_update "$WORK" "$MIRROR" "$SUITE" "$MESA_SUITE" || die "could not fetch 
 # Resolve the Depends/PreDepends closure of the top-level packages.
 mapfile -t PKGS < <(private_closure "${TOP_PKGS[@]}")
 [ "${#PKGS[@]}" -ge "${#TOP_PKGS[@]}" ] || die "apt-cache could not resolve ${TOP_PKGS[*]} in $SUITE"
+# grep reads all its input (no -q): under pipefail, grep -q leaving at the
+# first match can kill the writer with SIGPIPE and fail the check at random.
 for need in "${TOP_PKGS[@]}" libc6 libstdc++6 libgcc-s1; do
-	printf '%s\n' "${PKGS[@]}" | grep -qx "$need" || die "dependency resolution did not include $need (got: ${PKGS[*]})"
+	printf '%s\n' "${PKGS[@]}" | grep -x "$need" >/dev/null || die "dependency resolution did not include $need (got: ${PKGS[*]})"
 done
-printf '%s\n' "${PKGS[@]}" | grep -q '^libllvm' || die "dependency resolution did not include a libllvmNN (got: ${PKGS[*]})"
+printf '%s\n' "${PKGS[@]}" | grep '^libllvm' >/dev/null || die "dependency resolution did not include a libllvmNN (got: ${PKGS[*]})"
 cand="$(apt-cache "${APT_OPTS[@]}" policy mesa-vulkan-drivers | sed -n 's/^ *Candidate: //p')"
 [ -n "$cand" ] && [ "$cand" != "(none)" ] || die "no mesa-vulkan-drivers candidate in $SUITE/$MESA_SUITE"
 case "$MESA_SUITE:$cand" in

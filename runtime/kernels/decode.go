@@ -108,22 +108,19 @@ type fusedRope struct {
 	half, cacheRows int
 }
 
-// fusedDispatch records gemv_fused's variant shader over outs (groups per
-// output unless glu: one set of groups for gate and up together; with rope,
-// gemv_norm_rope's epilogue).
-func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool, rope *fusedRope) error {
-	d := r.Device()
-	cfg := chooseGemv(d.Caps())
-	if rope != nil && cfg.NR%2 != 0 {
-		cfg.NR++ // a workgroup owns whole rotation pairs
-	}
+// fusedGrid returns the push constants of a fused mat-vec over outs (the
+// products' row counts, the workgroup boundaries G0, G1 between them, the
+// bias flags) and its grid: ⌈N_i/rows⌉ workgroups per product (none for
+// the second with glu, whose workgroups own a gate and an up row each),
+// folded into x and y.
+func fusedGrid(d *runtime.Device, shader string, outs []MatVecOut, m, k int, eps float32, rows int, glu bool) (fusedPush, [3]uint32, error) {
 	p := fusedPush{M: uint32(m), K: uint32(k), Eps: eps}
 	ns := []*uint32{&p.N0, &p.N1, &p.N2}
 	var groups [3]int
 	for i, o := range outs {
 		n := o.W.Shape()[0]
 		*ns[i] = uint32(n)
-		groups[i] = ceilDiv(n, int(cfg.NR))
+		groups[i] = ceilDiv(n, rows)
 		if o.Bias != nil {
 			p.HasBias |= 1 << i
 		}
@@ -138,7 +135,42 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 	gx := min(total, int(mc[0]))
 	gy := ceilDiv(total, gx)
 	if gy > int(mc[1]) {
-		return fmt.Errorf("%s: %d workgroups, too many for the device", shader, total)
+		return p, [3]uint32{}, fmt.Errorf("%s: %d workgroups, too many for the device", shader, total)
+	}
+	return p, [3]uint32{uint32(gx), uint32(gy), 1}, nil
+}
+
+// fusedArgs returns the 11 bindings of the fused mat-vecs (gemv_fused.comp,
+// gemv_qw.comp): x, norm, W0..W2, Bias0..Bias2, Y0..Y2; the unused slots
+// repeat the first weight or output (never read or written).
+func fusedArgs(x, norm *runtime.Tensor, outs []MatVecOut) []any {
+	w0, y0 := outs[0].W, outs[0].Y
+	args := []any{x, w0, w0, w0, w0, w0, w0, w0, y0, y0, y0}
+	if norm != nil {
+		args[1] = norm
+	}
+	for i, o := range outs {
+		args[2+i] = o.W
+		if o.Bias != nil {
+			args[5+i] = o.Bias
+		}
+		args[8+i] = o.Y
+	}
+	return args
+}
+
+// fusedDispatch records gemv_fused's variant shader over outs (groups per
+// output unless glu: one set of groups for gate and up together; with rope,
+// gemv_norm_rope's epilogue).
+func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool, rope *fusedRope) error {
+	d := r.Device()
+	cfg := chooseGemv(d.Caps())
+	if rope != nil && cfg.NR%2 != 0 {
+		cfg.NR++ // a workgroup owns whole rotation pairs
+	}
+	p, groupsXY, err := fusedGrid(d, shader, outs, m, k, eps, int(cfg.NR), glu)
+	if err != nil {
+		return err
 	}
 	vec := k%8 == 0
 	// A NORM variant keeps the normalised rows in shared memory when they
@@ -165,19 +197,7 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 	if err != nil {
 		return err
 	}
-	w0, y0 := outs[0].W, outs[0].Y
-	args := []any{x, w0, w0, w0, w0, w0, w0, w0, y0, y0, y0}
-	if norm != nil {
-		args[1] = norm
-	}
-	for i, o := range outs {
-		args[2+i] = o.W
-		if o.Bias != nil {
-			args[5+i] = o.Bias
-		}
-		args[8+i] = o.Y
-	}
-	groupsXY := [3]uint32{uint32(gx), uint32(gy), 1}
+	args := fusedArgs(x, norm, outs)
 	if rope != nil {
 		args = append(args, rope.invFreq, rope.pos)
 		return r.Dispatch(kern, groupsXY, struct {
@@ -292,23 +312,11 @@ func NormMatVecRopeKV(r *runtime.Recorder, x, norm *runtime.Tensor, eps float32,
 	if wq.Y == nil || wq.W == nil || wk.W == nil || wv.W == nil {
 		return fmt.Errorf("%s: nil q output or weight", op)
 	}
-	for _, c := range []struct {
-		what string
-		t    *runtime.Tensor
-		dt   runtime.DType
-	}{{"invFreq", invFreq, runtime.F32}, {"K cache", kCache, runtime.F16}, {"V cache", vCache, runtime.F16}, {"pos", pos, runtime.I32}} {
-		if c.t == nil {
-			return fmt.Errorf("%s: %s is nil", op, c.what)
-		}
-		if err := opDType(op, c.what, c.t, c.dt); err != nil {
-			return err
-		}
+	half, err := checkRopeInputs(op, invFreq, kCache, vCache, pos, heads, kvHeads)
+	if err != nil {
+		return err
 	}
-	half := invFreq.Len()
 	d := 2 * half
-	if half == 0 || heads <= 0 || kvHeads <= 0 {
-		return fmt.Errorf("%s: heads %d, kvHeads %d and invFreq %s (%d) must be positive", op, heads, kvHeads, invFreq.Name(), half)
-	}
 	if nq, nk, nv := wq.W.Shape()[0], wk.W.Shape()[0], wv.W.Shape()[0]; nq != heads*d || nk != kvHeads*d || nv != nk {
 		return fmt.Errorf("%s: weights %s, %s and %s have %d, %d and %d rows; want heads %d × D %d and twice kvHeads %d × D",
 			op, wq.W.Name(), wk.W.Name(), wv.W.Name(), nq, nk, nv, heads, d, kvHeads)
@@ -377,21 +385,19 @@ func RopeKV(r *runtime.Recorder, q, k, v, invFreq, kCache, vCache, pos *runtime.
 	for _, c := range []struct {
 		what string
 		t    *runtime.Tensor
-		dt   runtime.DType
-	}{{"q", q, runtime.F16}, {"k", k, runtime.F16}, {"v", v, runtime.F16}, {"invFreq", invFreq, runtime.F32},
-		{"K cache", kCache, runtime.F16}, {"V cache", vCache, runtime.F16}, {"pos", pos, runtime.I32}} {
+	}{{"q", q}, {"k", k}, {"v", v}} {
 		if c.t == nil {
 			return fmt.Errorf("%s: %s is nil", op, c.what)
 		}
-		if err := opDType(op, c.what, c.t, c.dt); err != nil {
+		if err := opDType(op, c.what, c.t, runtime.F16); err != nil {
 			return err
 		}
 	}
-	half := invFreq.Len()
-	d := 2 * half
-	if half == 0 || heads <= 0 || kvHeads <= 0 {
-		return fmt.Errorf("%s: heads %d, kvHeads %d and invFreq %s (%d) must be positive", op, heads, kvHeads, invFreq.Name(), half)
+	half, err := checkRopeInputs(op, invFreq, kCache, vCache, pos, heads, kvHeads)
+	if err != nil {
+		return err
 	}
+	d := 2 * half
 	if q.Len()%(heads*d) != 0 {
 		return fmt.Errorf("%s: q %s has %d elements, not a multiple of heads %d × D %d", op, q.Name(), q.Len(), heads, d)
 	}
@@ -474,4 +480,27 @@ func decodePlanParams(p AttnParams, maxSkv int) (AttnParams, error) {
 	pm.Q0 += maxSkv - p.Skv
 	pm.Skv = maxSkv
 	return pm, nil
+}
+
+// checkRopeInputs checks the rotation and cache operands of RopeKV and
+// NormMatVecRopeKV (invFreq f32 [D/2], the caches f16, pos i32, positive
+// head counts) and returns D/2.
+func checkRopeInputs(op string, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads int) (int, error) {
+	for _, c := range []struct {
+		what string
+		t    *runtime.Tensor
+		dt   runtime.DType
+	}{{"invFreq", invFreq, runtime.F32}, {"K cache", kCache, runtime.F16}, {"V cache", vCache, runtime.F16}, {"pos", pos, runtime.I32}} {
+		if c.t == nil {
+			return 0, fmt.Errorf("%s: %s is nil", op, c.what)
+		}
+		if err := opDType(op, c.what, c.t, c.dt); err != nil {
+			return 0, err
+		}
+	}
+	half := invFreq.Len()
+	if half == 0 || heads <= 0 || kvHeads <= 0 {
+		return 0, fmt.Errorf("%s: heads %d, kvHeads %d and invFreq %s (%d) must be positive", op, heads, kvHeads, invFreq.Name(), half)
+	}
+	return half, nil
 }

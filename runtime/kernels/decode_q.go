@@ -71,28 +71,9 @@ func fusedQDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor,
 	if k%dt.BlockElems() != 0 { // NewTensor guarantees whole blocks; stated for the kernel
 		return fmt.Errorf("%s: K=%d is not a whole number of %s blocks", shader, k, dt)
 	}
-	p := fusedPush{M: uint32(m), K: uint32(k), Eps: eps}
-	ns := []*uint32{&p.N0, &p.N1, &p.N2}
-	var groups [3]int
-	for i, o := range outs {
-		n := o.W.Shape()[0]
-		*ns[i] = uint32(n)
-		groups[i] = ceilDiv(n, int(cfg.R))
-		if o.Bias != nil {
-			p.HasBias |= 1 << i
-		}
-	}
-	if glu {
-		groups[1] = 0
-	}
-	p.G0 = uint32(groups[0])
-	p.G1 = uint32(groups[0] + groups[1])
-	total := groups[0] + groups[1] + groups[2]
-	mc := d.Info().MaxWorkgroupCount
-	gx := min(total, int(mc[0]))
-	gy := ceilDiv(total, gx)
-	if gy > int(mc[1]) {
-		return fmt.Errorf("%s: %d workgroups, too many for the device", shader, total)
+	p, grid, err := fusedGrid(d, shader, outs, m, k, eps, int(cfg.R), glu)
+	if err != nil {
+		return err
 	}
 	// The normalised rows stay in shared memory when they fit beside the
 	// reduction's buffer (up to 32 KiB: M·K ≤ 16384); else each product
@@ -115,17 +96,6 @@ func fusedQDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor,
 	if err != nil {
 		return err
 	}
-	w0, y0 := outs[0].W, outs[0].Y
-	args := []any{x, w0, w0, w0, w0, w0, w0, w0, y0, y0, y0}
-	if norm != nil {
-		args[1] = norm
-	}
-	for i, o := range outs {
-		args[2+i] = o.W
-		if o.Bias != nil {
-			args[5+i] = o.Bias
-		}
-		args[8+i] = o.Y
-	}
-	return r.Dispatch(kern, [3]uint32{uint32(gx), uint32(gy), 1}, p, args...)
+	args := fusedArgs(x, norm, outs)
+	return r.Dispatch(kern, grid, p, args...)
 }
