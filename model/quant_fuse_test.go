@@ -6,7 +6,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/shareprefill/shareprefill/internal/ggufwrite"
 	"github.com/shareprefill/shareprefill/model"
 	"github.com/shareprefill/shareprefill/model/gguf"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
@@ -25,26 +24,7 @@ import (
 func TestDecodeFusedQuantMix(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	cfg := model.Config{Architecture: model.ArchLlama, HiddenSize: 256, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
-		IntermediateSize: 512, VocabSize: 300, MaxPositionEmbeddings: 256, RMSNormEps: 1e-5, RopeTheta: 10000,
-		BOSTokenID: 1, EOSTokenIDs: []int{2}, TorchDType: "float32"}
-	dir := t.TempDir()
-	if err := model.WriteRandomCheckpoint(dir, cfg, int64(rng.Uint32())); err != nil {
-		t.Fatal(err)
-	}
-	src, err := model.OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mcfg, err := model.LoadConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := ggufwrite.FromCheckpoint(src, mcfg, gguf.F16)
-	src.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, w := randomMixSource(t, rng)
 	mix := map[string]gguf.Type{"token_embd.weight": gguf.Q4_K, "output.weight": gguf.Q6_K}
 	for l := range cfg.NumLayers {
 		for s, typ := range map[string]gguf.Type{"attn_q": gguf.Q4_K, "attn_k": gguf.Q4_K, "attn_v": gguf.Q6_K,
@@ -54,7 +34,7 @@ func TestDecodeFusedQuantMix(t *testing.T) {
 	}
 	mix["blk.1.ffn_up.weight"] = gguf.Q8_0
 	shapes := map[string][]int{}
-	for _, s := range mcfg.ExpectedTensors() {
+	for _, s := range cfg.ExpectedTensors() {
 		shapes[s.Name] = s.Shape
 	}
 	for name, typ := range mix {

@@ -75,26 +75,7 @@ func f16ExactQ4K(b []byte) {
 func TestEngineQuantMix(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	cfg := model.Config{Architecture: model.ArchLlama, HiddenSize: 256, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
-		IntermediateSize: 512, VocabSize: 300, MaxPositionEmbeddings: 256, RMSNormEps: 1e-5, RopeTheta: 10000,
-		BOSTokenID: 1, EOSTokenIDs: []int{2}, TorchDType: "float32"}
-	dir := t.TempDir()
-	if err := model.WriteRandomCheckpoint(dir, cfg, int64(rng.Uint32())); err != nil {
-		t.Fatal(err)
-	}
-	src, err := model.OpenCheckpoint(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mcfg, err := model.LoadConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := ggufwrite.FromCheckpoint(src, mcfg, gguf.F16)
-	src.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, w := randomMixSource(t, rng)
 	mix := map[string]gguf.Type{"token_embd.weight": gguf.Q4_K, "output.weight": gguf.Q6_K}
 	for l := range cfg.NumLayers {
 		for s, typ := range map[string]gguf.Type{"attn_q": gguf.Q4_K, "attn_k": gguf.Q5_K, "attn_v": gguf.Q6_K,
@@ -103,7 +84,7 @@ func TestEngineQuantMix(t *testing.T) {
 		}
 	}
 	shapes := map[string][]int{}
-	for _, s := range mcfg.ExpectedTensors() {
+	for _, s := range cfg.ExpectedTensors() {
 		shapes[s.Name] = s.Shape
 	}
 	for name, typ := range mix {
@@ -187,4 +168,33 @@ func relMax(a, b []float32) float64 {
 		return math.Inf(1)
 	}
 	return num / den
+}
+
+// randomMixSource writes a random 2-layer GQA Llama checkpoint (hidden 256,
+// 4 heads over 2 KV heads of 64, vocabulary 300) and returns its config as
+// loaded back and an f16 GGUF writer of it, whose tensors the mixed-type
+// tests re-type.
+func randomMixSource(t *testing.T, rng *rand.Rand) (*model.Config, *ggufwrite.Writer) {
+	t.Helper()
+	cfg := model.Config{Architecture: model.ArchLlama, HiddenSize: 256, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, HeadDim: 64,
+		IntermediateSize: 512, VocabSize: 300, MaxPositionEmbeddings: 256, RMSNormEps: 1e-5, RopeTheta: 10000,
+		BOSTokenID: 1, EOSTokenIDs: []int{2}, TorchDType: "float32"}
+	dir := t.TempDir()
+	if err := model.WriteRandomCheckpoint(dir, cfg, int64(rng.Uint32())); err != nil {
+		t.Fatal(err)
+	}
+	src, err := model.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	mcfg, err := model.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ggufwrite.FromCheckpoint(src, mcfg, gguf.F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mcfg, w
 }
