@@ -51,7 +51,7 @@ func main() {
 	fs.StringVar(&c.run.Model, "model", "", "Hugging Face model directory (default: the embedded stories260K)")
 	fs.StringVar(&c.run.Attn, "attn", "share", "planner: share, flex, vs or dense")
 	fs.StringVar(&c.run.Clusters, "clusters", "", "SharePrefill cluster file for --attn share (default for the embedded model: head h of every layer in one cluster; for other models none: every head alone)")
-	fs.StringVar(&c.run.Preset, "preset", "release", "SharePrefill preset: paper or release")
+	fs.StringVar(&c.run.Preset, "preset", "release", "SharePrefill preset: paper or release, optionally with overrides, e.g. paper:gamma=0.985 (the knobs: shareprefill run -h)")
 	fs.IntVar(&c.run.Block, "block", 32, "block size in tokens (a power of two ≥ 8)")
 	fs.StringVar(&c.run.Prompt, "prompt", "Once upon a time.", "prompt (padded with a short story to --tokens)")
 	fs.IntVar(&c.run.Tokens, "tokens", 400, "pad the prompt to about this many tokens (0: as given)")

@@ -280,7 +280,7 @@ func modelFlags(fs *flag.FlagSet) (model, device, clusters, preset *string) {
 	return fs.String("model", "", "Hugging Face model directory (required; `bench gen-model` writes random-weight ones)"),
 		fs.String("device", "", "Vulkan device index or name"),
 		fs.String("clusters", "", "SharePrefill cluster file (method share)"),
-		fs.String("preset", "", "SharePrefill preset: paper or release (default: the library's)")
+		fs.String("preset", "", "SharePrefill preset: paper or release, optionally with overrides, e.g. paper:gamma=0.985 (default: the library's)")
 }
 
 // quantizeFlag adds --quantize to a model benchmark.
@@ -296,7 +296,7 @@ func checkBenchInputs(mp harness.ModelParams, out outFlags, inputs ...outpath.Na
 	}
 	if mp.Preset != "" {
 		if _, err := share.Preset(mp.Preset); err != nil {
-			return usageError{fmt.Sprintf("--preset %q: want paper or release", mp.Preset)}
+			return usageError{fmt.Sprintf("--preset %q: want paper or release, optionally with :knob=value overrides (%v)", mp.Preset, err)}
 		}
 	}
 	inputs = append(inputs, outpath.Named{Flag: "--clusters", Path: mp.Clusters})

@@ -56,7 +56,7 @@ func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 	fs.Uint64Var(&o.gen.Seed, "seed", 42, "sampling seed (the same seed gives the same text)")
 	fs.StringVar(&o.attn, "attn", "dense", "prefill attention: dense, vs, flex or share")
 	fs.StringVar(&o.clusters, "clusters", "", "SharePrefill cluster file (--attn share)")
-	fs.StringVar(&o.preset, "preset", "paper", "SharePrefill preset: paper or release")
+	fs.StringVar(&o.preset, "preset", "paper", "SharePrefill preset: paper or release, optionally with overrides, e.g. paper:gamma=0.985 (knobs: "+strings.Join(share.PresetKnobs, ", ")+")")
 	fs.StringVar(&o.device, "device", "", "Vulkan device index or name (default: SHAREPREFILL_DEVICE or the best GPU)")
 	fs.IntVar(&o.context, "context", 0, "context length in tokens (0: the model's, capped at 8192)")
 	fs.BoolVar(&o.gen.Chat, "chat", false, "wrap the prompt in the model's chat format (Llama 3 or ChatML)")
@@ -102,7 +102,7 @@ func parseRunFlags(args []string, help io.Writer) (*runOptions, error) {
 		return bad("--system needs --chat")
 	}
 	if _, err := share.Preset(o.preset); err != nil {
-		return bad("--preset %q: want paper or release", o.preset)
+		return bad("--preset %q: want paper or release, optionally with :knob=value overrides (%v)", o.preset, err)
 	}
 	if _, err := model.ParseQuantization(o.quantize); err != nil {
 		return bad("--quantize: %v", err)
