@@ -9,7 +9,6 @@ import (
 
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/kernels"
-	"github.com/x448/float16"
 )
 
 // LlamaCppMatVecShapes are the weight shapes of llama.cpp's
@@ -83,27 +82,7 @@ func randomBlocks(rng *rand.Rand, dt runtime.DType, b []byte) {
 	for i := 0; i+8 <= len(b); i += 8 {
 		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
 	}
-	f16 := func(lo float64, signed bool) uint16 {
-		v := lo * (1 + 7*rng.Float64())
-		if signed && rng.IntN(2) == 1 {
-			v = -v
-		}
-		return float16.Fromfloat32(float32(v)).Bits()
-	}
-	const scale = 1.0 / 64
-	bb := dt.BlockBytes()
-	for off := 0; off+bb <= len(b); off += bb {
-		blk := b[off : off+bb]
-		switch dt {
-		case runtime.Q8_0, runtime.Q4_0, runtime.Q5_0:
-			binary.LittleEndian.PutUint16(blk, f16(scale/8, true))
-		case runtime.Q4_K, runtime.Q5_K:
-			binary.LittleEndian.PutUint16(blk, f16(scale/8, true))
-			binary.LittleEndian.PutUint16(blk[2:], f16(scale/16, false))
-		case runtime.Q6_K:
-			binary.LittleEndian.PutUint16(blk[208:], f16(scale/8, true))
-		}
-	}
+	dt.RandomizeScales(rng, b, 1.0/64)
 }
 
 // uploadWeight fills the [N, K] weight w of type dt: f16 from the pool,

@@ -14,7 +14,6 @@
 package quantref
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 
@@ -121,25 +120,6 @@ func RandomBlocks(rng *rand.Rand, dt runtime.DType, rows, cols int, scale float6
 	for i := range b {
 		b[i] = byte(rng.Uint32())
 	}
-	f16 := func(lo float64, signed bool) uint16 {
-		v := lo * (1 + 7*rng.Float64()) // [lo, 8·lo)
-		if signed && rng.IntN(2) == 1 {
-			v = -v
-		}
-		return float16.Fromfloat32(float32(v)).Bits()
-	}
-	bb := dt.BlockBytes()
-	for off := 0; off < len(b); off += bb {
-		blk := b[off : off+bb]
-		switch dt {
-		case runtime.Q8_0, runtime.Q4_0, runtime.Q5_0:
-			binary.LittleEndian.PutUint16(blk, f16(scale/8, true))
-		case runtime.Q4_K, runtime.Q5_K:
-			binary.LittleEndian.PutUint16(blk, f16(scale/8, true))
-			binary.LittleEndian.PutUint16(blk[2:], f16(scale/16, false))
-		case runtime.Q6_K:
-			binary.LittleEndian.PutUint16(blk[208:], f16(scale/8, true))
-		}
-	}
+	dt.RandomizeScales(rng, b, scale)
 	return b, nil
 }
