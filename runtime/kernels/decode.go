@@ -42,7 +42,7 @@ func MatVecFusable(d *runtime.Device, ws ...*runtime.Tensor) bool {
 			if w.Bytes() > limit || !slices.Contains(QuantTypes(d), dt) {
 				return false
 			}
-			if c, err := chooseGemvQ(d, dt, w.Shape()[0]); err != nil || c.Variant != gemvQWide {
+			if c, err := chooseGemvQ(d, dt); err != nil || c.Variant != gemvQWide {
 				return false
 			}
 		default:

@@ -44,20 +44,16 @@ func groupByType(outs []MatVecOut) [][]MatVecOut {
 // fusedQDispatch records the fused quantized variant shader over outs (of
 // one type; workgroups per output unless glu: one set of workgroups for
 // gate and up together), with the wide kernel's workgroup size and rows
-// per workgroup (chooseGemvQ for the dispatch's rows).
+// per workgroup (chooseGemvQ).
 func fusedQDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool) error {
 	d := r.Device()
 	dt := outs[0].W.DType()
-	rows := 0
-	for i, o := range outs {
+	for _, o := range outs {
 		if o.W.DType() != dt {
 			return fmt.Errorf("%s: weight %s is %s, weight %s %s: one dispatch takes one type", shader, outs[0].W.Name(), dt, o.W.Name(), o.W.DType())
 		}
-		if !glu || i == 0 {
-			rows += o.W.Shape()[0]
-		}
 	}
-	cfg, err := chooseGemvQ(d, dt, rows)
+	cfg, err := chooseGemvQ(d, dt)
 	if err != nil {
 		return err
 	}

@@ -165,15 +165,14 @@ type gemvQCfg struct {
 	Subgroup bool   // subgroupAdd reduction
 }
 
-// String names the kernel for reports: "wide wg64/r4".
+// String names the kernel for reports: "wide wg64/r2".
 func (c gemvQCfg) String() string { return fmt.Sprintf("%s wg%d/r%d", c.Variant, c.WG, c.R) }
 
-// chooseGemvQ picks the quantized mat-vec kernel for an [N, K] weight of
-// type dt on dev: the device's Tuning.GemvQ where set, else the wide kernel
-// for its types (quantWideTypes) with 64 invocations and 2 rows per
-// workgroup, else the reference kernel. N is the weight's row count (the
-// choice does not depend on it today).
-func chooseGemvQ(dev *runtime.Device, dt runtime.DType, N int) (gemvQCfg, error) {
+// chooseGemvQ picks the quantized mat-vec kernel for a weight of type dt
+// on dev: the device's Tuning.GemvQ where set, else the wide kernel for its
+// types (quantWideTypes) with 64 invocations and 2 rows per workgroup, else
+// the reference kernel.
+func chooseGemvQ(dev *runtime.Device, dt runtime.DType) (gemvQCfg, error) {
 	tb, err := tablesOf(dev)
 	if err != nil {
 		return gemvQCfg{}, fmt.Errorf("matvec: %w", err)
@@ -205,10 +204,10 @@ func chooseGemvQ(dev *runtime.Device, dt runtime.DType, N int) (gemvQCfg, error)
 
 // QuantMatVecKernel describes the kernel MatMul and MatVec use on dev for
 // m ≤ GEMVMaxM rows of x and an [n, k] weight of block-quantized type dt,
-// for reports: "wide wg64/r4" or "registers wg128/r2" (variant, workgroup
+// for reports: "wide wg64/r2" or "registers wg128/r2" (variant, workgroup
 // size, rows of the weight per workgroup), or "error: …".
 func QuantMatVecKernel(dev *runtime.Device, dt runtime.DType, m, n, k int) string {
-	c, err := chooseGemvQ(dev, dt, n)
+	c, err := chooseGemvQ(dev, dt)
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -218,7 +217,7 @@ func QuantMatVecKernel(dev *runtime.Device, dt runtime.DType, m, n, k int) strin
 // matVecQuant records y = x·Wᵀ (+ bias) for a block-quantized w with the
 // quantized matrix-vector kernel chooseGemvQ picks.
 func matVecQuant(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
-	cfg, err := chooseGemvQ(r.Device(), w.DType(), s.N)
+	cfg, err := chooseGemvQ(r.Device(), w.DType())
 	if err != nil {
 		return err
 	}
