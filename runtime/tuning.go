@@ -49,7 +49,24 @@ type Tuning struct {
 	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
 	// value: automatic.
 	GemvQ GemvQ
+	// Gemv replaces the f16 mat-vec kernels' workgroup shape (gemv.comp,
+	// gemv_fused.comp): WG invocations (a power of two) and Rows rows of
+	// the weight per workgroup (SHAREPREFILL_GEMV=WG[,R]). Zero fields are
+	// automatic.
+	Gemv Gemv
+	// DecodeSplitGroups is the workgroup count the split-KV decode
+	// attention aims at (SHAREPREFILL_DECODE_SPLIT): fewer, longer splits
+	// below the default, more and shorter above it. 0: automatic.
+	DecodeSplitGroups int
 }
+
+// maxDecodeSplitGroups bounds Tuning.DecodeSplitGroups.
+const maxDecodeSplitGroups = 1 << 16
+
+// Gemv is the workgroup shape of the f16 mat-vec kernels: WG invocations
+// (a power of two, 8 … 1024) and Rows rows of the weight per workgroup
+// (1 … 8). Zero fields are automatic.
+type Gemv struct{ WG, Rows uint32 }
 
 // GemvQ is a quantized mat-vec kernel: Variant "wide" (Q8_0, Q4_K, Q5_K
 // and Q6_K weights only) or "registers" (the reference kernel, every
@@ -181,6 +198,36 @@ func (t *Tuning) fromEnv() error {
 			t.GemvQ = g
 		}
 	}
+	if t.Gemv == (Gemv{}) {
+		v, err := envUints("SHAREPREFILL_GEMV", "WG[,R]", 1, []uint32{0, 0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			t.Gemv = Gemv{WG: v[0], Rows: v[1]}
+			if err := t.Gemv.check(); err != nil {
+				return fmt.Errorf("SHAREPREFILL_GEMV=%q: %w", os.Getenv("SHAREPREFILL_GEMV"), err)
+			}
+		}
+	}
+	if err := t.Gemv.check(); err != nil {
+		return fmt.Errorf("Tuning.Gemv: %w", err)
+	}
+	if t.DecodeSplitGroups == 0 {
+		v, err := envUints("SHAREPREFILL_DECODE_SPLIT", "GROUPS", 1, []uint32{0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			if v[0] > maxDecodeSplitGroups {
+				return fmt.Errorf("SHAREPREFILL_DECODE_SPLIT=%d: want 0 (automatic) … %d", v[0], maxDecodeSplitGroups)
+			}
+			t.DecodeSplitGroups = int(v[0])
+		}
+	}
+	if t.DecodeSplitGroups < 0 || t.DecodeSplitGroups > maxDecodeSplitGroups {
+		return fmt.Errorf("Tuning.DecodeSplitGroups %d: want 0 (automatic) … %d", t.DecodeSplitGroups, maxDecodeSplitGroups)
+	}
 	if t.EstBlocksPerGroup == 0 {
 		v, err := envUints("SHAREPREFILL_EST_KPW", "KPW", 1, []uint32{0})
 		if err != nil {
@@ -214,6 +261,18 @@ func envUints(name, form string, min int, defaults []uint32) ([]uint32, error) {
 		v[i] = uint32(n)
 	}
 	return v, nil
+}
+
+// check reports a workgroup size that is not a power of two in 8 … 1024
+// or a row count above 8.
+func (g Gemv) check() error {
+	if g.WG != 0 && (g.WG < 8 || g.WG > 1024 || g.WG&(g.WG-1) != 0) {
+		return fmt.Errorf("workgroup size WG=%d: want a power of two in 8…1024", g.WG)
+	}
+	if g.Rows > 8 {
+		return fmt.Errorf("rows R=%d: want 1…8", g.Rows)
+	}
+	return nil
 }
 
 // ParseAttnTiles parses "BR,BC[,RF[,KIND[,FOLD]]]", the form of

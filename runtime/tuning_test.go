@@ -20,6 +20,8 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
 	t.Setenv("SHAREPREFILL_GEMVQ", "wide,128,2")
 	t.Setenv("SHAREPREFILL_DECODE_ATTN", "scalar")
+	t.Setenv("SHAREPREFILL_GEMV", "64")
+	t.Setenv("SHAREPREFILL_DECODE_SPLIT", "96")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -31,6 +33,8 @@ func TestTuningFromEnv(t *testing.T) {
 		EstBlocksPerGroup: 3,
 		GemvQ:             runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
 		DecodeAttnScalar:  true,
+		Gemv:              runtime.Gemv{WG: 64},
+		DecodeSplitGroups: 96,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -73,6 +77,11 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_GEMVQ", "wide,64,2,1"},
 		{"SHAREPREFILL_GEMVQ", "registers,64"},
 		{"SHAREPREFILL_DECODE_ATTN", "splitkv"},
+		{"SHAREPREFILL_GEMV", "96"},
+		{"SHAREPREFILL_GEMV", "64,9"},
+		{"SHAREPREFILL_GEMV", "64,2,1"},
+		{"SHAREPREFILL_DECODE_SPLIT", "x"},
+		{"SHAREPREFILL_DECODE_SPLIT", "100000"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)

@@ -53,8 +53,7 @@ layout(constant_id = 2) const bool VEC = false;
 layout(constant_id = 3) const bool SUBGROUP = false;
 layout(constant_id = 4) const uint XS = 1;       // NORM, XSH: shared uvec4 slots (>= M*K/8)
 layout(constant_id = 5) const bool XSH = false;  // NORM: xn in shared memory (needs VEC)
-
-#define MMAX 4
+layout(constant_id = 6) const uint MMAX = 4;     // rows of x: pc.M must equal it (1 … 4)
 const uint WG = gl_WorkGroupSize.x;
 
 #ifdef GLU

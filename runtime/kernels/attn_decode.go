@@ -26,7 +26,7 @@ const (
 	decMinKeys, decMaxKeys = 64, 1024
 	// decTargetGroups is the workgroup count attn_decode aims at: splits
 	// grow past decMinKeys keys only when a KV head would have more than
-	// decTargetGroups/Hkv of them.
+	// decTargetGroups/Hkv of them. Tuning.DecodeSplitGroups replaces it.
 	decTargetGroups = 256
 )
 
@@ -66,7 +66,7 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 	if p.Causal {
 		kend = min(p.Skv, p.Q0+p.Sq)
 	}
-	kps := decSplitKeys(kend, p.Hkv)
+	kps := decSplitKeys(kend, p.Hkv, decTarget(dev))
 	kc := decMinKeys
 	for kc < min(kps, decMaxKeys) && fits(2*kc, rb) {
 		kc *= 2
@@ -78,14 +78,23 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 
 // decSplitKeys is attn_decode's split length for kend keys: the smallest
 // power of two from decMinKeys that gives each of hkv KV heads at most
-// decTargetGroups/hkv splits.
-func decSplitKeys(kend, hkv int) int {
-	want := max(1, decTargetGroups/hkv)
+// target/hkv splits.
+func decSplitKeys(kend, hkv, target int) int {
+	want := max(1, target/hkv)
 	kps := decMinKeys
 	for kps*want < kend {
 		kps *= 2
 	}
 	return kps
+}
+
+// decTarget is the workgroup count attn_decode aims at on dev:
+// Tuning.DecodeSplitGroups where set, else decTargetGroups.
+func decTarget(dev *runtime.Device) int {
+	if g := dev.Tuning().DecodeSplitGroups; g > 0 {
+		return g
+	}
+	return decTargetGroups
 }
 
 // decSplitMaxSplits is the most attn_decode splits any cache of up to
@@ -94,7 +103,7 @@ func decSplitKeys(kend, hkv int) int {
 // to k·(decTargetGroups/Hkv) keys, so the lengths' longest caches are the
 // candidates.
 func decSplitMaxSplits(dev *runtime.Device, p AttnParams) int {
-	want := max(1, decTargetGroups/p.Hkv)
+	want := max(1, decTarget(dev)/p.Hkv)
 	most := 0
 	for k := decMinKeys; ; k *= 2 {
 		q := p

@@ -164,7 +164,7 @@ func fusedArgs(x, norm *runtime.Tensor, outs []MatVecOut) []any {
 // gemv_norm_rope's epilogue).
 func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, eps float32, outs []MatVecOut, m, k int, glu bool, rope *fusedRope) error {
 	d := r.Device()
-	cfg := chooseGemv(d.Caps())
+	cfg := chooseGemv(d)
 	if rope != nil && cfg.NR%2 != 0 {
 		cfg.NR++ // a workgroup owns whole rotation pairs
 	}
@@ -173,22 +173,25 @@ func fusedDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor, 
 		return err
 	}
 	vec := k%8 == 0
+	nw := 1 // weight matrices a workgroup reads
+	if glu {
+		nw = 2
+	}
+	if err := gemvFits(shader, d, cfg, nw, m, 0); err != nil {
+		return err
+	}
 	// A NORM variant keeps the normalised rows in shared memory when they
 	// fit beside the reduction's buffer (up to 32 KiB: M·K ≤ 16384).
 	xs, xsh := uint32(1), false
 	if norm != nil && vec {
-		nw := uint32(1)
-		if glu {
-			nw = 2
-		}
-		red := nw * cfg.NR * gemvRows * cfg.WG * 4
+		red := uint32(nw*m) * cfg.NR * cfg.WG * 4
 		if b := uint32(m * k * 2); b <= 32<<10 && red+b+512 <= d.Caps().MaxSharedMemory {
 			xs, xsh = uint32(m*k/8), true
 		}
 	}
 	desc := runtime.KernelDesc{
 		Shader: shader, Bindings: 11, ReadOnly: 0xff, PushSize: 36,
-		Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup), xs, b2u(xsh)},
+		Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup), xs, b2u(xsh), uint32(m)},
 	}
 	if rope != nil {
 		desc.Bindings, desc.ReadOnly, desc.PushSize = 13, 0xff|0b11<<11, 44

@@ -3,6 +3,8 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -32,9 +34,13 @@ func refNormMatVec(x, nw, w, b []float32, m, n, k int) []float64 {
 	return y
 }
 
+// fusedShape is a decode shape: M rows, K inputs, the N of up to three
+// matrices.
+type fusedShape struct{ M, K, N0, N1, N2 int }
+
 // fusedShapes are awkward decode shapes: M rows, K inputs (multiples of 8
 // take the 16-byte path), and the N of up to three matrices.
-var fusedShapes = []struct{ M, K, N0, N1, N2 int }{
+var fusedShapes = []fusedShape{
 	{1, 3, 1, 0, 0}, {1, 64, 130, 7, 7}, {2, 100, 5, 65, 0}, {3, 136, 65, 17, 17},
 	{4, 257, 3, 130, 1}, {4, 8, 2, 2, 2}, {1, 512, 512, 128, 128},
 }
@@ -47,42 +53,49 @@ func TestNormMatVec(t *testing.T) {
 	rng := gputest.Rand(t)
 	for i, s := range fusedShapes {
 		for _, ydt := range []runtime.DType{runtime.F16, runtime.F32} {
-			xv := gputest.Normal(rng, s.M*s.K, 2)
-			nv := gputest.Normal(rng, s.K, 1)
-			x := shaped(t, d, runtime.F32, xv, s.M, s.K)
-			nw := shaped(t, d, runtime.F32, nv, s.K)
-			var outs []MatVecOut
-			var wants [][]float64
-			for j, n := range []int{s.N0, s.N1, s.N2} {
-				if n == 0 {
-					continue
-				}
-				wv := runtime.RoundF16(gputest.Normal(rng, n*s.K, 1/math.Sqrt(float64(s.K))))
-				var bv []float32
-				o := MatVecOut{W: shaped(t, d, runtime.F16, wv, n, s.K), Y: shaped(t, d, ydt, nil, s.M, n)}
-				if (i+j)%2 == 0 {
-					bv = gputest.Normal(rng, n, 0.5)
-					o.Bias = shaped(t, d, runtime.F32, bv, n)
-				}
-				outs = append(outs, o)
-				wants = append(wants, refNormMatVec(xv, nv, wv, bv, s.M, n, s.K))
+			checkNormMatVec(t, d, rng, s, ydt, i%2 == 0)
+		}
+	}
+}
+
+// checkNormMatVec runs NormMatVec on shape s (biases on every other matrix,
+// starting with the first when bias0) against the float64 reference.
+func checkNormMatVec(t *testing.T, d *runtime.Device, rng *rand.Rand, s fusedShape, ydt runtime.DType, bias0 bool) {
+	t.Helper()
+	xv := gputest.Normal(rng, s.M*s.K, 2)
+	nv := gputest.Normal(rng, s.K, 1)
+	x := shaped(t, d, runtime.F32, xv, s.M, s.K)
+	nw := shaped(t, d, runtime.F32, nv, s.K)
+	var outs []MatVecOut
+	var wants [][]float64
+	for j, n := range []int{s.N0, s.N1, s.N2} {
+		if n == 0 {
+			continue
+		}
+		wv := runtime.RoundF16(gputest.Normal(rng, n*s.K, 1/math.Sqrt(float64(s.K))))
+		var bv []float32
+		o := MatVecOut{W: shaped(t, d, runtime.F16, wv, n, s.K), Y: shaped(t, d, ydt, nil, s.M, n)}
+		if (j%2 == 0) == bias0 {
+			bv = gputest.Normal(rng, n, 0.5)
+			o.Bias = shaped(t, d, runtime.F32, bv, n)
+		}
+		outs = append(outs, o)
+		wants = append(wants, refNormMatVec(xv, nv, wv, bv, s.M, n, s.K))
+	}
+	name := fmt.Sprintf("M=%d K=%d N=%d/%d/%d y=%s", s.M, s.K, s.N0, s.N1, s.N2, ydt)
+	if err := d.Run(func(r *runtime.Recorder) error {
+		for _, o := range outs {
+			if err := Poison(r, o.Y); err != nil {
+				return err
 			}
-			name := fmt.Sprintf("M=%d K=%d N=%d/%d/%d y=%s", s.M, s.K, s.N0, s.N1, s.N2, ydt)
-			if err := d.Run(func(r *runtime.Recorder) error {
-				for _, o := range outs {
-					if err := Poison(r, o.Y); err != nil {
-						return err
-					}
-				}
-				return NormMatVec(r, x, nw, 1e-5, outs...)
-			}); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			for j, o := range outs {
-				if e := gputest.RelErr(download(t, o.Y), wants[j]); !(e <= normTol(ydt)) {
-					t.Errorf("%s: output %d: relative error %.3g > %.3g", name, j, e, normTol(ydt))
-				}
-			}
+		}
+		return NormMatVec(r, x, nw, 1e-5, outs...)
+	}); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	for j, o := range outs {
+		if e := gputest.RelErr(download(t, o.Y), wants[j]); !(e <= normTol(ydt)) {
+			t.Errorf("%s: output %d: relative error %.3g > %.3g", name, j, e, normTol(ydt))
 		}
 	}
 }
@@ -93,33 +106,66 @@ func TestNormMatVecSwiGLU(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, s := range fusedShapes {
-		f := s.N0
-		xv := gputest.Normal(rng, s.M*s.K, 2)
-		nv := gputest.Normal(rng, s.K, 1)
-		gv := runtime.RoundF16(gputest.Normal(rng, f*s.K, 2/math.Sqrt(float64(s.K))))
-		uv := runtime.RoundF16(gputest.Normal(rng, f*s.K, 1/math.Sqrt(float64(s.K))))
-		x := shaped(t, d, runtime.F32, xv, s.M, s.K)
-		nw := shaped(t, d, runtime.F32, nv, s.K)
-		wg := shaped(t, d, runtime.F16, gv, f, s.K)
-		wu := shaped(t, d, runtime.F16, uv, f, s.K)
-		act := shaped(t, d, runtime.F16, nil, s.M, f)
-		g := refNormMatVec(xv, nv, gv, nil, s.M, f, s.K)
-		u := refNormMatVec(xv, nv, uv, nil, s.M, f, s.K)
-		want := make([]float64, len(g))
-		for i := range want {
-			want[i] = RefSiLU(g[i]) * u[i]
+		checkSwiGLU(t, d, rng, s)
+	}
+}
+
+// checkSwiGLU runs NormMatVecSwiGLU on shape s (F = s.N0) against the
+// float64 reference.
+func checkSwiGLU(t *testing.T, d *runtime.Device, rng *rand.Rand, s fusedShape) {
+	t.Helper()
+	f := s.N0
+	xv := gputest.Normal(rng, s.M*s.K, 2)
+	nv := gputest.Normal(rng, s.K, 1)
+	gv := runtime.RoundF16(gputest.Normal(rng, f*s.K, 2/math.Sqrt(float64(s.K))))
+	uv := runtime.RoundF16(gputest.Normal(rng, f*s.K, 1/math.Sqrt(float64(s.K))))
+	x := shaped(t, d, runtime.F32, xv, s.M, s.K)
+	nw := shaped(t, d, runtime.F32, nv, s.K)
+	wg := shaped(t, d, runtime.F16, gv, f, s.K)
+	wu := shaped(t, d, runtime.F16, uv, f, s.K)
+	act := shaped(t, d, runtime.F16, nil, s.M, f)
+	g := refNormMatVec(xv, nv, gv, nil, s.M, f, s.K)
+	u := refNormMatVec(xv, nv, uv, nil, s.M, f, s.K)
+	want := make([]float64, len(g))
+	for i := range want {
+		want[i] = RefSiLU(g[i]) * u[i]
+	}
+	if err := d.Run(func(r *runtime.Recorder) error {
+		if err := Poison(r, act); err != nil {
+			return err
 		}
-		if err := d.Run(func(r *runtime.Recorder) error {
-			if err := Poison(r, act); err != nil {
-				return err
+		return NormMatVecSwiGLU(r, act, x, nw, 1e-5, wg, wu)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if e := gputest.RelErr(download(t, act), want); !(e <= mmTol(runtime.F16)) {
+		t.Errorf("M=%d K=%d F=%d: relative error %.3g > %.3g", s.M, s.K, f, e, mmTol(runtime.F16))
+	}
+}
+
+// TestGemvTuned: the f16 mat-vec kernels under other workgroup shapes
+// (Tuning.Gemv, SHAREPREFILL_GEMV) against the float64 references, and a
+// shape whose reduction buffer does not fit shared memory is an error
+// naming the knob.
+func TestGemvTuned(t *testing.T) {
+	rng := gputest.Rand(t)
+	for _, g := range []runtime.Gemv{{WG: 32, Rows: 3}, {WG: 64, Rows: 1}, {WG: 256, Rows: 2}} {
+		t.Run(fmt.Sprintf("WG=%d,R=%d", g.WG, g.Rows), func(t *testing.T) {
+			d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{Gemv: g}})
+			for i, s := range []fusedShape{{3, 136, 65, 17, 17}, {1, 512, 130, 7, 7}, {4, 257, 3, 130, 1}} {
+				checkNormMatVec(t, d, rng, s, runtime.F16, i%2 == 0)
+				checkSwiGLU(t, d, rng, s)
 			}
-			return NormMatVecSwiGLU(r, act, x, nw, 1e-5, wg, wu)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if e := gputest.RelErr(download(t, act), want); !(e <= mmTol(runtime.F16)) {
-			t.Errorf("M=%d K=%d F=%d: relative error %.3g > %.3g", s.M, s.K, f, e, mmTol(runtime.F16))
-		}
+		})
+	}
+	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{Gemv: runtime.Gemv{WG: 1024, Rows: 8}}})
+	x := shaped(t, d, runtime.F32, nil, 4, 64)
+	nw := shaped(t, d, runtime.F32, gputest.Normal(rng, 64, 1), 64)
+	w := shaped(t, d, runtime.F16, nil, 8, 64)
+	act := shaped(t, d, runtime.F16, nil, 4, 8)
+	err := d.Run(func(r *runtime.Recorder) error { return NormMatVecSwiGLU(r, act, x, nw, 1e-5, w, w) })
+	if err == nil || !strings.Contains(err.Error(), "SHAREPREFILL_GEMV") {
+		t.Errorf("WG 1024 × rows 8: error %v, want one naming SHAREPREFILL_GEMV", err)
 	}
 }
 

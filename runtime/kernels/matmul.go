@@ -72,8 +72,35 @@ type gemvCfg struct {
 	Subgroup bool
 }
 
-func chooseGemv(caps runtime.Caps) gemvCfg {
+// gemvDefault is the f16 mat-vec shape without tuning: 128 invocations
+// and two weight rows per workgroup.
+func gemvDefault(caps runtime.Caps) gemvCfg {
 	return gemvCfg{WG: 128, NR: 2, Subgroup: caps.SubgroupArithmetic}
+}
+
+// chooseGemv is gemvDefault with the device's Tuning.Gemv fields that are
+// set (SHAREPREFILL_GEMV).
+func chooseGemv(dev *runtime.Device) gemvCfg {
+	c := gemvDefault(dev.Caps())
+	if tu := dev.Tuning().Gemv; tu.WG != 0 {
+		c.WG = tu.WG
+	}
+	if tu := dev.Tuning().Gemv; tu.Rows != 0 {
+		c.NR = tu.Rows
+	}
+	return c
+}
+
+// gemvFits reports an error when a mat-vec workgroup's reduction buffer
+// (nw matrices × NR rows × m rows of x × WG floats) and extra bytes of
+// shared memory do not fit the device: only a tuned shape can do that.
+func gemvFits(op string, dev *runtime.Device, cfg gemvCfg, nw, m, extra int) error {
+	need := nw*int(cfg.NR)*m*int(cfg.WG)*4 + extra
+	if limit := int(dev.Caps().MaxSharedMemory) - 512; need > limit {
+		return fmt.Errorf("%s: workgroup shape WG %d × rows %d (Tuning.Gemv, SHAREPREFILL_GEMV) needs %d bytes of shared memory; device %q has %d",
+			op, cfg.WG, cfg.NR, need, dev.Info().Name, limit+512)
+	}
+	return nil
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
@@ -248,7 +275,7 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 		return matVecQuant(r, s, y, x, w, bias)
 	}
 	if s.M <= GEMVMaxM {
-		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
+		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device()))
 	}
 	ch, err := mmPick(r.Device(), s.M, s.N, s.K, x.DType())
 	if err != nil {
@@ -344,7 +371,7 @@ func MatVec(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	if w.DType().IsQuantized() {
 		return matVecQuant(r, s, y, x, w, bias)
 	}
-	return matVec(r, s, y, x, w, bias, chooseGemv(r.Device().Caps()))
+	return matVec(r, s, y, x, w, bias, chooseGemv(r.Device()))
 }
 
 func matMulTiled(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t mmTile) error {
@@ -386,6 +413,9 @@ func matVec(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, cfg g
 		return nil
 	}
 	d := r.Device()
+	if err := gemvFits("matvec", d, cfg, 1, gemvRows, 0); err != nil {
+		return err
+	}
 	chunks, err := mmPlan(d, s, x.DType().Size(), y.DType().Size(), gemvRows, int(cfg.NR), gemvRows)
 	if err != nil {
 		return err

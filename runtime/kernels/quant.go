@@ -178,7 +178,7 @@ func chooseGemvQ(dev *runtime.Device, dt runtime.DType) (gemvQCfg, error) {
 		return gemvQCfg{}, fmt.Errorf("matvec: %w", err)
 	}
 	caps := dev.Caps()
-	ref := gemvQCfg{Variant: gemvQRegisters, WG: chooseGemv(caps).WG, R: quantGemvNR, Subgroup: caps.SubgroupArithmetic}
+	ref := gemvQCfg{Variant: gemvQRegisters, WG: gemvDefault(caps).WG, R: quantGemvNR, Subgroup: caps.SubgroupArithmetic}
 	// Two rows of W per 64-wide workgroup: on an H100 (2026-12-07) two rows
 	// beat four on every type and shape of the by-type benchmark (Q6_K
 	// 4096×14336: 35.3 against 43.8 µs; Q4_K 25.3 against 26.5) and the

@@ -348,7 +348,7 @@ func TestQuantTypes(t *testing.T) {
 func gemvQConfigs(d *runtime.Device) []gemvQCfg {
 	sg := d.Caps().SubgroupArithmetic
 	return []gemvQCfg{
-		{Variant: gemvQRegisters, WG: chooseGemv(d.Caps()).WG, R: quantGemvNR, Subgroup: sg},
+		{Variant: gemvQRegisters, WG: gemvDefault(d.Caps()).WG, R: quantGemvNR, Subgroup: sg},
 		{Variant: gemvQWide, WG: 64, R: 2, Subgroup: sg},
 		{Variant: gemvQWide, WG: 64, R: 4, Subgroup: sg},
 		{Variant: gemvQWide, WG: 16, R: 3},
