@@ -150,10 +150,10 @@ func (e *Engine) decodeFusion(cpu bool) (add, norm, head bool) {
 	add, norm = true, false
 	for _, l := range e.layers {
 		add = add && kernels.MatVecFusable(e.dev, l.wq, l.wk, l.wv, l.wo, l.wg, l.wu, l.wd)
-		norm = norm || normFits(l.wq, l.wk, l.wv) || normFits(l.wg, l.wu)
+		norm = norm || e.normFits(l.wq, l.wk, l.wv) || e.normFits(l.wg, l.wu)
 	}
 	norm = norm && add
-	head = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= normFuseMaxBytes
+	head = kernels.MatVecFusable(e.dev, e.lmHead) && e.lmHead.Bytes() <= e.normFuseMax()
 	// The RMSNorm-fused kernels normalise x again in every workgroup. A GPU
 	// hides that under the weight stream; on a CPU device (lavapipe) it is
 	// serial work as large as a small mat-vec's own, and decode got slower
@@ -172,15 +172,25 @@ func (e *Engine) decodeFusion(cpu bool) (add, norm, head bool) {
 // saves a dispatch and its barrier) but competes with the weight stream of a
 // large one (an 8B model's 32 MiB q projection), where the saved dispatch is
 // a small share of the time anyway. Unmeasured on a GPU: a prediction.
+// runtime.Tuning.DecodeNormFuseMiB replaces it.
 const normFuseMaxBytes = 16 << 20
+
+// normFuseMax is normFuseMaxBytes, or the device's
+// Tuning.DecodeNormFuseMiB where set.
+func (e *Engine) normFuseMax() uint64 {
+	if m := e.dev.Tuning().DecodeNormFuseMiB; m > 0 {
+		return uint64(m) << 20
+	}
+	return normFuseMaxBytes
+}
 
 // normFits reports whether the mat-vecs of ws (a layer's q, k and v, or
 // its gate and up) take the RMSNorm-fused kernels: every matrix within
-// normFuseMaxBytes. With fuseNorm, recordDecode asks it per group, so that
+// normFuseMax. With fuseNorm, recordDecode asks it per group, so that
 // a Q4_K_M 8B model fuses its 9 MiB q/k/v but not its 33 MiB gate and up.
-func normFits(ws ...*runtime.Tensor) bool {
+func (e *Engine) normFits(ws ...*runtime.Tensor) bool {
 	for _, w := range ws {
-		if w.Bytes() > normFuseMaxBytes {
+		if w.Bytes() > e.normFuseMax() {
 			return false
 		}
 	}
@@ -342,7 +352,7 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 		// q, k, v = RMSNorm(x)·w_attn·Wᵀ (+ b); RoPE; K, V appended (one
 		// dispatch when fused and f16; quantized weights take the fused
 		// mat-vecs, then RopeKV).
-		normQKV := dc.fuseNorm && normFits(ld.wq, ld.wk, ld.wv)
+		normQKV := dc.fuseNorm && e.normFits(ld.wq, ld.wk, ld.wv)
 		switch {
 		case normQKV && allF16(ld.wq, ld.wk, ld.wv):
 			o.do(func() error {
@@ -383,7 +393,7 @@ func (e *Engine) recordDecode(r *runtime.Recorder, n, maxSkv int, mode LogitsMod
 			}
 		}
 		addProj(a, ld.wo, ld.bo)
-		normMLP := dc.fuseNorm && normFits(ld.wg, ld.wu)
+		normMLP := dc.fuseNorm && e.normFits(ld.wg, ld.wu)
 		switch {
 		case normMLP && ld.wg.DType() == ld.wu.DType():
 			o.do(func() error { return kernels.NormMatVecSwiGLU(r, act, x, ld.mlpNorm, eps, ld.wg, ld.wu) })

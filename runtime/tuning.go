@@ -58,6 +58,10 @@ type Tuning struct {
 	// attention aims at (SHAREPREFILL_DECODE_SPLIT): fewer, longer splits
 	// below the default, more and shorter above it. 0: automatic.
 	DecodeSplitGroups int
+	// DecodeNormFuseMiB is the largest weight matrix, in MiB, whose decode
+	// mat-vecs take the RMSNorm-fused kernels (SHAREPREFILL_DECODE_NORMFUSE);
+	// larger ones take RMSNorm apart. 0: automatic (16).
+	DecodeNormFuseMiB int
 }
 
 // maxDecodeSplitGroups bounds Tuning.DecodeSplitGroups.
@@ -227,6 +231,21 @@ func (t *Tuning) fromEnv() error {
 	}
 	if t.DecodeSplitGroups < 0 || t.DecodeSplitGroups > maxDecodeSplitGroups {
 		return fmt.Errorf("Tuning.DecodeSplitGroups %d: want 0 (automatic) … %d", t.DecodeSplitGroups, maxDecodeSplitGroups)
+	}
+	if t.DecodeNormFuseMiB == 0 {
+		v, err := envUints("SHAREPREFILL_DECODE_NORMFUSE", "MIB", 1, []uint32{0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			if v[0] > 1<<20 {
+				return fmt.Errorf("SHAREPREFILL_DECODE_NORMFUSE=%d: want 0 (automatic) … %d MiB", v[0], 1<<20)
+			}
+			t.DecodeNormFuseMiB = int(v[0])
+		}
+	}
+	if t.DecodeNormFuseMiB < 0 || t.DecodeNormFuseMiB > 1<<20 {
+		return fmt.Errorf("Tuning.DecodeNormFuseMiB %d: want 0 (automatic) … %d", t.DecodeNormFuseMiB, 1<<20)
 	}
 	if t.EstBlocksPerGroup == 0 {
 		v, err := envUints("SHAREPREFILL_EST_KPW", "KPW", 1, []uint32{0})

@@ -22,6 +22,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_DECODE_ATTN", "scalar")
 	t.Setenv("SHAREPREFILL_GEMV", "64")
 	t.Setenv("SHAREPREFILL_DECODE_SPLIT", "96")
+	t.Setenv("SHAREPREFILL_DECODE_NORMFUSE", "64")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -35,6 +36,7 @@ func TestTuningFromEnv(t *testing.T) {
 		DecodeAttnScalar:  true,
 		Gemv:              runtime.Gemv{WG: 64},
 		DecodeSplitGroups: 96,
+		DecodeNormFuseMiB: 64,
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -82,6 +84,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_GEMV", "64,2,1"},
 		{"SHAREPREFILL_DECODE_SPLIT", "x"},
 		{"SHAREPREFILL_DECODE_SPLIT", "100000"},
+		{"SHAREPREFILL_DECODE_NORMFUSE", "-3"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)
