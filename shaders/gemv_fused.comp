@@ -282,38 +282,34 @@ void main() {
 	}
 
 #ifdef NORM
-	// The rows' mean squares: each subgroup sums every row by itself (x is
-	// small and cached), which needs no barrier; without subgroup
-	// arithmetic the workgroup reduces them like the products below.
-	if (SUBGROUP) {
-		[[unroll]] for (uint m = 0; m < MMAX; m++) {
-			if (m < M) {
-				float s = 0.0;
-				for (uint k = gl_SubgroupInvocationID; k < K; k += gl_SubgroupSize) {
-					const float v = x[m * K + k];
-					s = fma(v, v, s);
-				}
-				scale[m] = inversesqrt(subgroupAdd(s) / float(K) + pc.eps);
+	// The rows' mean squares, summed over the whole workgroup (16 bytes a
+	// load where VEC: one load per invocation for K = 4·WG) and reduced
+	// like the products below. Summing in every subgroup alone needs no
+	// barrier but takes K/subgroup dependent loads (16 for K = 512 on a
+	// 32-wide subgroup), which a latency-bound decode step pays in full.
+	[[unroll]] for (uint m = 0; m < MMAX; m++) {
+		float s = 0.0;
+		if (VEC) {
+			for (uint k = tid; k < K / 4; k += WG) {
+				const vec4 v = x4[(m * K) / 4 + k];
+				s += dot(v, v);
+			}
+		} else {
+			for (uint k = tid; k < K; k += WG) {
+				const float v = x[m * K + k];
+				s = fma(v, v, s);
 			}
 		}
-	} else {
-		[[unroll]] for (uint m = 0; m < MMAX; m++) {
-			if (m < M) {
-				float s = 0.0;
-				for (uint k = tid; k < K; k += WG) {
-					const float v = x[m * K + k];
-					s = fma(v, v, s);
-				}
-				acc[m] = s;
-			}
-		}
+		acc[m] = s;
+	}
+	{
 		const uint parts = reduceParts(tid, MMAX);
 		[[unroll]] for (uint m = 0; m < MMAX; m++) {
-			scale[m] = m < M ? inversesqrt(sumParts(m, parts) / float(K) + pc.eps) : 0.0;
+			scale[m] = inversesqrt(sumParts(m, parts) / float(K) + pc.eps);
 			acc[m] = 0.0;
 		}
-		barrier(); // red is reused below
 	}
+	barrier(); // red is reused below
 	if (XSH) {
 		const uint k8 = K / 8;
 		for (uint e = tid; e < M * k8; e += WG) {

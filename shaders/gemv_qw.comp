@@ -495,34 +495,26 @@ void main() {
 	}
 
 #ifdef NORM
-	// The rows' mean squares: each subgroup sums every row by itself (x is
-	// small and cached), which needs no barrier; without subgroup
-	// arithmetic the workgroup reduces them like the products below.
-	if (SUBGROUP) {
-		[[unroll]] for (uint m = 0u; m < MM; m++) {
-			float s = 0.0;
-			for (uint k = gl_SubgroupInvocationID; k < K / 4u; k += gl_SubgroupSize) {
-				const vec4 v = x4[(m * K) / 4u + k];
-				s += dot(v, v);
-			}
-			scale[m] = inversesqrt(subgroupAdd(s) / float(K) + pc.eps);
+	// The rows' mean squares, summed over the whole workgroup in 16-byte
+	// loads and reduced like the products below: summing in every
+	// subgroup alone needs no barrier but takes K/(4·subgroup) dependent
+	// loads (32 for K = 4096 on a 32-wide subgroup).
+	[[unroll]] for (uint m = 0u; m < MM; m++) {
+		float s = 0.0;
+		for (uint k = tid; k < K / 4u; k += WG) {
+			const vec4 v = x4[(m * K) / 4u + k];
+			s += dot(v, v);
 		}
-	} else {
-		[[unroll]] for (uint m = 0u; m < MM; m++) {
-			float s = 0.0;
-			for (uint k = tid; k < K / 4u; k += WG) {
-				const vec4 v = x4[(m * K) / 4u + k];
-				s += dot(v, v);
-			}
-			acc[m] = s;
-		}
+		acc[m] = s;
+	}
+	{
 		const uint parts = reduceAcc(tid, MM);
 		[[unroll]] for (uint m = 0u; m < MM; m++) {
 			scale[m] = inversesqrt(sumParts(m, parts) / float(K) + pc.eps);
 			acc[m] = 0.0;
 		}
-		barrier(); // red is reused below
 	}
+	barrier(); // red is reused below
 	if (XSH) {
 		const uint k8 = K / 8u;
 		for (uint e = tid; e < MM * k8; e += WG) {
