@@ -71,12 +71,32 @@ func opSuffix(dt runtime.DType) string {
 
 const opMaxU32 = math.MaxUint32
 
+// rmsNormShape is RMSNorm's workgroup for rows of h elements on d: with h a
+// multiple of 4 (vec: 4 elements a load), the smallest power of two from
+// the subgroup size up to opRowLocal that gives every invocation a load
+// (128 for h = 512; a decode step's single row is latency, not bandwidth);
+// sg where the device reduces over subgroups and the workgroup is whole
+// subgroups.
+func rmsNormShape(d *runtime.Device, h int) (wg uint32, vec, sg bool) {
+	wg = opRowLocal(d)
+	caps := d.Caps()
+	sub := max(caps.SubgroupSize, 1)
+	vec = h%4 == 0
+	if vec {
+		for wg/2 >= sub && int(wg/2) >= h/4 {
+			wg /= 2
+		}
+	}
+	sg = caps.SubgroupArithmetic && caps.SubgroupSize > 0 && wg%caps.SubgroupSize == 0
+	return wg, vec, sg
+}
+
 // RMSNorm records y = x · rsqrt(mean(x²) + eps) · w for each row of x.
 // x is [M, H] (f32 or f16; any shape whose length is a multiple of H), w is
 // f32 [H] (H = w.Len()), y has x's length and is f32 or f16 (f16 to feed an
 // f16 matmul). Arithmetic is f32 with one rounding of y at the end (HF rounds
 // the normalised x to the input dtype before multiplying by w; for f32 models
-// the two agree). One workgroup per row with a shared-memory reduction.
+// the two agree). One workgroup per row (rmsNormShape).
 func RMSNorm(r *runtime.Recorder, y, x, w *runtime.Tensor, eps float32) error {
 	const op = "rmsnorm"
 	if err := opDType(op, "x", x, runtime.F32, runtime.F16); err != nil {
@@ -103,10 +123,10 @@ func RMSNorm(r *runtime.Recorder, y, x, w *runtime.Tensor, eps float32) error {
 		return fmt.Errorf("%s: %d elements exceed 32-bit indexing", op, x.Len())
 	}
 	d := r.Device()
-	l := opRowLocal(d)
+	l, vec, sg := rmsNormShape(d, h)
 	k, err := d.Kernel(runtime.KernelDesc{
 		Shader:   "rmsnorm_" + opSuffix(x.DType()) + "_" + opSuffix(y.DType()),
-		Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{l},
+		Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{l, b2u(vec), b2u(sg)},
 	})
 	if err != nil {
 		return err

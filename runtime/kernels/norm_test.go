@@ -89,7 +89,7 @@ func TestRMSNorm(t *testing.T) {
 	for _, xt := range opDTypes {
 		for _, yt := range opDTypes {
 			for _, m := range []int{1, 3, 17} {
-				for _, h := range []int{1, 7, 64, 300, 1025} {
+				for _, h := range []int{1, 7, 64, 300, 1025, 4100} {
 					xv := opRound(xt, gputest.Normal(rng, m*h, 2))
 					wv := gputest.Normal(rng, h, 0.5)
 					for i := range wv {
