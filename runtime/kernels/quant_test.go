@@ -465,4 +465,12 @@ func TestChooseGemvQ(t *testing.T) {
 	if got := QuantMatVecKernel(wide, runtime.Q5_0, 1, 4096, 4096); !strings.Contains(got, "no q5_0 variant") {
 		t.Errorf("Tuning wide for q5_0: %q, want an error naming the type", got)
 	}
+	slice := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "slice"}}})
+	for dt, want := range map[runtime.DType]string{
+		runtime.Q4_K: "slice wg64/r2/u2", runtime.Q6_K: "slice wg64/r2/u2", runtime.Q8_0: "wide wg64/r2", runtime.Q5_K: "wide wg64/r2",
+	} {
+		if got := QuantMatVecKernel(slice, dt, 1, 4096, 4096); got != want {
+			t.Errorf("Tuning slice, %s: kernel %q, want %q", dt, got, want)
+		}
+	}
 }
