@@ -31,6 +31,13 @@
 // N−1 and are not written. The workgroup size (spec constant 0) must be a
 // power of two.
 //
+// SLICE (spec constant 6; Q4_K and Q6_K only, ignored for the others): the
+// slice split instead of units. A block is 16 slices of 16 elements, slice
+// s of a row being read by invocation s mod WG, so that 16 consecutive
+// invocations read one block's bytes together (sliceAcc); each trip issues
+// the loads of SU (spec constant 7, 1 … 4) slices WG apart for the R rows
+// before decoding any of them.
+//
 // FUSED: the decode step's fused mat-vecs, with gemv_fused.comp's contracts
 // (bindings, push constants, grid of matrices), the weights of one type:
 // NORM (gemv_qw_norm_<type>_f16/_f32): x f32 [M, K] (the residual stream) is
