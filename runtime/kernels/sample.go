@@ -37,11 +37,36 @@ func Argmax(r *runtime.Recorder, idx, x *runtime.Tensor) error {
 		return fmt.Errorf("%s: %d elements exceed 32-bit indexing", op, x.Len())
 	}
 	d := r.Device()
-	k, err := d.Kernel(runtime.KernelDesc{Shader: "argmax", Bindings: 2, ReadOnly: 0b01, PushSize: 8, Spec: []uint32{opRowLocal(d)}})
+	wg, vec, sg := argmaxShape(d, m, n)
+	k, err := d.Kernel(runtime.KernelDesc{Shader: "argmax", Bindings: 2, ReadOnly: 0b01, PushSize: 8, Spec: []uint32{wg, b2u(vec), b2u(sg)}})
 	if err != nil {
 		return err
 	}
 	return r.Dispatch(k, opRowGroups(d, m), [2]uint32{uint32(m), uint32(n)}, x, idx)
+}
+
+// argmaxShape is Argmax's workgroup for m rows of n: opRowLocal, or up to
+// 1024 invocations for a few long rows (a decode step's logits: one row of
+// a vocabulary, where a 256-wide workgroup scanned 500 values each), 16-byte
+// loads where n is a multiple of 4, subgroup merges where the device has
+// them and the workgroup is whole subgroups.
+func argmaxShape(d *runtime.Device, m, n int) (wg uint32, vec, sg bool) {
+	wg = opRowLocal(d)
+	if m <= 4 && n >= 1<<15 {
+		wg = 1024
+		if mx := d.Info().MaxWorkgroupInvocations; mx != 0 {
+			wg = min(wg, mx)
+		}
+		if mx := d.Info().MaxWorkgroupSize[0]; mx != 0 {
+			wg = min(wg, mx)
+		}
+		for wg&(wg-1) != 0 {
+			wg &= wg - 1
+		}
+	}
+	caps := d.Caps()
+	sg = caps.SubgroupArithmetic && caps.SubgroupSize > 0 && wg%caps.SubgroupSize == 0
+	return wg, n%4 == 0, sg
 }
 
 // TopK records, for each row of x f32 [M, N] (N = the last dimension of x's

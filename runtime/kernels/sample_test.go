@@ -42,7 +42,7 @@ func TestArgmax(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, m := range []int{1, 3, 17} {
-		for _, n := range []int{1, 5, 1000, 70001} {
+		for _, n := range []int{1, 5, 1000, 70001, 70000, 8192} {
 			xv := opTieRows(rng, m, n)
 			x := opUp(t, d, runtime.F32, xv, m, n)
 			idx := opNew(t, d, runtime.I32, m)
