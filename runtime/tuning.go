@@ -62,6 +62,41 @@ type Tuning struct {
 	// mat-vecs take the RMSNorm-fused kernels (SHAREPREFILL_DECODE_NORMFUSE);
 	// larger ones take RMSNorm apart. 0: automatic (16).
 	DecodeNormFuseMiB int
+	// Cover replaces the γ budget kernel's choice (kernels.CoverCounts;
+	// SHAREPREFILL_COVER=VARIANT[,WG], VARIANT sg, probes or bins, WG the
+	// workgroup size of sg or bins, a power of two in 32…1024). The zero
+	// value: automatic.
+	Cover Cover
+}
+
+// Cover names the γ budget kernel: Variant "sg", "probes" or "bins" and,
+// for sg and bins, WG invocations per workgroup (0: automatic).
+type Cover struct {
+	Variant string
+	WG      uint32
+}
+
+// ParseCover parses "VARIANT[,WG]", the form of SHAREPREFILL_COVER.
+func ParseCover(s string) (Cover, error) {
+	f := strings.Split(s, ",")
+	if len(f) > 2 {
+		return Cover{}, fmt.Errorf("want VARIANT[,WG]")
+	}
+	c := Cover{Variant: strings.TrimSpace(f[0])}
+	if c.Variant != "sg" && c.Variant != "probes" && c.Variant != "bins" {
+		return Cover{}, fmt.Errorf("variant %q: want sg, probes or bins", c.Variant)
+	}
+	if len(f) == 2 {
+		v, err := strconv.ParseUint(strings.TrimSpace(f[1]), 10, 32)
+		if err != nil || v < 32 || v > 1024 || v&(v-1) != 0 {
+			return Cover{}, fmt.Errorf("workgroup size %q: want a power of two in 32…1024", f[1])
+		}
+		if c.Variant == "probes" {
+			return Cover{}, fmt.Errorf("the workgroup size is for sg and bins only")
+		}
+		c.WG = uint32(v)
+	}
+	return c, nil
 }
 
 // maxDecodeSplitGroups bounds Tuning.DecodeSplitGroups.
@@ -256,6 +291,15 @@ func (t *Tuning) fromEnv() error {
 	}
 	if t.DecodeNormFuseMiB < 0 || t.DecodeNormFuseMiB > 1<<20 {
 		return fmt.Errorf("Tuning.DecodeNormFuseMiB %d: want 0 (automatic) … %d", t.DecodeNormFuseMiB, 1<<20)
+	}
+	if t.Cover == (Cover{}) {
+		if s := os.Getenv("SHAREPREFILL_COVER"); s != "" {
+			c, err := ParseCover(s)
+			if err != nil {
+				return fmt.Errorf("SHAREPREFILL_COVER=%q: %w", s, err)
+			}
+			t.Cover = c
+		}
 	}
 	if t.EstBlocksPerGroup == 0 {
 		v, err := envUints("SHAREPREFILL_EST_KPW", "KPW", 1, []uint32{0})

@@ -23,6 +23,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_GEMV", "64")
 	t.Setenv("SHAREPREFILL_DECODE_SPLIT", "96")
 	t.Setenv("SHAREPREFILL_DECODE_NORMFUSE", "64")
+	t.Setenv("SHAREPREFILL_COVER", "sg,512")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -37,6 +38,7 @@ func TestTuningFromEnv(t *testing.T) {
 		Gemv:              runtime.Gemv{WG: 64},
 		DecodeSplitGroups: 96,
 		DecodeNormFuseMiB: 64,
+		Cover:             runtime.Cover{Variant: "sg", WG: 512},
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -87,6 +89,10 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_DECODE_SPLIT", "x"},
 		{"SHAREPREFILL_DECODE_SPLIT", "100000"},
 		{"SHAREPREFILL_DECODE_NORMFUSE", "-3"},
+		{"SHAREPREFILL_COVER", "fast"},
+		{"SHAREPREFILL_COVER", "sg,96"},
+		{"SHAREPREFILL_COVER", "probes,256"},
+		{"SHAREPREFILL_COVER", "sg,256,1"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)

@@ -1,4 +1,5 @@
 #version 450
+// variants: est_cover= est_cover_sg=-DSG
 // est_cover.comp: γ budget counts of token-level distributions
 // (docs/algorithm.md#budgets), sort-free (docs/vulkan.md#estimation-kernels).
 //   k = min(1 + m*, n),  m* = max{m : Σ of the m largest entries ≤ γ·Σx}
@@ -19,6 +20,27 @@
 // Bindings: 0 v f32 [Hq, S]; 1 s f32 [Hq, S]; 2 counts i32 [Hq, 2] (k_v, k_s).
 // Grid: (Hq, 2): one workgroup per (head, vector). Spec constant 0: local
 // size (power of two).
+//
+// SG (est_cover_sg): the same search with its latency cut, for devices
+// with subgroup arithmetic. The first pass (Σx) also copies the first CN
+// entries into shared memory, so the 8 search passes and the tie pass
+// read shared memory instead of global memory (entries past CN, for long
+// vectors, are read from global memory as before); each pass's 15 probe
+// sums are added with subgroupAdd and then per subgroup in a fixed order
+// after one barrier (double-buffered partials), instead of 15 shared
+// trees of log2(LOCAL) barriers each. Every invocation computes the totals
+// itself, so the bracket stays uniform. Float order: each invocation still
+// sums its entries in index order, and one probe's sum is a fixed function
+// of its threshold (the same subgroup reduction and order for every probe
+// and pass), so F stays non-increasing and the search sound; the sums are
+// grouped differently from the reference's tree, so a count may differ
+// from est_cover's by one where a prefix sum lies within f32 rounding of
+// γ·Σx (TestCoverCounts allows exactly that). Spec constants: 1 CN (cached
+// entries), 2 PARTS (≥ the workgroup's subgroups).
+#ifdef SG
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 layout(local_size_x = 256, local_size_x_id = 0) in;
 
 layout(std430, set = 0, binding = 0) readonly buffer Vb { float v[]; };
@@ -31,15 +53,151 @@ layout(push_constant) uniform Push {
 	float gamma;
 } pc;
 
-shared float red[gl_WorkGroupSize.x];
 const uint PROBES = 15u; // thresholds per pass: 4 bits of the bracket per pass
-shared float pr[PROBES][gl_WorkGroupSize.x];
-shared uint cA[gl_WorkGroupSize.x];
-shared uint cG[gl_WorkGroupSize.x];
 
 float load(uint which, uint i) {
 	return which == 0 ? v[i] : s[i];
 }
+
+#ifdef SG
+layout(constant_id = 1) const uint CN = 8192;
+layout(constant_id = 2) const uint PARTS = 8;
+
+shared float xs[CN];                // the first CN entries
+shared float pp[2][PROBES][PARTS];  // per-subgroup probe sums, by pass parity
+shared float tp[2][PARTS];          // per-subgroup sums of wgSum
+shared uint tc[2][PARTS];           // per-subgroup counts of the tie pass
+
+// at reads entry i (index in the row) from the cache or global memory.
+float at(uint which, uint base, uint i) {
+	return i < CN ? xs[i] : load(which, base + i);
+}
+
+// wgSum returns the workgroup sum of x (every invocation gets it) after
+// one barrier; buf alternates between consecutive calls.
+float wgSum(float x, uint buf) {
+	const float sg = subgroupAdd(x);
+	if (subgroupElect()) {
+		tp[buf][gl_SubgroupID] = sg;
+	}
+	barrier();
+	float t = 0.0;
+	for (uint q = 0u; q < gl_NumSubgroups; q++) {
+		t += tp[buf][q];
+	}
+	return t;
+}
+
+void main() {
+	const uint h = gl_WorkGroupID.x;
+	const uint which = gl_WorkGroupID.y;
+	const uint lin = gl_LocalInvocationIndex;
+	const uint LOCAL = gl_WorkGroupSize.x;
+	const uint n = pc.S;
+	const uint base = h * n;
+	float part = 0.0;
+	for (uint i = lin; i < n; i += LOCAL) {
+		const float x = load(which, base + i);
+		if (i < CN) {
+			xs[i] = x;
+		}
+		part += x;
+	}
+	const float total = wgSum(part, 0u); // its barrier also publishes xs
+	const float target = pc.gamma * total;
+	if (!(total > target)) {
+		if (lin == 0u) {
+			counts[h * 2u + which] = int(n);
+		}
+		return;
+	}
+	uint lo = 0u;
+	uint hi = 0x7F800000u;
+	uint buf = 0u;
+	while (hi - lo > 1u) {
+		const uint step = (hi - lo + PROBES) / (PROBES + 1u);
+		float thr[PROBES];
+		float acc[PROBES];
+		for (uint j = 0u; j < PROBES; j++) {
+			const uint tb = lo + (j + 1u) * step;
+			// A probe at or past hi takes no entry (+inf is above them all).
+			thr[j] = tb < hi ? uintBitsToFloat(tb) : uintBitsToFloat(0x7F800000u);
+			acc[j] = 0.0;
+		}
+		for (uint i = lin; i < n; i += LOCAL) {
+			const float x = at(which, base, i);
+			for (uint j = 0u; j < PROBES; j++) {
+				acc[j] += x >= thr[j] ? x : 0.0;
+			}
+		}
+		for (uint j = 0u; j < PROBES; j++) {
+			const float sj = subgroupAdd(acc[j]);
+			if (subgroupElect()) {
+				pp[buf][j][gl_SubgroupID] = sj;
+			}
+		}
+		barrier();
+		uint nlo = lo, nhi = hi;
+		for (uint j = 0u; j < PROBES; j++) {
+			const uint tb = lo + (j + 1u) * step;
+			float fj = 0.0;
+			for (uint q = 0u; q < gl_NumSubgroups; q++) {
+				fj += pp[buf][j][q];
+			}
+			if (tb < hi && fj > target) {
+				nlo = tb;
+				nhi = min(hi, tb + step);
+			}
+		}
+		if (nlo == lo) {
+			nhi = min(hi, lo + step);
+		}
+		lo = nlo;
+		hi = nhi;
+		buf ^= 1u;
+	}
+	const float u = uintBitsToFloat(lo);
+	part = 0.0;
+	uint na = 0u, ng = 0u;
+	for (uint i = lin; i < n; i += LOCAL) {
+		const float x = at(which, base, i);
+		if (x > u) {
+			part += x;
+			na++;
+		} else if (x == u) {
+			ng++;
+		}
+	}
+	// tp[1] and tc were last read before the search's first barrier (or
+	// never): this writes after it, so one barrier suffices.
+	const uint sa = subgroupAdd(na);
+	const uint sgc = subgroupAdd(ng);
+	if (subgroupElect()) {
+		tc[0][gl_SubgroupID] = sa;
+		tc[1][gl_SubgroupID] = sgc;
+	}
+	const float A = wgSum(part, 1u);
+	if (lin == 0u) {
+		int a = 0, g = 0;
+		for (uint q = 0u; q < gl_NumSubgroups; q++) {
+			a += int(tc[0][q]);
+			g += int(tc[1][q]);
+		}
+		int j = int(clamp(floor((target - A) / u), 0.0, float(max(g - 1, 0))));
+		while (j > 0 && A + float(j) * u > target) {
+			j--;
+		}
+		while (j + 1 < g && A + float(j + 1) * u <= target) {
+			j++;
+		}
+		counts[h * 2u + which] = min(a + j + 1, int(n));
+	}
+}
+#else
+shared float red[gl_WorkGroupSize.x];
+shared float pr[PROBES][gl_WorkGroupSize.x];
+shared uint cA[gl_WorkGroupSize.x];
+shared uint cG[gl_WorkGroupSize.x];
 
 float reduceSum(float x) {
 	uint lin = gl_LocalInvocationIndex;
@@ -155,3 +313,4 @@ void main() {
 		counts[h * 2 + which] = min(a + j + 1, int(n));
 	}
 }
+#endif

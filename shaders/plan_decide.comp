@@ -41,9 +41,11 @@
 // then pooled f32 [Hq, nb] (read only when useQuery or exclDist = 2; bind V
 // otherwise), refs (6) is read as well as written, no gate buffer is
 // written (the statistics records hold the gate bits), and the push
-// constants carry plan_gates' n, exclDist and nanCompat after capPad. A
-// gate's sum runs over the workgroup's invocations instead of plan_gates'
-// 128, so its last bits may differ from plan_gates'.
+// constants carry plan_gates' n, exclDist and nanCompat after capPad. All
+// heads' gates are computed at once (allGates): a gate's sum runs over
+// LOCAL / 2^⌈log2 Hq⌉ invocations (32 for 8 heads at the local size 256
+// of kernels.PlanRoles) instead of plan_gates' 128, so its last bits may
+// differ from plan_gates'.
 layout(local_size_x = 64, local_size_x_id = 0) in;
 
 #ifdef GATES
@@ -145,16 +147,29 @@ float term(float p, float q) {
 	return t;
 }
 
-// headGates writes the gate words 0–4 of head h (plan_gates.comp) to
-// sGate[h]; every invocation calls it (it holds barriers).
-void headGates(uint h, uint lin, uint LOCAL) {
+// allGates writes the gate words 0–4 of every head (plan_gates.comp) to
+// sGate, all heads at once: head h's entries are summed by the TPH =
+// LOCAL / 2^⌈log2 Hq⌉ invocations h·TPH … h·TPH + TPH − 1 (entry c by
+// invocation c mod TPH), then a segmented tree of log2 TPH levels adds
+// them. One round of global loads and log2 TPH barriers for the layer,
+// where a loop over the heads took Hq rounds and Hq·log2 LOCAL barriers.
+// Every invocation calls it (it holds barriers).
+void allGates(uint lin, uint LOCAL) {
 	uint nb = pc.nb;
-	int ci = sCi[h];
-	bool share = ci >= 0 && sPl[h] >= 0 && uint(sPl[h]) < pc.layer;
-	bool need[4] = bool[4](pc.useQuery != 0u, pc.exclusion == 0u, share, share);
+	uint hp = 1u;
+	while (hp < pc.Hq) {
+		hp <<= 1;
+	}
+	const uint TPH = max(LOCAL / hp, 1u);
+	const uint h = lin / TPH;
+	const uint sl = lin % TPH;
+	const bool act = h < pc.Hq;
+	const int ci = act ? sCi[h] : -1;
+	const bool share = act && ci >= 0 && sPl[h] >= 0 && uint(sPl[h]) < pc.layer;
+	const bool need[4] = bool[4](pc.useQuery != 0u, pc.exclusion == 0u, share, share);
 	float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
 	uint zero[4] = uint[4](0u, 0u, 0u, 0u);
-	for (uint c = lin; c < nb; c += LOCAL) {
+	for (uint c = sl; act && c < nb; c += TPH) {
 		float v = V[h * nb + c], s = S[h * nb + c];
 		if (need[0]) {
 			float a = pooled[h * nb + c];
@@ -180,8 +195,8 @@ void headGates(uint h, uint lin, uint LOCAL) {
 		zr[i][lin] = zero[i];
 	}
 	barrier();
-	for (uint st = LOCAL / 2u; st > 0u; st >>= 1) {
-		if (lin < st) {
+	for (uint st = TPH / 2u; st > 0u; st >>= 1) {
+		if (sl < st) {
 			for (uint i = 0u; i < 4u; i++) {
 				red[i][lin] += red[i][lin + st];
 				zr[i][lin] |= zr[i][lin + st];
@@ -189,12 +204,12 @@ void headGates(uint h, uint lin, uint LOCAL) {
 		}
 		barrier();
 	}
-	if (lin == 0u) {
+	if (act && sl == 0u) {
 		uint nanMask = 0u;
 		for (uint i = 0u; i < 4u; i++) {
 			uint bits = 0x7FC00000u;
-			if (need[i] && !(pc.nanCompat != 0u && zr[i][0] != 0u)) {
-				bits = floatBitsToUint(sqrt(max(0.5 * red[i][0], 0.0)));
+			if (need[i] && !(pc.nanCompat != 0u && zr[i][lin] != 0u)) {
+				bits = floatBitsToUint(sqrt(max(0.5 * red[i][lin], 0.0)));
 			} else {
 				nanMask |= 1u << i;
 			}
@@ -252,9 +267,7 @@ void main() {
 	barrier();
 #ifdef GATES
 	if (pc.denseAll == 0u) {
-		for (uint h = 0u; h < Hq; h++) {
-			headGates(h, lin, LOCAL);
-		}
+		allGates(lin, LOCAL);
 	} else {
 		for (uint h = lin; h < Hq; h += LOCAL) {
 			for (uint i = 0u; i < 4u; i++) {

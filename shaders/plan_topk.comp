@@ -14,6 +14,14 @@
 // taken; ties at u are taken in index order (a workgroup scan of tie
 // counts). No sort, O(len) work per pass; the digit search and the tie scan
 // are parallel scans (log2 steps, no serial loop over bins or invocations).
+// Short rows (at most LOCAL non-forced entries, e.g. the block vectors of
+// the SharePrefill plan, nb ≤ 256 at the default local size) take a
+// shortcut instead (rankSelect): each invocation holds one entry in shared
+// memory and counts the entries that come before it in the order (a loop
+// of nc shared reads), and is selected iff fewer than need do. Two barriers
+// instead of about a hundred and no global reads after the first; the
+// selection is the same set by construction (TestTopKBits covers both
+// paths).
 // Bindings: 0 x0 f32 [rows, stride]; 1 x1 f32 [rows, stride];
 //   2 kbuf i32 (k of row h and vector w at kbuf[h·kStride + kOff + w]; read
 //   when useK ≠ 0);
@@ -48,10 +56,58 @@ const uint LOCAL = gl_WorkGroupSize.x;
 shared uint hist[256];
 shared uint sc[LOCAL];
 shared uint bc[2];
+// rankSelect: the candidates' keys and the candidate words of the output.
+shared uint ck[LOCAL];
+shared uint cw[LOCAL / 32u + 2u];
 
 uint keyAt(uint w, uint i) {
 	uint b = w == 0u ? x0[i] : x1[i];
 	return (b & 0x80000000u) != 0u ? 0u : b;
+}
+
+// rankSelect writes the bits of a row whose nc = len − F ≤ LOCAL
+// non-forced entries i = F + x are held one per invocation: entry x is
+// selected iff fewer than need entries precede it in the order (value
+// descending, index ascending). Forced words are written directly; the
+// words holding candidates (at most LOCAL/32 + 2, from word F/32) are set
+// in shared memory first.
+void rankSelect(uint lin, uint w, uint base, uint obase, uint F, uint len, uint need) {
+	const uint nc = len - F;
+	const uint wb = F / 32u;
+	const uint nw = nc == 0u ? 0u : (len - 1u) / 32u - wb + 1u;
+	uint key = 0u;
+	if (lin < nc) {
+		key = keyAt(w, base + F + lin);
+		ck[lin] = key;
+	}
+	if (lin < nw) {
+		cw[lin] = 0u;
+	}
+	barrier();
+	if (lin < nc) {
+		uint rank = 0u;
+		for (uint j = 0u; j < nc; j++) {
+			const uint kj = ck[j];
+			rank += uint(kj > key || (kj == key && j < lin));
+		}
+		if (rank < need) {
+			const uint i = F + lin;
+			atomicOr(cw[i / 32u - wb], 1u << (i % 32u));
+		}
+	}
+	barrier();
+	for (uint wd = lin; wd < pc.words; wd += LOCAL) {
+		// Forced bits i < F (F ≤ len), then the candidates' word.
+		uint bits = 0u;
+		if (wd * 32u < F) {
+			const uint nf = min(F - wd * 32u, 32u);
+			bits = nf == 32u ? 0xFFFFFFFFu : (1u << nf) - 1u;
+		}
+		if (wd >= wb && wd - wb < nw) {
+			bits |= cw[wd - wb];
+		}
+		outb[obase + wd] = bits;
+	}
 }
 
 void main() {
@@ -65,6 +121,11 @@ void main() {
 	uint need = kEff > F ? kEff - F : 0u;
 	uint base = row * pc.stride;
 	uint obase = (row * 2u + w) * pc.words;
+
+	if (len - F <= LOCAL) { // uniform
+		rankSelect(lin, w, base, obase, F, len, need);
+		return;
+	}
 
 	// Selected: i < F, key > u, or key == u among the first `ties` such
 	// entries (index order, non-forced only).

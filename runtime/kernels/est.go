@@ -489,22 +489,66 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // differ by one. v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
 //
 // It runs the first kernel of the device's "cover" variant table
-// (variants.go): est_cover (15 compares per entry and pass, shared-memory
-// trees; est_cover.comp), the reference; est_cover_bins (each entry read
-// into one of 16 private bins per pass, the probe sums reduced with
-// subgroup operations where the device has them; est_cover_bins.comp)
-// when it comes first or is forced (tests).
+// (variants.go), or the one Tuning.Cover names: est_cover_sg (the
+// reference's search with the vector cached in shared memory and the probe
+// sums added with subgroup operations, one barrier a pass; est_cover.comp
+// with SG) where the device has subgroup arithmetic; est_cover (15
+// compares per entry and pass, shared-memory trees), the reference;
+// est_cover_bins (each entry read into one of 16 private bins per pass,
+// the probe sums reduced with subgroup operations where the device has
+// them; est_cover_bins.comp) when named or forced (tests).
 func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
 	return coverCounts(r, coverCfg{}, counts, v, s, gamma, p)
 }
 
 // coverCfg forces a CoverCounts kernel (tests): variant "" is the device's
-// choice, "bins" or "probes"; local > 0 sets est_cover_bins' workgroup size
-// and noSubgroup its shared-memory reduction.
+// choice (Tuning.Cover, else the table), "sg", "bins" or "probes"; local >
+// 0 sets est_cover_bins' or est_cover_sg's workgroup size, noSubgroup
+// est_cover_bins' shared-memory reduction, and cache > 0 bounds
+// est_cover_sg's cached entries.
 type coverCfg struct {
 	variant    string
 	local      int
 	noSubgroup bool
+	cache      int
+}
+
+// coverSGMaxCache is the most entries est_cover_sg caches in shared memory
+// (64 KiB; devices with less take what fits).
+const coverSGMaxCache = 16384
+
+// coverSGConfig returns est_cover_sg's spec constants for the device: local
+// size c.local (Tuning.Cover.WG when 0, else coverLocal), CN, the entries
+// cached (what fits the shared memory with 512 bytes to spare, at most
+// coverSGMaxCache, or c.cache), and PARTS ≥ the workgroup's subgroups; ok
+// is false when the device has no subgroup arithmetic or the local size
+// exceeds its invocation limit.
+func coverSGConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
+	caps, info := d.Caps(), d.Info()
+	l := c.local
+	if l <= 0 {
+		l = int(d.Tuning().Cover.WG)
+	}
+	if l <= 0 {
+		l = coverLocal
+	}
+	if !caps.SubgroupArithmetic || l > int(info.MaxWorkgroupInvocations) {
+		return nil, false
+	}
+	minSG := int(info.MinSubgroupSize)
+	if minSG < 1 {
+		minSG = max(1, int(caps.SubgroupSize))
+	}
+	parts := (l + minSG - 1) / minSG
+	rest := 4*(2*15*parts+4*parts) + 512
+	cn := min((int(caps.MaxSharedMemory)-rest)/4, coverSGMaxCache)
+	if c.cache > 0 {
+		cn = min(cn, c.cache)
+	}
+	if cn < 1 {
+		return nil, false
+	}
+	return []uint32{uint32(l), uint32(cn), uint32(parts)}, true
 }
 
 // coverBinsShared returns the shared memory bytes of est_cover_bins at
@@ -532,6 +576,8 @@ func coverBinsConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
 	locals := []int{512, 256, 128, 64}
 	if c.local > 0 {
 		locals = []int{c.local}
+	} else if wg := d.Tuning().Cover.WG; wg > 0 {
+		locals = []int{int(wg)}
 	}
 	for _, l := range locals {
 		parts := 0
@@ -575,12 +621,28 @@ func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, 
 	}
 	spec, binsOK := coverBinsConfig(d, c)
 	binsOK = binsOK && tb.has("cover", "bins")
+	sgSpec, sgOK := coverSGConfig(d, c)
+	sgOK = sgOK && tb.has("cover", "sg")
 	desc := runtime.KernelDesc{Shader: "est_cover", Bindings: 3, ReadOnly: 0b011, PushSize: 12, Spec: []uint32{coverLocal}}
-	switch c.variant {
-	case "":
-		if binsOK && tb.ops["cover"][0] == "bins" {
-			desc.Shader, desc.Spec = "est_cover_bins", spec
+	variant := c.variant
+	if variant == "" {
+		variant = d.Tuning().Cover.Variant
+	}
+	if variant == "" {
+		variant = "probes"
+		for _, v := range tb.ops["cover"] {
+			if v == "sg" && sgOK || v == "bins" && binsOK || v == "probes" {
+				variant = v
+				break
+			}
 		}
+	}
+	switch variant {
+	case "sg":
+		if !sgOK {
+			return fmt.Errorf("%s: est_cover_sg needs subgroup arithmetic and a workgroup within %d invocations", op, d.Info().MaxWorkgroupInvocations)
+		}
+		desc.Shader, desc.Spec = "est_cover_sg", sgSpec
 	case "bins":
 		if !binsOK {
 			return fmt.Errorf("%s: est_cover_bins does not fit the device (%d bytes of shared memory, %d invocations)", op, d.Caps().MaxSharedMemory, d.Info().MaxWorkgroupInvocations)
@@ -588,7 +650,7 @@ func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, 
 		desc.Shader, desc.Spec = "est_cover_bins", spec
 	case "probes":
 	default:
-		return fmt.Errorf("%s: unknown variant %q", op, c.variant)
+		return fmt.Errorf("%s: unknown variant %q", op, variant)
 	}
 	kc, err := d.Kernel(desc)
 	if err != nil {

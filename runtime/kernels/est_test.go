@@ -370,6 +370,10 @@ func TestCoverCounts(t *testing.T) {
 		{"bins-tree-64", coverCfg{variant: "bins", local: 64, noSubgroup: true}},
 		{"bins-128", coverCfg{variant: "bins", local: 128}},
 		{"probes", coverCfg{variant: "probes"}},
+		{"sg", coverCfg{variant: "sg"}},
+		// est_cover_sg with 64 cached entries: longer vectors read the
+		// rest from global memory.
+		{"sg-64-cache64", coverCfg{variant: "sg", local: 64, cache: 64}},
 	}
 	for _, c := range cases {
 		vv := make([]float32, 0, c.hq*c.n)

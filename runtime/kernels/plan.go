@@ -318,9 +318,11 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 // (hplan, pivots, indirect, the statistics row with the gate bits, meta and
 // refs) and no gate buffer. v, s, pooled, cmap, meta and refs are PlanGates'
 // inputs (pooled is read only for the query gate or X = â; pass v
-// otherwise), counts PlanDecide's. The gate sums run over the workgroup's
-// 64 invocations instead of PlanGates' 128, so a gate's last bits may
-// differ from PlanGates'.
+// otherwise), counts PlanDecide's. The workgroup (planRolesLocal
+// invocations) computes the gates of all heads at once, each head's sums
+// over planRolesLocal / 2^⌈log2 Hq⌉ invocations instead of PlanGates' 128,
+// so a gate's last bits may differ from PlanGates' (TestPlanGatesAndDecide
+// allows that: its gates are held to the float64 ones within 1e-5).
 func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hplan, pivots, indirect, stats *runtime.Tensor, p PlanParams) error {
 	const op = "plan roles"
 	if err := p.check(op); err != nil {
@@ -336,7 +338,7 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 		return err
 	}
 	d := r.Device()
-	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 84, 64)
+	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 84, planRolesLocal)
 	if err != nil {
 		return err
 	}
@@ -346,6 +348,10 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 	}{p.rolePush(), uint32(p.N), uint32(p.ExclDist), b2u(p.NaNCompat)}
 	return r.Dispatch(k, [3]uint32{1, 1, 1}, push, pooled, counts, cmap, v, s, meta, refs, hplan, pivots, indirect, stats)
 }
+
+// planRolesLocal is the workgroup size of plan_roles: 32 invocations per
+// head's gate sums at 8 heads, 4 at PlanMaxHeads.
+const planRolesLocal = 256
 
 // planRolePush is the push-constant block of plan_decide.comp that
 // PlanDecide and PlanRoles share (PlanRoles appends three words).

@@ -93,6 +93,12 @@ func TestTopKBits(t *testing.T) {
 		{3, 1000, [2]int{1000, 937}, [2]int{200, 700}, [2]int{30, 100}, false, true},
 		{2, 5000, [2]int{5000, 4937}, [2]int{1000, 3000}, [2]int{30, 100}, false, false},
 		{2, 300, [2]int{0, 300}, [2]int{5, 400}, [2]int{1, 1}, false, false},
+		// plan_topk's rank shortcut (≤ 256 non-forced entries) at its
+		// bound and past it, and behind a long forced prefix whose
+		// candidates start mid-word.
+		{2, 300, [2]int{257, 258}, [2]int{100, 40}, [2]int{1, 1}, false, true},
+		{2, 1000, [2]int{1000, 999}, [2]int{950, 990}, [2]int{901, 777}, false, true},
+		{3, 64, [2]int{64, 64}, [2]int{9, 17}, [2]int{1, 1}, true, true},
 	} {
 		t.Run(fmt.Sprintf("rows%d_stride%d_k%v", c.rows, c.stride, c.ks), func(t *testing.T) {
 			x0 := make([]float32, 0, c.rows*c.stride)

@@ -117,13 +117,18 @@ var opTables = map[string][]variant{
 		{name: "coopmat", shaders: []string{"est_last_cm_stats", "est_last_cm_stats_lse", "est_last_cm_vs", "est_last_lse", "est_last_slash"}, usable: qkCMUsable},
 		{name: "scalar", shaders: []string{"est_last_stats", "est_last_stats_lse", "est_last_vs", "est_last_lse", "est_last_slash"}, usable: always},
 	},
-	// CoverCounts (est.go): the 15-probe search, the reference, first;
-	// private bins per invocation (subgroup sums where the device has them)
-	// only when forced. On an H100 (2026-12-07, traced prefills of
+	// CoverCounts (est.go): the 15-probe search with subgroup sums, then
+	// the reference without them; private bins per invocation (subgroup
+	// sums where the device has them) only when forced. On an H100 (2026-12-07, traced prefills of
 	// bench-lm-8k) est_cover_bins took 68 µs a layer at 5.7K tokens, where
 	// est_cover had taken 52 µs at 8K: one 512-wide workgroup per (head,
 	// vector) with 32 KiB of bins keeps too few warps in flight.
+	// est_cover_sg, est_cover's search with the vector in shared memory
+	// and one barrier a pass, comes first where subgroup arithmetic is
+	// available (prediction for bench-lm-8k at 8K on an H100: about 20 µs
+	// against est_cover's 52; Tuning.Cover picks another for an A/B).
 	"cover": {
+		{name: "sg", shaders: []string{"est_cover_sg"}, usable: func(c runtime.Caps) bool { return c.SubgroupArithmetic }},
 		{name: "probes", shaders: []string{"est_cover"}, usable: always},
 		{name: "bins", shaders: []string{"est_cover_bins"}, usable: always},
 	},
