@@ -23,9 +23,6 @@ const (
 	// dec2MaxLoads bounds the 16-byte K loads (as many V) a lane keeps in
 	// flight for one batch: U keys × D/(8T) pieces.
 	dec2MaxLoads = 4
-	// dec2MergeLoads is MU of attn_decode2.comp: the splits each merge
-	// thread loads at once.
-	dec2MergeLoads = 16
 )
 
 // dec2SharedBytes mirrors the shared arrays of shaders/attn_decode2.comp:
