@@ -40,6 +40,12 @@ type Tuning struct {
 	// one-dispatch split-KV kernel (SHAREPREFILL_DECODE_ATTN=scalar): the
 	// reference, for comparisons on a device.
 	DecodeAttnScalar bool
+	// DecodeAttnSplitKV2 takes the split-KV decode kernel without
+	// shared-memory staging (attn_decode2.comp: each cluster of a
+	// subgroup's lanes streams its own keys from registers) where it
+	// applies, instead of attn_decode (SHAREPREFILL_DECODE_ATTN=splitkv2).
+	// It excludes DecodeAttnScalar.
+	DecodeAttnSplitKV2 bool
 	// EstBlocksPerGroup is the count of key blocks each workgroup of the
 	// last-block estimate's cooperative-matrix score passes takes
 	// (SHAREPREFILL_EST_KPW); 0: automatic (from the block and head
@@ -220,14 +226,19 @@ func (t *Tuning) fromEnv() error {
 			return fmt.Errorf("SHAREPREFILL_CM_ATTN=%q: the only value is cm1", s)
 		}
 	}
-	if !t.DecodeAttnScalar {
+	if !t.DecodeAttnScalar && !t.DecodeAttnSplitKV2 {
 		switch s := os.Getenv("SHAREPREFILL_DECODE_ATTN"); s {
 		case "":
 		case "scalar":
 			t.DecodeAttnScalar = true
+		case "splitkv2":
+			t.DecodeAttnSplitKV2 = true
 		default:
-			return fmt.Errorf("SHAREPREFILL_DECODE_ATTN=%q: the only value is scalar", s)
+			return fmt.Errorf("SHAREPREFILL_DECODE_ATTN=%q: want scalar or splitkv2", s)
 		}
+	}
+	if t.DecodeAttnScalar && t.DecodeAttnSplitKV2 {
+		return fmt.Errorf("Tuning.DecodeAttnScalar and Tuning.DecodeAttnSplitKV2 are both set: choose one decode attention kernel")
 	}
 	if t.AttnRowStat == 0 {
 		v, err := envUints("SHAREPREFILL_CM2_ROWSTAT", "RW", 1, []uint32{0})

@@ -55,6 +55,26 @@ func TestTuningFromEnv(t *testing.T) {
 	}
 }
 
+// TestTuningDecodeAttn: SHAREPREFILL_DECODE_ATTN=splitkv2 sets
+// DecodeAttnSplitKV2, and a Tuning with both decode attention kernels
+// forced is an error from Open.
+func TestTuningDecodeAttn(t *testing.T) {
+	t.Setenv("SHAREPREFILL_DECODE_ATTN", "splitkv2")
+	d := gputest.Open(t, runtime.Options{})
+	if got := d.Tuning(); !got.DecodeAttnSplitKV2 || got.DecodeAttnScalar {
+		t.Errorf("SHAREPREFILL_DECODE_ATTN=splitkv2: Tuning() = %+v, want DecodeAttnSplitKV2 only", got)
+	}
+	t.Setenv("SHAREPREFILL_DECODE_ATTN", "")
+	bad, err := runtime.Open(runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true, DecodeAttnSplitKV2: true}})
+	if err == nil {
+		bad.Close()
+		t.Fatal("Open with DecodeAttnScalar and DecodeAttnSplitKV2 succeeded")
+	}
+	if !strings.Contains(err.Error(), "DecodeAttnSplitKV2") {
+		t.Errorf("error %q does not name DecodeAttnSplitKV2", err)
+	}
+}
+
 // TestTuningMalformed: a malformed tuning variable is an error from Open
 // that names the variable (before any device is touched).
 func TestTuningMalformed(t *testing.T) {

@@ -358,6 +358,10 @@ type attnDecodePlan struct {
 
 	one                  bool
 	wg, kps, kc, tpk, rb int
+	// two: the plan is attn_decode2's (planDecodeSplit2; one is set too),
+	// with lanes per key and unroll keys per cluster and batch.
+	two           bool
+	lanes, unroll int
 	// subgroup: attn_decode's row reductions take subgroup arithmetic.
 	subgroup bool
 }
@@ -377,6 +381,11 @@ func attnPlanDecode(dev *runtime.Device, p AttnParams) (attnDecodePlan, error) {
 	tb, err := tablesOf(dev)
 	if err != nil {
 		return attnDecodePlan{}, err
+	}
+	if tb.has("decode attention", "splitkv2") {
+		if pl, ok := planDecodeSplit2(dev, p); ok {
+			return pl, nil
+		}
 	}
 	if tb.has("decode attention", "splitkv") {
 		if pl, ok := planDecodeSplit(dev, p); ok {
@@ -439,7 +448,7 @@ func DecodeScratchMax(dev *runtime.Device, p AttnParams) (int, error) {
 	}
 	splits := 0
 	if pl.one {
-		splits = decSplitMaxSplits(dev, p)
+		splits = decSplitMaxSplits(dev, p, pl.two)
 	} else {
 		// attnPlanDecodeScalar splits into at most `want` parts of at least
 		// 2 tiles: the most splits any shorter cache gets is
@@ -516,6 +525,9 @@ func decodeAttention(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime
 			}
 		}
 		pl.splits, pl.tilesPerSplit = 1, 0
+	}
+	if pl.two {
+		return decodeSplit2(r, o, lse, q, k, v, scratch, pos, p, pl)
 	}
 	if pl.one {
 		return decodeSplit(r, o, lse, q, k, v, scratch, pos, p, pl)

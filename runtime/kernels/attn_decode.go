@@ -66,7 +66,7 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 	if p.Causal {
 		kend = min(p.Skv, p.Q0+p.Sq)
 	}
-	kps := decSplitKeys(kend, p.Hkv, decTarget(dev))
+	kps := decSplitKeysFrom(kend, p.Hkv, decTarget(dev), decMinKeys)
 	kc := decMinKeys
 	for kc < min(kps, decMaxKeys) && fits(2*kc, rb) {
 		kc *= 2
@@ -76,12 +76,12 @@ func planDecodeSplit(dev *runtime.Device, p AttnParams) (pl attnDecodePlan, ok b
 	return attnDecodePlan{one: true, wg: wg, kps: kps, kc: kc, tpk: decTPK(wg, kc), rb: rb, splits: (kend + kps - 1) / kps, subgroup: sg}, true
 }
 
-// decSplitKeys is attn_decode's split length for kend keys: the smallest
-// power of two from decMinKeys that gives each of hkv KV heads at most
-// target/hkv splits.
-func decSplitKeys(kend, hkv, target int) int {
+// decSplitKeysFrom is the split length of attn_decode and attn_decode2
+// for kend keys: the smallest power of two from minKeys (a power of two)
+// that gives each of hkv KV heads at most target/hkv splits.
+func decSplitKeysFrom(kend, hkv, target, minKeys int) int {
 	want := max(1, target/hkv)
-	kps := decMinKeys
+	kps := minKeys
 	for kps*want < kend {
 		kps *= 2
 	}
@@ -97,19 +97,24 @@ func decTarget(dev *runtime.Device) int {
 	return decTargetGroups
 }
 
-// decSplitMaxSplits is the most attn_decode splits any cache of up to
-// p.Skv keys (p.Sq queries at its end) gets. Within one split length the
-// split count grows with the cache, and a cache gets split length k only up
-// to k·(decTargetGroups/Hkv) keys, so the lengths' longest caches are the
-// candidates.
-func decSplitMaxSplits(dev *runtime.Device, p AttnParams) int {
+// decSplitMaxSplits is the most attn_decode splits (attn_decode2's with
+// two) any cache of up to p.Skv keys (p.Sq queries at its end) gets.
+// Within one split length the split count grows with the cache, and a
+// cache gets split length k only up to k·(decTargetGroups/Hkv) keys, so
+// the lengths' longest caches are the candidates (every power of two from
+// decMinKeys, which covers both kernels' shortest splits).
+func decSplitMaxSplits(dev *runtime.Device, p AttnParams, two bool) int {
+	plan := planDecodeSplit
+	if two {
+		plan = planDecodeSplit2
+	}
 	want := max(1, decTarget(dev)/p.Hkv)
 	most := 0
 	for k := decMinKeys; ; k *= 2 {
 		q := p
 		q.Skv = min(p.Skv, k*want)
 		q.Q0 = max(0, q.Skv-p.Sq)
-		if pl, ok := planDecodeSplit(dev, q); ok {
+		if pl, ok := plan(dev, q); ok {
 			most = max(most, pl.splits)
 		}
 		if k*want >= p.Skv {

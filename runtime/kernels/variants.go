@@ -98,9 +98,13 @@ var opTables = map[string][]variant{
 	},
 	// DecodeAttention and DecodeAttentionAt (attn_decode.go, attn.go): the
 	// one-dispatch split-KV kernel for up to decMaxRows rows (Sq·G), else
-	// the scalar kernel with attn_reduce, the reference. Tuning.DecodeAttn
-	// "scalar" keeps to the latter.
+	// the scalar kernel with attn_reduce, the reference.
+	// Tuning.DecodeAttnScalar keeps to the latter. splitkv2
+	// (attn_decode2.go), the split-KV kernel that streams keys through
+	// registers, is kept only with Tuning.DecodeAttnSplitKV2, until it is
+	// measured on a device.
 	"decode attention": {
+		{name: "splitkv2", shaders: append(dtypeNames("attn_decode2_%s"), dtypeNames("attn_decode2_dyn_%s")...), usable: always},
 		{name: "splitkv", shaders: append(dtypeNames("attn_decode_%s"), dtypeNames("attn_decode_dyn_%s")...), usable: always},
 		{name: "scalar", shaders: append(dtypeNames("attn_%s"), append(dtypeNames("attn_dyn_%s"), dtypeNames("attn_reduce_%s")...)...), usable: always},
 	},
@@ -187,7 +191,7 @@ func buildTables(tables map[string][]variant, caps runtime.Caps, tu runtime.Tuni
 					return nil, fmt.Errorf("kernels: %s variant %s dispatches shader %s, which is not embedded (run make shaders)", op, v.name, sh)
 				}
 			}
-			if v.usable(caps) && !(op == "decode attention" && v.name == "splitkv" && tu.DecodeAttnScalar) {
+			if v.usable(caps) && !(op == "decode attention" && decodeAttnDropped(v.name, tu)) {
 				t.ops[op] = append(t.ops[op], v.name)
 			}
 		}
@@ -202,4 +206,17 @@ func buildTables(tables map[string][]variant, caps runtime.Caps, tu runtime.Tuni
 		}
 	}
 	return t, nil
+}
+
+// decodeAttnDropped reports whether tu leaves the decode attention variant
+// name out of a device's table: splitkv2 unless Tuning.DecodeAttnSplitKV2,
+// splitkv with Tuning.DecodeAttnScalar.
+func decodeAttnDropped(name string, tu runtime.Tuning) bool {
+	switch name {
+	case "splitkv2":
+		return !tu.DecodeAttnSplitKV2
+	case "splitkv":
+		return tu.DecodeAttnScalar
+	}
+	return false
 }
