@@ -167,13 +167,15 @@ func (e *Engine) decodeFusion(cpu bool) (add, norm, head bool) {
 
 // normFuseMaxBytes bounds the weight matrices whose mat-vecs take the
 // RMSNorm-fused kernels. Each workgroup of those normalises the rows of x
-// itself: cache traffic of a few times K values per workgroup, which costs
-// nothing where a mat-vec is latency-bound (small matrices: the fusion
-// saves a dispatch and its barrier) but competes with the weight stream of a
-// large one (an 8B model's 32 MiB q projection), where the saved dispatch is
-// a small share of the time anyway. Unmeasured on a GPU: a prediction.
-// runtime.Tuning.DecodeNormFuseMiB replaces it.
-const normFuseMaxBytes = 16 << 20
+// itself: a sum over x and a staging pass, each ending in a barrier, before
+// its weights stream. Where a mat-vec is latency-bound (small matrices) the
+// fusion saves a dispatch and its barrier: bench-lm-8k's (≤ 1.4 MiB) stay
+// fused. On a large one the extra passes and cache traffic cost more: on an
+// H100 (2026-12-07) the 8B Q4_K_M model's fused q/k/v (9 MiB q) took
+// 29–38 µs a layer, and with the norm apart the 32-layer decode went from
+// 155 to 167 tokens/s; fusing its gate and up too (33 MiB) was slower
+// still (134). runtime.Tuning.DecodeNormFuseMiB replaces it.
+const normFuseMaxBytes = 4 << 20
 
 // normFuseMax is normFuseMaxBytes, or the device's
 // Tuning.DecodeNormFuseMiB where set.

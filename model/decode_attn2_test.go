@@ -10,15 +10,15 @@ import (
 
 // TestDecodeSplitKV2Tokens: greedy generation with the split-KV decode
 // kernel that streams keys through registers (attn_decode2,
-// runtime.Tuning.DecodeAttnSplitKV2) gives the same tokens as with the
+// the default) gives the same tokens as with the
 // scalar reference kernel (runtime.Tuning.DecodeAttnScalar), over a prompt
 // whose cache it splits, with as many dispatches as attn_decode; a last
 // decode step's logits agree to rounding.
 func TestDecodeSplitKV2Tokens(t *testing.T) {
 	devs := []*runtime.Device{
-		gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnSplitKV2: true}}),
+		gputest.Open(t, runtime.Options{}),
 		gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true}}),
-		gputest.Device(t),
+		gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnSplitKV1: true}}),
 	}
 	if !devs[0].Info().SubgroupShuffle {
 		t.Skip("no subgroup shuffles: attn_decode2 does not run here")

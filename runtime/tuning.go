@@ -37,15 +37,16 @@ type Tuning struct {
 	AttnRowStat int
 	// DecodeAttnScalar keeps decode attention to the scalar kernel with
 	// its separate reduction (attn.comp, attn_reduce.comp) instead of the
-	// one-dispatch split-KV kernel (SHAREPREFILL_DECODE_ATTN=scalar): the
+	// one-dispatch split-KV kernels (SHAREPREFILL_DECODE_ATTN=scalar): the
 	// reference, for comparisons on a device.
 	DecodeAttnScalar bool
-	// DecodeAttnSplitKV2 takes the split-KV decode kernel without
-	// shared-memory staging (attn_decode2.comp: each cluster of a
-	// subgroup's lanes streams its own keys from registers) where it
-	// applies, instead of attn_decode (SHAREPREFILL_DECODE_ATTN=splitkv2).
-	// It excludes DecodeAttnScalar.
-	DecodeAttnSplitKV2 bool
+	// DecodeAttnSplitKV1 keeps decode attention to the first split-KV
+	// kernel (attn_decode.comp, keys staged through shared memory) instead
+	// of attn_decode2.comp, which streams each lane cluster's keys through
+	// registers and is the default where it applies
+	// (SHAREPREFILL_DECODE_ATTN=splitkv): for comparisons on a device. It
+	// excludes DecodeAttnScalar.
+	DecodeAttnSplitKV1 bool
 	// EstBlocksPerGroup is the count of key blocks each workgroup of the
 	// last-block estimate's cooperative-matrix score passes takes
 	// (SHAREPREFILL_EST_KPW); 0: automatic (from the block and head
@@ -66,7 +67,7 @@ type Tuning struct {
 	DecodeSplitGroups int
 	// DecodeNormFuseMiB is the largest weight matrix, in MiB, whose decode
 	// mat-vecs take the RMSNorm-fused kernels (SHAREPREFILL_DECODE_NORMFUSE);
-	// larger ones take RMSNorm apart. 0: automatic (16).
+	// larger ones take RMSNorm apart. 0: automatic (4).
 	DecodeNormFuseMiB int
 	// Cover replaces the γ budget kernel's choice (kernels.CoverCounts;
 	// SHAREPREFILL_COVER=VARIANT[,WG], VARIANT sg, probes or bins, WG the
@@ -226,19 +227,19 @@ func (t *Tuning) fromEnv() error {
 			return fmt.Errorf("SHAREPREFILL_CM_ATTN=%q: the only value is cm1", s)
 		}
 	}
-	if !t.DecodeAttnScalar && !t.DecodeAttnSplitKV2 {
+	if !t.DecodeAttnScalar && !t.DecodeAttnSplitKV1 {
 		switch s := os.Getenv("SHAREPREFILL_DECODE_ATTN"); s {
-		case "":
+		case "", "splitkv2":
 		case "scalar":
 			t.DecodeAttnScalar = true
-		case "splitkv2":
-			t.DecodeAttnSplitKV2 = true
+		case "splitkv":
+			t.DecodeAttnSplitKV1 = true
 		default:
-			return fmt.Errorf("SHAREPREFILL_DECODE_ATTN=%q: want scalar or splitkv2", s)
+			return fmt.Errorf("SHAREPREFILL_DECODE_ATTN=%q: want splitkv2 (the default), splitkv or scalar", s)
 		}
 	}
-	if t.DecodeAttnScalar && t.DecodeAttnSplitKV2 {
-		return fmt.Errorf("Tuning.DecodeAttnScalar and Tuning.DecodeAttnSplitKV2 are both set: choose one decode attention kernel")
+	if t.DecodeAttnScalar && t.DecodeAttnSplitKV1 {
+		return fmt.Errorf("Tuning.DecodeAttnScalar and Tuning.DecodeAttnSplitKV1 are both set: choose one decode attention kernel")
 	}
 	if t.AttnRowStat == 0 {
 		v, err := envUints("SHAREPREFILL_CM2_ROWSTAT", "RW", 1, []uint32{0})

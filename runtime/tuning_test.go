@@ -55,23 +55,28 @@ func TestTuningFromEnv(t *testing.T) {
 	}
 }
 
-// TestTuningDecodeAttn: SHAREPREFILL_DECODE_ATTN=splitkv2 sets
-// DecodeAttnSplitKV2, and a Tuning with both decode attention kernels
-// forced is an error from Open.
+// TestTuningDecodeAttn: SHAREPREFILL_DECODE_ATTN=splitkv sets
+// DecodeAttnSplitKV1, splitkv2 (the default) sets nothing, and a Tuning
+// with both older decode attention kernels forced is an error from Open.
 func TestTuningDecodeAttn(t *testing.T) {
-	t.Setenv("SHAREPREFILL_DECODE_ATTN", "splitkv2")
+	t.Setenv("SHAREPREFILL_DECODE_ATTN", "splitkv")
 	d := gputest.Open(t, runtime.Options{})
-	if got := d.Tuning(); !got.DecodeAttnSplitKV2 || got.DecodeAttnScalar {
-		t.Errorf("SHAREPREFILL_DECODE_ATTN=splitkv2: Tuning() = %+v, want DecodeAttnSplitKV2 only", got)
+	if got := d.Tuning(); !got.DecodeAttnSplitKV1 || got.DecodeAttnScalar {
+		t.Errorf("SHAREPREFILL_DECODE_ATTN=splitkv: Tuning() = %+v, want DecodeAttnSplitKV1 only", got)
+	}
+	t.Setenv("SHAREPREFILL_DECODE_ATTN", "splitkv2")
+	d2 := gputest.Open(t, runtime.Options{})
+	if got := d2.Tuning(); got.DecodeAttnSplitKV1 || got.DecodeAttnScalar {
+		t.Errorf("SHAREPREFILL_DECODE_ATTN=splitkv2: Tuning() = %+v, want neither older kernel", got)
 	}
 	t.Setenv("SHAREPREFILL_DECODE_ATTN", "")
-	bad, err := runtime.Open(runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true, DecodeAttnSplitKV2: true}})
+	bad, err := runtime.Open(runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true, DecodeAttnSplitKV1: true}})
 	if err == nil {
 		bad.Close()
-		t.Fatal("Open with DecodeAttnScalar and DecodeAttnSplitKV2 succeeded")
+		t.Fatal("Open with DecodeAttnScalar and DecodeAttnSplitKV1 succeeded")
 	}
-	if !strings.Contains(err.Error(), "DecodeAttnSplitKV2") {
-		t.Errorf("error %q does not name DecodeAttnSplitKV2", err)
+	if !strings.Contains(err.Error(), "DecodeAttnSplitKV1") {
+		t.Errorf("error %q does not name DecodeAttnSplitKV1", err)
 	}
 }
 
@@ -102,7 +107,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_GEMVQ", "registers,64"},
 		{"SHAREPREFILL_GEMVQ", "slice,64,2,5"},
 		{"SHAREPREFILL_GEMVQ", "slice,64,2,2,1"},
-		{"SHAREPREFILL_DECODE_ATTN", "splitkv"},
+		{"SHAREPREFILL_DECODE_ATTN", "splitkv3"},
 		{"SHAREPREFILL_GEMV", "96"},
 		{"SHAREPREFILL_GEMV", "64,9"},
 		{"SHAREPREFILL_GEMV", "64,2,1"},

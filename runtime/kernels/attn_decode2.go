@@ -9,7 +9,7 @@ import (
 
 // The split-KV decode kernel without shared-memory staging
 // (shaders/attn_decode2.comp): the "splitkv2" variant of the "decode
-// attention" op, taken only with Tuning.DecodeAttnSplitKV2. Grid, scratch
+// attention" op, the default where it applies (Tuning.DecodeAttnSplitKV1 keeps to attn_decode). Grid, scratch
 // and results are attn_decode's (decodeSplit); inside a workgroup each
 // cluster of T lanes of a subgroup streams its own keys with an online
 // softmax in registers, 16-byte loads of K and V one batch ahead, and the

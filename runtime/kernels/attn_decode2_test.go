@@ -9,17 +9,17 @@ import (
 )
 
 // splitKV2Device opens a device whose decode attention takes attn_decode2
-// (Tuning.DecodeAttnSplitKV2), skipping where it has no subgroup shuffles.
+// (the default), skipping where it has no subgroup shuffles.
 func splitKV2Device(t *testing.T) *runtime.Device {
 	t.Helper()
-	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnSplitKV2: true}})
+	d := gputest.Open(t, runtime.Options{})
 	if !d.Info().SubgroupShuffle {
 		t.Skip("no subgroup shuffles: attn_decode2 does not run here")
 	}
 	return d
 }
 
-// TestDecodeSplitKV2: with Tuning.DecodeAttnSplitKV2, DecodeAttention and
+// TestDecodeSplitKV2: by default, DecodeAttention and
 // DecodeAttentionAt take attn_decode2 (one dispatch) and match the float64
 // reference at awkward sizes: G = 1, 4 and 8, D = 8 to 128 (one lane per
 // key to a whole subgroup, clusters smaller than a subgroup, five 16-byte
@@ -210,18 +210,18 @@ func TestPlanDecodeSplit2(t *testing.T) {
 			t.Errorf("%v: %d splits × %d KV heads, want at most %d workgroups", c.p, pl.splits, c.p.Hkv, decTargetGroups)
 		}
 	}
-	for _, tu := range []runtime.Tuning{{}, {DecodeAttnScalar: true}, {DecodeAttnSplitKV2: true}} {
+	for _, tu := range []runtime.Tuning{{}, {DecodeAttnScalar: true}, {DecodeAttnSplitKV1: true}} {
 		tb, err := buildTables(opTables, runtime.Caps{}, tu)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := tb.ops["decode attention"]
-		want := []string{"splitkv", "scalar"}
+		want := []string{"splitkv2", "splitkv", "scalar"}
 		switch {
 		case tu.DecodeAttnScalar:
+			want = want[2:]
+		case tu.DecodeAttnSplitKV1:
 			want = want[1:]
-		case tu.DecodeAttnSplitKV2:
-			want = append([]string{"splitkv2"}, want...)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("tuning %+v: decode attention variants %v, want %v", tu, got, want)

@@ -114,6 +114,13 @@ func TestDecodeSplitKV(t *testing.T) {
 	}
 }
 
+// splitKV1Device opens a device whose decode attention takes attn_decode
+// (Tuning.DecodeAttnSplitKV1) where attn_decode2 would apply.
+func splitKV1Device(t *testing.T) *runtime.Device {
+	t.Helper()
+	return gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnSplitKV1: true}})
+}
+
 // TestDecodeSplitKVReductions: attn_decode's row reductions by subgroup
 // arithmetic (the plan's choice where the device has it) and by
 // shared-memory trees both match the float64 reference, at rows of 1, 3,
@@ -121,7 +128,7 @@ func TestDecodeSplitKV(t *testing.T) {
 // one, where the kernel falls back to the tree), with several chunks a
 // split and many splits to merge.
 func TestDecodeSplitKVReductions(t *testing.T) {
-	d := gputest.Device(t)
+	d := splitKV1Device(t)
 	rng := gputest.Rand(t)
 	caps := d.Caps()
 	t.Logf("subgroup size %d, arithmetic %v", caps.SubgroupSize, caps.SubgroupArithmetic)
@@ -169,7 +176,7 @@ func TestDecodeSplitKVReductions(t *testing.T) {
 // scalar reference kernel (Tuning.DecodeAttnScalar's choice) agree to
 // rounding, over cache lengths of a replayed grid.
 func TestDecodeSplitKVMatchesScalar(t *testing.T) {
-	d := gputest.Device(t)
+	d := splitKV1Device(t)
 	rng := gputest.Rand(t)
 	const maxSkv = 200
 	pmax := AttnParams{Hq: 8, Hkv: 2, D: 64, Sq: 1, Skv: maxSkv, Q0: maxSkv - 1, Causal: true}

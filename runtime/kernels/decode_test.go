@@ -365,13 +365,22 @@ func TestNormMatVecRopeKV(t *testing.T) {
 	}
 }
 
-// TestDecodeAttentionAt: decode attention at positions read from a buffer,
+// TestDecodeAttentionAt: decode attention (attn_decode2 where it applies,
+// and attn_decode) at positions read from a buffer,
 // on a grid planned for the longest cache, equals the push-constant kernel
 // with the same plan bit for bit (the empty splits past the cache's end
 // change nothing), and the float64 reference.
 func TestDecodeAttentionAt(t *testing.T) {
-	d := gputest.Device(t)
 	rng := gputest.Rand(t)
+	for _, tu := range []runtime.Tuning{{}, {DecodeAttnSplitKV1: true}} {
+		checkDecodeAttentionAt(t, gputest.Open(t, runtime.Options{Tuning: tu}), rng, tu.DecodeAttnSplitKV1)
+	}
+}
+
+// checkDecodeAttentionAt is TestDecodeAttentionAt on d; split says that
+// every case's plan splits its cache (attn_decode's short splits).
+func checkDecodeAttentionAt(t *testing.T, d *runtime.Device, rng *rand.Rand, split bool) {
+	t.Helper()
 	for _, c := range []struct {
 		hq, hkv, hd, sq, maxSkv int
 		dt                      runtime.DType
@@ -390,10 +399,12 @@ func TestDecodeAttentionAt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n == 0 {
+			if n == 0 && split {
 				t.Fatalf("%v: no split", pmax)
 			}
-			scratch = decodeScratchFor(t, d, c.hkv, n)
+			if n > 0 {
+				scratch = decodeScratchFor(t, d, c.hkv, n)
+			}
 		}
 		pl, err := attnPlanDecode(d, pmax)
 		if err != nil {
