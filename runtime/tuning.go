@@ -52,6 +52,12 @@ type Tuning struct {
 	// (SHAREPREFILL_EST_KPW); 0: automatic (from the block and head
 	// counts).
 	EstBlocksPerGroup int
+	// EstSlashSeparate keeps the last-block estimate's slash combination
+	// in a dispatch of its own (est_last_slash) instead of the V pass's
+	// workgroups that complete each chunk's partials
+	// (SHAREPREFILL_EST_SLASH=separate; "fused" is the default): for A/B
+	// runs on a device.
+	EstSlashSeparate bool
 	// GemvQ replaces the quantized mat-vec kernel's choice
 	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R[,U]]], KIND wide, slice or
 	// registers; U for slice only). The zero value: automatic.
@@ -320,6 +326,15 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.EstBlocksPerGroup = int(v[0])
+		}
+	}
+	if !t.EstSlashSeparate {
+		switch s := os.Getenv("SHAREPREFILL_EST_SLASH"); s {
+		case "", "fused":
+		case "separate":
+			t.EstSlashSeparate = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_EST_SLASH=%q: want fused or separate", s)
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
+	t.Setenv("SHAREPREFILL_EST_SLASH", "separate")
 	t.Setenv("SHAREPREFILL_GEMVQ", "wide,128,2")
 	t.Setenv("SHAREPREFILL_DECODE_ATTN", "scalar")
 	t.Setenv("SHAREPREFILL_GEMV", "64")
@@ -33,6 +34,7 @@ func TestTuningFromEnv(t *testing.T) {
 		AttnOnlyCM1:       true,
 		AttnRowStat:       32,
 		EstBlocksPerGroup: 3,
+		EstSlashSeparate:  true,
 		GemvQ:             runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
 		DecodeAttnScalar:  true,
 		Gemv:              runtime.Gemv{WG: 64},
@@ -100,6 +102,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_CM2_ROWSTAT", "-1"},
 		{"SHAREPREFILL_EST_KPW", "2,2"},
 		{"SHAREPREFILL_EST_KPW", "x"},
+		{"SHAREPREFILL_EST_SLASH", "split"},
 		{"SHAREPREFILL_GEMVQ", "fast"},
 		{"SHAREPREFILL_GEMVQ", "wide,96"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},

@@ -1,5 +1,5 @@
 #version 450
-// variants: est_last_stats=-DSTATS est_last_stats_lse=-DSTATS,-DLSE_TAIL est_last_vs=-DVS
+// variants: est_last_stats=-DSTATS est_last_stats_lse=-DSTATS,-DLSE_TAIL est_last_vs=-DVS est_last_vs_slash=-DVS,-DSLASH_TAIL
 // est_last.comp: last-block estimates (docs/algorithm.md#last-block-estimates), the two score
 // passes. The window is the last W = min(B, S) queries i_t = S−W+t of every
 // query head against all keys; the causal mask (j ≤ i_t) only bites inside
@@ -22,6 +22,10 @@
 //   5 spart f32 [Hq, nb, 2B]: slash partial of block c, (1/W) Σ P[t, j] over
 //     i_t − j = o, stored at l = o − (S − W − cB − (B−1)), l ∈ [0, W+B−1);
 //     est_last_slash adds the ≤ 2 blocks that touch each offset.
+//   With SLASH_TAIL (est_last_vs_slash) the workgroup that completes a
+//   slash chunk's partials also combines it (est_slash.glsl): 6 s f32
+//   [Hq, S]; 7 sblk f32 [Hq, nb]; 8 counter u32 [Hq, nb] (0 before the
+//   first use, reset after).
 // Bindings 0 q f16 [S, Hq, D], 1 k f16 [S, Hkv, D].
 // Spec constants: 0 local size (= T·T, power of two), 1 T, 2 D, 3 B.
 #extension GL_EXT_shader_16bit_storage : require
@@ -46,7 +50,14 @@ layout(std430, set = 0, binding = 2) writeonly buffer Sb { vec2 stats[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Lb { float lse[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Vb { float v[]; };
 layout(std430, set = 0, binding = 4) writeonly buffer VBb { float vblk[]; };
+#ifdef SLASH_TAIL
+layout(std430, set = 0, binding = 5) coherent buffer SPb { float spart[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer SOb { float s[]; };
+layout(std430, set = 0, binding = 7) writeonly buffer SBb { float sblk[]; };
+layout(std430, set = 0, binding = 8) coherent buffer SCnb { uint sctr[]; };
+#else
 layout(std430, set = 0, binding = 5) writeonly buffer SPb { float spart[]; };
+#endif
 #endif
 
 layout(push_constant) uniform Push {
@@ -78,6 +89,11 @@ shared float red[LOCAL];
 #ifdef LSE_TAIL
 #define LSE_SCRATCH ps // T·(T+1) ≥ LOCAL = T² floats, free after the score tiles
 #include "est_lse.glsl"
+#endif
+#ifdef SLASH_TAIL
+shared float slashScratch[LOCAL + 16];
+#define SLASH_SCRATCH slashScratch
+#include "est_slash.glsl"
 #endif
 
 void main() {
@@ -206,5 +222,8 @@ void main() {
 	if (lin == 0) {
 		vblk[h * pc.nb + c] = red[0] * invW;
 	}
+#ifdef SLASH_TAIL
+	slashTail(h, c, c + 1u);
+#endif
 #endif
 }

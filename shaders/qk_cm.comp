@@ -1,5 +1,5 @@
 #version 450
-// variants: blockmap_cm_dense=-DBLOCKMAP blockmap_cm_csr=-DBLOCKMAP,-DCSR est_last_cm_stats=-DSTATS est_last_cm_stats_lse=-DSTATS,-DLSE_TAIL est_last_cm_vs=-DVS
+// variants: blockmap_cm_dense=-DBLOCKMAP blockmap_cm_csr=-DBLOCKMAP,-DCSR est_last_cm_stats=-DSTATS est_last_cm_stats_lse=-DSTATS,-DLSE_TAIL est_last_cm_vs=-DVS est_last_cm_vs_slash=-DVS,-DSLASH_TAIL
 //
 // qk_cm.comp: the score passes of the pivot block map and of the last-block
 // estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
@@ -50,6 +50,10 @@
 //   writes NaN.
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
+//   VS with SLASH_TAIL (est_last_cm_vs_slash): the workgroup that completes
+//   a slash chunk's partials also combines it (est_slash.glsl): 6 s f32
+//   [Hq, S]; 7 sblk f32 [Hq, nb]; 8 counter u32 [Hq, nb] (0 before the
+//   first use, reset after).
 //   STATS with LSE_TAIL (est_last_cm_stats_lse): the last workgroup of each
 //   head also combines the statistics into ℓ (est_lse.glsl): 3 lse f32
 //   [Hq, W]; 4 counter u32 [Hq] (0 before the first use, reset after).
@@ -118,7 +122,14 @@ layout(std430, set = 0, binding = 2) writeonly buffer Sb { vec2 stats[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Lb { float lse[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Vb { float v[]; };
 layout(std430, set = 0, binding = 4) writeonly buffer VBb { float vblk[]; };
+#ifdef SLASH_TAIL
+layout(std430, set = 0, binding = 5) coherent buffer SPb { float spart[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer SOb { float s[]; };
+layout(std430, set = 0, binding = 7) writeonly buffer SBb { float sblk[]; };
+layout(std430, set = 0, binding = 8) coherent buffer SCnb { uint sctr[]; };
+#else
 layout(std430, set = 0, binding = 5) writeonly buffer SPb { float spart[]; };
+#endif
 #endif
 layout(push_constant) uniform Push {
 	uint S;
@@ -170,6 +181,10 @@ MATA qf[DF];
 #if defined(STATS) && defined(LSE_TAIL)
 #define LSE_SCRATCH ssh // TR·(TC+4) ≥ LOCAL floats, free after the score tiles
 #include "est_lse.glsl"
+#endif
+#if defined(VS) && defined(SLASH_TAIL)
+#define SLASH_SCRATCH ssh // TR·(TC+4) ≥ LOCAL + 16 floats, free after the block sums
+#include "est_slash.glsl"
 #endif
 
 void stageRow(uint dst, uvec4 w) {
@@ -630,6 +645,9 @@ void main() {
 	}
 #ifdef LSE_TAIL
 	lseTail(h);
+#endif
+#ifdef SLASH_TAIL
+	slashTail(h, cbeg, cend);
 #endif
 }
 #endif

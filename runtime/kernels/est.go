@@ -110,12 +110,21 @@ type EstWorkspace struct {
 	spart *runtime.Tensor // f32 [Hq, nb, 2B]: slash partials
 	qbar  *runtime.Tensor // f32 [nb, Hq, D]
 	kbar  *runtime.Tensor // f32 [nb, Hkv, D]
-	ctr   *runtime.Tensor // u32 [Hq]: the fused LSE's per-head counters, 0 between dispatches
+	ctr   *runtime.Tensor // u32 [ctrLen]: the fused LSE's per-head and the fused slash's per-chunk counters, 0 between dispatches
 	zeros *runtime.HostBuffer
 	armed bool // a zeroing of ctr has been recorded
 }
 
 type wsSizes struct{ stats, lse, spart, qbar, kbar int }
+
+// slashCtrOff is where the fused slash combination's counters start in
+// the estimate's counters: after the Hq of the fused LSE, at a multiple of
+// 256 bytes (the largest storage-buffer offset alignment Vulkan allows).
+func (p EstParams) slashCtrOff() int { return (p.Hq + 63) / 64 * 64 }
+
+// ctrLen is the count of the estimate's counters: Hq for the fused LSE,
+// then Hq·nb for the fused slash combination from slashCtrOff.
+func (p EstParams) ctrLen() int { return p.slashCtrOff() + p.Hq*p.NB() }
 
 func (p EstParams) wsSizes() wsSizes {
 	nb, w := p.NB(), p.W()
@@ -154,12 +163,12 @@ func NewEstWorkspace(d *runtime.Device, p EstParams) (*EstWorkspace, error) {
 		}
 		*e.dst = t
 	}
-	// The counters are zeroed by a copy that the first fused estimate
-	// records (an upload here would make the host wait).
-	ctr, err := d.NewNamedTensor("est.lse_counter", runtime.I32, p.Hq)
+	// The counters are zeroed by a copy that the first estimate records
+	// (an upload here would make the host wait).
+	ctr, err := d.NewNamedTensor("est.counters", runtime.I32, p.ctrLen())
 	if err == nil {
 		ws.ctr = ctr
-		ws.zeros, err = d.NewHostBuffer(uint64(4 * p.Hq))
+		ws.zeros, err = d.NewHostBuffer(uint64(4 * p.ctrLen()))
 	}
 	if err == nil {
 		clear(ws.zeros.Bytes())
@@ -193,7 +202,7 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 	for _, e := range []struct {
 		t    *runtime.Tensor
 		need int
-	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}, {ws.ctr, p.Hq}} {
+	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}, {ws.ctr, p.ctrLen()}} {
 		if e.t.Len() < e.need {
 			return fmt.Errorf("%s: workspace %s has %d elements, need %d for %+v (make it with NewEstWorkspace for the largest shapes)", op, e.t.Name(), e.t.Len(), e.need, p)
 		}
@@ -216,12 +225,16 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 // the float64 reference's pooling (ref.PoolBlocks in internal/ref). Each of
 // v, s, vBlk, sBlk sums to 1.
 //
-// Three or four dispatches: row statistics per (key block, head), their
+// Two to four dispatches: row statistics per (key block, head), their
 // combination into ℓ_t, a second score pass accumulating column and
 // diagonal sums, and the slash combination. P is never stored; scratch
 // lives in ws. Up to estFuseLSEMaxBlocks key blocks the combination into
 // ℓ_t runs inside the statistics pass, in the last of a head's workgroups
 // to finish (est_lse.glsl), which saves a dispatch and a barrier; ℓ then
+// differs from the separate pass's by f32 rounding only. The slash
+// combination runs inside the second score pass, each chunk of B offsets
+// in the workgroup that completes its partials (est_slash.glsl), unless
+// the device's Tuning sets EstSlashSeparate; s is then the same, and sBlk
 // differs from the separate pass's by f32 rounding only.
 //
 // The two score passes run the first kernel of the device's "estimate"
@@ -255,7 +268,15 @@ type estCfg struct {
 	variant string
 	kpw     int
 	lse     int
+	slash   int
 }
+
+// Whether the V pass combines the slash partials (estCfg.slash).
+const (
+	slashAuto     = iota // fused unless Tuning.EstSlashSeparate
+	slashFused           // est_last_*vs_slash
+	slashSeparate        // est_last_slash after the V pass
+)
 
 // lastBlockEstimates is LastBlockEstimates with parts forced by c.
 func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, vBlk, sBlk, q, k *runtime.Tensor, p EstParams) error {
@@ -286,7 +307,8 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 	}
 	variant, kpw := c.variant, c.kpw
 	fuse := c.lse == lseFused || c.lse == lseAuto && nb <= estFuseLSEMaxBlocks
-	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse)
+	fuseSlash := c.slash == slashFused || c.slash == slashAuto && !d.Tuning().EstSlashSeparate
+	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse, fuseSlash)
 	if err != nil {
 		return err
 	}
@@ -320,13 +342,13 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 	stats := ws.stats.Slice(0, sz.stats)
 	lse := ws.lse.Slice(0, sz.lse)
 	spart := ws.spart.Slice(0, sz.spart)
-	if fuse {
-		if !ws.armed {
-			if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*p.Hq)); err != nil {
-				return err
-			}
-			ws.armed = true
+	if (fuse || fuseSlash) && !ws.armed {
+		if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*ws.ctr.Len())); err != nil {
+			return err
 		}
+		ws.armed = true
+	}
+	if fuse {
 		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats, lse, ws.ctr.Slice(0, p.Hq)); err != nil {
 			return err
 		}
@@ -337,6 +359,9 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 		if err := r.Dispatch(kLSE, [3]uint32{uint32(w), uint32(p.Hq), 1}, push2, stats, lse); err != nil {
 			return err
 		}
+	}
+	if fuseSlash {
+		return r.Dispatch(kVS, scoreGrid, push, q, k, lse, v, vBlk, spart, s, sBlk, ws.ctr.Slice(p.slashCtrOff(), p.Hq*nb))
 	}
 	if err := r.Dispatch(kVS, scoreGrid, push, q, k, lse, v, vBlk, spart); err != nil {
 		return err
@@ -351,8 +376,10 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 // scalar passes take 24 bytes of push constants and grid (nb, Hq), the
 // cooperative-matrix ones 28 (kpw added) and grid (⌈nb/kpw⌉, Hq). With
 // fuseLSE the statistics pass is the one that also combines ℓ_t (two more
-// bindings: lse, the per-head counters).
-func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
+// bindings: lse, the per-head counters); with fuseSlash the V pass is the
+// one that also combines the slash partials (three more: s, sBlk, the
+// per-chunk counters).
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE, fuseSlash bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
 	v, cm, err := qkPick(d, "estimate", op, p, variant)
 	if err != nil {
 		return nil, nil, false, err
@@ -361,11 +388,15 @@ func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, 
 	if fuseLSE {
 		statsName, statsBind = "_stats_lse", 5
 	}
+	vsName, vsBind := "_vs", 6
+	if fuseSlash {
+		vsName, vsBind = "_vs_slash", 9
+	}
 	if v == "coopmat" {
 		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B); err != nil {
 			return nil, nil, false, err
 		}
-		vs, err = qkCMKernel(d, "est_last_cm_vs", 6, 0b000111, 28, cm, p.D, p.B)
+		vs, err = qkCMKernel(d, "est_last_cm"+vsName, vsBind, 0b000111, 28, cm, p.D, p.B)
 		return stats, vs, true, err
 	}
 	t, err := estTile(op, d.Caps(), p.D, p.B)
@@ -376,7 +407,7 @@ func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, 
 	if stats, err = d.Kernel(runtime.KernelDesc{Shader: "est_last" + statsName, Bindings: statsBind, ReadOnly: statsRO, PushSize: 24, Spec: spec}); err != nil {
 		return nil, nil, false, err
 	}
-	vs, err = d.Kernel(runtime.KernelDesc{Shader: "est_last_vs", Bindings: 6, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
+	vs, err = d.Kernel(runtime.KernelDesc{Shader: "est_last" + vsName, Bindings: vsBind, ReadOnly: 0b000111, PushSize: 24, Spec: spec})
 	return stats, vs, false, err
 }
 

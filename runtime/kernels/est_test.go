@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -69,20 +70,22 @@ func checkRowSums(t *testing.T, what string, x []float32, n int, valid func(row 
 }
 
 // TestLastBlockEstimates checks the estimate against the float64 reference
-// with ℓ combined by the separate pass and inside the statistics pass
-// (twice in one submission, workspace poisoned before each: the fused
-// pass's per-head counters must be back at 0 for the second).
+// with ℓ and the slash sums combined by separate passes and inside the
+// score passes (twice in one submission, workspace poisoned before each:
+// the fused passes' counters must be back at 0 for the second), and that
+// the fused slash combination gives the separate pass's s bit for bit.
 func TestLastBlockEstimates(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, p := range estCases {
 		qv, kv, q, k := estInputs(t, d, rng, p)
 		wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
+		var sepS []float32 // s of the separate passes
 		for _, mode := range []struct {
-			name string
-			lse  int
-			reps int
-		}{{"separate", lseSeparate, 1}, {"fused", lseFused, 2}} {
+			name       string
+			lse, slash int
+			reps       int
+		}{{"separate", lseSeparate, slashSeparate, 1}, {"fused", lseFused, slashFused, 2}, {"fused-slash", lseSeparate, slashFused, 2}} {
 			t.Run(caseName(p)+"/"+mode.name, func(t *testing.T) {
 				nb := p.NB()
 				v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
@@ -95,7 +98,7 @@ func TestLastBlockEstimates(t *testing.T) {
 								return err
 							}
 						}
-						if err := lastBlockEstimates(r, estCfg{lse: mode.lse}, ws, v, s, vb, sb, q, k, p); err != nil {
+						if err := lastBlockEstimates(r, estCfg{lse: mode.lse, slash: mode.slash}, ws, v, s, vb, sb, q, k, p); err != nil {
 							return err
 						}
 					}
@@ -116,6 +119,15 @@ func TestLastBlockEstimates(t *testing.T) {
 						t.Errorf("%s: relative error %.3g > %g", c.name, e, estTol)
 					}
 					checkRowSums(t, c.name, got, c.n, func(int) int { return c.n }, 1e-5)
+					if c.name != "s" {
+						continue
+					}
+					if mode.slash == slashSeparate {
+						sepS = got
+					} else if mode.lse == lseSeparate && sepS != nil && !slices.Equal(got, sepS) {
+						checkEntries(t, "s fused vs separate", got, sepS, 0)
+						t.Errorf("s: the fused slash combination differs from the separate pass")
+					}
 				}
 			})
 		}

@@ -119,8 +119,8 @@ var opTables = map[string][]variant{
 	// The score passes of LastBlockEstimates (est.go, qk_cm.go), chosen as
 	// the block map's; the combining passes are the same for both.
 	"estimate": {
-		{name: "coopmat", shaders: []string{"est_last_cm_stats", "est_last_cm_stats_lse", "est_last_cm_vs", "est_last_lse", "est_last_slash"}, usable: qkCMUsable},
-		{name: "scalar", shaders: []string{"est_last_stats", "est_last_stats_lse", "est_last_vs", "est_last_lse", "est_last_slash"}, usable: always},
+		{name: "coopmat", shaders: []string{"est_last_cm_stats", "est_last_cm_stats_lse", "est_last_cm_vs", "est_last_cm_vs_slash", "est_last_lse", "est_last_slash"}, usable: qkCMUsable},
+		{name: "scalar", shaders: []string{"est_last_stats", "est_last_stats_lse", "est_last_vs", "est_last_vs_slash", "est_last_lse", "est_last_slash"}, usable: always},
 	},
 	// CoverCounts (est.go): the 15-probe search with subgroup sums, then
 	// the reference without them; private bins per invocation (subgroup

@@ -18,8 +18,8 @@ import (
 // fails here, on lavapipe.
 const (
 	// The last-block estimates (statistics with the log-sum-exp folded in,
-	// V and slash partials, slash combination) and the cover counts.
-	maxEstimateDispatches = 4
+	// V with the slash combination folded in) and the cover counts.
+	maxEstimateDispatches = 3
 	// Roles with their gates (plan_roles), the VS selection (plan_topk),
 	// the union with the row-pointer scan (plan_union_scan) and the
 	// compaction (plan_compact); the pivots' row cover and vs_ratio come
@@ -28,9 +28,9 @@ const (
 	maxPivotPlanDispatches = 2
 	// Barriers of the whole layer: estimates, plan, sparse attention and
 	// the pivot chain (block map, row cover, vs_ratio).
-	maxLayerBarriers = 11
+	maxLayerBarriers = 10
 	// The first layer recorded with a new estimation workspace also zeroes
-	// its LSE counters (a copy before the statistics pass: one barrier
+	// its LSE and slash counters (a copy before the statistics pass: one barrier
 	// here, where q and k come from an earlier submission; in a prefill the
 	// barrier after RoPE covers it).
 	firstLayerExtraBarriers = 1
