@@ -59,8 +59,8 @@ type Tuning struct {
 	// runs on a device.
 	EstSlashSeparate bool
 	// GemvQ replaces the quantized mat-vec kernel's choice
-	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R[,U]]], KIND wide, slice or
-	// registers; U for slice only). The zero value: automatic.
+	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
+	// value: automatic.
 	GemvQ GemvQ
 	// Gemv replaces the f16 mat-vec kernels' workgroup shape (gemv.comp,
 	// gemv_fused.comp): WG invocations (a power of two) and Rows rows of
@@ -121,29 +121,25 @@ const maxDecodeSplitGroups = 1 << 16
 type Gemv struct{ WG, Rows uint32 }
 
 // GemvQ is a quantized mat-vec kernel: Variant "wide" (Q8_0, Q4_K, Q5_K
-// and Q6_K weights only), "slice" (the wide kernel with Q4_K and Q6_K
-// blocks split into 16-element slices over 16 consecutive invocations;
-// Q8_0 and Q5_K as wide) or "registers" (the reference kernel, every
-// type); for wide and slice, WG invocations (a power of two) and Rows
-// rows of the weight per workgroup (1 … 8); for slice, Unroll slices per
-// invocation whose loads are in flight together (1 … 4). Zero fields are
-// automatic.
+// and Q6_K weights only) or "registers" (the reference kernel, every
+// type); for the wide kernel, WG invocations (a power of two) and Rows
+// rows of the weight per workgroup (1 … 8). Zero fields are automatic.
 type GemvQ struct {
-	Variant          string
-	WG, Rows, Unroll uint32
+	Variant  string
+	WG, Rows uint32
 }
 
-// ParseGemvQ parses "KIND[,WG[,R[,U]]]", the form of SHAREPREFILL_GEMVQ.
+// ParseGemvQ parses "KIND[,WG[,R]]", the form of SHAREPREFILL_GEMVQ.
 func ParseGemvQ(s string) (GemvQ, error) {
 	f := strings.Split(s, ",")
-	if len(f) > 4 {
-		return GemvQ{}, fmt.Errorf("want KIND[,WG[,R[,U]]]")
+	if len(f) > 3 {
+		return GemvQ{}, fmt.Errorf("want KIND[,WG[,R]]")
 	}
 	g := GemvQ{Variant: strings.TrimSpace(f[0])}
-	if g.Variant != "wide" && g.Variant != "slice" && g.Variant != "registers" {
-		return GemvQ{}, fmt.Errorf("kind %q: want wide, slice or registers", g.Variant)
+	if g.Variant != "wide" && g.Variant != "registers" {
+		return GemvQ{}, fmt.Errorf("kind %q: want wide or registers", g.Variant)
 	}
-	var n [3]uint32
+	var n [2]uint32
 	for i, x := range f[1:] {
 		v, err := strconv.ParseUint(strings.TrimSpace(x), 10, 32)
 		if err != nil {
@@ -151,21 +147,15 @@ func ParseGemvQ(s string) (GemvQ, error) {
 		}
 		n[i] = uint32(v)
 	}
-	g.WG, g.Rows, g.Unroll = n[0], n[1], n[2]
+	g.WG, g.Rows = n[0], n[1]
 	if g.WG != 0 && (g.WG < 8 || g.WG > 1024 || g.WG&(g.WG-1) != 0) {
 		return GemvQ{}, fmt.Errorf("workgroup size WG=%d: want a power of two in 8…1024", g.WG)
 	}
 	if g.Rows > 8 {
 		return GemvQ{}, fmt.Errorf("rows R=%d: want 1…8", g.Rows)
 	}
-	if g.Unroll > 4 {
-		return GemvQ{}, fmt.Errorf("slices in flight U=%d: want 1…4", g.Unroll)
-	}
 	if g.Variant == "registers" && (g.WG != 0 || g.Rows != 0) {
-		return GemvQ{}, fmt.Errorf("the workgroup size and rows (WG, R) are for the wide and slice kernels only")
-	}
-	if g.Variant != "slice" && g.Unroll != 0 {
-		return GemvQ{}, fmt.Errorf("the slices in flight (U) are for the slice kernel only")
+		return GemvQ{}, fmt.Errorf("the workgroup size and rows (WG, R) are for the wide kernel only")
 	}
 	return g, nil
 }

@@ -108,8 +108,6 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,2,1"},
 		{"SHAREPREFILL_GEMVQ", "registers,64"},
-		{"SHAREPREFILL_GEMVQ", "slice,64,2,5"},
-		{"SHAREPREFILL_GEMVQ", "slice,64,2,2,1"},
 		{"SHAREPREFILL_DECODE_ATTN", "splitkv3"},
 		{"SHAREPREFILL_GEMV", "96"},
 		{"SHAREPREFILL_GEMV", "64,9"},
@@ -155,7 +153,7 @@ func TestParseAttnTiles(t *testing.T) {
 	}
 }
 
-// TestParseGemvQ: the SHAREPREFILL_GEMVQ form, WG, R and U optional.
+// TestParseGemvQ: the SHAREPREFILL_GEMVQ form, WG and R optional.
 func TestParseGemvQ(t *testing.T) {
 	for _, c := range []struct {
 		in   string
@@ -165,8 +163,6 @@ func TestParseGemvQ(t *testing.T) {
 		{"wide", runtime.GemvQ{Variant: "wide"}},
 		{"wide,32", runtime.GemvQ{Variant: "wide", WG: 32}},
 		{" wide , 256 , 8", runtime.GemvQ{Variant: "wide", WG: 256, Rows: 8}},
-		{"slice", runtime.GemvQ{Variant: "slice"}},
-		{"slice,32,4,2", runtime.GemvQ{Variant: "slice", WG: 32, Rows: 4, Unroll: 2}},
 	} {
 		got, err := runtime.ParseGemvQ(c.in)
 		if err != nil || got != c.want {

@@ -31,13 +31,6 @@
 // N−1 and are not written. The workgroup size (spec constant 0) must be a
 // power of two.
 //
-// SLICE (spec constant 6; Q4_K and Q6_K only, ignored for the others): the
-// slice split instead of units. A block is 16 slices of 16 elements, slice
-// s of a row being read by invocation s mod WG, so that 16 consecutive
-// invocations read one block's bytes together (sliceAcc); each trip issues
-// the loads of SU (spec constant 7, 1 … 4) slices WG apart for the R rows
-// before decoding any of them.
-//
 // FUSED: the decode step's fused mat-vecs, with gemv_fused.comp's contracts
 // (bindings, push constants, grid of matrices), the weights of one type:
 // NORM (gemv_qw_norm_<type>_f16/_f32): x f32 [M, K] (the residual stream) is
@@ -68,8 +61,6 @@ layout(constant_id = 2) const bool SUBGROUP = false;
 layout(constant_id = 3) const uint MM = 1;
 layout(constant_id = 4) const uint XS = 1;      // NORM, XSH: shared uvec4 slots (>= MM*K/8)
 layout(constant_id = 5) const bool XSH = false; // NORM: xn in shared memory
-layout(constant_id = 6) const bool SLICE = false; // Q4_K, Q6_K: the slice split (below)
-layout(constant_id = 7) const uint SU = 1;        // SLICE: slices per invocation per trip (1 … 4)
 
 const uint WG = gl_WorkGroupSize.x;
 
@@ -428,125 +419,6 @@ void unitAcc(uint mat, uint a0, uint u) {
 #endif
 }
 
-#if defined(Q4_K) || defined(Q6_K)
-// sliceAcc adds slices s0, s0+WG, … s0+(SU−1)·WG (those below ns, the
-// slices of a row) of the workgroup's R rows of matrix mat, times every row
-// of x, to acc[a0 + r*MM + m]. Slice s is 16 elements of block s/16, read by
-// 16 consecutive invocations, so that a subgroup's loads of one block are
-// contiguous: its SU·R slices' words are all loaded before any is used.
-//   Q4_K: slice i reads quant bytes 8i … 8i+7 (two words), elements
-//     64c + l … l+7 (low nibbles, group 2c) and 64c + 32 + l … (high
-//     nibbles, group 2c+1), c = i/4, l = 8(i%4), and the block's 16-byte
-//     header (d, dmin, scales) as one uvec4.
-//   Q6_K: slice i reads ql bytes 64hf + p … p+7 and qh bytes 128 + 32hf +
-//     l … l+7 (each as three words shifted into place: a block is only
-//     2-byte aligned), hf = i/8, p = 8(i%8), t = p/32, l = p%32: elements
-//     128hf + 32t + l … l+7 (low nibbles, qh bits 2t, scale 8hf + 2t +
-//     l/16) and 64 further on (high nibbles, qh bits 2t+4, scale 4 bytes
-//     further on), and d.
-void sliceAcc(uint mat, uint a0, uint s0, uint ns) {
-#if defined(Q4_K)
-	uvec4 hd[SU * R];
-	uvec2 qw[SU * R];
-	[[unroll]] for (uint v = 0u; v < SU; v++) {
-		const uint s = min(s0 + v * WG, ns - 1u);
-		[[unroll]] for (uint r = 0u; r < R; r++) {
-			const uint b = wrow[r] + (s >> 4) * BB, i = (b >> 2) + 4u + 2u * (s & 15u);
-			hd[v * R + r] = wvAt(mat, b >> 4);
-			qw[v * R + r] = uvec2(wwAt(mat, i), wwAt(mat, i + 1u));
-		}
-	}
-	[[unroll]] for (uint v = 0u; v < SU; v++) {
-		const uint s = s0 + v * WG;
-		if (s >= ns) {
-			break;
-		}
-		const uint c = (s & 15u) >> 2, xk = (s >> 4) * 256u + 64u * c + 8u * (s & 3u);
-		float d0[R], m0[R], d1[R], m1[R];
-		[[unroll]] for (uint r = 0u; r < R; r++) {
-			const uvec4 h = hd[v * R + r];
-			const vec2 dm = unpackHalf2x16(h.x);
-			const uvec2 g0 = kScales(h, 2u * c), g1 = kScales(h, 2u * c + 1u);
-			precise float pd0 = dm.x * float(g0.x), pm0 = dm.y * float(g0.y);
-			precise float pd1 = dm.x * float(g1.x), pm1 = dm.y * float(g1.y);
-			d0[r] = pd0;
-			m0[r] = pm0;
-			d1[r] = pd1;
-			m1[r] = pm1;
-		}
-		[[unroll]] for (uint m = 0u; m < MM; m++) {
-			vec4 xa0, xa1, xb0, xb1;
-			loadX8(m, xk, xa0, xa1);
-			loadX8(m, xk + 32u, xb0, xb1);
-			const float sxa = dot(xa0 + xa1, vec4(1.0)), sxb = dot(xb0 + xb1, vec4(1.0));
-			[[unroll]] for (uint r = 0u; r < R; r++) {
-				const uvec2 q = qw[v * R + r];
-				const float sa = dot(xa0, q4f(q.x & 0x0f0f0f0fu, 0.0)) + dot(xa1, q4f(q.y & 0x0f0f0f0fu, 0.0));
-				const float sb = dot(xb0, q4f((q.x >> 4) & 0x0f0f0f0fu, 0.0)) + dot(xb1, q4f((q.y >> 4) & 0x0f0f0f0fu, 0.0));
-				acc[a0 + r * MM + m] += (d0[r] * sa - m0[r] * sxa) + (d1[r] * sb - m1[r] * sxb);
-			}
-		}
-	}
-#else // Q6_K
-	uvec3 lw[SU * R], hw[SU * R];
-	uvec2 sw[SU * R];
-	float dv[SU * R];
-	[[unroll]] for (uint v = 0u; v < SU; v++) {
-		const uint s = min(s0 + v * WG, ns - 1u);
-		const uint hf = (s >> 3) & 1u, p = 8u * (s & 7u), l = p & 31u;
-		[[unroll]] for (uint r = 0u; r < R; r++) {
-			const uint b = wrow[r] + (s >> 4) * BB;
-			// Three words hold the 8 bytes at an even offset a: words
-			// a/4, a/4+1 and (a+6)/4 (a/4+2 when a is 2 mod 4, else a
-			// repeat), all inside the block.
-			const uint aq = b + 64u * hf + p, ah = b + 128u + 32u * hf + l;
-			lw[v * R + r] = uvec3(wwAt(mat, aq >> 2), wwAt(mat, (aq >> 2) + 1u), wwAt(mat, (aq + 6u) >> 2));
-			hw[v * R + r] = uvec3(wwAt(mat, ah >> 2), wwAt(mat, (ah >> 2) + 1u), wwAt(mat, (ah + 6u) >> 2));
-			// The 16-bit words holding the two scale bytes.
-			const uint cs = b + 192u + 8u * hf + 2u * (p >> 5) + (l >> 4);
-			sw[v * R + r] = uvec2(whAt(mat, cs >> 1), whAt(mat, (cs + 4u) >> 1));
-			dv[v * R + r] = halfAt(mat, b + 208u);
-		}
-	}
-	[[unroll]] for (uint v = 0u; v < SU; v++) {
-		const uint s = s0 + v * WG;
-		if (s >= ns) {
-			break;
-		}
-		const uint hf = (s >> 3) & 1u, p = 8u * (s & 7u), t = p >> 5, l = p & 31u;
-		const uint xk = (s >> 4) * 256u + 128u * hf + 32u * t + l;
-		const int sb = int(8u * ((l >> 4) & 1u)); // the scale byte in its 16-bit word
-		float dl[R], dh[R];
-		uint q0[R], q1[R], q2[R], q3[R];
-		[[unroll]] for (uint r = 0u; r < R; r++) {
-			const uint i = v * R + r;
-			precise float pl = dv[i] * float(bitfieldExtract(int(sw[i].x), sb, 8));
-			precise float ph = dv[i] * float(bitfieldExtract(int(sw[i].y), sb, 8));
-			dl[r] = pl;
-			dh[r] = ph;
-			const bool odd = ((wrow[r] + (s >> 4) * BB) & 2u) != 0u;
-			const uint a0 = shift16(lw[i].x, lw[i].y, odd), a1 = shift16(lw[i].y, lw[i].z, odd);
-			const uint h0 = shift16(hw[i].x, hw[i].y, odd), h1 = shift16(hw[i].y, hw[i].z, odd);
-			q0[r] = (a0 & 0x0f0f0f0fu) | (((h0 >> (2u * t)) & 0x03030303u) << 4);
-			q1[r] = (a1 & 0x0f0f0f0fu) | (((h1 >> (2u * t)) & 0x03030303u) << 4);
-			q2[r] = ((a0 >> 4) & 0x0f0f0f0fu) | (((h0 >> (2u * t + 4u)) & 0x03030303u) << 4);
-			q3[r] = ((a1 >> 4) & 0x0f0f0f0fu) | (((h1 >> (2u * t + 4u)) & 0x03030303u) << 4);
-		}
-		[[unroll]] for (uint m = 0u; m < MM; m++) {
-			vec4 xa0, xa1, xb0, xb1;
-			loadX8(m, xk, xa0, xa1);
-			loadX8(m, xk + 64u, xb0, xb1);
-			[[unroll]] for (uint r = 0u; r < R; r++) {
-				const float sa = dot(xa0, q4f(q0[r], 32.0)) + dot(xa1, q4f(q1[r], 32.0));
-				const float sb = dot(xb0, q4f(q2[r], 32.0)) + dot(xb1, q4f(q3[r], 32.0));
-				acc[a0 + r * MM + m] += dl[r] * sa + dh[r] * sb;
-			}
-		}
-	}
-#endif
-}
-#endif
-
 // reduceAcc sums acc[0 … count) over the workgroup into red[i*WG + 0 …
 // parts) and returns parts (sumParts adds them up); red is free again after
 // a barrier.
@@ -653,17 +525,6 @@ void main() {
 	}
 #endif
 
-#if defined(Q4_K) || defined(Q6_K)
-	if (SLICE) {
-		const uint ns = K / 16u;
-		for (uint s = tid; s < ns; s += WG * SU) {
-			sliceAcc(mat, 0u, s, ns);
-#ifdef GLU
-			sliceAcc(1u, R * MM, s, ns);
-#endif
-		}
-	} else
-#endif
 	for (uint u = tid; u < K / UE; u += WG) {
 		unitAcc(mat, 0u, u);
 #ifdef GLU

@@ -61,8 +61,8 @@ func fusedQDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor,
 		return fmt.Errorf("%s: %w: the fused quantized mat-vecs need the wide kernel, device %q takes %s for %s",
 			shader, runtime.ErrMissingFeature, d.Info().Name, cfg, dt)
 	}
-	if cfg.WG < 8 || cfg.WG > 1024 || cfg.WG&(cfg.WG-1) != 0 || cfg.R < 1 || cfg.R > 8 || cfg.Slices > 4 {
-		return fmt.Errorf("%s: kernel %s: want a power-of-two workgroup size in 8…1024, 1…8 rows per workgroup and at most 4 slices", shader, cfg)
+	if cfg.WG < 8 || cfg.WG > 1024 || cfg.WG&(cfg.WG-1) != 0 || cfg.R < 1 || cfg.R > 8 {
+		return fmt.Errorf("%s: kernel %s: want a power-of-two workgroup size in 8…1024 and 1…8 rows per workgroup", shader, cfg)
 	}
 	if k%dt.BlockElems() != 0 { // NewTensor guarantees whole blocks; stated for the kernel
 		return fmt.Errorf("%s: K=%d is not a whole number of %s blocks", shader, k, dt)
@@ -87,7 +87,7 @@ func fusedQDispatch(r *runtime.Recorder, shader string, x, norm *runtime.Tensor,
 	}
 	kern, err := d.Kernel(runtime.KernelDesc{
 		Shader: shader, Bindings: 11, ReadOnly: 0xff, PushSize: 36,
-		Spec: cfg.spec(uint32(m), xs, xsh),
+		Spec: []uint32{cfg.WG, cfg.R, b2u(cfg.Subgroup), uint32(m), xs, b2u(xsh)},
 	})
 	if err != nil {
 		return err

@@ -43,10 +43,8 @@ func qWeight(t *testing.T, d *runtime.Device, rng *rand.Rand, dt runtime.DType, 
 // M = 3, and M·K past the shared-memory copy of xn (each product normalises
 // x as it reads it), against the float64 reference. N is not a multiple of
 // the rows per workgroup.
-func TestNormMatVecQuant(t *testing.T) { testNormMatVecQuant(t, gputest.Device(t)) }
-
-func testNormMatVecQuant(t *testing.T, d *runtime.Device) {
-	t.Helper()
+func TestNormMatVecQuant(t *testing.T) {
+	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, c := range []struct {
 		m, k int
@@ -107,10 +105,8 @@ func testNormMatVecQuant(t *testing.T, d *runtime.Device) {
 // TestNormMatVecSwiGLUQuant: RMSNorm, quantized gate and up mat-vecs and
 // SwiGLU in one dispatch, per type, output poisoned; and the error for a
 // gate and an up of different types.
-func TestNormMatVecSwiGLUQuant(t *testing.T) { testNormMatVecSwiGLUQuant(t, gputest.Device(t)) }
-
-func testNormMatVecSwiGLUQuant(t *testing.T, d *runtime.Device) {
-	t.Helper()
+func TestNormMatVecSwiGLUQuant(t *testing.T) {
+	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, c := range []struct {
 		dt      runtime.DType
@@ -158,10 +154,8 @@ func testNormMatVecSwiGLUQuant(t *testing.T, d *runtime.Device) {
 // TestMatVecAddQuant: y += x·Wᵀ (+ b) with a quantized W against the
 // float64 reference, and for Q4_K against MatVec into a temporary followed
 // by AddInPlace (the sequence it replaces) bit for bit.
-func TestMatVecAddQuant(t *testing.T) { testMatVecAddQuant(t, gputest.Device(t)) }
-
-func testMatVecAddQuant(t *testing.T, d *runtime.Device) {
-	t.Helper()
+func TestMatVecAddQuant(t *testing.T) {
+	d := gputest.Device(t)
 	rng := gputest.Rand(t)
 	for _, c := range []struct {
 		dt      runtime.DType
@@ -211,23 +205,6 @@ func testMatVecAddQuant(t *testing.T, d *runtime.Device) {
 			t.Errorf("%s: element %d differs from MatVec + AddInPlace", name, j)
 		}
 	}
-}
-
-// TestFusedQuantSlice runs the fused quantized mat-vec tests on a device
-// whose Tuning.GemvQ asks for the wide kernel's slice split
-// (SHAREPREFILL_GEMVQ=slice,64,3,3: 3 rows per workgroup, which divides
-// none of the tests' N, and 3 slices per trip, so that trips end past the
-// row), which their Q4_K and Q6_K weights then take.
-func TestFusedQuantSlice(t *testing.T) {
-	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "slice", WG: 64, Rows: 3, Unroll: 3}}})
-	for _, dt := range []runtime.DType{runtime.Q4_K, runtime.Q6_K} {
-		if got := QuantMatVecKernel(d, dt, 1, 4096, 4096); got != "slice wg64/r3/u3" {
-			t.Fatalf("%s: kernel %q, want the slice split", dt, got)
-		}
-	}
-	testNormMatVecQuant(t, d)
-	testNormMatVecSwiGLUQuant(t, d)
-	testMatVecAddQuant(t, d)
 }
 
 // TestMatVecFusableQuant: the wide kernel's types are fusable, Q4_0 and

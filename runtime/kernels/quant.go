@@ -155,9 +155,6 @@ func wideModules() []string {
 const (
 	gemvQWide      = "wide"      // gemv_qw.comp: a scale group per invocation, wide loads
 	gemvQRegisters = "registers" // gemv_q.comp: 8 elements per invocation, 16-bit loads (reference)
-	// gemvQSlice is no variant of the table but Tuning.GemvQ's name of
-	// the wide kernel's slice split (gemvQCfg.Slices).
-	gemvQSlice = "slice"
 )
 
 // gemvQCfg is the quantized mat-vec kernel of a call: a variant of the
@@ -166,42 +163,15 @@ type gemvQCfg struct {
 	Variant  string
 	WG, R    uint32 // workgroup size; rows of W per workgroup
 	Subgroup bool   // subgroupAdd reduction
-	// Slices, for the wide kernel with a Q4_K or Q6_K weight: 0 for the
-	// split into scale-group units (one unit per invocation per trip),
-	// else the split into 16-element slices (spec constant SLICE) with
-	// Slices slices per invocation per trip (spec constant SU, 1 … 4).
-	Slices uint32
 }
 
-// String names the kernel for reports: "wide wg64/r2", or "slice
-// wg64/r2/u2" for the wide kernel's slice split.
-func (c gemvQCfg) String() string {
-	if c.Slices != 0 {
-		return fmt.Sprintf("slice wg%d/r%d/u%d", c.WG, c.R, c.Slices)
-	}
-	return fmt.Sprintf("%s wg%d/r%d", c.Variant, c.WG, c.R)
-}
-
-// spec returns the wide kernel's spec constants 0 … 7 for mm rows of x
-// and the NORM variants' shared copy of xn (xs slots; xsh: used).
-func (c gemvQCfg) spec(mm, xs uint32, xsh bool) []uint32 {
-	return []uint32{c.WG, c.R, b2u(c.Subgroup), mm, xs, b2u(xsh), b2u(c.Slices != 0), max(c.Slices, 1)}
-}
-
-// sliceTypes are the weight types of the wide kernel's slice split.
-var sliceTypes = []runtime.DType{runtime.Q4_K, runtime.Q6_K}
-
-// defaultSlices is the slices per invocation per trip of the slice split
-// when Tuning.GemvQ leaves it out: two, so that a subgroup has the loads
-// of two blocks of each row in flight (not measured on a device yet).
-const defaultSlices = 2
+// String names the kernel for reports: "wide wg64/r2".
+func (c gemvQCfg) String() string { return fmt.Sprintf("%s wg%d/r%d", c.Variant, c.WG, c.R) }
 
 // chooseGemvQ picks the quantized mat-vec kernel for a weight of type dt
 // on dev: the device's Tuning.GemvQ where set, else the wide kernel for its
 // types (quantWideTypes) with 64 invocations and 2 rows per workgroup, else
-// the reference kernel. Tuning.GemvQ "slice" is the wide kernel with the
-// slice split for Q4_K and Q6_K (sliceTypes) and the unit split for Q8_0
-// and Q5_K.
+// the reference kernel.
 func chooseGemvQ(dev *runtime.Device, dt runtime.DType) (gemvQCfg, error) {
 	tb, err := tablesOf(dev)
 	if err != nil {
@@ -219,15 +189,9 @@ func chooseGemvQ(dev *runtime.Device, dt runtime.DType) (gemvQCfg, error) {
 	switch {
 	case tu.Variant == gemvQRegisters || (tu.Variant == "" && !canWide):
 		return ref, nil
-	case (tu.Variant == gemvQWide || tu.Variant == gemvQSlice) && !canWide:
-		return gemvQCfg{}, fmt.Errorf("matvec: %w: Tuning.GemvQ asks for the %s kernel, which has no %s variant on device %q",
-			runtime.ErrMissingFeature, tu.Variant, dt, dev.Info().Name)
-	}
-	if tu.Variant == gemvQSlice && slices.Contains(sliceTypes, dt) {
-		wide.Slices = defaultSlices
-		if tu.Unroll != 0 {
-			wide.Slices = tu.Unroll
-		}
+	case tu.Variant == gemvQWide && !canWide:
+		return gemvQCfg{}, fmt.Errorf("matvec: %w: Tuning.GemvQ asks for the wide kernel, which has no %s variant on device %q",
+			runtime.ErrMissingFeature, dt, dev.Info().Name)
 	}
 	if tu.WG != 0 {
 		wide.WG = tu.WG
@@ -278,8 +242,6 @@ func matVecQuantWith(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tens
 		return fmt.Errorf("matvec: weight %s: the wide kernel has no %s variant", w.Name(), dt)
 	case cfg.WG < 8 || cfg.WG > 1024 || cfg.WG&(cfg.WG-1) != 0 || cfg.R < 1 || cfg.R > 8:
 		return fmt.Errorf("matvec: kernel %s: want a power-of-two workgroup size in 8…1024 and 1…8 rows per workgroup", cfg)
-	case cfg.Slices != 0 && (!wide || !slices.Contains(sliceTypes, dt) || cfg.Slices > 4):
-		return fmt.Errorf("matvec: weight %s: kernel %s: the slice split takes the wide kernel, Q4_K or Q6_K weights and 1…4 slices", w.Name(), cfg)
 	}
 	if s.M == 0 {
 		return nil
@@ -297,7 +259,7 @@ func matVecQuantWith(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tens
 		if wide {
 			return d.Kernel(runtime.KernelDesc{
 				Shader: "gemv_qw_" + suffix, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-				Spec: cfg.spec(uint32(mc), 1, false),
+				Spec: []uint32{cfg.WG, cfg.R, b2u(cfg.Subgroup), uint32(mc)},
 			})
 		}
 		return d.Kernel(runtime.KernelDesc{

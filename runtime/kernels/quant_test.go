@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -345,10 +344,7 @@ func TestQuantTypes(t *testing.T) {
 // the reference kernel, the wide kernel as chooseGemvQ configures it (2
 // rows per workgroup) and with 4 rows (SHAREPREFILL_GEMVQ=wide,64,4), and
 // the wide kernel with the shared-memory reduction, a workgroup smaller
-// than the units of a row and rows per workgroup that do not divide N; then
-// the slice split (Q4_K and Q6_K only) as SHAREPREFILL_GEMVQ=slice gives it,
-// and with a small workgroup, 3 rows and 3 slices in flight (trips whose
-// last slices are past the row), the shared-memory reduction.
+// than the units of a row and rows per workgroup that do not divide N.
 func gemvQConfigs(d *runtime.Device) []gemvQCfg {
 	sg := d.Caps().SubgroupArithmetic
 	return []gemvQCfg{
@@ -356,8 +352,6 @@ func gemvQConfigs(d *runtime.Device) []gemvQCfg {
 		{Variant: gemvQWide, WG: 64, R: 2, Subgroup: sg},
 		{Variant: gemvQWide, WG: 64, R: 4, Subgroup: sg},
 		{Variant: gemvQWide, WG: 16, R: 3},
-		{Variant: gemvQWide, WG: 64, R: 2, Subgroup: sg, Slices: defaultSlices},
-		{Variant: gemvQWide, WG: 16, R: 3, Slices: 3},
 	}
 }
 
@@ -375,9 +369,6 @@ func TestQuantMatVecVariants(t *testing.T) {
 	dts := []runtime.DType{runtime.F32, runtime.F16}
 	for ci, cfg := range gemvQConfigs(d) {
 		for ti, dt := range quantWideTypes {
-			if cfg.Slices != 0 && !slices.Contains(sliceTypes, dt) {
-				continue
-			}
 			for i, sh := range shapes {
 				if ci == 2 && i != ti%len(shapes) {
 					continue // the small-workgroup configuration: one shape per type
@@ -464,13 +455,5 @@ func TestChooseGemvQ(t *testing.T) {
 	}
 	if got := QuantMatVecKernel(wide, runtime.Q5_0, 1, 4096, 4096); !strings.Contains(got, "no q5_0 variant") {
 		t.Errorf("Tuning wide for q5_0: %q, want an error naming the type", got)
-	}
-	slice := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{GemvQ: runtime.GemvQ{Variant: "slice"}}})
-	for dt, want := range map[runtime.DType]string{
-		runtime.Q4_K: "slice wg64/r2/u2", runtime.Q6_K: "slice wg64/r2/u2", runtime.Q8_0: "wide wg64/r2", runtime.Q5_K: "wide wg64/r2",
-	} {
-		if got := QuantMatVecKernel(slice, dt, 1, 4096, 4096); got != want {
-			t.Errorf("Tuning slice, %s: kernel %q, want %q", dt, got, want)
-		}
 	}
 }
