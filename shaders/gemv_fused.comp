@@ -397,7 +397,10 @@ void main() {
 				float rr = reduce_2pi(a);
 				float c = cos(rr);
 				float sn = sin(rr);
-				const float y = first ? x0 * c - x1 * sn : x1 * c + x0 * sn;
+				// precise: no fused multiply-add, so that the rotation
+				// rounds as rope_kv.comp's does (NVIDIA's compiler contracts
+				// the two kernels' products differently otherwise).
+				precise float y = first ? x0 * c - x1 * sn : x1 * c + x0 * sn;
 				if (mat == 0) {
 					y0[o] = YT(y);
 				} else if (inCache) {

@@ -69,7 +69,12 @@ void main() {
 		uint ob = row * pc.o_stride + pc.o_off + h * d + i;
 		float x0 = float(x[xb]);
 		float x1 = float(x[xb + pc.half_d]);
-		o[ob] = T(x0 * c - x1 * s);
-		o[ob + pc.half_d] = T(x1 * c + x0 * s);
+		// precise: no fused multiply-add, so that rope_kv.comp and
+		// gemv_norm_rope (which must equal this kernel bit for bit) round
+		// the same on every compiler.
+		precise float y0 = x0 * c - x1 * s;
+		precise float y1 = x1 * c + x0 * s;
+		o[ob] = T(y0);
+		o[ob + pc.half_d] = T(y1);
 	}
 }

@@ -75,13 +75,17 @@ void main() {
 		if (g < nq) {
 			float x0 = float(q[xb]);
 			float x1 = float(q[xb + half_d]);
-			q[xb] = float16_t(x0 * c - x1 * s);
-			q[xb + half_d] = float16_t(x1 * c + x0 * s);
+			precise float y0 = x0 * c - x1 * s;
+			precise float y1 = x1 * c + x0 * s;
+			q[xb] = float16_t(y0);
+			q[xb + half_d] = float16_t(y1);
 		} else if (p >= 0 && uint(p) < pc.cacheRows) {
 			float x0 = float(k[xb]);
 			float x1 = float(k[xb + half_d]);
-			kc[cb] = float16_t(x0 * c - x1 * s);
-			kc[cb + half_d] = float16_t(x1 * c + x0 * s);
+			precise float y0 = x0 * c - x1 * s;
+			precise float y1 = x1 * c + x0 * s;
+			kc[cb] = float16_t(y0);
+			kc[cb + half_d] = float16_t(y1);
 		}
 	}
 }
