@@ -585,15 +585,21 @@ func TestDecodeChained(t *testing.T) {
 	}
 }
 
-// TestDecodeSplitKVTokens: greedy generation with the one-dispatch
-// split-KV decode attention (attn_decode, the default) gives the same
-// tokens as with the scalar reference kernel and its separate reduction
-// (runtime.Tuning.DecodeAttnScalar), pipelined and one step at a time,
-// over a prompt whose cache the attention splits, and one dispatch fewer
-// per layer; a last decode step's logits agree to rounding.
+// TestDecodeSplitKVTokens: greedy generation with each one-dispatch
+// split-KV decode attention (attn_decode2, the default where it applies, and
+// attn_decode, runtime.Tuning.DecodeAttnSplitKV1) gives the same tokens as
+// with the scalar reference kernel and its separate reduction
+// (runtime.Tuning.DecodeAttnScalar), pipelined and one step at a time, over
+// a prompt whose cache the attention splits, and one dispatch fewer per
+// layer; a last decode step's logits agree to rounding, and both split-KV
+// kernels take as many dispatches.
 func TestDecodeSplitKVTokens(t *testing.T) {
-	split := gputest.Device(t)
-	scalar := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true}})
+	devs := []*runtime.Device{
+		gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnScalar: true}}),
+		gputest.Device(t),
+		gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{DecodeAttnSplitKV1: true}}),
+	}
+	names := []string{"scalar", "attn_decode2", "attn_decode"}
 	cfg := benchLM8KStructure()
 	ck := checkpointOf(t, randomTensors(t, cfg, F16))
 	prompt := make([]int, 150)
@@ -603,10 +609,10 @@ func TestDecodeSplitKVTokens(t *testing.T) {
 	ctx := context.Background()
 	const n = 10
 	for _, sync := range []bool{false, true} {
-		var toks [2][]int
-		var logits [2][]float32
-		var dispatches [2]uint64
-		for i, d := range []*runtime.Device{split, scalar} {
+		var toks [3][]int
+		var logits [3][]float32
+		var dispatches [3]uint64
+		for i, d := range devs {
 			e := newEngine(t, d, cfg, ck, EngineOptions{Context: 256, SyncDecode: sync})
 			before := d.Counters()
 			_, err := e.Generate(ctx, prompt, SampleOptions{MaxTokens: n}, func(id int) error {
@@ -621,17 +627,22 @@ func TestDecodeSplitKVTokens(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if toString(toks[0]) != toString(toks[1]) {
-			t.Errorf("sync %v: split-KV kernel %v, scalar kernel %v", sync, toks[0], toks[1])
+		for i := 1; i < len(devs); i++ {
+			if toString(toks[i]) != toString(toks[0]) {
+				t.Errorf("sync %v: %s %v, scalar kernel %v", sync, names[i], toks[i], toks[0])
+			}
+			if e := gputest.RelErr(logits[i], gputest.F64(logits[0])); !(e <= 1e-3) {
+				t.Errorf("sync %v: %s's last logits differ from the scalar kernel's by %.3g (relative)", sync, names[i], e)
+			}
+			// The replayed steps record once (or once per chain stage): the
+			// difference is a recording's, one dispatch per layer each.
+			if diff := dispatches[0] - dispatches[i]; dispatches[0] <= dispatches[i] || diff%uint64(cfg.NumLayers) != 0 {
+				t.Errorf("sync %v: %d dispatches with %s, %d with the scalar kernel: want fewer by a multiple of %d layers",
+					sync, dispatches[i], names[i], dispatches[0], cfg.NumLayers)
+			}
 		}
-		if e := gputest.RelErr(logits[0], gputest.F64(logits[1])); !(e <= 1e-3) {
-			t.Errorf("sync %v: last logits differ by %.3g (relative)", sync, e)
-		}
-		// The replayed steps record once (or once per chain stage): the
-		// difference is a recording's, one dispatch per layer each.
-		if diff := dispatches[1] - dispatches[0]; dispatches[1] <= dispatches[0] || diff%uint64(cfg.NumLayers) != 0 {
-			t.Errorf("sync %v: %d dispatches with the split-KV kernel, %d with the scalar one: want fewer by a multiple of %d layers",
-				sync, dispatches[0], dispatches[1], cfg.NumLayers)
+		if devs[1].Info().SubgroupShuffle && dispatches[1] != dispatches[2] {
+			t.Errorf("sync %v: %d dispatches with attn_decode2, %d with attn_decode: want as many", sync, dispatches[1], dispatches[2])
 		}
 	}
 }

@@ -149,29 +149,39 @@ func decodeSplit(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Ten
 	if err != nil {
 		return err
 	}
+	return decodeSplitDispatch(r, kern, p, pl.splits, pl.kps, o, lse, q, k, v, scratch, pos)
+}
+
+// decodeSplitDispatch records a split-KV decode kernel (attn_decode or
+// attn_decode2, which share bindings, push constants, grid and scratch
+// layout): splits workgroups of kps keys per KV head, the partial O, the
+// partial LSE and the per-KV-head counters in scratch where there are
+// several splits, pos (the `_dyn` variants) appended when not nil.
+func decodeSplitDispatch(r *runtime.Recorder, kern *runtime.Kernel, p AttnParams, splits, kps int, o, lse, q, k, v, scratch, pos *runtime.Tensor) error {
+	dev := r.Device()
 	pc := struct {
 		Sq, Skv, Q0, Hq, Hkv uint32
 		Scale2               float32
 		Causal, LseOff, KPS  uint32
-	}{uint32(p.Sq), uint32(p.Skv), uint32(p.Q0), uint32(p.Hq), uint32(p.Hkv), float32(p.scale() * math.Log2E), attnBool(p.Causal), 0, uint32(pl.kps)}
+	}{uint32(p.Sq), uint32(p.Skv), uint32(p.Q0), uint32(p.Hq), uint32(p.Hkv), float32(p.scale() * math.Log2E), attnBool(p.Causal), 0, uint32(kps)}
 	if lse == nil {
 		lse = o
 	}
 	// Bindings 5, 6 and 7 (partial O, partial LSE, counters) are not touched
 	// with one split.
 	args := []any{q, k, v, o, lse, o, o, o}
-	if pl.splits > 1 {
+	if splits > 1 {
 		cw := decodeCounterWords(dev, p.Hkv)
-		n := pl.splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq)
+		n := splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq)
 		part := scratch.Slice(cw, n)
-		pc.LseOff = uint32(pl.splits * p.Sq * p.Hq * p.D)
+		pc.LseOff = uint32(splits * p.Sq * p.Hq * p.D)
 		args[5], args[6], args[7] = part, part, scratch.Slice(0, cw)
 	}
 	if pos != nil {
 		args = append(args, pos)
 	}
-	if pl.splits > int(dev.Info().MaxWorkgroupCount[0]) || p.Hkv > int(dev.Info().MaxWorkgroupCount[1]) {
-		return fmt.Errorf("decode attention: %d splits × %d KV heads exceed the device's workgroup counts", pl.splits, p.Hkv)
+	if splits > int(dev.Info().MaxWorkgroupCount[0]) || p.Hkv > int(dev.Info().MaxWorkgroupCount[1]) {
+		return fmt.Errorf("decode attention: %d splits × %d KV heads exceed the device's workgroup counts", splits, p.Hkv)
 	}
-	return r.Dispatch(kern, [3]uint32{uint32(pl.splits), uint32(p.Hkv), 1}, pc, args...)
+	return r.Dispatch(kern, [3]uint32{uint32(splits), uint32(p.Hkv), 1}, pc, args...)
 }

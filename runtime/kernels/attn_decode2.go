@@ -1,11 +1,6 @@
 package kernels
 
-import (
-	"fmt"
-	"math"
-
-	"github.com/shareprefill/shareprefill/runtime"
-)
+import "github.com/shareprefill/shareprefill/runtime"
 
 // The split-KV decode kernel without shared-memory staging
 // (shaders/attn_decode2.comp): the "splitkv2" variant of the "decode
@@ -114,29 +109,5 @@ func decodeSplit2(r *runtime.Recorder, o, lse, q, k, v, scratch, pos *runtime.Te
 	if err != nil {
 		return err
 	}
-	pc := struct {
-		Sq, Skv, Q0, Hq, Hkv uint32
-		Scale2               float32
-		Causal, LseOff, KPS  uint32
-	}{uint32(p.Sq), uint32(p.Skv), uint32(p.Q0), uint32(p.Hq), uint32(p.Hkv), float32(p.scale() * math.Log2E), attnBool(p.Causal), 0, uint32(pl.kps)}
-	if lse == nil {
-		lse = o
-	}
-	// Bindings 5, 6 and 7 (partial O, partial LSE, counters) are not touched
-	// with one split.
-	args := []any{q, k, v, o, lse, o, o, o}
-	if pl.splits > 1 {
-		cw := decodeCounterWords(dev, p.Hkv)
-		n := pl.splits * (p.Sq*p.Hq*p.D + p.Hq*p.Sq)
-		part := scratch.Slice(cw, n)
-		pc.LseOff = uint32(pl.splits * p.Sq * p.Hq * p.D)
-		args[5], args[6], args[7] = part, part, scratch.Slice(0, cw)
-	}
-	if pos != nil {
-		args = append(args, pos)
-	}
-	if pl.splits > int(dev.Info().MaxWorkgroupCount[0]) || p.Hkv > int(dev.Info().MaxWorkgroupCount[1]) {
-		return fmt.Errorf("decode attention: %d splits × %d KV heads exceed the device's workgroup counts", pl.splits, p.Hkv)
-	}
-	return r.Dispatch(kern, [3]uint32{uint32(pl.splits), uint32(p.Hkv), 1}, pc, args...)
+	return decodeSplitDispatch(r, kern, p, pl.splits, pl.kps, o, lse, q, k, v, scratch, pos)
 }

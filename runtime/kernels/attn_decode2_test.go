@@ -61,38 +61,7 @@ func TestDecodeSplitKV2(t *testing.T) {
 		if pl.splits < c.minSplits {
 			t.Fatalf("%s: %d splits, the case is there for at least %d", name, pl.splits, c.minSplits)
 		}
-		in := newAttnInputs(t, d, rng, pmax, 2)
-		n, err := DecodeScratchMax(d, pmax)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scratch := decodeScratchFor(t, d, c.hkv, n)
-		pos := uploadI32(t, d, []int32{int32(at.Q0)})
-		dyn := at
-		dyn.Q0, dyn.Skv = 0, c.sq
-		wo, wl := RefAttention(in.q, in.k, in.v, at)
-		for call := 0; call < 2; call++ {
-			o, lse := attnOut(t, d, at, c.dt)
-			if !c.lse {
-				lse = nil
-			}
-			before := d.Counters()
-			if err := d.Run(func(r *runtime.Recorder) error {
-				if c.skv == c.maxSkv {
-					return DecodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, at)
-				}
-				return DecodeAttentionAt(r, o, lse, in.tq, in.tk, in.tv, scratch, pos, dyn, c.maxSkv)
-			}); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if got := d.Counters().Sub(before).Dispatches; got != 1 {
-				t.Errorf("%s: %d dispatches, want 1", name, got)
-			}
-			checkAttn(t, fmt.Sprintf("%s, call %d", name, call+1), o, lse, wo, wl)
-			if n > 0 {
-				checkCountersZero(t, name, d, scratch, c.hkv)
-			}
-		}
+		checkDecodeCalls(t, d, rng, name, pmax, at, c.dt, c.lse)
 	}
 }
 

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -45,7 +46,7 @@ func checkCountersZero(t *testing.T, name string, d *runtime.Device, scratch *ru
 // call once more on the same scratch (the counters it resets), and as many
 // dispatches as the plan says: one.
 func TestDecodeSplitKV(t *testing.T) {
-	d := gputest.Device(t)
+	d := splitKV1Device(t)
 	rng := gputest.Rand(t)
 	for _, c := range []struct {
 		hq, hkv, hd, sq int
@@ -79,38 +80,7 @@ func TestDecodeSplitKV(t *testing.T) {
 		if c.hkv == 64 && pl.kc >= pl.kps {
 			t.Fatalf("%s: plan %+v takes a split in one chunk; the case is there for several", name, pl)
 		}
-		in := newAttnInputs(t, d, rng, pmax, 2)
-		n, err := DecodeScratchMax(d, pmax)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scratch := decodeScratchFor(t, d, c.hkv, n)
-		pos := uploadI32(t, d, []int32{int32(at.Q0)})
-		dyn := at
-		dyn.Q0, dyn.Skv = 0, c.sq
-		wo, wl := RefAttention(in.q, in.k, in.v, at)
-		for call := 0; call < 2; call++ {
-			o, lse := attnOut(t, d, at, c.dt)
-			if !c.lse {
-				lse = nil
-			}
-			before := d.Counters()
-			if err := d.Run(func(r *runtime.Recorder) error {
-				if c.skv == c.maxSkv {
-					return DecodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, at)
-				}
-				return DecodeAttentionAt(r, o, lse, in.tq, in.tk, in.tv, scratch, pos, dyn, c.maxSkv)
-			}); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if got := d.Counters().Sub(before).Dispatches; got != 1 {
-				t.Errorf("%s: %d dispatches, want 1", name, got)
-			}
-			checkAttn(t, fmt.Sprintf("%s, call %d", name, call+1), o, lse, wo, wl)
-			if n > 0 {
-				checkCountersZero(t, name, d, scratch, c.hkv)
-			}
-		}
+		checkDecodeCalls(t, d, rng, name, pmax, at, c.dt, c.lse)
 	}
 }
 
@@ -262,5 +232,45 @@ func TestPlanDecodeSplit(t *testing.T) {
 	}
 	if got := tb.ops["decode attention"]; len(got) != 1 || got[0] != "scalar" {
 		t.Errorf("DecodeAttnScalar: decode attention variants %v, want [scalar]", got)
+	}
+}
+
+// checkDecodeCalls runs the decode kernel d chooses for at (a cache of
+// at.Skv keys; DecodeAttentionAt on a grid planned for pmax when the cache
+// is shorter) twice against the float64 reference, outputs poisoned, one
+// dispatch a call, the scratch's counters zero after each.
+func checkDecodeCalls(t *testing.T, d *runtime.Device, rng *rand.Rand, name string, pmax, at AttnParams, dt runtime.DType, withLSE bool) {
+	t.Helper()
+	in := newAttnInputs(t, d, rng, pmax, 2)
+	n, err := DecodeScratchMax(d, pmax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scratch := decodeScratchFor(t, d, at.Hkv, n)
+	pos := uploadI32(t, d, []int32{int32(at.Q0)})
+	dyn := at
+	dyn.Q0, dyn.Skv = 0, at.Sq
+	wo, wl := RefAttention(in.q, in.k, in.v, at)
+	for call := 0; call < 2; call++ {
+		o, lse := attnOut(t, d, at, dt)
+		if !withLSE {
+			lse = nil
+		}
+		before := d.Counters()
+		if err := d.Run(func(r *runtime.Recorder) error {
+			if at.Skv == pmax.Skv {
+				return DecodeAttention(r, o, lse, in.tq, in.tk, in.tv, scratch, at)
+			}
+			return DecodeAttentionAt(r, o, lse, in.tq, in.tk, in.tv, scratch, pos, dyn, pmax.Skv)
+		}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := d.Counters().Sub(before).Dispatches; got != 1 {
+			t.Errorf("%s: %d dispatches, want 1", name, got)
+		}
+		checkAttn(t, fmt.Sprintf("%s, call %d", name, call+1), o, lse, wo, wl)
+		if n > 0 {
+			checkCountersZero(t, name, d, scratch, at.Hkv)
+		}
 	}
 }
