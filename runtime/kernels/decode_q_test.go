@@ -123,18 +123,8 @@ func TestNormMatVecSwiGLUQuant(t *testing.T) {
 		wg, gv := qWeight(t, d, rng, c.dt, c.f, c.k, moderate/64)
 		wu, uv := qWeight(t, d, rng, c.dt, c.f, c.k, moderate/64)
 		act := shaped(t, d, runtime.F16, nil, c.m, c.f)
-		g := refNormMatVec(xv, nv, gv, nil, c.m, c.f, c.k)
-		u := refNormMatVec(xv, nv, uv, nil, c.m, c.f, c.k)
-		want := make([]float64, len(g))
-		for i := range want {
-			want[i] = RefSiLU(g[i]) * u[i]
-		}
-		if err := d.Run(func(r *runtime.Recorder) error {
-			if err := Poison(r, act); err != nil {
-				return err
-			}
-			return NormMatVecSwiGLU(r, act, x, nw, 1e-5, wg, wu)
-		}); err != nil {
+		want := refNormSwiGLU(xv, nv, gv, uv, c.m, c.f, c.k)
+		if err := runNormSwiGLU(d, act, x, nw, wg, wu); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if e := gputest.RelErr(download(t, act), want); !(e <= fqTol(runtime.F16)) {

@@ -110,6 +110,28 @@ func TestNormMatVecSwiGLU(t *testing.T) {
 	}
 }
 
+// refNormSwiGLU is SiLU(xn·gᵀ) ⊙ (xn·uᵀ) in float64 (xn as refNormMatVec's)
+// for x [m, k] and gate and up [f, k].
+func refNormSwiGLU(xv, nv, gv, uv []float32, m, f, k int) []float64 {
+	g := refNormMatVec(xv, nv, gv, nil, m, f, k)
+	u := refNormMatVec(xv, nv, uv, nil, m, f, k)
+	want := make([]float64, len(g))
+	for i := range want {
+		want[i] = RefSiLU(g[i]) * u[i]
+	}
+	return want
+}
+
+// runNormSwiGLU poisons act and records NormMatVecSwiGLU into it.
+func runNormSwiGLU(d *runtime.Device, act, x, nw, wg, wu *runtime.Tensor) error {
+	return d.Run(func(r *runtime.Recorder) error {
+		if err := Poison(r, act); err != nil {
+			return err
+		}
+		return NormMatVecSwiGLU(r, act, x, nw, 1e-5, wg, wu)
+	})
+}
+
 // checkSwiGLU runs NormMatVecSwiGLU on shape s (F = s.N0) against the
 // float64 reference.
 func checkSwiGLU(t *testing.T, d *runtime.Device, rng *rand.Rand, s fusedShape) {
@@ -124,18 +146,8 @@ func checkSwiGLU(t *testing.T, d *runtime.Device, rng *rand.Rand, s fusedShape) 
 	wg := shaped(t, d, runtime.F16, gv, f, s.K)
 	wu := shaped(t, d, runtime.F16, uv, f, s.K)
 	act := shaped(t, d, runtime.F16, nil, s.M, f)
-	g := refNormMatVec(xv, nv, gv, nil, s.M, f, s.K)
-	u := refNormMatVec(xv, nv, uv, nil, s.M, f, s.K)
-	want := make([]float64, len(g))
-	for i := range want {
-		want[i] = RefSiLU(g[i]) * u[i]
-	}
-	if err := d.Run(func(r *runtime.Recorder) error {
-		if err := Poison(r, act); err != nil {
-			return err
-		}
-		return NormMatVecSwiGLU(r, act, x, nw, 1e-5, wg, wu)
-	}); err != nil {
+	want := refNormSwiGLU(xv, nv, gv, uv, s.M, f, s.K)
+	if err := runNormSwiGLU(d, act, x, nw, wg, wu); err != nil {
 		t.Fatal(err)
 	}
 	if e := gputest.RelErr(download(t, act), want); !(e <= mmTol(runtime.F16)) {
