@@ -270,35 +270,11 @@ func (t *Tuning) fromEnv() error {
 	if err := t.Gemv.check(); err != nil {
 		return fmt.Errorf("Tuning.Gemv: %w", err)
 	}
-	if t.DecodeSplitGroups == 0 {
-		v, err := envUints("SHAREPREFILL_DECODE_SPLIT", "GROUPS", 1, []uint32{0})
-		if err != nil {
-			return err
-		}
-		if v != nil {
-			if v[0] > maxDecodeSplitGroups {
-				return fmt.Errorf("SHAREPREFILL_DECODE_SPLIT=%d: want 0 (automatic) … %d", v[0], maxDecodeSplitGroups)
-			}
-			t.DecodeSplitGroups = int(v[0])
-		}
+	if err := envBounded(&t.DecodeSplitGroups, "SHAREPREFILL_DECODE_SPLIT", "GROUPS", "DecodeSplitGroups", maxDecodeSplitGroups); err != nil {
+		return err
 	}
-	if t.DecodeSplitGroups < 0 || t.DecodeSplitGroups > maxDecodeSplitGroups {
-		return fmt.Errorf("Tuning.DecodeSplitGroups %d: want 0 (automatic) … %d", t.DecodeSplitGroups, maxDecodeSplitGroups)
-	}
-	if t.DecodeNormFuseMiB == 0 {
-		v, err := envUints("SHAREPREFILL_DECODE_NORMFUSE", "MIB", 1, []uint32{0})
-		if err != nil {
-			return err
-		}
-		if v != nil {
-			if v[0] > 1<<20 {
-				return fmt.Errorf("SHAREPREFILL_DECODE_NORMFUSE=%d: want 0 (automatic) … %d MiB", v[0], 1<<20)
-			}
-			t.DecodeNormFuseMiB = int(v[0])
-		}
-	}
-	if t.DecodeNormFuseMiB < 0 || t.DecodeNormFuseMiB > 1<<20 {
-		return fmt.Errorf("Tuning.DecodeNormFuseMiB %d: want 0 (automatic) … %d", t.DecodeNormFuseMiB, 1<<20)
+	if err := envBounded(&t.DecodeNormFuseMiB, "SHAREPREFILL_DECODE_NORMFUSE", "MIB", "DecodeNormFuseMiB", 1<<20); err != nil {
+		return err
 	}
 	if t.Cover == (Cover{}) {
 		if s := os.Getenv("SHAREPREFILL_COVER"); s != "" {
@@ -326,6 +302,28 @@ func (t *Tuning) fromEnv() error {
 		default:
 			return fmt.Errorf("SHAREPREFILL_EST_SLASH=%q: want fused or separate", s)
 		}
+	}
+	return nil
+}
+
+// envBounded fills *f, when it is 0, from variable name (one non-negative
+// integer, named form in errors), and reports a value outside 0 … max,
+// naming the variable it came from or, when set explicitly, Tuning's field.
+func envBounded(f *int, name, form, field string, max int) error {
+	if *f == 0 {
+		v, err := envUints(name, form, 1, []uint32{0})
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			if int64(v[0]) > int64(max) {
+				return fmt.Errorf("%s=%d: want 0 (automatic) … %d", name, v[0], max)
+			}
+			*f = int(v[0])
+		}
+	}
+	if *f < 0 || *f > max {
+		return fmt.Errorf("Tuning.%s %d: want 0 (automatic) … %d", field, *f, max)
 	}
 	return nil
 }

@@ -81,11 +81,11 @@ func gemvDefault(caps runtime.Caps) gemvCfg {
 // chooseGemv is gemvDefault with the device's Tuning.Gemv fields that are
 // set (SHAREPREFILL_GEMV).
 func chooseGemv(dev *runtime.Device) gemvCfg {
-	c := gemvDefault(dev.Caps())
-	if tu := dev.Tuning().Gemv; tu.WG != 0 {
+	c, tu := gemvDefault(dev.Caps()), dev.Tuning().Gemv
+	if tu.WG != 0 {
 		c.WG = tu.WG
 	}
-	if tu := dev.Tuning().Gemv; tu.Rows != 0 {
+	if tu.Rows != 0 {
 		c.NR = tu.Rows
 	}
 	return c

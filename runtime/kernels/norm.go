@@ -11,8 +11,11 @@ import (
 // (RMSNorm, Softmax, Argmax, TopK): 256, or the largest power of two the
 // device allows if that is smaller. The shaders reduce in shared memory, so
 // they do not depend on the subgroup size.
-func opRowLocal(d *runtime.Device) uint32 {
-	l := uint32(256)
+func opRowLocal(d *runtime.Device) uint32 { return rowLocal(d, 256) }
+
+// rowLocal is want (a power of two), halved until the device allows it.
+func rowLocal(d *runtime.Device, want uint32) uint32 {
+	l := want
 	if mx := d.Info().MaxWorkgroupInvocations; mx != 0 {
 		for l > mx {
 			l >>= 1

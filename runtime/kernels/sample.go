@@ -53,16 +53,7 @@ func Argmax(r *runtime.Recorder, idx, x *runtime.Tensor) error {
 func argmaxShape(d *runtime.Device, m, n int) (wg uint32, vec, sg bool) {
 	wg = opRowLocal(d)
 	if m <= 4 && n >= 1<<15 {
-		wg = 1024
-		if mx := d.Info().MaxWorkgroupInvocations; mx != 0 {
-			wg = min(wg, mx)
-		}
-		if mx := d.Info().MaxWorkgroupSize[0]; mx != 0 {
-			wg = min(wg, mx)
-		}
-		for wg&(wg-1) != 0 {
-			wg &= wg - 1
-		}
+		wg = rowLocal(d, 1024)
 	}
 	caps := d.Caps()
 	sg = caps.SubgroupArithmetic && caps.SubgroupSize > 0 && wg%caps.SubgroupSize == 0
