@@ -30,13 +30,7 @@ func splitKV2Device(t *testing.T) *runtime.Device {
 func TestDecodeSplitKV2(t *testing.T) {
 	d := splitKV2Device(t)
 	rng := gputest.Rand(t)
-	for _, c := range []struct {
-		hq, hkv, hd, sq int
-		skv, maxSkv     int // the cache; the longest one the grid covers
-		dt              runtime.DType
-		lse             bool
-		minSplits       int
-	}{
+	for _, c := range []decodeCase{
 		{8, 2, 64, 1, 1000, 1000, runtime.F32, true, 2},   // bench-lm-8k's heads
 		{32, 8, 128, 1, 777, 777, runtime.F16, true, 2},   // the 8B model's heads
 		{8, 8, 64, 1, 45, 45, runtime.F32, true, 1},       // G = 1, one split

@@ -48,13 +48,7 @@ func checkCountersZero(t *testing.T, name string, d *runtime.Device, scratch *ru
 func TestDecodeSplitKV(t *testing.T) {
 	d := splitKV1Device(t)
 	rng := gputest.Rand(t)
-	for _, c := range []struct {
-		hq, hkv, hd, sq int
-		skv, maxSkv     int // the cache; the longest one the grid covers
-		dt              runtime.DType
-		lse             bool
-		minSplits       int
-	}{
+	for _, c := range []decodeCase{
 		{8, 2, 64, 1, 300, 300, runtime.F32, true, 2},    // bench-lm-8k's heads
 		{8, 2, 64, 1, 1000, 4096, runtime.F16, false, 2}, // splits past the end
 		{8, 8, 64, 1, 45, 45, runtime.F32, true, 1},      // G = 1, one split
@@ -233,6 +227,17 @@ func TestPlanDecodeSplit(t *testing.T) {
 	if got := tb.ops["decode attention"]; len(got) != 1 || got[0] != "scalar" {
 		t.Errorf("DecodeAttnScalar: decode attention variants %v, want [scalar]", got)
 	}
+}
+
+// decodeCase is a decode attention test case: the heads, head dim and
+// queries, the cache and the longest one the grid covers, the output type,
+// whether the LSE is written, and the fewest splits the case is there for.
+type decodeCase struct {
+	hq, hkv, hd, sq int
+	skv, maxSkv     int
+	dt              runtime.DType
+	lse             bool
+	minSplits       int
 }
 
 // checkDecodeCalls runs the decode kernel d chooses for at (a cache of

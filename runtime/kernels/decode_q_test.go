@@ -173,18 +173,7 @@ func TestMatVecAddQuant(t *testing.T) {
 		yu := shaped(t, d, runtime.F32, y0, c.m, c.n)
 		tmp := shaped(t, d, runtime.F32, nil, c.m, c.n)
 		unfused := c.dt == runtime.Q4_K
-		if err := d.Run(func(r *runtime.Recorder) error {
-			if err := MatVecAdd(r, y, x, w, b); err != nil || !unfused {
-				return err
-			}
-			if err := Poison(r, tmp); err != nil {
-				return err
-			}
-			if err := MatVec(r, tmp, x, w, b); err != nil {
-				return err
-			}
-			return AddInPlace(r, yu, tmp)
-		}); err != nil {
+		if err := runMatVecAdd(d, y, yu, tmp, x, w, b, unfused); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		got := download(t, y)

@@ -132,6 +132,23 @@ func runNormSwiGLU(d *runtime.Device, act, x, nw, wg, wu *runtime.Tensor) error 
 	})
 }
 
+// runMatVecAdd records MatVecAdd into y and, with unfused, the sequence it
+// replaces into yu: MatVec into tmp (poisoned first), then AddInPlace.
+func runMatVecAdd(d *runtime.Device, y, yu, tmp, x, w, b *runtime.Tensor, unfused bool) error {
+	return d.Run(func(r *runtime.Recorder) error {
+		if err := MatVecAdd(r, y, x, w, b); err != nil || !unfused {
+			return err
+		}
+		if err := Poison(r, tmp); err != nil {
+			return err
+		}
+		if err := MatVec(r, tmp, x, w, b); err != nil {
+			return err
+		}
+		return AddInPlace(r, yu, tmp)
+	})
+}
+
 // checkSwiGLU runs NormMatVecSwiGLU on shape s (F = s.N0) against the
 // float64 reference.
 func checkSwiGLU(t *testing.T, d *runtime.Device, rng *rand.Rand, s fusedShape) {
@@ -207,18 +224,7 @@ func TestMatVecAdd(t *testing.T) {
 		y := shaped(t, d, runtime.F32, y0, s.M, n)
 		yu := shaped(t, d, runtime.F32, y0, s.M, n)
 		tmp := shaped(t, d, runtime.F32, nil, s.M, n)
-		if err := d.Run(func(r *runtime.Recorder) error {
-			if err := MatVecAdd(r, y, x, w, b); err != nil {
-				return err
-			}
-			if err := Poison(r, tmp); err != nil {
-				return err
-			}
-			if err := MatVec(r, tmp, x, w, b); err != nil {
-				return err
-			}
-			return AddInPlace(r, yu, tmp)
-		}); err != nil {
+		if err := runMatVecAdd(d, y, yu, tmp, x, w, b, true); err != nil {
 			t.Fatal(err)
 		}
 		got := download(t, y)
