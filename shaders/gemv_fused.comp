@@ -247,9 +247,11 @@ float reduce_2pi(float a) { // rope_kv.comp's
 	return r;
 }
 
-// roundF16 is v rounded to f16, as the store of an f16 output.
+// roundF16 rounds v through an f16 conversion, the same conversion as the
+// unfused kernels' stores (packHalf2x16 may round differently: on NVIDIA it
+// gave q and K values one f16 step apart from NormMatVec + RopeKV).
 float roundF16(float v) {
-	return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x;
+	return float(float16_t(v));
 }
 #endif
 
