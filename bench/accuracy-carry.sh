@@ -3,7 +3,7 @@
 # what bench/accuracy-device.sh needs on the device machine, in
 # .devcarry/acc (about 51 MiB; carry it with .gl):
 #
-#   shareprefill          the bench build (go build -tags plots -trimpath -ldflags='-s -w')
+#   shareprefill          the bench build (go build -buildvcs=true -tags plots -trimpath -ldflags='-s -w')
 #   COMMIT                git rev-parse --short HEAD (+dirty)
 #   bench-lm-8k.tar.xz    the model (51 MiB of bf16 shards; 36 MiB in xz)
 #   heldout.json          its held-out documents (KJV and Austen chapters,
@@ -18,7 +18,7 @@ SH=${1:-../shared}
 go version | grep -q "go1.26.8" || echo "accuracy-carry.sh: warning: the held-out Go files are those of go1.26.8; this is $(go version)" >&2
 D=.devcarry/acc
 mkdir -p $D
-go build -tags plots -trimpath -ldflags='-s -w' -o $D/shareprefill ./cmd/shareprefill
+go build -buildvcs=true -tags plots -trimpath -ldflags='-s -w' -o $D/shareprefill ./cmd/shareprefill
 c=$(git rev-parse --short HEAD)
 [ -n "$(git status --porcelain --untracked-files=no)" ] && c=$c+dirty
 echo "$c" > $D/COMMIT

@@ -7,7 +7,7 @@
 #   llamacpp_oracle       bench/peers/llamacpp_oracle.cpp compiled against the
 #                         kit's prebuilt libraries (stripped; it needs them
 #                         beside it at run time: the device script unpacks the kit)
-#   shareprefill.xz       our binary (go build -trimpath -ldflags='-s -w'), xz-compressed
+#   shareprefill.xz       our binary (go build -buildvcs=true -trimpath -ldflags='-s -w'), xz-compressed
 #   COMMIT                git rev-parse --short HEAD (+dirty)
 #   bench-lm-8k.tar.xz    the model (reused from .devcarry/bench or .devcarry/acc if there)
 #   prompts/              the two prompts of bench/peers/llamacpp-oracle.sh (Persuasion
@@ -53,7 +53,7 @@ strip "$D/llamacpp_oracle"
 
 # 2. our binary.
 echo "== building shareprefill"
-go build -trimpath -ldflags='-s -w' -o "$D/shareprefill" ./cmd/shareprefill
+go build -buildvcs=true -trimpath -ldflags='-s -w' -o "$D/shareprefill" ./cmd/shareprefill
 xz -9 -T0 -f "$D/shareprefill"
 c=$(git rev-parse --short HEAD)
 [ -n "$(git status --porcelain --untracked-files=no)" ] && c=$c+dirty

@@ -7,7 +7,7 @@
 # bench/README.md "Building the carry" prepares on the dev machine in
 # .devcarry/bench (carry that one path, about 51 MiB):
 #
-#   shareprefill          the bench build (go build -tags plots -trimpath -ldflags='-s -w')
+#   shareprefill          the bench build (go build -buildvcs=true -tags plots -trimpath -ldflags='-s -w')
 #   COMMIT                git rev-parse --short HEAD (+dirty)
 #   bench-lm-8k.tar.xz    the long-context model (or an unpacked bench-lm-8k/)
 #   corpus-go.txt         bench-lm-8k's held-out Go files (perplexity, prompt text)

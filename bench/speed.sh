@@ -6,7 +6,7 @@
 # no Go toolchain). It expects the carry that bench/README.md "The speed
 # suite" prepares in .devcarry (carry .devcarry and .gl):
 #
-#   .devcarry/bench/shareprefill         our binary (go build -trimpath -ldflags='-s -w')
+#   .devcarry/bench/shareprefill         our binary (go build -buildvcs=true -trimpath -ldflags='-s -w')
 #   .devcarry/bench/shareprefill-base    optional: an earlier build, timed beside it (A/B)
 #   .devcarry/bench/COMMIT               what the binaries were built from
 #   .devcarry/bench/bench-lm-8k.tar.xz   the long-context model

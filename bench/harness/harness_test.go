@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -352,5 +353,29 @@ func TestComparePrefill(t *testing.T) {
 	}
 	if got := tables[1].Rows[0]; got[1] != "dense" || got[4] != "1.50" || tables[1].Rows[1][4] != "0.50" {
 		t.Fatalf("rows %v", tables[1].Rows)
+	}
+}
+
+// TestStampedCommit: the revision stamped into a binary names the
+// measured code (short, "+dirty" when modified); without one, none.
+func TestStampedCommit(t *testing.T) {
+	for _, c := range []struct {
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{nil, ""},
+		{[]debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.modified", Value: "true"}}, ""},
+		{[]debug.BuildSetting{{Key: "vcs.revision", Value: "42d46ec0123456789abcdef"}, {Key: "vcs.modified", Value: "false"}}, "42d46ec"},
+		{[]debug.BuildSetting{{Key: "vcs.modified", Value: "true"}, {Key: "vcs.revision", Value: "65294dbffff"}}, "65294db+dirty"},
+		{[]debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}}, "abc"},
+	} {
+		if got := stampedCommit(c.settings); got != c.want {
+			t.Errorf("stampedCommit(%v) = %q, want %q", c.settings, got, c.want)
+		}
+	}
+	// A test binary carries no stamp, so the variable decides.
+	t.Setenv("SHAREPREFILL_COMMIT", "given")
+	if got := Commit(); got != "given" {
+		t.Errorf("Commit() with SHAREPREFILL_COMMIT = %q, want given", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -80,11 +81,21 @@ func (r *Report) Notef(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// Commit is SHAREPREFILL_COMMIT when set (the device machine has no .git:
-// bench/run-h200.sh sets it from .devcarry/COMMIT), else `git rev-parse
-// --short HEAD` with "+dirty" when the work tree has changes, else
-// "unknown".
+// Commit names the code that is measured: the revision stamped into this
+// binary by the Go toolchain (vcs.revision, "+dirty" when vcs.modified;
+// build with -buildvcs=true where GOFLAGS turns stamping off); else
+// SHAREPREFILL_COMMIT (the device scripts set it from .devcarry/COMMIT for
+// binaries without a stamp); else `git rev-parse --short HEAD` of the
+// working directory with "+dirty" when the work tree has changes; else
+// "unknown". The stamp comes first because a binary copied into another
+// checkout, as on the device machine, would otherwise report that
+// checkout's commit.
 func Commit() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if c := stampedCommit(bi.Settings); c != "" {
+			return c
+		}
+	}
 	if c := strings.TrimSpace(os.Getenv("SHAREPREFILL_COMMIT")); c != "" {
 		return c
 	}
@@ -100,6 +111,31 @@ func Commit() string {
 		c += "+dirty"
 	}
 	return c
+}
+
+// stampedCommit is the short vcs.revision of a binary's build settings,
+// with "+dirty" when vcs.modified is true; "" when there is none.
+func stampedCommit(settings []debug.BuildSetting) string {
+	var rev string
+	dirty := false
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	if len(rev) > 7 {
+		rev = rev[:7]
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return rev
 }
 
 // WriteJSON writes r as indented JSON to path (creating its directory).
