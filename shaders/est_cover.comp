@@ -35,11 +35,19 @@
 // and pass), so F stays non-increasing and the search sound; the sums are
 // grouped differently from the reference's tree, so a count may differ
 // from est_cover's by one where a prefix sum lies within f32 rounding of
-// γ·Σx (TestCoverCounts allows exactly that). Spec constants: 1 CN (cached
+// γ·Σx (TestCoverCounts allows exactly that). Latency: the first pass
+// loads LOAD_BATCH entries an invocation at once and also finds the least
+// positive and the largest entry, which bracket the search (one pass fewer
+// for most vectors; the crossing value is the same, F being one fixed
+// function); each pass's 15 probe totals are added up one probe a lane
+// (same order) and the bracket picked by a subgroup maximum. None of this
+// changes a sum's float order: the counts are those of the unbatched
+// search. Spec constants: 1 CN (cached
 // entries), 2 PARTS (≥ the workgroup's subgroups).
 #ifdef SG
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : enable
 #endif
 layout(local_size_x = 256, local_size_x_id = 0) in;
 
@@ -67,6 +75,12 @@ shared float xs[CN];                // the first CN entries
 shared float pp[2][PROBES][PARTS];  // per-subgroup probe sums, by pass parity
 shared float tp[2][PARTS];          // per-subgroup sums of wgSum
 shared uint tc[2][PARTS];           // per-subgroup counts of the tie pass
+shared uint tb0[2][PARTS];          // per-subgroup least positive and largest entry bits
+
+// LOAD_BATCH is the entries each invocation loads at once in the first pass.
+#ifndef LOAD_BATCH
+#define LOAD_BATCH 8u
+#endif
 
 // at reads entry i (index in the row) from the cache or global memory.
 float at(uint which, uint base, uint i) {
@@ -95,15 +109,39 @@ void main() {
 	const uint LOCAL = gl_WorkGroupSize.x;
 	const uint n = pc.S;
 	const uint base = h * n;
+	// The first pass reads LOAD_BATCH entries at once, the loads
+	// independent of one another (one memory round trip a batch, not one
+	// an entry), and sums them in index order as one at a time would.
 	float part = 0.0;
-	for (uint i = lin; i < n; i += LOCAL) {
-		const float x = load(which, base + i);
-		if (i < CN) {
-			xs[i] = x;
+	uint mn = 0x7F800000u, mx = 0u; // bit patterns of the least positive and the largest entry
+	for (uint i0 = lin; i0 < n; i0 += LOCAL * LOAD_BATCH) {
+		float xb[LOAD_BATCH];
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			const uint i = i0 + k * LOCAL;
+			xb[k] = i < n ? load(which, base + i) : 0.0;
 		}
-		part += x;
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			const uint i = i0 + k * LOCAL;
+			if (i < n) {
+				if (i < CN) {
+					xs[i] = xb[k];
+				}
+				part += xb[k];
+				const uint b = floatBitsToUint(xb[k]);
+				if (b != 0u) {
+					mn = min(mn, b);
+				}
+				mx = max(mx, b);
+			}
+		}
 	}
-	const float total = wgSum(part, 0u); // its barrier also publishes xs
+	const uint smn = subgroupMin(mn);
+	const uint smx = subgroupMax(mx);
+	if (subgroupElect()) {
+		tb0[0][gl_SubgroupID] = smn;
+		tb0[1][gl_SubgroupID] = smx;
+	}
+	const float total = wgSum(part, 0u); // its barrier also publishes xs and tb0
 	const float target = pc.gamma * total;
 	if (!(total > target)) {
 		if (lin == 0u) {
@@ -111,8 +149,16 @@ void main() {
 		}
 		return;
 	}
-	uint lo = 0u;
-	uint hi = 0x7F800000u;
+	// The search's bracket starts at [least positive entry, largest entry
+	// + 1] (F is Σx > γ·Σx at the one and 0 ≤ γ·Σx past the other), not
+	// [0, +inf]: one pass fewer for most vectors, the same crossing value.
+	uint lo = 0x7F800000u;
+	uint hi = 0u;
+	for (uint q = 0u; q < gl_NumSubgroups; q++) {
+		lo = min(lo, tb0[0][q]);
+		hi = max(hi, tb0[1][q]);
+	}
+	hi++;
 	uint buf = 0u;
 	while (hi - lo > 1u) {
 		const uint step = (hi - lo + PROBES) / (PROBES + 1u);
@@ -137,19 +183,29 @@ void main() {
 			}
 		}
 		barrier();
-		uint nlo = lo, nhi = hi;
-		for (uint j = 0u; j < PROBES; j++) {
+		// The new bracket starts at the last probe with F > γ·Σx: probe j
+		// is added up by lane j mod the subgroup size (the partials in
+		// subgroup order, as before) and a subgroup maximum picks the
+		// last, instead of every invocation adding up all 15.
+		int best = -1;
+		for (uint j = gl_SubgroupInvocationID; j < PROBES; j += gl_SubgroupSize) {
 			const uint tb = lo + (j + 1u) * step;
-			float fj = 0.0;
-			for (uint q = 0u; q < gl_NumSubgroups; q++) {
-				fj += pp[buf][j][q];
-			}
-			if (tb < hi && fj > target) {
-				nlo = tb;
-				nhi = min(hi, tb + step);
+			if (tb < hi) {
+				float fj = 0.0;
+				for (uint q = 0u; q < gl_NumSubgroups; q++) {
+					fj += pp[buf][j][q];
+				}
+				if (fj > target) {
+					best = int(j);
+				}
 			}
 		}
-		if (nlo == lo) {
+		best = subgroupMax(best);
+		uint nlo = lo, nhi;
+		if (best >= 0) {
+			nlo = lo + uint(best + 1) * step;
+			nhi = min(hi, nlo + step);
+		} else {
 			nhi = min(hi, lo + step);
 		}
 		lo = nlo;

@@ -30,6 +30,7 @@
 // Spec constants: 0 local size (= T·T, power of two), 1 T, 2 D, 3 B.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : enable
 
 layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint T = 16;

@@ -571,7 +571,7 @@ func coverSGConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
 		minSG = max(1, int(caps.SubgroupSize))
 	}
 	parts := (l + minSG - 1) / minSG
-	rest := 4*(2*15*parts+4*parts) + 512
+	rest := 4*(2*15*parts+6*parts) + 512
 	cn := min((int(caps.MaxSharedMemory)-rest)/4, coverSGMaxCache)
 	if c.cache > 0 {
 		cn = min(cn, c.cache)

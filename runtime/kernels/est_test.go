@@ -11,8 +11,8 @@ import (
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
-// estCases cover S ∈ {1, 50, 100, 257, 600}, B ∈ {32, 64}, Hq/Hkv ∈ {1/1,
-// 4/2, 4/1}, D ∈ {8, 64}: S < B, S a multiple of B, S not a multiple of B,
+// estCases cover S ∈ {1, 50, 100, 257, 600, 4200}, B ∈ {32, 64}, Hq/Hkv ∈
+// {1/1, 4/2, 4/1}, D ∈ {8, 64}: S < B, S a multiple of B, S not a multiple of B,
 // one partial block, many blocks.
 var estCases = []EstParams{
 	{S: 1, B: 32, Hq: 1, Hkv: 1, D: 8},
@@ -26,6 +26,10 @@ var estCases = []EstParams{
 	{S: 257, B: 64, Hq: 4, Hkv: 1, D: 8},
 	{S: 600, B: 64, Hq: 4, Hkv: 2, D: 64},
 	{S: 600, B: 32, Hq: 1, Hkv: 1, D: 8},
+	// 132 blocks: more than one batch of statistics per invocation in the
+	// fused ℓ tail (est_lse.glsl: LSE_BATCH 16, 8 invocations a row at B 32
+	// and 256 invocations).
+	{S: 4200, B: 32, Hq: 1, Hkv: 1, D: 8},
 }
 
 const estTol = 1e-4
