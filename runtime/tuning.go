@@ -58,6 +58,11 @@ type Tuning struct {
 	// (SHAREPREFILL_EST_SLASH=separate; "fused" is the default): for A/B
 	// runs on a device.
 	EstSlashSeparate bool
+	// PlanRowCoverBisect keeps the pivots' row cover (plan_rowcover) on
+	// its bisection at every size instead of the rank cut it takes up to
+	// 256 blocks (SHAREPREFILL_PLAN_ROWCOVER=bisect; "rank" is the
+	// default): for A/B runs on a device. Both keep the same blocks.
+	PlanRowCoverBisect bool
 	// GemvQ replaces the quantized mat-vec kernel's choice
 	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
 	// value: automatic.
@@ -301,6 +306,15 @@ func (t *Tuning) fromEnv() error {
 			t.EstSlashSeparate = true
 		default:
 			return fmt.Errorf("SHAREPREFILL_EST_SLASH=%q: want fused or separate", s)
+		}
+	}
+	if !t.PlanRowCoverBisect {
+		switch s := os.Getenv("SHAREPREFILL_PLAN_ROWCOVER"); s {
+		case "", "rank":
+		case "bisect":
+			t.PlanRowCoverBisect = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PLAN_ROWCOVER=%q: want rank or bisect", s)
 		}
 	}
 	return nil

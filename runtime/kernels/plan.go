@@ -457,7 +457,33 @@ func gammaFrac(g float64) uint64 {
 // row's VS-coverage terms (f32 bits; exact, over-count) for the pivot's VS
 // bitmaps vsbits i32 [Hq, 2, nbw] and its pattern blocks. pivots is the
 // chunk's slot list (Cap elements).
+//
+// Up to planRankMaxBlocks blocks the cut ranks each row's entries in one
+// pass (every column against every other, in shared memory) instead of
+// bisecting on the crossing value with a workgroup sum per step; both keep
+// the same blocks. Tuning.PlanRowCoverBisect keeps the bisection at every
+// size.
 func PlanRowCover(r *runtime.Recorder, counts *runtime.Tensor, off uint64, maps, hplan, pivots, vsbits, pattern, rowstats *runtime.Tensor, p PlanParams) error {
+	return planRowCover(r, cutAuto, counts, off, maps, hplan, pivots, vsbits, pattern, rowstats, p)
+}
+
+// Which cut PlanRowCover takes (planRowCover's cut).
+const (
+	cutAuto   = iota // ranks up to planRankMaxBlocks, unless Tuning.PlanRowCoverBisect
+	cutRank          // ranks (nb ≤ planRankMaxBlocks)
+	cutBisect        // bisection on the crossing value
+)
+
+// planRowCoverLocal is plan_rowcover's workgroup size, and
+// planRankMaxBlocks the most blocks its rank cut takes (its shared row
+// holds 2·planRowCoverLocal columns; the per-column work is O(nb)).
+const (
+	planRowCoverLocal = 128
+	planRankMaxBlocks = 2 * planRowCoverLocal
+)
+
+// planRowCover is PlanRowCover with the cut forced by cut (tests).
+func planRowCover(r *runtime.Recorder, cut int, counts *runtime.Tensor, off uint64, maps, hplan, pivots, vsbits, pattern, rowstats *runtime.Tensor, p PlanParams) error {
 	const op = "plan row cover"
 	if err := p.check(op); err != nil {
 		return err
@@ -483,12 +509,21 @@ func PlanRowCover(r *runtime.Recorder, counts *runtime.Tensor, off uint64, maps,
 		}
 	}
 	d := r.Device()
-	k, err := planKernel(d, "plan_rowcover", 6, 0b001111, 36, 128)
+	if cut == cutAuto {
+		cut = cutBisect
+		if nb <= planRankMaxBlocks && !d.Tuning().PlanRowCoverBisect {
+			cut = cutRank
+		}
+	}
+	if cut == cutRank && nb > planRankMaxBlocks {
+		return fmt.Errorf("%s: the rank cut takes at most %d blocks, have %d", op, planRankMaxBlocks, nb)
+	}
+	k, err := planKernel(d, "plan_rowcover", 6, 0b001111, 40, planRowCoverLocal)
 	if err != nil {
 		return err
 	}
 	g := gammaFrac(p.Gamma)
-	push := [9]uint32{uint32(hq), uint32(nb), uint32(nbw), p.shift(), 0, 0, uint32(g), uint32(g >> 32), b2u(p.Gamma >= 1)}
+	push := [10]uint32{uint32(hq), uint32(nb), uint32(nbw), p.shift(), 0, 0, uint32(g), uint32(g >> 32), b2u(p.Gamma >= 1), b2u(cut == cutRank)}
 	return r.DispatchIndirect(k, counts, off, push, maps, hplan, pivots, vsbits, pattern, rowstats)
 }
 

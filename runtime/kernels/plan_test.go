@@ -392,115 +392,128 @@ func TestPlanQueryAwareCut(t *testing.T) {
 	}
 }
 
+// rowCoverCase is one case of TestPlanRowCoverAndPivot: nb blocks, z
+// pivots in capSlots slots, γ, tied map values, the over-count vs_ratio.
+type rowCoverCase struct {
+	nb, z    int
+	gamma    float64
+	ties     bool
+	compat   bool
+	capSlots int
+}
+
+// TestPlanRowCoverAndPivot checks the row cover, with each cut forced
+// (rank and bisection), and vs_ratio against the references.
 func TestPlanRowCoverAndPivot(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	for _, c := range []struct {
-		nb, z    int
-		gamma    float64
-		ties     bool
-		compat   bool
-		capSlots int
-	}{
+	for _, c := range []rowCoverCase{
 		{1, 1, 0.9, false, false, 2}, {6, 2, 0.9, true, true, 3}, {33, 3, 0.95, false, false, 3},
-		{40, 2, 1, false, true, 4}, {70, 1, 0.5, true, false, 2},
+		{40, 2, 1, false, true, 4}, {70, 1, 0.5, true, false, 2}, {150, 1, 0.8, true, false, 1},
 	} {
-		t.Run(fmt.Sprintf("nb%d_z%d_g%v", c.nb, c.z, c.gamma), func(t *testing.T) {
-			const hq, k = 5, 4
-			p := PlanParams{Hq: hq, NumLayers: 3, Layer: 1, N: c.nb * 16, B: 16, K: k, Gamma: c.gamma, Cap: c.capSlots, VSRatioCompat: c.compat}
-			nb, nbw := p.NB(), p.NBW()
-			maps := make([]float32, c.capSlots*nb*nb)
-			for x := 0; x < c.capSlots; x++ {
-				for r := 0; r < nb; r++ {
-					copy(maps[(x*nb+r)*nb:], randDist(rng, r+1, r > 1, c.ties))
-				}
-				if nb > 2 { // the running sum meets γ·Σ exactly at γ = ½
-					copy(maps[(x*nb+1)*nb:], []float32{0.5, 0.5})
-					copy(maps[(x*nb+2)*nb:], []float32{0.25, 0.5, 0.25})
-				}
-			}
-			hplan := make([]int32, 4*hq)
-			pivots := make([]int32, c.capSlots)
-			for i := range pivots {
-				pivots[i] = -1
-			}
-			for x, h := range rng.Perm(hq)[:c.z] {
-				pivots[x] = int32(h)
-			}
-			for h := 0; h < hq; h++ {
-				hplan[4*h+1] = int32(h % k)
-			}
-			for x := 0; x < c.z; x++ { // distinct clusters for the pivots of one layer
-				hplan[4*pivots[x]+1] = int32(x)
-			}
-			vsbits := make([]int32, hq*2*nbw)
-			for i := range vsbits {
-				vsbits[i] = int32(rng.Uint32())
-			}
-			for h := 0; h < hq; h++ { // no bits past nb
-				for w := 0; w < 2; w++ {
-					row := vsbits[(2*h+w)*nbw : (2*h+w+1)*nbw]
-					if nb%32 != 0 {
-						row[nbw-1] &= int32(uint32(1)<<(nb%32) - 1)
-					}
-				}
-			}
-			counts := uploadI32(t, d, []int32{9, 9, 9, int32(nb), int32(c.z), 1, int32(c.z), 1, 1})
-			pattern, rowstats := emptyI32(t, d, k*nb*nbw), emptyI32(t, d, c.capSlots*nb*4)
-			meta := uploadI32(t, d, make([]int32, 4*k))
-			stats := emptyI32(t, d, p.NumLayers*hq*PlanStatWords)
-			mapsT, hplanT, pivT := uploadF32(t, d, maps), uploadI32(t, d, hplan), uploadI32(t, d, pivots)
-			opRun(t, d, func(r *runtime.Recorder) error {
-				if err := PlanRowCover(r, counts, PlanIndirectRowCover, mapsT, hplanT, pivT, uploadI32(t, d, vsbits), pattern, rowstats, p); err != nil {
-					return err
-				}
-				return PlanPivot(r, counts, PlanIndirectPivot, rowstats, pivT, hplanT, meta, stats, p)
-			}, pattern, rowstats, stats)
-			wantPat := make([]int32, k*nb*nbw)
-			wantRS := RefPlanRowCover(maps, hplan, pivots, vsbits, wantPat, c.z, p)
-			gotPat, gotRS := downloadI32(t, pattern), downloadI32(t, rowstats)
-			gotMeta, gotStats := downloadI32(t, meta), downloadI32(t, stats)
-			for x := 0; x < c.z; x++ {
-				h := int(pivots[x])
-				ci := int(hplan[4*h+1])
-				compareI32(t, fmt.Sprintf("pattern of cluster %d", ci), gotPat[ci*nb*nbw:(ci+1)*nb*nbw], wantPat[ci*nb*nbw:(ci+1)*nb*nbw])
-				var sum [2]float64
-				var blocks int
-				for r := 0; r < nb; r++ {
-					o := (x*nb + r) * 4
-					for j := 0; j < 2; j++ {
-						g := float64(math.Float32frombits(uint32(gotRS[o+j])))
-						if math.Abs(g-wantRS[o+j]) > 1e-5*(1+math.Abs(wantRS[o+j])) {
-							t.Fatalf("slot %d row %d term %d: %v, want %v", x, r, j, g, wantRS[o+j])
-						}
-						sum[j] += wantRS[o+j]
-					}
-					if gotRS[o+2] != int32(wantRS[o+2]) {
-						t.Fatalf("slot %d row %d: %d pattern blocks, want %v", x, r, gotRS[o+2], wantRS[o+2])
-					}
-					blocks += int(wantRS[o+2])
-				}
-				ratio := sum[0] / float64(nb)
-				if c.compat {
-					ratio = sum[1] / float64(nb)
-				}
-				gr := float64(math.Float32frombits(uint32(gotMeta[4*ci+3])))
-				if math.Abs(gr-ratio) > 1e-5*(1+ratio) || gotMeta[4*ci+2] != int32(blocks) {
-					t.Fatalf("cluster %d: vs_ratio %v blocks %d, want %v and %d", ci, gr, gotMeta[4*ci+2], ratio, blocks)
-				}
-				o := (p.Layer*hq + h) * PlanStatWords
-				if gotStats[o+PlanStatVSRatio] != gotMeta[4*ci+3] || gotStats[o+PlanStatPattern] != int32(blocks) || gotStats[o+PlanStatPivotDone] != 1 {
-					t.Fatalf("head %d statistics %v", h, gotStats[o:o+PlanStatWords])
-				}
-			}
-			// Slots past z are not dispatched: their rows stay poisoned.
-			for x := c.z; x < c.capSlots; x++ {
-				if uint32(gotRS[x*nb*4]) != PoisonBits {
-					t.Fatalf("slot %d (past z = %d) was written", x, c.z)
-				}
-			}
-		})
+		for _, cut := range []int{cutRank, cutBisect} {
+			testPlanRowCover(t, d, rng, c, cut)
+		}
 	}
+}
+
+// testPlanRowCover runs case c with cut (cutRank or cutBisect) forced.
+func testPlanRowCover(t *testing.T, d *runtime.Device, rng *rand.Rand, c rowCoverCase, cut int) {
+	t.Run(fmt.Sprintf("nb%d_z%d_g%v_rank%v", c.nb, c.z, c.gamma, cut == cutRank), func(t *testing.T) {
+		const hq, k = 5, 4
+		p := PlanParams{Hq: hq, NumLayers: 3, Layer: 1, N: c.nb * 16, B: 16, K: k, Gamma: c.gamma, Cap: c.capSlots, VSRatioCompat: c.compat}
+		nb, nbw := p.NB(), p.NBW()
+		maps := make([]float32, c.capSlots*nb*nb)
+		for x := 0; x < c.capSlots; x++ {
+			for r := 0; r < nb; r++ {
+				copy(maps[(x*nb+r)*nb:], randDist(rng, r+1, r > 1, c.ties))
+			}
+			if nb > 2 { // the running sum meets γ·Σ exactly at γ = ½
+				copy(maps[(x*nb+1)*nb:], []float32{0.5, 0.5})
+				copy(maps[(x*nb+2)*nb:], []float32{0.25, 0.5, 0.25})
+			}
+		}
+		hplan := make([]int32, 4*hq)
+		pivots := make([]int32, c.capSlots)
+		for i := range pivots {
+			pivots[i] = -1
+		}
+		for x, h := range rng.Perm(hq)[:c.z] {
+			pivots[x] = int32(h)
+		}
+		for h := 0; h < hq; h++ {
+			hplan[4*h+1] = int32(h % k)
+		}
+		for x := 0; x < c.z; x++ { // distinct clusters for the pivots of one layer
+			hplan[4*pivots[x]+1] = int32(x)
+		}
+		vsbits := make([]int32, hq*2*nbw)
+		for i := range vsbits {
+			vsbits[i] = int32(rng.Uint32())
+		}
+		for h := 0; h < hq; h++ { // no bits past nb
+			for w := 0; w < 2; w++ {
+				row := vsbits[(2*h+w)*nbw : (2*h+w+1)*nbw]
+				if nb%32 != 0 {
+					row[nbw-1] &= int32(uint32(1)<<(nb%32) - 1)
+				}
+			}
+		}
+		counts := uploadI32(t, d, []int32{9, 9, 9, int32(nb), int32(c.z), 1, int32(c.z), 1, 1})
+		pattern, rowstats := emptyI32(t, d, k*nb*nbw), emptyI32(t, d, c.capSlots*nb*4)
+		meta := uploadI32(t, d, make([]int32, 4*k))
+		stats := emptyI32(t, d, p.NumLayers*hq*PlanStatWords)
+		mapsT, hplanT, pivT := uploadF32(t, d, maps), uploadI32(t, d, hplan), uploadI32(t, d, pivots)
+		opRun(t, d, func(r *runtime.Recorder) error {
+			if err := planRowCover(r, cut, counts, PlanIndirectRowCover, mapsT, hplanT, pivT, uploadI32(t, d, vsbits), pattern, rowstats, p); err != nil {
+				return err
+			}
+			return PlanPivot(r, counts, PlanIndirectPivot, rowstats, pivT, hplanT, meta, stats, p)
+		}, pattern, rowstats, stats)
+		wantPat := make([]int32, k*nb*nbw)
+		wantRS := RefPlanRowCover(maps, hplan, pivots, vsbits, wantPat, c.z, p)
+		gotPat, gotRS := downloadI32(t, pattern), downloadI32(t, rowstats)
+		gotMeta, gotStats := downloadI32(t, meta), downloadI32(t, stats)
+		for x := 0; x < c.z; x++ {
+			h := int(pivots[x])
+			ci := int(hplan[4*h+1])
+			compareI32(t, fmt.Sprintf("pattern of cluster %d", ci), gotPat[ci*nb*nbw:(ci+1)*nb*nbw], wantPat[ci*nb*nbw:(ci+1)*nb*nbw])
+			var sum [2]float64
+			var blocks int
+			for r := 0; r < nb; r++ {
+				o := (x*nb + r) * 4
+				for j := 0; j < 2; j++ {
+					g := float64(math.Float32frombits(uint32(gotRS[o+j])))
+					if math.Abs(g-wantRS[o+j]) > 1e-5*(1+math.Abs(wantRS[o+j])) {
+						t.Fatalf("slot %d row %d term %d: %v, want %v", x, r, j, g, wantRS[o+j])
+					}
+					sum[j] += wantRS[o+j]
+				}
+				if gotRS[o+2] != int32(wantRS[o+2]) {
+					t.Fatalf("slot %d row %d: %d pattern blocks, want %v", x, r, gotRS[o+2], wantRS[o+2])
+				}
+				blocks += int(wantRS[o+2])
+			}
+			ratio := sum[0] / float64(nb)
+			if c.compat {
+				ratio = sum[1] / float64(nb)
+			}
+			gr := float64(math.Float32frombits(uint32(gotMeta[4*ci+3])))
+			if math.Abs(gr-ratio) > 1e-5*(1+ratio) || gotMeta[4*ci+2] != int32(blocks) {
+				t.Fatalf("cluster %d: vs_ratio %v blocks %d, want %v and %d", ci, gr, gotMeta[4*ci+2], ratio, blocks)
+			}
+			o := (p.Layer*hq + h) * PlanStatWords
+			if gotStats[o+PlanStatVSRatio] != gotMeta[4*ci+3] || gotStats[o+PlanStatPattern] != int32(blocks) || gotStats[o+PlanStatPivotDone] != 1 {
+				t.Fatalf("head %d statistics %v", h, gotStats[o:o+PlanStatWords])
+			}
+		}
+		// Slots past z are not dispatched: their rows stay poisoned.
+		for x := c.z; x < c.capSlots; x++ {
+			if uint32(gotRS[x*nb*4]) != PoisonBits {
+				t.Fatalf("slot %d (past z = %d) was written", x, c.z)
+			}
+		}
+	})
 }
 
 func TestPlanUnionAndCSR(t *testing.T) {
