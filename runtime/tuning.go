@@ -63,6 +63,12 @@ type Tuning struct {
 	// 256 blocks (SHAREPREFILL_PLAN_ROWCOVER=bisect; "rank" is the
 	// default): for A/B runs on a device. Both keep the same blocks.
 	PlanRowCoverBisect bool
+	// PlanCompactSeparate keeps the CSR compaction of the plan in a
+	// dispatch of its own (plan_compact after plan_union_scan) instead of
+	// the union's last workgroup (plan_union_csr), which it takes while
+	// the compaction is short (SHAREPREFILL_PLAN_COMPACT=separate; "fused"
+	// is the default): for A/B runs on a device. Both write the same lists.
+	PlanCompactSeparate bool
 	// GemvQ replaces the quantized mat-vec kernel's choice
 	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
 	// value: automatic.
@@ -315,6 +321,15 @@ func (t *Tuning) fromEnv() error {
 			t.PlanRowCoverBisect = true
 		default:
 			return fmt.Errorf("SHAREPREFILL_PLAN_ROWCOVER=%q: want rank or bisect", s)
+		}
+	}
+	if !t.PlanCompactSeparate {
+		switch s := os.Getenv("SHAREPREFILL_PLAN_COMPACT"); s {
+		case "", "fused":
+		case "separate":
+			t.PlanCompactSeparate = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PLAN_COMPACT=%q: want fused or separate", s)
 		}
 	}
 	return nil

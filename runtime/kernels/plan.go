@@ -610,6 +610,70 @@ func PlanUnionScan(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern,
 	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter)
 }
 
+// PlanUnionCSR records the final block lists of one layer: PlanUnionScan
+// (same arguments and outputs) and then PlanCompact into cols (sized as
+// PlanCompact says). While the compaction is short, at most
+// planCompactFuseMaxCols columns per invocation of one workgroup
+// (⌈Hq·nb/256⌉ rows of at most nb blocks), it runs in the union's last
+// workgroup (plan_union_csr), which saves PlanCompact's dispatch and
+// barrier; Tuning.PlanCompactSeparate keeps the two dispatches at every
+// size. Both write the same rowPtr and cols.
+func PlanUnionCSR(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	return planUnionCSR(r, compactAuto, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter, layer, p)
+}
+
+// Where PlanUnionCSR compacts (planUnionCSR's mode).
+const (
+	compactAuto     = iota // fused while short, unless Tuning.PlanCompactSeparate
+	compactFused           // plan_union_csr
+	compactSeparate        // plan_union_scan, then plan_compact
+)
+
+// planCompactFuseMaxCols bounds the columns one invocation of
+// plan_union_csr's last workgroup may have to write (its rows, each of up
+// to nb blocks): 512 covers bench-lm-8k's 8 heads to 16K tokens (4 rows of
+// 128 blocks each), a few microseconds of stores against the dispatch and
+// barrier of plan_compact.
+const planCompactFuseMaxCols = 512
+
+// planUnionCSR is PlanUnionCSR with the compaction's place forced by mode
+// (tests).
+func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	const op = "plan union and CSR"
+	if mode == compactAuto {
+		mode = compactSeparate
+		perInv := (p.Hq*p.NB + 255) / 256 * p.NB
+		if perInv <= planCompactFuseMaxCols && !r.Device().Tuning().PlanCompactSeparate {
+			mode = compactFused
+		}
+	}
+	if mode == compactSeparate {
+		if err := PlanUnionScan(r, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, stats, counter, layer, p); err != nil {
+			return err
+		}
+		return PlanCompact(r, cols, rowbits, rowPtr, p.Hq, p.NB)
+	}
+	k, push, grid, err := unionKernel(r, op, "plan_union_csr", 256, rowbits, rowcnt, hplan, vsbits, pattern, qabits, p)
+	if err != nil {
+		return err
+	}
+	if layer < 0 {
+		return fmt.Errorf("%s: layer %d", op, layer)
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1},
+		{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2}} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	push[6] = uint32(layer)
+	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols)
+}
+
 // unionKernel checks PlanUnion's arguments and returns the kernel shader
 // (local size local), its push constants (6 words, a 7th for the scan
 // variant's layer) and grid.
@@ -644,8 +708,11 @@ func unionKernel(r *runtime.Recorder, op, shader string, local int, rowbits, row
 		return nil, push, grid, err
 	}
 	bindings, ro, size := 6, uint32(0b001111), 24
-	if shader == "plan_union_scan" {
+	switch shader {
+	case "plan_union_scan":
 		bindings, size = 9, 28
+	case "plan_union_csr":
+		bindings, size = 10, 28
 	}
 	k, err := planKernel(d, shader, bindings, ro, size, local)
 	if err != nil {

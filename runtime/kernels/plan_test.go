@@ -524,7 +524,7 @@ func TestPlanUnionAndCSR(t *testing.T) {
 		noQA                 bool
 	}{
 		{1, 1, 2, -1, false}, {4, 5, 2, -1, false}, {3, 33, 3, -1, false}, {5, 64, 2, -1, false}, {6, 64, 2, -1, true},
-		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false}, {70, 3, 2, -1, false},
+		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false}, {70, 3, 2, -1, false}, {3, 150, 2, -1, false},
 	} {
 		t.Run(fmt.Sprintf("hq%d_nb%d_vs%d_mode%d_noqa%v", c.hq, c.nb, c.vsRows, c.mode, c.noQA), func(t *testing.T) {
 			const k = 3
@@ -548,19 +548,24 @@ func TestPlanUnionAndCSR(t *testing.T) {
 			vsbits, pattern, qabits := rnd(c.hq*c.vsRows*nbw, 10), rnd(k*nb*nbw, 20), rnd(c.hq*nb*nbw, 20)
 			hplanT, vsT, patT, qaT := uploadI32(t, d, hplan), uploadI32(t, d, vsbits), uploadI32(t, d, pattern), uploadI32(t, d, qabits)
 			counter := uploadI32(t, d, []int32{0})
-			// PlanUnion then PlanScan, then PlanUnionScan twice (its counter
-			// must come back to 0); PlanCompact after each.
-			for run, fused := range []bool{false, true, true} {
+			// PlanUnion, PlanScan and PlanCompact; PlanUnionScan and
+			// PlanCompact; then PlanUnionCSR's one dispatch twice (the
+			// counter must come back to 0 each time).
+			const apart, scanned, csr = 0, 1, 2
+			for run, how := range []int{apart, scanned, csr, csr} {
 				rowbits, rowcnt := emptyI32(t, d, c.hq*nb*nbw), emptyI32(t, d, c.hq*nb)
 				rowPtr, cols := emptyI32(t, d, c.hq*nb+1), emptyI32(t, d, c.hq*nb*(nb+1)/2)
 				const layers, layer = 3, 1
 				stats := emptyI32(t, d, layers*c.hq*PlanStatWords)
 				opRun(t, d, func(r *runtime.Recorder) error {
-					if fused {
+					switch how {
+					case csr:
+						return planUnionCSR(r, compactFused, rowbits, rowcnt, hplanT, vsT, patT, qaT, rowPtr, cols, stats, counter, layer, p)
+					case scanned:
 						if err := PlanUnionScan(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, rowPtr, stats, counter, layer, p); err != nil {
 							return err
 						}
-					} else {
+					default:
 						if err := PlanUnion(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, p); err != nil {
 							return err
 						}
@@ -570,7 +575,7 @@ func TestPlanUnionAndCSR(t *testing.T) {
 					}
 					return PlanCompact(r, cols, rowbits, rowPtr, c.hq, nb)
 				}, rowbits, rowcnt, rowPtr, cols, stats)
-				what := fmt.Sprintf("run %d (fused %v): ", run, fused)
+				what := fmt.Sprintf("run %d (%s): ", run, [...]string{"apart", "union and scan", "one dispatch"}[how])
 				wantBits, wantCnt := RefPlanUnion(hplan, vsbits, pattern, qabits, p)
 				gotBits := downloadI32(t, rowbits)
 				for h := 0; h < c.hq; h++ {

@@ -259,10 +259,7 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 	case kindDense:
 		union.Mode = kernels.PlanModeAll
 	}
-	if err := kernels.PlanUnionScan(r, g.rowbits, g.rowcnt, g.hplan, g.vsbits, g.patternOrDummy(), g.qabits, a.rowPtr, g.stats, g.counter, l, union); err != nil {
-		return err
-	}
-	if err := kernels.PlanCompact(r, a.cols, g.rowbits, a.rowPtr, hq, nb); err != nil {
+	if err := kernels.PlanUnionCSR(r, g.rowbits, g.rowcnt, g.hplan, g.vsbits, g.patternOrDummy(), g.qabits, a.rowPtr, a.cols, g.stats, g.counter, l, union); err != nil {
 		return err
 	}
 	if err := kernels.SparseAttention(r, o, a.lse, q, k, v, a.rowPtr, a.cols, p, g.blockSize); err != nil {

@@ -21,14 +21,15 @@ const (
 	// V with the slash combination folded in) and the cover counts.
 	maxEstimateDispatches = 3
 	// Roles with their gates (plan_roles), the VS selection (plan_topk),
-	// the union with the row-pointer scan (plan_union_scan) and the
-	// compaction (plan_compact); the pivots' row cover and vs_ratio come
-	// on top (maxPivotPlanDispatches).
-	maxPlanDispatches      = 4
+	// and the union with the row-pointer scan and the compaction
+	// (plan_union_csr; plan_union_scan and plan_compact apart only for long
+	// prompts, see kernels.PlanUnionCSR); the pivots' row cover and
+	// vs_ratio come on top (maxPivotPlanDispatches).
+	maxPlanDispatches      = 3
 	maxPivotPlanDispatches = 2
 	// Barriers of the whole layer: estimates, plan, sparse attention and
 	// the pivot chain (block map, row cover, vs_ratio).
-	maxLayerBarriers = 10
+	maxLayerBarriers = 9
 	// The first layer recorded with a new estimation workspace also zeroes
 	// its LSE and slash counters (a copy before the statistics pass: one barrier
 	// here, where q and k come from an earlier submission; in a prefill the
