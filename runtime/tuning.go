@@ -69,6 +69,12 @@ type Tuning struct {
 	// the compaction is short (SHAREPREFILL_PLAN_COMPACT=separate; "fused"
 	// is the default): for A/B runs on a device. Both write the same lists.
 	PlanCompactSeparate bool
+	// PlanTopKSeparate keeps the SharePrefill plan's VS selection in a
+	// dispatch of its own (plan_topk) instead of the union's workgroups
+	// (plan_union_csr_vs), which take it up to 257 blocks while the
+	// compaction is fused too (SHAREPREFILL_PLAN_TOPK=separate; "fused" is
+	// the default): for A/B runs on a device. Both select the same blocks.
+	PlanTopKSeparate bool
 	// GemvQ replaces the quantized mat-vec kernel's choice
 	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
 	// value: automatic.
@@ -330,6 +336,15 @@ func (t *Tuning) fromEnv() error {
 			t.PlanCompactSeparate = true
 		default:
 			return fmt.Errorf("SHAREPREFILL_PLAN_COMPACT=%q: want fused or separate", s)
+		}
+	}
+	if !t.PlanTopKSeparate {
+		switch s := os.Getenv("SHAREPREFILL_PLAN_TOPK"); s {
+		case "", "fused":
+		case "separate":
+			t.PlanTopKSeparate = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PLAN_TOPK=%q: want fused or separate", s)
 		}
 	}
 	return nil

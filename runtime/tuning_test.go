@@ -27,6 +27,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_COVER", "sg,512")
 	t.Setenv("SHAREPREFILL_PLAN_ROWCOVER", "bisect")
 	t.Setenv("SHAREPREFILL_PLAN_COMPACT", "separate")
+	t.Setenv("SHAREPREFILL_PLAN_TOPK", "separate")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
@@ -39,6 +40,7 @@ func TestTuningFromEnv(t *testing.T) {
 		EstSlashSeparate:    true,
 		PlanRowCoverBisect:  true,
 		PlanCompactSeparate: true,
+		PlanTopKSeparate:    true,
 		GemvQ:               runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
 		DecodeAttnScalar:    true,
 		Gemv:                runtime.Gemv{WG: 64},
@@ -109,6 +111,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_EST_SLASH", "split"},
 		{"SHAREPREFILL_PLAN_ROWCOVER", "sort"},
 		{"SHAREPREFILL_PLAN_COMPACT", "later"},
+		{"SHAREPREFILL_PLAN_TOPK", "radix"},
 		{"SHAREPREFILL_GEMVQ", "fast"},
 		{"SHAREPREFILL_GEMVQ", "wide,96"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},

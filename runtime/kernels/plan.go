@@ -674,6 +674,80 @@ func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits,
 	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols)
 }
 
+// PlanSelectUnionCSR records the SharePrefill plan's VS selection and its
+// final block lists: TopKBits(vsbits, v, s, hplan, tp) with tp = TopKParams{
+// Rows: Hq, Stride: nb, Len: {nb, nb}, Forced: {1, 1}, Words: nbw,
+// KFromBuf: true, KStride: 4, KOff: 2} (vsbits i32 [Hq, 2, nbw]; v, s f32
+// [Hq, nb]; the budgets in hplan words 2 and 3), then PlanUnionCSR (p.Mode
+// −1, p.VSRows 2). Up to planSelectMaxBlocks blocks, where PlanUnionCSR
+// compacts in its last workgroup, and unless Tuning.PlanTopKSeparate, the
+// selection runs inside the union's workgroups (plan_union_csr_vs: each
+// ranks its head's candidates itself, those of row 0 write vsbits), which
+// saves plan_topk's dispatch and barrier. Both write the same vsbits,
+// rowPtr and cols.
+func PlanSelectUnionCSR(r *runtime.Recorder, vsbits, v, s, rowbits, rowcnt, hplan, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	return planSelectUnionCSR(r, compactAuto, vsbits, v, s, rowbits, rowcnt, hplan, pattern, qabits, rowPtr, cols, stats, counter, layer, p)
+}
+
+// planSelectMaxBlocks is the most blocks plan_union_csr_vs takes: nb − 1
+// candidates, one per invocation of its 256.
+const planSelectMaxBlocks = 257
+
+// planSelectUnionCSR is PlanSelectUnionCSR with the selection's place
+// forced by mode (tests): compactFused runs plan_union_csr_vs,
+// compactSeparate TopKBits and PlanUnionCSR (which then decides the
+// compaction's place itself).
+func planSelectUnionCSR(r *runtime.Recorder, mode int, vsbits, v, s, rowbits, rowcnt, hplan, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	const op = "plan select, union and CSR"
+	if p.Mode != -1 || p.VSRows != 2 {
+		return fmt.Errorf("%s: mode %d and %d VS rows, want -1 and 2 (the SharePrefill plan)", op, p.Mode, p.VSRows)
+	}
+	if mode == compactAuto {
+		mode = compactSeparate
+		perInv := (p.Hq*p.NB + 255) / 256 * p.NB
+		if p.NB <= planSelectMaxBlocks && perInv <= planCompactFuseMaxCols && !r.Device().Tuning().PlanCompactSeparate && !r.Device().Tuning().PlanTopKSeparate {
+			mode = compactFused
+		}
+	}
+	if mode == compactSeparate {
+		tp := TopKParams{Rows: p.Hq, Stride: p.NB, Len: [2]int{p.NB, p.NB}, Forced: [2]int{1, 1}, Words: (p.NB + 31) / 32, KFromBuf: true, KStride: 4, KOff: 2}
+		if err := TopKBits(r, vsbits, v, s, hplan, tp); err != nil {
+			return err
+		}
+		return PlanUnionCSR(r, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter, layer, p)
+	}
+	if p.NB > planSelectMaxBlocks {
+		return fmt.Errorf("%s: the selection in the union takes at most %d blocks, have %d", op, planSelectMaxBlocks, p.NB)
+	}
+	k, push, grid, err := unionKernel(r, op, "plan_union_csr_vs", 256, rowbits, rowcnt, hplan, vsbits, pattern, qabits, p)
+	if err != nil {
+		return err
+	}
+	if layer < 0 {
+		return fmt.Errorf("%s: layer %d", op, layer)
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1},
+		{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2}} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+	}{{"v", v}, {"s", s}} {
+		if err := checkF32Min(op, e.what, e.t, p.Hq*p.NB); err != nil {
+			return err
+		}
+	}
+	push[6] = uint32(layer)
+	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols, v, s)
+}
+
 // unionKernel checks PlanUnion's arguments and returns the kernel shader
 // (local size local), its push constants (6 words, a 7th for the scan
 // variant's layer) and grid.
@@ -713,6 +787,8 @@ func unionKernel(r *runtime.Recorder, op, shader string, local int, rowbits, row
 		bindings, size = 9, 28
 	case "plan_union_csr":
 		bindings, size = 10, 28
+	case "plan_union_csr_vs":
+		bindings, ro, size = 12, 0b110000001101, 28 // vsbits (1) is written
 	}
 	k, err := planKernel(d, shader, bindings, ro, size, local)
 	if err != nil {

@@ -603,6 +603,78 @@ func TestPlanUnionAndCSR(t *testing.T) {
 	}
 }
 
+// TestPlanSelectUnionCSR checks the SharePrefill plan's VS selection
+// folded into the union (plan_union_csr_vs) and its two-dispatch form
+// (TopKBits, PlanUnionCSR) against the references: vsbits as RefTopKBits,
+// then the union and the CSR lists from them. The block estimates have
+// ties, zeros and a −0; the budgets run from −1 to nb+1; nb 257 is the
+// fused form's bound (256 candidates, one per invocation).
+func TestPlanSelectUnionCSR(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, c := range []struct{ hq, nb int }{{1, 1}, {3, 2}, {5, 33}, {8, 64}, {2, 100}, {2, 257}} {
+		for _, mode := range []int{compactFused, compactSeparate} {
+			t.Run(fmt.Sprintf("hq%d_nb%d_fused%v", c.hq, c.nb, mode == compactFused), func(t *testing.T) {
+				const k, layers, layer = 3, 2, 1
+				hq, nb := c.hq, c.nb
+				nbw := (nb + 31) / 32
+				var v, s []float32
+				for h := 0; h < hq; h++ {
+					v = append(v, randDist(rng, nb, true, h%2 == 0)...)
+					s = append(s, randDist(rng, nb, true, h%2 == 1)...)
+				}
+				v[0] = float32(math.Copysign(0, -1))
+				hplan := make([]int32, 4*hq)
+				for h := 0; h < hq; h++ {
+					hplan[4*h], hplan[4*h+1] = int32(rng.IntN(4)), int32(rng.IntN(k))
+					hplan[4*h+2], hplan[4*h+3] = int32(rng.IntN(nb+3)-1), int32(rng.IntN(nb+3)-1)
+				}
+				rnd := func(n int) []int32 {
+					out := make([]int32, n)
+					for i := range out {
+						out[i] = int32(rng.Uint32() & rng.Uint32() & rng.Uint32())
+					}
+					return out
+				}
+				pattern, qabits := rnd(k*nb*nbw), rnd(hq*nb*nbw)
+				vsbits, rowbits, rowcnt := emptyI32(t, d, hq*2*nbw), emptyI32(t, d, hq*nb*nbw), emptyI32(t, d, hq*nb)
+				rowPtr, cols := emptyI32(t, d, hq*nb+1), emptyI32(t, d, hq*nb*(nb+1)/2)
+				stats, counter := emptyI32(t, d, layers*hq*PlanStatWords), uploadI32(t, d, []int32{0})
+				p := UnionParams{Hq: hq, NB: nb, VSRows: 2, Mode: -1, K: k}
+				vT, sT, hplanT := uploadF32(t, d, v), uploadF32(t, d, s), uploadI32(t, d, hplan)
+				patT, qaT := uploadI32(t, d, pattern), uploadI32(t, d, qabits)
+				opRun(t, d, func(r *runtime.Recorder) error {
+					return planSelectUnionCSR(r, mode, vsbits, vT, sT, rowbits, rowcnt, hplanT, patT, qaT, rowPtr, cols, stats, counter, layer, p)
+				}, vsbits, rowbits, rowcnt, rowPtr, cols, stats)
+				tp := TopKParams{Rows: hq, Stride: nb, Len: [2]int{nb, nb}, Forced: [2]int{1, 1}, Words: nbw, KFromBuf: true, KStride: 4, KOff: 2}
+				wantVS := RefTopKBits(v, s, hplan, tp)
+				compareI32(t, "vsbits", downloadI32(t, vsbits), wantVS)
+				wantBits, wantCnt := RefPlanUnion(hplan, wantVS, pattern, qabits, p)
+				gotBits := downloadI32(t, rowbits)
+				for h := 0; h < hq; h++ {
+					for r := 0; r < nb; r++ {
+						o := (h*nb + r) * nbw
+						compareI32(t, fmt.Sprintf("head %d row %d", h, r), gotBits[o:o+r/32+1], wantBits[o:o+r/32+1])
+					}
+				}
+				compareI32(t, "rowcnt", downloadI32(t, rowcnt), wantCnt)
+				wantPtr, wantCols := RefPlanCSR(wantBits, hq, nb)
+				compareI32(t, "rowPtr", downloadI32(t, rowPtr), wantPtr)
+				compareI32(t, "cols", downloadI32(t, cols), wantCols)
+				st := downloadI32(t, stats)
+				for h := 0; h < hq; h++ {
+					if got, want := st[(layer*hq+h)*PlanStatWords+PlanStatBlocks], wantPtr[(h+1)*nb]-wantPtr[h*nb]; got != want {
+						t.Fatalf("head %d: %d blocks in the statistics, want %d", h, got, want)
+					}
+				}
+				if got := downloadI32(t, counter); got[0] != 0 {
+					t.Fatalf("counter left at %d, want 0", got[0])
+				}
+			})
+		}
+	}
+}
+
 func TestPlanVSBlocks(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
