@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -671,6 +672,37 @@ func TestPlanSelectUnionCSR(t *testing.T) {
 					t.Fatalf("counter left at %d, want 0", got[0])
 				}
 			})
+		}
+	}
+}
+
+// TestPlanFusedBounds: the folded forms refuse sizes past their bounds
+// (the rank cut past planRankMaxBlocks, the selection in the union past
+// planSelectMaxBlocks, the selection outside the SharePrefill plan's
+// union) with an error that names the limit, before recording anything.
+func TestPlanFusedBounds(t *testing.T) {
+	d := gputest.Device(t)
+	x := emptyI32(t, d, 4)
+	err := d.Run(func(r *runtime.Recorder) error {
+		p := PlanParams{Hq: 1, NumLayers: 1, N: 300 * 16, B: 16, K: 1, Gamma: 0.9, Cap: 1}
+		return planRowCover(r, cutRank, x, 0, empty(t, d, runtime.F32, 300*300), x, x, emptyI32(t, d, 2*10), emptyI32(t, d, 300*10), emptyI32(t, d, 300*4), p)
+	})
+	if err == nil || !strings.Contains(err.Error(), "256 blocks") {
+		t.Errorf("rank cut at 300 blocks: error %v, want one naming its 256-block limit", err)
+	}
+	for _, c := range []struct {
+		p    UnionParams
+		want string
+	}{
+		{UnionParams{Hq: 1, NB: 300, VSRows: 2, Mode: -1}, "257 blocks"},
+		{UnionParams{Hq: 1, NB: 4, VSRows: 3, Mode: -1}, "VS rows"},
+		{UnionParams{Hq: 1, NB: 4, VSRows: 2, Mode: PlanModeVS}, "VS rows"},
+	} {
+		err := d.Run(func(r *runtime.Recorder) error {
+			return planSelectUnionCSR(r, compactFused, x, nil, nil, x, x, x, x, x, x, x, x, x, 0, c.p)
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %q", c.p, err, c.want)
 		}
 	}
 }
