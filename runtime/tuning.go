@@ -58,6 +58,23 @@ type Tuning struct {
 	// (SHAREPREFILL_EST_SLASH=separate; "fused" is the default): for A/B
 	// runs on a device.
 	EstSlashSeparate bool
+	// PlanRowCoverBisect keeps the pivots' row cover (plan_rowcover) on
+	// its bisection at every size instead of the rank cut it takes up to
+	// 256 blocks (SHAREPREFILL_PLAN_ROWCOVER=bisect; "rank" is the
+	// default): for A/B runs on a device. Both keep the same blocks.
+	PlanRowCoverBisect bool
+	// PlanCompactSeparate keeps the CSR compaction of the plan in a
+	// dispatch of its own (plan_compact after plan_union_scan) instead of
+	// the union's last workgroup (plan_union_csr), which it takes while
+	// the compaction is short (SHAREPREFILL_PLAN_COMPACT=separate; "fused"
+	// is the default): for A/B runs on a device. Both write the same lists.
+	PlanCompactSeparate bool
+	// PlanTopKSeparate keeps the SharePrefill plan's VS selection in a
+	// dispatch of its own (plan_topk) instead of the union's workgroups
+	// (plan_union_csr_vs), which take it up to 257 blocks while the
+	// compaction is fused too (SHAREPREFILL_PLAN_TOPK=separate; "fused" is
+	// the default): for A/B runs on a device. Both select the same blocks.
+	PlanTopKSeparate bool
 	// GemvQ replaces the quantized mat-vec kernel's choice
 	// (SHAREPREFILL_GEMVQ=KIND[,WG[,R]], KIND wide or registers). The zero
 	// value: automatic.
@@ -301,6 +318,33 @@ func (t *Tuning) fromEnv() error {
 			t.EstSlashSeparate = true
 		default:
 			return fmt.Errorf("SHAREPREFILL_EST_SLASH=%q: want fused or separate", s)
+		}
+	}
+	if !t.PlanRowCoverBisect {
+		switch s := os.Getenv("SHAREPREFILL_PLAN_ROWCOVER"); s {
+		case "", "rank":
+		case "bisect":
+			t.PlanRowCoverBisect = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PLAN_ROWCOVER=%q: want rank or bisect", s)
+		}
+	}
+	if !t.PlanCompactSeparate {
+		switch s := os.Getenv("SHAREPREFILL_PLAN_COMPACT"); s {
+		case "", "fused":
+		case "separate":
+			t.PlanCompactSeparate = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PLAN_COMPACT=%q: want fused or separate", s)
+		}
+	}
+	if !t.PlanTopKSeparate {
+		switch s := os.Getenv("SHAREPREFILL_PLAN_TOPK"); s {
+		case "", "fused":
+		case "separate":
+			t.PlanTopKSeparate = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PLAN_TOPK=%q: want fused or separate", s)
 		}
 	}
 	return nil

@@ -25,22 +25,28 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_DECODE_SPLIT", "96")
 	t.Setenv("SHAREPREFILL_DECODE_NORMFUSE", "64")
 	t.Setenv("SHAREPREFILL_COVER", "sg,512")
+	t.Setenv("SHAREPREFILL_PLAN_ROWCOVER", "bisect")
+	t.Setenv("SHAREPREFILL_PLAN_COMPACT", "separate")
+	t.Setenv("SHAREPREFILL_PLAN_TOPK", "separate")
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
-		MatMulTile:        explicit,
-		MatMulCM2Tile:     runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
-		AttnTiles:         runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
-		AttnOnlyCM1:       true,
-		AttnRowStat:       32,
-		EstBlocksPerGroup: 3,
-		EstSlashSeparate:  true,
-		GemvQ:             runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
-		DecodeAttnScalar:  true,
-		Gemv:              runtime.Gemv{WG: 64},
-		DecodeSplitGroups: 96,
-		DecodeNormFuseMiB: 64,
-		Cover:             runtime.Cover{Variant: "sg", WG: 512},
+		MatMulTile:          explicit,
+		MatMulCM2Tile:       runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
+		AttnTiles:           runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
+		AttnOnlyCM1:         true,
+		AttnRowStat:         32,
+		EstBlocksPerGroup:   3,
+		EstSlashSeparate:    true,
+		PlanRowCoverBisect:  true,
+		PlanCompactSeparate: true,
+		PlanTopKSeparate:    true,
+		GemvQ:               runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
+		DecodeAttnScalar:    true,
+		Gemv:                runtime.Gemv{WG: 64},
+		DecodeSplitGroups:   96,
+		DecodeNormFuseMiB:   64,
+		Cover:               runtime.Cover{Variant: "sg", WG: 512},
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -103,6 +109,9 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_EST_KPW", "2,2"},
 		{"SHAREPREFILL_EST_KPW", "x"},
 		{"SHAREPREFILL_EST_SLASH", "split"},
+		{"SHAREPREFILL_PLAN_ROWCOVER", "sort"},
+		{"SHAREPREFILL_PLAN_COMPACT", "later"},
+		{"SHAREPREFILL_PLAN_TOPK", "radix"},
 		{"SHAREPREFILL_GEMVQ", "fast"},
 		{"SHAREPREFILL_GEMVQ", "wide,96"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},

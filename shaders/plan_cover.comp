@@ -17,6 +17,17 @@
 //   the pattern bitmap of the head's cluster; rowstats[x][r] gets the VS
 //   coverage terms of share.VSRatio (exact and the release's over-count)
 //   for the pivot's own VS set and the number of pattern blocks.
+//   With push constant rank ≠ 0 (the host sets it only for nb ≤ 2·LOCAL)
+//   the cut takes no bisection: the row's keys and fixed-point values go to
+//   shared memory once, and each invocation decides its columns alone:
+//   column c is kept iff its key is positive and the sum of the entries
+//   that precede it in the order above (larger key, or equal key and
+//   smaller column) is below the target. That is the same set: every
+//   entry above the crossing value u is preceded by less than the target,
+//   the j-th tie at u by A + (j−1)·fix(u), and every entry below u by at
+//   least Σ_{key ≥ u} ≥ target. O(r) shared reads per column and two
+//   barriers, instead of ≤ 31 workgroup sums of about log2(LOCAL)
+//   barriers each.
 //
 // Sums are exact and order-independent: each f32 entry x ∈ [0, 2] becomes
 // the 64-bit fixed-point integer ⌊x·2^shift⌋ (two uint words), so the cut
@@ -48,6 +59,9 @@ layout(push_constant) uniform Push {
 	uint gLo; // ROWCOVER: G = γ·2^64 (γ < 1)
 	uint gHi;
 	uint gammaGE1;
+#ifdef ROWCOVER
+	uint rank; // ≠ 0: the cut by ranks (nb ≤ 2·LOCAL), else by bisection
+#endif
 } pc;
 
 #ifdef QACUT
@@ -330,6 +344,53 @@ uvec2 mulFrac(uvec2 T, uvec2 G) {
 	return uvec2(w2, w3);
 }
 
+// The rank cut's row (rank ≠ 0): keys and fixed-point values of the
+// causal columns, and the kept columns as bits.
+shared uint ckey[2u * LOCAL];
+shared uvec2 cfix[2u * LOCAL];
+shared uint kw[(2u * LOCAL + 31u) / 32u];
+
+// rankCut fills kw with the kept columns of row r (columns 0..r of the map
+// row at base), as the bisection would keep them. Every invocation must
+// call it; it ends with a barrier.
+void rankCut(uint base, uint r, bool all) {
+	uint lin = gl_LocalInvocationIndex;
+	uint n = r + 1u;
+	for (uint c = lin; c < n; c += LOCAL) {
+		uint k = keyOf(mv[base + c]);
+		ckey[c] = k;
+		cfix[c] = fixv(k);
+	}
+	for (uint w = lin; w < (n + 31u) / 32u; w += LOCAL) {
+		kw[w] = 0u;
+	}
+	barrier();
+	for (uint c = lin; c < n; c += LOCAL) {
+		uint kc = ckey[c];
+		uvec2 T = uvec2(0u), before = uvec2(0u);
+		for (uint j = 0u; j < n; j++) {
+			uint kj = ckey[j];
+			uvec2 fj = cfix[j];
+			T = add64(T, fj);
+			if (kj > kc || (kj == kc && j < c)) {
+				before = add64(before, fj);
+			}
+		}
+		bool keep = kc != 0u && T != uvec2(0u);
+		if (keep && !all) {
+			uvec2 target = mulFrac(T, uvec2(pc.gLo, pc.gHi));
+			if (target == uvec2(0u)) {
+				target = uvec2(1u, 0u);
+			}
+			keep = !le64(target, before);
+		}
+		if (keep) {
+			atomicOr(kw[c >> 5], 1u << (c & 31u));
+		}
+	}
+	barrier();
+}
+
 bool bitAt(uint base, uint i) {
 	return ((vsbits[base + (i >> 5)] >> (i & 31u)) & 1u) != 0u;
 }
@@ -351,12 +412,18 @@ void main() {
 	uint w0 = min(lin * wpt, nbw), w1 = min(w0 + wpt, nbw);
 	uint c0 = min(w0 * 32u, r + 1u), c1 = min(w1 * 32u, r + 1u);
 
-	uvec2 T = sum64(sumRow(base, c0, c1, 1u));
 	bool all = pc.gammaGE1 != 0u;
-	bool none = T == uvec2(0u);
+	bool rank = pc.rank != 0u; // uniform
+	uvec2 T = uvec2(0u);
+	if (rank) {
+		rankCut(base, r, all);
+	} else {
+		T = sum64(sumRow(base, c0, c1, 1u));
+	}
+	bool none = !rank && T == uvec2(0u);
 	uint u = 0u, keepTies = 0u;
 	uvec2 A = uvec2(0u), target = uvec2(0u);
-	if (!all && !none) {
+	if (!rank && !all && !none) {
 		target = mulFrac(T, uvec2(pc.gLo, pc.gHi));
 		if (target == uvec2(0u)) {
 			target = uvec2(1u, 0u);
@@ -375,15 +442,15 @@ void main() {
 		A = sum64(sumRow(base, c0, c1, u + 1u));
 	}
 	uint ties = 0u;
-	if (!all && !none) {
+	if (!rank && !all && !none) {
 		for (uint c = c0; c < c1; c++) {
 			if (keyOf(mv[base + c]) == u) {
 				ties++;
 			}
 		}
 	}
-	uint rank = exclusiveScan(ties);
-	if (!all && !none) {
+	uint tieRank = rank ? 0u : exclusiveScan(ties);
+	if (!rank && !all && !none) {
 		if (lin == 0u) {
 			// keepTies = min{j ≥ 1 : A + j·fix(u) ≥ target}: at most the g
 			// ties, since A + g·fix(u) = Σ_{key ≥ u} ≥ target.
@@ -433,12 +500,14 @@ void main() {
 			}
 			uint k = keyOf(kb);
 			bool keep = false;
-			if (k != 0u && !none) {
+			if (rank) {
+				keep = ((kw[c >> 5] >> (c & 31u)) & 1u) != 0u;
+			} else if (k != 0u && !none) {
 				if (all || k > u) {
 					keep = true;
 				} else if (k == u) {
-					keep = rank < keepTies;
-					rank++;
+					keep = tieRank < keepTies;
+					tieRank++;
 				}
 			}
 			if (keep) {

@@ -457,7 +457,33 @@ func gammaFrac(g float64) uint64 {
 // row's VS-coverage terms (f32 bits; exact, over-count) for the pivot's VS
 // bitmaps vsbits i32 [Hq, 2, nbw] and its pattern blocks. pivots is the
 // chunk's slot list (Cap elements).
+//
+// Up to planRankMaxBlocks blocks the cut ranks each row's entries in one
+// pass (every column against every other, in shared memory) instead of
+// bisecting on the crossing value with a workgroup sum per step; both keep
+// the same blocks. Tuning.PlanRowCoverBisect keeps the bisection at every
+// size.
 func PlanRowCover(r *runtime.Recorder, counts *runtime.Tensor, off uint64, maps, hplan, pivots, vsbits, pattern, rowstats *runtime.Tensor, p PlanParams) error {
+	return planRowCover(r, cutAuto, counts, off, maps, hplan, pivots, vsbits, pattern, rowstats, p)
+}
+
+// Which cut PlanRowCover takes (planRowCover's cut).
+const (
+	cutAuto   = iota // ranks up to planRankMaxBlocks, unless Tuning.PlanRowCoverBisect
+	cutRank          // ranks (nb ≤ planRankMaxBlocks)
+	cutBisect        // bisection on the crossing value
+)
+
+// planRowCoverLocal is plan_rowcover's workgroup size, and
+// planRankMaxBlocks the most blocks its rank cut takes (its shared row
+// holds 2·planRowCoverLocal columns; the per-column work is O(nb)).
+const (
+	planRowCoverLocal = 128
+	planRankMaxBlocks = 2 * planRowCoverLocal
+)
+
+// planRowCover is PlanRowCover with the cut forced by cut (tests).
+func planRowCover(r *runtime.Recorder, cut int, counts *runtime.Tensor, off uint64, maps, hplan, pivots, vsbits, pattern, rowstats *runtime.Tensor, p PlanParams) error {
 	const op = "plan row cover"
 	if err := p.check(op); err != nil {
 		return err
@@ -483,12 +509,21 @@ func PlanRowCover(r *runtime.Recorder, counts *runtime.Tensor, off uint64, maps,
 		}
 	}
 	d := r.Device()
-	k, err := planKernel(d, "plan_rowcover", 6, 0b001111, 36, 128)
+	if cut == cutAuto {
+		cut = cutBisect
+		if nb <= planRankMaxBlocks && !d.Tuning().PlanRowCoverBisect {
+			cut = cutRank
+		}
+	}
+	if cut == cutRank && nb > planRankMaxBlocks {
+		return fmt.Errorf("%s: the rank cut takes at most %d blocks, have %d", op, planRankMaxBlocks, nb)
+	}
+	k, err := planKernel(d, "plan_rowcover", 6, 0b001111, 40, planRowCoverLocal)
 	if err != nil {
 		return err
 	}
 	g := gammaFrac(p.Gamma)
-	push := [9]uint32{uint32(hq), uint32(nb), uint32(nbw), p.shift(), 0, 0, uint32(g), uint32(g >> 32), b2u(p.Gamma >= 1)}
+	push := [10]uint32{uint32(hq), uint32(nb), uint32(nbw), p.shift(), 0, 0, uint32(g), uint32(g >> 32), b2u(p.Gamma >= 1), b2u(cut == cutRank)}
 	return r.DispatchIndirect(k, counts, off, push, maps, hplan, pivots, vsbits, pattern, rowstats)
 }
 
@@ -575,6 +610,144 @@ func PlanUnionScan(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern,
 	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter)
 }
 
+// PlanUnionCSR records the final block lists of one layer: PlanUnionScan
+// (same arguments and outputs) and then PlanCompact into cols (sized as
+// PlanCompact says). While the compaction is short, at most
+// planCompactFuseMaxCols columns per invocation of one workgroup
+// (⌈Hq·nb/256⌉ rows of at most nb blocks), it runs in the union's last
+// workgroup (plan_union_csr), which saves PlanCompact's dispatch and
+// barrier; Tuning.PlanCompactSeparate keeps the two dispatches at every
+// size. Both write the same rowPtr and cols.
+func PlanUnionCSR(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	return planUnionCSR(r, compactAuto, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter, layer, p)
+}
+
+// Where PlanUnionCSR compacts (planUnionCSR's mode).
+const (
+	compactAuto     = iota // fused while short, unless Tuning.PlanCompactSeparate
+	compactFused           // plan_union_csr
+	compactSeparate        // plan_union_scan, then plan_compact
+)
+
+// planCompactFuseMaxCols bounds the columns one invocation of
+// plan_union_csr's last workgroup may have to write (its rows, each of up
+// to nb blocks): 512 covers bench-lm-8k's 8 heads to 16K tokens (4 rows of
+// 128 blocks each), a few microseconds of stores against the dispatch and
+// barrier of plan_compact.
+const planCompactFuseMaxCols = 512
+
+// planUnionCSR is PlanUnionCSR with the compaction's place forced by mode
+// (tests).
+func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	const op = "plan union and CSR"
+	if mode == compactAuto {
+		mode = compactSeparate
+		perInv := (p.Hq*p.NB + 255) / 256 * p.NB
+		if perInv <= planCompactFuseMaxCols && !r.Device().Tuning().PlanCompactSeparate {
+			mode = compactFused
+		}
+	}
+	if mode == compactSeparate {
+		if err := PlanUnionScan(r, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, stats, counter, layer, p); err != nil {
+			return err
+		}
+		return PlanCompact(r, cols, rowbits, rowPtr, p.Hq, p.NB)
+	}
+	k, push, grid, err := unionKernel(r, op, "plan_union_csr", 256, rowbits, rowcnt, hplan, vsbits, pattern, qabits, p)
+	if err != nil {
+		return err
+	}
+	if layer < 0 {
+		return fmt.Errorf("%s: layer %d", op, layer)
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1},
+		{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2}} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	push[6] = uint32(layer)
+	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols)
+}
+
+// PlanSelectUnionCSR records the SharePrefill plan's VS selection and its
+// final block lists: TopKBits(vsbits, v, s, hplan, tp) with tp = TopKParams{
+// Rows: Hq, Stride: nb, Len: {nb, nb}, Forced: {1, 1}, Words: nbw,
+// KFromBuf: true, KStride: 4, KOff: 2} (vsbits i32 [Hq, 2, nbw]; v, s f32
+// [Hq, nb]; the budgets in hplan words 2 and 3), then PlanUnionCSR (p.Mode
+// −1, p.VSRows 2). Up to planSelectMaxBlocks blocks, where PlanUnionCSR
+// compacts in its last workgroup, and unless Tuning.PlanTopKSeparate, the
+// selection runs inside the union's workgroups (plan_union_csr_vs: each
+// ranks its head's candidates itself, those of row 0 write vsbits), which
+// saves plan_topk's dispatch and barrier. Both write the same vsbits,
+// rowPtr and cols.
+func PlanSelectUnionCSR(r *runtime.Recorder, vsbits, v, s, rowbits, rowcnt, hplan, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	return planSelectUnionCSR(r, compactAuto, vsbits, v, s, rowbits, rowcnt, hplan, pattern, qabits, rowPtr, cols, stats, counter, layer, p)
+}
+
+// planSelectMaxBlocks is the most blocks plan_union_csr_vs takes: nb − 1
+// candidates, one per invocation of its 256.
+const planSelectMaxBlocks = 257
+
+// planSelectUnionCSR is PlanSelectUnionCSR with the selection's place
+// forced by mode (tests): compactFused runs plan_union_csr_vs,
+// compactSeparate TopKBits and PlanUnionCSR (which then decides the
+// compaction's place itself).
+func planSelectUnionCSR(r *runtime.Recorder, mode int, vsbits, v, s, rowbits, rowcnt, hplan, pattern, qabits, rowPtr, cols, stats, counter *runtime.Tensor, layer int, p UnionParams) error {
+	const op = "plan select, union and CSR"
+	if p.Mode != -1 || p.VSRows != 2 {
+		return fmt.Errorf("%s: mode %d and %d VS rows, want -1 and 2 (the SharePrefill plan)", op, p.Mode, p.VSRows)
+	}
+	if mode == compactAuto {
+		mode = compactSeparate
+		perInv := (p.Hq*p.NB + 255) / 256 * p.NB
+		if p.NB <= planSelectMaxBlocks && perInv <= planCompactFuseMaxCols && !r.Device().Tuning().PlanCompactSeparate && !r.Device().Tuning().PlanTopKSeparate {
+			mode = compactFused
+		}
+	}
+	if mode == compactSeparate {
+		tp := TopKParams{Rows: p.Hq, Stride: p.NB, Len: [2]int{p.NB, p.NB}, Forced: [2]int{1, 1}, Words: (p.NB + 31) / 32, KFromBuf: true, KStride: 4, KOff: 2}
+		if err := TopKBits(r, vsbits, v, s, hplan, tp); err != nil {
+			return err
+		}
+		return PlanUnionCSR(r, rowbits, rowcnt, hplan, vsbits, pattern, qabits, rowPtr, cols, stats, counter, layer, p)
+	}
+	if p.NB > planSelectMaxBlocks {
+		return fmt.Errorf("%s: the selection in the union takes at most %d blocks, have %d", op, planSelectMaxBlocks, p.NB)
+	}
+	k, push, grid, err := unionKernel(r, op, "plan_union_csr_vs", 256, rowbits, rowcnt, hplan, vsbits, pattern, qabits, p)
+	if err != nil {
+		return err
+	}
+	if layer < 0 {
+		return fmt.Errorf("%s: layer %d", op, layer)
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+		n    int
+	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1},
+		{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2}} {
+		if err := checkI32(op, e.what, e.t, e.n); err != nil {
+			return err
+		}
+	}
+	for _, e := range []struct {
+		what string
+		t    *runtime.Tensor
+	}{{"v", v}, {"s", s}} {
+		if err := checkF32Min(op, e.what, e.t, p.Hq*p.NB); err != nil {
+			return err
+		}
+	}
+	push[6] = uint32(layer)
+	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols, v, s)
+}
+
 // unionKernel checks PlanUnion's arguments and returns the kernel shader
 // (local size local), its push constants (6 words, a 7th for the scan
 // variant's layer) and grid.
@@ -609,8 +782,13 @@ func unionKernel(r *runtime.Recorder, op, shader string, local int, rowbits, row
 		return nil, push, grid, err
 	}
 	bindings, ro, size := 6, uint32(0b001111), 24
-	if shader == "plan_union_scan" {
+	switch shader {
+	case "plan_union_scan":
 		bindings, size = 9, 28
+	case "plan_union_csr":
+		bindings, size = 10, 28
+	case "plan_union_csr_vs":
+		bindings, ro, size = 12, 0b110000001101, 28 // vsbits (1) is written
 	}
 	k, err := planKernel(d, shader, bindings, ro, size, local)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -392,115 +393,128 @@ func TestPlanQueryAwareCut(t *testing.T) {
 	}
 }
 
+// rowCoverCase is one case of TestPlanRowCoverAndPivot: nb blocks, z
+// pivots in capSlots slots, γ, tied map values, the over-count vs_ratio.
+type rowCoverCase struct {
+	nb, z    int
+	gamma    float64
+	ties     bool
+	compat   bool
+	capSlots int
+}
+
+// TestPlanRowCoverAndPivot checks the row cover, with each cut forced
+// (rank and bisection), and vs_ratio against the references.
 func TestPlanRowCoverAndPivot(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	for _, c := range []struct {
-		nb, z    int
-		gamma    float64
-		ties     bool
-		compat   bool
-		capSlots int
-	}{
+	for _, c := range []rowCoverCase{
 		{1, 1, 0.9, false, false, 2}, {6, 2, 0.9, true, true, 3}, {33, 3, 0.95, false, false, 3},
-		{40, 2, 1, false, true, 4}, {70, 1, 0.5, true, false, 2},
+		{40, 2, 1, false, true, 4}, {70, 1, 0.5, true, false, 2}, {150, 1, 0.8, true, false, 1},
 	} {
-		t.Run(fmt.Sprintf("nb%d_z%d_g%v", c.nb, c.z, c.gamma), func(t *testing.T) {
-			const hq, k = 5, 4
-			p := PlanParams{Hq: hq, NumLayers: 3, Layer: 1, N: c.nb * 16, B: 16, K: k, Gamma: c.gamma, Cap: c.capSlots, VSRatioCompat: c.compat}
-			nb, nbw := p.NB(), p.NBW()
-			maps := make([]float32, c.capSlots*nb*nb)
-			for x := 0; x < c.capSlots; x++ {
-				for r := 0; r < nb; r++ {
-					copy(maps[(x*nb+r)*nb:], randDist(rng, r+1, r > 1, c.ties))
-				}
-				if nb > 2 { // the running sum meets γ·Σ exactly at γ = ½
-					copy(maps[(x*nb+1)*nb:], []float32{0.5, 0.5})
-					copy(maps[(x*nb+2)*nb:], []float32{0.25, 0.5, 0.25})
-				}
-			}
-			hplan := make([]int32, 4*hq)
-			pivots := make([]int32, c.capSlots)
-			for i := range pivots {
-				pivots[i] = -1
-			}
-			for x, h := range rng.Perm(hq)[:c.z] {
-				pivots[x] = int32(h)
-			}
-			for h := 0; h < hq; h++ {
-				hplan[4*h+1] = int32(h % k)
-			}
-			for x := 0; x < c.z; x++ { // distinct clusters for the pivots of one layer
-				hplan[4*pivots[x]+1] = int32(x)
-			}
-			vsbits := make([]int32, hq*2*nbw)
-			for i := range vsbits {
-				vsbits[i] = int32(rng.Uint32())
-			}
-			for h := 0; h < hq; h++ { // no bits past nb
-				for w := 0; w < 2; w++ {
-					row := vsbits[(2*h+w)*nbw : (2*h+w+1)*nbw]
-					if nb%32 != 0 {
-						row[nbw-1] &= int32(uint32(1)<<(nb%32) - 1)
-					}
-				}
-			}
-			counts := uploadI32(t, d, []int32{9, 9, 9, int32(nb), int32(c.z), 1, int32(c.z), 1, 1})
-			pattern, rowstats := emptyI32(t, d, k*nb*nbw), emptyI32(t, d, c.capSlots*nb*4)
-			meta := uploadI32(t, d, make([]int32, 4*k))
-			stats := emptyI32(t, d, p.NumLayers*hq*PlanStatWords)
-			mapsT, hplanT, pivT := uploadF32(t, d, maps), uploadI32(t, d, hplan), uploadI32(t, d, pivots)
-			opRun(t, d, func(r *runtime.Recorder) error {
-				if err := PlanRowCover(r, counts, PlanIndirectRowCover, mapsT, hplanT, pivT, uploadI32(t, d, vsbits), pattern, rowstats, p); err != nil {
-					return err
-				}
-				return PlanPivot(r, counts, PlanIndirectPivot, rowstats, pivT, hplanT, meta, stats, p)
-			}, pattern, rowstats, stats)
-			wantPat := make([]int32, k*nb*nbw)
-			wantRS := RefPlanRowCover(maps, hplan, pivots, vsbits, wantPat, c.z, p)
-			gotPat, gotRS := downloadI32(t, pattern), downloadI32(t, rowstats)
-			gotMeta, gotStats := downloadI32(t, meta), downloadI32(t, stats)
-			for x := 0; x < c.z; x++ {
-				h := int(pivots[x])
-				ci := int(hplan[4*h+1])
-				compareI32(t, fmt.Sprintf("pattern of cluster %d", ci), gotPat[ci*nb*nbw:(ci+1)*nb*nbw], wantPat[ci*nb*nbw:(ci+1)*nb*nbw])
-				var sum [2]float64
-				var blocks int
-				for r := 0; r < nb; r++ {
-					o := (x*nb + r) * 4
-					for j := 0; j < 2; j++ {
-						g := float64(math.Float32frombits(uint32(gotRS[o+j])))
-						if math.Abs(g-wantRS[o+j]) > 1e-5*(1+math.Abs(wantRS[o+j])) {
-							t.Fatalf("slot %d row %d term %d: %v, want %v", x, r, j, g, wantRS[o+j])
-						}
-						sum[j] += wantRS[o+j]
-					}
-					if gotRS[o+2] != int32(wantRS[o+2]) {
-						t.Fatalf("slot %d row %d: %d pattern blocks, want %v", x, r, gotRS[o+2], wantRS[o+2])
-					}
-					blocks += int(wantRS[o+2])
-				}
-				ratio := sum[0] / float64(nb)
-				if c.compat {
-					ratio = sum[1] / float64(nb)
-				}
-				gr := float64(math.Float32frombits(uint32(gotMeta[4*ci+3])))
-				if math.Abs(gr-ratio) > 1e-5*(1+ratio) || gotMeta[4*ci+2] != int32(blocks) {
-					t.Fatalf("cluster %d: vs_ratio %v blocks %d, want %v and %d", ci, gr, gotMeta[4*ci+2], ratio, blocks)
-				}
-				o := (p.Layer*hq + h) * PlanStatWords
-				if gotStats[o+PlanStatVSRatio] != gotMeta[4*ci+3] || gotStats[o+PlanStatPattern] != int32(blocks) || gotStats[o+PlanStatPivotDone] != 1 {
-					t.Fatalf("head %d statistics %v", h, gotStats[o:o+PlanStatWords])
-				}
-			}
-			// Slots past z are not dispatched: their rows stay poisoned.
-			for x := c.z; x < c.capSlots; x++ {
-				if uint32(gotRS[x*nb*4]) != PoisonBits {
-					t.Fatalf("slot %d (past z = %d) was written", x, c.z)
-				}
-			}
-		})
+		for _, cut := range []int{cutRank, cutBisect} {
+			testPlanRowCover(t, d, rng, c, cut)
+		}
 	}
+}
+
+// testPlanRowCover runs case c with cut (cutRank or cutBisect) forced.
+func testPlanRowCover(t *testing.T, d *runtime.Device, rng *rand.Rand, c rowCoverCase, cut int) {
+	t.Run(fmt.Sprintf("nb%d_z%d_g%v_rank%v", c.nb, c.z, c.gamma, cut == cutRank), func(t *testing.T) {
+		const hq, k = 5, 4
+		p := PlanParams{Hq: hq, NumLayers: 3, Layer: 1, N: c.nb * 16, B: 16, K: k, Gamma: c.gamma, Cap: c.capSlots, VSRatioCompat: c.compat}
+		nb, nbw := p.NB(), p.NBW()
+		maps := make([]float32, c.capSlots*nb*nb)
+		for x := 0; x < c.capSlots; x++ {
+			for r := 0; r < nb; r++ {
+				copy(maps[(x*nb+r)*nb:], randDist(rng, r+1, r > 1, c.ties))
+			}
+			if nb > 2 { // the running sum meets γ·Σ exactly at γ = ½
+				copy(maps[(x*nb+1)*nb:], []float32{0.5, 0.5})
+				copy(maps[(x*nb+2)*nb:], []float32{0.25, 0.5, 0.25})
+			}
+		}
+		hplan := make([]int32, 4*hq)
+		pivots := make([]int32, c.capSlots)
+		for i := range pivots {
+			pivots[i] = -1
+		}
+		for x, h := range rng.Perm(hq)[:c.z] {
+			pivots[x] = int32(h)
+		}
+		for h := 0; h < hq; h++ {
+			hplan[4*h+1] = int32(h % k)
+		}
+		for x := 0; x < c.z; x++ { // distinct clusters for the pivots of one layer
+			hplan[4*pivots[x]+1] = int32(x)
+		}
+		vsbits := make([]int32, hq*2*nbw)
+		for i := range vsbits {
+			vsbits[i] = int32(rng.Uint32())
+		}
+		for h := 0; h < hq; h++ { // no bits past nb
+			for w := 0; w < 2; w++ {
+				row := vsbits[(2*h+w)*nbw : (2*h+w+1)*nbw]
+				if nb%32 != 0 {
+					row[nbw-1] &= int32(uint32(1)<<(nb%32) - 1)
+				}
+			}
+		}
+		counts := uploadI32(t, d, []int32{9, 9, 9, int32(nb), int32(c.z), 1, int32(c.z), 1, 1})
+		pattern, rowstats := emptyI32(t, d, k*nb*nbw), emptyI32(t, d, c.capSlots*nb*4)
+		meta := uploadI32(t, d, make([]int32, 4*k))
+		stats := emptyI32(t, d, p.NumLayers*hq*PlanStatWords)
+		mapsT, hplanT, pivT := uploadF32(t, d, maps), uploadI32(t, d, hplan), uploadI32(t, d, pivots)
+		opRun(t, d, func(r *runtime.Recorder) error {
+			if err := planRowCover(r, cut, counts, PlanIndirectRowCover, mapsT, hplanT, pivT, uploadI32(t, d, vsbits), pattern, rowstats, p); err != nil {
+				return err
+			}
+			return PlanPivot(r, counts, PlanIndirectPivot, rowstats, pivT, hplanT, meta, stats, p)
+		}, pattern, rowstats, stats)
+		wantPat := make([]int32, k*nb*nbw)
+		wantRS := RefPlanRowCover(maps, hplan, pivots, vsbits, wantPat, c.z, p)
+		gotPat, gotRS := downloadI32(t, pattern), downloadI32(t, rowstats)
+		gotMeta, gotStats := downloadI32(t, meta), downloadI32(t, stats)
+		for x := 0; x < c.z; x++ {
+			h := int(pivots[x])
+			ci := int(hplan[4*h+1])
+			compareI32(t, fmt.Sprintf("pattern of cluster %d", ci), gotPat[ci*nb*nbw:(ci+1)*nb*nbw], wantPat[ci*nb*nbw:(ci+1)*nb*nbw])
+			var sum [2]float64
+			var blocks int
+			for r := 0; r < nb; r++ {
+				o := (x*nb + r) * 4
+				for j := 0; j < 2; j++ {
+					g := float64(math.Float32frombits(uint32(gotRS[o+j])))
+					if math.Abs(g-wantRS[o+j]) > 1e-5*(1+math.Abs(wantRS[o+j])) {
+						t.Fatalf("slot %d row %d term %d: %v, want %v", x, r, j, g, wantRS[o+j])
+					}
+					sum[j] += wantRS[o+j]
+				}
+				if gotRS[o+2] != int32(wantRS[o+2]) {
+					t.Fatalf("slot %d row %d: %d pattern blocks, want %v", x, r, gotRS[o+2], wantRS[o+2])
+				}
+				blocks += int(wantRS[o+2])
+			}
+			ratio := sum[0] / float64(nb)
+			if c.compat {
+				ratio = sum[1] / float64(nb)
+			}
+			gr := float64(math.Float32frombits(uint32(gotMeta[4*ci+3])))
+			if math.Abs(gr-ratio) > 1e-5*(1+ratio) || gotMeta[4*ci+2] != int32(blocks) {
+				t.Fatalf("cluster %d: vs_ratio %v blocks %d, want %v and %d", ci, gr, gotMeta[4*ci+2], ratio, blocks)
+			}
+			o := (p.Layer*hq + h) * PlanStatWords
+			if gotStats[o+PlanStatVSRatio] != gotMeta[4*ci+3] || gotStats[o+PlanStatPattern] != int32(blocks) || gotStats[o+PlanStatPivotDone] != 1 {
+				t.Fatalf("head %d statistics %v", h, gotStats[o:o+PlanStatWords])
+			}
+		}
+		// Slots past z are not dispatched: their rows stay poisoned.
+		for x := c.z; x < c.capSlots; x++ {
+			if uint32(gotRS[x*nb*4]) != PoisonBits {
+				t.Fatalf("slot %d (past z = %d) was written", x, c.z)
+			}
+		}
+	})
 }
 
 func TestPlanUnionAndCSR(t *testing.T) {
@@ -511,7 +525,7 @@ func TestPlanUnionAndCSR(t *testing.T) {
 		noQA                 bool
 	}{
 		{1, 1, 2, -1, false}, {4, 5, 2, -1, false}, {3, 33, 3, -1, false}, {5, 64, 2, -1, false}, {6, 64, 2, -1, true},
-		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false}, {70, 3, 2, -1, false},
+		{3, 70, 3, PlanModeVS, false}, {2, 40, 2, PlanModeAll, false}, {70, 3, 2, -1, false}, {3, 150, 2, -1, false},
 	} {
 		t.Run(fmt.Sprintf("hq%d_nb%d_vs%d_mode%d_noqa%v", c.hq, c.nb, c.vsRows, c.mode, c.noQA), func(t *testing.T) {
 			const k = 3
@@ -535,19 +549,24 @@ func TestPlanUnionAndCSR(t *testing.T) {
 			vsbits, pattern, qabits := rnd(c.hq*c.vsRows*nbw, 10), rnd(k*nb*nbw, 20), rnd(c.hq*nb*nbw, 20)
 			hplanT, vsT, patT, qaT := uploadI32(t, d, hplan), uploadI32(t, d, vsbits), uploadI32(t, d, pattern), uploadI32(t, d, qabits)
 			counter := uploadI32(t, d, []int32{0})
-			// PlanUnion then PlanScan, then PlanUnionScan twice (its counter
-			// must come back to 0); PlanCompact after each.
-			for run, fused := range []bool{false, true, true} {
+			// PlanUnion, PlanScan and PlanCompact; PlanUnionScan and
+			// PlanCompact; then PlanUnionCSR's one dispatch twice (the
+			// counter must come back to 0 each time).
+			const apart, scanned, csr = 0, 1, 2
+			for run, how := range []int{apart, scanned, csr, csr} {
 				rowbits, rowcnt := emptyI32(t, d, c.hq*nb*nbw), emptyI32(t, d, c.hq*nb)
 				rowPtr, cols := emptyI32(t, d, c.hq*nb+1), emptyI32(t, d, c.hq*nb*(nb+1)/2)
 				const layers, layer = 3, 1
 				stats := emptyI32(t, d, layers*c.hq*PlanStatWords)
 				opRun(t, d, func(r *runtime.Recorder) error {
-					if fused {
+					switch how {
+					case csr:
+						return planUnionCSR(r, compactFused, rowbits, rowcnt, hplanT, vsT, patT, qaT, rowPtr, cols, stats, counter, layer, p)
+					case scanned:
 						if err := PlanUnionScan(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, rowPtr, stats, counter, layer, p); err != nil {
 							return err
 						}
-					} else {
+					default:
 						if err := PlanUnion(r, rowbits, rowcnt, hplanT, vsT, patT, qaT, p); err != nil {
 							return err
 						}
@@ -557,7 +576,7 @@ func TestPlanUnionAndCSR(t *testing.T) {
 					}
 					return PlanCompact(r, cols, rowbits, rowPtr, c.hq, nb)
 				}, rowbits, rowcnt, rowPtr, cols, stats)
-				what := fmt.Sprintf("run %d (fused %v): ", run, fused)
+				what := fmt.Sprintf("run %d (%s): ", run, [...]string{"apart", "union and scan", "one dispatch"}[how])
 				wantBits, wantCnt := RefPlanUnion(hplan, vsbits, pattern, qabits, p)
 				gotBits := downloadI32(t, rowbits)
 				for h := 0; h < c.hq; h++ {
@@ -582,6 +601,109 @@ func TestPlanUnionAndCSR(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlanSelectUnionCSR checks the SharePrefill plan's VS selection
+// folded into the union (plan_union_csr_vs) and its two-dispatch form
+// (TopKBits, PlanUnionCSR) against the references: vsbits as RefTopKBits,
+// then the union and the CSR lists from them. The block estimates have
+// ties, zeros and a −0; the budgets run from −1 to nb+1; nb 257 is the
+// fused form's bound (256 candidates, one per invocation).
+func TestPlanSelectUnionCSR(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	for _, c := range []struct{ hq, nb int }{{1, 1}, {3, 2}, {5, 33}, {8, 64}, {2, 100}, {2, 257}} {
+		for _, mode := range []int{compactFused, compactSeparate} {
+			t.Run(fmt.Sprintf("hq%d_nb%d_fused%v", c.hq, c.nb, mode == compactFused), func(t *testing.T) {
+				const k, layers, layer = 3, 2, 1
+				hq, nb := c.hq, c.nb
+				nbw := (nb + 31) / 32
+				var v, s []float32
+				for h := 0; h < hq; h++ {
+					v = append(v, randDist(rng, nb, true, h%2 == 0)...)
+					s = append(s, randDist(rng, nb, true, h%2 == 1)...)
+				}
+				v[0] = float32(math.Copysign(0, -1))
+				hplan := make([]int32, 4*hq)
+				for h := 0; h < hq; h++ {
+					hplan[4*h], hplan[4*h+1] = int32(rng.IntN(4)), int32(rng.IntN(k))
+					hplan[4*h+2], hplan[4*h+3] = int32(rng.IntN(nb+3)-1), int32(rng.IntN(nb+3)-1)
+				}
+				rnd := func(n int) []int32 {
+					out := make([]int32, n)
+					for i := range out {
+						out[i] = int32(rng.Uint32() & rng.Uint32() & rng.Uint32())
+					}
+					return out
+				}
+				pattern, qabits := rnd(k*nb*nbw), rnd(hq*nb*nbw)
+				vsbits, rowbits, rowcnt := emptyI32(t, d, hq*2*nbw), emptyI32(t, d, hq*nb*nbw), emptyI32(t, d, hq*nb)
+				rowPtr, cols := emptyI32(t, d, hq*nb+1), emptyI32(t, d, hq*nb*(nb+1)/2)
+				stats, counter := emptyI32(t, d, layers*hq*PlanStatWords), uploadI32(t, d, []int32{0})
+				p := UnionParams{Hq: hq, NB: nb, VSRows: 2, Mode: -1, K: k}
+				vT, sT, hplanT := uploadF32(t, d, v), uploadF32(t, d, s), uploadI32(t, d, hplan)
+				patT, qaT := uploadI32(t, d, pattern), uploadI32(t, d, qabits)
+				opRun(t, d, func(r *runtime.Recorder) error {
+					return planSelectUnionCSR(r, mode, vsbits, vT, sT, rowbits, rowcnt, hplanT, patT, qaT, rowPtr, cols, stats, counter, layer, p)
+				}, vsbits, rowbits, rowcnt, rowPtr, cols, stats)
+				tp := TopKParams{Rows: hq, Stride: nb, Len: [2]int{nb, nb}, Forced: [2]int{1, 1}, Words: nbw, KFromBuf: true, KStride: 4, KOff: 2}
+				wantVS := RefTopKBits(v, s, hplan, tp)
+				compareI32(t, "vsbits", downloadI32(t, vsbits), wantVS)
+				wantBits, wantCnt := RefPlanUnion(hplan, wantVS, pattern, qabits, p)
+				gotBits := downloadI32(t, rowbits)
+				for h := 0; h < hq; h++ {
+					for r := 0; r < nb; r++ {
+						o := (h*nb + r) * nbw
+						compareI32(t, fmt.Sprintf("head %d row %d", h, r), gotBits[o:o+r/32+1], wantBits[o:o+r/32+1])
+					}
+				}
+				compareI32(t, "rowcnt", downloadI32(t, rowcnt), wantCnt)
+				wantPtr, wantCols := RefPlanCSR(wantBits, hq, nb)
+				compareI32(t, "rowPtr", downloadI32(t, rowPtr), wantPtr)
+				compareI32(t, "cols", downloadI32(t, cols), wantCols)
+				st := downloadI32(t, stats)
+				for h := 0; h < hq; h++ {
+					if got, want := st[(layer*hq+h)*PlanStatWords+PlanStatBlocks], wantPtr[(h+1)*nb]-wantPtr[h*nb]; got != want {
+						t.Fatalf("head %d: %d blocks in the statistics, want %d", h, got, want)
+					}
+				}
+				if got := downloadI32(t, counter); got[0] != 0 {
+					t.Fatalf("counter left at %d, want 0", got[0])
+				}
+			})
+		}
+	}
+}
+
+// TestPlanFusedBounds: the folded forms refuse sizes past their bounds
+// (the rank cut past planRankMaxBlocks, the selection in the union past
+// planSelectMaxBlocks, the selection outside the SharePrefill plan's
+// union) with an error that names the limit, before recording anything.
+func TestPlanFusedBounds(t *testing.T) {
+	d := gputest.Device(t)
+	x := emptyI32(t, d, 4)
+	err := d.Run(func(r *runtime.Recorder) error {
+		p := PlanParams{Hq: 1, NumLayers: 1, N: 300 * 16, B: 16, K: 1, Gamma: 0.9, Cap: 1}
+		return planRowCover(r, cutRank, x, 0, empty(t, d, runtime.F32, 300*300), x, x, emptyI32(t, d, 2*10), emptyI32(t, d, 300*10), emptyI32(t, d, 300*4), p)
+	})
+	if err == nil || !strings.Contains(err.Error(), "256 blocks") {
+		t.Errorf("rank cut at 300 blocks: error %v, want one naming its 256-block limit", err)
+	}
+	for _, c := range []struct {
+		p    UnionParams
+		want string
+	}{
+		{UnionParams{Hq: 1, NB: 300, VSRows: 2, Mode: -1}, "257 blocks"},
+		{UnionParams{Hq: 1, NB: 4, VSRows: 3, Mode: -1}, "VS rows"},
+		{UnionParams{Hq: 1, NB: 4, VSRows: 2, Mode: PlanModeVS}, "VS rows"},
+	} {
+		err := d.Run(func(r *runtime.Recorder) error {
+			return planSelectUnionCSR(r, compactFused, x, nil, nil, x, x, x, x, x, x, x, x, x, 0, c.p)
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %q", c.p, err, c.want)
+		}
 	}
 }
 

@@ -47,7 +47,7 @@ type gpuPlan struct {
 	gates, hplan, pivots, indirect   *runtime.Tensor
 	stats, vsbits, tokbits, qabits   *runtime.Tensor
 	rowbits, rowcnt, rowstats, dummy *runtime.Tensor
-	counter                          *runtime.Tensor // PlanUnionScan's; zeroed with the first layer
+	counter                          *runtime.Tensor // the union's last-workgroup counter (PlanUnionCSR); zeroed with the first layer
 }
 
 // newGPUPlan returns the GPU planner of p, or nil when p has none.
@@ -232,16 +232,9 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 		} else if err := kernels.PlanDecide(r, g.gates, e.counts, g.cmap, e.vBlk, e.sBlk, g.meta, g.refs, g.hplan, g.pivots, g.indirect, g.stats, pp); err != nil {
 			return err
 		}
-		if !pp.DenseAll {
-			tp := kernels.TopKParams{Rows: hq, Stride: nb, Len: [2]int{nb, nb}, Forced: [2]int{1, 1}, Words: (nb + 31) / 32,
-				KFromBuf: true, KStride: 4, KOff: 2}
-			if err := kernels.TopKBits(r, g.vsbits, e.vBlk, e.sBlk, g.hplan, tp); err != nil {
+		if !pp.DenseAll && pp.UseQuery {
+			if err := kernels.PlanQueryAwareCut(r, g.qabits, e.m, g.hplan, pp); err != nil {
 				return err
-			}
-			if pp.UseQuery {
-				if err := kernels.PlanQueryAwareCut(r, g.qabits, e.m, g.hplan, pp); err != nil {
-					return err
-				}
 			}
 		}
 	case kindVS:
@@ -259,10 +252,13 @@ func (g *gpuPlan) layer(a *Attention, r *runtime.Recorder, l int, q, kv, k, v, o
 	case kindDense:
 		union.Mode = kernels.PlanModeAll
 	}
-	if err := kernels.PlanUnionScan(r, g.rowbits, g.rowcnt, g.hplan, g.vsbits, g.patternOrDummy(), g.qabits, a.rowPtr, g.stats, g.counter, l, union); err != nil {
-		return err
-	}
-	if err := kernels.PlanCompact(r, a.cols, g.rowbits, a.rowPtr, hq, nb); err != nil {
+	if g.kind == kindShare && !pp.DenseAll {
+		// The VS selection (top-k of the block estimates with the budgets
+		// of hplan), the union and the lists.
+		if err := kernels.PlanSelectUnionCSR(r, g.vsbits, e.vBlk, e.sBlk, g.rowbits, g.rowcnt, g.hplan, g.patternOrDummy(), g.qabits, a.rowPtr, a.cols, g.stats, g.counter, l, union); err != nil {
+			return err
+		}
+	} else if err := kernels.PlanUnionCSR(r, g.rowbits, g.rowcnt, g.hplan, g.vsbits, g.patternOrDummy(), g.qabits, a.rowPtr, a.cols, g.stats, g.counter, l, union); err != nil {
 		return err
 	}
 	if err := kernels.SparseAttention(r, o, a.lse, q, k, v, a.rowPtr, a.cols, p, g.blockSize); err != nil {

@@ -20,15 +20,16 @@ const (
 	// The last-block estimates (statistics with the log-sum-exp folded in,
 	// V with the slash combination folded in) and the cover counts.
 	maxEstimateDispatches = 3
-	// Roles with their gates (plan_roles), the VS selection (plan_topk),
-	// the union with the row-pointer scan (plan_union_scan) and the
-	// compaction (plan_compact); the pivots' row cover and vs_ratio come
-	// on top (maxPivotPlanDispatches).
-	maxPlanDispatches      = 4
+	// Roles with their gates (plan_roles), and the VS selection, the union,
+	// the row-pointer scan and the compaction in one (plan_union_csr_vs;
+	// plan_topk, plan_union_scan and plan_compact apart only for long
+	// prompts, see kernels.PlanSelectUnionCSR); the pivots' row cover and
+	// vs_ratio come on top (maxPivotPlanDispatches).
+	maxPlanDispatches      = 2
 	maxPivotPlanDispatches = 2
 	// Barriers of the whole layer: estimates, plan, sparse attention and
 	// the pivot chain (block map, row cover, vs_ratio).
-	maxLayerBarriers = 10
+	maxLayerBarriers = 8
 	// The first layer recorded with a new estimation workspace also zeroes
 	// its LSE and slash counters (a copy before the statistics pass: one barrier
 	// here, where q and k come from an earlier submission; in a prefill the
