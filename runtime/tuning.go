@@ -25,8 +25,9 @@ type Tuning struct {
 	// default to 8). The zero value: automatic.
 	MatMulCM2Tile MatMulCM2Tile
 	// AttnTiles is a cooperative-matrix attention configuration tried
-	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD]]],
-	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD only with cm2). The zero
+	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,OPTS]]]],
+	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD above 1 only with cm2; OPTS
+	// the kernel variants joined by "+", see AttnTiles.Opts). The zero
 	// value: none.
 	AttnTiles AttnTiles
 	// AttnOnlyCM1 keeps cooperative-matrix attention to the attn_cm1
@@ -192,15 +193,23 @@ type MatMulCM2Tile struct{ WG, BM, BN, BK, GM, Unroll uint32 }
 // AttnTiles is a cooperative-matrix attention configuration: BR query rows
 // per workgroup, BC keys per KV tile, RF 16-row fragments per subgroup (0
 // means 1), the kernel Kind (cm1, cmr, cmr-cv or cm2; "" means cm1) and
-// attn_cm2's GQA Fold (0 or 1: off).
+// attn_cm2's GQA Fold (0 or 1: off). Opts names kernel variants for
+// tuning, joined by "+" ("" is the plain kernel): "fs" folds the score
+// scale into the exponent (cmr, cmr-cv, cm2), "pipe" computes the next
+// KV tile's scores before this tile's softmax (cm2, dense only); the
+// kernels package checks that the kind takes them.
 type AttnTiles struct {
 	BR, BC, RF int
 	Kind       string
 	Fold       int
+	Opts       string
 }
 
 // attnKinds are the kernels AttnTiles.Kind names.
 var attnKinds = []string{"cm1", "cmr", "cmr-cv", "cm2"}
+
+// attnOpts are the variant names AttnTiles.Opts may hold.
+var attnOpts = []string{"fs", "pipe"}
 
 // fromEnv fills every unset field of t from its environment variable.
 func (t *Tuning) fromEnv() error {
@@ -407,15 +416,16 @@ func (g Gemv) check() error {
 	return nil
 }
 
-// ParseAttnTiles parses "BR,BC[,RF[,KIND[,FOLD]]]", the form of
-// SHAREPREFILL_CM_ATTN_TILES (KIND defaults to cmr; FOLD is for cm2 only).
+// ParseAttnTiles parses "BR,BC[,RF[,KIND[,FOLD[,OPTS]]]]", the form of
+// SHAREPREFILL_CM_ATTN_TILES (KIND defaults to cmr; FOLD above 1 is for cm2
+// only; OPTS are names of attnOpts joined by "+").
 func ParseAttnTiles(s string) (AttnTiles, error) {
 	f := strings.Split(s, ",")
-	if len(f) < 2 || len(f) > 5 {
-		return AttnTiles{}, fmt.Errorf("want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD]]]")
+	if len(f) < 2 || len(f) > 6 {
+		return AttnTiles{}, fmt.Errorf("want BR,BC[,RF[,cm1|cmr|cmr-cv|cm2[,FOLD[,OPTS]]]]")
 	}
 	var n [5]int
-	for i, x := range f {
+	for i, x := range f[:min(len(f), 5)] {
 		if i == 3 {
 			continue
 		}
@@ -436,8 +446,20 @@ func ParseAttnTiles(s string) (AttnTiles, error) {
 	if !known {
 		return AttnTiles{}, fmt.Errorf("kind %q: want cm1, cmr, cmr-cv or cm2", t.Kind)
 	}
-	if len(f) > 4 && t.Kind != "cm2" {
-		return AttnTiles{}, fmt.Errorf("FOLD is for cm2 only")
+	if t.Fold > 1 && t.Kind != "cm2" {
+		return AttnTiles{}, fmt.Errorf("FOLD %d: a fold above 1 is for cm2 only", t.Fold)
+	}
+	if len(f) > 5 {
+		t.Opts = strings.TrimSpace(f[5])
+		for _, o := range strings.Split(t.Opts, "+") {
+			known := false
+			for _, k := range attnOpts {
+				known = known || o == k
+			}
+			if !known {
+				return AttnTiles{}, fmt.Errorf("field 6 (OPTS): variant %q: want names of %s joined by +", o, strings.Join(attnOpts, ", "))
+			}
+		}
 	}
 	return t, nil
 }

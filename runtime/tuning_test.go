@@ -154,10 +154,21 @@ func TestParseAttnTiles(t *testing.T) {
 		{"64,32,2,cmr-cv", runtime.AttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"}},
 		{"128,32,1,cm1", runtime.AttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cm1"}},
 		{"128,128,1,cm2,4", runtime.AttnTiles{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4}},
+		{"128,64,1,cm2,1,fs+pipe", runtime.AttnTiles{BR: 128, BC: 64, RF: 1, Kind: "cm2", Fold: 1, Opts: "fs+pipe"}},
+		{"128,32,1,cmr,0,fs", runtime.AttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cmr", Opts: "fs"}},
 	} {
 		got, err := runtime.ParseAttnTiles(c.in)
 		if err != nil || got != c.want {
 			t.Errorf("ParseAttnTiles(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+// TestParseAttnTilesErrors: malformed forms are errors that name the field.
+func TestParseAttnTilesErrors(t *testing.T) {
+	for _, in := range []string{"128", "128,64,1,cm3", "128,32,1,cmr,4", "128,64,1,cm2,1,fast", "128,64,1,cm2,1,fs+", "128,64,1,cm2,1,fs,x", "a,64"} {
+		if got, err := runtime.ParseAttnTiles(in); err == nil {
+			t.Errorf("ParseAttnTiles(%q) = %+v, want an error", in, got)
 		}
 	}
 }

@@ -60,7 +60,31 @@ layout(constant_id = 5) const uint G = 1;
 // the workgroup size where that is larger (32 at 256 invocations on the
 // H100). Every column of a row holds the row's value.
 layout(constant_id = 6) const uint RW = 16;
+// OPT: variants for tuning, a bit set (cm2Opt on the host; the default 0 is
+// the kernel described above).
+//   1 (fs): the scale folded into the exponent. S stays in raw score units:
+//     the row max, m and the mask work on raw scores, the rescale factor is
+//     exp2((m_old - m_new)·c) and P = exp2(fma(s, c, -m·c)) with c =
+//     scale·log2 e, which drops the pass S *= c. The host uses it only for
+//     2⁻⁴⁰ ≤ c ≤ 1: then no product overflows, a masked score
+//     (-FLT_MAX) gives an argument below -FLT_MAX·c/2 (P exactly 0) even
+//     against the initial m, and the row max is the max of the scaled
+//     scores (c > 0).
+//   2 (pipe, dense only): software pipelining. S of the next KV tile (Q·Kᵀ
+//     on the next K) is computed before this tile's softmax, in the same
+//     straight-line code, so the compiler can interleave those MMAs with
+//     the softmax's exponentials; the next tile's scale and mask follow
+//     this tile's P·V. The last tile's look-ahead product (keys at or past
+//     kend, read as 0 past Skv) is computed and dropped. Costs a second
+//     BR×BC f32 matrix of registers.
+layout(constant_id = 7) const uint OPT = 0;
 const uint P = BR / G; // query positions per workgroup
+const bool FS = (OPT & 1) != 0;
+#ifdef SPARSE
+const bool PIPE = false;
+#else
+const bool PIPE = (OPT & 2) != 0;
+#endif
 
 const float NEG_MASK = -3.402823466e38; // -FLT_MAX: masked score
 const float NEG_INIT = -1.701411733e38; // -FLT_MAX/2: initial running max
@@ -205,30 +229,66 @@ void main() {
 	bool have = st < kend;
 #endif
 
+	MAT_S s;
+	if (PIPE && have) {
+		// The first tile's scores; the loop computes each next one.
+		coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
+		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
+		s = coopMatMulAdd(q, kt, MAT_S(0.0));
+		if (!FS) {
+			s *= pc.scale2;
+		}
+		if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
+			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
+		}
+	}
+
 	[[dont_unroll]] while (have) {
 #ifdef SPARSE
 		const int cPeek = e + 1 < e1 ? cols[e + 1] : -1; // used after this tile
 #endif
-		coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
-		coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
-		MAT_S s = coopMatMulAdd(q, kt, MAT_S(0.0));
-		s *= pc.scale2;
-		if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
-			coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
+		MAT_S sn; // PIPE: the next tile's raw scores
+		if (PIPE) {
+			coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
+			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st + BC, BC, 0, D), transposed);
+			sn = coopMatMulAdd(q, kt, MAT_S(0.0));
+		} else {
+			coopmat<float16_t, gl_ScopeWorkgroup, D, BC, gl_MatrixUseB> kt;
+			coopMatLoadTensorNV(kt, kb, kvOff, sliceTensorLayoutNV(tKV, st, BC, 0, D), transposed);
+			s = coopMatMulAdd(q, kt, MAT_S(0.0));
+			if (!FS) {
+				s *= pc.scale2;
+			}
+			if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
+				coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
+			}
 		}
 
 		MAT_R mt = MAT_R(0.0);
 		coopMatReduceNV(mt, s, gl_CooperativeMatrixReduceRowNV, maxOp);
 		MAT_R alpha;
+		MAT_R nm; // -m in the units of the exponent
 		[[unroll]] for (uint i = 0; i < mt.length(); i++) {
 			const float mn = max(m[i], mt[i]);
-			alpha[i] = exp2(m[i] - mn);
+			if (FS) {
+				alpha[i] = exp2((m[i] - mn) * pc.scale2);
+				nm[i] = -mn * pc.scale2;
+			} else {
+				alpha[i] = exp2(m[i] - mn);
+				nm[i] = -mn;
+			}
 			m[i] = mn;
 		}
 		MAT_S mb = MAT_S(0.0);
-		coopMatReduceNV(mb, m, gl_CooperativeMatrixReduceRowNV, smear);
-		[[unroll]] for (uint i = 0; i < s.length(); i++) {
-			s[i] = exp2(s[i] - mb[i]);
+		coopMatReduceNV(mb, nm, gl_CooperativeMatrixReduceRowNV, smear);
+		if (FS) {
+			[[unroll]] for (uint i = 0; i < s.length(); i++) {
+				s[i] = exp2(fma(s[i], pc.scale2, mb[i]));
+			}
+		} else {
+			[[unroll]] for (uint i = 0; i < s.length(); i++) {
+				s[i] = exp2(s[i] + mb[i]);
+			}
 		}
 		MAT_R rs = MAT_R(1.0);
 		coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, addOp);
@@ -251,6 +311,15 @@ void main() {
 #else
 		have = st < kend;
 #endif
+		if (PIPE && have) {
+			s = sn;
+			if (!FS) {
+				s *= pc.scale2;
+			}
+			if (st + BC > kend || (pc.causal != 0 && st + BC - 1 > posFirst)) {
+				coopMatPerElementNV(s, s, maskOp, st, posFirst, kend);
+			}
+		}
 	}
 
 	MAT_R inv;
@@ -260,7 +329,8 @@ void main() {
 	if (WRITE_LSE != 0) {
 		MAT_R lse;
 		[[unroll]] for (uint i = 0; i < l.length(); i++) {
-			lse[i] = l[i] > 0.0 ? (m[i] + log2(l[i])) * LN2 : uintBitsToFloat(0xff800000u);
+			const float ms = FS ? m[i] * pc.scale2 : m[i];
+			lse[i] = l[i] > 0.0 ? (ms + log2(l[i])) * LN2 : uintBitsToFloat(0xff800000u);
 		}
 		coopMatPerElementNV(lse, lse, lseStore, r0, h);
 	}

@@ -64,6 +64,13 @@ layout(constant_id = 6) const uint GENERIC = 0;   // 1: always the shared-memory
 // differs gets NaN output, which the tests catch.
 layout(constant_id = 7) const uint NE = 8;
 layout(constant_id = 8) const uint PROBE = 0;
+// OPT: variants for tuning, a bit set (cm2Opt on the host; 0 is the kernel
+// described above). 1 (fs): the scale folded into the exponent, as in
+// attn_cm2.comp: scores, the row max and m stay in raw units, the rescale
+// factor is exp2((m_old - m_new)·c) and P = exp2(fma(s, c, -m·c)) with
+// c = scale·log2 e (the host uses it only for 2⁻⁴⁰ ≤ c ≤ 1).
+layout(constant_id = 9) const uint OPT = 0;
+const bool FS = (OPT & 1) != 0;
 
 const uint WG = gl_WorkGroupSize.x;
 const uint NSG = BR / (16 * RF);
@@ -254,6 +261,8 @@ void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
 		}
 	}
 	const bool needMask = start + BC > kend || (pc.causal != 0 && start + BC - 1 > posFirst);
+	// FS: raw scores (c is applied in the exponent).
+	const float sc = FS ? 1.0 : pc.scale2;
 	if ((PROBE & 2) == 0)
 	[[unroll]] for (uint rf = 0; rf < RF; rf++) {
 		float mt[NE];
@@ -262,7 +271,7 @@ void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
 		}
 		[[unroll]] for (uint cf = 0; cf < CF; cf++) {
 			[[unroll]] for (uint i = 0; i < NE; i++) {
-				float s = sf[rf * CF + cf][i] * pc.scale2;
+				float s = sf[rf * CF + cf][i] * sc;
 				if (needMask) {
 					const uint key = start + cf * 16 + colOf[i];
 					if (key >= kend || (pc.causal != 0 && key > rowPos0 + rf * 16 + rowOf[i])) {
@@ -277,15 +286,29 @@ void compute(uint start, uint kend, uint posFirst, uint rowPos0) {
 		float al[NE];
 		[[unroll]] for (uint i = 0; i < NE; i++) {
 			const float mNew = max(mrun[rf * NE + i], mt[i]);
-			al[i] = exp2(mrun[rf * NE + i] - mNew);
+			al[i] = exp2((mrun[rf * NE + i] - mNew) * (FS ? pc.scale2 : 1.0));
 			mrun[rf * NE + i] = mNew;
 			lrun[rf * NE + i] *= al[i];
 		}
-		[[unroll]] for (uint cf = 0; cf < CF; cf++) {
+		if (FS) {
+			float nm[NE]; // -m·c
 			[[unroll]] for (uint i = 0; i < NE; i++) {
-				const float p = exp2(sf[rf * CF + cf][i] - mrun[rf * NE + i]);
-				sf[rf * CF + cf][i] = p;
-				lrun[rf * NE + i] += p;
+				nm[i] = -mrun[rf * NE + i] * pc.scale2;
+			}
+			[[unroll]] for (uint cf = 0; cf < CF; cf++) {
+				[[unroll]] for (uint i = 0; i < NE; i++) {
+					const float p = exp2(fma(sf[rf * CF + cf][i], pc.scale2, nm[i]));
+					sf[rf * CF + cf][i] = p;
+					lrun[rf * NE + i] += p;
+				}
+			}
+		} else {
+			[[unroll]] for (uint cf = 0; cf < CF; cf++) {
+				[[unroll]] for (uint i = 0; i < NE; i++) {
+					const float p = exp2(sf[rf * CF + cf][i] - mrun[rf * NE + i]);
+					sf[rf * CF + cf][i] = p;
+					lrun[rf * NE + i] += p;
+				}
 			}
 		}
 		[[unroll]] for (uint df = 0; df < DF; df++) {
@@ -494,7 +517,7 @@ void main() {
 			inv[i] = l[i] > 0.0 ? 1.0 / l[i] : 0.0;
 			const uint row = sr0 + rf * 16 + rowOf[i];
 			if (WRITE_LSE != 0 && colOf[i] == 0 && row < rows) {
-				lseb[pc.lseOff + h * pc.Sq + row] = l[i] > 0.0 ? (mrun[rf * NE + i] + log2(l[i])) * LN2 : uintBitsToFloat(0xff800000u);
+				lseb[pc.lseOff + h * pc.Sq + row] = l[i] > 0.0 ? (mrun[rf * NE + i] * (FS ? pc.scale2 : 1.0) + log2(l[i])) * LN2 : uintBitsToFloat(0xff800000u);
 			}
 		}
 		[[unroll]] for (uint df = 0; df < DF; df++) {

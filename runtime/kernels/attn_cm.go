@@ -2,6 +2,8 @@ package kernels
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -34,6 +36,82 @@ type cmAttnTiles struct {
 	// the K/V tiles it loads serve all of them. Where the heads per KV head
 	// or BR do not allow it, a smaller fold is used (cm2Fold).
 	Fold int
+	// Opt are kernel variants for tuning (the OPT specialization constant
+	// of attn_cm2.comp and attn_cmr.comp); 0 is the plain kernel.
+	Opt cmAttnOpt
+}
+
+// cmAttnOpt is a bit set of attention kernel variants, each a bit of the
+// shaders' OPT specialization constant.
+type cmAttnOpt uint32
+
+const (
+	// optFoldScale ("fs"; cm2, cmr, cmr-cv): the score scale folded into
+	// the exponent, P = exp2(fma(s, c, -m·c)) on raw scores, which drops
+	// the pass S *= c. It applies only to scales with minFoldScale2 ≤ c ≤
+	// 1 (c = scale·log2 e); other calls run the kernel without it
+	// (cmAttnOpt.spec).
+	optFoldScale cmAttnOpt = 1 << iota
+	// optPipe ("pipe"; cm2, dense only: SparseAttention ignores it): the
+	// next KV tile's scores Q·Kᵀ computed before this tile's softmax, so
+	// the compiler may overlap those products with the exponentials.
+	optPipe
+)
+
+// minFoldScale2 is the smallest scale·log2 e that optFoldScale takes: a
+// masked score (-FLT_MAX) then still gives an exponent below -7·10²⁵.
+const minFoldScale2 = 0x1p-40
+
+// cmAttnOptNames are the names of the bits of cmAttnOpt, in bit order, as
+// runtime.AttnTiles.Opts spells them.
+var cmAttnOptNames = []string{"fs", "pipe"}
+
+// parseCMAttnOpt turns runtime.AttnTiles.Opts ("fs+pipe") into bits.
+func parseCMAttnOpt(s string) (cmAttnOpt, error) {
+	var o cmAttnOpt
+	if s == "" {
+		return 0, nil
+	}
+	for _, n := range strings.Split(s, "+") {
+		i := slices.Index(cmAttnOptNames, n)
+		if i < 0 {
+			return 0, fmt.Errorf("attention tile variant %q: want names of %s joined by +", n, strings.Join(cmAttnOptNames, ", "))
+		}
+		o |= 1 << i
+	}
+	return o, nil
+}
+
+func (o cmAttnOpt) String() string {
+	var l []string
+	for i, n := range cmAttnOptNames {
+		if o&(1<<i) != 0 {
+			l = append(l, n)
+		}
+	}
+	return strings.Join(l, "+")
+}
+
+// allowed returns the variants kernel kind takes.
+func (cmAttnOpt) allowed(kind string) cmAttnOpt {
+	switch kind {
+	case "cm2":
+		return optFoldScale | optPipe
+	case "cmr", "cmr-cv":
+		return optFoldScale
+	}
+	return 0
+}
+
+// spec is the OPT specialization constant for a call with score scale
+// scale2 = scale·log2 e: o without optFoldScale where the scale is outside
+// [minFoldScale2, 1] (zero, negative, tiny or large), where the folded
+// form would be wrong or could overflow.
+func (o cmAttnOpt) spec(scale2 float32) uint32 {
+	if !(scale2 >= minFoldScale2 && scale2 <= 1) {
+		o &^= optFoldScale
+	}
+	return uint32(o)
 }
 
 func (t cmAttnTiles) kind() string {
@@ -64,6 +142,9 @@ func (t cmAttnTiles) String() string {
 	if t.Fold > 1 {
 		g += fmt.Sprintf(" fold%d", t.Fold)
 	}
+	if t.Opt != 0 {
+		g += " " + t.Opt.String()
+	}
 	return fmt.Sprintf("%s %dx%d rf%d%s", t.kind(), t.BR, t.BC, t.rf(), g)
 }
 
@@ -92,6 +173,9 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 	caps := dev.Caps()
 	sg := int(caps.SubgroupSize)
 	if !variantUsable("attention", t.kind(), caps) || t.kind() == "scalar" {
+		return false
+	}
+	if t.Opt&^t.Opt.allowed(t.kind()) != 0 {
 		return false
 	}
 	// Workgroup-scope matrices take the workgroup sizes and granularities
@@ -140,6 +224,15 @@ var cmAttnTuned = []cmAttnTiles{
 	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Fold: 4},
 	{BR: 256, BC: 64, RF: 2, Kind: "cm2"},
+	// Kernel variants (issue 24: head dim 64, where the softmax weighs
+	// as much as the products).
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: optFoldScale},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: optPipe},
+	{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opt: optFoldScale | optPipe},
+	{BR: 64, BC: 64, RF: 1, Kind: "cm2", Opt: optFoldScale | optPipe},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", Fold: 4, Opt: optFoldScale | optPipe},
+	{BR: 128, BC: 32, RF: 1, Kind: "cmr", Opt: optFoldScale},
+	{BR: 64, BC: 64, RF: 1, Kind: "cmr-cv", Opt: optFoldScale},
 }
 
 // chooseCMAttnTiles returns the first configuration of the device's table
@@ -172,7 +265,8 @@ func cmAttnPick(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool, error)
 }
 
 // cmAttnKernel returns the pipeline of t's kernel; o gives the output type.
-func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnTiles, d int, writeLSE bool) (*runtime.Kernel, error) {
+// scale2 (scale·log2 e) decides which of t.Opt apply (cmAttnOpt.spec).
+func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnTiles, d int, writeLSE bool, scale2 float32) (*runtime.Kernel, error) {
 	sg := dev.Caps().SubgroupSize
 	base := map[string]string{"cm1": "attn_cm1", "cmr": "attn_cmr", "cmr-cv": "attn_cmr_cv", "cm2": "attn_cm2"}[t.kind()]
 	if sparse {
@@ -182,9 +276,10 @@ func cmAttnKernel(dev *runtime.Device, o *runtime.Tensor, sparse bool, t cmAttnT
 	switch t.kind() {
 	case "cm2":
 		// t.Fold is resolved by the caller (cm2Fold; 0 for sparse).
-		spec = append(spec, uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))))
+		spec = append(spec, uint32(max(t.Fold, 1)), uint32(cm2RowWidth(dev, t.subgroups()*int(sg))), t.Opt.spec(scale2))
 	case "cmr", "cmr-cv":
-		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), 256/sg)
+		// 0: attn_cmr's PROBE, then OPT.
+		spec = append(spec, uint32(t.rf()), attnBool(t.Generic), 256/sg, 0, t.Opt.spec(scale2))
 	}
 	desc := runtime.KernelDesc{
 		Shader: attnVariant(base, o), Bindings: 5, ReadOnly: 0b00111, PushSize: 48,
@@ -255,7 +350,7 @@ func flashAttentionCM(r *runtime.Recorder, o, lse, q, k, v *runtime.Tensor, p At
 	}
 	fold := cm2Fold(t, p)
 	t.Fold = fold
-	kern, err := cmAttnKernel(r.Device(), o, false, t, p.D, lse != nil)
+	kern, err := cmAttnKernel(r.Device(), o, false, t, p.D, lse != nil, p.push(0).Scale2)
 	if err != nil {
 		return err
 	}
@@ -309,7 +404,7 @@ func sparseAttentionCM(r *runtime.Recorder, o, lse, q, k, v, rowPtr, cols *runti
 		return fmt.Errorf("%s: tiles %v do not fit this device for D=%d", op, t, p.D)
 	}
 	t.Fold = 0 // block lists are per head: no GQA fold
-	kern, err := cmAttnKernel(r.Device(), o, true, t, p.D, lse != nil)
+	kern, err := cmAttnKernel(r.Device(), o, true, t, p.D, lse != nil, p.push(0).Scale2)
 	if err != nil {
 		return err
 	}

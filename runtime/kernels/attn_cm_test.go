@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/shareprefill/shareprefill/runtime"
@@ -25,6 +26,11 @@ func TestFlashAttentionCoopMat(t *testing.T) {
 		{AttnParams{Hq: 2, Hkv: 2, D: 128, Sq: 70, Skv: 300, Q0: 230, Causal: true}, runtime.F32},
 		{AttnParams{Hq: 4, Hkv: 4, D: 32, Sq: 50, Skv: 130}, runtime.F16},
 		{AttnParams{Hq: 4, Hkv: 1, D: 128, Sq: 1500, Skv: 1500, Causal: true}, runtime.F16},
+		// bench-lm-8k's heads, partial tiles; then scales the folded
+		// exponent (optFoldScale) must not take.
+		{AttnParams{Hq: 8, Hkv: 2, D: 64, Sq: 517, Skv: 517, Causal: true}, runtime.F16},
+		{AttnParams{Hq: 8, Hkv: 2, D: 64, Sq: 300, Skv: 300, Causal: true, Scale: -0.2}, runtime.F32},
+		{AttnParams{Hq: 4, Hkv: 2, D: 64, Sq: 90, Skv: 200, Q0: 110, Causal: true, Scale: 1}, runtime.F32},
 	}
 	if cpuDevice(d) {
 		// lavapipe (scripts/test-coopmat-lavapipe.sh): small heads, short rows.
@@ -36,6 +42,7 @@ func TestFlashAttentionCoopMat(t *testing.T) {
 			{AttnParams{Hq: 4, Hkv: 2, D: 16, Sq: 100, Skv: 100, Causal: true}, runtime.F16},
 			{AttnParams{Hq: 2, Hkv: 2, D: 32, Sq: 40, Skv: 90, Q0: 50, Causal: true}, runtime.F32},
 			{AttnParams{Hq: 2, Hkv: 1, D: 16, Sq: 33, Skv: 70}, runtime.F16},
+			{AttnParams{Hq: 2, Hkv: 1, D: 32, Sq: 40, Skv: 40, Causal: true, Scale: -0.3}, runtime.F32},
 		}
 	}
 	for _, c := range cases {
@@ -176,6 +183,8 @@ func cmAttnTestTiles(d *runtime.Device, D, B int) []cmAttnTiles {
 		cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr-cv"},
 		cmAttnTiles{BR: 64, BC: 32, RF: 1, Kind: "cmr", Generic: true},
 		cmAttnTiles{BR: 32, BC: 16, RF: 2, Kind: "cmr-cv", Generic: true},
+		cmAttnTiles{BR: 64, BC: 32, RF: 2, Kind: "cmr", Opt: optFoldScale},
+		cmAttnTiles{BR: 32, BC: 16, RF: 1, Kind: "cmr", Generic: true, Opt: optFoldScale},
 	)
 	var l []cmAttnTiles
 	for _, tl := range all {
@@ -220,6 +229,53 @@ func TestCM2Fold(t *testing.T) {
 	} {
 		if got := cm2Fold(c.t, AttnParams{Hq: c.hq, Hkv: c.hkv}); got != c.want {
 			t.Errorf("cm2Fold(%v, Hq=%d, Hkv=%d) = %d, want %d", c.t, c.hq, c.hkv, got, c.want)
+		}
+	}
+}
+
+// TestCMAttnOpt: the variant names round-trip, kinds take only their
+// variants, and the folded exponent is dropped for scales outside
+// [minFoldScale2, 1], where it would be wrong (c ≤ 0) or could overflow.
+func TestCMAttnOpt(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want cmAttnOpt
+	}{{"", 0}, {"fs", optFoldScale}, {"pipe", optPipe}, {"fs+pipe", optFoldScale | optPipe}, {"pipe+fs", optFoldScale | optPipe}} {
+		got, err := parseCMAttnOpt(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("parseCMAttnOpt(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	if (optFoldScale | optPipe).String() != "fs+pipe" {
+		t.Errorf("String = %q, want fs+pipe", (optFoldScale | optPipe).String())
+	}
+	for _, in := range []string{"fast", "fs+", "fs pipe"} {
+		if _, err := parseCMAttnOpt(in); err == nil {
+			t.Errorf("parseCMAttnOpt(%q): no error", in)
+		}
+	}
+	if a := optPipe.allowed("cmr"); a != optFoldScale {
+		t.Errorf("cmr allows %v, want fs", a)
+	}
+	if a := optPipe.allowed("cm1"); a != 0 {
+		t.Errorf("cm1 allows %v, want none", a)
+	}
+	both := optFoldScale | optPipe
+	for _, c := range []struct {
+		scale2 float32
+		want   uint32
+	}{
+		{0.125 * 1.4426950, uint32(both)},
+		{1, uint32(both)},
+		{minFoldScale2, uint32(both)},
+		{1.0001, uint32(optPipe)},
+		{0, uint32(optPipe)},
+		{-0.2, uint32(optPipe)},
+		{minFoldScale2 / 2, uint32(optPipe)},
+		{float32(math.NaN()), uint32(optPipe)},
+	} {
+		if got := both.spec(c.scale2); got != c.want {
+			t.Errorf("spec(%g) = %d, want %d", c.scale2, got, c.want)
 		}
 	}
 }

@@ -199,7 +199,16 @@ func buildTables(tables map[string][]variant, caps runtime.Caps, tu runtime.Tuni
 	}
 	list := cmAttnTileList
 	if a := tu.AttnTiles; a != (runtime.AttnTiles{}) {
-		list = append([]cmAttnTiles{{BR: a.BR, BC: a.BC, RF: a.RF, Kind: a.Kind, Fold: a.Fold}}, list...)
+		c := cmAttnTiles{BR: a.BR, BC: a.BC, RF: a.RF, Kind: a.Kind, Fold: a.Fold}
+		o, err := parseCMAttnOpt(a.Opts)
+		if err != nil {
+			return nil, fmt.Errorf("attention tiles (Tuning.AttnTiles, SHAREPREFILL_CM_ATTN_TILES): %w", err)
+		}
+		if bad := o &^ o.allowed(c.kind()); bad != 0 {
+			return nil, fmt.Errorf("attention tiles (Tuning.AttnTiles, SHAREPREFILL_CM_ATTN_TILES): variant %s does not apply to kind %s", bad, c.kind())
+		}
+		c.Opt = o
+		list = append([]cmAttnTiles{c}, list...)
 	}
 	for _, c := range list {
 		if t.has("attention", c.kind()) && (!tu.AttnOnlyCM1 || c.kind() == "cm1") {

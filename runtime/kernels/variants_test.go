@@ -119,3 +119,31 @@ func TestDeviceTables(t *testing.T) {
 		t.Error("tablesOf built a device's tables twice")
 	}
 }
+
+// TestBuildTablesAttnOpts: a tuned attention tile's variants must apply to
+// its kind, and their names must be known.
+func TestBuildTablesAttnOpts(t *testing.T) {
+	caps := runtime.Caps{CoopMat: true, CoopMat2: true, SubgroupSize: 32}
+	for _, c := range []struct {
+		a  runtime.AttnTiles
+		ok bool
+	}{
+		{runtime.AttnTiles{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opts: "fs+pipe"}, true},
+		{runtime.AttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cmr", Opts: "fs"}, true},
+		{runtime.AttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cmr", Opts: "pipe"}, false},
+		{runtime.AttnTiles{BR: 128, BC: 32, Kind: "cm1", Opts: "fs"}, false},
+		{runtime.AttnTiles{BR: 128, BC: 64, RF: 1, Kind: "cm2", Opts: "fast"}, false},
+	} {
+		tb, err := buildTables(opTables, caps, runtime.Tuning{AttnTiles: c.a})
+		if (err == nil) != c.ok {
+			t.Errorf("%+v: error %v, want ok=%v", c.a, err, c.ok)
+			continue
+		}
+		if c.ok {
+			want, _ := parseCMAttnOpt(c.a.Opts)
+			if tb.cmAttn[0].Opt != want {
+				t.Errorf("%+v: first tile %v, want variants %v", c.a, tb.cmAttn[0], want)
+			}
+		}
+	}
+}
