@@ -14,20 +14,23 @@ import (
 type mmKernel struct {
 	name    string
 	f16Only bool // takes f16 x only (the cooperative-matrix kernels)
+	f32Only bool // tested with f32 y only
 	run     func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error
 }
 
-// mmKernels are the kernels and tiles d can run: the tiled kernel's two
-// tiles always, matmul_cm1's automatic and a rectangular tile where the
-// device has KHR cooperative matrices, and matmul_cm2's automatic tiles
-// and one with a short unroll where it has NV cooperative matrix 2.
+// mmKernels are the kernels and tiles d can run apart from matmul_cm2:
+// the tiled kernel's two tiles always, and matmul_cm1's automatic and a
+// rectangular tile where the device has KHR cooperative matrices.
+// matmul_cm1's f16-output module differs from the f32 one in the store's
+// conversion only and takes minutes to compile on a cooperative-matrix
+// lavapipe, so its tiles but cmSmall are tested with f32 y only.
 func mmKernels(d *runtime.Device) []mmKernel {
 	var l []mmKernel
 	for _, t := range []mmTile{{BM: 64, BN: 64, BK: 32, TM: 4, TN: 4}, {BM: 128, BN: 128, BK: 32, TM: 8, TN: 8}} {
 		if t.shared() > d.Caps().MaxSharedMemory {
 			continue
 		}
-		l = append(l, mmKernel{fmt.Sprintf("tiled %dx%d", t.BM, t.BN), false, func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
+		l = append(l, mmKernel{fmt.Sprintf("tiled %dx%d", t.BM, t.BN), false, false, func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
 			return matMulTiled(r, s, y, x, w, bias, t)
 		}})
 	}
@@ -36,20 +39,25 @@ func mmKernels(d *runtime.Device) []mmKernel {
 			if !t.valid(d.Caps().SubgroupSize) || t.shared() > d.Caps().MaxSharedMemory {
 				continue
 			}
-			l = append(l, mmKernel{"coopmat " + t.String(), true, func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
+			l = append(l, mmKernel{"coopmat " + t.String(), true, t != cmSmall, func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
 				return matMulCM(r, s, y, x, w, bias, t)
 			}})
 		}
 	}
-	if d.Caps().CoopMat && d.Caps().CoopMat2 {
-		for _, t := range append(cm2TilesOf(d), cm2Tile{WG: 256, BM: 128, BN: 128, BK: 32, GM: 1, Unroll: 1}) {
-			if t.check(d) != nil {
-				continue
-			}
-			l = append(l, mmKernel{"cm2 " + t.String(), true, func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
-				return matMulCM2(r, s, y, x, w, bias, t)
-			}})
+	return l
+}
+
+// cm2Kernels are matmul_cm2's automatic tiles on d and one with BK 32, a
+// short unroll and a tiny swizzle group (those the driver takes).
+func cm2Kernels(d *runtime.Device) []mmKernel {
+	var l []mmKernel
+	for _, t := range append(cm2TilesOf(d), cm2Tile{WG: 256, BM: 128, BN: 128, BK: 32, GM: 1, Unroll: 1}) {
+		if t.check(d) != nil {
+			continue
 		}
+		l = append(l, mmKernel{"cm2 " + t.String(), true, false, func(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
+			return matMulCM2(r, s, y, x, w, bias, t)
+		}})
 	}
 	return l
 }
@@ -63,16 +71,37 @@ func refMatMulAdd(y0, x, w, bias []float32, M, N, K int) []float64 {
 	return want
 }
 
-// TestMatMulAdd runs every kernel and tile the device has with the residual
-// add in its epilogue (y += x·Wᵀ + bias) on fresh random inputs at sizes
-// that leave tails in M, N and K (K also not a multiple of 8, the gathered
-// loads), with and without bias, f32 and f16 y (holding random old values,
-// of the size of the products), and checks (a) the float64 reference and
-// (b) for f32 y, bit for bit, the unfused pair: the same kernel into a
-// poisoned f32 temporary, then AddInPlace.
+// TestMatMulAdd runs the tiled kernel and, where the device has them,
+// the KHR cooperative-matrix kernel with the residual add in the epilogue
+// (testMatMulAdd).
 func TestMatMulAdd(t *testing.T) {
 	d := gputest.Device(t)
+	testMatMulAdd(t, d, mmKernels(d))
+}
+
+// TestMatMulAddCoopMat2 is TestMatMulAdd for matmul_cm2 (skipped without
+// VK_NV_cooperative_matrix2 unless SHAREPREFILL_REQUIRE_COOPMAT2 is set).
+func TestMatMulAddCoopMat2(t *testing.T) {
+	d := cm2Device(t)
+	ks := cm2Kernels(d)
+	if len(ks) == 0 {
+		t.Fatalf("no matmul_cm2 tile fits the driver's flexible-dimension list on %s", d.Info().Name)
+	}
+	testMatMulAdd(t, d, ks)
+}
+
+// testMatMulAdd runs kernels with the residual add in the epilogue (y +=
+// x·Wᵀ + bias) on fresh random inputs at sizes that leave tails in M, N
+// and K (K also not a multiple of 8, the gathered loads), with and without
+// bias, f32 and f16 y (holding random old values, of the size of the
+// products), and checks (a) the float64 reference and (b) for f32 y, bit
+// for bit, the unfused pair: the same kernel into a poisoned f32
+// temporary, then AddInPlace.
+func testMatMulAdd(t *testing.T, d *runtime.Device, kernels []mmKernel) {
 	rng := gputest.Rand(t)
+	for _, k := range kernels {
+		t.Logf("kernel %s", k.name)
+	}
 	shapes := [][3]int{{5, 7, 3}, {67, 130, 100}, {130, 67, 40}, {33, 65, 257}, {129, 129, 264}}
 	for i, sh := range shapes {
 		for j, ydt := range []runtime.DType{runtime.F32, runtime.F16} {
@@ -88,8 +117,8 @@ func TestMatMulAdd(t *testing.T) {
 				}
 				want := refMatMulAdd(y0, in.xv, in.wv, in.bv, c.M, c.N, c.K)
 				s := mmShape{M: c.M, N: c.N, K: c.K}
-				for _, k := range mmKernels(d) {
-					if k.f16Only && xdt != runtime.F16 {
+				for _, k := range kernels {
+					if (k.f16Only && xdt != runtime.F16) || (k.f32Only && ydt != runtime.F32) {
 						continue
 					}
 					name := fmt.Sprintf("%s M=%d N=%d K=%d x=%s y=%s bias=%v", k.name, c.M, c.N, c.K, xdt, ydt, c.bias)
