@@ -14,7 +14,10 @@ import (
 type ops struct {
 	r   *runtime.Recorder
 	deq *runtime.Tensor // f16 scratch for quantized weights (Engine.deq)
-	err error
+	// sepAdd keeps matMulAdd's residual add in a dispatch of its own
+	// (runtime.Tuning.PrefillAddSeparate).
+	sepAdd bool
+	err    error
 }
 
 func (o *ops) do(f func() error) {
@@ -44,10 +47,11 @@ func (o *ops) matMul(y, x, w, b *runtime.Tensor) {
 // matMulAdd records y += x·Wᵀ (+ b), the projection and the residual add
 // after it. Above kernels.GEMVMaxM rows (prefill) that is one
 // kernels.MatMulAdd, the add in the matmul's epilogue (a quantized W
-// dequantized first, as for matMul); for fewer rows it is matMul into tmp
-// followed by add, the kernels a short prompt took before the fusion.
+// dequantized first, as for matMul); for fewer rows, or with sepAdd, it is
+// matMul into tmp followed by add, the kernels a short prompt took before
+// the fusion.
 func (o *ops) matMulAdd(y, x, w, b, tmp *runtime.Tensor) {
-	if x.Shape()[0] <= kernels.GEMVMaxM {
+	if o.sepAdd || x.Shape()[0] <= kernels.GEMVMaxM {
 		o.matMul(tmp, x, w, b)
 		o.add(y, tmp)
 		return

@@ -17,6 +17,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM_ATTN", "cm1")
 	t.Setenv("SHAREPREFILL_CM2_ROWSTAT", "32")
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
+	t.Setenv("SHAREPREFILL_PREFILL_ADD", "separate")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
 	t.Setenv("SHAREPREFILL_EST_SLASH", "separate")
 	t.Setenv("SHAREPREFILL_GEMVQ", "wide,128,2")
@@ -28,19 +29,20 @@ func TestTuningFromEnv(t *testing.T) {
 	explicit := runtime.MatMulTile{BM: 64, BN: 64, BK: 16, WM: 32, WN: 32, GM: 4, NS: 1}
 	d := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulTile: explicit}})
 	want := runtime.Tuning{
-		MatMulTile:        explicit,
-		MatMulCM2Tile:     runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
-		AttnTiles:         runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
-		AttnOnlyCM1:       true,
-		AttnRowStat:       32,
-		EstBlocksPerGroup: 3,
-		EstSlashSeparate:  true,
-		GemvQ:             runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
-		DecodeAttnScalar:  true,
-		Gemv:              runtime.Gemv{WG: 64},
-		DecodeSplitGroups: 96,
-		DecodeNormFuseMiB: 64,
-		Cover:             runtime.Cover{Variant: "sg", WG: 512},
+		MatMulTile:         explicit,
+		MatMulCM2Tile:      runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
+		PrefillAddSeparate: true,
+		AttnTiles:          runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
+		AttnOnlyCM1:        true,
+		AttnRowStat:        32,
+		EstBlocksPerGroup:  3,
+		EstSlashSeparate:   true,
+		GemvQ:              runtime.GemvQ{Variant: "wide", WG: 128, Rows: 2},
+		DecodeAttnScalar:   true,
+		Gemv:               runtime.Gemv{WG: 64},
+		DecodeSplitGroups:  96,
+		DecodeNormFuseMiB:  64,
+		Cover:              runtime.Cover{Variant: "sg", WG: 512},
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)
@@ -103,6 +105,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_EST_KPW", "2,2"},
 		{"SHAREPREFILL_EST_KPW", "x"},
 		{"SHAREPREFILL_EST_SLASH", "split"},
+		{"SHAREPREFILL_PREFILL_ADD", "later"},
 		{"SHAREPREFILL_GEMVQ", "fast"},
 		{"SHAREPREFILL_GEMVQ", "wide,96"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},
