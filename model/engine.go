@@ -976,6 +976,9 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 //	x += a·Woᵀ + bo
 //	xn = RMSNorm(x)·w_mlp
 //	x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ
+//
+// The two residual adds are folded into the o- and down-projections'
+// epilogues (kernels.MatMulAdd) for more than kernels.GEMVMaxM rows.
 func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) error {
 	cfg := e.cfg
 	h, qd, f := cfg.HiddenSize, cfg.QDim(), cfg.IntermediateSize
@@ -983,14 +986,12 @@ func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) e
 	tmp, xn := view(e.tmp, 0, m, h), view(e.xn, 0, m, h)
 	gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
 	o := e.ops(r)
-	o.matMul(tmp, a, ld.wo, ld.bo)
-	o.add(x, tmp)
+	o.matMulAdd(x, a, ld.wo, ld.bo, tmp)
 	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
 	o.matMul(gate, xn, ld.wg, nil)
 	o.matMul(up, xn, ld.wu, nil)
 	o.swiGLU(act, gate, up)
-	o.matMul(tmp, act, ld.wd, nil)
-	o.add(x, tmp)
+	o.matMulAdd(x, act, ld.wd, nil, tmp)
 	return o.err
 }
 

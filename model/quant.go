@@ -438,7 +438,9 @@ func (e *Engine) allocDequant() error {
 }
 
 // ops returns the op recorder of the engine's forward pass on r.
-func (e *Engine) ops(r *runtime.Recorder) ops { return ops{r: r, deq: e.deq} }
+func (e *Engine) ops(r *runtime.Recorder) ops {
+	return ops{r: r, deq: e.deq, sepAdd: e.dev.Tuning().PrefillAddSeparate}
+}
 
 // lmHeadMatMul records logits = x·W_lmᵀ. A quantized LM head multiplies every
 // row with the quantized matrix-vector kernel (kernels.MatVec,

@@ -24,6 +24,12 @@ type Tuning struct {
 	// (SHAREPREFILL_CM2_TILE=WG,BM,BN,BK[,GM[,UNROLL]]; GM and UNROLL
 	// default to 8). The zero value: automatic.
 	MatMulCM2Tile MatMulCM2Tile
+	// PrefillAddSeparate keeps prefill's residual adds in dispatches of
+	// their own (the o- and down-projections into a temporary, then
+	// add_inplace) instead of the matmuls' epilogue (kernels.MatMulAdd)
+	// (SHAREPREFILL_PREFILL_ADD=separate; "fused" is the default): for A/B
+	// runs on a device.
+	PrefillAddSeparate bool
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,OPTS]]]],
 	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD above 1 only with cm2; OPTS
@@ -229,6 +235,15 @@ func (t *Tuning) fromEnv() error {
 		}
 		if v != nil {
 			t.MatMulCM2Tile = MatMulCM2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4], Unroll: v[5]}
+		}
+	}
+	if !t.PrefillAddSeparate {
+		switch s := os.Getenv("SHAREPREFILL_PREFILL_ADD"); s {
+		case "", "fused":
+		case "separate":
+			t.PrefillAddSeparate = true
+		default:
+			return fmt.Errorf("SHAREPREFILL_PREFILL_ADD=%q: want fused or separate", s)
 		}
 	}
 	if t.AttnTiles == (AttnTiles{}) {

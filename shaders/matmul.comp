@@ -1,6 +1,7 @@
 #version 450
 // variants: matmul_xf32_yf32= matmul_xf32_yf16=-DY_F16 matmul_xf16_yf32=-DX_F16 matmul_xf16_yf16=-DX_F16,-DY_F16
-// matmul.comp: tiled scalar matmul  y = x·Wᵀ (+ bias), f32 accumulation.
+// matmul.comp: tiled scalar matmul  y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias)
+// with ACC, f32 accumulation.
 //   x [M, K] (f32, or f16 with X_F16), row-major, K contiguous
 //   W [N, K] f16, row-major, K contiguous
 //   bias [N] f32 (read only when pc.hasBias != 0)
@@ -21,6 +22,11 @@
 // are then 16 bytes wide (aliased views of the bindings) and the next slab is
 // prefetched into registers while the current one is multiplied. Otherwise
 // loads are scalar. Tails in M, N, K are guarded (zero fill).
+// ACC (spec constant 7): accumulate into y, y = y + (x·Wᵀ + bias), the
+// product and bias summed in f32 first and y added last, so that an f32 y
+// equals MatMul into an f32 temporary followed by add_inplace bit for bit
+// (MatMulAdd: the residual add in the epilogue). y is read through the
+// read-only view YR, one element by the invocation that writes it.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_EXT_control_flow_attributes : enable
 
@@ -31,6 +37,7 @@ layout(constant_id = 3) const uint BK = 16;
 layout(constant_id = 4) const uint TM = 8;
 layout(constant_id = 5) const uint TN = 8;
 layout(constant_id = 6) const bool VEC = false;
+layout(constant_id = 7) const bool ACC = false;
 
 const uint WG = gl_WorkGroupSize.x;
 const uint BMT = BM / TM; // invocations along M
@@ -63,6 +70,7 @@ layout(std430, set = 0, binding = 1) readonly buffer W { float16_t w[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W8 { uvec4 w8[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Y { YT y[]; };
+layout(std430, set = 0, binding = 3) readonly buffer YR { YT yr[]; }; // ACC only
 
 layout(push_constant) uniform Push {
 	uint M, N, K;
@@ -228,7 +236,12 @@ void main() {
 				[[unroll]] for (uint r = 0; r < 4; r++) {
 					const uint gm = m0 + 4 * (ty + i * BMT) + r;
 					if (gm < M) {
-						y[pc.yOff + gm * pc.ldy + gn] = YT(acc[(i * TN4 + j) * 4 + r][c] + bv);
+						const uint o = pc.yOff + gm * pc.ldy + gn;
+						float v = acc[(i * TN4 + j) * 4 + r][c] + bv;
+						if (ACC) {
+							v += float(yr[o]);
+						}
+						y[o] = YT(v);
 					}
 				}
 			}

@@ -1,7 +1,8 @@
 #version 450
 // variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16
 // matmul_cm1.comp: cooperative-matrix (VK_KHR_cooperative_matrix) matmul
-//   y = x·Wᵀ (+ bias), f16 inputs, f32 accumulation.
+//   y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias) with ACC, f16 inputs, f32
+//   accumulation.
 //   x [M, K] f16, row-major, K contiguous
 //   W [N, K] f16, row-major, K contiguous
 //   bias [N] f32 (read only when pc.hasBias != 0)
@@ -32,7 +33,11 @@
 //
 // Epilogue: each subgroup stores one fragment at a time through a private
 // 1 KiB f32 shared-memory scratch, then its invocations add the bias and
-// write 4 outputs each. (Shared arrays have the fragments' component types,
+// write 4 outputs each; with ACC (spec constant 9) they add y's old values
+// last, y = y + (x·Wᵀ + bias) in f32, read through the read-only views YR
+// and YR4 by the invocation that writes them (MatMulAdd: an f32 y equals
+// MatMul into an f32 temporary followed by add_inplace bit for bit).
+// (Shared arrays have the fragments' component types,
 // f16 and f32, as llama.cpp's coopmat shaders do.)
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -50,6 +55,7 @@ layout(constant_id = 5) const uint WN = 64;
 layout(constant_id = 6) const bool VEC = false;
 layout(constant_id = 7) const uint GM = 8;
 layout(constant_id = 8) const uint NST = 2; // shared stages: 2, or 1 (two barriers per slab)
+layout(constant_id = 9) const bool ACC = false; // y += x·Wᵀ (+ bias)
 
 const uint WG = gl_WorkGroupSize.x;
 const uint FM = WM / 16; // fragments per subgroup along M
@@ -81,6 +87,13 @@ layout(std430, set = 0, binding = 3) writeonly buffer Y { YT y[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Y4 { uvec2 y4[]; };
 #else
 layout(std430, set = 0, binding = 3) writeonly buffer Y4 { vec4 y4[]; };
+#endif
+// Read-only views of y for ACC.
+layout(std430, set = 0, binding = 3) readonly buffer YR { YT yr[]; };
+#ifdef Y_F16
+layout(std430, set = 0, binding = 3) readonly buffer YR4 { uvec2 yr4[]; };
+#else
+layout(std430, set = 0, binding = 3) readonly buffer YR4 { vec4 yr4[]; };
 #endif
 
 layout(push_constant) uniform Push {
@@ -245,7 +258,24 @@ void main() {
 						}
 					}
 					const uint o = pc.yOff + gm * pc.ldy + gn;
-					if (gn + 3 < N && o % 4 == 0) {
+					const bool whole = gn + 3 < N && o % 4 == 0;
+					if (ACC) {
+						if (whole) {
+#ifdef Y_F16
+							const uvec2 h = yr4[o / 4];
+							v += vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+#else
+							v += yr4[o / 4];
+#endif
+						} else {
+							[[unroll]] for (uint c = 0; c < 4; c++) {
+								if (gn + c < N) {
+									v[c] += float(yr[o + c]);
+								}
+							}
+						}
+					}
+					if (whole) {
 #ifdef Y_F16
 						y4[o / 4] = uvec2(packFloat2x16(f16vec2(v.xy)), packFloat2x16(f16vec2(v.zw)));
 #else

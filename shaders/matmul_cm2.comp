@@ -1,7 +1,8 @@
 #version 450
 // variants: matmul_cm2_yf32= matmul_cm2_yf16=-DY_F16
 // matmul_cm2.comp: NV cooperative-matrix-2 (VK_NV_cooperative_matrix2)
-// matmul  y = x·Wᵀ (+ bias), f16 inputs, f32 accumulation. Same bindings,
+// matmul  y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias) with ACC, f16 inputs,
+// f32 accumulation. Same bindings,
 // push constants and results as matmul.comp and matmul_cm1.comp:
 //   x [M, K] f16, row-major, K contiguous
 //   W [N, K] f16, row-major, K contiguous
@@ -29,10 +30,12 @@
 // 8 elements where the compiler can see it, which tells it that every
 // row starts 16-byte aligned (the values do not change).
 //
-// The bias is added by a per-element operation on the accumulator; the
-// result is converted to the output type and stored through a clamped
-// layout of dimension M×N with row stride ldy, which drops the rows and
-// columns past the edge.
+// The bias is added by a per-element operation on the accumulator; with
+// ACC (spec constant 7) a second one adds y's old values, read through the
+// read-only view YR (y = y + (x·Wᵀ + bias) in f32, the order of matmul.comp
+// and matmul_cm1.comp: MatMulAdd). The result is converted to the output
+// type and stored through a clamped layout of dimension M×N with row
+// stride ldy, which drops the rows and columns past the edge.
 //
 // Workgroups are numbered linearly (x + y·gridX; the host folds big grids)
 // and mapped to tiles in groups of GM tile rows (spec constant 4), as in
@@ -52,6 +55,7 @@ layout(constant_id = 3) const uint BK = 64;
 layout(constant_id = 4) const uint GM = 8;
 layout(constant_id = 5) const bool ALIGNED = false;
 layout(constant_id = 6) const uint UNROLL = 8; // full slabs per loop trip (interior tiles)
+layout(constant_id = 7) const bool ACC = false;  // y += x·Wᵀ (+ bias)
 
 #ifdef Y_F16
 #define YT float16_t
@@ -63,6 +67,7 @@ layout(std430, set = 0, binding = 0) readonly buffer X { float16_t x[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W { float16_t w[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Y { YT y[]; };
+layout(std430, set = 0, binding = 3) readonly buffer YR { YT yr[]; }; // ACC only
 
 layout(push_constant) uniform Push {
 	uint M, N, K;
@@ -80,6 +85,13 @@ layout(push_constant) uniform Push {
 float addBias(const in uint row, const in uint col, const in float elem, const in uint n0) {
 	const uint n = n0 + col;
 	return n < pc.N ? elem + bias[pc.bOff + n] : elem;
+}
+
+// addY adds y's old value at (m0 + row, n0 + col) (elements past M or N
+// are left alone; the store drops them).
+float addY(const in uint row, const in uint col, const in float elem, const in uint m0, const in uint n0) {
+	const uint m = m0 + row, n = n0 + col;
+	return m < pc.M && n < pc.N ? elem + float(yr[pc.yOff + m * pc.ldy + n]) : elem;
 }
 
 void main() {
@@ -160,6 +172,9 @@ void main() {
 
 	if (pc.hasBias != 0) {
 		coopMatPerElementNV(acc, acc, addBias, n0);
+	}
+	if (ACC) {
+		coopMatPerElementNV(acc, acc, addY, m0, n0);
 	}
 	const coopmat<YT, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator> d =
 		coopmat<YT, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator>(acc);

@@ -111,9 +111,12 @@ type mmPush struct {
 	HasBias                uint32
 }
 
-// mmShape is a validated problem.
+// mmShape is a validated problem; Acc asks for y += x·Wᵀ (+ bias)
+// (MatMulAdd: the ACC spec constant of the tiled and cooperative-matrix
+// kernels).
 type mmShape struct {
 	M, N, K int
+	Acc     bool
 }
 
 func mmCheck(op string, y, x, w, bias *runtime.Tensor) (mmShape, error) {
@@ -290,6 +293,50 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	return matMulTiled(r, s, y, x, w, bias, ch.tiled)
 }
 
+// MatMulAdd records y += x·Wᵀ (+ bias): MatMul's product with the
+// residual add folded into the kernel's epilogue, in one dispatch per
+// chunk where MatMul into a temporary and AddInPlace take two. Tensors are
+// as for MatMul, with y f32 or f16 read as well as written; each output is
+// y + (x·Wᵀ + bias) with the product and the bias summed in f32 first and
+// y's old value added last, rounded once to y's type, so that for an f32 y
+// the result equals MatMul into an f32 temporary followed by AddInPlace
+// bit for bit, on every variant of the device's matmul table.
+//
+// For more than GEMVMaxM rows w must be f16: a block-quantized w is an
+// error naming the fix (Dequantize into an f16 scratch first), as for
+// MatMul. For at most GEMVMaxM rows MatMulAdd records MatVecAdd, which
+// takes f16 x, f32 y and a w within one binding (MatVecFusable) only (an
+// error otherwise), f16 or block-quantized; its sum order is the mat-vec
+// kernel's, equal to MatMul followed by AddInPlace up to f32 rounding.
+func MatMulAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
+	s, err := mmCheck("matmul add", y, x, w, bias)
+	if err != nil {
+		return err
+	}
+	if s.M == 0 {
+		return nil
+	}
+	if s.M <= GEMVMaxM {
+		return MatVecAdd(r, y, x, w, bias)
+	}
+	if w.DType().IsQuantized() {
+		return fmt.Errorf("matmul add: weight %s is %s and x has M=%d rows: the quantized kernels multiply at most GEMVMaxM=%d rows; dequantize the weight into an f16 scratch first (kernels.Dequantize) and multiply by that",
+			w.Name(), w.DType(), s.M, GEMVMaxM)
+	}
+	s.Acc = true
+	ch, err := mmPick(r.Device(), s.M, s.N, s.K, x.DType())
+	if err != nil {
+		return err
+	}
+	switch ch.variant {
+	case "cm2":
+		return matMulCM2(r, s, y, x, w, bias, ch.cm2)
+	case "coopmat":
+		return matMulCM(r, s, y, x, w, bias, ch.cm)
+	}
+	return matMulTiled(r, s, y, x, w, bias, ch.tiled)
+}
+
 // mmChoice is the kernel and tile MatMul takes for more than GEMVMaxM rows.
 type mmChoice struct {
 	variant string // a name of the "matmul" table
@@ -395,7 +442,7 @@ func matMulTiled(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, 
 		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN, b2u(vec)},
+			Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN, b2u(vec), b2u(s.Acc)},
 		})
 		if err != nil {
 			return err

@@ -90,7 +90,7 @@ func TestMatMulCoopMat2(t *testing.T) {
 					if err := Poison(r, y); err != nil {
 						return err
 					}
-					return matMulCM2(r, mmShape{c.M, c.N, c.K}, y, in.x, in.w, in.bias, tile)
+					return matMulCM2(r, mmShape{M: c.M, N: c.N, K: c.K}, y, in.x, in.w, in.bias, tile)
 				}); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -213,7 +213,7 @@ func TestMatMulCoopMat2Errors(t *testing.T) {
 		{WG: 100, BM: 64, BN: 64, BK: 64},               // not whole subgroups
 	} {
 		if err := d.Run(func(r *runtime.Recorder) error {
-			return matMulCM2(r, mmShape{8, 4, 16}, y, x16, w, nil, tile)
+			return matMulCM2(r, mmShape{M: 8, N: 4, K: 16}, y, x16, w, nil, tile)
 		}); err == nil {
 			t.Errorf("invalid tile %s accepted", tile)
 		}
@@ -241,7 +241,7 @@ func TestMatMulCoopMat2Unavailable(t *testing.T) {
 		t.Errorf("MatMulCoopMat2 without the feature = %v, want an ErrMissingFeature naming cooperative-matrix-2", err)
 	}
 	err = d.Run(func(r *runtime.Recorder) error {
-		return matMulCM2(r, mmShape{40, 24, 16}, y, x, w, nil, cm2Large)
+		return matMulCM2(r, mmShape{M: 40, N: 24, K: 16}, y, x, w, nil, cm2Large)
 	})
 	if !errors.Is(err, runtime.ErrMissingFeature) {
 		t.Errorf("matMulCM2 without the feature = %v, want ErrMissingFeature", err)

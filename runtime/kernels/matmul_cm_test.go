@@ -74,7 +74,7 @@ func TestMatMulCoopMat(t *testing.T) {
 					if err := Poison(r, y); err != nil {
 						return err
 					}
-					return matMulCM(r, mmShape{c.M, c.N, c.K}, y, in.x, in.w, in.bias, tile)
+					return matMulCM(r, mmShape{M: c.M, N: c.N, K: c.K}, y, in.x, in.w, in.bias, tile)
 				}); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -174,7 +174,7 @@ func TestMatMulCoopMatErrors(t *testing.T) {
 	}
 	x16 := shaped(t, d, runtime.F16, nil, 8, 16)
 	if err := d.Run(func(r *runtime.Recorder) error {
-		return matMulCM(r, mmShape{8, 4, 16}, y, x16, w, nil, cmTile{BM: 100, BN: 64, BK: 32, WM: 64, WN: 32, GM: 1})
+		return matMulCM(r, mmShape{M: 8, N: 4, K: 16}, y, x16, w, nil, cmTile{BM: 100, BN: 64, BK: 32, WM: 64, WN: 32, GM: 1})
 	}); err == nil {
 		t.Error("invalid tile accepted")
 	}

@@ -221,7 +221,7 @@ func TestMatMulChunked(t *testing.T) {
 		}
 		// The limit really splits the problem over both M and N.
 		matmulBindingLimit = limit
-		ch, err := mmPlan(d, mmShape{c.M, c.N, c.K}, c.xdt.Size(), c.ydt.Size(), 4, 2, 1<<20)
+		ch, err := mmPlan(d, mmShape{M: c.M, N: c.N, K: c.K}, c.xdt.Size(), c.ydt.Size(), 4, 2, 1<<20)
 		matmulBindingLimit = 0
 		if err != nil {
 			t.Fatal(err)
@@ -262,7 +262,7 @@ func TestMatMulShapeErrors(t *testing.T) {
 		{"f16 bias", y, x, w, mk(runtime.F16, 5)},
 	}
 	for _, c := range bad {
-		for _, fn := range []func(*runtime.Recorder, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor) error{MatMul, MatMulTiled, MatVec} {
+		for _, fn := range []func(*runtime.Recorder, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor) error{MatMul, MatMulTiled, MatVec, MatMulAdd} {
 			err := d.Run(func(r *runtime.Recorder) error { return fn(r, c.y, c.x, c.w, c.bias) })
 			if err == nil {
 				t.Errorf("%s: no error", c.name)
@@ -274,7 +274,7 @@ func TestMatMulShapeErrors(t *testing.T) {
 	}
 	// M = 0 (no rows) is valid and records nothing.
 	x0, y0 := mk(runtime.F16, 0, 8), mk(runtime.F32, 0, 5)
-	for _, fn := range []func(*runtime.Recorder, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor) error{MatMul, MatMulTiled, MatVec} {
+	for _, fn := range []func(*runtime.Recorder, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor, *runtime.Tensor) error{MatMul, MatMulTiled, MatVec, MatMulAdd} {
 		if err := d.Run(func(r *runtime.Recorder) error { return fn(r, y0, x0, w, b) }); err != nil {
 			t.Errorf("M=0: %v", err)
 		}
