@@ -51,7 +51,9 @@ func MatMulSwiGLUFusable(d *runtime.Device, m, n, k int, xdt, wdt runtime.DType)
 // matmul_cm1 or the tiled kernel instead (MatMulSwiGLUFusable tells
 // callers to keep the separate dispatches there). Block-quantized weights
 // are an error naming the fix (dequantize into f16 first). Problems beyond
-// one storage-buffer binding are split over M and N as for MatMul.
+// one storage-buffer binding are split over M and N as for MatMul. The
+// tile is chosen from the shape (chooseCMGLUTile, chooseGLUTile);
+// Tuning.MatMulTile, a plain matmul_cm1 tile, does not apply.
 func MatMulSwiGLU(r *runtime.Recorder, act, x, wGate, wUp, bGate, bUp *runtime.Tensor) error {
 	const op = "matmul swiglu"
 	s, err := mmCheck(op, act, x, wGate, bGate)
