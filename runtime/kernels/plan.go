@@ -631,10 +631,12 @@ const (
 
 // planCompactFuseMaxCols bounds the columns one invocation of
 // plan_union_csr's last workgroup may have to write (its rows, each of up
-// to nb blocks): 512 covers bench-lm-8k's 8 heads to 16K tokens (4 rows of
-// 128 blocks each), a few microseconds of stores against the dispatch and
-// barrier of plan_compact.
-const planCompactFuseMaxCols = 512
+// to nb blocks). Those stores are serial per invocation: on an H100
+// (bench/RESULTS.md, 2026-12-07, sixth session) bench-lm-8k's plan took
+// 0.36 ms fused against 0.34 separate at 8K (128 columns an invocation),
+// and 0.66 against 0.38 at 16K (512). 128 keeps the fold where it costs
+// no more than the dispatch and barrier it saves.
+const planCompactFuseMaxCols = 128
 
 // planUnionCSR is PlanUnionCSR with the compaction's place forced by mode
 // (tests).
