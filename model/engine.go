@@ -978,9 +978,7 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 //	x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ
 //
 // The two residual adds are folded into the o- and down-projections'
-// epilogues (kernels.MatMulAdd), and SiLU(g) ⊙ u into the gate/up matmul's
-// (kernels.MatMulSwiGLU: f16 weights, no matmul_cm2), for more than
-// kernels.GEMVMaxM rows.
+// epilogues (kernels.MatMulAdd) for more than kernels.GEMVMaxM rows.
 func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) error {
 	cfg := e.cfg
 	h, qd, f := cfg.HiddenSize, cfg.QDim(), cfg.IntermediateSize
@@ -990,7 +988,9 @@ func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) e
 	o := e.ops(r)
 	o.matMulAdd(x, a, ld.wo, ld.bo, tmp)
 	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
-	o.gateUpSwiGLU(act, gate, up, xn, ld.wg, ld.wu)
+	o.matMul(gate, xn, ld.wg, nil)
+	o.matMul(up, xn, ld.wu, nil)
+	o.swiGLU(act, gate, up)
 	o.matMulAdd(x, act, ld.wd, nil, tmp)
 	return o.err
 }

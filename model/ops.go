@@ -17,9 +17,6 @@ type ops struct {
 	// sepAdd keeps matMulAdd's residual add in a dispatch of its own
 	// (runtime.Tuning.PrefillAddSeparate).
 	sepAdd bool
-	// sepGLU keeps gateUpSwiGLU's SwiGLU in a dispatch of its own, after
-	// the gate and up matmuls (runtime.Tuning.PrefillGLUSeparate).
-	sepGLU bool
 	err    error
 }
 
@@ -98,25 +95,6 @@ func (o *ops) add(x, y *runtime.Tensor) {
 // swiGLU records act = SiLU(gate) ⊙ up.
 func (o *ops) swiGLU(act, gate, up *runtime.Tensor) {
 	o.do(func() error { return kernels.SwiGLU(o.r, act, gate, up) })
-}
-
-// gateUpSwiGLU records act = SiLU(x·Wgᵀ) ⊙ (x·Wuᵀ), the MLP's gate and up
-// projections and activation. Where kernels.MatMulSwiGLUFusable takes the
-// pair (more than kernels.GEMVMaxM rows, f16 weights, a device whose
-// MatMul would not take matmul_cm2) that is one kernels.MatMulSwiGLU, the
-// gate and up products never leaving the kernel; otherwise, or with
-// sepGLU, it is matMul into gate and into up (a quantized weight
-// dequantized first) followed by swiGLU. Quantized weights keep the
-// separate path: the dequantization scratch holds one matrix.
-func (o *ops) gateUpSwiGLU(act, gate, up, x, wg, wu *runtime.Tensor) {
-	m, n, k := x.Shape()[0], wg.Shape()[0], wg.Shape()[1]
-	if o.sepGLU || wu.DType() != wg.DType() || !kernels.MatMulSwiGLUFusable(o.r.Device(), m, n, k, x.DType(), wg.DType()) {
-		o.matMul(gate, x, wg, nil)
-		o.matMul(up, x, wu, nil)
-		o.swiGLU(act, gate, up)
-		return
-	}
-	o.do(func() error { return kernels.MatMulSwiGLU(o.r, act, x, wg, wu, nil, nil) })
 }
 
 // copyBytes records a copy of n bytes of src into dst at dstOff.

@@ -439,8 +439,7 @@ func (e *Engine) allocDequant() error {
 
 // ops returns the op recorder of the engine's forward pass on r.
 func (e *Engine) ops(r *runtime.Recorder) ops {
-	tu := e.dev.Tuning()
-	return ops{r: r, deq: e.deq, sepAdd: tu.PrefillAddSeparate, sepGLU: tu.PrefillGLUSeparate}
+	return ops{r: r, deq: e.deq, sepAdd: e.dev.Tuning().PrefillAddSeparate}
 }
 
 // lmHeadMatMul records logits = x·W_lmᵀ. A quantized LM head multiplies every

@@ -30,12 +30,6 @@ type Tuning struct {
 	// (SHAREPREFILL_PREFILL_ADD=separate; "fused" is the default): for A/B
 	// runs on a device.
 	PrefillAddSeparate bool
-	// PrefillGLUSeparate keeps prefill's MLP gate and up projections and
-	// SwiGLU in three dispatches (MatMul twice, writing the gate and up
-	// products, then swiglu) instead of one (kernels.MatMulSwiGLU, SiLU·up
-	// in the matmul's epilogue) (SHAREPREFILL_PREFILL_GLU=separate;
-	// "fused" is the default): for A/B runs on a device.
-	PrefillGLUSeparate bool
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,OPTS]]]],
 	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD above 1 only with cm2; OPTS
@@ -250,15 +244,6 @@ func (t *Tuning) fromEnv() error {
 			t.PrefillAddSeparate = true
 		default:
 			return fmt.Errorf("SHAREPREFILL_PREFILL_ADD=%q: want fused or separate", s)
-		}
-	}
-	if !t.PrefillGLUSeparate {
-		switch s := os.Getenv("SHAREPREFILL_PREFILL_GLU"); s {
-		case "", "fused":
-		case "separate":
-			t.PrefillGLUSeparate = true
-		default:
-			return fmt.Errorf("SHAREPREFILL_PREFILL_GLU=%q: want fused or separate", s)
 		}
 	}
 	if t.AttnTiles == (AttnTiles{}) {

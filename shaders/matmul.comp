@@ -1,5 +1,5 @@
 #version 450
-// variants: matmul_xf32_yf32= matmul_xf32_yf16=-DY_F16 matmul_xf16_yf32=-DX_F16 matmul_xf16_yf16=-DX_F16,-DY_F16 matmul_glu_xf32_yf32=-DGLU matmul_glu_xf32_yf16=-DGLU,-DY_F16 matmul_glu_xf16_yf32=-DGLU,-DX_F16 matmul_glu_xf16_yf16=-DGLU,-DX_F16,-DY_F16
+// variants: matmul_xf32_yf32= matmul_xf32_yf16=-DY_F16 matmul_xf16_yf32=-DX_F16 matmul_xf16_yf16=-DX_F16,-DY_F16
 // matmul.comp: tiled scalar matmul  y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias)
 // with ACC, f32 accumulation.
 //   x [M, K] (f32, or f16 with X_F16), row-major, K contiguous
@@ -27,16 +27,6 @@
 // equals MatMul into an f32 temporary followed by add_inplace bit for bit
 // (MatMulAdd: the residual add in the epilogue). y is read through the
 // read-only view YR, one element by the invocation that writes it.
-// GLU (the matmul_glu_* variants; MatMulSwiGLU): a second weight Wu [N, K]
-// f16 (binding 4, element offset pc.wuOff) and bias bu [N] f32 (binding 5,
-// pc.buOff); pc.hasBias bit 0 asks for the gate bias (binding 2), bit 1 for
-// bu. Each workgroup multiplies the same x slab by both weights' slabs into
-// two accumulator blocks and stores y = SiLU(g)·u, g = x·Wᵀ + b and
-// u = x·Wuᵀ + bu in f32, SiLU(g) = g/(1 + e^-g) as in swiglu.comp, rounded
-// once to y's type. The two weights share the staging of one plain tile
-// (a BN-wide GLU tile stages 2·BN weight rows). ACC is not used with GLU.
-// The extra bindings make it a compile-time variant rather than a spec
-// constant: a plain matmul's pipeline layout has four bindings.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_EXT_control_flow_attributes : enable
 
@@ -81,33 +71,19 @@ layout(std430, set = 0, binding = 1) readonly buffer W8 { uvec4 w8[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer Y { YT y[]; };
 layout(std430, set = 0, binding = 3) readonly buffer YR { YT yr[]; }; // ACC only
-#ifdef GLU
-layout(std430, set = 0, binding = 4) readonly buffer WU { float16_t wu[]; };
-layout(std430, set = 0, binding = 4) readonly buffer WU8 { uvec4 wu8[]; };
-layout(std430, set = 0, binding = 5) readonly buffer BiasU { float biasu[]; };
-#endif
 
 layout(push_constant) uniform Push {
 	uint M, N, K;
 	uint ldy;
 	uint xOff, wOff, bOff, yOff;
 	uint hasBias;
-#ifdef GLU
-	uint wuOff, buOff;
-#endif
 } pc;
 
 shared vec4 As[BK * BM4]; // [k][m/4]
 shared vec4 Bs[BK * BN4]; // [k][n/4]
-#ifdef GLU
-shared vec4 Us[BK * BN4]; // [k][n/4], Wu
-#endif
 
 void stA(uint k, uint m, float v) { As[k * BM4 + m / 4][m % 4] = v; }
 void stB(uint k, uint n, float v) { Bs[k * BN4 + n / 4][n % 4] = v; }
-#ifdef GLU
-void stU(uint k, uint n, float v) { Us[k * BN4 + n / 4][n % 4] = v; }
-#endif
 
 void unpack8(uvec4 u, inout float v[8]) {
 	vec2 p;
@@ -119,9 +95,6 @@ void unpack8(uvec4 u, inout float v[8]) {
 
 float ra[LA][8];
 float rb[LB][8];
-#ifdef GLU
-float ru[LB][8];
-#endif
 
 // fetch loads the slab at k0 into ra/rb (VEC only).
 void fetch(uint k0, uint m0, uint n0) {
@@ -150,15 +123,9 @@ void fetch(uint k0, uint m0, uint n0) {
 		const uint gn = n0 + u / C, gk = k0 + (u % C) * 8;
 		if (u < UB && gn < pc.N && gk < pc.K) {
 			unpack8(w8[(pc.wOff + gn * pc.K + gk) / 8], rb[l]);
-#ifdef GLU
-			unpack8(wu8[(pc.wuOff + gn * pc.K + gk) / 8], ru[l]);
-#endif
 		} else {
 			[[unroll]] for (uint e = 0; e < 8; e++) {
 				rb[l][e] = 0.0;
-#ifdef GLU
-				ru[l][e] = 0.0;
-#endif
 			}
 		}
 	}
@@ -181,9 +148,6 @@ void stash() {
 		if (u < UB) {
 			[[unroll]] for (uint e = 0; e < 8; e++) {
 				stB((u % C) * 8 + e, u / C, rb[l][e]);
-#ifdef GLU
-				stU((u % C) * 8 + e, u / C, ru[l][e]);
-#endif
 			}
 		}
 	}
@@ -206,19 +170,10 @@ void loadScalar(uint k0, uint m0, uint n0) {
 		const uint r = idx / BK, c = idx % BK;
 		const uint gn = n0 + r, gk = k0 + c;
 		float v = 0.0;
-#ifdef GLU
-		float vu = 0.0;
-#endif
 		if (gn < pc.N && gk < pc.K) {
 			v = float(w[pc.wOff + gn * pc.K + gk]);
-#ifdef GLU
-			vu = float(wu[pc.wuOff + gn * pc.K + gk]);
-#endif
 		}
 		stB(c, r, v);
-#ifdef GLU
-		stU(c, r, vu);
-#endif
 	}
 }
 
@@ -231,14 +186,8 @@ void main() {
 	const uint M = pc.M, N = pc.N, K = pc.K;
 
 	vec4 acc[TM4 * TN4 * 4]; // [i][j][row in sub-block] = 4 columns
-#ifdef GLU
-	vec4 accu[TM4 * TN4 * 4]; // the same for x·Wuᵀ
-#endif
 	[[unroll]] for (uint i = 0; i < TM4 * TN4 * 4; i++) {
 		acc[i] = vec4(0.0);
-#ifdef GLU
-		accu[i] = vec4(0.0);
-#endif
 	}
 
 	if (VEC) {
@@ -263,12 +212,6 @@ void main() {
 			[[unroll]] for (uint j = 0; j < TN4; j++) {
 				b[j] = Bs[k * BN4 + tx + j * BNT];
 			}
-#ifdef GLU
-			vec4 bu[TN4];
-			[[unroll]] for (uint j = 0; j < TN4; j++) {
-				bu[j] = Us[k * BN4 + tx + j * BNT];
-			}
-#endif
 			[[unroll]] for (uint i = 0; i < TM4; i++) {
 				[[unroll]] for (uint j = 0; j < TN4; j++) {
 					const uint o = (i * TN4 + j) * 4;
@@ -276,12 +219,6 @@ void main() {
 					acc[o + 1] = fma(vec4(a[i].y), b[j], acc[o + 1]);
 					acc[o + 2] = fma(vec4(a[i].z), b[j], acc[o + 2]);
 					acc[o + 3] = fma(vec4(a[i].w), b[j], acc[o + 3]);
-#ifdef GLU
-					accu[o + 0] = fma(vec4(a[i].x), bu[j], accu[o + 0]);
-					accu[o + 1] = fma(vec4(a[i].y), bu[j], accu[o + 1]);
-					accu[o + 2] = fma(vec4(a[i].z), bu[j], accu[o + 2]);
-					accu[o + 3] = fma(vec4(a[i].w), bu[j], accu[o + 3]);
-#endif
 				}
 			}
 		}
@@ -294,27 +231,16 @@ void main() {
 			if (gn >= N) {
 				continue;
 			}
-#ifdef GLU
-			const float bv = (pc.hasBias & 1u) != 0 ? bias[pc.bOff + gn] : 0.0;
-			const float buv = (pc.hasBias & 2u) != 0 ? biasu[pc.buOff + gn] : 0.0;
-#else
 			const float bv = pc.hasBias != 0 ? bias[pc.bOff + gn] : 0.0;
-#endif
 			[[unroll]] for (uint i = 0; i < TM4; i++) {
 				[[unroll]] for (uint r = 0; r < 4; r++) {
 					const uint gm = m0 + 4 * (ty + i * BMT) + r;
 					if (gm < M) {
 						const uint o = pc.yOff + gm * pc.ldy + gn;
 						float v = acc[(i * TN4 + j) * 4 + r][c] + bv;
-#ifdef GLU
-						// exp(-g) overflows to +inf for g < -88: g / inf = -0.
-						const float u = accu[(i * TN4 + j) * 4 + r][c] + buv;
-						v = v / (1.0 + exp(-v)) * u;
-#else
 						if (ACC) {
 							v += float(yr[o]);
 						}
-#endif
 						y[o] = YT(v);
 					}
 				}

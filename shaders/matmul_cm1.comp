@@ -1,5 +1,5 @@
 #version 450
-// variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16 matmul_cm1_glu_yf32=-DGLU matmul_cm1_glu_yf16=-DGLU,-DY_F16
+// variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16
 // matmul_cm1.comp: cooperative-matrix (VK_KHR_cooperative_matrix) matmul
 //   y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias) with ACC, f16 inputs, f32
 //   accumulation.
@@ -39,17 +39,6 @@
 // MatMul into an f32 temporary followed by add_inplace bit for bit).
 // (Shared arrays have the fragments' component types,
 // f16 and f32, as llama.cpp's coopmat shaders do.)
-//
-// GLU (the matmul_cm1_glu_* variants; MatMulSwiGLU): a second weight Wu
-// [N, K] f16 (binding 4, element offset pc.wuOff) and bias bu [N] f32
-// (binding 5, pc.buOff); pc.hasBias bit 0 asks for the gate bias (binding
-// 2), bit 1 for bu. A stage holds the x slab and the slabs of both weights
-// (BM + 2·BN rows); each subgroup keeps two sets of accumulator fragments
-// over the same A fragments, g for x·Wᵀ and u for x·Wuᵀ, stores a pair
-// through a 2 KiB scratch and writes y = SiLU(g + b)·(u + bu) in f32
-// (SiLU(g) = g/(1 + e^-g) as in swiglu.comp), rounded once to y's type.
-// ACC is not used with GLU. The extra bindings make it a compile-time
-// variant: a plain matmul's pipeline layout has four bindings.
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -79,14 +68,7 @@ const uint UB = BN * C8;
 const uint LA = (UA + WG - 1) / WG;
 const uint LB = (UB + WG - 1) / WG;
 const uint BOFF = BM * SA;   // B slab offset inside a stage
-#ifdef GLU
-const uint UOFF = BOFF + BN * SA; // Wu slab offset inside a stage
-const uint STAGE = (BM + 2 * BN) * SA;
-const uint SCR = 512; // per-subgroup scratch: a g and a u fragment
-#else
 const uint STAGE = (BM + BN) * SA;
-const uint SCR = 256;
-#endif
 const uint NSG = (BM / WM) * (BN / WN); // subgroups
 
 #ifdef Y_F16
@@ -113,30 +95,19 @@ layout(std430, set = 0, binding = 3) readonly buffer YR4 { uvec2 yr4[]; };
 #else
 layout(std430, set = 0, binding = 3) readonly buffer YR4 { vec4 yr4[]; };
 #endif
-#ifdef GLU
-layout(std430, set = 0, binding = 4) readonly buffer WU { float16_t wu[]; };
-layout(std430, set = 0, binding = 4) readonly buffer WU8 { uvec4 wu8[]; };
-layout(std430, set = 0, binding = 5) readonly buffer BiasU { float biasu[]; };
-#endif
 
 layout(push_constant) uniform Push {
 	uint M, N, K;
 	uint ldy;
 	uint xOff, wOff, bOff, yOff;
 	uint hasBias;
-#ifdef GLU
-	uint wuOff, buOff;
-#endif
 } pc;
 
 shared f16vec4 sh[NST * STAGE];
-shared float scratch[NSG * SCR];
+shared float scratch[NSG * 256];
 
 uvec4 ra[LA];
 uvec4 rb[LB];
-#ifdef GLU
-uvec4 ru[LB];
-#endif
 
 uint pack2(float16_t a, float16_t b) {
 	return packFloat2x16(f16vec2(a, b));
@@ -160,16 +131,6 @@ uvec4 gatherW(uint row, uint gk) {
 	return uvec4(pack2(v[0], v[1]), pack2(v[2], v[3]), pack2(v[4], v[5]), pack2(v[6], v[7]));
 }
 
-#ifdef GLU
-uvec4 gatherWU(uint row, uint gk) {
-	float16_t v[8];
-	[[unroll]] for (uint e = 0; e < 8; e++) {
-		v[e] = gk + e < pc.K ? wu[pc.wuOff + row * pc.K + gk + e] : float16_t(0.0);
-	}
-	return uvec4(pack2(v[0], v[1]), pack2(v[2], v[3]), pack2(v[4], v[5]), pack2(v[6], v[7]));
-}
-#endif
-
 // fetch loads the slab at k0 into registers.
 void fetch(uint k0, uint m0, uint n0) {
 	const uint tid = gl_LocalInvocationID.x;
@@ -186,19 +147,10 @@ void fetch(uint k0, uint m0, uint n0) {
 		const uint u = tid + l * WG;
 		const uint gn = n0 + u / C8, gk = k0 + (u % C8) * 8;
 		uvec4 v = uvec4(0);
-#ifdef GLU
-		uvec4 vu = uvec4(0);
-#endif
 		if ((LB * WG == UB || u < UB) && gn < pc.N && gk < pc.K) {
 			v = VEC ? w8[(pc.wOff + gn * pc.K + gk) / 8] : gatherW(gn, gk);
-#ifdef GLU
-			vu = VEC ? wu8[(pc.wuOff + gn * pc.K + gk) / 8] : gatherWU(gn, gk);
-#endif
 		}
 		rb[l] = v;
-#ifdef GLU
-		ru[l] = vu;
-#endif
 	}
 }
 
@@ -220,11 +172,6 @@ void stash(uint st) {
 			const uint o = base + BOFF + (u / C8) * SA + (u % C8) * 2;
 			sh[o] = f16vec4(unpackFloat2x16(rb[l].x), unpackFloat2x16(rb[l].y));
 			sh[o + 1] = f16vec4(unpackFloat2x16(rb[l].z), unpackFloat2x16(rb[l].w));
-#ifdef GLU
-			const uint ou = o - BOFF + UOFF;
-			sh[ou] = f16vec4(unpackFloat2x16(ru[l].x), unpackFloat2x16(ru[l].y));
-			sh[ou + 1] = f16vec4(unpackFloat2x16(ru[l].z), unpackFloat2x16(ru[l].w));
-#endif
 		}
 	}
 }
@@ -248,20 +195,11 @@ void main() {
 	const uint wm = warp / WARPS_N, wn = warp % WARPS_N;
 	const uint aRow = (wm * WM) * SA;
 	const uint bRow = BOFF + (wn * WN) * SA;
-#ifdef GLU
-	const uint uRow = UOFF + (wn * WN) * SA;
-#endif
 
 	coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[FM * FN];
 	[[unroll]] for (uint i = 0; i < FM * FN; i++) {
 		acc[i] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
 	}
-#ifdef GLU
-	coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> accu[FM * FN];
-	[[unroll]] for (uint i = 0; i < FM * FN; i++) {
-		accu[i] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
-	}
-#endif
 
 	const uint nk = (K + BK - 1) / BK;
 	fetch(0, m0, n0);
@@ -287,16 +225,6 @@ void main() {
 					acc[i * FN + j] = coopMatMulAdd(a[i], b[j], acc[i * FN + j]);
 				}
 			}
-#ifdef GLU
-			[[unroll]] for (uint j = 0; j < FN; j++) {
-				coopMatLoad(b[j], sh, cur + uRow + j * 16 * SA + kk * 4, SA, gl_CooperativeMatrixLayoutColumnMajor);
-			}
-			[[unroll]] for (uint i = 0; i < FM; i++) {
-				[[unroll]] for (uint j = 0; j < FN; j++) {
-					accu[i * FN + j] = coopMatMulAdd(a[i], b[j], accu[i * FN + j]);
-				}
-			}
-#endif
 		}
 		if (more) {
 			if (NST == 1) {
@@ -308,15 +236,12 @@ void main() {
 	}
 
 	// Epilogue through a per-subgroup 16×16 f32 scratch.
-	const uint scr = warp * SCR;
+	const uint scr = warp * 256;
 	const uint lane = gl_SubgroupInvocationID;
 	const uint SG = gl_SubgroupSize;
 	[[unroll]] for (uint i = 0; i < FM; i++) {
 		[[unroll]] for (uint j = 0; j < FN; j++) {
 			coopMatStore(acc[i * FN + j], scratch, scr, 16, gl_CooperativeMatrixLayoutRowMajor);
-#ifdef GLU
-			coopMatStore(accu[i * FN + j], scratch, scr + 256, 16, gl_CooperativeMatrixLayoutRowMajor);
-#endif
 			subgroupBarrier();
 			const uint fm = m0 + wm * WM + i * 16;
 			const uint fn = n0 + wn * WN + j * 16;
@@ -325,21 +250,6 @@ void main() {
 				const uint gn = fn + (e % 4) * 4;
 				if (gm < M && gn < N) {
 					vec4 v = vec4(scratch[scr + e * 4], scratch[scr + e * 4 + 1], scratch[scr + e * 4 + 2], scratch[scr + e * 4 + 3]);
-#ifdef GLU
-					vec4 u = vec4(scratch[scr + 256 + e * 4], scratch[scr + 256 + e * 4 + 1], scratch[scr + 256 + e * 4 + 2], scratch[scr + 256 + e * 4 + 3]);
-					[[unroll]] for (uint c = 0; c < 4; c++) {
-						if (gn + c < N) {
-							if ((pc.hasBias & 1u) != 0) {
-								v[c] += bias[pc.bOff + gn + c];
-							}
-							if ((pc.hasBias & 2u) != 0) {
-								u[c] += biasu[pc.buOff + gn + c];
-							}
-						}
-					}
-					// exp(-g) overflows to +inf for g < -88: g / inf = -0.
-					v = v / (1.0 + exp(-v)) * u;
-#else
 					if (pc.hasBias != 0) {
 						[[unroll]] for (uint c = 0; c < 4; c++) {
 							if (gn + c < N) {
@@ -347,10 +257,8 @@ void main() {
 							}
 						}
 					}
-#endif
 					const uint o = pc.yOff + gm * pc.ldy + gn;
 					const bool whole = gn + 3 < N && o % 4 == 0;
-#ifndef GLU
 					if (ACC) {
 						if (whole) {
 #ifdef Y_F16
@@ -367,7 +275,6 @@ void main() {
 							}
 						}
 					}
-#endif
 					if (whole) {
 #ifdef Y_F16
 						y4[o / 4] = uvec2(packFloat2x16(f16vec2(v.xy)), packFloat2x16(f16vec2(v.zw)));
