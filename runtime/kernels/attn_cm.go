@@ -39,6 +39,21 @@ type cmAttnTiles struct {
 	// Opt are kernel variants for tuning (the OPT specialization constant
 	// of attn_cm2.comp and attn_cmr.comp); 0 is the plain kernel.
 	Opt cmAttnOpt
+	// OptSmallD are variants a default entry adds at head dims up to
+	// smallHeadDim (forHeadDim), where they measured faster.
+	OptSmallD cmAttnOpt
+}
+
+// smallHeadDim is the largest head dim that takes a tile's OptSmallD.
+const smallHeadDim = 64
+
+// forHeadDim is t with its OptSmallD variants added at head dim d ≤
+// smallHeadDim.
+func (t cmAttnTiles) forHeadDim(d int) cmAttnTiles {
+	if d <= smallHeadDim {
+		t.Opt |= t.OptSmallD
+	}
+	return t
 }
 
 // cmAttnOpt is a bit set of attention kernel variants, each a bit of the
@@ -204,8 +219,14 @@ func (t cmAttnTiles) valid(dev *runtime.Device, d int) bool {
 // it is chosen only through Tuning.AttnTiles; attn_cmr without the
 // register conversion serves the subgroup sizes cm1 does not take (below
 // 16 or above 64, e.g. lavapipe's 8).
+//
+// At head dim 64 the default cm2 tile folds the score scale into the
+// exponent (OptSmallD: optFoldScale): on an H100 (bench/RESULTS.md,
+// 2026-12-07, sixth session) dense attention of 8 query and 2 KV heads took
+// 0.477 / 1.474 ms at 8K / 16K against 0.497 / 1.543 without it, while at
+// head dim 128 it was slower (11.26 against 10.45 ms at 16K).
 var cmAttnTileList = []cmAttnTiles{
-	{BR: 128, BC: 128, RF: 1, Kind: "cm2"}, {BR: 128, BC: 64, RF: 1, Kind: "cm2"},
+	{BR: 128, BC: 128, RF: 1, Kind: "cm2", OptSmallD: optFoldScale}, {BR: 128, BC: 64, RF: 1, Kind: "cm2"},
 	{BR: 64, BC: 64, RF: 1, Kind: "cm2"}, {BR: 64, BC: 32, RF: 1, Kind: "cm2"},
 	{BR: 128, BC: 32}, {BR: 64, BC: 32}, {BR: 32, BC: 32}, {BR: 32, BC: 16}, {BR: 16, BC: 16},
 	{BR: 128, BC: 32, RF: 1, Kind: "cmr"},
@@ -248,7 +269,7 @@ func chooseCMAttnTiles(dev *runtime.Device, d, maxBlock int) (cmAttnTiles, bool,
 			continue
 		}
 		if t.valid(dev, d) {
-			return t, true, nil
+			return t.forHeadDim(d), true, nil
 		}
 	}
 	return cmAttnTiles{}, false, nil

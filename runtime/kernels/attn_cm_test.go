@@ -279,3 +279,21 @@ func TestCMAttnOpt(t *testing.T) {
 		}
 	}
 }
+
+// TestCMAttnForHeadDim: a default tile adds its small-head-dim variants
+// at head dims up to 64 only, keeping the variants it has; the first cm2
+// default folds the scale there.
+func TestCMAttnForHeadDim(t *testing.T) {
+	tile := cmAttnTiles{BR: 128, BC: 128, RF: 1, Kind: "cm2", Opt: optPipe, OptSmallD: optFoldScale}
+	for _, c := range []struct {
+		d    int
+		want cmAttnOpt
+	}{{16, optPipe | optFoldScale}, {64, optPipe | optFoldScale}, {80, optPipe}, {128, optPipe}} {
+		if got := tile.forHeadDim(c.d).Opt; got != c.want {
+			t.Errorf("head dim %d: variants %v, want %v", c.d, got, c.want)
+		}
+	}
+	if first := cmAttnTileList[0]; first.Kind != "cm2" || first.forHeadDim(64).Opt != optFoldScale || first.forHeadDim(128).Opt != 0 {
+		t.Errorf("first default tile %+v: want cm2 folding the scale at head dim 64 only", first)
+	}
+}
