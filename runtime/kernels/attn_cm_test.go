@@ -175,7 +175,8 @@ func cpuDevice(d *runtime.Device) bool { return d.Info().Type == runtime.TypeCPU
 // BR and BC divide block B, when B > 0) among every configuration of the
 // preference and tuning lists, attn_cmr with two row fragments per
 // subgroup, and attn_cmr forced onto its shared-memory reductions (the path
-// of accumulator layouts the register reductions do not cover).
+// of accumulator layouts the register reductions do not cover); on a CPU
+// device, the kernel variants only in the 32×16 tile.
 func cmAttnTestTiles(d *runtime.Device, D, B int) []cmAttnTiles {
 	all := append(append([]cmAttnTiles(nil), cmAttnTileList...), cmAttnTuned...)
 	all = append(all,
@@ -188,6 +189,12 @@ func cmAttnTestTiles(d *runtime.Device, D, B int) []cmAttnTiles {
 	)
 	var l []cmAttnTiles
 	for _, tl := range all {
+		// On a CPU device every new pipeline compiles for minutes, so the
+		// kernel variants (Opt) run there in the smallest tile only; the
+		// device runs them all.
+		if cpuDevice(d) && tl.Opt != 0 && (tl.BR != 32 || tl.BC != 16) {
+			continue
+		}
 		if tl.valid(d, D) && (B == 0 || B%tl.BR == 0 && B%tl.BC == 0) {
 			l = append(l, tl)
 		}
