@@ -131,7 +131,16 @@ func Normal(r *rand.Rand, n int, scale float64) []float32 {
 // RelErr is ‖got−want‖/‖want‖ (‖·‖ the L2 norm). Any NaN or Inf in got, or a
 // length mismatch, gives +Inf, so unwritten (poisoned) outputs fail.
 func RelErr(got []float32, want []float64) float64 {
-	if len(got) != len(want) {
+	return ScaledErr(got, want, want)
+}
+
+// ScaledErr is ‖got−want‖/‖scale‖ (‖·‖ the L2 norm; ‖got−want‖ where scale
+// is all zero). With scale the reference computed on the inputs'
+// magnitudes (Σ|terms| per output) it is the bound a float dot product's
+// rounding obeys, which ‖want‖ is not when the terms cancel. Any NaN or Inf
+// in got, or a length mismatch, gives +Inf.
+func ScaledErr(got []float32, want, scale []float64) float64 {
+	if len(got) != len(want) || len(scale) != len(want) {
 		return math.Inf(1)
 	}
 	var num, den float64
@@ -141,7 +150,7 @@ func RelErr(got []float32, want []float64) float64 {
 		}
 		d := float64(g) - want[i]
 		num += d * d
-		den += want[i] * want[i]
+		den += scale[i] * scale[i]
 	}
 	if den == 0 {
 		return math.Sqrt(num)

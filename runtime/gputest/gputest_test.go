@@ -1,6 +1,7 @@
 package gputest
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,31 @@ func TestEnvSeed(t *testing.T) {
 	t.Setenv(SeedEnv, "1234")
 	if a, b := Rand(t).Uint64(), Rand(t).Uint64(); a != b {
 		t.Errorf("two generators with %s=1234 differ: %d, %d", SeedEnv, a, b)
+	}
+}
+
+// TestScaledErr: the error against a scale (RelErr's is want itself), and
+// +Inf for NaN, Inf or mismatched lengths.
+func TestScaledErr(t *testing.T) {
+	for _, c := range []struct {
+		got         []float32
+		want, scale []float64
+		e           float64
+	}{
+		{[]float32{1, 2}, []float64{1, 2}, []float64{1, 2}, 0},
+		{[]float32{0.5}, []float64{0}, []float64{2}, 0.25},
+		{[]float32{3}, []float64{0}, []float64{0}, 3},
+		{[]float32{1, 1}, []float64{0, 1}, []float64{3, 4}, 0.2},
+		{[]float32{float32(math.NaN())}, []float64{1}, []float64{1}, math.Inf(1)},
+		{[]float32{float32(math.Inf(-1))}, []float64{1}, []float64{1}, math.Inf(1)},
+		{[]float32{1}, []float64{1, 2}, []float64{1, 2}, math.Inf(1)},
+		{[]float32{1}, []float64{1}, []float64{1, 2}, math.Inf(1)},
+	} {
+		if e := ScaledErr(c.got, c.want, c.scale); math.Abs(e-c.e) > 1e-12 && e != c.e {
+			t.Errorf("ScaledErr(%v, %v, %v) = %g, want %g", c.got, c.want, c.scale, e, c.e)
+		}
+	}
+	if e := RelErr([]float32{1.1}, []float64{1}); math.Abs(e-0.1) > 1e-6 {
+		t.Errorf("RelErr(1.1, 1) = %g, want 0.1", e)
 	}
 }

@@ -95,7 +95,9 @@ func checkNormMatVec(t *testing.T, d *runtime.Device, rng *rand.Rand, s fusedSha
 		t.Fatalf("%s: %v", name, err)
 	}
 	for j, o := range outs {
-		if e := scaledErr(download(t, o.Y), wants[j], scales[j]); !(e <= normTol(ydt)) {
+		if e := gputest.ScaledErr(download(t, o.Y), wants[j], scales[j]); !(e <= normTol(ydt)) {
+			// Against the terms' magnitude: a single output of K = 3 whose
+			// terms cancel failed ‖got−want‖/‖want‖ at 1.01e-3 on the H100.
 			t.Errorf("%s: output %d: error %.3g of the terms' magnitude > %.3g", name, j, e, normTol(ydt))
 		}
 	}
@@ -131,30 +133,6 @@ func absF32(v []float32) []float32 {
 		a[i] = float32(math.Abs(float64(x)))
 	}
 	return a
-}
-
-// scaledErr is ‖got−want‖ / ‖scale‖, where scale is the reference computed
-// on the inputs' magnitudes (Σ|terms| per output): the bound a float
-// dot product's rounding obeys, which ‖want‖ is not when the terms cancel
-// (a single output of K = 3 failed ‖got−want‖/‖want‖ at 1.01e-3 on the
-// H100). NaN, Inf or a length mismatch in got give +Inf.
-func scaledErr(got []float32, want, scale []float64) float64 {
-	if len(got) != len(want) || len(scale) != len(want) {
-		return math.Inf(1)
-	}
-	var num, den float64
-	for i, g := range got {
-		if math.IsNaN(float64(g)) || math.IsInf(float64(g), 0) {
-			return math.Inf(1)
-		}
-		d := float64(g) - want[i]
-		num += d * d
-		den += scale[i] * scale[i]
-	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
 }
 
 // TestNormMatVecSwiGLU: the fused RMSNorm, gate and up mat-vecs and SwiGLU

@@ -659,6 +659,16 @@ func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits,
 	if err != nil {
 		return err
 	}
+	if err := checkUnionCSROut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
+		return err
+	}
+	push[6] = uint32(layer)
+	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols)
+}
+
+// checkUnionCSROut checks the outputs of the union with its compaction:
+// layer ≥ 0 and rowPtr, stats, counter and cols i32 and large enough.
+func checkUnionCSROut(op string, rowPtr, stats, counter, cols *runtime.Tensor, layer int, p UnionParams) error {
 	if layer < 0 {
 		return fmt.Errorf("%s: layer %d", op, layer)
 	}
@@ -672,8 +682,7 @@ func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits,
 			return err
 		}
 	}
-	push[6] = uint32(layer)
-	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols)
+	return nil
 }
 
 // PlanSelectUnionCSR records the SharePrefill plan's VS selection and its
@@ -725,18 +734,8 @@ func planSelectUnionCSR(r *runtime.Recorder, mode int, vsbits, v, s, rowbits, ro
 	if err != nil {
 		return err
 	}
-	if layer < 0 {
-		return fmt.Errorf("%s: layer %d", op, layer)
-	}
-	for _, e := range []struct {
-		what string
-		t    *runtime.Tensor
-		n    int
-	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1},
-		{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2}} {
-		if err := checkI32(op, e.what, e.t, e.n); err != nil {
-			return err
-		}
+	if err := checkUnionCSROut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
+		return err
 	}
 	for _, e := range []struct {
 		what string
