@@ -594,17 +594,8 @@ func PlanUnionScan(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern,
 	if err != nil {
 		return err
 	}
-	if layer < 0 {
-		return fmt.Errorf("%s: layer %d", op, layer)
-	}
-	for _, e := range []struct {
-		what string
-		t    *runtime.Tensor
-		n    int
-	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1}} {
-		if err := checkI32(op, e.what, e.t, e.n); err != nil {
-			return err
-		}
+	if err := checkUnionOut(op, rowPtr, stats, counter, nil, layer, p); err != nil {
+		return err
 	}
 	push[6] = uint32(layer)
 	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter)
@@ -659,25 +650,33 @@ func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits,
 	if err != nil {
 		return err
 	}
-	if err := checkUnionCSROut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
+	if err := checkUnionOut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
 		return err
 	}
 	push[6] = uint32(layer)
 	return r.Dispatch(k, grid, push, hplan, vsbits, pattern, qabits, rowbits, rowcnt, rowPtr, stats, counter, cols)
 }
 
-// checkUnionCSROut checks the outputs of the union with its compaction:
-// layer ≥ 0 and rowPtr, stats, counter and cols i32 and large enough.
-func checkUnionCSROut(op string, rowPtr, stats, counter, cols *runtime.Tensor, layer int, p UnionParams) error {
+// checkUnionOut checks the outputs of the union: layer ≥ 0 and rowPtr,
+// stats, counter and, unless nil (the union without its compaction), cols
+// i32 and large enough.
+func checkUnionOut(op string, rowPtr, stats, counter, cols *runtime.Tensor, layer int, p UnionParams) error {
 	if layer < 0 {
 		return fmt.Errorf("%s: layer %d", op, layer)
 	}
-	for _, e := range []struct {
+	outs := []struct {
 		what string
 		t    *runtime.Tensor
 		n    int
-	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1},
-		{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2}} {
+	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1}}
+	if cols != nil {
+		outs = append(outs, struct {
+			what string
+			t    *runtime.Tensor
+			n    int
+		}{"cols", cols, p.Hq * p.NB * (p.NB + 1) / 2})
+	}
+	for _, e := range outs {
 		if err := checkI32(op, e.what, e.t, e.n); err != nil {
 			return err
 		}
@@ -734,7 +733,7 @@ func planSelectUnionCSR(r *runtime.Recorder, mode int, vsbits, v, s, rowbits, ro
 	if err != nil {
 		return err
 	}
-	if err := checkUnionCSROut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
+	if err := checkUnionOut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
 		return err
 	}
 	for _, e := range []struct {
