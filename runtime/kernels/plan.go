@@ -594,7 +594,7 @@ func PlanUnionScan(r *runtime.Recorder, rowbits, rowcnt, hplan, vsbits, pattern,
 	if err != nil {
 		return err
 	}
-	if err := checkUnionOut(op, rowPtr, stats, counter, nil, layer, p); err != nil {
+	if err := checkUnionOut(op, rowPtr, stats, counter, nil, false, layer, p); err != nil {
 		return err
 	}
 	push[6] = uint32(layer)
@@ -650,7 +650,7 @@ func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits,
 	if err != nil {
 		return err
 	}
-	if err := checkUnionOut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
+	if err := checkUnionOut(op, rowPtr, stats, counter, cols, true, layer, p); err != nil {
 		return err
 	}
 	push[6] = uint32(layer)
@@ -658,9 +658,9 @@ func planUnionCSR(r *runtime.Recorder, mode int, rowbits, rowcnt, hplan, vsbits,
 }
 
 // checkUnionOut checks the outputs of the union: layer ≥ 0 and rowPtr,
-// stats, counter and, unless nil (the union without its compaction), cols
-// i32 and large enough.
-func checkUnionOut(op string, rowPtr, stats, counter, cols *runtime.Tensor, layer int, p UnionParams) error {
+// stats, counter and, withCols (the union with its compaction), cols i32
+// and large enough.
+func checkUnionOut(op string, rowPtr, stats, counter, cols *runtime.Tensor, withCols bool, layer int, p UnionParams) error {
 	if layer < 0 {
 		return fmt.Errorf("%s: layer %d", op, layer)
 	}
@@ -669,7 +669,7 @@ func checkUnionOut(op string, rowPtr, stats, counter, cols *runtime.Tensor, laye
 		t    *runtime.Tensor
 		n    int
 	}{{"rowPtr", rowPtr, p.Hq*p.NB + 1}, {"stats", stats, (layer + 1) * p.Hq * PlanStatWords}, {"counter", counter, 1}}
-	if cols != nil {
+	if withCols {
 		outs = append(outs, struct {
 			what string
 			t    *runtime.Tensor
@@ -733,7 +733,7 @@ func planSelectUnionCSR(r *runtime.Recorder, mode int, vsbits, v, s, rowbits, ro
 	if err != nil {
 		return err
 	}
-	if err := checkUnionOut(op, rowPtr, stats, counter, cols, layer, p); err != nil {
+	if err := checkUnionOut(op, rowPtr, stats, counter, cols, true, layer, p); err != nil {
 		return err
 	}
 	for _, e := range []struct {
