@@ -391,7 +391,7 @@ func envBounded(f *int, name, form, field string, max int) error {
 		}
 	}
 	if *f < 0 || *f > max {
-		return fmt.Errorf("Tuning.%s %d: want 0 (automatic) … %d", field, *f, max)
+		return fmt.Errorf("runtime.Tuning.%s %d: want 0 (automatic) … %d", field, *f, max)
 	}
 	return nil
 }
