@@ -72,7 +72,7 @@ func TestDeviceTables(t *testing.T) {
 		{"khr sg8", runtime.Caps{CoopMat: true, SubgroupSize: 8}, runtime.Tuning{}, []string{"cmr", "scalar"}, []string{"cmr"}, cmAttnTiles{BR: 128, BC: 32, RF: 1, Kind: "cmr"}, []string{"coopmat", "tiled"}},
 		{"khr sg32", runtime.Caps{CoopMat: true, SubgroupSize: 32}, runtime.Tuning{}, []string{"cm1", "cmr", "scalar"}, []string{"cm1", "cmr"}, cmAttnTiles{BR: 128, BC: 32}, []string{"coopmat", "tiled"}},
 		{"nv", runtime.Caps{CoopMat: true, CoopMat2: true, CoopMat2Conversions: true, SubgroupSize: 32}, runtime.Tuning{},
-			[]string{"cm2", "cm1", "cmr", "cmr-cv", "scalar"}, []string{"cm2", "cm1", "cmr"}, cmAttnTiles{BR: 128, BC: 128, RF: 1, Kind: "cm2"}, []string{"cm2", "coopmat", "tiled"}},
+			[]string{"cm2", "cm1", "cmr", "cmr-cv", "scalar"}, []string{"cm2", "cm1", "cmr"}, cmAttnTiles{BR: 128, BC: 128, RF: 1, Kind: "cm2", OptSmallD: optFoldScale}, []string{"cm2", "coopmat", "tiled"}},
 		{"nv tuned", runtime.Caps{CoopMat: true, CoopMat2: true, CoopMat2Conversions: true, SubgroupSize: 32},
 			runtime.Tuning{AttnTiles: runtime.AttnTiles{BR: 128, BC: 64, RF: 1, Kind: "cmr-cv"}},
 			[]string{"cm2", "cm1", "cmr", "cmr-cv", "scalar"}, []string{"cmr-cv", "cm2", "cm1", "cmr"}, cmAttnTiles{BR: 128, BC: 64, RF: 1, Kind: "cmr-cv"}, []string{"cm2", "coopmat", "tiled"}},
