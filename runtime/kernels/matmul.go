@@ -272,14 +272,26 @@ func MatMul(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 	}
 	if w.DType().IsQuantized() {
 		if s.M > GEMVMaxM {
-			return fmt.Errorf("matmul: weight %s is %s and x has M=%d rows: the quantized kernels multiply at most GEMVMaxM=%d rows; dequantize the weight into an f16 scratch first (kernels.Dequantize) and multiply by that",
-				w.Name(), w.DType(), s.M, GEMVMaxM)
+			return quantRowsErr("matmul", w, s.M)
 		}
 		return matVecQuant(r, s, y, x, w, bias)
 	}
 	if s.M <= GEMVMaxM {
 		return matVec(r, s, y, x, w, bias, chooseGemv(r.Device()))
 	}
+	return matMulRows(r, s, y, x, w, bias)
+}
+
+// quantRowsErr is the error of a block-quantized w multiplied by more than
+// GEMVMaxM rows, naming the fix.
+func quantRowsErr(op string, w *runtime.Tensor, m int) error {
+	return fmt.Errorf("%s: weight %s is %s and x has M=%d rows: the quantized kernels multiply at most GEMVMaxM=%d rows; dequantize the weight into an f16 scratch first (kernels.Dequantize) and multiply by that",
+		op, w.Name(), w.DType(), m, GEMVMaxM)
+}
+
+// matMulRows records the product of more than GEMVMaxM rows (with s.Acc,
+// the add into y) on the first variant of the device's matmul table.
+func matMulRows(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor) error {
 	ch, err := mmPick(r.Device(), s.M, s.N, s.K, x.DType())
 	if err != nil {
 		return err
@@ -320,21 +332,10 @@ func MatMulAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 		return MatVecAdd(r, y, x, w, bias)
 	}
 	if w.DType().IsQuantized() {
-		return fmt.Errorf("matmul add: weight %s is %s and x has M=%d rows: the quantized kernels multiply at most GEMVMaxM=%d rows; dequantize the weight into an f16 scratch first (kernels.Dequantize) and multiply by that",
-			w.Name(), w.DType(), s.M, GEMVMaxM)
+		return quantRowsErr("matmul add", w, s.M)
 	}
 	s.Acc = true
-	ch, err := mmPick(r.Device(), s.M, s.N, s.K, x.DType())
-	if err != nil {
-		return err
-	}
-	switch ch.variant {
-	case "cm2":
-		return matMulCM2(r, s, y, x, w, bias, ch.cm2)
-	case "coopmat":
-		return matMulCM(r, s, y, x, w, bias, ch.cm)
-	}
-	return matMulTiled(r, s, y, x, w, bias, ch.tiled)
+	return matMulRows(r, s, y, x, w, bias)
 }
 
 // mmChoice is the kernel and tile MatMul takes for more than GEMVMaxM rows.
