@@ -237,14 +237,8 @@ func (t *Tuning) fromEnv() error {
 			t.MatMulCM2Tile = MatMulCM2Tile{WG: v[0], BM: v[1], BN: v[2], BK: v[3], GM: v[4], Unroll: v[5]}
 		}
 	}
-	if !t.PrefillAddSeparate {
-		switch s := os.Getenv("SHAREPREFILL_PREFILL_ADD"); s {
-		case "", "fused":
-		case "separate":
-			t.PrefillAddSeparate = true
-		default:
-			return fmt.Errorf("SHAREPREFILL_PREFILL_ADD=%q: want fused or separate", s)
-		}
+	if err := envSwitch(&t.PrefillAddSeparate, "SHAREPREFILL_PREFILL_ADD", "fused", "separate"); err != nil {
+		return err
 	}
 	if t.AttnTiles == (AttnTiles{}) {
 		if s := os.Getenv("SHAREPREFILL_CM_ATTN_TILES"); s != "" {
@@ -335,41 +329,33 @@ func (t *Tuning) fromEnv() error {
 			t.EstBlocksPerGroup = int(v[0])
 		}
 	}
-	if !t.EstSlashSeparate {
-		switch s := os.Getenv("SHAREPREFILL_EST_SLASH"); s {
-		case "", "fused":
-		case "separate":
-			t.EstSlashSeparate = true
-		default:
-			return fmt.Errorf("SHAREPREFILL_EST_SLASH=%q: want fused or separate", s)
-		}
+	if err := envSwitch(&t.EstSlashSeparate, "SHAREPREFILL_EST_SLASH", "fused", "separate"); err != nil {
+		return err
 	}
-	if !t.PlanRowCoverBisect {
-		switch s := os.Getenv("SHAREPREFILL_PLAN_ROWCOVER"); s {
-		case "", "rank":
-		case "bisect":
-			t.PlanRowCoverBisect = true
-		default:
-			return fmt.Errorf("SHAREPREFILL_PLAN_ROWCOVER=%q: want rank or bisect", s)
-		}
+	if err := envSwitch(&t.PlanRowCoverBisect, "SHAREPREFILL_PLAN_ROWCOVER", "rank", "bisect"); err != nil {
+		return err
 	}
-	if !t.PlanCompactSeparate {
-		switch s := os.Getenv("SHAREPREFILL_PLAN_COMPACT"); s {
-		case "", "fused":
-		case "separate":
-			t.PlanCompactSeparate = true
-		default:
-			return fmt.Errorf("SHAREPREFILL_PLAN_COMPACT=%q: want fused or separate", s)
-		}
+	if err := envSwitch(&t.PlanCompactSeparate, "SHAREPREFILL_PLAN_COMPACT", "fused", "separate"); err != nil {
+		return err
 	}
-	if !t.PlanTopKSeparate {
-		switch s := os.Getenv("SHAREPREFILL_PLAN_TOPK"); s {
-		case "", "fused":
-		case "separate":
-			t.PlanTopKSeparate = true
-		default:
-			return fmt.Errorf("SHAREPREFILL_PLAN_TOPK=%q: want fused or separate", s)
-		}
+	if err := envSwitch(&t.PlanTopKSeparate, "SHAREPREFILL_PLAN_TOPK", "fused", "separate"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// envSwitch sets *f, when it is false, from variable name: "" or off
+// leave it, on sets it, anything else is an error naming both values.
+func envSwitch(f *bool, name, off, on string) error {
+	if *f {
+		return nil
+	}
+	switch s := os.Getenv(name); s {
+	case "", off:
+	case on:
+		*f = true
+	default:
+		return fmt.Errorf("%s=%q: want %s or %s", name, s, off, on)
 	}
 	return nil
 }
