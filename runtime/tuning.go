@@ -214,8 +214,10 @@ type AttnTiles struct {
 // attnKinds are the kernels AttnTiles.Kind names.
 var attnKinds = []string{"cm1", "cmr", "cmr-cv", "cm2"}
 
-// attnOpts are the variant names AttnTiles.Opts may hold.
-var attnOpts = []string{"fs", "pipe"}
+// AttnOptNames returns the variant names AttnTiles.Opts may hold, in the
+// order of the attention kernels' OPT bits (the kernels package parses
+// them by position).
+func AttnOptNames() []string { return []string{"fs", "pipe"} }
 
 // fromEnv fills every unset field of t from its environment variable.
 func (t *Tuning) fromEnv() error {
@@ -419,7 +421,7 @@ func (g Gemv) check() error {
 
 // ParseAttnTiles parses "BR,BC[,RF[,KIND[,FOLD[,OPTS]]]]", the form of
 // SHAREPREFILL_CM_ATTN_TILES (KIND defaults to cmr; FOLD above 1 is for cm2
-// only; OPTS are names of attnOpts joined by "+").
+// only; OPTS are names of AttnOptNames joined by "+").
 func ParseAttnTiles(s string) (AttnTiles, error) {
 	f := strings.Split(s, ",")
 	if len(f) < 2 || len(f) > 6 {
@@ -454,11 +456,11 @@ func ParseAttnTiles(s string) (AttnTiles, error) {
 		t.Opts = strings.TrimSpace(f[5])
 		for _, o := range strings.Split(t.Opts, "+") {
 			known := false
-			for _, k := range attnOpts {
+			for _, k := range AttnOptNames() {
 				known = known || o == k
 			}
 			if !known {
-				return AttnTiles{}, fmt.Errorf("field 6 (OPTS): variant %q: want names of %s joined by +", o, strings.Join(attnOpts, ", "))
+				return AttnTiles{}, fmt.Errorf("field 6 (OPTS): variant %q: want names of %s joined by +", o, strings.Join(AttnOptNames(), ", "))
 			}
 		}
 	}

@@ -79,7 +79,7 @@ const minFoldScale2 = 0x1p-40
 
 // cmAttnOptNames are the names of the bits of cmAttnOpt, in bit order, as
 // runtime.AttnTiles.Opts spells them.
-var cmAttnOptNames = []string{"fs", "pipe"}
+var cmAttnOptNames = runtime.AttnOptNames()
 
 // parseCMAttnOpt turns runtime.AttnTiles.Opts ("fs+pipe") into bits.
 func parseCMAttnOpt(s string) (cmAttnOpt, error) {
