@@ -57,8 +57,12 @@ type PrefillParams struct {
 	Prompt string `json:"prompt,omitempty"`
 	// Profile adds one traced prefill per cell (after the timed ones) and
 	// reports where its time went (Profile).
-	Profile bool                             `json:"profile,omitempty"`
-	Logf    func(format string, args ...any) `json:"-"`
+	Profile bool `json:"profile,omitempty"`
+	// TraceDir, if set, receives the Chrome trace-event file of each
+	// cell's traced prefill as trace-METHOD-N.json (it implies Profile).
+	// The directory must exist.
+	TraceDir string                           `json:"trace_dir,omitempty"`
+	Logf     func(format string, args ...any) `json:"-"`
 }
 
 // Validate checks every parameter before any work; its errors name the
@@ -73,6 +77,11 @@ func (p *PrefillParams) Validate() error {
 		return fmt.Errorf("--reps %d: want ≥ 1", p.Reps)
 	case p.Warmup < 0:
 		return fmt.Errorf("--warmup %d: want ≥ 0", p.Warmup)
+	}
+	if p.TraceDir != "" {
+		if fi, err := os.Stat(p.TraceDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--traces %s: not a directory", p.TraceDir)
+		}
 	}
 	return nil
 }
@@ -264,8 +273,12 @@ func RunPrefill(ctx context.Context, p PrefillParams) (*Report, error) {
 				}
 				st := Summarize(ms)
 				row := PrefillRow{Method: method, N: n, Stat: st, TokensPerS: finite(float64(n) / (st.Median * 1e-3)), AttnSummary: sum, Timer: "wall"}
-				if p.Profile {
-					pr, err := tracedPrefill(ctx, m, ids)
+				if p.Profile || p.TraceDir != "" {
+					trace := ""
+					if p.TraceDir != "" {
+						trace = filepath.Join(p.TraceDir, fmt.Sprintf("trace-%s-%d.json", method, n))
+					}
+					pr, err := tracedPrefill(ctx, m, ids, trace)
 					if err != nil {
 						return fmt.Errorf("prefill %s n=%d: %w", method, n, err)
 					}

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/shareprefill/shareprefill"
@@ -42,8 +43,9 @@ func ProfileOf(t *runtime.Trace) Profile {
 }
 
 // tracedPrefill runs one prefill of ids on a fresh cache with a trace
-// attached and returns its profile.
-func tracedPrefill(ctx context.Context, m *shareprefill.Model, ids []int) (Profile, error) {
+// attached and returns its profile; with file set it also writes the trace
+// there in the Chrome trace-event format.
+func tracedPrefill(ctx context.Context, m *shareprefill.Model, ids []int, file string) (Profile, error) {
 	tr := runtime.NewTrace()
 	if err := m.SetTrace(tr); err != nil {
 		return Profile{}, err
@@ -54,6 +56,11 @@ func tracedPrefill(ctx context.Context, m *shareprefill.Model, ids []int) (Profi
 	}
 	if _, err := m.Prefill(ctx, ids); err != nil {
 		return Profile{}, fmt.Errorf("traced prefill: %w", err)
+	}
+	if file != "" {
+		if err := writeTrace(tr, file); err != nil {
+			return Profile{}, err
+		}
 	}
 	return ProfileOf(tr), nil
 }
@@ -79,4 +86,20 @@ func profileTable(rows []PrefillRow) *Table {
 		return nil
 	}
 	return t
+}
+
+// writeTrace writes t to file in the Chrome trace-event format.
+func writeTrace(t *runtime.Trace, file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	if err := t.WriteChrome(f); err != nil {
+		f.Close()
+		return fmt.Errorf("trace %s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("trace %s: %w", file, err)
+	}
+	return nil
 }

@@ -291,6 +291,12 @@ func quantizeFlag(fs *flag.FlagSet) *string {
 // checkBenchInputs checks --device, --quantize and the output paths of a
 // model benchmark before it loads anything.
 func checkBenchInputs(mp harness.ModelParams, out outFlags, inputs ...outpath.Named) error {
+	return checkBenchIO(mp, out, inputs)
+}
+
+// checkBenchIO is checkBenchInputs with extra outputs (directories a
+// subcommand writes besides --json, --md and --plots).
+func checkBenchIO(mp harness.ModelParams, out outFlags, inputs []outpath.Named, extra ...outpath.Spec) error {
 	if _, err := model.ParseQuantization(mp.Quantize); err != nil {
 		return usageError{"--quantize: " + err.Error()}
 	}
@@ -300,7 +306,7 @@ func checkBenchInputs(mp harness.ModelParams, out outFlags, inputs ...outpath.Na
 		}
 	}
 	inputs = append(inputs, outpath.Named{Flag: "--clusters", Path: mp.Clusters})
-	if err := out.check(inputs, mp.Model); err != nil {
+	if err := out.check(inputs, mp.Model, extra...); err != nil {
 		return err
 	}
 	return checkDevice(mp.Device)
@@ -318,6 +324,7 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	corpus := fs.String("corpus", "", "take the prompt tokens from this text file (repeated to length) instead of random ids")
 	profile := fs.Bool("profile", false, "add one traced prefill per cell: GPU time per kind of work, GPU busy and idle, host waits")
 	prompt := fs.String("prompt", harness.PromptRandom, "prompt tokens without --corpus: random (seeded ids) or structured (the structured vehicle's prompt)")
+	traces := fs.String("traces", "", "write each cell's traced prefill as a Chrome trace-event file (trace-METHOD-N.json) into this directory; implies --profile")
 	out := addOutFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -340,8 +347,15 @@ func benchPrefill(args []string, stdout, stderr io.Writer) error {
 	if err := p.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
-	if err := checkBenchInputs(p.ModelParams, out, outpath.Named{Flag: "--corpus", Path: p.Corpus}); err != nil {
+	traceSpec := outpath.Spec{Flag: "--traces", Path: *traces, Dir: true, Ours: isTraceDir, What: "a directory of Chrome traces"}
+	if err := checkBenchIO(p.ModelParams, out, []outpath.Named{{Flag: "--corpus", Path: p.Corpus}}, traceSpec); err != nil {
 		return err
+	}
+	if *traces != "" {
+		if err := os.MkdirAll(*traces, 0o755); err != nil {
+			return fmt.Errorf("--traces: %w", err)
+		}
+		p.TraceDir = *traces
 	}
 	ctx, stop := interruptible(context.Background(), stderr, os.Exit)
 	defer stop()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,13 +188,35 @@ func TestBenchPrefillAccuracyCLI(t *testing.T) {
 		t.Fatalf("gen-model exit %d: %s", code, errb.String())
 	}
 	js := filepath.Join(dir, "p.json")
+	traces := filepath.Join(dir, "traces")
 	if code := run(append([]string{"bench", "prefill", "--model", mdir, "--lens", "64,200", "--methods", "dense", "--reps", "1",
-		"--json", js, "--quiet"}, plotsFlag(dir)...), &out, &errb); code != 0 {
+		"--json", js, "--traces", traces, "--quiet"}, plotsFlag(dir)...), &out, &errb); code != 0 {
 		t.Fatalf("prefill exit %d: %s", code, errb.String())
 	}
 	rows := readJSON(t, js)["results"].(map[string]any)["prefill"].([]any)
 	if len(rows) != 2 {
 		t.Fatalf("%d prefill rows", len(rows))
+	}
+	// --traces: one Chrome trace per cell, and the cell's profile.
+	for i, n := range []int{64, 200} {
+		if tr := filepath.Join(traces, fmt.Sprintf("trace-dense-%d.json", n)); !isChromeTrace(tr) {
+			t.Errorf("%s is not a Chrome trace", tr)
+		}
+		if _, ok := rows[i].(map[string]any)["profile"]; !ok {
+			t.Errorf("row %d has no profile with --traces", i)
+		}
+	}
+	// A directory of other files is not overwritten.
+	other := filepath.Join(dir, "other")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := run([]string{"bench", "prefill", "--model", mdir, "--lens", "64", "--methods", "dense", "--traces", other, "--quiet"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "--traces") {
+		t.Errorf("--traces into a foreign directory: exit %d, %s", code, errb.String())
 	}
 	wantPNGs(t, filepath.Join(dir, "plots"), "prefill_latency.png")
 	aj := filepath.Join(dir, "a.json")

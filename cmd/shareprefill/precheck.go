@@ -141,6 +141,12 @@ func isPlotsDir(dir string) bool {
 	return onlyFiles(dir, func(n string) bool { return filepath.Ext(n) == ".png" })
 }
 
+// isTraceDir reports whether dir holds nothing but bench prefill's traces
+// (trace-*.json).
+func isTraceDir(dir string) bool {
+	return onlyFiles(dir, func(n string) bool { return strings.HasPrefix(n, "trace-") && filepath.Ext(n) == ".json" })
+}
+
 // isMasksDir reports whether dir holds nothing but an exported mask set.
 func isMasksDir(dir string) bool {
 	return onlyFiles(dir, func(n string) bool { return n == "masks.json" || filepath.Ext(n) == ".npy" })
