@@ -724,7 +724,9 @@ func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
 
 // submitEvery is the prompt length from which prefill flushes a command
 // batch after every layer (without waiting: the host records layer l+1 while
-// the GPU runs layer l). Shorter calls (decode steps) batch every layer.
+// the GPU runs layer l), and once more after the first layer's attention
+// input, so that the GPU starts early. Shorter calls (decode steps) batch
+// every layer.
 const submitEvery = 256
 
 // decodeRows is the most new tokens a call after the first (q0 > 0) may have
@@ -871,6 +873,14 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 		err := chunks(func(c, m int) error { return e.attnInput(r, ld, c, m, q0) })
 		if err != nil {
 			return fmt.Errorf("prefill layer %d: %w", l, err)
+		}
+		// The GPU idles until the first batch is submitted: start it on
+		// the embedding and the first projections while the host records
+		// the rest of the first layer (its attention, which may plan).
+		if l == 0 && n >= submitEvery {
+			if err := r.Flush(); err != nil {
+				return fmt.Errorf("prefill layer %d: %w", l, err)
+			}
 		}
 		if err = att.Layer(r, l, q, ld.kCache, ld.vCache, o, p); err != nil {
 			return fmt.Errorf("prefill layer %d attention: %w", l, err)
