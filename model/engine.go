@@ -136,6 +136,7 @@ type Engine struct {
 	lastX                     *runtime.Tensor // f32 [C, H] final-normed rows
 	logits                    *runtime.Tensor // f32 [C, V]
 	argmax                    *runtime.Tensor // i32 [C]
+	zeroPos                   *runtime.Tensor // i32 [1] = 0: prefill's base position for kernels.RopeKV
 
 	rec     *runtime.Recorder // the engine's recorder, reused by every call
 	wt      WeightTypes       // the device type of every weight (PlanWeights)
@@ -590,12 +591,16 @@ func (e *Engine) allocActivations() error {
 		{&e.lastX, "final-normed rows", runtime.F32, []int{min(c, logitRows), h}},
 		{&e.logits, "logits", runtime.F32, []int{min(c, logitRows), v}},
 		{&e.argmax, "argmax", runtime.I32, []int{min(c, logitRows)}},
+		{&e.zeroPos, "zero position", runtime.I32, []int{1}},
 	} {
 		t, err := e.dev.NewNamedTensor(a.name, a.dt, a.shape...)
 		if err != nil {
 			return fmt.Errorf("allocating activations: %w", err)
 		}
 		*a.dst = t
+	}
+	if err := e.zeroPos.UploadBytes(make([]byte, 4), 0); err != nil {
+		return fmt.Errorf("allocating activations: %w", err)
 	}
 	k := min(kernels.DefaultTopK, v)
 	var err error
@@ -683,7 +688,7 @@ func (e *Engine) free() {
 	if e.lmHead != e.embed {
 		free(e.lmHead)
 	}
-	free(e.embed, e.finalNorm, e.invFreq, e.deq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.scratch, e.topVals, e.topIdx)
+	free(e.embed, e.finalNorm, e.invFreq, e.deq, e.x, e.q, e.o, e.ids, e.xn, e.kt, e.vt, e.gate, e.up, e.act, e.tmp, e.lastX, e.logits, e.argmax, e.zeroPos, e.scratch, e.topVals, e.topIdx)
 	for _, hb := range []*runtime.HostBuffer{e.sampleHost, e.idsHost, e.logitsHost} {
 		hb.Free()
 	}
@@ -962,6 +967,8 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 //	q = xn·Wqᵀ + bq,  k = xn·Wkᵀ + bk,  v = xn·Wvᵀ + bv
 //	q, k = RoPE(q), RoPE(k)
 //	K[q0+c …], V[q0+c …] = k, v   (the layer's f16 KV cache)
+//
+// The last two lines are one kernels.RopeKV.
 func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) error {
 	cfg := e.cfg
 	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
@@ -972,11 +979,11 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 	o.matMul(q, xn, ld.wq, ld.bq)
 	o.matMul(k, xn, ld.wk, ld.bk)
 	o.matMul(v, xn, ld.wv, ld.bv)
-	o.rope(q, e.invFreq, cfg.NumHeads, q0+c)
-	o.rope(k, e.invFreq, cfg.NumKVHeads, q0+c)
-	off, size := uint64(q0+c)*uint64(kv)*2, uint64(m*kv*2)
-	o.copyBytes(ld.kCache, off, k, size)
-	o.copyBytes(ld.vCache, off, v, size)
+	// RoPE of q in place, RoPE of k into the K cache and v into the V
+	// cache, in one dispatch (the same bits as Rope and two copies).
+	o.do(func() error {
+		return kernels.RopeKV(r, q, k, v, e.invFreq, ld.kCache, ld.vCache, e.zeroPos, cfg.NumHeads, cfg.NumKVHeads, q0+c)
+	})
 	return o.err
 }
 

@@ -82,11 +82,6 @@ func (o *ops) weight(w, x *runtime.Tensor) (*runtime.Tensor, error) {
 	return f, nil
 }
 
-// rope rotates x (heads of the rows from position pos) in place.
-func (o *ops) rope(x, invFreq *runtime.Tensor, heads, pos int) {
-	o.do(func() error { return kernels.Rope(o.r, x, x, invFreq, heads, pos) })
-}
-
 // add records x += y.
 func (o *ops) add(x, y *runtime.Tensor) {
 	o.do(func() error { return kernels.AddInPlace(o.r, x, y) })
@@ -95,9 +90,4 @@ func (o *ops) add(x, y *runtime.Tensor) {
 // swiGLU records act = SiLU(gate) ⊙ up.
 func (o *ops) swiGLU(act, gate, up *runtime.Tensor) {
 	o.do(func() error { return kernels.SwiGLU(o.r, act, gate, up) })
-}
-
-// copyBytes records a copy of n bytes of src into dst at dstOff.
-func (o *ops) copyBytes(dst *runtime.Tensor, dstOff uint64, src *runtime.Tensor, n uint64) {
-	o.do(func() error { return o.r.CopyBytes(dst, dstOff, src, 0, n) })
 }
