@@ -112,8 +112,12 @@ type layerDev struct {
 	attnNorm, mlpNorm *runtime.Tensor // f32 [H]
 	wq, wk, wv, wo    *runtime.Tensor // f16 [out, in]
 	bq, bk, bv, bo    *runtime.Tensor // f32 or nil
-	wg, wu, wd        *runtime.Tensor // f16
-	kCache, vCache    *runtime.Tensor // f16 [ctx, Hkv, D]
+	// wqkv stacks wq, wk and wv ([Hq·D + 2·Hkv·D, H] f16; wq, wk and wv
+	// are views of it) and bqkv their biases, when stackQKV allows; nil
+	// otherwise.
+	wqkv, bqkv     *runtime.Tensor
+	wg, wu, wd     *runtime.Tensor // f16
+	kCache, vCache *runtime.Tensor // f16 [ctx, Hkv, D]
 }
 
 // Engine runs one model on one device: weights resident on the device, a KV
@@ -419,9 +423,11 @@ func (e *Engine) load(ck *Checkpoint) error {
 		byName[s.Name] = s
 	}
 	done := 0
-	matrix := func(name string) (*runtime.Tensor, error) {
+	// load reads matrix name into dst (f16), or into a new tensor when dst
+	// is nil.
+	load := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
-		if typ := e.wt[name]; typ.BlockElems() > 1 {
+		if typ := e.wt[name]; typ.BlockElems() > 1 && dst == nil {
 			return e.uploadQuantized(ck, name, byName[name].Shape, typ)
 		}
 		t, err := ck.Tensor(name)
@@ -436,9 +442,13 @@ func (e *Engine) load(ck *Checkpoint) error {
 				return nil, fmt.Errorf("loading weights: %w", err)
 			}
 		}
-		out, err := e.dev.NewNamedTensor(name, runtime.F16, t.Shape...)
-		if err != nil {
-			return nil, err
+		out := dst
+		if out == nil {
+			if out, err = e.dev.NewNamedTensor(name, runtime.F16, t.Shape...); err != nil {
+				return nil, err
+			}
+		} else if out.Len() != t.NumElements() {
+			return nil, fmt.Errorf("loading %s: %d elements into a stacked view of %d", name, t.NumElements(), out.Len())
 		}
 		switch t.DType {
 		case F16:
@@ -461,12 +471,19 @@ func (e *Engine) load(ck *Checkpoint) error {
 			err = fmt.Errorf("dtype %s", t.DType)
 		}
 		if err != nil {
-			out.Free()
+			out.Free() // nothing for a view
 			return nil, fmt.Errorf("loading %s from %s: %w", name, t.File, err)
 		}
 		return out, nil
 	}
-	vector := func(name string) (*runtime.Tensor, error) {
+	matrix := func(name string) (*runtime.Tensor, error) { return load(name, nil) }
+	matrixInto := func(name string, dst *runtime.Tensor) error {
+		_, err := load(name, dst)
+		return err
+	}
+	// vec reads vector name into dst (f32), or into a new tensor when dst
+	// is nil.
+	vec := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
 		t, err := ck.Tensor(name)
 		if err != nil {
@@ -484,15 +501,24 @@ func (e *Engine) load(ck *Checkpoint) error {
 		if err != nil {
 			return nil, fmt.Errorf("loading weights: %w", err)
 		}
-		out, err := e.dev.NewNamedTensor(name, runtime.F32, len(v))
-		if err != nil {
-			return nil, err
+		out := dst
+		if out == nil {
+			if out, err = e.dev.NewNamedTensor(name, runtime.F32, len(v)); err != nil {
+				return nil, err
+			}
+		} else if out.Len() != len(v) {
+			return nil, fmt.Errorf("loading %s: %d elements into a stacked view of %d", name, len(v), out.Len())
 		}
 		if err := out.UploadF32(v); err != nil {
-			out.Free()
+			out.Free() // nothing for a view
 			return nil, err
 		}
 		return out, nil
+	}
+	vector := func(name string) (*runtime.Tensor, error) { return vec(name, nil) }
+	vectorInto := func(name string, dst *runtime.Tensor) error {
+		_, err := vec(name, dst)
+		return err
 	}
 	var err error
 	if e.embed, err = matrix(EmbedTokensName); err != nil {
@@ -522,13 +548,23 @@ func (e *Engine) load(ck *Checkpoint) error {
 			{&ld.wu, "mlp.up_proj.weight", false, true},
 			{&ld.wd, "mlp.down_proj.weight", false, true},
 		}
+		if err := e.stackQKV(l); err != nil {
+			return err
+		}
 		for _, s := range steps {
 			if !s.need {
 				continue
 			}
-			if s.vec {
+			switch {
+			case *s.dst != nil: // a view of the stacked q, k, v
+				if s.vec {
+					err = vectorInto(n(s.name), *s.dst)
+				} else {
+					err = matrixInto(n(s.name), *s.dst)
+				}
+			case s.vec:
 				*s.dst, err = vector(n(s.name))
-			} else {
+			default:
 				*s.dst, err = matrix(n(s.name))
 			}
 			if err != nil {
@@ -682,7 +718,7 @@ func (e *Engine) free() {
 		}
 	}
 	for _, l := range e.layers {
-		free(l.attnNorm, l.mlpNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.wg, l.wu, l.wd, l.kCache, l.vCache)
+		free(l.attnNorm, l.mlpNorm, l.wqkv, l.bqkv, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.wg, l.wu, l.wd, l.kCache, l.vCache)
 	}
 	e.layers = nil
 	if e.lmHead != e.embed {
@@ -725,6 +761,64 @@ func view(t *runtime.Tensor, off int, shape ...int) *runtime.Tensor {
 		panic(fmt.Sprintf("internal error: %v", err)) // offsets are chunk-aligned by construction
 	}
 	return v
+}
+
+// stackQKV allocates layer l's stacked q, k and v projections (wqkv, and
+// bqkv with biases) and points wq, wk, wv (bq, bk, bv) at views of them, for
+// load to fill; it does nothing when they cannot be stacked: weights
+// quantized on the device, a view offset the device cannot bind, or an
+// intermediate size below the stacked width (prefill's q|k|v rows go to the
+// MLP's gate buffer, free at that point).
+func (e *Engine) stackQKV(l int) error {
+	cfg := e.cfg
+	ld := &e.layers[l]
+	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
+	stride := qd + 2*kv
+	for _, s := range []string{"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"} {
+		if e.wt[LayerTensorName(l, s)].BlockElems() > 1 {
+			return nil
+		}
+	}
+	align := e.dev.Alignment()
+	if cfg.IntermediateSize < stride || uint64(qd*h*2)%align != 0 || uint64((qd+kv)*h*2)%align != 0 ||
+		cfg.QKVBias && (uint64(qd*4)%align != 0 || uint64((qd+kv)*4)%align != 0) {
+		return nil
+	}
+	var err error
+	if ld.wqkv, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d q|k|v projections", l), runtime.F16, stride, h); err != nil {
+		return err
+	}
+	// views points q, k and v at row ranges [0, qd), [qd, qd+kv) and
+	// [qd+kv, qd+2kv) of t, rows of w elements (shape [rows, w], or [rows]
+	// for w = 1).
+	views := func(t *runtime.Tensor, w int, q, k, v **runtime.Tensor) error {
+		shape := func(rows int) []int {
+			if w == 1 {
+				return []int{rows}
+			}
+			return []int{rows, w}
+		}
+		var err error
+		if *q, err = t.View(0, shape(qd)...); err == nil {
+			if *k, err = t.View(qd*w, shape(kv)...); err == nil {
+				*v, err = t.View((qd+kv)*w, shape(kv)...)
+			}
+		}
+		return err
+	}
+	if err := views(ld.wqkv, h, &ld.wq, &ld.wk, &ld.wv); err != nil {
+		return fmt.Errorf("stacking layer %d's projections: %w", l, err)
+	}
+	if !cfg.QKVBias {
+		return nil
+	}
+	if ld.bqkv, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d q|k|v biases", l), runtime.F32, stride); err != nil {
+		return err
+	}
+	if err := views(ld.bqkv, 1, &ld.bq, &ld.bk, &ld.bv); err != nil {
+		return fmt.Errorf("stacking layer %d's biases: %w", l, err)
+	}
+	return nil
 }
 
 // submitEvery is the prompt length from which prefill flushes a command
@@ -968,7 +1062,9 @@ func (e *Engine) prefillPart(ctx context.Context, tokens []int, mode LogitsMode,
 //	q, k = RoPE(q), RoPE(k)
 //	K[q0+c …], V[q0+c …] = k, v   (the layer's f16 KV cache)
 //
-// The last two lines are one kernels.RopeKV.
+// With the projections stacked (stackQKV) the three products are one
+// matmul and the last two lines one kernels.RopeQKV; otherwise they are
+// three matmuls and one kernels.RopeKV.
 func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) error {
 	cfg := e.cfg
 	h, qd, kv := cfg.HiddenSize, cfg.QDim(), cfg.KVDim()
@@ -976,6 +1072,16 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 	q, k, v := view(e.q, c*qd, m, qd), view(e.kt, 0, m, kv), view(e.vt, 0, m, kv)
 	o := e.ops(r)
 	o.rmsNorm(xn, x, ld.attnNorm, float32(cfg.RMSNormEps))
+	if ld.wqkv != nil && !e.dev.Tuning().PrefillQKVSeparate {
+		// One matmul with the stacked projections into the (free) gate
+		// buffer, then the rotations and the append from it.
+		qkv := view(e.gate, 0, m, qd+2*kv)
+		o.matMul(qkv, xn, ld.wqkv, ld.bqkv)
+		o.do(func() error {
+			return kernels.RopeQKV(r, q, qkv, e.invFreq, ld.kCache, ld.vCache, e.zeroPos, cfg.NumHeads, cfg.NumKVHeads, q0+c)
+		})
+		return o.err
+	}
 	o.matMul(q, xn, ld.wq, ld.bq)
 	o.matMul(k, xn, ld.wk, ld.bk)
 	o.matMul(v, xn, ld.wv, ld.bv)

@@ -44,7 +44,7 @@ func TestPrefillResidualAddsFused(t *testing.T) {
 		tokens             int
 		adds, sepAdds, mms int
 	}{
-		{tokens: 37, adds: 0, sepAdds: 2 * layers, mms: 7 * layers}, // q, k, v, o, gate, up, down
+		{tokens: 37, adds: 0, sepAdds: 2 * layers, mms: 5 * layers}, // q|k|v, o, gate, up, down
 		{tokens: 3, adds: 2 * layers, sepAdds: 2 * layers, mms: 0},  // mat-vec kernels (gemv_*)
 	} {
 		tokens := make([]int, c.tokens)
@@ -88,6 +88,89 @@ func TestPrefillResidualAddsFused(t *testing.T) {
 				t.Errorf("prefill of %d tokens: logit %d = %v fused, %v separate", c.tokens, i, logits[0][i], logits[1][i])
 				break
 			}
+		}
+	}
+}
+
+// TestPrefillQKVStacked: a prefill of more than kernels.GEMVMaxM tokens
+// projects q, k and v with one matmul of the stacked weights and rotates
+// and appends them with one rope_qkv dispatch a layer (two dispatches fewer
+// than three matmuls and rope_kv, Tuning.PrefillQKVSeparate, on a second
+// device); the logits agree within f16 rounding of the projections (the
+// stacked matmul may take another tile), and the decode step that follows,
+// which reads the views of the stacked weights, gives the same token.
+func TestPrefillQKVStacked(t *testing.T) {
+	stacked := gputest.Device(t)
+	if stacked.Info().TimestampValidBits == 0 {
+		t.Skip("device writes no timestamps: the trace has no dispatch labels")
+	}
+	separate := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{PrefillQKVSeparate: true}})
+	const layers = 3
+	for _, bias := range []bool{false, true} {
+		// Views of the stacked biases must start at multiples of the
+		// device's alignment (at least 256 bytes): Hq·D and Hkv·D multiples
+		// of 64.
+		cfg := &Config{
+			Architecture: ArchLlama, HiddenSize: 32, NumLayers: layers, NumHeads: 8, NumKVHeads: 4, HeadDim: 16,
+			IntermediateSize: 256, VocabSize: 300, MaxPositionEmbeddings: 1024, RMSNormEps: 1e-5, RopeTheta: 10000,
+			TieWordEmbeddings: true, BOSTokenID: 1, QKVBias: bias,
+		}
+		ck := checkpointOf(t, randomTensors(t, cfg, F16))
+		tokens := make([]int, 37)
+		for i := range tokens {
+			tokens[i] = (i*7 + 3) % cfg.VocabSize
+		}
+		var logits, next [2][]float32
+		for i, d := range []*runtime.Device{stacked, separate} {
+			e, err := NewEngine(d, cfg, ck, EngineOptions{Context: 128})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.layers[0].wqkv == nil {
+				t.Fatalf("bias %v: the projections were not stacked", bias)
+			}
+			tr := runtime.NewTrace()
+			if err := e.SetTrace(tr); err != nil {
+				t.Fatal(err)
+			}
+			if logits[i], err = e.Prefill(context.Background(), tokens); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.SetTrace(nil); err != nil {
+				t.Fatal(err)
+			}
+			if next[i], err = e.Decode(context.Background(), 5); err != nil {
+				t.Fatal(err)
+			}
+			e.Close()
+			mms, qkv, kv := 0, 0, 0
+			for _, ev := range tr.GPU() {
+				switch {
+				case strings.HasPrefix(ev.Label, "matmul_"):
+					mms++
+				case strings.HasPrefix(ev.Label, "rope_qkv"):
+					qkv++
+				case strings.HasPrefix(ev.Label, "rope_kv"):
+					kv++
+				}
+			}
+			want := [][3]int{{5 * layers, layers, 0}, {7 * layers, 0, layers}}[i]
+			if got := [3]int{mms, qkv, kv}; got != want {
+				t.Errorf("bias %v, %s: matmul, rope_qkv, rope_kv dispatches %v, want %v", bias, []string{"stacked", "separate"}[i], got, want)
+			}
+		}
+		f64 := func(x []float32) []float64 {
+			y := make([]float64, len(x))
+			for i, v := range x {
+				y[i] = float64(v)
+			}
+			return y
+		}
+		if e := gputest.RelErr(logits[0], f64(logits[1])); e > 2e-3 {
+			t.Errorf("bias %v: prefill logits differ by %.3g (relative)", bias, e)
+		}
+		if e := gputest.RelErr(next[0], f64(next[1])); e > 2e-3 {
+			t.Errorf("bias %v: decode logits after the prefill differ by %.3g (relative)", bias, e)
 		}
 	}
 }

@@ -30,6 +30,12 @@ type Tuning struct {
 	// (SHAREPREFILL_PREFILL_ADD=separate; "fused" is the default): for A/B
 	// runs on a device.
 	PrefillAddSeparate bool
+	// PrefillQKVSeparate keeps prefill's q, k and v projections in three
+	// matmuls followed by kernels.RopeKV instead of one matmul with the
+	// stacked weights followed by kernels.RopeQKV
+	// (SHAREPREFILL_PREFILL_QKV=separate; "fused" is the default): for A/B
+	// runs on a device.
+	PrefillQKVSeparate bool
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,OPTS]]]],
 	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD above 1 only with cm2; OPTS
@@ -240,6 +246,9 @@ func (t *Tuning) fromEnv() error {
 		}
 	}
 	if err := envSwitch(&t.PrefillAddSeparate, "SHAREPREFILL_PREFILL_ADD", "fused", "separate"); err != nil {
+		return err
+	}
+	if err := envSwitch(&t.PrefillQKVSeparate, "SHAREPREFILL_PREFILL_QKV", "fused", "separate"); err != nil {
 		return err
 	}
 	if t.AttnTiles == (AttnTiles{}) {

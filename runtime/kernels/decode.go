@@ -485,6 +485,71 @@ func decodePlanParams(p AttnParams, maxSkv int) (AttnParams, error) {
 	return pm, nil
 }
 
+// RopeQKV records prefill's RoPE and KV-cache append in one dispatch from
+// the output of one matmul with the q, k and v projections stacked: row r
+// of x [M, Hq·D + 2·Hkv·D] (f16) holds q [Hq, D], then k [Hkv, D], then v
+// [Hkv, D] of the token at position P+pos0+r (P = pos[0], i32, read when the
+// commands run). The rotated q goes to row r of q [M, Hq, D] (f16), the
+// rotated k to row P+pos0+r of kCache and v to the same row of vCache (f16
+// [rows, Hkv, D]); x is not changed. Rows past the caches are skipped. The
+// results equal RopeKV's on the three column ranges copied apart, bit for
+// bit. invFreq is f32 [D/2], as for Rope.
+func RopeQKV(r *runtime.Recorder, q, x, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads, pos0 int) error {
+	const op = "rope qkv"
+	for _, c := range []struct {
+		what string
+		t    *runtime.Tensor
+	}{{"q", q}, {"x", x}} {
+		if c.t == nil {
+			return fmt.Errorf("%s: %s is nil", op, c.what)
+		}
+		if err := opDType(op, c.what, c.t, runtime.F16); err != nil {
+			return err
+		}
+	}
+	half, err := checkRopeInputs(op, invFreq, kCache, vCache, pos, heads, kvHeads)
+	if err != nil {
+		return err
+	}
+	d := 2 * half
+	if q.Len()%(heads*d) != 0 {
+		return fmt.Errorf("%s: q %s has %d elements, not a multiple of heads %d × D %d", op, q.Name(), q.Len(), heads, d)
+	}
+	m := q.Len() / (heads * d)
+	stride := (heads + 2*kvHeads) * d
+	if x.Len() != m*stride {
+		return fmt.Errorf("%s: x %s has %d elements, want %d rows of (Hq %d + 2·Hkv %d) × D %d", op, x.Name(), x.Len(), m, heads, kvHeads, d)
+	}
+	rowLen := kvHeads * d
+	if kCache.Len() != vCache.Len() || kCache.Len()%rowLen != 0 {
+		return fmt.Errorf("%s: caches %s (%d) and %s (%d) must be equal whole rows of %d", op, kCache.Name(), kCache.Len(), vCache.Name(), vCache.Len(), rowLen)
+	}
+	if pos.Len() < 1 {
+		return fmt.Errorf("%s: pos %s is empty", op, pos.Name())
+	}
+	if pos0 < 0 || pos0 >= 1<<24 {
+		return fmt.Errorf("%s: position offset %d outside [0, 2^24)", op, pos0)
+	}
+	if uint64(kCache.Len()) > opMaxU32 || uint64(x.Len()) > opMaxU32 {
+		return fmt.Errorf("%s: tensors beyond 32-bit indexing", op)
+	}
+	if m == 0 {
+		return nil
+	}
+	dev := r.Device()
+	kern, err := dev.Kernel(runtime.KernelDesc{Shader: "rope_qkv", Bindings: 6, ReadOnly: 0b100110, PushSize: 28, Spec: []uint32{256}})
+	if err != nil {
+		return err
+	}
+	n := m * (heads + 2*kvHeads) * half
+	return r.Dispatch(kern, dev.Groups1D(n, 256), struct {
+		Rows, Hq, Hkv, Half uint32
+		Pos0                int32
+		CacheRows, Stride   uint32
+	}{uint32(m), uint32(heads), uint32(kvHeads), uint32(half), int32(pos0), uint32(kCache.Len() / rowLen), uint32(stride)},
+		q, x, invFreq, kCache, vCache, pos)
+}
+
 // checkRopeInputs checks the rotation and cache operands of RopeKV and
 // NormMatVecRopeKV (invFreq f32 [D/2], the caches f16, pos i32, positive
 // head counts) and returns D/2.

@@ -337,6 +337,69 @@ func TestRopeKV(t *testing.T) {
 	}
 }
 
+// TestRopeQKV: prefill's RoPE and KV append from one stacked q|k|v matrix
+// equals RopeKV on the three column ranges copied apart — the rotated q
+// (into a poisoned output), both (poisoned) caches, rows past the caches
+// left alone, bit for bit — and leaves its input unchanged, at awkward
+// sizes (odd head dims, GQA groups of 1 to 4, rows past the cache).
+func TestRopeQKV(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	const ctx = 40
+	for _, c := range []struct{ m, hq, hkv, hd, p, pos0 int }{
+		{1, 8, 2, 64, 0, 0}, {7, 8, 2, 64, 3, 30}, {5, 3, 1, 6, 0, 2}, {3, 4, 4, 72, 30, 1}, {9, 2, 1, 256, 3, 25},
+	} {
+		name := fmt.Sprintf("M=%d Hq=%d Hkv=%d D=%d P=%d pos0=%d", c.m, c.hq, c.hkv, c.hd, c.p, c.pos0)
+		nq, nkv := c.hq*c.hd, c.hkv*c.hd
+		stride := nq + 2*nkv
+		invv := RopeInvFreqF32(500000, c.hd, nil)
+		xv := runtime.RoundF16(gputest.Normal(rng, c.m*stride, 1))
+		var qv, kv, vv []float32
+		for r := 0; r < c.m; r++ {
+			row := xv[r*stride : (r+1)*stride]
+			qv, kv, vv = append(qv, row[:nq]...), append(kv, row[nq:nq+nkv]...), append(vv, row[nq+nkv:]...)
+		}
+		inv := shaped(t, d, runtime.F32, invv, len(invv))
+		pos := uploadI32(t, d, []int32{int32(c.p)})
+		x := shaped(t, d, runtime.F16, xv, c.m, stride)
+		qa := shaped(t, d, runtime.F16, qv, c.m, c.hq, c.hd)
+		k := shaped(t, d, runtime.F16, kv, c.m, c.hkv, c.hd)
+		v := shaped(t, d, runtime.F16, vv, c.m, c.hkv, c.hd)
+		qb := empty(t, d, runtime.F16, c.m*nq)
+		kca, vca := empty(t, d, runtime.F16, ctx*nkv), empty(t, d, runtime.F16, ctx*nkv)
+		kcb, vcb := empty(t, d, runtime.F16, ctx*nkv), empty(t, d, runtime.F16, ctx*nkv)
+		if err := d.Run(func(r *runtime.Recorder) error {
+			if err := RopeKV(r, qa, k, v, inv, kca, vca, pos, c.hq, c.hkv, c.pos0); err != nil {
+				return err
+			}
+			return RopeQKV(r, qb, x, inv, kcb, vcb, pos, c.hq, c.hkv, c.pos0)
+		}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, pair := range []struct {
+			what string
+			a, b *runtime.Tensor
+		}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
+			if i := gputest.FirstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
+				t.Errorf("%s: %s element %d differs from RopeKV", name, pair.what, i)
+			}
+		}
+		if i := gputest.FirstBitDiff(download(t, x), xv); i >= 0 {
+			t.Errorf("%s: input element %d changed", name, i)
+		}
+	}
+	// Misuse: a stacked input of the wrong width.
+	bad := empty(t, d, runtime.F16, 3*(8*64+2*2*64)+1)
+	q := empty(t, d, runtime.F16, 3*8*64)
+	inv := shaped(t, d, runtime.F32, RopeInvFreqF32(500000, 64, nil), 32)
+	kc, vc := empty(t, d, runtime.F16, ctx*2*64), empty(t, d, runtime.F16, ctx*2*64)
+	pos := uploadI32(t, d, []int32{0})
+	err := d.Run(func(r *runtime.Recorder) error { return RopeQKV(r, q, bad, inv, kc, vc, pos, 8, 2, 0) })
+	if err == nil || !strings.Contains(err.Error(), "rope qkv") {
+		t.Errorf("wrong input width: %v", err)
+	}
+}
+
 // TestNormMatVecRopeKV: the q, k and v mat-vecs with RoPE and the KV
 // append in their epilogue equal NormMatVec into q, k and v followed by
 // RopeKV — the V cache bit for bit, q and the K cache within 2e-3 relative
