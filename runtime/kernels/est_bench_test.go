@@ -48,7 +48,7 @@ func TestEstTiming(t *testing.T) {
 		r.EnableProfiling()
 		err = LastBlockEstimates(r, ws, v, s, vb, sb, q, k, p)
 		if err == nil {
-			err = CoverCounts(r, counts, v, s, 0.9, p)
+			err = CoverCounts(r, ws, counts, v, s, 0.9, p)
 		}
 		if err == nil {
 			err = PooledEstimate(r, ws, a, q, k, p)

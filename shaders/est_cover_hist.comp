@@ -1,0 +1,352 @@
+#version 450
+// est_cover_hist.comp: the γ budget counts of est_cover.comp (same result,
+// docs/vulkan.md#estimation-kernels) spread over the whole GPU:
+//   k = min(1 + m*, n),  m* = max{m : Σ of the m largest entries ≤ γ·Σx}.
+// Entries must be ≥ 0, finite, NaN-free, with a finite sum; zeros (and
+// -0.0) take part in no bin and are never counted.
+// Pass 1, every workgroup (chunk c of CH entries of one (head, vector)):
+// a histogram of its chunk over the NBIN = 256 exponent fields (key =
+// bits >> 23): per bin the count and the exact integer sum of the 24-bit
+// significands m (implicit bit included; bin 0, the subnormals, without
+// it), kept as the sums of m >> 12 and m & 0xFFF (shared-memory integer
+// atomics: exact, so their order does not matter). It writes them to the
+// scratch and counts itself done on the (head, vector)'s counter; the last
+// workgroup to finish (it sees every chunk) does the rest and resets the
+// counter to 0.
+// Pass 2, the last workgroup: per bin the chunk totals (integers, exact),
+// the bin's mass w[b] = ldexp(f32(HI)·4096 + f32(LO), max(b, 1) − 150),
+// and the mass from the top M[b] = Σ_{b' ≥ b} w[b'] in a fixed order: 16
+// groups of 16 bins, each group's running sum from its top bin down
+// (P), added to the chain A_g of the groups above it (each invocation
+// computes the chain itself from the top, in the same order), M[b] =
+// A_g + P_b. Rounding is monotone and the bottom of group g+1 gives
+// exactly A_g, so M is non-increasing in b. Σx = M[0]. The search bin b*
+// is the largest b with M[b] > γ·Σx (none: k = n). Inside b* (never
+// outside it once chosen), with its entries gathered into shared memory
+// when there are at most CAP of them (else re-read from the vector each
+// pass), F(t) = M[b*+1] + ldexp(f32(H_t)·4096 + f32(L_t), e*) where H_t,
+// L_t are the exact sums of the significand halves of b*'s entries ≥ t;
+// the crossing value u, the largest t with F(t) > γ·Σx, is found by a
+// radix search on the 23 remaining bits, 4 a pass (6 passes: 16 digits,
+// then 8 in the last), each probe's integer sums added over the workgroup
+// with subgroupAdd (exact) so F is one fixed non-increasing function of t
+// in every pass. Ties at u are resolved arithmetically as in
+// est_cover.comp: with A = F(u+) (the entries > u), a = #[x > u] and
+// g = #[x = u], m* = a + j with j the largest count in [0, g) such that
+// A + j·u ≤ γ·Σx. Float order: the masses are fixed functions of the
+// data (deterministic whatever the workgroups' order); they group the
+// sums differently from the sort-based reference, and F(lo of b*) from
+// inside the bin may differ from M[b*] by rounding (the search then stays
+// at b*'s lowest pattern), so a count may differ from share.TokenBudget's
+// by one exactly where a prefix sum lies within f32 rounding of γ·Σx
+// (TestCoverCounts allows that). Subnormal entries count as the device's
+// f32 arithmetic treats them. n·4095 must fit in 32 bits (n ≤ 2^20).
+// Bindings: 0 v f32 [Hq, S]; 1 s f32 [Hq, S]; 2 counts i32 [Hq, 2];
+// 3 hist u32 [Hq, 2, C, 3, NBIN] (scratch: HI, LO, count per chunk and
+// bin); 4 ctr u32 [Hq·2] (0 before the first use, 0 after each dispatch).
+// Grid: (C, Hq, 2), C = ⌈S / CH⌉. Push: S, Hq, γ. Spec constants: 0 local
+// size (power of two ≥ 16), 1 CH (entries a chunk), 2 CAP (entries of b*
+// held in shared memory), 3 PARTS (≥ the workgroup's subgroups).
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : enable
+
+layout(local_size_x = 256, local_size_x_id = 0) in;
+layout(constant_id = 1) const uint CH = 1024;
+layout(constant_id = 2) const uint CAP = 4096;
+layout(constant_id = 3) const uint PARTS = 32;
+
+layout(std430, set = 0, binding = 0) readonly buffer Vb { float v[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Sb { float s[]; };
+layout(std430, set = 0, binding = 2) writeonly buffer Cb { int counts[]; };
+layout(std430, set = 0, binding = 3) coherent buffer Hb { uint hist[]; };
+layout(std430, set = 0, binding = 4) coherent buffer Kb { uint ctr[]; };
+
+layout(push_constant) uniform Push {
+	uint S;
+	uint Hq;
+	float gamma;
+} pc;
+
+const uint LOCAL = gl_WorkGroupSize.x;
+const uint NBIN = 256u;
+const uint GROUPS = 16u; // bins are added up in 16 groups of 16
+const uint PROBES = 15u;
+const uint LOAD_BATCH = 8u; // entries each invocation loads at once when gathering
+
+shared uint hs[3][NBIN];          // per bin: Σ m >> 12, Σ m & 0xFFF, count
+shared float wm[NBIN];            // the tail's per-bin masses
+shared float mt[NBIN];            // the tail's masses from the top, M[b]
+shared float gs[GROUPS];          // per-group running sums
+shared uint pp[2][2][PROBES][PARTS]; // per-subgroup probe sums (HI, LO), by pass parity
+shared uint list[CAP];            // the entries of b* (bit patterns)
+shared uint bstar1, aboveCnt, listN;
+shared bool last;
+
+float load(uint which, uint i) {
+	return which == 0u ? v[i] : s[i];
+}
+
+// posBits returns x's bit pattern, 0 for zeros (and -0.0).
+uint posBits(float x) {
+	return x > 0.0 ? floatBitsToUint(x) : 0u;
+}
+
+// sig returns the 24-bit significand of a positive bit pattern (bin 0,
+// subnormal: no implicit bit).
+uint sig(uint bits) {
+	return (bits >> 23) != 0u ? (bits & 0x7FFFFFu) | 0x800000u : bits;
+}
+
+// mass converts exact significand sums of bin b into f32.
+float mass(uint hi, uint lo, uint b) {
+	return ldexp(float(hi) * 4096.0 + float(lo), int(max(b, 1u)) - 150);
+}
+
+void main() {
+	const uint c = gl_WorkGroupID.x;
+	const uint C = gl_NumWorkGroups.x;
+	const uint h = gl_WorkGroupID.y;
+	const uint which = gl_WorkGroupID.z;
+	const uint hv = h * 2u + which;
+	const uint lin = gl_LocalInvocationIndex;
+	const uint n = pc.S;
+	const uint base = h * n;
+
+	// Pass 1: the chunk's histogram.
+	for (uint b = lin; b < NBIN; b += LOCAL) {
+		hs[0][b] = 0u;
+		hs[1][b] = 0u;
+		hs[2][b] = 0u;
+	}
+	barrier();
+	const uint c1 = min(n, (c + 1u) * CH);
+	for (uint i = c * CH + lin; i < c1; i += LOCAL) {
+		const uint bits = posBits(load(which, base + i));
+		if (bits != 0u) {
+			const uint key = bits >> 23;
+			const uint m = sig(bits);
+			atomicAdd(hs[0][key], m >> 12);
+			atomicAdd(hs[1][key], m & 0xFFFu);
+			atomicAdd(hs[2][key], 1u);
+		}
+	}
+	barrier();
+	const uint hb = (hv * C + c) * 3u * NBIN;
+	for (uint b = lin; b < NBIN; b += LOCAL) {
+		hist[hb + b] = hs[0][b];
+		hist[hb + NBIN + b] = hs[1][b];
+		hist[hb + 2u * NBIN + b] = hs[2][b];
+	}
+	memoryBarrierBuffer();
+	barrier();
+	if (lin == 0u) {
+		last = atomicAdd(ctr[hv], 1u) == C - 1u;
+		bstar1 = 0u;
+		aboveCnt = 0u;
+		listN = 0u;
+	}
+	barrier();
+	if (!last) {
+		return; // uniform
+	}
+	memoryBarrierBuffer();
+
+	// Pass 2: the totals per bin (exact) and their masses.
+	for (uint b = lin; b < NBIN; b += LOCAL) {
+		uint th = 0u, tl = 0u, tn = 0u;
+		for (uint q = 0u; q < C; q++) {
+			const uint o = (hv * C + q) * 3u * NBIN + b;
+			th += hist[o];
+			tl += hist[o + NBIN];
+			tn += hist[o + 2u * NBIN];
+		}
+		hs[0][b] = th;
+		hs[1][b] = tl;
+		hs[2][b] = tn;
+		wm[b] = mass(th, tl, b);
+	}
+	barrier();
+	const uint GB = NBIN / GROUPS;
+	if (lin < GROUPS) {
+		float p = 0.0;
+		for (uint k = GB; k > 0u; k--) {
+			p += wm[lin * GB + k - 1u];
+		}
+		gs[lin] = p;
+	}
+	barrier();
+	if (lin < GROUPS) {
+		float a = 0.0;
+		for (uint g = GROUPS - 1u; g > lin; g--) {
+			a += gs[g];
+		}
+		float p = 0.0;
+		for (uint k = GB; k > 0u; k--) {
+			const uint b = lin * GB + k - 1u;
+			p += wm[b];
+			mt[b] = a + p;
+		}
+	}
+	barrier();
+	const float total = mt[0];
+	const float target = pc.gamma * total;
+	for (uint b = lin; b < NBIN; b += LOCAL) {
+		if (mt[b] > target) {
+			atomicMax(bstar1, b + 1u);
+		}
+	}
+	barrier();
+	if (bstar1 == 0u) { // uniform: Σx ≤ γ·Σx
+		if (lin == 0u) {
+			counts[hv] = int(n);
+			ctr[hv] = 0u;
+		}
+		return;
+	}
+	const uint bs = bstar1 - 1u;
+	for (uint b = bs + 1u + lin; b < NBIN; b += LOCAL) {
+		atomicAdd(aboveCnt, hs[2][b]);
+	}
+	const float mAbove = bs + 1u < NBIN ? mt[bs + 1u] : 0.0;
+	const int e = int(max(bs, 1u)) - 150;
+	const bool cached = hs[2][bs] <= CAP;
+	if (cached) { // uniform
+		// Gather b*'s entries: one shared atomic a subgroup and batch; the
+		// order does not matter (every sum below is an exact integer).
+		for (uint i0 = 0u; i0 < n; i0 += LOCAL * LOAD_BATCH) {
+			float xb[LOAD_BATCH];
+			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+				const uint i = i0 + k * LOCAL + lin;
+				xb[k] = i < n ? load(which, base + i) : 0.0;
+			}
+			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+				const uint bits = posBits(xb[k]);
+				const uint in1 = bits != 0u && (bits >> 23) == bs ? 1u : 0u;
+				const uint off = subgroupExclusiveAdd(in1);
+				const uint tot = subgroupAdd(in1);
+				uint at0 = 0u;
+				if (subgroupElect() && tot > 0u) {
+					at0 = atomicAdd(listN, tot);
+				}
+				at0 = subgroupMax(at0);
+				if (in1 != 0u) {
+					list[at0 + off] = bits;
+				}
+			}
+		}
+	}
+	barrier();
+	const uint lim = cached ? listN : n;
+	// The radix search inside b*: bracket [lo, lo + 2^k); aH, aL are the
+	// exact sums of b*'s entries at or above its top.
+	uint lo = bs << 23;
+	uint k = 23u;
+	uint aH = 0u, aL = 0u;
+	uint buf = 0u;
+	while (k > 0u) {
+		const uint sh = k > 4u ? k - 4u : 0u;
+		const uint ndig = 1u << (k - sh);
+		const uint hi = lo + (1u << k);
+		uint accH[PROBES], accL[PROBES];
+		[[unroll]] for (uint j = 0u; j < PROBES; j++) {
+			accH[j] = 0u;
+			accL[j] = 0u;
+		}
+		for (uint i = lin; i < lim; i += LOCAL) {
+			const uint bits = cached ? list[i] : posBits(load(which, base + i));
+			if (bits >= lo && bits < hi) { // within b*: lo ≥ b*'s first pattern, hi ≤ its last + 1
+				const uint d = (bits - lo) >> sh;
+				const uint m = sig(bits);
+				const uint mh = m >> 12, ml = m & 0xFFFu;
+				[[unroll]] for (uint j = 0u; j < PROBES; j++) {
+					if (d > j) { // entry ≥ probe j + 1
+						accH[j] += mh;
+						accL[j] += ml;
+					}
+				}
+			}
+		}
+		[[unroll]] for (uint j = 0u; j < PROBES; j++) {
+			const uint sH = subgroupAdd(accH[j]);
+			const uint sL = subgroupAdd(accL[j]);
+			if (subgroupElect()) {
+				pp[buf][0][j][gl_SubgroupID] = sH;
+				pp[buf][1][j][gl_SubgroupID] = sL;
+			}
+		}
+		barrier();
+		// The last probe with F > γ·Σx, probe j by lane j mod the subgroup
+		// size, picked by a subgroup maximum (every subgroup the same).
+		int best = -1;
+		for (uint j = gl_SubgroupInvocationID; j + 1u < ndig; j += gl_SubgroupSize) {
+			uint th = aH, tl = aL;
+			for (uint q = 0u; q < gl_NumSubgroups; q++) {
+				th += pp[buf][0][j][q];
+				tl += pp[buf][1][j][q];
+			}
+			if (mAbove + ldexp(float(th) * 4096.0 + float(tl), e) > target) {
+				best = int(j);
+			}
+		}
+		const uint dig = uint(subgroupMax(best) + 1);
+		if (dig + 1u < ndig) { // the digits above the new bracket join aH, aL
+			for (uint q = 0u; q < gl_NumSubgroups; q++) {
+				aH += pp[buf][0][dig][q];
+				aL += pp[buf][1][dig][q];
+			}
+		}
+		lo += dig << sh;
+		k = sh;
+		buf ^= 1u;
+	}
+	// Ties at u = lo: pp[buf] was last read before the search's last
+	// barrier, so one barrier suffices.
+	const float u = uintBitsToFloat(lo);
+	uint sH = 0u, sL = 0u, na = 0u, ng = 0u;
+	for (uint i = lin; i < lim; i += LOCAL) {
+		const uint bits = cached ? list[i] : posBits(load(which, base + i));
+		if ((bits >> 23) == bs && bits != 0u) {
+			if (bits > lo) {
+				const uint m = sig(bits);
+				sH += m >> 12;
+				sL += m & 0xFFFu;
+				na++;
+			} else if (bits == lo) {
+				ng++;
+			}
+		}
+	}
+	sH = subgroupAdd(sH);
+	sL = subgroupAdd(sL);
+	na = subgroupAdd(na);
+	ng = subgroupAdd(ng);
+	if (subgroupElect()) {
+		pp[buf][0][0][gl_SubgroupID] = sH;
+		pp[buf][0][1][gl_SubgroupID] = sL;
+		pp[buf][0][2][gl_SubgroupID] = na;
+		pp[buf][0][3][gl_SubgroupID] = ng;
+	}
+	barrier();
+	if (lin == 0u) {
+		uint th = 0u, tl = 0u, ta = 0u, tg = 0u;
+		for (uint q = 0u; q < gl_NumSubgroups; q++) {
+			th += pp[buf][0][0][q];
+			tl += pp[buf][0][1][q];
+			ta += pp[buf][0][2][q];
+			tg += pp[buf][0][3][q];
+		}
+		const float A = mAbove + ldexp(float(th) * 4096.0 + float(tl), e);
+		const int a = int(aboveCnt + ta);
+		const int g = int(tg);
+		int j = int(clamp(floor((target - A) / u), 0.0, float(max(g - 1, 0))));
+		while (j > 0 && A + float(j) * u > target) {
+			j--;
+		}
+		while (j + 1 < g && A + float(j + 1) * u <= target) {
+			j++;
+		}
+		counts[hv] = min(a + j + 1, int(n));
+		ctr[hv] = 0u;
+	}
+}
