@@ -115,8 +115,8 @@ type EstWorkspace struct {
 	// coverOff is where est_cover_hist's counters start in ctr (the
 	// workspace's coverCtrOff: CoverCounts' own EstParams may lack B).
 	coverOff int
-	zeros *runtime.HostBuffer
-	armed bool // a zeroing of ctr has been recorded
+	zeros    *runtime.HostBuffer
+	armed    bool // a zeroing of ctr has been recorded
 }
 
 type wsSizes struct{ stats, lse, spart, qbar, kbar int }
