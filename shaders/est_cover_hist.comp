@@ -72,7 +72,7 @@ const uint LOCAL = gl_WorkGroupSize.x;
 const uint NBIN = 256u;
 const uint GROUPS = 16u; // bins are added up in 16 groups of 16
 const uint PROBES = 15u;
-const uint LOAD_BATCH = 8u; // entries each invocation loads at once when gathering
+const uint LOAD_BATCH = 16u; // entries each invocation loads at once
 
 shared uint hs[3][NBIN];          // per bin: Σ m >> 12, Σ m & 0xFFF, count
 shared float wm[NBIN];            // the tail's per-bin masses
@@ -120,15 +120,24 @@ void main() {
 		hs[2][b] = 0u;
 	}
 	barrier();
+	// LOAD_BATCH entries an invocation are loaded before any is binned
+	// (one memory round trip a batch).
 	const uint c1 = min(n, (c + 1u) * CH);
-	for (uint i = c * CH + lin; i < c1; i += LOCAL) {
-		const uint bits = posBits(load(which, base + i));
-		if (bits != 0u) {
-			const uint key = bits >> 23;
-			const uint m = sig(bits);
-			atomicAdd(hs[0][key], m >> 12);
-			atomicAdd(hs[1][key], m & 0xFFFu);
-			atomicAdd(hs[2][key], 1u);
+	for (uint i0 = c * CH + lin; i0 < c1; i0 += LOCAL * LOAD_BATCH) {
+		uint xb[LOAD_BATCH];
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			const uint i = i0 + k * LOCAL;
+			xb[k] = i < c1 ? posBits(load(which, base + i)) : 0u;
+		}
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			const uint bits = xb[k];
+			if (bits != 0u) {
+				const uint key = bits >> 23;
+				const uint m = sig(bits);
+				atomicAdd(hs[0][key], m >> 12);
+				atomicAdd(hs[1][key], m & 0xFFFu);
+				atomicAdd(hs[2][key], 1u);
+			}
 		}
 	}
 	barrier();
@@ -154,12 +163,23 @@ void main() {
 
 	// Pass 2: the totals per bin (exact) and their masses.
 	for (uint b = lin; b < NBIN; b += LOCAL) {
+		// CB chunks' words loaded at once (integers: any order is exact).
+		const uint CB = 8u;
 		uint th = 0u, tl = 0u, tn = 0u;
-		for (uint q = 0u; q < C; q++) {
-			const uint o = (hv * C + q) * 3u * NBIN + b;
-			th += hist[o];
-			tl += hist[o + NBIN];
-			tn += hist[o + 2u * NBIN];
+		for (uint q0 = 0u; q0 < C; q0 += CB) {
+			uint w[3u * CB];
+			[[unroll]] for (uint q = 0u; q < CB; q++) {
+				const uint o = (hv * C + q0 + q) * 3u * NBIN + b;
+				const bool ok = q0 + q < C;
+				w[3u * q] = ok ? hist[o] : 0u;
+				w[3u * q + 1u] = ok ? hist[o + NBIN] : 0u;
+				w[3u * q + 2u] = ok ? hist[o + 2u * NBIN] : 0u;
+			}
+			[[unroll]] for (uint q = 0u; q < CB; q++) {
+				th += w[3u * q];
+				tl += w[3u * q + 1u];
+				tn += w[3u * q + 2u];
+			}
 		}
 		hs[0][b] = th;
 		hs[1][b] = tl;
@@ -170,7 +190,7 @@ void main() {
 	const uint GB = NBIN / GROUPS;
 	if (lin < GROUPS) {
 		float p = 0.0;
-		for (uint k = GB; k > 0u; k--) {
+		[[unroll]] for (uint k = GB; k > 0u; k--) {
 			p += wm[lin * GB + k - 1u];
 		}
 		gs[lin] = p;
@@ -182,7 +202,7 @@ void main() {
 			a += gs[g];
 		}
 		float p = 0.0;
-		for (uint k = GB; k > 0u; k--) {
+		[[unroll]] for (uint k = GB; k > 0u; k--) {
 			const uint b = lin * GB + k - 1u;
 			p += wm[b];
 			mt[b] = a + p;
@@ -212,26 +232,30 @@ void main() {
 	const int e = int(max(bs, 1u)) - 150;
 	const bool cached = hs[2][bs] <= CAP;
 	if (cached) { // uniform
-		// Gather b*'s entries: one shared atomic a subgroup and batch; the
+		// Gather b*'s entries: one exclusive scan and one shared atomic a
+		// subgroup and batch of LOAD_BATCH entries an invocation; the
 		// order does not matter (every sum below is an exact integer).
 		for (uint i0 = 0u; i0 < n; i0 += LOCAL * LOAD_BATCH) {
-			float xb[LOAD_BATCH];
+			uint xb[LOAD_BATCH];
+			uint hits = 0u;
 			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
 				const uint i = i0 + k * LOCAL + lin;
-				xb[k] = i < n ? load(which, base + i) : 0.0;
+				xb[k] = i < n ? posBits(load(which, base + i)) : 0u;
 			}
 			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
-				const uint bits = posBits(xb[k]);
-				const uint in1 = bits != 0u && (bits >> 23) == bs ? 1u : 0u;
-				const uint off = subgroupExclusiveAdd(in1);
-				const uint tot = subgroupAdd(in1);
-				uint at0 = 0u;
-				if (subgroupElect() && tot > 0u) {
-					at0 = atomicAdd(listN, tot);
-				}
-				at0 = subgroupMax(at0);
-				if (in1 != 0u) {
-					list[at0 + off] = bits;
+				hits += xb[k] != 0u && (xb[k] >> 23) == bs ? 1u : 0u;
+			}
+			uint off = subgroupExclusiveAdd(hits);
+			const uint tot = subgroupAdd(hits);
+			uint at0 = 0u;
+			if (subgroupElect() && tot > 0u) {
+				at0 = atomicAdd(listN, tot);
+			}
+			off += subgroupMax(at0);
+			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+				if (xb[k] != 0u && (xb[k] >> 23) == bs) {
+					list[off] = xb[k];
+					off++;
 				}
 			}
 		}
