@@ -9,7 +9,8 @@
 // bits >> 23): per bin the count and the exact integer sum of the 24-bit
 // significands m (implicit bit included; bin 0, the subnormals, without
 // it), kept as the sums of m >> 12 and m & 0xFFF (shared-memory integer
-// atomics: exact, so their order does not matter). It writes them to the
+// atomics, a subgroup's lanes of its two largest keys added up first:
+// exact, so their order does not matter). It writes them to the
 // scratch and counts itself done on the (head, vector)'s counter; the last
 // workgroup to finish (it sees every chunk) does the rest and resets the
 // counter to 0.
@@ -73,6 +74,7 @@ const uint NBIN = 256u;
 const uint GROUPS = 16u; // bins are added up in 16 groups of 16
 const uint PROBES = 15u;
 const uint LOAD_BATCH = 16u; // entries each invocation loads at once
+const uint MATCH = 2u;       // subgroup-aggregated keys per entry slot in pass 1
 
 shared uint hs[3][NBIN];          // per bin: Σ m >> 12, Σ m & 0xFFF, count
 shared float wm[NBIN];            // the tail's per-bin masses
@@ -121,16 +123,40 @@ void main() {
 	}
 	barrier();
 	// LOAD_BATCH entries an invocation are loaded before any is binned
-	// (one memory round trip a batch).
+	// (one memory round trip a batch). Per entry slot, the subgroup first
+	// adds up the lanes sharing its largest key, then its next largest
+	// (MATCH rounds, one shared atomic each: near-uniform vectors put most
+	// lanes in one or two bins, which would serialize on one address), and
+	// the lanes left add their own. The loop bounds are uniform.
 	const uint c1 = min(n, (c + 1u) * CH);
-	for (uint i0 = c * CH + lin; i0 < c1; i0 += LOCAL * LOAD_BATCH) {
+	for (uint j0 = c * CH; j0 < c1; j0 += LOCAL * LOAD_BATCH) {
 		uint xb[LOAD_BATCH];
 		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
-			const uint i = i0 + k * LOCAL;
+			const uint i = j0 + k * LOCAL + lin;
 			xb[k] = i < c1 ? posBits(load(which, base + i)) : 0u;
 		}
 		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
-			const uint bits = xb[k];
+			uint bits = xb[k];
+			[[unroll]] for (uint r = 0u; r < MATCH; r++) {
+				const uint key = bits != 0u ? bits >> 23 : 0u;
+				const uint top = subgroupMax(bits != 0u ? key + 1u : 0u);
+				if (top == 0u) { // uniform: no lane left
+					break;
+				}
+				const bool mine = bits != 0u && key + 1u == top;
+				const uint m = mine ? sig(bits) : 0u;
+				const uint sH = subgroupAdd(m >> 12);
+				const uint sL = subgroupAdd(m & 0xFFFu);
+				const uint sN = subgroupAdd(mine ? 1u : 0u);
+				if (subgroupElect()) {
+					atomicAdd(hs[0][top - 1u], sH);
+					atomicAdd(hs[1][top - 1u], sL);
+					atomicAdd(hs[2][top - 1u], sN);
+				}
+				if (mine) {
+					bits = 0u;
+				}
+			}
 			if (bits != 0u) {
 				const uint key = bits >> 23;
 				const uint m = sig(bits);
