@@ -80,7 +80,7 @@ shared uint hs[3][NBIN];          // per bin: Σ m >> 12, Σ m & 0xFFF, count
 shared float wm[NBIN];            // the tail's per-bin masses
 shared float mt[NBIN];            // the tail's masses from the top, M[b]
 shared float gs[GROUPS];          // per-group running sums
-shared uint pp[2][2][PROBES][PARTS]; // per-subgroup probe sums (HI, LO), by pass parity
+shared uint pp[2][3][PROBES][PARTS]; // per-subgroup probe sums (HI, LO, count), by pass parity
 shared uint list[CAP];            // the entries of b* (bit patterns)
 shared uint bstar1, aboveCnt, listN;
 shared bool last;
@@ -103,6 +103,40 @@ uint sig(uint bits) {
 // mass converts exact significand sums of bin b into f32.
 float mass(uint hi, uint lo, uint b) {
 	return ldexp(float(hi) * 4096.0 + float(lo), int(max(b, 1u)) - 150);
+}
+
+// gather appends the entries of the vector at base with bit patterns in
+// [lo, hi) (zeros never) to list (listN: their count, 0 before): one exclusive scan and
+// one shared atomic a subgroup and batch of LOAD_BATCH entries an
+// invocation. The order does not matter: every sum over them is an exact
+// integer. Call in uniform control flow.
+void gather(uint which, uint base, uint lo, uint hi) {
+	const uint n = pc.S;
+	const uint lin = gl_LocalInvocationIndex;
+	for (uint i0 = 0u; i0 < n; i0 += LOCAL * LOAD_BATCH) {
+		uint xb[LOAD_BATCH];
+		uint hits = 0u;
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			const uint i = i0 + k * LOCAL + lin;
+			xb[k] = i < n ? posBits(load(which, base + i)) : 0u;
+		}
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			hits += xb[k] != 0u && xb[k] >= lo && xb[k] < hi ? 1u : 0u;
+		}
+		uint off = subgroupExclusiveAdd(hits);
+		const uint tot = subgroupAdd(hits);
+		uint at0 = 0u;
+		if (subgroupElect() && tot > 0u) {
+			at0 = atomicAdd(listN, tot);
+		}
+		off += subgroupMax(at0);
+		[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
+			if (xb[k] != 0u && xb[k] >= lo && xb[k] < hi) {
+				list[off] = xb[k];
+				off++;
+			}
+		}
+	}
 }
 
 void main() {
@@ -256,52 +290,32 @@ void main() {
 	}
 	const float mAbove = bs + 1u < NBIN ? mt[bs + 1u] : 0.0;
 	const int e = int(max(bs, 1u)) - 150;
-	const bool cached = hs[2][bs] <= CAP;
-	if (cached) { // uniform
-		// Gather b*'s entries: one exclusive scan and one shared atomic a
-		// subgroup and batch of LOAD_BATCH entries an invocation; the
-		// order does not matter (every sum below is an exact integer).
-		for (uint i0 = 0u; i0 < n; i0 += LOCAL * LOAD_BATCH) {
-			uint xb[LOAD_BATCH];
-			uint hits = 0u;
-			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
-				const uint i = i0 + k * LOCAL + lin;
-				xb[k] = i < n ? posBits(load(which, base + i)) : 0u;
-			}
-			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
-				hits += xb[k] != 0u && (xb[k] >> 23) == bs ? 1u : 0u;
-			}
-			uint off = subgroupExclusiveAdd(hits);
-			const uint tot = subgroupAdd(hits);
-			uint at0 = 0u;
-			if (subgroupElect() && tot > 0u) {
-				at0 = atomicAdd(listN, tot);
-			}
-			off += subgroupMax(at0);
-			[[unroll]] for (uint k = 0u; k < LOAD_BATCH; k++) {
-				if (xb[k] != 0u && (xb[k] >> 23) == bs) {
-					list[off] = xb[k];
-					off++;
-				}
-			}
-		}
-	}
-	barrier();
-	const uint lim = cached ? listN : n;
-	// The radix search inside b*: bracket [lo, lo + 2^k); aH, aL are the
-	// exact sums of b*'s entries at or above its top.
+	// The radix search inside b*: bracket [lo, hi = lo + 2^k) holding inB
+	// entries; aH, aL, aN are the exact sums and count of b*'s entries at
+	// or above hi. Once the bracket holds at most CAP entries they are
+	// gathered into shared memory (before the first pass for most vectors)
+	// and the passes read them there instead of the vector.
 	uint lo = bs << 23;
 	uint k = 23u;
-	uint aH = 0u, aL = 0u;
+	uint inB = hs[2][bs];
+	uint aH = 0u, aL = 0u, aN = 0u;
 	uint buf = 0u;
+	bool cached = false;
 	while (k > 0u) {
 		const uint sh = k > 4u ? k - 4u : 0u;
 		const uint ndig = 1u << (k - sh);
 		const uint hi = lo + (1u << k);
-		uint accH[PROBES], accL[PROBES];
+		if (!cached && inB <= CAP) { // uniform
+			gather(which, base, lo, hi);
+			barrier();
+			cached = true;
+		}
+		const uint lim = cached ? listN : n;
+		uint accH[PROBES], accL[PROBES], accN[PROBES];
 		[[unroll]] for (uint j = 0u; j < PROBES; j++) {
 			accH[j] = 0u;
 			accL[j] = 0u;
+			accN[j] = 0u;
 		}
 		for (uint i = lin; i < lim; i += LOCAL) {
 			const uint bits = cached ? list[i] : posBits(load(which, base + i));
@@ -313,6 +327,7 @@ void main() {
 					if (d > j) { // entry ≥ probe j + 1
 						accH[j] += mh;
 						accL[j] += ml;
+						accN[j]++;
 					}
 				}
 			}
@@ -320,9 +335,11 @@ void main() {
 		[[unroll]] for (uint j = 0u; j < PROBES; j++) {
 			const uint sH = subgroupAdd(accH[j]);
 			const uint sL = subgroupAdd(accL[j]);
+			const uint sN = subgroupAdd(accN[j]);
 			if (subgroupElect()) {
 				pp[buf][0][j][gl_SubgroupID] = sH;
 				pp[buf][1][j][gl_SubgroupID] = sL;
+				pp[buf][2][j][gl_SubgroupID] = sN;
 			}
 		}
 		barrier();
@@ -339,57 +356,39 @@ void main() {
 				best = int(j);
 			}
 		}
+		// The new bracket is digit dig; the digits above it join aH, aL,
+		// aN, and it holds the entries ≥ its start less those above it.
 		const uint dig = uint(subgroupMax(best) + 1);
-		if (dig + 1u < ndig) { // the digits above the new bracket join aH, aL
+		uint geLo = inB;
+		if (dig > 0u) {
+			geLo = 0u;
+			for (uint q = 0u; q < gl_NumSubgroups; q++) {
+				geLo += pp[buf][2][dig - 1u][q];
+			}
+		}
+		uint geHi = 0u;
+		if (dig + 1u < ndig) {
 			for (uint q = 0u; q < gl_NumSubgroups; q++) {
 				aH += pp[buf][0][dig][q];
 				aL += pp[buf][1][dig][q];
+				geHi += pp[buf][2][dig][q];
 			}
 		}
+		aN += geHi;
+		inB = geLo - geHi;
 		lo += dig << sh;
 		k = sh;
 		buf ^= 1u;
 	}
-	// Ties at u = lo: pp[buf] was last read before the search's last
-	// barrier, so one barrier suffices.
-	const float u = uintBitsToFloat(lo);
-	uint sH = 0u, sL = 0u, na = 0u, ng = 0u;
-	for (uint i = lin; i < lim; i += LOCAL) {
-		const uint bits = cached ? list[i] : posBits(load(which, base + i));
-		if ((bits >> 23) == bs && bits != 0u) {
-			if (bits > lo) {
-				const uint m = sig(bits);
-				sH += m >> 12;
-				sL += m & 0xFFFu;
-				na++;
-			} else if (bits == lo) {
-				ng++;
-			}
-		}
-	}
-	sH = subgroupAdd(sH);
-	sL = subgroupAdd(sL);
-	na = subgroupAdd(na);
-	ng = subgroupAdd(ng);
-	if (subgroupElect()) {
-		pp[buf][0][0][gl_SubgroupID] = sH;
-		pp[buf][0][1][gl_SubgroupID] = sL;
-		pp[buf][0][2][gl_SubgroupID] = na;
-		pp[buf][0][3][gl_SubgroupID] = ng;
-	}
-	barrier();
+	// Ties at u = lo: the bracket [u, u + 1) holds g = inB entries, aH, aL,
+	// aN are those > u; A = F(u+).
 	if (lin == 0u) {
-		uint th = 0u, tl = 0u, ta = 0u, tg = 0u;
-		for (uint q = 0u; q < gl_NumSubgroups; q++) {
-			th += pp[buf][0][0][q];
-			tl += pp[buf][0][1][q];
-			ta += pp[buf][0][2][q];
-			tg += pp[buf][0][3][q];
-		}
-		const float A = mAbove + ldexp(float(th) * 4096.0 + float(tl), e);
-		const int a = int(aboveCnt + ta);
-		const int g = int(tg);
-		int j = int(clamp(floor((target - A) / u), 0.0, float(max(g - 1, 0))));
+		const float u = uintBitsToFloat(lo);
+		const float A = mAbove + ldexp(float(aH) * 4096.0 + float(aL), e);
+		const int a = int(aboveCnt + aN);
+		const int g = int(inB);
+		// (u = 0 only by rounding at the bottom of bin 0: then g = 0.)
+		int j = u > 0.0 ? int(clamp(floor((target - A) / u), 0.0, float(max(g - 1, 0)))) : 0;
 		while (j > 0 && A + float(j) * u > target) {
 			j--;
 		}

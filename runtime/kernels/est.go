@@ -706,7 +706,7 @@ func coverHistConfig(d *runtime.Device, c coverCfg, n int) (spec []uint32, err e
 		minSG = max(1, int(caps.SubgroupSize))
 	}
 	parts := (l + minSG - 1) / minSG
-	rest := 4*(3*coverHistBins+2*coverHistBins+16+2*2*15*parts+4) + 512
+	rest := 4*(3*coverHistBins+2*coverHistBins+16+2*3*15*parts+4) + 512
 	capn := min((int(caps.MaxSharedMemory)-rest)/4, coverHistMaxCap)
 	if c.cache > 0 {
 		capn = min(capn, c.cache)
