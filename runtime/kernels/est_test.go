@@ -378,6 +378,16 @@ func TestCoverCounts(t *testing.T) {
 		x[rng.IntN(n)] = 1
 		return dist(x)
 	}
+	// Near-uniform: most entries in one or two exponent bins, so
+	// est_cover_hist's crossing bin holds more than a small CAP and its
+	// bracket is gathered mid-search.
+	flat := func(h, n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(math.Exp(0.05 * rng.NormFloat64()))
+		}
+		return dist(x)
+	}
 	zeros := func(h, n int) []float32 { return make([]float32, n) }
 	// Ties across many entries of a few values in different exponent
 	// bins: crossing inside a tied group that spans chunks.
@@ -403,6 +413,8 @@ func TestCoverCounts(t *testing.T) {
 		{"exact/0.5", 2, 37, 0.5, exact},
 		{"uniform/n256", 2, 256, 0.9, uniform},
 		{"uniform/n3001", 2, 3001, 0.9, uniform},
+		{"uniform/n9001", 1, 9001, 0.9, uniform},
+		{"flat/n3001", 2, 3001, 0.9, flat},
 		{"wide/n5003", 3, 5003, 0.9, wide},
 		{"wide/gamma0.01", 2, 2047, 0.01, wide},
 		{"random/gamma0.999", 2, 3333, 0.999, random},
