@@ -23,18 +23,19 @@
 // A_g + P_b. Rounding is monotone and the bottom of group g+1 gives
 // exactly A_g, so M is non-increasing in b. Σx = M[0]. The search bin b*
 // is the largest b with M[b] > γ·Σx (none: k = n). Inside b* (never
-// outside it once chosen), with its entries gathered into shared memory
-// when there are at most CAP of them (else re-read from the vector each
-// pass), F(t) = M[b*+1] + ldexp(f32(H_t)·4096 + f32(L_t), e*) where H_t,
-// L_t are the exact sums of the significand halves of b*'s entries ≥ t;
-// the crossing value u, the largest t with F(t) > γ·Σx, is found by a
-// radix search on the 23 remaining bits, 4 a pass (6 passes: 16 digits,
-// then 8 in the last), each probe's integer sums added over the workgroup
-// with subgroupAdd (exact) so F is one fixed non-increasing function of t
-// in every pass. Ties at u are resolved arithmetically as in
-// est_cover.comp: with A = F(u+) (the entries > u), a = #[x > u] and
-// g = #[x = u], m* = a + j with j the largest count in [0, g) such that
-// A + j·u ≤ γ·Σx. Float order: the masses are fixed functions of the
+// outside it once chosen), F(t) = M[b*+1] + ldexp(f32(H_t)·4096 +
+// f32(L_t), e*) where H_t, L_t are the exact sums of the significand
+// halves of b*'s entries ≥ t; the crossing value u, the largest t with
+// F(t) > γ·Σx, is found by a radix search on the 23 remaining bits, 4 a
+// pass (6 passes: 16 digits, then 8 in the last), each probe's integer
+// sums and count added over the workgroup with subgroupAdd (exact), so F
+// is one fixed non-increasing function of t in every pass. The passes
+// read the bracket's entries from shared memory once it holds at most CAP
+// (gathered before the first pass for most vectors, mid-search when b*
+// holds more), the vector before. Ties at u are resolved arithmetically
+// as in est_cover.comp, from the counts the passes kept: with A = F(u+)
+// (the entries > u), a = #[x > u] and g = #[x = u], m* = a + j with j
+// the largest count in [0, g) such that A + j·u ≤ γ·Σx. Float order: the masses are fixed functions of the
 // data (deterministic whatever the workgroups' order); they group the
 // sums differently from the sort-based reference, and F(lo of b*) from
 // inside the bin may differ from M[b*] by rounding (the search then stays
@@ -46,8 +47,8 @@
 // 3 hist u32 [Hq, 2, C, 3, NBIN] (scratch: HI, LO, count per chunk and
 // bin); 4 ctr u32 [Hq·2] (0 before the first use, 0 after each dispatch).
 // Grid: (C, Hq, 2), C = ⌈S / CH⌉. Push: S, Hq, γ. Spec constants: 0 local
-// size (power of two ≥ 16), 1 CH (entries a chunk), 2 CAP (entries of b*
-// held in shared memory), 3 PARTS (≥ the workgroup's subgroups).
+// size (power of two ≥ 16), 1 CH (entries a chunk), 2 CAP (bracket
+// entries held in shared memory), 3 PARTS (≥ the workgroup's subgroups).
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : enable
