@@ -106,14 +106,15 @@ type Tuning struct {
 	// larger ones take RMSNorm apart. 0: automatic (4).
 	DecodeNormFuseMiB int
 	// Cover replaces the γ budget kernel's choice (kernels.CoverCounts;
-	// SHAREPREFILL_COVER=VARIANT[,WG], VARIANT sg, probes or bins, WG the
-	// workgroup size of sg or bins, a power of two in 32…1024). The zero
+	// SHAREPREFILL_COVER=VARIANT[,WG], VARIANT sg, hist, probes or bins, WG
+	// the workgroup size of sg, hist or bins, a power of two in 32…1024). The zero
 	// value: automatic.
 	Cover Cover
 }
 
-// Cover names the γ budget kernel: Variant "sg", "probes" or "bins" and,
-// for sg and bins, WG invocations per workgroup (0: automatic).
+// Cover names the γ budget kernel: Variant "sg", "hist", "probes" or
+// "bins" and, for sg, hist and bins, WG invocations per workgroup (0:
+// automatic).
 type Cover struct {
 	Variant string
 	WG      uint32
@@ -126,8 +127,8 @@ func ParseCover(s string) (Cover, error) {
 		return Cover{}, fmt.Errorf("want VARIANT[,WG]")
 	}
 	c := Cover{Variant: strings.TrimSpace(f[0])}
-	if c.Variant != "sg" && c.Variant != "probes" && c.Variant != "bins" {
-		return Cover{}, fmt.Errorf("variant %q: want sg, probes or bins", c.Variant)
+	if c.Variant != "sg" && c.Variant != "hist" && c.Variant != "probes" && c.Variant != "bins" {
+		return Cover{}, fmt.Errorf("variant %q: want sg, hist, probes or bins", c.Variant)
 	}
 	if len(f) == 2 {
 		v, err := strconv.ParseUint(strings.TrimSpace(f[1]), 10, 32)
@@ -135,7 +136,7 @@ func ParseCover(s string) (Cover, error) {
 			return Cover{}, fmt.Errorf("workgroup size %q: want a power of two in 32…1024", f[1])
 		}
 		if c.Variant == "probes" {
-			return Cover{}, fmt.Errorf("the workgroup size is for sg and bins only")
+			return Cover{}, fmt.Errorf("the workgroup size is for sg, hist and bins only")
 		}
 		c.WG = uint32(v)
 	}

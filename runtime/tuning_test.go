@@ -134,6 +134,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_COVER", "sg,96"},
 		{"SHAREPREFILL_COVER", "probes,256"},
 		{"SHAREPREFILL_COVER", "sg,256,1"},
+		{"SHAREPREFILL_COVER", "hist,16"},
 	} {
 		t.Run(c.name+"="+c.val, func(t *testing.T) {
 			t.Setenv(c.name, c.val)
@@ -151,6 +152,26 @@ func TestTuningMalformed(t *testing.T) {
 
 // TestParseAttnTiles: the SHAREPREFILL_CM_ATTN_TILES form, KIND defaulting
 // to cmr.
+func TestParseCover(t *testing.T) {
+	for in, want := range map[string]runtime.Cover{
+		"sg":          {Variant: "sg"},
+		"hist":        {Variant: "hist"},
+		"hist,1024":   {Variant: "hist", WG: 1024},
+		" bins , 64 ": {Variant: "bins", WG: 64},
+		"probes":      {Variant: "probes"},
+	} {
+		got, err := runtime.ParseCover(in)
+		if err != nil || got != want {
+			t.Errorf("ParseCover(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "hist,", "hist,48", "probes,64", "radix"} {
+		if c, err := runtime.ParseCover(in); err == nil {
+			t.Errorf("ParseCover(%q) = %+v, want an error", in, c)
+		}
+	}
+}
+
 func TestParseAttnTiles(t *testing.T) {
 	for _, c := range []struct {
 		in   string

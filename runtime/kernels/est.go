@@ -110,9 +110,13 @@ type EstWorkspace struct {
 	spart *runtime.Tensor // f32 [Hq, nb, 2B]: slash partials
 	qbar  *runtime.Tensor // f32 [nb, Hq, D]
 	kbar  *runtime.Tensor // f32 [nb, Hkv, D]
-	ctr   *runtime.Tensor // u32 [ctrLen]: the fused LSE's per-head and the fused slash's per-chunk counters, 0 between dispatches
-	zeros *runtime.HostBuffer
-	armed bool // a zeroing of ctr has been recorded
+	ctr   *runtime.Tensor // u32 [ctrLen]: the fused LSE's per-head, the fused slash's per-chunk and est_cover_hist's per-(head, vector) counters, 0 between dispatches
+	hist  *runtime.Tensor // u32 [coverHistLen]: est_cover_hist's chunk histograms
+	// coverOff is where est_cover_hist's counters start in ctr (the
+	// workspace's coverCtrOff: CoverCounts' own EstParams may lack B).
+	coverOff int
+	zeros    *runtime.HostBuffer
+	armed    bool // a zeroing of ctr has been recorded
 }
 
 type wsSizes struct{ stats, lse, spart, qbar, kbar int }
@@ -122,9 +126,23 @@ type wsSizes struct{ stats, lse, spart, qbar, kbar int }
 // 256 bytes (the largest storage-buffer offset alignment Vulkan allows).
 func (p EstParams) slashCtrOff() int { return (p.Hq + 63) / 64 * 64 }
 
+// coverCtrOff is where est_cover_hist's counters start in the estimate's
+// counters: after the fused slash combination's, at a multiple of 256
+// bytes.
+func (p EstParams) coverCtrOff() int { return (p.slashCtrOff() + p.Hq*p.NB() + 63) / 64 * 64 }
+
 // ctrLen is the count of the estimate's counters: Hq for the fused LSE,
-// then Hq·nb for the fused slash combination from slashCtrOff.
-func (p EstParams) ctrLen() int { return p.slashCtrOff() + p.Hq*p.NB() }
+// then Hq·nb for the fused slash combination from slashCtrOff, then 2·Hq
+// for est_cover_hist from coverCtrOff.
+func (p EstParams) ctrLen() int { return p.coverCtrOff() + 2*p.Hq }
+
+// coverHistLen is the size of est_cover_hist's scratch for p: 3·256
+// words per chunk and (head, vector), for min(coverHistMaxChunks,
+// ⌈S/coverHistMinChunk⌉) chunks, which bounds the chunks of
+// coverHistChunk at any length up to S.
+func (p EstParams) coverHistLen() int {
+	return 2 * p.Hq * min(coverHistMaxChunks, (p.S+coverHistMinChunk-1)/coverHistMinChunk) * 3 * coverHistBins
+}
 
 func (p EstParams) wsSizes() wsSizes {
 	nb, w := p.NB(), p.W()
@@ -168,6 +186,10 @@ func NewEstWorkspace(d *runtime.Device, p EstParams) (*EstWorkspace, error) {
 	ctr, err := d.NewNamedTensor("est.counters", runtime.I32, p.ctrLen())
 	if err == nil {
 		ws.ctr = ctr
+		ws.coverOff = p.coverCtrOff()
+		ws.hist, err = d.NewNamedTensor("est.cover_hist", runtime.I32, p.coverHistLen())
+	}
+	if err == nil {
 		ws.zeros, err = d.NewHostBuffer(uint64(4 * p.ctrLen()))
 	}
 	if err == nil {
@@ -185,7 +207,7 @@ func (ws *EstWorkspace) Free() {
 	if ws == nil {
 		return
 	}
-	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar, ws.ctr} {
+	for _, t := range []*runtime.Tensor{ws.stats, ws.lse, ws.spart, ws.qbar, ws.kbar, ws.ctr, ws.hist} {
 		if t != nil {
 			t.Free()
 		}
@@ -202,7 +224,7 @@ func (ws *EstWorkspace) fits(op string, p EstParams) error {
 	for _, e := range []struct {
 		t    *runtime.Tensor
 		need int
-	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}, {ws.ctr, p.ctrLen()}} {
+	}{{ws.stats, sz.stats}, {ws.lse, sz.lse}, {ws.spart, sz.spart}, {ws.qbar, sz.qbar}, {ws.kbar, sz.kbar}, {ws.ctr, p.ctrLen()}, {ws.hist, p.coverHistLen()}} {
 		if e.t.Len() < e.need {
 			return fmt.Errorf("%s: workspace %s has %d elements, need %d for %+v (make it with NewEstWorkspace for the largest shapes)", op, e.t.Name(), e.t.Len(), e.need, p)
 		}
@@ -517,7 +539,11 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // over x), and ties at the crossing value are resolved arithmetically, so
 // the count equals the sort-based one whatever the order of equal
 // entries; where a prefix sum lies within f32 rounding of γ·Σx it may
-// differ by one. v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2].
+// differ by one. v, s: f32 [Hq, S], entries ≥ 0; counts: i32 [Hq, 2]. ws
+// is the estimate's workspace made for p's heads and length or larger
+// (est_cover_hist keeps its histograms and counters there; the first
+// CoverCounts or LastBlockEstimates recorded with it also records the
+// zeroing of its counters, as LastBlockEstimates says).
 //
 // It runs the first kernel of the device's "cover" variant table
 // (variants.go), or the one Tuning.Cover names: est_cover_sg (the
@@ -525,23 +551,29 @@ func PooledBlockScores(r *runtime.Recorder, ws *EstWorkspace, m, q, k *runtime.T
 // sums added with subgroup operations, one barrier a pass; est_cover.comp
 // with SG) where the device has subgroup arithmetic; est_cover (15
 // compares per entry and pass, shared-memory trees), the reference;
-// est_cover_bins (each entry read into one of 16 private bins per pass,
-// the probe sums reduced with subgroup operations where the device has
-// them; est_cover_bins.comp) when named or forced (tests).
-func CoverCounts(r *runtime.Recorder, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
-	return coverCounts(r, coverCfg{}, counts, v, s, gamma, p)
+// est_cover_hist (grid (⌈S/CH⌉, Hq, 2): chunk histograms over the
+// exponent, then the last workgroup of a (head, vector) searches inside
+// the crossing bin only; est_cover_hist.comp) and est_cover_bins (each
+// entry read into one of 16 private bins per pass, the probe sums reduced
+// with subgroup operations where the device has them;
+// est_cover_bins.comp) when named or forced (tests).
+func CoverCounts(r *runtime.Recorder, ws *EstWorkspace, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
+	return coverCounts(r, coverCfg{}, ws, counts, v, s, gamma, p)
 }
 
 // coverCfg forces a CoverCounts kernel (tests): variant "" is the device's
-// choice (Tuning.Cover, else the table), "sg", "bins" or "probes"; local >
-// 0 sets est_cover_bins' or est_cover_sg's workgroup size, noSubgroup
-// est_cover_bins' shared-memory reduction, and cache > 0 bounds
-// est_cover_sg's cached entries.
+// choice (Tuning.Cover, else the table), "sg", "hist", "bins" or
+// "probes"; local > 0 sets est_cover_bins', est_cover_sg's or
+// est_cover_hist's workgroup size, noSubgroup est_cover_bins'
+// shared-memory reduction, cache > 0 bounds est_cover_sg's cached entries
+// or est_cover_hist's gathered ones, and chunk > 0 sets est_cover_hist's
+// chunk.
 type coverCfg struct {
 	variant    string
 	local      int
 	noSubgroup bool
 	cache      int
+	chunk      int
 }
 
 // coverSGMaxCache is the most entries est_cover_sg caches in shared memory
@@ -627,7 +659,69 @@ func coverBinsConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
 	return nil, false
 }
 
-func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
+// est_cover_hist's shape: the exponent bins, the default chunk's least
+// size and the most chunks of a (head, vector).
+const (
+	coverHistBins      = 256
+	coverHistMinChunk  = 1024
+	coverHistMaxChunks = 64
+	coverHistMaxCap    = 8192 // the most entries of the search bin kept in shared memory
+	coverHistMaxS      = 1 << 20
+)
+
+// coverHistChunk returns est_cover_hist's default chunk for length n: 1024
+// entries, or the power of two that keeps the chunks within
+// coverHistMaxChunks.
+func coverHistChunk(n int) int {
+	ch := coverHistMinChunk
+	for (n+ch-1)/ch > coverHistMaxChunks {
+		ch *= 2
+	}
+	return ch
+}
+
+// coverHistConfig returns est_cover_hist's spec constants for the device
+// and length n: local size c.local (Tuning.Cover.WG when 0, else
+// coverLocal), CH (c.chunk or coverHistChunk), CAP (what fits the shared
+// memory with 512 bytes to spare, at most coverHistMaxCap, or c.cache)
+// and PARTS ≥ the workgroup's subgroups; err says why the device cannot
+// run it.
+func coverHistConfig(d *runtime.Device, c coverCfg, n int) (spec []uint32, err error) {
+	caps, info := d.Caps(), d.Info()
+	l := c.local
+	if l <= 0 {
+		l = int(d.Tuning().Cover.WG)
+	}
+	if l <= 0 {
+		l = coverLocal
+	}
+	switch {
+	case !caps.SubgroupArithmetic:
+		return nil, fmt.Errorf("est_cover_hist needs subgroup arithmetic")
+	case l < 16 || l&(l-1) != 0 || l > int(info.MaxWorkgroupInvocations):
+		return nil, fmt.Errorf("est_cover_hist: local size %d is not a power of two in [16, %d]", l, info.MaxWorkgroupInvocations)
+	}
+	minSG := int(info.MinSubgroupSize)
+	if minSG < 1 {
+		minSG = max(1, int(caps.SubgroupSize))
+	}
+	parts := (l + minSG - 1) / minSG
+	rest := 4*(3*coverHistBins+2*coverHistBins+16+2*3*15*parts+4) + 512
+	capn := min((int(caps.MaxSharedMemory)-rest)/4, coverHistMaxCap)
+	if c.cache > 0 {
+		capn = min(capn, c.cache)
+	}
+	if capn < 1 {
+		return nil, fmt.Errorf("est_cover_hist: %d bytes of shared memory do not hold its %d-byte arrays", caps.MaxSharedMemory, rest)
+	}
+	ch := c.chunk
+	if ch <= 0 {
+		ch = coverHistChunk(n)
+	}
+	return []uint32{uint32(l), uint32(ch), uint32(capn), uint32(parts)}, nil
+}
+
+func coverCounts(r *runtime.Recorder, c coverCfg, ws *EstWorkspace, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
 	const op = "cover counts"
 	if p.Hq < 1 || p.S < 1 {
 		return fmt.Errorf("%s: Hq = %d and S = %d must be ≥ 1", op, p.Hq, p.S)
@@ -659,10 +753,12 @@ func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, 
 	if variant == "" {
 		variant = d.Tuning().Cover.Variant
 	}
+	histSpec, histErr := coverHistConfig(d, c, p.S)
+	histOK := histErr == nil && tb.has("cover", "hist")
 	if variant == "" {
 		variant = "probes"
 		for _, v := range tb.ops["cover"] {
-			if v == "sg" && sgOK || v == "bins" && binsOK || v == "probes" {
+			if v == "sg" && sgOK || v == "hist" && histOK || v == "bins" && binsOK || v == "probes" {
 				variant = v
 				break
 			}
@@ -679,6 +775,14 @@ func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, 
 			return fmt.Errorf("%s: est_cover_bins does not fit the device (%d bytes of shared memory, %d invocations)", op, d.Caps().MaxSharedMemory, d.Info().MaxWorkgroupInvocations)
 		}
 		desc.Shader, desc.Spec = "est_cover_bins", spec
+	case "hist":
+		if histErr != nil {
+			return fmt.Errorf("%s: %w", op, histErr)
+		}
+		if !tb.has("cover", "hist") {
+			return fmt.Errorf("%s: est_cover_hist is not usable on this device", op)
+		}
+		return coverHist(r, op, histSpec, ws, counts, v, s, gamma, p)
 	case "probes":
 	default:
 		return fmt.Errorf("%s: unknown variant %q", op, variant)
@@ -691,8 +795,48 @@ func coverCounts(r *runtime.Recorder, c coverCfg, counts, v, s *runtime.Tensor, 
 	if err := checkGrid(op, d, grid); err != nil {
 		return err
 	}
-	return r.Dispatch(kc, grid, struct {
+	return r.Dispatch(kc, grid, coverPush(gamma, p), v, s, counts)
+}
+
+func coverPush(gamma float32, p EstParams) any {
+	return struct {
 		S, Hq uint32
 		Gamma float32
-	}{uint32(p.S), uint32(p.Hq), gamma}, v, s, counts)
+	}{uint32(p.S), uint32(p.Hq), gamma}
+}
+
+// coverHist records est_cover_hist with spec (coverHistConfig) on ws's
+// scratch and counters, arming the counters first if no recording has.
+func coverHist(r *runtime.Recorder, op string, spec []uint32, ws *EstWorkspace, counts, v, s *runtime.Tensor, gamma float32, p EstParams) error {
+	if p.S > coverHistMaxS {
+		return fmt.Errorf("%s: est_cover_hist takes S ≤ %d, not %d", op, coverHistMaxS, p.S)
+	}
+	if ws == nil || ws.ctr == nil || ws.hist == nil {
+		return fmt.Errorf("%s: est_cover_hist needs a workspace (nil or freed)", op)
+	}
+	chunks := (p.S + int(spec[1]) - 1) / int(spec[1])
+	need := 2 * p.Hq * chunks * 3 * coverHistBins
+	if ws.hist.Len() < need {
+		return fmt.Errorf("%s: workspace %s has %d elements, need %d for %d chunks of %d heads (make it with NewEstWorkspace for the largest shapes)", op, ws.hist.Name(), ws.hist.Len(), need, chunks, p.Hq)
+	}
+	off := ws.coverOff
+	if ws.ctr.Len() < off+2*p.Hq {
+		return fmt.Errorf("%s: workspace %s has %d counters, need %d for Hq = %d", op, ws.ctr.Name(), ws.ctr.Len(), off+2*p.Hq, p.Hq)
+	}
+	d := r.Device()
+	grid := [3]uint32{uint32(chunks), uint32(p.Hq), 2}
+	if err := checkGrid(op, d, grid); err != nil {
+		return err
+	}
+	kc, err := d.Kernel(runtime.KernelDesc{Shader: "est_cover_hist", Bindings: 5, ReadOnly: 0b00011, PushSize: 12, Spec: spec})
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if !ws.armed {
+		if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*ws.ctr.Len())); err != nil {
+			return fmt.Errorf("%s: arming the counters: %w", op, err)
+		}
+		ws.armed = true
+	}
+	return r.Dispatch(kc, grid, coverPush(gamma, p), v, s, counts, ws.hist.Slice(0, need), ws.ctr.Slice(off, 2*p.Hq))
 }

@@ -360,6 +360,45 @@ func TestCoverCounts(t *testing.T) {
 		}
 		return x
 	}
+	wide := func(h, n int) []float32 { // spans ~60 binary exponents
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(math.Exp(8 * rng.NormFloat64()))
+		}
+		return dist(x)
+	}
+	// One spike holding most of the mass over tiny entries (and zeros).
+	spike := func(h, n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			if i%3 != 0 {
+				x[i] = float32(rng.Float64() * 1e-6)
+			}
+		}
+		x[rng.IntN(n)] = 1
+		return dist(x)
+	}
+	// Near-uniform: most entries in one or two exponent bins, so
+	// est_cover_hist's crossing bin holds more than a small CAP and its
+	// bracket is gathered mid-search.
+	flat := func(h, n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(math.Exp(0.05 * rng.NormFloat64()))
+		}
+		return dist(x)
+	}
+	zeros := func(h, n int) []float32 { return make([]float32, n) }
+	// Ties across many entries of a few values in different exponent
+	// bins: crossing inside a tied group that spans chunks.
+	steps := func(h, n int) []float32 {
+		x := make([]float32, n)
+		vals := []float32{0.75, 0.5, 0.375, 0.0625, 0.046875}
+		for i := range x {
+			x[i] = vals[rng.IntN(len(vals))]
+		}
+		return x
+	}
 	cases := []cover{
 		{"random/n1", 2, 1, 0.9, random},
 		{"random/n50", 4, 50, 0.9, random},
@@ -373,6 +412,17 @@ func TestCoverCounts(t *testing.T) {
 		{"tie/0.75", 3, 40, 0.75, tie},
 		{"exact/0.5", 2, 37, 0.5, exact},
 		{"uniform/n256", 2, 256, 0.9, uniform},
+		{"uniform/n3001", 2, 3001, 0.9, uniform},
+		{"uniform/n9001", 1, 9001, 0.9, uniform},
+		{"flat/n3001", 2, 3001, 0.9, flat},
+		{"wide/n5003", 3, 5003, 0.9, wide},
+		{"wide/gamma0.01", 2, 2047, 0.01, wide},
+		{"random/gamma0.999", 2, 3333, 0.999, random},
+		{"spike/n4097", 2, 4097, 0.9, spike},
+		{"spike/n1", 1, 1, 0.5, spike},
+		{"zeros/n700", 2, 700, 0.9, zeros},
+		{"steps/n6007", 2, 6007, 0.8, steps},
+		{"random/heads9", 9, 1500, 0.9, random},
 	}
 	// Every kernel: the device's choice, the bins with subgroup sums and
 	// with the shared-memory tree, at a local size whose register cache
@@ -390,6 +440,13 @@ func TestCoverCounts(t *testing.T) {
 		// est_cover_sg with 64 cached entries: longer vectors read the
 		// rest from global memory.
 		{"sg-64-cache64", coverCfg{variant: "sg", local: 64, cache: 64}},
+		// est_cover_hist at its default chunk (1024: one chunk for short
+		// vectors), at chunks of 256 (many chunks, the last partial) and
+		// of 300 entries with 16 gathered entries, so that a crossing bin
+		// of more entries is re-read from the vector each pass.
+		{"hist", coverCfg{variant: "hist"}},
+		{"hist-64-chunk256", coverCfg{variant: "hist", local: 64, chunk: 256}},
+		{"hist-32-chunk300-cache16", coverCfg{variant: "hist", local: 32, chunk: 300, cache: 16}},
 	}
 	for _, c := range cases {
 		vv := make([]float32, 0, c.hq*c.n)
@@ -402,22 +459,33 @@ func TestCoverCounts(t *testing.T) {
 		for _, cf := range cfgs {
 			t.Run(c.name+"/"+cf.name, func(t *testing.T) {
 				p := EstParams{Hq: c.hq, S: c.n}
+				ws := coverWorkspace(t, d, c.hq, c.n, cf.cfg.chunk)
 				counts, err := d.NewTensor(runtime.I32, 2*c.hq)
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(counts.Free)
-				if err := d.Run(func(r *runtime.Recorder) error {
-					if err := Poison(r, counts); err != nil {
-						return err
+				run := func() []int32 {
+					t.Helper()
+					if err := d.Run(func(r *runtime.Recorder) error {
+						if err := Poison(r, counts); err != nil {
+							return err
+						}
+						return coverCounts(r, cf.cfg, ws, counts, v, s, c.gamma, p)
+					}); err != nil {
+						t.Fatal(err)
 					}
-					return coverCounts(r, cf.cfg, counts, v, s, c.gamma, p)
-				}); err != nil {
-					t.Fatal(err)
+					got, err := counts.DownloadI32()
+					if err != nil {
+						t.Fatal(err)
+					}
+					return got
 				}
-				got, err := counts.DownloadI32()
-				if err != nil {
-					t.Fatal(err)
+				got := run()
+				// Deterministic: a second run (counters reset by the
+				// first, outputs poisoned again) gives the same counts.
+				if again := run(); !slices.Equal(got, again) {
+					t.Errorf("second run: counts %v, first %v", again, got)
 				}
 				for h := 0; h < c.hq; h++ {
 					for w, x := range [][]float32{vv[h*c.n : (h+1)*c.n], sv[h*c.n : (h+1)*c.n]} {
@@ -450,6 +518,22 @@ func TestCoverCounts(t *testing.T) {
 			})
 		}
 	}
+}
+
+// coverWorkspace returns an estimate workspace whose est_cover_hist
+// scratch holds n entries of hq heads at chunks of chunk entries (0: the
+// default).
+func coverWorkspace(t *testing.T, d *runtime.Device, hq, n, chunk int) *EstWorkspace {
+	t.Helper()
+	sw := n
+	if chunk > 0 {
+		chunks := (n + chunk - 1) / chunk
+		if chunks > coverHistMaxChunks {
+			t.Fatalf("%d chunks of %d entries: more than a workspace holds", chunks, chunk)
+		}
+		sw = max(n, chunks*coverHistMinChunk)
+	}
+	return estWorkspace(t, d, EstParams{Hq: hq, Hkv: hq, D: 1, S: sw, B: 1})
 }
 
 func abs(x int) int {
@@ -491,7 +575,10 @@ func TestEstShapeErrors(t *testing.T) {
 	check("small workspace", PooledEstimate(r, small, a, q, k, p))
 	check("a length", PooledEstimate(r, ws, v, q, k, p))
 	check("v as vBlk", LastBlockEstimates(r, ws, v, v, v, a, q, k, p))
-	check("counts dtype", CoverCounts(r, a, v, v, 0.9, p))
-	check("gamma NaN", CoverCounts(r, ci, v, v, float32(math.NaN()), p))
+	check("counts dtype", CoverCounts(r, ws, a, v, v, 0.9, p))
+	check("gamma NaN", CoverCounts(r, ws, ci, v, v, float32(math.NaN()), p))
+	check("hist without workspace", coverCounts(r, coverCfg{variant: "hist"}, nil, ci, v, v, 0.9, p))
+	check("hist small workspace", coverCounts(r, coverCfg{variant: "hist", chunk: 1}, ws, ci, v, v, 0.9, p))
+	check("hist local size", coverCounts(r, coverCfg{variant: "hist", local: 8}, ws, ci, v, v, 0.9, p))
 	check("heads dtype", BlockMap(r, a, q, k, v, a, p))
 }

@@ -132,8 +132,15 @@ var opTables = map[string][]variant{
 	// and one barrier a pass, comes first where subgroup arithmetic is
 	// available (prediction for bench-lm-8k at 8K on an H100: about 20 µs
 	// against est_cover's 52; Tuning.Cover picks another for an A/B).
+	// est_cover_hist (after sg, so not yet the default; unmeasured on a
+	// GPU) spreads the work over grid (⌈S/CH⌉, Hq, 2): exact chunk
+	// histograms over the exponent, then the last workgroup of a (head,
+	// vector) searches inside the crossing bin only (issue 21: the one
+	// workgroup per (head, vector) of the others leaves an H100 mostly
+	// idle).
 	"cover": {
 		{name: "sg", shaders: []string{"est_cover_sg"}, usable: func(c runtime.Caps) bool { return c.SubgroupArithmetic }},
+		{name: "hist", shaders: []string{"est_cover_hist"}, usable: func(c runtime.Caps) bool { return c.SubgroupArithmetic }},
 		{name: "probes", shaders: []string{"est_cover"}, usable: always},
 		{name: "bins", shaders: []string{"est_cover_bins"}, usable: always},
 	},

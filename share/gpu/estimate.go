@@ -174,7 +174,7 @@ func (e *Estimator) record(r *runtime.Recorder, q, k *runtime.Tensor, withM bool
 		if err := kernels.LastBlockEstimates(r, e.ws, e.v, e.s, e.vBlk, e.sBlk, q, k, e.p); err != nil {
 			return err
 		}
-		if err := kernels.CoverCounts(r, e.counts, e.v, e.s, float32(e.needs.Gamma), e.p); err != nil {
+		if err := kernels.CoverCounts(r, e.ws, e.counts, e.v, e.s, float32(e.needs.Gamma), e.p); err != nil {
 			return err
 		}
 	}
