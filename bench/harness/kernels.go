@@ -554,7 +554,7 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 		return err
 	}
 	if err := add("γ-cover counts (V, S; all heads)", p.Hq, func(r *runtime.Recorder) error {
-		return kernels.CoverCounts(r, counts, cv, cs, 0.95, ep)
+		return kernels.CoverCounts(r, ws, counts, cv, cs, 0.95, ep)
 	}); err != nil {
 		return err
 	}
