@@ -70,6 +70,10 @@ float load(uint which, uint i) {
 #ifdef SG
 layout(constant_id = 1) const uint CN = 8192;
 layout(constant_id = 2) const uint PARTS = 8;
+// ABLATION BUILD (branch h-abl): ABL = 5 (SHAREPREFILL_EST_ABLATE) returns
+// after the first pass (loads into xs, Σx, one workgroup sum); other
+// values leave the kernel unchanged.
+layout(constant_id = 3) const uint ABL = 0;
 
 shared float xs[CN];                // the first CN entries
 shared float pp[2][PROBES][PARTS];  // per-subgroup probe sums, by pass parity
@@ -142,6 +146,16 @@ void main() {
 		tb0[1][gl_SubgroupID] = smx;
 	}
 	const float total = wgSum(part, 0u); // its barrier also publishes xs and tb0
+	if (ABL == 5u) {
+		// Ablation: stop after the first pass (loads, xs cache, Σx); the
+		// count is garbage. One xs read an invocation keeps the cache stores.
+		const uint nc = min(n, CN);
+		const float xv = lin < nc ? xs[(lin * 37u) % nc] : 0.0;
+		if (lin == 0u || xv == 12345.678) {
+			counts[h * 2u + which] = int(total + xv);
+		}
+		return;
+	}
 	const float target = pc.gamma * total;
 	if (!(total > target)) {
 		if (lin == 0u) {

@@ -64,7 +64,28 @@
 // Spec constants: 0 local size (= NSG · subgroup size, full subgroups of
 //   the size the host requires), 1 TR (16, 32, 64 or 128), 2 TC (multiple
 //   of 16), 3 D (multiple of 16), 4 NE = 256 / subgroup size (accumulator
-//   components per invocation), 5 BS = B (STATS / VS only).
+//   components per invocation), 5 BS = B (STATS / VS only), 6 ABL.
+//
+// ABLATION BUILD (branch h-abl, never merged): ABL (spec constant 6, from
+// SHAREPREFILL_EST_ABLATE, STATS / VS only) cuts phases out of the
+// estimate's score passes to measure where their time goes; outputs are
+// garbage for ABL > 0. A per-invocation `sink` keeps the remaining work
+// alive (written to an output under a condition the compiler cannot
+// decide). Counters: a skipped tail never increments its counter, so the
+// counters stay 0 and later dispatches stay consistent.
+//   0: unchanged.
+//   1: no per-tile reductions (STATS: the row max / Σexp segment loop over
+//      ssh; VS: tileSums); loads, MMAs, the coopMatStore of each tile to
+//      ssh, the per-block epilogue (stats / v, vblk, spart writes) and the
+//      tails stay. sink reads one ssh word per tile and invocation.
+//   2: as 1, and no coopMatStore of the tile (VS: nor the exp/mask on the
+//      accumulator components): loads + MMA + epilogue + tails. sink adds
+//      component 0 of every score accumulator.
+//   3: no tails (LSE_TAIL / SLASH_TAIL); full per-tile work otherwise.
+//   4: Q and K loads only (global → shared staging, A fragments): no MMA,
+//      no tile store, no reductions, no tails; the per-block epilogue
+//      stays. sink reads one ksh word per tile and invocation.
+//   (5 is est_cover_sg's; here it behaves as 0.)
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -79,6 +100,7 @@ layout(constant_id = 2) const uint TC = 32;  // keys per K tile
 layout(constant_id = 3) const uint D = 128;  // head dim
 layout(constant_id = 4) const uint NE = 8;   // accumulator components per invocation
 layout(constant_id = 5) const uint BS = 64;  // block size (STATS / VS)
+layout(constant_id = 6) const uint ABL = 0;  // ablation level (see the top)
 
 const uint LOCAL = gl_WorkGroupSize.x;
 const uint NSG = TR / 16;
@@ -177,6 +199,7 @@ shared float slacc[2 * BS + TR];
 #endif
 
 MATA qf[DF];
+float sink = 0.0; // ABL: keeps the remaining work alive
 
 #if defined(STATS) && defined(LSE_TAIL)
 #define LSE_SCRATCH ssh // TR·(TC+4) ≥ LOCAL floats, free after the score tiles
@@ -495,7 +518,17 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 				break; // every key of this and later tiles is after every row (uniform)
 			}
 			loadK(c0 + kt, c0 + nk, kvh);
+			if (ABL == 4u) {
+				sink += float(ksh[(tid % TC) * KS + (tid / TC) % (D / 4)].x);
+				barrier(); // before the next tile overwrites ksh
+				continue;
+			}
 			for (uint cf = 0; cf < CF; cf++) {
+				if (ABL == 2u) {
+					const ACC s2 = scores(cf);
+					sink += s2[0];
+					continue;
+				}
 #ifdef STATS
 				coopMatStore(scores(cf), ssh, sg * 16 * SS + cf * 16, SS, gl_CooperativeMatrixLayoutRowMajor);
 #else
@@ -510,6 +543,12 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 #endif
 			}
 			barrier();
+			if (ABL == 1u || ABL == 2u) {
+				if (ABL == 1u) {
+					sink += ssh[(tid % TR) * SS + (tid / TR) % TC];
+				}
+				continue; // the next key load's barrier orders the read
+			}
 #ifdef STATS
 			// Segment p of row x of the tile: its max, then the running
 			// (max, Σexp) of the item. Row x starts at column x mod SEG of
@@ -642,6 +681,19 @@ void main() {
 	}
 	for (uint c = cbeg; c < cend; c++) {
 		keyBlock(c, h, kvh, onePass);
+	}
+	if (ABL == 4u) {
+		sink += float(qf[0][0]);
+	}
+	if (ABL != 0u && sink == 12345.678 && cbeg < cend) {
+#ifdef STATS
+		stats[(h * pc.nb + cbeg) * pc.W] = vec2(sink);
+#else
+		v[h * pc.S + cbeg * BS] = sink;
+#endif
+	}
+	if (ABL == 3u || ABL == 4u) {
+		return; // uniform: no tail (its counters stay 0)
 	}
 #ifdef LSE_TAIL
 	lseTail(h);

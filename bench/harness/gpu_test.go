@@ -38,8 +38,8 @@ func TestRunKernelsTiny(t *testing.T) {
 			t.Fatalf("density-1 mask computed density %v", r.ComputedDensity)
 		}
 	}
-	if len(res.Estimation) != 2*4 || len(res.MatMul) != 2 {
-		t.Fatalf("%d estimation rows (want 8), %d matmul rows (want 2)", len(res.Estimation), len(res.MatMul))
+	if len(res.Estimation) != 2*5 || len(res.MatMul) != 2 {
+		t.Fatalf("%d estimation rows (want 10), %d matmul rows (want 2)", len(res.Estimation), len(res.MatMul))
 	}
 	// The rows of ops with several kernels name the one that ran.
 	for _, r := range res.Estimation {

@@ -76,7 +76,7 @@ type KernelPlan struct {
 }
 
 // estimationCells is the number of estimation kernels timed per length.
-const estimationCells = 4
+const estimationCells = 5
 
 // cellsPerLen is the number of timed configurations per length.
 func (p *KernelParams) cellsPerLen() int {
@@ -507,12 +507,34 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 	vt, st := alloc(runtime.F32, p.Hq, n), alloc(runtime.F32, p.Hq, n)
 	vb, sb := alloc(runtime.F32, p.Hq, nb), alloc(runtime.F32, p.Hq, nb)
 	a := alloc(runtime.F32, p.Hq, nb)
+	cv, cs := alloc(runtime.F32, p.Hq, n), alloc(runtime.F32, p.Hq, n)
+	counts := alloc(runtime.I32, p.Hq, 2)
 	heads := alloc(runtime.I32, 1)
 	bm := alloc(runtime.F32, 1, nb, nb)
 	if err != nil {
 		return err
 	}
 	if err := heads.UploadI32([]int32{0}); err != nil {
+		return err
+	}
+	// The γ-cover counts run on fixed synthetic distributions (exp of a
+	// uniform spread, peaked like attention mass), not on the estimate's
+	// outputs, so their time does not depend on SHAREPREFILL_EST_ABLATE's
+	// garbage.
+	cvals := make([]float32, p.Hq*n)
+	x := uint32(12345)
+	for i := range cvals {
+		x = x*1664525 + 1013904223
+		cvals[i] = float32(math.Exp(-12 * float64(x>>8) / (1 << 24)))
+	}
+	if err := cv.UploadF32(cvals); err != nil {
+		return err
+	}
+	for i := range cvals {
+		x = x*1664525 + 1013904223
+		cvals[i] = float32(math.Exp(-12 * float64(x>>8) / (1 << 24)))
+	}
+	if err := cs.UploadF32(cvals); err != nil {
 		return err
 	}
 	variant := ""
@@ -529,6 +551,11 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 	variant = kernels.EstimateKernel(dev, ep)
 	if err := add("last-block estimates (V, S; all heads)", p.Hq, func(r *runtime.Recorder) error {
 		return kernels.LastBlockEstimates(r, ws, vt, st, vb, sb, q, k, ep)
+	}); err != nil {
+		return err
+	}
+	if err := add("γ-cover counts (V, S; all heads)", p.Hq, func(r *runtime.Recorder) error {
+		return kernels.CoverCounts(r, counts, cv, cs, 0.95, ep)
 	}); err != nil {
 		return err
 	}

@@ -579,7 +579,7 @@ func coverSGConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
 	if cn < 1 {
 		return nil, false
 	}
-	return []uint32{uint32(l), uint32(cn), uint32(parts)}, true
+	return []uint32{uint32(l), uint32(cn), uint32(parts), estAblate()}, true
 }
 
 // coverBinsShared returns the shared memory bytes of est_cover_bins at

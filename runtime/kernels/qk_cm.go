@@ -2,6 +2,8 @@ package kernels
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 
 	"github.com/shareprefill/shareprefill/runtime"
 )
@@ -147,7 +149,7 @@ func qkCMKernel(dev *runtime.Device, shader string, bindings int, ro uint32, pus
 	sg := dev.Caps().SubgroupSize
 	spec := []uint32{uint32(t.TR/16) * sg, uint32(t.TR), uint32(t.TC), uint32(d), 256 / sg}
 	if b > 0 {
-		spec = append(spec, uint32(b))
+		spec = append(spec, uint32(b), estAblate())
 	}
 	return dev.Kernel(runtime.KernelDesc{
 		Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: push,
@@ -183,4 +185,17 @@ func qkKernelName(dev *runtime.Device, op string, p EstParams, b int) string {
 		return "none: " + err.Error()
 	}
 	return fmt.Sprintf("scalar %dx%d", st, st)
+}
+
+// estAblate returns SHAREPREFILL_EST_ABLATE (0 when unset or not a
+// number): ABLATION BUILD (branch h-abl), the level passed as spec constant
+// 6 of qk_cm.comp's estimate modules and 3 of est_cover_sg (see the top of
+// shaders/qk_cm.comp). Read at each pipeline request; the pipeline cache
+// keys on the spec constants.
+func estAblate() uint32 {
+	v, err := strconv.ParseUint(os.Getenv("SHAREPREFILL_EST_ABLATE"), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(v)
 }
