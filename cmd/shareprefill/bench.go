@@ -179,7 +179,7 @@ func benchKernels(args []string, stdout, stderr io.Writer) error {
 	mtypes := fs.String("matmul-types", "none", "weight types of the by-type matmul benchmark (f16,q8_0,q4_0,q5_0,q4_k,q5_k,q6_k; llama.cpp's test-backend-ops comparison: f16,q8_0,q4_k,q6_k); \"none\" skips it")
 	qshapes := fs.String("quant-shapes", "4096x14336,14336x4096,4096x4096", "weight shapes NxK (N output rows, K inputs: llama.cpp's m and k) of the by-type matmul benchmark")
 	qm := fs.String("quant-m", "1,512", "row counts M of the by-type matmul benchmark (M ≤ 4: the decode mat-vec; above: dequantize + matmul, as prefill)")
-	est := fs.Bool("estimation", true, "time the estimation kernels (last-block estimates, pooled estimate, block map of one head, pooled block scores)")
+	est := fs.Bool("estimation", true, "time the estimation kernels (last-block estimates, γ-cover counts, pooled estimate, block map of one head, pooled block scores)")
 	masks := fs.String("masks", "", "export the timed block masks (masks.json + .npy CSR) into this directory (default: next to --json, FILE.masks)")
 	device := fs.String("device", "", "Vulkan device index or name")
 	out := addOutFlags(fs)
