@@ -385,42 +385,15 @@ func MatVecAdd(r *runtime.Recorder, y, x, w, bias *runtime.Tensor) error {
 // invFreq is f32 [D/2], as for Rope.
 func RopeKV(r *runtime.Recorder, q, k, v, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads, pos0 int) error {
 	const op = "rope kv"
-	for _, c := range []struct {
-		what string
-		t    *runtime.Tensor
-	}{{"q", q}, {"k", k}, {"v", v}} {
-		if c.t == nil {
-			return fmt.Errorf("%s: %s is nil", op, c.what)
-		}
-		if err := opDType(op, c.what, c.t, runtime.F16); err != nil {
-			return err
-		}
-	}
-	half, err := checkRopeInputs(op, invFreq, kCache, vCache, pos, heads, kvHeads)
+	m, half, err := checkRopeAppend(op, []namedTensor{{"q", q}, {"k", k}, {"v", v}}, q, invFreq, kCache, vCache, pos, heads, kvHeads, pos0)
 	if err != nil {
 		return err
 	}
 	d := 2 * half
-	if q.Len()%(heads*d) != 0 {
-		return fmt.Errorf("%s: q %s has %d elements, not a multiple of heads %d × D %d", op, q.Name(), q.Len(), heads, d)
-	}
-	m := q.Len() / (heads * d)
 	if k.Len() != m*kvHeads*d || v.Len() != k.Len() {
 		return fmt.Errorf("%s: k %s (%d) and v %s (%d) must hold %d rows of %d KV heads × D %d", op, k.Name(), k.Len(), v.Name(), v.Len(), m, kvHeads, d)
 	}
 	rowLen := kvHeads * d
-	if kCache.Len() != vCache.Len() || kCache.Len()%rowLen != 0 {
-		return fmt.Errorf("%s: caches %s (%d) and %s (%d) must be equal whole rows of %d", op, kCache.Name(), kCache.Len(), vCache.Name(), vCache.Len(), rowLen)
-	}
-	if pos.Len() < 1 {
-		return fmt.Errorf("%s: pos %s is empty", op, pos.Name())
-	}
-	if pos0 < 0 || pos0 >= 1<<24 {
-		return fmt.Errorf("%s: position offset %d outside [0, 2^24)", op, pos0)
-	}
-	if uint64(kCache.Len()) > opMaxU32 {
-		return fmt.Errorf("%s: caches beyond 32-bit indexing", op)
-	}
 	if m == 0 {
 		return nil
 	}
@@ -496,43 +469,19 @@ func decodePlanParams(p AttnParams, maxSkv int) (AttnParams, error) {
 // bit. invFreq is f32 [D/2], as for Rope.
 func RopeQKV(r *runtime.Recorder, q, x, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads, pos0 int) error {
 	const op = "rope qkv"
-	for _, c := range []struct {
-		what string
-		t    *runtime.Tensor
-	}{{"q", q}, {"x", x}} {
-		if c.t == nil {
-			return fmt.Errorf("%s: %s is nil", op, c.what)
-		}
-		if err := opDType(op, c.what, c.t, runtime.F16); err != nil {
-			return err
-		}
-	}
-	half, err := checkRopeInputs(op, invFreq, kCache, vCache, pos, heads, kvHeads)
+	m, half, err := checkRopeAppend(op, []namedTensor{{"q", q}, {"x", x}}, q, invFreq, kCache, vCache, pos, heads, kvHeads, pos0)
 	if err != nil {
 		return err
 	}
 	d := 2 * half
-	if q.Len()%(heads*d) != 0 {
-		return fmt.Errorf("%s: q %s has %d elements, not a multiple of heads %d × D %d", op, q.Name(), q.Len(), heads, d)
-	}
-	m := q.Len() / (heads * d)
 	stride := (heads + 2*kvHeads) * d
 	if x.Len() != m*stride {
 		return fmt.Errorf("%s: x %s has %d elements, want %d rows of (Hq %d + 2·Hkv %d) × D %d", op, x.Name(), x.Len(), m, heads, kvHeads, d)
 	}
+	if uint64(x.Len()) > opMaxU32 {
+		return fmt.Errorf("%s: x beyond 32-bit indexing", op)
+	}
 	rowLen := kvHeads * d
-	if kCache.Len() != vCache.Len() || kCache.Len()%rowLen != 0 {
-		return fmt.Errorf("%s: caches %s (%d) and %s (%d) must be equal whole rows of %d", op, kCache.Name(), kCache.Len(), vCache.Name(), vCache.Len(), rowLen)
-	}
-	if pos.Len() < 1 {
-		return fmt.Errorf("%s: pos %s is empty", op, pos.Name())
-	}
-	if pos0 < 0 || pos0 >= 1<<24 {
-		return fmt.Errorf("%s: position offset %d outside [0, 2^24)", op, pos0)
-	}
-	if uint64(kCache.Len()) > opMaxU32 || uint64(x.Len()) > opMaxU32 {
-		return fmt.Errorf("%s: tensors beyond 32-bit indexing", op)
-	}
 	if m == 0 {
 		return nil
 	}
@@ -548,6 +497,49 @@ func RopeQKV(r *runtime.Recorder, q, x, invFreq, kCache, vCache, pos *runtime.Te
 		CacheRows, Stride   uint32
 	}{uint32(m), uint32(heads), uint32(kvHeads), uint32(half), int32(pos0), uint32(kCache.Len() / rowLen), uint32(stride)},
 		q, x, invFreq, kCache, vCache, pos)
+}
+
+// namedTensor is an operand and the name its errors give it.
+type namedTensor struct {
+	what string
+	t    *runtime.Tensor
+}
+
+// checkRopeAppend checks the operands of RopeKV and RopeQKV: f16 present
+// (non-nil, f16), the rotation and cache operands (checkRopeInputs), q
+// whole rows of heads × D, the caches equal whole rows of kvHeads × D
+// within 32-bit indexing, pos not empty and pos0 in [0, 2^24). It returns
+// q's row count M and D/2.
+func checkRopeAppend(op string, f16 []namedTensor, q, invFreq, kCache, vCache, pos *runtime.Tensor, heads, kvHeads, pos0 int) (m, half int, err error) {
+	for _, c := range f16 {
+		if c.t == nil {
+			return 0, 0, fmt.Errorf("%s: %s is nil", op, c.what)
+		}
+		if err := opDType(op, c.what, c.t, runtime.F16); err != nil {
+			return 0, 0, err
+		}
+	}
+	if half, err = checkRopeInputs(op, invFreq, kCache, vCache, pos, heads, kvHeads); err != nil {
+		return 0, 0, err
+	}
+	d := 2 * half
+	if q.Len()%(heads*d) != 0 {
+		return 0, 0, fmt.Errorf("%s: q %s has %d elements, not a multiple of heads %d × D %d", op, q.Name(), q.Len(), heads, d)
+	}
+	rowLen := kvHeads * d
+	if kCache.Len() != vCache.Len() || kCache.Len()%rowLen != 0 {
+		return 0, 0, fmt.Errorf("%s: caches %s (%d) and %s (%d) must be equal whole rows of %d", op, kCache.Name(), kCache.Len(), vCache.Name(), vCache.Len(), rowLen)
+	}
+	if pos.Len() < 1 {
+		return 0, 0, fmt.Errorf("%s: pos %s is empty", op, pos.Name())
+	}
+	if pos0 < 0 || pos0 >= 1<<24 {
+		return 0, 0, fmt.Errorf("%s: position offset %d outside [0, 2^24)", op, pos0)
+	}
+	if uint64(kCache.Len()) > opMaxU32 {
+		return 0, 0, fmt.Errorf("%s: caches beyond 32-bit indexing", op)
+	}
+	return q.Len() / (heads * d), half, nil
 }
 
 // checkRopeInputs checks the rotation and cache operands of RopeKV and

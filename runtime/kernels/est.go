@@ -580,6 +580,18 @@ type coverCfg struct {
 // (64 KiB; devices with less take what fits).
 const coverSGMaxCache = 16384
 
+// coverLocalSize is a cover kernel's workgroup size: c.local, else
+// Tuning.Cover.WG, else coverLocal.
+func coverLocalSize(d *runtime.Device, c coverCfg) int {
+	if c.local > 0 {
+		return c.local
+	}
+	if wg := int(d.Tuning().Cover.WG); wg > 0 {
+		return wg
+	}
+	return coverLocal
+}
+
 // coverSGConfig returns est_cover_sg's spec constants for the device: local
 // size c.local (Tuning.Cover.WG when 0, else coverLocal), CN, the entries
 // cached (what fits the shared memory with 512 bytes to spare, at most
@@ -588,13 +600,7 @@ const coverSGMaxCache = 16384
 // exceeds its invocation limit.
 func coverSGConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
 	caps, info := d.Caps(), d.Info()
-	l := c.local
-	if l <= 0 {
-		l = int(d.Tuning().Cover.WG)
-	}
-	if l <= 0 {
-		l = coverLocal
-	}
+	l := coverLocalSize(d, c)
 	if !caps.SubgroupArithmetic || l > int(info.MaxWorkgroupInvocations) {
 		return nil, false
 	}
@@ -688,13 +694,7 @@ func coverHistChunk(n int) int {
 // run it.
 func coverHistConfig(d *runtime.Device, c coverCfg, n int) (spec []uint32, err error) {
 	caps, info := d.Caps(), d.Info()
-	l := c.local
-	if l <= 0 {
-		l = int(d.Tuning().Cover.WG)
-	}
-	if l <= 0 {
-		l = coverLocal
-	}
+	l := coverLocalSize(d, c)
 	switch {
 	case !caps.SubgroupArithmetic:
 		return nil, fmt.Errorf("est_cover_hist needs subgroup arithmetic")
