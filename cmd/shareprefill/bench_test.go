@@ -109,11 +109,11 @@ func TestBenchKernelsCLI(t *testing.T) {
 	}
 	// On a CPU device a one-line warning gives the size of the run; every
 	// timed configuration has a numbered progress line (1 length × (dense,
-	// 2 densities, 4 estimation kernels)).
-	if gputest.Device(t).Info().Type == runtime.TypeCPU && !strings.Contains(errb.String(), "is a CPU device: 7 timed configurations") {
+	// 2 densities, 5 estimation kernels)).
+	if gputest.Device(t).Info().Type == runtime.TypeCPU && !strings.Contains(errb.String(), "is a CPU device: 8 timed configurations") {
 		t.Errorf("no CPU warning on stderr:\n%s", errb.String())
 	}
-	for _, line := range []string{"bench: [1/7] n=256: dense flash attention", "bench: [7/7] n=256: "} {
+	for _, line := range []string{"bench: [1/8] n=256: dense flash attention", "bench: [3/8] n=256: γ-cover counts", "bench: [8/8] n=256: "} {
 		if !strings.Contains(errb.String(), line) {
 			t.Errorf("stderr lacks the progress line %q:\n%s", line, errb.String())
 		}
