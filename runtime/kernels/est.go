@@ -216,6 +216,20 @@ func (ws *EstWorkspace) Free() {
 	*ws = EstWorkspace{}
 }
 
+// arm records the zeroing of ws's counters unless an earlier recording
+// has: the kernels that count on them (the fused LSE and slash tails,
+// est_cover_hist) leave them at 0 after each use.
+func (ws *EstWorkspace) arm(r *runtime.Recorder) error {
+	if ws.armed {
+		return nil
+	}
+	if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*ws.ctr.Len())); err != nil {
+		return err
+	}
+	ws.armed = true
+	return nil
+}
+
 func (ws *EstWorkspace) fits(op string, p EstParams) error {
 	if ws == nil || ws.stats == nil {
 		return fmt.Errorf("%s: nil or freed workspace", op)
@@ -364,11 +378,10 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 	stats := ws.stats.Slice(0, sz.stats)
 	lse := ws.lse.Slice(0, sz.lse)
 	spart := ws.spart.Slice(0, sz.spart)
-	if (fuse || fuseSlash) && !ws.armed {
-		if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*ws.ctr.Len())); err != nil {
+	if fuse || fuseSlash {
+		if err := ws.arm(r); err != nil {
 			return err
 		}
-		ws.armed = true
 	}
 	if fuse {
 		if err := r.Dispatch(kStats, scoreGrid, push, q, k, stats, lse, ws.ctr.Slice(0, p.Hq)); err != nil {
@@ -779,7 +792,7 @@ func coverCounts(r *runtime.Recorder, c coverCfg, ws *EstWorkspace, counts, v, s
 		if histErr != nil {
 			return fmt.Errorf("%s: %w", op, histErr)
 		}
-		if !tb.has("cover", "hist") {
+		if !histOK {
 			return fmt.Errorf("%s: est_cover_hist is not usable on this device", op)
 		}
 		return coverHist(r, op, histSpec, ws, counts, v, s, gamma, p)
@@ -832,11 +845,8 @@ func coverHist(r *runtime.Recorder, op string, spec []uint32, ws *EstWorkspace, 
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	if !ws.armed {
-		if err := r.CopyFromHost(ws.ctr, 0, ws.zeros, 0, uint64(4*ws.ctr.Len())); err != nil {
-			return fmt.Errorf("%s: arming the counters: %w", op, err)
-		}
-		ws.armed = true
+	if err := ws.arm(r); err != nil {
+		return fmt.Errorf("%s: arming the counters: %w", op, err)
 	}
 	return r.Dispatch(kc, grid, coverPush(gamma, p), v, s, counts, ws.hist.Slice(0, need), ws.ctr.Slice(off, 2*p.Hq))
 }
