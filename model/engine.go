@@ -140,7 +140,7 @@ type Engine struct {
 	lastX                     *runtime.Tensor // f32 [C, H] final-normed rows
 	logits                    *runtime.Tensor // f32 [C, V]
 	argmax                    *runtime.Tensor // i32 [C]
-	zeroPos                   *runtime.Tensor // i32 [1] = 0: prefill's base position for kernels.RopeKV
+	zeroPos                   *runtime.Tensor // i32 [1] = 0: prefill's base position for kernels.RopeKV and RopeQKV
 
 	rec     *runtime.Recorder // the engine's recorder, reused by every call
 	wt      WeightTypes       // the device type of every weight (PlanWeights)
@@ -423,9 +423,9 @@ func (e *Engine) load(ck *Checkpoint) error {
 		byName[s.Name] = s
 	}
 	done := 0
-	// load reads matrix name into dst (f16), or into a new tensor when dst
-	// is nil.
-	load := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
+	// matrix reads matrix name into dst (f16; a view of the stacked q, k,
+	// v) and returns dst, or into a new tensor when dst is nil.
+	matrix := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
 		if typ := e.wt[name]; typ.BlockElems() > 1 && dst == nil {
 			return e.uploadQuantized(ck, name, byName[name].Shape, typ)
@@ -476,14 +476,9 @@ func (e *Engine) load(ck *Checkpoint) error {
 		}
 		return out, nil
 	}
-	matrix := func(name string) (*runtime.Tensor, error) { return load(name, nil) }
-	matrixInto := func(name string, dst *runtime.Tensor) error {
-		_, err := load(name, dst)
-		return err
-	}
-	// vec reads vector name into dst (f32), or into a new tensor when dst
-	// is nil.
-	vec := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
+	// vector reads vector name into dst (f32; a view of the stacked
+	// biases) and returns dst, or into a new tensor when dst is nil.
+	vector := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
 		t, err := ck.Tensor(name)
 		if err != nil {
@@ -515,13 +510,8 @@ func (e *Engine) load(ck *Checkpoint) error {
 		}
 		return out, nil
 	}
-	vector := func(name string) (*runtime.Tensor, error) { return vec(name, nil) }
-	vectorInto := func(name string, dst *runtime.Tensor) error {
-		_, err := vec(name, dst)
-		return err
-	}
 	var err error
-	if e.embed, err = matrix(EmbedTokensName); err != nil {
+	if e.embed, err = matrix(EmbedTokensName, nil); err != nil {
 		return err
 	}
 	e.layers = make([]layerDev, cfg.NumLayers)
@@ -555,17 +545,11 @@ func (e *Engine) load(ck *Checkpoint) error {
 			if !s.need {
 				continue
 			}
-			switch {
-			case *s.dst != nil: // a view of the stacked q, k, v
-				if s.vec {
-					err = vectorInto(n(s.name), *s.dst)
-				} else {
-					err = matrixInto(n(s.name), *s.dst)
-				}
-			case s.vec:
-				*s.dst, err = vector(n(s.name))
-			default:
-				*s.dst, err = matrix(n(s.name))
+			// *s.dst is nil, or a view of the stacked q, k, v (stackQKV).
+			if s.vec {
+				*s.dst, err = vector(n(s.name), *s.dst)
+			} else {
+				*s.dst, err = matrix(n(s.name), *s.dst)
 			}
 			if err != nil {
 				return err
@@ -578,12 +562,12 @@ func (e *Engine) load(ck *Checkpoint) error {
 			return err
 		}
 	}
-	if e.finalNorm, err = vector(FinalNormName); err != nil {
+	if e.finalNorm, err = vector(FinalNormName, nil); err != nil {
 		return err
 	}
 	if cfg.TieWordEmbeddings {
 		e.lmHead = e.embed
-	} else if e.lmHead, err = matrix(LMHeadName); err != nil {
+	} else if e.lmHead, err = matrix(LMHeadName, nil); err != nil {
 		return err
 	}
 	var sc *kernels.Llama3Scaling
