@@ -522,19 +522,14 @@ func estimation(dev *runtime.Device, timer *Timer, p KernelParams, n int, q, k, 
 	// variant (SHAREPREFILL_COVER).
 	cvals := make([]float32, p.Hq*n)
 	x := uint32(12345)
-	for i := range cvals {
-		x = x*1664525 + 1013904223
-		cvals[i] = float32(math.Exp(-12 * float64(x>>8) / (1 << 24)))
-	}
-	if err := cv.UploadF32(cvals); err != nil {
-		return err
-	}
-	for i := range cvals {
-		x = x*1664525 + 1013904223
-		cvals[i] = float32(math.Exp(-12 * float64(x>>8) / (1 << 24)))
-	}
-	if err := cs.UploadF32(cvals); err != nil {
-		return err
+	for _, t := range []*runtime.Tensor{cv, cs} {
+		for i := range cvals {
+			x = x*1664525 + 1013904223
+			cvals[i] = float32(math.Exp(-12 * float64(x>>8) / (1 << 24)))
+		}
+		if err := t.UploadF32(cvals); err != nil {
+			return err
+		}
 	}
 	variant := ""
 	add := func(name string, nh int, rec func(r *runtime.Recorder) error) error {
