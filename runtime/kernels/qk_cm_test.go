@@ -20,8 +20,8 @@ import (
 // where lavapipe takes about 15 s to compile one module of qk_cm.comp at
 // D = 64 and a minute at D = 128 (the emulated fragments), only the cases
 // marked cpu run: GQA 1 and 4, D 64 and 128, S off a multiple of B, partial
-// subgroup strips, TR 32, 64 and 128, two K tiles per block, two row passes
-// per block (B 256).
+// subgroup strips, TR 16, 32, 64 and 128, two K tiles per block, two row
+// passes per block (B 256), a window of fewer than 16 rows (B 8).
 var qkCases = []struct {
 	p   EstParams
 	cpu bool
@@ -34,6 +34,7 @@ var qkCases = []struct {
 	{EstParams{S: 300, B: 128, Hq: 2, Hkv: 1, D: 64}, true},
 	{EstParams{S: 530, B: 256, Hq: 2, Hkv: 1, D: 64}, true},
 	{EstParams{S: 70, B: 16, Hq: 4, Hkv: 1, D: 128}, false},
+	{EstParams{S: 45, B: 8, Hq: 2, Hkv: 1, D: 64}, true},
 }
 
 // qkTestCases are the qkCases for d (checked by qkSetup).
@@ -375,7 +376,7 @@ func TestQKTileFor(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("qkTileFor(%s, %+v, D=%d, B=%d) = %v, %v; want %v, %v", c.op, c.caps, c.d, c.b, got, ok, c.want, c.ok)
 		}
-		if ok && qkShared(c.op, got, c.d, c.b, int(c.caps.SubgroupSize))+512 > int(c.caps.MaxSharedMemory) {
+		if ok && qkShared(c.op, got, c.d, c.b)+512 > int(c.caps.MaxSharedMemory) {
 			t.Errorf("%v does not fit %d bytes", got, c.caps.MaxSharedMemory)
 		}
 	}
