@@ -49,7 +49,14 @@
 //   (rowStats, subgroup barriers only). VS stores each subgroup's 16×TC
 //   part of a TR×TC f32 tile of P = exp(s − ℓ_t) in shared memory and
 //   reduces the column and diagonal sums there without atomics, as 2·TR
-//   items of TC elements (see tileSums).
+//   items of TC elements (see tileSums). With PREFETCH (spec constant 6,
+//   the host's default) each K tile is fetched from global memory into
+//   registers one tile ahead (the next tile of the row pass, else the first
+//   of the next pass or of the workgroup's next key block; the first one
+//   before the query load), so that its loads are in flight during the
+//   current tile's matrix products, and stored to shared memory when its
+//   turn comes; without it (and in BLOCKMAP) a tile is loaded when it is
+//   computed (loadK).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
 //   VS with SLASH_TAIL (est_last_cm_vs_slash): the workgroup that completes
@@ -66,7 +73,8 @@
 // Spec constants: 0 local size (= NSG · subgroup size, full subgroups of
 //   the size the host requires), 1 TR (16, 32, 64 or 128), 2 TC (multiple
 //   of 16), 3 D (multiple of 16), 4 NE = 256 / subgroup size (accumulator
-//   components per invocation), 5 BS = B (STATS / VS only).
+//   components per invocation), 5 BS = B and 6 PREFETCH (STATS / VS
+//   only; see fetchK).
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -81,6 +89,9 @@ layout(constant_id = 2) const uint TC = 32;  // keys per K tile
 layout(constant_id = 3) const uint D = 128;  // head dim
 layout(constant_id = 4) const uint NE = 8;   // accumulator components per invocation
 layout(constant_id = 5) const uint BS = 64;  // block size (STATS / VS)
+#ifndef BLOCKMAP
+layout(constant_id = 6) const bool PREFETCH = true; // K tiles fetched ahead (STATS / VS)
+#endif
 
 const uint LOCAL = gl_WorkGroupSize.x;
 const uint NSG = TR / 16;
@@ -231,6 +242,94 @@ void loadK(uint key0, uint kend, uint hk) {
 	}
 	barrier();
 }
+
+#ifndef BLOCKMAP
+// With PREFETCH, a K tile goes global → registers (fetchK: NF uvec4s per
+// invocation, issued one tile ahead) → ksh (storeK); kreg holds the tile
+// whose first key is kregKey (NOKEY: none; workgroup-uniform).
+const uint NF = (TC * D8 + LOCAL - 1) / LOCAL;
+const uint NOKEY = 0xFFFFFFFFu;
+uvec4 kreg[NF];
+uint kregKey = NOKEY;
+
+// fetchK loads keys key0 + [0, TC) of KV head hk into kreg (keys at or
+// past kend are zero); the loads are not waited for until storeK.
+void fetchK(uint key0, uint kend, uint hk) {
+	const uint tid = gl_LocalInvocationIndex;
+	[[unroll]] for (uint f = 0; f < NF; f++) {
+		const uint idx = tid + f * LOCAL;
+		const uint j = idx / D8;
+		const uint key = key0 + j;
+		if (idx < TC * D8) {
+			kreg[f] = key < kend ? k8[(key * pc.Hkv + hk) * D8 + idx - j * D8] : uvec4(0);
+		}
+	}
+	kregKey = key0;
+}
+
+// storeK stages kreg in ksh (no barrier).
+void storeK() {
+	const uint tid = gl_LocalInvocationIndex;
+	[[unroll]] for (uint f = 0; f < NF; f++) {
+		const uint idx = tid + f * LOCAL;
+		const uint j = idx / D8;
+		if (idx < TC * D8) {
+			stageRow(j * KS + 2 * (idx - j * D8), kreg[f]);
+		}
+	}
+}
+
+// tileLive reports whether K tile kt of row pass qt of key block c is
+// computed: inside the block and the window, and its first key at or
+// before the pass's last row (keyBlock's break).
+bool tileLive(uint c, uint qt, uint kt) {
+	const uint c0 = c * BS;
+	return c < pc.nb && qt < pc.W && kt < min(BS, pc.S - c0) && c0 + kt <= pc.S - pc.W + qt + TR - 1;
+}
+
+// fetchFirst fetches the first tile of key block c's first row pass, when
+// PREFETCH and that tile is computed.
+void fetchFirst(uint c, uint hk) {
+	if (PREFETCH && tileLive(c, 0, 0)) {
+		fetchK(c * BS, min(c * BS + BS, pc.S), hk);
+	}
+}
+
+// loadTile stages keys key0 + [0, TC) of KV head hk in ksh (keys at or
+// past kend are zero): with PREFETCH from kreg, fetched now unless it
+// already holds them. Ends with a barrier.
+void loadTile(uint key0, uint kend, uint hk) {
+	if (!PREFETCH) {
+		loadK(key0, kend, hk);
+		return;
+	}
+	if (kregKey != key0) {
+		fetchK(key0, kend, hk);
+	}
+	storeK();
+	barrier();
+}
+
+// fetchNext, with PREFETCH, fetches the tile computed after tile kt of row
+// pass qt of key block c (the workgroup's blocks end at cend): the next
+// tile of the pass, else the first of the next pass, else the first of
+// the next block, when that one is computed. Call it after loadTile, before
+// the tile's scores, so that the loads are in flight during the MMAs.
+void fetchNext(uint c, uint qt, uint kt, uint cend, uint hk) {
+	if (!PREFETCH) {
+		return;
+	}
+	const uint c0 = c * BS;
+	const uint kend = min(c0 + BS, pc.S);
+	if (tileLive(c, qt, kt + TC)) {
+		fetchK(c0 + kt + TC, kend, hk);
+	} else if (tileLive(c, qt + TR, 0)) {
+		fetchK(c0, kend, hk);
+	} else if (c + 1 < cend) {
+		fetchFirst(c + 1, hk);
+	}
+}
+#endif
 
 // scores returns the unscaled q·k of the subgroup's 16 rows against keys
 // cf·16 .. cf·16+15 of the staged tile.
@@ -542,7 +641,8 @@ void tileSums(uint qt, uint kt) {
 // head kvh): STATS its row statistics, VS its V column sums, block sum and
 // slash partials. With onePass the caller has loaded the window rows
 // (loadRows(0, h)); otherwise each row pass loads its own. Per K tile: the
-// key load (a barrier), then STATS: each accumulator component's masked
+// key load (loadTile, a barrier; then fetchNext issues the loads of the
+// next tile, cend ending the workgroup's blocks), then STATS: each accumulator component's masked
 // score updates its running (m, l) in registers (one exp per element),
 // combined per row once per (row pass, block) by rowStats; VS: the P tile
 // (exp taken on the accumulator components) stored to ssh, a barrier, the
@@ -554,7 +654,7 @@ void tileSums(uint qt, uint kt) {
 // subgroup, after a subgroup barrier; lseTail starts with a barrier); VS
 // ends with a barrier after which only invocation 0 still reads ssh (the
 // next block's first key-load barrier orders that).
-void keyBlock(uint c, uint h, uint kvh, bool onePass) {
+void keyBlock(uint c, uint cend, uint h, uint kvh, bool onePass) {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
 	const uint S = pc.S;
@@ -592,7 +692,8 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 			if (c0 + kt > i0 + qt + TR - 1) {
 				break; // every key of this and later tiles is after every row (uniform)
 			}
-			loadK(c0 + kt, c0 + nk, kvh);
+			loadTile(c0 + kt, c0 + nk, kvh);
+			fetchNext(c, qt, kt, cend, kvh);
 #ifdef STATS
 			// Every element of the subgroup's 16×TC scores valid (rows in
 			// the window, keys in the block, the tile's last key at or
@@ -692,6 +793,7 @@ void main() {
 	const uint kpw = max(pc.kpw, 1u);
 	const uint cbeg = gl_WorkGroupID.x * kpw;
 	const uint cend = min(cbeg + kpw, pc.nb);
+	fetchFirst(cbeg, kvh); // in flight during the layout probe and the query load
 	probeLayout();
 	// One row pass (W ≤ TR: every block of at most 128 tokens): the query
 	// fragments are loaded once for all of the workgroup's key blocks.
@@ -700,7 +802,7 @@ void main() {
 		loadRows(0, h);
 	}
 	for (uint c = cbeg; c < cend; c++) {
-		keyBlock(c, h, kvh, onePass);
+		keyBlock(c, cend, h, kvh, onePass);
 	}
 #ifdef LSE_TAIL
 	lseTail(h);
