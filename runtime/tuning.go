@@ -71,6 +71,13 @@ type Tuning struct {
 	// (SHAREPREFILL_EST_SLASH=separate; "fused" is the default): for A/B
 	// runs on a device.
 	EstSlashSeparate bool
+	// EstPrefetchOff stages each K tile of the last-block estimate's
+	// cooperative-matrix score passes from global memory when it is
+	// computed instead of fetching it into registers one tile ahead,
+	// during the previous tile's matrix products
+	// (SHAREPREFILL_EST_PREFETCH=off; "on" is the default): for A/B runs
+	// on a device. Both give the same bits.
+	EstPrefetchOff bool
 	// PlanRowCoverBisect keeps the pivots' row cover (plan_rowcover) on
 	// its bisection at every size instead of the rank cut it takes up to
 	// 256 blocks (SHAREPREFILL_PLAN_ROWCOVER=bisect; "rank" is the
@@ -342,6 +349,9 @@ func (t *Tuning) fromEnv() error {
 		}
 	}
 	if err := envSwitch(&t.EstSlashSeparate, "SHAREPREFILL_EST_SLASH", "fused", "separate"); err != nil {
+		return err
+	}
+	if err := envSwitch(&t.EstPrefetchOff, "SHAREPREFILL_EST_PREFETCH", "on", "off"); err != nil {
 		return err
 	}
 	if err := envSwitch(&t.PlanRowCoverBisect, "SHAREPREFILL_PLAN_ROWCOVER", "rank", "bisect"); err != nil {

@@ -21,6 +21,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_PREFILL_QKV", "separate")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
 	t.Setenv("SHAREPREFILL_EST_SLASH", "separate")
+	t.Setenv("SHAREPREFILL_EST_PREFETCH", "off")
 	t.Setenv("SHAREPREFILL_GEMVQ", "wide,128,2")
 	t.Setenv("SHAREPREFILL_DECODE_ATTN", "scalar")
 	t.Setenv("SHAREPREFILL_GEMV", "64")
@@ -42,6 +43,7 @@ func TestTuningFromEnv(t *testing.T) {
 		AttnRowStat:         32,
 		EstBlocksPerGroup:   3,
 		EstSlashSeparate:    true,
+		EstPrefetchOff:      true,
 		PlanRowCoverBisect:  true,
 		PlanCompactSeparate: true,
 		PlanTopKSeparate:    true,
@@ -113,6 +115,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_EST_KPW", "2,2"},
 		{"SHAREPREFILL_EST_KPW", "x"},
 		{"SHAREPREFILL_EST_SLASH", "split"},
+		{"SHAREPREFILL_EST_PREFETCH", "yes"},
 		{"SHAREPREFILL_PLAN_ROWCOVER", "sort"},
 		{"SHAREPREFILL_PLAN_COMPACT", "later"},
 		{"SHAREPREFILL_PLAN_TOPK", "radix"},

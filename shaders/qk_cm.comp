@@ -38,16 +38,25 @@
 //   c = x·kpw .. min(x·kpw + kpw, nb) − 1 in turn, each as est_last.comp's
 //   workgroup (c, h) does (same outputs, kpw = 1 is its grid): the
 //   W = min(B, S) window rows i_t = S−W+t against key block c. When W ≤ TR
-//   the query fragments are loaded once for all kpw blocks. Each subgroup
-//   stores its 16×TC part of a TR×TC f32 tile in shared memory (STATS: the
-//   scores; VS: P = exp(s − ℓ_t), taken with the masks on the accumulator
-//   components, whose row and column are probed as BLOCKMAP does), and the
-//   tile is reduced there without atomics: STATS the block-local max and
-//   Σexp per row, each row as RP segments of one invocation each, running
-//   in registers over the K tiles and combined per row once per row pass;
-//   VS the column and diagonal sums as 2·TR items of TC elements (see
-//   tileSums). A VS driver whose accumulator length() differs from NE
-//   writes NaN.
+//   the query fragments are loaded once for all kpw blocks. Both take the
+//   masks on the accumulator components, whose row and column are probed as
+//   BLOCKMAP does (a driver whose accumulator length() differs from NE
+//   writes NaN). STATS keeps no score tile: each accumulator component
+//   runs its own (max, Σexp) in registers over the fragments and K tiles of
+//   a (row pass, key block), one exp per element, and the 16 components of
+//   each row (16 columns of the fragment) are combined once per (row pass,
+//   key block) through the subgroup's part of a small shared array
+//   (rowStats, subgroup barriers only). VS stores each subgroup's 16×TC
+//   part of a TR×TC f32 tile of P = exp(s − ℓ_t) in shared memory and
+//   reduces the column and diagonal sums there without atomics, as 2·TR
+//   items of TC elements (see tileSums). With PREFETCH (spec constant 6,
+//   the host's default) each K tile is fetched from global memory into
+//   registers one tile ahead (the next tile of the row pass, else the first
+//   of the next pass or of the workgroup's next key block; the first one
+//   before the query load), so that its loads are in flight during the
+//   current tile's matrix products, and stored to shared memory when its
+//   turn comes; without it (and in BLOCKMAP) a tile is loaded when it is
+//   computed (loadK).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
 //   VS with SLASH_TAIL (est_last_cm_vs_slash): the workgroup that completes
@@ -57,14 +66,15 @@
 //   STATS with LSE_TAIL (est_last_cm_stats_lse): the last workgroup of each
 //   head also combines the statistics into ℓ (est_lse.glsl): 3 lse f32
 //   [Hq, W]; 4 counter u32 [Hq] (0 before the first use, reset after).
-// Only the loops over the D/16 fragments are unrolled by hint (their
-// fragments live in registers); the loops over key fragments and
+// Only the loops over the D/16 fragments (their fragments live in
+// registers) and rowStats's RPL rows a lane are unrolled by hint; the loops over key fragments and
 // accumulator components are left to the driver: lavapipe compiles the
 // fully unrolled shader an order of magnitude slower.
 // Spec constants: 0 local size (= NSG · subgroup size, full subgroups of
 //   the size the host requires), 1 TR (16, 32, 64 or 128), 2 TC (multiple
 //   of 16), 3 D (multiple of 16), 4 NE = 256 / subgroup size (accumulator
-//   components per invocation), 5 BS = B (STATS / VS only).
+//   components per invocation), 5 BS = B and 6 PREFETCH (STATS / VS
+//   only; see fetchK).
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -79,6 +89,9 @@ layout(constant_id = 2) const uint TC = 32;  // keys per K tile
 layout(constant_id = 3) const uint D = 128;  // head dim
 layout(constant_id = 4) const uint NE = 8;   // accumulator components per invocation
 layout(constant_id = 5) const uint BS = 64;  // block size (STATS / VS)
+#ifndef BLOCKMAP
+layout(constant_id = 6) const bool PREFETCH = true; // K tiles fetched ahead (STATS / VS)
+#endif
 
 const uint LOCAL = gl_WorkGroupSize.x;
 const uint NSG = TR / 16;
@@ -151,21 +164,23 @@ shared float lsh[TR];        // ℓ of the pass rows (BLOCKMAP, VS)
 #ifdef BLOCKMAP
 shared float red[NSG * 256]; // per-subgroup layout probe, then the workgroup sum
 #else
-const uint SS = TC + 4; // f32 row stride of the score tile
 const float NEG = -3.0e38;
-shared float ssh[TR * SS];
 #ifdef STATS
-// Each row of a score tile is taken as RP segments of SEG columns by RP
-// invocations (at least 2, so that CPU devices with fewer invocations than
-// rows run the same path). Segment item e = p·TR + x (row x, segment p)
-// keeps its running (max, Σexp) in registers over the K tiles of a row
-// pass (NI items per invocation); the RP segments of a row are combined
-// once per row pass.
-const uint RP = LOCAL / TR > 2u ? LOCAL / TR : 2u;
-const uint SEG = (TC + RP - 1) / RP;
-const uint NI = (TR * RP + LOCAL - 1) / LOCAL;
-shared vec2 rpart[TR * RP];
+// The (max, Σexp) of every accumulator component of a subgroup for one
+// (row pass, key block), element (row x, column y) of the 16×16 fragment
+// at sg·256 + y·16 + x (column-major: the lanes that combine rows x, x+1,
+// … read consecutive words); before the first block, the layout probe.
+shared float cmm[NSG * 256];
+shared float cml[NSG * 256];
+// Combining a subgroup's 16 rows: LPR lanes per row (EPL entries each),
+// RPL rows per lane (subgroups of fewer than 16 lanes).
+const uint SGS = 256 / NE; // subgroup size
+const uint LPR = SGS >= 16u ? SGS / 16u : 1u;
+const uint EPL = 16u / LPR;
+const uint RPL = SGS >= 16u ? 1u : 16u / SGS;
 #else
+const uint SS = TC + 4; // f32 row stride of the P tile
+shared float ssh[TR * SS];
 // The column and diagonal sums of a TR×TC tile of P are 2·TR items of TC
 // elements each: NPC = TR/TC pieces of TC rows per column, and the
 // diagonals, those shorter than TC paired so that each pair has TC
@@ -179,7 +194,7 @@ shared float slacc[2 * BS + TR];
 MATA qf[DF];
 
 #if defined(STATS) && defined(LSE_TAIL)
-#define LSE_SCRATCH ssh // TR·(TC+4) ≥ LOCAL floats, free after the score tiles
+#define LSE_SCRATCH cmm // NSG·256 ≥ LOCAL floats, free after the last combine
 #include "est_lse.glsl"
 #endif
 #if defined(VS) && defined(SLASH_TAIL)
@@ -227,6 +242,94 @@ void loadK(uint key0, uint kend, uint hk) {
 	}
 	barrier();
 }
+
+#ifndef BLOCKMAP
+// With PREFETCH, a K tile goes global → registers (fetchK: NF uvec4s per
+// invocation, issued one tile ahead) → ksh (storeK); kreg holds the tile
+// whose first key is kregKey (NOKEY: none; workgroup-uniform).
+const uint NF = (TC * D8 + LOCAL - 1) / LOCAL;
+const uint NOKEY = 0xFFFFFFFFu;
+uvec4 kreg[NF];
+uint kregKey = NOKEY;
+
+// fetchK loads keys key0 + [0, TC) of KV head hk into kreg (keys at or
+// past kend are zero); the loads are not waited for until storeK.
+void fetchK(uint key0, uint kend, uint hk) {
+	const uint tid = gl_LocalInvocationIndex;
+	[[unroll]] for (uint f = 0; f < NF; f++) {
+		const uint idx = tid + f * LOCAL;
+		const uint j = idx / D8;
+		const uint key = key0 + j;
+		if (idx < TC * D8) {
+			kreg[f] = key < kend ? k8[(key * pc.Hkv + hk) * D8 + idx - j * D8] : uvec4(0);
+		}
+	}
+	kregKey = key0;
+}
+
+// storeK stages kreg in ksh (no barrier).
+void storeK() {
+	const uint tid = gl_LocalInvocationIndex;
+	[[unroll]] for (uint f = 0; f < NF; f++) {
+		const uint idx = tid + f * LOCAL;
+		const uint j = idx / D8;
+		if (idx < TC * D8) {
+			stageRow(j * KS + 2 * (idx - j * D8), kreg[f]);
+		}
+	}
+}
+
+// tileLive reports whether K tile kt of row pass qt of key block c is
+// computed: inside the block and the window, and its first key at or
+// before the pass's last row (keyBlock's break).
+bool tileLive(uint c, uint qt, uint kt) {
+	const uint c0 = c * BS;
+	return c < pc.nb && qt < pc.W && kt < min(BS, pc.S - c0) && c0 + kt <= pc.S - pc.W + qt + TR - 1;
+}
+
+// fetchFirst fetches the first tile of key block c's first row pass, when
+// PREFETCH and that tile is computed.
+void fetchFirst(uint c, uint hk) {
+	if (PREFETCH && tileLive(c, 0, 0)) {
+		fetchK(c * BS, min(c * BS + BS, pc.S), hk);
+	}
+}
+
+// loadTile stages keys key0 + [0, TC) of KV head hk in ksh (keys at or
+// past kend are zero): with PREFETCH from kreg, fetched now unless it
+// already holds them. Ends with a barrier.
+void loadTile(uint key0, uint kend, uint hk) {
+	if (!PREFETCH) {
+		loadK(key0, kend, hk);
+		return;
+	}
+	if (kregKey != key0) {
+		fetchK(key0, kend, hk);
+	}
+	storeK();
+	barrier();
+}
+
+// fetchNext, with PREFETCH, fetches the tile computed after tile kt of row
+// pass qt of key block c (the workgroup's blocks end at cend): the next
+// tile of the pass, else the first of the next pass, else the first of
+// the next block, when that one is computed. Call it after loadTile, before
+// the tile's scores, so that the loads are in flight during the MMAs.
+void fetchNext(uint c, uint qt, uint kt, uint cend, uint hk) {
+	if (!PREFETCH) {
+		return;
+	}
+	const uint c0 = c * BS;
+	const uint kend = min(c0 + BS, pc.S);
+	if (tileLive(c, qt, kt + TC)) {
+		fetchK(c0 + kt + TC, kend, hk);
+	} else if (tileLive(c, qt + TR, 0)) {
+		fetchK(c0, kend, hk);
+	} else if (c + 1 < cend) {
+		fetchFirst(c + 1, hk);
+	}
+}
+#endif
 
 // scores returns the unscaled q·k of the subgroup's 16 rows against keys
 // cf·16 .. cf·16+15 of the staged tile.
@@ -356,24 +459,30 @@ void loadRows(uint qt, uint h) {
 #endif
 }
 
-#ifdef VS
 // Accumulator layout: component i of this invocation is element rowOf[i],
 // colOf[i] of every accumulator (probed once, as the block map does).
 uint rowOf[NE];
 uint colOf[NE];
 bool lenOK;
 
+#ifdef STATS
+#define PROBE cmm
+#else
+#define PROBE ssh
+#endif
+
 // probeLayout fills rowOf and colOf, using this subgroup's first 256
-// floats of ssh (before any score tile is stored there).
+// floats of PROBE (cmm for STATS, ssh for VS; before anything else is
+// stored there, and the query load's barriers follow).
 void probeLayout() {
 	const uint sg = gl_SubgroupID;
 	for (uint e = gl_SubgroupInvocationID; e < 256; e += gl_SubgroupSize) {
-		ssh[sg * 256 + e] = float(e);
+		PROBE[sg * 256 + e] = float(e);
 	}
 	subgroupMemoryBarrierShared();
 	subgroupBarrier();
 	ACC probe;
-	coopMatLoad(probe, ssh, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
+	coopMatLoad(probe, PROBE, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
 	lenOK = uint(probe.length()) == NE;
 	for (uint i = 0; i < NE; i++) {
 		const uint e = lenOK ? uint(probe[i]) : 0;
@@ -382,6 +491,89 @@ void probeLayout() {
 	}
 }
 
+#ifdef STATS
+// The running (max, Σexp) of each accumulator component over the K tiles
+// of the current (row pass, key block).
+float rm[NE];
+float rl[NE];
+
+// rowStats combines the running (m, l) of this invocation's accumulator
+// components (rows qt + 16·sg + rowOf[i] of the window, key block c of
+// head h) into the block-local max and Σexp of each of the subgroup's 16
+// rows and writes them to stats (a row with no valid key: (NEG, 0); a
+// driver whose accumulator length() differs from NE: NaN). Subgroup-local:
+// the entries go through this subgroup's part of cmm / cml, each row is
+// taken by LPR lanes (EPL entries each, starting at a rotated entry so that
+// the LPR lanes of a row read distinct banks) whose partials meet in the
+// same part, so only subgroup barriers are needed.
+void rowStats(uint qt, uint c, uint h) {
+	const uint sg = gl_SubgroupID;
+	const uint lane = gl_SubgroupInvocationID;
+	const uint base = sg * 256;
+	subgroupBarrier(); // this subgroup's earlier reads of its part are done
+	for (uint i = 0; i < NE; i++) {
+		const uint e = base + colOf[i] * 16 + rowOf[i];
+		cmm[e] = rm[i];
+		cml[e] = rl[i];
+	}
+	subgroupMemoryBarrierShared();
+	subgroupBarrier();
+	const uint p = lane / 16; // 0 where the subgroup has 16 lanes or fewer
+	float pm[RPL];
+	float pl[RPL];
+	[[unroll]] for (uint k = 0; k < RPL; k++) {
+		const uint x = lane % 16 + k * SGS;
+		float m = NEG;
+		for (uint u = 0; u < EPL; u++) {
+			m = max(m, cmm[base + (p * EPL + (u + p) % EPL) * 16 + x]);
+		}
+		float l = 0.0;
+		for (uint u = 0; u < EPL; u++) {
+			const uint e = base + (p * EPL + (u + p) % EPL) * 16 + x;
+			const float em = cmm[e];
+			if (em > NEG) {
+				l += cml[e] * exp(em - m);
+			}
+		}
+		pm[k] = m;
+		pl[k] = l;
+	}
+	if (LPR > 1u) {
+		// The LPR partials of row x meet in entries x + 16·p (RPL = 1).
+		subgroupBarrier(); // every lane's reads of the entries are done
+		const uint x = lane % 16;
+		cmm[base + p * 16 + x] = pm[0];
+		cml[base + p * 16 + x] = pl[0];
+		subgroupMemoryBarrierShared();
+		subgroupBarrier();
+		if (p == 0) {
+			float m = NEG;
+			for (uint q = 0; q < LPR; q++) {
+				m = max(m, cmm[base + q * 16 + x]);
+			}
+			float l = 0.0;
+			for (uint q = 0; q < LPR; q++) {
+				const float em = cmm[base + q * 16 + x];
+				if (em > NEG) {
+					l += cml[base + q * 16 + x] * exp(em - m);
+				}
+			}
+			pm[0] = m;
+			pl[0] = l;
+		}
+	}
+	if (p == 0) {
+		[[unroll]] for (uint k = 0; k < RPL; k++) {
+			const uint t = qt + sg * 16 + lane + k * SGS;
+			if (t < pc.W) {
+				stats[(h * pc.nb + c) * pc.W + t] = lenOK ? vec2(pm[k], pl[k]) : vec2(invalidF);
+			}
+		}
+	}
+}
+#endif
+
+#ifdef VS
 // tileSums adds the column and diagonal sums of the P tile in ssh (rows qt
 // + [0, TR), keys kt + [0, TC) of the block) to cpart and slacc. Item it <
 // TR is piece it / TC of column it mod TC; item TR + j is diagonal
@@ -449,13 +641,20 @@ void tileSums(uint qt, uint kt) {
 // head kvh): STATS its row statistics, VS its V column sums, block sum and
 // slash partials. With onePass the caller has loaded the window rows
 // (loadRows(0, h)); otherwise each row pass loads its own. Per K tile: the
-// key load (a barrier), the scores stored to ssh (VS: already as P, exp
-// taken on the accumulator components), a barrier, then the tile's
-// reduction into registers (STATS) or invocation-owned shared slots (VS);
-// the next tile's key-load barrier orders it before ssh is overwritten.
-// STATS ends with a barrier; VS with one after which only invocation 0
-// still reads ssh (the next block's first key-load barrier orders that).
-void keyBlock(uint c, uint h, uint kvh, bool onePass) {
+// key load (loadTile, a barrier; then fetchNext issues the loads of the
+// next tile, cend ending the workgroup's blocks), then STATS: each accumulator component's masked
+// score updates its running (m, l) in registers (one exp per element),
+// combined per row once per (row pass, block) by rowStats; VS: the P tile
+// (exp taken on the accumulator components) stored to ssh, a barrier, the
+// tile's reduction into invocation-owned shared slots (tileSums). STATS
+// ends a tile with a barrier before the next key load overwrites ksh; VS
+// needs none (its P-store barrier orders the reads of ksh, the next key
+// load's barrier those of ssh). STATS ends with rowStats, which is
+// subgroup-local (a subgroup's part of cmm / cml is written only by that
+// subgroup, after a subgroup barrier; lseTail starts with a barrier); VS
+// ends with a barrier after which only invocation 0 still reads ssh (the
+// next block's first key-load barrier orders that).
+void keyBlock(uint c, uint cend, uint h, uint kvh, bool onePass) {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
 	const uint S = pc.S;
@@ -477,12 +676,11 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 		if (!onePass) {
 			loadRows(qt, h);
 		}
+		const uint sr = qt + sg * 16; // window row of this subgroup's first row
 #ifdef STATS
-		float rm[NI];
-		float rl[NI];
-		[[unroll]] for (uint k = 0; k < NI; k++) {
-			rm[k] = NEG;
-			rl[k] = 0.0;
+		for (uint i = 0; i < NE; i++) {
+			rm[i] = NEG;
+			rl[i] = 0.0;
 		}
 #else
 		float lrow[NE];
@@ -494,93 +692,57 @@ void keyBlock(uint c, uint h, uint kvh, bool onePass) {
 			if (c0 + kt > i0 + qt + TR - 1) {
 				break; // every key of this and later tiles is after every row (uniform)
 			}
-			loadK(c0 + kt, c0 + nk, kvh);
-			for (uint cf = 0; cf < CF; cf++) {
+			loadTile(c0 + kt, c0 + nk, kvh);
+			fetchNext(c, qt, kt, cend, kvh);
 #ifdef STATS
-				coopMatStore(scores(cf), ssh, sg * 16 * SS + cf * 16, SS, gl_CooperativeMatrixLayoutRowMajor);
+			// Every element of the subgroup's 16×TC scores valid (rows in
+			// the window, keys in the block, the tile's last key at or
+			// before the first row): no per-element mask (subgroup-uniform).
+			const bool full = sr + 16 <= W && kt + TC <= nk && c0 + kt + TC - 1 <= i0 + sr;
+			for (uint cf = 0; cf < CF; cf++) {
+				const ACC s = scores(cf);
+				for (uint i = 0; i < NE; i++) {
+					const uint t = sr + rowOf[i];
+					const uint jl = kt + cf * 16 + colOf[i];
+					if (full || (t < W && jl < nk && c0 + jl <= i0 + t)) {
+						// One exp per element: with d = x − m, the larger
+						// of x and m becomes the max and the other enters
+						// as exp(−|d|). The first valid x gives l = 1
+						// (x − NEG is finite or +inf, exp(−|d|) = 0).
+						const float x = s[i] * scale;
+						const float d = x - rm[i];
+						const float e = exp(-abs(d));
+						if (d > 0.0) {
+							rl[i] = rl[i] * e + 1.0;
+							rm[i] = x;
+						} else {
+							rl[i] += e;
+						}
+					}
+				}
+			}
+			barrier(); // before the next key load overwrites ksh
 #else
+			for (uint cf = 0; cf < CF; cf++) {
 				ACC s = scores(cf);
 				for (uint i = 0; i < NE; i++) {
-					const uint t = qt + sg * 16 + rowOf[i];
+					const uint t = sr + rowOf[i];
 					const uint jl = kt + cf * 16 + colOf[i];
 					const bool valid = t < W && jl < nk && c0 + jl <= i0 + t;
 					s[i] = valid ? exp(s[i] * scale - lrow[i]) : 0.0;
 				}
 				coopMatStore(s, ssh, sg * 16 * SS + cf * 16, SS, gl_CooperativeMatrixLayoutRowMajor);
-#endif
 			}
 			barrier();
-#ifdef STATS
-			// Segment p of row x of the tile: its max, then the running
-			// (max, Σexp) of the item. Row x starts at column x mod SEG of
-			// its segment: the rows of a subgroup then read distinct banks
-			// (the row stride SS is 4 mod 32 words, so reading one column of
-			// 32 rows hit 8 banks 4 times each).
-			[[unroll]] for (uint k = 0; k < NI; k++) {
-				const uint e = tid + k * LOCAL;
-				const uint x = e % TR;
-				const uint y0 = (e / TR) * SEG;
-				const uint t = qt + x;
-				if (e >= TR * RP || t >= W) {
-					continue;
-				}
-				float mx = NEG;
-				for (uint u = 0; u < SEG; u++) {
-					const uint y = y0 + (u + x) % SEG;
-					const uint jl = kt + y;
-					if (y < TC && jl < nk && c0 + jl <= i0 + t) {
-						mx = max(mx, ssh[x * SS + y] * scale);
-					}
-				}
-				if (mx > NEG) {
-					const float nm = max(rm[k], mx);
-					float l = rl[k] * exp(rm[k] - nm);
-					for (uint u = 0; u < SEG; u++) {
-						const uint y = y0 + (u + x) % SEG;
-						const uint jl = kt + y;
-						if (y < TC && jl < nk && c0 + jl <= i0 + t) {
-							l += exp(ssh[x * SS + y] * scale - nm);
-						}
-					}
-					rm[k] = nm;
-					rl[k] = l;
-				}
-			}
-#else
 			tileSums(qt, kt);
+			// (the next key load's barrier orders these reads of ssh
+			// before the next tile's stores; the one above, the reads of
+			// ksh before the next key load)
 #endif
 		}
 #ifdef STATS
-		// The row pass is complete for this block: combine each row's
-		// segments and write its statistics.
-		[[unroll]] for (uint k = 0; k < NI; k++) {
-			const uint e = tid + k * LOCAL;
-			if (e < TR * RP) {
-				rpart[e] = vec2(rm[k], rl[k]);
-			}
-		}
-		barrier();
-		for (uint x = tid; x < TR; x += LOCAL) {
-			const uint t = qt + x;
-			if (t >= W) {
-				continue;
-			}
-			float mx = NEG;
-			for (uint p = 0; p < RP; p++) {
-				mx = max(mx, rpart[p * TR + x].x);
-			}
-			float l = 0.0;
-			if (mx > NEG) {
-				for (uint p = 0; p < RP; p++) {
-					const vec2 sp = rpart[p * TR + x];
-					if (sp.x > NEG) {
-						l += sp.y * exp(sp.x - mx);
-					}
-				}
-			}
-			stats[(h * pc.nb + c) * W + t] = vec2(mx, l);
-		}
-		barrier(); // before rpart or ssh are written again
+		// The row pass is complete for this block.
+		rowStats(qt, c, h);
 #endif
 	}
 #ifdef VS
@@ -631,9 +793,8 @@ void main() {
 	const uint kpw = max(pc.kpw, 1u);
 	const uint cbeg = gl_WorkGroupID.x * kpw;
 	const uint cend = min(cbeg + kpw, pc.nb);
-#ifdef VS
+	fetchFirst(cbeg, kvh); // in flight during the layout probe and the query load
 	probeLayout();
-#endif
 	// One row pass (W ≤ TR: every block of at most 128 tokens): the query
 	// fragments are loaded once for all of the workgroup's key blocks.
 	const bool onePass = pc.W <= TR;
@@ -641,7 +802,7 @@ void main() {
 		loadRows(0, h);
 	}
 	for (uint c = cbeg; c < cend; c++) {
-		keyBlock(c, h, kvh, onePass);
+		keyBlock(c, cend, h, kvh, onePass);
 	}
 #ifdef LSE_TAIL
 	lseTail(h);

@@ -41,7 +41,7 @@ func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, varia
 		if csr {
 			sh = "blockmap_cm_csr"
 		}
-		return qkCMKernel(d, sh, bindings, ro, 28, cm, p.D, 0)
+		return qkCMKernel(d, sh, bindings, ro, 28, cm, p.D, 0, false)
 	}
 	t, err := estTile(op, d.Caps(), p.D, 0)
 	if err != nil {

@@ -299,12 +299,15 @@ const (
 // estCfg forces parts of LastBlockEstimates (tests): variant of the score
 // passes ("" for the device's choice), kpw key blocks per workgroup in the
 // cooperative-matrix score passes (0 for estBlocksPerGroup's choice; the
-// scalar passes take one), and where ℓ_t is combined.
+// scalar passes take one), where ℓ_t is combined, and noPrefetch: the
+// cooperative-matrix passes without the K-tile prefetch, as with
+// Tuning.EstPrefetchOff.
 type estCfg struct {
-	variant string
-	kpw     int
-	lse     int
-	slash   int
+	variant    string
+	kpw        int
+	lse        int
+	slash      int
+	noPrefetch bool
 }
 
 // Whether the V pass combines the slash partials (estCfg.slash).
@@ -344,7 +347,8 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 	variant, kpw := c.variant, c.kpw
 	fuse := c.lse == lseFused || c.lse == lseAuto && nb <= estFuseLSEMaxBlocks
 	fuseSlash := c.slash == slashFused || c.slash == slashAuto && !d.Tuning().EstSlashSeparate
-	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse, fuseSlash)
+	prefetch := !c.noPrefetch && !d.Tuning().EstPrefetchOff
+	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse, fuseSlash, prefetch)
 	if err != nil {
 		return err
 	}
@@ -413,8 +417,9 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 // fuseLSE the statistics pass is the one that also combines ℓ_t (two more
 // bindings: lse, the per-head counters); with fuseSlash the V pass is the
 // one that also combines the slash partials (three more: s, sBlk, the
-// per-chunk counters).
-func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE, fuseSlash bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
+// per-chunk counters). prefetch sets the cooperative-matrix passes' K-tile
+// prefetch (qk_cm.comp's PREFETCH; Tuning.EstPrefetchOff clears it).
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE, fuseSlash, prefetch bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
 	v, cm, err := qkPick(d, "estimate", op, p, variant)
 	if err != nil {
 		return nil, nil, false, err
@@ -428,10 +433,10 @@ func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, 
 		vsName, vsBind = "_vs_slash", 9
 	}
 	if v == "coopmat" {
-		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B); err != nil {
+		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B, prefetch); err != nil {
 			return nil, nil, false, err
 		}
-		vs, err = qkCMKernel(d, "est_last_cm"+vsName, vsBind, 0b000111, 28, cm, p.D, p.B)
+		vs, err = qkCMKernel(d, "est_last_cm"+vsName, vsBind, 0b000111, 28, cm, p.D, p.B, prefetch)
 		return stats, vs, true, err
 	}
 	t, err := estTile(op, d.Caps(), p.D, p.B)

@@ -30,16 +30,19 @@ type qkTile struct{ TR, TC int }
 func (t qkTile) String() string { return fmt.Sprintf("coopmat %dx%d", t.TR, t.TC) }
 
 // qkShared mirrors the shared arrays of qk_cm.comp for op ("blockmap" or
-// "estimate"), head dim d, block b and subgroup size sg, in bytes.
-func qkShared(op string, t qkTile, d, b, sg int) int {
+// "estimate"), head dim d and block b, in bytes. The estimate's two
+// modules take one tile, so its figure is the larger of the statistics
+// pass's (cmm, cml, lseLast) and the V pass's (ssh, cpart, slacc,
+// slashTake): the V pass's wherever a tile fits, so the statistics pass
+// runs the tile the V pass allows.
+func qkShared(op string, t qkTile, d, b int) int {
 	nsg := t.TR / 16
 	s := t.TC*(d/4+2)*8 + t.TR*4 // ksh, lsh
 	if op == "blockmap" {
 		return s + nsg*256*4 // red
 	}
-	s += t.TR * (t.TC + 4) * 4              // ssh
-	vs := (t.TR/t.TC*b + 2*b + t.TR) * 4    // cpart, slacc
-	stats := t.TR * max(nsg*sg/t.TR, 2) * 8 // rpart
+	stats := 2*nsg*256*4 + 4                             // cmm, cml, lseLast
+	vs := t.TR*(t.TC+4)*4 + (t.TR/t.TC*b+2*b+t.TR)*4 + 4 // ssh, cpart, slacc, slashTake
 	return s + max(vs, stats)
 }
 
@@ -74,7 +77,7 @@ func qkTileFor(op string, caps runtime.Caps, maxInv uint32, d, b int) (qkTile, b
 		if tc > tr && tc > 16 {
 			continue
 		}
-		if qkShared(op, t, d, b, sg)+512 <= int(caps.MaxSharedMemory) {
+		if qkShared(op, t, d, b)+512 <= int(caps.MaxSharedMemory) {
 			return t, true
 		}
 	}
@@ -141,13 +144,18 @@ func qkPick(dev *runtime.Device, op, what string, p EstParams, force string) (st
 }
 
 // qkCMKernel returns the pipeline of module shader of qk_cm.comp; b > 0
-// sets the block size constant (the estimate's modules; the block map's
-// take B from the push constants).
-func qkCMKernel(dev *runtime.Device, shader string, bindings int, ro uint32, push int, t qkTile, d, b int) (*runtime.Kernel, error) {
+// sets the block size constant and the K-tile prefetch switch (the
+// estimate's modules; the block map's take B from the push constants and
+// load K tiles without prefetch).
+func qkCMKernel(dev *runtime.Device, shader string, bindings int, ro uint32, push int, t qkTile, d, b int, prefetch bool) (*runtime.Kernel, error) {
 	sg := dev.Caps().SubgroupSize
 	spec := []uint32{uint32(t.TR/16) * sg, uint32(t.TR), uint32(t.TC), uint32(d), 256 / sg}
 	if b > 0 {
-		spec = append(spec, uint32(b))
+		pf := uint32(0)
+		if prefetch {
+			pf = 1
+		}
+		spec = append(spec, uint32(b), pf)
 	}
 	return dev.Kernel(runtime.KernelDesc{
 		Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: push,

@@ -20,8 +20,8 @@ import (
 // where lavapipe takes about 15 s to compile one module of qk_cm.comp at
 // D = 64 and a minute at D = 128 (the emulated fragments), only the cases
 // marked cpu run: GQA 1 and 4, D 64 and 128, S off a multiple of B, partial
-// subgroup strips, TR 32, 64 and 128, two K tiles per block, two row passes
-// per block (B 256).
+// subgroup strips, TR 16, 32, 64 and 128, two K tiles per block, two row
+// passes per block (B 256), a window of fewer than 16 rows (B 8).
 var qkCases = []struct {
 	p   EstParams
 	cpu bool
@@ -34,6 +34,7 @@ var qkCases = []struct {
 	{EstParams{S: 300, B: 128, Hq: 2, Hkv: 1, D: 64}, true},
 	{EstParams{S: 530, B: 256, Hq: 2, Hkv: 1, D: 64}, true},
 	{EstParams{S: 70, B: 16, Hq: 4, Hkv: 1, D: 128}, false},
+	{EstParams{S: 45, B: 8, Hq: 2, Hkv: 1, D: 64}, true},
 }
 
 // qkTestCases are the qkCases for d (checked by qkSetup).
@@ -137,7 +138,7 @@ func checkQKShaders(t *testing.T, d *runtime.Device, p EstParams, op string) {
 			return []*runtime.Kernel{a, b}, err
 		},
 		"estimate": func(variant string) ([]*runtime.Kernel, error) {
-			a, b, _, err := estScoreKernels("estimate", d, p, variant, false, false)
+			a, b, _, err := estScoreKernels("estimate", d, p, variant, false, false, true)
 			return []*runtime.Kernel{a, b}, err
 		},
 	}[op]
@@ -279,20 +280,22 @@ func TestBlockMapCoopMat(t *testing.T) {
 // score passes with the scalar passes (entry by entry, qkEntryTol) and
 // with the float64 reference, workspace and outputs poisoned with NaN. The
 // cooperative-matrix passes run with the automatic count of key blocks per
-// workgroup and with 1, 2, 3 (not dividing nb = 4) and more than nb; every
-// count gives the same bits as one block per workgroup.
+// workgroup and with 1, 2, 3 (not dividing nb = 4) and more than nb (K
+// tiles prefetched across key blocks), and with 2 without the K-tile
+// prefetch; every run gives the same bits as one block per workgroup.
 func TestLastBlockEstimatesCoopMat(t *testing.T) {
 	qkEach(t, "estimate", func(t *testing.T, d *runtime.Device, rng *rand.Rand, p EstParams, qv, kv []float32, q, k *runtime.Tensor) {
 		nb := p.NB()
 		ws := estWorkspace(t, d, p)
-		run := func(variant string, kpw int) [4][]float32 {
+		runCfg := func(c estCfg) [4][]float32 {
 			v, s := empty(t, d, runtime.F32, p.Hq*p.S), empty(t, d, runtime.F32, p.Hq*p.S)
 			vb, sb := empty(t, d, runtime.F32, p.Hq*nb), empty(t, d, runtime.F32, p.Hq*nb)
 			opRun(t, d, func(r *runtime.Recorder) error {
-				return lastBlockEstimates(r, estCfg{variant: variant, kpw: kpw}, ws, v, s, vb, sb, q, k, p)
+				return lastBlockEstimates(r, c, ws, v, s, vb, sb, q, k, p)
 			}, v, s, vb, sb, ws.stats, ws.lse, ws.spart)
 			return [4][]float32{download(t, v), download(t, s), download(t, vb), download(t, sb)}
 		}
+		run := func(variant string, kpw int) [4][]float32 { return runCfg(estCfg{variant: variant, kpw: kpw}) }
 		names := [4]string{"v", "s", "vBlk", "sBlk"}
 		cm, sc := run("coopmat", 1), run("scalar", 0)
 		wv, wsl, wvb, wsb := RefLastBlock(qv, kv, p)
@@ -313,6 +316,15 @@ func TestLastBlockEstimatesCoopMat(t *testing.T) {
 					checkEntries(t, fmt.Sprintf("%s coopmat, %d blocks per workgroup, vs 1", names[i], kpw), got[i], cm[i], 0)
 					t.Errorf("%s coopmat: %d key blocks per workgroup differ from 1", names[i], kpw)
 				}
+			}
+		}
+		// Without the K-tile prefetch (SHAREPREFILL_EST_PREFETCH=off): the
+		// same bits.
+		off := runCfg(estCfg{variant: "coopmat", kpw: 2, noPrefetch: true})
+		for i := range off {
+			if !slices.Equal(off[i], cm[i]) {
+				checkEntries(t, names[i]+" coopmat without prefetch vs with", off[i], cm[i], 0)
+				t.Errorf("%s coopmat: the passes without K-tile prefetch differ from those with it", names[i])
 			}
 		}
 	})
@@ -375,7 +387,7 @@ func TestQKTileFor(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("qkTileFor(%s, %+v, D=%d, B=%d) = %v, %v; want %v, %v", c.op, c.caps, c.d, c.b, got, ok, c.want, c.ok)
 		}
-		if ok && qkShared(c.op, got, c.d, c.b, int(c.caps.SubgroupSize))+512 > int(c.caps.MaxSharedMemory) {
+		if ok && qkShared(c.op, got, c.d, c.b)+512 > int(c.caps.MaxSharedMemory) {
 			t.Errorf("%v does not fit %d bytes", got, c.caps.MaxSharedMemory)
 		}
 	}
