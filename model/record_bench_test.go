@@ -135,6 +135,9 @@ func BenchmarkRecordPrefill(b *testing.B) {
 			cmds := float64(c.Dispatches+c.Copies) / float64(b.N)
 			b.ReportMetric(cmds, "cmds/op")
 			b.ReportMetric(float64(c.Barriers)/float64(b.N), "barriers/op")
+			b.ReportMetric(float64(c.RecordCalls)/float64(b.N)/cmds, "cgo/cmd")
+			b.ReportMetric(float64(c.VulkanCalls)/float64(b.N)/cmds, "vk/cmd")
+			b.ReportMetric(float64(c.SetWrites)/float64(b.N)/cmds, "sets/cmd")
 			b.ReportMetric(float64(el.Nanoseconds())/1e3/float64(b.N)/cmds, "µs/cmd")
 		})
 	}
