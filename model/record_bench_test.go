@@ -142,5 +142,3 @@ func BenchmarkRecordPrefill(b *testing.B) {
 		})
 	}
 }
-
-
