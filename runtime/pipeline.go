@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,6 +103,23 @@ const maxKernelBindings = 13
 // Kernel returns the pipeline for desc, creating it on first use (pipelines
 // are cached per device).
 func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
+	var kb [128]byte
+	key := desc.appendKey(kb[:0])
+	p := &d.pipes
+	p.mu.Lock()
+	k, ok := p.kernels[string(key)]
+	p.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	// newKernel keeps its desc: a copy, so that the caller's (its Spec
+	// literal, built at every call) stays on the caller's stack.
+	return d.newKernel(KernelDesc{Shader: strings.Clone(desc.Shader), Bindings: desc.Bindings, ReadOnly: desc.ReadOnly,
+		PushSize: desc.PushSize, Spec: slices.Clone(desc.Spec), SubgroupSize: desc.SubgroupSize, FullSubgroups: desc.FullSubgroups})
+}
+
+// newKernel checks desc and creates its pipeline (Kernel's first use).
+func (d *Device) newKernel(desc KernelDesc) (*Kernel, error) {
 	if desc.PushSize > 128 || desc.PushSize%4 != 0 {
 		return nil, fmt.Errorf("kernel %s: push-constant size %d must be a multiple of 4 and at most 128", desc.Shader, desc.PushSize)
 	}
