@@ -99,33 +99,53 @@ func benchModels(b *testing.B) []struct {
 			ck   *Checkpoint
 			n    int
 		}{"bench-lm-8k/512", cfg, ck, 512})
+		out = append(out, struct {
+			name string
+			cfg  *Config
+			ck   *Checkpoint
+			n    int
+		}{"bench-lm-8k/varying", cfg, ck, -512})
 	}
 	return out
 }
 
 // BenchmarkRecordPrefill measures the host time of recording a prefill
-// (recordPrefill), per recorded dispatch.
+// (recordPrefill), per recorded dispatch. A negative length −n records
+// prompts of n/2 to n−1 tokens in turn, a new length each time: bindings
+// the recorder has not seen before.
 func BenchmarkRecordPrefill(b *testing.B) {
 	d := gputest.Device(b)
 	for _, m := range benchModels(b) {
 		b.Run(m.name, func(b *testing.B) {
-			e, err := NewEngine(d, m.cfg, m.ck, EngineOptions{Context: max(m.n, 64)})
+			n, vary := m.n, 0
+			if n < 0 {
+				n, vary = -n, -m.n/2
+			}
+			length := func(i int) int {
+				if vary == 0 {
+					return n
+				}
+				return n - 1 - i%vary
+			}
+			e, err := NewEngine(d, m.cfg, m.ck, EngineOptions{Context: max(n, 64)})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			if _, err := e.Prefill(context.Background(), make([]int, m.n)); err != nil { // pipelines created
+			if _, err := e.Prefill(context.Background(), make([]int, n)); err != nil { // pipelines created
 				b.Fatal(err)
 			}
-			if err := recordPrefill(e, m.n); err != nil {
-				b.Fatal(err)
+			for i := 0; i < max(vary, 1); i++ { // every length's pipelines
+				if err := recordPrefill(e, length(i)); err != nil {
+					b.Fatal(err)
+				}
 			}
 			before := d.Counters()
 			b.ReportAllocs()
 			b.ResetTimer()
 			t0 := time.Now()
 			for i := 0; i < b.N; i++ {
-				if err := recordPrefill(e, m.n); err != nil {
+				if err := recordPrefill(e, length(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
