@@ -389,7 +389,8 @@ func (r *Recorder) encodePush(push any, size int) error {
 		plain, ok := r.plain[t]
 		if !ok {
 			plain = -1
-			if hostLittleEndian() && binary.Size(v) == int(t.Size()) {
+			// binary.Size takes a pointer's target: never copy a pointer.
+			if hostLittleEndian() && t.Kind() != reflect.Pointer && binary.Size(v) == int(t.Size()) {
 				plain = int(t.Size())
 			}
 			if r.plain == nil {
