@@ -52,6 +52,7 @@ func TestDecodeStepCountsQuantized(t *testing.T) {
 		for i, s := range generateSteps(t, e, c.prompt, 3, SampleOptions{}) {
 			got := s.c
 			got.WaitTime = 0
+			got.RecordCalls, got.VulkanCalls, got.SetWrites = 0, 0, 0
 			t.Logf("%s, step %d: %d dispatches, %d copies, %d barriers", c.name, i+1, got.Dispatches, got.Copies, got.Barriers)
 			if got != c.want {
 				t.Errorf("%s, step %d: %d dispatches, %d copies, %d barriers, %d submits, %d waits, %d allocations; want %d, %d, %d, %d, %d, 0",

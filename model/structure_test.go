@@ -72,6 +72,18 @@ func TestPrefillWaitsIndependentOfLayers(t *testing.T) {
 		if c.Submits != uint64(layers+2) || c.Waits != 1 || c.Allocs != 0 {
 			t.Errorf("%d layers: %d submits, %d host waits, %d allocations; want %d, 1, 0", layers, c.Submits, c.Waits, c.Allocs, layers+2)
 		}
+		// The repeated call's host recording: every descriptor set comes
+		// from the recorder's cache; a dispatch is one call into the
+		// driver (barrier included), a copy one, and every barrier outside
+		// a dispatch one, as is beginning (2) and ending (1) a batch; a
+		// dispatch makes at most 4 Vulkan calls besides its barrier (the
+		// pipeline when it changes, the set, the push constants, the
+		// dispatch).
+		if c.SetWrites != 0 || c.RecordCalls > c.Dispatches+c.Copies+c.Barriers+3*c.Submits ||
+			c.VulkanCalls > 4*c.Dispatches+c.Copies+c.Barriers+3*c.Submits {
+			t.Errorf("%d layers: the repeated call wrote %d descriptor sets, made %d calls into the driver and %d Vulkan calls for %d dispatches, %d copies, %d barriers, %d batches",
+				layers, c.SetWrites, c.RecordCalls, c.VulkanCalls, c.Dispatches, c.Copies, c.Barriers, c.Submits)
+		}
 		e.Close()
 	}
 }

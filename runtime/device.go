@@ -740,6 +740,7 @@ func (d *Device) Close() {
 type counters struct {
 	submits, waits, allocs       atomic.Uint64
 	dispatches, copies, barriers atomic.Uint64
+	cgoCalls, calls, setWrites   atomic.Uint64
 	waitNanos                    atomic.Int64
 }
 
@@ -764,17 +765,28 @@ type Counters struct {
 	// barrier after a copy to the host). A Replay counts them when it
 	// records, not when it is submitted again.
 	Dispatches, Copies, Barriers uint64
+	// RecordCalls counts the calls from Go into the Vulkan driver that
+	// recorders made to record (each a cgo call: beginning and ending a
+	// batch, a barrier, a copy, a timestamp; one per dispatch), and
+	// VulkanCalls the Vulkan functions those called (a dispatch: its
+	// descriptor set's allocation and write unless cached, the barrier
+	// before it, binding the pipeline unless bound, binding the set, the
+	// push constants, vkCmdDispatch). SetWrites counts the descriptor sets
+	// allocated and written (one per dispatch without Recorder's cache).
+	RecordCalls, VulkanCalls, SetWrites uint64
 }
 
 // Sub returns c − o, the counts between two snapshots.
 func (c Counters) Sub(o Counters) Counters {
 	return Counters{Submits: c.Submits - o.Submits, Waits: c.Waits - o.Waits, WaitTime: c.WaitTime - o.WaitTime, Allocs: c.Allocs - o.Allocs,
-		Dispatches: c.Dispatches - o.Dispatches, Copies: c.Copies - o.Copies, Barriers: c.Barriers - o.Barriers}
+		Dispatches: c.Dispatches - o.Dispatches, Copies: c.Copies - o.Copies, Barriers: c.Barriers - o.Barriers,
+		RecordCalls: c.RecordCalls - o.RecordCalls, VulkanCalls: c.VulkanCalls - o.VulkanCalls, SetWrites: c.SetWrites - o.SetWrites}
 }
 
 // Counters returns a snapshot of the device's submission statistics. It is
 // safe to call concurrently with any other method.
 func (d *Device) Counters() Counters {
 	return Counters{Submits: d.ctr.submits.Load(), Waits: d.ctr.waits.Load(), WaitTime: time.Duration(d.ctr.waitNanos.Load()), Allocs: d.ctr.allocs.Load(),
-		Dispatches: d.ctr.dispatches.Load(), Copies: d.ctr.copies.Load(), Barriers: d.ctr.barriers.Load()}
+		Dispatches: d.ctr.dispatches.Load(), Copies: d.ctr.copies.Load(), Barriers: d.ctr.barriers.Load(),
+		RecordCalls: d.ctr.cgoCalls.Load(), VulkanCalls: d.ctr.calls.Load(), SetWrites: d.ctr.setWrites.Load()}
 }

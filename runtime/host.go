@@ -141,8 +141,10 @@ func (r *Recorder) CopyToHost(dst *HostBuffer, dstOff uint64, src *Tensor, srcOf
 	}
 	s0 := src.off + srcOff
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, dstOff, dstOff + n}})
+	r.called(1)
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, dstOff, n) })
 	r.d.cmdHostBarrier(r.frames[r.cur].cmd)
+	r.called(1)
 	r.count++
 	r.d.ctr.copies.Add(1)
 	r.d.ctr.barriers.Add(1)
@@ -172,6 +174,7 @@ func (r *Recorder) CopyFromHost(dst *Tensor, dstOff uint64, src *HostBuffer, src
 	}
 	d0 := dst.off + dstOff
 	r.hazard([]rng{{src.blk.id, srcOff, srcOff + n}}, []rng{{dst.blk.id, d0, d0 + n}})
+	r.called(1)
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, srcOff, d0, n) })
 	r.count++
 	r.d.ctr.copies.Add(1)

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -33,13 +35,24 @@ type KernelDesc struct {
 	FullSubgroups bool
 }
 
-func (k KernelDesc) key() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%d/%d/%d/%d/%v", k.Shader, k.Bindings, k.PushSize, k.SubgroupSize, k.ReadOnly, k.FullSubgroups)
-	for _, s := range k.Spec {
-		fmt.Fprintf(&b, ",%d", s)
+// appendKey appends the pipeline cache's key of k to b. Every kernel call
+// looks its pipeline up by it, so it is built without fmt and, into a
+// caller's stack buffer, without allocating (a map lookup with string(b)
+// does not copy).
+func (k KernelDesc) appendKey(b []byte) []byte {
+	b = append(b, k.Shader...)
+	for _, v := range [...]uint64{uint64(k.Bindings), uint64(k.PushSize), uint64(k.SubgroupSize), uint64(k.ReadOnly)} {
+		b = append(b, '/')
+		b = strconv.AppendUint(b, v, 10)
 	}
-	return b.String()
+	if k.FullSubgroups {
+		b = append(b, "/full"...)
+	}
+	for _, s := range k.Spec {
+		b = append(b, ',')
+		b = strconv.AppendUint(b, uint64(s), 10)
+	}
+	return b
 }
 
 // Kernel is a compute pipeline ready to dispatch.
@@ -90,6 +103,23 @@ const maxKernelBindings = 13
 // Kernel returns the pipeline for desc, creating it on first use (pipelines
 // are cached per device).
 func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
+	var kb [128]byte
+	key := desc.appendKey(kb[:0])
+	p := &d.pipes
+	p.mu.Lock()
+	k, ok := p.kernels[string(key)]
+	p.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	// newKernel keeps its desc: a copy, so that the caller's (its Spec
+	// literal, built at every call) stays on the caller's stack.
+	return d.newKernel(KernelDesc{Shader: strings.Clone(desc.Shader), Bindings: desc.Bindings, ReadOnly: desc.ReadOnly,
+		PushSize: desc.PushSize, Spec: slices.Clone(desc.Spec), SubgroupSize: desc.SubgroupSize, FullSubgroups: desc.FullSubgroups})
+}
+
+// newKernel checks desc and creates its pipeline (Kernel's first use).
+func (d *Device) newKernel(desc KernelDesc) (*Kernel, error) {
 	if desc.PushSize > 128 || desc.PushSize%4 != 0 {
 		return nil, fmt.Errorf("kernel %s: push-constant size %d must be a multiple of 4 and at most 128", desc.Shader, desc.PushSize)
 	}
@@ -108,8 +138,9 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 	p := &d.pipes
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	key := desc.key()
-	if k, ok := p.kernels[key]; ok {
+	var kb [128]byte
+	key := desc.appendKey(kb[:0])
+	if k, ok := p.kernels[string(key)]; ok {
 		return k, nil
 	}
 	if d.closed || d.sp == nil {
@@ -144,7 +175,7 @@ func (d *Device) Kernel(desc KernelDesc) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel %s: %w", desc.Shader, err)
 	}
 	k := &Kernel{desc: desc, pipe: pipe, layout: layout, dsl: dsl}
-	p.kernels[key] = k
+	p.kernels[string(key)] = k
 	return k, nil
 }
 

@@ -1,10 +1,10 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"reflect"
 	"sort"
 	"time"
 	"unsafe"
@@ -89,6 +89,16 @@ type Recorder struct {
 	reads     []rng
 	writes    []rng
 	err       error
+
+	// Per-dispatch state, reused so that recording a dispatch allocates
+	// nothing of its own: the arguments of the one cgo call
+	// (sp_record_dispatch), the hazard ranges, the pipeline bound in the
+	// command buffer, the layout check of push-constant types.
+	da     dispatchArgs
+	rd, wr [maxKernelBindings + 1]rng
+	bound  uint64
+	plain  map[reflect.Type]int
+	sets   setCache
 
 	profile  bool
 	userProf bool      // EnableProfiling was called (SetTrace(nil) keeps profiling then)
@@ -184,6 +194,7 @@ func (r *Recorder) destroy() {
 	for _, f := range r.frames {
 		f.destroy(r.d)
 	}
+	r.sets.destroy(r.d)
 	r.frames = nil
 }
 
@@ -224,9 +235,14 @@ func (r *Recorder) begin() error {
 	if err := begin(f.cmd); err != nil {
 		return err
 	}
+	r.called(2) // vkResetCommandBuffer, vkBeginCommandBuffer
 	r.recording = true
 	r.count = 0
+	r.bound = 0
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
+	if !r.replay && !r.Busy() {
+		r.sets.trim(r.d) // no batch in flight uses a cached set
+	}
 	if r.trace != nil {
 		r.recStart = time.Now()
 	}
@@ -246,69 +262,74 @@ func (r *Recorder) begin() error {
 			f.qpool = qp
 		}
 		vk.CmdResetQueryPool(f.cmd, f.qpool, 0, uint32(f.qcap))
+		r.called(1)
 	}
 	if r.seq > 0 {
 		// Order this batch after everything submitted before it.
 		r.d.cmdBarrier(f.cmd)
 		r.d.ctr.barriers.Add(1)
+		r.called(1)
 	}
 	return nil
 }
 
-func (r *Recorder) descriptorSet(k *Kernel) (uint64, error) {
-	d := r.d
+// framePool returns a descriptor pool of the current frame with room for a
+// set, creating one when the frame has none left; full reports that the
+// pool it returned last could not allocate (out of pool memory).
+func (r *Recorder) framePool(full bool) (uint64, error) {
 	f := r.frames[r.cur]
-	for {
-		if f.dpCur < len(f.dpools) && f.dpUsed < setsPerPool {
-			set, res := d.allocateSet(f.dpools[f.dpCur], k.dsl)
-			if res == vk.Success {
-				f.dpUsed++
-				return set, nil
-			}
-			if res != vk.ErrorOutOfPoolMemory && res != vk.ErrorFragmentedPool {
-				return 0, check("vkAllocateDescriptorSets", res)
-			}
-			f.dpCur++
-			f.dpUsed = 0
-			continue
-		}
-		if f.dpCur < len(f.dpools) {
-			f.dpCur++
-			f.dpUsed = 0
-			continue
-		}
-		p, err := d.createDescriptorPool(setsPerPool, setsPerPool*maxKernelBindings)
-		if err != nil {
-			return 0, err
-		}
-		f.dpools = append(f.dpools, p)
+	if full || f.dpUsed >= setsPerPool {
+		f.dpCur++
 		f.dpUsed = 0
 	}
+	if f.dpCur < len(f.dpools) {
+		return f.dpools[f.dpCur], nil
+	}
+	p, err := r.d.createDescriptorPool(setsPerPool, setsPerPool*maxKernelBindings)
+	if err != nil {
+		return 0, err
+	}
+	f.dpools = append(f.dpools, p)
+	f.dpCur, f.dpUsed = len(f.dpools)-1, 0
+	return p, nil
 }
 
 func (r *Recorder) hazard(reads, writes []rng) {
-	need := false
-	for _, a := range reads {
-		if overlaps(a, r.writes) {
-			need = true
-		}
-	}
-	for _, a := range writes {
-		if overlaps(a, r.writes) || overlaps(a, r.reads) {
-			need = true
-		}
-	}
-	if need {
+	if r.needBarrier(reads, writes) {
 		r.barrier()
 	}
 	r.reads = append(r.reads, reads...)
 	r.writes = append(r.writes, writes...)
 }
 
+// needBarrier reports whether a command with these reads and writes must
+// wait for an earlier one of the batch since the last barrier.
+func (r *Recorder) needBarrier(reads, writes []rng) bool {
+	for _, a := range reads {
+		if overlaps(a, r.writes) {
+			return true
+		}
+	}
+	for _, a := range writes {
+		if overlaps(a, r.writes) || overlaps(a, r.reads) {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Recorder) barrier() {
 	r.d.cmdBarrier(r.frames[r.cur].cmd)
 	r.d.ctr.barriers.Add(1)
+	r.called(1)
 	r.reads, r.writes = r.reads[:0], r.writes[:0]
+}
+
+// called counts n calls into the driver, one Vulkan function each
+// (Counters.RecordCalls, VulkanCalls).
+func (r *Recorder) called(n uint64) {
+	r.d.ctr.cgoCalls.Add(n)
+	r.d.ctr.calls.Add(n)
 }
 
 // Barrier forces a full memory barrier (normally inserted automatically).
@@ -339,26 +360,71 @@ func toArg(a any) (Arg, error) {
 	return Arg{}, fmt.Errorf("argument of type %T is not a *Tensor or Arg", a)
 }
 
-func encodePush(push any, size int) ([]byte, error) {
-	var b []byte
+// encodePush writes the push-constant block into r.da.push, zero-padded
+// to size. A value whose Go layout is its little-endian encoding (fixed-size
+// fields without padding, on a little-endian host: every push struct and
+// array of the kernels) is copied as it lies in memory; anything else goes
+// through encoding/binary. Both give the bytes binary.Write gives.
+func (r *Recorder) encodePush(push any, size int) error {
+	dst := r.da.push[:size:size]
+	n := 0
 	switch v := push.(type) {
 	case nil:
 	case []byte:
-		b = v
-	default:
-		var buf bytes.Buffer
-		if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-			return nil, fmt.Errorf("encoding push constants %T: %w", push, err)
+		n = len(v)
+		if n > size {
+			break
 		}
-		b = buf.Bytes()
+		copy(dst, v)
+	case []uint32:
+		n = 4 * len(v)
+		if n > size {
+			break
+		}
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(dst[4*i:], x)
+		}
+	default:
+		t := reflect.TypeOf(v)
+		plain, ok := r.plain[t]
+		if !ok {
+			plain = -1
+			// binary.Size takes a pointer's target: never copy a pointer.
+			if hostLittleEndian() && t.Kind() != reflect.Pointer && binary.Size(v) == int(t.Size()) {
+				plain = int(t.Size())
+			}
+			if r.plain == nil {
+				r.plain = map[reflect.Type]int{}
+			}
+			r.plain[t] = plain
+		}
+		if plain >= 0 {
+			n = plain
+			if n > size {
+				break
+			}
+			// The data word of an interface holding a value of a
+			// non-pointer type points to the value.
+			copy(dst, unsafe.Slice((*byte)((*[2]unsafe.Pointer)(unsafe.Pointer(&push))[1]), n))
+			break
+		}
+		if n = binary.Size(v); n > size {
+			break
+		}
+		if _, err := binary.Append(dst[:0], binary.LittleEndian, v); err != nil {
+			return fmt.Errorf("encoding push constants %T: %w", push, err)
+		}
 	}
-	if len(b) > size {
-		return nil, fmt.Errorf("push constants of %d bytes exceed the kernel's %d", len(b), size)
+	if n > size {
+		return fmt.Errorf("push constants of %d bytes exceed the kernel's %d", n, size)
 	}
-	if len(b) < size {
-		b = append(b, make([]byte, size-len(b))...)
-	}
-	return b, nil
+	clear(dst[n:])
+	return nil
+}
+
+func hostLittleEndian() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
 }
 
 // Dispatch records one dispatch of k over groups workgroups. push is the
@@ -390,24 +456,19 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 			return fmt.Errorf("workgroup count %v exceeds the device limit %v", groups, mc)
 		}
 	}
-	pc, err := encodePush(push, k.desc.PushSize)
-	if err != nil {
+	a := &r.da
+	if err := r.encodePush(push, k.desc.PushSize); err != nil {
 		return err
 	}
 	if err := r.begin(); err != nil {
 		return err
 	}
-	set, err := r.descriptorSet(k)
-	if err != nil {
-		return err
-	}
-	bufs := make([]uint64, len(args))
-	offs := make([]uint64, len(args))
-	ranges := make([]uint64, len(args))
-	var reads, writes []rng
+	reads, writes := r.rd[:0], r.wr[:0]
 	maxRange := r.d.info.MaxStorageBufferRange
-	for i, a := range args {
-		arg, err := toArg(a)
+	var key setKey
+	key.n = len(args)
+	for i, x := range args {
+		arg, err := toArg(x)
 		if err != nil {
 			return fmt.Errorf("binding %d: %w", i, err)
 		}
@@ -422,26 +483,98 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 		if arg.t.off+arg.off+size > arg.t.blk.size {
 			size = arg.t.blk.size - arg.t.off - arg.off
 		}
-		bufs[i], offs[i], ranges[i] = bufH(arg.t.blk.buf), arg.t.off+arg.off, size
-		rg := rng{arg.t.blk.id, arg.t.off + arg.off, arg.t.off + arg.off + size}
+		off := arg.t.off + arg.off
+		a.bufs[i], a.offs[i], a.ranges[i] = bufH(arg.t.blk.buf), off, size
+		key.b[i] = setBinding{arg.t.blk.id, off, size}
+		rg := rng{arg.t.blk.id, off, off + size}
 		if k.desc.ReadOnly&(1<<i) != 0 {
 			reads = append(reads, rg)
 		} else {
 			writes = append(writes, rg)
 		}
 	}
-	r.d.updateSet(set, bufs, offs, ranges)
+	a.indirect = 0
 	if ind != nil {
 		reads = append(reads, rng{ind.t.blk.id, ind.t.off + ind.off, ind.t.off + ind.off + ind.size})
+		a.indirect, a.ibuf, a.ioff = 1, bufH(ind.t.blk.buf), ind.t.off+ind.off
+	} else {
+		a.g = groups
 	}
-	r.hazard(reads, writes)
-	r.timed(k.desc.Shader, func(f *frame) {
-		if ind != nil {
-			r.d.cmdDispatchIndirect(f.cmd, k.pipe, k.layout, set, pc, ind.t.blk.buf, ind.t.off+ind.off)
+	a.n, a.pushSize = uint32(len(args)), uint32(k.desc.PushSize)
+	a.pipeline, a.layout, a.dsl = k.pipe, k.layout, k.dsl
+	a.bindPipe = 0
+	if k.pipe != r.bound {
+		a.bindPipe = 1
+	}
+	// The descriptor set: a cached one with these bindings, or a new one
+	// written by the dispatch's call (into the cache, or into the frame's
+	// pools, reset when the frame completes).
+	var cached bool
+	a.pool, a.set = 0, 0
+	if !r.replay {
+		a.set, cached = r.sets.get(&key)
+	}
+	if !cached && !r.replay {
+		var err error
+		if a.pool, err = r.sets.pool(r.d); err != nil {
+			return err
+		}
+	}
+	if !cached && a.pool == 0 {
+		var err error
+		if a.pool, err = r.framePool(false); err != nil {
+			return err
+		}
+	}
+	barrier := r.needBarrier(reads, writes)
+	if barrier {
+		r.reads, r.writes = r.reads[:0], r.writes[:0]
+		r.d.ctr.barriers.Add(1)
+	}
+	r.reads = append(r.reads, reads...)
+	r.writes = append(r.writes, writes...)
+	a.barrier = 0
+	if barrier {
+		if r.profile {
+			r.d.cmdBarrier(r.frames[r.cur].cmd) // before the dispatch's first timestamp
+			r.called(1)
 		} else {
-			r.d.cmdDispatch(f.cmd, k.pipe, k.layout, set, pc, groups)
+			a.barrier = 1
+		}
+	}
+	var res vk.Result
+	r.timed(k.desc.Shader, func(f *frame) {
+		for {
+			res = r.d.recordDispatch(f.cmd, a)
+			r.d.ctr.calls.Add(uint64(a.calls))
+			r.d.ctr.cgoCalls.Add(1)
+			if res != vk.ErrorOutOfPoolMemory && res != vk.ErrorFragmentedPool {
+				return
+			}
+			var err error
+			if r.sets.owns(a.pool) {
+				if a.pool, err = r.sets.next(r.d); err == nil && a.pool == 0 {
+					a.pool, err = r.framePool(false)
+				}
+			} else {
+				a.pool, err = r.framePool(true)
+			}
+			if err != nil {
+				res = vk.ErrorOutOfPoolMemory
+				return
+			}
 		}
 	})
+	if err := check("vkAllocateDescriptorSets", res); err != nil {
+		return err
+	}
+	if a.pool != 0 {
+		r.d.ctr.setWrites.Add(1)
+		if !r.sets.add(&key, a.pool, a.set) {
+			r.frames[r.cur].dpUsed++
+		}
+	}
+	r.bound = k.pipe
 	r.count++
 	r.d.ctr.dispatches.Add(1)
 	return nil
@@ -470,6 +603,7 @@ func (r *Recorder) Copy(dst, src any) error {
 		return nil
 	}
 	r.hazard([]rng{{s.t.blk.id, s.t.off + s.off, s.t.off + s.off + s.size}}, []rng{{d.t.blk.id, d.t.off + d.off, d.t.off + d.off + d.size}})
+	r.called(1)
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, s.t.blk.buf, d.t.blk.buf, s.t.off+s.off, d.t.off+d.off, d.size) })
 	r.count++
 	r.d.ctr.copies.Add(1)
@@ -483,10 +617,12 @@ func (r *Recorder) timed(label string, cmd func(f *frame)) {
 	on := r.profile && q+2 <= f.qcap
 	if on {
 		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageTopOfPipeBit, f.qpool, uint32(q))
+		r.called(1)
 	}
 	cmd(f)
 	if on {
 		vk.CmdWriteTimestamp(f.cmd, vk.PipelineStageBottomOfPipeBit, f.qpool, uint32(q+1))
+		r.called(1)
 		f.labels = append(f.labels, label)
 	}
 }
@@ -535,6 +671,7 @@ func (r *Recorder) Flush() error {
 		r.abort()
 		return err
 	}
+	r.called(1)
 	r.recording = false
 	d := r.d
 	d.mu.Lock()
@@ -803,6 +940,7 @@ func (r *Recorder) CopyBytes(dst *Tensor, dstOff uint64, src *Tensor, srcOff uin
 	}
 	s0, d0 := src.off+srcOff, dst.off+dstOff
 	r.hazard([]rng{{src.blk.id, s0, s0 + n}}, []rng{{dst.blk.id, d0, d0 + n}})
+	r.called(1)
 	r.timed("copy", func(f *frame) { r.d.cmdCopy(f.cmd, src.blk.buf, dst.blk.buf, s0, d0, n) })
 	r.count++
 	r.d.ctr.copies.Add(1)

@@ -79,6 +79,7 @@ func (p *Replay) Record(fn func(r *Recorder) error) error {
 		r.abort()
 		return fmt.Errorf("replay: %w", err)
 	}
+	r.called(1)
 	if r.trace != nil && !r.recStart.IsZero() {
 		r.trace.host("record", r.seq+1, r.count, r.recStart, time.Now())
 	}

@@ -2,6 +2,7 @@
 #include "vkcalls.h"
 
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,55 @@ void sp_cmd_dispatch_indirect(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t 
 	d->cmdBindDescriptorSets(cmd, BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, NULL);
 	if (push_size) d->cmdPushConstants(cmd, layout, STAGE_COMPUTE, 0, push_size, push);
 	d->cmdDispatchIndirect(cmd, buffer, offset);
+}
+
+// vkcalls.go's dispatchArgs mirrors sp_dispatch.
+_Static_assert(offsetof(sp_dispatch, bufs) == 96 && offsetof(sp_dispatch, push) == 480 && sizeof(sp_dispatch) == 608,
+               "sp_dispatch's layout changed: update dispatchArgs in vkcalls.go");
+
+int32_t sp_record_dispatch(sp_dev *d, void *cmd, sp_dispatch *a) {
+	uint32_t calls = 0;
+	if (a->n > 16) return -1;
+	if (a->pool) {
+		sp_set_ai ai = {ST_DESCRIPTOR_SET_AI, NULL, a->pool, 1, &a->dsl};
+		int32_t r = d->allocateDescriptorSets(d->device, &ai, &a->set);
+		calls++;
+		if (r != 0) {
+			a->calls = calls;
+			return r;
+		}
+		sp_buffer_info bi[16];
+		sp_write w[16];
+		for (uint32_t i = 0; i < a->n; i++) {
+			sp_buffer_info b = {a->bufs[i], a->offs[i], a->ranges[i]};
+			bi[i] = b;
+			sp_write x = {ST_WRITE_DESCRIPTOR_SET, NULL, a->set, i, 0, 1, DT_STORAGE_BUFFER, NULL, &bi[i], NULL};
+			w[i] = x;
+		}
+		d->updateDescriptorSets(d->device, a->n, w, 0, NULL);
+		calls++;
+	}
+	if (a->barrier) {
+		sp_cmd_barrier(d, cmd);
+		calls++;
+	}
+	if (a->bind_pipeline) {
+		d->cmdBindPipeline(cmd, BIND_POINT_COMPUTE, a->pipeline);
+		calls++;
+	}
+	d->cmdBindDescriptorSets(cmd, BIND_POINT_COMPUTE, a->layout, 0, 1, &a->set, 0, NULL);
+	calls++;
+	if (a->push_size) {
+		d->cmdPushConstants(cmd, a->layout, STAGE_COMPUTE, 0, a->push_size, a->push);
+		calls++;
+	}
+	if (a->indirect)
+		d->cmdDispatchIndirect(cmd, a->ibuf, a->ioff);
+	else
+		d->cmdDispatch(cmd, a->g[0], a->g[1], a->g[2]);
+	calls++;
+	a->calls = calls;
+	return 0;
 }
 
 void sp_cmd_barrier(sp_dev *d, void *cmd) {

@@ -120,6 +120,37 @@ func (d *Device) cmdDispatchIndirect(cmd vk.CommandBuffer, pipe, layout, set uin
 		pp, C.uint32_t(len(push)), C.uint64_t(bufH(buf)), C.uint64_t(off))
 }
 
+// dispatchArgs is C's sp_dispatch (vkcalls.h), field for field: the
+// recorder fills one in place and records a dispatch with one cgo call.
+type dispatchArgs struct {
+	pool, dsl, set    uint64
+	pipeline, layout  uint64
+	ibuf, ioff        uint64
+	n, pushSize       uint32
+	barrier, bindPipe uint32
+	indirect          uint32
+	g                 [3]uint32
+	calls             uint32
+	_                 uint32
+	bufs              [16]uint64
+	offs              [16]uint64
+	ranges            [16]uint64
+	push              [128]byte
+}
+
+// The layouts agree (a mismatch fails to compile).
+var (
+	_ [unsafe.Sizeof(dispatchArgs{}) - C.sizeof_sp_dispatch]byte
+	_ [C.sizeof_sp_dispatch - unsafe.Sizeof(dispatchArgs{})]byte
+	_ [unsafe.Offsetof(dispatchArgs{}.bufs) - 96]byte
+	_ [96 - unsafe.Offsetof(dispatchArgs{}.bufs)]byte
+)
+
+// recordDispatch records the dispatch a describes (sp_record_dispatch).
+func (d *Device) recordDispatch(cmd vk.CommandBuffer, a *dispatchArgs) vk.Result {
+	return vk.Result(C.sp_record_dispatch(d.calls(), unsafe.Pointer(cmd), (*C.sp_dispatch)(unsafe.Pointer(a))))
+}
+
 func (d *Device) cmdBarrier(cmd vk.CommandBuffer) { C.sp_cmd_barrier(d.calls(), unsafe.Pointer(cmd)) }
 
 func (d *Device) cmdHostBarrier(cmd vk.CommandBuffer) {

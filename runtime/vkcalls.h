@@ -40,6 +40,30 @@ void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, u
 // by the GPU from buffer at offset (VkDispatchIndirectCommand).
 void sp_cmd_dispatch_indirect(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
                               const void *push, uint32_t push_size, uint64_t buffer, uint64_t offset);
+// sp_dispatch is everything one recorded dispatch needs, filled in place by
+// the recorder (Go memory without Go pointers), so that recording a dispatch
+// is one cgo call: sp_record_dispatch.
+typedef struct {
+	uint64_t pool;     // non-zero: allocate the set from pool (set layout dsl) and write the bindings
+	uint64_t dsl;
+	uint64_t set;      // the set to bind; written when allocated
+	uint64_t pipeline; // bound unless bind_pipeline is 0 (already bound in cmd)
+	uint64_t layout;
+	uint64_t ibuf, ioff; // indirect: the VkDispatchIndirectCommand's buffer and offset
+	uint32_t n;          // bindings
+	uint32_t push_size;
+	uint32_t barrier;       // record the full barrier (sp_cmd_barrier) first
+	uint32_t bind_pipeline;
+	uint32_t indirect;
+	uint32_t g[3];
+	uint32_t calls; // out: the Vulkan calls made
+	uint64_t bufs[16], offs[16], ranges[16];
+	uint8_t push[128];
+} sp_dispatch;
+// sp_record_dispatch records one dispatch (a, above). It returns
+// vkAllocateDescriptorSets' error, having recorded nothing, when the set
+// cannot be allocated from a->pool.
+int32_t sp_record_dispatch(sp_dev *d, void *cmd, sp_dispatch *a);
 void sp_cmd_barrier(sp_dev *d, void *cmd);
 void sp_cmd_host_barrier(sp_dev *d, void *cmd);
 void sp_cmd_copy(sp_dev *d, void *cmd, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off, uint64_t size);
