@@ -197,40 +197,6 @@ void sp_destroy_descriptor_pool(sp_dev *d, uint64_t p) { d->destroyDescriptorPoo
 
 int32_t sp_reset_descriptor_pool(sp_dev *d, uint64_t p) { return d->resetDescriptorPool(d->device, p, 0); }
 
-int32_t sp_allocate_set(sp_dev *d, uint64_t pool, uint64_t layout, uint64_t *out) {
-	sp_set_ai ai = {ST_DESCRIPTOR_SET_AI, NULL, pool, 1, &layout};
-	return d->allocateDescriptorSets(d->device, &ai, out);
-}
-
-void sp_update_set(sp_dev *d, uint64_t set, uint32_t n, const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges) {
-	sp_buffer_info bi[16];
-	sp_write w[16];
-	if (n > 16) return;
-	for (uint32_t i = 0; i < n; i++) {
-		sp_buffer_info b = {buffers[i], offsets[i], ranges[i]};
-		bi[i] = b;
-		sp_write x = {ST_WRITE_DESCRIPTOR_SET, NULL, set, i, 0, 1, DT_STORAGE_BUFFER, NULL, &bi[i], NULL};
-		w[i] = x;
-	}
-	d->updateDescriptorSets(d->device, n, w, 0, NULL);
-}
-
-void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
-                     const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz) {
-	d->cmdBindPipeline(cmd, BIND_POINT_COMPUTE, pipeline);
-	d->cmdBindDescriptorSets(cmd, BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, NULL);
-	if (push_size) d->cmdPushConstants(cmd, layout, STAGE_COMPUTE, 0, push_size, push);
-	d->cmdDispatch(cmd, gx, gy, gz);
-}
-
-void sp_cmd_dispatch_indirect(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
-                              const void *push, uint32_t push_size, uint64_t buffer, uint64_t offset) {
-	d->cmdBindPipeline(cmd, BIND_POINT_COMPUTE, pipeline);
-	d->cmdBindDescriptorSets(cmd, BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, NULL);
-	if (push_size) d->cmdPushConstants(cmd, layout, STAGE_COMPUTE, 0, push_size, push);
-	d->cmdDispatchIndirect(cmd, buffer, offset);
-}
-
 // vkcalls.go's dispatchArgs mirrors sp_dispatch.
 _Static_assert(offsetof(sp_dispatch, bufs) == 96 && offsetof(sp_dispatch, push) == 480 && sizeof(sp_dispatch) == 608,
                "sp_dispatch's layout changed: update dispatchArgs in vkcalls.go");

@@ -91,34 +91,7 @@ func (d *Device) createDescriptorPool(maxSets, descriptors int) (uint64, error) 
 	return uint64(out), check("vkCreateDescriptorPool", vk.Result(r))
 }
 
-func (d *Device) allocateSet(pool, layout uint64) (uint64, vk.Result) {
-	var out C.uint64_t
-	r := C.sp_allocate_set(d.calls(), C.uint64_t(pool), C.uint64_t(layout), &out)
-	return uint64(out), vk.Result(r)
-}
 
-func (d *Device) updateSet(set uint64, bufs, offs, ranges []uint64) {
-	C.sp_update_set(d.calls(), C.uint64_t(set), C.uint32_t(len(bufs)),
-		(*C.uint64_t)(unsafe.Pointer(&bufs[0])), (*C.uint64_t)(unsafe.Pointer(&offs[0])), (*C.uint64_t)(unsafe.Pointer(&ranges[0])))
-}
-
-func (d *Device) cmdDispatch(cmd vk.CommandBuffer, pipe, layout, set uint64, push []byte, g [3]uint32) {
-	var pp unsafe.Pointer
-	if len(push) > 0 {
-		pp = unsafe.Pointer(&push[0])
-	}
-	C.sp_cmd_dispatch(d.calls(), unsafe.Pointer(cmd), C.uint64_t(pipe), C.uint64_t(layout), C.uint64_t(set),
-		pp, C.uint32_t(len(push)), C.uint32_t(g[0]), C.uint32_t(g[1]), C.uint32_t(g[2]))
-}
-
-func (d *Device) cmdDispatchIndirect(cmd vk.CommandBuffer, pipe, layout, set uint64, push []byte, buf vk.Buffer, off uint64) {
-	var pp unsafe.Pointer
-	if len(push) > 0 {
-		pp = unsafe.Pointer(&push[0])
-	}
-	C.sp_cmd_dispatch_indirect(d.calls(), unsafe.Pointer(cmd), C.uint64_t(pipe), C.uint64_t(layout), C.uint64_t(set),
-		pp, C.uint32_t(len(push)), C.uint64_t(bufH(buf)), C.uint64_t(off))
-}
 
 // dispatchArgs is C's sp_dispatch (vkcalls.h), field for field: the
 // recorder fills one in place and records a dispatch with one cgo call.

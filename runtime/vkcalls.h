@@ -32,14 +32,6 @@ void sp_destroy_pipeline(sp_dev *d, uint64_t p);
 int32_t sp_create_descriptor_pool(sp_dev *d, uint32_t max_sets, uint32_t descriptors, uint64_t *out);
 void sp_destroy_descriptor_pool(sp_dev *d, uint64_t p);
 int32_t sp_reset_descriptor_pool(sp_dev *d, uint64_t p);
-int32_t sp_allocate_set(sp_dev *d, uint64_t pool, uint64_t layout, uint64_t *out);
-void sp_update_set(sp_dev *d, uint64_t set, uint32_t n, const uint64_t *buffers, const uint64_t *offsets, const uint64_t *ranges);
-void sp_cmd_dispatch(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
-                     const void *push, uint32_t push_size, uint32_t gx, uint32_t gy, uint32_t gz);
-// sp_cmd_dispatch_indirect is sp_cmd_dispatch with the workgroup counts read
-// by the GPU from buffer at offset (VkDispatchIndirectCommand).
-void sp_cmd_dispatch_indirect(sp_dev *d, void *cmd, uint64_t pipeline, uint64_t layout, uint64_t set,
-                              const void *push, uint32_t push_size, uint64_t buffer, uint64_t offset);
 // sp_dispatch is everything one recorded dispatch needs, filled in place by
 // the recorder (Go memory without Go pointers), so that recording a dispatch
 // is one cgo call: sp_record_dispatch.
