@@ -91,8 +91,6 @@ func (d *Device) createDescriptorPool(maxSets, descriptors int) (uint64, error) 
 	return uint64(out), check("vkCreateDescriptorPool", vk.Result(r))
 }
 
-
-
 // dispatchArgs is C's sp_dispatch (vkcalls.h), field for field: the
 // recorder fills one in place and records a dispatch with one cgo call.
 type dispatchArgs struct {
