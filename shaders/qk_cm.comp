@@ -121,6 +121,7 @@ layout(push_constant) uniform Push {
 	uint nb;
 	uint nheads;
 	float scale;
+	uint kpw; // slots (key blocks) per workgroup (0 means 1)
 } pc;
 #else
 #ifdef STATS
@@ -344,40 +345,111 @@ ACC scores(uint cf) {
 }
 
 #ifdef BLOCKMAP
+// Accumulator layout: component i of this invocation is element rowOf[i],
+// colOf[i] of every accumulator (probed in main).
+uint rowOf[NE];
+uint colOf[NE];
+
+// slotCol returns the key block of slot s of row r of head slot hi: s
+// itself (dense), else the listed column (CSR; beg is the row's offset
+// into cols), nb + 1 for a column outside [0, nb) (not written).
+uint slotCol(uint s, int beg) {
+#ifdef CSR
+	const int cc = cols[beg + int(s)];
+	return cc < 0 || uint(cc) >= pc.nb ? pc.nb + 1 : uint(cc);
+#else
+	return s;
+#endif
+}
+
+// blockPass adds to part the masked exp(scale·s − ℓ) of this invocation's
+// accumulator components over row pass qt of query block r (its fragments
+// in qf, ℓ in lrow) against key block c (c ≤ r), K tile by K tile.
+float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lrow[NE]) {
+	const uint sg = gl_SubgroupID;
+	const uint c0 = c * pc.B;
+	const uint nk = min(pc.B, pc.S - c0);
+	const uint sr = qt + sg * 16; // block-local first row of this subgroup
+	for (uint kt = 0; kt < nk; kt += TC) {
+		if (c == r && kt > qt + TR - 1) {
+			break; // this and later tiles lie above the diagonal (uniform)
+		}
+		loadK(c0 + kt, c0 + nk, kvh);
+		if (sr < nr && !(c == r && kt > sr + 15)) { // subgroup-uniform
+			const bool full = sr + 16 <= nr && kt + TC <= nk && (c != r || kt + TC - 1 <= sr);
+			for (uint cf = 0; cf < CF; cf++) {
+				const ACC s = scores(cf);
+				for (uint i = 0; i < NE; i++) {
+					const uint ii = sr + rowOf[i];
+					const uint j = kt + cf * 16 + colOf[i];
+					if (full || (ii < nr && j < nk && (c != r || j <= ii))) {
+						part += exp(s[i] * pc.scale - lrow[i]);
+					}
+				}
+			}
+		}
+		barrier(); // before the next tile overwrites ksh
+	}
+	return part;
+}
+
+// Workgroup (x, r, hi) takes slots s = x·kpw .. min(x·kpw + kpw, n) − 1 of
+// row r (dense: n = nb and key block c = s; CSR: n the row's listed
+// blocks, c = cols[rowptr + s]). Blocks c > r get 0; every other block its
+// own reduction. One row pass (nr ≤ TR): the query fragments are loaded
+// once, then the blocks are computed one after the other. Several passes:
+// the blocks are taken in groups of G = min(kpw, NE − 1) (1 if NE = 1);
+// per group, each pass loads its rows once and runs them against every
+// block of the group, whose per-invocation partial sums wait between
+// passes in red[(g + 1)·LOCAL + tid] (g the block's place in the group;
+// red[0, LOCAL) is the reduction's) or, for a group of one, in a register.
+// Each block's partial sums see the same additions in the same order as
+// with kpw = 1, so every kpw gives the same bits.
 void main() {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
 	const uint lane = gl_SubgroupInvocationID;
-	uint c = gl_WorkGroupID.x;
 	const uint r = gl_WorkGroupID.y;
 	const uint hi = gl_WorkGroupID.z;
 	const uint nb = pc.nb;
+	const uint kpw = max(pc.kpw, 1u);
+	const uint sbeg = gl_WorkGroupID.x * kpw;
 #ifdef CSR
 	const int beg = rowptr[hi * (nb + 1) + r];
-	const int end = rowptr[hi * (nb + 1) + r + 1];
-	if (int(c) >= end - beg) {
+	const uint n = uint(max(rowptr[hi * (nb + 1) + r + 1] - beg, 0));
+#else
+	const int beg = 0;
+	const uint n = nb;
+#endif
+	if (sbeg >= n) {
 		return; // uniform: the whole workgroup leaves
 	}
-	const int cc = cols[beg + int(c)];
-	if (cc < 0 || uint(cc) >= nb) {
-		return;
-	}
-	c = uint(cc);
-#endif
-	const uint outIdx = (hi * nb + r) * nb + c;
+	const uint send = min(sbeg + kpw, n);
+	const uint rowIdx = (hi * nb + r) * nb;
 	const int hh = heads[hi];
-	if (c > r || hh < 0 || uint(hh) >= pc.Hq) {
-		if (tid == 0) {
-			outm[outIdx] = c > r ? 0.0 : uintBitsToFloat(0x7FC00000u);
+	const bool badHead = hh < 0 || uint(hh) >= pc.Hq;
+	// Blocks above the diagonal (and every block of a bad head) first.
+	bool any = false; // a block to compute (uniform)
+	for (uint s = sbeg; s < send; s++) {
+		const uint c = slotCol(s, beg);
+		if (c > nb) {
+			continue;
 		}
+		if (c > r || badHead) {
+			if (tid == 0) {
+				outm[rowIdx + c] = c > r ? 0.0 : uintBitsToFloat(0x7FC00000u);
+			}
+		} else {
+			any = true;
+		}
+	}
+	if (!any) {
 		return;
 	}
 	const uint h = uint(hh);
 	const uint kvh = h / (pc.Hq / pc.Hkv);
 	const uint r0 = r * pc.B;
-	const uint c0 = c * pc.B;
 	const uint nr = min(pc.B, pc.S - r0);
-	const uint nk = min(pc.B, pc.S - c0);
 
 	// Layout probe: component i of this invocation is element rowOf[i],
 	// colOf[i] of every accumulator.
@@ -389,58 +461,73 @@ void main() {
 	ACC probe;
 	coopMatLoad(probe, red, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
 	const bool lenOK = uint(probe.length()) == NE;
-	uint rowOf[NE], colOf[NE];
 	for (uint i = 0; i < NE; i++) {
 		const uint e = lenOK ? uint(probe[i]) : 0;
 		rowOf[i] = e / 16;
 		colOf[i] = e % 16;
 	}
 
-	float part = 0.0;
-	for (uint qt = 0; qt < nr; qt += TR) {
-		loadQ(r0 + qt, r0 + nr, h);
-		for (uint x = tid; x < TR; x += LOCAL) {
-			lsh[x] = qt + x < nr ? lse[h * pc.S + r0 + qt + x] : 0.0;
-		}
-		barrier();
-		float lrow[NE];
-		for (uint i = 0; i < NE; i++) {
-			lrow[i] = lsh[sg * 16 + rowOf[i]];
-		}
-		const uint sr = qt + sg * 16; // block-local first row of this subgroup
-		for (uint kt = 0; kt < nk; kt += TC) {
-			if (c == r && kt > qt + TR - 1) {
-				break; // this and later tiles lie above the diagonal (uniform)
+	// Dense: the blocks to compute are the slots up to the diagonal.
+#ifdef CSR
+	const uint lend = send;
+#else
+	const uint lend = min(send, r + 1);
+#endif
+	const bool onePass = nr <= TR;
+	const uint G = onePass ? kpw : max(min(kpw, NE - 1), 1u);
+	for (uint gb = sbeg; gb < lend; gb += G) {
+		const uint ge = min(gb + G, lend);
+		float carry = 0.0; // a group of one block: its partial sum between passes
+		for (uint qt = 0; qt < nr; qt += TR) {
+			const bool last = qt + TR >= nr;
+			if (!onePass || gb == sbeg) {
+				loadQ(r0 + qt, r0 + nr, h);
+				for (uint x = tid; x < TR; x += LOCAL) {
+					lsh[x] = qt + x < nr ? lse[h * pc.S + r0 + qt + x] : 0.0;
+				}
+				barrier();
 			}
-			loadK(c0 + kt, c0 + nk, kvh);
-			if (sr < nr && !(c == r && kt > sr + 15)) { // subgroup-uniform
-				const bool full = sr + 16 <= nr && kt + TC <= nk && (c != r || kt + TC - 1 <= sr);
-				for (uint cf = 0; cf < CF; cf++) {
-					const ACC s = scores(cf);
-					for (uint i = 0; i < NE; i++) {
-						const uint ii = sr + rowOf[i];
-						const uint j = kt + cf * 16 + colOf[i];
-						if (full || (ii < nr && j < nk && (c != r || j <= ii))) {
-							part += exp(s[i] * pc.scale - lrow[i]);
-						}
+			float lrow[NE];
+			for (uint i = 0; i < NE; i++) {
+				lrow[i] = lsh[sg * 16 + rowOf[i]];
+			}
+			for (uint s = gb; s < ge; s++) {
+				const uint c = slotCol(s, beg);
+				if (c > r) {
+					continue; // written above (or not listed in range)
+				}
+				const uint slot = (s - gb + 1) * LOCAL + tid;
+				float part = 0.0;
+				if (qt > 0) {
+					if (ge - gb == 1) {
+						part = carry;
+					} else {
+						part = red[slot];
 					}
 				}
+				part = blockPass(part, qt, r, c, nr, kvh, lrow);
+				if (!last) {
+					if (ge - gb == 1) {
+						carry = part;
+					} else {
+						red[slot] = part; // read back by this invocation only
+					}
+					continue;
+				}
+				barrier();
+				red[tid] = part;
+				barrier();
+				for (uint st = LOCAL / 2; st > 0; st >>= 1) {
+					if (tid < st) {
+						red[tid] += red[tid + st];
+					}
+					barrier();
+				}
+				if (tid == 0) {
+					outm[rowIdx + c] = lenOK ? red[0] / float(nr) : uintBitsToFloat(0x7FC00000u);
+				}
 			}
-			barrier(); // before the next tile overwrites ksh
 		}
-	}
-
-	barrier();
-	red[tid] = part;
-	barrier();
-	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
-		if (tid < st) {
-			red[tid] += red[tid + st];
-		}
-		barrier();
-	}
-	if (tid == 0) {
-		outm[outIdx] = lenOK ? red[0] / float(nr) : uintBitsToFloat(0x7FC00000u);
 	}
 }
 #else
