@@ -350,6 +350,12 @@ ACC scores(uint cf) {
 uint rowOf[NE];
 uint colOf[NE];
 
+// BMG is the most key blocks that share the row passes of a query block
+// of several passes: their partial sums wait in red past its first LOCAL
+// floats (NE·LOCAL in all), at most 4 (every block's Q loads cut by up to
+// 4×, and tests on lavapipe's large NE reach groups of several sizes).
+const uint BMG = NE > 4u ? 4u : (NE > 1u ? NE - 1u : 1u);
+
 // slotCol returns the key block of slot s of row r of head slot hi: s
 // itself (dense), else the listed column (CSR; beg is the row's offset
 // into cols), nb + 1 for a column outside [0, nb) (not written).
@@ -398,7 +404,7 @@ float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lr
 // blocks, c = cols[rowptr + s]). Blocks c > r get 0; every other block its
 // own reduction. One row pass (nr ≤ TR): the query fragments are loaded
 // once, then the blocks are computed one after the other. Several passes:
-// the blocks are taken in groups of G = min(kpw, NE − 1) (1 if NE = 1);
+// the blocks are taken in groups of G = min(kpw, BMG);
 // per group, each pass loads its rows once and runs them against every
 // block of the group, whose per-invocation partial sums wait between
 // passes in red[(g + 1)·LOCAL + tid] (g the block's place in the group;
@@ -474,7 +480,7 @@ void main() {
 	const uint lend = min(send, r + 1);
 #endif
 	const bool onePass = nr <= TR;
-	const uint G = onePass ? kpw : max(min(kpw, NE - 1), 1u);
+	const uint G = onePass ? kpw : min(kpw, BMG);
 	for (uint gb = sbeg; gb < lend; gb += G) {
 		const uint ge = min(gb + G, lend);
 		float carry = 0.0; // a group of one block: its partial sum between passes
