@@ -5,8 +5,8 @@ import (
 	"math"
 	"testing"
 
-	"github.com/shareprefill/shareprefill/runtime/gputest"
 	"github.com/shareprefill/shareprefill/runtime"
+	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
 
 // bmKPWCases are the shapes of TestBlockMapBlocksPerGroup: a ragged last
