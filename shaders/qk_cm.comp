@@ -4,9 +4,9 @@
 // qk_cm.comp: the score passes of the pivot block map and of the last-block
 // estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
 // scope). Same bindings and results as blockmap.comp (BLOCKMAP, CSR; also
-// its push constants and grid) and est_last.comp (STATS, VS, whose push
-// constants add kpw and whose grid packs kpw key blocks per workgroup, see
-// below); only the arithmetic of
+// its push constants and grid, kpw slots per workgroup) and est_last.comp
+// (STATS, VS, whose push constants add kpw and whose grid packs kpw key
+// blocks per workgroup, see below); only the arithmetic of
 // s = scale·q·k differs: the products q·k of the f16 inputs are exact in
 // f32 and accumulated in f32 by the matrix unit, then scaled (the scalar
 // kernels scale q first and add the products in order), so scores differ by
@@ -18,15 +18,27 @@
 // zero beyond the block, staged in shared memory with padded rows) a
 // subgroup computes its 16×TC scores as TC/16 accumulator fragments.
 //
-// BLOCKMAP (docs/algorithm.md#pivot-map). Grid (nb, nb, nheads) = (c or CSR
-//   slot, r, head index), as blockmap.comp:
+// BLOCKMAP (docs/algorithm.md#pivot-map). Grid (⌈nb/kpw⌉, nb, nheads) =
+//   (slot group, r, head index), as blockmap.comp, push constant kpw ≥ 1
+//   (0 means 1): workgroup (x, r, hi) takes slots s = x·kpw .. x·kpw+kpw−1
+//   of row r (dense: key block c = s, s < nb; CSR: the row's listed block
+//   s), each computed as the kpw = 1 grid's workgroup (s, r, hi) computes
+//   it, to the bit:
 //     out[x][r, c] = (1/|r|) Σ_{i∈r} Σ_{j∈c, j≤i} exp(scale·q_i·k_j − ℓ_i).
 //   exp is taken on the accumulator components themselves: their row and
-//   column (implementation-defined) are probed once by loading a matrix of
-//   element indices from shared memory. Each invocation sums its
-//   components; one shared-memory tree reduction per workgroup. Sub-tiles
-//   above the diagonal of a diagonal block are skipped (per workgroup and
-//   per subgroup). Dense: c > r writes 0. CSR: only listed blocks are
+//   column (implementation-defined) are probed once per workgroup by
+//   loading a matrix of element indices from shared memory. Each
+//   invocation sums its components per block; one shared-memory tree
+//   reduction per block. Query rows: with one row pass (|r| ≤ TR, every
+//   block of at most 128 tokens) the fragments are loaded once for all of
+//   the workgroup's blocks; with several (B > TR) the blocks go in groups
+//   of up to BMG = 4, each pass loaded once per group and run against the
+//   group's blocks, whose per-invocation partial sums wait between passes
+//   in the reduction array past its first LOCAL floats (a group of one: in
+//   a register). Sub-tiles above the diagonal of a diagonal block are
+//   skipped (per workgroup and per subgroup). Dense: c > r writes 0 (a
+//   workgroup whose slots all lie above the diagonal writes its zeros and
+//   leaves). CSR: only listed blocks are
 //   written (the caller zero-fills first); columns outside [0, nb) are
 //   ignored. A head index outside [0, Hq) writes NaN, and so does a driver
 //   whose accumulator length() differs from NE.
