@@ -28,18 +28,20 @@
 //   exp is taken on the accumulator components themselves: their row and
 //   column (implementation-defined) are probed once per workgroup by
 //   loading a matrix of element indices from shared memory. Each
-//   invocation sums its components per block; one shared-memory tree
-//   reduction per block. Query rows: with one row pass (|r| ≤ TR, every
+//   invocation sums its components per block. The blocks go in groups of
+//   up to BMG = min(NE, 8): each invocation's sum of a block waits in the
+//   block's slot of the shared reduction array (NE·LOCAL floats), and a
+//   group ends with one tree reduction per slot, level by level, one
+//   barrier a level for the whole group (per slot the same tree as one
+//   block a workgroup). Query rows: with one row pass (|r| ≤ TR, every
 //   block of at most 128 tokens) the fragments are loaded once for all of
-//   the workgroup's blocks; with several (B > TR) the blocks go in groups
-//   of up to BMG = 4, each pass loaded once per group and run against the
-//   group's blocks, whose per-invocation partial sums wait between passes
-//   in the reduction array past its first LOCAL floats (a group of one: in
-//   a register). Sub-tiles above the diagonal of a diagonal block are
-//   skipped (per workgroup and per subgroup). Dense: c > r writes 0 (a
-//   workgroup whose slots all lie above the diagonal writes its zeros and
-//   leaves). CSR: only listed blocks are
-//   written (the caller zero-fills first); columns outside [0, nb) are
+//   the workgroup's blocks; with several (B > TR) each pass is loaded once
+//   per group and run against the group's blocks. Sub-tiles above the
+//   diagonal of a diagonal block are skipped (per workgroup and per
+//   subgroup). Dense: c > r writes 0 (a workgroup whose slots all lie
+//   above the diagonal writes its zeros and does nothing else; one whose
+//   first slot is past the row's slots leaves at once). CSR: only listed
+//   blocks are written (the caller zero-fills first); columns outside [0, nb) are
 //   ignored. A head index outside [0, Hq) writes NaN, and so does a driver
 //   whose accumulator length() differs from NE.
 //   Bindings: 0 q f16 [S, Hq, D]; 1 k f16 [S, Hkv, D]; 2 lse f32 [Hq, S];
@@ -362,11 +364,12 @@ ACC scores(uint cf) {
 uint rowOf[NE];
 uint colOf[NE];
 
-// BMG is the most key blocks that share the row passes of a query block
-// of several passes: their partial sums wait in red past its first LOCAL
-// floats (NE·LOCAL in all), at most 4 (every block's Q loads cut by up to
-// 4×, and tests on lavapipe's large NE reach groups of several sizes).
-const uint BMG = NE > 4u ? 4u : (NE > 1u ? NE - 1u : 1u);
+// BMG is the most key blocks whose sums are reduced together: a group's
+// per-invocation partial sums wait in red (NE·LOCAL floats, one LOCAL slot
+// a block) until one tree reduction per slot, level by level, with one
+// barrier a level for the whole group. With several row passes a group's
+// blocks also share each pass's query load.
+const uint BMG = NE < 8u ? NE : 8u;
 
 // slotCol returns the key block of slot s of row r of head slot hi: s
 // itself (dense), else the listed column (CSR; beg is the row's offset
@@ -413,16 +416,15 @@ float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lr
 
 // Workgroup (x, r, hi) takes slots s = x·kpw .. min(x·kpw + kpw, n) − 1 of
 // row r (dense: n = nb and key block c = s; CSR: n the row's listed
-// blocks, c = cols[rowptr + s]). Blocks c > r get 0; every other block its
-// own reduction. One row pass (nr ≤ TR): the query fragments are loaded
-// once, then the blocks are computed one after the other. Several passes:
-// the blocks are taken in groups of G = min(kpw, BMG);
-// per group, each pass loads its rows once and runs them against every
-// block of the group, whose per-invocation partial sums wait between
-// passes in red[(g + 1)·LOCAL + tid] (g the block's place in the group;
-// red[0, LOCAL) is the reduction's) or, for a group of one, in a register.
-// Each block's partial sums see the same additions in the same order as
-// with kpw = 1, so every kpw gives the same bits.
+// blocks, c = cols[rowptr + s]). Blocks c > r get 0 (and every block of a
+// bad head NaN) first. The others go in groups of up to BMG: one row pass
+// (nr ≤ TR): the query fragments are loaded once for all of the
+// workgroup's blocks; several: per group, each pass loads its rows once
+// and runs them against every block of the group. Each invocation's sum
+// of a block waits in the block's slot of red between passes; the group
+// ends with the slots' tree reductions. Each block sees the same additions
+// in the same order as with kpw = 1 (per invocation, then the same tree),
+// so every kpw gives the same bits.
 void main() {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
@@ -492,12 +494,9 @@ void main() {
 	const uint lend = min(send, r + 1);
 #endif
 	const bool onePass = nr <= TR;
-	const uint G = onePass ? kpw : min(kpw, BMG);
-	for (uint gb = sbeg; gb < lend; gb += G) {
-		const uint ge = min(gb + G, lend);
-		float carry = 0.0; // a group of one block: its partial sum between passes
+	for (uint gb = sbeg; gb < lend; gb += BMG) {
+		const uint ge = min(gb + BMG, lend);
 		for (uint qt = 0; qt < nr; qt += TR) {
-			const bool last = qt + TR >= nr;
 			if (!onePass || gb == sbeg) {
 				loadQ(r0 + qt, r0 + nr, h);
 				for (uint x = tid; x < TR; x += LOCAL) {
@@ -514,36 +513,32 @@ void main() {
 				if (c > r) {
 					continue; // written above (or not listed in range)
 				}
-				const uint slot = (s - gb + 1) * LOCAL + tid;
-				float part = 0.0;
-				if (qt > 0) {
-					if (ge - gb == 1) {
-						part = carry;
-					} else {
-						part = red[slot];
-					}
-				}
-				part = blockPass(part, qt, r, c, nr, kvh, lrow);
-				if (!last) {
-					if (ge - gb == 1) {
-						carry = part;
-					} else {
-						red[slot] = part; // read back by this invocation only
-					}
-					continue;
-				}
-				barrier();
-				red[tid] = part;
-				barrier();
-				for (uint st = LOCAL / 2; st > 0; st >>= 1) {
-					if (tid < st) {
-						red[tid] += red[tid + st];
-					}
-					barrier();
-				}
-				if (tid == 0) {
-					outm[rowIdx + c] = lenOK ? red[0] / float(nr) : uintBitsToFloat(0x7FC00000u);
-				}
+				// This invocation's partial sum of the block, in its slot
+				// between passes (read back by this invocation only).
+				const uint slot = (s - gb) * LOCAL + tid;
+				red[slot] = blockPass(qt == 0 ? 0.0 : red[slot], qt, r, c, nr, kvh, lrow);
+			}
+		}
+		// The group's reductions, one tree per slot, level by level.
+		barrier();
+		const uint ng = ge - gb;
+		uint lg = 0;
+		while ((2u << lg) <= LOCAL) {
+			lg++;
+		}
+		for (; lg > 0; lg--) {
+			const uint st = 1u << (lg - 1);
+			for (uint idx = tid; idx < ng * st; idx += LOCAL) {
+				const uint g = idx >> (lg - 1);
+				const uint t = idx & (st - 1);
+				red[g * LOCAL + t] += red[g * LOCAL + t + st];
+			}
+			barrier();
+		}
+		for (uint g = tid; g < ng; g += LOCAL) {
+			const uint c = slotCol(gb + g, beg);
+			if (c <= r) {
+				outm[rowIdx + c] = lenOK ? red[g * LOCAL] / float(nr) : uintBitsToFloat(0x7FC00000u);
 			}
 		}
 	}

@@ -11,16 +11,18 @@ import (
 
 // bmKPWCases are the shapes of TestBlockMapBlocksPerGroup: a ragged last
 // block (nb = 3, one row pass of TR = 128), blocks of two row passes (B
-// 160 > TR = 128, the last block one pass; groups of BMG blocks and of
-// one), and many small blocks (TR = 16).
+// 160 > TR = 128, the last block of one pass), and more blocks than a
+// group takes (BMG = 8 where NE ≥ 8: nb 11 with TR = 16, nb 10 with two row
+// passes).
 var bmKPWCases = []EstParams{
 	{S: 300, B: 128, Hq: 2, Hkv: 1, D: 64},
 	{S: 750, B: 160, Hq: 2, Hkv: 1, D: 64},
-	{S: 100, B: 16, Hq: 2, Hkv: 2, D: 64},
+	{S: 170, B: 16, Hq: 2, Hkv: 2, D: 64},
+	{S: 1450, B: 160, Hq: 2, Hkv: 1, D: 64},
 }
 
-// TestBlockMapBlocksPerGroup: the block map with kpw = 1, 2, 3, 4, 5, nb
-// and nb + 2 key blocks per workgroup, dense and CSR, on outputs poisoned
+// TestBlockMapBlocksPerGroup: the block map with kpw = 1, 2, 3, 5, 8, 9,
+// nb and nb + 2 key blocks per workgroup, dense and CSR, on outputs poisoned
 // with NaN, in every variant the device runs: kpw = 1 within estTol of the
 // float64 reference, every other kpw equal to it bit for bit (each block's
 // sums see the same additions in the same order), a head out of range NaN
@@ -96,7 +98,7 @@ func TestBlockMapBlocksPerGroup(t *testing.T) {
 						t.Fatalf("%s CSR kpw 1: entry %d = %v, want %v (listed %v)", variant, i, g, w, listed[i])
 					}
 				}
-				for _, kpw := range []int{2, 3, 4, 5, nb, nb + 2} {
+				for _, kpw := range []int{2, 3, 5, 8, 9, nb, nb + 2} {
 					for _, csr := range []bool{false, true} {
 						got, w := run(kpw, csr), base
 						if csr {
@@ -109,7 +111,7 @@ func TestBlockMapBlocksPerGroup(t *testing.T) {
 						}
 					}
 				}
-				t.Logf("%s: kpw 1..5, %d, %d agree bit for bit", variant, nb, nb+2)
+				t.Logf("%s: kpw 1, 2, 3, 5, 8, 9, %d, %d agree bit for bit", variant, nb, nb+2)
 			}
 		})
 	}
