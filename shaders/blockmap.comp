@@ -11,10 +11,13 @@
 //   3 heads i32 [nheads] (query-head indices);
 //   dense: 4 out f32 [nheads, nb, nb]
 //   CSR:   4 rowptr i32 [nheads, nb+1] (absolute offsets into cols), 5 cols i32, 6 out.
-// Grid: (nb, nb, nheads) = (c or CSR slot, r, head index). One workgroup per
-//   (head, query block r, key block c); it walks T×T sub-tiles of the block
-//   pair with Q and K sub-tiles in shared memory and reduces Σexp in shared
-//   memory (no atomics). Dense: c > r writes 0. CSR: only listed blocks are
+// Grid: (⌈nb/kpw⌉, nb, nheads) = (slot group, r, head index), push constant
+//   kpw ≥ 1 (0 means 1): workgroup (x, r, hi) takes the slots (dense: key
+//   block c = slot; CSR: listed block slot of row r) x·kpw .. x·kpw+kpw−1
+//   in turn, each exactly as the kpw = 1 grid's workgroup (slot, r, hi)
+//   does (same bits): it walks T×T sub-tiles of the block pair with Q and K
+//   sub-tiles in shared memory and reduces Σexp in shared memory (no
+//   atomics). Dense: c > r writes 0. CSR: only listed blocks are
 //   written (the caller zero-fills first). A head index outside [0, Hq)
 //   writes NaN so misuse is visible.
 // Spec constants: 0 local size (= T·T, a power of two), 1 T, 2 D.
@@ -44,6 +47,7 @@ layout(push_constant) uniform Push {
 	uint nb;
 	uint nheads;
 	float scale;
+	uint kpw; // slots (key blocks) per workgroup (0 means 1)
 } pc;
 
 const uint LOCAL = gl_WorkGroupSize.x;
@@ -53,19 +57,15 @@ shared float qs[T * DP];
 shared float ks[T * DP];
 shared float red[LOCAL];
 
-void main() {
+// block computes and writes slot s of row r of head slot hi (workgroup-
+// uniform; the per-block body of the kpw = 1 grid).
+void block(uint s, uint r, uint hi) {
 	uint lin = gl_LocalInvocationIndex;
-	uint c = gl_WorkGroupID.x;
-	uint r = gl_WorkGroupID.y;
-	uint hi = gl_WorkGroupID.z;
+	uint c = s;
 	uint nb = pc.nb;
 #ifdef CSR
 	int beg = rowptr[hi * (nb + 1) + r];
-	int end = rowptr[hi * (nb + 1) + r + 1];
-	if (int(c) >= end - beg) {
-		return; // uniform: the whole workgroup leaves
-	}
-	int cc = cols[beg + int(c)];
+	int cc = cols[beg + int(s)];
 	if (cc < 0 || uint(cc) >= nb) {
 		return;
 	}
@@ -114,6 +114,7 @@ void main() {
 			barrier();
 		}
 	}
+	barrier(); // the previous block's last read of red[0] is done
 	red[lin] = acc;
 	barrier();
 	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
@@ -124,5 +125,25 @@ void main() {
 	}
 	if (lin == 0) {
 		outm[outIdx] = red[0] / float(nr);
+	}
+}
+
+// Workgroup (x, r, hi) takes slots x·kpw .. min(x·kpw + kpw, n) − 1 of row
+// r in turn (dense: n = nb, key block c = slot; CSR: n the row's listed
+// blocks).
+void main() {
+	uint r = gl_WorkGroupID.y;
+	uint hi = gl_WorkGroupID.z;
+	uint kpw = max(pc.kpw, 1u);
+	uint sbeg = gl_WorkGroupID.x * kpw;
+#ifdef CSR
+	int beg = rowptr[hi * (pc.nb + 1) + r];
+	uint n = uint(max(rowptr[hi * (pc.nb + 1) + r + 1] - beg, 0));
+#else
+	uint n = pc.nb;
+#endif
+	uint send = min(sbeg + kpw, n);
+	for (uint s = sbeg; s < send; s++) {
+		block(s, r, hi);
 	}
 }

@@ -23,7 +23,9 @@
 // the floor is min(budLo, budHi). On layer 0 the dictionary is cleared first.
 // It also writes the pivot slots for the block maps: chunk i of nchunks
 // holds pivots i·cap … i·cap+cap−1 (−1 past the last), with the indirect
-// workgroup counts (nb, nb, z), (nb, z, 1), (z, 1, 1), z = the pivots in it.
+// workgroup counts (bmGroups, nb, z), (nb, z, 1), (z, 1, 1), z = the pivots
+// in it (bmGroups = ⌈nb/kpw⌉, the block map's grid width for the kpw key
+// blocks per workgroup BlockMapIndirect passes; push constant).
 // Bindings: 0 gates u32 [Hq, 8] (plan_gates.comp); 1 counts i32 [Hq, 2]
 //   (k_v, k_s); 2 cmap i32: clusterOf [L, Hq] then inScope [K]; 3 V f32
 //   [Hq, nb]; 4 S f32 [Hq, nb]; 5 meta i32 [K, 4] (pivot layer, pivot head,
@@ -87,6 +89,7 @@ layout(push_constant) uniform Push {
 	uint nchunks;
 	uint cap;
 	uint capPad;
+	uint bmGroups; // grid width of the block map (BlockMapIndirect's kpw)
 #ifdef GATES
 	uint n;
 	uint exclDist; // 0 V, 1 S, 2 â
@@ -378,7 +381,7 @@ void main() {
 				pivots[i * pc.capPad + j] = j < z ? sList[i * pc.cap + j] : -1;
 			}
 			uint o = i * 9u;
-			indirect[o] = pc.nb;
+			indirect[o] = pc.bmGroups;
 			indirect[o + 1u] = pc.nb;
 			indirect[o + 2u] = z;
 			indirect[o + 3u] = pc.nb;

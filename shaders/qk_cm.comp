@@ -4,9 +4,9 @@
 // qk_cm.comp: the score passes of the pivot block map and of the last-block
 // estimate with KHR cooperative matrices (16×16×16 f16×f16→f32, subgroup
 // scope). Same bindings and results as blockmap.comp (BLOCKMAP, CSR; also
-// its push constants and grid) and est_last.comp (STATS, VS, whose push
-// constants add kpw and whose grid packs kpw key blocks per workgroup, see
-// below); only the arithmetic of
+// its push constants and grid, kpw slots per workgroup) and est_last.comp
+// (STATS, VS, whose push constants add kpw and whose grid packs kpw key
+// blocks per workgroup, see below); only the arithmetic of
 // s = scale·q·k differs: the products q·k of the f16 inputs are exact in
 // f32 and accumulated in f32 by the matrix unit, then scaled (the scalar
 // kernels scale q first and add the products in order), so scores differ by
@@ -18,16 +18,30 @@
 // zero beyond the block, staged in shared memory with padded rows) a
 // subgroup computes its 16×TC scores as TC/16 accumulator fragments.
 //
-// BLOCKMAP (docs/algorithm.md#pivot-map). Grid (nb, nb, nheads) = (c or CSR
-//   slot, r, head index), as blockmap.comp:
+// BLOCKMAP (docs/algorithm.md#pivot-map). Grid (⌈nb/kpw⌉, nb, nheads) =
+//   (slot group, r, head index), as blockmap.comp, push constant kpw ≥ 1
+//   (0 means 1): workgroup (x, r, hi) takes slots s = x·kpw .. x·kpw+kpw−1
+//   of row r (dense: key block c = s, s < nb; CSR: the row's listed block
+//   s), each computed as the kpw = 1 grid's workgroup (s, r, hi) computes
+//   it, to the bit:
 //     out[x][r, c] = (1/|r|) Σ_{i∈r} Σ_{j∈c, j≤i} exp(scale·q_i·k_j − ℓ_i).
 //   exp is taken on the accumulator components themselves: their row and
-//   column (implementation-defined) are probed once by loading a matrix of
-//   element indices from shared memory. Each invocation sums its
-//   components; one shared-memory tree reduction per workgroup. Sub-tiles
-//   above the diagonal of a diagonal block are skipped (per workgroup and
-//   per subgroup). Dense: c > r writes 0. CSR: only listed blocks are
-//   written (the caller zero-fills first); columns outside [0, nb) are
+//   column (implementation-defined) are probed once per workgroup by
+//   loading a matrix of element indices from shared memory. Each
+//   invocation sums its components per block. The blocks go in groups of
+//   up to BMG = min(NE, 8): each invocation's sum of a block waits in the
+//   block's slot of the shared reduction array (NE·LOCAL floats), and a
+//   group ends with one tree reduction per slot, level by level, one
+//   barrier a level for the whole group (per slot the same tree as one
+//   block a workgroup). Query rows: with one row pass (|r| ≤ TR, every
+//   block of at most 128 tokens) the fragments are loaded once for all of
+//   the workgroup's blocks; with several (B > TR) each pass is loaded once
+//   per group and run against the group's blocks. Sub-tiles above the
+//   diagonal of a diagonal block are skipped (per workgroup and per
+//   subgroup). Dense: c > r writes 0 (a workgroup whose slots all lie
+//   above the diagonal writes its zeros and does nothing else; one whose
+//   first slot is past the row's slots leaves at once). CSR: only listed
+//   blocks are written (the caller zero-fills first); columns outside [0, nb) are
 //   ignored. A head index outside [0, Hq) writes NaN, and so does a driver
 //   whose accumulator length() differs from NE.
 //   Bindings: 0 q f16 [S, Hq, D]; 1 k f16 [S, Hkv, D]; 2 lse f32 [Hq, S];
@@ -121,6 +135,7 @@ layout(push_constant) uniform Push {
 	uint nb;
 	uint nheads;
 	float scale;
+	uint kpw; // slots (key blocks) per workgroup (0 means 1)
 } pc;
 #else
 #ifdef STATS
@@ -344,40 +359,117 @@ ACC scores(uint cf) {
 }
 
 #ifdef BLOCKMAP
+// Accumulator layout: component i of this invocation is element rowOf[i],
+// colOf[i] of every accumulator (probed in main).
+uint rowOf[NE];
+uint colOf[NE];
+
+// BMG is the most key blocks whose sums are reduced together: a group's
+// per-invocation partial sums wait in red (NE·LOCAL floats, one LOCAL slot
+// a block) until one tree reduction per slot, level by level, with one
+// barrier a level for the whole group. With several row passes a group's
+// blocks also share each pass's query load.
+const uint BMG = NE < 8u ? NE : 8u;
+
+// slotCol returns the key block of slot s of row r of head slot hi: s
+// itself (dense), else the listed column (CSR; beg is the row's offset
+// into cols), nb + 1 for a column outside [0, nb) (not written).
+uint slotCol(uint s, int beg) {
+#ifdef CSR
+	const int cc = cols[beg + int(s)];
+	return cc < 0 || uint(cc) >= pc.nb ? pc.nb + 1 : uint(cc);
+#else
+	return s;
+#endif
+}
+
+// blockPass adds to part the masked exp(scale·s − ℓ) of this invocation's
+// accumulator components over row pass qt of query block r (its fragments
+// in qf, ℓ in lrow) against key block c (c ≤ r), K tile by K tile.
+float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lrow[NE]) {
+	const uint sg = gl_SubgroupID;
+	const uint c0 = c * pc.B;
+	const uint nk = min(pc.B, pc.S - c0);
+	const uint sr = qt + sg * 16; // block-local first row of this subgroup
+	for (uint kt = 0; kt < nk; kt += TC) {
+		if (c == r && kt > qt + TR - 1) {
+			break; // this and later tiles lie above the diagonal (uniform)
+		}
+		loadK(c0 + kt, c0 + nk, kvh);
+		if (sr < nr && !(c == r && kt > sr + 15)) { // subgroup-uniform
+			const bool full = sr + 16 <= nr && kt + TC <= nk && (c != r || kt + TC - 1 <= sr);
+			for (uint cf = 0; cf < CF; cf++) {
+				const ACC s = scores(cf);
+				for (uint i = 0; i < NE; i++) {
+					const uint ii = sr + rowOf[i];
+					const uint j = kt + cf * 16 + colOf[i];
+					if (full || (ii < nr && j < nk && (c != r || j <= ii))) {
+						part += exp(s[i] * pc.scale - lrow[i]);
+					}
+				}
+			}
+		}
+		barrier(); // before the next tile overwrites ksh
+	}
+	return part;
+}
+
+// Workgroup (x, r, hi) takes slots s = x·kpw .. min(x·kpw + kpw, n) − 1 of
+// row r (dense: n = nb and key block c = s; CSR: n the row's listed
+// blocks, c = cols[rowptr + s]). Blocks c > r get 0 (and every block of a
+// bad head NaN) first. The others go in groups of up to BMG: one row pass
+// (nr ≤ TR): the query fragments are loaded once for all of the
+// workgroup's blocks; several: per group, each pass loads its rows once
+// and runs them against every block of the group. Each invocation's sum
+// of a block waits in the block's slot of red between passes; the group
+// ends with the slots' tree reductions. Each block sees the same additions
+// in the same order as with kpw = 1 (per invocation, then the same tree),
+// so every kpw gives the same bits.
 void main() {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
 	const uint lane = gl_SubgroupInvocationID;
-	uint c = gl_WorkGroupID.x;
 	const uint r = gl_WorkGroupID.y;
 	const uint hi = gl_WorkGroupID.z;
 	const uint nb = pc.nb;
+	const uint kpw = max(pc.kpw, 1u);
+	const uint sbeg = gl_WorkGroupID.x * kpw;
 #ifdef CSR
 	const int beg = rowptr[hi * (nb + 1) + r];
-	const int end = rowptr[hi * (nb + 1) + r + 1];
-	if (int(c) >= end - beg) {
+	const uint n = uint(max(rowptr[hi * (nb + 1) + r + 1] - beg, 0));
+#else
+	const int beg = 0;
+	const uint n = nb;
+#endif
+	if (sbeg >= n) {
 		return; // uniform: the whole workgroup leaves
 	}
-	const int cc = cols[beg + int(c)];
-	if (cc < 0 || uint(cc) >= nb) {
-		return;
-	}
-	c = uint(cc);
-#endif
-	const uint outIdx = (hi * nb + r) * nb + c;
+	const uint send = min(sbeg + kpw, n);
+	const uint rowIdx = (hi * nb + r) * nb;
 	const int hh = heads[hi];
-	if (c > r || hh < 0 || uint(hh) >= pc.Hq) {
-		if (tid == 0) {
-			outm[outIdx] = c > r ? 0.0 : uintBitsToFloat(0x7FC00000u);
+	const bool badHead = hh < 0 || uint(hh) >= pc.Hq;
+	// Blocks above the diagonal (and every block of a bad head) first.
+	bool any = false; // a block to compute (uniform)
+	for (uint s = sbeg; s < send; s++) {
+		const uint c = slotCol(s, beg);
+		if (c > nb) {
+			continue;
 		}
+		if (c > r || badHead) {
+			if (tid == 0) {
+				outm[rowIdx + c] = c > r ? 0.0 : uintBitsToFloat(0x7FC00000u);
+			}
+		} else {
+			any = true;
+		}
+	}
+	if (!any) {
 		return;
 	}
 	const uint h = uint(hh);
 	const uint kvh = h / (pc.Hq / pc.Hkv);
 	const uint r0 = r * pc.B;
-	const uint c0 = c * pc.B;
 	const uint nr = min(pc.B, pc.S - r0);
-	const uint nk = min(pc.B, pc.S - c0);
 
 	// Layout probe: component i of this invocation is element rowOf[i],
 	// colOf[i] of every accumulator.
@@ -389,58 +481,66 @@ void main() {
 	ACC probe;
 	coopMatLoad(probe, red, sg * 256, 16, gl_CooperativeMatrixLayoutRowMajor);
 	const bool lenOK = uint(probe.length()) == NE;
-	uint rowOf[NE], colOf[NE];
 	for (uint i = 0; i < NE; i++) {
 		const uint e = lenOK ? uint(probe[i]) : 0;
 		rowOf[i] = e / 16;
 		colOf[i] = e % 16;
 	}
 
-	float part = 0.0;
-	for (uint qt = 0; qt < nr; qt += TR) {
-		loadQ(r0 + qt, r0 + nr, h);
-		for (uint x = tid; x < TR; x += LOCAL) {
-			lsh[x] = qt + x < nr ? lse[h * pc.S + r0 + qt + x] : 0.0;
-		}
-		barrier();
-		float lrow[NE];
-		for (uint i = 0; i < NE; i++) {
-			lrow[i] = lsh[sg * 16 + rowOf[i]];
-		}
-		const uint sr = qt + sg * 16; // block-local first row of this subgroup
-		for (uint kt = 0; kt < nk; kt += TC) {
-			if (c == r && kt > qt + TR - 1) {
-				break; // this and later tiles lie above the diagonal (uniform)
-			}
-			loadK(c0 + kt, c0 + nk, kvh);
-			if (sr < nr && !(c == r && kt > sr + 15)) { // subgroup-uniform
-				const bool full = sr + 16 <= nr && kt + TC <= nk && (c != r || kt + TC - 1 <= sr);
-				for (uint cf = 0; cf < CF; cf++) {
-					const ACC s = scores(cf);
-					for (uint i = 0; i < NE; i++) {
-						const uint ii = sr + rowOf[i];
-						const uint j = kt + cf * 16 + colOf[i];
-						if (full || (ii < nr && j < nk && (c != r || j <= ii))) {
-							part += exp(s[i] * pc.scale - lrow[i]);
-						}
-					}
+	// Dense: the blocks to compute are the slots up to the diagonal.
+#ifdef CSR
+	const uint lend = send;
+#else
+	const uint lend = min(send, r + 1);
+#endif
+	const bool onePass = nr <= TR;
+	for (uint gb = sbeg; gb < lend; gb += BMG) {
+		const uint ge = min(gb + BMG, lend);
+		for (uint qt = 0; qt < nr; qt += TR) {
+			if (!onePass || gb == sbeg) {
+				loadQ(r0 + qt, r0 + nr, h);
+				for (uint x = tid; x < TR; x += LOCAL) {
+					lsh[x] = qt + x < nr ? lse[h * pc.S + r0 + qt + x] : 0.0;
 				}
+				barrier();
 			}
-			barrier(); // before the next tile overwrites ksh
+			float lrow[NE];
+			for (uint i = 0; i < NE; i++) {
+				lrow[i] = lsh[sg * 16 + rowOf[i]];
+			}
+			for (uint s = gb; s < ge; s++) {
+				const uint c = slotCol(s, beg);
+				if (c > r) {
+					continue; // written above (or not listed in range)
+				}
+				// This invocation's partial sum of the block, in its slot
+				// between passes (read back by this invocation only).
+				const uint slot = (s - gb) * LOCAL + tid;
+				red[slot] = blockPass(qt == 0 ? 0.0 : red[slot], qt, r, c, nr, kvh, lrow);
+			}
 		}
-	}
-
-	barrier();
-	red[tid] = part;
-	barrier();
-	for (uint st = LOCAL / 2; st > 0; st >>= 1) {
-		if (tid < st) {
-			red[tid] += red[tid + st];
-		}
+		// The group's reductions, one tree per slot, level by level.
 		barrier();
-	}
-	if (tid == 0) {
-		outm[outIdx] = lenOK ? red[0] / float(nr) : uintBitsToFloat(0x7FC00000u);
+		const uint ng = ge - gb;
+		uint lg = 0;
+		while ((2u << lg) <= LOCAL) {
+			lg++;
+		}
+		for (; lg > 0; lg--) {
+			const uint st = 1u << (lg - 1);
+			for (uint idx = tid; idx < ng * st; idx += LOCAL) {
+				const uint g = idx >> (lg - 1);
+				const uint t = idx & (st - 1);
+				red[g * LOCAL + t] += red[g * LOCAL + t + st];
+			}
+			barrier();
+		}
+		for (uint g = tid; g < ng; g += LOCAL) {
+			const uint c = slotCol(gb + g, beg);
+			if (c <= r) {
+				outm[rowIdx + c] = lenOK ? red[g * LOCAL] / float(nr) : uintBitsToFloat(0x7FC00000u);
+			}
+		}
 	}
 }
 #else

@@ -25,7 +25,8 @@ func checkBlockMapArgs(op string, out, q, k, lse, heads *runtime.Tensor, p EstPa
 
 // blockMapKernel returns the pipeline of the block map's variant (variant
 // "" for the device's choice, qkPick): the dense or, with csr, the CSR
-// module. Both variants take the same bindings, push constants and grid.
+// module. Both variants take the same bindings, push constants and grid
+// (blockMapGrid).
 func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, variant string) (*runtime.Kernel, error) {
 	d := r.Device()
 	v, cm, err := qkPick(d, "blockmap", op, p, variant)
@@ -41,7 +42,7 @@ func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, varia
 		if csr {
 			sh = "blockmap_cm_csr"
 		}
-		return qkCMKernel(d, sh, bindings, ro, 28, cm, p.D, 0, false)
+		return qkCMKernel(d, sh, bindings, ro, blockMapPushSize, cm, p.D, 0, false)
 	}
 	t, err := estTile(op, d.Caps(), p.D, 0)
 	if err != nil {
@@ -51,16 +52,64 @@ func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, varia
 	if csr {
 		sh = "blockmap_csr"
 	}
-	return d.Kernel(runtime.KernelDesc{Shader: sh, Bindings: bindings, ReadOnly: ro, PushSize: 28,
+	return d.Kernel(runtime.KernelDesc{Shader: sh, Bindings: bindings, ReadOnly: ro, PushSize: blockMapPushSize,
 		Spec: []uint32{uint32(t * t), uint32(t), uint32(p.D)}})
 }
 
-func blockMapPush(p EstParams, nheads int) any {
+// blockMapPushSize is the size of the push-constant block of
+// blockmap.comp and qk_cm.comp's BLOCKMAP (blockMapPush).
+const blockMapPushSize = 32
+
+// blockMapPush is the push-constant block of the block-map kernels with kpw
+// slots (key blocks) per workgroup.
+func blockMapPush(p EstParams, nheads, kpw int) any {
 	return struct {
 		S, Hq, Hkv, B, NB, NHeads uint32
 		Scale                     float32
-	}{uint32(p.S), uint32(p.Hq), uint32(p.Hkv), uint32(p.B), uint32(p.NB()), uint32(nheads), p.scale()}
+		Kpw                       uint32
+	}{uint32(p.S), uint32(p.Hq), uint32(p.Hkv), uint32(p.B), uint32(p.NB()), uint32(nheads), p.scale(), uint32(kpw)}
 }
+
+// The block-map kernels take kpw slots (dense: consecutive key blocks) of
+// one query block per workgroup, grid (⌈nb/kpw⌉, nb, nheads): with one
+// block each, bench-lm-8k's pivot map (nb = 64) ran about 2080 live
+// workgroups of about 2 MFLOP each on an H100, their fixed cost (layout
+// probe, query load, reduction) dominating. bmMaxBlocksPerGroup is the
+// most blocks blockMapBlocksPerGroup gives one workgroup; it leaves at
+// least estMinGroups live workgroups.
+const bmMaxBlocksPerGroup = 8
+
+// blockMapLiveGroups returns the workgroups of the dense grid with kpw
+// blocks each that compute a block for one head: Σ_{r<nb} ⌈(r+1)/kpw⌉
+// (the others lie wholly above the diagonal and only write zeros).
+func blockMapLiveGroups(nb, kpw int) int {
+	n := 0
+	for r := 0; r < nb; r++ {
+		n += (r + kpw) / kpw
+	}
+	return n
+}
+
+// blockMapBlocksPerGroup returns kpw for nb key blocks and nheads heads:
+// the largest count up to bmMaxBlocksPerGroup that leaves at least
+// estMinGroups live workgroups (nheads·blockMapLiveGroups), 1 when even one
+// block each leaves fewer. The result is in [1, max(nb, 1)].
+func blockMapBlocksPerGroup(nb, nheads int) int {
+	k := 1
+	for k < bmMaxBlocksPerGroup && k < nb && nheads*blockMapLiveGroups(nb, k+1) >= estMinGroups {
+		k++
+	}
+	return k
+}
+
+// blockMapIndirectBlocksPerGroup is kpw of BlockMapIndirect: the count of
+// heads is read by the GPU, so kpw is chosen for one head (the fewest a
+// dispatch that does work has), and PlanDecide writes the matching grid
+// width blockMapGroups(nb, kpw).
+func blockMapIndirectBlocksPerGroup(nb int) int { return blockMapBlocksPerGroup(nb, 1) }
+
+// blockMapGroups is the grid width ⌈nb/kpw⌉ of the block-map kernels.
+func blockMapGroups(nb, kpw int) int { return (nb + kpw - 1) / kpw }
 
 // BlockMap records the exact block attention map of the heads listed in
 // heads (i32 query-head indices, e.g. the pivots; docs/algorithm.md#pivot-map):
@@ -77,12 +126,20 @@ func blockMapPush(p EstParams, nheads int) any {
 // applies (variants.go, BlockMapKernel): cooperative matrices (qk_cm.go)
 // where the device has them and D is a multiple of 16, else the scalar
 // kernel; they agree within 1e-4 relative per entry (about 1e-6 seen).
+// Each workgroup takes kpw key blocks of one query block
+// (blockMapBlocksPerGroup); the map does not depend on kpw, to the bit.
 func BlockMap(r *runtime.Recorder, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
 	return blockMap(r, "", out, q, k, lse, heads, p)
 }
 
 // blockMap is BlockMap on variant ("" for the device's choice).
 func blockMap(r *runtime.Recorder, variant string, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
+	return blockMapKPW(r, variant, 0, out, q, k, lse, heads, p)
+}
+
+// blockMapKPW is blockMap with kpw blocks per workgroup (0 for
+// blockMapBlocksPerGroup's choice).
+func blockMapKPW(r *runtime.Recorder, variant string, kpw int, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
 	const op = "block map"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
@@ -92,11 +149,14 @@ func blockMap(r *runtime.Recorder, variant string, out, q, k, lse, heads *runtim
 		return err
 	}
 	nb, nh := p.NB(), heads.Len()
-	grid := [3]uint32{uint32(nb), uint32(nb), uint32(nh)}
+	if kpw <= 0 {
+		kpw = blockMapBlocksPerGroup(nb, nh)
+	}
+	grid := [3]uint32{uint32(blockMapGroups(nb, kpw)), uint32(nb), uint32(nh)}
 	if err := checkGrid(op, r.Device(), grid); err != nil {
 		return err
 	}
-	return r.Dispatch(kb, grid, blockMapPush(p, nh), q, k, lse, heads, out)
+	return r.Dispatch(kb, grid, blockMapPush(p, nh, kpw), q, k, lse, heads, out)
 }
 
 // BlockMapCSR is BlockMap restricted to listed blocks: rowPtr i32
@@ -113,6 +173,12 @@ func BlockMapCSR(r *runtime.Recorder, out, q, k, lse, heads, rowPtr, cols *runti
 
 // blockMapCSR is BlockMapCSR on variant ("" for the device's choice).
 func blockMapCSR(r *runtime.Recorder, variant string, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
+	return blockMapCSRKPW(r, variant, 0, out, q, k, lse, heads, rowPtr, cols, p)
+}
+
+// blockMapCSRKPW is blockMapCSR with kpw listed blocks per workgroup (0 for
+// blockMapBlocksPerGroup's choice, as for the dense map).
+func blockMapCSRKPW(r *runtime.Recorder, variant string, kpw int, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
 	const op = "block map (CSR)"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
@@ -128,12 +194,15 @@ func blockMapCSR(r *runtime.Recorder, variant string, out, q, k, lse, heads, row
 	if err != nil {
 		return err
 	}
-	grid := [3]uint32{uint32(nb), uint32(nb), uint32(nh)}
+	if kpw <= 0 {
+		kpw = blockMapBlocksPerGroup(nb, nh)
+	}
+	grid := [3]uint32{uint32(blockMapGroups(nb, kpw)), uint32(nb), uint32(nh)}
 	if err := checkGrid(op, r.Device(), grid); err != nil {
 		return err
 	}
 	if err := Fill(r, out, 0); err != nil {
 		return err
 	}
-	return r.Dispatch(kb, grid, blockMapPush(p, nh), q, k, lse, heads, rowPtr, cols, out)
+	return r.Dispatch(kb, grid, blockMapPush(p, nh, kpw), q, k, lse, heads, rowPtr, cols, out)
 }

@@ -75,7 +75,7 @@ const (
 const PlanMaxHeads = 64
 
 // PlanIndirectWords is the size of one chunk's indirect workgroup counts in
-// the buffer PlanDecide writes: (nb, nb, z) for BlockMapIndirect, (nb, z, 1)
+// the buffer PlanDecide writes: (BlockMapGroups, nb, z) for BlockMapIndirect, (nb, z, 1)
 // for PlanRowCover, (z, 1, 1) for PlanPivot.
 const PlanIndirectWords = 9
 
@@ -305,7 +305,7 @@ func PlanDecide(r *runtime.Recorder, gates, counts, cmap, v, s, meta, refs, hpla
 		return err
 	}
 	d := r.Device()
-	k, err := planKernel(d, "plan_decide", 11, 0b00000011111, 72, 64)
+	k, err := planKernel(d, "plan_decide", 11, 0b00000011111, 76, 64)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func PlanRoles(r *runtime.Recorder, counts, v, s, pooled, cmap, meta, refs, hpla
 		return err
 	}
 	d := r.Device()
-	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 84, planRolesLocal)
+	k, err := planKernel(d, "plan_roles", 11, 0b00000011111, 88, planRolesLocal)
 	if err != nil {
 		return err
 	}
@@ -360,11 +360,23 @@ type planRolePush struct {
 	TauQ, TauS, Delta, TauF                            float32
 	BudLo, BudHi, B                                    int32
 	Chunks, Cap, CapPad                                uint32
+	// BMGroups is the block map's grid width, the first indirect count
+	// (blockMapGroups for BlockMapIndirect's kpw).
+	BMGroups uint32
 }
 
 func (p PlanParams) rolePush() planRolePush {
 	return planRolePush{uint32(p.Layer), uint32(p.NumLayers), uint32(p.Hq), uint32(p.NB()), uint32(p.K), b2u(p.UseQuery), uint32(p.Exclusion), b2u(p.DenseAll),
-		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad)}
+		p.TauQ, p.TauS, p.Delta, p.TauF, int32(p.BudLo), int32(p.BudHi), int32(p.B), uint32(p.Chunks), uint32(p.Cap), uint32(p.CapPad),
+		uint32(p.BlockMapGroups())}
+}
+
+// BlockMapGroups is the x workgroup count PlanDecide and PlanRoles write
+// for BlockMapIndirect: ⌈nb/kpw⌉ with BlockMapIndirect's kpw key blocks per
+// workgroup.
+func (p PlanParams) BlockMapGroups() int {
+	nb := p.NB()
+	return blockMapGroups(nb, blockMapIndirectBlocksPerGroup(nb))
 }
 
 // checkRoleBuffers checks the buffers PlanDecide and PlanRoles share.
@@ -886,12 +898,15 @@ func PlanVSBlocks(r *runtime.Recorder, vsbits, tokbits *runtime.Tensor, hq, n, b
 	return r.Dispatch(k, [3]uint32{uint32(hq), 1, 1}, push, tokbits, vsbits)
 }
 
-// BlockMapIndirect is BlockMap with the workgroup counts (nb, nb, z) read by
+// BlockMapIndirect is BlockMap with the workgroup counts (g, nb, z) read by
 // the GPU at byte off of counts (PlanDecide's pivot chunks): slot x < z
 // computes the map of head heads[x] into out[x]. heads i32 [nheads] and
 // out f32 [nheads, nb, nb] are sized for the most slots; z ≤ nheads must
 // hold (PlanDecide guarantees it). The kernel is BlockMap's (BlockMapKernel):
-// every variant takes the grid (c, r, slot).
+// every variant takes the grid (slot group, r, slot), kpw =
+// blockMapIndirectBlocksPerGroup(nb) key blocks per workgroup: g ≥
+// ⌈nb/kpw⌉ (PlanParams.BlockMapGroups, what PlanDecide writes; a larger g
+// such as nb only adds workgroups that leave at once).
 func BlockMapIndirect(r *runtime.Recorder, counts *runtime.Tensor, off uint64, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
 	return blockMapIndirect(r, "", counts, off, out, q, k, lse, heads, p)
 }
@@ -911,8 +926,9 @@ func blockMapIndirect(r *runtime.Recorder, variant string, counts *runtime.Tenso
 		return err
 	}
 	nb := p.NB()
-	if err := checkGrid(op, r.Device(), [3]uint32{uint32(nb), uint32(nb), uint32(heads.Len())}); err != nil {
+	kpw := blockMapIndirectBlocksPerGroup(nb)
+	if err := checkGrid(op, r.Device(), [3]uint32{uint32(blockMapGroups(nb, kpw)), uint32(nb), uint32(heads.Len())}); err != nil {
 		return err
 	}
-	return r.DispatchIndirect(kb, counts, off, blockMapPush(p, heads.Len()), q, k, lse, heads, out)
+	return r.DispatchIndirect(kb, counts, off, blockMapPush(p, heads.Len(), kpw), q, k, lse, heads, out)
 }

@@ -747,36 +747,47 @@ func TestPlanVSBlocks(t *testing.T) {
 
 // TestBlockMapIndirect: the slots below the GPU-written count equal
 // BlockMap's maps of the same heads; the slots past it are not written.
+// The grid width is the one PlanDecide writes (PlanParams.BlockMapGroups:
+// kpw 1 at nb 4, 2 at nb 32) or nb (extra workgroups leave at once).
 func TestBlockMapIndirect(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
-	p := EstParams{S: 100, B: 32, Hq: 4, Hkv: 2, D: 8}
-	_, _, q, k := estInputs(t, d, rng, p)
-	lse := uploadF32(t, d, make([]float32, p.Hq*p.S))
-	if err := d.Run(func(r *runtime.Recorder) error {
-		return FlashAttention(r, empty(t, d, runtime.F16, p.S*p.Hq*p.D), lse, q, k, k, AttnParams{Hq: p.Hq, Hkv: p.Hkv, D: p.D, Sq: p.S, Skv: p.S, Causal: true})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	nb := p.NB()
-	const slots = 3
-	heads := uploadI32(t, d, []int32{2, 0, 3})
-	want := empty(t, d, runtime.F32, slots*nb*nb)
-	got := empty(t, d, runtime.F32, slots*nb*nb)
-	counts := uploadI32(t, d, []int32{int32(nb), int32(nb), 2})
-	opRun(t, d, func(r *runtime.Recorder) error {
-		if err := BlockMap(r, want, q, k, lse, heads, p); err != nil {
-			return err
-		}
-		return BlockMapIndirect(r, counts, 0, got, q, k, lse, heads, p)
-	}, got)
-	g, w := download(t, got), download(t, want)
-	for i := 0; i < 2*nb*nb; i++ {
-		if g[i] != w[i] {
-			t.Fatalf("element %d: %v, want %v", i, g[i], w[i])
-		}
-	}
-	if math.Float32bits(g[2*nb*nb]) != PoisonBits {
-		t.Fatalf("slot 2 (past the count) was written")
+	for _, p := range []EstParams{{S: 100, B: 32, Hq: 4, Hkv: 2, D: 8}, {S: 250, B: 8, Hq: 4, Hkv: 2, D: 16}} {
+		t.Run(caseName(p), func(t *testing.T) {
+			_, _, q, k := estInputs(t, d, rng, p)
+			lse := uploadF32(t, d, make([]float32, p.Hq*p.S))
+			if err := d.Run(func(r *runtime.Recorder) error {
+				return FlashAttention(r, empty(t, d, runtime.F16, p.S*p.Hq*p.D), lse, q, k, k, AttnParams{Hq: p.Hq, Hkv: p.Hkv, D: p.D, Sq: p.S, Skv: p.S, Causal: true})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			nb := p.NB()
+			g := (PlanParams{N: p.S, B: p.B}).BlockMapGroups()
+			if kpw := blockMapIndirectBlocksPerGroup(nb); g != (nb+kpw-1)/kpw {
+				t.Fatalf("BlockMapGroups %d, want ⌈%d/%d⌉", g, nb, kpw)
+			}
+			t.Logf("nb %d: grid width %d", nb, g)
+			const slots = 3
+			heads := uploadI32(t, d, []int32{2, 0, 3})
+			want := empty(t, d, runtime.F32, slots*nb*nb)
+			opRun(t, d, func(r *runtime.Recorder) error { return BlockMap(r, want, q, k, lse, heads, p) }, want)
+			w := download(t, want)
+			for _, width := range []int{g, nb} {
+				got := empty(t, d, runtime.F32, slots*nb*nb)
+				counts := uploadI32(t, d, []int32{int32(width), int32(nb), 2})
+				opRun(t, d, func(r *runtime.Recorder) error {
+					return BlockMapIndirect(r, counts, 0, got, q, k, lse, heads, p)
+				}, got)
+				g := download(t, got)
+				for i := 0; i < 2*nb*nb; i++ {
+					if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+						t.Fatalf("width %d: element %d: %v, want %v", width, i, g[i], w[i])
+					}
+				}
+				if math.Float32bits(g[2*nb*nb]) != PoisonBits {
+					t.Fatalf("width %d: slot 2 (past the count) was written", width)
+				}
+			}
+		})
 	}
 }

@@ -11,8 +11,9 @@ import (
 // (shaders/qk_cm.comp): S = Q·Kᵀ through 16×16×16 f16×f16→f32 fragments,
 // everything after it (exp, masks, sums) in f32 as the scalar kernels
 // blockmap.comp and est_last.comp do it, with the same bindings (and
-// the block map's push constants and grids; the estimate's add kpw, key
-// blocks per workgroup, see estBlocksPerGroup). The "blockmap" and "estimate" variant tables
+// the block map's push constants and grids, kpw key blocks per workgroup
+// in both, see blockMapBlocksPerGroup; the estimate's add kpw, see
+// estBlocksPerGroup). The "blockmap" and "estimate" variant tables
 // (variants.go) list them before the scalar kernels; a call takes the
 // cooperative-matrix kernel where the device's table has it, D is a
 // multiple of 16 and a tile fits the shared memory (qkPick).

@@ -232,8 +232,8 @@ func RefPlanDecide(gates, counts, cmap []int32, v, s []float32, meta []int32, re
 				out.Pivots[i*p.CapPad+j] = list[i*p.Cap+j]
 			}
 		}
-		b := int32(nb)
-		copy(out.Indirect[i*PlanIndirectWords:], []int32{b, b, z, b, z, 1, z, 1, 1})
+		b, g := int32(nb), int32(p.BlockMapGroups())
+		copy(out.Indirect[i*PlanIndirectWords:], []int32{g, b, z, b, z, 1, z, 1, 1})
 	}
 	return out
 }

@@ -111,7 +111,8 @@ var opTables = map[string][]variant{
 	},
 	// BlockMap, BlockMapCSR and BlockMapIndirect (blockmap.go, qk_cm.go):
 	// cooperative matrices where D is a multiple of 16 and a tile fits
-	// (qkTileFor), else the scalar kernel. All take the same grid.
+	// (qkTileFor), else the scalar kernel. All take the same grid and push
+	// constants (kpw key blocks per workgroup, blockmap.go).
 	"blockmap": {
 		{name: "coopmat", shaders: []string{"blockmap_cm_dense", "blockmap_cm_csr"}, usable: qkCMUsable},
 		{name: "scalar", shaders: []string{"blockmap_dense", "blockmap_csr"}, usable: always},
