@@ -243,11 +243,10 @@ func (r *Recorder) begin() error {
 	if !r.replay && !r.Busy() {
 		r.sets.trim(r.d) // no batch in flight uses a cached set
 	}
-	if r.trace != nil {
-		r.recStart = time.Now()
-	}
 	f.labels = f.labels[:0]
 	if r.profile {
+		// The query pool is made once per command buffer of the ring, before
+		// the record span starts: a trace's "record" is the recording alone.
 		if f.qpool == nil {
 			f.qcap = 16384
 			qci := vk.QueryPoolCreateInfo{
@@ -261,6 +260,11 @@ func (r *Recorder) begin() error {
 			}
 			f.qpool = qp
 		}
+	}
+	if r.trace != nil {
+		r.recStart = time.Now()
+	}
+	if r.profile {
 		vk.CmdResetQueryPool(f.cmd, f.qpool, 0, uint32(f.qcap))
 		r.called(1)
 	}
