@@ -55,20 +55,18 @@ func recordPrefill(e *Engine, n int) error {
 	return r.CopyToHost(e.logitsHost, 0, e.logits, 0, uint64(4*cfg.VocabSize))
 }
 
-// benchModels are the models of BenchmarkRecordPrefill: the embedded
-// stories260K at a short prompt, bench-lm-8k (shared data) at 512 tokens.
-func benchModels(b *testing.B) []struct {
+// benchModel is a model of BenchmarkRecordPrefill and its prompt length.
+type benchModel struct {
 	name string
 	cfg  *Config
 	ck   *Checkpoint
 	n    int
-} {
-	var out []struct {
-		name string
-		cfg  *Config
-		ck   *Checkpoint
-		n    int
-	}
+}
+
+// benchModels are the models of BenchmarkRecordPrefill: the embedded
+// stories260K at a short prompt, bench-lm-8k (shared data) at 512 tokens.
+func benchModels(b *testing.B) []benchModel {
+	var out []benchModel
 	cfg, err := LoadConfigFS(stories260k.FS(), ".")
 	if err != nil {
 		b.Fatal(err)
@@ -77,12 +75,7 @@ func benchModels(b *testing.B) []struct {
 	if err != nil {
 		b.Fatal(err)
 	}
-	out = append(out, struct {
-		name string
-		cfg  *Config
-		ck   *Checkpoint
-		n    int
-	}{"stories260K/32", cfg, ck, 32})
+	out = append(out, benchModel{"stories260K/32", cfg, ck, 32})
 	dir := filepath.Join("..", "..", "shared", "models", "bench-lm-8k")
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
 		cfg, err := LoadConfig(dir)
@@ -93,18 +86,8 @@ func benchModels(b *testing.B) []struct {
 		if err != nil {
 			b.Fatal(err)
 		}
-		out = append(out, struct {
-			name string
-			cfg  *Config
-			ck   *Checkpoint
-			n    int
-		}{"bench-lm-8k/512", cfg, ck, 512})
-		out = append(out, struct {
-			name string
-			cfg  *Config
-			ck   *Checkpoint
-			n    int
-		}{"bench-lm-8k/varying", cfg, ck, -512})
+		out = append(out, benchModel{"bench-lm-8k/512", cfg, ck, 512})
+		out = append(out, benchModel{"bench-lm-8k/varying", cfg, ck, -512})
 	}
 	return out
 }
