@@ -31,26 +31,7 @@ func addOnes(t *testing.T, r *runtime.Recorder, acc, ones *runtime.Tensor) {
 func TestFlushRing(t *testing.T) {
 	d := gputest.Device(t)
 	const n, batches = 1000, 7
-	acc, err := d.NewTensor(runtime.F32, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer acc.Free()
-	ones, err := d.NewTensor(runtime.F32, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ones.Free()
-	one := make([]float32, n)
-	for i := range one {
-		one[i] = 1
-	}
-	if err := ones.UploadF32(one); err != nil {
-		t.Fatal(err)
-	}
-	if err := acc.UploadF32(make([]float32, n)); err != nil {
-		t.Fatal(err)
-	}
+	acc, ones := accAndOnes(t, d, n)
 	r, err := d.NewRecorder()
 	if err != nil {
 		t.Fatal(err)
@@ -210,23 +191,7 @@ func TestHostBufferRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Free()
-	acc, err := d.NewTensor(runtime.F32, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer acc.Free()
-	ones, err := d.NewTensor(runtime.F32, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ones.Free()
-	one := make([]float32, n)
-	for i := range one {
-		one[i] = 1
-	}
-	if err := ones.UploadF32(one); err != nil {
-		t.Fatal(err)
-	}
+	acc, ones := accAndOnes(t, d, n)
 	r, err := d.NewRecorder()
 	if err != nil {
 		t.Fatal(err)
@@ -266,4 +231,31 @@ func TestHostBufferRoundTrip(t *testing.T) {
 	if err := r.CopyToHost(out, 16, acc, 0, 4*n); err == nil {
 		t.Error("a copy past the end of the host buffer: want an error")
 	}
+}
+
+// accAndOnes returns two f32 tensors of n elements, freed when t ends: an
+// accumulator of zeros and a vector of ones.
+func accAndOnes(t *testing.T, d *runtime.Device, n int) (acc, ones *runtime.Tensor) {
+	t.Helper()
+	acc, err := d.NewTensor(runtime.F32, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acc.Free)
+	ones, err = d.NewTensor(runtime.F32, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ones.Free)
+	one := make([]float32, n)
+	for i := range one {
+		one[i] = 1
+	}
+	if err := ones.UploadF32(one); err != nil {
+		t.Fatal(err)
+	}
+	if err := acc.UploadF32(make([]float32, n)); err != nil {
+		t.Fatal(err)
+	}
+	return acc, ones
 }

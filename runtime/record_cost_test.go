@@ -17,26 +17,7 @@ import (
 func TestDispatchRecordingCost(t *testing.T) {
 	d := gputest.Device(t)
 	const n, steps = 1000, 6
-	acc, err := d.NewTensor(runtime.F32, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer acc.Free()
-	ones, err := d.NewTensor(runtime.F32, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ones.Free()
-	one := make([]float32, n)
-	for i := range one {
-		one[i] = 1
-	}
-	if err := ones.UploadF32(one); err != nil {
-		t.Fatal(err)
-	}
-	if err := acc.UploadF32(make([]float32, n)); err != nil {
-		t.Fatal(err)
-	}
+	acc, ones := accAndOnes(t, d, n)
 	k, err := d.Kernel(runtime.KernelDesc{Shader: "add_inplace_f32_f32", Bindings: 2, ReadOnly: 0b10, PushSize: 4, Spec: []uint32{256}})
 	if err != nil {
 		t.Fatal(err)
