@@ -72,11 +72,11 @@ type Tuning struct {
 	// runs on a device.
 	EstSlashSeparate bool
 	// EstPrefetchOff stages each K tile of the last-block estimate's
-	// cooperative-matrix score passes from global memory when it is
-	// computed instead of fetching it into registers one tile ahead,
-	// during the previous tile's matrix products
-	// (SHAREPREFILL_EST_PREFETCH=off; "on" is the default): for A/B runs
-	// on a device. Both give the same bits.
+	// cooperative-matrix score passes and of the cooperative-matrix block
+	// map (blockmap_cm_*) from global memory when it is computed instead
+	// of fetching it into registers one tile ahead, during the previous
+	// tile's matrix products (SHAREPREFILL_EST_PREFETCH=off; "on" is the
+	// default): for A/B runs on a device. Both give the same bits.
 	EstPrefetchOff bool
 	// PlanRowCoverBisect keeps the pivots' row cover (plan_rowcover) on
 	// its bisection at every size instead of the rank cut it takes up to

@@ -38,7 +38,8 @@
 //   the workgroup's blocks; with several (B > TR) each pass is loaded once
 //   per group and run against the group's blocks. Sub-tiles above the
 //   diagonal of a diagonal block are skipped (per workgroup and per
-//   subgroup). Dense: c > r writes 0 (a workgroup whose slots all lie
+//   subgroup). With PREFETCH K tiles are fetched one tile ahead in that
+//   order (see nextBlock). Dense: c > r writes 0 (a workgroup whose slots all lie
 //   above the diagonal writes its zeros and does nothing else; one whose
 //   first slot is past the row's slots leaves at once). CSR: only listed
 //   blocks are written (the caller zero-fills first); columns outside [0, nb) are
@@ -64,13 +65,13 @@
 //   part of a TR×TC f32 tile of P = exp(s − ℓ_t) in shared memory and
 //   reduces the column and diagonal sums there without atomics, as 2·TR
 //   items of TC elements (see tileSums). With PREFETCH (spec constant 6,
-//   the host's default) each K tile is fetched from global memory into
-//   registers one tile ahead (the next tile of the row pass, else the first
-//   of the next pass or of the workgroup's next key block; the first one
-//   before the query load), so that its loads are in flight during the
-//   current tile's matrix products, and stored to shared memory when its
-//   turn comes; without it (and in BLOCKMAP) a tile is loaded when it is
-//   computed (loadK).
+//   the host's default; BLOCKMAP too) each K tile is fetched from global
+//   memory into registers one tile ahead (the next tile of the row pass,
+//   else the first of the next pass or of the workgroup's next key block;
+//   the first one before the query load; BLOCKMAP: see nextBlock), so that
+//   its loads are in flight during the current tile's matrix products, and
+//   stored to shared memory when its turn comes; without it a tile is
+//   loaded when it is computed (loadK).
 //   Bindings: 0 q, 1 k; STATS: 2 stats vec2 [Hq, nb, W]; VS: 2 lse f32
 //   [Hq, W], 3 v f32 [Hq, S], 4 vblk f32 [Hq, nb], 5 spart f32 [Hq, nb, 2B].
 //   VS with SLASH_TAIL (est_last_cm_vs_slash): the workgroup that completes
@@ -87,8 +88,8 @@
 // Spec constants: 0 local size (= NSG · subgroup size, full subgroups of
 //   the size the host requires), 1 TR (16, 32, 64 or 128), 2 TC (multiple
 //   of 16), 3 D (multiple of 16), 4 NE = 256 / subgroup size (accumulator
-//   components per invocation), 5 BS = B and 6 PREFETCH (STATS / VS
-//   only; see fetchK).
+//   components per invocation), 5 BS = B (STATS / VS; BLOCKMAP takes B
+//   from the push constants) and 6 PREFETCH (see fetchK).
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -103,9 +104,7 @@ layout(constant_id = 2) const uint TC = 32;  // keys per K tile
 layout(constant_id = 3) const uint D = 128;  // head dim
 layout(constant_id = 4) const uint NE = 8;   // accumulator components per invocation
 layout(constant_id = 5) const uint BS = 64;  // block size (STATS / VS)
-#ifndef BLOCKMAP
-layout(constant_id = 6) const bool PREFETCH = true; // K tiles fetched ahead (STATS / VS)
-#endif
+layout(constant_id = 6) const bool PREFETCH = true; // K tiles fetched one tile ahead (see fetchK)
 
 const uint LOCAL = gl_WorkGroupSize.x;
 const uint NSG = TR / 16;
@@ -258,10 +257,12 @@ void loadK(uint key0, uint kend, uint hk) {
 	barrier();
 }
 
-#ifndef BLOCKMAP
 // With PREFETCH, a K tile goes global → registers (fetchK: NF uvec4s per
 // invocation, issued one tile ahead) → ksh (storeK); kreg holds the tile
-// whose first key is kregKey (NOKEY: none; workgroup-uniform).
+// whose first key is kregKey (NOKEY: none; workgroup-uniform). Within a
+// workgroup the KV head is fixed and a tile's first key names its key block
+// (key0 = c·block + kt, kt < block) and so its end, so the tag names the
+// tile (a block listed twice, CSR, fetches the same data).
 const uint NF = (TC * D8 + LOCAL - 1) / LOCAL;
 const uint NOKEY = 0xFFFFFFFFu;
 uvec4 kreg[NF];
@@ -294,6 +295,22 @@ void storeK() {
 	}
 }
 
+// loadTile stages keys key0 + [0, TC) of KV head hk in ksh (keys at or
+// past kend are zero): with PREFETCH from kreg, fetched now unless it
+// already holds them. Ends with a barrier.
+void loadTile(uint key0, uint kend, uint hk) {
+	if (!PREFETCH) {
+		loadK(key0, kend, hk);
+		return;
+	}
+	if (kregKey != key0) {
+		fetchK(key0, kend, hk);
+	}
+	storeK();
+	barrier();
+}
+
+#ifndef BLOCKMAP
 // tileLive reports whether K tile kt of row pass qt of key block c is
 // computed: inside the block and the window, and its first key at or
 // before the pass's last row (keyBlock's break).
@@ -308,21 +325,6 @@ void fetchFirst(uint c, uint hk) {
 	if (PREFETCH && tileLive(c, 0, 0)) {
 		fetchK(c * BS, min(c * BS + BS, pc.S), hk);
 	}
-}
-
-// loadTile stages keys key0 + [0, TC) of KV head hk in ksh (keys at or
-// past kend are zero): with PREFETCH from kreg, fetched now unless it
-// already holds them. Ends with a barrier.
-void loadTile(uint key0, uint kend, uint hk) {
-	if (!PREFETCH) {
-		loadK(key0, kend, hk);
-		return;
-	}
-	if (kregKey != key0) {
-		fetchK(key0, kend, hk);
-	}
-	storeK();
-	barrier();
 }
 
 // fetchNext, with PREFETCH, fetches the tile computed after tile kt of row
@@ -383,10 +385,53 @@ uint slotCol(uint s, int beg) {
 #endif
 }
 
+// With PREFETCH the block map fetches each K tile one tile ahead in the
+// order main() computes them: per group of slots, per row pass, the
+// group's computed slots (c ≤ r) in order, per block its K tiles up to the
+// diagonal break (the whole workgroup loads every tile before the break;
+// the per-subgroup skip only leaves out scores). So the tile after a
+// block's last one is the first tile of the next computed slot of the
+// group, else of the group's first computed slot (next row pass), else of
+// the first computed slot of the following groups (nextBlock); a block's
+// first tile is always computed. NOBLOCK: none.
+const uint NOBLOCK = 0xFFFFFFFFu;
+
+// nextSlot returns the first slot in [s, e) of row r whose block is
+// computed (c ≤ r), else e.
+uint nextSlot(uint s, uint e, uint r, int beg) {
+	while (s < e && slotCol(s, beg) > r) {
+		s++;
+	}
+	return s;
+}
+
+// nextBlock returns the block whose first tile is computed after block
+// slot s of row pass qt of the group of slots gb .. ge − 1 (the computed
+// slots end before lend; nr rows, row r), else NOBLOCK.
+uint nextBlock(uint s, uint qt, uint gb, uint ge, uint lend, uint nr, uint r, int beg) {
+	uint n = nextSlot(s + 1, ge, r, beg);
+	if (n < ge) {
+		return slotCol(n, beg);
+	}
+	if (qt + TR < nr) {
+		return slotCol(nextSlot(gb, ge, r, beg), beg); // s itself at the latest
+	}
+	n = nextSlot(ge, lend, r, beg);
+	return n < lend ? slotCol(n, beg) : NOBLOCK;
+}
+
+// fetchBlock fetches the first K tile of key block c (KV head kvh).
+void fetchBlock(uint c, uint kvh) {
+	fetchK(c * pc.B, min(c * pc.B + pc.B, pc.S), kvh);
+}
+
 // blockPass adds to part the masked exp(scale·s − ℓ) of this invocation's
 // accumulator components over row pass qt of query block r (its fragments
-// in qf, ℓ in lrow) against key block c (c ≤ r), K tile by K tile.
-float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lrow[NE]) {
+// in qf, ℓ in lrow) against key block c (c ≤ r), K tile by K tile. With
+// PREFETCH each tile comes from kreg (loadTile) and the next computed
+// tile's loads are issued before its scores: the block's next tile, after
+// its last one the first tile of block next (nextBlock; NOBLOCK: none).
+float blockPass(float part, uint qt, uint r, uint c, uint next, uint nr, uint kvh, float lrow[NE]) {
 	const uint sg = gl_SubgroupID;
 	const uint c0 = c * pc.B;
 	const uint nk = min(pc.B, pc.S - c0);
@@ -395,7 +440,14 @@ float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lr
 		if (c == r && kt > qt + TR - 1) {
 			break; // this and later tiles lie above the diagonal (uniform)
 		}
-		loadK(c0 + kt, c0 + nk, kvh);
+		loadTile(c0 + kt, c0 + nk, kvh);
+		if (PREFETCH) { // uniform
+			if (kt + TC < nk && !(c == r && kt + TC > qt + TR - 1)) {
+				fetchK(c0 + kt + TC, c0 + nk, kvh);
+			} else if (next != NOBLOCK) {
+				fetchBlock(next, kvh);
+			}
+		}
 		if (sr < nr && !(c == r && kt > sr + 15)) { // subgroup-uniform
 			const bool full = sr + 16 <= nr && kt + TC <= nk && (c != r || kt + TC - 1 <= sr);
 			for (uint cf = 0; cf < CF; cf++) {
@@ -424,7 +476,9 @@ float blockPass(float part, uint qt, uint r, uint c, uint nr, uint kvh, float lr
 // of a block waits in the block's slot of red between passes; the group
 // ends with the slots' tree reductions. Each block sees the same additions
 // in the same order as with kpw = 1 (per invocation, then the same tree),
-// so every kpw gives the same bits.
+// so every kpw gives the same bits. With PREFETCH the first computed tile
+// is fetched before the layout probe and each later one a tile ahead
+// (blockPass, nextBlock); only the load timing changes, not the bits.
 void main() {
 	const uint tid = gl_LocalInvocationIndex;
 	const uint sg = gl_SubgroupID;
@@ -470,6 +524,20 @@ void main() {
 	const uint kvh = h / (pc.Hq / pc.Hkv);
 	const uint r0 = r * pc.B;
 	const uint nr = min(pc.B, pc.S - r0);
+	// Dense: the blocks to compute are the slots up to the diagonal.
+#ifdef CSR
+	const uint lend = send;
+#else
+	const uint lend = min(send, r + 1);
+#endif
+	if (PREFETCH) {
+		// The first computed tile, in flight during the layout probe and
+		// the query load (a slot is computed: any).
+		const uint s0 = nextSlot(sbeg, lend, r, beg);
+		if (s0 < lend) {
+			fetchBlock(slotCol(s0, beg), kvh);
+		}
+	}
 
 	// Layout probe: component i of this invocation is element rowOf[i],
 	// colOf[i] of every accumulator.
@@ -487,12 +555,6 @@ void main() {
 		colOf[i] = e % 16;
 	}
 
-	// Dense: the blocks to compute are the slots up to the diagonal.
-#ifdef CSR
-	const uint lend = send;
-#else
-	const uint lend = min(send, r + 1);
-#endif
 	const bool onePass = nr <= TR;
 	for (uint gb = sbeg; gb < lend; gb += BMG) {
 		const uint ge = min(gb + BMG, lend);
@@ -516,7 +578,8 @@ void main() {
 				// This invocation's partial sum of the block, in its slot
 				// between passes (read back by this invocation only).
 				const uint slot = (s - gb) * LOCAL + tid;
-				red[slot] = blockPass(qt == 0 ? 0.0 : red[slot], qt, r, c, nr, kvh, lrow);
+				const uint next = PREFETCH ? nextBlock(s, qt, gb, ge, lend, nr, r, beg) : NOBLOCK;
+				red[slot] = blockPass(qt == 0 ? 0.0 : red[slot], qt, r, c, next, nr, kvh, lrow);
 			}
 		}
 		// The group's reductions, one tree per slot, level by level.

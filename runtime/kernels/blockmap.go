@@ -26,8 +26,9 @@ func checkBlockMapArgs(op string, out, q, k, lse, heads *runtime.Tensor, p EstPa
 // blockMapKernel returns the pipeline of the block map's variant (variant
 // "" for the device's choice, qkPick): the dense or, with csr, the CSR
 // module. Both variants take the same bindings, push constants and grid
-// (blockMapGrid).
-func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, variant string) (*runtime.Kernel, error) {
+// (blockMapGrid). The cooperative-matrix modules fetch each K tile one
+// tile ahead unless noPrefetch or Tuning.EstPrefetchOff (same bits).
+func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, variant string, noPrefetch bool) (*runtime.Kernel, error) {
 	d := r.Device()
 	v, cm, err := qkPick(d, "blockmap", op, p, variant)
 	if err != nil {
@@ -42,7 +43,7 @@ func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, varia
 		if csr {
 			sh = "blockmap_cm_csr"
 		}
-		return qkCMKernel(d, sh, bindings, ro, blockMapPushSize, cm, p.D, 0, false)
+		return qkCMKernel(d, sh, bindings, ro, blockMapPushSize, cm, p.D, 0, !noPrefetch && !d.Tuning().EstPrefetchOff)
 	}
 	t, err := estTile(op, d.Caps(), p.D, 0)
 	if err != nil {
@@ -134,17 +135,18 @@ func BlockMap(r *runtime.Recorder, out, q, k, lse, heads *runtime.Tensor, p EstP
 
 // blockMap is BlockMap on variant ("" for the device's choice).
 func blockMap(r *runtime.Recorder, variant string, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
-	return blockMapKPW(r, variant, 0, out, q, k, lse, heads, p)
+	return blockMapKPW(r, variant, 0, false, out, q, k, lse, heads, p)
 }
 
 // blockMapKPW is blockMap with kpw blocks per workgroup (0 for
-// blockMapBlocksPerGroup's choice).
-func blockMapKPW(r *runtime.Recorder, variant string, kpw int, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
+// blockMapBlocksPerGroup's choice), without the K-tile prefetch if
+// noPrefetch (tests).
+func blockMapKPW(r *runtime.Recorder, variant string, kpw int, noPrefetch bool, out, q, k, lse, heads *runtime.Tensor, p EstParams) error {
 	const op = "block map"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
 	}
-	kb, err := blockMapKernel(op, r, false, p, variant)
+	kb, err := blockMapKernel(op, r, false, p, variant, noPrefetch)
 	if err != nil {
 		return err
 	}
@@ -173,12 +175,13 @@ func BlockMapCSR(r *runtime.Recorder, out, q, k, lse, heads, rowPtr, cols *runti
 
 // blockMapCSR is BlockMapCSR on variant ("" for the device's choice).
 func blockMapCSR(r *runtime.Recorder, variant string, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
-	return blockMapCSRKPW(r, variant, 0, out, q, k, lse, heads, rowPtr, cols, p)
+	return blockMapCSRKPW(r, variant, 0, false, out, q, k, lse, heads, rowPtr, cols, p)
 }
 
 // blockMapCSRKPW is blockMapCSR with kpw listed blocks per workgroup (0 for
-// blockMapBlocksPerGroup's choice, as for the dense map).
-func blockMapCSRKPW(r *runtime.Recorder, variant string, kpw int, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
+// blockMapBlocksPerGroup's choice, as for the dense map), without the
+// K-tile prefetch if noPrefetch (tests).
+func blockMapCSRKPW(r *runtime.Recorder, variant string, kpw int, noPrefetch bool, out, q, k, lse, heads, rowPtr, cols *runtime.Tensor, p EstParams) error {
 	const op = "block map (CSR)"
 	if err := checkBlockMapArgs(op, out, q, k, lse, heads, p); err != nil {
 		return err
@@ -190,7 +193,7 @@ func blockMapCSRKPW(r *runtime.Recorder, variant string, kpw int, out, q, k, lse
 	if cols == nil || cols.DType() != runtime.I32 || cols.Len() < 1 {
 		return fmt.Errorf("%s: cols must be a non-empty i32 tensor", op)
 	}
-	kb, err := blockMapKernel(op, r, true, p, variant)
+	kb, err := blockMapKernel(op, r, true, p, variant, noPrefetch)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,9 @@ var bmKPWCases = []EstParams{
 // with NaN, in every variant the device runs: kpw = 1 within estTol of the
 // float64 reference, every other kpw equal to it bit for bit (each block's
 // sums see the same additions in the same order), a head out of range NaN
-// on and below the diagonal.
+// on and below the diagonal. The cooperative-matrix kernel runs with its
+// K-tile prefetch (the default), and also without it at kpw = 1, 3, 8 and
+// nb + 2, dense and CSR: the same bits.
 func TestBlockMapBlocksPerGroup(t *testing.T) {
 	d := gputest.Device(t)
 	rng := gputest.Rand(t)
@@ -67,16 +69,17 @@ func TestBlockMapBlocksPerGroup(t *testing.T) {
 				variants = append(variants, "coopmat")
 			}
 			for _, variant := range variants {
-				run := func(kpw int, csr bool) []float32 {
+				runPF := func(kpw int, csr, noPrefetch bool) []float32 {
 					out := empty(t, d, runtime.F32, nh*nb*nb)
 					opRun(t, d, func(r *runtime.Recorder) error {
 						if csr {
-							return blockMapCSRKPW(r, variant, kpw, out, q, k, lse, heads, rp, ct, p)
+							return blockMapCSRKPW(r, variant, kpw, noPrefetch, out, q, k, lse, heads, rp, ct, p)
 						}
-						return blockMapKPW(r, variant, kpw, out, q, k, lse, heads, p)
+						return blockMapKPW(r, variant, kpw, noPrefetch, out, q, k, lse, heads, p)
 					}, out)
 					return download(t, out)
 				}
+				run := func(kpw int, csr bool) []float32 { return runPF(kpw, csr, false) }
 				base, basec := run(1, false), run(1, true)
 				if e := gputest.RelErr(base[:nv], want); e > estTol {
 					t.Errorf("%s kpw 1: relative error %.3g > %g", variant, e, estTol)
@@ -112,6 +115,25 @@ func TestBlockMapBlocksPerGroup(t *testing.T) {
 					}
 				}
 				t.Logf("%s: kpw 1, 2, 3, 5, 8, 9, %d, %d agree bit for bit", variant, nb, nb+2)
+				if variant != "coopmat" {
+					continue
+				}
+				// Without the K-tile prefetch (SHAREPREFILL_EST_PREFETCH=off):
+				// the same bits (only the load timing differs).
+				for _, kpw := range []int{1, 3, 8, nb + 2} {
+					for _, csr := range []bool{false, true} {
+						got, w := runPF(kpw, csr, true), base
+						if csr {
+							w = basec
+						}
+						for i := range got {
+							if math.Float32bits(got[i]) != math.Float32bits(w[i]) {
+								t.Fatalf("coopmat without prefetch, kpw %d (csr %v): entry %d = %v, want the prefetching kpw 1's %v", kpw, csr, i, got[i], w[i])
+							}
+						}
+					}
+				}
+				t.Logf("coopmat: without the K-tile prefetch, kpw 1, 3, 8, %d agree bit for bit", nb+2)
 			}
 		})
 	}

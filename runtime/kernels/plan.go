@@ -921,7 +921,7 @@ func blockMapIndirect(r *runtime.Recorder, variant string, counts *runtime.Tenso
 	if err := checkI32(op, "counts", counts, 3); err != nil {
 		return err
 	}
-	kb, err := blockMapKernel(op, r, false, p, variant)
+	kb, err := blockMapKernel(op, r, false, p, variant, false)
 	if err != nil {
 		return err
 	}

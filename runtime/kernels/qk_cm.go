@@ -144,20 +144,18 @@ func qkPick(dev *runtime.Device, op, what string, p EstParams, force string) (st
 	return "", qkTile{}, fmt.Errorf("%s: unknown variant %q", what, force)
 }
 
-// qkCMKernel returns the pipeline of module shader of qk_cm.comp; b > 0
-// sets the block size constant and the K-tile prefetch switch (the
-// estimate's modules; the block map's take B from the push constants and
-// load K tiles without prefetch).
+// qkCMKernel returns the pipeline of module shader of qk_cm.comp: b sets
+// the block size constant (the estimate's modules; the block map's take B
+// from the push constants and pass 0) and prefetch the K-tile prefetch
+// switch (PREFETCH, both ops: each K tile fetched into registers one tile
+// ahead; Tuning.EstPrefetchOff clears it; same bits either way).
 func qkCMKernel(dev *runtime.Device, shader string, bindings int, ro uint32, push int, t qkTile, d, b int, prefetch bool) (*runtime.Kernel, error) {
 	sg := dev.Caps().SubgroupSize
-	spec := []uint32{uint32(t.TR/16) * sg, uint32(t.TR), uint32(t.TC), uint32(d), 256 / sg}
-	if b > 0 {
-		pf := uint32(0)
-		if prefetch {
-			pf = 1
-		}
-		spec = append(spec, uint32(b), pf)
+	pf := uint32(0)
+	if prefetch {
+		pf = 1
 	}
+	spec := []uint32{uint32(t.TR/16) * sg, uint32(t.TR), uint32(t.TC), uint32(d), 256 / sg, uint32(b), pf}
 	return dev.Kernel(runtime.KernelDesc{
 		Shader: shader, Bindings: bindings, ReadOnly: ro, PushSize: push,
 		Spec:          spec,

@@ -130,11 +130,11 @@ func checkQKShaders(t *testing.T, d *runtime.Device, p EstParams, op string) {
 				return nil, err
 			}
 			defer r.Release()
-			a, err := blockMapKernel("block map", r, false, p, variant)
+			a, err := blockMapKernel("block map", r, false, p, variant, false)
 			if err != nil {
 				return nil, err
 			}
-			b, err := blockMapKernel("block map", r, true, p, variant)
+			b, err := blockMapKernel("block map", r, true, p, variant, false)
 			return []*runtime.Kernel{a, b}, err
 		},
 		"estimate": func(variant string) ([]*runtime.Kernel, error) {
