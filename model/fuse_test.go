@@ -56,27 +56,9 @@ func TestPrefillResidualAddsFused(t *testing.T) {
 			if err := e.Reset(); err != nil {
 				t.Fatal(err)
 			}
-			tr := runtime.NewTrace()
-			if err := e.SetTrace(tr); err != nil {
-				t.Fatal(err)
-			}
-			l, err := e.Prefill(context.Background(), tokens)
-			if err != nil {
-				t.Fatal(err)
-			}
-			logits[i] = l
-			if err := e.SetTrace(nil); err != nil {
-				t.Fatal(err)
-			}
-			adds, mms := 0, 0
-			for _, ev := range tr.GPU() {
-				switch {
-				case strings.HasPrefix(ev.Label, "add_inplace"):
-					adds++
-				case strings.HasPrefix(ev.Label, "matmul_"):
-					mms++
-				}
-			}
+			var n []int
+			logits[i], n = tracedPrefill(t, e, tokens, "add_inplace", "matmul_")
+			adds, mms := n[0], n[1]
 			want := []int{c.adds, c.sepAdds}[i]
 			if adds != want || mms != c.mms {
 				t.Errorf("%s: prefill of %d tokens, %d layers: %d add_inplace and %d matmul dispatches, want %d and %d",
@@ -129,33 +111,14 @@ func TestPrefillQKVStacked(t *testing.T) {
 			if e.layers[0].wqkv == nil {
 				t.Fatalf("bias %v: the projections were not stacked", bias)
 			}
-			tr := runtime.NewTrace()
-			if err := e.SetTrace(tr); err != nil {
-				t.Fatal(err)
-			}
-			if logits[i], err = e.Prefill(context.Background(), tokens); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.SetTrace(nil); err != nil {
-				t.Fatal(err)
-			}
+			var n []int
+			logits[i], n = tracedPrefill(t, e, tokens, "matmul_", "rope_qkv", "rope_kv")
 			if next[i], err = e.Decode(context.Background(), 5); err != nil {
 				t.Fatal(err)
 			}
 			e.Close()
-			mms, qkv, kv := 0, 0, 0
-			for _, ev := range tr.GPU() {
-				switch {
-				case strings.HasPrefix(ev.Label, "matmul_"):
-					mms++
-				case strings.HasPrefix(ev.Label, "rope_qkv"):
-					qkv++
-				case strings.HasPrefix(ev.Label, "rope_kv"):
-					kv++
-				}
-			}
 			want := [][3]int{{5 * layers, layers, 0}, {7 * layers, 0, layers}}[i]
-			if got := [3]int{mms, qkv, kv}; got != want {
+			if got := [3]int{n[0], n[1], n[2]}; got != want {
 				t.Errorf("bias %v, %s: matmul, rope_qkv, rope_kv dispatches %v, want %v", bias, []string{"stacked", "separate"}[i], got, want)
 			}
 		}
@@ -173,4 +136,32 @@ func TestPrefillQKVStacked(t *testing.T) {
 			t.Errorf("bias %v: decode logits after the prefill differ by %.3g (relative)", bias, e)
 		}
 	}
+}
+
+// tracedPrefill runs a traced prefill of tokens on e and returns its logits
+// and, for each prefix, how many dispatches the trace labels with it (a
+// dispatch counts under the first prefix it has).
+func tracedPrefill(t *testing.T, e *Engine, tokens []int, prefixes ...string) ([]float32, []int) {
+	t.Helper()
+	tr := runtime.NewTrace()
+	if err := e.SetTrace(tr); err != nil {
+		t.Fatal(err)
+	}
+	logits, err := e.Prefill(context.Background(), tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetTrace(nil); err != nil {
+		t.Fatal(err)
+	}
+	n := make([]int, len(prefixes))
+	for _, ev := range tr.GPU() {
+		for i, p := range prefixes {
+			if strings.HasPrefix(ev.Label, p) {
+				n[i]++
+				break
+			}
+		}
+	}
+	return logits, n
 }
