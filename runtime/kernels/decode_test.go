@@ -346,14 +346,7 @@ func TestRopeKV(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, pair := range []struct {
-			what string
-			a, b *runtime.Tensor
-		}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
-			if i := gputest.FirstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
-				t.Errorf("%s: %s element %d differs from Rope and a copy", name, pair.what, i)
-			}
-		}
+		sameRopeAppend(t, name, "Rope and a copy", qa, qb, kca, kcb, vca, vcb)
 		if e := gputest.RelErr(download(t, qb), RefRope(qv, invv, c.hq, at)); e > 2e-3 {
 			t.Errorf("%s: q relative error %.3g", name, e)
 		}
@@ -403,14 +396,7 @@ func TestRopeQKV(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, pair := range []struct {
-			what string
-			a, b *runtime.Tensor
-		}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
-			if i := gputest.FirstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
-				t.Errorf("%s: %s element %d differs from RopeKV", name, pair.what, i)
-			}
-		}
+		sameRopeAppend(t, name, "RopeKV", qa, qb, kca, kcb, vca, vcb)
 		if i := gputest.FirstBitDiff(download(t, x), xv); i >= 0 {
 			t.Errorf("%s: input element %d changed", name, i)
 		}
@@ -667,3 +653,17 @@ func TestDecodeKernelErrors(t *testing.T) {
 // 100 and 257, f32 outputs, 2026-12-07). An indexing or scaling error is
 // O(1).
 func normTol(ydt runtime.DType) float64 { return max(mmTol(ydt), 1e-3) }
+
+// sameRopeAppend reports where the q, K cache and V cache of a RoPE-and-append
+// (qb, kcb, vcb) differ in any bit from those of ref (qa, kca, vca).
+func sameRopeAppend(t *testing.T, name, ref string, qa, qb, kca, kcb, vca, vcb *runtime.Tensor) {
+	t.Helper()
+	for _, pair := range []struct {
+		what string
+		a, b *runtime.Tensor
+	}{{"q", qa, qb}, {"K cache", kca, kcb}, {"V cache", vca, vcb}} {
+		if i := gputest.FirstBitDiff(download(t, pair.a), download(t, pair.b)); i >= 0 {
+			t.Errorf("%s: %s element %d differs from %s", name, pair.what, i, ref)
+		}
+	}
+}
