@@ -298,28 +298,34 @@ func (r *Recorder) framePool(full bool) (uint64, error) {
 	return p, nil
 }
 
+// hazard records a barrier before a command with these reads and writes
+// where it must wait for an earlier one (track).
 func (r *Recorder) hazard(reads, writes []rng) {
-	if r.needBarrier(reads, writes) {
-		r.barrier()
+	if r.track(reads, writes) {
+		r.d.cmdBarrier(r.frames[r.cur].cmd)
+		r.called(1)
+	}
+}
+
+// track adds a command's reads and writes to the ranges touched since the
+// last barrier and reports whether the command must wait for an earlier
+// one of the batch: then it counts a barrier, which the caller records, and
+// the ranges start afresh from the command's.
+func (r *Recorder) track(reads, writes []rng) bool {
+	need := false
+	for _, a := range reads {
+		need = need || overlaps(a, r.writes)
+	}
+	for _, a := range writes {
+		need = need || overlaps(a, r.writes) || overlaps(a, r.reads)
+	}
+	if need {
+		r.reads, r.writes = r.reads[:0], r.writes[:0]
+		r.d.ctr.barriers.Add(1)
 	}
 	r.reads = append(r.reads, reads...)
 	r.writes = append(r.writes, writes...)
-}
-
-// needBarrier reports whether a command with these reads and writes must
-// wait for an earlier one of the batch since the last barrier.
-func (r *Recorder) needBarrier(reads, writes []rng) bool {
-	for _, a := range reads {
-		if overlaps(a, r.writes) {
-			return true
-		}
-	}
-	for _, a := range writes {
-		if overlaps(a, r.writes) || overlaps(a, r.reads) {
-			return true
-		}
-	}
-	return false
+	return need
 }
 
 func (r *Recorder) barrier() {
@@ -530,13 +536,7 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 			return err
 		}
 	}
-	barrier := r.needBarrier(reads, writes)
-	if barrier {
-		r.reads, r.writes = r.reads[:0], r.writes[:0]
-		r.d.ctr.barriers.Add(1)
-	}
-	r.reads = append(r.reads, reads...)
-	r.writes = append(r.writes, writes...)
+	barrier := r.track(reads, writes)
 	a.barrier = 0
 	if barrier {
 		if r.profile {
@@ -546,16 +546,18 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 			a.barrier = 1
 		}
 	}
-	var res vk.Result
+	var err error
 	r.timed(k.desc.Shader, func(f *frame) {
 		for {
-			res = r.d.recordDispatch(f.cmd, a)
+			res := r.d.recordDispatch(f.cmd, a)
 			r.d.ctr.calls.Add(uint64(a.calls))
 			r.d.ctr.cgoCalls.Add(1)
 			if res != vk.ErrorOutOfPoolMemory && res != vk.ErrorFragmentedPool {
+				err = check("vkAllocateDescriptorSets", res)
 				return
 			}
-			var err error
+			// The pool is full: the next one (a new pool's creation error
+			// is the dispatch's).
 			if r.sets.owns(a.pool) {
 				if a.pool, err = r.sets.next(r.d); err == nil && a.pool == 0 {
 					a.pool, err = r.framePool(false)
@@ -564,12 +566,11 @@ func (r *Recorder) dispatch(k *Kernel, groups [3]uint32, ind *Arg, push any, arg
 				a.pool, err = r.framePool(true)
 			}
 			if err != nil {
-				res = vk.ErrorOutOfPoolMemory
 				return
 			}
 		}
 	})
-	if err := check("vkAllocateDescriptorSets", res); err != nil {
+	if err != nil {
 		return err
 	}
 	if a.pool != 0 {
