@@ -26,8 +26,9 @@ func checkBlockMapArgs(op string, out, q, k, lse, heads *runtime.Tensor, p EstPa
 // blockMapKernel returns the pipeline of the block map's variant (variant
 // "" for the device's choice, qkPick): the dense or, with csr, the CSR
 // module. Both variants take the same bindings, push constants and grid
-// (blockMapGrid). The cooperative-matrix modules fetch each K tile one
-// tile ahead unless noPrefetch or Tuning.EstPrefetchOff (same bits).
+// (⌈nb/kpw⌉, nb, nheads: blockMapGroups). The cooperative-matrix modules
+// fetch each K tile one tile ahead unless noPrefetch or
+// Tuning.EstPrefetchOff (qkCMKernel; same bits).
 func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, variant string, noPrefetch bool) (*runtime.Kernel, error) {
 	d := r.Device()
 	v, cm, err := qkPick(d, "blockmap", op, p, variant)
@@ -43,7 +44,7 @@ func blockMapKernel(op string, r *runtime.Recorder, csr bool, p EstParams, varia
 		if csr {
 			sh = "blockmap_cm_csr"
 		}
-		return qkCMKernel(d, sh, bindings, ro, blockMapPushSize, cm, p.D, 0, !noPrefetch && !d.Tuning().EstPrefetchOff)
+		return qkCMKernel(d, sh, bindings, ro, blockMapPushSize, cm, p.D, 0, noPrefetch)
 	}
 	t, err := estTile(op, d.Caps(), p.D, 0)
 	if err != nil {

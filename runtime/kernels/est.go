@@ -347,8 +347,7 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 	variant, kpw := c.variant, c.kpw
 	fuse := c.lse == lseFused || c.lse == lseAuto && nb <= estFuseLSEMaxBlocks
 	fuseSlash := c.slash == slashFused || c.slash == slashAuto && !d.Tuning().EstSlashSeparate
-	prefetch := !c.noPrefetch && !d.Tuning().EstPrefetchOff
-	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse, fuseSlash, prefetch)
+	kStats, kVS, cm, err := estScoreKernels(op, d, p, variant, fuse, fuseSlash, c.noPrefetch)
 	if err != nil {
 		return err
 	}
@@ -417,9 +416,9 @@ func lastBlockEstimates(r *runtime.Recorder, c estCfg, ws *EstWorkspace, v, s, v
 // fuseLSE the statistics pass is the one that also combines ℓ_t (two more
 // bindings: lse, the per-head counters); with fuseSlash the V pass is the
 // one that also combines the slash partials (three more: s, sBlk, the
-// per-chunk counters). prefetch sets the cooperative-matrix passes' K-tile
-// prefetch (qk_cm.comp's PREFETCH; Tuning.EstPrefetchOff clears it).
-func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE, fuseSlash, prefetch bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
+// per-chunk counters). noPrefetch turns the cooperative-matrix passes'
+// K-tile prefetch off (qkCMKernel).
+func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, fuseLSE, fuseSlash, noPrefetch bool) (stats, vs *runtime.Kernel, coopmat bool, err error) {
 	v, cm, err := qkPick(d, "estimate", op, p, variant)
 	if err != nil {
 		return nil, nil, false, err
@@ -433,10 +432,10 @@ func estScoreKernels(op string, d *runtime.Device, p EstParams, variant string, 
 		vsName, vsBind = "_vs_slash", 9
 	}
 	if v == "coopmat" {
-		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B, prefetch); err != nil {
+		if stats, err = qkCMKernel(d, "est_last_cm"+statsName, statsBind, statsRO, 28, cm, p.D, p.B, noPrefetch); err != nil {
 			return nil, nil, false, err
 		}
-		vs, err = qkCMKernel(d, "est_last_cm"+vsName, vsBind, 0b000111, 28, cm, p.D, p.B, prefetch)
+		vs, err = qkCMKernel(d, "est_last_cm"+vsName, vsBind, 0b000111, 28, cm, p.D, p.B, noPrefetch)
 		return stats, vs, true, err
 	}
 	t, err := estTile(op, d.Caps(), p.D, p.B)

@@ -146,14 +146,14 @@ func qkPick(dev *runtime.Device, op, what string, p EstParams, force string) (st
 
 // qkCMKernel returns the pipeline of module shader of qk_cm.comp: b sets
 // the block size constant (the estimate's modules; the block map's take B
-// from the push constants and pass 0) and prefetch the K-tile prefetch
-// switch (PREFETCH, both ops: each K tile fetched into registers one tile
-// ahead; Tuning.EstPrefetchOff clears it; same bits either way).
-func qkCMKernel(dev *runtime.Device, shader string, bindings int, ro uint32, push int, t qkTile, d, b int, prefetch bool) (*runtime.Kernel, error) {
+// from the push constants and pass 0). The K-tile prefetch (PREFETCH, both
+// ops: each K tile fetched into registers one tile ahead; same bits either
+// way) is on unless noPrefetch (tests) or Tuning.EstPrefetchOff.
+func qkCMKernel(dev *runtime.Device, shader string, bindings int, ro uint32, push int, t qkTile, d, b int, noPrefetch bool) (*runtime.Kernel, error) {
 	sg := dev.Caps().SubgroupSize
-	pf := uint32(0)
-	if prefetch {
-		pf = 1
+	pf := uint32(1)
+	if noPrefetch || dev.Tuning().EstPrefetchOff {
+		pf = 0
 	}
 	spec := []uint32{uint32(t.TR/16) * sg, uint32(t.TR), uint32(t.TC), uint32(d), 256 / sg, uint32(b), pf}
 	return dev.Kernel(runtime.KernelDesc{

@@ -138,7 +138,7 @@ func checkQKShaders(t *testing.T, d *runtime.Device, p EstParams, op string) {
 			return []*runtime.Kernel{a, b}, err
 		},
 		"estimate": func(variant string) ([]*runtime.Kernel, error) {
-			a, b, _, err := estScoreKernels("estimate", d, p, variant, false, false, true)
+			a, b, _, err := estScoreKernels("estimate", d, p, variant, false, false, false)
 			return []*runtime.Kernel{a, b}, err
 		},
 	}[op]
