@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -113,15 +114,16 @@ type Tuning struct {
 	// larger ones take RMSNorm apart. 0: automatic (4).
 	DecodeNormFuseMiB int
 	// Cover replaces the γ budget kernel's choice (kernels.CoverCounts;
-	// SHAREPREFILL_COVER=VARIANT[,WG], VARIANT sg, hist, probes or bins, WG
-	// the workgroup size of sg, hist or bins, a power of two in 32…1024). The zero
-	// value: automatic.
+	// SHAREPREFILL_COVER=VARIANT[,WG], VARIANT sg, sg-scan, hist, probes or
+	// bins, WG the workgroup size of sg, sg-scan, hist or bins, a power of
+	// two in 32…1024). The zero value: automatic.
 	Cover Cover
 }
 
-// Cover names the γ budget kernel: Variant "sg", "hist", "probes" or
-// "bins" and, for sg, hist and bins, WG invocations per workgroup (0:
-// automatic).
+// Cover names the γ budget kernel: Variant "sg", "sg-scan" (est_cover_sg
+// walking every cached entry in every pass, without dropping those below
+// the search's bracket; the same counts), "hist", "probes" or "bins" and,
+// for all but probes, WG invocations per workgroup (0: automatic).
 type Cover struct {
 	Variant string
 	WG      uint32
@@ -134,8 +136,8 @@ func ParseCover(s string) (Cover, error) {
 		return Cover{}, fmt.Errorf("want VARIANT[,WG]")
 	}
 	c := Cover{Variant: strings.TrimSpace(f[0])}
-	if c.Variant != "sg" && c.Variant != "hist" && c.Variant != "probes" && c.Variant != "bins" {
-		return Cover{}, fmt.Errorf("variant %q: want sg, hist, probes or bins", c.Variant)
+	if !slices.Contains([]string{"sg", "sg-scan", "hist", "probes", "bins"}, c.Variant) {
+		return Cover{}, fmt.Errorf("variant %q: want sg, sg-scan, hist, probes or bins", c.Variant)
 	}
 	if len(f) == 2 {
 		v, err := strconv.ParseUint(strings.TrimSpace(f[1]), 10, 32)
@@ -143,7 +145,7 @@ func ParseCover(s string) (Cover, error) {
 			return Cover{}, fmt.Errorf("workgroup size %q: want a power of two in 32…1024", f[1])
 		}
 		if c.Variant == "probes" {
-			return Cover{}, fmt.Errorf("the workgroup size is for sg, hist and bins only")
+			return Cover{}, fmt.Errorf("the workgroup size is for sg, sg-scan, hist and bins only")
 		}
 		c.WG = uint32(v)
 	}

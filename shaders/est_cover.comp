@@ -42,8 +42,14 @@
 // function); each pass's 15 probe totals are added up one probe a lane
 // (same order) and the bracket picked by a subgroup maximum. None of this
 // changes a sum's float order: the counts are those of the unbatched
-// search. Spec constants: 1 CN (cached
-// entries), 2 PARTS (≥ the workgroup's subgroups).
+// search. Each invocation's cached entries are its own (index lin mod
+// LOCAL), so with COMPACT every search pass also drops, from the
+// invocation's list in shared memory, the entries below the bracket (they
+// add 0 to every later probe too), rewriting the list in place in index
+// order: later passes and the tie pass walk only the entries left, with
+// the same sums to the bit (the longest list of a subgroup sets its time).
+// Spec constants: 1 CN (cached entries), 2 PARTS (≥ the workgroup's
+// subgroups), 3 COMPACT (off: every pass walks every entry).
 #ifdef SG
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -70,6 +76,7 @@ float load(uint which, uint i) {
 #ifdef SG
 layout(constant_id = 1) const uint CN = 8192;
 layout(constant_id = 2) const uint PARTS = 8;
+layout(constant_id = 3) const bool COMPACT = true; // drop cached entries below the bracket (see the search)
 
 shared float xs[CN];                // the first CN entries
 shared float pp[2][PROBES][PARTS];  // per-subgroup probe sums, by pass parity
@@ -81,11 +88,6 @@ shared uint tb0[2][PARTS];          // per-subgroup least positive and largest e
 #ifndef LOAD_BATCH
 #define LOAD_BATCH 8u
 #endif
-
-// at reads entry i (index in the row) from the cache or global memory.
-float at(uint which, uint base, uint i) {
-	return i < CN ? xs[i] : load(which, base + i);
-}
 
 // wgSum returns the workgroup sum of x (every invocation gets it) after
 // one barrier; buf alternates between consecutive calls.
@@ -159,24 +161,51 @@ void main() {
 		hi = max(hi, tb0[1][q]);
 	}
 	hi++;
+	// This invocation's cached entries are xs[lin + k·LOCAL], k < kc
+	// (indices below cend); its entries past the cache start at tail.
+	const uint cend = min(n, CN);
+	uint kc = lin < cend ? (cend - 1u - lin) / LOCAL + 1u : 0u;
+	const uint tail = lin + kc * LOCAL;
 	uint buf = 0u;
 	while (hi - lo > 1u) {
 		const uint step = (hi - lo + PROBES) / (PROBES + 1u);
 		float thr[PROBES];
 		float acc[PROBES];
-		for (uint j = 0u; j < PROBES; j++) {
+		[[unroll]] for (uint j = 0u; j < PROBES; j++) {
 			const uint tb = lo + (j + 1u) * step;
 			// A probe at or past hi takes no entry (+inf is above them all).
 			thr[j] = tb < hi ? uintBitsToFloat(tb) : uintBitsToFloat(0x7F800000u);
 			acc[j] = 0.0;
 		}
-		for (uint i = lin; i < n; i += LOCAL) {
-			const float x = at(which, base, i);
-			for (uint j = 0u; j < PROBES; j++) {
+		// COMPACT: an entry below lo adds 0 to every probe of this pass
+		// and of every later one (the bracket only rises), so it is
+		// dropped from the invocation's cached list, which is rewritten in
+		// place in index order; the sums keep their order and bits.
+		const float lof = uintBitsToFloat(lo);
+		uint kn = 0u;
+		for (uint k = 0u; k < kc; k++) {
+			const float x = xs[k * LOCAL + lin];
+			if (COMPACT) {
+				if (x < lof) {
+					continue;
+				}
+				xs[kn * LOCAL + lin] = x;
+				kn++;
+			}
+			[[unroll]] for (uint j = 0u; j < PROBES; j++) {
 				acc[j] += x >= thr[j] ? x : 0.0;
 			}
 		}
-		for (uint j = 0u; j < PROBES; j++) {
+		if (COMPACT) {
+			kc = kn;
+		}
+		for (uint i = tail; i < n; i += LOCAL) {
+			const float x = load(which, base + i);
+			[[unroll]] for (uint j = 0u; j < PROBES; j++) {
+				acc[j] += x >= thr[j] ? x : 0.0;
+			}
+		}
+		[[unroll]] for (uint j = 0u; j < PROBES; j++) {
 			const float sj = subgroupAdd(acc[j]);
 			if (subgroupElect()) {
 				pp[buf][j][gl_SubgroupID] = sj;
@@ -215,8 +244,20 @@ void main() {
 	const float u = uintBitsToFloat(lo);
 	part = 0.0;
 	uint na = 0u, ng = 0u;
-	for (uint i = lin; i < n; i += LOCAL) {
-		const float x = at(which, base, i);
+	// The cached entries left (with COMPACT, those at or above the final
+	// bracket's lo = u; the dropped ones add nothing here either), then
+	// the uncached ones, in index order as before.
+	for (uint k = 0u; k < kc; k++) {
+		const float x = xs[k * LOCAL + lin];
+		if (x > u) {
+			part += x;
+			na++;
+		} else if (x == u) {
+			ng++;
+		}
+	}
+	for (uint i = tail; i < n; i += LOCAL) {
+		const float x = load(which, base + i);
 		if (x > u) {
 			part += x;
 			na++;

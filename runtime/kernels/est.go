@@ -593,6 +593,17 @@ type coverCfg struct {
 	chunk      int
 }
 
+// scan reports whether est_cover_sg walks every cached entry in every
+// search pass (variant "sg-scan") instead of dropping those below the
+// bracket (its COMPACT spec constant off; the same counts).
+func (c coverCfg) scan(d *runtime.Device) bool {
+	v := c.variant
+	if v == "" {
+		v = d.Tuning().Cover.Variant
+	}
+	return v == "sg-scan"
+}
+
 // coverSGMaxCache is the most entries est_cover_sg caches in shared memory
 // (64 KiB; devices with less take what fits).
 const coverSGMaxCache = 16384
@@ -612,7 +623,8 @@ func coverLocalSize(d *runtime.Device, c coverCfg) int {
 // coverSGConfig returns est_cover_sg's spec constants for the device: local
 // size c.local (Tuning.Cover.WG when 0, else coverLocal), CN, the entries
 // cached (what fits the shared memory with 512 bytes to spare, at most
-// coverSGMaxCache, or c.cache), and PARTS ≥ the workgroup's subgroups; ok
+// coverSGMaxCache, or c.cache), PARTS ≥ the workgroup's subgroups and
+// COMPACT (off for the variant "sg-scan"); ok
 // is false when the device has no subgroup arithmetic or the local size
 // exceeds its invocation limit.
 func coverSGConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
@@ -634,7 +646,7 @@ func coverSGConfig(d *runtime.Device, c coverCfg) (spec []uint32, ok bool) {
 	if cn < 1 {
 		return nil, false
 	}
-	return []uint32{uint32(l), uint32(cn), uint32(parts)}, true
+	return []uint32{uint32(l), uint32(cn), uint32(parts), attnBool(!c.scan(d))}, true
 }
 
 // coverBinsShared returns the shared memory bytes of est_cover_bins at
@@ -782,7 +794,7 @@ func coverCounts(r *runtime.Recorder, c coverCfg, ws *EstWorkspace, counts, v, s
 		}
 	}
 	switch variant {
-	case "sg":
+	case "sg", "sg-scan":
 		if !sgOK {
 			return fmt.Errorf("%s: est_cover_sg needs subgroup arithmetic and a workgroup within %d invocations", op, d.Info().MaxWorkgroupInvocations)
 		}
