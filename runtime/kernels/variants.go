@@ -131,14 +131,14 @@ var opTables = map[string][]variant{
 	// vector) with 32 KiB of bins keeps too few warps in flight.
 	// est_cover_sg, est_cover's search with the vector in shared memory
 	// and one barrier a pass, comes first where subgroup arithmetic is
-	// available (prediction for bench-lm-8k at 8K on an H100: about 20 µs
-	// against est_cover's 52; Tuning.Cover picks another for an A/B).
-	// est_cover_hist (after sg, so not yet the default; unmeasured on a
-	// GPU) spreads the work over grid (⌈S/CH⌉, Hq, 2): exact chunk
-	// histograms over the exponent, then the last workgroup of a (head,
-	// vector) searches inside the crossing bin only (issue 21: the one
-	// workgroup per (head, vector) of the others leaves an H100 mostly
-	// idle).
+	// available (on an H100 at 8K it traced at 54 µs a layer, no faster
+	// than est_cover; each pass now also drops the entries below the
+	// search's bracket; Tuning.Cover picks another for an A/B).
+	// est_cover_hist (after sg, so not the default) spreads the work over
+	// grid (⌈S/CH⌉, Hq, 2): exact chunk histograms over the exponent, then
+	// the last workgroup of a (head, vector) searches inside the crossing
+	// bin only; on an H100 it took 56 µs against sg's 52 at 8K and 71
+	// against 81 at 16K (bench/RESULTS.md, 2026-12-08).
 	"cover": {
 		{name: "sg", shaders: []string{"est_cover_sg"}, usable: func(c runtime.Caps) bool { return c.SubgroupArithmetic }},
 		{name: "hist", shaders: []string{"est_cover_hist"}, usable: func(c runtime.Caps) bool { return c.SubgroupArithmetic }},
