@@ -249,6 +249,8 @@ func TestMatMulSwiGLUErrors(t *testing.T) {
 	w1 := opNew(t, d, runtime.F16, 256)
 	wK := opNew(t, d, runtime.F16, 32, 9)
 	act := opNew(t, d, runtime.F16, 5, 16)
+	wq, _ := quantWeight(t, d, gputest.Rand(t), runtime.Q8_0, 32, 64, moderate)
+	xq := opNew(t, d, runtime.F16, 5, 64)
 	act32 := opNew(t, d, runtime.F32, 5, 16)
 	actN := opNew(t, d, runtime.F16, 5, 32)
 	actM := opNew(t, d, runtime.F16, 4, 16)
@@ -257,6 +259,7 @@ func TestMatMulSwiGLUErrors(t *testing.T) {
 		err        error
 	}{
 		{"nil", "nil tensor", MatMulSwiGLU(r, nil, x, w)},
+		{"quantized weight", "Dequantize", MatMulSwiGLU(r, act, xq, wq)},
 		{"odd rows", "2F rows", MatMulSwiGLU(r, act, x, wOdd)},
 		{"f32 weight", "f16 [2F, K]", MatMulSwiGLU(r, act, x, w32)},
 		{"1-D weight", "2-D", MatMulSwiGLU(r, act, x, w1)},
