@@ -36,10 +36,14 @@
 // every 4-column sub-block of an invocation holds gate (columns 0, 1) and up
 // (2, 3) of two features, for every tile. The epilogue rounds g and u to f16
 // first, as MatMul's f16 outputs are, then computes g / (1 + exp(-g)) · u in
-// f32 as swiglu.comp does: the result equals MatMul into f16 gate and up
-// followed by SwiGLU bit for bit. No bias, no ACC.
+// f32 as swiglu.comp does (gluAct, glu.glsl): the result equals MatMul into
+// f16 gate and up followed by SwiGLU bit for bit. No bias, no ACC.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_EXT_control_flow_attributes : enable
+#ifdef GLU
+#extension GL_GOOGLE_include_directive : require
+#include "glu.glsl"
+#endif
 
 layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BM = 128;
@@ -267,9 +271,7 @@ void main() {
 					const uint gm = m0 + 4 * (ty + i * BMT) + r;
 					if (gm < M) {
 						const vec4 a = acc[(i * TN4 + j) * 4 + r];
-						const float g = float(float16_t(a[c]));
-						const float u = float(float16_t(a[c + 2]));
-						y[pc.yOff + gm * pc.ldy + gn] = YT(g / (1.0 + exp(-g)) * u);
+						y[pc.yOff + gm * pc.ldy + gn] = YT(gluAct(a[c], a[c + 2]));
 					}
 				}
 			}

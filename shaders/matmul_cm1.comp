@@ -47,7 +47,8 @@
 // same 16 features in fragments j (even) and j + 1. The epilogue combines
 // them element by element (accumulators of one type map elements to
 // invocations alike): g and u rounded to f16 first, as MatMul's f16 outputs
-// are, then g / (1 + exp(-g)) · u in f32 as swiglu.comp computes it, so the
+// are, then g / (1 + exp(-g)) · u in f32 as swiglu.comp computes it (gluAct,
+// glu.glsl), so the
 // result equals MatMul into f16 gate and up followed by SwiGLU bit for bit
 // (up to the driver compiling the same expression alike). No bias, no ACC.
 // (Shared arrays have the fragments' component types,
@@ -58,6 +59,10 @@
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_control_flow_attributes : enable
+#ifdef GLU
+#extension GL_GOOGLE_include_directive : require
+#include "glu.glsl"
+#endif
 
 layout(local_size_x = 128, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BM = 128;
@@ -277,9 +282,7 @@ void main() {
 #ifdef GLU
 			// act = SiLU(g)·u over the pair, g and u rounded to f16 first.
 			[[unroll]] for (uint e = 0; e < uint(acc[i * FN + j].length()); e++) {
-				const float g = float(float16_t(acc[i * FN + j][e]));
-				const float u = float(float16_t(acc[i * FN + j + 1][e]));
-				acc[i * FN + j][e] = g / (1.0 + exp(-g)) * u;
+				acc[i * FN + j][e] = gluAct(acc[i * FN + j][e], acc[i * FN + j + 1][e]);
 			}
 			// Features of the pair: product column n0 + wn·WN + j·16 is
 			// in 16-block b (even), features nf0 + (b/2)·16 ...

@@ -276,3 +276,84 @@ func TestMatMulSwiGLUErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulSwiGLURounding: gate and up sums from below f16's smallest
+// subnormal to beyond its largest finite value (products of f16 powers of
+// two 2^-24 … 2^15 apart, three terms) give the same bits fused as MatMul
+// into f16 gate and up followed by SwiGLU, on the tiled kernel and, where
+// the device has them, on cooperative matrices: the kernels' integer
+// rounding to f16 (glu.glsl) is the device's conversion, ties, subnormals
+// and overflow to ±Inf included.
+func TestMatMulSwiGLURounding(t *testing.T) {
+	d := gputest.Device(t)
+	rng := gputest.Rand(t)
+	c := gluCase{M: 70, F: 96, K: 3}
+	pow := func(lo, hi int) float32 {
+		m := 1 + float64(rng.IntN(1024))/1024 // 11 significant bits: exact in f16
+		if rng.IntN(2) == 0 {
+			m = -m
+		}
+		return float32(math.Ldexp(m, lo+rng.IntN(hi-lo+1)))
+	}
+	var in gluData
+	in.xv = make([]float32, c.M*c.K)
+	for i := range in.xv {
+		in.xv[i] = pow(-24, 15)
+	}
+	in.wv = make([]float32, 2*c.F*c.K)
+	for i := range in.wv {
+		in.wv[i] = pow(-14, 8)
+	}
+	// Ties: rows 0 and 1 of x are (1, 1, 0) and (0.5, 0.5, 0); gate rows
+	// 0 … 2 give g = 65520 (a tie: Inf) and 32760, 5 and 2.5 (a tie: 2)
+	// times 2^-24, 65512 (65504) and 32756; the up rows (1, 1, 0), so that
+	// u = 2 and 1 (the subnormal tie decides an output bit).
+	copy(in.xv, []float32{1, 1, 0, 0.5, 0.5, 0})
+	sub := float32(math.Ldexp(1, -24))
+	for f, w := range [][2]float32{{65504, 16}, {3 * sub, 2 * sub}, {65504, 8}} {
+		copy(in.wv[f*c.K:], []float32{w[0], w[1], 0})
+		copy(in.wv[(c.F+f)*c.K:], []float32{1, 1, 0})
+	}
+	in.xv, in.wv = runtime.RoundF16(in.xv), runtime.RoundF16(in.wv)
+	in.x = shaped(t, d, runtime.F16, in.xv, c.M, c.K)
+	in.wgu = shaped(t, d, runtime.F16, in.wv, 2*c.F, c.K)
+	in.wg = shaped(t, d, runtime.F16, in.wv[:c.F*c.K], c.F, c.K)
+	in.wu = shaped(t, d, runtime.F16, in.wv[c.F*c.K:], c.F, c.K)
+	check := func(name string, fused []float32, unfused []float32) {
+		t.Helper()
+		var sub, inf int
+		for i, v := range unfused {
+			if v != 0 && math.Abs(float64(v)) < 6.2e-5 {
+				sub++
+			}
+			if math.IsInf(float64(v), 0) {
+				inf++
+			}
+			same := math.Float32bits(v) == math.Float32bits(fused[i]) || v != v && fused[i] != fused[i]
+			if !same {
+				t.Fatalf("%s: act[%d] = %g, MatMul+SwiGLU gives %g (want the same bits)", name, i, fused[i], v)
+			}
+		}
+		if sub == 0 || inf == 0 {
+			t.Errorf("%s: %d subnormal and %d infinite outputs: the case no longer covers both ends", name, sub, inf)
+		}
+	}
+	mm := func(r *runtime.Recorder, y, x, w *runtime.Tensor) error { return MatMulTiled(r, y, x, w, nil) }
+	check("tiled", gluRun(t, d, c, in, func(r *runtime.Recorder, act, x, wgu *runtime.Tensor) error {
+		s, err := gluCheck(act, x, wgu)
+		if err != nil {
+			return err
+		}
+		return matMulGLUTiled(r, s, act, x, wgu, chooseTile(d.Caps(), c.M, 2*c.F))
+	}, nil), gluRun(t, d, c, in, nil, mm))
+	if d.Caps().CoopMat {
+		mm := func(r *runtime.Recorder, y, x, w *runtime.Tensor) error { return MatMulCoopMat(r, y, x, w, nil) }
+		check("coopmat", gluRun(t, d, c, in, func(r *runtime.Recorder, act, x, wgu *runtime.Tensor) error {
+			s, err := gluCheck(act, x, wgu)
+			if err != nil {
+				return err
+			}
+			return matMulGLUCM(r, s, act, x, wgu, chooseCMTile(d.Caps(), c.M, 2*c.F))
+		}, nil), gluRun(t, d, c, in, nil, mm))
+	}
+}
