@@ -20,12 +20,14 @@ import (
 //     and takes Wg and Wu as views for decode). Any F ≥ 1 works.
 //   - act: [..., F] f16 with M·F elements.
 //
-// Each output rounds the f32 sums g = x·Wgᵀ and u = x·Wuᵀ to f16 first, as
-// MatMul's f16 outputs are, then computes g/(1+e^-g)·u in f32 as SwiGLU does
-// and rounds once to f16: the result equals MatMul into f16 gate and up
-// followed by SwiGLU on the same variant of the device's matmul table, bit
-// for bit up to the driver compiling the same expression alike (so it is on
-// lavapipe).
+// Each output rounds the f32 sums g = x·Wgᵀ and u = x·Wuᵀ to f16 first
+// (ties to even, in integers: shaders/glu.glsl), as MatMul's f16 outputs
+// are, then computes g/(1+e^-g)·u in f32 as SwiGLU does and rounds once to
+// f16: the result equals MatMul into f16 gate and up followed by SwiGLU when
+// MatMul takes the same kernel (the KHR cooperative-matrix or the tiled
+// one), bit for bit where the driver compiles SwiGLU's expression alike in
+// both (lavapipe does). Where MatMul takes matmul_cm2 (NVIDIA, K ≥
+// cm2MinK) the sums' order differs.
 //
 // There is no bias (the MLP has none) and no quantized weight: a
 // block-quantized wgu is an error naming the fix (Dequantize into an f16
