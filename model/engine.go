@@ -115,8 +115,11 @@ type layerDev struct {
 	// wqkv stacks wq, wk and wv ([Hq·D + 2·Hkv·D, H] f16; wq, wk and wv
 	// are views of it) and bqkv their biases, when stackQKV allows; nil
 	// otherwise.
-	wqkv, bqkv     *runtime.Tensor
-	wg, wu, wd     *runtime.Tensor // f16
+	wqkv, bqkv *runtime.Tensor
+	wg, wu, wd *runtime.Tensor // f16
+	// wgu stacks wg over wu ([2·F, H] f16; wg and wu are views of it) when
+	// stackGateUp allows; nil otherwise.
+	wgu            *runtime.Tensor
 	kCache, vCache *runtime.Tensor // f16 [ctx, Hkv, D]
 }
 
@@ -424,7 +427,7 @@ func (e *Engine) load(ck *Checkpoint) error {
 	}
 	done := 0
 	// matrix reads matrix name into dst (f16; a view of the stacked q, k,
-	// v) and returns dst, or into a new tensor when dst is nil.
+	// v or gate, up) and returns dst, or into a new tensor when dst is nil.
 	matrix := func(name string, dst *runtime.Tensor) (*runtime.Tensor, error) {
 		defer func() { done++; e.progress("loading weights", done, len(specs)) }()
 		if typ := e.wt[name]; typ.BlockElems() > 1 && dst == nil {
@@ -541,11 +544,15 @@ func (e *Engine) load(ck *Checkpoint) error {
 		if err := e.stackQKV(l); err != nil {
 			return err
 		}
+		if err := e.stackGateUp(l); err != nil {
+			return err
+		}
 		for _, s := range steps {
 			if !s.need {
 				continue
 			}
-			// *s.dst is nil, or a view of the stacked q, k, v (stackQKV).
+			// *s.dst is nil, or a view of the stacked q, k, v (stackQKV)
+			// or gate, up (stackGateUp).
 			if s.vec {
 				*s.dst, err = vector(n(s.name), *s.dst)
 			} else {
@@ -702,7 +709,7 @@ func (e *Engine) free() {
 		}
 	}
 	for _, l := range e.layers {
-		free(l.attnNorm, l.mlpNorm, l.wqkv, l.bqkv, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.wg, l.wu, l.wd, l.kCache, l.vCache)
+		free(l.attnNorm, l.mlpNorm, l.wqkv, l.bqkv, l.wgu, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.wg, l.wu, l.wd, l.kCache, l.vCache)
 	}
 	e.layers = nil
 	if e.lmHead != e.embed {
@@ -801,6 +808,36 @@ func (e *Engine) stackQKV(l int) error {
 	}
 	if err := views(ld.bqkv, 1, &ld.bq, &ld.bk, &ld.bv); err != nil {
 		return fmt.Errorf("stacking layer %d's biases: %w", l, err)
+	}
+	return nil
+}
+
+// stackGateUp allocates layer l's stacked gate and up projections (wgu,
+// gate rows over up rows) and points wg and wu at views of it, for load to
+// fill; it does nothing when they cannot be stacked: weights quantized on
+// the device, or an up view offset the device cannot bind. Prefill then
+// computes the MLP's activation in one kernels.MatMulSwiGLU.
+func (e *Engine) stackGateUp(l int) error {
+	cfg := e.cfg
+	ld := &e.layers[l]
+	h, f := cfg.HiddenSize, cfg.IntermediateSize
+	for _, s := range []string{"mlp.gate_proj.weight", "mlp.up_proj.weight"} {
+		if e.wt[LayerTensorName(l, s)].BlockElems() > 1 {
+			return nil
+		}
+	}
+	if uint64(f*h*2)%e.dev.Alignment() != 0 {
+		return nil
+	}
+	var err error
+	if ld.wgu, err = e.dev.NewNamedTensor(fmt.Sprintf("layer %d gate|up projections", l), runtime.F16, 2*f, h); err != nil {
+		return err
+	}
+	if ld.wg, err = ld.wgu.View(0, f, h); err == nil {
+		ld.wu, err = ld.wgu.View(f*h, f, h)
+	}
+	if err != nil {
+		return fmt.Errorf("stacking layer %d's gate and up projections: %w", l, err)
 	}
 	return nil
 }
@@ -1085,19 +1122,28 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 //	x += (SiLU(xn·Wgᵀ) ⊙ xn·Wuᵀ)·Wdᵀ
 //
 // The two residual adds are folded into the o- and down-projections'
-// epilogues (kernels.MatMulAdd) for more than kernels.GEMVMaxM rows.
+// epilogues (kernels.MatMulAdd) for more than kernels.GEMVMaxM rows. So is
+// SwiGLU into one matmul with the stacked gate and up projections
+// (stackGateUp, kernels.MatMulSwiGLU) unless Tuning.PrefillMLPSeparate is
+// set; otherwise the gate and up products go through the gate and up
+// buffers.
 func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) error {
 	cfg := e.cfg
 	h, qd, f := cfg.HiddenSize, cfg.QDim(), cfg.IntermediateSize
 	x, a := view(e.x, c*h, m, h), view(e.o, c*qd, m, qd)
 	tmp, xn := view(e.tmp, 0, m, h), view(e.xn, 0, m, h)
-	gate, up, act := view(e.gate, 0, m, f), view(e.up, 0, m, f), view(e.act, 0, m, f)
+	act := view(e.act, 0, m, f)
 	o := e.ops(r)
 	o.matMulAdd(x, a, ld.wo, ld.bo, tmp)
 	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
-	o.matMul(gate, xn, ld.wg, nil)
-	o.matMul(up, xn, ld.wu, nil)
-	o.swiGLU(act, gate, up)
+	if ld.wgu != nil && m > kernels.GEMVMaxM && !e.dev.Tuning().PrefillMLPSeparate {
+		o.do(func() error { return kernels.MatMulSwiGLU(r, act, xn, ld.wgu) })
+	} else {
+		gate, up := view(e.gate, 0, m, f), view(e.up, 0, m, f)
+		o.matMul(gate, xn, ld.wg, nil)
+		o.matMul(up, xn, ld.wu, nil)
+		o.swiGLU(act, gate, up)
+	}
 	o.matMulAdd(x, act, ld.wd, nil, tmp)
 	return o.err
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shareprefill/shareprefill/model/stories260k"
 	"github.com/shareprefill/shareprefill/runtime"
 	"github.com/shareprefill/shareprefill/runtime/gputest"
 )
@@ -44,7 +45,7 @@ func TestPrefillResidualAddsFused(t *testing.T) {
 		tokens             int
 		adds, sepAdds, mms int
 	}{
-		{tokens: 37, adds: 0, sepAdds: 2 * layers, mms: 5 * layers}, // q|k|v, o, gate, up, down
+		{tokens: 37, adds: 0, sepAdds: 2 * layers, mms: 4 * layers}, // q|k|v, o, gate|up with SwiGLU, down
 		{tokens: 3, adds: 2 * layers, sepAdds: 2 * layers, mms: 0},  // mat-vec kernels (gemv_*)
 	} {
 		tokens := make([]int, c.tokens)
@@ -117,7 +118,8 @@ func TestPrefillQKVStacked(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.Close()
-			want := [][3]int{{5 * layers, layers, 0}, {7 * layers, 0, layers}}[i]
+			// q|k|v (or q, k, v), o, gate|up with SwiGLU, down.
+			want := [][3]int{{4 * layers, layers, 0}, {6 * layers, 0, layers}}[i]
 			if got := [3]int{n[0], n[1], n[2]}; got != want {
 				t.Errorf("bias %v, %s: matmul, rope_qkv, rope_kv dispatches %v, want %v", bias, []string{"stacked", "separate"}[i], got, want)
 			}
@@ -134,6 +136,99 @@ func TestPrefillQKVStacked(t *testing.T) {
 		}
 		if e := gputest.RelErr(next[0], f64(next[1])); e > 2e-3 {
 			t.Errorf("bias %v: decode logits after the prefill differ by %.3g (relative)", bias, e)
+		}
+	}
+}
+
+// TestPrefillMLPFused: a prefill of more than kernels.GEMVMaxM tokens
+// computes each layer's MLP activation with one kernels.MatMulSwiGLU of
+// the stacked gate and up weights (one matmul dispatch, no swiglu: two
+// dispatches fewer than the gate and up matmuls and SwiGLU of
+// Tuning.PrefillMLPSeparate, on a second device), and its logits equal
+// theirs bit for bit (the kernel rounds gate and up to f16 and computes
+// SwiGLU as swiglu.comp does), as do the logits of the decode step that
+// follows (the mat-vec kernels on the views of the stacked weights), on a
+// random model whose intermediate size leaves a tail in every tile's
+// features and on the embedded stories260K model (intermediate size 172).
+// A prompt of at most GEMVMaxM tokens keeps the mat-vec kernels, and so
+// does a model whose up view the device cannot bind, stacking nothing.
+func TestPrefillMLPFused(t *testing.T) {
+	fused := gputest.Device(t)
+	if fused.Info().TimestampValidBits == 0 {
+		t.Skip("device writes no timestamps: the trace has no dispatch labels")
+	}
+	separate := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{PrefillMLPSeparate: true}})
+	random := &Config{
+		Architecture: ArchLlama, HiddenSize: 32, NumLayers: 3, NumHeads: 4, NumKVHeads: 2, HeadDim: 8,
+		IntermediateSize: 172, VocabSize: 300, MaxPositionEmbeddings: 1024, RMSNormEps: 1e-5, RopeTheta: 10000,
+		TieWordEmbeddings: true, BOSTokenID: 1,
+	}
+	stories, err := LoadConfigFS(stories260k.FS(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := OpenCheckpointFS(stories260k.FS(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	// F·H·2 bytes not a multiple of the alignment: the up view cannot be
+	// bound, gate and up stay apart, and prefill keeps two matmuls and
+	// swiglu.
+	odd := *random
+	odd.IntermediateSize = 170
+	for _, m := range []struct {
+		name    string
+		cfg     *Config
+		ck      *Checkpoint
+		stacked bool
+	}{
+		{"random", random, checkpointOf(t, randomTensors(t, random, F16)), true},
+		{"stories260K", stories, sw, true},
+		{"unaligned up view", &odd, checkpointOf(t, randomTensors(t, &odd, F16)), false},
+	} {
+		layers := m.cfg.NumLayers
+		for _, tokens := range []int{37, 3} {
+			ids := make([]int, tokens)
+			for i := range ids {
+				ids[i] = (i*7 + 3) % m.cfg.VocabSize
+			}
+			var logits, next [2][]float32
+			for i, d := range []*runtime.Device{fused, separate} {
+				e, err := NewEngine(d, m.cfg, m.ck, EngineOptions{Context: 128})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (e.layers[0].wgu != nil) != m.stacked {
+					t.Fatalf("%s: gate and up stacked %v, want %v", m.name, e.layers[0].wgu != nil, m.stacked)
+				}
+				var n []int
+				logits[i], n = tracedPrefill(t, e, ids, "matmul_glu", "matmul_cm1_glu", "matmul_", "swiglu")
+				if next[i], err = e.Decode(context.Background(), 5); err != nil {
+					t.Fatal(err)
+				}
+				e.Close()
+				// glu (either kernel), other matmuls, swiglu.
+				want := [][3]int{{layers, 3 * layers, 0}, {0, 5 * layers, layers}}[i]
+				if !m.stacked {
+					want = [3]int{0, 5 * layers, layers}
+				}
+				if tokens <= 4 { // mat-vec kernels (gemv_*), then swiglu
+					want = [3]int{0, 0, layers}
+				}
+				if got := [3]int{n[0] + n[1], n[2], n[3]}; got != want {
+					t.Errorf("%s, %d tokens, %s: matmul glu, other matmul and swiglu dispatches %v, want %v",
+						m.name, tokens, []string{"fused", "separate"}[i], got, want)
+				}
+			}
+			for _, l := range []struct {
+				what string
+				a, b []float32
+			}{{"prefill", logits[0], logits[1]}, {"decode", next[0], next[1]}} {
+				if i := gputest.FirstBitDiff(l.a, l.b); i >= 0 {
+					t.Errorf("%s, %d tokens: %s logit %d = %v fused, %v separate", m.name, tokens, l.what, i, l.a[i], l.b[i])
+				}
+			}
 		}
 	}
 }

@@ -37,6 +37,12 @@ type Tuning struct {
 	// (SHAREPREFILL_PREFILL_QKV=separate; "fused" is the default): for A/B
 	// runs on a device.
 	PrefillQKVSeparate bool
+	// PrefillMLPSeparate keeps prefill's gate and up projections in two
+	// matmuls followed by kernels.SwiGLU instead of one
+	// kernels.MatMulSwiGLU with the stacked weights
+	// (SHAREPREFILL_PREFILL_MLP=separate; "fused" is the default): for A/B
+	// runs on a device.
+	PrefillMLPSeparate bool
 	// AttnTiles is a cooperative-matrix attention configuration tried
 	// before the built-in list (SHAREPREFILL_CM_ATTN_TILES=BR,BC[,RF[,KIND[,FOLD[,OPTS]]]],
 	// KIND one of cm1, cmr, cmr-cv, cm2; FOLD above 1 only with cm2; OPTS
@@ -259,6 +265,9 @@ func (t *Tuning) fromEnv() error {
 		return err
 	}
 	if err := envSwitch(&t.PrefillQKVSeparate, "SHAREPREFILL_PREFILL_QKV", "fused", "separate"); err != nil {
+		return err
+	}
+	if err := envSwitch(&t.PrefillMLPSeparate, "SHAREPREFILL_PREFILL_MLP", "fused", "separate"); err != nil {
 		return err
 	}
 	if t.AttnTiles == (AttnTiles{}) {

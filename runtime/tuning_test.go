@@ -19,6 +19,7 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_CM2_TILE", "256,256,128,64")
 	t.Setenv("SHAREPREFILL_PREFILL_ADD", "separate")
 	t.Setenv("SHAREPREFILL_PREFILL_QKV", "separate")
+	t.Setenv("SHAREPREFILL_PREFILL_MLP", "separate")
 	t.Setenv("SHAREPREFILL_EST_KPW", "3")
 	t.Setenv("SHAREPREFILL_EST_SLASH", "separate")
 	t.Setenv("SHAREPREFILL_EST_PREFETCH", "off")
@@ -38,6 +39,7 @@ func TestTuningFromEnv(t *testing.T) {
 		MatMulCM2Tile:       runtime.MatMulCM2Tile{WG: 256, BM: 256, BN: 128, BK: 64, GM: 8, Unroll: 8},
 		PrefillAddSeparate:  true,
 		PrefillQKVSeparate:  true,
+		PrefillMLPSeparate:  true,
 		AttnTiles:           runtime.AttnTiles{BR: 128, BC: 64, RF: 2, Kind: "cm2", Fold: 4},
 		AttnOnlyCM1:         true,
 		AttnRowStat:         32,
@@ -121,6 +123,7 @@ func TestTuningMalformed(t *testing.T) {
 		{"SHAREPREFILL_PLAN_TOPK", "radix"},
 		{"SHAREPREFILL_PREFILL_ADD", "later"},
 		{"SHAREPREFILL_PREFILL_QKV", "stacked"},
+		{"SHAREPREFILL_PREFILL_MLP", "glu"},
 		{"SHAREPREFILL_GEMVQ", "fast"},
 		{"SHAREPREFILL_GEMVQ", "wide,96"},
 		{"SHAREPREFILL_GEMVQ", "wide,64,9"},

@@ -1,5 +1,5 @@
 #version 450
-// variants: matmul_xf32_yf32= matmul_xf32_yf16=-DY_F16 matmul_xf16_yf32=-DX_F16 matmul_xf16_yf16=-DX_F16,-DY_F16
+// variants: matmul_xf32_yf32= matmul_xf32_yf16=-DY_F16 matmul_xf16_yf32=-DX_F16 matmul_xf16_yf16=-DX_F16,-DY_F16 matmul_glu_xf16_yf16=-DX_F16,-DY_F16,-DGLU
 // matmul.comp: tiled scalar matmul  y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias)
 // with ACC, f32 accumulation.
 //   x [M, K] (f32, or f16 with X_F16), row-major, K contiguous
@@ -27,8 +27,23 @@
 // equals MatMul into an f32 temporary followed by add_inplace bit for bit
 // (MatMulAdd: the residual add in the epilogue). y is read through the
 // read-only view YR, one element by the invocation that writes it.
+// GLU (the matmul_glu variant: MatMulSwiGLU, the reference of
+// matmul_cm1_glu): W is [2N, K], gate rows [0, N) stacked over up rows
+// [N, 2N), and y [M, N] = SiLU(x·Wgᵀ) ⊙ x·Wuᵀ (N = pc.N features). A
+// BN-wide tile of the product covers BN/2 features from nf0 = n0/2, in
+// groups of four product columns: B-slab row r holds gate row
+// nf0 + 2·(r/4) + r%2 when r%4 < 2 and up row N + (the same) otherwise, so
+// every 4-column sub-block of an invocation holds gate (columns 0, 1) and up
+// (2, 3) of two features, for every tile. The epilogue rounds g and u to f16
+// first, as MatMul's f16 outputs are, then computes g / (1 + exp(-g)) · u in
+// f32 as swiglu.comp does (gluAct, glu.glsl): the result equals MatMul into
+// f16 gate and up followed by SwiGLU bit for bit. No bias, no ACC.
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_EXT_control_flow_attributes : enable
+#ifdef GLU
+#extension GL_GOOGLE_include_directive : require
+#include "glu.glsl"
+#endif
 
 layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BM = 128;
@@ -93,6 +108,19 @@ void unpack8(uvec4 u, inout float v[8]) {
 	p = unpackHalf2x16(u.w); v[6] = p.x; v[7] = p.y;
 }
 
+// wRow returns the row of W that B-slab row r of the tile at product
+// column n0 holds, and whether it is inside W (false: zeros).
+bool wRow(uint n0, uint r, out uint row) {
+#ifdef GLU
+	const uint feat = n0 / 2 + 2 * (r / 4) + r % 2;
+	row = feat + (r % 4 < 2 ? 0 : pc.N);
+	return feat < pc.N;
+#else
+	row = n0 + r;
+	return row < pc.N;
+#endif
+}
+
 float ra[LA][8];
 float rb[LB][8];
 
@@ -120,8 +148,10 @@ void fetch(uint k0, uint m0, uint n0) {
 	}
 	[[unroll]] for (uint l = 0; l < LB; l++) {
 		const uint u = tid + l * WG;
-		const uint gn = n0 + u / C, gk = k0 + (u % C) * 8;
-		if (u < UB && gn < pc.N && gk < pc.K) {
+		const uint gk = k0 + (u % C) * 8;
+		uint gn;
+		const bool inN = wRow(n0, u / C, gn);
+		if (u < UB && inN && gk < pc.K) {
 			unpack8(w8[(pc.wOff + gn * pc.K + gk) / 8], rb[l]);
 		} else {
 			[[unroll]] for (uint e = 0; e < 8; e++) {
@@ -168,9 +198,11 @@ void loadScalar(uint k0, uint m0, uint n0) {
 	}
 	for (uint idx = tid; idx < BN * BK; idx += WG) {
 		const uint r = idx / BK, c = idx % BK;
-		const uint gn = n0 + r, gk = k0 + c;
+		const uint gk = k0 + c;
+		uint gn;
+		const bool inN = wRow(n0, r, gn);
 		float v = 0.0;
-		if (gn < pc.N && gk < pc.K) {
+		if (inN && gk < pc.K) {
 			v = float(w[pc.wOff + gn * pc.K + gk]);
 		}
 		stB(c, r, v);
@@ -225,6 +257,28 @@ void main() {
 		barrier();
 	}
 
+#ifdef GLU
+	// Sub-block (i, j): columns 0, 1 gate and 2, 3 up of features
+	// nf0 + 2·(tx + j·BNT) + c, c = 0, 1.
+	[[unroll]] for (uint j = 0; j < TN4; j++) {
+		[[unroll]] for (uint c = 0; c < 2; c++) {
+			const uint gn = n0 / 2 + 2 * (tx + j * BNT) + c;
+			if (gn >= N) {
+				continue;
+			}
+			[[unroll]] for (uint i = 0; i < TM4; i++) {
+				[[unroll]] for (uint r = 0; r < 4; r++) {
+					const uint gm = m0 + 4 * (ty + i * BMT) + r;
+					if (gm < M) {
+						const vec4 a = acc[(i * TN4 + j) * 4 + r];
+						y[pc.yOff + gm * pc.ldy + gn] = YT(gluAct(a[c], a[c + 2]));
+					}
+				}
+			}
+		}
+	}
+	return;
+#endif
 	[[unroll]] for (uint j = 0; j < TN4; j++) {
 		[[unroll]] for (uint c = 0; c < 4; c++) {
 			const uint gn = n0 + 4 * (tx + j * BNT) + c;

@@ -1,5 +1,5 @@
 #version 450
-// variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16
+// variants: matmul_cm1_yf32= matmul_cm1_yf16=-DY_F16 matmul_cm1_glu_yf16=-DY_F16,-DGLU
 // matmul_cm1.comp: cooperative-matrix (VK_KHR_cooperative_matrix) matmul
 //   y = x·Wᵀ (+ bias), or y += x·Wᵀ (+ bias) with ACC, f16 inputs, f32
 //   accumulation.
@@ -37,6 +37,20 @@
 // last, y = y + (x·Wᵀ + bias) in f32, read through the read-only views YR
 // and YR4 by the invocation that writes them (MatMulAdd: an f32 y equals
 // MatMul into an f32 temporary followed by add_inplace bit for bit).
+//
+// GLU (the matmul_cm1_glu variant: MatMulSwiGLU): W is [2N, K], gate rows
+// [0, N) stacked over up rows [N, 2N), and y [M, N] = SiLU(x·Wgᵀ) ⊙ x·Wuᵀ
+// (N = pc.N features). A BN-wide tile of the product covers BN/2 features
+// from nf0: B-slab row r (16-row block b = r/16) holds gate row
+// nf0 + (b/2)·16 + r%16 when b is even and up row N + (the same) when b is
+// odd, so with WN a multiple of 32 every subgroup holds gate and up of the
+// same 16 features in fragments j (even) and j + 1. The epilogue combines
+// them element by element (accumulators of one type map elements to
+// invocations alike): g and u rounded to f16 first, as MatMul's f16 outputs
+// are, then g / (1 + exp(-g)) · u in f32 as swiglu.comp computes it (gluAct,
+// glu.glsl), so the
+// result equals MatMul into f16 gate and up followed by SwiGLU bit for bit
+// (up to the driver compiling the same expression alike). No bias, no ACC.
 // (Shared arrays have the fragments' component types,
 // f16 and f32, as llama.cpp's coopmat shaders do.)
 #extension GL_KHR_cooperative_matrix : require
@@ -45,6 +59,10 @@
 #extension GL_EXT_shader_16bit_storage : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_control_flow_attributes : enable
+#ifdef GLU
+#extension GL_GOOGLE_include_directive : require
+#include "glu.glsl"
+#endif
 
 layout(local_size_x = 128, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint BM = 128;
@@ -145,9 +163,19 @@ void fetch(uint k0, uint m0, uint n0) {
 	}
 	[[unroll]] for (uint l = 0; l < LB; l++) {
 		const uint u = tid + l * WG;
-		const uint gn = n0 + u / C8, gk = k0 + (u % C8) * 8;
+		const uint gk = k0 + (u % C8) * 8;
+#ifdef GLU
+		// n0 is the tile's first product column, 2·nf0; see the header.
+		const uint r = u / C8, b = r / 16;
+		const uint feat = n0 / 2 + (b / 2) * 16 + r % 16;
+		const uint gn = feat + (b % 2) * pc.N;
+		const bool inN = feat < pc.N;
+#else
+		const uint gn = n0 + u / C8;
+		const bool inN = gn < pc.N;
+#endif
 		uvec4 v = uvec4(0);
-		if ((LB * WG == UB || u < UB) && gn < pc.N && gk < pc.K) {
+		if ((LB * WG == UB || u < UB) && inN && gk < pc.K) {
 			v = VEC ? w8[(pc.wOff + gn * pc.K + gk) / 8] : gatherW(gn, gk);
 		}
 		rb[l] = v;
@@ -178,7 +206,12 @@ void stash(uint st) {
 
 void main() {
 	const uint M = pc.M, N = pc.N, K = pc.K;
-	const uint nTM = (M + BM - 1) / BM, nTN = (N + BN - 1) / BN;
+#ifdef GLU
+	const uint nTN = (N + BN / 2 - 1) / (BN / 2); // BN/2 features a tile
+#else
+	const uint nTN = (N + BN - 1) / BN;
+#endif
+	const uint nTM = (M + BM - 1) / BM;
 	const uint L = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
 	if (L >= nTM * nTN) {
 		return; // workgroup-uniform
@@ -239,12 +272,27 @@ void main() {
 	const uint scr = warp * 256;
 	const uint lane = gl_SubgroupInvocationID;
 	const uint SG = gl_SubgroupSize;
+#ifdef GLU
+	const uint JSTEP = 2; // fragment pairs: gate j, up j + 1
+#else
+	const uint JSTEP = 1;
+#endif
 	[[unroll]] for (uint i = 0; i < FM; i++) {
-		[[unroll]] for (uint j = 0; j < FN; j++) {
+		[[unroll]] for (uint j = 0; j < FN; j += JSTEP) {
+#ifdef GLU
+			// act = SiLU(g)·u over the pair, g and u rounded to f16 first.
+			[[unroll]] for (uint e = 0; e < uint(acc[i * FN + j].length()); e++) {
+				acc[i * FN + j][e] = gluAct(acc[i * FN + j][e], acc[i * FN + j + 1][e]);
+			}
+			// Features of the pair: product column n0 + wn·WN + j·16 is
+			// in 16-block b (even), features nf0 + (b/2)·16 ...
+			const uint fn = n0 / 2 + (wn * WN + j * 16) / 2;
+#else
+			const uint fn = n0 + wn * WN + j * 16;
+#endif
 			coopMatStore(acc[i * FN + j], scratch, scr, 16, gl_CooperativeMatrixLayoutRowMajor);
 			subgroupBarrier();
 			const uint fm = m0 + wm * WM + i * 16;
-			const uint fn = n0 + wn * WN + j * 16;
 			for (uint e = lane; e < 64; e += SG) {
 				const uint gm = fm + e / 4;
 				const uint gn = fn + (e % 4) * 4;

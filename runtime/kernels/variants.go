@@ -61,6 +61,14 @@ var opTables = map[string][]variant{
 		{name: "coopmat", shaders: dtypeNames("matmul_cm1_y%s"), usable: func(c runtime.Caps) bool { return c.CoopMat }},
 		{name: "tiled", shaders: dtypeNames("matmul_x%s_y%s"), usable: always},
 	},
+	// MatMulSwiGLU (matmul_glu.go): the GLU mode of the KHR
+	// cooperative-matrix kernel where the device has KHR cooperative
+	// matrices (matmul_cm2 has no GLU mode: devices with cooperative
+	// matrix 2 take the KHR kernel), else of the tiled kernel.
+	"matmul glu": {
+		{name: "coopmat", shaders: []string{"matmul_cm1_glu_yf16"}, usable: func(c runtime.Caps) bool { return c.CoopMat }},
+		{name: "tiled", shaders: []string{"matmul_glu_xf16_yf16"}, usable: always},
+	},
 	// MatMul up to GEMVMaxM rows, and MatVec.
 	"matvec": {
 		{name: "gemv", shaders: dtypeNames("gemv_x%s_y%s"), usable: always},

@@ -89,6 +89,15 @@ func TestDeviceTables(t *testing.T) {
 		if got := tb.ops["matmul"]; !slices.Equal(got, c.matmul) {
 			t.Errorf("%s: matmul variants %v, want %v", c.name, got, c.matmul)
 		}
+		// MatMulSwiGLU takes the KHR kernel wherever there are cooperative
+		// matrices (matmul_cm2 has no GLU mode).
+		wantGLU := []string{"tiled"}
+		if c.caps.CoopMat {
+			wantGLU = []string{"coopmat", "tiled"}
+		}
+		if got := tb.ops["matmul glu"]; !slices.Equal(got, wantGLU) {
+			t.Errorf("%s: matmul glu variants %v, want %v", c.name, got, wantGLU)
+		}
 		// The block map and the estimate take cooperative matrices exactly
 		// where the matmul does (every case here has a subgroup size that
 		// divides 256).
