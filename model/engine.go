@@ -815,8 +815,10 @@ func (e *Engine) stackQKV(l int) error {
 // stackGateUp allocates layer l's stacked gate and up projections (wgu,
 // gate rows over up rows) and points wg and wu at views of it, for load to
 // fill; it does nothing when they cannot be stacked: weights quantized on
-// the device, or an up view offset the device cannot bind. Prefill then
-// computes the MLP's activation in one kernels.MatMulSwiGLU.
+// the device, an up view offset the device cannot bind, or a stacked
+// matrix larger than one storage-buffer binding (MatMulSwiGLU reads it
+// whole). Prefill then computes the MLP's activation in one
+// kernels.MatMulSwiGLU (where kernels.MatMulSwiGLUPreferred).
 func (e *Engine) stackGateUp(l int) error {
 	cfg := e.cfg
 	ld := &e.layers[l]
@@ -826,7 +828,7 @@ func (e *Engine) stackGateUp(l int) error {
 			return nil
 		}
 	}
-	if uint64(f*h*2)%e.dev.Alignment() != 0 {
+	if uint64(f*h*2)%e.dev.Alignment() != 0 || uint64(2*f)*uint64(h)*2 > e.dev.Info().MaxStorageBufferRange {
 		return nil
 	}
 	var err error
@@ -1125,8 +1127,9 @@ func (e *Engine) attnInput(r *runtime.Recorder, ld *layerDev, c, m, q0 int) erro
 // epilogues (kernels.MatMulAdd) for more than kernels.GEMVMaxM rows. So is
 // SwiGLU into one matmul with the stacked gate and up projections
 // (stackGateUp, kernels.MatMulSwiGLU) unless Tuning.PrefillMLPSeparate is
-// set; otherwise the gate and up products go through the gate and up
-// buffers.
+// set or the device's plain matmul takes a kernel without a GLU mode
+// (kernels.MatMulSwiGLUPreferred); otherwise the gate and up products go
+// through the gate and up buffers.
 func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) error {
 	cfg := e.cfg
 	h, qd, f := cfg.HiddenSize, cfg.QDim(), cfg.IntermediateSize
@@ -1136,7 +1139,7 @@ func (e *Engine) attnOutputAndMLP(r *runtime.Recorder, ld *layerDev, c, m int) e
 	o := e.ops(r)
 	o.matMulAdd(x, a, ld.wo, ld.bo, tmp)
 	o.rmsNorm(xn, x, ld.mlpNorm, float32(cfg.RMSNormEps))
-	if ld.wgu != nil && m > kernels.GEMVMaxM && !e.dev.Tuning().PrefillMLPSeparate {
+	if ld.wgu != nil && m > kernels.GEMVMaxM && !e.dev.Tuning().PrefillMLPSeparate && kernels.MatMulSwiGLUPreferred(e.dev, m, f, h) {
 		o.do(func() error { return kernels.MatMulSwiGLU(r, act, xn, ld.wgu) })
 	} else {
 		gate, up := view(e.gate, 0, m, f), view(e.up, 0, m, f)

@@ -56,6 +56,23 @@ func MatMulSwiGLU(r *runtime.Recorder, act, x, wgu *runtime.Tensor) error {
 	return matMulGLUTiled(r, s, act, x, wgu, ch.tiled)
 }
 
+// MatMulSwiGLUPreferred reports whether MatMulSwiGLU should replace MatMul
+// of the gate and up projections and SwiGLU for m rows of x, f features and
+// k inputs on dev: whether it takes the same kind of kernel as MatMul would
+// for each projection (the KHR cooperative-matrix one, or the tiled one).
+// Where MatMul takes matmul_cm2 (NVIDIA with cooperative matrix 2, K ≥
+// cm2MinK), which has no GLU mode, the fused path would give up the faster
+// kernel of those two products for the pass it saves; callers keep the
+// separate products there.
+func MatMulSwiGLUPreferred(dev *runtime.Device, m, f, k int) bool {
+	g, err := gluPick(dev, m, f, k)
+	if err != nil {
+		return false
+	}
+	p, err := mmPick(dev, m, f, k, runtime.F16)
+	return err == nil && p.variant == g.variant
+}
+
 // MatMulSwiGLUKernel describes the kernel and tile MatMulSwiGLU uses on dev
 // for m rows of x, f features and k inputs, for reports and tests:
 // "coopmat 64x64x32/w32x32/g8/s2" or "tiled 64x64x32/t4x4" (mmChoice's

@@ -364,3 +364,25 @@ func TestMatMulSwiGLURounding(t *testing.T) {
 		}, nil), gluRun(t, d, c, in, nil, mm))
 	}
 }
+
+// TestMatMulSwiGLUPreferred: the fused path is preferred exactly where
+// MatMul takes the same kind of kernel for the gate and up projections; on
+// a device without cooperative matrix 2 that is every shape.
+func TestMatMulSwiGLUPreferred(t *testing.T) {
+	d := gputest.Device(t)
+	kind := func(desc string) string {
+		k, _, _ := strings.Cut(desc, " ")
+		return k
+	}
+	for _, s := range [][3]int{{37, 48, 64}, {600, 1408, 512}, {4096, 14336, 4096}} {
+		m, f, k := s[0], s[1], s[2]
+		glu, plain := MatMulSwiGLUKernel(d, m, f, k), MatMulKernel(d, m, f, k, runtime.F16)
+		got := MatMulSwiGLUPreferred(d, m, f, k)
+		if want := kind(glu) == kind(plain); got != want {
+			t.Errorf("m %d f %d k %d: preferred %v with MatMulSwiGLU on %q and MatMul on %q", m, f, k, got, glu, plain)
+		}
+		if !d.Caps().CoopMat2 && !got {
+			t.Errorf("m %d f %d k %d: not preferred on a device without cooperative matrix 2 (%q, %q)", m, f, k, glu, plain)
+		}
+	}
+}
