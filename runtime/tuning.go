@@ -85,6 +85,12 @@ type Tuning struct {
 	// tile's matrix products (SHAREPREFILL_EST_PREFETCH=off; "on" is the
 	// default): for A/B runs on a device. Both give the same bits.
 	EstPrefetchOff bool
+	// MatMulStoreScratch makes the KHR cooperative-matrix matmul
+	// (matmul_cm1, its GLU mode too) store every output fragment through
+	// its shared-memory scratch, as it did before whole, aligned fragments
+	// went straight to memory (SHAREPREFILL_MATMUL_STORE=direct|scratch,
+	// default direct; the same values).
+	MatMulStoreScratch bool
 	// PlanRowCoverBisect keeps the pivots' row cover (plan_rowcover) on
 	// its bisection at every size instead of the rank cut it takes up to
 	// 256 blocks (SHAREPREFILL_PLAN_ROWCOVER=bisect; "rank" is the
@@ -363,6 +369,9 @@ func (t *Tuning) fromEnv() error {
 		return err
 	}
 	if err := envSwitch(&t.EstPrefetchOff, "SHAREPREFILL_EST_PREFETCH", "on", "off"); err != nil {
+		return err
+	}
+	if err := envSwitch(&t.MatMulStoreScratch, "SHAREPREFILL_MATMUL_STORE", "direct", "scratch"); err != nil {
 		return err
 	}
 	if err := envSwitch(&t.PlanRowCoverBisect, "SHAREPREFILL_PLAN_ROWCOVER", "rank", "bisect"); err != nil {

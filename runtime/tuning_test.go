@@ -28,7 +28,8 @@ func TestTuningFromEnv(t *testing.T) {
 	t.Setenv("SHAREPREFILL_GEMV", "64")
 	t.Setenv("SHAREPREFILL_DECODE_SPLIT", "96")
 	t.Setenv("SHAREPREFILL_DECODE_NORMFUSE", "64")
-	t.Setenv("SHAREPREFILL_COVER", "sg,512")
+	t.Setenv("SHAREPREFILL_COVER", "sg-scan,512")
+	t.Setenv("SHAREPREFILL_MATMUL_STORE", "scratch")
 	t.Setenv("SHAREPREFILL_PLAN_ROWCOVER", "bisect")
 	t.Setenv("SHAREPREFILL_PLAN_COMPACT", "separate")
 	t.Setenv("SHAREPREFILL_PLAN_TOPK", "separate")
@@ -46,6 +47,7 @@ func TestTuningFromEnv(t *testing.T) {
 		EstBlocksPerGroup:   3,
 		EstSlashSeparate:    true,
 		EstPrefetchOff:      true,
+		MatMulStoreScratch:  true,
 		PlanRowCoverBisect:  true,
 		PlanCompactSeparate: true,
 		PlanTopKSeparate:    true,
@@ -54,7 +56,7 @@ func TestTuningFromEnv(t *testing.T) {
 		Gemv:                runtime.Gemv{WG: 64},
 		DecodeSplitGroups:   96,
 		DecodeNormFuseMiB:   64,
-		Cover:               runtime.Cover{Variant: "sg", WG: 512},
+		Cover:               runtime.Cover{Variant: "sg-scan", WG: 512},
 	}
 	if got := d.Tuning(); got != want {
 		t.Errorf("Tuning() = %+v\nwant %+v", got, want)

@@ -31,8 +31,12 @@
 // workgroups resident at one time share a few rows of x and sweep W together,
 // so both stay in L2.
 //
-// Epilogue: each subgroup stores one fragment at a time through a private
-// 1 KiB f32 shared-memory scratch, then its invocations add the bias and
+// Epilogue: with DIRECT (spec constant 10, the host's default) a fragment
+// wholly inside y, with no bias and 16-byte aligned rows, is converted to
+// y's type and stored to y with one coopMatStore (with ACC, y's old values
+// loaded as a fragment and added in f32 first). Every other fragment (and
+// all of them without DIRECT), each subgroup stores one fragment at a time
+// through a private 1 KiB f32 shared-memory scratch, then its invocations add the bias and
 // write 4 outputs each; with ACC (spec constant 9) they add y's old values
 // last, y = y + (x·Wᵀ + bias) in f32, read through the read-only views YR
 // and YR4 by the invocation that writes them (MatMulAdd: an f32 y equals
@@ -74,6 +78,7 @@ layout(constant_id = 6) const bool VEC = false;
 layout(constant_id = 7) const uint GM = 8;
 layout(constant_id = 8) const uint NST = 2; // shared stages: 2, or 1 (two barriers per slab)
 layout(constant_id = 9) const bool ACC = false; // y += x·Wᵀ (+ bias)
+layout(constant_id = 10) const bool DIRECT = true; // whole fragments stored straight to y (see the epilogue)
 
 const uint WG = gl_WorkGroupSize.x;
 const uint FM = WM / 16; // fragments per subgroup along M
@@ -91,8 +96,10 @@ const uint NSG = (BM / WM) * (BN / WN); // subgroups
 
 #ifdef Y_F16
 #define YT float16_t
+const uint YA = 8; // y elements in 16 bytes
 #else
 #define YT float
+const uint YA = 4;
 #endif
 
 layout(std430, set = 0, binding = 0) readonly buffer X { float16_t x[]; };
@@ -290,9 +297,32 @@ void main() {
 #else
 			const uint fn = n0 + wn * WN + j * 16;
 #endif
+			const uint fm = m0 + wm * WM + i * 16;
+			// DIRECT: a fragment wholly inside y, with no bias, whose rows
+			// start 16-byte aligned goes straight to memory (converted to
+			// y's type; with ACC y's old values are loaded as a fragment and
+			// added in f32 first), the same values as the scratch path
+			// below, without its shared-memory round trip and barriers.
+			const uint o0 = pc.yOff + fm * pc.ldy + fn;
+			if (DIRECT && pc.hasBias == 0 && fm + 16 <= M && fn + 16 <= N && pc.ldy % YA == 0 && o0 % YA == 0) {
+				if (ACC) {
+					coopmat<YT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> old;
+					coopMatLoad(old, yr, o0, pc.ldy, gl_CooperativeMatrixLayoutRowMajor);
+#ifdef Y_F16
+					acc[i * FN + j] = acc[i * FN + j] + coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(old);
+#else
+					acc[i * FN + j] = acc[i * FN + j] + old;
+#endif
+				}
+#ifdef Y_F16
+				coopMatStore(coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(acc[i * FN + j]), y, o0, pc.ldy, gl_CooperativeMatrixLayoutRowMajor);
+#else
+				coopMatStore(acc[i * FN + j], y, o0, pc.ldy, gl_CooperativeMatrixLayoutRowMajor);
+#endif
+				continue;
+			}
 			coopMatStore(acc[i * FN + j], scratch, scr, 16, gl_CooperativeMatrixLayoutRowMajor);
 			subgroupBarrier();
-			const uint fm = m0 + wm * WM + i * 16;
 			for (uint e = lane; e < 64; e += SG) {
 				const uint gm = fm + e / 4;
 				const uint gn = fn + (e % 4) * 4;

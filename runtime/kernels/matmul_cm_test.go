@@ -195,3 +195,97 @@ func TestCMTileChoice(t *testing.T) {
 		t.Error("BM not a multiple of WM accepted")
 	}
 }
+
+// TestMatMulCoopMatStore: the epilogue's direct stores (whole, aligned
+// fragments straight to memory: the default) give the same bits as every
+// fragment through the shared-memory scratch (Tuning.MatMulStoreScratch),
+// for MatMul into f32 and f16, MatMulAdd (y's old values added) and
+// MatMulSwiGLU, at shapes whose fragments are all whole, partly whole,
+// and whole but with rows not 16-byte aligned (N = 100: the scratch path
+// only); each result is also held to the float64 reference.
+func TestMatMulCoopMatStore(t *testing.T) {
+	direct := cmDevice(t)
+	scratch := gputest.Open(t, runtime.Options{Tuning: runtime.Tuning{MatMulStoreScratch: true}})
+	rng := gputest.Rand(t)
+	for _, c := range []mmCase{
+		{M: 128, N: 128, K: 64, xdt: runtime.F16, ydt: runtime.F32},
+		{M: 100, N: 96, K: 72, xdt: runtime.F16, ydt: runtime.F16},
+		{M: 37, N: 40, K: 40, xdt: runtime.F16, ydt: runtime.F32},
+		{M: 70, N: 100, K: 64, xdt: runtime.F16, ydt: runtime.F16},
+	} {
+		in := mmInputs(t, direct, c, rng)
+		y0 := make([]float32, c.M*c.N)
+		for i := range y0 {
+			y0[i] = float32(rng.NormFloat64())
+		}
+		if c.ydt == runtime.F16 {
+			y0 = runtime.RoundF16(y0)
+		}
+		want := RefMatMul(in.xv, in.wv, nil, c.M, c.N, c.K)
+		wantAdd := make([]float64, len(want))
+		for i := range want {
+			wantAdd[i] = want[i] + float64(y0[i])
+		}
+		for _, add := range []bool{false, true} {
+			run := func(d *runtime.Device) []float32 {
+				t.Helper()
+				x := shaped(t, d, runtime.F16, in.xv, c.M, c.K)
+				w := shaped(t, d, runtime.F16, in.wv, c.N, c.K)
+				y := shaped(t, d, c.ydt, y0, c.M, c.N)
+				if err := d.Run(func(r *runtime.Recorder) error {
+					s, err := mmCheck("matmul", y, x, w, nil)
+					if err != nil {
+						return err
+					}
+					s.Acc = add
+					if !add {
+						if err := Poison(r, y); err != nil {
+							return err
+						}
+					}
+					return matMulCM(r, s, y, x, w, nil, chooseCMTile(d.Caps(), c.M, c.N))
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return download(t, y)
+			}
+			got, ref := run(direct), run(scratch)
+			name := fmt.Sprintf("%dx%dx%d y%s add %v", c.M, c.N, c.K, c.ydt, add)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+					t.Fatalf("%s: element %d = %v direct, %v through the scratch", name, i, got[i], ref[i])
+				}
+			}
+			w := want
+			if add {
+				w = wantAdd
+			}
+			checkMM(t, name, got, w, c.ydt)
+		}
+	}
+	// MatMulSwiGLU's GLU mode: F = 64 (whole fragments) and 40 (a tail).
+	for _, c := range []gluCase{{M: 96, F: 64, K: 64}, {M: 33, F: 40, K: 48}} {
+		in := gluInputs(t, direct, c, rng)
+		run := func(d *runtime.Device) []float32 {
+			t.Helper()
+			x := shaped(t, d, runtime.F16, in.xv, c.M, c.K)
+			w := shaped(t, d, runtime.F16, in.wv, 2*c.F, c.K)
+			act := shaped(t, d, runtime.F16, nil, c.M, c.F)
+			if err := d.Run(func(r *runtime.Recorder) error {
+				if err := Poison(r, act); err != nil {
+					return err
+				}
+				return MatMulSwiGLU(r, act, x, w)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return download(t, act)
+		}
+		got, ref := run(direct), run(scratch)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("swiglu %+v: element %d = %v direct, %v through the scratch", c, i, got[i], ref[i])
+			}
+		}
+	}
+}

@@ -237,7 +237,7 @@ func matMulGLUCM(r *runtime.Recorder, s mmShape, act, x, wgu *runtime.Tensor, t 
 	}
 	return gluRecord(r, s, chunks, act, x, wgu, func(c mmChunk, p mmPush, xa, wa, ya runtime.Arg) error {
 		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), 0}
+		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), 0, b2u(!d.Tuning().MatMulStoreScratch)}
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: "matmul_cm1_glu_yf16", Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
 			Spec:          spec,
