@@ -87,9 +87,10 @@ type Tuning struct {
 	EstPrefetchOff bool
 	// MatMulStoreScratch makes the KHR cooperative-matrix matmul
 	// (matmul_cm1, its GLU mode too) store every output fragment through
-	// its shared-memory scratch, as it did before whole, aligned fragments
-	// went straight to memory (SHAREPREFILL_MATMUL_STORE=direct|scratch,
-	// default direct; the same values).
+	// its shared-memory scratch, as it did before the fragments of whole,
+	// aligned tiles went straight to memory
+	// (SHAREPREFILL_MATMUL_STORE=direct|scratch, default direct; the same
+	// values).
 	MatMulStoreScratch bool
 	// PlanRowCoverBisect keeps the pivots' row cover (plan_rowcover) on
 	// its bisection at every size instead of the rank cut it takes up to

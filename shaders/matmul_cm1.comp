@@ -31,12 +31,12 @@
 // workgroups resident at one time share a few rows of x and sweep W together,
 // so both stay in L2.
 //
-// Epilogue: with DIRECT (spec constant 10, the host's default) a fragment
-// wholly inside y, with no bias and 16-byte aligned rows, is converted to
-// y's type and stored to y with one coopMatStore (with ACC, y's old values
-// loaded as a fragment and added in f32 first). Every other fragment (and
-// all of them without DIRECT), each subgroup stores one fragment at a time
-// through a private 1 KiB f32 shared-memory scratch, then its invocations add the bias and
+// Epilogue: with DIRECT (spec constant 10, the host's default) a tile
+// wholly inside y, with no bias and y's offset and rows 16-byte aligned,
+// stores each fragment converted to y's type with one coopMatStore (with
+// ACC, y's old values loaded as a fragment and added in f32 first). In
+// other tiles (and all of them without DIRECT), each subgroup stores one
+// fragment at a time through a private 1 KiB f32 shared-memory scratch, then its invocations add the bias and
 // write 4 outputs each; with ACC (spec constant 9) they add y's old values
 // last, y = y + (x·Wᵀ + bias) in f32, read through the read-only views YR
 // and YR4 by the invocation that writes them (MatMulAdd: an f32 y equals
@@ -284,27 +284,38 @@ void main() {
 #else
 	const uint JSTEP = 1;
 #endif
-	[[unroll]] for (uint i = 0; i < FM; i++) {
-		[[unroll]] for (uint j = 0; j < FN; j += JSTEP) {
 #ifdef GLU
-			// act = SiLU(g)·u over the pair, g and u rounded to f16 first.
+	// act = SiLU(g)·u over each fragment pair (gate j, up j + 1), g and u
+	// rounded to f16 first, into the gate fragment.
+	[[unroll]] for (uint i = 0; i < FM; i++) {
+		[[unroll]] for (uint j = 0; j < FN; j += 2) {
 			[[unroll]] for (uint e = 0; e < uint(acc[i * FN + j].length()); e++) {
 				acc[i * FN + j][e] = gluAct(acc[i * FN + j][e], acc[i * FN + j + 1][e]);
 			}
-			// Features of the pair: product column n0 + wn·WN + j·16 is
-			// in 16-block b (even), features nf0 + (b/2)·16 ...
-			const uint fn = n0 / 2 + (wn * WN + j * 16) / 2;
+		}
+	}
+	const uint tn0 = n0 / 2, tnw = BN / 2; // the tile's first output column and width
 #else
-			const uint fn = n0 + wn * WN + j * 16;
+	const uint tn0 = n0, tnw = BN;
 #endif
-			const uint fm = m0 + wm * WM + i * 16;
-			// DIRECT: a fragment wholly inside y, with no bias, whose rows
-			// start 16-byte aligned goes straight to memory (converted to
-			// y's type; with ACC y's old values are loaded as a fragment and
-			// added in f32 first), the same values as the scratch path
-			// below, without its shared-memory round trip and barriers.
-			const uint o0 = pc.yOff + fm * pc.ldy + fn;
-			if (DIRECT && pc.hasBias == 0 && fm + 16 <= M && fn + 16 <= N && pc.ldy % YA == 0 && o0 % YA == 0) {
+	// DIRECT: a tile wholly inside y, with no bias and y's rows and offset
+	// 16-byte aligned, stores each fragment straight to y with one
+	// coopMatStore (converted to y's type; with ACC y's old values are
+	// loaded as a fragment and added in f32 first): the same values as the
+	// scratch path below, without its shared-memory round trips and
+	// barriers. The choice is made once per workgroup tile: made per
+	// fragment, with the scratch path inside the branch, lavapipe (Mesa
+	// 26.1) wrote wrong values for a subgroup's later scratch-path
+	// fragments (TestMatMulCoopMatStore).
+	if (DIRECT && pc.hasBias == 0 && m0 + BM <= M && tn0 + tnw <= N && pc.ldy % YA == 0 && pc.yOff % YA == 0) {
+		[[unroll]] for (uint i = 0; i < FM; i++) {
+			[[unroll]] for (uint j = 0; j < FN; j += JSTEP) {
+#ifdef GLU
+				const uint fn = n0 / 2 + (wn * WN + j * 16) / 2;
+#else
+				const uint fn = n0 + wn * WN + j * 16;
+#endif
+				const uint o0 = pc.yOff + (m0 + wm * WM + i * 16) * pc.ldy + fn;
 				if (ACC) {
 					coopmat<YT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> old;
 					coopMatLoad(old, yr, o0, pc.ldy, gl_CooperativeMatrixLayoutRowMajor);
@@ -319,8 +330,20 @@ void main() {
 #else
 				coopMatStore(acc[i * FN + j], y, o0, pc.ldy, gl_CooperativeMatrixLayoutRowMajor);
 #endif
-				continue;
 			}
+		}
+		return;
+	}
+	[[unroll]] for (uint i = 0; i < FM; i++) {
+		[[unroll]] for (uint j = 0; j < FN; j += JSTEP) {
+#ifdef GLU
+			// Features of the pair: product column n0 + wn·WN + j·16 is
+			// in 16-block b (even), features nf0 + (b/2)·16 ...
+			const uint fn = n0 / 2 + (wn * WN + j * 16) / 2;
+#else
+			const uint fn = n0 + wn * WN + j * 16;
+#endif
+			const uint fm = m0 + wm * WM + i * 16;
 			coopMatStore(acc[i * FN + j], scratch, scr, 16, gl_CooperativeMatrixLayoutRowMajor);
 			subgroupBarrier();
 			for (uint e = lane; e < 64; e += SG) {
