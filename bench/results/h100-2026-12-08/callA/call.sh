@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Carry layout (ignored, rebuilt by hand): .gl (the loader .debs, see bench/vk-setup.sh), .devcarry/bench/{shareprefill.xz (this
 # commit, go build -trimpath -ldflags="-s -w"), bench-lm-8k.tar.xz, holdout-go.txt.xz}, .devcarry/c8/{sp-base.xz (c32eb7c), COMMIT,
-# COMMIT-base}, .devcarry/kt/{kernels,sharegpu,model}.test.xz (go test -c). Run: DL=SECONDS bash bench/results/unmeasured-2026-12-07h/call.sh
+# COMMIT-base}, .devcarry/kt/{kernels,sharegpu,model}.test.xz (go test -c). Run: DL=SECONDS bash bench/results/h100-2026-12-08/callA/call.sh (it read the base binary from .devcarry/c8)
 # session-8 call A: base (c32eb7c, /tmp/spb) against new (main + h-stats: the estimate's statistics in registers, K
 # tiles fetched ahead): the estimate kernels, est_cover_hist against est_cover_sg, device tests, bench-lm-8k prefill
 # A/B; then dense attention at D 64 with tiles of 64 rows (two workgroups a multiprocessor) against SDPA.
