@@ -275,18 +275,14 @@ void main() {
 		barrier();
 	}
 
-	// Epilogue through a per-subgroup 16×16 f32 scratch.
-	const uint scr = warp * 256;
-	const uint lane = gl_SubgroupInvocationID;
-	const uint SG = gl_SubgroupSize;
+	// Epilogue. Fragment j of subgroup column wn holds product columns
+	// n0 + wn·WN + j·16 on; with GLU, output (feature) columns are half
+	// those (JSTEP: fragment pairs, gate j and up j + 1, the features of
+	// the tile from n0/2; see the header).
 #ifdef GLU
-	const uint JSTEP = 2; // fragment pairs: gate j, up j + 1
-#else
-	const uint JSTEP = 1;
-#endif
-#ifdef GLU
-	// act = SiLU(g)·u over each fragment pair (gate j, up j + 1), g and u
-	// rounded to f16 first, into the gate fragment.
+	const uint JSTEP = 2;
+	// act = SiLU(g)·u over each fragment pair, g and u rounded to f16
+	// first, into the gate fragment.
 	[[unroll]] for (uint i = 0; i < FM; i++) {
 		[[unroll]] for (uint j = 0; j < FN; j += 2) {
 			[[unroll]] for (uint e = 0; e < uint(acc[i * FN + j].length()); e++) {
@@ -294,10 +290,10 @@ void main() {
 			}
 		}
 	}
-	const uint tn0 = n0 / 2, tnw = BN / 2; // the tile's first output column and width
 #else
-	const uint tn0 = n0, tnw = BN;
+	const uint JSTEP = 1;
 #endif
+	const uint tn0 = n0 / JSTEP, tnw = BN / JSTEP; // the tile's first output column and width
 	// DIRECT: a tile wholly inside y, with no bias and y's rows and offset
 	// 16-byte aligned, stores each fragment straight to y with one
 	// coopMatStore (converted to y's type; with ACC y's old values are
@@ -310,11 +306,7 @@ void main() {
 	if (DIRECT && pc.hasBias == 0 && m0 + BM <= M && tn0 + tnw <= N && pc.ldy % YA == 0 && pc.yOff % YA == 0) {
 		[[unroll]] for (uint i = 0; i < FM; i++) {
 			[[unroll]] for (uint j = 0; j < FN; j += JSTEP) {
-#ifdef GLU
-				const uint fn = n0 / 2 + (wn * WN + j * 16) / 2;
-#else
-				const uint fn = n0 + wn * WN + j * 16;
-#endif
+				const uint fn = tn0 + (wn * WN + j * 16) / JSTEP;
 				const uint o0 = pc.yOff + (m0 + wm * WM + i * 16) * pc.ldy + fn;
 				if (ACC) {
 					coopmat<YT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> old;
@@ -334,15 +326,13 @@ void main() {
 		}
 		return;
 	}
+	// Otherwise through a per-subgroup 16×16 f32 scratch.
+	const uint scr = warp * 256;
+	const uint lane = gl_SubgroupInvocationID;
+	const uint SG = gl_SubgroupSize;
 	[[unroll]] for (uint i = 0; i < FM; i++) {
 		[[unroll]] for (uint j = 0; j < FN; j += JSTEP) {
-#ifdef GLU
-			// Features of the pair: product column n0 + wn·WN + j·16 is
-			// in 16-block b (even), features nf0 + (b/2)·16 ...
-			const uint fn = n0 / 2 + (wn * WN + j * 16) / 2;
-#else
-			const uint fn = n0 + wn * WN + j * 16;
-#endif
+			const uint fn = tn0 + (wn * WN + j * 16) / JSTEP;
 			const uint fm = m0 + wm * WM + i * 16;
 			coopMatStore(acc[i * FN + j], scratch, scr, 16, gl_CooperativeMatrixLayoutRowMajor);
 			subgroupBarrier();

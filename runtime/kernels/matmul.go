@@ -45,6 +45,27 @@ func (t mmTile) valid() bool {
 	return t.TM%4 == 0 && t.TN%4 == 0 && t.BM%t.TM == 0 && t.BN%t.TN == 0 && t.BK%8 == 0 && t.BK > 0
 }
 
+// fits returns why the device cannot run t (op prefixes the error), or nil.
+func (t mmTile) fits(op string, caps runtime.Caps) error {
+	if !t.valid() {
+		return fmt.Errorf("%s: invalid tile %+v", op, t)
+	}
+	if sh := t.shared(); sh > caps.MaxSharedMemory {
+		return fmt.Errorf("%s: tile %+v needs %d bytes of shared memory, device has %d", op, t, sh, caps.MaxSharedMemory)
+	}
+	return nil
+}
+
+// kernel returns the pipeline of the tiled kernel's module shader (matmul.comp
+// or its GLU mode) with tile t for a chunk pushing p: 16-byte loads where K
+// and the chunk's offsets allow, acc for y += x·Wᵀ.
+func (t mmTile) kernel(d *runtime.Device, shader string, p mmPush, acc bool) (*runtime.Kernel, error) {
+	return d.Kernel(runtime.KernelDesc{
+		Shader: shader, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+		Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN, b2u(p.vec()), b2u(acc)},
+	})
+}
+
 var (
 	tileLarge = mmTile{BM: 128, BN: 128, BK: 16, TM: 8, TN: 8}
 	tileSmall = mmTile{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4}
@@ -110,6 +131,10 @@ type mmPush struct {
 	XOff, WOff, BOff, YOff uint32
 	HasBias                uint32
 }
+
+// vec reports whether the kernels may load x and W 16 bytes at a time (K
+// and both offsets multiples of 8 elements): their VEC spec constant.
+func (p mmPush) vec() bool { return p.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0 }
 
 // mmShape is a validated problem; Acc asks for y += x·Wᵀ (+ bias)
 // (MatMulAdd: the ACC spec constant of the tiled and cooperative-matrix
@@ -427,11 +452,8 @@ func matMulTiled(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, 
 		return nil
 	}
 	d := r.Device()
-	if !t.valid() {
-		return fmt.Errorf("matmul: invalid tile %+v", t)
-	}
-	if sh := t.shared(); sh > d.Caps().MaxSharedMemory {
-		return fmt.Errorf("matmul: tile %+v needs %d bytes of shared memory, device has %d", t, sh, d.Caps().MaxSharedMemory)
+	if err := t.fits("matmul", d.Caps()); err != nil {
+		return err
 	}
 	sh := "matmul_x" + dtName(x.DType()) + "_y" + dtName(y.DType())
 	mc := d.Info().MaxWorkgroupCount
@@ -440,11 +462,7 @@ func matMulTiled(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, 
 		return err
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
-		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		k, err := d.Kernel(runtime.KernelDesc{
-			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN, b2u(vec), b2u(s.Acc)},
-		})
+		k, err := t.kernel(d, sh, p, s.Acc)
 		if err != nil {
 			return err
 		}
@@ -471,10 +489,9 @@ func matVec(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, cfg g
 	mcount := d.Info().MaxWorkgroupCount
 	sh := "gemv_x" + dtName(x.DType()) + "_y" + dtName(y.DType())
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
-		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec: []uint32{cfg.WG, cfg.NR, b2u(vec), b2u(cfg.Subgroup)},
+			Spec: []uint32{cfg.WG, cfg.NR, b2u(p.vec()), b2u(cfg.Subgroup)},
 		})
 		if err != nil {
 			return err

@@ -46,6 +46,34 @@ func (t cmTile) valid(sg uint32) bool {
 	return t.subgroups()*sg <= 1024
 }
 
+// fits returns why a device of caps cannot run t (op prefixes the error),
+// or nil: the shader's shape rules at its subgroup size, and its shared
+// memory.
+func (t cmTile) fits(op string, caps runtime.Caps) error {
+	if !t.valid(caps.SubgroupSize) {
+		return fmt.Errorf("%s: invalid cooperative-matrix tile %s for subgroup size %d", op, t, caps.SubgroupSize)
+	}
+	if sh := t.shared(); sh > caps.MaxSharedMemory {
+		return fmt.Errorf("%s: cooperative-matrix tile %s needs %d bytes of shared memory, device has %d", op, t, sh, caps.MaxSharedMemory)
+	}
+	return nil
+}
+
+// kernel returns the pipeline of matmul_cm1's module shader (a y type, or
+// the GLU mode) with tile t for a chunk pushing p: 16-byte loads where K
+// and the chunk's offsets allow, acc for y += x·Wᵀ, and the direct stores
+// unless Tuning.MatMulStoreScratch.
+func (t cmTile) kernel(d *runtime.Device, shader string, p mmPush, acc bool) (*runtime.Kernel, error) {
+	sg := d.Caps().SubgroupSize
+	return d.Kernel(runtime.KernelDesc{
+		Shader: shader, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
+		Spec: []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(p.vec()), t.GM, t.stages(), b2u(acc),
+			b2u(!d.Tuning().MatMulStoreScratch)},
+		SubgroupSize:  sg,
+		FullSubgroups: true,
+	})
+}
+
 func (t cmTile) String() string {
 	return fmt.Sprintf("%dx%dx%d/w%dx%d/g%d/s%d", t.BM, t.BN, t.BK, t.WM, t.WN, t.GM, t.stages())
 }
@@ -107,12 +135,8 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 	if s.M == 0 {
 		return nil
 	}
-	sg := caps.SubgroupSize
-	if !t.valid(sg) {
-		return fmt.Errorf("matmul: invalid cooperative-matrix tile %s for subgroup size %d", t, sg)
-	}
-	if sh := t.shared(); sh > caps.MaxSharedMemory {
-		return fmt.Errorf("matmul: cooperative-matrix tile %s needs %d bytes of shared memory, device has %d", t, sh, caps.MaxSharedMemory)
+	if err := t.fits("matmul", caps); err != nil {
+		return err
 	}
 	sh := "matmul_cm1_y" + dtName(y.DType())
 	mc := d.Info().MaxWorkgroupCount
@@ -123,14 +147,7 @@ func matMulCM(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t c
 		return err
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
-		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), b2u(s.Acc), b2u(!d.Tuning().MatMulStoreScratch)}
-		k, err := d.Kernel(runtime.KernelDesc{
-			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec:          spec,
-			SubgroupSize:  sg,
-			FullSubgroups: true,
-		})
+		k, err := t.kernel(d, sh, p, s.Acc)
 		if err != nil {
 			return err
 		}

@@ -187,10 +187,9 @@ func matMulCM2(r *runtime.Recorder, s mmShape, y, x, w, bias *runtime.Tensor, t 
 		return err
 	}
 	return mmRecord(r, s, chunks, y, x, w, bias, func(c mmChunk, p mmPush, xa, wa, ba, ya runtime.Arg) error {
-		aligned := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
 		k, err := d.Kernel(runtime.KernelDesc{
 			Shader: sh, Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec:          []uint32{t.WG, t.BM, t.BN, t.BK, t.gm(), b2u(aligned), t.unroll(), b2u(s.Acc)},
+			Spec:          []uint32{t.WG, t.BM, t.BN, t.BK, t.gm(), b2u(p.vec()), t.unroll(), b2u(s.Acc)},
 			SubgroupSize:  caps.SubgroupSize,
 			FullSubgroups: true,
 		})

@@ -183,11 +183,8 @@ func matMulGLUTiled(r *runtime.Recorder, s mmShape, act, x, wgu *runtime.Tensor,
 		return nil
 	}
 	d := r.Device()
-	if !t.valid() {
-		return fmt.Errorf("matmul swiglu: invalid tile %+v", t)
-	}
-	if sh := t.shared(); sh > d.Caps().MaxSharedMemory {
-		return fmt.Errorf("matmul swiglu: tile %+v needs %d bytes of shared memory, device has %d", t, sh, d.Caps().MaxSharedMemory)
+	if err := t.fits("matmul swiglu", d.Caps()); err != nil {
+		return err
 	}
 	mc := d.Info().MaxWorkgroupCount
 	chunks, err := gluPlan(d, s, int(t.BM), int(mc[1])*int(t.BM))
@@ -195,11 +192,7 @@ func matMulGLUTiled(r *runtime.Recorder, s mmShape, act, x, wgu *runtime.Tensor,
 		return err
 	}
 	return gluRecord(r, s, chunks, act, x, wgu, func(c mmChunk, p mmPush, xa, wa, ya runtime.Arg) error {
-		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		k, err := d.Kernel(runtime.KernelDesc{
-			Shader: "matmul_glu_xf16_yf16", Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec: []uint32{t.wg(), t.BM, t.BN, t.BK, t.TM, t.TN, b2u(vec), 0},
-		})
+		k, err := t.kernel(d, "matmul_glu_xf16_yf16", p, false)
 		if err != nil {
 			return err
 		}
@@ -223,12 +216,11 @@ func matMulGLUCM(r *runtime.Recorder, s mmShape, act, x, wgu *runtime.Tensor, t 
 	if s.M == 0 {
 		return nil
 	}
-	sg := caps.SubgroupSize
-	if !t.valid(sg) || t.WN%32 != 0 {
-		return fmt.Errorf("matmul swiglu: cooperative-matrix tile %s is invalid for subgroup size %d or has WN not a multiple of 32 (gate and up fragments pair up)", t, sg)
+	if err := t.fits("matmul swiglu", caps); err != nil {
+		return err
 	}
-	if sh := t.shared(); sh > caps.MaxSharedMemory {
-		return fmt.Errorf("matmul swiglu: cooperative-matrix tile %s needs %d bytes of shared memory, device has %d", t, sh, caps.MaxSharedMemory)
+	if t.WN%32 != 0 {
+		return fmt.Errorf("matmul swiglu: cooperative-matrix tile %s has WN not a multiple of 32 (gate and up fragments pair up)", t)
 	}
 	mc := d.Info().MaxWorkgroupCount
 	chunks, err := gluPlan(d, s, int(t.BM), 1<<30)
@@ -236,14 +228,7 @@ func matMulGLUCM(r *runtime.Recorder, s mmShape, act, x, wgu *runtime.Tensor, t 
 		return err
 	}
 	return gluRecord(r, s, chunks, act, x, wgu, func(c mmChunk, p mmPush, xa, wa, ya runtime.Arg) error {
-		vec := s.K%8 == 0 && p.XOff%8 == 0 && p.WOff%8 == 0
-		spec := []uint32{t.subgroups() * sg, t.BM, t.BN, t.BK, t.WM, t.WN, b2u(vec), t.GM, t.stages(), 0, b2u(!d.Tuning().MatMulStoreScratch)}
-		k, err := d.Kernel(runtime.KernelDesc{
-			Shader: "matmul_cm1_glu_yf16", Bindings: 4, ReadOnly: 0b0111, PushSize: 36,
-			Spec:          spec,
-			SubgroupSize:  sg,
-			FullSubgroups: true,
-		})
+		k, err := t.kernel(d, "matmul_cm1_glu_yf16", p, false)
 		if err != nil {
 			return err
 		}
